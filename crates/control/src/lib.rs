@@ -1,0 +1,141 @@
+//! The control plane: decides every request from the metadata database and answers the gateway
+//! with an injector (`send-blob` for a hit, `send-dependency` for a miss), a small direct answer
+//! (`/v2/`, HEAD of an uncached object) or an OCI error. It records fills at upload
+//! authorize/finalize. It never reads or writes object bytes, so no download can block it.
+//!
+//! Every route requires the gateway's signed internal token.
+
+mod clock;
+mod decide;
+mod error;
+mod groups;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{Method, StatusCode};
+use injector::{INTERNAL_TOKEN_HEADER, Purpose, RequestVerifier};
+use metadata::Metadata;
+use oci::{Endpoint, ErrorCode, OciError};
+
+pub use clock::Clock;
+pub use error::ControlError;
+pub use groups::{DEFAULT_GROUP, GroupSettings, Groups};
+
+/// Limits and timings of the control plane's decisions.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    pub max_blob_size: u64,
+    pub max_manifest_size: u64,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings { max_blob_size: 10 << 30, max_manifest_size: 4 << 20 }
+    }
+}
+
+/// Everything a decision needs; shared by all requests.
+pub struct ControlPlane {
+    metadata: Metadata,
+    groups: Groups,
+    settings: ControlSettings,
+    verifier: RequestVerifier,
+    clock: Clock,
+}
+
+impl ControlPlane {
+    pub fn new(
+        metadata: Metadata,
+        groups: Groups,
+        settings: ControlSettings,
+        verifier: RequestVerifier,
+        clock: Clock,
+    ) -> Arc<Self> {
+        Arc::new(ControlPlane { metadata, groups, settings, verifier, clock })
+    }
+
+    /// The control plane's HTTP surface: one handler, every path parsed by [`oci::parse_v2_path`].
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new().fallback(handle).with_state(self.clone())
+    }
+}
+
+/// How long a stale recheck may be skipped by default.
+pub const DEFAULT_MANIFEST_RECHECK: Duration = Duration::from_secs(300);
+
+async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match dispatch(&control, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let oci = error.to_oci();
+            match oci.class() {
+                oci::ErrorClass::Internal => tracing::error!(%method, %path, %error, "control plane error"),
+                oci::ErrorClass::Upstream => tracing::warn!(%method, %path, %error, "upstream error"),
+                oci::ErrorClass::Client => tracing::debug!(%method, %path, %error, "client error"),
+            }
+            oci_response(&oci)
+        }
+    }
+}
+
+async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, ControlError> {
+    let endpoint = oci::parse_v2_path(request.uri().path())?;
+    let purpose = match endpoint {
+        Endpoint::Upload { .. } => Purpose::Upload,
+        _ => Purpose::Forward,
+    };
+    let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
+    if let Err(error) = control.verifier.verify(token, purpose) {
+        tracing::warn!(%error, path = request.uri().path(), "refused unsigned control-plane request");
+        return Err(OciError::new(ErrorCode::Denied, "this is the control plane; requests must come from a gateway")
+            .with_status(StatusCode::FORBIDDEN)
+            .into());
+    }
+    let method = request.method().clone();
+    let query = request.uri().query().map(str::to_owned);
+    let head = method == Method::HEAD;
+    match (endpoint, &method) {
+        (Endpoint::Base, &Method::GET | &Method::HEAD) => Ok(base_response()),
+        (Endpoint::Manifest { image, reference }, &Method::GET | &Method::HEAD) => {
+            let group = control.groups.resolve(&image, query.as_deref())?;
+            decide::manifest(control, &group, &image, &reference, head, request.uri()).await
+        }
+        (Endpoint::Blob { image, digest }, &Method::GET | &Method::HEAD) => {
+            let group = control.groups.resolve(&image, query.as_deref())?;
+            decide::blob(control, &group, &image, &digest, head, request.uri()).await
+        }
+        (Endpoint::Upload { image, kind, reference, stage }, &Method::POST) => {
+            let group = control.groups.resolve(&image, query.as_deref())?;
+            upload::handle(control, &group, &image, kind, &reference, stage, request.into_body()).await
+        }
+        (Endpoint::TagsList { .. } | Endpoint::Referrers { .. }, _) => Err(OciError::new(
+            ErrorCode::Unsupported,
+            "tag listing and referrers are not proxied yet",
+        )
+        .with_status(StatusCode::NOT_FOUND)
+        .into()),
+        _ => Err(OciError::new(ErrorCode::Unsupported, format!("{method} is not supported here: depproxy is a pull-through cache"))
+            .into()),
+    }
+}
+
+fn base_response() -> Response {
+    let mut response = Response::new(Body::from("{}"));
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert(oci::API_VERSION_HEADER, http::HeaderValue::from_static(oci::API_VERSION));
+    response
+}
+
+/// Renders an OCI error as an axum response.
+pub fn oci_response(error: &OciError) -> Response {
+    error.to_http_response().map(Body::from)
+}

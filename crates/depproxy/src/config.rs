@@ -1,0 +1,344 @@
+//! The configuration: TOML file, then command-line flags and environment variables on top.
+//! Unknown keys are errors, so a typo fails at start-up instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+pub const DEFAULT_DATA_DIR: &str = "./depproxy-data";
+pub const DOCKER_HUB_URL: &str = "https://registry-1.docker.io";
+pub const DEFAULT_UPSTREAM_NAME: &str = "dockerhub";
+
+/// The TOML file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address the public listener binds (`serve`, `gateway`) or the control plane binds (`control`).
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database and objects on local disk.
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite:…` or `postgres://…`; default: SQLite under `data_dir`.
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub upstream: Vec<UpstreamEntry>,
+    #[serde(default)]
+    pub group: Vec<GroupEntry>,
+    #[serde(default)]
+    pub limits: LimitsEntry,
+    #[serde(default)]
+    pub timeouts: TimeoutsEntry,
+}
+
+/// One `[[upstream]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    pub name: String,
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// PEM bundle of extra CA certificates trusted for this upstream.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One `[[group]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEntry {
+    pub path: String,
+    pub upstream: String,
+    /// How long a cached tag is served without asking upstream (e.g. "5m").
+    #[serde(default, with = "humantime_serde")]
+    pub manifest_recheck: Option<Duration>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsEntry {
+    /// Largest blob that is cached (e.g. "10GiB" or a number of bytes).
+    pub max_blob_size: Option<ByteSize>,
+    /// Largest manifest accepted (e.g. "4MiB").
+    pub max_manifest_size: Option<ByteSize>,
+}
+
+/// `[timeouts]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsEntry {
+    /// TCP/TLS connect to an upstream.
+    #[serde(default, with = "humantime_serde")]
+    pub connect: Option<Duration>,
+    /// Wait for upstream response headers.
+    #[serde(default, with = "humantime_serde")]
+    pub header: Option<Duration>,
+    /// Longest silence between two chunks of an upstream body.
+    #[serde(default, with = "humantime_serde")]
+    pub idle: Option<Duration>,
+}
+
+/// A byte count written as a number or with a unit (`512`, `"4MiB"`, `"10GB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(bytes) => Ok(ByteSize(bytes)),
+            Raw::Text(text) => parse_byte_size(&text).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("invalid size {text:?}"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    number.checked_mul(multiplier).ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// Settings after defaults and overrides.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub upstreams: Vec<ResolvedUpstream>,
+    pub groups: Vec<GroupEntry>,
+    pub max_blob_size: u64,
+    pub max_manifest_size: u64,
+    pub connect_timeout: Duration,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// An upstream with its secrets read.
+#[derive(Debug, Clone)]
+pub struct ResolvedUpstream {
+    pub name: String,
+    pub url: url::Url,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub upstream: Option<String>,
+}
+
+pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+impl Config {
+    /// Applies defaults and overrides to a file (or to nothing: zero config).
+    pub fn resolve(file: FileConfig, overrides: &Overrides) -> anyhow::Result<Config> {
+        let listen = match overrides.listen.or(file.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let data_dir = overrides.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url =
+            file.database_url.unwrap_or_else(|| format!("sqlite:{}", data_dir.join("depproxy.db").display()));
+        let mut upstream_entries = file.upstream;
+        let mut groups = file.group;
+        if upstream_entries.is_empty() && groups.is_empty() {
+            upstream_entries.push(UpstreamEntry {
+                name: DEFAULT_UPSTREAM_NAME.into(),
+                url: DOCKER_HUB_URL.into(),
+                username: None,
+                password: None,
+                password_file: None,
+                password_env: None,
+                ca_file: None,
+            });
+            groups.push(GroupEntry {
+                path: control::DEFAULT_GROUP.into(),
+                upstream: DEFAULT_UPSTREAM_NAME.into(),
+                manifest_recheck: None,
+            });
+        }
+        if let Some(url) = &overrides.upstream {
+            // `--upstream` replaces the upstream the `default` group uses.
+            let default_group = groups.iter().find(|group| group.path == control::DEFAULT_GROUP).cloned();
+            match default_group {
+                Some(group) => match upstream_entries.iter_mut().find(|entry| entry.name == group.upstream) {
+                    Some(entry) => entry.url = url.clone(),
+                    None => bail!("group default names unknown upstream {:?}", group.upstream),
+                },
+                None => {
+                    upstream_entries.push(UpstreamEntry {
+                        name: "default-upstream".into(),
+                        url: url.clone(),
+                        username: None,
+                        password: None,
+                        password_file: None,
+                        password_env: None,
+                        ca_file: None,
+                    });
+                    groups.push(GroupEntry {
+                        path: control::DEFAULT_GROUP.into(),
+                        upstream: "default-upstream".into(),
+                        manifest_recheck: None,
+                    });
+                }
+            }
+        }
+        let mut upstreams = Vec::new();
+        for entry in upstream_entries {
+            if upstreams.iter().any(|existing: &ResolvedUpstream| existing.name == entry.name) {
+                bail!("upstream {:?} is defined twice", entry.name);
+            }
+            upstreams.push(resolve_upstream(entry)?);
+        }
+        for group in &groups {
+            oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!("group {:?}: {}", group.path, error.message))?;
+            if !upstreams.iter().any(|upstream| upstream.name == group.upstream) {
+                bail!("group {:?} names unknown upstream {:?}", group.path, group.upstream);
+            }
+            if groups.iter().filter(|other| other.path == group.path).count() > 1 {
+                bail!("group {:?} is defined twice", group.path);
+            }
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            upstreams,
+            groups,
+            max_blob_size: file.limits.max_blob_size.map_or(10 << 30, |size| size.0),
+            max_manifest_size: file.limits.max_manifest_size.map_or(4 << 20, |size| size.0),
+            connect_timeout: file.timeouts.connect.unwrap_or(Duration::from_secs(5)),
+            header_timeout: file.timeouts.header.unwrap_or(Duration::from_secs(30)),
+            idle_timeout: file.timeouts.idle.unwrap_or(Duration::from_secs(60)),
+        })
+    }
+}
+
+fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
+    let url = url::Url::parse(&entry.url).with_context(|| format!("upstream {:?}: invalid url {:?}", entry.name, entry.url))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        bail!("upstream {:?}: url must be http:// or https://", entry.name);
+    }
+    let password = match (&entry.password, &entry.password_file, &entry.password_env) {
+        (Some(password), None, None) => Some(password.clone()),
+        (None, Some(file), None) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("upstream {:?}: cannot read password_file", entry.name))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        ),
+        (None, None, Some(variable)) => Some(
+            std::env::var(variable).with_context(|| format!("upstream {:?}: environment variable {variable} is not set", entry.name))?,
+        ),
+        (None, None, None) => None,
+        _ => bail!("upstream {:?}: give only one of password, password_file, password_env", entry.name),
+    };
+    if password.is_some() != entry.username.is_some() {
+        bail!("upstream {:?}: username and password go together", entry.name);
+    }
+    let ca_pem = match &entry.ca_file {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("upstream {:?}: cannot read ca_file", entry.name))?),
+        None => None,
+    };
+    Ok(ResolvedUpstream { name: entry.name, url, username: entry.username, password, ca_pem })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_config_is_docker_hub_on_port_5000() {
+        let config = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(config.database_url, "sqlite:./depproxy-data/depproxy.db");
+        assert_eq!(config.upstreams.len(), 1);
+        assert_eq!(config.upstreams[0].url.as_str(), "https://registry-1.docker.io/");
+        assert_eq!(config.groups[0].path, "default");
+    }
+
+    #[test]
+    fn upstream_flag_replaces_the_default_upstream() {
+        let overrides = Overrides { upstream: Some("http://127.0.0.1:5001".into()), ..Overrides::default() };
+        let config = Config::resolve(FileConfig::default(), &overrides).unwrap();
+        assert_eq!(config.upstreams.len(), 1);
+        assert_eq!(config.upstreams[0].url.as_str(), "http://127.0.0.1:5001/");
+    }
+
+    #[test]
+    fn issue_example_parses_and_unknown_keys_fail() {
+        let text = r#"
+            listen = "127.0.0.1:5000"
+            data_dir = "./depproxy-data"
+            [[upstream]]
+            name = "dockerhub"
+            url = "https://registry-1.docker.io"
+            [[upstream]]
+            name = "lab"
+            url = "http://127.0.0.1:5001"
+            [[group]]
+            path = "default"
+            upstream = "dockerhub"
+            [[group]]
+            path = "acme/platform"
+            upstream = "lab"
+            manifest_recheck = "10m"
+            [limits]
+            max_blob_size = "1GiB"
+        "#;
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let config = Config::resolve(file, &Overrides::default()).unwrap();
+        assert_eq!(config.groups[1].manifest_recheck, Some(Duration::from_secs(600)));
+        assert_eq!(config.max_blob_size, 1 << 30);
+        let error = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err().to_string();
+        assert!(error.contains("unknown field `lisen`"), "{error}");
+    }
+
+    #[test]
+    fn inconsistent_configs_are_refused() {
+        let file: FileConfig = toml::from_str("[[group]]\npath = \"default\"\nupstream = \"nope\"").unwrap();
+        let error = Config::resolve(file, &Overrides::default()).unwrap_err().to_string();
+        assert!(error.contains("unknown upstream"), "{error}");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_byte_size("10 GB"), Ok(10_000_000_000));
+        assert_eq!(parse_byte_size("512"), Ok(512));
+        assert!(parse_byte_size("12 parsecs").is_err());
+    }
+}

@@ -1,0 +1,423 @@
+//! Single-flight fills: the first miss of an object starts a *detached* task that fetches it from
+//! upstream into a staged upload (a temp file), publishing its progress. Every client of the
+//! object — the first one too — tails that file at its own pace. Clients never own the fill: one
+//! that leaves changes nothing for the others or for the cache.
+//!
+//! State machine (published on a `watch` channel):
+//!
+//! ```text
+//! Connecting ──headers 2xx──▶ Streaming{spool, progress} ──verified+committed──▶ Committed
+//!      │                            │
+//!      └──error──▶ Failed ◀──error / mismatch / too large / idle timeout──┘
+//! ```
+//! The fill task dropping its sender without a final state also counts as failure. The in-flight
+//! entry is removed *before* the final state is published, so a request arriving later never
+//! joins a finished fill: it asks the control plane again and finds the object cached (or starts
+//! a new fill after a failure).
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt as _;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use injector::{
+    AuthorizeRequest, Authorization, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest, INTERNAL_TOKEN_HEADER,
+    Purpose, SendDependency, UploadDecision,
+};
+use oci::{Digest, ErrorCode, ObjectKind, OciError};
+use storage::{Expectation, StorageError};
+use tokio::sync::watch;
+use upstream::UpstreamError;
+
+use crate::Gateway;
+use crate::error::GatewayError;
+
+/// Largest read a tailing client makes at once.
+const TAIL_CHUNK: usize = 256 * 1024;
+
+/// What upstream said about the object in its response headers.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamHead {
+    pub content_length: Option<u64>,
+    pub content_type: Option<String>,
+}
+
+/// The bytes of a running fill, readable while they are written.
+pub(crate) struct Streaming {
+    pub head: UpstreamHead,
+    /// A read handle on the spool; positioned reads need no seek, so all clients share it, and it
+    /// stays valid after the file is renamed into place or removed.
+    pub file: Arc<std::fs::File>,
+    /// Bytes written to the spool so far.
+    pub progress: watch::Receiver<u64>,
+}
+
+/// A fill that finished and verified.
+pub(crate) struct Finished {
+    pub head: UpstreamHead,
+    pub key: String,
+    pub digest: Digest,
+    pub size: u64,
+    /// Whether the object is in storage (false for a pass-through fill).
+    pub stored: bool,
+    /// The spool it was written to, still readable by clients that joined late.
+    pub streaming: Arc<Streaming>,
+}
+
+#[derive(Clone)]
+pub(crate) enum FillState {
+    Connecting,
+    Streaming(Arc<Streaming>),
+    Committed(Arc<Finished>),
+    Failed(Arc<FillError>),
+}
+
+/// Why a fill failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FillError {
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("upstream sent no data for {0:?}")]
+    IdleTimeout(std::time::Duration),
+    #[error("upstream stream broke: {0}")]
+    Broken(String),
+    #[error("object is {size} bytes, over the limit of {limit}")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Gateway(#[from] GatewayError),
+    #[error("the fill task ended without a result")]
+    Vanished,
+}
+
+impl FillError {
+    /// The answer for clients that have not received a status line yet.
+    pub fn to_oci(&self) -> OciError {
+        match self {
+            FillError::Upstream(error) => error.to_oci(),
+            FillError::IdleTimeout(_) => {
+                OciError::new(ErrorCode::Unavailable, self.to_string()).with_status(StatusCode::GATEWAY_TIMEOUT)
+            }
+            FillError::Broken(_) => OciError::new(ErrorCode::Unavailable, self.to_string()).with_status(StatusCode::BAD_GATEWAY),
+            FillError::TooLarge { .. } | FillError::Storage(StorageError::TooLarge { .. }) => {
+                OciError::new(ErrorCode::Denied, format!("{self}: refused by the proxy's size limit"))
+            }
+            FillError::Storage(error) if error.is_content_error() => OciError::new(
+                ErrorCode::Unavailable,
+                format!("upstream sent content that failed verification: {error}"),
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
+            FillError::Storage(_) | FillError::Gateway(_) | FillError::Vanished => OciError::internal("the proxy could not store the object"),
+        }
+    }
+}
+
+/// The fills running on this node, by fill key.
+#[derive(Default)]
+pub struct Fills {
+    inflight: Mutex<HashMap<String, watch::Receiver<FillState>>>,
+}
+
+impl Fills {
+    pub fn len(&self) -> usize {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn remove(&self, key: &str) {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    }
+}
+
+/// Joins the fill of `params.fill_key`, starting it when none runs.
+pub(crate) fn join_or_start(gateway: &Arc<Gateway>, params: SendDependency) -> watch::Receiver<FillState> {
+    let mut inflight = gateway.fills.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(state) = inflight.get(&params.fill_key) {
+        return state.clone();
+    }
+    let (sender, receiver) = watch::channel(FillState::Connecting);
+    inflight.insert(params.fill_key.clone(), receiver.clone());
+    drop(inflight);
+    tokio::spawn(run(gateway.clone(), params, sender));
+    receiver
+}
+
+async fn run(gateway: Arc<Gateway>, params: SendDependency, state: watch::Sender<FillState>) {
+    let outcome = fill(&gateway, &params, &state).await;
+    gateway.fills.remove(&params.fill_key);
+    match outcome {
+        Ok(finished) => {
+            tracing::info!(url = %params.url, digest = %finished.digest, size = finished.size, stored = finished.stored, "fill complete");
+            state.send_replace(FillState::Committed(Arc::new(finished)));
+        }
+        Err(error) => {
+            tracing::warn!(url = %params.url, %error, "fill failed");
+            state.send_replace(FillState::Failed(Arc::new(error)));
+        }
+    }
+}
+
+async fn fill(gateway: &Gateway, params: &SendDependency, state: &watch::Sender<FillState>) -> Result<Finished, FillError> {
+    let mut request_headers = HeaderMap::new();
+    for (name, value) in &params.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            request_headers.append(name, value);
+        }
+    }
+    let mut response = upstream::open_stream(
+        &gateway.upstream_http,
+        &params.url,
+        request_headers,
+        params.kind,
+        gateway.settings.header_timeout,
+    )
+    .await?;
+    let head = UpstreamHead {
+        content_length: response.content_length(),
+        content_type: response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+    };
+    if let Some(size) = head.content_length
+        && size > params.max_size
+    {
+        return Err(FillError::TooLarge { size, limit: params.max_size });
+    }
+    let authorization = authorize(gateway, params, head.content_length).await;
+    let limit = authorization.max_size.min(params.max_size);
+    let upload = gateway.store.begin_upload(limit).await?;
+    let (spool, progress) = upload.spool();
+    let file = tokio::task::spawn_blocking(move || std::fs::File::open(spool.path))
+        .await
+        .map_err(|_| FillError::Vanished)?
+        .map_err(StorageError::from)?;
+    let streaming = Arc::new(Streaming { head: head.clone(), file: Arc::new(file), progress });
+    state.send_replace(FillState::Streaming(streaming.clone()));
+
+    let mut upload = upload;
+    let idle = gateway.settings.idle_timeout;
+    loop {
+        match tokio::time::timeout(idle, response.chunk()).await {
+            Err(_) => {
+                upload.abort().await;
+                return Err(FillError::IdleTimeout(idle));
+            }
+            Ok(Err(error)) => {
+                upload.abort().await;
+                return Err(FillError::Broken(upstream_error_text(&error)));
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => upload.write(chunk).await?,
+        }
+    }
+    let expected = Expectation { digest: params.expected_digest.clone(), size: head.content_length };
+    let media_type = match params.kind {
+        ObjectKind::Blob => head.content_type.clone().unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned()),
+        ObjectKind::Manifest => head.content_type.clone().unwrap_or_default(),
+    };
+    match authorization.decision {
+        UploadDecision::Store => {
+            let committed = upload.commit(&expected).await?;
+            let finalize = FinalizeRequest {
+                v: CONTRACT_VERSION,
+                kind: params.kind,
+                digest: committed.digest.clone(),
+                size: committed.size,
+                media_type,
+                key: committed.key.clone(),
+                lease_id: authorization.lease_id.clone(),
+            };
+            // The object is verified and durable; a failed finalize only means the next request
+            // fills again, so clients are still served.
+            if let Err(error) = call_upload(gateway, &params.upload.finalize, &finalize).await {
+                tracing::warn!(url = %params.url, %error, "finalize failed; object stays unrecorded");
+            }
+            Ok(Finished { head, key: committed.key, digest: committed.digest, size: committed.size, stored: true, streaming })
+        }
+        UploadDecision::Passthrough { reason } => {
+            let verified = upload.verify_and_discard(&expected).await?;
+            tracing::info!(url = %params.url, %reason, "streamed without caching");
+            Ok(Finished { head, key: verified.key, digest: verified.digest, size: verified.size, stored: false, streaming })
+        }
+    }
+}
+
+fn upstream_error_text(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Asks the control plane whether to store. If it cannot answer, the client is still served:
+/// the bytes stream through uncached.
+async fn authorize(gateway: &Gateway, params: &SendDependency, size: Option<u64>) -> Authorization {
+    let call = AuthorizeRequest {
+        v: CONTRACT_VERSION,
+        kind: params.kind,
+        digest: params.expected_digest.clone(),
+        size,
+        node: gateway.settings.node_id.clone(),
+    };
+    let answer = match call_upload(gateway, &params.upload.authorize, &call).await {
+        Ok(body) => serde_json::from_slice::<Authorization>(&body).map_err(|error| GatewayError::BadControlAnswer(error.to_string())),
+        Err(error) => Err(error),
+    };
+    answer.unwrap_or_else(|error| {
+        tracing::warn!(url = %params.url, %error, "upload authorize failed; streaming without caching");
+        Authorization {
+            v: CONTRACT_VERSION,
+            decision: UploadDecision::Passthrough { reason: format!("authorize failed: {error}") },
+            max_size: params.max_size,
+            lease_id: None,
+            lease_seconds: None,
+        }
+    })
+}
+
+/// POSTs an upload call to the control plane and returns its body on 2xx.
+async fn call_upload<T: serde::Serialize>(gateway: &Gateway, path: &str, body: &T) -> Result<Bytes, GatewayError> {
+    let json = serde_json::to_vec(body).map_err(|error| GatewayError::BadControlAnswer(error.to_string()))?;
+    let token = HeaderValue::try_from(gateway.signer.sign(Purpose::Upload)?)
+        .map_err(|_| GatewayError::ControlUnreachable("token is not a header value".into()))?;
+    let mut request = Request::new(Body::from(json));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = path.parse().map_err(|_| GatewayError::BadControlAnswer(format!("bad upload path {path:?}")))?;
+    request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token);
+    request.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
+    let response = gateway.control.call(request).await?;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map_err(|error| GatewayError::ControlUnreachable(error.to_string()))?;
+    if !status.is_success() {
+        tracing::warn!(%status, path, body = %String::from_utf8_lossy(&body), "control plane refused an upload call");
+        return Err(GatewayError::ControlRefused(status));
+    }
+    Ok(body)
+}
+
+/// Waits until the fill has left `Connecting`.
+pub(crate) async fn started(state: &mut watch::Receiver<FillState>) -> FillState {
+    match state.wait_for(|current| !matches!(current, FillState::Connecting)).await {
+        Ok(current) => current.clone(),
+        Err(_) => FillState::Failed(Arc::new(FillError::Vanished)),
+    }
+}
+
+/// Waits until the fill is committed or failed.
+pub(crate) async fn finished(state: &mut watch::Receiver<FillState>) -> Result<Arc<Finished>, Arc<FillError>> {
+    match state.wait_for(|current| matches!(current, FillState::Committed(_) | FillState::Failed(_))).await {
+        Ok(current) => match &*current {
+            FillState::Committed(finished) => Ok(finished.clone()),
+            FillState::Failed(error) => Err(error.clone()),
+            _ => Err(Arc::new(FillError::Vanished)),
+        },
+        Err(_) => Err(Arc::new(FillError::Vanished)),
+    }
+}
+
+/// One client's position in a running fill. Yields bytes as they land in the spool; withholds
+/// the final byte of a known-length body until the fill is verified, so a client never sees a
+/// complete response for content that then fails its digest check.
+pub(crate) struct Tail {
+    streaming: Arc<Streaming>,
+    progress: watch::Receiver<u64>,
+    state: watch::Receiver<FillState>,
+    offset: u64,
+    progress_open: bool,
+    done: bool,
+}
+
+impl Tail {
+    pub fn new(streaming: Arc<Streaming>, state: watch::Receiver<FillState>) -> Self {
+        let progress = streaming.progress.clone();
+        Tail { streaming, progress, state, offset: 0, progress_open: true, done: false }
+    }
+
+    /// The next chunk, `None` at the verified end, an error when the fill failed.
+    pub async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let terminal = match &*self.state.borrow() {
+                FillState::Committed(finished) => Some(Ok(finished.size)),
+                FillState::Failed(error) => Some(Err(error.to_string())),
+                _ => None,
+            };
+            let readable = match terminal {
+                Some(Err(message)) => {
+                    self.done = true;
+                    return Some(Err(std::io::Error::other(message)));
+                }
+                Some(Ok(size)) => {
+                    if self.offset >= size {
+                        self.done = true;
+                        return None;
+                    }
+                    size
+                }
+                None => {
+                    let written = *self.progress.borrow();
+                    match self.streaming.head.content_length {
+                        Some(total) => written.min(total.saturating_sub(1)),
+                        None => written,
+                    }
+                }
+            };
+            if self.offset < readable {
+                let length = (readable - self.offset).min(TAIL_CHUNK as u64) as usize;
+                return Some(self.read(length).await);
+            }
+            tokio::select! {
+                changed = self.progress.changed(), if self.progress_open => {
+                    if changed.is_err() {
+                        self.progress_open = false;
+                    }
+                }
+                changed = self.state.changed() => {
+                    if changed.is_err() && !matches!(&*self.state.borrow(), FillState::Committed(_) | FillState::Failed(_)) {
+                        self.done = true;
+                        return Some(Err(std::io::Error::other(FillError::Vanished.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read(&mut self, length: usize) -> Result<Bytes, std::io::Error> {
+        let file = self.streaming.file.clone();
+        let offset = self.offset;
+        let chunk = tokio::task::spawn_blocking(move || -> Result<Bytes, std::io::Error> {
+            let mut buffer = BytesMut::zeroed(length);
+            let read = file.read_at(&mut buffer, offset)?;
+            if read == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "spool shorter than published"));
+            }
+            buffer.truncate(read);
+            Ok(buffer.freeze())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.offset += chunk.len() as u64;
+        Ok(chunk)
+    }
+
+    /// The tail as a response body stream.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut tail| async move { tail.next_chunk().await.map(|item| (item, tail)) })
+    }
+}

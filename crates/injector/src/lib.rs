@@ -1,0 +1,241 @@
+//! The contract between the gateway (data plane) and the control plane: injector parameters carried
+//! in the `Depproxy-Send-Data` response header, the upload authorize/finalize messages, and the
+//! HMAC-signed token on every gateway→control request.
+//!
+//! Both sides depend on this crate and nothing else of each other, so the wire format lives here
+//! only. Every message carries a version `v`; an unknown kind or version is an error, never a guess.
+
+pub mod signing;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE;
+use oci::{Digest, ObjectKind};
+use serde::{Deserialize, Serialize};
+
+pub use signing::{Purpose, RequestSigner, RequestVerifier, Secret, SecretError, SignatureError};
+
+/// The control-plane response header that tells the gateway what to do.
+pub const SEND_DATA_HEADER: &str = "Depproxy-Send-Data";
+/// The gateway→control request header carrying the signed token.
+pub const INTERNAL_TOKEN_HEADER: &str = "Depproxy-Internal-Token";
+/// Content type of authorize/finalize bodies and answers.
+pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+json";
+/// The only contract version this build speaks.
+pub const CONTRACT_VERSION: u32 = 1;
+
+/// A header name and value, kept as an ordered list so repeated headers survive.
+pub type HeaderList = Vec<(String, String)>;
+
+/// Serve a cached object from storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBlob {
+    pub v: u32,
+    /// Storage key of the object (content-addressed).
+    pub key: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// Extra response headers for the client (e.g. `Warning` on a stale tag).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: HeaderList,
+}
+
+/// Where the gateway reports a fill to the control plane: paths on the control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRoutes {
+    pub authorize: String,
+    pub finalize: String,
+}
+
+/// Fetch an object from upstream, stream it to the client, verify and store it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendDependency {
+    pub v: u32,
+    pub kind: ObjectKind,
+    /// Identifies the fill for single-flight: requests with the same key share one upstream fetch.
+    /// The control plane scopes it (per group and object) so a group is never served bytes its own
+    /// upstream did not send.
+    pub fill_key: String,
+    /// Absolute upstream URL of the object.
+    pub url: String,
+    /// The complete upstream request header set (e.g. `Authorization`, `Accept`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: HeaderList,
+    /// Known for blobs and manifests by digest; `None` for a manifest by tag (the computed digest is
+    /// what gets recorded).
+    pub expected_digest: Option<Digest>,
+    /// Largest object the gateway may accept.
+    pub max_size: u64,
+    pub upload: UploadRoutes,
+    /// Extra response headers for the client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: HeaderList,
+}
+
+/// An instruction from the control plane.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Injector {
+    SendBlob(SendBlob),
+    SendDependency(SendDependency),
+}
+
+/// Why an injector header could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectorError {
+    #[error("injector header has no kind prefix")]
+    MissingKind,
+    #[error("unknown injector kind {0:?}")]
+    UnknownKind(String),
+    #[error("injector params are not valid base64url: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("injector params are not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("injector contract version {0} is not supported (this build speaks {CONTRACT_VERSION})")]
+    Version(u32),
+}
+
+impl Injector {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Injector::SendBlob(_) => "send-blob",
+            Injector::SendDependency(_) => "send-dependency",
+        }
+    }
+
+    /// The `Depproxy-Send-Data` header value: `<kind>:<base64url(JSON)>`.
+    pub fn encode(&self) -> Result<String, InjectorError> {
+        let json = match self {
+            Injector::SendBlob(params) => serde_json::to_vec(params)?,
+            Injector::SendDependency(params) => serde_json::to_vec(params)?,
+        };
+        Ok(format!("{}:{}", self.kind(), URL_SAFE.encode(json)))
+    }
+
+    pub fn decode(header: &str) -> Result<Injector, InjectorError> {
+        let (kind, payload) = header.split_once(':').ok_or(InjectorError::MissingKind)?;
+        let json = URL_SAFE.decode(payload)?;
+        let injector = match kind {
+            "send-blob" => Injector::SendBlob(serde_json::from_slice(&json)?),
+            "send-dependency" => Injector::SendDependency(serde_json::from_slice(&json)?),
+            other => return Err(InjectorError::UnknownKind(other.to_owned())),
+        };
+        let version = match &injector {
+            Injector::SendBlob(params) => params.v,
+            Injector::SendDependency(params) => params.v,
+        };
+        if version != CONTRACT_VERSION {
+            return Err(InjectorError::Version(version));
+        }
+        Ok(injector)
+    }
+}
+
+/// Gateway → control: may I store this object?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    pub v: u32,
+    pub kind: ObjectKind,
+    /// The digest being filled, when known before the body (blobs, manifests by digest).
+    pub digest: Option<Digest>,
+    /// Upstream `Content-Length`, when sent.
+    pub size: Option<u64>,
+    /// Identifies the gateway node asking (lease holder).
+    pub node: String,
+}
+
+/// Control → gateway: the answer to [`AuthorizeRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    pub v: u32,
+    pub decision: UploadDecision,
+    /// Largest object that may be stored.
+    pub max_size: u64,
+    /// Lease on the object's fill, to be passed back at finalize and renewed while filling.
+    pub lease_id: Option<String>,
+    /// How long the lease lasts without renewal, in seconds.
+    pub lease_seconds: Option<u64>,
+}
+
+/// Whether the gateway stores what it streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UploadDecision {
+    /// Store it, then finalize.
+    Store,
+    /// Stream it to the client without storing (e.g. another node holds the fill lease).
+    Passthrough { reason: String },
+}
+
+/// Gateway → control: the object is stored and verified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizeRequest {
+    pub v: u32,
+    pub kind: ObjectKind,
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub key: String,
+    pub lease_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest() -> Digest {
+        Digest::of(b"x")
+    }
+
+    #[test]
+    fn round_trips_both_kinds() {
+        let blob = Injector::SendBlob(SendBlob {
+            v: 1,
+            key: "blobs/sha256/aa/aa".into(),
+            digest: digest(),
+            size: 1,
+            media_type: "application/octet-stream".into(),
+            headers: vec![("Warning".into(), "110 - stale".into())],
+        });
+        let dependency = Injector::SendDependency(SendDependency {
+            v: 1,
+            kind: ObjectKind::Manifest,
+            fill_key: "default/manifest/a:v1".into(),
+            url: "https://registry.example/v2/a/manifests/v1".into(),
+            headers: vec![("Authorization".into(), "Bearer t".into())],
+            expected_digest: None,
+            max_size: 4 << 20,
+            upload: UploadRoutes { authorize: "/a/upload/authorize".into(), finalize: "/a/upload".into() },
+            response_headers: Vec::new(),
+        });
+        for injector in [blob, dependency] {
+            let header = injector.encode().unwrap();
+            assert!(header.starts_with(injector.kind()));
+            assert_eq!(Injector::decode(&header).unwrap(), injector);
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_know() {
+        assert!(matches!(Injector::decode("send-url:e30="), Err(InjectorError::UnknownKind(_))));
+        assert!(matches!(Injector::decode("nocolon"), Err(InjectorError::MissingKind)));
+        assert!(matches!(Injector::decode("send-blob:!!"), Err(InjectorError::Base64(_))));
+        assert!(matches!(Injector::decode("send-blob:e30="), Err(InjectorError::Json(_))));
+        let future = SendBlob { v: 2, key: "k".into(), digest: digest(), size: 0, media_type: "x".into(), headers: vec![] };
+        let header = Injector::SendBlob(future).encode().unwrap();
+        assert!(matches!(Injector::decode(&header), Err(InjectorError::Version(2))));
+        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":1,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
+        assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
+    }
+
+    #[test]
+    fn decisions_serialise_with_a_kind_tag() {
+        let text = serde_json::to_string(&UploadDecision::Passthrough { reason: "lease held".into() }).unwrap();
+        assert_eq!(text, r#"{"kind":"passthrough","reason":"lease held"}"#);
+    }
+}

@@ -1,0 +1,273 @@
+//! The metadata database: which objects each group has cached, tag → digest mappings with their
+//! freshness, and fill leases across nodes. SQLite (default) and PostgreSQL share one set of
+//! queries and one test suite; each has its own migrations.
+//!
+//! Every write is an upsert on a unique key: concurrent finalizes of one object are normal.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use oci::Digest;
+use sqlx::migrate::MigrateDatabase as _;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+/// Errors of the metadata layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?} (use sqlite:… or postgres://…)")]
+    UnsupportedUrl(String),
+    #[error("stored digest {0:?} is invalid")]
+    CorruptDigest(String),
+}
+
+type Result<T> = std::result::Result<T, MetadataError>;
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement on whichever backend the database uses.
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match &$db.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A cached blob of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// A cached manifest reference of a group's image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// When upstream last confirmed this reference (unix ms).
+    pub checked_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct BlobRow {
+    digest: String,
+    size: i64,
+    media_type: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ManifestRow {
+    digest: String,
+    media_type: String,
+    size: i64,
+    checked_at: i64,
+}
+
+fn parse_digest(text: String) -> Result<Digest> {
+    text.parse().map_err(|_| MetadataError::CorruptDigest(text))
+}
+
+/// Sizes are `u64` in Rust and `BIGINT` in SQL; objects never approach 2^63 bytes.
+fn to_sql_size(size: u64) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX)
+}
+
+/// A handle on the metadata database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pool: Pool,
+}
+
+impl Metadata {
+    /// Connects (creating the database when missing) and runs migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if !sqlx::Postgres::database_exists(url).await? {
+                // Two nodes may race to create it; losing the race is fine.
+                if let Err(error) = sqlx::Postgres::create_database(url).await
+                    && !sqlx::Postgres::database_exists(url).await?
+                {
+                    return Err(error.into());
+                }
+            }
+            let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(MetadataError::UnsupportedUrl(url.to_owned()));
+        };
+        Ok(Metadata { pool })
+    }
+
+    /// `sqlite:` or `postgres`, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn find_blob(&self, group: &str, digest: &Digest) -> Result<Option<BlobRecord>> {
+        const SQL: &str = "SELECT digest, size, media_type FROM blobs WHERE group_path = $1 AND digest = $2";
+        let row: Option<BlobRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(group)
+            .bind(digest.to_string())
+            .fetch_optional(pool)
+            .await?);
+        row.map(|row| {
+            Ok(BlobRecord { digest: parse_digest(row.digest)?, size: row.size as u64, media_type: row.media_type })
+        })
+        .transpose()
+    }
+
+    pub async fn upsert_blob(&self, group: &str, record: &BlobRecord, now: i64) -> Result<()> {
+        const SQL: &str = "INSERT INTO blobs (group_path, digest, size, media_type, created_at, read_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (group_path, digest) DO UPDATE SET size = excluded.size, \
+             media_type = excluded.media_type, read_at = excluded.read_at";
+        on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(group)
+            .bind(record.digest.to_string())
+            .bind(to_sql_size(record.size))
+            .bind(&record.media_type)
+            .bind(now)
+            .execute(pool)
+            .await?);
+        Ok(())
+    }
+
+    pub async fn find_manifest(&self, group: &str, image: &str, reference: &str) -> Result<Option<ManifestRecord>> {
+        const SQL: &str = "SELECT digest, media_type, size, checked_at FROM manifests \
+             WHERE group_path = $1 AND image = $2 AND reference = $3";
+        let row: Option<ManifestRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(group)
+            .bind(image)
+            .bind(reference)
+            .fetch_optional(pool)
+            .await?);
+        row.map(|row| {
+            Ok(ManifestRecord {
+                digest: parse_digest(row.digest)?,
+                media_type: row.media_type,
+                size: row.size as u64,
+                checked_at: row.checked_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records (or re-points) a manifest reference, confirmed by upstream at `now`.
+    pub async fn upsert_manifest(
+        &self,
+        group: &str,
+        image: &str,
+        reference: &str,
+        record: &ManifestRecord,
+        now: i64,
+    ) -> Result<()> {
+        const SQL: &str = "INSERT INTO manifests \
+             (group_path, image, reference, digest, media_type, size, created_at, checked_at, read_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
+             ON CONFLICT (group_path, image, reference) DO UPDATE SET digest = excluded.digest, \
+             media_type = excluded.media_type, size = excluded.size, checked_at = excluded.checked_at, \
+             read_at = excluded.read_at";
+        on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(group)
+            .bind(image)
+            .bind(reference)
+            .bind(record.digest.to_string())
+            .bind(&record.media_type)
+            .bind(to_sql_size(record.size))
+            .bind(now)
+            .bind(record.checked_at)
+            .execute(pool)
+            .await?);
+        Ok(())
+    }
+
+    /// Upstream confirmed the reference still points at `digest`.
+    pub async fn mark_manifest_checked(&self, group: &str, image: &str, reference: &str, now: i64) -> Result<()> {
+        const SQL: &str =
+            "UPDATE manifests SET checked_at = $4 WHERE group_path = $1 AND image = $2 AND reference = $3";
+        on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(group)
+            .bind(image)
+            .bind(reference)
+            .bind(now)
+            .execute(pool)
+            .await?);
+        Ok(())
+    }
+
+    /// Takes the fill lease of `digest` for `holder` unless another holder has a live one.
+    /// Returns whether `holder` now holds it.
+    pub async fn acquire_lease(
+        &self,
+        digest: &Digest,
+        holder: &str,
+        lease_id: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        const SQL: &str = "INSERT INTO fill_leases (object_digest, holder, lease_id, expires_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (object_digest) DO UPDATE SET holder = excluded.holder, \
+             lease_id = excluded.lease_id, expires_at = excluded.expires_at \
+             WHERE fill_leases.expires_at < $5 OR fill_leases.holder = excluded.holder";
+        let result = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(digest.to_string())
+            .bind(holder)
+            .bind(lease_id)
+            .bind(now + ttl_ms)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(result == 1)
+    }
+
+    /// Extends a lease still held under `lease_id`. Returns whether it was.
+    pub async fn renew_lease(&self, digest: &Digest, lease_id: &str, now: i64, ttl_ms: i64) -> Result<bool> {
+        const SQL: &str = "UPDATE fill_leases SET expires_at = $3 WHERE object_digest = $1 AND lease_id = $2";
+        let result = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(digest.to_string())
+            .bind(lease_id)
+            .bind(now + ttl_ms)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(result == 1)
+    }
+
+    pub async fn release_lease(&self, digest: &Digest, lease_id: &str) -> Result<()> {
+        const SQL: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
+        on_pool!(self, |pool| sqlx::query(SQL).bind(digest.to_string()).bind(lease_id).execute(pool).await?);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! The one parser from a request path to an [`Endpoint`]. Names, digests and references are
+//! validated here, so nothing invalid reaches policy, the database or storage.
+//!
+//! Paths are taken raw (never percent-decoded): an encoded `/` or `.` is simply an invalid name.
+
+use crate::digest::Digest;
+use crate::error::{ErrorCode, OciError};
+use crate::name::{GroupPath, Reference, RepositoryName};
+
+/// The marker that separates a group path from an image name in GitLab's URL form.
+pub const GROUP_MARKER: &str = "/dependency_proxy/containers/";
+
+/// How a request names its image.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ImageAddress {
+    /// `/v2/<group path>/dependency_proxy/containers/<image>/…`
+    Group { group: GroupPath, image: RepositoryName },
+    /// `/v2/<image>/…`: the mirror form. Which group serves it (root mirror, `?ns=`, upstream-name
+    /// prefix) is a policy decision of the control plane.
+    Root { image: RepositoryName },
+}
+
+impl ImageAddress {
+    /// The image name as written in the request.
+    pub fn image(&self) -> &RepositoryName {
+        match self {
+            ImageAddress::Group { image, .. } | ImageAddress::Root { image } => image,
+        }
+    }
+}
+
+/// Manifest or blob: the two kinds of cached object.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    Manifest,
+    Blob,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Manifest => "manifest",
+            ObjectKind::Blob => "blob",
+        }
+    }
+}
+
+/// The two internal upload calls the gateway makes for a fill.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum UploadStage {
+    /// `…/upload/authorize`: may this gateway store the object, and how?
+    Authorize,
+    /// `…/upload`: the object is stored and verified; record it.
+    Finalize,
+}
+
+/// What a `/v2/…` request path asks for.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Endpoint {
+    /// `/v2/`: API version check.
+    Base,
+    Manifest { image: ImageAddress, reference: Reference },
+    Blob { image: ImageAddress, digest: Digest },
+    TagsList { image: ImageAddress },
+    Referrers { image: ImageAddress, digest: Digest },
+    /// `…/{manifests/<ref>,blobs/<digest>}/upload[/authorize]`, internal gateway→control calls.
+    Upload { image: ImageAddress, kind: ObjectKind, reference: Reference, stage: UploadStage },
+}
+
+impl Endpoint {
+    /// A short stable name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Endpoint::Base => "base",
+            Endpoint::Manifest { .. } => "manifest",
+            Endpoint::Blob { .. } => "blob",
+            Endpoint::TagsList { .. } => "tags_list",
+            Endpoint::Referrers { .. } => "referrers",
+            Endpoint::Upload { stage: UploadStage::Authorize, .. } => "upload_authorize",
+            Endpoint::Upload { stage: UploadStage::Finalize, .. } => "upload_finalize",
+        }
+    }
+}
+
+fn not_found(path: &str) -> OciError {
+    OciError::new(ErrorCode::Unsupported, format!("no such endpoint: {path}"))
+        .with_status(http::StatusCode::NOT_FOUND)
+}
+
+/// Parses a request path (without query) into an endpoint.
+pub fn parse_v2_path(path: &str) -> Result<Endpoint, OciError> {
+    let rest = match path {
+        "/v2" | "/v2/" => return Ok(Endpoint::Base),
+        _ => path.strip_prefix("/v2/").ok_or_else(|| not_found(path))?,
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let count = segments.len();
+    if count >= 3 && segments[count - 2] == "tags" && segments[count - 1] == "list" {
+        let image = parse_image(&segments[..count - 2].join("/"))?;
+        return Ok(Endpoint::TagsList { image });
+    }
+    if count >= 3 {
+        let (keyword, last) = (segments[count - 2], segments[count - 1]);
+        let name = || segments[..count - 2].join("/");
+        match keyword {
+            "manifests" => {
+                let image = parse_image(&name())?;
+                return Ok(Endpoint::Manifest { image, reference: Reference::parse(last)? });
+            }
+            "blobs" => {
+                let image = parse_image(&name())?;
+                return Ok(Endpoint::Blob { image, digest: parse_digest(last)? });
+            }
+            "referrers" => {
+                let image = parse_image(&name())?;
+                return Ok(Endpoint::Referrers { image, digest: parse_digest(last)? });
+            }
+            _ => {}
+        }
+    }
+    let (stage, trimmed) = if count >= 2 && segments[count - 2..] == ["upload", "authorize"] {
+        (UploadStage::Authorize, count - 2)
+    } else if segments[count - 1] == "upload" {
+        (UploadStage::Finalize, count - 1)
+    } else {
+        return Err(not_found(path));
+    };
+    if trimmed >= 3 {
+        let (keyword, last) = (segments[trimmed - 2], segments[trimmed - 1]);
+        let kind = match keyword {
+            "manifests" => ObjectKind::Manifest,
+            "blobs" => ObjectKind::Blob,
+            _ => return Err(not_found(path)),
+        };
+        let image = parse_image(&segments[..trimmed - 2].join("/"))?;
+        let reference = match kind {
+            ObjectKind::Manifest => Reference::parse(last)?,
+            ObjectKind::Blob => Reference::Digest(parse_digest(last)?),
+        };
+        return Ok(Endpoint::Upload { image, kind, reference, stage });
+    }
+    Err(not_found(path))
+}
+
+fn parse_digest(input: &str) -> Result<Digest, OciError> {
+    input.parse::<Digest>().map_err(|error| {
+        OciError::new(ErrorCode::DigestInvalid, error.to_string())
+            .with_detail(serde_json::json!({ "digest": input }))
+    })
+}
+
+fn parse_image(name: &str) -> Result<ImageAddress, OciError> {
+    let with_slashes = format!("/{name}/");
+    if let Some(at) = with_slashes.find(GROUP_MARKER) {
+        let group = &with_slashes[1..at];
+        let image = &with_slashes[at + GROUP_MARKER.len()..with_slashes.len() - 1];
+        if group.is_empty() {
+            return Err(OciError::new(ErrorCode::NameInvalid, "empty group path before /dependency_proxy/containers/"));
+        }
+        return Ok(ImageAddress::Group { group: GroupPath::parse(group)?, image: RepositoryName::parse(image)? });
+    }
+    Ok(ImageAddress::Root { image: RepositoryName::parse(name)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::Tag;
+
+    fn digest() -> String {
+        format!("sha256:{}", "ab".repeat(32))
+    }
+
+    #[test]
+    fn base() {
+        assert_eq!(parse_v2_path("/v2/").unwrap(), Endpoint::Base);
+        assert_eq!(parse_v2_path("/v2").unwrap(), Endpoint::Base);
+    }
+
+    #[test]
+    fn mirror_and_group_forms() {
+        let endpoint = parse_v2_path("/v2/library/alpine/manifests/3.20").unwrap();
+        assert_eq!(
+            endpoint,
+            Endpoint::Manifest {
+                image: ImageAddress::Root { image: RepositoryName::parse("library/alpine").unwrap() },
+                reference: Reference::Tag(Tag::parse("3.20").unwrap()),
+            }
+        );
+        let path = format!("/v2/acme/platform/dependency_proxy/containers/foo/bar/blobs/{}", digest());
+        match parse_v2_path(&path).unwrap() {
+            Endpoint::Blob { image: ImageAddress::Group { group, image }, digest: d } => {
+                assert_eq!(group.as_str(), "acme/platform");
+                assert_eq!(image.as_str(), "foo/bar");
+                assert_eq!(d.to_string(), digest());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_that_look_like_keywords() {
+        match parse_v2_path("/v2/foo/manifests/manifests/latest").unwrap() {
+            Endpoint::Manifest { image, .. } => assert_eq!(image.image().as_str(), "foo/manifests"),
+            other => panic!("{other:?}"),
+        }
+        match parse_v2_path("/v2/foo/manifests/upload").unwrap() {
+            Endpoint::Manifest { reference, .. } => assert_eq!(reference.to_string(), "upload"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn upload_routes() {
+        let path = format!("/v2/g/dependency_proxy/containers/img/blobs/{}/upload/authorize", digest());
+        assert!(matches!(
+            parse_v2_path(&path).unwrap(),
+            Endpoint::Upload { kind: ObjectKind::Blob, stage: UploadStage::Authorize, .. }
+        ));
+        assert!(matches!(
+            parse_v2_path("/v2/img/manifests/v1/upload").unwrap(),
+            Endpoint::Upload { kind: ObjectKind::Manifest, stage: UploadStage::Finalize, .. }
+        ));
+    }
+
+    #[test]
+    fn tags_and_referrers() {
+        assert!(matches!(parse_v2_path("/v2/a/b/tags/list").unwrap(), Endpoint::TagsList { .. }));
+        assert!(matches!(
+            parse_v2_path(&format!("/v2/a/referrers/{}", digest())).unwrap(),
+            Endpoint::Referrers { .. }
+        ));
+    }
+
+    #[test]
+    fn invalid_input_gets_the_right_code() {
+        let code = |path: &str| parse_v2_path(path).unwrap_err().code;
+        assert_eq!(code("/v2/Alpine/manifests/latest"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/a/../b/manifests/latest"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/a/blobs/sha256:%2f%2e%2e"), ErrorCode::DigestInvalid);
+        assert_eq!(code("/v2/a/blobs/latest"), ErrorCode::DigestInvalid);
+        assert_eq!(code("/v2/a/manifests/sha256:12"), ErrorCode::DigestInvalid);
+        assert_eq!(code("/v2/a/manifests/-bad"), ErrorCode::TagInvalid);
+        assert_eq!(code("/v2/dependency_proxy/containers/a/manifests/v1"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/a/unknown/x"), ErrorCode::Unsupported);
+        assert_eq!(parse_v2_path("/v3/").unwrap_err().status, http::StatusCode::NOT_FOUND);
+        assert_eq!(code("/v2/g%2f/dependency_proxy/containers/a/manifests/v1"), ErrorCode::NameInvalid);
+    }
+}

@@ -1,0 +1,340 @@
+//! Local-disk storage: a staged temp file per upload, written and hashed on a blocking thread,
+//! fsynced and renamed into place only after verification.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use oci::{Digest, Sha256Hasher};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::sync::{mpsc, watch};
+use tokio_util::io::ReaderStream;
+
+use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolView, StorageError, digest_of_key, key_for};
+
+/// Chunks queued to an upload's writer thread before `write` waits: bounds memory per fill.
+const WRITE_QUEUE_CHUNKS: usize = 16;
+/// Read size for serving objects.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Objects under `<root>/blobs/…`, staged writes under `<root>/tmp/`.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    inner: Arc<Paths>,
+}
+
+#[derive(Debug)]
+struct Paths {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl FsStore {
+    /// Opens (creating when missing) a store rooted at `root`.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        let tmp = root.join("tmp");
+        tokio::fs::create_dir_all(root.join("blobs/sha256")).await?;
+        tokio::fs::create_dir_all(&tmp).await?;
+        Ok(FsStore { inner: Arc::new(Paths { root, tmp }) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        digest_of_key(key)?;
+        Ok(self.inner.root.join(key))
+    }
+
+    /// Size of a committed object, or `None` when absent.
+    pub async fn stat(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match tokio::fs::metadata(self.path_of(key)?).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Opens a committed object, optionally a byte range of it (already validated by the caller).
+    pub async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
+        let path = self.path_of(key)?;
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(key.to_owned()));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let total = file.metadata().await?.len();
+        let range = range.unwrap_or(0..total);
+        if range.start > 0 {
+            file.seek(std::io::SeekFrom::Start(range.start)).await?;
+        }
+        let len = range.end.saturating_sub(range.start);
+        let stream = ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed();
+        Ok(ObjectReader { len, stream })
+    }
+
+    /// Deletes a committed object; absent objects are not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match tokio::fs::remove_file(self.path_of(key)?).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes staged data left by a crash. Call once at start-up, before serving.
+    pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        let mut entries = tokio::fs::read_dir(&self.inner.tmp).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            tokio::fs::remove_file(entry.path()).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Starts a staged upload. Bytes become visible only through [`FsUpload::commit`].
+    pub async fn begin_upload(&self, limit: u64) -> Result<FsUpload, StorageError> {
+        let path = self.inner.tmp.join(uuid::Uuid::new_v4().to_string());
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let (chunks, receiver) = mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
+        let (progress_sender, progress) = watch::channel(0u64);
+        let writer = tokio::task::spawn_blocking(move || write_loop(file, receiver, progress_sender, limit));
+        Ok(FsUpload { store: self.clone(), path, chunks: Some(chunks), writer: Some(writer), progress, limit })
+    }
+}
+
+/// What the writer thread hands back: the file (for fsync) and the hash of what it wrote.
+type WriterOutcome = Result<(std::fs::File, Sha256Hasher), StorageError>;
+
+fn write_loop(
+    mut file: std::fs::File,
+    mut chunks: mpsc::Receiver<Bytes>,
+    progress: watch::Sender<u64>,
+    limit: u64,
+) -> WriterOutcome {
+    let mut hasher = Sha256Hasher::new();
+    while let Some(chunk) = chunks.blocking_recv() {
+        if hasher.len() + chunk.len() as u64 > limit {
+            return Err(StorageError::TooLarge { limit });
+        }
+        file.write_all(&chunk)?;
+        hasher.update(&chunk);
+        // Readers tailing the file may read up to here: the bytes are in the kernel's page cache.
+        progress.send_replace(hasher.len());
+    }
+    Ok((file, hasher))
+}
+
+/// A staged upload. Dropping it without committing removes the temp file.
+pub struct FsUpload {
+    store: FsStore,
+    path: PathBuf,
+    chunks: Option<mpsc::Sender<Bytes>>,
+    writer: Option<tokio::task::JoinHandle<WriterOutcome>>,
+    progress: watch::Receiver<u64>,
+    limit: u64,
+}
+
+impl FsUpload {
+    /// Where the bytes written so far can be read, and a counter of how many there are.
+    pub fn spool(&self) -> (SpoolView, watch::Receiver<u64>) {
+        (SpoolView { path: self.path.clone() }, self.progress.clone())
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Queues a chunk; waits only when the writer is [`WRITE_QUEUE_CHUNKS`] behind.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        let Some(chunks) = &self.chunks else { return Err(StorageError::WriterGone) };
+        if chunks.send(chunk).await.is_ok() {
+            return Ok(());
+        }
+        // The writer stopped early: surface its own error (limit, disk full).
+        self.chunks = None;
+        match self.join_writer().await {
+            Err(error) => Err(error),
+            Ok(_) => Err(StorageError::WriterGone),
+        }
+    }
+
+    async fn join_writer(&mut self) -> WriterOutcome {
+        let writer = self.writer.take().ok_or(StorageError::WriterGone)?;
+        writer.await.map_err(|_| StorageError::WriterGone)?
+    }
+
+    /// Waits for the writer and checks what it wrote against `expected`.
+    async fn finish_and_verify(&mut self, expected: &Expectation) -> Result<(std::fs::File, Digest, u64), StorageError> {
+        self.chunks = None;
+        let (file, hasher) = self.join_writer().await?;
+        let size = hasher.len();
+        let digest = hasher.finish();
+        if let Some(expected_size) = expected.size
+            && expected_size != size
+        {
+            return Err(StorageError::SizeMismatch { expected: expected_size, actual: size });
+        }
+        if let Some(expected_digest) = &expected.digest
+            && expected_digest != &digest
+        {
+            return Err(StorageError::DigestMismatch { expected: expected_digest.clone(), actual: digest });
+        }
+        Ok((file, digest, size))
+    }
+
+    /// Verifies like [`Self::commit`] but keeps nothing: for streams served without caching.
+    pub async fn verify_and_discard(mut self, expected: &Expectation) -> Result<Committed, StorageError> {
+        let (_, digest, size) = self.finish_and_verify(expected).await?;
+        Ok(Committed { key: key_for(&digest), digest, size })
+    }
+
+    /// Finishes writing, verifies against `expected`, makes the object durable and visible.
+    /// On any mismatch the staged data is removed and nothing becomes visible.
+    pub async fn commit(mut self, expected: &Expectation) -> Result<Committed, StorageError> {
+        let (file, digest, size) = self.finish_and_verify(expected).await?;
+        let key = key_for(&digest);
+        let target = self.store.inner.root.join(&key);
+        let staged = self.path.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
+            file.sync_all()?;
+            drop(file);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Same content under the same name: an existing object is already correct, and rename
+            // replaces it atomically either way.
+            std::fs::rename(&staged, &target)?;
+            if let Some(parent) = target.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|_| StorageError::WriterGone)??;
+        self.path = PathBuf::new();
+        Ok(Committed { key, digest, size })
+    }
+
+    /// Abandons the upload and removes its staged data.
+    pub async fn abort(mut self) {
+        self.chunks = None;
+        let _ = self.join_writer().await;
+        let _ = tokio::fs::remove_file(&self.path).await;
+        self.path = PathBuf::new();
+    }
+}
+
+impl Drop for FsUpload {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            // Dropped mid-flight (task cancelled): the writer exits when the channel closes; the file
+            // can go now. Unlinking an open file is fine on Unix.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(reader: ObjectReader) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut stream = reader.stream;
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        out
+    }
+
+    async fn tmp_entries(store: &FsStore) -> usize {
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn verified_commit_is_readable_whole_and_ranged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let data = b"hello storage".to_vec();
+        let mut upload = store.begin_upload(1024).await.unwrap();
+        upload.write(Bytes::from_static(b"hello ")).await.unwrap();
+        upload.write(Bytes::from_static(b"storage")).await.unwrap();
+        let expected = Expectation { digest: Some(Digest::of(&data)), size: Some(data.len() as u64) };
+        let committed = upload.commit(&expected).await.unwrap();
+        assert_eq!(committed.key, key_for(&Digest::of(&data)));
+        assert_eq!(store.stat(&committed.key).await.unwrap(), Some(13));
+        assert_eq!(collect(store.read(&committed.key, None).await.unwrap()).await, data);
+        assert_eq!(collect(store.read(&committed.key, Some(6..13)).await.unwrap()).await, b"storage");
+        assert_eq!(tmp_entries(&store).await, 0);
+    }
+
+    #[tokio::test]
+    async fn mismatches_commit_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        for expected in [
+            Expectation { digest: Some(Digest::of(b"other")), size: None },
+            Expectation { digest: None, size: Some(3) },
+        ] {
+            let mut upload = store.begin_upload(1024).await.unwrap();
+            upload.write(Bytes::from_static(b"data")).await.unwrap();
+            let error = upload.commit(&expected).await.unwrap_err();
+            assert!(error.is_content_error(), "{error}");
+            assert_eq!(store.stat(&key_for(&Digest::of(b"data"))).await.unwrap(), None);
+            assert_eq!(tmp_entries(&store).await, 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn limit_is_enforced_while_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let mut upload = store.begin_upload(8).await.unwrap();
+        let mut result = Ok(());
+        for _ in 0..64 {
+            result = upload.write(Bytes::from_static(b"0123456789")).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        let error = match result {
+            Err(error) => error,
+            Ok(()) => upload.commit(&Expectation::default()).await.unwrap_err(),
+        };
+        assert!(matches!(error, StorageError::TooLarge { limit: 8 }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn abort_drop_and_orphans_leave_no_temp_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let mut upload = store.begin_upload(1024).await.unwrap();
+        upload.write(Bytes::from_static(b"x")).await.unwrap();
+        upload.abort().await;
+        let dropped = store.begin_upload(1024).await.unwrap();
+        drop(dropped);
+        assert_eq!(tmp_entries(&store).await, 0);
+        std::fs::write(store.root().join("tmp/leftover"), b"crash").unwrap();
+        assert_eq!(store.remove_orphans().await.unwrap(), 1);
+        assert_eq!(tmp_entries(&store).await, 0);
+    }
+
+    #[tokio::test]
+    async fn spool_progress_reports_written_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let mut upload = store.begin_upload(1024).await.unwrap();
+        let (view, mut progress) = upload.spool();
+        upload.write(Bytes::from_static(b"abcd")).await.unwrap();
+        progress.wait_for(|written| *written == 4).await.unwrap();
+        assert_eq!(std::fs::read(&view.path).unwrap(), b"abcd");
+        upload.abort().await;
+    }
+}

@@ -1,0 +1,197 @@
+//! Content-addressed object storage: verified atomic writes, ranged reads, start-up cleanup.
+//!
+//! An object is written once under `blobs/sha256/<2 hex>/<64 hex>` and shared by every group; the
+//! metadata decides who may see it. Writes go to a staged temp file that is hashed as it is written
+//! and only becomes visible (rename) when its size and sha256 match what was expected.
+
+mod filesystem;
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use oci::Digest;
+
+pub use filesystem::{FsStore, FsUpload};
+
+/// The storage key of an object with this digest.
+pub fn key_for(digest: &Digest) -> String {
+    format!("blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex())
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object {0} not found")]
+    NotFound(String),
+    #[error("storage key {0:?} is not a content-addressed key")]
+    BadKey(String),
+    #[error("size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("digest mismatch: expected {expected}, computed {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("object exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("upload writer stopped unexpectedly")]
+    WriterGone,
+}
+
+impl StorageError {
+    /// Whether the error is about the bytes (upstream's fault), not about our storage.
+    pub fn is_content_error(&self) -> bool {
+        matches!(
+            self,
+            StorageError::SizeMismatch { .. } | StorageError::DigestMismatch { .. } | StorageError::TooLarge { .. }
+        )
+    }
+}
+
+/// A stream of object bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// An opened object (or a range of it).
+pub struct ObjectReader {
+    /// Bytes the stream will yield.
+    pub len: u64,
+    pub stream: ByteStream,
+}
+
+/// The outcome of a verified commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub key: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// What a commit must match. `digest: None` means "record whatever digest the bytes have" (a
+/// manifest fetched by tag).
+#[derive(Debug, Clone, Default)]
+pub struct Expectation {
+    pub digest: Option<Digest>,
+    pub size: Option<u64>,
+}
+
+/// Where a running upload's bytes can be read back while it is written.
+#[derive(Debug, Clone)]
+pub struct SpoolView {
+    pub path: PathBuf,
+}
+
+/// Parses a key produced by [`key_for`] back into its digest, refusing anything else.
+pub fn digest_of_key(key: &str) -> Result<Digest, StorageError> {
+    let bad = || StorageError::BadKey(key.to_owned());
+    let rest = key.strip_prefix("blobs/sha256/").ok_or_else(bad)?;
+    let (prefix, hex) = rest.split_once('/').ok_or_else(bad)?;
+    let digest: Digest = format!("sha256:{hex}").parse().map_err(|_| bad())?;
+    if prefix != &digest.hex()[..2] {
+        return Err(bad());
+    }
+    Ok(digest)
+}
+
+/// A byte range of an object, as resolved from a `Range` header.
+pub type ByteRange = Range<u64>;
+
+/// The configured object store. One variant per backend; callers never see which.
+#[derive(Debug, Clone)]
+pub enum BlobStore {
+    Filesystem(FsStore),
+}
+
+/// A running staged write into a [`BlobStore`].
+pub enum Upload {
+    Filesystem(FsUpload),
+}
+
+impl BlobStore {
+    /// Backend name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BlobStore::Filesystem(_) => "filesystem",
+        }
+    }
+
+    pub async fn stat(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self {
+            BlobStore::Filesystem(store) => store.stat(key).await,
+        }
+    }
+
+    pub async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
+        match self {
+            BlobStore::Filesystem(store) => store.read(key, range).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            BlobStore::Filesystem(store) => store.delete(key).await,
+        }
+    }
+
+    pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
+        match self {
+            BlobStore::Filesystem(store) => store.remove_orphans().await,
+        }
+    }
+
+    /// Starts a staged write of at most `limit` bytes.
+    pub async fn begin_upload(&self, limit: u64) -> Result<Upload, StorageError> {
+        match self {
+            BlobStore::Filesystem(store) => Ok(Upload::Filesystem(store.begin_upload(limit).await?)),
+        }
+    }
+}
+
+impl Upload {
+    /// Where the bytes written so far can be read back, and a counter of how many are readable.
+    pub fn spool(&self) -> (SpoolView, tokio::sync::watch::Receiver<u64>) {
+        match self {
+            Upload::Filesystem(upload) => upload.spool(),
+        }
+    }
+
+    pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), StorageError> {
+        match self {
+            Upload::Filesystem(upload) => upload.write(chunk).await,
+        }
+    }
+
+    pub async fn commit(self, expected: &Expectation) -> Result<Committed, StorageError> {
+        match self {
+            Upload::Filesystem(upload) => upload.commit(expected).await,
+        }
+    }
+
+    /// Verifies like [`Upload::commit`] but stores nothing.
+    pub async fn verify_and_discard(self, expected: &Expectation) -> Result<Committed, StorageError> {
+        match self {
+            Upload::Filesystem(upload) => upload.verify_and_discard(expected).await,
+        }
+    }
+
+    pub async fn abort(self) {
+        match self {
+            Upload::Filesystem(upload) => upload.abort().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_reject_traversal() {
+        let digest = Digest::of(b"abc");
+        let key = key_for(&digest);
+        assert!(key.starts_with(&format!("blobs/sha256/{}/", &digest.hex()[..2])));
+        assert_eq!(digest_of_key(&key).unwrap(), digest);
+        assert!(digest_of_key("blobs/sha256/../../etc/passwd").is_err());
+        assert!(digest_of_key(&key.replace("blobs/sha256/", "blobs/sha256/zz")).is_err());
+    }
+}

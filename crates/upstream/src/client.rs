@@ -1,0 +1,215 @@
+//! [`UpstreamClient`]: one configured upstream registry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+use oci::{Digest, ObjectKind, RepositoryName};
+use tokio::sync::RwLock;
+use tokio::time::Instant;
+
+use crate::auth::{AuthScheme, CachedToken, Credentials, fetch_token};
+use crate::error::{UpstreamError, error_chain};
+use crate::http::{HttpOptions, build_http_client, check_status};
+
+/// Static settings of one upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// The name it has in the configuration (used by the path-prefix URL form).
+    pub name: String,
+    /// Base URL, e.g. `https://registry-1.docker.io`.
+    pub url: url::Url,
+    pub credentials: Option<Credentials>,
+    pub http: HttpOptions,
+}
+
+/// What a HEAD of a manifest or blob told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub digest: Option<Digest>,
+    pub media_type: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// A long-lived client of one upstream registry; cheap to clone.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: UpstreamConfig,
+    base: String,
+    http: reqwest::Client,
+    scheme: RwLock<Option<AuthScheme>>,
+    tokens: moka::future::Cache<String, Arc<CachedToken>>,
+    docker_hub: bool,
+}
+
+/// Hosts that are Docker Hub's registry API.
+const DOCKER_HUB_HOSTS: &[&str] = &["registry-1.docker.io", "index.docker.io", "docker.io", "registry.hub.docker.com"];
+
+impl UpstreamClient {
+    pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
+        let http = build_http_client(&config.http)?;
+        let base = config.url.as_str().trim_end_matches('/').to_owned();
+        let docker_hub = config.url.host_str().is_some_and(|host| DOCKER_HUB_HOSTS.contains(&host));
+        let tokens = moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(3600)).build();
+        Ok(UpstreamClient { inner: Arc::new(Inner { config, base, http, scheme: RwLock::new(None), tokens, docker_hub }) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    pub fn url(&self) -> &url::Url {
+        &self.inner.config.url
+    }
+
+    /// `host[:port]` of the upstream, as containerd's `?ns=` names registries.
+    pub fn host_port(&self) -> String {
+        let url = &self.inner.config.url;
+        match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            _ => String::new(),
+        }
+    }
+
+    pub fn is_docker_hub(&self) -> bool {
+        self.inner.docker_hub
+    }
+
+    /// The shared pooled HTTP client (for the gateway's streaming GETs).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        self.inner.config.http.header_timeout
+    }
+
+    /// The repository name upstream knows: Docker Hub official images live under `library/`.
+    pub fn upstream_repository(&self, image: &RepositoryName) -> RepositoryName {
+        if self.inner.docker_hub { image.with_library_prefix() } else { image.clone() }
+    }
+
+    /// Absolute URL of a manifest or blob (`repository` already mapped by
+    /// [`Self::upstream_repository`]).
+    pub fn object_url(&self, repository: &RepositoryName, kind: ObjectKind, reference: &str) -> String {
+        let segment = match kind {
+            ObjectKind::Manifest => "manifests",
+            ObjectKind::Blob => "blobs",
+        };
+        format!("{}/v2/{}/{}/{}", self.inner.base, repository, segment, reference)
+    }
+
+    async fn discover_scheme(&self) -> Result<AuthScheme, UpstreamError> {
+        if let Some(scheme) = self.inner.scheme.read().await.clone() {
+            return Ok(scheme);
+        }
+        let url = format!("{}/v2/", self.inner.base);
+        let timeout = self.inner.config.http.header_timeout;
+        let response = tokio::time::timeout(timeout, self.inner.http.get(&url).send())
+            .await
+            .map_err(|_| UpstreamError::Timeout(format!("GET {url} took over {timeout:?}")))?
+            .map_err(|error| UpstreamError::from_transport(&error))?;
+        let scheme = match response.status() {
+            status if status.is_success() => AuthScheme::Anonymous,
+            StatusCode::UNAUTHORIZED => {
+                let values: Vec<String> = response
+                    .headers()
+                    .get_all(http::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok().map(str::to_owned))
+                    .collect();
+                AuthScheme::from_challenges(&values)?
+            }
+            status => return Err(UpstreamError::from_status(status, ObjectKind::Manifest, None, format!("GET /v2/ answered {status}"))),
+        };
+        *self.inner.scheme.write().await = Some(scheme.clone());
+        Ok(scheme)
+    }
+
+    /// The `Authorization` header value for pulling `repository`, if the upstream wants one.
+    /// Fetches (and caches) a token when needed: only misses and rechecks call this, never hits.
+    pub async fn authorization(&self, repository: &RepositoryName) -> Result<Option<String>, UpstreamError> {
+        match self.discover_scheme().await? {
+            AuthScheme::Anonymous => Ok(None),
+            AuthScheme::Basic => match &self.inner.config.credentials {
+                Some(credentials) => Ok(Some(credentials.basic_header())),
+                None => Err(UpstreamError::Refused {
+                    status: StatusCode::UNAUTHORIZED,
+                    message: "upstream requires Basic credentials and none are configured".into(),
+                }),
+            },
+            AuthScheme::Bearer { realm, service } => {
+                let scope = format!("repository:{repository}:pull");
+                if let Some(token) = self.inner.tokens.get(&scope).await {
+                    if Instant::now() < token.refresh_at {
+                        return Ok(Some(token.header.clone()));
+                    }
+                    self.inner.tokens.invalidate(&scope).await;
+                }
+                let http = self.inner.http.clone();
+                let credentials = self.inner.config.credentials.clone();
+                let timeout = self.inner.config.http.header_timeout;
+                let token = self
+                    .inner
+                    .tokens
+                    .try_get_with(scope.clone(), async move {
+                        fetch_token(&http, &realm, service.as_deref(), &scope, credentials.as_ref(), timeout).await
+                    })
+                    .await
+                    .map_err(|error| (*error).clone())?;
+                Ok(Some(token.header.clone()))
+            }
+        }
+    }
+
+    /// Request headers for fetching an object of `repository`.
+    pub async fn request_headers(&self, repository: &RepositoryName, kind: ObjectKind) -> Result<HeaderMap, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = self.authorization(repository).await? {
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| UpstreamError::Token("token is not a valid header value".into()))?;
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        if kind == ObjectKind::Manifest {
+            let accept = HeaderValue::from_str(&oci::media::manifest_accept_header())
+                .map_err(|_| UpstreamError::Protocol("bad Accept header".into()))?;
+            headers.insert(http::header::ACCEPT, accept);
+        }
+        Ok(headers)
+    }
+
+    /// HEAD of a manifest or blob: digest, media type and size without the body. Free of Docker
+    /// Hub's pull rate limit for manifests.
+    pub async fn head(
+        &self,
+        repository: &RepositoryName,
+        kind: ObjectKind,
+        reference: &str,
+    ) -> Result<ObjectHead, UpstreamError> {
+        let headers = self.request_headers(repository, kind).await?;
+        let url = self.object_url(repository, kind, reference);
+        let timeout = self.inner.config.http.header_timeout;
+        let response = tokio::time::timeout(timeout, self.inner.http.head(&url).headers(headers).send())
+            .await
+            .map_err(|_| UpstreamError::Timeout(format!("HEAD {url} took over {timeout:?}")))?
+            .map_err(|error| UpstreamError::from_transport(&error))?;
+        let response = check_status(response, kind).await?;
+        let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
+        let digest = match header(oci::CONTENT_DIGEST_HEADER) {
+            Some(text) => Some(text.parse::<Digest>().map_err(|error| {
+                UpstreamError::Protocol(format!("upstream sent a bad digest header: {}", error_chain(&error)))
+            })?),
+            None => None,
+        };
+        Ok(ObjectHead {
+            digest,
+            media_type: header(http::header::CONTENT_TYPE.as_str()).map(str::to_owned),
+            size: header(http::header::CONTENT_LENGTH.as_str()).and_then(|text| text.parse().ok()),
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! Upstream failures and how each one is answered to a client.
+
+use http::StatusCode;
+use oci::{ErrorCode, ObjectKind, OciError};
+
+/// Why a call to an upstream registry failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream has no such {kind}", kind = .0.as_str())]
+    NotFound(ObjectKind),
+    #[error("upstream refused access ({status}): {message}")]
+    Refused { status: StatusCode, message: String },
+    #[error("upstream rate limit hit (429)")]
+    RateLimited { retry_after: Option<String> },
+    #[error("upstream answered {status}")]
+    Status { status: StatusCode },
+    #[error("cannot connect to upstream: {0}")]
+    Connect(String),
+    #[error("upstream timed out: {0}")]
+    Timeout(String),
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+    #[error("upstream token endpoint failed: {0}")]
+    Token(String),
+}
+
+impl UpstreamError {
+    /// Maps a transport error from reqwest.
+    pub fn from_transport(error: &reqwest::Error) -> Self {
+        let text = error_chain(error);
+        if error.is_timeout() {
+            UpstreamError::Timeout(text)
+        } else if error.is_connect() {
+            UpstreamError::Connect(text)
+        } else {
+            UpstreamError::Protocol(text)
+        }
+    }
+
+    /// Maps a non-success upstream status for an object of `kind`.
+    pub fn from_status(status: StatusCode, kind: ObjectKind, retry_after: Option<String>, message: String) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => UpstreamError::NotFound(kind),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::Refused { status, message },
+            StatusCode::TOO_MANY_REQUESTS => UpstreamError::RateLimited { retry_after },
+            _ => UpstreamError::Status { status },
+        }
+    }
+
+    /// Whether the upstream is unavailable (as opposed to answering "no"): a cached copy may be
+    /// served instead.
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, UpstreamError::NotFound(_) | UpstreamError::Refused { .. })
+    }
+
+    /// The answer a client gets.
+    pub fn to_oci(&self) -> OciError {
+        match self {
+            UpstreamError::NotFound(ObjectKind::Manifest) => {
+                OciError::new(ErrorCode::ManifestUnknown, "manifest unknown to upstream registry")
+            }
+            UpstreamError::NotFound(ObjectKind::Blob) => {
+                OciError::new(ErrorCode::BlobUnknown, "blob unknown to upstream registry")
+            }
+            UpstreamError::Refused { status, message } => OciError::new(
+                ErrorCode::Denied,
+                format!("the upstream registry refused access ({}): {message}", status.as_u16()),
+            )
+            .with_detail(serde_json::json!({ "upstream_status": status.as_u16() })),
+            UpstreamError::RateLimited { retry_after } => {
+                let error = OciError::new(ErrorCode::Toomanyrequests, "the upstream registry's rate limit was hit");
+                match retry_after {
+                    Some(value) => error.with_header("Retry-After", value.clone()),
+                    None => error,
+                }
+            }
+            UpstreamError::Status { status } => OciError::new(
+                ErrorCode::Unavailable,
+                format!("the upstream registry answered {}", status.as_u16()),
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
+            UpstreamError::Connect(text) | UpstreamError::Protocol(text) | UpstreamError::Token(text) => {
+                OciError::new(ErrorCode::Unavailable, format!("upstream registry unreachable: {text}"))
+                    .with_status(StatusCode::BAD_GATEWAY)
+            }
+            UpstreamError::Timeout(text) => {
+                OciError::new(ErrorCode::Unavailable, format!("upstream registry timed out: {text}"))
+                    .with_status(StatusCode::GATEWAY_TIMEOUT)
+            }
+        }
+    }
+}
+
+/// An error and its sources on one line: reqwest's own message hides the cause.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_client_answers() {
+        let oci = |status: u16| {
+            UpstreamError::from_status(StatusCode::from_u16(status).unwrap(), ObjectKind::Blob, Some("7".into()), "no".into())
+                .to_oci()
+        };
+        assert_eq!(oci(404).status, StatusCode::NOT_FOUND);
+        assert_eq!(oci(404).code, ErrorCode::BlobUnknown);
+        assert_eq!(oci(401).code, ErrorCode::Denied);
+        assert!(oci(403).message.contains("upstream registry refused"));
+        assert_eq!(oci(429).status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(oci(429).headers, vec![("Retry-After".to_string(), "7".to_string())]);
+        assert_eq!(oci(503).status, StatusCode::BAD_GATEWAY);
+        assert_eq!(UpstreamError::Timeout("t".into()).to_oci().status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(UpstreamError::Connect("c".into()).to_oci().status, StatusCode::BAD_GATEWAY);
+        assert!(UpstreamError::Status { status: StatusCode::BAD_GATEWAY }.is_outage());
+        assert!(!UpstreamError::NotFound(ObjectKind::Blob).is_outage());
+    }
+}

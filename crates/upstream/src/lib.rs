@@ -1,0 +1,16 @@
+//! The registry client: one per configured upstream, long-lived, with a pooled HTTP client,
+//! auth discovered from the `WWW-Authenticate` challenge (anonymous, Basic or Bearer tokens cached
+//! until they expire), manifest/blob HEADs, and the streaming GET the gateway runs for a fill.
+//!
+//! Errors are classified so callers can answer clients correctly (404 stays 404, connect → 502,
+//! timeout → 504, 429 keeps `Retry-After`, auth refusal says the upstream refused).
+
+mod auth;
+mod client;
+mod error;
+mod http;
+
+pub use auth::Credentials;
+pub use client::{ObjectHead, UpstreamClient, UpstreamConfig};
+pub use error::UpstreamError;
+pub use http::{HttpOptions, build_http_client, open_stream};

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Usage: scripts/install-test-deps.sh
+#
+# Installs (only when missing) what the depproxy integration tests need:
+#   - apt: docker-registry skopeo containerd curl jq
+#   - PostgreSQL listening on 127.0.0.1:5432 with trust auth for user postgres
+#   - moto_server (S3 test server) via `pip install 'moto[server]'`
+# Safe to run repeatedly; prints what it installed/started. Needs root (Debian 12).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  echo "installed apt packages: $*"
+}
+
+# command -> apt package
+missing=()
+for pair in docker-registry:docker-registry skopeo:skopeo containerd:containerd curl:curl jq:jq; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+
+# PostgreSQL on 127.0.0.1:5432
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then apt_install postgresql; fi
+  ver=$(ls /etc/postgresql | head -1)
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+  pg_isready -h 127.0.0.1 -p 5432
+  echo "started postgresql $ver/main"
+fi
+if ! env -u PGPASSWORD psql -h 127.0.0.1 -U postgres -w -Atc 'select 1' >/dev/null 2>&1; then
+  ver=$(ls /etc/postgresql | head -1)
+  hba=/etc/postgresql/$ver/main/pg_hba.conf
+  # pg_hba is first-match: put the trust rule at the top.
+  sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
+  sleep 1
+  env -u PGPASSWORD psql -h 127.0.0.1 -U postgres -w -Atc 'select 1' >/dev/null
+  echo "enabled trust auth for postgres@127.0.0.1 in $hba"
+fi
+
+# moto S3 server
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  python3 -m pip install -q 'moto[server]'
+  echo "installed moto[server]"
+fi
+
+echo "test deps OK"

@@ -87,11 +87,9 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
 }
 
 async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, ControlError> {
-    let endpoint = oci::parse_v2_path(request.uri().path())?;
-    let purpose = match endpoint {
-        Endpoint::Upload { .. } => Purpose::Upload,
-        _ => Purpose::Forward,
-    };
+    // Authenticate before anything else, so even unknown paths reveal nothing to an outsider.
+    // Upload calls are the only POSTs, and the only requests a gateway makes on its own behalf.
+    let purpose = if request.method() == Method::POST { Purpose::Upload } else { Purpose::Forward };
     let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
     if let Err(error) = control.verifier.verify(token, purpose) {
         tracing::warn!(%error, path = request.uri().path(), "refused unsigned control-plane request");
@@ -99,6 +97,7 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
             .with_status(StatusCode::FORBIDDEN)
             .into());
     }
+    let endpoint = oci::parse_v2_path(request.uri().path())?;
     let method = request.method().clone();
     let query = request.uri().query().map(str::to_owned);
     let head = method == Method::HEAD;

@@ -10,7 +10,6 @@ use gateway::{ControlChannel, Gateway, GatewaySettings};
 use injector::{RequestSigner, RequestVerifier, Secret};
 use metadata::Metadata;
 use storage::{BlobStore, FsStore};
-use tower::ServiceExt as _;
 use upstream::{Credentials, HttpOptions, UpstreamClient, UpstreamConfig};
 
 use crate::config::Config;
@@ -89,8 +88,7 @@ pub async fn serve_router(config: &Config) -> anyhow::Result<(Router, Arc<Gatewa
         .await
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let control = control_router(config, &secret).await?;
-    let service = control.map_err(|never| match never {});
-    let channel = ControlChannel::InProcess(gateway::InProcessControl::new(service));
+    let channel = ControlChannel::InProcess(gateway::InProcessControl::new(control));
     let gateway = gateway_router(config, channel, &secret).await?;
     Ok((gateway.router(), gateway))
 }

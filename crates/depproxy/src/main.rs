@@ -1,17 +1,14 @@
 //! The `depproxy` binary: `serve` (both roles, zero config), `control` and `gateway` (split mode),
 //! `check-config` and `gen-secret`.
 
-mod app;
-mod config;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use depproxy::config::{self, Config, FileConfig, Overrides};
+use depproxy::app;
 use injector::Secret;
-
-use crate::config::{Config, FileConfig, Overrides};
 
 #[derive(Parser)]
 #[command(name = "depproxy", version, about = "A pull-through cache for container registries")]

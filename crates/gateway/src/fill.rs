@@ -116,22 +116,37 @@ impl FillError {
 }
 
 /// The fills running on this node, by fill key.
-#[derive(Default)]
 pub struct Fills {
     inflight: Mutex<HashMap<String, watch::Receiver<FillState>>>,
+    /// How many fills run; lets tests and shutdown wait for detached fills without polling.
+    running: watch::Sender<usize>,
+}
+
+impl Default for Fills {
+    fn default() -> Self {
+        Fills { inflight: Mutex::default(), running: watch::channel(0).0 }
+    }
 }
 
 impl Fills {
     pub fn len(&self) -> usize {
-        self.inflight.lock().unwrap_or_else(PoisonError::into_inner).len()
+        *self.running.borrow()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Waits until no fill runs.
+    pub async fn wait_idle(&self) {
+        let mut running = self.running.subscribe();
+        let _ = running.wait_for(|count| *count == 0).await;
+    }
+
     fn remove(&self, key: &str) {
-        self.inflight.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        inflight.remove(key);
+        self.running.send_replace(inflight.len());
     }
 }
 
@@ -143,6 +158,7 @@ pub(crate) fn join_or_start(gateway: &Arc<Gateway>, params: SendDependency) -> w
     }
     let (sender, receiver) = watch::channel(FillState::Connecting);
     inflight.insert(params.fill_key.clone(), receiver.clone());
+    gateway.fills.running.send_replace(inflight.len());
     drop(inflight);
     tokio::spawn(run(gateway.clone(), params, sender));
     receiver
@@ -153,7 +169,7 @@ async fn run(gateway: Arc<Gateway>, params: SendDependency, state: watch::Sender
     gateway.fills.remove(&params.fill_key);
     match outcome {
         Ok(finished) => {
-            tracing::info!(url = %params.url, digest = %finished.digest, size = finished.size, stored = finished.stored, "fill complete");
+            tracing::info!(url = %params.url, key = %finished.key, size = finished.size, stored = finished.stored, "fill complete");
             state.send_replace(FillState::Committed(Arc::new(finished)));
         }
         Err(error) => {

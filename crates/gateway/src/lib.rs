@@ -76,4 +76,9 @@ impl Gateway {
     pub fn fills_in_flight(&self) -> usize {
         self.fills.len()
     }
+
+    /// Waits until every detached fill on this node has finished.
+    pub async fn wait_fills_idle(&self) {
+        self.fills.wait_idle().await;
+    }
 }

@@ -155,7 +155,8 @@ impl Metadata {
             .bind(&record.media_type)
             .bind(now)
             .execute(pool)
-            .await?);
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -204,7 +205,8 @@ impl Metadata {
             .bind(now)
             .bind(record.checked_at)
             .execute(pool)
-            .await?);
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -218,7 +220,8 @@ impl Metadata {
             .bind(reference)
             .bind(now)
             .execute(pool)
-            .await?);
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -264,7 +267,7 @@ impl Metadata {
 
     pub async fn release_lease(&self, digest: &Digest, lease_id: &str) -> Result<()> {
         const SQL: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
-        on_pool!(self, |pool| sqlx::query(SQL).bind(digest.to_string()).bind(lease_id).execute(pool).await?);
+        on_pool!(self, |pool| sqlx::query(SQL).bind(digest.to_string()).bind(lease_id).execute(pool).await?.rows_affected());
         Ok(())
     }
 }

@@ -153,11 +153,11 @@ fn parse_digest(input: &str) -> Result<Digest, OciError> {
 fn parse_image(name: &str) -> Result<ImageAddress, OciError> {
     let with_slashes = format!("/{name}/");
     if let Some(at) = with_slashes.find(GROUP_MARKER) {
-        let group = &with_slashes[1..at];
-        let image = &with_slashes[at + GROUP_MARKER.len()..with_slashes.len() - 1];
-        if group.is_empty() {
+        if at == 0 {
             return Err(OciError::new(ErrorCode::NameInvalid, "empty group path before /dependency_proxy/containers/"));
         }
+        let group = &with_slashes[1..at];
+        let image = &with_slashes[at + GROUP_MARKER.len()..with_slashes.len() - 1];
         return Ok(ImageAddress::Group { group: GroupPath::parse(group)?, image: RepositoryName::parse(image)? });
     }
     Ok(ImageAddress::Root { image: RepositoryName::parse(name)? })

@@ -1,1 +1,10 @@
-//! placeholder
+//! Test support: [`FakeRegistry`], an in-process upstream registry that counts every request and
+//! misbehaves on command (statuses, truncation, wrong bytes, stalls, resets, redirects, lying
+//! `Content-Length`, token auth, gated streaming), so tests can assert exactly what the proxy did.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod registry;
+mod raw;
+
+pub use registry::{Fault, FakeRegistry, Gate, RequestLog};

@@ -1,0 +1,122 @@
+//! Shared harness: a depproxy (serve mode or split mode) in this process, on real sockets, in front
+//! of a [`testkit::FakeRegistry`] or any upstream URL.
+
+#![allow(dead_code)]
+
+pub mod processes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use depproxy::config::{Config, FileConfig, Overrides};
+use gateway::Gateway;
+use tempfile::TempDir;
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
+/// A running proxy and where its data lives.
+pub struct TestProxy {
+    pub url: String,
+    pub router: Router,
+    pub gateway: Arc<Gateway>,
+    pub data_dir: TempDir,
+    pub config: Config,
+}
+
+/// Knobs for a test proxy.
+pub struct Options {
+    pub file: FileConfig,
+    pub upstream: Option<String>,
+    pub split: bool,
+}
+
+impl Options {
+    pub fn upstream(url: &str) -> Self {
+        Options { file: FileConfig::default(), upstream: Some(url.to_owned()), split: false }
+    }
+
+    pub fn toml(text: &str) -> Self {
+        Options { file: toml::from_str(text).unwrap(), upstream: None, split: false }
+    }
+
+    pub fn split(mut self) -> Self {
+        self.split = true;
+        self
+    }
+
+    pub fn timeouts(mut self, header: Duration, idle: Duration) -> Self {
+        self.file.timeouts.header = Some(header);
+        self.file.timeouts.idle = Some(idle);
+        self
+    }
+}
+
+impl TestProxy {
+    pub async fn start(options: Options) -> TestProxy {
+        install_crypto();
+        let data_dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides { listen: None, data_dir: Some(data_dir.path().to_owned()), upstream: options.upstream };
+        let config = Config::resolve(options.file, &overrides).unwrap();
+        let (router, gateway) = if options.split {
+            let secret = injector::Secret::from_bytes([42; 32]);
+            let control = depproxy::app::control_router(&config, &secret).await.unwrap();
+            let control_url = spawn_server(control).await;
+            let channel = gateway::ControlChannel::http(&control_url).unwrap();
+            let gateway = depproxy::app::gateway_router(&config, channel, &secret).await.unwrap();
+            (gateway.router(), gateway)
+        } else {
+            depproxy::app::serve_router(&config).await.unwrap()
+        };
+        let url = spawn_server(router.clone()).await;
+        TestProxy { url, router, gateway, data_dir, config }
+    }
+
+    /// Every object file under the data directory's `blobs/`, with its content.
+    pub fn stored_objects(&self) -> Vec<(String, Vec<u8>)> {
+        let mut found = Vec::new();
+        let root = self.data_dir.path().join("blobs/sha256");
+        if let Ok(prefixes) = std::fs::read_dir(&root) {
+            for prefix in prefixes.flatten() {
+                for object in std::fs::read_dir(prefix.path()).unwrap().flatten() {
+                    let name = object.file_name().to_string_lossy().into_owned();
+                    found.push((name, std::fs::read(object.path()).unwrap()));
+                }
+            }
+        }
+        found
+    }
+
+    /// Entries in the temp directory (must be empty whenever no fill runs).
+    pub fn temp_entries(&self) -> usize {
+        std::fs::read_dir(self.data_dir.path().join("tmp")).map(|dir| dir.count()).unwrap_or(0)
+    }
+
+    /// Waits until no fill runs on the gateway (fills are detached from clients).
+    pub async fn fills_settled(&self) {
+        tokio::time::timeout(Duration::from_secs(30), self.gateway.wait_fills_idle()).await.expect("fills did not settle");
+    }
+}
+
+pub async fn spawn_server(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{address}")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Asserts every stored object hashes to its name.
+pub fn assert_objects_hash_to_their_names(proxy: &TestProxy) {
+    for (name, bytes) in proxy.stored_objects() {
+        assert_eq!(oci::Digest::of(&bytes).hex(), name, "stored object does not hash to its name");
+    }
+}

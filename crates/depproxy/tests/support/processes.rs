@@ -1,0 +1,243 @@
+//! Real processes for end-to-end tests: the `distribution` registry, depproxy itself, skopeo.
+//! Each process is killed when its handle drops, so a failing test leaves nothing running.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root (for the scripts).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Where test data is cached between runs.
+pub fn test_dir() -> PathBuf {
+    let dir = std::env::var_os("DEPPROXY_TEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp/depproxy-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Fails with instructions when a tool the end-to-end tests need is missing.
+pub fn require_tools(tools: &[&str]) {
+    for tool in tools {
+        let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().unwrap();
+        assert!(found.success(), "{tool} is missing: run scripts/install-test-deps.sh (scripts/test.sh does)");
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed on drop.
+pub struct Process {
+    pub name: String,
+    child: Child,
+}
+
+impl Process {
+    pub fn spawn(name: &str, command: &mut Command, log: &Path) -> Process {
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = command.stdout(out).stderr(err).stdin(Stdio::null()).spawn().unwrap_or_else(|error| panic!("{name}: {error}"));
+        Process { name: name.to_owned(), child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until `GET url` answers 200.
+pub fn wait_http_ok(url: &str, process: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(output) = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url]).output()
+            && output.stdout == b"200"
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{process} did not answer 200 on {url}");
+}
+
+/// A real `distribution` registry on 127.0.0.1 with its access log in a file.
+pub struct Registry {
+    pub port: u16,
+    pub log: PathBuf,
+    _process: Process,
+    _data: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = data.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: depproxy-test\n",
+                data.path().join("storage").display()
+            ),
+        )
+        .unwrap();
+        let log = data.path().join("registry.log");
+        let process = Process::spawn("registry", Command::new("docker-registry").arg("serve").arg(&config), &log);
+        wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "registry");
+        Registry { port, log, _process: process, _data: data }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Access-log lines so far (Apache combined format; other log lines skipped).
+    pub fn access_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("\"GET ") || line.contains("\"HEAD ") || line.contains("\"POST ") || line.contains("\"PUT "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Access-log requests of `method` whose path contains `fragment`.
+    pub fn count(&self, method: &str, fragment: &str) -> usize {
+        self.access_lines()
+            .iter()
+            .filter(|line| {
+                line.split('"').nth(1).is_some_and(|request| request.starts_with(&format!("{method} ")) && request.contains(fragment))
+            })
+            .count()
+    }
+}
+
+/// Builds the test images (cached) and pushes them to `registry`.
+pub fn push_test_images(registry: &Registry) -> PathBuf {
+    let layouts = test_dir().join("e2e-layouts");
+    let root = repo_root();
+    run(Command::new("python3").arg(root.join("scripts/make-images.py")).arg(&layouts));
+    run(Command::new("bash").arg(root.join("scripts/lab/push-images.sh")).arg(registry.address()).arg(&layouts));
+    layouts
+}
+
+/// Runs a command to completion, panicking with its output when it fails.
+pub fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `skopeo copy docker://<reference> dir:<out>` (with `--all` for indexes); returns wall time.
+pub fn skopeo_pull(reference: &str, out: &Path, all: bool) -> Duration {
+    let _ = std::fs::remove_dir_all(out);
+    let started = Instant::now();
+    let mut command = Command::new("skopeo");
+    command.args(["copy", "-q", "--src-tls-verify=false"]);
+    if all {
+        command.arg("--all");
+    }
+    command.arg(format!("docker://{reference}")).arg(format!("dir:{}", out.display()));
+    run(&mut command);
+    started.elapsed()
+}
+
+/// Every file of a `dir:` copy, by name, with its bytes.
+pub fn dir_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every object under `<data_dir>/blobs/sha256/`, as (name, sha256 of content).
+pub fn stored_object_hashes(data_dir: &Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    if let Ok(prefixes) = std::fs::read_dir(data_dir.join("blobs/sha256")) {
+        for prefix in prefixes.flatten() {
+            for object in std::fs::read_dir(prefix.path()).unwrap().flatten() {
+                let bytes = std::fs::read(object.path()).unwrap();
+                found.push((object.file_name().to_string_lossy().into_owned(), oci::Digest::of(&bytes).hex().to_owned()));
+            }
+        }
+    }
+    found
+}
+
+/// A depproxy process (`serve`, or `control` + `gateway`).
+pub struct Depproxy {
+    pub port: u16,
+    pub data_dir: tempfile::TempDir,
+    processes: Vec<Process>,
+}
+
+impl Depproxy {
+    pub fn binary() -> &'static str {
+        env!("CARGO_BIN_EXE_depproxy")
+    }
+
+    pub fn serve(upstream: &str) -> Depproxy {
+        let data_dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new(Self::binary());
+        command.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream]).arg("--data-dir").arg(data_dir.path());
+        let process = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
+        wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy serve");
+        Depproxy { port, data_dir, processes: vec![process] }
+    }
+
+    pub fn split(upstream: &str) -> Depproxy {
+        let data_dir = tempfile::tempdir().unwrap();
+        let secret = data_dir.path().join("secret");
+        run(Command::new(Self::binary()).arg("gen-secret").arg(&secret));
+        let control_port = free_port();
+        let mut control = Command::new(Self::binary());
+        control
+            .args(["control", "--listen", &format!("127.0.0.1:{control_port}"), "--upstream", upstream])
+            .arg("--secret-file")
+            .arg(&secret)
+            .arg("--data-dir")
+            .arg(data_dir.path());
+        let control = Process::spawn("depproxy control", &mut control, &data_dir.path().join("control.log"));
+        let port = free_port();
+        let mut gateway = Command::new(Self::binary());
+        gateway
+            .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream])
+            .args(["--control-url", &format!("http://127.0.0.1:{control_port}")])
+            .arg("--secret-file")
+            .arg(&secret)
+            .arg("--data-dir")
+            .arg(data_dir.path());
+        let gateway = Process::spawn("depproxy gateway", &mut gateway, &data_dir.path().join("gateway.log"));
+        wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy gateway");
+        Depproxy { port, data_dir, processes: vec![control, gateway] }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

@@ -132,7 +132,9 @@ impl Registry {
 pub fn push_test_images(registry: &Registry) -> PathBuf {
     let layouts = test_dir().join("e2e-layouts");
     let root = repo_root();
-    run(Command::new("python3").arg(root.join("scripts/make-images.py")).arg(&layouts));
+    // Tests run in parallel processes: one builds the layouts, the others wait on the lock.
+    let lock = test_dir().join("e2e-layouts.lock");
+    run(Command::new("flock").arg(&lock).arg("python3").arg(root.join("scripts/make-images.py")).arg(&layouts));
     run(Command::new("bash").arg(root.join("scripts/lab/push-images.sh")).arg(registry.address()).arg(&layouts));
     layouts
 }

@@ -33,10 +33,22 @@ pub(crate) async fn blob(
     }
     let repository = group.upstream.upstream_repository(image.image());
     if head {
-        let answer = group.upstream.head(&repository, ObjectKind::Blob, &digest.to_string()).await?;
+        let answer = group
+            .upstream
+            .head(&repository, ObjectKind::Blob, &digest.to_string())
+            .await?;
         return Ok(head_response(&answer, Some(digest)));
     }
-    send_dependency_response(control, group, ObjectKind::Blob, &repository, &digest.to_string(), Some(digest), uri).await
+    send_dependency_response(
+        control,
+        group,
+        ObjectKind::Blob,
+        &repository,
+        &digest.to_string(),
+        Some(digest),
+        uri,
+    )
+    .await
 }
 
 pub(crate) async fn manifest(
@@ -50,7 +62,10 @@ pub(crate) async fn manifest(
     let repository = group.upstream.upstream_repository(image.image());
     let group_path = group.path.as_str();
     let reference_text = reference.to_string();
-    let cached = control.metadata.find_manifest(group_path, repository.as_str(), &reference_text).await?;
+    let cached = control
+        .metadata
+        .find_manifest(group_path, repository.as_str(), &reference_text)
+        .await?;
     match (reference, cached) {
         // Digest references are immutable: a cached one never needs upstream.
         (Reference::Digest(_), Some(record)) => serve_manifest(&record, Vec::new()),
@@ -62,7 +77,10 @@ pub(crate) async fn manifest(
             revalidate_tag(control, group, &repository, &reference_text, record, head, uri).await
         }
         (_, None) if head => {
-            let answer = group.upstream.head(&repository, ObjectKind::Manifest, &reference_text).await?;
+            let answer = group
+                .upstream
+                .head(&repository, ObjectKind::Manifest, &reference_text)
+                .await?;
             Ok(head_response(&answer, reference.as_digest()))
         }
         (_, None) => {
@@ -93,18 +111,31 @@ async fn revalidate_tag(
     let group_path = group.path.as_str();
     let now = control.clock.now_ms();
     match group.upstream.head(repository, ObjectKind::Manifest, tag).await {
-        Ok(ObjectHead { digest: Some(digest), .. }) if digest == cached.digest => {
-            control.metadata.mark_manifest_checked(group_path, repository.as_str(), tag, now).await?;
+        Ok(ObjectHead {
+            digest: Some(digest), ..
+        }) if digest == cached.digest => {
+            control
+                .metadata
+                .mark_manifest_checked(group_path, repository.as_str(), tag, now)
+                .await?;
             serve_manifest(&cached, Vec::new())
         }
         Ok(answer) => {
             // The tag moved (or upstream did not say where): use the new digest if we hold it.
             if let Some(digest) = &answer.digest
-                && let Some(known) =
-                    control.metadata.find_manifest(group_path, repository.as_str(), &digest.to_string()).await?
+                && let Some(known) = control
+                    .metadata
+                    .find_manifest(group_path, repository.as_str(), &digest.to_string())
+                    .await?
             {
-                let record = ManifestRecord { checked_at: now, ..known };
-                control.metadata.upsert_manifest(group_path, repository.as_str(), tag, &record, now).await?;
+                let record = ManifestRecord {
+                    checked_at: now,
+                    ..known
+                };
+                control
+                    .metadata
+                    .upsert_manifest(group_path, repository.as_str(), tag, &record, now)
+                    .await?;
                 return serve_manifest(&record, Vec::new());
             }
             if head {
@@ -162,7 +193,12 @@ async fn send_dependency_response(
         .request_headers(repository, kind)
         .await?
         .iter()
-        .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.to_string(), value.to_owned())))
+        .filter_map(|(name, value)| {
+            value
+                .to_str()
+                .ok()
+                .map(|value| (name.to_string(), value.to_owned()))
+        })
         .collect();
     let max_size = match kind {
         ObjectKind::Blob => control.settings.max_blob_size,
@@ -219,6 +255,9 @@ fn head_response(answer: &ObjectHead, requested: Option<&Digest>) -> Response {
     if let Some(size) = answer.size {
         headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(size));
     }
-    headers.insert(oci::API_VERSION_HEADER, http::HeaderValue::from_static(oci::API_VERSION));
+    headers.insert(
+        oci::API_VERSION_HEADER,
+        http::HeaderValue::from_static(oci::API_VERSION),
+    );
     response
 }

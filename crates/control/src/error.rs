@@ -23,9 +23,12 @@ impl ControlError {
         match self {
             ControlError::Oci(error) => error.clone(),
             ControlError::Upstream(error) => error.to_oci(),
-            ControlError::Metadata(_) | ControlError::Injector(_) => OciError::internal("internal error in the control plane"),
+            ControlError::Metadata(_) | ControlError::Injector(_) => {
+                OciError::internal("internal error in the control plane")
+            }
             ControlError::BadUploadCall(message) => {
-                OciError::new(oci::ErrorCode::Unsupported, message.clone()).with_status(http::StatusCode::BAD_REQUEST)
+                OciError::new(oci::ErrorCode::Unsupported, message.clone())
+                    .with_status(http::StatusCode::BAD_REQUEST)
             }
         }
     }

@@ -30,7 +30,12 @@ pub struct Groups {
 
 impl Groups {
     pub fn new(groups: impl IntoIterator<Item = GroupSettings>) -> Self {
-        Groups { by_path: groups.into_iter().map(|group| (group.path.as_str().to_owned(), Arc::new(group))).collect() }
+        Groups {
+            by_path: groups
+                .into_iter()
+                .map(|group| (group.path.as_str().to_owned(), Arc::new(group)))
+                .collect(),
+        }
     }
 
     pub fn get(&self, path: &str) -> Option<&Arc<GroupSettings>> {
@@ -38,13 +43,20 @@ impl Groups {
     }
 
     /// The group that serves `image` as the request addressed it.
-    pub fn resolve(&self, image: &ImageAddress, _query: Option<&str>) -> Result<Arc<GroupSettings>, OciError> {
+    pub fn resolve(
+        &self,
+        image: &ImageAddress,
+        _query: Option<&str>,
+    ) -> Result<Arc<GroupSettings>, OciError> {
         let path = match image {
             ImageAddress::Group { group, .. } => group.as_str(),
             ImageAddress::Root { .. } => DEFAULT_GROUP,
         };
         self.by_path.get(path).cloned().ok_or_else(|| {
-            OciError::new(ErrorCode::NameUnknown, format!("no group {path:?} is configured on this proxy"))
+            OciError::new(
+                ErrorCode::NameUnknown,
+                format!("no group {path:?} is configured on this proxy"),
+            )
         })
     }
 }

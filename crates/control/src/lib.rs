@@ -36,7 +36,10 @@ pub struct ControlSettings {
 
 impl Default for ControlSettings {
     fn default() -> Self {
-        ControlSettings { max_blob_size: 10 << 30, max_manifest_size: 4 << 20 }
+        ControlSettings {
+            max_blob_size: 10 << 30,
+            max_manifest_size: 4 << 20,
+        }
     }
 }
 
@@ -57,7 +60,13 @@ impl ControlPlane {
         verifier: RequestVerifier,
         clock: Clock,
     ) -> Arc<Self> {
-        Arc::new(ControlPlane { metadata, groups, settings, verifier, clock })
+        Arc::new(ControlPlane {
+            metadata,
+            groups,
+            settings,
+            verifier,
+            clock,
+        })
     }
 
     /// The control plane's HTTP surface: one handler, every path parsed by [`oci::parse_v2_path`].
@@ -89,13 +98,23 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
 async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, ControlError> {
     // Authenticate before anything else, so even unknown paths reveal nothing to an outsider.
     // Upload calls are the only POSTs, and the only requests a gateway makes on its own behalf.
-    let purpose = if request.method() == Method::POST { Purpose::Upload } else { Purpose::Forward };
-    let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
+    let purpose = if request.method() == Method::POST {
+        Purpose::Upload
+    } else {
+        Purpose::Forward
+    };
+    let token = request
+        .headers()
+        .get(INTERNAL_TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok());
     if let Err(error) = control.verifier.verify(token, purpose) {
         tracing::warn!(%error, path = request.uri().path(), "refused unsigned control-plane request");
-        return Err(OciError::new(ErrorCode::Denied, "this is the control plane; requests must come from a gateway")
-            .with_status(StatusCode::FORBIDDEN)
-            .into());
+        return Err(OciError::new(
+            ErrorCode::Denied,
+            "this is the control plane; requests must come from a gateway",
+        )
+        .with_status(StatusCode::FORBIDDEN)
+        .into());
     }
     let endpoint = oci::parse_v2_path(request.uri().path())?;
     let method = request.method().clone();
@@ -111,9 +130,26 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
             let group = control.groups.resolve(&image, query.as_deref())?;
             decide::blob(control, &group, &image, &digest, head, request.uri()).await
         }
-        (Endpoint::Upload { image, kind, reference, stage }, &Method::POST) => {
+        (
+            Endpoint::Upload {
+                image,
+                kind,
+                reference,
+                stage,
+            },
+            &Method::POST,
+        ) => {
             let group = control.groups.resolve(&image, query.as_deref())?;
-            upload::handle(control, &group, &image, kind, &reference, stage, request.into_body()).await
+            upload::handle(
+                control,
+                &group,
+                &image,
+                kind,
+                &reference,
+                stage,
+                request.into_body(),
+            )
+            .await
         }
         (Endpoint::TagsList { .. } | Endpoint::Referrers { .. }, _) => Err(OciError::new(
             ErrorCode::Unsupported,
@@ -121,16 +157,25 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
         )
         .with_status(StatusCode::NOT_FOUND)
         .into()),
-        _ => Err(OciError::new(ErrorCode::Unsupported, format!("{method} is not supported here: depproxy is a pull-through cache"))
-            .into()),
+        _ => Err(OciError::new(
+            ErrorCode::Unsupported,
+            format!("{method} is not supported here: depproxy is a pull-through cache"),
+        )
+        .into()),
     }
 }
 
 fn base_response() -> Response {
     let mut response = Response::new(Body::from("{}"));
     let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    headers.insert(oci::API_VERSION_HEADER, http::HeaderValue::from_static(oci::API_VERSION));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        oci::API_VERSION_HEADER,
+        http::HeaderValue::from_static(oci::API_VERSION),
+    );
     response
 }
 

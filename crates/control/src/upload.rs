@@ -5,7 +5,9 @@
 use axum::body::Body;
 use axum::response::Response;
 use http::StatusCode;
-use injector::{AuthorizeRequest, Authorization, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest, UploadDecision};
+use injector::{
+    Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest, UploadDecision,
+};
 use metadata::{BlobRecord, ManifestRecord};
 use oci::{ImageAddress, ObjectKind, Reference, UploadStage};
 
@@ -40,15 +42,23 @@ pub(crate) async fn handle(
             if let (Some(digest), Reference::Digest(expected)) = (&call.digest, reference)
                 && digest != expected
             {
-                return Err(ControlError::BadUploadCall(format!("authorize for {digest} on the path of {expected}")));
+                return Err(ControlError::BadUploadCall(format!(
+                    "authorize for {digest} on the path of {expected}"
+                )));
             }
             let decision = match call.size {
-                Some(size) if size > max_size => {
-                    UploadDecision::Passthrough { reason: format!("{size} bytes exceed the limit of {max_size}") }
-                }
+                Some(size) if size > max_size => UploadDecision::Passthrough {
+                    reason: format!("{size} bytes exceed the limit of {max_size}"),
+                },
                 _ => UploadDecision::Store,
             };
-            let answer = Authorization { v: CONTRACT_VERSION, decision, max_size, lease_id: None, lease_seconds: None };
+            let answer = Authorization {
+                v: CONTRACT_VERSION,
+                decision,
+                max_size,
+                lease_id: None,
+                lease_seconds: None,
+            };
             json_response(&answer)
         }
         UploadStage::Finalize => {
@@ -57,19 +67,32 @@ pub(crate) async fn handle(
             if let Reference::Digest(expected) = reference
                 && &call.digest != expected
             {
-                return Err(ControlError::BadUploadCall(format!("finalize of {} on the path of {expected}", call.digest)));
+                return Err(ControlError::BadUploadCall(format!(
+                    "finalize of {} on the path of {expected}",
+                    call.digest
+                )));
             }
             if call.key != storage_key(&call.digest) {
-                return Err(ControlError::BadUploadCall(format!("key {:?} is not the key of {}", call.key, call.digest)));
+                return Err(ControlError::BadUploadCall(format!(
+                    "key {:?} is not the key of {}",
+                    call.key, call.digest
+                )));
             }
             if call.size > max_size {
-                return Err(ControlError::BadUploadCall(format!("{} bytes exceed the limit of {max_size}", call.size)));
+                return Err(ControlError::BadUploadCall(format!(
+                    "{} bytes exceed the limit of {max_size}",
+                    call.size
+                )));
             }
             let now = control.clock.now_ms();
             let group_path = group.path.as_str();
             match kind {
                 ObjectKind::Blob => {
-                    let record = BlobRecord { digest: call.digest, size: call.size, media_type: call.media_type };
+                    let record = BlobRecord {
+                        digest: call.digest,
+                        size: call.size,
+                        media_type: call.media_type,
+                    };
                     control.metadata.upsert_blob(group_path, &record, now).await?;
                 }
                 ObjectKind::Manifest => {
@@ -87,9 +110,15 @@ pub(crate) async fn handle(
                         checked_at: now,
                     };
                     let digest_reference = call.digest.to_string();
-                    control.metadata.upsert_manifest(group_path, repository.as_str(), &digest_reference, &record, now).await?;
+                    control
+                        .metadata
+                        .upsert_manifest(group_path, repository.as_str(), &digest_reference, &record, now)
+                        .await?;
                     if let Reference::Tag(tag) = reference {
-                        control.metadata.upsert_manifest(group_path, repository.as_str(), tag.as_str(), &record, now).await?;
+                        control
+                            .metadata
+                            .upsert_manifest(group_path, repository.as_str(), tag.as_str(), &record, now)
+                            .await?;
                     }
                 }
             }
@@ -101,15 +130,22 @@ pub(crate) async fn handle(
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(bytes).map_err(|error| ControlError::BadUploadCall(format!("invalid body: {error}")))
+    serde_json::from_slice(bytes)
+        .map_err(|error| ControlError::BadUploadCall(format!("invalid body: {error}")))
 }
 
 fn check_version_and_kind(version: u32, called: ObjectKind, path: ObjectKind) -> Result<(), ControlError> {
     if version != CONTRACT_VERSION {
-        return Err(ControlError::BadUploadCall(format!("contract version {version} is not supported")));
+        return Err(ControlError::BadUploadCall(format!(
+            "contract version {version} is not supported"
+        )));
     }
     if called != path {
-        return Err(ControlError::BadUploadCall(format!("a {} call on a {} path", called.as_str(), path.as_str())));
+        return Err(ControlError::BadUploadCall(format!(
+            "a {} call on a {} path",
+            called.as_str(),
+            path.as_str()
+        )));
     }
     Ok(())
 }
@@ -117,6 +153,9 @@ fn check_version_and_kind(version: u32, called: ObjectKind, path: ObjectKind) ->
 fn json_response<T: serde::Serialize>(value: &T) -> Result<Response, ControlError> {
     let body = serde_json::to_vec(value).map_err(|error| ControlError::BadUploadCall(error.to_string()))?;
     let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(CONTRACT_CONTENT_TYPE),
+    );
     Ok(response)
 }

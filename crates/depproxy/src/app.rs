@@ -31,7 +31,10 @@ pub async fn control_router(config: &Config, secret: &Secret) -> anyhow::Result<
     let mut clients = HashMap::new();
     for upstream in &config.upstreams {
         let credentials = match (&upstream.username, &upstream.password) {
-            (Some(username), Some(password)) => Some(Credentials { username: username.clone(), password: password.clone() }),
+            (Some(username), Some(password)) => Some(Credentials {
+                username: username.clone(),
+                password: password.clone(),
+            }),
             _ => None,
         };
         let client = UpstreamClient::new(UpstreamConfig {
@@ -45,40 +48,74 @@ pub async fn control_router(config: &Config, secret: &Secret) -> anyhow::Result<
     }
     let mut groups = Vec::new();
     for group in &config.groups {
-        let upstream = clients.get(&group.upstream).cloned().with_context(|| format!("group {:?}", group.path))?;
+        let upstream = clients
+            .get(&group.upstream)
+            .cloned()
+            .with_context(|| format!("group {:?}", group.path))?;
         groups.push(GroupSettings {
             path: oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!(error.message))?,
             upstream,
-            manifest_recheck: group.manifest_recheck.unwrap_or(control::DEFAULT_MANIFEST_RECHECK),
+            manifest_recheck: group
+                .manifest_recheck
+                .unwrap_or(control::DEFAULT_MANIFEST_RECHECK),
         });
     }
-    let settings = ControlSettings { max_blob_size: config.max_blob_size, max_manifest_size: config.max_manifest_size };
-    let control = ControlPlane::new(metadata, Groups::new(groups), settings, RequestVerifier::new(secret), Clock::system());
+    let settings = ControlSettings {
+        max_blob_size: config.max_blob_size,
+        max_manifest_size: config.max_manifest_size,
+    };
+    let control = ControlPlane::new(
+        metadata,
+        Groups::new(groups),
+        settings,
+        RequestVerifier::new(secret),
+        Clock::system(),
+    );
     Ok(control.router())
 }
 
 /// The gateway's router, reaching the control plane through `channel`.
-pub async fn gateway_router(config: &Config, channel: ControlChannel, secret: &Secret) -> anyhow::Result<Arc<Gateway>> {
+pub async fn gateway_router(
+    config: &Config,
+    channel: ControlChannel,
+    secret: &Secret,
+) -> anyhow::Result<Arc<Gateway>> {
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = FsStore::open(&config.data_dir)
         .await
         .with_context(|| format!("cannot open storage under {}", config.data_dir.display()))?;
-    let orphans = store.remove_orphans().await.context("cannot clean up temp data")?;
+    let orphans = store
+        .remove_orphans()
+        .await
+        .context("cannot clean up temp data")?;
     if orphans > 0 {
         tracing::info!(orphans, "removed temp data left by an earlier run");
     }
     // One pooled client for all upstream object GETs, trusting every configured CA bundle.
-    let all_cas: Vec<Vec<u8>> = config.upstreams.iter().filter_map(|upstream| upstream.ca_pem.clone()).collect();
-    let options = HttpOptions { extra_ca_pem: all_cas, ..http_options(config, None) };
+    let all_cas: Vec<Vec<u8>> = config
+        .upstreams
+        .iter()
+        .filter_map(|upstream| upstream.ca_pem.clone())
+        .collect();
+    let options = HttpOptions {
+        extra_ca_pem: all_cas,
+        ..http_options(config, None)
+    };
     let upstream_http = upstream::build_http_client(&options).context("upstream HTTP client")?;
     let settings = GatewaySettings {
         node_id: format!("{}-{}", hostname(), std::process::id()),
         idle_timeout: config.idle_timeout,
         header_timeout: config.header_timeout,
     };
-    Ok(Gateway::new(channel, RequestSigner::new(secret), BlobStore::Filesystem(store), upstream_http, settings))
+    Ok(Gateway::new(
+        channel,
+        RequestSigner::new(secret),
+        BlobStore::Filesystem(store),
+        upstream_http,
+        settings,
+    ))
 }
 
 /// Both roles in one process: the gateway calls the control plane's router directly.
@@ -94,5 +131,7 @@ pub async fn serve_router(config: &Config) -> anyhow::Result<(Router, Arc<Gatewa
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_owned()).unwrap_or_else(|_| "node".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "node".into())
 }

@@ -99,7 +99,9 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(deserializer)? {
             Raw::Number(bytes) => Ok(ByteSize(bytes)),
-            Raw::Text(text) => parse_byte_size(&text).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::Text(text) => parse_byte_size(&text)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -121,7 +123,9 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         "tib" => 1 << 40,
         other => return Err(format!("unknown size unit {other:?} in {text:?}")),
     };
-    number.checked_mul(multiplier).ok_or_else(|| format!("size {text:?} is too large"))
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 /// Settings after defaults and overrides.
@@ -158,7 +162,8 @@ pub struct Overrides {
 }
 
 pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
@@ -169,9 +174,14 @@ impl Config {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse().context("default listen address")?,
         };
-        let data_dir = overrides.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let database_url =
-            file.database_url.unwrap_or_else(|| format!("sqlite:{}", data_dir.join("depproxy.db").display()));
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = file
+            .database_url
+            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("depproxy.db").display()));
         let mut upstream_entries = file.upstream;
         let mut groups = file.group;
         if upstream_entries.is_empty() && groups.is_empty() {
@@ -192,9 +202,15 @@ impl Config {
         }
         if let Some(url) = &overrides.upstream {
             // `--upstream` replaces the upstream the `default` group uses.
-            let default_group = groups.iter().find(|group| group.path == control::DEFAULT_GROUP).cloned();
+            let default_group = groups
+                .iter()
+                .find(|group| group.path == control::DEFAULT_GROUP)
+                .cloned();
             match default_group {
-                Some(group) => match upstream_entries.iter_mut().find(|entry| entry.name == group.upstream) {
+                Some(group) => match upstream_entries
+                    .iter_mut()
+                    .find(|entry| entry.name == group.upstream)
+                {
                     Some(entry) => entry.url = url.clone(),
                     None => bail!("group default names unknown upstream {:?}", group.upstream),
                 },
@@ -218,15 +234,23 @@ impl Config {
         }
         let mut upstreams = Vec::new();
         for entry in upstream_entries {
-            if upstreams.iter().any(|existing: &ResolvedUpstream| existing.name == entry.name) {
+            if upstreams
+                .iter()
+                .any(|existing: &ResolvedUpstream| existing.name == entry.name)
+            {
                 bail!("upstream {:?} is defined twice", entry.name);
             }
             upstreams.push(resolve_upstream(entry)?);
         }
         for group in &groups {
-            oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!("group {:?}: {}", group.path, error.message))?;
+            oci::GroupPath::parse(&group.path)
+                .map_err(|error| anyhow::anyhow!("group {:?}: {}", group.path, error.message))?;
             if !upstreams.iter().any(|upstream| upstream.name == group.upstream) {
-                bail!("group {:?} names unknown upstream {:?}", group.path, group.upstream);
+                bail!(
+                    "group {:?} names unknown upstream {:?}",
+                    group.path,
+                    group.upstream
+                );
             }
             if groups.iter().filter(|other| other.path == group.path).count() > 1 {
                 bail!("group {:?} is defined twice", group.path);
@@ -248,7 +272,8 @@ impl Config {
 }
 
 fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
-    let url = url::Url::parse(&entry.url).with_context(|| format!("upstream {:?}: invalid url {:?}", entry.name, entry.url))?;
+    let url = url::Url::parse(&entry.url)
+        .with_context(|| format!("upstream {:?}: invalid url {:?}", entry.name, entry.url))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         bail!("upstream {:?}: url must be http:// or https://", entry.name);
     }
@@ -260,20 +285,34 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
                 .trim_end_matches(['\n', '\r'])
                 .to_owned(),
         ),
-        (None, None, Some(variable)) => Some(
-            std::env::var(variable).with_context(|| format!("upstream {:?}: environment variable {variable} is not set", entry.name))?,
-        ),
+        (None, None, Some(variable)) => Some(std::env::var(variable).with_context(|| {
+            format!(
+                "upstream {:?}: environment variable {variable} is not set",
+                entry.name
+            )
+        })?),
         (None, None, None) => None,
-        _ => bail!("upstream {:?}: give only one of password, password_file, password_env", entry.name),
+        _ => bail!(
+            "upstream {:?}: give only one of password, password_file, password_env",
+            entry.name
+        ),
     };
     if password.is_some() != entry.username.is_some() {
         bail!("upstream {:?}: username and password go together", entry.name);
     }
     let ca_pem = match &entry.ca_file {
-        Some(path) => Some(std::fs::read(path).with_context(|| format!("upstream {:?}: cannot read ca_file", entry.name))?),
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("upstream {:?}: cannot read ca_file", entry.name))?,
+        ),
         None => None,
     };
-    Ok(ResolvedUpstream { name: entry.name, url, username: entry.username, password, ca_pem })
+    Ok(ResolvedUpstream {
+        name: entry.name,
+        url,
+        username: entry.username,
+        password,
+        ca_pem,
+    })
 }
 
 #[cfg(test)]
@@ -292,7 +331,10 @@ mod tests {
 
     #[test]
     fn upstream_flag_replaces_the_default_upstream() {
-        let overrides = Overrides { upstream: Some("http://127.0.0.1:5001".into()), ..Overrides::default() };
+        let overrides = Overrides {
+            upstream: Some("http://127.0.0.1:5001".into()),
+            ..Overrides::default()
+        };
         let config = Config::resolve(FileConfig::default(), &overrides).unwrap();
         assert_eq!(config.upstreams.len(), 1);
         assert_eq!(config.upstreams[0].url.as_str(), "http://127.0.0.1:5001/");
@@ -323,14 +365,18 @@ mod tests {
         let config = Config::resolve(file, &Overrides::default()).unwrap();
         assert_eq!(config.groups[1].manifest_recheck, Some(Duration::from_secs(600)));
         assert_eq!(config.max_blob_size, 1 << 30);
-        let error = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err().to_string();
+        let error = toml::from_str::<FileConfig>("lisen = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown field `lisen`"), "{error}");
     }
 
     #[test]
     fn inconsistent_configs_are_refused() {
         let file: FileConfig = toml::from_str("[[group]]\npath = \"default\"\nupstream = \"nope\"").unwrap();
-        let error = Config::resolve(file, &Overrides::default()).unwrap_err().to_string();
+        let error = Config::resolve(file, &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown upstream"), "{error}");
     }
 

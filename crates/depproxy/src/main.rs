@@ -6,12 +6,16 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use depproxy::config::{self, Config, FileConfig, Overrides};
 use depproxy::app;
+use depproxy::config::{self, Config, FileConfig, Overrides};
 use injector::Secret;
 
 #[derive(Parser)]
-#[command(name = "depproxy", version, about = "A pull-through cache for container registries")]
+#[command(
+    name = "depproxy",
+    version,
+    about = "A pull-through cache for container registries"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,11 @@ impl CommonArgs {
             Some(path) => config::read_file(path)?,
             None => FileConfig::default(),
         };
-        let overrides = Overrides { listen: self.listen, data_dir: self.data_dir.clone(), upstream: self.upstream.clone() };
+        let overrides = Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            upstream: self.upstream.clone(),
+        };
         Config::resolve(file, &overrides)
     }
 }
@@ -83,13 +91,17 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     // One crypto provider for rustls (upstream TLS, PostgreSQL TLS) and jsonwebtoken (internal tokens).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     runtime.block_on(run(cli.command))
 }
 
@@ -106,7 +118,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let router = app::control_router(&config, &secret).await?;
             listen("depproxy control", config.listen, router).await
         }
-        Command::Gateway { common, control_url, secret_file } => {
+        Command::Gateway {
+            common,
+            control_url,
+            secret_file,
+        } => {
             let config = common.resolve()?;
             let secret = read_secret(&secret_file)?;
             let channel = gateway::ControlChannel::http(&control_url)?;
@@ -141,14 +157,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn read_secret(path: &PathBuf) -> anyhow::Result<Secret> {
-    let contents = std::fs::read(path).with_context(|| format!("cannot read secret file {}", path.display()))?;
+    let contents =
+        std::fs::read(path).with_context(|| format!("cannot read secret file {}", path.display()))?;
     Secret::from_file_contents(&contents).with_context(|| format!("secret file {}", path.display()))
 }
 
 async fn listen(role: &str, address: SocketAddr, router: axum::Router) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!(%address, "{role} listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")
 }
 
 async fn shutdown_signal() {

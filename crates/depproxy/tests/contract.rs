@@ -1,6 +1,8 @@
 //! The gateway↔control contract at its edges: the control plane refuses anything unsigned on every
 //! route, and the injector header only ever comes from the control plane.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use depproxy::config::{Config, FileConfig, Overrides};
@@ -12,7 +14,11 @@ use testkit::FakeRegistry;
 async fn control_plane(upstream: &str) -> (String, Secret, tempfile::TempDir) {
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let overrides = Overrides { data_dir: Some(dir.path().to_owned()), upstream: Some(upstream.to_owned()), listen: None };
+    let overrides = Overrides {
+        data_dir: Some(dir.path().to_owned()),
+        upstream: Some(upstream.to_owned()),
+        listen: None,
+    };
     let config = Config::resolve(FileConfig::default(), &overrides).unwrap();
     let secret = Secret::from_bytes([9; 32]);
     let router = depproxy::app::control_router(&config, &secret).await.unwrap();
@@ -32,13 +38,28 @@ async fn control_plane_refuses_unsigned_and_mis_signed_requests_on_every_route()
         ("POST", format!("/v2/lab/x/blobs/{digest}/upload")),
         ("GET", "/v2/nowhere/at/all".to_owned()),
     ];
-    let forged = RequestSigner::new(&Secret::from_bytes([1; 32])).sign(Purpose::Forward).unwrap();
+    let forged = RequestSigner::new(&Secret::from_bytes([1; 32]))
+        .sign(Purpose::Forward)
+        .unwrap();
     let forward = RequestSigner::new(&secret).sign(Purpose::Forward).unwrap();
     for (method, path) in &routes {
         let method = http::Method::from_bytes(method.as_bytes()).unwrap();
-        let unsigned = client().request(method.clone(), format!("{url}{path}")).send().await.unwrap();
-        assert_eq!(unsigned.status(), StatusCode::FORBIDDEN, "unsigned {method} {path}");
-        let forged = client().request(method.clone(), format!("{url}{path}")).header(INTERNAL_TOKEN_HEADER, &forged).send().await.unwrap();
+        let unsigned = client()
+            .request(method.clone(), format!("{url}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            unsigned.status(),
+            StatusCode::FORBIDDEN,
+            "unsigned {method} {path}"
+        );
+        let forged = client()
+            .request(method.clone(), format!("{url}{path}"))
+            .header(INTERNAL_TOKEN_HEADER, &forged)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(forged.status(), StatusCode::FORBIDDEN, "forged {method} {path}");
         assert!(forged.headers().get(SEND_DATA_HEADER).is_none());
     }
@@ -52,11 +73,19 @@ async fn control_plane_refuses_unsigned_and_mis_signed_requests_on_every_route()
         .unwrap();
     assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
     // A properly signed request is answered with an injector.
-    let signed = client().get(format!("{url}/v2/lab/x/blobs/{digest}")).header(INTERNAL_TOKEN_HEADER, &forward).send().await.unwrap();
+    let signed = client()
+        .get(format!("{url}/v2/lab/x/blobs/{digest}"))
+        .header(INTERNAL_TOKEN_HEADER, &forward)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(signed.status(), StatusCode::OK);
     let injector = injector::Injector::decode(signed.headers()[SEND_DATA_HEADER].to_str().unwrap()).unwrap();
     assert_eq!(injector.kind(), "send-dependency");
-    assert!(upstream.count("GET", "/blobs/") == 0, "the control plane never fetches blob bytes");
+    assert!(
+        upstream.count("GET", "/blobs/") == 0,
+        "the control plane never fetches blob bytes"
+    );
 }
 
 #[tokio::test]

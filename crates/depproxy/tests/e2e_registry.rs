@@ -4,13 +4,22 @@
 //!
 //! Needs docker-registry, skopeo, python3 and curl (`scripts/install-test-deps.sh`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
-use support::processes::{Depproxy, Registry, dir_contents, push_test_images, require_tools, skopeo_pull, stored_object_hashes};
+use support::processes::{
+    Depproxy, Registry, dir_contents, push_test_images, require_tools, skopeo_pull, stored_object_hashes,
+};
 
 /// (repository, needs --all)
-const IMAGES: &[(&str, bool)] =
-    &[("lab/tiny", false), ("lab/tiny-docker", false), ("lab/layers", false), ("lab/medium", false), ("lab/multi", true)];
+const IMAGES: &[(&str, bool)] = &[
+    ("lab/tiny", false),
+    ("lab/tiny-docker", false),
+    ("lab/layers", false),
+    ("lab/medium", false),
+    ("lab/multi", true),
+];
 
 fn pull_everything_through(proxy: &Depproxy, registry: &Registry) {
     let work = tempfile::tempdir().unwrap();
@@ -20,30 +29,59 @@ fn pull_everything_through(proxy: &Depproxy, registry: &Registry) {
         let expected = dir_contents(&direct);
         let forms = [
             format!("{}/{image}:v1", proxy.address()),
-            format!("{}/default/dependency_proxy/containers/{image}:v1", proxy.address()),
+            format!(
+                "{}/default/dependency_proxy/containers/{image}:v1",
+                proxy.address()
+            ),
         ];
         for reference in &forms {
             let before = registry.count("GET", "/blobs/");
             let out = work.path().join("proxied");
             skopeo_pull(reference, &out, all);
-            assert_eq!(dir_contents(&out), expected, "{reference}: content differs from the upstream's");
+            assert_eq!(
+                dir_contents(&out),
+                expected,
+                "{reference}: content differs from the upstream's"
+            );
             if reference != &forms[0] {
-                assert_eq!(registry.count("GET", "/blobs/"), before, "{reference}: a second pull fetched blobs upstream");
+                assert_eq!(
+                    registry.count("GET", "/blobs/"),
+                    before,
+                    "{reference}: a second pull fetched blobs upstream"
+                );
             }
         }
         // Once more in mirror form: everything comes from the cache.
         let before_blobs = registry.count("GET", "/blobs/");
         let before_manifests = registry.count("GET", "/manifests/");
         skopeo_pull(&forms[0], &work.path().join("again"), all);
-        assert_eq!(registry.count("GET", "/blobs/"), before_blobs, "{image}: warm pull fetched blobs upstream");
-        assert_eq!(registry.count("GET", "/manifests/"), before_manifests, "{image}: warm pull fetched manifests upstream");
+        assert_eq!(
+            registry.count("GET", "/blobs/"),
+            before_blobs,
+            "{image}: warm pull fetched blobs upstream"
+        );
+        assert_eq!(
+            registry.count("GET", "/manifests/"),
+            before_manifests,
+            "{image}: warm pull fetched manifests upstream"
+        );
     }
     let objects = stored_object_hashes(proxy.data_dir.path());
-    assert!(objects.len() > 20, "expected the pulled images in storage, found {}", objects.len());
+    assert!(
+        objects.len() > 20,
+        "expected the pulled images in storage, found {}",
+        objects.len()
+    );
     for (name, hash) in objects {
         assert_eq!(name, hash, "a stored object does not hash to its name");
     }
-    assert_eq!(std::fs::read_dir(proxy.data_dir.path().join("tmp")).unwrap().count(), 0, "temp data left behind");
+    assert_eq!(
+        std::fs::read_dir(proxy.data_dir.path().join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "temp data left behind"
+    );
 }
 
 #[test]

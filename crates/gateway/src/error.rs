@@ -22,8 +22,10 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn to_oci(&self) -> OciError {
         match self {
-            GatewayError::ControlUnreachable(_) => OciError::new(ErrorCode::Unavailable, "control plane unavailable")
-                .with_status(StatusCode::SERVICE_UNAVAILABLE),
+            GatewayError::ControlUnreachable(_) => {
+                OciError::new(ErrorCode::Unavailable, "control plane unavailable")
+                    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            }
             _ => OciError::internal("internal error in the gateway"),
         }
     }

@@ -23,8 +23,8 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use injector::{
-    AuthorizeRequest, Authorization, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest, INTERNAL_TOKEN_HEADER,
-    Purpose, SendDependency, UploadDecision,
+    Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest,
+    INTERNAL_TOKEN_HEADER, Purpose, SendDependency, UploadDecision,
 };
 use oci::{Digest, ErrorCode, ObjectKind, OciError};
 use storage::{Expectation, StorageError};
@@ -98,19 +98,23 @@ impl FillError {
     pub fn to_oci(&self) -> OciError {
         match self {
             FillError::Upstream(error) => error.to_oci(),
-            FillError::IdleTimeout(_) => {
-                OciError::new(ErrorCode::Unavailable, self.to_string()).with_status(StatusCode::GATEWAY_TIMEOUT)
+            FillError::IdleTimeout(_) => OciError::new(ErrorCode::Unavailable, self.to_string())
+                .with_status(StatusCode::GATEWAY_TIMEOUT),
+            FillError::Broken(_) => {
+                OciError::new(ErrorCode::Unavailable, self.to_string()).with_status(StatusCode::BAD_GATEWAY)
             }
-            FillError::Broken(_) => OciError::new(ErrorCode::Unavailable, self.to_string()).with_status(StatusCode::BAD_GATEWAY),
-            FillError::TooLarge { .. } | FillError::Storage(StorageError::TooLarge { .. }) => {
-                OciError::new(ErrorCode::Denied, format!("{self}: refused by the proxy's size limit"))
-            }
+            FillError::TooLarge { .. } | FillError::Storage(StorageError::TooLarge { .. }) => OciError::new(
+                ErrorCode::Denied,
+                format!("{self}: refused by the proxy's size limit"),
+            ),
             FillError::Storage(error) if error.is_content_error() => OciError::new(
                 ErrorCode::Unavailable,
                 format!("upstream sent content that failed verification: {error}"),
             )
             .with_status(StatusCode::BAD_GATEWAY),
-            FillError::Storage(_) | FillError::Gateway(_) | FillError::Vanished => OciError::internal("the proxy could not store the object"),
+            FillError::Storage(_) | FillError::Gateway(_) | FillError::Vanished => {
+                OciError::internal("the proxy could not store the object")
+            }
         }
     }
 }
@@ -124,7 +128,10 @@ pub struct Fills {
 
 impl Default for Fills {
     fn default() -> Self {
-        Fills { inflight: Mutex::default(), running: watch::channel(0).0 }
+        Fills {
+            inflight: Mutex::default(),
+            running: watch::channel(0).0,
+        }
     }
 }
 
@@ -152,7 +159,11 @@ impl Fills {
 
 /// Joins the fill of `params.fill_key`, starting it when none runs.
 pub(crate) fn join_or_start(gateway: &Arc<Gateway>, params: SendDependency) -> watch::Receiver<FillState> {
-    let mut inflight = gateway.fills.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut inflight = gateway
+        .fills
+        .inflight
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     if let Some(state) = inflight.get(&params.fill_key) {
         return state.clone();
     }
@@ -179,10 +190,17 @@ async fn run(gateway: Arc<Gateway>, params: SendDependency, state: watch::Sender
     }
 }
 
-async fn fill(gateway: &Gateway, params: &SendDependency, state: &watch::Sender<FillState>) -> Result<Finished, FillError> {
+async fn fill(
+    gateway: &Gateway,
+    params: &SendDependency,
+    state: &watch::Sender<FillState>,
+) -> Result<Finished, FillError> {
     let mut request_headers = HeaderMap::new();
     for (name, value) in &params.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
             request_headers.append(name, value);
         }
     }
@@ -205,7 +223,10 @@ async fn fill(gateway: &Gateway, params: &SendDependency, state: &watch::Sender<
     if let Some(size) = head.content_length
         && size > params.max_size
     {
-        return Err(FillError::TooLarge { size, limit: params.max_size });
+        return Err(FillError::TooLarge {
+            size,
+            limit: params.max_size,
+        });
     }
     let authorization = authorize(gateway, params, head.content_length).await;
     let limit = authorization.max_size.min(params.max_size);
@@ -215,7 +236,11 @@ async fn fill(gateway: &Gateway, params: &SendDependency, state: &watch::Sender<
         .await
         .map_err(|_| FillError::Vanished)?
         .map_err(StorageError::from)?;
-    let streaming = Arc::new(Streaming { head: head.clone(), file: Arc::new(file), progress });
+    let streaming = Arc::new(Streaming {
+        head: head.clone(),
+        file: Arc::new(file),
+        progress,
+    });
     state.send_replace(FillState::Streaming(streaming.clone()));
 
     let mut upload = upload;
@@ -234,9 +259,15 @@ async fn fill(gateway: &Gateway, params: &SendDependency, state: &watch::Sender<
             Ok(Ok(Some(chunk))) => upload.write(chunk).await?,
         }
     }
-    let expected = Expectation { digest: params.expected_digest.clone(), size: head.content_length };
+    let expected = Expectation {
+        digest: params.expected_digest.clone(),
+        size: head.content_length,
+    };
     let media_type = match params.kind {
-        ObjectKind::Blob => head.content_type.clone().unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned()),
+        ObjectKind::Blob => head
+            .content_type
+            .clone()
+            .unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned()),
         ObjectKind::Manifest => head.content_type.clone().unwrap_or_default(),
     };
     match authorization.decision {
@@ -256,12 +287,26 @@ async fn fill(gateway: &Gateway, params: &SendDependency, state: &watch::Sender<
             if let Err(error) = call_upload(gateway, &params.upload.finalize, &finalize).await {
                 tracing::warn!(url = %params.url, %error, "finalize failed; object stays unrecorded");
             }
-            Ok(Finished { head, key: committed.key, digest: committed.digest, size: committed.size, stored: true, streaming })
+            Ok(Finished {
+                head,
+                key: committed.key,
+                digest: committed.digest,
+                size: committed.size,
+                stored: true,
+                streaming,
+            })
         }
         UploadDecision::Passthrough { reason } => {
             let verified = upload.verify_and_discard(&expected).await?;
             tracing::info!(url = %params.url, %reason, "streamed without caching");
-            Ok(Finished { head, key: verified.key, digest: verified.digest, size: verified.size, stored: false, streaming })
+            Ok(Finished {
+                head,
+                key: verified.key,
+                digest: verified.digest,
+                size: verified.size,
+                stored: false,
+                streaming,
+            })
         }
     }
 }
@@ -288,14 +333,17 @@ async fn authorize(gateway: &Gateway, params: &SendDependency, size: Option<u64>
         node: gateway.settings.node_id.clone(),
     };
     let answer = match call_upload(gateway, &params.upload.authorize, &call).await {
-        Ok(body) => serde_json::from_slice::<Authorization>(&body).map_err(|error| GatewayError::BadControlAnswer(error.to_string())),
+        Ok(body) => serde_json::from_slice::<Authorization>(&body)
+            .map_err(|error| GatewayError::BadControlAnswer(error.to_string())),
         Err(error) => Err(error),
     };
     answer.unwrap_or_else(|error| {
         tracing::warn!(url = %params.url, %error, "upload authorize failed; streaming without caching");
         Authorization {
             v: CONTRACT_VERSION,
-            decision: UploadDecision::Passthrough { reason: format!("authorize failed: {error}") },
+            decision: UploadDecision::Passthrough {
+                reason: format!("authorize failed: {error}"),
+            },
             max_size: params.max_size,
             lease_id: None,
             lease_seconds: None,
@@ -304,15 +352,24 @@ async fn authorize(gateway: &Gateway, params: &SendDependency, size: Option<u64>
 }
 
 /// POSTs an upload call to the control plane and returns its body on 2xx.
-async fn call_upload<T: serde::Serialize>(gateway: &Gateway, path: &str, body: &T) -> Result<Bytes, GatewayError> {
+async fn call_upload<T: serde::Serialize>(
+    gateway: &Gateway,
+    path: &str,
+    body: &T,
+) -> Result<Bytes, GatewayError> {
     let json = serde_json::to_vec(body).map_err(|error| GatewayError::BadControlAnswer(error.to_string()))?;
     let token = HeaderValue::try_from(gateway.signer.sign(Purpose::Upload)?)
         .map_err(|_| GatewayError::ControlUnreachable("token is not a header value".into()))?;
     let mut request = Request::new(Body::from(json));
     *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = path.parse().map_err(|_| GatewayError::BadControlAnswer(format!("bad upload path {path:?}")))?;
+    *request.uri_mut() = path
+        .parse()
+        .map_err(|_| GatewayError::BadControlAnswer(format!("bad upload path {path:?}")))?;
     request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token);
-    request.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
+    request.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(CONTRACT_CONTENT_TYPE),
+    );
     let response = gateway.control.call(request).await?;
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
@@ -327,15 +384,23 @@ async fn call_upload<T: serde::Serialize>(gateway: &Gateway, path: &str, body: &
 
 /// Waits until the fill has left `Connecting`.
 pub(crate) async fn started(state: &mut watch::Receiver<FillState>) -> FillState {
-    match state.wait_for(|current| !matches!(current, FillState::Connecting)).await {
+    match state
+        .wait_for(|current| !matches!(current, FillState::Connecting))
+        .await
+    {
         Ok(current) => current.clone(),
         Err(_) => FillState::Failed(Arc::new(FillError::Vanished)),
     }
 }
 
 /// Waits until the fill is committed or failed.
-pub(crate) async fn finished(state: &mut watch::Receiver<FillState>) -> Result<Arc<Finished>, Arc<FillError>> {
-    match state.wait_for(|current| matches!(current, FillState::Committed(_) | FillState::Failed(_))).await {
+pub(crate) async fn finished(
+    state: &mut watch::Receiver<FillState>,
+) -> Result<Arc<Finished>, Arc<FillError>> {
+    match state
+        .wait_for(|current| matches!(current, FillState::Committed(_) | FillState::Failed(_)))
+        .await
+    {
         Ok(current) => match &*current {
             FillState::Committed(finished) => Ok(finished.clone()),
             FillState::Failed(error) => Err(error.clone()),
@@ -360,7 +425,14 @@ pub(crate) struct Tail {
 impl Tail {
     pub fn new(streaming: Arc<Streaming>, state: watch::Receiver<FillState>) -> Self {
         let progress = streaming.progress.clone();
-        Tail { streaming, progress, state, offset: 0, progress_open: true, done: false }
+        Tail {
+            streaming,
+            progress,
+            state,
+            offset: 0,
+            progress_open: true,
+            done: false,
+        }
     }
 
     /// The next chunk, `None` at the verified end, an error when the fill failed.
@@ -421,7 +493,10 @@ impl Tail {
             let mut buffer = BytesMut::zeroed(length);
             let read = file.read_at(&mut buffer, offset)?;
             if read == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "spool shorter than published"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "spool shorter than published",
+                ));
             }
             buffer.truncate(read);
             Ok(buffer.freeze())
@@ -433,7 +508,11 @@ impl Tail {
     }
 
     /// The tail as a response body stream.
-    pub fn into_stream(self) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-        futures_util::stream::unfold(self, |mut tail| async move { tail.next_chunk().await.map(|item| (item, tail)) })
+    pub fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut tail| async move {
+            tail.next_chunk().await.map(|item| (item, tail))
+        })
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use oci::Digest;
 use sqlx::migrate::MigrateDatabase as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +103,10 @@ impl Metadata {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -138,7 +143,11 @@ impl Metadata {
             .fetch_optional(pool)
             .await?);
         row.map(|row| {
-            Ok(BlobRecord { digest: parse_digest(row.digest)?, size: row.size as u64, media_type: row.media_type })
+            Ok(BlobRecord {
+                digest: parse_digest(row.digest)?,
+                size: row.size as u64,
+                media_type: row.media_type,
+            })
         })
         .transpose()
     }
@@ -160,7 +169,12 @@ impl Metadata {
         Ok(())
     }
 
-    pub async fn find_manifest(&self, group: &str, image: &str, reference: &str) -> Result<Option<ManifestRecord>> {
+    pub async fn find_manifest(
+        &self,
+        group: &str,
+        image: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestRecord>> {
         const SQL: &str = "SELECT digest, media_type, size, checked_at FROM manifests \
              WHERE group_path = $1 AND image = $2 AND reference = $3";
         let row: Option<ManifestRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
@@ -211,7 +225,13 @@ impl Metadata {
     }
 
     /// Upstream confirmed the reference still points at `digest`.
-    pub async fn mark_manifest_checked(&self, group: &str, image: &str, reference: &str, now: i64) -> Result<()> {
+    pub async fn mark_manifest_checked(
+        &self,
+        group: &str,
+        image: &str,
+        reference: &str,
+        now: i64,
+    ) -> Result<()> {
         const SQL: &str =
             "UPDATE manifests SET checked_at = $4 WHERE group_path = $1 AND image = $2 AND reference = $3";
         on_pool!(self, |pool| sqlx::query(SQL)
@@ -267,7 +287,12 @@ impl Metadata {
 
     pub async fn release_lease(&self, digest: &Digest, lease_id: &str) -> Result<()> {
         const SQL: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
-        on_pool!(self, |pool| sqlx::query(SQL).bind(digest.to_string()).bind(lease_id).execute(pool).await?.rows_affected());
+        on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(digest.to_string())
+            .bind(lease_id)
+            .execute(pool)
+            .await?
+            .rows_affected());
         Ok(())
     }
 }

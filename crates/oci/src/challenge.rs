@@ -21,7 +21,9 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
     let mut challenges: Vec<Challenge> = Vec::new();
     let mut rest = header.trim_start();
     while !rest.is_empty() {
-        let token_len = rest.find(|c: char| c.is_whitespace() || c == ',' || c == '=').unwrap_or(rest.len());
+        let token_len = rest
+            .find(|c: char| c.is_whitespace() || c == ',' || c == '=')
+            .unwrap_or(rest.len());
         if token_len == 0 {
             rest = rest[1..].trim_start();
             continue;
@@ -35,7 +37,10 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
             }
             rest = remaining.trim_start().trim_start_matches(',').trim_start();
         } else {
-            challenges.push(Challenge { scheme: token.to_ascii_lowercase(), params: BTreeMap::new() });
+            challenges.push(Challenge {
+                scheme: token.to_ascii_lowercase(),
+                params: BTreeMap::new(),
+            });
             rest = after.trim_start_matches(',').trim_start();
         }
     }
@@ -59,7 +64,9 @@ fn parse_value(input: &str) -> (String, &str) {
         }
         (value, "")
     } else {
-        let end = input.find(|c: char| c == ',' || c.is_whitespace()).unwrap_or(input.len());
+        let end = input
+            .find(|c: char| c == ',' || c.is_whitespace())
+            .unwrap_or(input.len());
         (input[..end].to_owned(), &input[end..])
     }
 }
@@ -82,7 +89,8 @@ mod tests {
 
     #[test]
     fn basic_and_multiple() {
-        let parsed = parse_challenges(r#"Basic realm="Registry Realm", Bearer realm=https://x/token,service=x"#);
+        let parsed =
+            parse_challenges(r#"Basic realm="Registry Realm", Bearer realm=https://x/token,service=x"#);
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[0].scheme, "basic");
         assert_eq!(parsed[0].param("realm"), Some("Registry Realm"));

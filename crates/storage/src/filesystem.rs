@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::sync::{mpsc, watch};
 use tokio_util::io::ReaderStream;
 
-use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolView, StorageError, digest_of_key, key_for};
+use crate::{
+    ByteRange, Committed, Expectation, ObjectReader, SpoolView, StorageError, digest_of_key, key_for,
+};
 
 /// Chunks queued to an upload's writer thread before `write` waits: bounds memory per fill.
 const WRITE_QUEUE_CHUNKS: usize = 16;
@@ -38,7 +40,9 @@ impl FsStore {
         let tmp = root.join("tmp");
         tokio::fs::create_dir_all(root.join("blobs/sha256")).await?;
         tokio::fs::create_dir_all(&tmp).await?;
-        Ok(FsStore { inner: Arc::new(Paths { root, tmp }) })
+        Ok(FsStore {
+            inner: Arc::new(Paths { root, tmp }),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -101,11 +105,21 @@ impl FsStore {
     /// Starts a staged upload. Bytes become visible only through [`FsUpload::commit`].
     pub async fn begin_upload(&self, limit: u64) -> Result<FsUpload, StorageError> {
         let path = self.inner.tmp.join(uuid::Uuid::new_v4().to_string());
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         let (chunks, receiver) = mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
         let (progress_sender, progress) = watch::channel(0u64);
         let writer = tokio::task::spawn_blocking(move || write_loop(file, receiver, progress_sender, limit));
-        Ok(FsUpload { store: self.clone(), path, chunks: Some(chunks), writer: Some(writer), progress, limit })
+        Ok(FsUpload {
+            store: self.clone(),
+            path,
+            chunks: Some(chunks),
+            writer: Some(writer),
+            progress,
+            limit,
+        })
     }
 }
 
@@ -144,7 +158,12 @@ pub struct FsUpload {
 impl FsUpload {
     /// Where the bytes written so far can be read, and a counter of how many there are.
     pub fn spool(&self) -> (SpoolView, watch::Receiver<u64>) {
-        (SpoolView { path: self.path.clone() }, self.progress.clone())
+        (
+            SpoolView {
+                path: self.path.clone(),
+            },
+            self.progress.clone(),
+        )
     }
 
     pub fn limit(&self) -> u64 {
@@ -153,7 +172,9 @@ impl FsUpload {
 
     /// Queues a chunk; waits only when the writer is [`WRITE_QUEUE_CHUNKS`] behind.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        let Some(chunks) = &self.chunks else { return Err(StorageError::WriterGone) };
+        let Some(chunks) = &self.chunks else {
+            return Err(StorageError::WriterGone);
+        };
         if chunks.send(chunk).await.is_ok() {
             return Ok(());
         }
@@ -171,7 +192,10 @@ impl FsUpload {
     }
 
     /// Waits for the writer and checks what it wrote against `expected`.
-    async fn finish_and_verify(&mut self, expected: &Expectation) -> Result<(std::fs::File, Digest, u64), StorageError> {
+    async fn finish_and_verify(
+        &mut self,
+        expected: &Expectation,
+    ) -> Result<(std::fs::File, Digest, u64), StorageError> {
         self.chunks = None;
         let (file, hasher) = self.join_writer().await?;
         let size = hasher.len();
@@ -179,12 +203,18 @@ impl FsUpload {
         if let Some(expected_size) = expected.size
             && expected_size != size
         {
-            return Err(StorageError::SizeMismatch { expected: expected_size, actual: size });
+            return Err(StorageError::SizeMismatch {
+                expected: expected_size,
+                actual: size,
+            });
         }
         if let Some(expected_digest) = &expected.digest
             && expected_digest != &digest
         {
-            return Err(StorageError::DigestMismatch { expected: expected_digest.clone(), actual: digest });
+            return Err(StorageError::DigestMismatch {
+                expected: expected_digest.clone(),
+                actual: digest,
+            });
         }
         Ok((file, digest, size))
     }
@@ -192,7 +222,11 @@ impl FsUpload {
     /// Verifies like [`Self::commit`] but keeps nothing: for streams served without caching.
     pub async fn verify_and_discard(mut self, expected: &Expectation) -> Result<Committed, StorageError> {
         let (_, digest, size) = self.finish_and_verify(expected).await?;
-        Ok(Committed { key: key_for(&digest), digest, size })
+        Ok(Committed {
+            key: key_for(&digest),
+            digest,
+            size,
+        })
     }
 
     /// Finishes writing, verifies against `expected`, makes the object durable and visible.
@@ -266,12 +300,21 @@ mod tests {
         let mut upload = store.begin_upload(1024).await.unwrap();
         upload.write(Bytes::from_static(b"hello ")).await.unwrap();
         upload.write(Bytes::from_static(b"storage")).await.unwrap();
-        let expected = Expectation { digest: Some(Digest::of(&data)), size: Some(data.len() as u64) };
+        let expected = Expectation {
+            digest: Some(Digest::of(&data)),
+            size: Some(data.len() as u64),
+        };
         let committed = upload.commit(&expected).await.unwrap();
         assert_eq!(committed.key, key_for(&Digest::of(&data)));
         assert_eq!(store.stat(&committed.key).await.unwrap(), Some(13));
-        assert_eq!(collect(store.read(&committed.key, None).await.unwrap()).await, data);
-        assert_eq!(collect(store.read(&committed.key, Some(6..13)).await.unwrap()).await, b"storage");
+        assert_eq!(
+            collect(store.read(&committed.key, None).await.unwrap()).await,
+            data
+        );
+        assert_eq!(
+            collect(store.read(&committed.key, Some(6..13)).await.unwrap()).await,
+            b"storage"
+        );
         assert_eq!(tmp_entries(&store).await, 0);
     }
 
@@ -280,8 +323,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
         for expected in [
-            Expectation { digest: Some(Digest::of(b"other")), size: None },
-            Expectation { digest: None, size: Some(3) },
+            Expectation {
+                digest: Some(Digest::of(b"other")),
+                size: None,
+            },
+            Expectation {
+                digest: None,
+                size: Some(3),
+            },
         ] {
             let mut upload = store.begin_upload(1024).await.unwrap();
             upload.write(Bytes::from_static(b"data")).await.unwrap();

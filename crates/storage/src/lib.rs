@@ -44,7 +44,9 @@ impl StorageError {
     pub fn is_content_error(&self) -> bool {
         matches!(
             self,
-            StorageError::SizeMismatch { .. } | StorageError::DigestMismatch { .. } | StorageError::TooLarge { .. }
+            StorageError::SizeMismatch { .. }
+                | StorageError::DigestMismatch { .. }
+                | StorageError::TooLarge { .. }
         )
     }
 }

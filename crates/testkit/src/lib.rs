@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod registry;
 mod raw;
+mod registry;
 
-pub use registry::{Fault, FakeRegistry, Gate, RequestLog};
+pub use registry::{FakeRegistry, Fault, Gate, RequestLog};

@@ -10,7 +10,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Starts a one-shot listener that answers any request with `bytes` under a false
 /// `Content-Length`, and redirects the caller there.
-pub(crate) async fn lying_response(bytes: Bytes, claimed: u64, media_type: &str, digest: &Digest) -> Response {
+pub(crate) async fn lying_response(
+    bytes: Bytes,
+    claimed: u64,
+    media_type: &str,
+    digest: &Digest,
+) -> Response {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let head = format!(
@@ -27,6 +32,9 @@ pub(crate) async fn lying_response(bytes: Bytes, claimed: u64, media_type: &str,
     });
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-    response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&format!("http://{address}/lying")).unwrap());
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&format!("http://{address}/lying")).unwrap(),
+    );
     response
 }

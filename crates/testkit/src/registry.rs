@@ -18,7 +18,10 @@ use tokio::sync::{Notify, watch};
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Answer with this status (and optional `Retry-After`), empty OCI body.
-    Status { status: u16, retry_after: Option<String> },
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+    },
     /// Send only the first `after` bytes, then end the body. With `content_length` the header
     /// announces the full size (the connection breaks); without, the body is chunked and ends
     /// cleanly short.
@@ -47,7 +50,10 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(before: usize) -> Self {
-        Gate { before, open: Arc::new(watch::channel(false).0) }
+        Gate {
+            before,
+            open: Arc::new(watch::channel(false).0),
+        }
     }
 
     pub fn open(&self) {
@@ -101,8 +107,15 @@ impl FakeRegistry {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let inner = Arc::new(Mutex::new(Inner { chunk: 64 * 1024, ..Inner::default() }));
-        let registry = FakeRegistry { inner, address, notify: Arc::new(Notify::new()) };
+        let inner = Arc::new(Mutex::new(Inner {
+            chunk: 64 * 1024,
+            ..Inner::default()
+        }));
+        let registry = FakeRegistry {
+            inner,
+            address,
+            notify: Arc::new(Notify::new()),
+        };
         let router = Router::new().fallback(handle).with_state(registry.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -126,16 +139,34 @@ impl FakeRegistry {
     pub fn put_blob(&self, bytes: impl Into<Bytes>) -> Digest {
         let bytes = bytes.into();
         let digest = Digest::of(&bytes);
-        self.lock().objects.insert(digest.clone(), Object { bytes, media_type: "application/octet-stream".into() });
+        self.lock().objects.insert(
+            digest.clone(),
+            Object {
+                bytes,
+                media_type: "application/octet-stream".into(),
+            },
+        );
         digest
     }
 
     /// Stores a manifest and tags it.
-    pub fn put_manifest(&self, repository: &str, tag: &str, media_type: &str, bytes: impl Into<Bytes>) -> Digest {
+    pub fn put_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        media_type: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Digest {
         let bytes = bytes.into();
         let digest = Digest::of(&bytes);
         let mut inner = self.lock();
-        inner.objects.insert(digest.clone(), Object { bytes, media_type: media_type.into() });
+        inner.objects.insert(
+            digest.clone(),
+            Object {
+                bytes,
+                media_type: media_type.into(),
+            },
+        );
         inner.tags.insert((repository.into(), tag.into()), digest.clone());
         digest
     }
@@ -157,7 +188,12 @@ impl FakeRegistry {
                 "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest.to_string(), "size": layer.len()
             })).collect::<Vec<_>>(),
         });
-        let digest = self.put_manifest(repository, tag, oci::media::OCI_MANIFEST, serde_json::to_vec(&manifest).unwrap());
+        let digest = self.put_manifest(
+            repository,
+            tag,
+            oci::media::OCI_MANIFEST,
+            serde_json::to_vec(&manifest).unwrap(),
+        );
         (digest, layer_digests)
     }
 
@@ -198,7 +234,11 @@ impl FakeRegistry {
 
     /// Requests whose method matches and whose path contains `fragment`.
     pub fn count(&self, method: &str, fragment: &str) -> usize {
-        self.lock().log.iter().filter(|entry| entry.method.as_str() == method && entry.path.contains(fragment)).count()
+        self.lock()
+            .log
+            .iter()
+            .filter(|entry| entry.method.as_str() == method && entry.path.contains(fragment))
+            .count()
     }
 
     pub fn clear_log(&self) {
@@ -221,15 +261,25 @@ fn oci_error(status: StatusCode, code: &str) -> Response {
     let body = format!(r#"{{"errors":[{{"code":"{code}","message":"fake registry says {code}"}}]}}"#);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 async fn handle(State(registry): State<FakeRegistry>, request: Request) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    registry.lock().log.push(RequestLog { method: method.clone(), path: path.clone(), authorization: authorization.clone() });
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    registry.lock().log.push(RequestLog {
+        method: method.clone(),
+        path: path.clone(),
+        authorization: authorization.clone(),
+    });
     registry.notify.notify_waiters();
 
     let (token, token_down) = {
@@ -247,14 +297,22 @@ async fn handle(State(registry): State<FakeRegistry>, request: Request) -> Respo
         && authorization.as_deref() != Some(&format!("Bearer {token}"))
     {
         let mut response = oci_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
-        let challenge = format!(r#"Bearer realm="{}/token",service="fake-registry""#, registry.url());
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap());
+        let challenge = format!(
+            r#"Bearer realm="{}/token",service="fake-registry""#,
+            registry.url()
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&challenge).unwrap(),
+        );
         return response;
     }
     if path == "/v2/" || path == "/v2" {
         return Response::new(Body::from("{}"));
     }
-    let Some(rest) = path.strip_prefix("/v2/") else { return oci_error(StatusCode::NOT_FOUND, "NOT_FOUND") };
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return oci_error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    };
     let (repository, kind, reference) = if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
         (repo, "manifest", reference)
     } else if let Some((repo, reference)) = rest.rsplit_once("/blobs/") {
@@ -264,16 +322,40 @@ async fn handle(State(registry): State<FakeRegistry>, request: Request) -> Respo
     };
     let digest = match reference.parse::<Digest>() {
         Ok(digest) => Some(digest),
-        Err(_) if kind == "manifest" => registry.lock().tags.get(&(repository.to_owned(), reference.to_owned())).cloned(),
+        Err(_) if kind == "manifest" => registry
+            .lock()
+            .tags
+            .get(&(repository.to_owned(), reference.to_owned()))
+            .cloned(),
         Err(_) => None,
     };
-    let not_found = if kind == "manifest" { "MANIFEST_UNKNOWN" } else { "BLOB_UNKNOWN" };
-    let Some(digest) = digest else { return oci_error(StatusCode::NOT_FOUND, not_found) };
+    let not_found = if kind == "manifest" {
+        "MANIFEST_UNKNOWN"
+    } else {
+        "BLOB_UNKNOWN"
+    };
+    let Some(digest) = digest else {
+        return oci_error(StatusCode::NOT_FOUND, not_found);
+    };
     let (object, fault, gate, chunk) = {
         let inner = registry.lock();
-        let Some(object) = inner.objects.get(&digest) else { return oci_error(StatusCode::NOT_FOUND, not_found) };
-        let fault = inner.faults.get(&digest).cloned().or_else(|| inner.global_fault.clone());
-        (Object { bytes: object.bytes.clone(), media_type: object.media_type.clone() }, fault, inner.gate.clone(), inner.chunk)
+        let Some(object) = inner.objects.get(&digest) else {
+            return oci_error(StatusCode::NOT_FOUND, not_found);
+        };
+        let fault = inner
+            .faults
+            .get(&digest)
+            .cloned()
+            .or_else(|| inner.global_fault.clone());
+        (
+            Object {
+                bytes: object.bytes.clone(),
+                media_type: object.media_type.clone(),
+            },
+            fault,
+            inner.gate.clone(),
+            inner.chunk,
+        )
     };
     respond(&method, &digest, object, fault, gate, chunk, &path).await
 }
@@ -294,14 +376,19 @@ async fn respond(
         Some(Fault::Status { status, retry_after }) => {
             let mut response = oci_error(StatusCode::from_u16(status).unwrap(), "FAULT");
             if let Some(value) = retry_after {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&value).unwrap());
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_str(&value).unwrap());
             }
             return response;
         }
         Some(Fault::Redirect { location }) => {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-            response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&format!("{location}{path}")).unwrap());
+            response.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_str(&format!("{location}{path}")).unwrap(),
+            );
             return response;
         }
         Some(Fault::Hang) => {
@@ -310,7 +397,10 @@ async fn respond(
         Some(Fault::LyingLength { claimed }) if method == Method::GET => {
             return crate::raw::lying_response(object.bytes, claimed, &object.media_type, digest).await;
         }
-        Some(Fault::Truncate { after, content_length }) => {
+        Some(Fault::Truncate {
+            after,
+            content_length,
+        }) => {
             send_length = content_length;
             stop_after = Some((after, if content_length { End::Error } else { End::Clean }));
         }
@@ -328,11 +418,19 @@ async fn respond(
     let mut response = if method == Method::HEAD {
         Response::new(Body::empty())
     } else {
-        Response::new(Body::from_stream(body_stream(body_bytes, chunk, stop_after, gate)))
+        Response::new(Body::from_stream(body_stream(
+            body_bytes, chunk, stop_after, gate,
+        )))
     };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&object.media_type).unwrap());
-    headers.insert("docker-content-digest", HeaderValue::from_str(&digest.to_string()).unwrap());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&object.media_type).unwrap(),
+    );
+    headers.insert(
+        "docker-content-digest",
+        HeaderValue::from_str(&digest.to_string()).unwrap(),
+    );
     if send_length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(object.bytes.len()));
     }
@@ -360,7 +458,14 @@ fn body_stream(
         gate: Option<Gate>,
         finished: bool,
     }
-    let cursor = Cursor { bytes, offset: 0, chunk, stop_after, gate, finished: false };
+    let cursor = Cursor {
+        bytes,
+        offset: 0,
+        chunk,
+        stop_after,
+        gate,
+        finished: false,
+    };
     futures_util::stream::unfold(cursor, |mut cursor| async move {
         if cursor.finished {
             return None;
@@ -392,7 +497,10 @@ fn body_stream(
         if cursor.offset >= cursor.bytes.len() {
             return None;
         }
-        let end = (cursor.offset + cursor.chunk).min(limit).max(cursor.offset + 1).min(cursor.bytes.len());
+        let end = (cursor.offset + cursor.chunk)
+            .min(limit)
+            .max(cursor.offset + 1)
+            .min(cursor.bytes.len());
         let piece = cursor.bytes.slice(cursor.offset..end);
         cursor.offset = end;
         Some((Ok(piece), cursor))

@@ -36,13 +36,19 @@ pub(crate) enum AuthScheme {
     /// `GET /v2/` answered 200: no auth.
     Anonymous,
     Basic,
-    Bearer { realm: String, service: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
 }
 
 impl AuthScheme {
     /// Picks the scheme from a 401's `WWW-Authenticate` value(s). Bearer wins over Basic.
     pub(crate) fn from_challenges(values: &[String]) -> Result<AuthScheme, UpstreamError> {
-        let challenges: Vec<_> = values.iter().flat_map(|value| oci::parse_challenges(value)).collect();
+        let challenges: Vec<_> = values
+            .iter()
+            .flat_map(|value| oci::parse_challenges(value))
+            .collect();
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let realm = bearer
                 .param("realm")
@@ -55,7 +61,9 @@ impl AuthScheme {
         if challenges.iter().any(|c| c.scheme == "basic") {
             return Ok(AuthScheme::Basic);
         }
-        Err(UpstreamError::Protocol(format!("unsupported auth challenge: {values:?}")))
+        Err(UpstreamError::Protocol(format!(
+            "unsupported auth challenge: {values:?}"
+        )))
     }
 }
 
@@ -87,7 +95,8 @@ pub(crate) async fn fetch_token(
     credentials: Option<&Credentials>,
     timeout: Duration,
 ) -> Result<Arc<CachedToken>, UpstreamError> {
-    let mut url = url::Url::parse(realm).map_err(|error| UpstreamError::Token(format!("bad realm {realm:?}: {error}")))?;
+    let mut url = url::Url::parse(realm)
+        .map_err(|error| UpstreamError::Token(format!("bad realm {realm:?}: {error}")))?;
     {
         let mut query = url.query_pairs_mut();
         if let Some(service) = service {
@@ -106,7 +115,10 @@ pub(crate) async fn fetch_token(
         .map_err(|error| UpstreamError::Token(error_chain(&error)))?;
     let status = response.status();
     if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {
-        return Err(UpstreamError::Refused { status, message: "token endpoint refused the credentials".into() });
+        return Err(UpstreamError::Refused {
+            status,
+            message: "token endpoint refused the credentials".into(),
+        });
     }
     if !status.is_success() {
         return Err(UpstreamError::Token(format!("token endpoint answered {status}")));
@@ -124,7 +136,10 @@ pub(crate) async fn fetch_token(
         .ok_or_else(|| UpstreamError::Token("token response has no token".into()))?;
     let lifetime = parsed.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME);
     let usable = lifetime.saturating_sub(TOKEN_REFRESH_MARGIN).max(lifetime / 2);
-    Ok(Arc::new(CachedToken { header: format!("Bearer {token}"), refresh_at: started + Duration::from_secs(usable) }))
+    Ok(Arc::new(CachedToken {
+        header: format!("Bearer {token}"),
+        refresh_at: started + Duration::from_secs(usable),
+    }))
 }
 
 #[cfg(test)]
@@ -133,9 +148,20 @@ mod tests {
 
     #[test]
     fn scheme_from_challenges() {
-        let bearer = AuthScheme::from_challenges(&[r#"Bearer realm="https://auth/token",service="reg""#.into()]).unwrap();
-        assert_eq!(bearer, AuthScheme::Bearer { realm: "https://auth/token".into(), service: Some("reg".into()) });
-        assert_eq!(AuthScheme::from_challenges(&[r#"Basic realm="x""#.into()]).unwrap(), AuthScheme::Basic);
+        let bearer =
+            AuthScheme::from_challenges(&[r#"Bearer realm="https://auth/token",service="reg""#.into()])
+                .unwrap();
+        assert_eq!(
+            bearer,
+            AuthScheme::Bearer {
+                realm: "https://auth/token".into(),
+                service: Some("reg".into())
+            }
+        );
+        assert_eq!(
+            AuthScheme::from_challenges(&[r#"Basic realm="x""#.into()]).unwrap(),
+            AuthScheme::Basic
+        );
         assert!(AuthScheme::from_challenges(&["Negotiate".into()]).is_err());
         assert!(AuthScheme::from_challenges(&["Bearer service=x".into()]).is_err());
     }

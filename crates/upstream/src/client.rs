@@ -47,15 +47,35 @@ struct Inner {
 }
 
 /// Hosts that are Docker Hub's registry API.
-const DOCKER_HUB_HOSTS: &[&str] = &["registry-1.docker.io", "index.docker.io", "docker.io", "registry.hub.docker.com"];
+const DOCKER_HUB_HOSTS: &[&str] = &[
+    "registry-1.docker.io",
+    "index.docker.io",
+    "docker.io",
+    "registry.hub.docker.com",
+];
 
 impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
         let http = build_http_client(&config.http)?;
         let base = config.url.as_str().trim_end_matches('/').to_owned();
-        let docker_hub = config.url.host_str().is_some_and(|host| DOCKER_HUB_HOSTS.contains(&host));
-        let tokens = moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(3600)).build();
-        Ok(UpstreamClient { inner: Arc::new(Inner { config, base, http, scheme: RwLock::new(None), tokens, docker_hub }) })
+        let docker_hub = config
+            .url
+            .host_str()
+            .is_some_and(|host| DOCKER_HUB_HOSTS.contains(&host));
+        let tokens = moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(3600))
+            .build();
+        Ok(UpstreamClient {
+            inner: Arc::new(Inner {
+                config,
+                base,
+                http,
+                scheme: RwLock::new(None),
+                tokens,
+                docker_hub,
+            }),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -91,7 +111,11 @@ impl UpstreamClient {
 
     /// The repository name upstream knows: Docker Hub official images live under `library/`.
     pub fn upstream_repository(&self, image: &RepositoryName) -> RepositoryName {
-        if self.inner.docker_hub { image.with_library_prefix() } else { image.clone() }
+        if self.inner.docker_hub {
+            image.with_library_prefix()
+        } else {
+            image.clone()
+        }
     }
 
     /// Absolute URL of a manifest or blob (`repository` already mapped by
@@ -125,7 +149,14 @@ impl UpstreamClient {
                     .collect();
                 AuthScheme::from_challenges(&values)?
             }
-            status => return Err(UpstreamError::from_status(status, ObjectKind::Manifest, None, format!("GET /v2/ answered {status}"))),
+            status => {
+                return Err(UpstreamError::from_status(
+                    status,
+                    ObjectKind::Manifest,
+                    None,
+                    format!("GET /v2/ answered {status}"),
+                ));
+            }
         };
         *self.inner.scheme.write().await = Some(scheme.clone());
         Ok(scheme)
@@ -158,7 +189,15 @@ impl UpstreamClient {
                     .inner
                     .tokens
                     .try_get_with(scope.clone(), async move {
-                        fetch_token(&http, &realm, service.as_deref(), &scope, credentials.as_ref(), timeout).await
+                        fetch_token(
+                            &http,
+                            &realm,
+                            service.as_deref(),
+                            &scope,
+                            credentials.as_ref(),
+                            timeout,
+                        )
+                        .await
                     })
                     .await
                     .map_err(|error| (*error).clone())?;
@@ -168,7 +207,11 @@ impl UpstreamClient {
     }
 
     /// Request headers for fetching an object of `repository`.
-    pub async fn request_headers(&self, repository: &RepositoryName, kind: ObjectKind) -> Result<HeaderMap, UpstreamError> {
+    pub async fn request_headers(
+        &self,
+        repository: &RepositoryName,
+        kind: ObjectKind,
+    ) -> Result<HeaderMap, UpstreamError> {
         let mut headers = HeaderMap::new();
         if let Some(value) = self.authorization(repository).await? {
             let value = HeaderValue::from_str(&value)
@@ -202,7 +245,10 @@ impl UpstreamClient {
         let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
         let digest = match header(oci::CONTENT_DIGEST_HEADER) {
             Some(text) => Some(text.parse::<Digest>().map_err(|error| {
-                UpstreamError::Protocol(format!("upstream sent a bad digest header: {}", error_chain(&error)))
+                UpstreamError::Protocol(format!(
+                    "upstream sent a bad digest header: {}",
+                    error_chain(&error)
+                ))
             })?),
             None => None,
         };

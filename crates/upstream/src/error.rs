@@ -38,7 +38,12 @@ impl UpstreamError {
     }
 
     /// Maps a non-success upstream status for an object of `kind`.
-    pub fn from_status(status: StatusCode, kind: ObjectKind, retry_after: Option<String>, message: String) -> Self {
+    pub fn from_status(
+        status: StatusCode,
+        kind: ObjectKind,
+        retry_after: Option<String>,
+        message: String,
+    ) -> Self {
         match status {
             StatusCode::NOT_FOUND => UpstreamError::NotFound(kind),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::Refused { status, message },
@@ -56,19 +61,26 @@ impl UpstreamError {
     /// The answer a client gets.
     pub fn to_oci(&self) -> OciError {
         match self {
-            UpstreamError::NotFound(ObjectKind::Manifest) => {
-                OciError::new(ErrorCode::ManifestUnknown, "manifest unknown to upstream registry")
-            }
+            UpstreamError::NotFound(ObjectKind::Manifest) => OciError::new(
+                ErrorCode::ManifestUnknown,
+                "manifest unknown to upstream registry",
+            ),
             UpstreamError::NotFound(ObjectKind::Blob) => {
                 OciError::new(ErrorCode::BlobUnknown, "blob unknown to upstream registry")
             }
             UpstreamError::Refused { status, message } => OciError::new(
                 ErrorCode::Denied,
-                format!("the upstream registry refused access ({}): {message}", status.as_u16()),
+                format!(
+                    "the upstream registry refused access ({}): {message}",
+                    status.as_u16()
+                ),
             )
             .with_detail(serde_json::json!({ "upstream_status": status.as_u16() })),
             UpstreamError::RateLimited { retry_after } => {
-                let error = OciError::new(ErrorCode::Toomanyrequests, "the upstream registry's rate limit was hit");
+                let error = OciError::new(
+                    ErrorCode::Toomanyrequests,
+                    "the upstream registry's rate limit was hit",
+                );
                 match retry_after {
                     Some(value) => error.with_header("Retry-After", value.clone()),
                     None => error,
@@ -80,13 +92,17 @@ impl UpstreamError {
             )
             .with_status(StatusCode::BAD_GATEWAY),
             UpstreamError::Connect(text) | UpstreamError::Protocol(text) | UpstreamError::Token(text) => {
-                OciError::new(ErrorCode::Unavailable, format!("upstream registry unreachable: {text}"))
-                    .with_status(StatusCode::BAD_GATEWAY)
+                OciError::new(
+                    ErrorCode::Unavailable,
+                    format!("upstream registry unreachable: {text}"),
+                )
+                .with_status(StatusCode::BAD_GATEWAY)
             }
-            UpstreamError::Timeout(text) => {
-                OciError::new(ErrorCode::Unavailable, format!("upstream registry timed out: {text}"))
-                    .with_status(StatusCode::GATEWAY_TIMEOUT)
-            }
+            UpstreamError::Timeout(text) => OciError::new(
+                ErrorCode::Unavailable,
+                format!("upstream registry timed out: {text}"),
+            )
+            .with_status(StatusCode::GATEWAY_TIMEOUT),
         }
     }
 }
@@ -110,19 +126,38 @@ mod tests {
     #[test]
     fn statuses_map_to_client_answers() {
         let oci = |status: u16| {
-            UpstreamError::from_status(StatusCode::from_u16(status).unwrap(), ObjectKind::Blob, Some("7".into()), "no".into())
-                .to_oci()
+            UpstreamError::from_status(
+                StatusCode::from_u16(status).unwrap(),
+                ObjectKind::Blob,
+                Some("7".into()),
+                "no".into(),
+            )
+            .to_oci()
         };
         assert_eq!(oci(404).status, StatusCode::NOT_FOUND);
         assert_eq!(oci(404).code, ErrorCode::BlobUnknown);
         assert_eq!(oci(401).code, ErrorCode::Denied);
         assert!(oci(403).message.contains("upstream registry refused"));
         assert_eq!(oci(429).status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(oci(429).headers, vec![("Retry-After".to_string(), "7".to_string())]);
+        assert_eq!(
+            oci(429).headers,
+            vec![("Retry-After".to_string(), "7".to_string())]
+        );
         assert_eq!(oci(503).status, StatusCode::BAD_GATEWAY);
-        assert_eq!(UpstreamError::Timeout("t".into()).to_oci().status, StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(UpstreamError::Connect("c".into()).to_oci().status, StatusCode::BAD_GATEWAY);
-        assert!(UpstreamError::Status { status: StatusCode::BAD_GATEWAY }.is_outage());
+        assert_eq!(
+            UpstreamError::Timeout("t".into()).to_oci().status,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            UpstreamError::Connect("c".into()).to_oci().status,
+            StatusCode::BAD_GATEWAY
+        );
+        assert!(
+            UpstreamError::Status {
+                status: StatusCode::BAD_GATEWAY
+            }
+            .is_outage()
+        );
         assert!(!UpstreamError::NotFound(ObjectKind::Blob).is_outage());
     }
 }

@@ -20,7 +20,11 @@ pub struct HttpOptions {
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        HttpOptions { connect_timeout: Duration::from_secs(5), header_timeout: Duration::from_secs(30), extra_ca_pem: Vec::new() }
+        HttpOptions {
+            connect_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(30),
+            extra_ca_pem: Vec::new(),
+        }
     }
 }
 
@@ -41,7 +45,9 @@ pub fn build_http_client(options: &HttpOptions) -> Result<reqwest::Client, Upstr
             builder = builder.add_root_certificate(certificate);
         }
     }
-    builder.build().map_err(|error| UpstreamError::Protocol(error_chain(&error)))
+    builder
+        .build()
+        .map_err(|error| UpstreamError::Protocol(error_chain(&error)))
 }
 
 /// Opens a GET of an object and returns the response once its headers say 2xx. Non-success
@@ -55,7 +61,11 @@ pub async fn open_stream(
 ) -> Result<reqwest::Response, UpstreamError> {
     let request = client.get(url).headers(headers).send();
     let response = match tokio::time::timeout(header_timeout, request).await {
-        Err(_) => return Err(UpstreamError::Timeout(format!("no response headers within {header_timeout:?}"))),
+        Err(_) => {
+            return Err(UpstreamError::Timeout(format!(
+                "no response headers within {header_timeout:?}"
+            )));
+        }
         Ok(Err(error)) => return Err(UpstreamError::from_transport(&error)),
         Ok(Ok(response)) => response,
     };
@@ -63,7 +73,10 @@ pub async fn open_stream(
 }
 
 /// Turns a non-2xx response into an error, keeping what a client needs (`Retry-After`).
-pub(crate) async fn check_status(response: reqwest::Response, kind: ObjectKind) -> Result<reqwest::Response, UpstreamError> {
+pub(crate) async fn check_status(
+    response: reqwest::Response,
+    kind: ObjectKind,
+) -> Result<reqwest::Response, UpstreamError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
@@ -74,7 +87,9 @@ pub(crate) async fn check_status(response: reqwest::Response, kind: ObjectKind) 
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     // The body of an error helps users (e.g. "insufficient_scope"); read at most a little of it.
-    let message = tokio::time::timeout(Duration::from_secs(2), read_prefix(response, 512)).await.unwrap_or_default();
+    let message = tokio::time::timeout(Duration::from_secs(2), read_prefix(response, 512))
+        .await
+        .unwrap_or_default();
     Err(UpstreamError::from_status(status, kind, retry_after, message))
 }
 

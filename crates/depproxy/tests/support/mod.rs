@@ -1,7 +1,7 @@
 //! Shared harness: a depproxy (serve mode or split mode) in this process, on real sockets, in front
 //! of a [`testkit::FakeRegistry`] or any upstream URL.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod processes;
 
@@ -36,11 +36,19 @@ pub struct Options {
 
 impl Options {
     pub fn upstream(url: &str) -> Self {
-        Options { file: FileConfig::default(), upstream: Some(url.to_owned()), split: false }
+        Options {
+            file: FileConfig::default(),
+            upstream: Some(url.to_owned()),
+            split: false,
+        }
     }
 
     pub fn toml(text: &str) -> Self {
-        Options { file: toml::from_str(text).unwrap(), upstream: None, split: false }
+        Options {
+            file: toml::from_str(text).unwrap(),
+            upstream: None,
+            split: false,
+        }
     }
 
     pub fn split(mut self) -> Self {
@@ -59,20 +67,32 @@ impl TestProxy {
     pub async fn start(options: Options) -> TestProxy {
         install_crypto();
         let data_dir = tempfile::tempdir().unwrap();
-        let overrides = Overrides { listen: None, data_dir: Some(data_dir.path().to_owned()), upstream: options.upstream };
+        let overrides = Overrides {
+            listen: None,
+            data_dir: Some(data_dir.path().to_owned()),
+            upstream: options.upstream,
+        };
         let config = Config::resolve(options.file, &overrides).unwrap();
         let (router, gateway) = if options.split {
             let secret = injector::Secret::from_bytes([42; 32]);
             let control = depproxy::app::control_router(&config, &secret).await.unwrap();
             let control_url = spawn_server(control).await;
             let channel = gateway::ControlChannel::http(&control_url).unwrap();
-            let gateway = depproxy::app::gateway_router(&config, channel, &secret).await.unwrap();
+            let gateway = depproxy::app::gateway_router(&config, channel, &secret)
+                .await
+                .unwrap();
             (gateway.router(), gateway)
         } else {
             depproxy::app::serve_router(&config).await.unwrap()
         };
         let url = spawn_server(router.clone()).await;
-        TestProxy { url, router, gateway, data_dir, config }
+        TestProxy {
+            url,
+            router,
+            gateway,
+            data_dir,
+            config,
+        }
     }
 
     /// Every object file under the data directory's `blobs/`, with its content.
@@ -92,12 +112,16 @@ impl TestProxy {
 
     /// Entries in the temp directory (must be empty whenever no fill runs).
     pub fn temp_entries(&self) -> usize {
-        std::fs::read_dir(self.data_dir.path().join("tmp")).map(|dir| dir.count()).unwrap_or(0)
+        std::fs::read_dir(self.data_dir.path().join("tmp"))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
     }
 
     /// Waits until no fill runs on the gateway (fills are detached from clients).
     pub async fn fills_settled(&self) {
-        tokio::time::timeout(Duration::from_secs(30), self.gateway.wait_fills_idle()).await.expect("fills did not settle");
+        tokio::time::timeout(Duration::from_secs(30), self.gateway.wait_fills_idle())
+            .await
+            .expect("fills did not settle");
     }
 }
 
@@ -111,12 +135,19 @@ pub async fn spawn_server(router: Router) -> String {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// Asserts every stored object hashes to its name.
 pub fn assert_objects_hash_to_their_names(proxy: &TestProxy) {
     for (name, bytes) in proxy.stored_objects() {
-        assert_eq!(oci::Digest::of(&bytes).hex(), name, "stored object does not hash to its name");
+        assert_eq!(
+            oci::Digest::of(&bytes).hex(),
+            name,
+            "stored object does not hash to its name"
+        );
     }
 }

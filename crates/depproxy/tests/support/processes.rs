@@ -9,12 +9,17 @@ use std::time::{Duration, Instant};
 
 /// The repository root (for the scripts).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Where test data is cached between runs.
 pub fn test_dir() -> PathBuf {
-    let dir = std::env::var_os("DEPPROXY_TEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp/depproxy-test"));
+    let dir = std::env::var_os("DEPPROXY_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/depproxy-test"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -22,13 +27,25 @@ pub fn test_dir() -> PathBuf {
 /// Fails with instructions when a tool the end-to-end tests need is missing.
 pub fn require_tools(tools: &[&str]) {
     for tool in tools {
-        let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().unwrap();
-        assert!(found.success(), "{tool} is missing: run scripts/install-test-deps.sh (scripts/test.sh does)");
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            found.success(),
+            "{tool} is missing: run scripts/install-test-deps.sh (scripts/test.sh does)"
+        );
     }
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed on drop.
@@ -41,8 +58,16 @@ impl Process {
     pub fn spawn(name: &str, command: &mut Command, log: &Path) -> Process {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
-        let child = command.stdout(out).stderr(err).stdin(Stdio::null()).spawn().unwrap_or_else(|error| panic!("{name}: {error}"));
-        Process { name: name.to_owned(), child }
+        let child = command
+            .stdout(out)
+            .stderr(err)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        Process {
+            name: name.to_owned(),
+            child,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -66,7 +91,9 @@ impl Drop for Process {
 pub fn wait_http_ok(url: &str, process: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(output) = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url]).output()
+        if let Ok(output) = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
             && output.stdout == b"200"
         {
             return;
@@ -98,9 +125,18 @@ impl Registry {
         )
         .unwrap();
         let log = data.path().join("registry.log");
-        let process = Process::spawn("registry", Command::new("docker-registry").arg("serve").arg(&config), &log);
+        let process = Process::spawn(
+            "registry",
+            Command::new("docker-registry").arg("serve").arg(&config),
+            &log,
+        );
         wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "registry");
-        Registry { port, log, _process: process, _data: data }
+        Registry {
+            port,
+            log,
+            _process: process,
+            _data: data,
+        }
     }
 
     pub fn address(&self) -> String {
@@ -112,7 +148,12 @@ impl Registry {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .filter(|line| line.contains("\"GET ") || line.contains("\"HEAD ") || line.contains("\"POST ") || line.contains("\"PUT "))
+            .filter(|line| {
+                line.contains("\"GET ")
+                    || line.contains("\"HEAD ")
+                    || line.contains("\"POST ")
+                    || line.contains("\"PUT ")
+            })
             .map(str::to_owned)
             .collect()
     }
@@ -122,7 +163,9 @@ impl Registry {
         self.access_lines()
             .iter()
             .filter(|line| {
-                line.split('"').nth(1).is_some_and(|request| request.starts_with(&format!("{method} ")) && request.contains(fragment))
+                line.split('"').nth(1).is_some_and(|request| {
+                    request.starts_with(&format!("{method} ")) && request.contains(fragment)
+                })
             })
             .count()
     }
@@ -134,14 +177,23 @@ pub fn push_test_images(registry: &Registry) -> PathBuf {
     let root = repo_root();
     // Tests run in parallel processes: one builds the layouts, the others wait on the lock.
     let lock = test_dir().join("e2e-layouts.lock");
-    run(Command::new("flock").arg(&lock).arg("python3").arg(root.join("scripts/make-images.py")).arg(&layouts));
-    run(Command::new("bash").arg(root.join("scripts/lab/push-images.sh")).arg(registry.address()).arg(&layouts));
+    run(Command::new("flock")
+        .arg(&lock)
+        .arg("python3")
+        .arg(root.join("scripts/make-images.py"))
+        .arg(&layouts));
+    run(Command::new("bash")
+        .arg(root.join("scripts/lab/push-images.sh"))
+        .arg(registry.address())
+        .arg(&layouts));
     layouts
 }
 
 /// Runs a command to completion, panicking with its output when it fails.
 pub fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{command:?}: {error}"));
     assert!(
         output.status.success(),
         "{command:?} failed:\n{}\n{}",
@@ -160,7 +212,9 @@ pub fn skopeo_pull(reference: &str, out: &Path, all: bool) -> Duration {
     if all {
         command.arg("--all");
     }
-    command.arg(format!("docker://{reference}")).arg(format!("dir:{}", out.display()));
+    command
+        .arg(format!("docker://{reference}"))
+        .arg(format!("dir:{}", out.display()));
     run(&mut command);
     started.elapsed()
 }
@@ -170,7 +224,12 @@ pub fn dir_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap()))
+        .map(|entry| {
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
         .collect();
     files.sort();
     files
@@ -183,7 +242,10 @@ pub fn stored_object_hashes(data_dir: &Path) -> Vec<(String, String)> {
         for prefix in prefixes.flatten() {
             for object in std::fs::read_dir(prefix.path()).unwrap().flatten() {
                 let bytes = std::fs::read(object.path()).unwrap();
-                found.push((object.file_name().to_string_lossy().into_owned(), oci::Digest::of(&bytes).hex().to_owned()));
+                found.push((
+                    object.file_name().to_string_lossy().into_owned(),
+                    oci::Digest::of(&bytes).hex().to_owned(),
+                ));
             }
         }
     }
@@ -206,10 +268,23 @@ impl Depproxy {
         let data_dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut command = Command::new(Self::binary());
-        command.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream]).arg("--data-dir").arg(data_dir.path());
+        command
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--upstream",
+                upstream,
+            ])
+            .arg("--data-dir")
+            .arg(data_dir.path());
         let process = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
         wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy serve");
-        Depproxy { port, data_dir, processes: vec![process] }
+        Depproxy {
+            port,
+            data_dir,
+            processes: vec![process],
+        }
     }
 
     pub fn split(upstream: &str) -> Depproxy {
@@ -219,24 +294,48 @@ impl Depproxy {
         let control_port = free_port();
         let mut control = Command::new(Self::binary());
         control
-            .args(["control", "--listen", &format!("127.0.0.1:{control_port}"), "--upstream", upstream])
+            .args([
+                "control",
+                "--listen",
+                &format!("127.0.0.1:{control_port}"),
+                "--upstream",
+                upstream,
+            ])
             .arg("--secret-file")
             .arg(&secret)
             .arg("--data-dir")
             .arg(data_dir.path());
-        let control = Process::spawn("depproxy control", &mut control, &data_dir.path().join("control.log"));
+        let control = Process::spawn(
+            "depproxy control",
+            &mut control,
+            &data_dir.path().join("control.log"),
+        );
         let port = free_port();
         let mut gateway = Command::new(Self::binary());
         gateway
-            .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream])
+            .args([
+                "gateway",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--upstream",
+                upstream,
+            ])
             .args(["--control-url", &format!("http://127.0.0.1:{control_port}")])
             .arg("--secret-file")
             .arg(&secret)
             .arg("--data-dir")
             .arg(data_dir.path());
-        let gateway = Process::spawn("depproxy gateway", &mut gateway, &data_dir.path().join("gateway.log"));
+        let gateway = Process::spawn(
+            "depproxy gateway",
+            &mut gateway,
+            &data_dir.path().join("gateway.log"),
+        );
         wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy gateway");
-        Depproxy { port, data_dir, processes: vec![control, gateway] }
+        Depproxy {
+            port,
+            data_dir,
+            processes: vec![control, gateway],
+        }
     }
 
     pub fn address(&self) -> String {

@@ -17,18 +17,13 @@ impl Clock {
 
     /// A clock that stands still at `start_ms` until [`Clock::advance`].
     pub fn manual(start_ms: i64) -> Self {
-        Clock {
-            manual: Some(Arc::new(AtomicI64::new(start_ms))),
-        }
+        Clock { manual: Some(Arc::new(AtomicI64::new(start_ms))) }
     }
 
     pub fn now_ms(&self) -> i64 {
         match &self.manual {
             Some(now) => now.load(Ordering::SeqCst),
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
+            None => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
         }
     }
 

@@ -10,33 +10,30 @@ use axum::response::Response;
 use http::Uri;
 use injector::{CONTRACT_VERSION, Injector, SendBlob, SendDependency, UploadRoutes};
 use metadata::ManifestRecord;
-use oci::{Digest, ImageAddress, ObjectKind, Reference, RepositoryName};
-use upstream::ObjectHead;
+use oci::{Digest, ObjectKind, Reference, RepositoryName};
+use upstream::{ObjectHead, UpstreamError};
 
 use crate::ControlPlane;
 use crate::error::ControlError;
-use crate::groups::GroupSettings;
+use crate::groups::{GroupSettings, Resolved};
 
 /// The `Warning` a client gets with a tag served stale because upstream is unreachable.
 const STALE_WARNING: &str = "110 depproxy \"Response is Stale: upstream unreachable\"";
 
 pub(crate) async fn blob(
     control: &ControlPlane,
-    group: &GroupSettings,
-    image: &ImageAddress,
+    resolved: &Resolved,
     digest: &Digest,
     head: bool,
     uri: &Uri,
 ) -> Result<Response, ControlError> {
+    let group = &resolved.group;
     if let Some(record) = control.metadata.find_blob(group.path.as_str(), digest).await? {
         return send_blob_response(&record.digest, record.size, &record.media_type, Vec::new());
     }
-    let repository = group.upstream.upstream_repository(image.image());
+    let repository = group.upstream.upstream_repository(&resolved.image);
     if head {
-        let answer = group
-            .upstream
-            .head(&repository, ObjectKind::Blob, &digest.to_string())
-            .await?;
+        let answer = group.upstream.head(&repository, ObjectKind::Blob, &digest.to_string()).await?;
         return Ok(head_response(&answer, Some(digest)));
     }
     send_dependency_response(
@@ -53,19 +50,16 @@ pub(crate) async fn blob(
 
 pub(crate) async fn manifest(
     control: &ControlPlane,
-    group: &GroupSettings,
-    image: &ImageAddress,
+    resolved: &Resolved,
     reference: &Reference,
     head: bool,
     uri: &Uri,
 ) -> Result<Response, ControlError> {
-    let repository = group.upstream.upstream_repository(image.image());
+    let group = &resolved.group;
+    let repository = group.upstream.upstream_repository(&resolved.image);
     let group_path = group.path.as_str();
     let reference_text = reference.to_string();
-    let cached = control
-        .metadata
-        .find_manifest(group_path, repository.as_str(), &reference_text)
-        .await?;
+    let cached = control.metadata.find_manifest(group_path, repository.as_str(), &reference_text).await?;
     match (reference, cached) {
         // Digest references are immutable: a cached one never needs upstream.
         (Reference::Digest(_), Some(record)) => serve_manifest(&record, Vec::new()),
@@ -77,10 +71,7 @@ pub(crate) async fn manifest(
             revalidate_tag(control, group, &repository, &reference_text, record, head, uri).await
         }
         (_, None) if head => {
-            let answer = group
-                .upstream
-                .head(&repository, ObjectKind::Manifest, &reference_text)
-                .await?;
+            let answer = group.upstream.head(&repository, ObjectKind::Manifest, &reference_text).await?;
             Ok(head_response(&answer, reference.as_digest()))
         }
         (_, None) => {
@@ -110,14 +101,22 @@ async fn revalidate_tag(
 ) -> Result<Response, ControlError> {
     let group_path = group.path.as_str();
     let now = control.clock.now_ms();
-    match group.upstream.head(repository, ObjectKind::Manifest, tag).await {
-        Ok(ObjectHead {
-            digest: Some(digest), ..
-        }) if digest == cached.digest => {
-            control
-                .metadata
-                .mark_manifest_checked(group_path, repository.as_str(), tag, now)
-                .await?;
+    let key = (group_path.to_owned(), repository.to_string(), tag.to_owned());
+    let timeout = control.settings.recheck_timeout;
+    let answer = control
+        .rechecks
+        .run(key, || async {
+            match tokio::time::timeout(timeout, group.upstream.head(repository, ObjectKind::Manifest, tag))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => Err(UpstreamError::Timeout(format!("tag recheck took over {timeout:?}"))),
+            }
+        })
+        .await;
+    match answer {
+        Ok(ObjectHead { digest: Some(digest), .. }) if digest == cached.digest => {
+            control.metadata.mark_manifest_checked(group_path, repository.as_str(), tag, now).await?;
             serve_manifest(&cached, Vec::new())
         }
         Ok(answer) => {
@@ -128,14 +127,8 @@ async fn revalidate_tag(
                     .find_manifest(group_path, repository.as_str(), &digest.to_string())
                     .await?
             {
-                let record = ManifestRecord {
-                    checked_at: now,
-                    ..known
-                };
-                control
-                    .metadata
-                    .upsert_manifest(group_path, repository.as_str(), tag, &record, now)
-                    .await?;
+                let record = ManifestRecord { checked_at: now, ..known };
+                control.metadata.upsert_manifest(group_path, repository.as_str(), tag, &record, now).await?;
                 return serve_manifest(&record, Vec::new());
             }
             if head {
@@ -193,12 +186,7 @@ async fn send_dependency_response(
         .request_headers(repository, kind)
         .await?
         .iter()
-        .filter_map(|(name, value)| {
-            value
-                .to_str()
-                .ok()
-                .map(|value| (name.to_string(), value.to_owned()))
-        })
+        .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.to_string(), value.to_owned())))
         .collect();
     let max_size = match kind {
         ObjectKind::Blob => control.settings.max_blob_size,
@@ -255,9 +243,6 @@ fn head_response(answer: &ObjectHead, requested: Option<&Digest>) -> Response {
     if let Some(size) = answer.size {
         headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(size));
     }
-    headers.insert(
-        oci::API_VERSION_HEADER,
-        http::HeaderValue::from_static(oci::API_VERSION),
-    );
+    headers.insert(oci::API_VERSION_HEADER, http::HeaderValue::from_static(oci::API_VERSION));
     response
 }

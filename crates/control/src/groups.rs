@@ -1,13 +1,23 @@
-//! Groups and how a request's image address selects one.
+//! Groups and how a request's address selects one (and the image name upstream knows).
 //!
-//! A group owns a cache namespace, an upstream and its policies. Group-mode URLs name the group;
-//! mirror-mode URLs (`/v2/<image>`) are served by the group `default`.
+//! A group owns a cache namespace, an upstream and its policies. The rules, in order:
+//! 1. group form `/v2/<group>/dependency_proxy/containers/<image>` → that group;
+//! 2. `?ns=<registry host>` (containerd) → the *mirror group* of the upstream whose URL has that
+//!    host (`docker.io` means Docker Hub); an unconfigured host is refused, never proxied;
+//! 3. `/v2/<prefix>/<image>` where `<prefix>` is the name of an upstream configured with
+//!    `path_prefix = true` → that upstream's mirror group, image `<image>` (the prefix wins over a
+//!    root image whose first component happens to be the same word);
+//! 4. anything else `/v2/<image>` → the group `default`.
+//!
+//! An upstream's mirror group is the `default` group if that uses it, else the first configured
+//! group that uses it, else an implicit group `upstream/<name>` with default policies — so root,
+//! `?ns=` and prefix requests for the same registry share one cache.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci::{ErrorCode, GroupPath, ImageAddress, OciError};
+use oci::{ErrorCode, GroupPath, ImageAddress, OciError, RepositoryName};
 use upstream::UpstreamClient;
 
 /// The group mirror-mode requests go to.
@@ -22,41 +32,224 @@ pub struct GroupSettings {
     pub manifest_recheck: Duration,
 }
 
-/// All configured groups, by path.
-#[derive(Clone, Default)]
+/// An upstream as the router sees it.
+#[derive(Clone)]
+pub struct UpstreamRoute {
+    pub upstream: UpstreamClient,
+    /// Reachable as `/v2/<upstream name>/<image>`.
+    pub path_prefix: bool,
+}
+
+struct Mirror {
+    route: UpstreamRoute,
+    group: Arc<GroupSettings>,
+}
+
+/// A request's group and the image name within it.
+pub struct Resolved {
+    pub group: Arc<GroupSettings>,
+    pub image: RepositoryName,
+}
+
+/// All groups, by path, and the mirror group of every upstream.
+#[derive(Default)]
 pub struct Groups {
     by_path: BTreeMap<String, Arc<GroupSettings>>,
+    mirrors: Vec<Mirror>,
 }
 
 impl Groups {
-    pub fn new(groups: impl IntoIterator<Item = GroupSettings>) -> Self {
-        Groups {
-            by_path: groups
-                .into_iter()
-                .map(|group| (group.path.as_str().to_owned(), Arc::new(group)))
-                .collect(),
+    /// `default_recheck` applies to implicit mirror groups.
+    pub fn new(
+        groups: impl IntoIterator<Item = GroupSettings>,
+        upstreams: impl IntoIterator<Item = UpstreamRoute>,
+        default_recheck: Duration,
+    ) -> Result<Self, OciError> {
+        let ordered: Vec<Arc<GroupSettings>> = groups.into_iter().map(Arc::new).collect();
+        let mut by_path: BTreeMap<String, Arc<GroupSettings>> =
+            ordered.iter().map(|group| (group.path.as_str().to_owned(), group.clone())).collect();
+        let mut mirrors = Vec::new();
+        for route in upstreams {
+            let name = route.upstream.name().to_owned();
+            let uses = |group: &&Arc<GroupSettings>| group.upstream.name() == name;
+            let group = match by_path.get(DEFAULT_GROUP).filter(|group| uses(group)) {
+                Some(group) => group.clone(),
+                None => match ordered.iter().find(uses) {
+                    Some(group) => group.clone(),
+                    None => {
+                        let implicit = Arc::new(GroupSettings {
+                            path: GroupPath::parse(&format!("upstream/{name}"))?,
+                            upstream: route.upstream.clone(),
+                            manifest_recheck: default_recheck,
+                        });
+                        by_path.insert(implicit.path.as_str().to_owned(), implicit.clone());
+                        implicit
+                    }
+                },
+            };
+            mirrors.push(Mirror { route, group });
         }
+        Ok(Groups { by_path, mirrors })
     }
 
     pub fn get(&self, path: &str) -> Option<&Arc<GroupSettings>> {
         self.by_path.get(path)
     }
 
-    /// The group that serves `image` as the request addressed it.
-    pub fn resolve(
-        &self,
-        image: &ImageAddress,
-        _query: Option<&str>,
-    ) -> Result<Arc<GroupSettings>, OciError> {
-        let path = match image {
-            ImageAddress::Group { group, .. } => group.as_str(),
-            ImageAddress::Root { .. } => DEFAULT_GROUP,
-        };
-        self.by_path.get(path).cloned().ok_or_else(|| {
-            OciError::new(
-                ErrorCode::NameUnknown,
-                format!("no group {path:?} is configured on this proxy"),
-            )
+    /// The group that serves the request, and the image name within that group.
+    pub fn resolve(&self, address: &ImageAddress, query: Option<&str>) -> Result<Resolved, OciError> {
+        match address {
+            ImageAddress::Group { group, image } => {
+                let group = self.by_path.get(group.as_str()).cloned().ok_or_else(|| {
+                    OciError::new(
+                        ErrorCode::NameUnknown,
+                        format!("no group {:?} is configured on this proxy", group.as_str()),
+                    )
+                })?;
+                Ok(Resolved { group, image: image.clone() })
+            }
+            ImageAddress::Root { image } => {
+                if let Some(namespace) = namespace_parameter(query) {
+                    let mirror = self
+                        .mirrors
+                        .iter()
+                        .find(|mirror| host_matches(&mirror.route.upstream, &namespace))
+                        .ok_or_else(|| {
+                            OciError::new(
+                                ErrorCode::NameUnknown,
+                                format!(
+                                    "registry {namespace:?} is not configured as an upstream of this proxy"
+                                ),
+                            )
+                        })?;
+                    return Ok(Resolved { group: mirror.group.clone(), image: image.clone() });
+                }
+                if let Some((first, rest)) = image.strip_first_component()
+                    && let Some(mirror) = self
+                        .mirrors
+                        .iter()
+                        .find(|mirror| mirror.route.path_prefix && mirror.route.upstream.name() == first)
+                {
+                    return Ok(Resolved { group: mirror.group.clone(), image: rest });
+                }
+                let group = self.by_path.get(DEFAULT_GROUP).cloned().ok_or_else(|| {
+                    OciError::new(
+                        ErrorCode::NameUnknown,
+                        "no group \"default\" is configured for mirror-mode requests",
+                    )
+                })?;
+                Ok(Resolved { group, image: image.clone() })
+            }
+        }
+    }
+}
+
+fn namespace_parameter(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == "ns")
+        .map(|(_, value)| value.into_owned())
+}
+
+fn host_matches(upstream: &UpstreamClient, namespace: &str) -> bool {
+    let namespace = namespace.to_ascii_lowercase();
+    if upstream.is_docker_hub()
+        && matches!(namespace.as_str(), "docker.io" | "index.docker.io" | "registry-1.docker.io")
+    {
+        return true;
+    }
+    upstream.host_port().eq_ignore_ascii_case(&namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(name: &str, url: &str) -> UpstreamClient {
+        UpstreamClient::new(upstream::UpstreamConfig {
+            name: name.into(),
+            url: url.parse().unwrap(),
+            credentials: None,
+            http: upstream::HttpOptions::default(),
         })
+        .unwrap()
+    }
+
+    fn group(path: &str, upstream: &UpstreamClient) -> GroupSettings {
+        GroupSettings {
+            path: GroupPath::parse(path).unwrap(),
+            upstream: upstream.clone(),
+            manifest_recheck: Duration::from_secs(1),
+        }
+    }
+
+    fn root(image: &str) -> ImageAddress {
+        ImageAddress::Root { image: RepositoryName::parse(image).unwrap() }
+    }
+
+    fn groups() -> Groups {
+        let hub = upstream("dockerhub", "https://registry-1.docker.io");
+        let lab = upstream("lab", "http://127.0.0.1:5001");
+        let ghcr = upstream("ghcr", "https://ghcr.io");
+        Groups::new(
+            [group("default", &hub), group("acme/platform", &lab)],
+            [
+                UpstreamRoute { upstream: hub, path_prefix: false },
+                UpstreamRoute { upstream: lab, path_prefix: true },
+                UpstreamRoute { upstream: ghcr, path_prefix: true },
+            ],
+            Duration::from_secs(300),
+        )
+        .unwrap()
+    }
+
+    fn resolve(groups: &Groups, image: &str, query: Option<&str>) -> (String, String) {
+        let resolved = groups.resolve(&root(image), query).unwrap();
+        (resolved.group.path.to_string(), resolved.image.to_string())
+    }
+
+    #[test]
+    fn root_ns_and_prefix_forms() {
+        let groups = groups();
+        assert_eq!(resolve(&groups, "library/alpine", None), ("default".into(), "library/alpine".into()));
+        assert_eq!(
+            resolve(&groups, "library/alpine", Some("ns=docker.io")),
+            ("default".into(), "library/alpine".into())
+        );
+        assert_eq!(
+            resolve(&groups, "lab/tiny", Some("ns=127.0.0.1:5001")),
+            ("acme/platform".into(), "lab/tiny".into())
+        );
+        assert_eq!(
+            resolve(&groups, "lab/tiny", None),
+            ("acme/platform".into(), "tiny".into()),
+            "prefix wins"
+        );
+        assert_eq!(resolve(&groups, "ghcr/owner/app", None), ("upstream/ghcr".into(), "owner/app".into()));
+        assert_eq!(
+            resolve(&groups, "owner/app", Some("ns=ghcr.io")),
+            ("upstream/ghcr".into(), "owner/app".into())
+        );
+        assert_eq!(
+            resolve(&groups, "dockerhub/alpine", None),
+            ("default".into(), "dockerhub/alpine".into()),
+            "prefix off"
+        );
+    }
+
+    #[test]
+    fn unknown_registries_and_groups_are_refused() {
+        let groups = groups();
+        let refused = |result: Result<Resolved, OciError>| match result {
+            Err(error) => error,
+            Ok(resolved) => panic!("resolved to {}", resolved.group.path),
+        };
+        let error = refused(groups.resolve(&root("x/y"), Some("ns=evil.example.com")));
+        assert_eq!(error.code, ErrorCode::NameUnknown);
+        assert!(error.message.contains("evil.example.com"));
+        let address = ImageAddress::Group {
+            group: GroupPath::parse("nope").unwrap(),
+            image: RepositoryName::parse("x").unwrap(),
+        };
+        assert_eq!(refused(groups.resolve(&address, None)).code, ErrorCode::NameUnknown);
     }
 }

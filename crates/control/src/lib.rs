@@ -9,6 +9,7 @@ mod clock;
 mod decide;
 mod error;
 mod groups;
+mod single_flight;
 mod upload;
 
 use std::sync::Arc;
@@ -25,13 +26,15 @@ use oci::{Endpoint, ErrorCode, OciError};
 
 pub use clock::Clock;
 pub use error::ControlError;
-pub use groups::{DEFAULT_GROUP, GroupSettings, Groups};
+pub use groups::{DEFAULT_GROUP, GroupSettings, Groups, Resolved, UpstreamRoute};
 
 /// Limits and timings of the control plane's decisions.
 #[derive(Debug, Clone)]
 pub struct ControlSettings {
     pub max_blob_size: u64,
     pub max_manifest_size: u64,
+    /// Longest wait for the HEAD that revalidates a stale tag; past it the cached copy is served.
+    pub recheck_timeout: Duration,
 }
 
 impl Default for ControlSettings {
@@ -39,9 +42,13 @@ impl Default for ControlSettings {
         ControlSettings {
             max_blob_size: 10 << 30,
             max_manifest_size: 4 << 20,
+            recheck_timeout: Duration::from_secs(5),
         }
     }
 }
+
+/// Key of a tag revalidation: group, upstream repository, tag.
+type RecheckKey = (String, String, String);
 
 /// Everything a decision needs; shared by all requests.
 pub struct ControlPlane {
@@ -50,6 +57,7 @@ pub struct ControlPlane {
     settings: ControlSettings,
     verifier: RequestVerifier,
     clock: Clock,
+    rechecks: single_flight::SingleFlight<RecheckKey, Result<upstream::ObjectHead, upstream::UpstreamError>>,
 }
 
 impl ControlPlane {
@@ -60,13 +68,7 @@ impl ControlPlane {
         verifier: RequestVerifier,
         clock: Clock,
     ) -> Arc<Self> {
-        Arc::new(ControlPlane {
-            metadata,
-            groups,
-            settings,
-            verifier,
-            clock,
-        })
+        Arc::new(ControlPlane { metadata, groups, settings, verifier, clock, rechecks: Default::default() })
     }
 
     /// The control plane's HTTP surface: one handler, every path parsed by [`oci::parse_v2_path`].
@@ -98,15 +100,8 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
 async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, ControlError> {
     // Authenticate before anything else, so even unknown paths reveal nothing to an outsider.
     // Upload calls are the only POSTs, and the only requests a gateway makes on its own behalf.
-    let purpose = if request.method() == Method::POST {
-        Purpose::Upload
-    } else {
-        Purpose::Forward
-    };
-    let token = request
-        .headers()
-        .get(INTERNAL_TOKEN_HEADER)
-        .and_then(|value| value.to_str().ok());
+    let purpose = if request.method() == Method::POST { Purpose::Upload } else { Purpose::Forward };
+    let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
     if let Err(error) = control.verifier.verify(token, purpose) {
         tracing::warn!(%error, path = request.uri().path(), "refused unsigned control-plane request");
         return Err(OciError::new(
@@ -123,40 +118,22 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
     match (endpoint, &method) {
         (Endpoint::Base, &Method::GET | &Method::HEAD) => Ok(base_response()),
         (Endpoint::Manifest { image, reference }, &Method::GET | &Method::HEAD) => {
-            let group = control.groups.resolve(&image, query.as_deref())?;
-            decide::manifest(control, &group, &image, &reference, head, request.uri()).await
+            let resolved = control.groups.resolve(&image, query.as_deref())?;
+            decide::manifest(control, &resolved, &reference, head, request.uri()).await
         }
         (Endpoint::Blob { image, digest }, &Method::GET | &Method::HEAD) => {
-            let group = control.groups.resolve(&image, query.as_deref())?;
-            decide::blob(control, &group, &image, &digest, head, request.uri()).await
+            let resolved = control.groups.resolve(&image, query.as_deref())?;
+            decide::blob(control, &resolved, &digest, head, request.uri()).await
         }
-        (
-            Endpoint::Upload {
-                image,
-                kind,
-                reference,
-                stage,
-            },
-            &Method::POST,
-        ) => {
-            let group = control.groups.resolve(&image, query.as_deref())?;
-            upload::handle(
-                control,
-                &group,
-                &image,
-                kind,
-                &reference,
-                stage,
-                request.into_body(),
-            )
-            .await
+        (Endpoint::Upload { image, kind, reference, stage }, &Method::POST) => {
+            let resolved = control.groups.resolve(&image, query.as_deref())?;
+            upload::handle(control, &resolved, kind, &reference, stage, request.into_body()).await
         }
-        (Endpoint::TagsList { .. } | Endpoint::Referrers { .. }, _) => Err(OciError::new(
-            ErrorCode::Unsupported,
-            "tag listing and referrers are not proxied yet",
-        )
-        .with_status(StatusCode::NOT_FOUND)
-        .into()),
+        (Endpoint::TagsList { .. } | Endpoint::Referrers { .. }, _) => {
+            Err(OciError::new(ErrorCode::Unsupported, "tag listing and referrers are not proxied yet")
+                .with_status(StatusCode::NOT_FOUND)
+                .into())
+        }
         _ => Err(OciError::new(
             ErrorCode::Unsupported,
             format!("{method} is not supported here: depproxy is a pull-through cache"),
@@ -168,14 +145,8 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
 fn base_response() -> Response {
     let mut response = Response::new(Body::from("{}"));
     let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        oci::API_VERSION_HEADER,
-        http::HeaderValue::from_static(oci::API_VERSION),
-    );
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert(oci::API_VERSION_HEADER, http::HeaderValue::from_static(oci::API_VERSION));
     response
 }
 

@@ -9,25 +9,25 @@ use injector::{
     Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest, UploadDecision,
 };
 use metadata::{BlobRecord, ManifestRecord};
-use oci::{ImageAddress, ObjectKind, Reference, UploadStage};
+use oci::{ObjectKind, Reference, UploadStage};
 
 use crate::ControlPlane;
 use crate::decide::storage_key;
 use crate::error::ControlError;
-use crate::groups::GroupSettings;
+use crate::groups::Resolved;
 
 /// Upload call bodies are small JSON documents.
 const MAX_CALL_BODY: usize = 64 * 1024;
 
 pub(crate) async fn handle(
     control: &ControlPlane,
-    group: &GroupSettings,
-    image: &ImageAddress,
+    resolved: &Resolved,
     kind: ObjectKind,
     reference: &Reference,
     stage: UploadStage,
     body: Body,
 ) -> Result<Response, ControlError> {
+    let group = &resolved.group;
     let bytes = axum::body::to_bytes(body, MAX_CALL_BODY)
         .await
         .map_err(|error| ControlError::BadUploadCall(format!("unreadable body: {error}")))?;
@@ -88,11 +88,8 @@ pub(crate) async fn handle(
             let group_path = group.path.as_str();
             match kind {
                 ObjectKind::Blob => {
-                    let record = BlobRecord {
-                        digest: call.digest,
-                        size: call.size,
-                        media_type: call.media_type,
-                    };
+                    let record =
+                        BlobRecord { digest: call.digest, size: call.size, media_type: call.media_type };
                     control.metadata.upsert_blob(group_path, &record, now).await?;
                 }
                 ObjectKind::Manifest => {
@@ -102,7 +99,7 @@ pub(crate) async fn handle(
                             call.media_type
                         )));
                     }
-                    let repository = group.upstream.upstream_repository(image.image());
+                    let repository = group.upstream.upstream_repository(&resolved.image);
                     let record = ManifestRecord {
                         digest: call.digest.clone(),
                         media_type: call.media_type,
@@ -136,9 +133,7 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ControlError
 
 fn check_version_and_kind(version: u32, called: ObjectKind, path: ObjectKind) -> Result<(), ControlError> {
     if version != CONTRACT_VERSION {
-        return Err(ControlError::BadUploadCall(format!(
-            "contract version {version} is not supported"
-        )));
+        return Err(ControlError::BadUploadCall(format!("contract version {version} is not supported")));
     }
     if called != path {
         return Err(ControlError::BadUploadCall(format!(
@@ -153,9 +148,8 @@ fn check_version_and_kind(version: u32, called: ObjectKind, path: ObjectKind) ->
 fn json_response<T: serde::Serialize>(value: &T) -> Result<Response, ControlError> {
     let body = serde_json::to_vec(value).map_err(|error| ControlError::BadUploadCall(error.to_string()))?;
     let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(CONTRACT_CONTENT_TYPE),
-    );
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
     Ok(response)
 }

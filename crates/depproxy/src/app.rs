@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use control::{Clock, ControlPlane, ControlSettings, GroupSettings, Groups};
+use control::{Clock, ControlPlane, ControlSettings, GroupSettings, Groups, UpstreamRoute};
 use gateway::{ControlChannel, Gateway, GatewaySettings};
 use injector::{RequestSigner, RequestVerifier, Secret};
 use metadata::Metadata;
@@ -29,12 +29,12 @@ pub async fn control_router(config: &Config, secret: &Secret) -> anyhow::Result<
         .with_context(|| format!("cannot open the metadata database {}", config.database_url))?;
     tracing::info!(backend = metadata.backend(), "metadata database ready");
     let mut clients = HashMap::new();
+    let mut routes = Vec::new();
     for upstream in &config.upstreams {
         let credentials = match (&upstream.username, &upstream.password) {
-            (Some(username), Some(password)) => Some(Credentials {
-                username: username.clone(),
-                password: password.clone(),
-            }),
+            (Some(username), Some(password)) => {
+                Some(Credentials { username: username.clone(), password: password.clone() })
+            }
             _ => None,
         };
         let client = UpstreamClient::new(UpstreamConfig {
@@ -44,33 +44,28 @@ pub async fn control_router(config: &Config, secret: &Secret) -> anyhow::Result<
             http: http_options(config, upstream.ca_pem.as_ref()),
         })
         .with_context(|| format!("upstream {:?}", upstream.name))?;
+        routes.push(UpstreamRoute { upstream: client.clone(), path_prefix: upstream.path_prefix });
         clients.insert(upstream.name.clone(), client);
     }
     let mut groups = Vec::new();
     for group in &config.groups {
-        let upstream = clients
-            .get(&group.upstream)
-            .cloned()
-            .with_context(|| format!("group {:?}", group.path))?;
+        let upstream =
+            clients.get(&group.upstream).cloned().with_context(|| format!("group {:?}", group.path))?;
         groups.push(GroupSettings {
             path: oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!(error.message))?,
             upstream,
-            manifest_recheck: group
-                .manifest_recheck
-                .unwrap_or(control::DEFAULT_MANIFEST_RECHECK),
+            manifest_recheck: group.manifest_recheck.unwrap_or(control::DEFAULT_MANIFEST_RECHECK),
         });
     }
     let settings = ControlSettings {
         max_blob_size: config.max_blob_size,
         max_manifest_size: config.max_manifest_size,
+        recheck_timeout: config.recheck_timeout,
     };
-    let control = ControlPlane::new(
-        metadata,
-        Groups::new(groups),
-        settings,
-        RequestVerifier::new(secret),
-        Clock::system(),
-    );
+    let groups = Groups::new(groups, routes, control::DEFAULT_MANIFEST_RECHECK)
+        .map_err(|error| anyhow::anyhow!(error.message))?;
+    let control =
+        ControlPlane::new(metadata, groups, settings, RequestVerifier::new(secret), Clock::system());
     Ok(control.router())
 }
 
@@ -86,23 +81,14 @@ pub async fn gateway_router(
     let store = FsStore::open(&config.data_dir)
         .await
         .with_context(|| format!("cannot open storage under {}", config.data_dir.display()))?;
-    let orphans = store
-        .remove_orphans()
-        .await
-        .context("cannot clean up temp data")?;
+    let orphans = store.remove_orphans().await.context("cannot clean up temp data")?;
     if orphans > 0 {
         tracing::info!(orphans, "removed temp data left by an earlier run");
     }
     // One pooled client for all upstream object GETs, trusting every configured CA bundle.
-    let all_cas: Vec<Vec<u8>> = config
-        .upstreams
-        .iter()
-        .filter_map(|upstream| upstream.ca_pem.clone())
-        .collect();
-    let options = HttpOptions {
-        extra_ca_pem: all_cas,
-        ..http_options(config, None)
-    };
+    let all_cas: Vec<Vec<u8>> =
+        config.upstreams.iter().filter_map(|upstream| upstream.ca_pem.clone()).collect();
+    let options = HttpOptions { extra_ca_pem: all_cas, ..http_options(config, None) };
     let upstream_http = upstream::build_http_client(&options).context("upstream HTTP client")?;
     let settings = GatewaySettings {
         node_id: format!("{}-{}", hostname(), std::process::id()),

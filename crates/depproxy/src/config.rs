@@ -47,6 +47,10 @@ pub struct UpstreamEntry {
     pub password_env: Option<String>,
     /// PEM bundle of extra CA certificates trusted for this upstream.
     pub ca_file: Option<PathBuf>,
+    /// Also serve this upstream at `/v2/<name>/<image>` (the prefix wins over a root-mirror image
+    /// whose first path component is the same word).
+    #[serde(default)]
+    pub path_prefix: bool,
 }
 
 /// One `[[group]]` table.
@@ -83,6 +87,9 @@ pub struct TimeoutsEntry {
     /// Longest silence between two chunks of an upstream body.
     #[serde(default, with = "humantime_serde")]
     pub idle: Option<Duration>,
+    /// Longest wait for the HEAD revalidating a stale tag before the cached copy is served.
+    #[serde(default, with = "humantime_serde")]
+    pub recheck: Option<Duration>,
 }
 
 /// A byte count written as a number or with a unit (`512`, `"4MiB"`, `"10GB"`).
@@ -99,9 +106,7 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(deserializer)? {
             Raw::Number(bytes) => Ok(ByteSize(bytes)),
-            Raw::Text(text) => parse_byte_size(&text)
-                .map(ByteSize)
-                .map_err(serde::de::Error::custom),
+            Raw::Text(text) => parse_byte_size(&text).map(ByteSize).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -123,9 +128,7 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         "tib" => 1 << 40,
         other => return Err(format!("unknown size unit {other:?} in {text:?}")),
     };
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("size {text:?} is too large"))
+    number.checked_mul(multiplier).ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 /// Settings after defaults and overrides.
@@ -141,6 +144,7 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub recheck_timeout: Duration,
 }
 
 /// An upstream with its secrets read.
@@ -151,6 +155,7 @@ pub struct ResolvedUpstream {
     pub username: Option<String>,
     pub password: Option<String>,
     pub ca_pem: Option<Vec<u8>>,
+    pub path_prefix: bool,
 }
 
 /// Flags that override the file.
@@ -174,14 +179,10 @@ impl Config {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse().context("default listen address")?,
         };
-        let data_dir = overrides
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let database_url = file
-            .database_url
-            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("depproxy.db").display()));
+        let data_dir =
+            overrides.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url =
+            file.database_url.unwrap_or_else(|| format!("sqlite:{}", data_dir.join("depproxy.db").display()));
         let mut upstream_entries = file.upstream;
         let mut groups = file.group;
         if upstream_entries.is_empty() && groups.is_empty() {
@@ -193,6 +194,7 @@ impl Config {
                 password_file: None,
                 password_env: None,
                 ca_file: None,
+                path_prefix: false,
             });
             groups.push(GroupEntry {
                 path: control::DEFAULT_GROUP.into(),
@@ -202,15 +204,9 @@ impl Config {
         }
         if let Some(url) = &overrides.upstream {
             // `--upstream` replaces the upstream the `default` group uses.
-            let default_group = groups
-                .iter()
-                .find(|group| group.path == control::DEFAULT_GROUP)
-                .cloned();
+            let default_group = groups.iter().find(|group| group.path == control::DEFAULT_GROUP).cloned();
             match default_group {
-                Some(group) => match upstream_entries
-                    .iter_mut()
-                    .find(|entry| entry.name == group.upstream)
-                {
+                Some(group) => match upstream_entries.iter_mut().find(|entry| entry.name == group.upstream) {
                     Some(entry) => entry.url = url.clone(),
                     None => bail!("group default names unknown upstream {:?}", group.upstream),
                 },
@@ -223,6 +219,7 @@ impl Config {
                         password_file: None,
                         password_env: None,
                         ca_file: None,
+                        path_prefix: false,
                     });
                     groups.push(GroupEntry {
                         path: control::DEFAULT_GROUP.into(),
@@ -234,10 +231,7 @@ impl Config {
         }
         let mut upstreams = Vec::new();
         for entry in upstream_entries {
-            if upstreams
-                .iter()
-                .any(|existing: &ResolvedUpstream| existing.name == entry.name)
-            {
+            if upstreams.iter().any(|existing: &ResolvedUpstream| existing.name == entry.name) {
                 bail!("upstream {:?} is defined twice", entry.name);
             }
             upstreams.push(resolve_upstream(entry)?);
@@ -246,11 +240,7 @@ impl Config {
             oci::GroupPath::parse(&group.path)
                 .map_err(|error| anyhow::anyhow!("group {:?}: {}", group.path, error.message))?;
             if !upstreams.iter().any(|upstream| upstream.name == group.upstream) {
-                bail!(
-                    "group {:?} names unknown upstream {:?}",
-                    group.path,
-                    group.upstream
-                );
+                bail!("group {:?} names unknown upstream {:?}", group.path, group.upstream);
             }
             if groups.iter().filter(|other| other.path == group.path).count() > 1 {
                 bail!("group {:?} is defined twice", group.path);
@@ -267,11 +257,23 @@ impl Config {
             connect_timeout: file.timeouts.connect.unwrap_or(Duration::from_secs(5)),
             header_timeout: file.timeouts.header.unwrap_or(Duration::from_secs(30)),
             idle_timeout: file.timeouts.idle.unwrap_or(Duration::from_secs(60)),
+            recheck_timeout: file.timeouts.recheck.unwrap_or(Duration::from_secs(5)),
         })
     }
 }
 
 fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
+    let name_ok = !entry.name.is_empty()
+        && entry
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if !name_ok {
+        bail!("upstream name {:?} must be lowercase letters, digits, '-', '_' or '.'", entry.name);
+    }
+    if entry.path_prefix && oci::RepositoryName::parse(&entry.name).is_err() {
+        bail!("upstream {:?}: path_prefix needs a name that is a valid image path component", entry.name);
+    }
     let url = url::Url::parse(&entry.url)
         .with_context(|| format!("upstream {:?}: invalid url {:?}", entry.name, entry.url))?;
     if url.scheme() != "http" && url.scheme() != "https" {
@@ -286,16 +288,10 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
                 .to_owned(),
         ),
         (None, None, Some(variable)) => Some(std::env::var(variable).with_context(|| {
-            format!(
-                "upstream {:?}: environment variable {variable} is not set",
-                entry.name
-            )
+            format!("upstream {:?}: environment variable {variable} is not set", entry.name)
         })?),
         (None, None, None) => None,
-        _ => bail!(
-            "upstream {:?}: give only one of password, password_file, password_env",
-            entry.name
-        ),
+        _ => bail!("upstream {:?}: give only one of password, password_file, password_env", entry.name),
     };
     if password.is_some() != entry.username.is_some() {
         bail!("upstream {:?}: username and password go together", entry.name);
@@ -312,6 +308,7 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
         username: entry.username,
         password,
         ca_pem,
+        path_prefix: entry.path_prefix,
     })
 }
 
@@ -331,10 +328,7 @@ mod tests {
 
     #[test]
     fn upstream_flag_replaces_the_default_upstream() {
-        let overrides = Overrides {
-            upstream: Some("http://127.0.0.1:5001".into()),
-            ..Overrides::default()
-        };
+        let overrides = Overrides { upstream: Some("http://127.0.0.1:5001".into()), ..Overrides::default() };
         let config = Config::resolve(FileConfig::default(), &overrides).unwrap();
         assert_eq!(config.upstreams.len(), 1);
         assert_eq!(config.upstreams[0].url.as_str(), "http://127.0.0.1:5001/");
@@ -365,18 +359,14 @@ mod tests {
         let config = Config::resolve(file, &Overrides::default()).unwrap();
         assert_eq!(config.groups[1].manifest_recheck, Some(Duration::from_secs(600)));
         assert_eq!(config.max_blob_size, 1 << 30);
-        let error = toml::from_str::<FileConfig>("lisen = \"x\"")
-            .unwrap_err()
-            .to_string();
+        let error = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err().to_string();
         assert!(error.contains("unknown field `lisen`"), "{error}");
     }
 
     #[test]
     fn inconsistent_configs_are_refused() {
         let file: FileConfig = toml::from_str("[[group]]\npath = \"default\"\nupstream = \"nope\"").unwrap();
-        let error = Config::resolve(file, &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let error = Config::resolve(file, &Overrides::default()).unwrap_err().to_string();
         assert!(error.contains("unknown upstream"), "{error}");
     }
 

@@ -11,11 +11,7 @@ use depproxy::config::{self, Config, FileConfig, Overrides};
 use injector::Secret;
 
 #[derive(Parser)]
-#[command(
-    name = "depproxy",
-    version,
-    about = "A pull-through cache for container registries"
-)]
+#[command(name = "depproxy", version, about = "A pull-through cache for container registries")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -98,10 +94,8 @@ fn main() -> anyhow::Result<()> {
     // One crypto provider for rustls (upstream TLS, PostgreSQL TLS) and jsonwebtoken (internal tokens).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     runtime.block_on(run(cli.command))
 }
 
@@ -118,11 +112,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let router = app::control_router(&config, &secret).await?;
             listen("depproxy control", config.listen, router).await
         }
-        Command::Gateway {
-            common,
-            control_url,
-            secret_file,
-        } => {
+        Command::Gateway { common, control_url, secret_file } => {
             let config = common.resolve()?;
             let secret = read_secret(&secret_file)?;
             let channel = gateway::ControlChannel::http(&control_url)?;
@@ -167,10 +157,7 @@ async fn listen(role: &str, address: SocketAddr, router: axum::Router) -> anyhow
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!(%address, "{role} listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
 }
 
 async fn shutdown_signal() {

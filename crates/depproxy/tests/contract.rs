@@ -38,22 +38,12 @@ async fn control_plane_refuses_unsigned_and_mis_signed_requests_on_every_route()
         ("POST", format!("/v2/lab/x/blobs/{digest}/upload")),
         ("GET", "/v2/nowhere/at/all".to_owned()),
     ];
-    let forged = RequestSigner::new(&Secret::from_bytes([1; 32]))
-        .sign(Purpose::Forward)
-        .unwrap();
+    let forged = RequestSigner::new(&Secret::from_bytes([1; 32])).sign(Purpose::Forward).unwrap();
     let forward = RequestSigner::new(&secret).sign(Purpose::Forward).unwrap();
     for (method, path) in &routes {
         let method = http::Method::from_bytes(method.as_bytes()).unwrap();
-        let unsigned = client()
-            .request(method.clone(), format!("{url}{path}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            unsigned.status(),
-            StatusCode::FORBIDDEN,
-            "unsigned {method} {path}"
-        );
+        let unsigned = client().request(method.clone(), format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(unsigned.status(), StatusCode::FORBIDDEN, "unsigned {method} {path}");
         let forged = client()
             .request(method.clone(), format!("{url}{path}"))
             .header(INTERNAL_TOKEN_HEADER, &forged)
@@ -82,10 +72,7 @@ async fn control_plane_refuses_unsigned_and_mis_signed_requests_on_every_route()
     assert_eq!(signed.status(), StatusCode::OK);
     let injector = injector::Injector::decode(signed.headers()[SEND_DATA_HEADER].to_str().unwrap()).unwrap();
     assert_eq!(injector.kind(), "send-dependency");
-    assert!(
-        upstream.count("GET", "/blobs/") == 0,
-        "the control plane never fetches blob bytes"
-    );
+    assert!(upstream.count("GET", "/blobs/") == 0, "the control plane never fetches blob bytes");
 }
 
 #[tokio::test]

@@ -29,20 +29,13 @@ fn pull_everything_through(proxy: &Depproxy, registry: &Registry) {
         let expected = dir_contents(&direct);
         let forms = [
             format!("{}/{image}:v1", proxy.address()),
-            format!(
-                "{}/default/dependency_proxy/containers/{image}:v1",
-                proxy.address()
-            ),
+            format!("{}/default/dependency_proxy/containers/{image}:v1", proxy.address()),
         ];
         for reference in &forms {
             let before = registry.count("GET", "/blobs/");
             let out = work.path().join("proxied");
             skopeo_pull(reference, &out, all);
-            assert_eq!(
-                dir_contents(&out),
-                expected,
-                "{reference}: content differs from the upstream's"
-            );
+            assert_eq!(dir_contents(&out), expected, "{reference}: content differs from the upstream's");
             if reference != &forms[0] {
                 assert_eq!(
                     registry.count("GET", "/blobs/"),
@@ -67,18 +60,12 @@ fn pull_everything_through(proxy: &Depproxy, registry: &Registry) {
         );
     }
     let objects = stored_object_hashes(proxy.data_dir.path());
-    assert!(
-        objects.len() > 20,
-        "expected the pulled images in storage, found {}",
-        objects.len()
-    );
+    assert!(objects.len() > 20, "expected the pulled images in storage, found {}", objects.len());
     for (name, hash) in objects {
         assert_eq!(name, hash, "a stored object does not hash to its name");
     }
     assert_eq!(
-        std::fs::read_dir(proxy.data_dir.path().join("tmp"))
-            .unwrap()
-            .count(),
+        std::fs::read_dir(proxy.data_dir.path().join("tmp")).unwrap().count(),
         0,
         "temp data left behind"
     );

@@ -34,10 +34,7 @@ async fn base_endpoint_answers_api_version() {
     let (_upstream, proxy) = setup().await;
     let response = get(&format!("{}/v2/", proxy.url)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["docker-distribution-api-version"],
-        "registry/2.0"
-    );
+    assert_eq!(response.headers()["docker-distribution-api-version"], "registry/2.0");
 }
 
 #[tokio::test]
@@ -48,10 +45,7 @@ async fn pulls_in_both_url_forms_and_second_pull_stays_local() {
     for prefix in ["", GROUP_PREFIX] {
         let manifest = get(&format!("{}/v2/{prefix}lab/tiny/manifests/v1", proxy.url)).await;
         assert_eq!(manifest.status(), StatusCode::OK);
-        assert_eq!(
-            manifest.headers()["docker-content-digest"],
-            manifest_digest.to_string().as_str()
-        );
+        assert_eq!(manifest.headers()["docker-content-digest"], manifest_digest.to_string().as_str());
         assert_eq!(manifest.headers()["content-type"], oci::media::OCI_MANIFEST);
         let bytes = manifest.bytes().await.unwrap();
         assert_eq!(Digest::of(&bytes), manifest_digest);
@@ -80,46 +74,20 @@ async fn pulls_in_both_url_forms_and_second_pull_stays_local() {
 async fn head_requests_never_fill_and_hits_stay_local() {
     let (upstream, proxy) = setup().await;
     let (manifest_digest, layers) = upstream.put_image("lab/tiny", "v1", &[b"layer-bytes"]);
-    let head = client()
-        .head(format!("{}/v2/lab/tiny/blobs/{}", proxy.url, layers[0]))
-        .send()
-        .await
-        .unwrap();
+    let head = client().head(format!("{}/v2/lab/tiny/blobs/{}", proxy.url, layers[0])).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()["content-length"], "11");
-    assert_eq!(
-        head.headers()["docker-content-digest"],
-        layers[0].to_string().as_str()
-    );
-    let head = client()
-        .head(format!("{}/v2/lab/tiny/manifests/v1", proxy.url))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(head.headers()["docker-content-digest"], layers[0].to_string().as_str());
+    let head = client().head(format!("{}/v2/lab/tiny/manifests/v1", proxy.url)).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
-    assert_eq!(
-        head.headers()["docker-content-digest"],
-        manifest_digest.to_string().as_str()
-    );
-    assert_eq!(
-        upstream.count("GET", "/v2/lab"),
-        0,
-        "HEAD must never start a fill"
-    );
+    assert_eq!(head.headers()["docker-content-digest"], manifest_digest.to_string().as_str());
+    assert_eq!(upstream.count("GET", "/v2/lab"), 0, "HEAD must never start a fill");
     assert!(proxy.stored_objects().is_empty());
     // Once cached, HEAD is answered without upstream.
-    get(&format!("{}/v2/lab/tiny/blobs/{}", proxy.url, layers[0]))
-        .await
-        .bytes()
-        .await
-        .unwrap();
+    get(&format!("{}/v2/lab/tiny/blobs/{}", proxy.url, layers[0])).await.bytes().await.unwrap();
     proxy.fills_settled().await;
     upstream.clear_log();
-    let head = client()
-        .head(format!("{}/v2/lab/tiny/blobs/{}", proxy.url, layers[0]))
-        .send()
-        .await
-        .unwrap();
+    let head = client().head(format!("{}/v2/lab/tiny/blobs/{}", proxy.url, layers[0])).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()["content-length"], "11");
     assert!(upstream.log().is_empty(), "{:?}", upstream.log());
@@ -134,41 +102,22 @@ async fn ranges_and_conditional_requests_on_cached_blobs() {
     assert_eq!(get(&url).await.bytes().await.unwrap().as_ref(), data.as_slice());
     proxy.fills_settled().await;
 
-    let partial = client()
-        .get(&url)
-        .header("range", "bytes=100-199")
-        .send()
-        .await
-        .unwrap();
+    let partial = client().get(&url).header("range", "bytes=100-199").send().await.unwrap();
     assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(partial.headers()["content-range"], "bytes 100-199/10000");
     assert_eq!(partial.bytes().await.unwrap().as_ref(), &data[100..200]);
 
-    let suffix = client()
-        .get(&url)
-        .header("range", "bytes=-10")
-        .send()
-        .await
-        .unwrap();
+    let suffix = client().get(&url).header("range", "bytes=-10").send().await.unwrap();
     assert_eq!(suffix.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(suffix.bytes().await.unwrap().as_ref(), &data[9990..]);
 
-    let unsatisfiable = client()
-        .get(&url)
-        .header("range", "bytes=20000-")
-        .send()
-        .await
-        .unwrap();
+    let unsatisfiable = client().get(&url).header("range", "bytes=20000-").send().await.unwrap();
     assert_eq!(unsatisfiable.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(unsatisfiable.headers()["content-range"], "bytes */10000");
     assert_eq!(error_code(unsatisfiable).await, "RANGE_INVALID");
 
-    let not_modified = client()
-        .get(&url)
-        .header("if-none-match", format!("\"{digest}\""))
-        .send()
-        .await
-        .unwrap();
+    let not_modified =
+        client().get(&url).header("if-none-match", format!("\"{digest}\"")).send().await.unwrap();
     assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(not_modified.headers()["etag"], format!("\"{digest}\"").as_str());
     assert_eq!(upstream.count("GET", "/blobs/"), 1);
@@ -178,37 +127,13 @@ async fn ranges_and_conditional_requests_on_cached_blobs() {
 async fn invalid_requests_get_oci_errors_and_never_reach_upstream() {
     let (upstream, proxy) = setup().await;
     let cases = [
-        (
-            "/v2/Bad/Name/manifests/v1",
-            StatusCode::BAD_REQUEST,
-            "NAME_INVALID",
-        ),
-        (
-            "/v2/a/.hidden/manifests/v1",
-            StatusCode::BAD_REQUEST,
-            "NAME_INVALID",
-        ),
-        (
-            "/v2/a/%2e%2e%2fb/manifests/v1",
-            StatusCode::BAD_REQUEST,
-            "NAME_INVALID",
-        ),
-        (
-            "/v2/lab/x/blobs/sha256:%2f%2e%2e",
-            StatusCode::BAD_REQUEST,
-            "DIGEST_INVALID",
-        ),
-        (
-            "/v2/lab/x/blobs/sha256:1234",
-            StatusCode::BAD_REQUEST,
-            "DIGEST_INVALID",
-        ),
+        ("/v2/Bad/Name/manifests/v1", StatusCode::BAD_REQUEST, "NAME_INVALID"),
+        ("/v2/a/.hidden/manifests/v1", StatusCode::BAD_REQUEST, "NAME_INVALID"),
+        ("/v2/a/%2e%2e%2fb/manifests/v1", StatusCode::BAD_REQUEST, "NAME_INVALID"),
+        ("/v2/lab/x/blobs/sha256:%2f%2e%2e", StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+        ("/v2/lab/x/blobs/sha256:1234", StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
         ("/v2/lab/x/manifests/-v1", StatusCode::BAD_REQUEST, "TAG_INVALID"),
-        (
-            "/v2/nogroup/dependency_proxy/containers/x/manifests/v1",
-            StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
-        ),
+        ("/v2/nogroup/dependency_proxy/containers/x/manifests/v1", StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         ("/v2/lab/x/nothing/here", StatusCode::NOT_FOUND, "UNSUPPORTED"),
         ("/other", StatusCode::NOT_FOUND, "UNSUPPORTED"),
     ];
@@ -218,11 +143,7 @@ async fn invalid_requests_get_oci_errors_and_never_reach_upstream() {
         assert_eq!(response.headers()["content-type"], "application/json", "{path}");
         assert_eq!(error_code(response).await, code, "{path}");
     }
-    let push = client()
-        .post(format!("{}/v2/lab/x/blobs/uploads/", proxy.url))
-        .send()
-        .await
-        .unwrap();
+    let push = client().post(format!("{}/v2/lab/x/blobs/uploads/", proxy.url)).send().await.unwrap();
     assert_eq!(push.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(push).await, "UNSUPPORTED");
     assert!(upstream.log().is_empty(), "{:?}", upstream.log());
@@ -235,45 +156,26 @@ async fn upstream_errors_are_mapped() {
     let missing = get(&format!("{}/v2/lab/none/manifests/v1", proxy.url)).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(missing).await, "MANIFEST_UNKNOWN");
-    let missing_blob = get(&format!(
-        "{}/v2/lab/none/blobs/{}",
-        proxy.url,
-        Digest::of(b"nope")
-    ))
-    .await;
+    let missing_blob = get(&format!("{}/v2/lab/none/blobs/{}", proxy.url, Digest::of(b"nope"))).await;
     assert_eq!(missing_blob.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(missing_blob).await, "BLOB_UNKNOWN");
 
     let digest = upstream.put_blob(b"data".to_vec());
     let url = format!("{}/v2/lab/x/blobs/{digest}", proxy.url);
-    upstream.set_fault(Some(Fault::Status {
-        status: 429,
-        retry_after: Some("17".into()),
-    }));
+    upstream.set_fault(Some(Fault::Status { status: 429, retry_after: Some("17".into()) }));
     let limited = get(&url).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.headers()["retry-after"], "17");
     assert_eq!(error_code(limited).await, "TOOMANYREQUESTS");
 
-    upstream.set_fault(Some(Fault::Status {
-        status: 403,
-        retry_after: None,
-    }));
+    upstream.set_fault(Some(Fault::Status { status: 403, retry_after: None }));
     let refused = get(&url).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "DENIED");
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("upstream registry refused")
-    );
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("upstream registry refused"));
 
-    upstream.set_fault(Some(Fault::Status {
-        status: 503,
-        retry_after: None,
-    }));
+    upstream.set_fault(Some(Fault::Status { status: 503, retry_after: None }));
     assert_eq!(get(&url).await.status(), StatusCode::BAD_GATEWAY);
     upstream.set_fault(None);
     assert_eq!(get(&url).await.bytes().await.unwrap().as_ref(), b"data");
@@ -297,9 +199,7 @@ async fn connect_error_is_502_and_timeout_is_504() {
     let proxy = TestProxy::start(options).await;
     // Let the control plane discover the (anonymous) auth scheme before the upstream hangs.
     assert_eq!(
-        get(&format!("{}/v2/lab/x/blobs/{}", proxy.url, Digest::of(b"nope")))
-            .await
-            .status(),
+        get(&format!("{}/v2/lab/x/blobs/{}", proxy.url, Digest::of(b"nope"))).await.status(),
         StatusCode::NOT_FOUND
     );
     upstream.set_fault(Some(Fault::Hang));
@@ -315,15 +215,8 @@ async fn digest_mismatch_aborts_the_client_and_commits_nothing() {
     upstream.set_fault(Some(Fault::WrongBytes));
     let url = format!("{}/v2/lab/x/blobs/{digest}", proxy.url);
     let response = get(&url).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "headers go out before the body is verified"
-    );
-    assert!(
-        response.bytes().await.is_err(),
-        "a body that fails verification must not look complete"
-    );
+    assert_eq!(response.status(), StatusCode::OK, "headers go out before the body is verified");
+    assert!(response.bytes().await.is_err(), "a body that fails verification must not look complete");
     proxy.fills_settled().await;
     assert!(proxy.stored_objects().is_empty());
     assert_eq!(proxy.temp_entries(), 0);
@@ -348,10 +241,7 @@ async fn multi_arch_index_keeps_its_bytes_and_digest() {
     for _ in 0..2 {
         let response = get(&format!("{}/v2/lab/multi/manifests/v1", proxy.url)).await;
         assert_eq!(response.headers()["content-type"], oci::media::OCI_INDEX);
-        assert_eq!(
-            response.headers()["docker-content-digest"],
-            index_digest.to_string().as_str()
-        );
+        assert_eq!(response.headers()["docker-content-digest"], index_digest.to_string().as_str());
         assert_eq!(response.bytes().await.unwrap().as_ref(), index.as_bytes());
         proxy.fills_settled().await;
     }
@@ -367,16 +257,8 @@ async fn bearer_token_upstream_and_token_reuse() {
     assert_eq!(manifest.status(), StatusCode::OK);
     let blob = get(&format!("{}/v2/lab/private/blobs/{}", proxy.url, layers[0])).await;
     assert_eq!(blob.bytes().await.unwrap().as_ref(), b"private layer");
-    assert_eq!(
-        upstream.count("GET", "/token"),
-        1,
-        "the token is cached for its lifetime"
-    );
-    let blob_get = upstream
-        .log()
-        .into_iter()
-        .find(|entry| entry.path.contains("/blobs/"))
-        .unwrap();
+    assert_eq!(upstream.count("GET", "/token"), 1, "the token is cached for its lifetime");
+    let blob_get = upstream.log().into_iter().find(|entry| entry.path.contains("/blobs/")).unwrap();
     assert_eq!(blob_get.authorization.as_deref(), Some("Bearer secret-token"));
 }
 
@@ -386,15 +268,9 @@ async fn split_mode_pulls_through_a_control_plane_over_http() {
     let proxy = TestProxy::start(Options::upstream(&upstream.url()).split()).await;
     let (manifest_digest, layers) = upstream.put_image("lab/split", "v1", &[b"split layer"]);
     let manifest = get(&format!("{}/v2/lab/split/manifests/v1", proxy.url)).await;
-    assert_eq!(
-        manifest.headers()["docker-content-digest"],
-        manifest_digest.to_string().as_str()
-    );
+    assert_eq!(manifest.headers()["docker-content-digest"], manifest_digest.to_string().as_str());
     let blob_url = format!("{}/v2/lab/split/blobs/{}", proxy.url, layers[0]);
-    assert_eq!(
-        get(&blob_url).await.bytes().await.unwrap().as_ref(),
-        b"split layer"
-    );
+    assert_eq!(get(&blob_url).await.bytes().await.unwrap().as_ref(), b"split layer");
     proxy.fills_settled().await;
     let again = get(&blob_url).await;
     assert!(again.headers().get(injector::SEND_DATA_HEADER).is_none());

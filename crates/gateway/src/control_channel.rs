@@ -19,10 +19,7 @@ pub type InProcessControl = BoxCloneSyncService<Request<Body>, Response<Body>, I
 #[derive(Clone)]
 pub enum ControlChannel {
     InProcess(InProcessControl),
-    Http {
-        client: reqwest::Client,
-        base_url: String,
-    },
+    Http { client: reqwest::Client, base_url: String },
 }
 
 impl ControlChannel {
@@ -36,10 +33,7 @@ impl ControlChannel {
             .tcp_nodelay(true)
             .build()
             .map_err(|error| GatewayError::ControlUnreachable(error.to_string()))?;
-        Ok(ControlChannel::Http {
-            client,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-        })
+        Ok(ControlChannel::Http { client, base_url: base_url.trim_end_matches('/').to_owned() })
     }
 
     pub async fn call(&self, request: Request<Body>) -> Result<Response<Body>, GatewayError> {
@@ -64,9 +58,7 @@ impl ControlChannel {
                     *headers = response.headers().clone();
                 }
                 let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
-                relayed
-                    .body(body)
-                    .map_err(|error| GatewayError::ControlUnreachable(error.to_string()))
+                relayed.body(body).map_err(|error| GatewayError::ControlUnreachable(error.to_string()))
             }
         }
     }

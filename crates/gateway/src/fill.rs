@@ -103,10 +103,9 @@ impl FillError {
             FillError::Broken(_) => {
                 OciError::new(ErrorCode::Unavailable, self.to_string()).with_status(StatusCode::BAD_GATEWAY)
             }
-            FillError::TooLarge { .. } | FillError::Storage(StorageError::TooLarge { .. }) => OciError::new(
-                ErrorCode::Denied,
-                format!("{self}: refused by the proxy's size limit"),
-            ),
+            FillError::TooLarge { .. } | FillError::Storage(StorageError::TooLarge { .. }) => {
+                OciError::new(ErrorCode::Denied, format!("{self}: refused by the proxy's size limit"))
+            }
             FillError::Storage(error) if error.is_content_error() => OciError::new(
                 ErrorCode::Unavailable,
                 format!("upstream sent content that failed verification: {error}"),
@@ -128,10 +127,7 @@ pub struct Fills {
 
 impl Default for Fills {
     fn default() -> Self {
-        Fills {
-            inflight: Mutex::default(),
-            running: watch::channel(0).0,
-        }
+        Fills { inflight: Mutex::default(), running: watch::channel(0).0 }
     }
 }
 
@@ -159,11 +155,7 @@ impl Fills {
 
 /// Joins the fill of `params.fill_key`, starting it when none runs.
 pub(crate) fn join_or_start(gateway: &Arc<Gateway>, params: SendDependency) -> watch::Receiver<FillState> {
-    let mut inflight = gateway
-        .fills
-        .inflight
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut inflight = gateway.fills.inflight.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(state) = inflight.get(&params.fill_key) {
         return state.clone();
     }
@@ -197,10 +189,9 @@ async fn fill(
 ) -> Result<Finished, FillError> {
     let mut request_headers = HeaderMap::new();
     for (name, value) in &params.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+        {
             request_headers.append(name, value);
         }
     }
@@ -223,10 +214,7 @@ async fn fill(
     if let Some(size) = head.content_length
         && size > params.max_size
     {
-        return Err(FillError::TooLarge {
-            size,
-            limit: params.max_size,
-        });
+        return Err(FillError::TooLarge { size, limit: params.max_size });
     }
     let authorization = authorize(gateway, params, head.content_length).await;
     let limit = authorization.max_size.min(params.max_size);
@@ -236,11 +224,7 @@ async fn fill(
         .await
         .map_err(|_| FillError::Vanished)?
         .map_err(StorageError::from)?;
-    let streaming = Arc::new(Streaming {
-        head: head.clone(),
-        file: Arc::new(file),
-        progress,
-    });
+    let streaming = Arc::new(Streaming { head: head.clone(), file: Arc::new(file), progress });
     state.send_replace(FillState::Streaming(streaming.clone()));
 
     let mut upload = upload;
@@ -259,15 +243,9 @@ async fn fill(
             Ok(Ok(Some(chunk))) => upload.write(chunk).await?,
         }
     }
-    let expected = Expectation {
-        digest: params.expected_digest.clone(),
-        size: head.content_length,
-    };
+    let expected = Expectation { digest: params.expected_digest.clone(), size: head.content_length };
     let media_type = match params.kind {
-        ObjectKind::Blob => head
-            .content_type
-            .clone()
-            .unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned()),
+        ObjectKind::Blob => head.content_type.clone().unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned()),
         ObjectKind::Manifest => head.content_type.clone().unwrap_or_default(),
     };
     match authorization.decision {
@@ -341,9 +319,7 @@ async fn authorize(gateway: &Gateway, params: &SendDependency, size: Option<u64>
         tracing::warn!(url = %params.url, %error, "upload authorize failed; streaming without caching");
         Authorization {
             v: CONTRACT_VERSION,
-            decision: UploadDecision::Passthrough {
-                reason: format!("authorize failed: {error}"),
-            },
+            decision: UploadDecision::Passthrough { reason: format!("authorize failed: {error}") },
             max_size: params.max_size,
             lease_id: None,
             lease_seconds: None,
@@ -362,14 +338,10 @@ async fn call_upload<T: serde::Serialize>(
         .map_err(|_| GatewayError::ControlUnreachable("token is not a header value".into()))?;
     let mut request = Request::new(Body::from(json));
     *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = path
-        .parse()
-        .map_err(|_| GatewayError::BadControlAnswer(format!("bad upload path {path:?}")))?;
+    *request.uri_mut() =
+        path.parse().map_err(|_| GatewayError::BadControlAnswer(format!("bad upload path {path:?}")))?;
     request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token);
-    request.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTRACT_CONTENT_TYPE),
-    );
+    request.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
     let response = gateway.control.call(request).await?;
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
@@ -384,10 +356,7 @@ async fn call_upload<T: serde::Serialize>(
 
 /// Waits until the fill has left `Connecting`.
 pub(crate) async fn started(state: &mut watch::Receiver<FillState>) -> FillState {
-    match state
-        .wait_for(|current| !matches!(current, FillState::Connecting))
-        .await
-    {
+    match state.wait_for(|current| !matches!(current, FillState::Connecting)).await {
         Ok(current) => current.clone(),
         Err(_) => FillState::Failed(Arc::new(FillError::Vanished)),
     }
@@ -397,10 +366,7 @@ pub(crate) async fn started(state: &mut watch::Receiver<FillState>) -> FillState
 pub(crate) async fn finished(
     state: &mut watch::Receiver<FillState>,
 ) -> Result<Arc<Finished>, Arc<FillError>> {
-    match state
-        .wait_for(|current| matches!(current, FillState::Committed(_) | FillState::Failed(_)))
-        .await
-    {
+    match state.wait_for(|current| matches!(current, FillState::Committed(_) | FillState::Failed(_))).await {
         Ok(current) => match &*current {
             FillState::Committed(finished) => Ok(finished.clone()),
             FillState::Failed(error) => Err(error.clone()),
@@ -425,14 +391,7 @@ pub(crate) struct Tail {
 impl Tail {
     pub fn new(streaming: Arc<Streaming>, state: watch::Receiver<FillState>) -> Self {
         let progress = streaming.progress.clone();
-        Tail {
-            streaming,
-            progress,
-            state,
-            offset: 0,
-            progress_open: true,
-            done: false,
-        }
+        Tail { streaming, progress, state, offset: 0, progress_open: true, done: false }
     }
 
     /// The next chunk, `None` at the verified end, an error when the fill failed.

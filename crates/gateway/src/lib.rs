@@ -61,14 +61,7 @@ impl Gateway {
         upstream_http: reqwest::Client,
         settings: GatewaySettings,
     ) -> Arc<Self> {
-        Arc::new(Gateway {
-            control,
-            signer,
-            store,
-            upstream_http,
-            settings,
-            fills: Fills::default(),
-        })
+        Arc::new(Gateway { control, signer, store, upstream_http, settings, fills: Fills::default() })
     }
 
     /// The public HTTP surface.

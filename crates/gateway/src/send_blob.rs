@@ -18,10 +18,9 @@ pub(crate) async fn serve(
 ) -> Response {
     let mut headers = object_headers(&params.digest, &params.media_type);
     for (name, value) in &params.headers {
-        if let (Ok(name), Ok(value)) = (
-            header::HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (header::HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+        {
             headers.append(name, value);
         }
     }
@@ -81,10 +80,7 @@ pub(crate) fn object_headers(digest: &Digest, media_type: &str) -> HeaderMap {
         headers.insert(header::CONTENT_TYPE, value);
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(
-        oci::API_VERSION_HEADER,
-        HeaderValue::from_static(oci::API_VERSION),
-    );
+    headers.insert(oci::API_VERSION_HEADER, HeaderValue::from_static(oci::API_VERSION));
     headers
 }
 
@@ -97,16 +93,12 @@ pub(crate) fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -
 
 fn if_none_match_hits(request: &HeaderMap, digest: &Digest) -> bool {
     let digest = digest.to_string();
-    request
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|value| {
-            value.split(',').map(str::trim).any(|tag| {
-                let tag = tag.strip_prefix("W/").unwrap_or(tag);
-                tag == "*" || tag.trim_matches('"') == digest
-            })
+    request.get_all(header::IF_NONE_MATCH).iter().filter_map(|value| value.to_str().ok()).any(|value| {
+        value.split(',').map(str::trim).any(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            tag == "*" || tag.trim_matches('"') == digest
         })
+    })
 }
 
 /// `Ok(None)`: serve everything (no `Range`, or several ranges, which RFC 9110 lets us ignore).
@@ -137,44 +129,23 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(requested_range(&HeaderMap::new(), 10), Ok(None));
-        assert_eq!(
-            requested_range(&headers(header::RANGE, "bytes=2-4"), 10),
-            Ok(Some(2..5))
-        );
-        assert_eq!(
-            requested_range(&headers(header::RANGE, "bytes=5-"), 10),
-            Ok(Some(5..10))
-        );
-        assert_eq!(
-            requested_range(&headers(header::RANGE, "bytes=-3"), 10),
-            Ok(Some(7..10))
-        );
-        assert_eq!(
-            requested_range(&headers(header::RANGE, "bytes=0-1,4-5"), 10),
-            Ok(None)
-        );
-        assert_eq!(
-            requested_range(&headers(header::RANGE, "bytes=10-20"), 10),
-            Err(())
-        );
+        assert_eq!(requested_range(&headers(header::RANGE, "bytes=2-4"), 10), Ok(Some(2..5)));
+        assert_eq!(requested_range(&headers(header::RANGE, "bytes=5-"), 10), Ok(Some(5..10)));
+        assert_eq!(requested_range(&headers(header::RANGE, "bytes=-3"), 10), Ok(Some(7..10)));
+        assert_eq!(requested_range(&headers(header::RANGE, "bytes=0-1,4-5"), 10), Ok(None));
+        assert_eq!(requested_range(&headers(header::RANGE, "bytes=10-20"), 10), Err(()));
         assert_eq!(requested_range(&headers(header::RANGE, "lines=1-2"), 10), Err(()));
     }
 
     #[test]
     fn etags() {
         let digest = Digest::of(b"x");
-        assert!(if_none_match_hits(
-            &headers(header::IF_NONE_MATCH, &format!("\"{digest}\"")),
-            &digest
-        ));
+        assert!(if_none_match_hits(&headers(header::IF_NONE_MATCH, &format!("\"{digest}\"")), &digest));
         assert!(if_none_match_hits(
             &headers(header::IF_NONE_MATCH, &format!("\"a\", W/\"{digest}\"")),
             &digest
         ));
         assert!(if_none_match_hits(&headers(header::IF_NONE_MATCH, "*"), &digest));
-        assert!(!if_none_match_hits(
-            &headers(header::IF_NONE_MATCH, "\"sha256:00\""),
-            &digest
-        ));
+        assert!(!if_none_match_hits(&headers(header::IF_NONE_MATCH, "\"sha256:00\""), &digest));
     }
 }

@@ -39,11 +39,8 @@ pub(crate) async fn serve(gateway: &Arc<Gateway>, params: SendDependency, method
             }
         },
         (ObjectKind::Blob, FillState::Streaming(streaming)) => {
-            let media_type = streaming
-                .head
-                .content_type
-                .clone()
-                .unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned());
+            let media_type =
+                streaming.head.content_type.clone().unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned());
             let mut headers = match &expected {
                 Some(digest) => object_headers(digest, &media_type),
                 None => http::HeaderMap::new(),
@@ -55,11 +52,8 @@ pub(crate) async fn serve(gateway: &Arc<Gateway>, params: SendDependency, method
             with_headers(StatusCode::OK, headers, Body::from_stream(tail.into_stream()))
         }
         (ObjectKind::Blob, FillState::Committed(finished)) => {
-            let media_type = finished
-                .head
-                .content_type
-                .clone()
-                .unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned());
+            let media_type =
+                finished.head.content_type.clone().unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned());
             let mut headers = object_headers(&finished.digest, &media_type);
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(finished.size));
             let tail = Tail::new(finished.streaming.clone(), state);
@@ -71,10 +65,9 @@ pub(crate) async fn serve(gateway: &Arc<Gateway>, params: SendDependency, method
     };
     let mut response = response;
     for (name, value) in extra {
-        if let (Ok(name), Ok(value)) = (
-            header::HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (header::HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+        {
             response.headers_mut().append(name, value);
         }
     }

@@ -210,10 +210,7 @@ mod tests {
             headers: vec![("Authorization".into(), "Bearer t".into())],
             expected_digest: None,
             max_size: 4 << 20,
-            upload: UploadRoutes {
-                authorize: "/a/upload/authorize".into(),
-                finalize: "/a/upload".into(),
-            },
+            upload: UploadRoutes { authorize: "/a/upload/authorize".into(), finalize: "/a/upload".into() },
             response_headers: Vec::new(),
         });
         for injector in [blob, dependency] {
@@ -225,22 +222,10 @@ mod tests {
 
     #[test]
     fn refuses_what_it_does_not_know() {
-        assert!(matches!(
-            Injector::decode("send-url:e30="),
-            Err(InjectorError::UnknownKind(_))
-        ));
-        assert!(matches!(
-            Injector::decode("nocolon"),
-            Err(InjectorError::MissingKind)
-        ));
-        assert!(matches!(
-            Injector::decode("send-blob:!!"),
-            Err(InjectorError::Base64(_))
-        ));
-        assert!(matches!(
-            Injector::decode("send-blob:e30="),
-            Err(InjectorError::Json(_))
-        ));
+        assert!(matches!(Injector::decode("send-url:e30="), Err(InjectorError::UnknownKind(_))));
+        assert!(matches!(Injector::decode("nocolon"), Err(InjectorError::MissingKind)));
+        assert!(matches!(Injector::decode("send-blob:!!"), Err(InjectorError::Base64(_))));
+        assert!(matches!(Injector::decode("send-blob:e30="), Err(InjectorError::Json(_))));
         let future = SendBlob {
             v: 2,
             key: "k".into(),
@@ -250,20 +235,15 @@ mod tests {
             headers: vec![],
         };
         let header = Injector::SendBlob(future).encode().unwrap();
-        assert!(matches!(
-            Injector::decode(&header),
-            Err(InjectorError::Version(2))
-        ));
+        assert!(matches!(Injector::decode(&header), Err(InjectorError::Version(2))));
         let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":1,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
         assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
     }
 
     #[test]
     fn decisions_serialise_with_a_kind_tag() {
-        let text = serde_json::to_string(&UploadDecision::Passthrough {
-            reason: "lease held".into(),
-        })
-        .unwrap();
+        let text =
+            serde_json::to_string(&UploadDecision::Passthrough { reason: "lease held".into() }).unwrap();
         assert_eq!(text, r#"{"kind":"passthrough","reason":"lease held"}"#);
     }
 }

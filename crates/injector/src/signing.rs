@@ -33,9 +33,7 @@ impl Secret {
 
     /// Parses a secret file's content: base64 (standard or URL-safe) or hex of exactly 32 bytes.
     pub fn from_file_contents(contents: &[u8]) -> Result<Self, SecretError> {
-        let text = std::str::from_utf8(contents)
-            .map_err(|_| SecretError::Encoding)?
-            .trim();
+        let text = std::str::from_utf8(contents).map_err(|_| SecretError::Encoding)?.trim();
         let decoded = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             (0..32)
                 .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
@@ -47,10 +45,8 @@ impl Secret {
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
                 .map_err(|_| SecretError::Encoding)?
         };
-        let bytes: [u8; 32] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| SecretError::WrongLength(decoded.len()))?;
+        let bytes: [u8; 32] =
+            decoded.as_slice().try_into().map_err(|_| SecretError::WrongLength(decoded.len()))?;
         Ok(Secret(bytes))
     }
 
@@ -97,10 +93,7 @@ pub enum SignatureError {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Signs gateway→control requests.
@@ -111,9 +104,7 @@ pub struct RequestSigner {
 
 impl RequestSigner {
     pub fn new(secret: &Secret) -> Self {
-        RequestSigner {
-            key: EncodingKey::from_secret(&secret.0),
-        }
+        RequestSigner { key: EncodingKey::from_secret(&secret.0) }
     }
 
     pub fn sign(&self, purpose: Purpose) -> Result<String, SignatureError> {
@@ -121,17 +112,8 @@ impl RequestSigner {
     }
 
     fn sign_at(&self, purpose: Purpose, iat: u64) -> Result<String, SignatureError> {
-        let claims = Claims {
-            iss: ISSUER.to_owned(),
-            iat,
-            exp: iat + MAX_TOKEN_AGE_SECONDS,
-            purpose,
-        };
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.key,
-        )?)
+        let claims = Claims { iss: ISSUER.to_owned(), iat, exp: iat + MAX_TOKEN_AGE_SECONDS, purpose };
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)?)
     }
 }
 
@@ -148,10 +130,7 @@ impl RequestVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["iss", "exp"]);
         validation.leeway = 0;
-        RequestVerifier {
-            key: DecodingKey::from_secret(&secret.0),
-            validation,
-        }
+        RequestVerifier { key: DecodingKey::from_secret(&secret.0), validation }
     }
 
     /// Verifies `token` and that it was issued for `purpose`.
@@ -189,24 +168,13 @@ mod tests {
             verifier.verify(Some(&token), Purpose::Upload),
             Err(SignatureError::WrongPurpose(_))
         ));
-        assert!(matches!(
-            verifier.verify(None, Purpose::Forward),
-            Err(SignatureError::Missing)
-        ));
-        let other = RequestSigner::new(&Secret::from_bytes([8; 32]))
-            .sign(Purpose::Forward)
-            .unwrap();
-        assert!(matches!(
-            verifier.verify(Some(&other), Purpose::Forward),
-            Err(SignatureError::Invalid(_))
-        ));
+        assert!(matches!(verifier.verify(None, Purpose::Forward), Err(SignatureError::Missing)));
+        let other = RequestSigner::new(&Secret::from_bytes([8; 32])).sign(Purpose::Forward).unwrap();
+        assert!(matches!(verifier.verify(Some(&other), Purpose::Forward), Err(SignatureError::Invalid(_))));
         let old = signer.sign_at(Purpose::Forward, unix_now() - 91).unwrap();
         assert!(verifier.verify(Some(&old), Purpose::Forward).is_err());
         let future = signer.sign_at(Purpose::Forward, unix_now() + 60).unwrap();
-        assert!(matches!(
-            verifier.verify(Some(&future), Purpose::Forward),
-            Err(SignatureError::Stale)
-        ));
+        assert!(matches!(verifier.verify(Some(&future), Purpose::Forward), Err(SignatureError::Stale)));
     }
 
     #[test]
@@ -214,14 +182,8 @@ mod tests {
         let secret = Secret::from_bytes([1; 32]);
         let parsed = Secret::from_file_contents(format!("{}\n", secret.to_base64()).as_bytes()).unwrap();
         assert_eq!(parsed.0, [1; 32]);
-        assert_eq!(
-            Secret::from_file_contents("01".repeat(32).as_bytes()).unwrap().0,
-            [1; 32]
-        );
-        assert!(matches!(
-            Secret::from_file_contents(b"c2hvcnQ="),
-            Err(SecretError::WrongLength(5))
-        ));
+        assert_eq!(Secret::from_file_contents("01".repeat(32).as_bytes()).unwrap().0, [1; 32]);
+        assert!(matches!(Secret::from_file_contents(b"c2hvcnQ="), Err(SecretError::WrongLength(5))));
         assert!(Secret::from_file_contents(b"***").is_err());
     }
 }

@@ -39,16 +39,8 @@ async fn blobs_are_scoped_per_group_and_upserts_are_idempotent() {
         assert_eq!(db.find_blob("g", &record.digest).await.unwrap(), None);
         db.upsert_blob("g", &record, 1).await.unwrap();
         db.upsert_blob("g", &record, 2).await.unwrap();
-        assert_eq!(
-            db.find_blob("g", &record.digest).await.unwrap(),
-            Some(record.clone())
-        );
-        assert_eq!(
-            db.find_blob("other", &record.digest).await.unwrap(),
-            None,
-            "{}",
-            db.backend()
-        );
+        assert_eq!(db.find_blob("g", &record.digest).await.unwrap(), Some(record.clone()));
+        assert_eq!(db.find_blob("other", &record.digest).await.unwrap(), None, "{}", db.backend());
     }
 }
 
@@ -79,34 +71,13 @@ async fn manifests_repoint_and_track_checks() {
             size: 2,
             checked_at: 10,
         };
-        db.upsert_manifest("g", "lab/tiny", "v1", &first, 10)
-            .await
-            .unwrap();
-        assert_eq!(
-            db.find_manifest("g", "lab/tiny", "v1").await.unwrap(),
-            Some(first.clone())
-        );
+        db.upsert_manifest("g", "lab/tiny", "v1", &first, 10).await.unwrap();
+        assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap(), Some(first.clone()));
         db.mark_manifest_checked("g", "lab/tiny", "v1", 50).await.unwrap();
-        assert_eq!(
-            db.find_manifest("g", "lab/tiny", "v1")
-                .await
-                .unwrap()
-                .unwrap()
-                .checked_at,
-            50
-        );
-        let second = ManifestRecord {
-            digest: Digest::of(b"m2"),
-            checked_at: 60,
-            ..first.clone()
-        };
-        db.upsert_manifest("g", "lab/tiny", "v1", &second, 60)
-            .await
-            .unwrap();
-        assert_eq!(
-            db.find_manifest("g", "lab/tiny", "v1").await.unwrap(),
-            Some(second)
-        );
+        assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap().unwrap().checked_at, 50);
+        let second = ManifestRecord { digest: Digest::of(b"m2"), checked_at: 60, ..first.clone() };
+        db.upsert_manifest("g", "lab/tiny", "v1", &second, 60).await.unwrap();
+        assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap(), Some(second));
         assert_eq!(db.find_manifest("g", "lab/other", "v1").await.unwrap(), None);
     }
 }
@@ -115,34 +86,16 @@ async fn manifests_repoint_and_track_checks() {
 async fn leases_exclude_other_holders_until_expiry() {
     for (db, _dir) in backends().await {
         let digest = Digest::of(b"big");
-        assert!(
-            db.acquire_lease(&digest, "node-a", "l1", 1_000, 100)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !db.acquire_lease(&digest, "node-b", "l2", 1_050, 100)
-                .await
-                .unwrap()
-        );
+        assert!(db.acquire_lease(&digest, "node-a", "l1", 1_000, 100).await.unwrap());
+        assert!(!db.acquire_lease(&digest, "node-b", "l2", 1_050, 100).await.unwrap());
         assert!(db.renew_lease(&digest, "l1", 1_090, 100).await.unwrap());
+        assert!(!db.acquire_lease(&digest, "node-b", "l2", 1_150, 100).await.unwrap());
         assert!(
-            !db.acquire_lease(&digest, "node-b", "l2", 1_150, 100)
-                .await
-                .unwrap()
-        );
-        assert!(
-            db.acquire_lease(&digest, "node-b", "l2", 1_191, 100)
-                .await
-                .unwrap(),
+            db.acquire_lease(&digest, "node-b", "l2", 1_191, 100).await.unwrap(),
             "expired lease is taken over"
         );
         assert!(!db.renew_lease(&digest, "l1", 1_200, 100).await.unwrap());
         db.release_lease(&digest, "l2").await.unwrap();
-        assert!(
-            db.acquire_lease(&digest, "node-a", "l3", 1_200, 100)
-                .await
-                .unwrap()
-        );
+        assert!(db.acquire_lease(&digest, "node-a", "l3", 1_200, 100).await.unwrap());
     }
 }

@@ -21,9 +21,7 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
     let mut challenges: Vec<Challenge> = Vec::new();
     let mut rest = header.trim_start();
     while !rest.is_empty() {
-        let token_len = rest
-            .find(|c: char| c.is_whitespace() || c == ',' || c == '=')
-            .unwrap_or(rest.len());
+        let token_len = rest.find(|c: char| c.is_whitespace() || c == ',' || c == '=').unwrap_or(rest.len());
         if token_len == 0 {
             rest = rest[1..].trim_start();
             continue;
@@ -37,10 +35,7 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
             }
             rest = remaining.trim_start().trim_start_matches(',').trim_start();
         } else {
-            challenges.push(Challenge {
-                scheme: token.to_ascii_lowercase(),
-                params: BTreeMap::new(),
-            });
+            challenges.push(Challenge { scheme: token.to_ascii_lowercase(), params: BTreeMap::new() });
             rest = after.trim_start_matches(',').trim_start();
         }
     }
@@ -64,9 +59,7 @@ fn parse_value(input: &str) -> (String, &str) {
         }
         (value, "")
     } else {
-        let end = input
-            .find(|c: char| c == ',' || c.is_whitespace())
-            .unwrap_or(input.len());
+        let end = input.find(|c: char| c == ',' || c.is_whitespace()).unwrap_or(input.len());
         (input[..end].to_owned(), &input[end..])
     }
 }

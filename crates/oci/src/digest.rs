@@ -49,25 +49,17 @@ impl FromStr for Digest {
                 !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             });
         let encoded_ok = !encoded.is_empty()
-            && encoded
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
+            && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
         if !algorithm_ok || !encoded_ok {
             return Err(DigestError::Malformed(input.to_owned()));
         }
         if algorithm != "sha256" {
             return Err(DigestError::UnsupportedAlgorithm(algorithm.to_owned()));
         }
-        if encoded.len() != 64
-            || !encoded
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if encoded.len() != 64 || !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::BadEncoding(encoded.to_owned()));
         }
-        Ok(Digest {
-            hex: encoded.to_owned(),
-        })
+        Ok(Digest { hex: encoded.to_owned() })
     }
 }
 
@@ -123,9 +115,7 @@ impl Sha256Hasher {
     }
 
     pub fn finish(self) -> Digest {
-        Digest {
-            hex: hex::encode(self.state.finalize()),
-        }
+        Digest { hex: hex::encode(self.state.finalize()) }
     }
 }
 
@@ -143,36 +133,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests() {
-        assert!(matches!(
-            "sha256".parse::<Digest>(),
-            Err(DigestError::Malformed(_))
-        ));
-        assert!(matches!(
-            "sha256:".parse::<Digest>(),
-            Err(DigestError::Malformed(_))
-        ));
-        assert!(matches!(
-            "sha256:%2f%2e".parse::<Digest>(),
-            Err(DigestError::Malformed(_))
-        ));
-        assert!(matches!(
-            "sha512:abcd".parse::<Digest>(),
-            Err(DigestError::UnsupportedAlgorithm(_))
-        ));
-        assert!(matches!(
-            "sha256:ABCD".parse::<Digest>(),
-            Err(DigestError::BadEncoding(_))
-        ));
+        assert!(matches!("sha256".parse::<Digest>(), Err(DigestError::Malformed(_))));
+        assert!(matches!("sha256:".parse::<Digest>(), Err(DigestError::Malformed(_))));
+        assert!(matches!("sha256:%2f%2e".parse::<Digest>(), Err(DigestError::Malformed(_))));
+        assert!(matches!("sha512:abcd".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm(_))));
+        assert!(matches!("sha256:ABCD".parse::<Digest>(), Err(DigestError::BadEncoding(_))));
         let upper = format!("sha256:{}", "A".repeat(64));
-        assert!(matches!(
-            upper.parse::<Digest>(),
-            Err(DigestError::BadEncoding(_))
-        ));
+        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::BadEncoding(_))));
         let short = format!("sha256:{}", "a".repeat(63));
-        assert!(matches!(
-            short.parse::<Digest>(),
-            Err(DigestError::BadEncoding(_))
-        ));
+        assert!(matches!(short.parse::<Digest>(), Err(DigestError::BadEncoding(_))));
     }
 
     #[test]

@@ -129,11 +129,7 @@ impl OciError {
             errors: [Entry<'a>; 1],
         }
         let envelope = Envelope {
-            errors: [Entry {
-                code: self.code,
-                message: &self.message,
-                detail: self.detail.as_ref(),
-            }],
+            errors: [Entry { code: self.code, message: &self.message, detail: self.detail.as_ref() }],
         };
         // Serialising plain strings and an already-valid JSON value cannot fail.
         serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"errors\":[]}".to_vec())
@@ -146,19 +142,12 @@ impl OciError {
         let mut response = http::Response::new(self.body());
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            crate::API_VERSION_HEADER,
-            http::HeaderValue::from_static(crate::API_VERSION),
-        );
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        headers.insert(crate::API_VERSION_HEADER, http::HeaderValue::from_static(crate::API_VERSION));
         for (name, value) in &self.headers {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::try_from(name.as_str()),
-                http::HeaderValue::try_from(value.as_str()),
-            ) {
+            if let (Ok(name), Ok(value)) =
+                (http::HeaderName::try_from(name.as_str()), http::HeaderValue::try_from(value.as_str()))
+            {
                 headers.append(name, value);
             }
         }
@@ -194,15 +183,10 @@ mod tests {
     #[test]
     fn classes_follow_status() {
         assert_eq!(
-            OciError::new(ErrorCode::Unavailable, "x")
-                .with_status(StatusCode::BAD_GATEWAY)
-                .class(),
+            OciError::new(ErrorCode::Unavailable, "x").with_status(StatusCode::BAD_GATEWAY).class(),
             ErrorClass::Upstream
         );
         assert_eq!(OciError::internal("x").class(), ErrorClass::Internal);
-        assert_eq!(
-            OciError::new(ErrorCode::Toomanyrequests, "x").class(),
-            ErrorClass::Upstream
-        );
+        assert_eq!(OciError::new(ErrorCode::Toomanyrequests, "x").class(), ErrorClass::Upstream);
     }
 }

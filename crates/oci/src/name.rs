@@ -16,10 +16,7 @@ pub struct RepositoryName(String);
 impl RepositoryName {
     pub fn parse(input: &str) -> Result<Self, OciError> {
         let invalid = |why: &str| {
-            OciError::new(
-                ErrorCode::NameInvalid,
-                format!("invalid repository name {input:?}: {why}"),
-            )
+            OciError::new(ErrorCode::NameInvalid, format!("invalid repository name {input:?}: {why}"))
         };
         if input.is_empty() {
             return Err(invalid("empty"));
@@ -28,9 +25,7 @@ impl RepositoryName {
             return Err(invalid("longer than 255 characters"));
         }
         if !input.split('/').all(component_is_valid) {
-            return Err(invalid(
-                "each path component must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*",
-            ));
+            return Err(invalid("each path component must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*"));
         }
         Ok(RepositoryName(input.to_owned()))
     }
@@ -46,11 +41,7 @@ impl RepositoryName {
 
     /// `library/<name>` for a single-component name: how Docker Hub names official images.
     pub fn with_library_prefix(&self) -> RepositoryName {
-        if self.depth() == 1 {
-            RepositoryName(format!("library/{}", self.0))
-        } else {
-            self.clone()
-        }
+        if self.depth() == 1 { RepositoryName(format!("library/{}", self.0)) } else { self.clone() }
     }
 
     /// The name without its first component, when it has more than one.
@@ -104,16 +95,11 @@ impl Tag {
         let ok = !bytes.is_empty()
             && bytes.len() <= 128
             && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if ok {
             Ok(Tag(input.to_owned()))
         } else {
-            Err(OciError::new(
-                ErrorCode::TagInvalid,
-                format!("invalid tag {input:?}"),
-            ))
+            Err(OciError::new(ErrorCode::TagInvalid, format!("invalid tag {input:?}")))
         }
     }
 
@@ -176,17 +162,12 @@ impl GroupPath {
                 !segment.is_empty()
                     && segment != "."
                     && segment != ".."
-                    && segment
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                    && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
             });
         if ok {
             Ok(GroupPath(input.to_owned()))
         } else {
-            Err(OciError::new(
-                ErrorCode::NameInvalid,
-                format!("invalid group path {input:?}"),
-            ))
+            Err(OciError::new(ErrorCode::NameInvalid, format!("invalid group path {input:?}")))
         }
     }
 
@@ -207,16 +188,9 @@ mod tests {
 
     #[test]
     fn repository_names() {
-        for ok in [
-            "alpine",
-            "library/alpine",
-            "a/b/c",
-            "foo.bar",
-            "foo_bar",
-            "foo__bar",
-            "foo---bar",
-            "a0/b1",
-        ] {
+        for ok in
+            ["alpine", "library/alpine", "a/b/c", "foo.bar", "foo_bar", "foo__bar", "foo---bar", "a0/b1"]
+        {
             assert!(RepositoryName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -232,55 +206,27 @@ mod tests {
             "a/../b",
             "foo._bar",
         ] {
-            assert_eq!(
-                RepositoryName::parse(bad).unwrap_err().code,
-                ErrorCode::NameInvalid,
-                "{bad}"
-            );
+            assert_eq!(RepositoryName::parse(bad).unwrap_err().code, ErrorCode::NameInvalid, "{bad}");
         }
         assert!(RepositoryName::parse(&"a".repeat(256)).is_err());
     }
 
     #[test]
     fn library_prefix_only_for_single_component() {
-        assert_eq!(
-            RepositoryName::parse("alpine")
-                .unwrap()
-                .with_library_prefix()
-                .as_str(),
-            "library/alpine"
-        );
-        assert_eq!(
-            RepositoryName::parse("foo/alpine")
-                .unwrap()
-                .with_library_prefix()
-                .as_str(),
-            "foo/alpine"
-        );
+        assert_eq!(RepositoryName::parse("alpine").unwrap().with_library_prefix().as_str(), "library/alpine");
+        assert_eq!(RepositoryName::parse("foo/alpine").unwrap().with_library_prefix().as_str(), "foo/alpine");
     }
 
     #[test]
     fn references() {
-        assert!(matches!(
-            Reference::parse("v1.2-rc_3").unwrap(),
-            Reference::Tag(_)
-        ));
+        assert!(matches!(Reference::parse("v1.2-rc_3").unwrap(), Reference::Tag(_)));
         assert!(matches!(
             Reference::parse(&format!("sha256:{}", "0".repeat(64))).unwrap(),
             Reference::Digest(_)
         ));
-        assert_eq!(
-            Reference::parse("sha256:zz").unwrap_err().code,
-            ErrorCode::DigestInvalid
-        );
-        assert_eq!(
-            Reference::parse(".hidden").unwrap_err().code,
-            ErrorCode::TagInvalid
-        );
-        assert_eq!(
-            Reference::parse(&"a".repeat(129)).unwrap_err().code,
-            ErrorCode::TagInvalid
-        );
+        assert_eq!(Reference::parse("sha256:zz").unwrap_err().code, ErrorCode::DigestInvalid);
+        assert_eq!(Reference::parse(".hidden").unwrap_err().code, ErrorCode::TagInvalid);
+        assert_eq!(Reference::parse(&"a".repeat(129)).unwrap_err().code, ErrorCode::TagInvalid);
     }
 
     #[test]

@@ -93,14 +93,8 @@ impl Endpoint {
             Endpoint::Blob { .. } => "blob",
             Endpoint::TagsList { .. } => "tags_list",
             Endpoint::Referrers { .. } => "referrers",
-            Endpoint::Upload {
-                stage: UploadStage::Authorize,
-                ..
-            } => "upload_authorize",
-            Endpoint::Upload {
-                stage: UploadStage::Finalize,
-                ..
-            } => "upload_finalize",
+            Endpoint::Upload { stage: UploadStage::Authorize, .. } => "upload_authorize",
+            Endpoint::Upload { stage: UploadStage::Finalize, .. } => "upload_finalize",
         }
     }
 }
@@ -128,24 +122,15 @@ pub fn parse_v2_path(path: &str) -> Result<Endpoint, OciError> {
         match keyword {
             "manifests" => {
                 let image = parse_image(&name())?;
-                return Ok(Endpoint::Manifest {
-                    image,
-                    reference: Reference::parse(last)?,
-                });
+                return Ok(Endpoint::Manifest { image, reference: Reference::parse(last)? });
             }
             "blobs" => {
                 let image = parse_image(&name())?;
-                return Ok(Endpoint::Blob {
-                    image,
-                    digest: parse_digest(last)?,
-                });
+                return Ok(Endpoint::Blob { image, digest: parse_digest(last)? });
             }
             "referrers" => {
                 let image = parse_image(&name())?;
-                return Ok(Endpoint::Referrers {
-                    image,
-                    digest: parse_digest(last)?,
-                });
+                return Ok(Endpoint::Referrers { image, digest: parse_digest(last)? });
             }
             _ => {}
         }
@@ -169,12 +154,7 @@ pub fn parse_v2_path(path: &str) -> Result<Endpoint, OciError> {
             ObjectKind::Manifest => Reference::parse(last)?,
             ObjectKind::Blob => Reference::Digest(parse_digest(last)?),
         };
-        return Ok(Endpoint::Upload {
-            image,
-            kind,
-            reference,
-            stage,
-        });
+        return Ok(Endpoint::Upload { image, kind, reference, stage });
     }
     Err(not_found(path))
 }
@@ -202,9 +182,7 @@ fn parse_image(name: &str) -> Result<ImageAddress, OciError> {
             image: RepositoryName::parse(image)?,
         });
     }
-    Ok(ImageAddress::Root {
-        image: RepositoryName::parse(name)?,
-    })
+    Ok(ImageAddress::Root { image: RepositoryName::parse(name)? })
 }
 
 #[cfg(test)]
@@ -228,21 +206,13 @@ mod tests {
         assert_eq!(
             endpoint,
             Endpoint::Manifest {
-                image: ImageAddress::Root {
-                    image: RepositoryName::parse("library/alpine").unwrap()
-                },
+                image: ImageAddress::Root { image: RepositoryName::parse("library/alpine").unwrap() },
                 reference: Reference::Tag(Tag::parse("3.20").unwrap()),
             }
         );
-        let path = format!(
-            "/v2/acme/platform/dependency_proxy/containers/foo/bar/blobs/{}",
-            digest()
-        );
+        let path = format!("/v2/acme/platform/dependency_proxy/containers/foo/bar/blobs/{}", digest());
         match parse_v2_path(&path).unwrap() {
-            Endpoint::Blob {
-                image: ImageAddress::Group { group, image },
-                digest: d,
-            } => {
+            Endpoint::Blob { image: ImageAddress::Group { group, image }, digest: d } => {
                 assert_eq!(group.as_str(), "acme/platform");
                 assert_eq!(image.as_str(), "foo/bar");
                 assert_eq!(d.to_string(), digest());
@@ -265,34 +235,20 @@ mod tests {
 
     #[test]
     fn upload_routes() {
-        let path = format!(
-            "/v2/g/dependency_proxy/containers/img/blobs/{}/upload/authorize",
-            digest()
-        );
+        let path = format!("/v2/g/dependency_proxy/containers/img/blobs/{}/upload/authorize", digest());
         assert!(matches!(
             parse_v2_path(&path).unwrap(),
-            Endpoint::Upload {
-                kind: ObjectKind::Blob,
-                stage: UploadStage::Authorize,
-                ..
-            }
+            Endpoint::Upload { kind: ObjectKind::Blob, stage: UploadStage::Authorize, .. }
         ));
         assert!(matches!(
             parse_v2_path("/v2/img/manifests/v1/upload").unwrap(),
-            Endpoint::Upload {
-                kind: ObjectKind::Manifest,
-                stage: UploadStage::Finalize,
-                ..
-            }
+            Endpoint::Upload { kind: ObjectKind::Manifest, stage: UploadStage::Finalize, .. }
         ));
     }
 
     #[test]
     fn tags_and_referrers() {
-        assert!(matches!(
-            parse_v2_path("/v2/a/b/tags/list").unwrap(),
-            Endpoint::TagsList { .. }
-        ));
+        assert!(matches!(parse_v2_path("/v2/a/b/tags/list").unwrap(), Endpoint::TagsList { .. }));
         assert!(matches!(
             parse_v2_path(&format!("/v2/a/referrers/{}", digest())).unwrap(),
             Endpoint::Referrers { .. }
@@ -308,18 +264,9 @@ mod tests {
         assert_eq!(code("/v2/a/blobs/latest"), ErrorCode::DigestInvalid);
         assert_eq!(code("/v2/a/manifests/sha256:12"), ErrorCode::DigestInvalid);
         assert_eq!(code("/v2/a/manifests/-bad"), ErrorCode::TagInvalid);
-        assert_eq!(
-            code("/v2/dependency_proxy/containers/a/manifests/v1"),
-            ErrorCode::NameInvalid
-        );
+        assert_eq!(code("/v2/dependency_proxy/containers/a/manifests/v1"), ErrorCode::NameInvalid);
         assert_eq!(code("/v2/a/unknown/x"), ErrorCode::Unsupported);
-        assert_eq!(
-            parse_v2_path("/v3/").unwrap_err().status,
-            http::StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            code("/v2/g%2f/dependency_proxy/containers/a/manifests/v1"),
-            ErrorCode::NameInvalid
-        );
+        assert_eq!(parse_v2_path("/v3/").unwrap_err().status, http::StatusCode::NOT_FOUND);
+        assert_eq!(code("/v2/g%2f/dependency_proxy/containers/a/manifests/v1"), ErrorCode::NameInvalid);
     }
 }

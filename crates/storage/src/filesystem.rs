@@ -40,9 +40,7 @@ impl FsStore {
         let tmp = root.join("tmp");
         tokio::fs::create_dir_all(root.join("blobs/sha256")).await?;
         tokio::fs::create_dir_all(&tmp).await?;
-        Ok(FsStore {
-            inner: Arc::new(Paths { root, tmp }),
-        })
+        Ok(FsStore { inner: Arc::new(Paths { root, tmp }) })
     }
 
     pub fn root(&self) -> &Path {
@@ -105,10 +103,7 @@ impl FsStore {
     /// Starts a staged upload. Bytes become visible only through [`FsUpload::commit`].
     pub async fn begin_upload(&self, limit: u64) -> Result<FsUpload, StorageError> {
         let path = self.inner.tmp.join(uuid::Uuid::new_v4().to_string());
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
         let (chunks, receiver) = mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
         let (progress_sender, progress) = watch::channel(0u64);
         let writer = tokio::task::spawn_blocking(move || write_loop(file, receiver, progress_sender, limit));
@@ -158,12 +153,7 @@ pub struct FsUpload {
 impl FsUpload {
     /// Where the bytes written so far can be read, and a counter of how many there are.
     pub fn spool(&self) -> (SpoolView, watch::Receiver<u64>) {
-        (
-            SpoolView {
-                path: self.path.clone(),
-            },
-            self.progress.clone(),
-        )
+        (SpoolView { path: self.path.clone() }, self.progress.clone())
     }
 
     pub fn limit(&self) -> u64 {
@@ -203,18 +193,12 @@ impl FsUpload {
         if let Some(expected_size) = expected.size
             && expected_size != size
         {
-            return Err(StorageError::SizeMismatch {
-                expected: expected_size,
-                actual: size,
-            });
+            return Err(StorageError::SizeMismatch { expected: expected_size, actual: size });
         }
         if let Some(expected_digest) = &expected.digest
             && expected_digest != &digest
         {
-            return Err(StorageError::DigestMismatch {
-                expected: expected_digest.clone(),
-                actual: digest,
-            });
+            return Err(StorageError::DigestMismatch { expected: expected_digest.clone(), actual: digest });
         }
         Ok((file, digest, size))
     }
@@ -222,11 +206,7 @@ impl FsUpload {
     /// Verifies like [`Self::commit`] but keeps nothing: for streams served without caching.
     pub async fn verify_and_discard(mut self, expected: &Expectation) -> Result<Committed, StorageError> {
         let (_, digest, size) = self.finish_and_verify(expected).await?;
-        Ok(Committed {
-            key: key_for(&digest),
-            digest,
-            size,
-        })
+        Ok(Committed { key: key_for(&digest), digest, size })
     }
 
     /// Finishes writing, verifies against `expected`, makes the object durable and visible.
@@ -300,21 +280,12 @@ mod tests {
         let mut upload = store.begin_upload(1024).await.unwrap();
         upload.write(Bytes::from_static(b"hello ")).await.unwrap();
         upload.write(Bytes::from_static(b"storage")).await.unwrap();
-        let expected = Expectation {
-            digest: Some(Digest::of(&data)),
-            size: Some(data.len() as u64),
-        };
+        let expected = Expectation { digest: Some(Digest::of(&data)), size: Some(data.len() as u64) };
         let committed = upload.commit(&expected).await.unwrap();
         assert_eq!(committed.key, key_for(&Digest::of(&data)));
         assert_eq!(store.stat(&committed.key).await.unwrap(), Some(13));
-        assert_eq!(
-            collect(store.read(&committed.key, None).await.unwrap()).await,
-            data
-        );
-        assert_eq!(
-            collect(store.read(&committed.key, Some(6..13)).await.unwrap()).await,
-            b"storage"
-        );
+        assert_eq!(collect(store.read(&committed.key, None).await.unwrap()).await, data);
+        assert_eq!(collect(store.read(&committed.key, Some(6..13)).await.unwrap()).await, b"storage");
         assert_eq!(tmp_entries(&store).await, 0);
     }
 
@@ -323,14 +294,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
         for expected in [
-            Expectation {
-                digest: Some(Digest::of(b"other")),
-                size: None,
-            },
-            Expectation {
-                digest: None,
-                size: Some(3),
-            },
+            Expectation { digest: Some(Digest::of(b"other")), size: None },
+            Expectation { digest: None, size: Some(3) },
         ] {
             let mut upload = store.begin_upload(1024).await.unwrap();
             upload.write(Bytes::from_static(b"data")).await.unwrap();

@@ -32,9 +32,8 @@ pub(crate) async fn lying_response(
     });
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-    response.headers_mut().insert(
-        header::LOCATION,
-        HeaderValue::from_str(&format!("http://{address}/lying")).unwrap(),
-    );
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_str(&format!("http://{address}/lying")).unwrap());
     response
 }

@@ -18,10 +18,7 @@ use tokio::sync::{Notify, watch};
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Answer with this status (and optional `Retry-After`), empty OCI body.
-    Status {
-        status: u16,
-        retry_after: Option<String>,
-    },
+    Status { status: u16, retry_after: Option<String> },
     /// Send only the first `after` bytes, then end the body. With `content_length` the header
     /// announces the full size (the connection breaks); without, the body is chunked and ends
     /// cleanly short.
@@ -50,10 +47,7 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(before: usize) -> Self {
-        Gate {
-            before,
-            open: Arc::new(watch::channel(false).0),
-        }
+        Gate { before, open: Arc::new(watch::channel(false).0) }
     }
 
     pub fn open(&self) {
@@ -93,6 +87,8 @@ struct Inner {
     token_endpoint_down: bool,
     /// Chunk size of streamed bodies.
     chunk: usize,
+    /// Send object bodies chunked, without `Content-Length` (unless a fault decides otherwise).
+    chunked: bool,
 }
 
 /// An in-process registry on 127.0.0.1.
@@ -107,15 +103,8 @@ impl FakeRegistry {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let inner = Arc::new(Mutex::new(Inner {
-            chunk: 64 * 1024,
-            ..Inner::default()
-        }));
-        let registry = FakeRegistry {
-            inner,
-            address,
-            notify: Arc::new(Notify::new()),
-        };
+        let inner = Arc::new(Mutex::new(Inner { chunk: 64 * 1024, ..Inner::default() }));
+        let registry = FakeRegistry { inner, address, notify: Arc::new(Notify::new()) };
         let router = Router::new().fallback(handle).with_state(registry.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -139,13 +128,9 @@ impl FakeRegistry {
     pub fn put_blob(&self, bytes: impl Into<Bytes>) -> Digest {
         let bytes = bytes.into();
         let digest = Digest::of(&bytes);
-        self.lock().objects.insert(
-            digest.clone(),
-            Object {
-                bytes,
-                media_type: "application/octet-stream".into(),
-            },
-        );
+        self.lock()
+            .objects
+            .insert(digest.clone(), Object { bytes, media_type: "application/octet-stream".into() });
         digest
     }
 
@@ -160,13 +145,7 @@ impl FakeRegistry {
         let bytes = bytes.into();
         let digest = Digest::of(&bytes);
         let mut inner = self.lock();
-        inner.objects.insert(
-            digest.clone(),
-            Object {
-                bytes,
-                media_type: media_type.into(),
-            },
-        );
+        inner.objects.insert(digest.clone(), Object { bytes, media_type: media_type.into() });
         inner.tags.insert((repository.into(), tag.into()), digest.clone());
         digest
     }
@@ -211,6 +190,12 @@ impl FakeRegistry {
 
     pub fn set_gate(&self, gate: Option<Gate>) {
         self.lock().gate = gate;
+    }
+
+    /// Serves object bodies without `Content-Length` (chunked), as some registries and CDNs do.
+    /// Combines with every fault except `Truncate`, which decides for itself.
+    pub fn set_chunked(&self, chunked: bool) {
+        self.lock().chunked = chunked;
     }
 
     pub fn set_chunk_size(&self, chunk: usize) {
@@ -261,20 +246,15 @@ fn oci_error(status: StatusCode, code: &str) -> Response {
     let body = format!(r#"{{"errors":[{{"code":"{code}","message":"fake registry says {code}"}}]}}"#);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 async fn handle(State(registry): State<FakeRegistry>, request: Request) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let authorization =
+        request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     registry.lock().log.push(RequestLog {
         method: method.clone(),
         path: path.clone(),
@@ -297,14 +277,8 @@ async fn handle(State(registry): State<FakeRegistry>, request: Request) -> Respo
         && authorization.as_deref() != Some(&format!("Bearer {token}"))
     {
         let mut response = oci_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
-        let challenge = format!(
-            r#"Bearer realm="{}/token",service="fake-registry""#,
-            registry.url()
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_str(&challenge).unwrap(),
-        );
+        let challenge = format!(r#"Bearer realm="{}/token",service="fake-registry""#, registry.url());
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap());
         return response;
     }
     if path == "/v2/" || path == "/v2" {
@@ -322,42 +296,38 @@ async fn handle(State(registry): State<FakeRegistry>, request: Request) -> Respo
     };
     let digest = match reference.parse::<Digest>() {
         Ok(digest) => Some(digest),
-        Err(_) if kind == "manifest" => registry
-            .lock()
-            .tags
-            .get(&(repository.to_owned(), reference.to_owned()))
-            .cloned(),
+        Err(_) if kind == "manifest" => {
+            registry.lock().tags.get(&(repository.to_owned(), reference.to_owned())).cloned()
+        }
         Err(_) => None,
     };
-    let not_found = if kind == "manifest" {
-        "MANIFEST_UNKNOWN"
-    } else {
-        "BLOB_UNKNOWN"
-    };
+    let not_found = if kind == "manifest" { "MANIFEST_UNKNOWN" } else { "BLOB_UNKNOWN" };
     let Some(digest) = digest else {
         return oci_error(StatusCode::NOT_FOUND, not_found);
     };
-    let (object, fault, gate, chunk) = {
+    let (object, fault, gate, chunk, chunked) = {
         let inner = registry.lock();
         let Some(object) = inner.objects.get(&digest) else {
             return oci_error(StatusCode::NOT_FOUND, not_found);
         };
-        let fault = inner
-            .faults
-            .get(&digest)
-            .cloned()
-            .or_else(|| inner.global_fault.clone());
+        let fault = inner.faults.get(&digest).cloned().or_else(|| inner.global_fault.clone());
         (
-            Object {
-                bytes: object.bytes.clone(),
-                media_type: object.media_type.clone(),
-            },
+            Object { bytes: object.bytes.clone(), media_type: object.media_type.clone() },
             fault,
             inner.gate.clone(),
             inner.chunk,
+            inner.chunked,
         )
     };
-    respond(&method, &digest, object, fault, gate, chunk, &path).await
+    let shape = Shape { gate, chunk, chunked };
+    respond(&method, &digest, object, fault, shape, &path).await
+}
+
+/// How a body is sent when no fault says otherwise.
+struct Shape {
+    gate: Option<Gate>,
+    chunk: usize,
+    chunked: bool,
 }
 
 async fn respond(
@@ -365,30 +335,27 @@ async fn respond(
     digest: &Digest,
     object: Object,
     fault: Option<Fault>,
-    gate: Option<Gate>,
-    chunk: usize,
+    shape: Shape,
     path: &str,
 ) -> Response {
+    let Shape { gate, chunk, chunked } = shape;
     let mut body_bytes = object.bytes.clone();
-    let mut send_length = true;
+    let mut send_length = !chunked;
     let mut stop_after: Option<(usize, End)> = None;
     match fault {
         Some(Fault::Status { status, retry_after }) => {
             let mut response = oci_error(StatusCode::from_u16(status).unwrap(), "FAULT");
             if let Some(value) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_str(&value).unwrap());
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&value).unwrap());
             }
             return response;
         }
         Some(Fault::Redirect { location }) => {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-            response.headers_mut().insert(
-                header::LOCATION,
-                HeaderValue::from_str(&format!("{location}{path}")).unwrap(),
-            );
+            response
+                .headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_str(&format!("{location}{path}")).unwrap());
             return response;
         }
         Some(Fault::Hang) => {
@@ -397,10 +364,7 @@ async fn respond(
         Some(Fault::LyingLength { claimed }) if method == Method::GET => {
             return crate::raw::lying_response(object.bytes, claimed, &object.media_type, digest).await;
         }
-        Some(Fault::Truncate {
-            after,
-            content_length,
-        }) => {
+        Some(Fault::Truncate { after, content_length }) => {
             send_length = content_length;
             stop_after = Some((after, if content_length { End::Error } else { End::Clean }));
         }
@@ -418,19 +382,11 @@ async fn respond(
     let mut response = if method == Method::HEAD {
         Response::new(Body::empty())
     } else {
-        Response::new(Body::from_stream(body_stream(
-            body_bytes, chunk, stop_after, gate,
-        )))
+        Response::new(Body::from_stream(body_stream(body_bytes, chunk, stop_after, gate)))
     };
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&object.media_type).unwrap(),
-    );
-    headers.insert(
-        "docker-content-digest",
-        HeaderValue::from_str(&digest.to_string()).unwrap(),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&object.media_type).unwrap());
+    headers.insert("docker-content-digest", HeaderValue::from_str(&digest.to_string()).unwrap());
     if send_length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(object.bytes.len()));
     }
@@ -458,14 +414,7 @@ fn body_stream(
         gate: Option<Gate>,
         finished: bool,
     }
-    let cursor = Cursor {
-        bytes,
-        offset: 0,
-        chunk,
-        stop_after,
-        gate,
-        finished: false,
-    };
+    let cursor = Cursor { bytes, offset: 0, chunk, stop_after, gate, finished: false };
     futures_util::stream::unfold(cursor, |mut cursor| async move {
         if cursor.finished {
             return None;
@@ -497,10 +446,7 @@ fn body_stream(
         if cursor.offset >= cursor.bytes.len() {
             return None;
         }
-        let end = (cursor.offset + cursor.chunk)
-            .min(limit)
-            .max(cursor.offset + 1)
-            .min(cursor.bytes.len());
+        let end = (cursor.offset + cursor.chunk).min(limit).max(cursor.offset + 1).min(cursor.bytes.len());
         let piece = cursor.bytes.slice(cursor.offset..end);
         cursor.offset = end;
         Some((Ok(piece), cursor))

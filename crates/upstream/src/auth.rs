@@ -45,10 +45,7 @@ pub(crate) enum AuthScheme {
 impl AuthScheme {
     /// Picks the scheme from a 401's `WWW-Authenticate` value(s). Bearer wins over Basic.
     pub(crate) fn from_challenges(values: &[String]) -> Result<AuthScheme, UpstreamError> {
-        let challenges: Vec<_> = values
-            .iter()
-            .flat_map(|value| oci::parse_challenges(value))
-            .collect();
+        let challenges: Vec<_> = values.iter().flat_map(|value| oci::parse_challenges(value)).collect();
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let realm = bearer
                 .param("realm")
@@ -61,9 +58,7 @@ impl AuthScheme {
         if challenges.iter().any(|c| c.scheme == "basic") {
             return Ok(AuthScheme::Basic);
         }
-        Err(UpstreamError::Protocol(format!(
-            "unsupported auth challenge: {values:?}"
-        )))
+        Err(UpstreamError::Protocol(format!("unsupported auth challenge: {values:?}")))
     }
 }
 
@@ -153,15 +148,9 @@ mod tests {
                 .unwrap();
         assert_eq!(
             bearer,
-            AuthScheme::Bearer {
-                realm: "https://auth/token".into(),
-                service: Some("reg".into())
-            }
+            AuthScheme::Bearer { realm: "https://auth/token".into(), service: Some("reg".into()) }
         );
-        assert_eq!(
-            AuthScheme::from_challenges(&[r#"Basic realm="x""#.into()]).unwrap(),
-            AuthScheme::Basic
-        );
+        assert_eq!(AuthScheme::from_challenges(&[r#"Basic realm="x""#.into()]).unwrap(), AuthScheme::Basic);
         assert!(AuthScheme::from_challenges(&["Negotiate".into()]).is_err());
         assert!(AuthScheme::from_challenges(&["Bearer service=x".into()]).is_err());
     }

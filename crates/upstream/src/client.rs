@@ -47,34 +47,20 @@ struct Inner {
 }
 
 /// Hosts that are Docker Hub's registry API.
-const DOCKER_HUB_HOSTS: &[&str] = &[
-    "registry-1.docker.io",
-    "index.docker.io",
-    "docker.io",
-    "registry.hub.docker.com",
-];
+const DOCKER_HUB_HOSTS: &[&str] =
+    &["registry-1.docker.io", "index.docker.io", "docker.io", "registry.hub.docker.com"];
 
 impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
         let http = build_http_client(&config.http)?;
         let base = config.url.as_str().trim_end_matches('/').to_owned();
-        let docker_hub = config
-            .url
-            .host_str()
-            .is_some_and(|host| DOCKER_HUB_HOSTS.contains(&host));
+        let docker_hub = config.url.host_str().is_some_and(|host| DOCKER_HUB_HOSTS.contains(&host));
         let tokens = moka::future::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(Duration::from_secs(3600))
             .build();
         Ok(UpstreamClient {
-            inner: Arc::new(Inner {
-                config,
-                base,
-                http,
-                scheme: RwLock::new(None),
-                tokens,
-                docker_hub,
-            }),
+            inner: Arc::new(Inner { config, base, http, scheme: RwLock::new(None), tokens, docker_hub }),
         })
     }
 
@@ -111,11 +97,7 @@ impl UpstreamClient {
 
     /// The repository name upstream knows: Docker Hub official images live under `library/`.
     pub fn upstream_repository(&self, image: &RepositoryName) -> RepositoryName {
-        if self.inner.docker_hub {
-            image.with_library_prefix()
-        } else {
-            image.clone()
-        }
+        if self.inner.docker_hub { image.with_library_prefix() } else { image.clone() }
     }
 
     /// Absolute URL of a manifest or blob (`repository` already mapped by
@@ -189,15 +171,8 @@ impl UpstreamClient {
                     .inner
                     .tokens
                     .try_get_with(scope.clone(), async move {
-                        fetch_token(
-                            &http,
-                            &realm,
-                            service.as_deref(),
-                            &scope,
-                            credentials.as_ref(),
-                            timeout,
-                        )
-                        .await
+                        fetch_token(&http, &realm, service.as_deref(), &scope, credentials.as_ref(), timeout)
+                            .await
                     })
                     .await
                     .map_err(|error| (*error).clone())?;
@@ -245,10 +220,7 @@ impl UpstreamClient {
         let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
         let digest = match header(oci::CONTENT_DIGEST_HEADER) {
             Some(text) => Some(text.parse::<Digest>().map_err(|error| {
-                UpstreamError::Protocol(format!(
-                    "upstream sent a bad digest header: {}",
-                    error_chain(&error)
-                ))
+                UpstreamError::Protocol(format!("upstream sent a bad digest header: {}", error_chain(&error)))
             })?),
             None => None,
         };

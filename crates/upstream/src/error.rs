@@ -61,26 +61,20 @@ impl UpstreamError {
     /// The answer a client gets.
     pub fn to_oci(&self) -> OciError {
         match self {
-            UpstreamError::NotFound(ObjectKind::Manifest) => OciError::new(
-                ErrorCode::ManifestUnknown,
-                "manifest unknown to upstream registry",
-            ),
+            UpstreamError::NotFound(ObjectKind::Manifest) => {
+                OciError::new(ErrorCode::ManifestUnknown, "manifest unknown to upstream registry")
+            }
             UpstreamError::NotFound(ObjectKind::Blob) => {
                 OciError::new(ErrorCode::BlobUnknown, "blob unknown to upstream registry")
             }
             UpstreamError::Refused { status, message } => OciError::new(
                 ErrorCode::Denied,
-                format!(
-                    "the upstream registry refused access ({}): {message}",
-                    status.as_u16()
-                ),
+                format!("the upstream registry refused access ({}): {message}", status.as_u16()),
             )
             .with_detail(serde_json::json!({ "upstream_status": status.as_u16() })),
             UpstreamError::RateLimited { retry_after } => {
-                let error = OciError::new(
-                    ErrorCode::Toomanyrequests,
-                    "the upstream registry's rate limit was hit",
-                );
+                let error =
+                    OciError::new(ErrorCode::Toomanyrequests, "the upstream registry's rate limit was hit");
                 match retry_after {
                     Some(value) => error.with_header("Retry-After", value.clone()),
                     None => error,
@@ -92,17 +86,13 @@ impl UpstreamError {
             )
             .with_status(StatusCode::BAD_GATEWAY),
             UpstreamError::Connect(text) | UpstreamError::Protocol(text) | UpstreamError::Token(text) => {
-                OciError::new(
-                    ErrorCode::Unavailable,
-                    format!("upstream registry unreachable: {text}"),
-                )
-                .with_status(StatusCode::BAD_GATEWAY)
+                OciError::new(ErrorCode::Unavailable, format!("upstream registry unreachable: {text}"))
+                    .with_status(StatusCode::BAD_GATEWAY)
             }
-            UpstreamError::Timeout(text) => OciError::new(
-                ErrorCode::Unavailable,
-                format!("upstream registry timed out: {text}"),
-            )
-            .with_status(StatusCode::GATEWAY_TIMEOUT),
+            UpstreamError::Timeout(text) => {
+                OciError::new(ErrorCode::Unavailable, format!("upstream registry timed out: {text}"))
+                    .with_status(StatusCode::GATEWAY_TIMEOUT)
+            }
         }
     }
 }
@@ -139,25 +129,11 @@ mod tests {
         assert_eq!(oci(401).code, ErrorCode::Denied);
         assert!(oci(403).message.contains("upstream registry refused"));
         assert_eq!(oci(429).status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(
-            oci(429).headers,
-            vec![("Retry-After".to_string(), "7".to_string())]
-        );
+        assert_eq!(oci(429).headers, vec![("Retry-After".to_string(), "7".to_string())]);
         assert_eq!(oci(503).status, StatusCode::BAD_GATEWAY);
-        assert_eq!(
-            UpstreamError::Timeout("t".into()).to_oci().status,
-            StatusCode::GATEWAY_TIMEOUT
-        );
-        assert_eq!(
-            UpstreamError::Connect("c".into()).to_oci().status,
-            StatusCode::BAD_GATEWAY
-        );
-        assert!(
-            UpstreamError::Status {
-                status: StatusCode::BAD_GATEWAY
-            }
-            .is_outage()
-        );
+        assert_eq!(UpstreamError::Timeout("t".into()).to_oci().status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(UpstreamError::Connect("c".into()).to_oci().status, StatusCode::BAD_GATEWAY);
+        assert!(UpstreamError::Status { status: StatusCode::BAD_GATEWAY }.is_outage());
         assert!(!UpstreamError::NotFound(ObjectKind::Blob).is_outage());
     }
 }

@@ -45,9 +45,7 @@ pub fn build_http_client(options: &HttpOptions) -> Result<reqwest::Client, Upstr
             builder = builder.add_root_certificate(certificate);
         }
     }
-    builder
-        .build()
-        .map_err(|error| UpstreamError::Protocol(error_chain(&error)))
+    builder.build().map_err(|error| UpstreamError::Protocol(error_chain(&error)))
 }
 
 /// Opens a GET of an object and returns the response once its headers say 2xx. Non-success
@@ -62,9 +60,7 @@ pub async fn open_stream(
     let request = client.get(url).headers(headers).send();
     let response = match tokio::time::timeout(header_timeout, request).await {
         Err(_) => {
-            return Err(UpstreamError::Timeout(format!(
-                "no response headers within {header_timeout:?}"
-            )));
+            return Err(UpstreamError::Timeout(format!("no response headers within {header_timeout:?}")));
         }
         Ok(Err(error)) => return Err(UpstreamError::from_transport(&error)),
         Ok(Ok(response)) => response,
@@ -87,9 +83,8 @@ pub(crate) async fn check_status(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     // The body of an error helps users (e.g. "insufficient_scope"); read at most a little of it.
-    let message = tokio::time::timeout(Duration::from_secs(2), read_prefix(response, 512))
-        .await
-        .unwrap_or_default();
+    let message =
+        tokio::time::timeout(Duration::from_secs(2), read_prefix(response, 512)).await.unwrap_or_default();
     Err(UpstreamError::from_status(status, kind, retry_after, message))
 }
 

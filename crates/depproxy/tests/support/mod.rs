@@ -36,23 +36,21 @@ pub struct Options {
 
 impl Options {
     pub fn upstream(url: &str) -> Self {
-        Options {
-            file: FileConfig::default(),
-            upstream: Some(url.to_owned()),
-            split: false,
-        }
+        Options { file: FileConfig::default(), upstream: Some(url.to_owned()), split: false }
     }
 
     pub fn toml(text: &str) -> Self {
-        Options {
-            file: toml::from_str(text).unwrap(),
-            upstream: None,
-            split: false,
-        }
+        Options { file: toml::from_str(text).unwrap(), upstream: None, split: false }
     }
 
     pub fn split(mut self) -> Self {
         self.split = true;
+        self
+    }
+
+    /// Sets the upstream (e.g. after [`Options::toml`]).
+    pub fn with_upstream(mut self, url: &str) -> Self {
+        self.upstream = Some(url.to_owned());
         self
     }
 
@@ -78,21 +76,13 @@ impl TestProxy {
             let control = depproxy::app::control_router(&config, &secret).await.unwrap();
             let control_url = spawn_server(control).await;
             let channel = gateway::ControlChannel::http(&control_url).unwrap();
-            let gateway = depproxy::app::gateway_router(&config, channel, &secret)
-                .await
-                .unwrap();
+            let gateway = depproxy::app::gateway_router(&config, channel, &secret).await.unwrap();
             (gateway.router(), gateway)
         } else {
             depproxy::app::serve_router(&config).await.unwrap()
         };
         let url = spawn_server(router.clone()).await;
-        TestProxy {
-            url,
-            router,
-            gateway,
-            data_dir,
-            config,
-        }
+        TestProxy { url, router, gateway, data_dir, config }
     }
 
     /// Every object file under the data directory's `blobs/`, with its content.
@@ -110,11 +100,28 @@ impl TestProxy {
         found
     }
 
+    /// Whether an object named by `digest` is in storage (without reading it).
+    pub fn has_object(&self, digest: &oci::Digest) -> bool {
+        self.data_dir.path().join(storage::key_for(digest)).try_exists().unwrap()
+    }
+
+    /// Names (hex digests) of every object file under `blobs/`.
+    pub fn stored_names(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let root = self.data_dir.path().join("blobs/sha256");
+        if let Ok(prefixes) = std::fs::read_dir(&root) {
+            for prefix in prefixes.flatten() {
+                for object in std::fs::read_dir(prefix.path()).unwrap().flatten() {
+                    found.push(object.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        found
+    }
+
     /// Entries in the temp directory (must be empty whenever no fill runs).
     pub fn temp_entries(&self) -> usize {
-        std::fs::read_dir(self.data_dir.path().join("tmp"))
-            .map(|dir| dir.count())
-            .unwrap_or(0)
+        std::fs::read_dir(self.data_dir.path().join("tmp")).map(|dir| dir.count()).unwrap_or(0)
     }
 
     /// Waits until no fill runs on the gateway (fills are detached from clients).
@@ -135,19 +142,39 @@ pub async fn spawn_server(router: Router) -> String {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// Asserts every stored object hashes to its name.
 pub fn assert_objects_hash_to_their_names(proxy: &TestProxy) {
     for (name, bytes) in proxy.stored_objects() {
-        assert_eq!(
-            oci::Digest::of(&bytes).hex(),
-            name,
-            "stored object does not hash to its name"
-        );
+        assert_eq!(oci::Digest::of(&bytes).hex(), name, "stored object does not hash to its name");
     }
+}
+
+/// Deterministic bytes that do not repeat on any short period (a shifted or truncated copy never
+/// matches), cheap to make in any size.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Reads a response body to its end, hashing as it goes (never holding the body): the digest and
+/// length of what arrived, or the transport error that cut it short.
+pub async fn body_digest(mut response: reqwest::Response) -> Result<(oci::Digest, u64), reqwest::Error> {
+    let mut hasher = oci::Sha256Hasher::new();
+    while let Some(chunk) = response.chunk().await? {
+        hasher.update(&chunk);
+    }
+    let len = hasher.len();
+    Ok((hasher.finish(), len))
 }

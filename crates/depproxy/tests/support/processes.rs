@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The repository root (for the scripts).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 /// Where test data is cached between runs.
@@ -41,11 +38,7 @@ pub fn require_tools(tools: &[&str]) {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A child process killed on drop.
@@ -64,10 +57,7 @@ impl Process {
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("{name}: {error}"));
-        Process {
-            name: name.to_owned(),
-            child,
-        }
+        Process { name: name.to_owned(), child }
     }
 
     pub fn pid(&self) -> u32 {
@@ -91,9 +81,8 @@ impl Drop for Process {
 pub fn wait_http_ok(url: &str, process: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(output) = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
-            .output()
+        if let Ok(output) =
+            Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url]).output()
             && output.stdout == b"200"
         {
             return;
@@ -125,18 +114,10 @@ impl Registry {
         )
         .unwrap();
         let log = data.path().join("registry.log");
-        let process = Process::spawn(
-            "registry",
-            Command::new("docker-registry").arg("serve").arg(&config),
-            &log,
-        );
+        let process =
+            Process::spawn("registry", Command::new("docker-registry").arg("serve").arg(&config), &log);
         wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "registry");
-        Registry {
-            port,
-            log,
-            _process: process,
-            _data: data,
-        }
+        Registry { port, log, _process: process, _data: data }
     }
 
     pub fn address(&self) -> String {
@@ -191,9 +172,7 @@ pub fn push_test_images(registry: &Registry) -> PathBuf {
 
 /// Runs a command to completion, panicking with its output when it fails.
 pub fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    let output = command.output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
     assert!(
         output.status.success(),
         "{command:?} failed:\n{}\n{}",
@@ -212,9 +191,7 @@ pub fn skopeo_pull(reference: &str, out: &Path, all: bool) -> Duration {
     if all {
         command.arg("--all");
     }
-    command
-        .arg(format!("docker://{reference}"))
-        .arg(format!("dir:{}", out.display()));
+    command.arg(format!("docker://{reference}")).arg(format!("dir:{}", out.display()));
     run(&mut command);
     started.elapsed()
 }
@@ -224,12 +201,7 @@ pub fn dir_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .map(|entry| {
-            (
-                entry.file_name().to_string_lossy().into_owned(),
-                std::fs::read(entry.path()).unwrap(),
-            )
-        })
+        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap()))
         .collect();
     files.sort();
     files
@@ -265,26 +237,22 @@ impl Depproxy {
     }
 
     pub fn serve(upstream: &str) -> Depproxy {
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::serve_on(upstream, tempfile::tempdir().unwrap())
+    }
+
+    /// `depproxy serve` on an existing data directory: a restart (after [`Depproxy::crash`]).
+    /// Each start logs to its own `serve-<port>.log` in the data directory.
+    pub fn serve_on(upstream: &str, data_dir: tempfile::TempDir) -> Depproxy {
         let port = free_port();
         let mut command = Command::new(Self::binary());
         command
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                upstream,
-            ])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream])
             .arg("--data-dir")
             .arg(data_dir.path());
-        let process = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
+        let log = data_dir.path().join(format!("serve-{port}.log"));
+        let process = Process::spawn("depproxy serve", &mut command, &log);
         wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy serve");
-        Depproxy {
-            port,
-            data_dir,
-            processes: vec![process],
-        }
+        Depproxy { port, data_dir, processes: vec![process] }
     }
 
     pub fn split(upstream: &str) -> Depproxy {
@@ -294,51 +262,40 @@ impl Depproxy {
         let control_port = free_port();
         let mut control = Command::new(Self::binary());
         control
-            .args([
-                "control",
-                "--listen",
-                &format!("127.0.0.1:{control_port}"),
-                "--upstream",
-                upstream,
-            ])
+            .args(["control", "--listen", &format!("127.0.0.1:{control_port}"), "--upstream", upstream])
             .arg("--secret-file")
             .arg(&secret)
             .arg("--data-dir")
             .arg(data_dir.path());
-        let control = Process::spawn(
-            "depproxy control",
-            &mut control,
-            &data_dir.path().join("control.log"),
-        );
+        let control = Process::spawn("depproxy control", &mut control, &data_dir.path().join("control.log"));
         let port = free_port();
         let mut gateway = Command::new(Self::binary());
         gateway
-            .args([
-                "gateway",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                upstream,
-            ])
+            .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream])
             .args(["--control-url", &format!("http://127.0.0.1:{control_port}")])
             .arg("--secret-file")
             .arg(&secret)
             .arg("--data-dir")
             .arg(data_dir.path());
-        let gateway = Process::spawn(
-            "depproxy gateway",
-            &mut gateway,
-            &data_dir.path().join("gateway.log"),
-        );
+        let gateway = Process::spawn("depproxy gateway", &mut gateway, &data_dir.path().join("gateway.log"));
         wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy gateway");
-        Depproxy {
-            port,
-            data_dir,
-            processes: vec![control, gateway],
-        }
+        Depproxy { port, data_dir, processes: vec![control, gateway] }
     }
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs every process, as a crash would, and hands back the data directory untouched.
+    pub fn crash(self) -> tempfile::TempDir {
+        let Depproxy { data_dir, mut processes, .. } = self;
+        for process in &mut processes {
+            process.kill();
+        }
+        data_dir
     }
 }

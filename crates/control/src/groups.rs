@@ -170,6 +170,7 @@ mod tests {
             url: url.parse().unwrap(),
             credentials: None,
             http: upstream::HttpOptions::default(),
+            metrics: upstream::UpstreamMetrics::default(),
         })
         .unwrap()
     }

@@ -9,6 +9,7 @@ mod clock;
 mod decide;
 mod error;
 mod groups;
+mod passthrough;
 mod single_flight;
 mod upload;
 
@@ -129,10 +130,13 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
             let resolved = control.groups.resolve(&image, query.as_deref())?;
             upload::handle(control, &resolved, kind, &reference, stage, request.into_body()).await
         }
-        (Endpoint::TagsList { .. } | Endpoint::Referrers { .. }, _) => {
-            Err(OciError::new(ErrorCode::Unsupported, "tag listing and referrers are not proxied yet")
-                .with_status(StatusCode::NOT_FOUND)
-                .into())
+        (Endpoint::TagsList { image }, &Method::GET | &Method::HEAD) => {
+            let resolved = control.groups.resolve(&image, query.as_deref())?;
+            passthrough::tags_list(control, &resolved, request.uri()).await
+        }
+        (Endpoint::Referrers { image, digest }, &Method::GET | &Method::HEAD) => {
+            let resolved = control.groups.resolve(&image, query.as_deref())?;
+            passthrough::referrers(control, &resolved, &digest, request.uri()).await
         }
         _ => Err(OciError::new(
             ErrorCode::Unsupported,

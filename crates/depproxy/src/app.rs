@@ -6,13 +6,35 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use control::{Clock, ControlPlane, ControlSettings, GroupSettings, Groups, UpstreamRoute};
-use gateway::{ControlChannel, Gateway, GatewaySettings};
+use gateway::{ControlChannel, Gateway, GatewayMetrics, GatewaySettings, Observability};
 use injector::{RequestSigner, RequestVerifier, Secret};
 use metadata::Metadata;
+use prometheus_client::registry::Registry;
 use storage::{BlobStore, FsStore};
-use upstream::{Credentials, HttpOptions, UpstreamClient, UpstreamConfig};
+use upstream::{Credentials, HttpOptions, UpstreamClient, UpstreamConfig, UpstreamMetrics};
 
 use crate::config::Config;
+
+/// What a process runs with besides its configuration: its clock and its metrics.
+pub struct Runtime {
+    pub clock: Clock,
+    pub registry: Registry,
+    pub upstream_metrics: UpstreamMetrics,
+}
+
+impl Runtime {
+    pub fn new(clock: Clock) -> Self {
+        let mut registry = Registry::default();
+        let upstream_metrics = UpstreamMetrics::register(&mut registry);
+        Runtime { clock, registry, upstream_metrics }
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new(Clock::system())
+    }
+}
 
 fn http_options(config: &Config, ca_pem: Option<&Vec<u8>>) -> HttpOptions {
     HttpOptions {
@@ -23,7 +45,7 @@ fn http_options(config: &Config, ca_pem: Option<&Vec<u8>>) -> HttpOptions {
 }
 
 /// The control plane's router (no socket), requiring tokens signed with `secret`.
-pub async fn control_router(config: &Config, secret: &Secret) -> anyhow::Result<Router> {
+pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime) -> anyhow::Result<Router> {
     let metadata = Metadata::connect(&config.database_url)
         .await
         .with_context(|| format!("cannot open the metadata database {}", config.database_url))?;
@@ -42,6 +64,7 @@ pub async fn control_router(config: &Config, secret: &Secret) -> anyhow::Result<
             url: upstream.url.clone(),
             credentials,
             http: http_options(config, upstream.ca_pem.as_ref()),
+            metrics: runtime.upstream_metrics.clone(),
         })
         .with_context(|| format!("upstream {:?}", upstream.name))?;
         routes.push(UpstreamRoute { upstream: client.clone(), path_prefix: upstream.path_prefix });
@@ -65,15 +88,17 @@ pub async fn control_router(config: &Config, secret: &Secret) -> anyhow::Result<
     let groups = Groups::new(groups, routes, control::DEFAULT_MANIFEST_RECHECK)
         .map_err(|error| anyhow::anyhow!(error.message))?;
     let control =
-        ControlPlane::new(metadata, groups, settings, RequestVerifier::new(secret), Clock::system());
+        ControlPlane::new(metadata, groups, settings, RequestVerifier::new(secret), runtime.clock.clone());
     Ok(control.router())
 }
 
-/// The gateway's router, reaching the control plane through `channel`.
-pub async fn gateway_router(
+/// The gateway, reaching the control plane through `channel`. Takes the runtime's registry
+/// (rendered at `/metrics`), so call it last.
+pub async fn gateway(
     config: &Config,
     channel: ControlChannel,
     secret: &Secret,
+    mut runtime: Runtime,
 ) -> anyhow::Result<Arc<Gateway>> {
     tokio::fs::create_dir_all(&config.data_dir)
         .await
@@ -95,25 +120,50 @@ pub async fn gateway_router(
         idle_timeout: config.idle_timeout,
         header_timeout: config.header_timeout,
     };
+    let gateway_metrics = GatewayMetrics::register(&mut runtime.registry);
+    let observability = Observability {
+        gateway: gateway_metrics,
+        upstream: runtime.upstream_metrics.clone(),
+        registry: Some(Arc::new(runtime.registry)),
+    };
     Ok(Gateway::new(
         channel,
         RequestSigner::new(secret),
         BlobStore::Filesystem(store),
         upstream_http,
         settings,
+        observability,
     ))
 }
 
 /// Both roles in one process: the gateway calls the control plane's router directly.
-pub async fn serve_router(config: &Config) -> anyhow::Result<(Router, Arc<Gateway>)> {
+pub async fn serve(config: &Config, runtime: Runtime) -> anyhow::Result<Arc<Gateway>> {
     let secret = Secret::from_bytes(rand::random());
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let control = control_router(config, &secret).await?;
+    let control = control_router(config, &secret, &runtime).await?;
     let channel = ControlChannel::InProcess(gateway::InProcessControl::new(control));
-    let gateway = gateway_router(config, channel, &secret).await?;
-    Ok((gateway.router(), gateway))
+    gateway(config, channel, &secret, runtime).await
+}
+
+/// The `/metrics` endpoint alone, for a control plane in split mode (whose own listener only
+/// answers signed gateway requests).
+pub fn metrics_router(registry: Registry) -> Router {
+    let registry = Arc::new(registry);
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+                    text.clear();
+                }
+                text
+            }
+        }),
+    )
 }
 
 fn hostname() -> String {

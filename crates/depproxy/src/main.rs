@@ -28,6 +28,9 @@ enum Command {
         /// File holding the 32-byte secret shared with the gateways (base64 or hex).
         #[arg(long, env = "DEPPROXY_SECRET_FILE")]
         secret_file: PathBuf,
+        /// Also serve Prometheus metrics (upstream requests by kind) at this address.
+        #[arg(long, env = "DEPPROXY_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run a gateway alone (split mode), deciding through the control plane at --control-url.
     Gateway {
@@ -103,20 +106,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(common) => {
             let config = common.resolve()?;
-            let (router, _gateway) = app::serve_router(&config).await?;
-            listen("depproxy serve", config.listen, router).await
+            let gateway = app::serve(&config, app::Runtime::default()).await?;
+            listen("depproxy serve", config.listen, gateway.router()).await
         }
-        Command::Control { common, secret_file } => {
+        Command::Control { common, secret_file, metrics_listen } => {
             let config = common.resolve()?;
             let secret = read_secret(&secret_file)?;
-            let router = app::control_router(&config, &secret).await?;
+            let runtime = app::Runtime::default();
+            let router = app::control_router(&config, &secret, &runtime).await?;
+            if let Some(address) = metrics_listen {
+                let metrics = app::metrics_router(runtime.registry);
+                tokio::spawn(async move {
+                    if let Err(error) = listen("control metrics", address, metrics).await {
+                        tracing::error!(%error, "metrics listener failed");
+                    }
+                });
+            }
             listen("depproxy control", config.listen, router).await
         }
         Command::Gateway { common, control_url, secret_file } => {
             let config = common.resolve()?;
             let secret = read_secret(&secret_file)?;
             let channel = gateway::ControlChannel::http(&control_url)?;
-            let gateway = app::gateway_router(&config, channel, &secret).await?;
+            let gateway = app::gateway(&config, channel, &secret, app::Runtime::default()).await?;
             listen("depproxy gateway", config.listen, gateway.router()).await
         }
         Command::CheckConfig { file } => {

@@ -21,7 +21,8 @@ async fn control_plane(upstream: &str) -> (String, Secret, tempfile::TempDir) {
     };
     let config = Config::resolve(FileConfig::default(), &overrides).unwrap();
     let secret = Secret::from_bytes([9; 32]);
-    let router = depproxy::app::control_router(&config, &secret).await.unwrap();
+    let router =
+        depproxy::app::control_router(&config, &secret, &depproxy::app::Runtime::default()).await.unwrap();
     (spawn_server(router).await, secret, dir)
 }
 

@@ -201,6 +201,7 @@ async fn fill(
         request_headers,
         params.kind,
         gateway.settings.header_timeout,
+        &gateway.observability.upstream,
     )
     .await?;
     let head = UpstreamHead {

@@ -35,12 +35,18 @@ pub(crate) async fn handle(State(gateway): State<Arc<Gateway>>, request: Request
     }
     let client_headers = request.headers().clone();
     let path = request.uri().path().to_owned();
+    let metrics = &gateway.observability.gateway;
     match decide(&gateway, request).await {
-        Ok(Decision::Relay(response)) => response,
+        Ok(Decision::Relay(response)) => {
+            metrics.decided("relay");
+            response
+        }
         Ok(Decision::Execute(Injector::SendBlob(params))) => {
+            metrics.decided("hit");
             crate::send_blob::serve(&gateway.store, &params, &method, &client_headers).await
         }
         Ok(Decision::Execute(Injector::SendDependency(params))) => {
+            metrics.decided("miss");
             crate::send_dependency::serve(&gateway, params, &method).await
         }
         Err(error) => {

@@ -7,6 +7,7 @@ mod control_channel;
 mod error;
 mod fill;
 mod forward;
+mod metrics;
 mod send_blob;
 mod send_dependency;
 
@@ -20,6 +21,7 @@ use storage::BlobStore;
 pub use control_channel::{ControlChannel, InProcessControl};
 pub use error::GatewayError;
 pub use fill::Fills;
+pub use metrics::{GatewayMetrics, Observability};
 
 /// Timeouts and identity of a gateway node.
 #[derive(Debug, Clone)]
@@ -51,6 +53,7 @@ pub struct Gateway {
     pub(crate) upstream_http: reqwest::Client,
     pub(crate) settings: GatewaySettings,
     pub(crate) fills: Fills,
+    pub(crate) observability: Observability,
 }
 
 impl Gateway {
@@ -60,14 +63,24 @@ impl Gateway {
         store: BlobStore,
         upstream_http: reqwest::Client,
         settings: GatewaySettings,
+        observability: Observability,
     ) -> Arc<Self> {
-        Arc::new(Gateway { control, signer, store, upstream_http, settings, fills: Fills::default() })
+        Arc::new(Gateway {
+            control,
+            signer,
+            store,
+            upstream_http,
+            settings,
+            fills: Fills::default(),
+            observability,
+        })
     }
 
     /// The public HTTP surface.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route("/metrics", axum::routing::get(metrics::render))
             .fallback(forward::handle)
             .with_state(self.clone())
     }

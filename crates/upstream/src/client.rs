@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::auth::{AuthScheme, CachedToken, Credentials, fetch_token};
 use crate::error::{UpstreamError, error_chain};
 use crate::http::{HttpOptions, build_http_client, check_status};
+use crate::metrics::{RequestKind, UpstreamMetrics, host_label};
 
 /// Static settings of one upstream.
 #[derive(Debug, Clone)]
@@ -21,6 +22,7 @@ pub struct UpstreamConfig {
     pub url: url::Url,
     pub credentials: Option<Credentials>,
     pub http: HttpOptions,
+    pub metrics: UpstreamMetrics,
 }
 
 /// What a HEAD of a manifest or blob told us.
@@ -74,12 +76,11 @@ impl UpstreamClient {
 
     /// `host[:port]` of the upstream, as containerd's `?ns=` names registries.
     pub fn host_port(&self) -> String {
-        let url = &self.inner.config.url;
-        match (url.host_str(), url.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            _ => String::new(),
-        }
+        host_label(&self.inner.config.url)
+    }
+
+    fn count(&self, kind: RequestKind) {
+        self.inner.config.metrics.count(&self.host_port(), kind);
     }
 
     pub fn is_docker_hub(&self) -> bool {
@@ -116,6 +117,7 @@ impl UpstreamClient {
         }
         let url = format!("{}/v2/", self.inner.base);
         let timeout = self.inner.config.http.header_timeout;
+        self.count(RequestKind::Ping);
         let response = tokio::time::timeout(timeout, self.inner.http.get(&url).send())
             .await
             .map_err(|_| UpstreamError::Timeout(format!("GET {url} took over {timeout:?}")))?
@@ -166,11 +168,13 @@ impl UpstreamClient {
                 }
                 let http = self.inner.http.clone();
                 let credentials = self.inner.config.credentials.clone();
+                let client = self.clone();
                 let timeout = self.inner.config.http.header_timeout;
                 let token = self
                     .inner
                     .tokens
                     .try_get_with(scope.clone(), async move {
+                        client.count(RequestKind::Token);
                         fetch_token(&http, &realm, service.as_deref(), &scope, credentials.as_ref(), timeout)
                             .await
                     })
@@ -212,6 +216,10 @@ impl UpstreamClient {
         let headers = self.request_headers(repository, kind).await?;
         let url = self.object_url(repository, kind, reference);
         let timeout = self.inner.config.http.header_timeout;
+        self.count(match kind {
+            ObjectKind::Manifest => RequestKind::HeadManifest,
+            ObjectKind::Blob => RequestKind::HeadBlob,
+        });
         let response = tokio::time::timeout(timeout, self.inner.http.head(&url).headers(headers).send())
             .await
             .map_err(|_| UpstreamError::Timeout(format!("HEAD {url} took over {timeout:?}")))?
@@ -229,5 +237,67 @@ impl UpstreamClient {
             media_type: header(http::header::CONTENT_TYPE.as_str()).map(str::to_owned),
             size: header(http::header::CONTENT_LENGTH.as_str()).and_then(|text| text.parse().ok()),
         })
+    }
+}
+
+/// A small metadata document fetched from upstream (tag list, referrers index).
+#[derive(Debug, Clone)]
+pub struct MetadataDocument {
+    pub content_type: Option<String>,
+    /// `Link` header (pagination), as upstream sent it.
+    pub link: Option<String>,
+    /// `OCI-Filters-Applied` (referrers), as upstream sent it.
+    pub filters_applied: Option<String>,
+    pub body: bytes::Bytes,
+}
+
+/// Tag lists and referrer indexes are JSON documents; anything bigger is refused.
+const MAX_METADATA_DOCUMENT: usize = 4 << 20;
+
+impl UpstreamClient {
+    /// GETs `/v2/<repository>/<suffix>` (e.g. `tags/list?n=10`, `referrers/<digest>`), passing
+    /// the document through. `not_found` classifies a 404.
+    pub async fn get_metadata(
+        &self,
+        repository: &RepositoryName,
+        suffix: &str,
+        not_found: ObjectKind,
+    ) -> Result<MetadataDocument, UpstreamError> {
+        let headers = self.request_headers(repository, ObjectKind::Blob).await?;
+        let url = format!("{}/v2/{}/{}", self.inner.base, repository, suffix);
+        let timeout = self.inner.config.http.header_timeout;
+        let mut request = self.inner.http.get(&url).headers(headers);
+        if suffix.starts_with("referrers/") {
+            request = request.header(http::header::ACCEPT, oci::media::OCI_INDEX);
+            self.count(RequestKind::Referrers);
+        } else {
+            self.count(RequestKind::TagsList);
+        }
+        let response = tokio::time::timeout(timeout, request.send())
+            .await
+            .map_err(|_| UpstreamError::Timeout(format!("GET {url} took over {timeout:?}")))?
+            .map_err(|error| UpstreamError::from_transport(&error))?;
+        let mut response = check_status(response, not_found).await?;
+        let header = |name: http::header::HeaderName| {
+            response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+        };
+        let content_type = header(http::header::CONTENT_TYPE);
+        let link = header(http::header::LINK);
+        let filters_applied = header(http::header::HeaderName::from_static("oci-filters-applied"));
+        let mut body = bytes::BytesMut::new();
+        loop {
+            let chunk = tokio::time::timeout(timeout, response.chunk())
+                .await
+                .map_err(|_| UpstreamError::Timeout(format!("body of {url} stalled")))?
+                .map_err(|error| UpstreamError::from_transport(&error))?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + chunk.len() > MAX_METADATA_DOCUMENT {
+                return Err(UpstreamError::Protocol(format!(
+                    "{url} is larger than {MAX_METADATA_DOCUMENT} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(MetadataDocument { content_type, link, filters_applied, body: body.freeze() })
     }
 }

@@ -6,6 +6,7 @@ use http::HeaderMap;
 use oci::ObjectKind;
 
 use crate::error::{UpstreamError, error_chain};
+use crate::metrics::{RequestKind, UpstreamMetrics, host_label};
 
 /// Connection-level settings for talking to upstreams.
 #[derive(Debug, Clone)]
@@ -56,7 +57,15 @@ pub async fn open_stream(
     headers: HeaderMap,
     kind: ObjectKind,
     header_timeout: Duration,
+    metrics: &UpstreamMetrics,
 ) -> Result<reqwest::Response, UpstreamError> {
+    if let Ok(parsed) = url::Url::parse(url) {
+        let counted = match kind {
+            ObjectKind::Manifest => RequestKind::GetManifest,
+            ObjectKind::Blob => RequestKind::GetBlob,
+        };
+        metrics.count(&host_label(&parsed), counted);
+    }
     let request = client.get(url).headers(headers).send();
     let response = match tokio::time::timeout(header_timeout, request).await {
         Err(_) => {

@@ -9,8 +9,10 @@ mod auth;
 mod client;
 mod error;
 mod http;
+mod metrics;
 
 pub use auth::Credentials;
-pub use client::{ObjectHead, UpstreamClient, UpstreamConfig};
+pub use client::{MetadataDocument, ObjectHead, UpstreamClient, UpstreamConfig};
 pub use error::UpstreamError;
 pub use http::{HttpOptions, build_http_client, open_stream};
+pub use metrics::{RequestKind, UpstreamMetrics, host_label};

@@ -32,15 +32,32 @@ pub struct Options {
     pub file: FileConfig,
     pub upstream: Option<String>,
     pub split: bool,
+    pub clock: control::Clock,
 }
 
 impl Options {
     pub fn upstream(url: &str) -> Self {
-        Options { file: FileConfig::default(), upstream: Some(url.to_owned()), split: false }
+        Options {
+            file: FileConfig::default(),
+            upstream: Some(url.to_owned()),
+            split: false,
+            clock: control::Clock::system(),
+        }
     }
 
     pub fn toml(text: &str) -> Self {
-        Options { file: toml::from_str(text).unwrap(), upstream: None, split: false }
+        Options {
+            file: toml::from_str(text).unwrap(),
+            upstream: None,
+            split: false,
+            clock: control::Clock::system(),
+        }
+    }
+
+    /// Control-plane time under the test's control (`Clock::advance`).
+    pub fn clock(mut self, clock: control::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn split(mut self) -> Self {
@@ -71,16 +88,17 @@ impl TestProxy {
             upstream: options.upstream,
         };
         let config = Config::resolve(options.file, &overrides).unwrap();
-        let (router, gateway) = if options.split {
+        let runtime = depproxy::app::Runtime::new(options.clock);
+        let gateway = if options.split {
             let secret = injector::Secret::from_bytes([42; 32]);
-            let control = depproxy::app::control_router(&config, &secret).await.unwrap();
+            let control = depproxy::app::control_router(&config, &secret, &runtime).await.unwrap();
             let control_url = spawn_server(control).await;
             let channel = gateway::ControlChannel::http(&control_url).unwrap();
-            let gateway = depproxy::app::gateway_router(&config, channel, &secret).await.unwrap();
-            (gateway.router(), gateway)
+            depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap()
         } else {
-            depproxy::app::serve_router(&config).await.unwrap()
+            depproxy::app::serve(&config, runtime).await.unwrap()
         };
+        let router = gateway.router();
         let url = spawn_server(router.clone()).await;
         TestProxy { url, router, gateway, data_dir, config }
     }

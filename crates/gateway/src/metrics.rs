@@ -1,0 +1,65 @@
+//! The gateway's counters and the `/metrics` endpoint (Prometheus text format).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::Gateway;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DecisionLabels {
+    /// `hit` (send-blob), `miss` (send-dependency) or `relay` (answered by the control plane).
+    pub decision: &'static str,
+}
+
+/// Counters the gateway keeps.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayMetrics {
+    pub(crate) responses: Family<DecisionLabels, Counter>,
+}
+
+impl GatewayMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = GatewayMetrics::default();
+        registry.register(
+            "depproxy_gateway_responses",
+            "Client requests answered, by the control plane's decision",
+            metrics.responses.clone(),
+        );
+        metrics
+    }
+
+    pub(crate) fn decided(&self, decision: &'static str) {
+        self.responses.get_or_create(&DecisionLabels { decision }).inc();
+    }
+}
+
+/// Everything the gateway exposes for monitoring.
+#[derive(Clone, Default)]
+pub struct Observability {
+    pub gateway: GatewayMetrics,
+    pub upstream: upstream::UpstreamMetrics,
+    /// Rendered at `/metrics`; `None` disables the endpoint.
+    pub registry: Option<Arc<Registry>>,
+}
+
+pub(crate) async fn render(State(gateway): State<Arc<Gateway>>) -> Response {
+    let mut text = String::new();
+    if let Some(registry) = &gateway.observability.registry
+        && prometheus_client::encoding::text::encode(&mut text, registry).is_err()
+    {
+        text.clear();
+    }
+    let mut response = Response::new(Body::from(text));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod processes;
+pub mod switch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Options {
     pub upstream: Option<String>,
     pub split: bool,
     pub clock: control::Clock,
+    /// Reuse this data directory (a restart) instead of a fresh one.
+    pub data_dir: Option<TempDir>,
 }
 
 impl Options {
@@ -42,6 +45,7 @@ impl Options {
             upstream: Some(url.to_owned()),
             split: false,
             clock: control::Clock::system(),
+            data_dir: None,
         }
     }
 
@@ -51,7 +55,14 @@ impl Options {
             upstream: None,
             split: false,
             clock: control::Clock::system(),
+            data_dir: None,
         }
+    }
+
+    /// Starts on an existing data directory, as a restarted process would.
+    pub fn data_dir(mut self, data_dir: TempDir) -> Self {
+        self.data_dir = Some(data_dir);
+        self
     }
 
     /// Control-plane time under the test's control (`Clock::advance`).
@@ -79,9 +90,18 @@ impl Options {
 }
 
 impl TestProxy {
+    /// Hands the data directory over for a restart (`Options::data_dir`); this proxy keeps running
+    /// but must not be used any more.
+    pub fn into_data_dir(self) -> TempDir {
+        self.data_dir
+    }
+
     pub async fn start(options: Options) -> TestProxy {
         install_crypto();
-        let data_dir = tempfile::tempdir().unwrap();
+        let data_dir = match options.data_dir {
+            Some(dir) => dir,
+            None => tempfile::tempdir().unwrap(),
+        };
         let overrides = Overrides {
             listen: None,
             data_dir: Some(data_dir.path().to_owned()),

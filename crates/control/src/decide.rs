@@ -66,12 +66,31 @@ pub(crate) async fn manifest(
         (Reference::Tag(_), Some(record)) => {
             let age_ms = control.clock.now_ms().saturating_sub(record.checked_at);
             if age_ms < group.manifest_recheck.as_millis() as i64 {
-                return serve_manifest(&record, Vec::new());
+                return serve_tag(control, group, &repository, &record, Vec::new(), head, uri).await;
             }
             revalidate_tag(control, group, &repository, &reference_text, record, head, uri).await
         }
         (_, None) if head => {
             let answer = group.upstream.head(&repository, ObjectKind::Manifest, &reference_text).await?;
+            // containerd resolves a tag with HEAD, then GETs the digest. Remember where the tag
+            // points, so the next resolve costs no upstream request and works while upstream is down.
+            if let (Reference::Tag(tag), Some(digest), Some(media_type), Some(size)) =
+                (reference, &answer.digest, &answer.media_type, answer.size)
+                && oci::media::is_manifest_type(media_type)
+            {
+                let now = control.clock.now_ms();
+                let record = ManifestRecord {
+                    digest: digest.clone(),
+                    media_type: media_type.clone(),
+                    size,
+                    checked_at: now,
+                    stored: false,
+                };
+                control
+                    .metadata
+                    .upsert_manifest(group_path, repository.as_str(), tag.as_str(), &record, now)
+                    .await?;
+            }
             Ok(head_response(&answer, reference.as_digest()))
         }
         (_, None) => {
@@ -117,7 +136,7 @@ async fn revalidate_tag(
     match answer {
         Ok(ObjectHead { digest: Some(digest), .. }) if digest == cached.digest => {
             control.metadata.mark_manifest_checked(group_path, repository.as_str(), tag, now).await?;
-            serve_manifest(&cached, Vec::new())
+            serve_tag(control, group, repository, &cached, Vec::new(), head, uri).await
         }
         Ok(answer) => {
             // The tag moved (or upstream did not say where): use the new digest if we hold it.
@@ -139,10 +158,38 @@ async fn revalidate_tag(
         Err(error) if error.is_outage() => {
             tracing::warn!(group = group_path, repository = %repository, tag, %error,
                 "upstream unavailable; serving cached tag stale");
-            serve_manifest(&cached, vec![("Warning".to_owned(), STALE_WARNING.to_owned())])
+            let warning = vec![("Warning".to_owned(), STALE_WARNING.to_owned())];
+            serve_tag(control, group, repository, &cached, warning, head, uri).await
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// Serves a tag's record. A HEAD needs the record only; a GET needs the manifest itself, which a
+/// tag learned from a HEAD may not have cached yet: then it is fetched by digest.
+async fn serve_tag(
+    control: &ControlPlane,
+    group: &GroupSettings,
+    repository: &RepositoryName,
+    record: &ManifestRecord,
+    headers: Vec<(String, String)>,
+    head: bool,
+    uri: &Uri,
+) -> Result<Response, ControlError> {
+    if head || record.stored {
+        return serve_manifest(record, headers);
+    }
+    let digest = record.digest.to_string();
+    send_dependency_response(
+        control,
+        group,
+        ObjectKind::Manifest,
+        repository,
+        &digest,
+        Some(&record.digest),
+        uri,
+    )
+    .await
 }
 
 fn serve_manifest(record: &ManifestRecord, headers: Vec<(String, String)>) -> Result<Response, ControlError> {

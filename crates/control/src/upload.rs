@@ -105,6 +105,7 @@ pub(crate) async fn handle(
                         media_type: call.media_type,
                         size: call.size,
                         checked_at: now,
+                        stored: true,
                     };
                     let digest_reference = call.digest.to_string();
                     control

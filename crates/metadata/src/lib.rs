@@ -61,6 +61,9 @@ pub struct ManifestRecord {
     pub size: u64,
     /// When upstream last confirmed this reference (unix ms).
     pub checked_at: i64,
+    /// Whether the manifest itself is cached (a digest row exists). A tag learned from an upstream
+    /// HEAD alone points at a digest that may not be. Read-only: ignored by upserts.
+    pub stored: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -76,6 +79,7 @@ struct ManifestRow {
     media_type: String,
     size: i64,
     checked_at: i64,
+    stored: i64,
 }
 
 fn parse_digest(text: String) -> Result<Digest> {
@@ -172,8 +176,11 @@ impl Metadata {
         image: &str,
         reference: &str,
     ) -> Result<Option<ManifestRecord>> {
-        const SQL: &str = "SELECT digest, media_type, size, checked_at FROM manifests \
-             WHERE group_path = $1 AND image = $2 AND reference = $3";
+        const SQL: &str = "SELECT m.digest, m.media_type, m.size, m.checked_at, \
+             CAST(CASE WHEN d.reference IS NULL THEN 0 ELSE 1 END AS BIGINT) AS stored \
+             FROM manifests m LEFT JOIN manifests d \
+             ON d.group_path = m.group_path AND d.image = m.image AND d.reference = m.digest \
+             WHERE m.group_path = $1 AND m.image = $2 AND m.reference = $3";
         let row: Option<ManifestRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(group)
             .bind(image)
@@ -186,6 +193,7 @@ impl Metadata {
                 media_type: row.media_type,
                 size: row.size as u64,
                 checked_at: row.checked_at,
+                stored: row.stored != 0,
             })
         })
         .transpose()

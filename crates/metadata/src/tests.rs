@@ -70,12 +70,19 @@ async fn manifests_repoint_and_track_checks() {
             media_type: oci::media::OCI_MANIFEST.into(),
             size: 2,
             checked_at: 10,
+            stored: false,
         };
         db.upsert_manifest("g", "lab/tiny", "v1", &first, 10).await.unwrap();
         assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap(), Some(first.clone()));
+        // Once the digest row exists, the tag's manifest counts as stored.
+        db.upsert_manifest("g", "lab/tiny", &first.digest.to_string(), &first, 10).await.unwrap();
+        let first = ManifestRecord { stored: true, ..first };
+        assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap(), Some(first.clone()));
+        assert!(db.find_manifest("g", "lab/tiny", &first.digest.to_string()).await.unwrap().unwrap().stored);
         db.mark_manifest_checked("g", "lab/tiny", "v1", 50).await.unwrap();
         assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap().unwrap().checked_at, 50);
-        let second = ManifestRecord { digest: Digest::of(b"m2"), checked_at: 60, ..first.clone() };
+        let second =
+            ManifestRecord { digest: Digest::of(b"m2"), checked_at: 60, stored: false, ..first.clone() };
         db.upsert_manifest("g", "lab/tiny", "v1", &second, 60).await.unwrap();
         assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap(), Some(second));
         assert_eq!(db.find_manifest("g", "lab/other", "v1").await.unwrap(), None);

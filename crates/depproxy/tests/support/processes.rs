@@ -96,7 +96,7 @@ pub fn wait_http_ok(url: &str, process: &str) {
 pub struct Registry {
     pub port: u16,
     pub log: PathBuf,
-    _process: Process,
+    process: Process,
     _data: tempfile::TempDir,
 }
 
@@ -117,11 +117,16 @@ impl Registry {
         let process =
             Process::spawn("registry", Command::new("docker-registry").arg("serve").arg(&config), &log);
         wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "registry");
-        Registry { port, log, _process: process, _data: data }
+        Registry { port, log, process, _data: data }
     }
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the registry: the upstream is gone.
+    pub fn stop(&mut self) {
+        self.process.kill();
     }
 
     /// Access-log lines so far (Apache combined format; other log lines skipped).
@@ -255,6 +260,20 @@ impl Depproxy {
         Depproxy { port, data_dir, processes: vec![process] }
     }
 
+    /// `depproxy serve` with this TOML configuration, on a fresh data directory.
+    pub fn serve_with_config(config: &str) -> Depproxy {
+        let data_dir = tempfile::tempdir().unwrap();
+        let file = data_dir.path().join("depproxy.toml");
+        std::fs::write(&file, config).unwrap();
+        let port = free_port();
+        let mut command = Command::new(Self::binary());
+        command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--config").arg(&file);
+        command.arg("--data-dir").arg(data_dir.path());
+        let process = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
+        wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy serve");
+        Depproxy { port, data_dir, processes: vec![process] }
+    }
+
     pub fn split(upstream: &str) -> Depproxy {
         let data_dir = tempfile::tempdir().unwrap();
         let secret = data_dir.path().join("secret");
@@ -297,5 +316,61 @@ impl Depproxy {
             process.kill();
         }
         data_dir
+    }
+}
+
+/// A containerd daemon on a unix socket (CRI disabled, so no TCP port), with `ctr` pulling through
+/// a `hosts.toml` mirror configuration.
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    _process: Process,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("config.toml"),
+            format!(
+                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{0}/containerd.sock\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let process = Process::spawn(
+            "containerd",
+            Command::new("containerd").arg("--config").arg(root.join("config.toml")),
+            &root.join("containerd.log"),
+        );
+        let socket = root.join("containerd.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "containerd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Containerd { dir, _process: process }
+    }
+
+    /// Points pulls of `registry` (host:port) at `mirror` (host:port) first.
+    pub fn mirror(&self, registry: &str, mirror: &str) {
+        let hosts = self.dir.path().join("certs.d").join(registry);
+        std::fs::create_dir_all(&hosts).unwrap();
+        std::fs::write(
+            hosts.join("hosts.toml"),
+            format!("server = \"http://{registry}\"\n[host.\"http://{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
+        )
+        .unwrap();
+    }
+
+    /// `ctr image pull` (all platforms) through the hosts configuration.
+    pub fn pull(&self, reference: &str) -> String {
+        let root = self.dir.path();
+        run(Command::new("ctr")
+            .arg("--address")
+            .arg(root.join("containerd.sock"))
+            .args(["image", "pull", "--all-platforms", "--hosts-dir"])
+            .arg(root.join("certs.d"))
+            .arg(reference))
     }
 }

@@ -1,0 +1,108 @@
+//! End to end with real parts, several upstreams: two real `distribution` registries behind one
+//! depproxy, pulled by `skopeo` in group, root-mirror and path-prefix form and by a real containerd
+//! (`ctr`, `hosts.toml` mirror, which sends `?ns=`); then both registries stop and the cached
+//! images still pull.
+//!
+//! Needs docker-registry, skopeo, containerd, python3, curl (`scripts/install-test-deps.sh`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::processes::{
+    Containerd, Depproxy, Registry, dir_contents, push_test_images, require_tools, run, skopeo_pull,
+};
+
+#[test]
+fn two_registries_every_convention_and_an_outage() {
+    require_tools(&["docker-registry", "skopeo", "containerd", "ctr", "python3", "curl"]);
+    let mut hub = Registry::start();
+    let mut lab = Registry::start();
+    push_test_images(&hub);
+    push_test_images(&lab);
+    let config = format!(
+        r#"
+[[upstream]]
+name = "hub"
+url = "http://{hub}"
+
+[[upstream]]
+name = "second"
+url = "http://{lab}"
+path_prefix = true
+
+[[group]]
+path = "default"
+upstream = "hub"
+manifest_recheck = "0s"     # every tag pull revalidates: the outage below must hit the stale path
+
+[[group]]
+path = "acme/platform"
+upstream = "second"
+
+[timeouts]
+connect = "1s"
+recheck = "2s"
+"#,
+        hub = hub.address(),
+        lab = lab.address()
+    );
+    let proxy = Depproxy::serve_with_config(&config);
+    let work = tempfile::tempdir().unwrap();
+    let direct = |registry: &Registry, image: &str, all: bool| {
+        let out = work.path().join(format!("direct-{}", image.replace('/', "-")));
+        skopeo_pull(&format!("{}/{image}:v1", registry.address()), &out, all);
+        dir_contents(&out)
+    };
+    let via_proxy = |reference: &str, all: bool| {
+        let out = work.path().join("proxied");
+        skopeo_pull(&format!("{}/{reference}", proxy.address()), &out, all);
+        dir_contents(&out)
+    };
+
+    // (form, reference through the proxy, registry that must serve it, image, --all)
+    let forms = [
+        ("root", "lab/tiny:v1", 0, "lab/tiny", false),
+        ("group", "acme/platform/dependency_proxy/containers/lab/layers:v1", 1, "lab/layers", false),
+        ("prefix", "second/lab/medium:v1", 1, "lab/medium", false),
+        ("root index", "lab/multi:v1", 0, "lab/multi", true),
+    ];
+    let registries = [&hub, &lab];
+    for (form, reference, serving, image, all) in forms {
+        let expected = direct(registries[serving], image, all);
+        let other = registries[1 - serving];
+        let blobs_before = (registries[serving].count("GET", "/blobs/"), other.count("GET", "/blobs/"));
+        assert_eq!(via_proxy(reference, all), expected, "{form}: content differs from upstream");
+        let blobs_after = (registries[serving].count("GET", "/blobs/"), other.count("GET", "/blobs/"));
+        assert!(blobs_after.0 > blobs_before.0, "{form}: the right registry served no blob");
+        assert_eq!(blobs_after.1, blobs_before.1, "{form}: the other registry was asked for blobs");
+    }
+
+    // containerd with a hosts.toml mirror: it sends ?ns=<lab>, which routes to the lab upstream.
+    let containerd = Containerd::start();
+    containerd.mirror(&lab.address(), &proxy.address());
+    let proxied_before = lab.access_lines().iter().filter(|line| line.contains("depproxy/")).count();
+    containerd.pull(&format!("{}/lab/multi:v1", lab.address()));
+    let proxied_after = lab.access_lines().iter().filter(|line| line.contains("depproxy/")).count();
+    assert!(proxied_after > proxied_before, "containerd's pull did not go through depproxy");
+    let ctr_direct = lab.access_lines().iter().filter(|line| line.contains("containerd/")).count();
+    assert_eq!(ctr_direct, 0, "containerd bypassed the mirror");
+
+    // Tag listing passes through.
+    let tags = run(std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{}/v2/lab/tiny/tags/list", proxy.address())]));
+    let tags: serde_json::Value = serde_json::from_str(&tags).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+
+    // Both upstreams gone: everything cached still pulls, in every form.
+    hub.stop();
+    lab.stop();
+    for (form, reference, _, image, all) in forms {
+        let out = work.path().join("offline");
+        skopeo_pull(&format!("{}/{reference}", proxy.address()), &out, all);
+        assert!(!dir_contents(&out).is_empty(), "{form} ({image}) did not pull with the upstream down");
+    }
+    let offline_containerd = Containerd::start();
+    offline_containerd.mirror(&lab.address(), &proxy.address());
+    offline_containerd.pull(&format!("{}/lab/multi:v1", lab.address()));
+}

@@ -146,6 +146,19 @@ impl Fills {
         let _ = running.wait_for(|count| *count == 0).await;
     }
 
+    /// Joins the fill of `key`; when none runs, registers one and returns the sender of its
+    /// state too: the caller must then run it (under a [`Running`]).
+    fn join_or_register(&self, key: &str) -> (watch::Receiver<FillState>, Option<watch::Sender<FillState>>) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = inflight.get(key) {
+            return (state.clone(), None);
+        }
+        let (sender, receiver) = watch::channel(FillState::Connecting);
+        inflight.insert(key.to_owned(), receiver.clone());
+        self.running.send_replace(inflight.len());
+        (receiver, Some(sender))
+    }
+
     fn remove(&self, key: &str) {
         let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
         inflight.remove(key);
@@ -153,31 +166,56 @@ impl Fills {
     }
 }
 
+/// A registered fill while its task runs. [`Running::finish`] removes the in-flight entry, then
+/// publishes the final state. Dropped unfinished — the fill panicked or its task was cancelled —
+/// it still removes the entry, then closes the state channel, which readers take as failure: a key
+/// is never left pointing at a dead fill, and `wait_idle` never waits for one.
+struct Running<'a> {
+    fills: &'a Fills,
+    key: &'a str,
+    state: watch::Sender<FillState>,
+    finished: bool,
+}
+
+impl Running<'_> {
+    fn finish(mut self, outcome: FillState) {
+        // Removed first: a request arriving from now on asks the control plane again instead of
+        // joining a finished fill.
+        self.fills.remove(self.key);
+        self.finished = true;
+        self.state.send_replace(outcome);
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            tracing::error!(key = self.key, "fill ended without a result");
+            self.fills.remove(self.key);
+        }
+    }
+}
+
 /// Joins the fill of `params.fill_key`, starting it when none runs.
 pub(crate) fn join_or_start(gateway: &Arc<Gateway>, params: SendDependency) -> watch::Receiver<FillState> {
-    let mut inflight = gateway.fills.inflight.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(state) = inflight.get(&params.fill_key) {
-        return state.clone();
+    let (receiver, sender) = gateway.fills.join_or_register(&params.fill_key);
+    if let Some(sender) = sender {
+        tokio::spawn(run(gateway.clone(), params, sender));
     }
-    let (sender, receiver) = watch::channel(FillState::Connecting);
-    inflight.insert(params.fill_key.clone(), receiver.clone());
-    gateway.fills.running.send_replace(inflight.len());
-    drop(inflight);
-    tokio::spawn(run(gateway.clone(), params, sender));
     receiver
 }
 
 async fn run(gateway: Arc<Gateway>, params: SendDependency, state: watch::Sender<FillState>) {
-    let outcome = fill(&gateway, &params, &state).await;
-    gateway.fills.remove(&params.fill_key);
+    let running = Running { fills: &gateway.fills, key: &params.fill_key, state, finished: false };
+    let outcome = fill(&gateway, &params, &running.state).await;
     match outcome {
         Ok(finished) => {
             tracing::info!(url = %params.url, key = %finished.key, size = finished.size, stored = finished.stored, "fill complete");
-            state.send_replace(FillState::Committed(Arc::new(finished)));
+            running.finish(FillState::Committed(Arc::new(finished)));
         }
         Err(error) => {
             tracing::warn!(url = %params.url, %error, "fill failed");
-            state.send_replace(FillState::Failed(Arc::new(error)));
+            running.finish(FillState::Failed(Arc::new(error)));
         }
     }
 }
@@ -219,6 +257,12 @@ async fn fill(
     }
     let authorization = authorize(gateway, params, head.content_length).await;
     let limit = authorization.max_size.min(params.max_size);
+    if let Some(size) = head.content_length
+        && size > limit
+    {
+        // Refused before any byte goes out, rather than cut off at the limit.
+        return Err(FillError::TooLarge { size, limit });
+    }
     let upload = gateway.store.begin_upload(limit).await?;
     let (spool, progress) = upload.spool();
     let file = tokio::task::spawn_blocking(move || std::fs::File::open(spool.path))
@@ -378,8 +422,8 @@ pub(crate) async fn finished(
 }
 
 /// One client's position in a running fill. Yields bytes as they land in the spool; withholds
-/// the final byte of a known-length body until the fill is verified, so a client never sees a
-/// complete response for content that then fails its digest check.
+/// the last byte written until the fill is verified, so a client never sees a complete response
+/// (nor every byte of an object it knows the size of) for content that then fails its check.
 pub(crate) struct Tail {
     streaming: Arc<Streaming>,
     progress: watch::Receiver<u64>,
@@ -418,13 +462,10 @@ impl Tail {
                     }
                     size
                 }
-                None => {
-                    let written = *self.progress.borrow();
-                    match self.streaming.head.content_length {
-                        Some(total) => written.min(total.saturating_sub(1)),
-                        None => written,
-                    }
-                }
+                // Until the fill is verified the last byte written stays back, with or without a
+                // Content-Length: a client that stops at the size it expects (or a chunked body
+                // that happens to be whole) never holds a complete body that then fails.
+                None => self.progress.borrow().saturating_sub(1),
             };
             if self.offset < readable {
                 let length = (readable - self.offset).min(TAIL_CHUNK as u64) as usize;
@@ -474,5 +515,49 @@ impl Tail {
         futures_util::stream::unfold(self, |mut tail| async move {
             tail.next_chunk().await.map(|item| (item, tail))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fill_that_dies_without_a_result_frees_its_key_and_fails_its_readers() {
+        let fills = Fills::default();
+        let (mut reader, sender) = fills.join_or_register("key");
+        let sender = sender.unwrap();
+        let (joined, none) = fills.join_or_register("key");
+        assert!(none.is_none(), "a second caller joins");
+        assert_eq!(fills.len(), 1);
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _running = Running { fills: &fills, key: "key", state: sender, finished: false };
+            panic!("the fill panics");
+        }));
+        assert!(died.is_err());
+        assert!(fills.is_empty(), "the entry is gone");
+        fills.wait_idle().await;
+        for state in [&mut reader, &mut joined.clone()] {
+            match started(state).await {
+                FillState::Failed(error) => assert!(matches!(*error, FillError::Vanished)),
+                _ => panic!("a reader of a dead fill must see a failure"),
+            }
+        }
+        let (_, sender) = fills.join_or_register("key");
+        assert!(sender.is_some(), "the next request starts a new fill");
+    }
+
+    #[tokio::test]
+    async fn finishing_frees_the_key_and_publishes_the_outcome() {
+        let fills = Fills::default();
+        let (mut reader, sender) = fills.join_or_register("key");
+        let running = Running { fills: &fills, key: "key", state: sender.unwrap(), finished: false };
+        running.finish(FillState::Failed(Arc::new(FillError::Broken("test".into()))));
+        assert!(fills.is_empty());
+        assert!(matches!(started(&mut reader).await, FillState::Failed(_)));
+        assert!(matches!(
+            finished(&mut reader).await,
+            Err(error) if matches!(*error, FillError::Broken(_))
+        ));
     }
 }

@@ -8,13 +8,17 @@ use http::{HeaderValue, StatusCode, header};
 use oci::Digest;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::Gate;
+
 /// Starts a one-shot listener that answers any request with `bytes` under a false
-/// `Content-Length`, and redirects the caller there.
+/// `Content-Length`, and redirects the caller there. With a gate, it sends `gate.before` bytes,
+/// then waits for the gate to open before sending the rest.
 pub(crate) async fn lying_response(
     bytes: Bytes,
     claimed: u64,
     media_type: &str,
     digest: &Digest,
+    gate: Option<Gate>,
 ) -> Response {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -26,7 +30,14 @@ pub(crate) async fn lying_response(
             let mut request = vec![0u8; 8192];
             let _ = socket.read(&mut request).await;
             let _ = socket.write_all(head.as_bytes()).await;
-            let _ = socket.write_all(&bytes).await;
+            let mut rest = bytes;
+            if let Some(gate) = gate {
+                let first = rest.split_to(gate.before.min(rest.len()));
+                let _ = socket.write_all(&first).await;
+                let _ = socket.flush().await;
+                gate.wait().await;
+            }
+            let _ = socket.write_all(&rest).await;
             let _ = socket.shutdown().await;
         }
     });

@@ -25,13 +25,14 @@ pub enum Fault {
     Truncate { after: usize, content_length: bool },
     /// Send the full length but with one byte changed.
     WrongBytes,
-    /// Send `after` bytes, then nothing until the gate opens (never, unless the test opens it).
+    /// Send `after` bytes, then nothing, ever (the connection stays open).
     Stall { after: usize },
     /// Send `after` bytes, then reset the connection.
     Reset { after: usize },
     /// Answer 307 to the same path on `location` (another server).
     Redirect { location: String },
-    /// Announce `claimed` as `Content-Length` while sending the real bytes (raw HTTP/1.1).
+    /// Announce `claimed` as `Content-Length` while sending the real bytes (raw HTTP/1.1, from
+    /// another port the registry redirects to; honours the gate).
     LyingLength { claimed: u64 },
     /// Do not answer at all (headers never come).
     Hang,
@@ -54,7 +55,7 @@ impl Gate {
         self.open.send_replace(true);
     }
 
-    async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         let mut receiver = self.open.subscribe();
         let _ = receiver.wait_for(|open| *open).await;
     }
@@ -362,7 +363,7 @@ async fn respond(
             std::future::pending::<()>().await;
         }
         Some(Fault::LyingLength { claimed }) if method == Method::GET => {
-            return crate::raw::lying_response(object.bytes, claimed, &object.media_type, digest).await;
+            return crate::raw::lying_response(object.bytes, claimed, &object.media_type, digest, gate).await;
         }
         Some(Fault::Truncate { after, content_length }) => {
             send_length = content_length;

@@ -1,0 +1,114 @@
+//! Crash safety with real processes: `kill -9` of `depproxy serve` in the middle of a fill, then a
+//! restart on the same data directory. Nothing half-written may be visible as an object, the
+//! orphaned spool is removed at start-up, what was committed before the crash is still served
+//! from the cache, and the interrupted object is fetched again correctly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+
+use http::StatusCode;
+use support::processes::{Depproxy, stored_object_hashes};
+use support::{body_digest, client, pattern};
+use testkit::{FakeRegistry, Gate};
+
+const MIB: usize = 1024 * 1024;
+
+fn temp_files(data_dir: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(data_dir.join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.metadata().unwrap().len()))
+        .collect()
+}
+
+// The upstream runs in this process and must keep serving while the test waits on processes:
+// blocking calls go to the blocking pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_fill_then_restart_leaves_no_bad_object_and_pulls_again() {
+    support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    let url = upstream.url();
+    let small = pattern(200_000, 1);
+    let small_digest = upstream.put_blob(small.clone());
+    let big_size = 32 * MIB;
+    let big_digest = upstream.put_blob(pattern(big_size, 2));
+
+    let proxy = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || Depproxy::serve(&url)).await.unwrap()
+    };
+    let small_url = |proxy: &Depproxy| format!("{}/v2/lab/crash/blobs/{small_digest}", proxy.url());
+    let big_url = |proxy: &Depproxy| format!("{}/v2/lab/crash/blobs/{big_digest}", proxy.url());
+
+    // Committed before the crash: the client gets the last byte only after the commit.
+    let response = client().get(small_url(&proxy)).send().await.unwrap();
+    assert_eq!(response.bytes().await.unwrap().as_ref(), small.as_slice());
+
+    // A fill held mid-way by upstream, with a client attached and receiving.
+    let gate = Gate::new(big_size / 2);
+    upstream.set_gate(Some(gate.clone()));
+    let mut response = client().get(big_url(&proxy)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut received = 0;
+    while received < MIB {
+        received += response.chunk().await.unwrap().unwrap().len();
+    }
+    let spools = temp_files(proxy.data_dir.path());
+    assert_eq!(spools.len(), 1, "one fill spooling: {spools:?}");
+    assert!(spools[0].1 >= received as u64);
+
+    let data_dir = tokio::task::spawn_blocking(move || proxy.crash()).await.unwrap();
+    // The client's body is cut short, not ended as if complete.
+    let mut outcome = Ok(());
+    loop {
+        match response.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+    assert!(outcome.is_err(), "a killed fill must not look like a whole body");
+    assert_eq!(temp_files(data_dir.path()).len(), 1, "the crash leaves its spool behind");
+    gate.open();
+    upstream.set_gate(None);
+
+    let proxy = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || Depproxy::serve_on(&url, data_dir)).await.unwrap()
+    };
+    assert!(temp_files(proxy.data_dir.path()).is_empty(), "start-up removes orphaned spools");
+    let objects = stored_object_hashes(proxy.data_dir.path());
+    assert_eq!(
+        objects,
+        vec![(small_digest.hex().to_owned(), small_digest.hex().to_owned())],
+        "only the object committed before the crash is in storage, intact"
+    );
+
+    let before = upstream.count("GET", "/blobs/");
+    let response = client().get(small_url(&proxy)).send().await.unwrap();
+    assert_eq!(response.bytes().await.unwrap().as_ref(), small.as_slice());
+    assert_eq!(
+        upstream.count("GET", "/blobs/"),
+        before,
+        "what was committed before the crash is still a hit"
+    );
+
+    let response = client().get(big_url(&proxy)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_digest(response).await.unwrap(), (big_digest.clone(), big_size as u64));
+    assert_eq!(upstream.count("GET", "/blobs/"), before + 1);
+    for (name, hash) in stored_object_hashes(proxy.data_dir.path()) {
+        assert_eq!(name, hash, "a stored object does not hash to its name");
+    }
+    assert!(
+        proxy.data_dir.path().join(storage::key_for(&big_digest)).exists(),
+        "the pull after the restart commits"
+    );
+    assert!(temp_files(proxy.data_dir.path()).is_empty());
+}

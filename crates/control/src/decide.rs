@@ -122,9 +122,22 @@ async fn revalidate_tag(
     let now = control.clock.now_ms();
     let key = (group_path.to_owned(), repository.to_string(), tag.to_owned());
     let timeout = control.settings.recheck_timeout;
+    let recheck = group.manifest_recheck.as_millis() as i64;
     let answer = control
         .rechecks
         .run(key, || async {
+            // A request that read the stale row just before another recheck finished must not
+            // send a second HEAD: look again first.
+            if let Ok(Some(current)) =
+                control.metadata.find_manifest(group_path, repository.as_str(), tag).await
+                && control.clock.now_ms().saturating_sub(current.checked_at) < recheck
+            {
+                return Ok(ObjectHead {
+                    digest: Some(current.digest),
+                    media_type: Some(current.media_type),
+                    size: Some(current.size),
+                });
+            }
             match tokio::time::timeout(timeout, group.upstream.head(repository, ObjectKind::Manifest, tag))
                 .await
             {

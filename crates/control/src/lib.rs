@@ -36,6 +36,8 @@ pub struct ControlSettings {
     pub max_manifest_size: u64,
     /// Longest wait for the HEAD that revalidates a stale tag; past it the cached copy is served.
     pub recheck_timeout: Duration,
+    /// How long a fill lease lasts without renewal.
+    pub lease_ttl: Duration,
 }
 
 impl Default for ControlSettings {
@@ -44,6 +46,7 @@ impl Default for ControlSettings {
             max_blob_size: 10 << 30,
             max_manifest_size: 4 << 20,
             recheck_timeout: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }

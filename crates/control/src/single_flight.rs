@@ -124,7 +124,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_leader_hands_over() {
         let flights = SingleFlight::<&str, u32>::default();
-        let leader = flights.run("k", || std::future::pending::<u32>());
+        let leader = flights.run("k", std::future::pending::<u32>);
         tokio::select! {
             _ = leader => unreachable!(),
             _ = tokio::task::yield_now() => {}

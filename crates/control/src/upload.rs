@@ -46,18 +46,21 @@ pub(crate) async fn handle(
                     "authorize for {digest} on the path of {expected}"
                 )));
             }
-            let decision = match call.size {
-                Some(size) if size > max_size => UploadDecision::Passthrough {
-                    reason: format!("{size} bytes exceed the limit of {max_size}"),
-                },
-                _ => UploadDecision::Store,
-            };
-            let answer = Authorization {
-                v: CONTRACT_VERSION,
-                decision,
-                max_size,
-                lease_id: None,
-                lease_seconds: None,
+            if let Some(size) = call.size
+                && size > max_size
+            {
+                let reason = format!("{size} bytes exceed the limit of {max_size}");
+                return json_response(&authorization(
+                    UploadDecision::Passthrough { reason },
+                    max_size,
+                    None,
+                    0,
+                ));
+            }
+            let answer = match &call.digest {
+                // Tag manifests have no digest yet: small, and nothing to coordinate on.
+                None => authorization(UploadDecision::Store, max_size, None, 0),
+                Some(digest) => lease(control, digest, &call).await?,
             };
             json_response(&answer)
         }
@@ -86,6 +89,9 @@ pub(crate) async fn handle(
             }
             let now = control.clock.now_ms();
             let group_path = group.path.as_str();
+            if let Some(lease_id) = &call.lease_id {
+                control.metadata.release_lease(&call.digest, lease_id).await?;
+            }
             match kind {
                 ObjectKind::Blob => {
                     let record =
@@ -124,6 +130,51 @@ pub(crate) async fn handle(
             *response.status_mut() = StatusCode::NO_CONTENT;
             Ok(response)
         }
+    }
+}
+
+/// One fill per object across nodes: the first gateway to ask gets an expiring lease and stores;
+/// others are told to stream through uncached until it commits or its lease expires.
+async fn lease(
+    control: &ControlPlane,
+    digest: &oci::Digest,
+    call: &AuthorizeRequest,
+) -> Result<Authorization, ControlError> {
+    let max_size = match call.kind {
+        ObjectKind::Blob => control.settings.max_blob_size,
+        ObjectKind::Manifest => control.settings.max_manifest_size,
+    };
+    let ttl = control.settings.lease_ttl;
+    let ttl_ms = ttl.as_millis() as i64;
+    let now = control.clock.now_ms();
+    let (held, lease_id) = match &call.renew {
+        Some(lease_id) => {
+            (control.metadata.renew_lease(digest, lease_id, now, ttl_ms).await?, lease_id.clone())
+        }
+        None => {
+            let lease_id = uuid::Uuid::new_v4().to_string();
+            (control.metadata.acquire_lease(digest, &call.node, &lease_id, now, ttl_ms).await?, lease_id)
+        }
+    };
+    if held {
+        return Ok(authorization(UploadDecision::Store, max_size, Some(lease_id), ttl.as_secs().max(1)));
+    }
+    let reason = format!("another node is filling {digest}");
+    Ok(authorization(UploadDecision::Passthrough { reason }, max_size, None, 0))
+}
+
+fn authorization(
+    decision: UploadDecision,
+    max_size: u64,
+    lease_id: Option<String>,
+    lease_seconds: u64,
+) -> Authorization {
+    Authorization {
+        v: CONTRACT_VERSION,
+        decision,
+        max_size,
+        lease_seconds: lease_id.as_ref().map(|_| lease_seconds),
+        lease_id,
     }
 }
 

@@ -10,10 +10,10 @@ use gateway::{ControlChannel, Gateway, GatewayMetrics, GatewaySettings, Observab
 use injector::{RequestSigner, RequestVerifier, Secret};
 use metadata::Metadata;
 use prometheus_client::registry::Registry;
-use storage::{BlobStore, FsStore};
+use storage::{BlobStore, FsStore, S3Store};
 use upstream::{Credentials, HttpOptions, UpstreamClient, UpstreamConfig, UpstreamMetrics};
 
-use crate::config::Config;
+use crate::config::{Config, StorageConfig};
 
 /// What a process runs with besides its configuration: its clock and its metrics.
 pub struct Runtime {
@@ -84,6 +84,7 @@ pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime)
         max_blob_size: config.max_blob_size,
         max_manifest_size: config.max_manifest_size,
         recheck_timeout: config.recheck_timeout,
+        lease_ttl: config.lease_ttl,
     };
     let groups = Groups::new(groups, routes, control::DEFAULT_MANIFEST_RECHECK)
         .map_err(|error| anyhow::anyhow!(error.message))?;
@@ -103,9 +104,19 @@ pub async fn gateway(
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store = FsStore::open(&config.data_dir)
-        .await
-        .with_context(|| format!("cannot open storage under {}", config.data_dir.display()))?;
+    let store = match &config.storage {
+        StorageConfig::Filesystem => BlobStore::Filesystem(
+            FsStore::open(&config.data_dir)
+                .await
+                .with_context(|| format!("cannot open storage under {}", config.data_dir.display()))?,
+        ),
+        StorageConfig::S3(settings) => BlobStore::S3(
+            S3Store::open(settings.clone())
+                .await
+                .with_context(|| format!("cannot open S3 bucket {:?}", settings.bucket))?,
+        ),
+    };
+    tracing::info!(storage = store.kind(), "object storage ready");
     let orphans = store.remove_orphans().await.context("cannot clean up temp data")?;
     if orphans > 0 {
         tracing::info!(orphans, "removed temp data left by an earlier run");
@@ -116,7 +127,7 @@ pub async fn gateway(
     let options = HttpOptions { extra_ca_pem: all_cas, ..http_options(config, None) };
     let upstream_http = upstream::build_http_client(&options).context("upstream HTTP client")?;
     let settings = GatewaySettings {
-        node_id: format!("{}-{}", hostname(), std::process::id()),
+        node_id: config.node_id.clone(),
         idle_timeout: config.idle_timeout,
         header_timeout: config.header_timeout,
     };
@@ -126,14 +137,7 @@ pub async fn gateway(
         upstream: runtime.upstream_metrics.clone(),
         registry: Some(Arc::new(runtime.registry)),
     };
-    Ok(Gateway::new(
-        channel,
-        RequestSigner::new(secret),
-        BlobStore::Filesystem(store),
-        upstream_http,
-        settings,
-        observability,
-    ))
+    Ok(Gateway::new(channel, RequestSigner::new(secret), store, upstream_http, settings, observability))
 }
 
 /// Both roles in one process: the gateway calls the control plane's router directly.
@@ -164,10 +168,4 @@ pub fn metrics_router(registry: Registry) -> Router {
             }
         }),
     )
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_else(|_| "node".into())
 }

@@ -31,6 +31,47 @@ pub struct FileConfig {
     pub limits: LimitsEntry,
     #[serde(default)]
     pub timeouts: TimeoutsEntry,
+    #[serde(default)]
+    pub storage: StorageEntry,
+    #[serde(default)]
+    pub cluster: ClusterEntry,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageEntry {
+    /// `filesystem` (default, under `data_dir`) or `s3`.
+    pub kind: Option<String>,
+    /// S3 endpoint URL (omit for AWS).
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    /// Default `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style requests (default true: what S3-compatible servers expect).
+    pub path_style: Option<bool>,
+    /// Key prefix inside the bucket.
+    pub prefix: Option<String>,
+    /// Otherwise `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from the environment.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Answer blob hits with a 307 to a presigned URL instead of streaming them.
+    #[serde(default)]
+    pub redirect: bool,
+}
+
+/// `[cluster]`: several gateways and control planes as one cache.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterEntry {
+    /// How long a fill lease lasts without renewal (default 30s). A node that dies mid-fill
+    /// blocks other nodes from caching that object for at most this long.
+    #[serde(default, with = "humantime_serde")]
+    pub lease_ttl: Option<Duration>,
+    /// This node's name in fill leases (default `<hostname>:<absolute data_dir>`). It must be stable
+    /// across restarts, so a restarted node takes its own leases back at once, and unique per node.
+    pub node_id: Option<String>,
 }
 
 /// One `[[upstream]]` table.
@@ -145,6 +186,16 @@ pub struct Config {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub recheck_timeout: Duration,
+    pub storage: StorageConfig,
+    pub lease_ttl: Duration,
+    pub node_id: String,
+}
+
+/// Where objects live.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    Filesystem,
+    S3(storage::S3Settings),
 }
 
 /// An upstream with its secrets read.
@@ -246,6 +297,8 @@ impl Config {
                 bail!("group {:?} is defined twice", group.path);
             }
         }
+        let storage = resolve_storage(file.storage, &data_dir)?;
+        let node_id = file.cluster.node_id.unwrap_or_else(|| default_node_id(&data_dir));
         Ok(Config {
             listen,
             data_dir,
@@ -258,7 +311,65 @@ impl Config {
             header_timeout: file.timeouts.header.unwrap_or(Duration::from_secs(30)),
             idle_timeout: file.timeouts.idle.unwrap_or(Duration::from_secs(60)),
             recheck_timeout: file.timeouts.recheck.unwrap_or(Duration::from_secs(5)),
+            storage,
+            lease_ttl: file.cluster.lease_ttl.unwrap_or(Duration::from_secs(30)),
+            node_id,
         })
+    }
+}
+
+/// A node is its host and its data directory: stable across restarts (even on another port), and
+/// distinct for several nodes on one host, which each need their own data directory for spools.
+fn default_node_id(data_dir: &Path) -> String {
+    let directory = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    format!("{}:{}", hostname(), directory.display())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "node".into())
+}
+
+fn resolve_storage(entry: StorageEntry, data_dir: &Path) -> anyhow::Result<StorageConfig> {
+    match entry.kind.as_deref().unwrap_or("filesystem") {
+        "filesystem" => {
+            if entry.bucket.is_some() || entry.endpoint.is_some() {
+                bail!("[storage] bucket/endpoint are for kind = \"s3\"");
+            }
+            Ok(StorageConfig::Filesystem)
+        }
+        "s3" => {
+            let bucket = entry.bucket.context("[storage] kind = \"s3\" needs a bucket")?;
+            let secret_access_key = match (entry.secret_access_key, entry.secret_access_key_file) {
+                (Some(secret), None) => Some(secret),
+                (None, Some(file)) => Some(
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read secret_access_key_file {}", file.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                (None, None) => None,
+                (Some(_), Some(_)) => {
+                    bail!("[storage] give secret_access_key or secret_access_key_file, not both")
+                }
+            };
+            if entry.access_key_id.is_some() != secret_access_key.is_some() {
+                bail!("[storage] access_key_id and secret_access_key go together");
+            }
+            Ok(StorageConfig::S3(storage::S3Settings {
+                endpoint: entry.endpoint,
+                bucket,
+                region: entry.region.unwrap_or_else(|| "us-east-1".into()),
+                path_style: entry.path_style.unwrap_or(true),
+                access_key_id: entry.access_key_id,
+                secret_access_key,
+                prefix: entry.prefix.unwrap_or_default(),
+                redirect: entry.redirect,
+                spool_dir: data_dir.join("spool"),
+            }))
+        }
+        other => bail!("[storage] kind {other:?} is unknown (filesystem or s3)"),
     }
 }
 

@@ -196,12 +196,12 @@ async fn every_addressing_convention_reaches_the_right_upstream() {
         response.headers()["docker-content-digest"].to_str().unwrap().to_owned()
     };
     let cases = [
-        (format!("/v2/library/alpine/manifests/3"), hub_manifest.to_string()),
+        ("/v2/library/alpine/manifests/3".to_owned(), hub_manifest.to_string()),
         (
-            format!("/v2/acme/platform/dependency_proxy/containers/team/tool/manifests/v1"),
+            "/v2/acme/platform/dependency_proxy/containers/team/tool/manifests/v1".to_owned(),
             lab_manifest.to_string(),
         ),
-        (format!("/v2/lab/team/tool/manifests/v1"), lab_manifest.to_string()),
+        ("/v2/lab/team/tool/manifests/v1".to_owned(), lab_manifest.to_string()),
         (format!("/v2/team/tool/manifests/v1?ns={lab_host}"), lab_manifest.to_string()),
     ];
     for (path, expected) in &cases {

@@ -263,7 +263,7 @@ async fn fill(
         // Refused before any byte goes out, rather than cut off at the limit.
         return Err(FillError::TooLarge { size, limit });
     }
-    let upload = gateway.store.begin_upload(limit).await?;
+    let upload = gateway.store.begin_upload(limit, params.expected_digest.as_ref()).await?;
     let (spool, progress) = upload.spool();
     let file = tokio::task::spawn_blocking(move || std::fs::File::open(spool.path))
         .await
@@ -354,6 +354,7 @@ async fn authorize(gateway: &Gateway, params: &SendDependency, size: Option<u64>
         digest: params.expected_digest.clone(),
         size,
         node: gateway.settings.node_id.clone(),
+        renew: None,
     };
     let answer = match call_upload(gateway, &params.upload.authorize, &call).await {
         Ok(body) => serde_json::from_slice::<Authorization>(&body)

@@ -49,6 +49,14 @@ pub(crate) async fn serve(
     if method == Method::HEAD {
         return with_headers(status, headers, Body::empty());
     }
+    // Object storage may serve blob bytes itself; manifests always come from us, with our headers.
+    if !oci::media::is_manifest_type(&params.media_type) {
+        match store.redirect_url(&params.key).await {
+            Ok(Some(url)) => return redirect(&url),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(key = %params.key, %error, "cannot presign; streaming instead"),
+        }
+    }
     match store.read(&params.key, range).await {
         Ok(reader) => with_headers(status, headers, Body::from_stream(reader.stream)),
         Err(StorageError::NotFound(key)) => {
@@ -82,6 +90,15 @@ pub(crate) fn object_headers(digest: &Digest, media_type: &str) -> HeaderMap {
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(oci::API_VERSION_HEADER, HeaderValue::from_static(oci::API_VERSION));
     headers
+}
+
+fn redirect(url: &str) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    if let Ok(location) = HeaderValue::try_from(url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 pub(crate) fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response {

@@ -145,6 +145,9 @@ pub struct AuthorizeRequest {
     pub size: Option<u64>,
     /// Identifies the gateway node asking (lease holder).
     pub node: String,
+    /// Renews this lease instead of asking for a new one (sent periodically while a fill runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew: Option<String>,
 }
 
 /// Control → gateway: the answer to [`AuthorizeRequest`].

@@ -203,6 +203,14 @@ impl FsUpload {
         Ok((file, digest, size))
     }
 
+    /// Verifies like [`Self::commit`] but leaves the staged file where it is, for the caller to
+    /// copy elsewhere (object storage); the file goes when the returned value drops.
+    pub async fn verify_and_keep(mut self, expected: &Expectation) -> Result<VerifiedSpool, StorageError> {
+        let (_, digest, size) = self.finish_and_verify(expected).await?;
+        let path = std::mem::take(&mut self.path);
+        Ok(VerifiedSpool { path, digest, size })
+    }
+
     /// Verifies like [`Self::commit`] but keeps nothing: for streams served without caching.
     pub async fn verify_and_discard(mut self, expected: &Expectation) -> Result<Committed, StorageError> {
         let (_, digest, size) = self.finish_and_verify(expected).await?;
@@ -242,6 +250,20 @@ impl FsUpload {
         let _ = self.join_writer().await;
         let _ = tokio::fs::remove_file(&self.path).await;
         self.path = PathBuf::new();
+    }
+}
+
+/// A verified staged file, removed when dropped.
+#[derive(Debug)]
+pub struct VerifiedSpool {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl Drop for VerifiedSpool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

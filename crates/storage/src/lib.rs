@@ -5,6 +5,7 @@
 //! and only becomes visible (rename) when its size and sha256 match what was expected.
 
 mod filesystem;
+mod s3;
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -13,7 +14,8 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use oci::Digest;
 
-pub use filesystem::{FsStore, FsUpload};
+pub use filesystem::{FsStore, FsUpload, VerifiedSpool};
+pub use s3::{S3Settings, S3Store, S3Upload};
 
 /// The storage key of an object with this digest.
 pub fn key_for(digest: &Digest) -> String {
@@ -102,11 +104,13 @@ pub type ByteRange = Range<u64>;
 #[derive(Debug, Clone)]
 pub enum BlobStore {
     Filesystem(FsStore),
+    S3(S3Store),
 }
 
 /// A running staged write into a [`BlobStore`].
 pub enum Upload {
     Filesystem(FsUpload),
+    S3(Box<S3Upload>),
 }
 
 impl BlobStore {
@@ -114,37 +118,53 @@ impl BlobStore {
     pub fn kind(&self) -> &'static str {
         match self {
             BlobStore::Filesystem(_) => "filesystem",
+            BlobStore::S3(_) => "s3",
         }
     }
 
     pub async fn stat(&self, key: &str) -> Result<Option<u64>, StorageError> {
         match self {
             BlobStore::Filesystem(store) => store.stat(key).await,
+            BlobStore::S3(store) => store.stat(key).await,
         }
     }
 
     pub async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
         match self {
             BlobStore::Filesystem(store) => store.read(key, range).await,
+            BlobStore::S3(store) => store.read(key, range).await,
         }
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         match self {
             BlobStore::Filesystem(store) => store.delete(key).await,
+            BlobStore::S3(store) => store.delete(key).await,
         }
     }
 
     pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
         match self {
             BlobStore::Filesystem(store) => store.remove_orphans().await,
+            BlobStore::S3(store) => store.remove_orphans().await,
         }
     }
 
-    /// Starts a staged write of at most `limit` bytes.
-    pub async fn begin_upload(&self, limit: u64) -> Result<Upload, StorageError> {
+    /// Starts a staged write of at most `limit` bytes. `expected` is the digest when known before
+    /// the body: object storage then uploads straight to the final key as the bytes arrive.
+    pub async fn begin_upload(&self, limit: u64, expected: Option<&Digest>) -> Result<Upload, StorageError> {
         match self {
             BlobStore::Filesystem(store) => Ok(Upload::Filesystem(store.begin_upload(limit).await?)),
+            BlobStore::S3(store) => Ok(Upload::S3(Box::new(store.begin_upload(limit, expected).await?))),
+        }
+    }
+
+    /// Where a client may fetch an object directly (a presigned URL), when the store offers it
+    /// and is configured to.
+    pub async fn redirect_url(&self, key: &str) -> Result<Option<String>, StorageError> {
+        match self {
+            BlobStore::Filesystem(_) => Ok(None),
+            BlobStore::S3(store) => store.presigned_url(key, std::time::Duration::from_secs(600)).await,
         }
     }
 }
@@ -154,18 +174,21 @@ impl Upload {
     pub fn spool(&self) -> (SpoolView, tokio::sync::watch::Receiver<u64>) {
         match self {
             Upload::Filesystem(upload) => upload.spool(),
+            Upload::S3(upload) => upload.spool(),
         }
     }
 
     pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), StorageError> {
         match self {
             Upload::Filesystem(upload) => upload.write(chunk).await,
+            Upload::S3(upload) => upload.write(chunk).await,
         }
     }
 
     pub async fn commit(self, expected: &Expectation) -> Result<Committed, StorageError> {
         match self {
             Upload::Filesystem(upload) => upload.commit(expected).await,
+            Upload::S3(upload) => upload.commit(expected).await,
         }
     }
 
@@ -173,12 +196,14 @@ impl Upload {
     pub async fn verify_and_discard(self, expected: &Expectation) -> Result<Committed, StorageError> {
         match self {
             Upload::Filesystem(upload) => upload.verify_and_discard(expected).await,
+            Upload::S3(upload) => upload.verify_and_discard(expected).await,
         }
     }
 
     pub async fn abort(self) {
         match self {
             Upload::Filesystem(upload) => upload.abort().await,
+            Upload::S3(upload) => upload.abort().await,
         }
     }
 }

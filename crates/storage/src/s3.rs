@@ -1,0 +1,259 @@
+//! S3-compatible object storage (through `object_store`). A fill writes a local spool (hashed on
+//! the writer thread, tailed by clients that join the fill) and, when the object's key is known
+//! up front, streams it by multipart upload straight to its final content-addressed key, completed
+//! only after size and sha256 check out and aborted otherwise — no second copy. Objects smaller
+//! than one part go up with a single PUT at the end.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer as _;
+use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _, PutPayload, WriteMultipart};
+use oci::Digest;
+use tokio::io::AsyncReadExt as _;
+
+use crate::filesystem::{FsStore, FsUpload};
+use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolView, StorageError, key_for};
+
+/// Size of a multipart part (S3's minimum is 5 MiB), and the threshold below which one PUT is used.
+const PART_SIZE: usize = 8 << 20;
+/// Parts uploaded concurrently per fill: with [`PART_SIZE`], bounds a fill's S3 buffers to ~24 MiB.
+const PART_CONCURRENCY: usize = 2;
+
+/// Where and how to reach the bucket.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// e.g. `http://127.0.0.1:8014`; `None` means AWS.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    /// Path-style requests (`endpoint/bucket/key`), what most S3-compatible servers want.
+    pub path_style: bool,
+    /// Explicit credentials; when absent, the standard `AWS_*` environment is used.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Key prefix inside the bucket (e.g. `depproxy/`).
+    pub prefix: String,
+    /// Answer hits with a 307 to a presigned URL instead of streaming through the gateway.
+    pub redirect: bool,
+    /// Local directory for fill spools.
+    pub spool_dir: PathBuf,
+}
+
+/// An S3 bucket plus a local spool directory.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    store: Arc<AmazonS3>,
+    spool: FsStore,
+    prefix: String,
+    redirect: bool,
+}
+
+fn s3_error(error: object_store::Error) -> StorageError {
+    match error {
+        object_store::Error::NotFound { path, .. } => StorageError::NotFound(path),
+        other => StorageError::Io(std::io::Error::other(other)),
+    }
+}
+
+impl S3Store {
+    pub async fn open(settings: S3Settings) -> Result<Self, StorageError> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&settings.bucket)
+            .with_region(&settings.region)
+            .with_virtual_hosted_style_request(!settings.path_style);
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(key) = &settings.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &settings.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        let store = builder.build().map_err(s3_error)?;
+        let spool = FsStore::open(&settings.spool_dir).await?;
+        Ok(S3Store { store: Arc::new(store), spool, prefix: settings.prefix, redirect: settings.redirect })
+    }
+
+    fn path(&self, key: &str) -> Result<ObjectPath, StorageError> {
+        crate::digest_of_key(key)?;
+        Ok(ObjectPath::from(format!("{}{key}", self.prefix)))
+    }
+
+    pub async fn stat(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self.store.head(&self.path(key)?).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(s3_error(error)),
+        }
+    }
+
+    pub async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
+        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
+        let result = self.store.get_opts(&self.path(key)?, options).await.map_err(s3_error)?;
+        let len = result.range.end - result.range.start;
+        let stream = result.into_stream().map_err(std::io::Error::other).boxed();
+        Ok(ObjectReader { len, stream })
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self.store.delete(&self.path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(s3_error(error)),
+        }
+    }
+
+    /// A presigned GET URL for a hit, when redirects are enabled.
+    pub async fn presigned_url(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<Option<String>, StorageError> {
+        if !self.redirect {
+            return Ok(None);
+        }
+        let url =
+            self.store.signed_url(http::Method::GET, &self.path(key)?, expires_in).await.map_err(s3_error)?;
+        Ok(Some(url.to_string()))
+    }
+
+    /// Removes fill spools left by a crash. Incomplete multipart uploads are the bucket's to
+    /// expire (an `AbortIncompleteMultipartUpload` lifecycle rule; see docs/operations.md).
+    pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
+        self.spool.remove_orphans().await
+    }
+
+    pub async fn begin_upload(
+        &self,
+        limit: u64,
+        expected: Option<&Digest>,
+    ) -> Result<S3Upload, StorageError> {
+        let spool = self.spool.begin_upload(limit).await?;
+        let target = match expected {
+            Some(digest) => Some(self.path(&key_for(digest))?),
+            None => None,
+        };
+        Ok(S3Upload {
+            store: self.clone(),
+            spool,
+            target,
+            pending: Vec::new(),
+            pending_len: 0,
+            multipart: None,
+        })
+    }
+
+    /// Uploads a verified spool file to its key, streaming it in parts.
+    async fn upload_file(&self, path: &std::path::Path, key: &ObjectPath) -> Result<(), StorageError> {
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut upload = WriteMultipart::new_with_chunk_size(
+            self.store.put_multipart(key).await.map_err(s3_error)?,
+            PART_SIZE,
+        );
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let read = file.read(&mut buffer).await?;
+            if read == 0 {
+                break;
+            }
+            if let Err(error) = upload.wait_for_capacity(PART_CONCURRENCY).await {
+                let _ = upload.abort().await;
+                return Err(s3_error(error));
+            }
+            upload.write(&buffer[..read]);
+        }
+        upload.finish().await.map_err(s3_error)?;
+        Ok(())
+    }
+}
+
+/// A running fill into S3.
+pub struct S3Upload {
+    store: S3Store,
+    spool: FsUpload,
+    /// Final key, when the digest is known before the body.
+    target: Option<ObjectPath>,
+    /// The first bytes, held until they exceed one part: small objects go up with one PUT.
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    multipart: Option<WriteMultipart>,
+}
+
+impl S3Upload {
+    pub fn spool(&self) -> (SpoolView, tokio::sync::watch::Receiver<u64>) {
+        self.spool.spool()
+    }
+
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.spool.write(chunk.clone()).await?;
+        let Some(target) = &self.target else { return Ok(()) };
+        if let Some(multipart) = &mut self.multipart {
+            multipart.wait_for_capacity(PART_CONCURRENCY).await.map_err(s3_error)?;
+            multipart.put(chunk);
+            return Ok(());
+        }
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_len > PART_SIZE {
+            let upload = self.store.store.put_multipart(target).await.map_err(s3_error)?;
+            let mut multipart = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            for pending in self.pending.drain(..) {
+                multipart.put(pending);
+            }
+            self.pending_len = 0;
+            self.multipart = Some(multipart);
+        }
+        Ok(())
+    }
+
+    /// Verifies, then completes the upload under the object's content-addressed key.
+    pub async fn commit(self, expected: &Expectation) -> Result<Committed, StorageError> {
+        let S3Upload { store, spool, target, pending, multipart, .. } = self;
+        let verified = match spool.verify_and_keep(expected).await {
+            Ok(verified) => verified,
+            Err(error) => {
+                if let Some(multipart) = multipart {
+                    let _ = multipart.abort().await;
+                }
+                return Err(error);
+            }
+        };
+        let key = key_for(&verified.digest);
+        let path = store.path(&key)?;
+        match (multipart, target) {
+            (Some(multipart), _) => {
+                multipart.finish().await.map_err(s3_error)?;
+            }
+            (None, Some(_)) => {
+                store.store.put(&path, PutPayload::from_iter(pending)).await.map_err(s3_error)?;
+            }
+            (None, None) if verified.size as usize <= PART_SIZE => {
+                // Key unknown until now (a manifest by tag): small, so one PUT from the spool.
+                let bytes = tokio::fs::read(&verified.path).await?;
+                store.store.put(&path, PutPayload::from(bytes)).await.map_err(s3_error)?;
+            }
+            (None, None) => store.upload_file(&verified.path, &path).await?,
+        }
+        Ok(Committed { key, digest: verified.digest.clone(), size: verified.size })
+    }
+
+    pub async fn verify_and_discard(self, expected: &Expectation) -> Result<Committed, StorageError> {
+        if let Some(multipart) = self.multipart {
+            let _ = multipart.abort().await;
+        }
+        self.spool.verify_and_discard(expected).await
+    }
+
+    pub async fn abort(self) {
+        if let Some(multipart) = self.multipart {
+            let _ = multipart.abort().await;
+        }
+        self.spool.abort().await;
+    }
+}

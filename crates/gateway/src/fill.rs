@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -208,6 +209,13 @@ pub(crate) fn join_or_start(gateway: &Arc<Gateway>, params: SendDependency) -> w
 async fn run(gateway: Arc<Gateway>, params: SendDependency, state: watch::Sender<FillState>) {
     let running = Running { fills: &gateway.fills, key: &params.fill_key, state, finished: false };
     let outcome = fill(&gateway, &params, &running.state).await;
+    let metrics = &gateway.observability.gateway;
+    match &outcome {
+        Ok(finished) => {
+            metrics.fill_finished(if finished.stored { "stored" } else { "passthrough" }, finished.size)
+        }
+        Err(_) => metrics.fill_finished("failed", 0),
+    }
     match outcome {
         Ok(finished) => {
             tracing::info!(url = %params.url, key = %finished.key, size = finished.size, stored = finished.stored, "fill complete");
@@ -221,7 +229,7 @@ async fn run(gateway: Arc<Gateway>, params: SendDependency, state: watch::Sender
 }
 
 async fn fill(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     params: &SendDependency,
     state: &watch::Sender<FillState>,
 ) -> Result<Finished, FillError> {
@@ -255,7 +263,18 @@ async fn fill(
     {
         return Err(FillError::TooLarge { size, limit: params.max_size });
     }
-    let authorization = authorize(gateway, params, head.content_length).await;
+    let authorization = authorize(gateway, params, head.content_length, None).await;
+    // Keeps the fill lease alive while the bytes flow; stops when this function returns.
+    let _renewal = authorization.lease_id.clone().map(|lease_id| {
+        let every = Duration::from_secs(authorization.lease_seconds.unwrap_or(30).max(3) / 3);
+        AbortOnDrop(tokio::spawn(renew_lease(
+            gateway.clone(),
+            params.clone(),
+            head.content_length,
+            lease_id,
+            every,
+        )))
+    });
     let limit = authorization.max_size.min(params.max_size);
     if let Some(size) = head.content_length
         && size > limit
@@ -347,14 +366,49 @@ fn upstream_error_text(error: &reqwest::Error) -> String {
 
 /// Asks the control plane whether to store. If it cannot answer, the client is still served:
 /// the bytes stream through uncached.
-async fn authorize(gateway: &Gateway, params: &SendDependency, size: Option<u64>) -> Authorization {
+/// Aborts a helper task when its owner is done.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn renew_lease(
+    gateway: Arc<Gateway>,
+    params: SendDependency,
+    size: Option<u64>,
+    lease_id: String,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let answer = authorize(&gateway, &params, size, Some(lease_id.clone())).await;
+        if !matches!(answer.decision, UploadDecision::Store) {
+            // Another node took over after our lease lapsed; both commit the same verified bytes,
+            // so this fill simply goes on.
+            tracing::warn!(url = %params.url, "fill lease lost");
+            return;
+        }
+    }
+}
+
+async fn authorize(
+    gateway: &Gateway,
+    params: &SendDependency,
+    size: Option<u64>,
+    renew: Option<String>,
+) -> Authorization {
     let call = AuthorizeRequest {
         v: CONTRACT_VERSION,
         kind: params.kind,
         digest: params.expected_digest.clone(),
         size,
         node: gateway.settings.node_id.clone(),
-        renew: None,
+        renew,
     };
     let answer = match call_upload(gateway, &params.upload.authorize, &call).await {
         Ok(body) => serde_json::from_slice::<Authorization>(&body)

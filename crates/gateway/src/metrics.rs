@@ -18,10 +18,18 @@ pub(crate) struct DecisionLabels {
     pub decision: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FillLabels {
+    /// `stored`, `passthrough` (streamed uncached: another node held the lease) or `failed`.
+    pub outcome: &'static str,
+}
+
 /// Counters the gateway keeps.
 #[derive(Clone, Debug, Default)]
 pub struct GatewayMetrics {
     pub(crate) responses: Family<DecisionLabels, Counter>,
+    pub(crate) fills: Family<FillLabels, Counter>,
+    pub(crate) fill_bytes: Counter,
 }
 
 impl GatewayMetrics {
@@ -32,7 +40,22 @@ impl GatewayMetrics {
             "Client requests answered, by the control plane's decision",
             metrics.responses.clone(),
         );
+        registry.register(
+            "depproxy_fills",
+            "Upstream fetches run by this gateway, by outcome",
+            metrics.fills.clone(),
+        );
+        registry.register(
+            "depproxy_fill_bytes",
+            "Bytes fetched from upstreams by fills",
+            metrics.fill_bytes.clone(),
+        );
         metrics
+    }
+
+    pub(crate) fn fill_finished(&self, outcome: &'static str, bytes: u64) {
+        self.fills.get_or_create(&FillLabels { outcome }).inc();
+        self.fill_bytes.inc_by(bytes);
     }
 
     pub(crate) fn decided(&self, decision: &'static str) {

@@ -8,6 +8,7 @@
 
 mod support;
 
+use support::backends::{S3Server, postgres_url};
 use support::processes::{
     Depproxy, Registry, dir_contents, push_test_images, require_tools, skopeo_pull, stored_object_hashes,
 };
@@ -21,7 +22,10 @@ const IMAGES: &[(&str, bool)] = &[
     ("lab/multi", true),
 ];
 
-fn pull_everything_through(proxy: &Depproxy, registry: &Registry) {
+/// Every stored object as (name, sha256 of its content).
+type StoredObjects<'a> = &'a dyn Fn() -> Vec<(String, String)>;
+
+fn pull_everything_through(proxy: &Depproxy, registry: &Registry, stored: StoredObjects<'_>) {
     let work = tempfile::tempdir().unwrap();
     for &(image, all) in IMAGES {
         let direct = work.path().join("direct");
@@ -59,16 +63,15 @@ fn pull_everything_through(proxy: &Depproxy, registry: &Registry) {
             "{image}: warm pull fetched manifests upstream"
         );
     }
-    let objects = stored_object_hashes(proxy.data_dir.path());
+    let objects = stored();
     assert!(objects.len() > 20, "expected the pulled images in storage, found {}", objects.len());
     for (name, hash) in objects {
         assert_eq!(name, hash, "a stored object does not hash to its name");
     }
-    assert_eq!(
-        std::fs::read_dir(proxy.data_dir.path().join("tmp")).unwrap().count(),
-        0,
-        "temp data left behind"
-    );
+    for temp in ["tmp", "spool/tmp"] {
+        let entries = std::fs::read_dir(proxy.data_dir.path().join(temp)).map(|dir| dir.count()).unwrap_or(0);
+        assert_eq!(entries, 0, "temp data left behind in {temp}");
+    }
 }
 
 #[test]
@@ -77,7 +80,7 @@ fn skopeo_pulls_every_image_through_serve_mode() {
     let registry = Registry::start();
     push_test_images(&registry);
     let proxy = Depproxy::serve(&format!("http://{}", registry.address()));
-    pull_everything_through(&proxy, &registry);
+    pull_everything_through(&proxy, &registry, &|| stored_object_hashes(proxy.data_dir.path()));
 }
 
 #[test]
@@ -86,5 +89,37 @@ fn skopeo_pulls_every_image_through_split_mode() {
     let registry = Registry::start();
     push_test_images(&registry);
     let proxy = Depproxy::split(&format!("http://{}", registry.address()));
-    pull_everything_through(&proxy, &registry);
+    pull_everything_through(&proxy, &registry, &|| stored_object_hashes(proxy.data_dir.path()));
+}
+
+#[test]
+fn skopeo_pulls_every_image_through_s3_and_postgres() {
+    require_tools(&["docker-registry", "skopeo", "python3", "curl", "psql"]);
+    let registry = Registry::start();
+    push_test_images(&registry);
+    let s3 = S3Server::start();
+    let config = format!(
+        "database_url = \"{}\"\n[[upstream]]\nname = \"lab\"\nurl = \"http://{}\"\n[[group]]\npath = \"default\"\nupstream = \"lab\"\n{}",
+        postgres_url(),
+        registry.address(),
+        s3.storage_toml()
+    );
+    let proxy = Depproxy::serve_with_config(&config);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let in_bucket = || {
+        runtime.block_on(async {
+            let mut objects = Vec::new();
+            for key in s3.keys() {
+                let bytes = s3.object(&key).await.unwrap();
+                let name = key.rsplit('/').next().unwrap().to_owned();
+                objects.push((name, oci::Digest::of(&bytes).hex().to_owned()));
+            }
+            objects
+        })
+    };
+    pull_everything_through(&proxy, &registry, &in_bucket);
+    assert!(
+        stored_object_hashes(proxy.data_dir.path()).is_empty(),
+        "objects went to the bucket, not to disk"
+    );
 }

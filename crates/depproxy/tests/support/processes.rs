@@ -319,6 +319,63 @@ impl Depproxy {
     }
 }
 
+/// One node of a cluster: a real `depproxy control` or `depproxy gateway` process.
+pub struct Node {
+    pub port: u16,
+    pub data_dir: tempfile::TempDir,
+    process: Process,
+}
+
+impl Node {
+    /// `depproxy control --listen … --secret-file … --config …`
+    pub fn control(config: &Path, secret: &Path) -> Node {
+        Self::start("control", config, secret, &[])
+    }
+
+    /// `depproxy gateway --control-url … --secret-file … --config …`, with its own data directory.
+    pub fn gateway(config: &Path, secret: &Path, control: &Node) -> Node {
+        let node = Self::start("gateway", config, secret, &["--control-url", &control.url()]);
+        wait_http_ok(&format!("{}/v2/", node.url()), "depproxy gateway");
+        node
+    }
+
+    fn start(role: &str, config: &Path, secret: &Path, extra: &[&str]) -> Node {
+        let data_dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new(Depproxy::binary());
+        command.args([role, "--listen", &format!("127.0.0.1:{port}")]).args(extra);
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("--secret-file")
+            .arg(secret)
+            .arg("--data-dir")
+            .arg(data_dir.path());
+        let process = Process::spawn(
+            &format!("depproxy {role}"),
+            &mut command,
+            &data_dir.path().join(format!("{role}.log")),
+        );
+        if role == "control" {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "depproxy control did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Node { port, data_dir, process }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
 /// A containerd daemon on a unix socket (CRI disabled, so no TCP port), with `ctr` pulling through
 /// a `hosts.toml` mirror configuration.
 pub struct Containerd {

@@ -46,21 +46,10 @@ pub(crate) async fn handle(
                     "authorize for {digest} on the path of {expected}"
                 )));
             }
-            if let Some(size) = call.size
-                && size > max_size
-            {
-                let reason = format!("{size} bytes exceed the limit of {max_size}");
-                return json_response(&authorization(
-                    UploadDecision::Passthrough { reason },
-                    max_size,
-                    None,
-                    0,
-                ));
-            }
             let answer = match &call.digest {
                 // Tag manifests have no digest yet: small, and nothing to coordinate on.
                 None => authorization(UploadDecision::Store, max_size, None, 0),
-                Some(digest) => lease(control, digest, &call).await?,
+                Some(digest) => lease(control, digest, &call, max_size).await?,
             };
             json_response(&answer)
         }
@@ -139,11 +128,8 @@ async fn lease(
     control: &ControlPlane,
     digest: &oci::Digest,
     call: &AuthorizeRequest,
+    max_size: u64,
 ) -> Result<Authorization, ControlError> {
-    let max_size = match call.kind {
-        ObjectKind::Blob => control.settings.max_blob_size,
-        ObjectKind::Manifest => control.settings.max_manifest_size,
-    };
     let ttl = control.settings.lease_ttl;
     let ttl_ms = ttl.as_millis() as i64;
     let now = control.clock.now_ms();

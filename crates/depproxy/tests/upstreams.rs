@@ -237,3 +237,82 @@ async fn upstream_requests_are_counted_by_kind_in_metrics() {
     }
     assert!(text.contains("depproxy_gateway_responses_total{decision=\"hit\"}"), "{text}");
 }
+
+#[tokio::test]
+async fn basic_auth_upstreams_use_the_configured_credentials() {
+    let upstream = FakeRegistry::start().await;
+    upstream.require_basic("ci", "s3cret");
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[b"basic layer"]);
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "s3cret\n").unwrap();
+    let with_credentials = format!(
+        "[[upstream]]\nname = \"up\"\nurl = \"{}\"\nusername = \"ci\"\npassword_file = \"{}\"\n[[group]]\npath = \"default\"\nupstream = \"up\"\n",
+        upstream.url(),
+        password_file.display()
+    );
+    let proxy = TestProxy::start(Options::toml(&with_credentials)).await;
+    assert_eq!(pull_manifest(&proxy, "v1").await.status(), StatusCode::OK);
+    let blob = get(&format!("{}/v2/lab/app/blobs/{}", proxy.url, layers[0])).await;
+    assert_eq!(blob.bytes().await.unwrap().as_ref(), b"basic layer");
+
+    let without = TestProxy::start(Options::toml(&proxy_config(&upstream.url(), ""))).await;
+    let refused = pull_manifest(&without, "v1").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("Basic credentials"), "{body}");
+}
+
+#[tokio::test]
+async fn tag_lists_pass_through_with_pagination_pointing_at_the_proxy() {
+    let upstream = FakeRegistry::start().await;
+    for tag in ["a", "b", "c"] {
+        upstream.put_image("lab/app", tag, &[tag.as_bytes()]);
+    }
+    let proxy = TestProxy::start(Options::toml(&proxy_config(&upstream.url(), ""))).await;
+    let first = get(&format!("{}/v2/lab/app/tags/list?n=2", proxy.url)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["link"], "</v2/lab/app/tags/list?n=2&last=b>; rel=\"next\"");
+    let body: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(body["tags"], serde_json::json!(["a", "b"]));
+    let next = get(&format!("{}/v2/lab/app/tags/list?n=2&last=b", proxy.url)).await;
+    let body: serde_json::Value = next.json().await.unwrap();
+    assert_eq!(body["tags"], serde_json::json!(["c"]));
+    // Not cached: every listing is asked upstream.
+    assert_eq!(upstream.count("GET", "/tags/list"), 2);
+    let unknown = get(&format!("{}/v2/lab/nothing/tags/list", proxy.url)).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn referrers_pass_through_with_the_artifact_type_filter() {
+    let upstream = FakeRegistry::start().await;
+    let (subject, _) = upstream.put_image("lab/app", "v1", &[b"signed layer"]);
+    let signature =
+        upstream.put_referrer("lab/app", &subject, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    let sbom = upstream.put_referrer("lab/app", &subject, "application/spdx+json");
+    let proxy = TestProxy::start(Options::toml(&proxy_config(&upstream.url(), ""))).await;
+    let all = get(&format!("{}/v2/lab/app/referrers/{subject}", proxy.url)).await;
+    assert_eq!(all.status(), StatusCode::OK);
+    assert_eq!(all.headers()["content-type"], oci::media::OCI_INDEX);
+    assert!(all.headers().get("oci-filters-applied").is_none());
+    let index: serde_json::Value = all.json().await.unwrap();
+    let digests: Vec<&str> =
+        index["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    assert_eq!(digests.len(), 2);
+    assert!(
+        digests.contains(&signature.to_string().as_str()) && digests.contains(&sbom.to_string().as_str())
+    );
+
+    let filtered =
+        get(&format!("{}/v2/lab/app/referrers/{subject}?artifactType=application/spdx%2Bjson", proxy.url))
+            .await;
+    assert_eq!(filtered.headers()["oci-filters-applied"], "artifactType");
+    let index: serde_json::Value = filtered.json().await.unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(index["manifests"][0]["digest"], sbom.to_string());
+    // The referrer manifests themselves are pulled (and cached) like any manifest.
+    let manifest = get(&format!("{}/v2/lab/app/manifests/{sbom}", proxy.url)).await;
+    assert_eq!(manifest.status(), StatusCode::OK);
+}

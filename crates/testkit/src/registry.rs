@@ -86,6 +86,10 @@ struct Inner {
     /// Require `Authorization: Bearer <token>` on /v2/* and serve tokens at /token.
     token: Option<String>,
     token_endpoint_down: bool,
+    /// Require `Authorization: Basic …` for these credentials instead.
+    basic: Option<(String, String)>,
+    /// Referrer manifests by subject digest: (manifest digest, artifact type).
+    referrers: HashMap<Digest, Vec<(Digest, String)>>,
     /// Chunk size of streamed bodies.
     chunk: usize,
     /// Send object bodies chunked, without `Content-Length` (unless a fault decides otherwise).
@@ -209,6 +213,35 @@ impl FakeRegistry {
         self.lock().token = Some(token.to_owned());
     }
 
+    /// Requires Basic auth with these credentials (`GET /v2/` answers 401 with a Basic challenge).
+    pub fn require_basic(&self, username: &str, password: &str) {
+        self.lock().basic = Some((username.to_owned(), password.to_owned()));
+    }
+
+    /// Stores an artifact manifest whose `subject` is `subject` (what cosign/oras push), so it is
+    /// listed by the referrers API. Returns its digest.
+    pub fn put_referrer(&self, repository: &str, subject: &Digest, artifact_type: &str) -> Digest {
+        let config = self.put_blob(b"{}".to_vec());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci::media::OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config.to_string(), "size": 2},
+            "layers": [],
+            "subject": {"mediaType": oci::media::OCI_MANIFEST, "digest": subject.to_string(), "size": 1},
+        });
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let digest = Digest::of(&bytes);
+        let mut inner = self.lock();
+        inner.objects.insert(
+            digest.clone(),
+            Object { bytes: bytes.into(), media_type: oci::media::OCI_MANIFEST.into() },
+        );
+        inner.tags.insert((repository.to_owned(), format!("ref-{}", &digest.hex()[..12])), digest.clone());
+        inner.referrers.entry(subject.clone()).or_default().push((digest.clone(), artifact_type.to_owned()));
+        digest
+    }
+
     pub fn set_token_endpoint_down(&self, down: bool) {
         self.lock().token_endpoint_down = down;
     }
@@ -282,12 +315,34 @@ async fn handle(State(registry): State<FakeRegistry>, request: Request) -> Respo
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap());
         return response;
     }
+    let basic = registry.lock().basic.clone();
+    if let Some((username, password)) = basic {
+        use base64::Engine as _;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+        );
+        if authorization.as_deref() != Some(expected.as_str()) {
+            let mut response = oci_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"fake\""));
+            return response;
+        }
+    }
     if path == "/v2/" || path == "/v2" {
         return Response::new(Body::from("{}"));
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return oci_error(StatusCode::NOT_FOUND, "NOT_FOUND");
     };
+    let query = request.uri().query().unwrap_or("").to_owned();
+    if let Some(repository) = rest.strip_suffix("/tags/list") {
+        return tags_list(&registry, repository, &query);
+    }
+    if let Some((repository, subject)) = rest.rsplit_once("/referrers/") {
+        return referrers(&registry, repository, subject, &query);
+    }
     let (repository, kind, reference) = if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
         (repo, "manifest", reference)
     } else if let Some((repo, reference)) = rest.rsplit_once("/blobs/") {
@@ -452,4 +507,68 @@ fn body_stream(
         cursor.offset = end;
         Some((Ok(piece), cursor))
     })
+}
+
+fn query_value(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// `tags/list` with `n`/`last` pagination and a `Link` to the next page, as distribution does.
+fn tags_list(registry: &FakeRegistry, repository: &str, query: &str) -> Response {
+    let mut tags: Vec<String> = registry
+        .lock()
+        .tags
+        .keys()
+        .filter(|(repo, _)| repo == repository)
+        .map(|(_, tag)| tag.clone())
+        .collect();
+    if tags.is_empty() {
+        return oci_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
+    }
+    tags.sort();
+    if let Some(last) = query_value(query, "last") {
+        tags.retain(|tag| tag > &last);
+    }
+    let limit = query_value(query, "n").and_then(|n| n.parse::<usize>().ok()).unwrap_or(usize::MAX);
+    let more = tags.len() > limit;
+    tags.truncate(limit);
+    let body = serde_json::json!({"name": repository, "tags": tags});
+    let mut response = Response::new(Body::from(body.to_string()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if more && let Some(last) = tags.last() {
+        let link = format!("</v2/{repository}/tags/list?n={limit}&last={last}>; rel=\"next\"");
+        response.headers_mut().insert(header::LINK, HeaderValue::from_str(&link).unwrap());
+    }
+    response
+}
+
+/// The referrers API: an index of the manifests whose subject is `subject`, filtered by
+/// `artifactType` when asked (and then saying so).
+fn referrers(registry: &FakeRegistry, _repository: &str, subject: &str, query: &str) -> Response {
+    let Ok(subject) = subject.parse::<Digest>() else {
+        return oci_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
+    };
+    let filter = query_value(query, "artifactType");
+    let inner = registry.lock();
+    let descriptors: Vec<serde_json::Value> = inner
+        .referrers
+        .get(&subject)
+        .into_iter()
+        .flatten()
+        .filter(|(_, artifact_type)| filter.as_ref().is_none_or(|wanted| wanted == artifact_type))
+        .map(|(digest, artifact_type)| {
+            let size = inner.objects.get(digest).map_or(0, |object| object.bytes.len());
+            serde_json::json!({"mediaType": oci::media::OCI_MANIFEST, "digest": digest.to_string(), "size": size, "artifactType": artifact_type})
+        })
+        .collect();
+    let body =
+        serde_json::json!({"schemaVersion": 2, "mediaType": oci::media::OCI_INDEX, "manifests": descriptors});
+    let mut response = Response::new(Body::from(body.to_string()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(oci::media::OCI_INDEX));
+    if filter.is_some() {
+        response.headers_mut().insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+    }
+    response
 }

@@ -10,7 +10,8 @@
 mod support;
 
 use support::processes::{
-    Containerd, Depproxy, Registry, dir_contents, push_test_images, require_tools, run, skopeo_pull,
+    Containerd, Depproxy, Registry, TestCertificates, dir_contents, push_test_images, require_tools, run,
+    skopeo_pull,
 };
 
 #[test]
@@ -105,4 +106,35 @@ recheck = "2s"
     let offline_containerd = Containerd::start();
     offline_containerd.mirror(&lab.address(), &proxy.address());
     offline_containerd.pull(&format!("{}/lab/multi:v1", lab.address()));
+}
+
+#[test]
+fn a_private_ca_per_upstream() {
+    require_tools(&["docker-registry", "skopeo", "openssl", "python3", "curl"]);
+    let certificates = TestCertificates::generate();
+    let registry = Registry::start_tls(&certificates);
+    push_test_images(&registry);
+    let config = |ca_line: &str| {
+        format!(
+            "[[upstream]]\nname = \"private\"\nurl = \"https://{}\"\n{ca_line}\n[[group]]\npath = \"default\"\nupstream = \"private\"\n",
+            registry.address()
+        )
+    };
+    let trusted =
+        Depproxy::serve_with_config(&config(&format!("ca_file = \"{}\"", certificates.ca_cert.display())));
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("pulled");
+    skopeo_pull(&format!("{}/lab/tiny:v1", trusted.address()), &out, false);
+    assert!(!dir_contents(&out).is_empty());
+
+    // Without the CA the upstream's certificate is refused, and the client is told why.
+    let untrusted = Depproxy::serve_with_config(&config(""));
+    let answer = run(std::process::Command::new("curl").args([
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        &format!("http://{}/v2/lab/tiny/manifests/v1", untrusted.address()),
+    ]));
+    assert!(answer.ends_with("\n502"), "{answer}");
+    assert!(answer.contains("UNAVAILABLE"), "{answer}");
 }

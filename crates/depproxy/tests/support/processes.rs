@@ -77,12 +77,14 @@ impl Drop for Process {
     }
 }
 
-/// Waits until `GET url` answers 200.
+/// Waits until `GET url` answers 200 (certificates unchecked: this is a liveness probe).
 pub fn wait_http_ok(url: &str, process: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(output) =
-            Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url]).output()
+        if let Ok(output) = Command::new("curl")
+            .env_remove("LD_LIBRARY_PATH")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
             && output.stdout == b"200"
         {
             return;
@@ -102,13 +104,29 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Self::start_with(None)
+    }
+
+    /// A registry serving HTTPS with a certificate for 127.0.0.1 signed by `tls`'s CA.
+    pub fn start_tls(tls: &TestCertificates) -> Registry {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&TestCertificates>) -> Registry {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = data.path().join("config.yml");
+        let tls_section = tls.map_or(String::new(), |tls| {
+            format!(
+                "\n  tls:\n    certificate: {}\n    key: {}",
+                tls.server_cert.display(),
+                tls.server_key.display()
+            )
+        });
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: depproxy-test\n",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: depproxy-test{tls_section}\n",
                 data.path().join("storage").display()
             ),
         )
@@ -116,7 +134,8 @@ impl Registry {
         let log = data.path().join("registry.log");
         let process =
             Process::spawn("registry", Command::new("docker-registry").arg("serve").arg(&config), &log);
-        wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "registry");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        wait_http_ok(&format!("{scheme}://127.0.0.1:{port}/v2/"), "registry");
         Registry { port, log, process, _data: data }
     }
 
@@ -176,7 +195,11 @@ pub fn push_test_images(registry: &Registry) -> PathBuf {
 }
 
 /// Runs a command to completion, panicking with its output when it fails.
+///
+/// The test runner's `LD_LIBRARY_PATH` (build-script output directories, e.g. aws-lc's) is not
+/// passed on: it makes curl load the wrong TLS library and fail handshakes.
 pub fn run(command: &mut Command) -> String {
+    command.env_remove("LD_LIBRARY_PATH");
     let output = command.output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
     assert!(
         output.status.success(),
@@ -429,5 +452,72 @@ impl Containerd {
             .args(["image", "pull", "--all-platforms", "--hosts-dir"])
             .arg(root.join("certs.d"))
             .arg(reference))
+    }
+}
+
+/// A private CA and a server certificate for 127.0.0.1 it signed, made with `openssl`.
+pub struct TestCertificates {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCertificates {
+    pub fn generate() -> TestCertificates {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir.path()));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=depproxy test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(path("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ]);
+        TestCertificates {
+            ca_cert: path("ca.pem"),
+            server_cert: path("server.pem"),
+            server_key: path("server.key"),
+            _dir: dir,
+        }
     }
 }

@@ -301,7 +301,7 @@ async fn fill(
             }
             Ok(Err(error)) => {
                 upload.abort().await;
-                return Err(FillError::Broken(upstream_error_text(&error)));
+                return Err(FillError::Broken(upstream::error_chain(&error)));
             }
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => upload.write(chunk).await?,
@@ -351,17 +351,6 @@ async fn fill(
             })
         }
     }
-}
-
-fn upstream_error_text(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Asks the control plane whether to store. If it cannot answer, the client is still served:

@@ -11,7 +11,9 @@ use injector::SendDependency;
 use oci::ObjectKind;
 
 use crate::Gateway;
-use crate::fill::{self, FillState, Tail};
+use tokio::sync::watch;
+
+use crate::fill::{self, FillState, Finished, Tail, UpstreamHead};
 use crate::forward::oci_response;
 use crate::send_blob::{object_headers, with_headers};
 
@@ -28,19 +30,15 @@ pub(crate) async fn serve(gateway: &Arc<Gateway>, params: SendDependency, method
     let mut state = fill::join_or_start(gateway, params);
     let response = match (kind, fill::started(&mut state).await) {
         (_, FillState::Failed(error)) => return oci_response(&error.to_oci()),
+        (_, FillState::Connecting) => return oci_response(&oci::OciError::internal("fill did not start")),
+        // A manifest is answered once verified, with the digest of exactly these bytes.
         (ObjectKind::Manifest, _) => match fill::finished(&mut state).await {
             Err(error) => return oci_response(&error.to_oci()),
-            Ok(finished) => {
-                let media_type = finished.head.content_type.clone().unwrap_or_default();
-                let mut headers = object_headers(&finished.digest, &media_type);
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(finished.size));
-                let tail = Tail::new(finished.streaming.clone(), state);
-                with_headers(StatusCode::OK, headers, Body::from_stream(tail.into_stream()))
-            }
+            Ok(finished) => finished_response(&finished, kind, state),
         },
+        (ObjectKind::Blob, FillState::Committed(finished)) => finished_response(&finished, kind, state),
         (ObjectKind::Blob, FillState::Streaming(streaming)) => {
-            let media_type =
-                streaming.head.content_type.clone().unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned());
+            let media_type = media_type(&streaming.head, kind);
             let mut headers = match &expected {
                 Some(digest) => object_headers(digest, &media_type),
                 None => http::HeaderMap::new(),
@@ -50,17 +48,6 @@ pub(crate) async fn serve(gateway: &Arc<Gateway>, params: SendDependency, method
             }
             let tail = Tail::new(streaming, state);
             with_headers(StatusCode::OK, headers, Body::from_stream(tail.into_stream()))
-        }
-        (ObjectKind::Blob, FillState::Committed(finished)) => {
-            let media_type =
-                finished.head.content_type.clone().unwrap_or_else(|| oci::media::OCTET_STREAM.to_owned());
-            let mut headers = object_headers(&finished.digest, &media_type);
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(finished.size));
-            let tail = Tail::new(finished.streaming.clone(), state);
-            with_headers(StatusCode::OK, headers, Body::from_stream(tail.into_stream()))
-        }
-        (ObjectKind::Blob, FillState::Connecting) => {
-            return oci_response(&oci::OciError::internal("fill did not start"));
         }
     };
     let mut response = response;
@@ -72,4 +59,21 @@ pub(crate) async fn serve(gateway: &Arc<Gateway>, params: SendDependency, method
         }
     }
     response
+}
+
+/// What the client is told the object is: upstream's type, or the generic one for blobs.
+fn media_type(head: &UpstreamHead, kind: ObjectKind) -> String {
+    match (&head.content_type, kind) {
+        (Some(content_type), _) => content_type.clone(),
+        (None, ObjectKind::Blob) => oci::media::OCTET_STREAM.to_owned(),
+        (None, ObjectKind::Manifest) => String::new(),
+    }
+}
+
+/// The answer from a verified fill: its size and digest are known.
+fn finished_response(finished: &Finished, kind: ObjectKind, state: watch::Receiver<FillState>) -> Response {
+    let mut headers = object_headers(&finished.digest, &media_type(&finished.head, kind));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(finished.size));
+    let tail = Tail::new(finished.streaming.clone(), state);
+    with_headers(StatusCode::OK, headers, Body::from_stream(tail.into_stream()))
 }

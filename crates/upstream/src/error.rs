@@ -98,7 +98,7 @@ impl UpstreamError {
 }
 
 /// An error and its sources on one line: reqwest's own message hides the cause.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -13,6 +13,6 @@ mod metrics;
 
 pub use auth::Credentials;
 pub use client::{MetadataDocument, ObjectHead, UpstreamClient, UpstreamConfig};
-pub use error::UpstreamError;
+pub use error::{UpstreamError, error_chain};
 pub use http::{HttpOptions, build_http_client, open_stream};
 pub use metrics::{RequestKind, UpstreamMetrics, host_label};

@@ -28,7 +28,7 @@ pub(crate) async fn blob(
     uri: &Uri,
 ) -> Result<Response, ControlError> {
     let group = &resolved.group;
-    if let Some(record) = control.metadata.find_blob(group.path.as_str(), digest).await? {
+    if let Some(record) = control.catalog.find_blob(group.path.as_str(), digest).await? {
         return send_blob_response(&record.digest, record.size, &record.media_type, Vec::new());
     }
     let repository = group.upstream.upstream_repository(&resolved.image);
@@ -59,7 +59,7 @@ pub(crate) async fn manifest(
     let repository = group.upstream.upstream_repository(&resolved.image);
     let group_path = group.path.as_str();
     let reference_text = reference.to_string();
-    let cached = control.metadata.find_manifest(group_path, repository.as_str(), &reference_text).await?;
+    let cached = control.catalog.find_manifest(group_path, repository.as_str(), &reference_text).await?;
     match (reference, cached) {
         // Digest references are immutable: a cached one never needs upstream.
         (Reference::Digest(_), Some(record)) => serve_manifest(&record, Vec::new()),
@@ -87,7 +87,7 @@ pub(crate) async fn manifest(
                     stored: false,
                 };
                 control
-                    .metadata
+                    .catalog
                     .upsert_manifest(group_path, repository.as_str(), tag.as_str(), &record, now)
                     .await?;
             }
@@ -129,7 +129,7 @@ async fn revalidate_tag(
             // A request that read the stale row just before another recheck finished must not
             // send a second HEAD: look again first.
             if let Ok(Some(current)) =
-                control.metadata.find_manifest(group_path, repository.as_str(), tag).await
+                control.catalog.metadata().find_manifest(group_path, repository.as_str(), tag).await
                 && control.clock.now_ms().saturating_sub(current.checked_at) < recheck
             {
                 return Ok(ObjectHead {
@@ -148,19 +148,19 @@ async fn revalidate_tag(
         .await;
     match answer {
         Ok(ObjectHead { digest: Some(digest), .. }) if digest == cached.digest => {
-            control.metadata.mark_manifest_checked(group_path, repository.as_str(), tag, now).await?;
+            control.catalog.mark_manifest_checked(group_path, repository.as_str(), tag, now).await?;
             serve_tag(control, group, repository, &cached, Vec::new(), head, uri).await
         }
         Ok(answer) => {
             // The tag moved (or upstream did not say where): use the new digest if we hold it.
             if let Some(digest) = &answer.digest
                 && let Some(known) = control
-                    .metadata
+                    .catalog
                     .find_manifest(group_path, repository.as_str(), &digest.to_string())
                     .await?
             {
                 let record = ManifestRecord { checked_at: now, ..known };
-                control.metadata.upsert_manifest(group_path, repository.as_str(), tag, &record, now).await?;
+                control.catalog.upsert_manifest(group_path, repository.as_str(), tag, &record, now).await?;
                 return serve_manifest(&record, Vec::new());
             }
             if head {

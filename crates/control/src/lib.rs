@@ -5,6 +5,7 @@
 //!
 //! Every route requires the gateway's signed internal token.
 
+mod catalog;
 mod clock;
 mod decide;
 mod error;
@@ -38,6 +39,9 @@ pub struct ControlSettings {
     pub recheck_timeout: Duration,
     /// How long a fill lease lasts without renewal.
     pub lease_ttl: Duration,
+    /// Whether other nodes may fill the same objects (a shared PostgreSQL): then fills are
+    /// coordinated by leases. A single node (SQLite) coalesces in its gateway and needs none.
+    pub coordinate_fills: bool,
 }
 
 impl Default for ControlSettings {
@@ -47,6 +51,7 @@ impl Default for ControlSettings {
             max_manifest_size: 4 << 20,
             recheck_timeout: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(30),
+            coordinate_fills: false,
         }
     }
 }
@@ -56,7 +61,7 @@ type RecheckKey = (String, String, String);
 
 /// Everything a decision needs; shared by all requests.
 pub struct ControlPlane {
-    metadata: Metadata,
+    catalog: catalog::Catalog,
     groups: Groups,
     settings: ControlSettings,
     verifier: RequestVerifier,
@@ -72,7 +77,14 @@ impl ControlPlane {
         verifier: RequestVerifier,
         clock: Clock,
     ) -> Arc<Self> {
-        Arc::new(ControlPlane { metadata, groups, settings, verifier, clock, rechecks: Default::default() })
+        Arc::new(ControlPlane {
+            catalog: catalog::Catalog::new(metadata),
+            groups,
+            settings,
+            verifier,
+            clock,
+            rechecks: Default::default(),
+        })
     }
 
     /// The control plane's HTTP surface: one handler, every path parsed by [`oci::parse_v2_path`].

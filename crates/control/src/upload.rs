@@ -49,7 +49,10 @@ pub(crate) async fn handle(
             let answer = match &call.digest {
                 // Tag manifests have no digest yet: small, and nothing to coordinate on.
                 None => authorization(UploadDecision::Store, max_size, None, 0),
-                Some(digest) => lease(control, digest, &call, max_size).await?,
+                Some(digest) if control.settings.coordinate_fills => {
+                    lease(control, digest, &call, max_size).await?
+                }
+                Some(_) => authorization(UploadDecision::Store, max_size, None, 0),
             };
             json_response(&answer)
         }
@@ -79,13 +82,13 @@ pub(crate) async fn handle(
             let now = control.clock.now_ms();
             let group_path = group.path.as_str();
             if let Some(lease_id) = &call.lease_id {
-                control.metadata.release_lease(&call.digest, lease_id).await?;
+                control.catalog.metadata().release_lease(&call.digest, lease_id).await?;
             }
             match kind {
                 ObjectKind::Blob => {
                     let record =
                         BlobRecord { digest: call.digest, size: call.size, media_type: call.media_type };
-                    control.metadata.upsert_blob(group_path, &record, now).await?;
+                    control.catalog.upsert_blob(group_path, &record, now).await?;
                 }
                 ObjectKind::Manifest => {
                     if !oci::media::is_manifest_type(&call.media_type) {
@@ -104,12 +107,12 @@ pub(crate) async fn handle(
                     };
                     let digest_reference = call.digest.to_string();
                     control
-                        .metadata
+                        .catalog
                         .upsert_manifest(group_path, repository.as_str(), &digest_reference, &record, now)
                         .await?;
                     if let Reference::Tag(tag) = reference {
                         control
-                            .metadata
+                            .catalog
                             .upsert_manifest(group_path, repository.as_str(), tag.as_str(), &record, now)
                             .await?;
                     }
@@ -135,11 +138,14 @@ async fn lease(
     let now = control.clock.now_ms();
     let (held, lease_id) = match &call.renew {
         Some(lease_id) => {
-            (control.metadata.renew_lease(digest, lease_id, now, ttl_ms).await?, lease_id.clone())
+            (control.catalog.metadata().renew_lease(digest, lease_id, now, ttl_ms).await?, lease_id.clone())
         }
         None => {
             let lease_id = uuid::Uuid::new_v4().to_string();
-            (control.metadata.acquire_lease(digest, &call.node, &lease_id, now, ttl_ms).await?, lease_id)
+            (
+                control.catalog.metadata().acquire_lease(digest, &call.node, &lease_id, now, ttl_ms).await?,
+                lease_id,
+            )
         }
     };
     if held {

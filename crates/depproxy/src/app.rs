@@ -85,6 +85,7 @@ pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime)
         max_manifest_size: config.max_manifest_size,
         recheck_timeout: config.recheck_timeout,
         lease_ttl: config.lease_ttl,
+        coordinate_fills: metadata.backend() == "postgres",
     };
     let groups = Groups::new(groups, routes, control::DEFAULT_MANIFEST_RECHECK)
         .map_err(|error| anyhow::anyhow!(error.message))?;

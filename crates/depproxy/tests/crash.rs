@@ -43,9 +43,11 @@ async fn kill_9_during_a_fill_then_restart_leaves_no_bad_object_and_pulls_again(
     let small_url = |proxy: &Depproxy| format!("{}/v2/lab/crash/blobs/{small_digest}", proxy.url());
     let big_url = |proxy: &Depproxy| format!("{}/v2/lab/crash/blobs/{big_digest}", proxy.url());
 
-    // Committed before the crash: the client gets the last byte only after the commit.
+    // Committed before the crash: the client is served once the bytes are verified, and the
+    // fill commits right after.
     let response = client().get(small_url(&proxy)).send().await.unwrap();
     assert_eq!(response.bytes().await.unwrap().as_ref(), small.as_slice());
+    wait_stored(&proxy, 1).await;
 
     // A fill held mid-way by upstream, with a client attached and receiving.
     let gate = Gate::new(big_size / 2);
@@ -103,6 +105,22 @@ async fn kill_9_during_a_fill_then_restart_leaves_no_bad_object_and_pulls_again(
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(body_digest(response).await.unwrap(), (big_digest.clone(), big_size as u64));
     assert_eq!(upstream.count("GET", "/blobs/"), before + 1);
+    // The client is done once the bytes are verified; the fill then makes them durable and
+    // records them. Wait for that (the stored-fill counter), then look at the disk.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !client()
+        .get(format!("{}/metrics", proxy.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("depproxy_fills_total{outcome=\"stored\"} 1")
+    {
+        assert!(std::time::Instant::now() < deadline, "the pull after the restart never committed");
+        tokio::task::yield_now().await;
+    }
     for (name, hash) in stored_object_hashes(proxy.data_dir.path()) {
         assert_eq!(name, hash, "a stored object does not hash to its name");
     }
@@ -111,4 +129,20 @@ async fn kill_9_during_a_fill_then_restart_leaves_no_bad_object_and_pulls_again(
         "the pull after the restart commits"
     );
     assert!(temp_files(proxy.data_dir.path()).is_empty());
+}
+
+/// Waits until the proxy process has committed `count` fills (its stored-fill counter): clients
+/// are done once the bytes are verified, the commit follows.
+async fn wait_stored(proxy: &Depproxy, count: u64) {
+    let expected = format!("depproxy_fills_total{{outcome=\"stored\"}} {count}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let metrics =
+            client().get(format!("{}/metrics", proxy.url())).send().await.unwrap().text().await.unwrap();
+        if metrics.contains(&expected) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no commit: {metrics}");
+        tokio::task::yield_now().await;
+    }
 }

@@ -36,7 +36,7 @@ use crate::Gateway;
 use crate::error::GatewayError;
 
 /// Largest read a tailing client makes at once.
-const TAIL_CHUNK: usize = 256 * 1024;
+const TAIL_CHUNK: usize = 1024 * 1024;
 
 /// What upstream said about the object in its response headers.
 #[derive(Debug, Clone)]
@@ -71,8 +71,21 @@ pub(crate) struct Finished {
 pub(crate) enum FillState {
     Connecting,
     Streaming(Arc<Streaming>),
+    /// The bytes checked out: readers may finish. The fill goes on making the object durable and
+    /// recording it, out of every client's way.
+    Verified(Arc<Finished>),
     Committed(Arc<Finished>),
     Failed(Arc<FillError>),
+}
+
+impl FillState {
+    /// The verified outcome, once there is one (it never turns into a failure afterwards).
+    pub(crate) fn verified(&self) -> Option<&Arc<Finished>> {
+        match self {
+            FillState::Verified(finished) | FillState::Committed(finished) => Some(finished),
+            _ => None,
+        }
+    }
 }
 
 /// Why a fill failed.
@@ -314,29 +327,43 @@ async fn fill(
     };
     match authorization.decision {
         UploadDecision::Store => {
-            let committed = upload.commit(&expected).await?;
-            let finalize = FinalizeRequest {
-                v: CONTRACT_VERSION,
-                kind: params.kind,
-                digest: committed.digest.clone(),
-                size: committed.size,
-                media_type,
-                key: committed.key.clone(),
-                lease_id: authorization.lease_id.clone(),
+            let verified = upload.verify(&expected).await?;
+            let (digest, size) = (verified.digest().clone(), verified.size());
+            let key = storage::key_for(&digest);
+            // Clients finish now; fsync (or the multipart completion) and finalize are the fill's
+            // business, not theirs.
+            state.send_replace(FillState::Verified(Arc::new(Finished {
+                head: head.clone(),
+                key: key.clone(),
+                digest: digest.clone(),
+                size,
+                stored: false,
+                streaming: streaming.clone(),
+            })));
+            let stored = match verified.persist().await {
+                Ok(committed) => {
+                    let finalize = FinalizeRequest {
+                        v: CONTRACT_VERSION,
+                        kind: params.kind,
+                        digest: committed.digest,
+                        size: committed.size,
+                        media_type,
+                        key: committed.key,
+                        lease_id: authorization.lease_id.clone(),
+                    };
+                    // The object is verified and durable; a failed finalize only means the next
+                    // request fills again, so clients are still served.
+                    if let Err(error) = call_upload(gateway, &params.upload.finalize, &finalize).await {
+                        tracing::warn!(url = %params.url, %error, "finalize failed; object stays unrecorded");
+                    }
+                    true
+                }
+                Err(error) => {
+                    tracing::error!(url = %params.url, %error, "verified object could not be stored");
+                    false
+                }
             };
-            // The object is verified and durable; a failed finalize only means the next request
-            // fills again, so clients are still served.
-            if let Err(error) = call_upload(gateway, &params.upload.finalize, &finalize).await {
-                tracing::warn!(url = %params.url, %error, "finalize failed; object stays unrecorded");
-            }
-            Ok(Finished {
-                head,
-                key: committed.key,
-                digest: committed.digest,
-                size: committed.size,
-                stored: true,
-                streaming,
-            })
+            Ok(Finished { head, key, digest, size, stored, streaming })
         }
         UploadDecision::Passthrough { reason } => {
             let verified = upload.verify_and_discard(&expected).await?;
@@ -455,9 +482,12 @@ pub(crate) async fn started(state: &mut watch::Receiver<FillState>) -> FillState
 pub(crate) async fn finished(
     state: &mut watch::Receiver<FillState>,
 ) -> Result<Arc<Finished>, Arc<FillError>> {
-    match state.wait_for(|current| matches!(current, FillState::Committed(_) | FillState::Failed(_))).await {
+    match state
+        .wait_for(|current| current.verified().is_some() || matches!(current, FillState::Failed(_)))
+        .await
+    {
         Ok(current) => match &*current {
-            FillState::Committed(finished) => Ok(finished.clone()),
+            FillState::Verified(finished) | FillState::Committed(finished) => Ok(finished.clone()),
             FillState::Failed(error) => Err(error.clone()),
             _ => Err(Arc::new(FillError::Vanished)),
         },
@@ -490,7 +520,7 @@ impl Tail {
         }
         loop {
             let terminal = match &*self.state.borrow() {
-                FillState::Committed(finished) => Some(Ok(finished.size)),
+                FillState::Verified(finished) | FillState::Committed(finished) => Some(Ok(finished.size)),
                 FillState::Failed(error) => Some(Err(error.to_string())),
                 _ => None,
             };
@@ -522,7 +552,11 @@ impl Tail {
                     }
                 }
                 changed = self.state.changed() => {
-                    if changed.is_err() && !matches!(&*self.state.borrow(), FillState::Committed(_) | FillState::Failed(_)) {
+                    let terminal = {
+                        let state = self.state.borrow();
+                        state.verified().is_some() || matches!(&*state, FillState::Failed(_))
+                    };
+                    if changed.is_err() && !terminal {
                         self.done = true;
                         return Some(Err(std::io::Error::other(FillError::Vanished.to_string())));
                     }

@@ -36,7 +36,9 @@ pub(crate) async fn serve(gateway: &Arc<Gateway>, params: SendDependency, method
             Err(error) => return oci_response(&error.to_oci()),
             Ok(finished) => finished_response(&finished, kind, state),
         },
-        (ObjectKind::Blob, FillState::Committed(finished)) => finished_response(&finished, kind, state),
+        (ObjectKind::Blob, FillState::Verified(finished) | FillState::Committed(finished)) => {
+            finished_response(&finished, kind, state)
+        }
         (ObjectKind::Blob, FillState::Streaming(streaming)) => {
             let media_type = media_type(&streaming.head, kind);
             let mut headers = match &expected {

@@ -67,9 +67,9 @@ impl std::fmt::Debug for Secret {
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     /// A client request the gateway forwards for a decision.
-    Forward,
+    Forward = 0,
     /// An upload authorize/finalize call the gateway makes itself.
-    Upload,
+    Upload = 1,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,19 +96,39 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// A token is reused for this long (a third of its validity), so a busy gateway signs about once
+/// every half minute instead of on every request.
+const TOKEN_REUSE_SECONDS: u64 = MAX_TOKEN_AGE_SECONDS / 3;
+
 /// Signs gateway→control requests.
 #[derive(Clone)]
 pub struct RequestSigner {
     key: EncodingKey,
+    /// The current token per purpose, with its issued-at.
+    current: std::sync::Arc<std::sync::Mutex<[Option<IssuedToken>; 2]>>,
 }
+
+/// A token and its issued-at (unix seconds).
+type IssuedToken = (u64, String);
 
 impl RequestSigner {
     pub fn new(secret: &Secret) -> Self {
-        RequestSigner { key: EncodingKey::from_secret(&secret.0) }
+        RequestSigner { key: EncodingKey::from_secret(&secret.0), current: Default::default() }
     }
 
+    /// A token for `purpose`, fresh enough to be accepted for at least another minute.
     pub fn sign(&self, purpose: Purpose) -> Result<String, SignatureError> {
-        self.sign_at(purpose, unix_now())
+        let now = unix_now();
+        let slot = purpose as usize;
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((issued, token)) = &current[slot]
+            && now.saturating_sub(*issued) < TOKEN_REUSE_SECONDS
+        {
+            return Ok(token.clone());
+        }
+        let token = self.sign_at(purpose, now)?;
+        current[slot] = Some((now, token.clone()));
+        Ok(token)
     }
 
     fn sign_at(&self, purpose: Purpose, iat: u64) -> Result<String, SignatureError> {

@@ -8,18 +8,20 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use oci::{Digest, Sha256Hasher};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::sync::{mpsc, watch};
-use tokio_util::io::ReaderStream;
 
 use crate::{
-    ByteRange, Committed, Expectation, ObjectReader, SpoolView, StorageError, digest_of_key, key_for,
+    ByteRange, ByteStream, Committed, Expectation, ObjectReader, SpoolView, StorageError, digest_of_key,
+    key_for,
 };
 
 /// Chunks queued to an upload's writer thread before `write` waits: bounds memory per fill.
 const WRITE_QUEUE_CHUNKS: usize = 16;
 /// Read size for serving objects.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
+/// Reads in flight ahead of the client: disk reads overlap with socket writes, and memory per
+/// response stays at `READ_AHEAD × READ_CHUNK`.
+const READ_AHEAD: usize = 2;
 
 /// Objects under `<root>/blobs/…`, staged writes under `<root>/tmp/`.
 #[derive(Debug, Clone)]
@@ -64,21 +66,23 @@ impl FsStore {
     /// Opens a committed object, optionally a byte range of it (already validated by the caller).
     pub async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
         let path = self.path_of(key)?;
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
+            let file = std::fs::File::open(&path)?;
+            let size = file.metadata()?.len();
+            Ok((file, size))
+        })
+        .await
+        .map_err(|_| StorageError::WriterGone)?;
+        let (file, total) = match opened {
+            Ok(opened) => opened,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StorageError::NotFound(key.to_owned()));
             }
             Err(error) => return Err(error.into()),
         };
-        let total = file.metadata().await?.len();
         let range = range.unwrap_or(0..total);
-        if range.start > 0 {
-            file.seek(std::io::SeekFrom::Start(range.start)).await?;
-        }
         let len = range.end.saturating_sub(range.start);
-        let stream = ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed();
-        Ok(ObjectReader { len, stream })
+        Ok(ObjectReader { len, stream: read_ahead(Arc::new(file), range.start, len) })
     }
 
     /// Deletes a committed object; absent objects are not an error.
@@ -128,16 +132,47 @@ fn write_loop(
     limit: u64,
 ) -> WriterOutcome {
     let mut hasher = Sha256Hasher::new();
-    while let Some(chunk) = chunks.blocking_recv() {
-        if hasher.len() + chunk.len() as u64 > limit {
+    let mut written = 0u64;
+    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_QUEUE_CHUNKS);
+    while let Some(first) = chunks.blocking_recv() {
+        // Take whatever else is queued: one write and one progress update per batch, not per
+        // (often 16 KiB) upstream chunk.
+        batch.push(first);
+        while batch.len() < WRITE_QUEUE_CHUNKS {
+            match chunks.try_recv() {
+                Ok(chunk) => batch.push(chunk),
+                Err(_) => break,
+            }
+        }
+        let size: u64 = batch.iter().map(|chunk| chunk.len() as u64).sum();
+        if written + size > limit {
             return Err(StorageError::TooLarge { limit });
         }
-        file.write_all(&chunk)?;
-        hasher.update(&chunk);
+        write_all_vectored(&mut file, &batch)?;
+        written += size;
         // Readers tailing the file may read up to here: the bytes are in the kernel's page cache.
-        progress.send_replace(hasher.len());
+        // Hashing comes after, so readers never wait for it.
+        progress.send_replace(written);
+        for chunk in batch.drain(..) {
+            hasher.update(&chunk);
+        }
     }
     Ok((file, hasher))
+}
+
+/// `write_all` for several buffers in as few syscalls as the kernel allows.
+fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        chunks.iter().map(|chunk| std::io::IoSlice::new(chunk)).collect();
+    let mut remaining: &mut [std::io::IoSlice<'_>] = &mut slices;
+    while !remaining.is_empty() {
+        let written = file.write_vectored(remaining)?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut remaining, written);
+    }
+    Ok(())
 }
 
 /// A staged upload. Dropping it without committing removes the temp file.
@@ -205,10 +240,8 @@ impl FsUpload {
 
     /// Verifies like [`Self::commit`] but leaves the staged file where it is, for the caller to
     /// copy elsewhere (object storage); the file goes when the returned value drops.
-    pub async fn verify_and_keep(mut self, expected: &Expectation) -> Result<VerifiedSpool, StorageError> {
-        let (_, digest, size) = self.finish_and_verify(expected).await?;
-        let path = std::mem::take(&mut self.path);
-        Ok(VerifiedSpool { path, digest, size })
+    pub async fn verify_and_keep(self, expected: &Expectation) -> Result<VerifiedSpool, StorageError> {
+        Ok(self.verify(expected).await?.spool)
     }
 
     /// Verifies like [`Self::commit`] but keeps nothing: for streams served without caching.
@@ -217,31 +250,18 @@ impl FsUpload {
         Ok(Committed { key: key_for(&digest), digest, size })
     }
 
-    /// Finishes writing, verifies against `expected`, makes the object durable and visible.
-    /// On any mismatch the staged data is removed and nothing becomes visible.
-    pub async fn commit(mut self, expected: &Expectation) -> Result<Committed, StorageError> {
+    /// Finishes writing and checks the bytes against `expected`. The object is not durable or
+    /// visible yet ([`FsVerified::persist`]); on a mismatch the staged data is removed.
+    pub async fn verify(mut self, expected: &Expectation) -> Result<FsVerified, StorageError> {
         let (file, digest, size) = self.finish_and_verify(expected).await?;
-        let key = key_for(&digest);
-        let target = self.store.inner.root.join(&key);
-        let staged = self.path.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
-            file.sync_all()?;
-            drop(file);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            // Same content under the same name: an existing object is already correct, and rename
-            // replaces it atomically either way.
-            std::fs::rename(&staged, &target)?;
-            if let Some(parent) = target.parent() {
-                std::fs::File::open(parent)?.sync_all()?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|_| StorageError::WriterGone)??;
-        self.path = PathBuf::new();
-        Ok(Committed { key, digest, size })
+        let path = std::mem::take(&mut self.path);
+        Ok(FsVerified { store: self.store.clone(), file, spool: VerifiedSpool { path, digest, size } })
+    }
+
+    /// Verifies, then makes the object durable and visible. On any mismatch the staged data is
+    /// removed and nothing becomes visible.
+    pub async fn commit(self, expected: &Expectation) -> Result<Committed, StorageError> {
+        self.verify(expected).await?.persist().await
     }
 
     /// Abandons the upload and removes its staged data.
@@ -250,6 +270,54 @@ impl FsUpload {
         let _ = self.join_writer().await;
         let _ = tokio::fs::remove_file(&self.path).await;
         self.path = PathBuf::new();
+    }
+}
+
+/// A staged upload whose bytes checked out; dropping it removes the staged file.
+pub struct FsVerified {
+    store: FsStore,
+    file: std::fs::File,
+    spool: VerifiedSpool,
+}
+
+impl FsVerified {
+    pub fn digest(&self) -> &Digest {
+        &self.spool.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.spool.size
+    }
+
+    /// fsync, rename into place, fsync the directory: durable, then visible.
+    pub async fn persist(mut self) -> Result<Committed, StorageError> {
+        let key = key_for(&self.spool.digest);
+        let target = self.store.inner.root.join(&key);
+        let staged = std::mem::take(&mut self.spool.path);
+        let file = self.file;
+        let result = tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
+            let outcome = (|| {
+                file.sync_all()?;
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                // Same content under the same name: an existing object is already correct, and
+                // rename replaces it atomically either way.
+                std::fs::rename(&staged, &target)?;
+                if let Some(parent) = target.parent() {
+                    std::fs::File::open(parent)?.sync_all()?;
+                }
+                Ok(())
+            })();
+            if outcome.is_err() {
+                let _ = std::fs::remove_file(&staged);
+            }
+            outcome
+        })
+        .await
+        .map_err(|_| StorageError::WriterGone)?;
+        result?;
+        Ok(Committed { key, digest: self.spool.digest.clone(), size: self.spool.size })
     }
 }
 
@@ -263,7 +331,9 @@ pub struct VerifiedSpool {
 
 impl Drop for VerifiedSpool {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -275,6 +345,32 @@ impl Drop for FsUpload {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Streams `len` bytes of `file` from `offset` as positioned reads of [`READ_CHUNK`], keeping
+/// [`READ_AHEAD`] of them in flight. Each read is its own short blocking task, so a slow client
+/// never holds a blocking thread while it is not reading.
+pub(crate) fn read_ahead(file: Arc<std::fs::File>, offset: u64, len: u64) -> ByteStream {
+    let end = offset + len;
+    let starts = (offset..end).step_by(READ_CHUNK);
+    futures_util::stream::iter(starts)
+        .map(move |start| {
+            let file = file.clone();
+            let want = (end - start).min(READ_CHUNK as u64) as usize;
+            async move {
+                let read = tokio::task::spawn_blocking(move || read_exact_at(&file, start, want)).await;
+                read.unwrap_or_else(|error| Err(std::io::Error::other(error)))
+            }
+        })
+        .buffered(READ_AHEAD)
+        .boxed()
+}
+
+fn read_exact_at(file: &std::fs::File, offset: u64, want: usize) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = bytes::BytesMut::zeroed(want);
+    file.read_exact_at(&mut buffer, offset)?;
+    Ok(buffer.freeze())
 }
 
 #[cfg(test)]

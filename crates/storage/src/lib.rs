@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use oci::Digest;
 
-pub use filesystem::{FsStore, FsUpload, VerifiedSpool};
-pub use s3::{S3Settings, S3Store, S3Upload};
+pub use filesystem::{FsStore, FsUpload, FsVerified, VerifiedSpool};
+pub use s3::{S3Settings, S3Store, S3Upload, S3Verified};
 
 /// The storage key of an object with this digest.
 pub fn key_for(digest: &Digest) -> String {
@@ -107,6 +107,35 @@ pub enum BlobStore {
     S3(S3Store),
 }
 
+/// An upload whose bytes checked out, waiting to be made durable and visible.
+pub enum Verified {
+    Filesystem(FsVerified),
+    S3(Box<S3Verified>),
+}
+
+impl Verified {
+    pub fn digest(&self) -> &Digest {
+        match self {
+            Verified::Filesystem(verified) => verified.digest(),
+            Verified::S3(verified) => verified.digest(),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        match self {
+            Verified::Filesystem(verified) => verified.size(),
+            Verified::S3(verified) => verified.size(),
+        }
+    }
+
+    pub async fn persist(self) -> Result<Committed, StorageError> {
+        match self {
+            Verified::Filesystem(verified) => verified.persist().await,
+            Verified::S3(verified) => verified.persist().await,
+        }
+    }
+}
+
 /// A running staged write into a [`BlobStore`].
 pub enum Upload {
     Filesystem(FsUpload),
@@ -189,6 +218,14 @@ impl Upload {
         match self {
             Upload::Filesystem(upload) => upload.commit(expected).await,
             Upload::S3(upload) => upload.commit(expected).await,
+        }
+    }
+
+    /// Checks the bytes; the object is neither durable nor visible until [`Verified::persist`].
+    pub async fn verify(self, expected: &Expectation) -> Result<Verified, StorageError> {
+        match self {
+            Upload::Filesystem(upload) => Ok(Verified::Filesystem(upload.verify(expected).await?)),
+            Upload::S3(upload) => Ok(Verified::S3(Box::new(upload.verify(expected).await?))),
         }
     }
 

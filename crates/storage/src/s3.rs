@@ -17,7 +17,7 @@ use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _, 
 use oci::Digest;
 use tokio::io::AsyncReadExt as _;
 
-use crate::filesystem::{FsStore, FsUpload};
+use crate::filesystem::{FsStore, FsUpload, VerifiedSpool};
 use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolView, StorageError, key_for};
 
 /// Size of a multipart part (S3's minimum is 5 MiB), and the threshold below which one PUT is used.
@@ -173,6 +173,60 @@ impl S3Store {
     }
 }
 
+/// A fill whose bytes checked out, not yet in the bucket. Dropped unpersisted, its multipart
+/// upload is aborted in the background.
+pub struct S3Verified {
+    store: S3Store,
+    spool: VerifiedSpool,
+    target: Option<ObjectPath>,
+    pending: Vec<Bytes>,
+    multipart: Option<WriteMultipart>,
+}
+
+impl S3Verified {
+    pub fn digest(&self) -> &Digest {
+        &self.spool.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.spool.size
+    }
+
+    /// Completes the multipart upload (or PUTs a small object) under the content-addressed key.
+    pub async fn persist(mut self) -> Result<Committed, StorageError> {
+        let key = key_for(&self.spool.digest);
+        let path = self.store.path(&key)?;
+        let pending = std::mem::take(&mut self.pending);
+        match (self.multipart.take(), &self.target) {
+            (Some(multipart), _) => {
+                multipart.finish().await.map_err(s3_error)?;
+            }
+            (None, Some(_)) => {
+                self.store.store.put(&path, PutPayload::from_iter(pending)).await.map_err(s3_error)?;
+            }
+            (None, None) if self.spool.size as usize <= PART_SIZE => {
+                // Key unknown until now (a manifest by tag): small, so one PUT from the spool.
+                let bytes = tokio::fs::read(&self.spool.path).await?;
+                self.store.store.put(&path, PutPayload::from(bytes)).await.map_err(s3_error)?;
+            }
+            (None, None) => self.store.upload_file(&self.spool.path, &path).await?,
+        }
+        Ok(Committed { key, digest: self.spool.digest.clone(), size: self.spool.size })
+    }
+}
+
+impl Drop for S3Verified {
+    fn drop(&mut self) {
+        if let Some(multipart) = self.multipart.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = multipart.abort().await;
+            });
+        }
+    }
+}
+
 /// A running fill into S3.
 pub struct S3Upload {
     store: S3Store,
@@ -212,35 +266,24 @@ impl S3Upload {
         Ok(())
     }
 
-    /// Verifies, then completes the upload under the object's content-addressed key.
-    pub async fn commit(self, expected: &Expectation) -> Result<Committed, StorageError> {
+    /// Finishes the spool and checks the bytes; nothing is in the bucket yet ([`S3Verified::persist`]).
+    /// On a mismatch the multipart upload is aborted.
+    pub async fn verify(self, expected: &Expectation) -> Result<S3Verified, StorageError> {
         let S3Upload { store, spool, target, pending, multipart, .. } = self;
-        let verified = match spool.verify_and_keep(expected).await {
-            Ok(verified) => verified,
+        match spool.verify_and_keep(expected).await {
+            Ok(spool) => Ok(S3Verified { store, spool, target, pending, multipart }),
             Err(error) => {
                 if let Some(multipart) = multipart {
                     let _ = multipart.abort().await;
                 }
-                return Err(error);
+                Err(error)
             }
-        };
-        let key = key_for(&verified.digest);
-        let path = store.path(&key)?;
-        match (multipart, target) {
-            (Some(multipart), _) => {
-                multipart.finish().await.map_err(s3_error)?;
-            }
-            (None, Some(_)) => {
-                store.store.put(&path, PutPayload::from_iter(pending)).await.map_err(s3_error)?;
-            }
-            (None, None) if verified.size as usize <= PART_SIZE => {
-                // Key unknown until now (a manifest by tag): small, so one PUT from the spool.
-                let bytes = tokio::fs::read(&verified.path).await?;
-                store.store.put(&path, PutPayload::from(bytes)).await.map_err(s3_error)?;
-            }
-            (None, None) => store.upload_file(&verified.path, &path).await?,
         }
-        Ok(Committed { key, digest: verified.digest.clone(), size: verified.size })
+    }
+
+    /// Verifies, then completes the upload under the object's content-addressed key.
+    pub async fn commit(self, expected: &Expectation) -> Result<Committed, StorageError> {
+        self.verify(expected).await?.persist().await
     }
 
     pub async fn verify_and_discard(self, expected: &Expectation) -> Result<Committed, StorageError> {

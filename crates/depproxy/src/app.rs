@@ -170,3 +170,21 @@ pub fn metrics_router(registry: Registry) -> Router {
         }),
     )
 }
+
+/// Serves `router` on `listener` until `shutdown` completes. Every accepted connection gets
+/// `TCP_NODELAY`: responses are written as a header block and a streamed body, and with Nagle's
+/// algorithm a small body (a manifest) would wait for the client's delayed ACK — 40 ms per
+/// request on a kept-alive connection.
+pub async fn run_server(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|connection| {
+        if let Err(error) = connection.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

@@ -169,7 +169,7 @@ async fn listen(role: &str, address: SocketAddr, router: axum::Router) -> anyhow
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!(%address, "{role} listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
+    app::run_server(listener, router, shutdown_signal()).await.context("server failed")
 }
 
 async fn shutdown_signal() {

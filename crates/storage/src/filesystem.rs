@@ -66,23 +66,33 @@ impl FsStore {
     /// Opens a committed object, optionally a byte range of it (already validated by the caller).
     pub async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
         let path = self.path_of(key)?;
-        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Opened> {
             let file = std::fs::File::open(&path)?;
-            let size = file.metadata()?.len();
-            Ok((file, size))
+            let total = file.metadata()?.len();
+            let range = range.unwrap_or(0..total);
+            let len = range.end.saturating_sub(range.start);
+            // A small object (a manifest, a config) is read in the same blocking call as the open.
+            if len <= READ_CHUNK as u64 {
+                return Ok(Opened::Whole(read_exact_at(&file, range.start, len as usize)?));
+            }
+            Ok(Opened::Streamed(Arc::new(file), range))
         })
         .await
         .map_err(|_| StorageError::WriterGone)?;
-        let (file, total) = match opened {
-            Ok(opened) => opened,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StorageError::NotFound(key.to_owned()));
+        match opened {
+            Ok(Opened::Whole(bytes)) => {
+                let len = bytes.len() as u64;
+                Ok(ObjectReader { len, stream: futures_util::stream::once(async move { Ok(bytes) }).boxed() })
             }
-            Err(error) => return Err(error.into()),
-        };
-        let range = range.unwrap_or(0..total);
-        let len = range.end.saturating_sub(range.start);
-        Ok(ObjectReader { len, stream: read_ahead(Arc::new(file), range.start, len) })
+            Ok(Opened::Streamed(file, range)) => {
+                let len = range.end - range.start;
+                Ok(ObjectReader { len, stream: read_ahead(file, range.start, len) })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(StorageError::NotFound(key.to_owned()))
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Deletes a committed object; absent objects are not an error.
@@ -118,12 +128,13 @@ impl FsStore {
             writer: Some(writer),
             progress,
             limit,
+            hasher: Sha256Hasher::new(),
         })
     }
 }
 
-/// What the writer thread hands back: the file (for fsync) and the hash of what it wrote.
-type WriterOutcome = Result<(std::fs::File, Sha256Hasher), StorageError>;
+/// What the writer thread hands back: the file (for fsync) and how many bytes it wrote.
+type WriterOutcome = Result<(std::fs::File, u64), StorageError>;
 
 fn write_loop(
     mut file: std::fs::File,
@@ -131,7 +142,6 @@ fn write_loop(
     progress: watch::Sender<u64>,
     limit: u64,
 ) -> WriterOutcome {
-    let mut hasher = Sha256Hasher::new();
     let mut written = 0u64;
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_QUEUE_CHUNKS);
     while let Some(first) = chunks.blocking_recv() {
@@ -151,13 +161,10 @@ fn write_loop(
         write_all_vectored(&mut file, &batch)?;
         written += size;
         // Readers tailing the file may read up to here: the bytes are in the kernel's page cache.
-        // Hashing comes after, so readers never wait for it.
         progress.send_replace(written);
-        for chunk in batch.drain(..) {
-            hasher.update(&chunk);
-        }
+        batch.clear();
     }
-    Ok((file, hasher))
+    Ok((file, written))
 }
 
 /// `write_all` for several buffers in as few syscalls as the kernel allows.
@@ -183,6 +190,9 @@ pub struct FsUpload {
     writer: Option<tokio::task::JoinHandle<WriterOutcome>>,
     progress: watch::Receiver<u64>,
     limit: u64,
+    /// Hashes chunks as they are queued, on the caller's side, while the writer thread writes the
+    /// previous ones: hashing and disk writes overlap instead of taking turns.
+    hasher: Sha256Hasher,
 }
 
 impl FsUpload {
@@ -200,6 +210,7 @@ impl FsUpload {
         let Some(chunks) = &self.chunks else {
             return Err(StorageError::WriterGone);
         };
+        self.hasher.update(&chunk);
         if chunks.send(chunk).await.is_ok() {
             return Ok(());
         }
@@ -222,8 +233,11 @@ impl FsUpload {
         expected: &Expectation,
     ) -> Result<(std::fs::File, Digest, u64), StorageError> {
         self.chunks = None;
-        let (file, hasher) = self.join_writer().await?;
-        let size = hasher.len();
+        let (file, size) = self.join_writer().await?;
+        let hasher = std::mem::take(&mut self.hasher);
+        if hasher.len() != size {
+            return Err(StorageError::WriterGone);
+        }
         let digest = hasher.finish();
         if let Some(expected_size) = expected.size
             && expected_size != size
@@ -345,6 +359,12 @@ impl Drop for FsUpload {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// An opened object: small ones already read.
+enum Opened {
+    Whole(Bytes),
+    Streamed(Arc<std::fs::File>, ByteRange),
 }
 
 /// Streams `len` bytes of `file` from `offset` as positioned reads of [`READ_CHUNK`], keeping

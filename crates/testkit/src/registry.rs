@@ -112,6 +112,10 @@ impl FakeRegistry {
         let registry = FakeRegistry { inner, address, notify: Arc::new(Notify::new()) };
         let router = Router::new().fallback(handle).with_state(registry.clone());
         tokio::spawn(async move {
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|connection| {
+                let _ = connection.set_nodelay(true);
+            });
             let _ = axum::serve(listener, router).await;
         });
         registry

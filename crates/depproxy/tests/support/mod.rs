@@ -175,7 +175,7 @@ pub async fn spawn_server(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = depproxy::app::run_server(listener, router, std::future::pending()).await;
     });
     format!("http://{address}")
 }

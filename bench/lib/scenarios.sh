@@ -1,0 +1,258 @@
+# Scenarios B1–B5 (B6 is measured inside B3 and B4) and the hashing micro-benchmark.
+# Sourced by run.sh. Blob/manifest facts come from the layouts: LARGE_DIGEST/LARGE_SIZE,
+# BIG_DIGEST/BIG_SIZE, TINY_MANIFEST (see load_data in run.sh).
+
+MT_MANIFEST=application/vnd.oci.image.manifest.v1+json
+PROXIES=()   # systems with an upstream (all but nginx-static), filled by run.sh
+
+blob_url() { echo "${URL[$1]}/v2/lab/$2/blobs/$3"; }
+
+is_proxy() { [ "$1" != nginx-static ]; }
+
+# warm_blob SYSTEM REPO DIGEST — GETs until a GET no longer reaches upstream (max 20 tries),
+# and checks the sha256 of one response.
+warm_blob() {
+  local sys=$1 repo=$2 digest=$3 url line got i
+  url=$(blob_url "$sys" "$repo" "$digest")
+  got=$(curl -sf "$url" | sha256sum | cut -d' ' -f1)
+  [ "sha256:$got" = "$digest" ] || note "$sys: body of $repo blob did not hash to $digest (got sha256:$got)"
+  is_proxy "$sys" || return 0
+  for ((i = 0; i < 20; i++)); do
+    upstream_settle
+    line=$(upstream_lines)
+    fetch "$url" "$RUN/warm.txt"
+    [ "$(upstream_since "$line" "$digest" | jget requests)" = 0 ] && return 0
+  done
+  note "$sys: $repo blob still fetched from upstream after 20 warm-up GETs"
+}
+
+warm_manifests() {
+  local sys=$1 i
+  for ((i = 0; i < 2; i++)); do
+    curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" "${URL[$sys]}/v2/lab/tiny/manifests/v1" ||
+      note "$sys: manifest by tag failed"
+    curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" "${URL[$sys]}/v2/lab/tiny/manifests/$TINY_MANIFEST" ||
+      note "$sys: manifest by digest failed"
+  done
+}
+
+# ---------------------------------------------------------------- B1 hit throughput
+
+scenario_B1() {
+  local sys rep stats wall n=$B1_CLIENTS
+  log "B1: hit throughput, ${LARGE_SIZE}-byte blob, 1 and $n clients"
+  for sys in "${SYSTEMS[@]}"; do
+    start_system "$sys" "${URL[upstream]}"
+    warm_blob "$sys" large "$LARGE_DIGEST"
+  done
+  note_cmd "# B1 (per system, after warm-up; 1 client, then $n concurrent):"
+  note_cmd "curl -s -o /dev/null -w '$CURL_FMT' \$SYSTEM/v2/lab/large/blobs/$LARGE_DIGEST"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in "${SYSTEMS[@]}"; do
+      fetch "$(blob_url "$sys" large "$LARGE_DIGEST")" "$RUN/b1-one"
+      stats=$(python3 "$BENCH_PY" curl-stats "$RUN/b1-one")
+      check_fetch "$stats" "$LARGE_SIZE" "B1 $sys rep $rep (1 client)" || true
+      record B1.1 "$sys" "$(calc "$LARGE_SIZE / $(jget max_total <<<"$stats") / 1e9")"
+      wall=$(fetch_many "$n" "$RUN/b1-many" "$(blob_url "$sys" large "$LARGE_DIGEST")")
+      stats=$(python3 "$BENCH_PY" curl-stats "$RUN"/b1-many/*)
+      check_fetch "$stats" "$LARGE_SIZE" "B1 $sys rep $rep ($n clients)" || true
+      record B1.8 "$sys" "$(calc "$(jget bytes <<<"$stats") / $wall / 1e9")"
+    done
+  done
+  for sys in "${SYSTEMS[@]}"; do stop_system "$sys"; done
+}
+
+# ---------------------------------------------------------------- B2 cold pull
+
+scenario_B2() {
+  local sys rep stats
+  log "B2: cold pull of the ${LARGE_SIZE}-byte blob"
+  note_cmd "# B2 (each proxy restarted with an empty cache before each GET; 'direct' = the upstream):"
+  note_cmd "curl -s -o /dev/null -w '$CURL_FMT' \$SYSTEM/v2/lab/large/blobs/$LARGE_DIGEST"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in direct "${PROXIES[@]}"; do
+      [ "$sys" = direct ] || start_system "$sys" "${URL[upstream]}"
+      fetch "$(blob_url "$sys" large "$LARGE_DIGEST")" "$RUN/b2"
+      stats=$(python3 "$BENCH_PY" curl-stats "$RUN/b2")
+      check_fetch "$stats" "$LARGE_SIZE" "B2 $sys rep $rep" || true
+      record B2.total "$sys" "$(jget max_total <<<"$stats")"
+      record B2.ttfb "$sys" "$(calc "$(jget max_ttfb <<<"$stats") * 1000")"
+      [ "$sys" = direct ] || stop_system "$sys"
+    done
+  done
+}
+
+# ---------------------------------------------------------------- B3 herd (+ B6 memory)
+
+scenario_B3() {
+  local sys rep stats single line counts n=$B3_CLIENTS url
+  log "B3: $n concurrent cold GETs of the ${BIG_SIZE}-byte blob"
+  note_cmd "# B3 (fresh cache; one cold GET, restart, then $n concurrent cold GETs; upstream bytes from the registry access log):"
+  note_cmd "curl -s -o /dev/null -w '$CURL_FMT' \$SYSTEM/v2/lab/big/blobs/$BIG_DIGEST"
+  note_cmd "scripts/lab/count-upstream.py $UPSTREAM_LOG --since-line N --pattern 'blobs/$BIG_DIGEST\$'"
+  note_cmd "bench/lib/bench.py hwm PID   # B6: sum of VmHWM over the system's processes, read after the herd / B4 window"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in "${SYSTEMS[@]}"; do
+      url=$(blob_url "$sys" big "$BIG_DIGEST")
+      start_system "$sys" "${URL[upstream]}"
+      fetch "$url" "$RUN/b3-single"
+      stats=$(python3 "$BENCH_PY" curl-stats "$RUN/b3-single")
+      check_fetch "$stats" "$BIG_SIZE" "B3 $sys rep $rep (single)" || true
+      single=$(jget max_total <<<"$stats")
+      record B3.single "$sys" "$single"
+      is_proxy "$sys" && start_system "$sys" "${URL[upstream]}"
+      upstream_settle
+      line=$(upstream_lines)
+      fetch_many "$n" "$RUN/b3-herd" "$url" >/dev/null
+      stats=$(python3 "$BENCH_PY" curl-stats "$RUN"/b3-herd/*)
+      check_fetch "$stats" "$BIG_SIZE" "B3 $sys rep $rep (herd)" || true
+      record B3.slowest "$sys" "$(jget max_total <<<"$stats")"
+      record B3.slowest_ratio "$sys" "$(calc "$(jget max_total <<<"$stats") / $single")"
+      if is_proxy "$sys"; then
+        upstream_settle
+        counts=$(upstream_since "$line" "$BIG_DIGEST")
+        record B3.upstream_x "$sys" "$(calc "$(jget bytes <<<"$counts") / $BIG_SIZE")"
+        record B3.upstream_gets "$sys" "$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("GET blob", 0))' <<<"$counts")"
+      fi
+      record B6.B3 "$sys" "$(python3 "$BENCH_PY" hwm "$(system_pid "$sys")")"
+      stop_system "$sys"
+    done
+  done
+}
+
+# ---------------------------------------------------------------- B4 slow cold streams (+ B6)
+
+# b4_streams SYSTEM DIR — starts one curl per B4 blob in the background (curl itself, so the
+# pids in B4_PIDS are the curls); each writes "code size ttfb total" to DIR/N when it ends.
+b4_streams() {
+  local sys=$1 dir=$2 digest _size i=0
+  B4_PIDS=()
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  while read -r digest _size; do
+    i=$((i + 1))
+    curl -s -o /dev/null -w "$CURL_FMT" "$(blob_url "$sys" b4 "$digest")" >"$dir/$i" 2>/dev/null &
+    B4_PIDS+=($!)
+  done <"$B4_LIST"
+}
+
+# b4_end_streams — after the system stopped, the streams end (connection closed) and curl
+# reports; any still running after 10 s is killed.
+b4_end_streams() {
+  local pid
+  for _ in $(seq 100); do
+    for pid in "${B4_PIDS[@]}"; do alive "$pid" && break; done
+    alive "$pid" || break
+    sleep 0.1
+  done
+  for pid in "${B4_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${B4_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+
+scenario_B4() {
+  local sys rep running pid m b
+  log "B4: $B4_STREAMS cold streams at $B4_RATE each + manifest and /v2/ latency"
+  start_throttle
+  note_cmd "# B4 (fresh cache, upstream = nginx 'limit_rate $B4_RATE' in front of the registry; $B4_STREAMS distinct ${B4_BLOB_MB} MiB blobs streamed with curl — nginx static has no upstream, it sends them with 'limit_rate $B4_RATE' itself; after ${B4_RAMP}s, both load tools at once):"
+  note_cmd "hey -z ${B4_SECONDS}s -c $B4_CONC -q $B4_QPS -o csv -H 'Accept: $MT_MANIFEST' \$SYSTEM/v2/lab/tiny/manifests/v1"
+  note_cmd "hey -z ${B4_SECONDS}s -c $B4_CONC -q $B4_QPS -o csv \$SYSTEM/v2/   # p50/p99: nearest rank over the CSV rows"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in "${SYSTEMS[@]}"; do
+      start_system "$sys" "${URL[throttle]}"
+      warm_manifests "$sys"
+      curl -sf -o /dev/null "${URL[$sys]}/v2/" || note "$sys: /v2/ failed"
+      b4_streams "$sys" "$OUT/raw/b4-streams-$sys-$rep"
+      sleep "$B4_RAMP"
+      hey -z "${B4_SECONDS}s" -c "$B4_CONC" -q "$B4_QPS" -o csv -H "Accept: $MT_MANIFEST" \
+        "${URL[$sys]}/v2/lab/tiny/manifests/v1" >"$OUT/raw/b4-manifest-$sys-$rep.txt" 2>&1 &
+      m=$!
+      hey -z "${B4_SECONDS}s" -c "$B4_CONC" -q "$B4_QPS" -o csv "${URL[$sys]}/v2/" >"$OUT/raw/b4-base-$sys-$rep.txt" 2>&1 &
+      b=$!
+      wait "$m" || true
+      wait "$b" || true
+      running=0
+      for pid in "${B4_PIDS[@]}"; do alive "$pid" && running=$((running + 1)); done
+      record B6.B4 "$sys" "$(python3 "$BENCH_PY" hwm "$(system_pid "$sys")")"
+      [ "$running" -ge "$B4_STREAMS" ] ||
+        note "B4 $sys rep $rep: only $running of $B4_STREAMS streams were still in flight when the load tools finished"
+      stop_system "$sys"
+      b4_end_streams
+      b4_record "$sys" "$rep"
+    done
+  done
+  stop_bg throttle
+}
+
+# b4_record SYSTEM REP — latency rows from hey's CSV; when no request of a kind completed within
+# the window, its percentiles are recorded as lower bounds (the window length).
+b4_record() {
+  local sys=$1 rep=$2 kind stats requests=0 errors=0 s
+  for kind in manifest base; do
+    if stats=$(python3 "$BENCH_PY" hey "$OUT/raw/b4-$kind-$sys-$rep.txt" 2>/dev/null); then
+      record "B4.${kind}_p50" "$sys" "$(jget p50_ms <<<"$stats")"
+      record "B4.${kind}_p99" "$sys" "$(jget p99_ms <<<"$stats")"
+      requests=$((requests + $(jget requests <<<"$stats")))
+      errors=$((errors + $(jget errors <<<"$stats")))
+    else
+      note "B4 $sys rep $rep: no $kind request completed within ${B4_SECONDS}s (recorded as ≥ ${B4_SECONDS}000 ms)"
+      record_lb "B4.${kind}_p50" "$sys" "${B4_SECONDS}000"
+      record_lb "B4.${kind}_p99" "$sys" "${B4_SECONDS}000"
+    fi
+  done
+  record B4.requests "$sys" "$requests"
+  record B4.errors "$sys" "$errors"
+  s=$(python3 "$BENCH_PY" streams "$OUT/raw/b4-streams-$sys-$rep")
+  record B4.stream_ttfb_p50 "$sys" "$(jget ttfb_p50 <<<"$s")"
+  record B4.stream_ttfb_p90 "$sys" "$(jget ttfb_p90 <<<"$s")"
+  record B4.stream_failed "$sys" "$(jget failed <<<"$s")"
+}
+
+# ---------------------------------------------------------------- B5 manifest hits
+
+scenario_B5() {
+  local sys rep r ref row
+  log "B5: cached manifest GETs, $B5_CONN connections"
+  for sys in "${SYSTEMS[@]}"; do
+    start_system "$sys" "${URL[upstream]}"
+    warm_manifests "$sys"
+  done
+  note_cmd "# B5 (after warm-up; by tag, then by digest):"
+  note_cmd "wrk -t$B5_THREADS -c$B5_CONN -d${B5_SECONDS}s --latency -H 'Accept: $MT_MANIFEST' \$SYSTEM/v2/lab/tiny/manifests/v1"
+  note_cmd "wrk -t$B5_THREADS -c$B5_CONN -d${B5_SECONDS}s --latency -H 'Accept: $MT_MANIFEST' \$SYSTEM/v2/lab/tiny/manifests/$TINY_MANIFEST"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in "${SYSTEMS[@]}"; do
+      for ref in v1 "$TINY_MANIFEST"; do
+        row=B5
+        [ "$ref" = v1 ] || row=B5d
+        wrk -t"$B5_THREADS" -c"$B5_CONN" -d"${B5_SECONDS}s" --latency -H "Accept: $MT_MANIFEST" \
+          "${URL[$sys]}/v2/lab/tiny/manifests/$ref" >"$OUT/raw/$row-$sys-$rep.txt" 2>&1 || true
+        r=$(python3 "$BENCH_PY" wrk "$OUT/raw/$row-$sys-$rep.txt") || { note "B5 $sys: cannot parse wrk output"; continue; }
+        [ "$(jget errors <<<"$r")" = 0 ] || note "$row $sys rep $rep: $(jget errors <<<"$r") failed/non-2xx of $(jget requests <<<"$r") requests"
+        record "$row.rps" "$sys" "$(jget rps <<<"$r")"
+        record "$row.p99" "$sys" "$(jget p99_ms <<<"$r")"
+      done
+    done
+  done
+  for sys in "${SYSTEMS[@]}"; do stop_system "$sys"; done
+}
+
+# ---------------------------------------------------------------- hashing micro-benchmark
+
+scenario_hash() {
+  local file rep t0 secs r key
+  file=$LAYOUTS/large/blobs/sha256/${LARGE_DIGEST#sha256:}
+  log "hash: sha256sum vs depproxy's write path on $file"
+  note_cmd "# hash (file = the large layer, in page cache):"
+  note_cmd "sha256sum FILE"
+  note_cmd "\$CARGO_TARGET_DIR/release/hashbench FILE $HASH_CHUNK $RUN/hashbench-store   # bench/hashbench"
+  cat "$file" >/dev/null
+  for ((rep = 1; rep <= REPS; rep++)); do
+    t0=$EPOCHREALTIME
+    sha256sum "$file" >/dev/null
+    secs=$(calc "$EPOCHREALTIME - $t0")
+    record hash.sha256sum micro "$(calc "$LARGE_SIZE / $secs / 1e9")"
+    r=$("$HASHBENCH_BIN" "$file" "$HASH_CHUNK" "$RUN/hashbench-store")
+    [ "$(jget digest <<<"$r")" = "$LARGE_DIGEST" ] || note "hashbench digest mismatch: $r"
+    for key in read hash write_path commit; do record "hash.$key" micro "$(jget "$key" <<<"$r")"; done
+  done
+}

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B6 hash (default: all)
+#
+# Benchmarks depproxy against the distribution registry in proxy mode, nginx proxy_cache
+# (+ proxy_cache_lock) and nginx serving the same files statically, on one machine, same data,
+# same run. Builds depproxy (release), generates the test images (scripts/make-images.py), starts
+# a real upstream registry, runs every scenario against every system REPS times and writes the
+# medians, ratios to depproxy, machine, versions and exact commands to bench/RESULTS.md.
+# Everything listens on 127.0.0.1 and is stopped on exit. B6 (peak RSS) is measured during B3
+# and B4, so asking for B6 runs those two.
+#
+#   B1  hit throughput: one cached LARGE_MB blob, 1 and B1_CLIENTS clients, GB/s
+#   B2  cold pull of the LARGE_MB blob: wall time and TTFB, beside a GET straight from upstream
+#   B3  herd: B3_CLIENTS concurrent cold GETs of the BIG_MB blob: upstream bytes, slowest client
+#   B4  B4_STREAMS cold streams from an upstream throttled to B4_RATE per stream, while hey
+#       measures cached manifest and /v2/ latency
+#   B5  cached manifest GETs with B5_CONN connections (wrk): req/s and p99
+#   B6  peak RSS (sum of VmHWM) of each system during B3 and B4
+#   hash  sha256sum vs depproxy's write path (bench/hashbench) on the large layer file
+#
+# Knobs (environment) and defaults — the defaults are the sizes of issue 4:
+#   REPS=3 BIG_MB=256 LARGE_MB=1024 B1_CLIENTS=8 B3_CLIENTS=32
+#   B4_STREAMS=200 B4_BLOB_MB=16 B4_RATE=1m B4_RAMP=3 B4_SECONDS=10 B4_CONC=4 B4_QPS=25
+#   B5_CONN=64 B5_THREADS=2 B5_SECONDS=10 HASH_CHUNK=65536
+#   SYSTEMS="depproxy distribution nginx-cache nginx-static"   PORT_BASE=5900
+#   BENCH_DIR=/tmp/depproxy-bench (images, upstream registry data, caches)
+#   RESULTS=bench/RESULTS.md   SKIP_BUILD=1 (use the existing binaries)
+#   PERF="B5 ..." perf record -e cpu-clock (DWARF call graphs) on depproxy during those scenarios:
+#   bench/out/<run>/perf-<scenario>-<n>.{data,txt}
+#   DEPPROXY_BIN=PATH HASHBENCH_BIN=PATH (with SKIP_BUILD=1: use these binaries, e.g. built
+#   from another checkout; DEPPROXY_SOURCE=TEXT says which in RESULTS.md)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/depproxy/target}
+REPS=${REPS:-3}
+BIG_MB=${BIG_MB:-256}
+LARGE_MB=${LARGE_MB:-1024}
+B1_CLIENTS=${B1_CLIENTS:-8}
+B3_CLIENTS=${B3_CLIENTS:-32}
+B4_STREAMS=${B4_STREAMS:-200}
+B4_BLOB_MB=${B4_BLOB_MB:-16}
+B4_RATE=${B4_RATE:-1m}
+B4_RAMP=${B4_RAMP:-3}
+B4_SECONDS=${B4_SECONDS:-10}
+B4_CONC=${B4_CONC:-4}
+B4_QPS=${B4_QPS:-25}
+B5_CONN=${B5_CONN:-64}
+B5_THREADS=${B5_THREADS:-2}
+B5_SECONDS=${B5_SECONDS:-10}
+HASH_CHUNK=${HASH_CHUNK:-65536}
+PORT_BASE=${PORT_BASE:-5900}
+BENCH_DIR=${BENCH_DIR:-/tmp/depproxy-bench}
+RESULTS=${RESULTS:-$REPO/bench/RESULTS.md}
+read -r -a SYSTEMS <<<"${SYSTEMS:-depproxy distribution nginx-cache nginx-static}"
+
+RUN_ID=$(date +%Y%m%d-%H%M%S)
+OUT=$REPO/bench/out/$RUN_ID       # results.jsonl, notes, commands, meta, raw tool output (gitignored)
+RUN=$BENCH_DIR/run                # per-system state, wiped per cold start
+LAYOUTS=$BENCH_DIR/layouts-big${BIG_MB}-large${LARGE_MB}
+BENCH_PY=$REPO/bench/lib/bench.py
+if [ -n "${DEPPROXY_BIN:-}" ]; then
+  BUILT_BIN=$DEPPROXY_BIN
+  DEPPROXY_SOURCE=${DEPPROXY_SOURCE:-"$DEPPROXY_BIN (given with DEPPROXY_BIN)"}
+else
+  BUILT_BIN=$CARGO_TARGET_DIR/release/depproxy
+  DEPPROXY_SOURCE="built from $REPO at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  if [ -n "$(git -C "$REPO" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    DEPPROXY_SOURCE+=" with uncommitted changes in crates/ or Cargo.*"
+  else
+    DEPPROXY_SOURCE+=" (crates/ and Cargo.* as committed)"
+  fi
+fi
+DEPPROXY_BIN=$RUN/bin/depproxy    # a copy: a rebuild during the run cannot swap the binary
+HASHBENCH_BIN=${HASHBENCH_BIN:-$CARGO_TARGET_DIR/release/hashbench}
+
+# shellcheck source=bench/lib/common.sh
+source "$REPO/bench/lib/common.sh"
+# shellcheck source=bench/lib/systems.sh
+source "$REPO/bench/lib/systems.sh"
+# shellcheck source=bench/lib/scenarios.sh
+source "$REPO/bench/lib/scenarios.sh"
+
+# ---------------------------------------------------------------- setup
+
+select_scenarios() {
+  local s
+  SCENARIOS=()
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 hash
+  for s in "$@"; do
+    case $s in
+      B1 | B2 | B3 | B4 | B5 | hash) SCENARIOS+=("$s") ;;
+      B6) SCENARIOS+=(B3 B4) ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B6 hash)" ;;
+    esac
+  done
+  # Unique, in canonical order.
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+}
+
+wants() { [[ " ${SCENARIOS[*]} " == *" $1 "* ]]; }
+
+apt_install() {
+  local guard=0
+  [ "$(id -u)" = 0 ] || die "missing $*: run as root or install them (apt-get install $*)"
+  # No service may start during the install (nginx would listen on :80).
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  if [ "$guard" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+}
+
+ensure_tools() {
+  local pair missing=()
+  for pair in nginx:nginx wrk:wrk hey:hey docker-registry:docker-registry skopeo:skopeo curl:curl \
+    python3:python3 sha256sum:coreutils; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+  command -v cargo >/dev/null || die "cargo not found (install Rust: https://rustup.rs)"
+}
+
+build() {
+  if [ "${SKIP_BUILD:-0}" = 1 ]; then
+    log "SKIP_BUILD=1: using $BUILT_BIN"
+  else
+    log "building depproxy (release) in $CARGO_TARGET_DIR"
+    (cd "$REPO" && cargo build --release -p depproxy)
+    if wants hash; then
+      # Same lock as the workspace, so shared dependencies are the release binary's artifacts.
+      cp "$REPO/Cargo.lock" "$REPO/bench/hashbench/Cargo.lock"
+      if ! cargo build --release --manifest-path "$REPO/bench/hashbench/Cargo.toml"; then
+        note "bench/hashbench did not build against this tree (storage API changed?): hash scenario skipped"
+        read -r -a SCENARIOS <<<"${SCENARIOS[*]/hash/}"
+      fi
+    fi
+  fi
+  if [[ " ${SYSTEMS[*]} " == *" depproxy "* ]]; then
+    [ -x "$BUILT_BIN" ] || die "no $BUILT_BIN"
+    mkdir -p "$(dirname "$DEPPROXY_BIN")"
+    cp "$BUILT_BIN" "$DEPPROXY_BIN"
+  fi
+  if wants hash; then [ -x "$HASHBENCH_BIN" ] || die "no $HASHBENCH_BIN"; fi
+}
+
+check_ports() {
+  local name
+  for name in "${!PORT[@]}"; do
+    port_free "${PORT[$name]}" || die "port ${PORT[$name]} ($name) is in use; set PORT_BASE"
+  done
+}
+
+# Images (make-images.py), the upstream registry with them pushed, the B4 blobs, the static tree.
+prepare_data() {
+  log "test images in $LAYOUTS (big ${BIG_MB} MiB, large ${LARGE_MB} MiB)"
+  WITH_BIG=1 WITH_LARGE=1 BIG_MB=$BIG_MB LARGE_MB=$LARGE_MB MEDIUM_MB=${MEDIUM_MB:-8} \
+    python3 "$REPO/scripts/make-images.py" "$LAYOUTS" >&2
+  read -r TINY_MANIFEST _ _ < <(python3 "$BENCH_PY" layout-info "$LAYOUTS" tiny)
+  read -r _ BIG_DIGEST BIG_SIZE < <(python3 "$BENCH_PY" layout-info "$LAYOUTS" big)
+  read -r _ LARGE_DIGEST LARGE_SIZE < <(python3 "$BENCH_PY" layout-info "$LAYOUTS" large)
+  start_upstream
+  "$REPO/scripts/lab/push-images.sh" "127.0.0.1:${PORT[upstream]}" "$LAYOUTS" >&2
+  B4_LIST=""
+  if wants B4; then
+    B4_LIST=$BENCH_DIR/b4-${B4_STREAMS}x${B4_BLOB_MB}/list
+    python3 "$BENCH_PY" b4-blobs "$(dirname "$B4_LIST")" "$B4_STREAMS" "$B4_BLOB_MB" "127.0.0.1:${PORT[upstream]}" >&2
+  fi
+  STATIC=$RUN/static-tree
+  rm -rf "$STATIC"
+  python3 "$BENCH_PY" static-tree "$STATIC" "$LAYOUTS" ${B4_LIST:+"$B4_LIST"}
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all_bg
+  stop_upstream
+  # Anything else this shell started in the background (e.g. B4's curls), by pid.
+  local pid
+  for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
+  exit "$rc"
+}
+
+# ---------------------------------------------------------------- report
+
+
+write_meta() {
+  LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+  local systems="" s
+  for s in depproxy distribution nginx-cache nginx-static direct; do systems+="$s = ${URL[$s]}, "; done
+  {
+    echo "# setup"
+    echo "cargo build --release -p depproxy   # CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+    echo "WITH_BIG=1 WITH_LARGE=1 BIG_MB=$BIG_MB LARGE_MB=$LARGE_MB MEDIUM_MB=${MEDIUM_MB:-8} scripts/make-images.py $LAYOUTS"
+    echo "DEPPROXY_TEST_DIR=$BENCH_DIR scripts/lab/start-registry.sh ${PORT[upstream]} $BENCH_DIR/upstream-data   # the upstream"
+    echo "scripts/lab/push-images.sh 127.0.0.1:${PORT[upstream]} $LAYOUTS"
+    echo "$DEPPROXY_BIN serve --listen 127.0.0.1:${PORT[depproxy]} --data-dir DIR --upstream UPSTREAM"
+    echo "docker-registry serve CONFIG   # proxy.remoteurl: UPSTREAM (config: bench/lib/systems.sh)"
+    echo "nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'   # proxy_cache, static and throttle configs: bench/lib/systems.sh"
+    echo "# \$SYSTEM: ${systems%, }"
+    cat "$OUT/commands.txt" 2>/dev/null || true
+  } >"$OUT/all-commands.txt"
+  META_LOAD_START=$LOAD_START META_OUT=$OUT META_COMMAND="bench/run.sh${SCENARIO_ARGS[*]:+ ${SCENARIO_ARGS[*]}}" META_RUN_ID=$RUN_ID META_LOAD_BEFORE=$LOAD_BEFORE \
+    META_LOAD_AFTER=$LOAD_AFTER META_DEPPROXY_BIN=$DEPPROXY_BIN META_DEPPROXY_SOURCE=$DEPPROXY_SOURCE \
+    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
+    META_HASH_CHUNK=$HASH_CHUNK \
+    python3 "$BENCH_PY" meta "$OUT"
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+  SCENARIO_ARGS=("$@")
+  select_scenarios "$@"
+  mkdir -p "$OUT/raw" "$BENCH_DIR" "$RUN"
+  : >"$OUT/results.jsonl"
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  trap cleanup EXIT INT TERM
+  log "scenarios: ${SCENARIOS[*]}; systems: ${SYSTEMS[*]}; REPS=$REPS; output $OUT"
+  ensure_tools
+  build
+  check_ports
+  PROXIES=()
+  for s in "${SYSTEMS[@]}"; do is_proxy "$s" && PROXIES+=("$s"); done
+  prepare_data
+  LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+  log "load average before: $LOAD_BEFORE"
+  # Was the machine shared? CPU of processes outside this harness and the upstream, every 2 s.
+  start_bg load-sampler "$OUT/sampler.log" python3 "$BENCH_PY" sampler "$OUT/load.txt" $$ \
+    "$(cat "$BENCH_DIR/registry-${PORT[upstream]}.pid")"
+  for SCENARIO in "${SCENARIOS[@]}"; do "scenario_$SCENARIO"; done
+  stop_bg load-sampler
+  write_meta
+  python3 "$BENCH_PY" report "$OUT/results.jsonl" "$OUT/meta.json" "$RESULTS"
+  cp "$RESULTS" "$OUT/RESULTS.md"
+  log "load average after: $LOAD_AFTER; wrote $RESULTS"
+}
+
+main "$@"

@@ -18,10 +18,10 @@ use crate::{
 /// Chunks queued to an upload's writer thread before `write` waits: bounds memory per fill.
 const WRITE_QUEUE_CHUNKS: usize = 16;
 /// Read size for serving objects.
-const READ_CHUNK: usize = 1024 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// Reads in flight ahead of the client: disk reads overlap with socket writes, and memory per
 /// response stays at `READ_AHEAD × READ_CHUNK`.
-const READ_AHEAD: usize = 2;
+const READ_AHEAD: usize = 4;
 
 /// Objects under `<root>/blobs/…`, staged writes under `<root>/tmp/`.
 #[derive(Debug, Clone)]

@@ -43,7 +43,8 @@ pub(crate) async fn handle(State(gateway): State<Arc<Gateway>>, request: Request
         }
         Ok(Decision::Execute(Injector::SendBlob(params))) => {
             metrics.decided("hit");
-            crate::send_blob::serve(&gateway.store, &params, &method, &client_headers).await
+            crate::send_blob::serve(&gateway.store, &gateway.small_objects, &params, &method, &client_headers)
+                .await
         }
         Ok(Decision::Execute(Injector::SendDependency(params))) => {
             metrics.decided("miss");

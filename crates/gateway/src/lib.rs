@@ -10,6 +10,7 @@ mod forward;
 mod metrics;
 mod send_blob;
 mod send_dependency;
+mod small_objects;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,7 @@ pub struct Gateway {
     pub(crate) upstream_http: reqwest::Client,
     pub(crate) settings: GatewaySettings,
     pub(crate) fills: Fills,
+    pub(crate) small_objects: small_objects::SmallObjects,
     pub(crate) observability: Observability,
 }
 
@@ -72,6 +74,7 @@ impl Gateway {
             upstream_http,
             settings,
             fills: Fills::default(),
+            small_objects: small_objects::SmallObjects::default(),
             observability,
         })
     }

@@ -9,9 +9,11 @@ use oci::{Digest, ErrorCode, OciError};
 use storage::{BlobStore, StorageError};
 
 use crate::forward::oci_response;
+use crate::small_objects::{LoadError, MAX_OBJECT_BYTES, SmallObjects};
 
 pub(crate) async fn serve(
     store: &BlobStore,
+    small_objects: &SmallObjects,
     params: &SendBlob,
     method: &Method,
     request: &HeaderMap,
@@ -57,22 +59,43 @@ pub(crate) async fn serve(
             Err(error) => tracing::warn!(key = %params.key, %error, "cannot presign; streaming instead"),
         }
     }
+    if params.size <= MAX_OBJECT_BYTES {
+        return match small_objects.get(store, &params.key, &params.digest, params.size).await {
+            Ok(bytes) => {
+                let body = match range {
+                    // Validated against `params.size`, which the loaded bytes match.
+                    Some(range) => bytes.slice(range.start as usize..range.end as usize),
+                    None => bytes,
+                };
+                with_headers(status, headers, Body::from(body))
+            }
+            Err(error) => match &*error {
+                LoadError::Storage(error) => read_failed(params, error),
+                LoadError::Damaged { .. } => {
+                    tracing::error!(%error, "refusing to serve a damaged cached object");
+                    oci_response(&OciError::internal("cached object is damaged"))
+                }
+            },
+        };
+    }
     match store.read(&params.key, range).await {
         Ok(reader) => with_headers(status, headers, Body::from_stream(reader.stream)),
-        Err(StorageError::NotFound(key)) => {
-            tracing::error!(%key, digest = %params.digest, "cached object is missing from storage");
-            let code = if oci::media::is_manifest_type(&params.media_type) {
-                ErrorCode::ManifestUnknown
-            } else {
-                ErrorCode::BlobUnknown
-            };
-            oci_response(&OciError::new(code, "cached object is missing from storage"))
-        }
-        Err(error) => {
-            tracing::error!(key = %params.key, %error, "cannot read cached object");
-            oci_response(&OciError::internal("cannot read cached object"))
-        }
+        Err(error) => read_failed(params, &error),
     }
+}
+
+fn read_failed(params: &SendBlob, error: &StorageError) -> Response {
+    if let StorageError::NotFound(key) = error {
+        tracing::error!(%key, digest = %params.digest, "cached object is missing from storage");
+        let code = if oci::media::is_manifest_type(&params.media_type) {
+            ErrorCode::ManifestUnknown
+        } else {
+            ErrorCode::BlobUnknown
+        };
+        return oci_response(&OciError::new(code, "cached object is missing from storage"));
+    }
+    tracing::error!(key = %params.key, %error, "cannot read cached object");
+    oci_response(&OciError::internal("cannot read cached object"))
 }
 
 /// Headers every answer about an object carries.

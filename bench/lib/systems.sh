@@ -163,6 +163,9 @@ start_system() {
   stop_system "$name"
   rm -rf "$dir"
   mkdir -p "$dir"
+  # The cold scenarios write gigabytes (B4: 200 × 16 MiB per system); without this, the page
+  # cache writes back what the previous system left while this one is being measured.
+  sync
   case $name in
     depproxy)
       start_bg "$name" "$dir/depproxy.log" "$DEPPROXY_BIN" serve --listen "127.0.0.1:${PORT[$name]}" \

@@ -295,12 +295,8 @@ pub struct FsVerified {
 }
 
 impl FsVerified {
-    pub fn digest(&self) -> &Digest {
-        &self.spool.digest
-    }
-
-    pub fn size(&self) -> u64 {
-        self.spool.size
+    pub(crate) fn spool(&self) -> &VerifiedSpool {
+        &self.spool
     }
 
     /// fsync, rename into place, fsync the directory: durable, then visible.

@@ -114,18 +114,19 @@ pub enum Verified {
 }
 
 impl Verified {
-    pub fn digest(&self) -> &Digest {
+    fn spool(&self) -> &VerifiedSpool {
         match self {
-            Verified::Filesystem(verified) => verified.digest(),
-            Verified::S3(verified) => verified.digest(),
+            Verified::Filesystem(verified) => verified.spool(),
+            Verified::S3(verified) => verified.spool(),
         }
     }
 
+    pub fn digest(&self) -> &Digest {
+        &self.spool().digest
+    }
+
     pub fn size(&self) -> u64 {
-        match self {
-            Verified::Filesystem(verified) => verified.size(),
-            Verified::S3(verified) => verified.size(),
-        }
+        self.spool().size
     }
 
     pub async fn persist(self) -> Result<Committed, StorageError> {

@@ -184,12 +184,8 @@ pub struct S3Verified {
 }
 
 impl S3Verified {
-    pub fn digest(&self) -> &Digest {
-        &self.spool.digest
-    }
-
-    pub fn size(&self) -> u64 {
-        self.spool.size
+    pub(crate) fn spool(&self) -> &VerifiedSpool {
+        &self.spool
     }
 
     /// Completes the multipart upload (or PUTs a small object) under the content-addressed key.

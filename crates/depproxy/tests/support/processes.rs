@@ -77,21 +77,25 @@ impl Drop for Process {
     }
 }
 
+/// Polls `ready` until it holds, for at most `timeout`. Only for readiness of external processes,
+/// which offer no event to wait on.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until `GET url` answers 200 (certificates unchecked: this is a liveness probe).
 pub fn wait_http_ok(url: &str, process: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(output) = Command::new("curl")
+    wait_until(&format!("{process} did not answer 200 on {url}"), Duration::from_secs(30), || {
+        Command::new("curl")
             .env_remove("LD_LIBRARY_PATH")
             .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", url])
             .output()
-            && output.stdout == b"200"
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{process} did not answer 200 on {url}");
+            .is_ok_and(|output| output.stdout == b"200")
+    });
 }
 
 /// A real `distribution` registry on 127.0.0.1 with its access log in a file.
@@ -380,11 +384,9 @@ impl Node {
             &data_dir.path().join(format!("{role}.log")),
         );
         if role == "control" {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "depproxy control did not start");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            wait_until("depproxy control did not start", Duration::from_secs(30), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
         }
         Node { port, data_dir, process }
     }
@@ -424,11 +426,7 @@ impl Containerd {
             &root.join("containerd.log"),
         );
         let socket = root.join("containerd.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "containerd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until("containerd did not start", Duration::from_secs(20), || socket.exists());
         Containerd { dir, _process: process }
     }
 

@@ -1,18 +1,33 @@
-//! The control plane's error type and its single mapping to the OCI envelope.
+//! The control plane's error type, its one mapping to the OCI envelope, and its HTTP answer.
 
-use oci::OciError;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use cache::{CacheError, ResolveError};
+use http::StatusCode;
+use oci::{ErrorCode, OciError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    /// A client-facing answer decided by policy or validation.
+    /// A client-facing answer decided by validation or policy.
     #[error("{0}")]
     Oci(#[from] OciError),
-    #[error("{0}")]
+    /// The request's address names no configured group.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A pass-through call to the upstream failed.
+    #[error(transparent)]
     Upstream(#[from] upstream::UpstreamError),
-    #[error("metadata: {0}")]
-    Metadata(#[from] metadata::MetadataError),
-    #[error("injector: {0}")]
+    /// The request did not carry a valid internal token.
+    #[error("refused a request without a valid internal token: {0}")]
+    Unauthenticated(#[source] injector::SignatureError),
+    /// Our own injector could not be encoded (a bug).
+    #[error("cannot encode the injector: {0}")]
     Injector(#[from] injector::InjectorError),
+    /// Our own answer to an upload call could not be encoded (a bug).
+    #[error("cannot encode an upload answer: {0}")]
+    EncodeAnswer(#[source] serde_json::Error),
     /// The gateway sent an upload call that does not fit the contract.
     #[error("bad upload call: {0}")]
     BadUploadCall(String),
@@ -22,14 +37,53 @@ impl ControlError {
     pub fn to_oci(&self) -> OciError {
         match self {
             ControlError::Oci(error) => error.clone(),
-            ControlError::Upstream(error) => error.to_oci(),
-            ControlError::Metadata(_) | ControlError::Injector(_) => {
-                OciError::internal("internal error in the control plane")
+            ControlError::Resolve(error) => OciError::new(ErrorCode::NameUnknown, error.to_string()),
+            ControlError::Cache(CacheError::Upstream(error)) | ControlError::Upstream(error) => {
+                error.to_oci()
             }
+            ControlError::Cache(CacheError::Metadata(_))
+            | ControlError::Injector(_)
+            | ControlError::EncodeAnswer(_) => OciError::internal("internal error in the control plane"),
+            ControlError::Unauthenticated(_) => OciError::new(
+                ErrorCode::Denied,
+                "this is the control plane; requests must come from a gateway",
+            )
+            .with_status(StatusCode::FORBIDDEN),
             ControlError::BadUploadCall(message) => {
-                OciError::new(oci::ErrorCode::Unsupported, message.clone())
-                    .with_status(http::StatusCode::BAD_REQUEST)
+                OciError::new(ErrorCode::Unsupported, message.clone()).with_status(StatusCode::BAD_REQUEST)
             }
         }
+    }
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        self.to_oci().to_http_response().map(Body::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_status() {
+        let status = |error: ControlError| error.to_oci().status;
+        assert_eq!(status(ResolveError::NoDefaultGroup.into()), StatusCode::NOT_FOUND);
+        assert_eq!(status(ControlError::BadUploadCall("x".into())), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(ControlError::Unauthenticated(injector::SignatureError::Missing)),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(injector::InjectorError::NotAHeaderValue.into()),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let timeout = upstream::UpstreamError::Timeout("t".into());
+        assert_eq!(status(CacheError::Upstream(timeout.clone()).into()), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(status(timeout.into()), StatusCode::GATEWAY_TIMEOUT);
+        let response = ControlError::BadUploadCall("nope".into()).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[http::header::CONTENT_TYPE], "application/json");
     }
 }

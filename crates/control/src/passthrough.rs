@@ -5,18 +5,13 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use cache::Resolved;
 use http::{HeaderValue, StatusCode, Uri};
 use oci::{Digest, ErrorCode, ObjectKind, OciError};
 
-use crate::ControlPlane;
 use crate::error::ControlError;
-use crate::groups::Resolved;
 
-pub(crate) async fn tags_list(
-    _control: &ControlPlane,
-    resolved: &Resolved,
-    uri: &Uri,
-) -> Result<Response, ControlError> {
+pub(crate) async fn tags_list(resolved: &Resolved, uri: &Uri) -> Result<Response, ControlError> {
     let upstream = &resolved.group.upstream;
     let repository = upstream.upstream_repository(&resolved.image);
     let suffix = format!("tags/list{}", forwarded_query(uri.query(), &["n", "last"]));
@@ -36,7 +31,6 @@ pub(crate) async fn tags_list(
 }
 
 pub(crate) async fn referrers(
-    _control: &ControlPlane,
     resolved: &Resolved,
     digest: &Digest,
     uri: &Uri,
@@ -99,12 +93,6 @@ fn forwarded_query(query: Option<&str>, allowed: &[&str]) -> String {
     format!("?{encoded}")
 }
 
-fn query_value(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
 /// Points a pagination `Link` at the proxy: upstream's path (and host) become the client's path;
 /// the client's own routing parameters (`ns`) are kept.
 fn rewrite_link(link: &str, upstream_path: &str, client_path: &str, client_query: Option<&str>) -> String {
@@ -113,7 +101,7 @@ fn rewrite_link(link: &str, upstream_path: &str, client_path: &str, client_query
     let target = &link[start + 1..end];
     let Some(at) = target.find(upstream_path) else { return link.to_owned() };
     let rest = &target[at + upstream_path.len()..];
-    let namespace = query_value(client_query, "ns")
+    let namespace = oci::registry::namespace_parameter(client_query)
         .map(|ns| url::form_urlencoded::Serializer::new(String::new()).append_pair("ns", &ns).finish());
     let rest = match (namespace, rest.is_empty()) {
         (Some(ns), true) => format!("?{ns}"),

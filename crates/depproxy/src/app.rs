@@ -1,32 +1,39 @@
-//! Wiring: builds the control plane and the gateway from a resolved [`Config`].
+//! Wiring: builds the control plane and the gateway from a resolved [`Config`], and runs a
+//! listener until a signal, then drains it and the background work within the grace period.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use control::{Clock, ControlPlane, ControlSettings, GroupSettings, Groups, UpstreamRoute};
-use gateway::{ControlChannel, Gateway, GatewayMetrics, GatewaySettings, Observability};
+use cache::{Cache, Clock, GroupSettings, Groups, UpstreamRoute};
+use control::ControlPlane;
+use gateway::{ControlChannel, Gateway, GatewayMetrics, GatewayParts, GatewaySettings, Observability};
 use injector::{RequestSigner, RequestVerifier, Secret};
 use metadata::Metadata;
 use prometheus_client::registry::Registry;
 use storage::{BlobStore, FsStore, S3Store};
+use supervisor::Supervisor;
 use upstream::{Credentials, HttpOptions, UpstreamClient, UpstreamConfig, UpstreamMetrics};
 
 use crate::config::{Config, StorageConfig};
+use crate::defaults;
 
-/// What a process runs with besides its configuration: its clock and its metrics.
+/// What a process runs with besides its configuration: its clock, its metrics, and the
+/// supervisor its background work runs under.
 pub struct Runtime {
     pub clock: Clock,
     pub registry: Registry,
     pub upstream_metrics: UpstreamMetrics,
+    pub supervisor: Supervisor,
 }
 
 impl Runtime {
     pub fn new(clock: Clock) -> Self {
         let mut registry = Registry::default();
         let upstream_metrics = UpstreamMetrics::register(&mut registry);
-        Runtime { clock, registry, upstream_metrics }
+        Runtime { clock, registry, upstream_metrics, supervisor: Supervisor::new() }
     }
 }
 
@@ -77,20 +84,12 @@ pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime)
         groups.push(GroupSettings {
             path: oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!(error.message))?,
             upstream,
-            manifest_recheck: group.manifest_recheck.unwrap_or(control::DEFAULT_MANIFEST_RECHECK),
+            manifest_recheck: group.manifest_recheck.unwrap_or(defaults::MANIFEST_RECHECK),
         });
     }
-    let settings = ControlSettings {
-        max_blob_size: config.max_blob_size,
-        max_manifest_size: config.max_manifest_size,
-        recheck_timeout: config.recheck_timeout,
-        lease_ttl: config.lease_ttl,
-        coordinate_fills: metadata.backend() == "postgres",
-    };
-    let groups = Groups::new(groups, routes, control::DEFAULT_MANIFEST_RECHECK)
-        .map_err(|error| anyhow::anyhow!(error.message))?;
-    let control =
-        ControlPlane::new(metadata, groups, settings, RequestVerifier::new(secret), runtime.clock.clone());
+    let groups = Groups::new(groups, routes, defaults::MANIFEST_RECHECK)?;
+    let cache = Cache::new(metadata, groups, config.cache_settings(), runtime.clock.clone());
+    let control = ControlPlane::new(cache, RequestVerifier::new(secret));
     Ok(control.router())
 }
 
@@ -131,6 +130,7 @@ pub async fn gateway(
         node_id: config.node_id.clone(),
         idle_timeout: config.idle_timeout,
         header_timeout: config.header_timeout,
+        small_objects: config.small_objects,
     };
     let gateway_metrics = GatewayMetrics::register(&mut runtime.registry);
     let observability = Observability {
@@ -138,7 +138,20 @@ pub async fn gateway(
         upstream: runtime.upstream_metrics.clone(),
         registry: Some(Arc::new(runtime.registry)),
     };
-    Ok(Gateway::new(channel, RequestSigner::new(secret), store, upstream_http, settings, observability))
+    Ok(Gateway::new(GatewayParts {
+        control: channel,
+        signer: RequestSigner::new(secret),
+        store,
+        upstream_http,
+        settings,
+        observability,
+        supervisor: runtime.supervisor,
+    }))
+}
+
+/// The HTTP channel of a gateway to a control plane at `control_url`.
+pub fn control_channel(config: &Config, control_url: &str) -> anyhow::Result<ControlChannel> {
+    Ok(ControlChannel::http(control_url, config.control_connect_timeout, config.control_request_timeout)?)
 }
 
 /// Both roles in one process: the gateway calls the control plane's router directly.
@@ -160,15 +173,53 @@ pub fn metrics_router(registry: Registry) -> Router {
         "/metrics",
         axum::routing::get(move || {
             let registry = registry.clone();
-            async move {
-                let mut text = String::new();
-                if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
-                    text.clear();
-                }
-                text
-            }
+            async move { gateway::render_registry(Some(&registry)) }
         }),
     )
+}
+
+/// Serves `router` on `listener` until `signal`, then shuts down: no new connections; running
+/// requests, downloads and background work get `grace` to finish; then background work is
+/// cancelled (cleaning up after itself) and the connections still open are closed.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    supervisor: &Supervisor,
+    grace: Duration,
+    signal: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(run_server(listener, router, async move {
+        let _ = stopped.await;
+    }));
+    tokio::select! {
+        finished = &mut server => return finished.map_err(std::io::Error::other)?,
+        () = signal => {}
+    }
+    tracing::info!(?grace, running = supervisor.len(), "shutting down: no new connections, draining");
+    let _ = stop.send(());
+    let started = tokio::time::Instant::now();
+    let report = supervisor.shutdown(grace).await;
+    if report.drained() {
+        tracing::info!(finished = report.running_at_start, "background work finished");
+    } else {
+        let cancelled: Vec<String> =
+            report.cancelled.iter().map(|task| format!("{} {}", task.kind, task.name)).collect();
+        tracing::warn!(
+            ?cancelled,
+            aborted = report.aborted.len(),
+            "background work cancelled at the grace's end"
+        );
+    }
+    let left = grace.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, &mut server).await {
+        Ok(finished) => finished.map_err(std::io::Error::other)?,
+        Err(_) => {
+            tracing::warn!("connections still open at the grace's end; closing them");
+            server.abort();
+            Ok(())
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes. Every accepted connection gets

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use cache::{CacheSettings, CatalogSettings, Limits};
+use gateway::SmallObjectSettings;
+use metadata::DatabaseUrl;
+use secrecy::SecretString;
 use serde::Deserialize;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
-pub const DEFAULT_DATA_DIR: &str = "./depproxy-data";
-pub const DOCKER_HUB_URL: &str = "https://registry-1.docker.io";
-pub const DEFAULT_UPSTREAM_NAME: &str = "dockerhub";
+use crate::defaults;
 
 /// The TOML file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +36,23 @@ pub struct FileConfig {
     pub storage: StorageEntry,
     #[serde(default)]
     pub cluster: ClusterEntry,
+    #[serde(default)]
+    pub cache: CacheEntry,
+}
+
+/// `[cache]`: memory the cache keeps to answer hits without a database or storage round trip.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheEntry {
+    /// Objects up to this size (manifests, configs) are kept in memory once read (default 256KiB).
+    pub small_object_max_size: Option<ByteSize>,
+    /// Memory for those objects, least recently used first out (default 32MiB).
+    pub small_object_memory: Option<ByteSize>,
+    /// Metadata rows kept in memory per kind (blob rows, manifest rows; default 100000).
+    pub catalog_entries: Option<u64>,
+    /// Longest a metadata row stays in memory (default 10m).
+    #[serde(default, with = "humantime_serde")]
+    pub catalog_ttl: Option<Duration>,
 }
 
 /// `[storage]`
@@ -59,6 +77,9 @@ pub struct StorageEntry {
     /// Answer blob hits with a 307 to a presigned URL instead of streaming them.
     #[serde(default)]
     pub redirect: bool,
+    /// How long a presigned URL stays valid (default 10m).
+    #[serde(default, with = "humantime_serde")]
+    pub presigned_url_ttl: Option<Duration>,
 }
 
 /// `[cluster]`: several gateways and control planes as one cache.
@@ -131,6 +152,15 @@ pub struct TimeoutsEntry {
     /// Longest wait for the HEAD revalidating a stale tag before the cached copy is served.
     #[serde(default, with = "humantime_serde")]
     pub recheck: Option<Duration>,
+    /// A gateway's TCP connect to its control plane (split mode).
+    #[serde(default, with = "humantime_serde")]
+    pub control_connect: Option<Duration>,
+    /// A gateway's whole request to its control plane, a decision with its upstream calls.
+    #[serde(default, with = "humantime_serde")]
+    pub control_request: Option<Duration>,
+    /// On SIGTERM/SIGINT, how long running downloads and fills may finish before they are cancelled.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
 }
 
 /// A byte count written as a number or with a unit (`512`, `"4MiB"`, `"10GB"`).
@@ -172,23 +202,39 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     number.checked_mul(multiplier).ok_or_else(|| format!("size {text:?} is too large"))
 }
 
-/// Settings after defaults and overrides.
+/// Settings after defaults and overrides. Its `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub upstreams: Vec<ResolvedUpstream>,
     pub groups: Vec<GroupEntry>,
-    pub max_blob_size: u64,
-    pub max_manifest_size: u64,
+    pub limits: Limits,
     pub connect_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub recheck_timeout: Duration,
+    pub control_connect_timeout: Duration,
+    pub control_request_timeout: Duration,
+    pub shutdown_grace: Duration,
     pub storage: StorageConfig,
     pub lease_ttl: Duration,
     pub node_id: String,
+    pub small_objects: SmallObjectSettings,
+    pub catalog: CatalogSettings,
+}
+
+impl Config {
+    /// The cache domain's settings.
+    pub fn cache_settings(&self) -> CacheSettings {
+        CacheSettings {
+            limits: self.limits,
+            recheck_timeout: self.recheck_timeout,
+            lease_ttl: self.lease_ttl,
+            catalog: self.catalog,
+        }
+    }
 }
 
 /// Where objects live.
@@ -198,13 +244,13 @@ pub enum StorageConfig {
     S3(storage::S3Settings),
 }
 
-/// An upstream with its secrets read.
+/// An upstream with its secrets read (never shown by `Debug`).
 #[derive(Debug, Clone)]
 pub struct ResolvedUpstream {
     pub name: String,
     pub url: url::Url,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     pub ca_pem: Option<Vec<u8>>,
     pub path_prefix: bool,
 }
@@ -228,18 +274,19 @@ impl Config {
     pub fn resolve(file: FileConfig, overrides: &Overrides) -> anyhow::Result<Config> {
         let listen = match overrides.listen.or(file.listen) {
             Some(listen) => listen,
-            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+            None => defaults::LISTEN.parse().context("default listen address")?,
         };
         let data_dir =
-            overrides.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let database_url =
-            file.database_url.unwrap_or_else(|| format!("sqlite:{}", data_dir.join("depproxy.db").display()));
+            overrides.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
+        let database_url = DatabaseUrl::new(
+            file.database_url.unwrap_or_else(|| format!("sqlite:{}", data_dir.join("depproxy.db").display())),
+        );
         let mut upstream_entries = file.upstream;
         let mut groups = file.group;
         if upstream_entries.is_empty() && groups.is_empty() {
             upstream_entries.push(UpstreamEntry {
-                name: DEFAULT_UPSTREAM_NAME.into(),
-                url: DOCKER_HUB_URL.into(),
+                name: defaults::UPSTREAM_NAME.into(),
+                url: defaults::DOCKER_HUB_URL.into(),
                 username: None,
                 password: None,
                 password_file: None,
@@ -248,14 +295,14 @@ impl Config {
                 path_prefix: false,
             });
             groups.push(GroupEntry {
-                path: control::DEFAULT_GROUP.into(),
-                upstream: DEFAULT_UPSTREAM_NAME.into(),
+                path: cache::DEFAULT_GROUP.into(),
+                upstream: defaults::UPSTREAM_NAME.into(),
                 manifest_recheck: None,
             });
         }
         if let Some(url) = &overrides.upstream {
             // `--upstream` replaces the upstream the `default` group uses.
-            let default_group = groups.iter().find(|group| group.path == control::DEFAULT_GROUP).cloned();
+            let default_group = groups.iter().find(|group| group.path == cache::DEFAULT_GROUP).cloned();
             match default_group {
                 Some(group) => match upstream_entries.iter_mut().find(|entry| entry.name == group.upstream) {
                     Some(entry) => entry.url = url.clone(),
@@ -263,7 +310,7 @@ impl Config {
                 },
                 None => {
                     upstream_entries.push(UpstreamEntry {
-                        name: "default-upstream".into(),
+                        name: defaults::FLAG_UPSTREAM_NAME.into(),
                         url: url.clone(),
                         username: None,
                         password: None,
@@ -273,8 +320,8 @@ impl Config {
                         path_prefix: false,
                     });
                     groups.push(GroupEntry {
-                        path: control::DEFAULT_GROUP.into(),
-                        upstream: "default-upstream".into(),
+                        path: cache::DEFAULT_GROUP.into(),
+                        upstream: defaults::FLAG_UPSTREAM_NAME.into(),
                         manifest_recheck: None,
                     });
                 }
@@ -299,21 +346,41 @@ impl Config {
         }
         let storage = resolve_storage(file.storage, &data_dir)?;
         let node_id = file.cluster.node_id.unwrap_or_else(|| default_node_id(&data_dir));
+        let timeouts = file.timeouts;
+        let cache = file.cache;
         Ok(Config {
             listen,
             data_dir,
             database_url,
             upstreams,
             groups,
-            max_blob_size: file.limits.max_blob_size.map_or(10 << 30, |size| size.0),
-            max_manifest_size: file.limits.max_manifest_size.map_or(4 << 20, |size| size.0),
-            connect_timeout: file.timeouts.connect.unwrap_or(Duration::from_secs(5)),
-            header_timeout: file.timeouts.header.unwrap_or(Duration::from_secs(30)),
-            idle_timeout: file.timeouts.idle.unwrap_or(Duration::from_secs(60)),
-            recheck_timeout: file.timeouts.recheck.unwrap_or(Duration::from_secs(5)),
+            limits: Limits {
+                max_blob_size: file.limits.max_blob_size.map_or(defaults::MAX_BLOB_SIZE, |size| size.0),
+                max_manifest_size: file
+                    .limits
+                    .max_manifest_size
+                    .map_or(defaults::MAX_MANIFEST_SIZE, |size| size.0),
+            },
+            connect_timeout: timeouts.connect.unwrap_or(defaults::CONNECT_TIMEOUT),
+            header_timeout: timeouts.header.unwrap_or(defaults::HEADER_TIMEOUT),
+            idle_timeout: timeouts.idle.unwrap_or(defaults::IDLE_TIMEOUT),
+            recheck_timeout: timeouts.recheck.unwrap_or(defaults::RECHECK_TIMEOUT),
+            control_connect_timeout: timeouts.control_connect.unwrap_or(defaults::CONTROL_CONNECT_TIMEOUT),
+            control_request_timeout: timeouts.control_request.unwrap_or(defaults::CONTROL_REQUEST_TIMEOUT),
+            shutdown_grace: timeouts.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
             storage,
-            lease_ttl: file.cluster.lease_ttl.unwrap_or(Duration::from_secs(30)),
+            lease_ttl: file.cluster.lease_ttl.unwrap_or(defaults::LEASE_TTL),
             node_id,
+            small_objects: SmallObjectSettings {
+                max_object_size: cache
+                    .small_object_max_size
+                    .map_or(defaults::SMALL_OBJECT_MAX_SIZE, |size| size.0),
+                capacity: cache.small_object_memory.map_or(defaults::SMALL_OBJECT_MEMORY, |size| size.0),
+            },
+            catalog: CatalogSettings {
+                capacity: cache.catalog_entries.unwrap_or(defaults::CATALOG_ENTRIES),
+                ttl: cache.catalog_ttl.unwrap_or(defaults::CATALOG_TTL),
+            },
         })
     }
 }
@@ -342,13 +409,13 @@ fn resolve_storage(entry: StorageEntry, data_dir: &Path) -> anyhow::Result<Stora
         "s3" => {
             let bucket = entry.bucket.context("[storage] kind = \"s3\" needs a bucket")?;
             let secret_access_key = match (entry.secret_access_key, entry.secret_access_key_file) {
-                (Some(secret), None) => Some(secret),
-                (None, Some(file)) => Some(
+                (Some(secret), None) => Some(SecretString::from(secret)),
+                (None, Some(file)) => Some(SecretString::from(
                     std::fs::read_to_string(&file)
                         .with_context(|| format!("cannot read secret_access_key_file {}", file.display()))?
                         .trim()
                         .to_owned(),
-                ),
+                )),
                 (None, None) => None,
                 (Some(_), Some(_)) => {
                     bail!("[storage] give secret_access_key or secret_access_key_file, not both")
@@ -360,12 +427,13 @@ fn resolve_storage(entry: StorageEntry, data_dir: &Path) -> anyhow::Result<Stora
             Ok(StorageConfig::S3(storage::S3Settings {
                 endpoint: entry.endpoint,
                 bucket,
-                region: entry.region.unwrap_or_else(|| "us-east-1".into()),
+                region: entry.region.unwrap_or_else(|| defaults::S3_REGION.into()),
                 path_style: entry.path_style.unwrap_or(true),
                 access_key_id: entry.access_key_id,
                 secret_access_key,
                 prefix: entry.prefix.unwrap_or_default(),
                 redirect: entry.redirect,
+                presigned_url_ttl: entry.presigned_url_ttl.unwrap_or(defaults::PRESIGNED_URL_TTL),
                 spool_dir: data_dir.join("spool"),
             }))
         }
@@ -385,22 +453,32 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
     if entry.path_prefix && oci::RepositoryName::parse(&entry.name).is_err() {
         bail!("upstream {:?}: path_prefix needs a name that is a valid image path component", entry.name);
     }
-    let url = url::Url::parse(&entry.url)
-        .with_context(|| format!("upstream {:?}: invalid url {:?}", entry.name, entry.url))?;
+    // The URL is not echoed in the error: it may hold a password.
+    let url =
+        url::Url::parse(&entry.url).with_context(|| format!("upstream {:?}: invalid url", entry.name))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         bail!("upstream {:?}: url must be http:// or https://", entry.name);
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "upstream {:?}: the url holds credentials (user:password@); put them in username and \
+             password_file (or password_env) instead, where they stay out of logs",
+            entry.name
+        );
+    }
     let password = match (&entry.password, &entry.password_file, &entry.password_env) {
-        (Some(password), None, None) => Some(password.clone()),
-        (None, Some(file), None) => Some(
+        (Some(password), None, None) => Some(SecretString::from(password.clone())),
+        (None, Some(file), None) => Some(SecretString::from(
             std::fs::read_to_string(file)
                 .with_context(|| format!("upstream {:?}: cannot read password_file", entry.name))?
                 .trim_end_matches(['\n', '\r'])
                 .to_owned(),
-        ),
-        (None, None, Some(variable)) => Some(std::env::var(variable).with_context(|| {
-            format!("upstream {:?}: environment variable {variable} is not set", entry.name)
-        })?),
+        )),
+        (None, None, Some(variable)) => {
+            Some(SecretString::from(std::env::var(variable).with_context(|| {
+                format!("upstream {:?}: environment variable {variable} is not set", entry.name)
+            })?))
+        }
         (None, None, None) => None,
         _ => bail!("upstream {:?}: give only one of password, password_file, password_env", entry.name),
     };
@@ -431,7 +509,7 @@ mod tests {
     fn zero_config_is_docker_hub_on_port_5000() {
         let config = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
-        assert_eq!(config.database_url, "sqlite:./depproxy-data/depproxy.db");
+        assert_eq!(config.database_url.expose(), "sqlite:./depproxy-data/depproxy.db");
         assert_eq!(config.upstreams.len(), 1);
         assert_eq!(config.upstreams[0].url.as_str(), "https://registry-1.docker.io/");
         assert_eq!(config.groups[0].path, "default");
@@ -469,7 +547,7 @@ mod tests {
         let file: FileConfig = toml::from_str(text).unwrap();
         let config = Config::resolve(file, &Overrides::default()).unwrap();
         assert_eq!(config.groups[1].manifest_recheck, Some(Duration::from_secs(600)));
-        assert_eq!(config.max_blob_size, 1 << 30);
+        assert_eq!(config.limits.max_blob_size, 1 << 30);
         let error = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err().to_string();
         assert!(error.contains("unknown field `lisen`"), "{error}");
     }
@@ -479,6 +557,88 @@ mod tests {
         let file: FileConfig = toml::from_str("[[group]]\npath = \"default\"\nupstream = \"nope\"").unwrap();
         let error = Config::resolve(file, &Overrides::default()).unwrap_err().to_string();
         assert!(error.contains("unknown upstream"), "{error}");
+    }
+
+    #[test]
+    fn no_secret_shows_in_debug_or_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let password_file = dir.path().join("hub");
+        std::fs::write(&password_file, "hub-s3cret\n").unwrap();
+        let text = format!(
+            r#"
+            database_url = "postgres://depproxy:db-s3cret@db.internal/depproxy"
+            [[upstream]]
+            name = "hub"
+            url = "https://registry-1.docker.io"
+            username = "me"
+            password_file = "{}"
+            [[group]]
+            path = "default"
+            upstream = "hub"
+            [storage]
+            kind = "s3"
+            bucket = "b"
+            access_key_id = "AKIA"
+            secret_access_key = "s3-s3cret"
+            "#,
+            password_file.display()
+        );
+        let config = Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default()).unwrap();
+        let shown = format!("{config:?} {}", config.database_url);
+        for secret in ["hub-s3cret", "db-s3cret", "s3-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("db.internal"));
+
+        let with_userinfo = r#"
+            [[upstream]]
+            name = "hub"
+            url = "https://me:url-s3cret@registry.example"
+            [[group]]
+            path = "default"
+            upstream = "hub"
+        "#;
+        let error =
+            Config::resolve(toml::from_str(with_userinfo).unwrap(), &Overrides::default()).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains("password_file"), "{message}");
+        assert!(!message.contains("url-s3cret"), "{message}");
+    }
+
+    #[test]
+    fn operator_sizes_are_keys_with_defaults() {
+        let config = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(config.small_objects.max_object_size, defaults::SMALL_OBJECT_MAX_SIZE);
+        assert_eq!(config.catalog.capacity, defaults::CATALOG_ENTRIES);
+        assert_eq!(config.shutdown_grace, defaults::SHUTDOWN_GRACE);
+        let text = r#"
+            [cache]
+            small_object_max_size = "64KiB"
+            small_object_memory = "8MiB"
+            catalog_entries = 500
+            catalog_ttl = "1m"
+            [storage]
+            kind = "s3"
+            bucket = "b"
+            presigned_url_ttl = "2m"
+            [timeouts]
+            control_connect = "2s"
+            control_request = "30s"
+            shutdown_grace = "10s"
+        "#;
+        let config = Config::resolve(toml::from_str(text).unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(
+            config.small_objects,
+            SmallObjectSettings { max_object_size: 64 << 10, capacity: 8 << 20 }
+        );
+        assert_eq!(config.catalog, CatalogSettings { capacity: 500, ttl: Duration::from_secs(60) });
+        assert_eq!(config.control_connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.control_request_timeout, Duration::from_secs(30));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+        match &config.storage {
+            StorageConfig::S3(settings) => assert_eq!(settings.presigned_url_ttl, Duration::from_secs(120)),
+            StorageConfig::Filesystem => panic!("s3 expected"),
+        }
     }
 
     #[test]

@@ -106,8 +106,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(common) => {
             let config = common.resolve()?;
-            let gateway = app::serve(&config, app::Runtime::default()).await?;
-            listen("depproxy serve", config.listen, gateway.router()).await
+            let runtime = app::Runtime::default();
+            let supervisor = runtime.supervisor.clone();
+            let gateway = app::serve(&config, runtime).await?;
+            listen("depproxy serve", &config, gateway.router(), &supervisor).await
         }
         Command::Control { common, secret_file, metrics_listen } => {
             let config = common.resolve()?;
@@ -115,24 +117,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let runtime = app::Runtime::default();
             let router = app::control_router(&config, &secret, &runtime).await?;
             if let Some(address) = metrics_listen {
+                let listener = bind(address).await?;
                 let metrics = app::metrics_router(runtime.registry);
                 tokio::spawn(async move {
-                    if let Err(error) = listen("control metrics", address, metrics).await {
+                    if let Err(error) = app::run_server(listener, metrics, std::future::pending()).await {
                         tracing::error!(%error, "metrics listener failed");
                     }
                 });
             }
-            listen("depproxy control", config.listen, router).await
+            listen("depproxy control", &config, router, &runtime.supervisor).await
         }
         Command::Gateway { common, control_url, secret_file } => {
             let config = common.resolve()?;
             let secret = read_secret(&secret_file)?;
-            let channel = gateway::ControlChannel::http(&control_url)?;
-            let gateway = app::gateway(&config, channel, &secret, app::Runtime::default()).await?;
-            listen("depproxy gateway", config.listen, gateway.router()).await
+            let channel = app::control_channel(&config, &control_url)?;
+            let runtime = app::Runtime::default();
+            let supervisor = runtime.supervisor.clone();
+            let gateway = app::gateway(&config, channel, &secret, runtime).await?;
+            listen("depproxy gateway", &config, gateway.router(), &supervisor).await
         }
         Command::CheckConfig { file } => {
             let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
+            // The database URL prints with its password masked.
             println!(
                 "{}: ok ({} upstream(s), {} group(s), database {})",
                 file.display(),
@@ -164,12 +170,22 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<Secret> {
     Secret::from_file_contents(&contents).with_context(|| format!("secret file {}", path.display()))
 }
 
-async fn listen(role: &str, address: SocketAddr, router: axum::Router) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address)
+async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Serves until SIGTERM or SIGINT, then drains within the configured grace period.
+async fn listen(
+    role: &str,
+    config: &Config,
+    router: axum::Router,
+    supervisor: &supervisor::Supervisor,
+) -> anyhow::Result<()> {
+    let listener = bind(config.listen).await?;
+    tracing::info!(address = %config.listen, "{role} listening");
+    app::serve_until(listener, router, supervisor, config.shutdown_grace, shutdown_signal())
         .await
-        .with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(%address, "{role} listening");
-    app::run_server(listener, router, shutdown_signal()).await.context("server failed")
+        .context("server failed")
 }
 
 async fn shutdown_signal() {

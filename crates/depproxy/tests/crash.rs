@@ -125,7 +125,7 @@ async fn kill_9_during_a_fill_then_restart_leaves_no_bad_object_and_pulls_again(
         assert_eq!(name, hash, "a stored object does not hash to its name");
     }
     assert!(
-        proxy.data_dir.path().join(storage::key_for(&big_digest)).exists(),
+        proxy.data_dir.path().join(injector::storage_key(&big_digest)).exists(),
         "the pull after the restart commits"
     );
     assert!(temp_files(proxy.data_dir.path()).is_empty());

@@ -79,7 +79,7 @@ async fn a_mismatch_puts_nothing_in_the_bucket() {
     let response = client().get(&url).send().await.unwrap();
     assert!(response.bytes().await.is_err(), "the body must not look complete");
     proxy.fills_settled().await;
-    let key = storage::key_for(&digest);
+    let key = injector::storage_key(&digest);
     assert!(s3.object(&key).await.is_none(), "a blob that failed verification reached the bucket");
     assert!(s3.keys().is_empty());
     upstream.set_fault(None);

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use control::Clock;
+use cache::Clock;
 use http::StatusCode;
 use support::switch::TcpSwitch;
 use support::{Options, TestProxy, client};

@@ -23,12 +23,16 @@ pub enum ControlChannel {
 }
 
 impl ControlChannel {
-    /// A channel to a control plane at `base_url` (e.g. `http://10.0.0.5:5100`).
-    pub fn http(base_url: &str) -> Result<Self, GatewayError> {
+    /// A channel to a control plane at `base_url` (e.g. `http://10.0.0.5:5100`). `request_timeout`
+    /// bounds a whole decision, which may include an upstream token fetch and a HEAD.
+    pub fn http(
+        base_url: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self, GatewayError> {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // Decisions may include an upstream token fetch and a HEAD, each bounded upstream-side.
-            .timeout(Duration::from_secs(120))
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .build()
@@ -58,7 +62,7 @@ impl ControlChannel {
                     *headers = response.headers().clone();
                 }
                 let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
-                relayed.body(body).map_err(|error| GatewayError::ControlUnreachable(error.to_string()))
+                relayed.body(body).map_err(|error| GatewayError::ControlAnswerUnreadable(error.to_string()))
             }
         }
     }

@@ -1,18 +1,33 @@
-//! Gateway errors and their one mapping to the OCI envelope.
+//! Gateway errors, their one mapping to the OCI envelope, and their HTTP answer.
 
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use oci::{ErrorCode, OciError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// The control plane could not be reached, or its connection broke.
     #[error("control plane unreachable: {0}")]
     ControlUnreachable(String),
+    /// The control plane's answer body could not be read.
+    #[error("control plane answer unreadable: {0}")]
+    ControlAnswerUnreadable(String),
     #[error("control plane sent an unusable injector: {0}")]
     BadInjector(#[from] injector::InjectorError),
     #[error("control plane answered an upload call with {0}")]
     ControlRefused(StatusCode),
     #[error("control plane answer is not valid JSON: {0}")]
     BadControlAnswer(String),
+    /// An injector named an upload route that is not a valid path.
+    #[error("injector names an invalid upload route {0:?}")]
+    InvalidUploadRoute(String),
+    /// Our own upload call could not be encoded (a bug).
+    #[error("cannot encode an upload call: {0}")]
+    EncodeCall(#[source] serde_json::Error),
+    /// A header we built is not a valid header value (a bug).
+    #[error("header {0} would not be a valid header value")]
+    InvalidHeader(&'static str),
     #[error("storage: {0}")]
     Storage(#[from] storage::StorageError),
     #[error("signing: {0}")]
@@ -22,11 +37,24 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn to_oci(&self) -> OciError {
         match self {
-            GatewayError::ControlUnreachable(_) => {
+            GatewayError::ControlUnreachable(_) | GatewayError::ControlAnswerUnreadable(_) => {
                 OciError::new(ErrorCode::Unavailable, "control plane unavailable")
                     .with_status(StatusCode::SERVICE_UNAVAILABLE)
             }
-            _ => OciError::internal("internal error in the gateway"),
+            GatewayError::BadInjector(_)
+            | GatewayError::ControlRefused(_)
+            | GatewayError::BadControlAnswer(_)
+            | GatewayError::InvalidUploadRoute(_)
+            | GatewayError::EncodeCall(_)
+            | GatewayError::InvalidHeader(_)
+            | GatewayError::Storage(_)
+            | GatewayError::Signing(_) => OciError::internal("internal error in the gateway"),
         }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        self.to_oci().to_http_response().map(Body::from)
     }
 }

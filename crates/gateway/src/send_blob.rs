@@ -8,8 +8,8 @@ use injector::SendBlob;
 use oci::{Digest, ErrorCode, OciError};
 use storage::{BlobStore, StorageError};
 
-use crate::forward::oci_response;
-use crate::small_objects::{LoadError, MAX_OBJECT_BYTES, SmallObjects};
+use crate::respond::{oci_error, served_object_headers, with_headers};
+use crate::small_objects::{LoadError, SmallObjects};
 
 pub(crate) async fn serve(
     store: &BlobStore,
@@ -18,14 +18,8 @@ pub(crate) async fn serve(
     method: &Method,
     request: &HeaderMap,
 ) -> Response {
-    let mut headers = object_headers(&params.digest, &params.media_type);
-    for (name, value) in &params.headers {
-        if let (Ok(name), Ok(value)) =
-            (header::HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
-        {
-            headers.append(name, value);
-        }
-    }
+    let mut headers = served_object_headers(Some(&params.digest), &params.media_type);
+    injector::append_headers(&mut headers, &params.headers);
     if if_none_match_hits(request, &params.digest) {
         return with_headers(StatusCode::NOT_MODIFIED, headers, Body::empty());
     }
@@ -34,7 +28,7 @@ pub(crate) async fn serve(
         Err(()) => {
             let error = OciError::new(ErrorCode::RangeInvalid, "requested range not satisfiable")
                 .with_header(header::CONTENT_RANGE.as_str(), format!("bytes */{}", params.size));
-            return oci_response(&error);
+            return oci_error(&error);
         }
     };
     let (status, length) = match &range {
@@ -59,7 +53,7 @@ pub(crate) async fn serve(
             Err(error) => tracing::warn!(key = %params.key, %error, "cannot presign; streaming instead"),
         }
     }
-    if params.size <= MAX_OBJECT_BYTES {
+    if small_objects.holds(params.size) {
         return match small_objects.get(store, &params.key, &params.digest, params.size).await {
             Ok(bytes) => {
                 let body = match range {
@@ -73,7 +67,7 @@ pub(crate) async fn serve(
                 LoadError::Storage(error) => read_failed(params, error),
                 LoadError::Damaged { .. } => {
                     tracing::error!(%error, "refusing to serve a damaged cached object");
-                    oci_response(&OciError::internal("cached object is damaged"))
+                    oci_error(&OciError::internal("cached object is damaged"))
                 }
             },
         };
@@ -92,27 +86,10 @@ fn read_failed(params: &SendBlob, error: &StorageError) -> Response {
         } else {
             ErrorCode::BlobUnknown
         };
-        return oci_response(&OciError::new(code, "cached object is missing from storage"));
+        return oci_error(&OciError::new(code, "cached object is missing from storage"));
     }
     tracing::error!(key = %params.key, %error, "cannot read cached object");
-    oci_response(&OciError::internal("cannot read cached object"))
-}
-
-/// Headers every answer about an object carries.
-pub(crate) fn object_headers(digest: &Digest, media_type: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::try_from(digest.to_string()) {
-        headers.insert(oci::CONTENT_DIGEST_HEADER, value);
-    }
-    if let Ok(value) = HeaderValue::try_from(format!("\"{digest}\"")) {
-        headers.insert(header::ETAG, value);
-    }
-    if let Ok(value) = HeaderValue::try_from(media_type) {
-        headers.insert(header::CONTENT_TYPE, value);
-    }
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(oci::API_VERSION_HEADER, HeaderValue::from_static(oci::API_VERSION));
-    headers
+    oci_error(&OciError::internal("cannot read cached object"))
 }
 
 fn redirect(url: &str) -> Response {
@@ -121,13 +98,6 @@ fn redirect(url: &str) -> Response {
     if let Ok(location) = HeaderValue::try_from(url) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    response
-}
-
-pub(crate) fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
     response
 }
 

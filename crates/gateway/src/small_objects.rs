@@ -11,10 +11,14 @@ use futures_util::TryStreamExt;
 use oci::Digest;
 use storage::{BlobStore, StorageError};
 
-/// Objects up to this size are served from memory.
-pub(crate) const MAX_OBJECT_BYTES: u64 = 256 * 1024;
-/// Total bytes kept; least recently used objects go first.
-const CAPACITY_BYTES: u64 = 32 * 1024 * 1024;
+/// Which objects are kept in memory and how many bytes of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmallObjectSettings {
+    /// Objects up to this size are served from memory.
+    pub max_object_size: u64,
+    /// Total bytes kept; least recently used objects go first.
+    pub capacity: u64,
+}
 
 /// Why a small object could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -30,21 +34,25 @@ pub(crate) enum LoadError {
 #[derive(Clone)]
 pub(crate) struct SmallObjects {
     cache: moka::future::Cache<String, Bytes>,
-}
-
-impl Default for SmallObjects {
-    fn default() -> Self {
-        let cache = moka::future::Cache::builder()
-            .max_capacity(CAPACITY_BYTES)
-            .weigher(|key: &String, bytes: &Bytes| u32::try_from(key.len() + bytes.len()).unwrap_or(u32::MAX))
-            .build();
-        SmallObjects { cache }
-    }
+    max_object_size: u64,
 }
 
 impl SmallObjects {
-    /// The whole object `key` (≤ [`MAX_OBJECT_BYTES`]), from memory or loaded once from `store`
-    /// (concurrent misses of one key share the load).
+    pub(crate) fn new(settings: SmallObjectSettings) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(settings.capacity)
+            .weigher(|key: &String, bytes: &Bytes| u32::try_from(key.len() + bytes.len()).unwrap_or(u32::MAX))
+            .build();
+        SmallObjects { cache, max_object_size: settings.max_object_size }
+    }
+
+    /// Whether an object of `size` bytes is served from memory.
+    pub(crate) fn holds(&self, size: u64) -> bool {
+        size <= self.max_object_size
+    }
+
+    /// The whole object `key` (small enough for [`Self::holds`]), from memory or loaded once from
+    /// `store` (concurrent misses of one key share the load).
     pub(crate) async fn get(
         &self,
         store: &BlobStore,
@@ -63,7 +71,7 @@ impl SmallObjects {
 
 async fn load(store: &BlobStore, key: &str, digest: &Digest, size: u64) -> Result<Bytes, LoadError> {
     let reader = store.read(key, None).await?;
-    // Bounded by the record's size (≤ MAX_OBJECT_BYTES) plus one chunk, whatever the file holds.
+    // Bounded by the record's size (a small object's) plus one chunk, whatever the file holds.
     let mut bytes = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
     let mut stream = reader.stream;
     while let Some(chunk) = stream.try_next().await.map_err(StorageError::from)? {
@@ -89,6 +97,9 @@ async fn load(store: &BlobStore, key: &str, digest: &Digest, size: u64) -> Resul
 mod tests {
     use super::*;
 
+    const SETTINGS: SmallObjectSettings =
+        SmallObjectSettings { max_object_size: 256 * 1024, capacity: 1 << 20 };
+
     async fn store_with(dir: &std::path::Path, bytes: &[u8]) -> (BlobStore, String, Digest) {
         let store = BlobStore::Filesystem(storage::FsStore::open(dir).await.unwrap());
         let digest = Digest::of(bytes);
@@ -104,7 +115,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let body = br#"{"schemaVersion":2}"#;
         let (store, key, digest) = store_with(dir.path(), body).await;
-        let objects = SmallObjects::default();
+        let objects = SmallObjects::new(SETTINGS);
 
         let first = objects.get(&store, &key, &digest, body.len() as u64).await.unwrap();
         assert_eq!(&first[..], body);
@@ -119,7 +130,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let body = b"config bytes";
         let (store, key, digest) = store_with(dir.path(), body).await;
-        let objects = SmallObjects::default();
+        let objects = SmallObjects::new(SETTINGS);
 
         let wrong_size = objects.get(&store, &key, &digest, body.len() as u64 + 1).await.unwrap_err();
         assert!(matches!(*wrong_size, LoadError::Damaged { found_size: 12, .. }), "{wrong_size}");

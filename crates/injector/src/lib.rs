@@ -3,8 +3,13 @@
 //! HMAC-signed token on every gateway→control request.
 //!
 //! Both sides depend on this crate and nothing else of each other, so the wire format lives here
-//! only. Every message carries a version `v`; an unknown kind or version is an error, never a guess.
+//! only — with the rules both sides must agree on: the storage key of a digest and the internal
+//! upload routes. Every message carries a version `v`; an unknown kind or version is an error,
+//! never a guess.
 
+pub mod headers;
+pub mod keys;
+pub mod routes;
 pub mod signing;
 
 use base64::Engine as _;
@@ -12,6 +17,9 @@ use base64::engine::general_purpose::URL_SAFE;
 use oci::{Digest, ObjectKind};
 use serde::{Deserialize, Serialize};
 
+pub use headers::{HeaderList, append_headers, header_list, header_map};
+pub use keys::{KeyError, digest_of_key, storage_key};
+pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{Purpose, RequestSigner, RequestVerifier, Secret, SecretError, SignatureError};
 
 /// The control-plane response header that tells the gateway what to do.
@@ -22,9 +30,6 @@ pub const INTERNAL_TOKEN_HEADER: &str = "Depproxy-Internal-Token";
 pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+json";
 /// The only contract version this build speaks.
 pub const CONTRACT_VERSION: u32 = 1;
-
-/// A header name and value, kept as an ordered list so repeated headers survive.
-pub type HeaderList = Vec<(String, String)>;
 
 /// Serve a cached object from storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,14 +44,6 @@ pub struct SendBlob {
     /// Extra response headers for the client (e.g. `Warning` on a stale tag).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: HeaderList,
-}
-
-/// Where the gateway reports a fill to the control plane: paths on the control plane.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UploadRoutes {
-    pub authorize: String,
-    pub finalize: String,
 }
 
 /// Fetch an object from upstream, stream it to the client, verify and store it.
@@ -87,6 +84,10 @@ pub enum Injector {
 pub enum InjectorError {
     #[error("injector header has no kind prefix")]
     MissingKind,
+    #[error("injector header is not visible ASCII")]
+    NotText,
+    #[error("injector is not a valid header value")]
+    NotAHeaderValue,
     #[error("unknown injector kind {0:?}")]
     UnknownKind(String),
     #[error("injector params are not valid base64url: {0}")]
@@ -112,6 +113,16 @@ impl Injector {
             Injector::SendDependency(params) => serde_json::to_vec(params)?,
         };
         Ok(format!("{}:{}", self.kind(), URL_SAFE.encode(json)))
+    }
+
+    /// The header value ready to send.
+    pub fn to_header_value(&self) -> Result<http::HeaderValue, InjectorError> {
+        http::HeaderValue::try_from(self.encode()?).map_err(|_| InjectorError::NotAHeaderValue)
+    }
+
+    /// Decodes a header value as received.
+    pub fn from_header_value(value: &http::HeaderValue) -> Result<Injector, InjectorError> {
+        Injector::decode(value.to_str().map_err(|_| InjectorError::NotText)?)
     }
 
     pub fn decode(header: &str) -> Result<Injector, InjectorError> {
@@ -220,6 +231,8 @@ mod tests {
             let header = injector.encode().unwrap();
             assert!(header.starts_with(injector.kind()));
             assert_eq!(Injector::decode(&header).unwrap(), injector);
+            let value = injector.to_header_value().unwrap();
+            assert_eq!(Injector::from_header_value(&value).unwrap(), injector);
         }
     }
 
@@ -229,6 +242,8 @@ mod tests {
         assert!(matches!(Injector::decode("nocolon"), Err(InjectorError::MissingKind)));
         assert!(matches!(Injector::decode("send-blob:!!"), Err(InjectorError::Base64(_))));
         assert!(matches!(Injector::decode("send-blob:e30="), Err(InjectorError::Json(_))));
+        let binary = http::HeaderValue::from_bytes(b"send-blob:\xff").unwrap();
+        assert!(matches!(Injector::from_header_value(&binary), Err(InjectorError::NotText)));
         let future = SendBlob {
             v: 2,
             key: "k".into(),

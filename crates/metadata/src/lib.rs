@@ -7,7 +7,7 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use oci::Digest;
+use oci::{Digest, GroupPath, Reference, RepositoryName};
 use sqlx::migrate::MigrateDatabase as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -21,8 +21,8 @@ pub enum MetadataError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL {0:?} (use sqlite:… or postgres://…)")]
-    UnsupportedUrl(String),
+    #[error("unsupported database URL {0} (use sqlite:… or postgres://…)")]
+    UnsupportedUrl(DatabaseUrl),
     #[error("stored digest {0:?} is invalid")]
     CorruptDigest(String),
 }
@@ -43,6 +43,66 @@ macro_rules! on_pool {
             Pool::Postgres($pool) => $body,
         }
     };
+}
+
+/// A database URL. Its password never appears in `Debug` or `Display` (logs, errors,
+/// `check-config`); [`DatabaseUrl::expose`] gives the real one to the driver.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL with its password, for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                // Only fails for URLs that cannot have a password, which this one has.
+                let _ = parsed.set_password(Some("***"));
+                parsed.to_string()
+            }
+            Ok(_) => self.0.clone(),
+            // Not a URL we can parse: show only its scheme, in case a password hides in it.
+            Err(_) => match self.0.split_once(':') {
+                Some((scheme, _)) => format!("{scheme}:***"),
+                None => "***".to_owned(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+/// Names a group's blob row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey {
+    pub group: GroupPath,
+    pub digest: Digest,
+}
+
+/// Names a manifest row: a group's image (as upstream names it) by tag or digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ManifestKey {
+    pub group: GroupPath,
+    pub image: RepositoryName,
+    pub reference: Reference,
 }
 
 /// A cached blob of a group.
@@ -99,7 +159,8 @@ pub struct Metadata {
 
 impl Metadata {
     /// Connects (creating the database when missing) and runs migrations.
-    pub async fn connect(url: &str) -> Result<Self> {
+    pub async fn connect(database: &DatabaseUrl) -> Result<Self> {
+        let url = database.expose();
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -123,12 +184,12 @@ impl Metadata {
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
             Pool::Postgres(pool)
         } else {
-            return Err(MetadataError::UnsupportedUrl(url.to_owned()));
+            return Err(MetadataError::UnsupportedUrl(database.clone()));
         };
         Ok(Metadata { pool })
     }
 
-    /// `sqlite:` or `postgres`, for logs.
+    /// `sqlite` or `postgres`, for logs.
     pub fn backend(&self) -> &'static str {
         match self.pool {
             Pool::Sqlite(_) => "sqlite",
@@ -136,11 +197,20 @@ impl Metadata {
         }
     }
 
-    pub async fn find_blob(&self, group: &str, digest: &Digest) -> Result<Option<BlobRecord>> {
+    /// Whether several nodes may share this database (PostgreSQL), so that work on one object —
+    /// a fill — must be coordinated between them. A SQLite file belongs to one node.
+    pub fn shared_by_nodes(&self) -> bool {
+        match self.pool {
+            Pool::Sqlite(_) => false,
+            Pool::Postgres(_) => true,
+        }
+    }
+
+    pub async fn find_blob(&self, key: &BlobKey) -> Result<Option<BlobRecord>> {
         const SQL: &str = "SELECT digest, size, media_type FROM blobs WHERE group_path = $1 AND digest = $2";
         let row: Option<BlobRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
-            .bind(group)
-            .bind(digest.to_string())
+            .bind(key.group.as_str())
+            .bind(key.digest.to_string())
             .fetch_optional(pool)
             .await?);
         row.map(|row| {
@@ -153,13 +223,14 @@ impl Metadata {
         .transpose()
     }
 
-    pub async fn upsert_blob(&self, group: &str, record: &BlobRecord, now: i64) -> Result<()> {
+    /// Records a blob of `group`.
+    pub async fn upsert_blob(&self, group: &GroupPath, record: &BlobRecord, now: i64) -> Result<()> {
         const SQL: &str = "INSERT INTO blobs (group_path, digest, size, media_type, created_at, read_at) \
              VALUES ($1, $2, $3, $4, $5, $5) \
              ON CONFLICT (group_path, digest) DO UPDATE SET size = excluded.size, \
              media_type = excluded.media_type, read_at = excluded.read_at";
         on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(group)
+            .bind(group.as_str())
             .bind(record.digest.to_string())
             .bind(to_sql_size(record.size))
             .bind(&record.media_type)
@@ -170,21 +241,16 @@ impl Metadata {
         Ok(())
     }
 
-    pub async fn find_manifest(
-        &self,
-        group: &str,
-        image: &str,
-        reference: &str,
-    ) -> Result<Option<ManifestRecord>> {
+    pub async fn find_manifest(&self, key: &ManifestKey) -> Result<Option<ManifestRecord>> {
         const SQL: &str = "SELECT m.digest, m.media_type, m.size, m.checked_at, \
              CAST(CASE WHEN d.reference IS NULL THEN 0 ELSE 1 END AS BIGINT) AS stored \
              FROM manifests m LEFT JOIN manifests d \
              ON d.group_path = m.group_path AND d.image = m.image AND d.reference = m.digest \
              WHERE m.group_path = $1 AND m.image = $2 AND m.reference = $3";
         let row: Option<ManifestRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
-            .bind(group)
-            .bind(image)
-            .bind(reference)
+            .bind(key.group.as_str())
+            .bind(key.image.as_str())
+            .bind(key.reference.to_string())
             .fetch_optional(pool)
             .await?);
         row.map(|row| {
@@ -200,14 +266,7 @@ impl Metadata {
     }
 
     /// Records (or re-points) a manifest reference, confirmed by upstream at `now`.
-    pub async fn upsert_manifest(
-        &self,
-        group: &str,
-        image: &str,
-        reference: &str,
-        record: &ManifestRecord,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn upsert_manifest(&self, key: &ManifestKey, record: &ManifestRecord, now: i64) -> Result<()> {
         const SQL: &str = "INSERT INTO manifests \
              (group_path, image, reference, digest, media_type, size, created_at, checked_at, read_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
@@ -215,9 +274,9 @@ impl Metadata {
              media_type = excluded.media_type, size = excluded.size, checked_at = excluded.checked_at, \
              read_at = excluded.read_at";
         on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(group)
-            .bind(image)
-            .bind(reference)
+            .bind(key.group.as_str())
+            .bind(key.image.as_str())
+            .bind(key.reference.to_string())
             .bind(record.digest.to_string())
             .bind(&record.media_type)
             .bind(to_sql_size(record.size))
@@ -230,19 +289,13 @@ impl Metadata {
     }
 
     /// Upstream confirmed the reference still points at `digest`.
-    pub async fn mark_manifest_checked(
-        &self,
-        group: &str,
-        image: &str,
-        reference: &str,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn mark_manifest_checked(&self, key: &ManifestKey, now: i64) -> Result<()> {
         const SQL: &str =
             "UPDATE manifests SET checked_at = $4 WHERE group_path = $1 AND image = $2 AND reference = $3";
         on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(group)
-            .bind(image)
-            .bind(reference)
+            .bind(key.group.as_str())
+            .bind(key.image.as_str())
+            .bind(key.reference.to_string())
             .bind(now)
             .execute(pool)
             .await?

@@ -6,14 +6,14 @@ use super::*;
 async fn backends() -> Vec<(Metadata, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
-    let mut all = vec![(Metadata::connect(&url).await.unwrap(), Some(dir))];
+    let mut all = vec![(Metadata::connect(&DatabaseUrl::new(url)).await.unwrap(), Some(dir))];
     if let Ok(server) = std::env::var("DEPPROXY_TEST_POSTGRES_URL") {
         let url = format!(
             "{}/depproxy_test_{}",
             server.trim_end_matches('/'),
             std::process::id() as u64 * 1000 + rand_suffix()
         );
-        all.push((Metadata::connect(&url).await.unwrap(), None));
+        all.push((Metadata::connect(&DatabaseUrl::new(url)).await.unwrap(), None));
     }
     all
 }
@@ -22,6 +22,22 @@ fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn group(path: &str) -> GroupPath {
+    GroupPath::parse(path).unwrap()
+}
+
+fn blob_key(path: &str, record: &BlobRecord) -> BlobKey {
+    BlobKey { group: group(path), digest: record.digest.clone() }
+}
+
+fn manifest_key(image: &str, reference: &str) -> ManifestKey {
+    ManifestKey {
+        group: group("g"),
+        image: RepositoryName::parse(image).unwrap(),
+        reference: Reference::parse(reference).unwrap(),
+    }
 }
 
 fn blob(data: &[u8]) -> BlobRecord {
@@ -36,11 +52,11 @@ fn blob(data: &[u8]) -> BlobRecord {
 async fn blobs_are_scoped_per_group_and_upserts_are_idempotent() {
     for (db, _dir) in backends().await {
         let record = blob(b"layer");
-        assert_eq!(db.find_blob("g", &record.digest).await.unwrap(), None);
-        db.upsert_blob("g", &record, 1).await.unwrap();
-        db.upsert_blob("g", &record, 2).await.unwrap();
-        assert_eq!(db.find_blob("g", &record.digest).await.unwrap(), Some(record.clone()));
-        assert_eq!(db.find_blob("other", &record.digest).await.unwrap(), None, "{}", db.backend());
+        assert_eq!(db.find_blob(&blob_key("g", &record)).await.unwrap(), None);
+        db.upsert_blob(&group("g"), &record, 1).await.unwrap();
+        db.upsert_blob(&group("g"), &record, 2).await.unwrap();
+        assert_eq!(db.find_blob(&blob_key("g", &record)).await.unwrap(), Some(record.clone()));
+        assert_eq!(db.find_blob(&blob_key("other", &record)).await.unwrap(), None, "{}", db.backend());
     }
 }
 
@@ -52,13 +68,13 @@ async fn concurrent_finalizes_of_one_object_all_succeed() {
             .map(|i| {
                 let db = db.clone();
                 let record = record.clone();
-                tokio::spawn(async move { db.upsert_blob("g", &record, i).await })
+                tokio::spawn(async move { db.upsert_blob(&group("g"), &record, i).await })
             })
             .collect();
         for task in tasks {
             task.await.unwrap().unwrap();
         }
-        assert!(db.find_blob("g", &record.digest).await.unwrap().is_some());
+        assert!(db.find_blob(&blob_key("g", &record)).await.unwrap().is_some());
     }
 }
 
@@ -72,20 +88,22 @@ async fn manifests_repoint_and_track_checks() {
             checked_at: 10,
             stored: false,
         };
-        db.upsert_manifest("g", "lab/tiny", "v1", &first, 10).await.unwrap();
-        assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap(), Some(first.clone()));
+        let tag = manifest_key("lab/tiny", "v1");
+        let by_digest = manifest_key("lab/tiny", &first.digest.to_string());
+        db.upsert_manifest(&tag, &first, 10).await.unwrap();
+        assert_eq!(db.find_manifest(&tag).await.unwrap(), Some(first.clone()));
         // Once the digest row exists, the tag's manifest counts as stored.
-        db.upsert_manifest("g", "lab/tiny", &first.digest.to_string(), &first, 10).await.unwrap();
+        db.upsert_manifest(&by_digest, &first, 10).await.unwrap();
         let first = ManifestRecord { stored: true, ..first };
-        assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap(), Some(first.clone()));
-        assert!(db.find_manifest("g", "lab/tiny", &first.digest.to_string()).await.unwrap().unwrap().stored);
-        db.mark_manifest_checked("g", "lab/tiny", "v1", 50).await.unwrap();
-        assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap().unwrap().checked_at, 50);
+        assert_eq!(db.find_manifest(&tag).await.unwrap(), Some(first.clone()));
+        assert!(db.find_manifest(&by_digest).await.unwrap().unwrap().stored);
+        db.mark_manifest_checked(&tag, 50).await.unwrap();
+        assert_eq!(db.find_manifest(&tag).await.unwrap().unwrap().checked_at, 50);
         let second =
             ManifestRecord { digest: Digest::of(b"m2"), checked_at: 60, stored: false, ..first.clone() };
-        db.upsert_manifest("g", "lab/tiny", "v1", &second, 60).await.unwrap();
-        assert_eq!(db.find_manifest("g", "lab/tiny", "v1").await.unwrap(), Some(second));
-        assert_eq!(db.find_manifest("g", "lab/other", "v1").await.unwrap(), None);
+        db.upsert_manifest(&tag, &second, 60).await.unwrap();
+        assert_eq!(db.find_manifest(&tag).await.unwrap(), Some(second));
+        assert_eq!(db.find_manifest(&manifest_key("lab/other", "v1")).await.unwrap(), None);
     }
 }
 
@@ -105,4 +123,24 @@ async fn leases_exclude_other_holders_until_expiry() {
         db.release_lease(&digest, "l2").await.unwrap();
         assert!(db.acquire_lease(&digest, "node-a", "l3", 1_200, 100).await.unwrap());
     }
+}
+
+#[tokio::test]
+async fn only_a_shared_database_coordinates_nodes() {
+    for (db, dir) in backends().await {
+        assert_eq!(db.shared_by_nodes(), dir.is_none(), "{}", db.backend());
+    }
+}
+
+#[test]
+fn database_urls_never_show_their_password() {
+    let url = DatabaseUrl::new("postgres://depproxy:s3cret@db.internal:5432/depproxy");
+    for shown in [url.to_string(), format!("{url:?}"), url.redacted()] {
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("db.internal"), "{shown}");
+    }
+    assert_eq!(url.expose(), "postgres://depproxy:s3cret@db.internal:5432/depproxy");
+    assert_eq!(DatabaseUrl::new("sqlite:./data/depproxy.db").to_string(), "sqlite:./data/depproxy.db");
+    let error = MetadataError::UnsupportedUrl(DatabaseUrl::new("mysql://root:hunter2@x/db"));
+    assert!(!error.to_string().contains("hunter2"), "{error}");
 }

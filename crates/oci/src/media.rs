@@ -21,3 +21,14 @@ pub fn is_manifest_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim();
     MANIFEST_ACCEPT.contains(&essence) || essence == DOCKER_MANIFEST_V1_SIGNED
 }
+
+/// The media type a client is told an object has: upstream's `Content-Type` when it sent one; for a
+/// blob without one, `application/octet-stream` (blobs are opaque bytes); for a manifest without
+/// one, nothing (`""`): a manifest's type cannot be guessed, and finalize refuses a non-manifest type.
+pub fn media_type_or_default(kind: crate::ObjectKind, content_type: Option<&str>) -> String {
+    match (content_type, kind) {
+        (Some(content_type), _) => content_type.to_owned(),
+        (None, crate::ObjectKind::Blob) => OCTET_STREAM.to_owned(),
+        (None, crate::ObjectKind::Manifest) => String::new(),
+    }
+}

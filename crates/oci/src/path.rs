@@ -46,15 +46,6 @@ impl ObjectKind {
     }
 }
 
-/// The two internal upload calls the gateway makes for a fill.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum UploadStage {
-    /// `…/upload/authorize`: may this gateway store the object, and how?
-    Authorize,
-    /// `…/upload`: the object is stored and verified; record it.
-    Finalize,
-}
-
 /// What a `/v2/…` request path asks for.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Endpoint {
@@ -75,13 +66,6 @@ pub enum Endpoint {
         image: ImageAddress,
         digest: Digest,
     },
-    /// `…/{manifests/<ref>,blobs/<digest>}/upload[/authorize]`, internal gateway→control calls.
-    Upload {
-        image: ImageAddress,
-        kind: ObjectKind,
-        reference: Reference,
-        stage: UploadStage,
-    },
 }
 
 impl Endpoint {
@@ -93,8 +77,6 @@ impl Endpoint {
             Endpoint::Blob { .. } => "blob",
             Endpoint::TagsList { .. } => "tags_list",
             Endpoint::Referrers { .. } => "referrers",
-            Endpoint::Upload { stage: UploadStage::Authorize, .. } => "upload_authorize",
-            Endpoint::Upload { stage: UploadStage::Finalize, .. } => "upload_finalize",
         }
     }
 }
@@ -134,27 +116,6 @@ pub fn parse_v2_path(path: &str) -> Result<Endpoint, OciError> {
             }
             _ => {}
         }
-    }
-    let (stage, trimmed) = if count >= 2 && segments[count - 2..] == ["upload", "authorize"] {
-        (UploadStage::Authorize, count - 2)
-    } else if segments[count - 1] == "upload" {
-        (UploadStage::Finalize, count - 1)
-    } else {
-        return Err(not_found(path));
-    };
-    if trimmed >= 3 {
-        let (keyword, last) = (segments[trimmed - 2], segments[trimmed - 1]);
-        let kind = match keyword {
-            "manifests" => ObjectKind::Manifest,
-            "blobs" => ObjectKind::Blob,
-            _ => return Err(not_found(path)),
-        };
-        let image = parse_image(&segments[..trimmed - 2].join("/"))?;
-        let reference = match kind {
-            ObjectKind::Manifest => Reference::parse(last)?,
-            ObjectKind::Blob => Reference::Digest(parse_digest(last)?),
-        };
-        return Ok(Endpoint::Upload { image, kind, reference, stage });
     }
     Err(not_found(path))
 }
@@ -231,19 +192,6 @@ mod tests {
             Endpoint::Manifest { reference, .. } => assert_eq!(reference.to_string(), "upload"),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn upload_routes() {
-        let path = format!("/v2/g/dependency_proxy/containers/img/blobs/{}/upload/authorize", digest());
-        assert!(matches!(
-            parse_v2_path(&path).unwrap(),
-            Endpoint::Upload { kind: ObjectKind::Blob, stage: UploadStage::Authorize, .. }
-        ));
-        assert!(matches!(
-            parse_v2_path("/v2/img/manifests/v1/upload").unwrap(),
-            Endpoint::Upload { kind: ObjectKind::Manifest, stage: UploadStage::Finalize, .. }
-        ));
     }
 
     #[test]

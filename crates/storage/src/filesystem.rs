@@ -10,10 +10,9 @@ use futures_util::StreamExt as _;
 use oci::{Digest, Sha256Hasher};
 use tokio::sync::{mpsc, watch};
 
-use crate::{
-    ByteRange, ByteStream, Committed, Expectation, ObjectReader, SpoolView, StorageError, digest_of_key,
-    key_for,
-};
+use injector::{digest_of_key, storage_key};
+
+use crate::{ByteRange, ByteStream, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
 
 /// Chunks queued to an upload's writer thread before `write` waits: bounds memory per fill.
 const WRITE_QUEUE_CHUNKS: usize = 16;
@@ -77,8 +76,7 @@ impl FsStore {
             }
             Ok(Opened::Streamed(Arc::new(file), range))
         })
-        .await
-        .map_err(|_| StorageError::WriterGone)?;
+        .await?;
         match opened {
             Ok(Opened::Whole(bytes)) => {
                 let len = bytes.len() as u64;
@@ -117,7 +115,13 @@ impl FsStore {
     /// Starts a staged upload. Bytes become visible only through [`FsUpload::commit`].
     pub async fn begin_upload(&self, limit: u64) -> Result<FsUpload, StorageError> {
         let path = self.inner.tmp.join(uuid::Uuid::new_v4().to_string());
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let staged = path.clone();
+        let (file, reader) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&staged)?;
+            let reader = std::fs::File::open(&staged)?;
+            Ok((file, reader))
+        })
+        .await??;
         let (chunks, receiver) = mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
         let (progress_sender, progress) = watch::channel(0u64);
         let writer = tokio::task::spawn_blocking(move || write_loop(file, receiver, progress_sender, limit));
@@ -126,7 +130,7 @@ impl FsStore {
             path,
             chunks: Some(chunks),
             writer: Some(writer),
-            progress,
+            reader: SpoolReader { file: Arc::new(reader), progress },
             limit,
             hasher: Sha256Hasher::new(),
         })
@@ -188,7 +192,7 @@ pub struct FsUpload {
     path: PathBuf,
     chunks: Option<mpsc::Sender<Bytes>>,
     writer: Option<tokio::task::JoinHandle<WriterOutcome>>,
-    progress: watch::Receiver<u64>,
+    reader: SpoolReader,
     limit: u64,
     /// Hashes chunks as they are queued, on the caller's side, while the writer thread writes the
     /// previous ones: hashing and disk writes overlap instead of taking turns.
@@ -196,9 +200,9 @@ pub struct FsUpload {
 }
 
 impl FsUpload {
-    /// Where the bytes written so far can be read, and a counter of how many there are.
-    pub fn spool(&self) -> (SpoolView, watch::Receiver<u64>) {
-        (SpoolView { path: self.path.clone() }, self.progress.clone())
+    /// A reader of the bytes written so far.
+    pub fn spool_reader(&self) -> SpoolReader {
+        self.reader.clone()
     }
 
     pub fn limit(&self) -> u64 {
@@ -224,7 +228,7 @@ impl FsUpload {
 
     async fn join_writer(&mut self) -> WriterOutcome {
         let writer = self.writer.take().ok_or(StorageError::WriterGone)?;
-        writer.await.map_err(|_| StorageError::WriterGone)?
+        writer.await?
     }
 
     /// Waits for the writer and checks what it wrote against `expected`.
@@ -236,7 +240,7 @@ impl FsUpload {
         let (file, size) = self.join_writer().await?;
         let hasher = std::mem::take(&mut self.hasher);
         if hasher.len() != size {
-            return Err(StorageError::WriterGone);
+            return Err(StorageError::WriteIncomplete { queued: hasher.len(), written: size });
         }
         let digest = hasher.finish();
         if let Some(expected_size) = expected.size
@@ -261,7 +265,7 @@ impl FsUpload {
     /// Verifies like [`Self::commit`] but keeps nothing: for streams served without caching.
     pub async fn verify_and_discard(mut self, expected: &Expectation) -> Result<Committed, StorageError> {
         let (_, digest, size) = self.finish_and_verify(expected).await?;
-        Ok(Committed { key: key_for(&digest), digest, size })
+        Ok(Committed { key: storage_key(&digest), digest, size })
     }
 
     /// Finishes writing and checks the bytes against `expected`. The object is not durable or
@@ -301,7 +305,7 @@ impl FsVerified {
 
     /// fsync, rename into place, fsync the directory: durable, then visible.
     pub async fn persist(mut self) -> Result<Committed, StorageError> {
-        let key = key_for(&self.spool.digest);
+        let key = storage_key(&self.spool.digest);
         let target = self.store.inner.root.join(&key);
         let staged = std::mem::take(&mut self.spool.path);
         let file = self.file;
@@ -324,8 +328,7 @@ impl FsVerified {
             }
             outcome
         })
-        .await
-        .map_err(|_| StorageError::WriterGone)?;
+        .await?;
         result?;
         Ok(Committed { key, digest: self.spool.digest.clone(), size: self.spool.size })
     }
@@ -416,7 +419,7 @@ mod tests {
         upload.write(Bytes::from_static(b"storage")).await.unwrap();
         let expected = Expectation { digest: Some(Digest::of(&data)), size: Some(data.len() as u64) };
         let committed = upload.commit(&expected).await.unwrap();
-        assert_eq!(committed.key, key_for(&Digest::of(&data)));
+        assert_eq!(committed.key, storage_key(&Digest::of(&data)));
         assert_eq!(store.stat(&committed.key).await.unwrap(), Some(13));
         assert_eq!(collect(store.read(&committed.key, None).await.unwrap()).await, data);
         assert_eq!(collect(store.read(&committed.key, Some(6..13)).await.unwrap()).await, b"storage");
@@ -435,7 +438,7 @@ mod tests {
             upload.write(Bytes::from_static(b"data")).await.unwrap();
             let error = upload.commit(&expected).await.unwrap_err();
             assert!(error.is_content_error(), "{error}");
-            assert_eq!(store.stat(&key_for(&Digest::of(b"data"))).await.unwrap(), None);
+            assert_eq!(store.stat(&storage_key(&Digest::of(b"data"))).await.unwrap(), None);
             assert_eq!(tmp_entries(&store).await, 0);
         }
     }
@@ -479,10 +482,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
         let mut upload = store.begin_upload(1024).await.unwrap();
-        let (view, mut progress) = upload.spool();
+        let reader = upload.spool_reader();
+        let mut progress = reader.progress();
         upload.write(Bytes::from_static(b"abcd")).await.unwrap();
         progress.wait_for(|written| *written == 4).await.unwrap();
-        assert_eq!(std::fs::read(&view.path).unwrap(), b"abcd");
+        assert_eq!(&reader.read_at(0, 16).await.unwrap()[..], b"abcd");
+        assert_eq!(&reader.read_at(1, 2).await.unwrap()[..], b"bc");
         upload.abort().await;
+        assert_eq!(&reader.read_at(2, 16).await.unwrap()[..], b"cd", "readable after the file is removed");
     }
 }

@@ -8,27 +8,24 @@ mod filesystem;
 mod s3;
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
+use injector::KeyError;
 use oci::Digest;
+use tokio::sync::watch;
 
 pub use filesystem::{FsStore, FsUpload, FsVerified, VerifiedSpool};
 pub use s3::{S3Settings, S3Store, S3Upload, S3Verified};
-
-/// The storage key of an object with this digest.
-pub fn key_for(digest: &Digest) -> String {
-    format!("blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex())
-}
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("object {0} not found")]
     NotFound(String),
-    #[error("storage key {0:?} is not a content-addressed key")]
-    BadKey(String),
+    #[error(transparent)]
+    BadKey(#[from] KeyError),
     #[error("size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { expected: u64, actual: u64 },
     #[error("digest mismatch: expected {expected}, computed {actual}")]
@@ -39,6 +36,16 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("upload writer stopped unexpectedly")]
     WriterGone,
+    #[error("the writer wrote {written} bytes of the {queued} queued")]
+    WriteIncomplete { queued: u64, written: u64 },
+    #[error("a storage task failed: {0}")]
+    TaskFailed(String),
+}
+
+impl From<tokio::task::JoinError> for StorageError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        StorageError::TaskFailed(error.to_string())
+    }
 }
 
 impl StorageError {
@@ -79,22 +86,40 @@ pub struct Expectation {
     pub size: Option<u64>,
 }
 
-/// Where a running upload's bytes can be read back while it is written.
+/// Reads a running upload's bytes back while they are written: every client of a fill tails it
+/// through one of these. Positioned reads need no seek, so clones share one open file, which stays
+/// readable after the upload is committed (renamed) or removed.
 #[derive(Debug, Clone)]
-pub struct SpoolView {
-    pub path: PathBuf,
+pub struct SpoolReader {
+    file: Arc<std::fs::File>,
+    progress: watch::Receiver<u64>,
 }
 
-/// Parses a key produced by [`key_for`] back into its digest, refusing anything else.
-pub fn digest_of_key(key: &str) -> Result<Digest, StorageError> {
-    let bad = || StorageError::BadKey(key.to_owned());
-    let rest = key.strip_prefix("blobs/sha256/").ok_or_else(bad)?;
-    let (prefix, hex) = rest.split_once('/').ok_or_else(bad)?;
-    let digest: Digest = format!("sha256:{hex}").parse().map_err(|_| bad())?;
-    if prefix != &digest.hex()[..2] {
-        return Err(bad());
+impl SpoolReader {
+    /// How many bytes are readable, updated as the writer writes.
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.progress.clone()
     }
-    Ok(digest)
+
+    /// Up to `max` bytes from `offset` (on a blocking thread: a disk read may stall).
+    pub async fn read_at(&self, offset: u64, max: usize) -> std::io::Result<Bytes> {
+        use std::os::unix::fs::FileExt as _;
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buffer = bytes::BytesMut::zeroed(max);
+            let read = file.read_at(&mut buffer, offset)?;
+            if read == 0 && max > 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "spool shorter than published",
+                ));
+            }
+            buffer.truncate(read);
+            Ok(buffer.freeze())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 /// A byte range of an object, as resolved from a `Range` header.
@@ -194,17 +219,17 @@ impl BlobStore {
     pub async fn redirect_url(&self, key: &str) -> Result<Option<String>, StorageError> {
         match self {
             BlobStore::Filesystem(_) => Ok(None),
-            BlobStore::S3(store) => store.presigned_url(key, std::time::Duration::from_secs(600)).await,
+            BlobStore::S3(store) => store.presigned_url(key).await,
         }
     }
 }
 
 impl Upload {
-    /// Where the bytes written so far can be read back, and a counter of how many are readable.
-    pub fn spool(&self) -> (SpoolView, tokio::sync::watch::Receiver<u64>) {
+    /// A reader of the bytes written so far.
+    pub fn spool_reader(&self) -> SpoolReader {
         match self {
-            Upload::Filesystem(upload) => upload.spool(),
-            Upload::S3(upload) => upload.spool(),
+            Upload::Filesystem(upload) => upload.spool_reader(),
+            Upload::S3(upload) => upload.spool_reader(),
         }
     }
 
@@ -243,20 +268,5 @@ impl Upload {
             Upload::Filesystem(upload) => upload.abort().await,
             Upload::S3(upload) => upload.abort().await,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_round_trip_and_reject_traversal() {
-        let digest = Digest::of(b"abc");
-        let key = key_for(&digest);
-        assert!(key.starts_with(&format!("blobs/sha256/{}/", &digest.hex()[..2])));
-        assert_eq!(digest_of_key(&key).unwrap(), digest);
-        assert!(digest_of_key("blobs/sha256/../../etc/passwd").is_err());
-        assert!(digest_of_key(&key.replace("blobs/sha256/", "blobs/sha256/zz")).is_err());
     }
 }

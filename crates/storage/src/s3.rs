@@ -18,7 +18,10 @@ use oci::Digest;
 use tokio::io::AsyncReadExt as _;
 
 use crate::filesystem::{FsStore, FsUpload, VerifiedSpool};
-use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolView, StorageError, key_for};
+use injector::{digest_of_key, storage_key};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
 
 /// Size of a multipart part (S3's minimum is 5 MiB), and the threshold below which one PUT is used.
 const PART_SIZE: usize = 8 << 20;
@@ -26,7 +29,7 @@ const PART_SIZE: usize = 8 << 20;
 const PART_CONCURRENCY: usize = 2;
 
 /// Where and how to reach the bucket.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct S3Settings {
     /// e.g. `http://127.0.0.1:8014`; `None` means AWS.
     pub endpoint: Option<String>,
@@ -36,11 +39,13 @@ pub struct S3Settings {
     pub path_style: bool,
     /// Explicit credentials; when absent, the standard `AWS_*` environment is used.
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<SecretString>,
     /// Key prefix inside the bucket (e.g. `depproxy/`).
     pub prefix: String,
     /// Answer hits with a 307 to a presigned URL instead of streaming through the gateway.
     pub redirect: bool,
+    /// How long a presigned URL stays valid.
+    pub presigned_url_ttl: Duration,
     /// Local directory for fill spools.
     pub spool_dir: PathBuf,
 }
@@ -52,6 +57,7 @@ pub struct S3Store {
     spool: FsStore,
     prefix: String,
     redirect: bool,
+    presigned_url_ttl: Duration,
 }
 
 fn s3_error(error: object_store::Error) -> StorageError {
@@ -74,15 +80,21 @@ impl S3Store {
             builder = builder.with_access_key_id(key);
         }
         if let Some(secret) = &settings.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
+            builder = builder.with_secret_access_key(secret.expose_secret());
         }
         let store = builder.build().map_err(s3_error)?;
         let spool = FsStore::open(&settings.spool_dir).await?;
-        Ok(S3Store { store: Arc::new(store), spool, prefix: settings.prefix, redirect: settings.redirect })
+        Ok(S3Store {
+            store: Arc::new(store),
+            spool,
+            prefix: settings.prefix,
+            redirect: settings.redirect,
+            presigned_url_ttl: settings.presigned_url_ttl,
+        })
     }
 
     fn path(&self, key: &str) -> Result<ObjectPath, StorageError> {
-        crate::digest_of_key(key)?;
+        digest_of_key(key)?;
         Ok(ObjectPath::from(format!("{}{key}", self.prefix)))
     }
 
@@ -110,16 +122,16 @@ impl S3Store {
     }
 
     /// A presigned GET URL for a hit, when redirects are enabled.
-    pub async fn presigned_url(
-        &self,
-        key: &str,
-        expires_in: Duration,
-    ) -> Result<Option<String>, StorageError> {
+    pub async fn presigned_url(&self, key: &str) -> Result<Option<String>, StorageError> {
         if !self.redirect {
             return Ok(None);
         }
-        let url =
-            self.store.signed_url(http::Method::GET, &self.path(key)?, expires_in).await.map_err(s3_error)?;
+        let path = self.path(key)?;
+        let url = self
+            .store
+            .signed_url(http::Method::GET, &path, self.presigned_url_ttl)
+            .await
+            .map_err(s3_error)?;
         Ok(Some(url.to_string()))
     }
 
@@ -136,7 +148,7 @@ impl S3Store {
     ) -> Result<S3Upload, StorageError> {
         let spool = self.spool.begin_upload(limit).await?;
         let target = match expected {
-            Some(digest) => Some(self.path(&key_for(digest))?),
+            Some(digest) => Some(self.path(&storage_key(digest))?),
             None => None,
         };
         Ok(S3Upload {
@@ -190,7 +202,7 @@ impl S3Verified {
 
     /// Completes the multipart upload (or PUTs a small object) under the content-addressed key.
     pub async fn persist(mut self) -> Result<Committed, StorageError> {
-        let key = key_for(&self.spool.digest);
+        let key = storage_key(&self.spool.digest);
         let path = self.store.path(&key)?;
         let pending = std::mem::take(&mut self.pending);
         match (self.multipart.take(), &self.target) {
@@ -236,8 +248,8 @@ pub struct S3Upload {
 }
 
 impl S3Upload {
-    pub fn spool(&self) -> (SpoolView, tokio::sync::watch::Receiver<u64>) {
-        self.spool.spool()
+    pub fn spool_reader(&self) -> SpoolReader {
+        self.spool.spool_reader()
     }
 
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {

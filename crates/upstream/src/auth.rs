@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::time::Instant;
 
 use crate::error::{UpstreamError, error_chain};
 
-/// Username and password for an upstream.
+/// Username and password for an upstream. The password never shows in `Debug` or logs.
 #[derive(Clone)]
 pub struct Credentials {
     pub username: String,
-    pub password: String,
+    pub password: SecretString,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -25,7 +26,7 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     pub(crate) fn basic_header(&self) -> String {
-        let pair = format!("{}:{}", self.username, self.password);
+        let pair = format!("{}:{}", self.username, self.password.expose_secret());
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
     }
 }
@@ -140,6 +141,13 @@ pub(crate) async fn fetch_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_hide_the_password() {
+        let credentials = Credentials { username: "me".into(), password: "s3cret".into() };
+        assert!(!format!("{credentials:?}").contains("s3cret"));
+        assert_eq!(credentials.basic_header(), "Basic bWU6czNjcmV0");
+    }
 
     #[test]
     fn scheme_from_challenges() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
-use oci::{Digest, ObjectKind, RepositoryName};
+use oci::{Digest, ObjectKind, Reference, RepositoryName};
 use tokio::sync::RwLock;
 use tokio::time::Instant;
 
@@ -48,15 +48,11 @@ struct Inner {
     docker_hub: bool,
 }
 
-/// Hosts that are Docker Hub's registry API.
-const DOCKER_HUB_HOSTS: &[&str] =
-    &["registry-1.docker.io", "index.docker.io", "docker.io", "registry.hub.docker.com"];
-
 impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
         let http = build_http_client(&config.http)?;
         let base = config.url.as_str().trim_end_matches('/').to_owned();
-        let docker_hub = config.url.host_str().is_some_and(|host| DOCKER_HUB_HOSTS.contains(&host));
+        let docker_hub = config.url.host_str().is_some_and(oci::registry::is_docker_hub_host);
         let tokens = moka::future::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(Duration::from_secs(3600))
@@ -87,15 +83,6 @@ impl UpstreamClient {
         self.inner.docker_hub
     }
 
-    /// The shared pooled HTTP client (for the gateway's streaming GETs).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.inner.http
-    }
-
-    pub fn header_timeout(&self) -> Duration {
-        self.inner.config.http.header_timeout
-    }
-
     /// The repository name upstream knows: Docker Hub official images live under `library/`.
     pub fn upstream_repository(&self, image: &RepositoryName) -> RepositoryName {
         if self.inner.docker_hub { image.with_library_prefix() } else { image.clone() }
@@ -103,7 +90,7 @@ impl UpstreamClient {
 
     /// Absolute URL of a manifest or blob (`repository` already mapped by
     /// [`Self::upstream_repository`]).
-    pub fn object_url(&self, repository: &RepositoryName, kind: ObjectKind, reference: &str) -> String {
+    pub fn object_url(&self, repository: &RepositoryName, kind: ObjectKind, reference: &Reference) -> String {
         let segment = match kind {
             ObjectKind::Manifest => "manifests",
             ObjectKind::Blob => "blobs",
@@ -211,7 +198,7 @@ impl UpstreamClient {
         &self,
         repository: &RepositoryName,
         kind: ObjectKind,
-        reference: &str,
+        reference: &Reference,
     ) -> Result<ObjectHead, UpstreamError> {
         let headers = self.request_headers(repository, kind).await?;
         let url = self.object_url(repository, kind, reference);

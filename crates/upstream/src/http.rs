@@ -19,16 +19,6 @@ pub struct HttpOptions {
     pub extra_ca_pem: Vec<Vec<u8>>,
 }
 
-impl Default for HttpOptions {
-    fn default() -> Self {
-        HttpOptions {
-            connect_timeout: Duration::from_secs(5),
-            header_timeout: Duration::from_secs(30),
-            extra_ca_pem: Vec::new(),
-        }
-    }
-}
-
 /// Builds the pooled client. Redirects are followed (registries send blob GETs to CDNs), and
 /// reqwest drops `Authorization` when a redirect leaves the host. No transparent decompression:
 /// the bytes hashed must be the bytes upstream stored.

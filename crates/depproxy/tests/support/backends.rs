@@ -52,6 +52,7 @@ impl S3Server {
             secret_access_key: Some("test".into()),
             prefix: String::new(),
             redirect: false,
+            presigned_url_ttl: std::time::Duration::from_secs(600),
             spool_dir: self._dir.path().join("spool"),
         })
         .await

@@ -27,6 +27,8 @@ pub struct TestProxy {
     pub gateway: Arc<Gateway>,
     pub data_dir: TempDir,
     pub config: Config,
+    /// Runs the gateway's fills; tests drain it as a shutdown would.
+    pub supervisor: supervisor::Supervisor,
 }
 
 /// Knobs for a test proxy.
@@ -34,7 +36,7 @@ pub struct Options {
     pub file: FileConfig,
     pub upstream: Option<String>,
     pub split: bool,
-    pub clock: control::Clock,
+    pub clock: cache::Clock,
     /// Reuse this data directory (a restart) instead of a fresh one.
     pub data_dir: Option<TempDir>,
 }
@@ -45,7 +47,7 @@ impl Options {
             file: FileConfig::default(),
             upstream: Some(url.to_owned()),
             split: false,
-            clock: control::Clock::system(),
+            clock: cache::Clock::system(),
             data_dir: None,
         }
     }
@@ -55,7 +57,7 @@ impl Options {
             file: toml::from_str(text).unwrap(),
             upstream: None,
             split: false,
-            clock: control::Clock::system(),
+            clock: cache::Clock::system(),
             data_dir: None,
         }
     }
@@ -67,7 +69,7 @@ impl Options {
     }
 
     /// Control-plane time under the test's control (`Clock::advance`).
-    pub fn clock(mut self, clock: control::Clock) -> Self {
+    pub fn clock(mut self, clock: cache::Clock) -> Self {
         self.clock = clock;
         self
     }
@@ -110,18 +112,19 @@ impl TestProxy {
         };
         let config = Config::resolve(options.file, &overrides).unwrap();
         let runtime = depproxy::app::Runtime::new(options.clock);
+        let supervisor = runtime.supervisor.clone();
         let gateway = if options.split {
             let secret = injector::Secret::from_bytes([42; 32]);
             let control = depproxy::app::control_router(&config, &secret, &runtime).await.unwrap();
             let control_url = spawn_server(control).await;
-            let channel = gateway::ControlChannel::http(&control_url).unwrap();
+            let channel = depproxy::app::control_channel(&config, &control_url).unwrap();
             depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap()
         } else {
             depproxy::app::serve(&config, runtime).await.unwrap()
         };
         let router = gateway.router();
         let url = spawn_server(router.clone()).await;
-        TestProxy { url, router, gateway, data_dir, config }
+        TestProxy { url, router, gateway, data_dir, config, supervisor }
     }
 
     /// Every object file under the data directory's `blobs/`, with its content.
@@ -141,7 +144,7 @@ impl TestProxy {
 
     /// Whether an object named by `digest` is in storage (without reading it).
     pub fn has_object(&self, digest: &oci::Digest) -> bool {
-        self.data_dir.path().join(storage::key_for(digest)).try_exists().unwrap()
+        self.data_dir.path().join(injector::storage_key(digest)).try_exists().unwrap()
     }
 
     /// Names (hex digests) of every object file under `blobs/`.

@@ -17,11 +17,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci::{ErrorCode, GroupPath, ImageAddress, OciError, RepositoryName};
+use oci::{GroupPath, ImageAddress, OciError, RepositoryName};
 use upstream::UpstreamClient;
 
 /// The group mirror-mode requests go to.
 pub const DEFAULT_GROUP: &str = "default";
+
+/// Why a request's address names no group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no group {0:?} is configured on this proxy")]
+    UnknownGroup(String),
+    #[error("registry {0:?} is not configured as an upstream of this proxy")]
+    UnknownRegistry(String),
+    #[error("no group \"default\" is configured for mirror-mode requests")]
+    NoDefaultGroup,
+}
+
+/// Why a set of groups cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupsError {
+    #[error("upstream {upstream:?} cannot have an implicit mirror group: {reason}")]
+    ImplicitGroup { upstream: String, reason: OciError },
+}
 
 /// One configured group.
 #[derive(Clone)]
@@ -64,7 +82,7 @@ impl Groups {
         groups: impl IntoIterator<Item = GroupSettings>,
         upstreams: impl IntoIterator<Item = UpstreamRoute>,
         default_recheck: Duration,
-    ) -> Result<Self, OciError> {
+    ) -> Result<Self, GroupsError> {
         let ordered: Vec<Arc<GroupSettings>> = groups.into_iter().map(Arc::new).collect();
         let mut by_path: BTreeMap<String, Arc<GroupSettings>> =
             ordered.iter().map(|group| (group.path.as_str().to_owned(), group.clone())).collect();
@@ -78,7 +96,9 @@ impl Groups {
                     Some(group) => group.clone(),
                     None => {
                         let implicit = Arc::new(GroupSettings {
-                            path: GroupPath::parse(&format!("upstream/{name}"))?,
+                            path: GroupPath::parse(&format!("upstream/{name}")).map_err(|reason| {
+                                GroupsError::ImplicitGroup { upstream: name.clone(), reason }
+                            })?,
                             upstream: route.upstream.clone(),
                             manifest_recheck: default_recheck,
                         });
@@ -97,31 +117,23 @@ impl Groups {
     }
 
     /// The group that serves the request, and the image name within that group.
-    pub fn resolve(&self, address: &ImageAddress, query: Option<&str>) -> Result<Resolved, OciError> {
+    pub fn resolve(&self, address: &ImageAddress, query: Option<&str>) -> Result<Resolved, ResolveError> {
         match address {
             ImageAddress::Group { group, image } => {
-                let group = self.by_path.get(group.as_str()).cloned().ok_or_else(|| {
-                    OciError::new(
-                        ErrorCode::NameUnknown,
-                        format!("no group {:?} is configured on this proxy", group.as_str()),
-                    )
-                })?;
+                let group = self
+                    .by_path
+                    .get(group.as_str())
+                    .cloned()
+                    .ok_or_else(|| ResolveError::UnknownGroup(group.as_str().to_owned()))?;
                 Ok(Resolved { group, image: image.clone() })
             }
             ImageAddress::Root { image } => {
-                if let Some(namespace) = namespace_parameter(query) {
+                if let Some(namespace) = oci::registry::namespace_parameter(query) {
                     let mirror = self
                         .mirrors
                         .iter()
                         .find(|mirror| host_matches(&mirror.route.upstream, &namespace))
-                        .ok_or_else(|| {
-                            OciError::new(
-                                ErrorCode::NameUnknown,
-                                format!(
-                                    "registry {namespace:?} is not configured as an upstream of this proxy"
-                                ),
-                            )
-                        })?;
+                        .ok_or(ResolveError::UnknownRegistry(namespace))?;
                     return Ok(Resolved { group: mirror.group.clone(), image: image.clone() });
                 }
                 if let Some((first, rest)) = image.strip_first_component()
@@ -132,32 +144,17 @@ impl Groups {
                 {
                     return Ok(Resolved { group: mirror.group.clone(), image: rest });
                 }
-                let group = self.by_path.get(DEFAULT_GROUP).cloned().ok_or_else(|| {
-                    OciError::new(
-                        ErrorCode::NameUnknown,
-                        "no group \"default\" is configured for mirror-mode requests",
-                    )
-                })?;
+                let group = self.by_path.get(DEFAULT_GROUP).cloned().ok_or(ResolveError::NoDefaultGroup)?;
                 Ok(Resolved { group, image: image.clone() })
             }
         }
     }
 }
 
-fn namespace_parameter(query: Option<&str>) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(key, _)| key == "ns")
-        .map(|(_, value)| value.into_owned())
-}
-
+/// Whether containerd's `ns` names this upstream (`docker.io` and its aliases name Docker Hub).
 fn host_matches(upstream: &UpstreamClient, namespace: &str) -> bool {
-    let namespace = namespace.to_ascii_lowercase();
-    if upstream.is_docker_hub()
-        && matches!(namespace.as_str(), "docker.io" | "index.docker.io" | "registry-1.docker.io")
-    {
-        return true;
-    }
-    upstream.host_port().eq_ignore_ascii_case(&namespace)
+    (upstream.is_docker_hub() && oci::registry::is_docker_hub_host(namespace))
+        || upstream.host_port().eq_ignore_ascii_case(namespace)
 }
 
 #[cfg(test)]
@@ -169,7 +166,11 @@ mod tests {
             name: name.into(),
             url: url.parse().unwrap(),
             credentials: None,
-            http: upstream::HttpOptions::default(),
+            http: upstream::HttpOptions {
+                connect_timeout: Duration::from_secs(5),
+                header_timeout: Duration::from_secs(30),
+                extra_ca_pem: Vec::new(),
+            },
             metrics: upstream::UpstreamMetrics::default(),
         })
         .unwrap()
@@ -240,17 +241,17 @@ mod tests {
     #[test]
     fn unknown_registries_and_groups_are_refused() {
         let groups = groups();
-        let refused = |result: Result<Resolved, OciError>| match result {
+        let refused = |result: Result<Resolved, ResolveError>| match result {
             Err(error) => error,
             Ok(resolved) => panic!("resolved to {}", resolved.group.path),
         };
         let error = refused(groups.resolve(&root("x/y"), Some("ns=evil.example.com")));
-        assert_eq!(error.code, ErrorCode::NameUnknown);
-        assert!(error.message.contains("evil.example.com"));
+        assert_eq!(error, ResolveError::UnknownRegistry("evil.example.com".into()));
+        assert!(error.to_string().contains("evil.example.com"));
         let address = ImageAddress::Group {
             group: GroupPath::parse("nope").unwrap(),
             image: RepositoryName::parse("x").unwrap(),
         };
-        assert_eq!(refused(groups.resolve(&address, None)).code, ErrorCode::NameUnknown);
+        assert_eq!(refused(groups.resolve(&address, None)), ResolveError::UnknownGroup("nope".into()));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-pub(crate) struct SingleFlight<K, V> {
+pub struct SingleFlight<K, V> {
     inflight: Mutex<HashMap<K, watch::Receiver<Option<V>>>>,
 }
 
@@ -34,7 +34,7 @@ impl<K: Hash + Eq, V> Drop for LeaderGuard<'_, K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
-    pub(crate) async fn run<F, Fut>(&self, key: K, call: F) -> V
+    pub async fn run<F, Fut>(&self, key: K, call: F) -> V
     where
         F: Fn() -> Fut,
         Fut: Future<Output = V>,

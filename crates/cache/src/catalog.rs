@@ -1,0 +1,110 @@
+//! The cache's view of the metadata database: the same queries, with positive answers remembered
+//! in memory so hits cost no database round trip.
+//!
+//! Only what cannot go wrong by being remembered is cached: blob rows and digest rows are
+//! immutable; a tag row is served from memory only while it is fresh (the caller checks
+//! `checked_at` against the recheck window, as it would for a row just read), and is replaced when
+//! this node revalidates it. A row written by another node is seen at the latest when the cached
+//! copy's window ends — the same staleness the recheck window already allows. Absent rows are never
+//! cached, so an object another node just finalized is found at once. Rows whose manifest is not
+//! stored yet (tags learned from a HEAD) are not cached either: they change soon.
+
+use std::time::Duration;
+
+use metadata::{BlobKey, BlobRecord, ManifestKey, ManifestRecord, Metadata, MetadataError};
+use oci::GroupPath;
+
+/// Size and lifetime of the in-memory copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogSettings {
+    /// Entries kept per kind (blob rows, manifest rows).
+    pub capacity: u64,
+    /// Longest time an entry stays in memory.
+    pub ttl: Duration,
+}
+
+pub(crate) struct Catalog {
+    metadata: Metadata,
+    blobs: moka::sync::Cache<BlobKey, BlobRecord>,
+    manifests: moka::sync::Cache<ManifestKey, ManifestRecord>,
+}
+
+impl Catalog {
+    pub(crate) fn new(metadata: Metadata, settings: CatalogSettings) -> Self {
+        let blobs = moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl);
+        let manifests =
+            moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl);
+        Catalog { metadata, blobs: blobs.build(), manifests: manifests.build() }
+    }
+
+    /// The database itself, for what must not be cached (leases, re-reads).
+    pub(crate) fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    pub(crate) async fn find_blob(&self, key: &BlobKey) -> Result<Option<BlobRecord>, MetadataError> {
+        if let Some(record) = self.blobs.get(key) {
+            return Ok(Some(record));
+        }
+        let found = self.metadata.find_blob(key).await?;
+        if let Some(record) = &found {
+            self.blobs.insert(key.clone(), record.clone());
+        }
+        Ok(found)
+    }
+
+    pub(crate) async fn upsert_blob(
+        &self,
+        group: &GroupPath,
+        record: &BlobRecord,
+        now: i64,
+    ) -> Result<(), MetadataError> {
+        self.metadata.upsert_blob(group, record, now).await?;
+        let key = BlobKey { group: group.clone(), digest: record.digest.clone() };
+        self.blobs.insert(key, record.clone());
+        Ok(())
+    }
+
+    pub(crate) async fn find_manifest(
+        &self,
+        key: &ManifestKey,
+    ) -> Result<Option<ManifestRecord>, MetadataError> {
+        if let Some(record) = self.manifests.get(key) {
+            return Ok(Some(record));
+        }
+        let found = self.metadata.find_manifest(key).await?;
+        if let Some(record) = found.as_ref().filter(|record| record.stored) {
+            self.manifests.insert(key.clone(), record.clone());
+        }
+        Ok(found)
+    }
+
+    /// Records a manifest reference. `record.stored` must say whether the manifest itself is
+    /// cached, since the cache cannot join rows.
+    pub(crate) async fn upsert_manifest(
+        &self,
+        key: &ManifestKey,
+        record: &ManifestRecord,
+        now: i64,
+    ) -> Result<(), MetadataError> {
+        self.metadata.upsert_manifest(key, record, now).await?;
+        if record.stored {
+            self.manifests.insert(key.clone(), record.clone());
+        } else {
+            self.manifests.invalidate(key);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn mark_manifest_checked(
+        &self,
+        key: &ManifestKey,
+        now: i64,
+    ) -> Result<(), MetadataError> {
+        self.metadata.mark_manifest_checked(key, now).await?;
+        if let Some(record) = self.manifests.get(key) {
+            self.manifests.insert(key.clone(), ManifestRecord { checked_at: now, ..record });
+        }
+        Ok(())
+    }
+}

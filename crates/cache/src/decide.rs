@@ -1,0 +1,252 @@
+//! Hit or miss: the decision for manifest and blob requests, as a value the adapter renders.
+//!
+//! - cached (and, for a tag, fresh or confirmed by a HEAD) → [`Decision::Serve`];
+//! - not cached, GET → [`Decision::Fetch`] with the upstream URL and credentials;
+//! - not cached, HEAD → one upstream HEAD, [`Decision::UpstreamHead`] (a HEAD never starts a fill);
+//! - a stale tag whose upstream is down → the cached copy, marked stale.
+
+use http::HeaderMap;
+use metadata::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
+use oci::{Digest, GroupPath, ObjectKind, Reference, RepositoryName};
+use upstream::{ObjectHead, UpstreamError};
+
+use crate::error::CacheError;
+use crate::freshness::tag_is_fresh;
+use crate::groups::{GroupSettings, Resolved};
+use crate::state::Cache;
+
+/// An object in storage, as its metadata row describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// What to do with a manifest or blob request.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// A hit: serve the stored object. `stale` when it is a tag upstream could not confirm.
+    Serve { object: StoredObject, stale: bool },
+    /// A miss: fetch it from upstream, stream it to the client and store it.
+    Fetch(Fetch),
+    /// A HEAD of an uncached object, answered from upstream's HEAD.
+    UpstreamHead { head: ObjectHead, requested: Option<Digest> },
+}
+
+/// How to fetch a missing object.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub kind: ObjectKind,
+    /// Absolute upstream URL of the object.
+    pub url: String,
+    /// The complete upstream request header set (`Authorization`, `Accept`).
+    pub headers: HeaderMap,
+    /// Known for blobs and manifests by digest.
+    pub expected_digest: Option<Digest>,
+    pub max_size: u64,
+    /// Requests with the same key share one upstream fetch. Scoped per group, so a group is never
+    /// served bytes its own upstream did not send.
+    pub fill_key: String,
+}
+
+impl From<BlobRecord> for StoredObject {
+    fn from(record: BlobRecord) -> Self {
+        StoredObject { digest: record.digest, size: record.size, media_type: record.media_type }
+    }
+}
+
+impl From<&ManifestRecord> for StoredObject {
+    fn from(record: &ManifestRecord) -> Self {
+        StoredObject {
+            digest: record.digest.clone(),
+            size: record.size,
+            media_type: record.media_type.clone(),
+        }
+    }
+}
+
+fn serve(record: &ManifestRecord, stale: bool) -> Decision {
+    Decision::Serve { object: record.into(), stale }
+}
+
+/// The single-flight key of a fill: the object's digest when known, else what names it.
+fn fill_key(
+    group: &GroupPath,
+    kind: ObjectKind,
+    repository: &RepositoryName,
+    reference: &Reference,
+    expected: Option<&Digest>,
+) -> String {
+    match expected {
+        Some(digest) => format!("{group}|{digest}"),
+        None => format!("{group}|{}|{repository}:{reference}", kind.as_str()),
+    }
+}
+
+impl Cache {
+    pub async fn blob(
+        &self,
+        resolved: &Resolved,
+        digest: &Digest,
+        head: bool,
+    ) -> Result<Decision, CacheError> {
+        let group = &resolved.group;
+        let key = BlobKey { group: group.path.clone(), digest: digest.clone() };
+        if let Some(record) = self.catalog.find_blob(&key).await? {
+            return Ok(Decision::Serve { object: record.into(), stale: false });
+        }
+        let repository = group.upstream.upstream_repository(&resolved.image);
+        let reference = Reference::Digest(digest.clone());
+        if head {
+            let answer = group.upstream.head(&repository, ObjectKind::Blob, &reference).await?;
+            return Ok(Decision::UpstreamHead { head: answer, requested: Some(digest.clone()) });
+        }
+        self.fetch(group, ObjectKind::Blob, &repository, &reference).await
+    }
+
+    pub async fn manifest(
+        &self,
+        resolved: &Resolved,
+        reference: &Reference,
+        head: bool,
+    ) -> Result<Decision, CacheError> {
+        let group = &resolved.group;
+        let repository = group.upstream.upstream_repository(&resolved.image);
+        let key = ManifestKey {
+            group: group.path.clone(),
+            image: repository.clone(),
+            reference: reference.clone(),
+        };
+        let cached = self.catalog.find_manifest(&key).await?;
+        match (reference, cached) {
+            // Digest references are immutable: a cached one never needs upstream.
+            (Reference::Digest(_), Some(record)) => Ok(serve(&record, false)),
+            (Reference::Tag(_), Some(record)) => {
+                if tag_is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck) {
+                    return self.serve_tag(group, &repository, &record, false, head).await;
+                }
+                self.revalidate_tag(group, &key, record, head).await
+            }
+            (_, None) if head => {
+                let answer = group.upstream.head(&repository, ObjectKind::Manifest, reference).await?;
+                // containerd resolves a tag with HEAD, then GETs the digest. Remember where the tag
+                // points, so the next resolve costs no upstream request and works while upstream is down.
+                if let (Reference::Tag(_), Some(digest), Some(media_type), Some(size)) =
+                    (reference, &answer.digest, &answer.media_type, answer.size)
+                    && oci::media::is_manifest_type(media_type)
+                {
+                    let now = self.clock.now_ms();
+                    let record = ManifestRecord {
+                        digest: digest.clone(),
+                        media_type: media_type.clone(),
+                        size,
+                        checked_at: now,
+                        stored: false,
+                    };
+                    self.catalog.upsert_manifest(&key, &record, now).await?;
+                }
+                Ok(Decision::UpstreamHead { head: answer, requested: reference.as_digest().cloned() })
+            }
+            (_, None) => self.fetch(group, ObjectKind::Manifest, &repository, reference).await,
+        }
+    }
+
+    /// A cached tag is older than the recheck interval: one HEAD decides whether it moved.
+    async fn revalidate_tag(
+        &self,
+        group: &GroupSettings,
+        key: &ManifestKey,
+        cached: ManifestRecord,
+        head: bool,
+    ) -> Result<Decision, CacheError> {
+        let now = self.clock.now_ms();
+        let timeout = self.settings.recheck_timeout;
+        let answer = self
+            .rechecks
+            .run(key.clone(), || async {
+                // A request that read the stale row just before another recheck finished must not
+                // send a second HEAD: look again first.
+                if let Ok(Some(current)) = self.catalog.metadata().find_manifest(key).await
+                    && tag_is_fresh(current.checked_at, self.clock.now_ms(), group.manifest_recheck)
+                {
+                    return Ok(ObjectHead {
+                        digest: Some(current.digest),
+                        media_type: Some(current.media_type),
+                        size: Some(current.size),
+                    });
+                }
+                let head = group.upstream.head(&key.image, ObjectKind::Manifest, &key.reference);
+                match tokio::time::timeout(timeout, head).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(UpstreamError::Timeout(format!("tag recheck took over {timeout:?}"))),
+                }
+            })
+            .await;
+        match answer {
+            Ok(ObjectHead { digest: Some(digest), .. }) if digest == cached.digest => {
+                self.catalog.mark_manifest_checked(key, now).await?;
+                self.serve_tag(group, &key.image, &cached, false, head).await
+            }
+            Ok(answer) => {
+                // The tag moved (or upstream did not say where): use the new digest if we hold it.
+                if let Some(digest) = &answer.digest {
+                    let by_digest =
+                        ManifestKey { reference: Reference::Digest(digest.clone()), ..key.clone() };
+                    if let Some(known) = self.catalog.find_manifest(&by_digest).await? {
+                        let record = ManifestRecord { checked_at: now, ..known };
+                        self.catalog.upsert_manifest(key, &record, now).await?;
+                        return Ok(serve(&record, false));
+                    }
+                }
+                if head {
+                    return Ok(Decision::UpstreamHead { head: answer, requested: None });
+                }
+                self.fetch(group, ObjectKind::Manifest, &key.image, &key.reference).await
+            }
+            Err(error) if error.is_outage() => {
+                tracing::warn!(group = %group.path, repository = %key.image, tag = %key.reference, %error,
+                    "upstream unavailable; serving cached tag stale");
+                self.serve_tag(group, &key.image, &cached, true, head).await
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Serves a tag's record. A HEAD needs the record only; a GET needs the manifest itself, which a
+    /// tag learned from a HEAD may not have cached yet: then it is fetched by digest.
+    async fn serve_tag(
+        &self,
+        group: &GroupSettings,
+        repository: &RepositoryName,
+        record: &ManifestRecord,
+        stale: bool,
+        head: bool,
+    ) -> Result<Decision, CacheError> {
+        if head || record.stored {
+            return Ok(serve(record, stale));
+        }
+        let reference = Reference::Digest(record.digest.clone());
+        self.fetch(group, ObjectKind::Manifest, repository, &reference).await
+    }
+
+    async fn fetch(
+        &self,
+        group: &GroupSettings,
+        kind: ObjectKind,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Decision, CacheError> {
+        let upstream = &group.upstream;
+        let headers = upstream.request_headers(repository, kind).await?;
+        let expected_digest = reference.as_digest().cloned();
+        Ok(Decision::Fetch(Fetch {
+            kind,
+            url: upstream.object_url(repository, kind, reference),
+            headers,
+            fill_key: fill_key(&group.path, kind, repository, reference, expected_digest.as_ref()),
+            expected_digest,
+            max_size: self.settings.limits.max_size(kind),
+        }))
+    }
+}

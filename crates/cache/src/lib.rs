@@ -1,0 +1,25 @@
+//! The cache's domain, with no HTTP in it: groups and how a request's address resolves to one, the
+//! catalog of what each group has cached (the metadata database with positive answers kept in
+//! memory), tag freshness and its coalesced revalidation, fill leases across nodes, and the
+//! hit/miss [`Decision`] the control plane renders into an injector.
+
+mod catalog;
+mod clock;
+mod decide;
+mod error;
+mod fills;
+mod freshness;
+mod groups;
+mod limits;
+mod single_flight;
+mod state;
+
+pub use catalog::CatalogSettings;
+pub use clock::Clock;
+pub use decide::{Decision, Fetch, StoredObject};
+pub use error::CacheError;
+pub use fills::{FillPermit, Lease};
+pub use groups::{DEFAULT_GROUP, GroupSettings, Groups, GroupsError, ResolveError, Resolved, UpstreamRoute};
+pub use limits::Limits;
+pub use single_flight::SingleFlight;
+pub use state::{Cache, CacheSettings};

@@ -1,0 +1,160 @@
+//! Rendering: a [`Decision`] (or a small direct answer) becomes the HTTP response the gateway
+//! receives. A hit or miss is an injector in the `Depproxy-Send-Data` header of an empty 200.
+
+use axum::body::Body;
+use axum::response::Response;
+use cache::{Decision, Fetch, StoredObject};
+use http::{HeaderValue, StatusCode, Uri};
+use injector::{CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, Injector, SendBlob, SendDependency, UploadRoutes};
+use oci::Digest;
+use upstream::ObjectHead;
+
+use crate::error::ControlError;
+
+/// The `Warning` a client gets with a tag served stale because upstream is unreachable.
+const STALE_WARNING: &str = "110 depproxy \"Response is Stale: upstream unreachable\"";
+
+/// The answer to a manifest or blob request at `uri`.
+pub(crate) fn decision(decision: Decision, uri: &Uri) -> Result<Response, ControlError> {
+    match decision {
+        Decision::Serve { object, stale } => send_blob(object, stale),
+        Decision::Fetch(fetch) => send_dependency(fetch, uri),
+        Decision::UpstreamHead { head, requested } => Ok(upstream_head(&head, requested.as_ref())),
+    }
+}
+
+fn send_blob(object: StoredObject, stale: bool) -> Result<Response, ControlError> {
+    let headers = if stale { vec![("Warning".to_owned(), STALE_WARNING.to_owned())] } else { Vec::new() };
+    injector(&Injector::SendBlob(SendBlob {
+        v: CONTRACT_VERSION,
+        key: injector::storage_key(&object.digest),
+        digest: object.digest,
+        size: object.size,
+        media_type: object.media_type,
+        headers,
+    }))
+}
+
+fn send_dependency(fetch: Fetch, uri: &Uri) -> Result<Response, ControlError> {
+    injector(&Injector::SendDependency(SendDependency {
+        v: CONTRACT_VERSION,
+        kind: fetch.kind,
+        fill_key: fetch.fill_key,
+        url: fetch.url,
+        headers: injector::header_list(&fetch.headers),
+        expected_digest: fetch.expected_digest,
+        max_size: fetch.max_size,
+        upload: UploadRoutes::for_object(uri.path(), uri.query()),
+        response_headers: Vec::new(),
+    }))
+}
+
+fn injector(injector: &Injector) -> Result<Response, ControlError> {
+    let mut response = Response::new(Body::empty());
+    response.headers_mut().insert(injector::SEND_DATA_HEADER, injector.to_header_value()?);
+    Ok(response)
+}
+
+/// The answer to a HEAD of an uncached object, from upstream's HEAD.
+fn upstream_head(answer: &ObjectHead, requested: Option<&Digest>) -> Response {
+    let media_type = answer.media_type.as_deref().unwrap_or(oci::media::OCTET_STREAM);
+    let mut response = Response::new(Body::empty());
+    *response.headers_mut() = oci::response::object_headers(answer.digest.as_ref().or(requested), media_type);
+    if let Some(size) = answer.size {
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    response
+}
+
+/// `GET /v2/`: the API version check.
+pub(crate) fn base() -> Response {
+    let mut response = Response::new(Body::from("{}"));
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(oci::API_VERSION_HEADER, HeaderValue::from_static(oci::API_VERSION));
+    response
+}
+
+/// A contract message answering an upload call.
+pub(crate) fn contract_message<T: serde::Serialize>(value: &T) -> Result<Response, ControlError> {
+    let body = serde_json::to_vec(value).map_err(ControlError::EncodeAnswer)?;
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
+    Ok(response)
+}
+
+pub(crate) fn no_content() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object() -> StoredObject {
+        StoredObject { digest: Digest::of(b"m"), size: 1, media_type: oci::media::OCI_MANIFEST.into() }
+    }
+
+    fn decoded(response: &Response) -> Injector {
+        Injector::from_header_value(&response.headers()[injector::SEND_DATA_HEADER]).unwrap()
+    }
+
+    #[test]
+    fn a_hit_is_a_send_blob_with_the_content_address() {
+        let response = decision(
+            Decision::Serve { object: object(), stale: true },
+            &"/v2/a/manifests/v1".parse().unwrap(),
+        )
+        .unwrap();
+        match decoded(&response) {
+            Injector::SendBlob(params) => {
+                assert_eq!(params.key, injector::storage_key(&object().digest));
+                assert_eq!(params.headers, vec![("Warning".to_owned(), STALE_WARNING.to_owned())]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_miss_carries_upload_routes_for_the_same_request() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        let fetch = Fetch {
+            kind: oci::ObjectKind::Blob,
+            url: "https://up.example/v2/a/blobs/x".into(),
+            headers,
+            expected_digest: Some(Digest::of(b"b")),
+            max_size: 10,
+            fill_key: "g|d".into(),
+        };
+        let uri: Uri = "/v2/a/blobs/sha256:00?ns=up.example".parse().unwrap();
+        match decoded(&decision(Decision::Fetch(fetch), &uri).unwrap()) {
+            Injector::SendDependency(params) => {
+                assert_eq!(params.upload.authorize, "/v2/a/blobs/sha256:00/upload/authorize?ns=up.example");
+                assert_eq!(params.upload.finalize, "/v2/a/blobs/sha256:00/upload?ns=up.example");
+                assert_eq!(params.headers, vec![("authorization".to_owned(), "Bearer t".to_owned())]);
+                assert_eq!(params.max_size, 10);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_upstream_head_is_answered_directly() {
+        let head = ObjectHead { digest: None, media_type: None, size: Some(7) };
+        let requested = Digest::of(b"b");
+        let response = decision(
+            Decision::UpstreamHead { head, requested: Some(requested.clone()) },
+            &"/v2/a/blobs/x".parse().unwrap(),
+        )
+        .unwrap();
+        assert!(!response.headers().contains_key(injector::SEND_DATA_HEADER));
+        assert_eq!(response.headers()[oci::CONTENT_DIGEST_HEADER], requested.to_string().as_str());
+        assert_eq!(response.headers()[http::header::CONTENT_TYPE], oci::media::OCTET_STREAM);
+        assert_eq!(response.headers()[http::header::CONTENT_LENGTH], "7");
+    }
+}

@@ -1,0 +1,44 @@
+//! Every default of depproxy's configuration, in one place. docs/configuration.md lists the same
+//! values; `config.rs` applies them.
+
+use std::time::Duration;
+
+/// Where `serve` and `gateway` listen.
+pub const LISTEN: &str = "127.0.0.1:5000";
+/// SQLite database and objects on disk.
+pub const DATA_DIR: &str = "./depproxy-data";
+/// The upstream of zero-config `serve`.
+pub const DOCKER_HUB_URL: &str = "https://registry-1.docker.io";
+/// Its name.
+pub const UPSTREAM_NAME: &str = "dockerhub";
+/// The name `--upstream` gives an upstream it adds for the `default` group.
+pub const FLAG_UPSTREAM_NAME: &str = "default-upstream";
+
+/// `[limits]`
+pub const MAX_BLOB_SIZE: u64 = 10 << 30;
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// `[timeouts]`
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const RECHECK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONTROL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// `[[group]] manifest_recheck`: how long a cached tag is served without asking upstream.
+pub const MANIFEST_RECHECK: Duration = Duration::from_secs(300);
+
+/// `[cache]`
+pub const SMALL_OBJECT_MAX_SIZE: u64 = 256 << 10;
+pub const SMALL_OBJECT_MEMORY: u64 = 32 << 20;
+pub const CATALOG_ENTRIES: u64 = 100_000;
+pub const CATALOG_TTL: Duration = Duration::from_secs(600);
+
+/// `[storage]`
+pub const S3_REGION: &str = "us-east-1";
+pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(600);
+
+/// `[cluster]`
+pub const LEASE_TTL: Duration = Duration::from_secs(30);

@@ -1,0 +1,134 @@
+//! What a fill publishes to its readers: its state, its bytes, its outcome or why it failed.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use oci::{Digest, ErrorCode, OciError};
+use storage::{SpoolReader, StorageError};
+use tokio::sync::watch;
+use upstream::UpstreamError;
+
+use crate::error::GatewayError;
+
+/// What upstream said about the object in its response headers.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamHead {
+    pub content_length: Option<u64>,
+    pub content_type: Option<String>,
+}
+
+/// The bytes of a running fill, readable while they are written.
+pub(crate) struct Streaming {
+    pub head: UpstreamHead,
+    /// Reads the spool; shared by all clients, and still readable after the upload is committed or
+    /// removed.
+    pub spool: SpoolReader,
+}
+
+/// A fill that finished and verified.
+pub(crate) struct Finished {
+    pub head: UpstreamHead,
+    pub key: String,
+    pub digest: Digest,
+    pub size: u64,
+    /// Whether the object is in storage (false for a pass-through fill).
+    pub stored: bool,
+    /// The spool it was written to, still readable by clients that joined late.
+    pub streaming: Arc<Streaming>,
+}
+
+#[derive(Clone)]
+pub(crate) enum FillState {
+    Connecting,
+    Streaming(Arc<Streaming>),
+    /// The bytes checked out: readers may finish. The fill goes on making the object durable and
+    /// recording it, out of every client's way.
+    Verified(Arc<Finished>),
+    Committed(Arc<Finished>),
+    Failed(Arc<FillError>),
+}
+
+impl FillState {
+    /// The verified outcome, once there is one (it never turns into a failure afterwards).
+    pub(crate) fn verified(&self) -> Option<&Arc<Finished>> {
+        match self {
+            FillState::Verified(finished) | FillState::Committed(finished) => Some(finished),
+            FillState::Connecting | FillState::Streaming(_) | FillState::Failed(_) => None,
+        }
+    }
+
+    pub(crate) fn is_terminal(&self) -> bool {
+        self.verified().is_some() || matches!(self, FillState::Failed(_))
+    }
+}
+
+/// Why a fill failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FillError {
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("upstream sent no data for {0:?}")]
+    IdleTimeout(std::time::Duration),
+    #[error("upstream stream broke: {0}")]
+    Broken(String),
+    #[error("object is {size} bytes, over the limit of {limit}")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Gateway(#[from] GatewayError),
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+    #[error("the fill task ended without a result")]
+    Vanished,
+}
+
+impl FillError {
+    /// The answer for clients that have not received a status line yet.
+    pub fn to_oci(&self) -> OciError {
+        match self {
+            FillError::Upstream(error) => error.to_oci(),
+            FillError::IdleTimeout(_) => OciError::new(ErrorCode::Unavailable, self.to_string())
+                .with_status(StatusCode::GATEWAY_TIMEOUT),
+            FillError::Broken(_) => {
+                OciError::new(ErrorCode::Unavailable, self.to_string()).with_status(StatusCode::BAD_GATEWAY)
+            }
+            FillError::TooLarge { .. } | FillError::Storage(StorageError::TooLarge { .. }) => {
+                OciError::new(ErrorCode::Denied, format!("{self}: refused by the proxy's size limit"))
+            }
+            FillError::Storage(error) if error.is_content_error() => OciError::new(
+                ErrorCode::Unavailable,
+                format!("upstream sent content that failed verification: {error}"),
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
+            FillError::ShuttingDown => OciError::new(ErrorCode::Unavailable, "the proxy is shutting down")
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_header("Retry-After", "5"),
+            FillError::Storage(_) | FillError::Gateway(_) | FillError::Vanished => {
+                OciError::internal("the proxy could not store the object")
+            }
+        }
+    }
+}
+
+/// Waits until the fill has left `Connecting`.
+pub(crate) async fn started(state: &mut watch::Receiver<FillState>) -> FillState {
+    match state.wait_for(|current| !matches!(current, FillState::Connecting)).await {
+        Ok(current) => current.clone(),
+        Err(_) => FillState::Failed(Arc::new(FillError::Vanished)),
+    }
+}
+
+/// Waits until the fill is verified or failed.
+pub(crate) async fn finished(
+    state: &mut watch::Receiver<FillState>,
+) -> Result<Arc<Finished>, Arc<FillError>> {
+    match state.wait_for(FillState::is_terminal).await {
+        Ok(current) => match &*current {
+            FillState::Verified(finished) | FillState::Committed(finished) => Ok(finished.clone()),
+            FillState::Failed(error) => Err(error.clone()),
+            FillState::Connecting | FillState::Streaming(_) => Err(Arc::new(FillError::Vanished)),
+        },
+        Err(_) => Err(Arc::new(FillError::Vanished)),
+    }
+}

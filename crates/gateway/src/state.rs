@@ -1,0 +1,78 @@
+//! [`Gateway`]: one gateway node's shared state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use injector::RequestSigner;
+use storage::BlobStore;
+use supervisor::Supervisor;
+
+use crate::control_channel::ControlChannel;
+use crate::fill::Fills;
+use crate::metrics::Observability;
+use crate::small_objects::{SmallObjectSettings, SmallObjects};
+
+/// Timeouts, sizes and identity of a gateway node.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Identifies this node in fill leases and logs.
+    pub node_id: String,
+    /// Longest wait for the next chunk of an upstream body (not a total deadline: a 10 GB layer on
+    /// a slow link must succeed).
+    pub idle_timeout: Duration,
+    /// Longest wait for upstream response headers.
+    pub header_timeout: Duration,
+    pub small_objects: SmallObjectSettings,
+}
+
+/// Shared state of one gateway.
+pub struct Gateway {
+    pub(crate) control: ControlChannel,
+    pub(crate) signer: RequestSigner,
+    pub(crate) store: BlobStore,
+    pub(crate) upstream_http: reqwest::Client,
+    pub(crate) settings: GatewaySettings,
+    pub(crate) fills: Fills,
+    pub(crate) small_objects: SmallObjects,
+    pub(crate) observability: Observability,
+    /// Runs fills and their lease renewals, so shutdown can drain them.
+    pub(crate) supervisor: Supervisor,
+}
+
+/// What a gateway is built from.
+pub struct GatewayParts {
+    pub control: ControlChannel,
+    pub signer: RequestSigner,
+    pub store: BlobStore,
+    pub upstream_http: reqwest::Client,
+    pub settings: GatewaySettings,
+    pub observability: Observability,
+    pub supervisor: Supervisor,
+}
+
+impl Gateway {
+    pub fn new(parts: GatewayParts) -> Arc<Self> {
+        let small_objects = SmallObjects::new(parts.settings.small_objects);
+        Arc::new(Gateway {
+            control: parts.control,
+            signer: parts.signer,
+            store: parts.store,
+            upstream_http: parts.upstream_http,
+            settings: parts.settings,
+            fills: Fills::default(),
+            small_objects,
+            observability: parts.observability,
+            supervisor: parts.supervisor,
+        })
+    }
+
+    /// Fills currently running on this node.
+    pub fn fills_in_flight(&self) -> usize {
+        self.fills.len()
+    }
+
+    /// Waits until every detached fill on this node has finished.
+    pub async fn wait_fills_idle(&self) {
+        self.fills.wait_idle().await;
+    }
+}

@@ -1,0 +1,42 @@
+//! Response headers that describe an object, the same for a hit, a miss and a HEAD.
+
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::digest::Digest;
+
+/// `Docker-Content-Digest` and `ETag` (the quoted digest: content-addressed, hence strong) when the
+/// digest is known, `Content-Type`, and the API version header.
+pub fn object_headers(digest: Option<&Digest>, media_type: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(digest) = digest {
+        if let Ok(value) = HeaderValue::try_from(digest.to_string()) {
+            headers.insert(crate::CONTENT_DIGEST_HEADER, value);
+        }
+        if let Ok(value) = HeaderValue::try_from(format!("\"{digest}\"")) {
+            headers.insert(header::ETAG, value);
+        }
+    }
+    if let Ok(value) = HeaderValue::try_from(media_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(crate::API_VERSION_HEADER, HeaderValue::from_static(crate::API_VERSION));
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_headers_only_when_known() {
+        let digest = Digest::of(b"x");
+        let known = object_headers(Some(&digest), crate::media::OCI_MANIFEST);
+        assert_eq!(known[crate::CONTENT_DIGEST_HEADER], digest.to_string().as_str());
+        assert_eq!(known[header::ETAG], format!("\"{digest}\"").as_str());
+        assert_eq!(known[header::CONTENT_TYPE], crate::media::OCI_MANIFEST);
+        assert_eq!(known[crate::API_VERSION_HEADER], crate::API_VERSION);
+        let unknown = object_headers(None, crate::media::OCTET_STREAM);
+        assert!(!unknown.contains_key(crate::CONTENT_DIGEST_HEADER));
+        assert!(!unknown.contains_key(header::ETAG));
+    }
+}

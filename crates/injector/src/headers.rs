@@ -10,20 +10,16 @@ pub type HeaderList = Vec<(String, String)>;
 /// list came from our own control plane, which only puts valid ones in.
 pub fn header_map(list: &[(String, String)]) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(list.len());
+    append_headers(&mut headers, list);
+    headers
+}
+
+/// Appends the list's headers to `headers` (by the same rule as [`header_map`]).
+pub fn append_headers(headers: &mut HeaderMap, list: &[(String, String)]) {
     for (name, value) in list {
         if let (Ok(name), Ok(value)) =
             (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
         {
-            headers.append(name, value);
-        }
-    }
-    headers
-}
-
-/// Appends the list's headers to `headers`.
-pub fn append_headers(headers: &mut HeaderMap, list: &[(String, String)]) {
-    for (name, value) in header_map(list) {
-        if let Some(name) = name {
             headers.append(name, value);
         }
     }

@@ -217,6 +217,13 @@ mod tests {
             resolve(&groups, "library/alpine", Some("ns=docker.io")),
             ("default".into(), "library/alpine".into())
         );
+        for alias in ["index.docker.io", "registry-1.docker.io", "registry.hub.docker.com", "Docker.IO"] {
+            assert_eq!(
+                resolve(&groups, "library/alpine", Some(&format!("ns={alias}"))),
+                ("default".into(), "library/alpine".into()),
+                "{alias}"
+            );
+        }
         assert_eq!(
             resolve(&groups, "lab/tiny", Some("ns=127.0.0.1:5001")),
             ("acme/platform".into(), "lab/tiny".into())

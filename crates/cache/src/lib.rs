@@ -23,3 +23,8 @@ pub use groups::{DEFAULT_GROUP, GroupSettings, Groups, GroupsError, ResolveError
 pub use limits::Limits;
 pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings};
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;

@@ -64,18 +64,7 @@ async fn kill_9_during_a_fill_then_restart_leaves_no_bad_object_and_pulls_again(
 
     let data_dir = tokio::task::spawn_blocking(move || proxy.crash()).await.unwrap();
     // The client's body is cut short, not ended as if complete.
-    let mut outcome = Ok(());
-    loop {
-        match response.chunk().await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(error) => {
-                outcome = Err(error);
-                break;
-            }
-        }
-    }
-    assert!(outcome.is_err(), "a killed fill must not look like a whole body");
+    assert!(support::body_is_cut(response).await, "a killed fill must not look like a whole body");
     assert_eq!(temp_files(data_dir.path()).len(), 1, "the crash leaves its spool behind");
     gate.open();
     upstream.set_gate(None);
@@ -145,4 +134,43 @@ async fn wait_stored(proxy: &Depproxy, count: u64) {
         assert!(std::time::Instant::now() < deadline, "no commit: {metrics}");
         tokio::task::yield_now().await;
     }
+}
+
+/// `SIGTERM` in the middle of a fill, with a short grace period: the process stops accepting,
+/// cancels the fill when the grace is over, exits cleanly (status 0) and leaves no temp data and
+/// no object behind; the client's body is cut, never complete-looking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_fill_cancels_it_at_the_grace_end_and_leaves_nothing() {
+    support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    let size = 16 * MIB;
+    let digest = upstream.put_blob(pattern(size, 3));
+    let gate = Gate::new(size / 2);
+    upstream.set_gate(Some(gate.clone()));
+    let config = format!(
+        "[[upstream]]\nname = \"up\"\nurl = \"{}\"\n[[group]]\npath = \"default\"\nupstream = \"up\"\n\
+         [timeouts]\nshutdown_grace = \"1s\"\n",
+        upstream.url()
+    );
+    let proxy = tokio::task::spawn_blocking(move || Depproxy::serve_with_config(&config)).await.unwrap();
+    let url = format!("{}/v2/lab/term/blobs/{digest}", proxy.url());
+    let mut response = client().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut received = 0;
+    while received < MIB {
+        received += response.chunk().await.unwrap().unwrap().len();
+    }
+    assert_eq!(temp_files(proxy.data_dir.path()).len(), 1, "the fill is spooling");
+
+    let (data_dir, took) =
+        tokio::task::spawn_blocking(move || proxy.terminate(std::time::Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert!(took >= std::time::Duration::from_secs(1), "the grace period was given: {took:?}");
+    assert!(support::body_is_cut(response).await, "a cancelled fill must not look like a whole body");
+    assert!(temp_files(data_dir.path()).is_empty(), "no temp data left");
+    assert!(stored_object_hashes(data_dir.path()).is_empty(), "nothing stored");
+    let log = std::fs::read_to_string(data_dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("cancelling background work"), "{log}");
+    gate.open();
 }

@@ -15,7 +15,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use sha2::Digest as _;
 use support::backends::{S3Server, postgres_url};
 use support::client;
 use support::processes::{Depproxy, Node, require_tools, run};
@@ -32,16 +31,10 @@ async fn fills(gateway: &Node, outcome: &str) -> u64 {
     text.lines().find_map(|line| line.strip_prefix(&prefix)).map_or(0, |value| value.trim().parse().unwrap())
 }
 
-/// Reads a body to the end, returning its sha256 and length.
-async fn drain(response: reqwest::Response) -> Result<(String, usize), reqwest::Error> {
-    let mut hasher = sha2::Sha256::new();
-    let mut length = 0;
-    let mut response = response;
-    while let Some(chunk) = response.chunk().await? {
-        hasher.update(&chunk);
-        length += chunk.len();
-    }
-    Ok((hex::encode(hasher.finalize()), length))
+/// Reads a body to the end, returning its digest and length.
+async fn drain(response: reqwest::Response) -> Result<(oci::Digest, usize), reqwest::Error> {
+    let (digest, length) = support::body_digest(response).await?;
+    Ok((digest, length as usize))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -81,7 +74,7 @@ async fn two_gateways_two_control_planes_one_cache() {
     let size = 48 << 20;
     let blob = layer(size, 1);
     let digest = upstream.put_blob(blob.clone());
-    let expected = hex::encode(sha2::Sha256::digest(&blob));
+    let expected = oci::Digest::of(&blob);
     let gate = Gate::new(size / 2);
     upstream.set_gate(Some(gate.clone()));
     let mut pending = Vec::new();
@@ -143,7 +136,7 @@ async fn two_gateways_two_control_planes_one_cache() {
     // 3. A node killed mid-fill: the other node streams through until the lease expires, then fills.
     let third = layer(size, 5);
     let third_digest = upstream.put_blob(third.clone());
-    let third_expected = hex::encode(sha2::Sha256::digest(&third));
+    let third_expected = oci::Digest::of(&third);
     let gate = Gate::new(size / 2);
     upstream.set_gate(Some(gate.clone()));
     let doomed =

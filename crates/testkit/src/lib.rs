@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gate;
 mod raw;
 mod registry;
 
-pub use registry::{FakeRegistry, Fault, Gate, RequestLog};
+pub use gate::Gate;
+pub use registry::{FakeRegistry, Fault, RequestLog};

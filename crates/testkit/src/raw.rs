@@ -8,7 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use oci::Digest;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::Gate;
+use crate::gate::Gate;
 
 /// Starts a one-shot listener that answers any request with `bytes` under a false
 /// `Content-Length`, and redirects the caller there. With a gate, it sends `gate.before` bytes,

@@ -11,7 +11,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use oci::Digest;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+
+use crate::gate::Gate;
 
 /// What the registry does instead of answering normally. Applies to object GETs (and HEADs where
 /// it makes sense) of the digests it is set for, or of every object when set globally.
@@ -36,29 +38,6 @@ pub enum Fault {
     LyingLength { claimed: u64 },
     /// Do not answer at all (headers never come).
     Hang,
-}
-
-/// A gate a streaming response waits at: the body sends `before` bytes, then waits until the test
-/// calls [`Gate::open`].
-#[derive(Clone, Debug)]
-pub struct Gate {
-    pub before: usize,
-    open: Arc<watch::Sender<bool>>,
-}
-
-impl Gate {
-    pub fn new(before: usize) -> Self {
-        Gate { before, open: Arc::new(watch::channel(false).0) }
-    }
-
-    pub fn open(&self) {
-        self.open.send_replace(true);
-    }
-
-    pub(crate) async fn wait(&self) {
-        let mut receiver = self.open.subscribe();
-        let _ = receiver.wait_for(|open| *open).await;
-    }
 }
 
 /// One request the registry saw.

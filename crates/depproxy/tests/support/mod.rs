@@ -210,6 +210,18 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Reads what is left of a response body; whether it ended in a transport error (cut short)
+/// rather than as if complete.
+pub async fn body_is_cut(mut response: reqwest::Response) -> bool {
+    loop {
+        match response.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
 /// Reads a response body to its end, hashing as it goes (never holding the body): the digest and
 /// length of what arrived, or the transport error that cut it short.
 pub async fn body_digest(mut response: reqwest::Response) -> Result<(oci::Digest, u64), reqwest::Error> {

@@ -64,6 +64,19 @@ impl Process {
         self.child.id()
     }
 
+    /// SIGTERM, as a service manager stops a service; then waits up to `timeout` for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        run(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?} of SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -337,6 +350,18 @@ impl Depproxy {
     }
 
     /// SIGKILLs every process, as a crash would, and hands back the data directory untouched.
+    /// SIGTERMs every process and waits for each to exit; hands back the data directory and
+    /// how long the exits took.
+    pub fn terminate(self, timeout: Duration) -> (tempfile::TempDir, Duration) {
+        let Depproxy { data_dir, mut processes, .. } = self;
+        let started = Instant::now();
+        for process in &mut processes {
+            let status = process.terminate(timeout);
+            assert!(status.success(), "{} exited with {status} after SIGTERM", process.name);
+        }
+        (data_dir, started.elapsed())
+    }
+
     pub fn crash(self) -> tempfile::TempDir {
         let Depproxy { data_dir, mut processes, .. } = self;
         for process in &mut processes {

@@ -1,0 +1,68 @@
+//! A cache for tests of this crate and the crates above it: one group `default` mirroring one
+//! upstream, over a fresh SQLite database (or a given database URL), with a manual clock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use metadata::{DatabaseUrl, Metadata};
+use upstream::{HttpOptions, UpstreamClient, UpstreamConfig, UpstreamMetrics};
+
+use crate::{Cache, CacheSettings, CatalogSettings, Clock, GroupSettings, Groups, Limits, UpstreamRoute};
+
+/// How long a tag stays fresh in a test cache.
+pub const RECHECK: Duration = Duration::from_secs(60);
+/// Size limits of a test cache.
+pub const LIMITS: Limits = Limits { max_blob_size: 1 << 20, max_manifest_size: 1 << 16 };
+
+/// A test cache and what it lives on.
+pub struct TestCache {
+    pub cache: Cache,
+    pub clock: Clock,
+    /// Holds the SQLite file: keep it as long as the cache.
+    pub dir: tempfile::TempDir,
+}
+
+/// A client of the upstream at `url`, named `lab`.
+pub fn upstream_client(url: &str) -> UpstreamClient {
+    UpstreamClient::new(UpstreamConfig {
+        name: "lab".into(),
+        url: url.parse().unwrap(),
+        credentials: None,
+        http: HttpOptions {
+            connect_timeout: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(5),
+            extra_ca_pem: Vec::new(),
+        },
+        metrics: UpstreamMetrics::default(),
+    })
+    .unwrap()
+}
+
+/// A cache whose group `default` mirrors the upstream at `upstream_url` (also reachable as
+/// `/v2/lab/<image>` when `path_prefix`), on `database` or a fresh SQLite file.
+pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<String>) -> TestCache {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("meta.db").display()));
+    let metadata = Metadata::connect(&DatabaseUrl::new(url)).await.unwrap();
+    let lab = upstream_client(upstream_url);
+    let groups = Groups::new(
+        [GroupSettings {
+            path: oci::GroupPath::parse("default").unwrap(),
+            upstream: lab.clone(),
+            manifest_recheck: RECHECK,
+        }],
+        [UpstreamRoute { upstream: lab, path_prefix }],
+        RECHECK,
+    )
+    .unwrap();
+    let clock = Clock::manual(1_000_000);
+    let settings = CacheSettings {
+        limits: LIMITS,
+        recheck_timeout: Duration::from_secs(2),
+        lease_ttl: Duration::from_secs(30),
+        catalog: CatalogSettings { capacity: 100, ttl: Duration::from_secs(60) },
+    };
+    let cache = Cache::new(metadata, groups, settings, clock.clone());
+    TestCache { cache, clock, dir }
+}

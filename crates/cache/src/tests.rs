@@ -1,0 +1,225 @@
+//! Decisions and fill records against a real SQLite database and a fake upstream registry (and
+//! PostgreSQL, for leases, when the test script provides one).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use oci::{Digest, ImageAddress, Reference, RepositoryName};
+use testkit::{FakeRegistry, Fault};
+use upstream::UpstreamError;
+
+use crate::testing::{RECHECK, TestCache, test_cache};
+use crate::{CacheError, Decision, FillPermit, Resolved, StoredObject};
+
+struct Setup {
+    test: TestCache,
+    upstream: FakeRegistry,
+    resolved: Resolved,
+}
+
+async fn setup_with(database: Option<String>) -> Setup {
+    let upstream = FakeRegistry::start().await;
+    let test = test_cache(&upstream.url(), false, database).await;
+    let address = ImageAddress::Root { image: RepositoryName::parse("lab/app").unwrap() };
+    let resolved = test.cache.resolve(&address, None).unwrap();
+    Setup { test, upstream, resolved }
+}
+
+async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+fn tag(text: &str) -> Reference {
+    Reference::parse(text).unwrap()
+}
+
+fn stored(digest: &Digest, size: usize, media_type: &str) -> StoredObject {
+    StoredObject { digest: digest.clone(), size: size as u64, media_type: media_type.into() }
+}
+
+#[tokio::test]
+async fn a_blob_miss_is_a_fetch_and_a_recorded_blob_is_a_hit() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"layer bytes".to_vec());
+    let fetch = match setup.test.cache.blob(&setup.resolved, &digest, false).await.unwrap() {
+        Decision::Fetch(fetch) => fetch,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(fetch.url, format!("{}/v2/lab/app/blobs/{digest}", setup.upstream.url()));
+    assert_eq!(fetch.expected_digest.as_ref(), Some(&digest));
+    assert_eq!(fetch.max_size, 1 << 20);
+    assert_eq!(fetch.fill_key, format!("default|{digest}"));
+    assert!(!fetch.headers.contains_key(http::header::AUTHORIZATION), "an anonymous upstream");
+
+    setup
+        .test
+        .cache
+        .record_blob(&setup.resolved, stored(&digest, 11, "application/octet-stream"), None)
+        .await
+        .unwrap();
+    match setup.test.cache.blob(&setup.resolved, &digest, false).await.unwrap() {
+        Decision::Serve { object, stale } => {
+            assert_eq!(object, stored(&digest, 11, "application/octet-stream"));
+            assert!(!stale);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(setup.upstream.count("GET", "/blobs/"), 0, "deciding never fetches bytes");
+}
+
+#[tokio::test]
+async fn a_head_miss_asks_upstream_and_a_missing_object_is_upstreams_not_found() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"twelve bytes".to_vec());
+    match setup.test.cache.blob(&setup.resolved, &digest, true).await.unwrap() {
+        Decision::UpstreamHead { head, requested } => {
+            assert_eq!(head.size, Some(12));
+            assert_eq!(requested.as_ref(), Some(&digest));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(setup.upstream.count("HEAD", "/blobs/"), 1);
+    let unknown = Digest::of(b"nowhere");
+    match setup.test.cache.blob(&setup.resolved, &unknown, true).await {
+        Err(CacheError::Upstream(UpstreamError::NotFound(oci::ObjectKind::Blob))) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_tag_is_fresh_for_its_window_then_revalidated_by_one_head() {
+    let setup = setup().await;
+    let (manifest, _) = setup.upstream.put_image("lab/app", "v1", &[b"layer"]);
+    let fetch = match setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap() {
+        Decision::Fetch(fetch) => fetch,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(fetch.expected_digest, None, "a tag's digest is known only from the bytes");
+    assert_eq!(fetch.fill_key, "default|manifest|lab/app:v1");
+    assert!(fetch.headers.contains_key(http::header::ACCEPT));
+    assert_eq!(fetch.max_size, 1 << 16);
+
+    let object = stored(&manifest, 300, oci::media::OCI_MANIFEST);
+    setup.test.cache.record_manifest(&setup.resolved, &tag("v1"), object.clone(), None).await.unwrap();
+    for reference in [tag("v1"), Reference::Digest(manifest.clone())] {
+        match setup.test.cache.manifest(&setup.resolved, &reference, false).await.unwrap() {
+            Decision::Serve { object: served, stale: false } => assert_eq!(served, object),
+            other => panic!("{reference}: {other:?}"),
+        }
+    }
+    assert_eq!(setup.upstream.count("HEAD", "/manifests/"), 0, "fresh: no upstream request");
+
+    setup.test.clock.advance(RECHECK);
+    assert!(matches!(
+        setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap(),
+        Decision::Serve { stale: false, .. }
+    ));
+    assert_eq!(setup.upstream.count("HEAD", "/manifests/v1"), 1, "stale: one HEAD confirms it");
+    assert!(matches!(
+        setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap(),
+        Decision::Serve { .. }
+    ));
+    assert_eq!(setup.upstream.count("HEAD", "/manifests/v1"), 1, "confirmed: fresh again");
+
+    // The tag moves upstream: the next recheck sends the client to the new manifest.
+    setup.upstream.put_image("lab/app", "v1", &[b"other layer"]);
+    setup.test.clock.advance(RECHECK);
+    match setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap() {
+        Decision::Fetch(fetch) => assert_eq!(fetch.fill_key, "default|manifest|lab/app:v1"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stale_tag_is_served_marked_stale_while_upstream_is_down() {
+    let setup = setup().await;
+    let (manifest, _) = setup.upstream.put_image("lab/app", "v1", &[b"layer"]);
+    let object = stored(&manifest, 300, oci::media::OCI_MANIFEST);
+    setup.test.cache.record_manifest(&setup.resolved, &tag("v1"), object, None).await.unwrap();
+    setup.test.clock.advance(RECHECK);
+    setup.upstream.set_fault(Some(Fault::Status { status: 503, retry_after: None }));
+    assert!(matches!(
+        setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap(),
+        Decision::Serve { stale: true, .. }
+    ));
+    // A refusal is an answer, not an outage: it is passed on.
+    setup.upstream.set_fault(Some(Fault::Status { status: 404, retry_after: None }));
+    assert!(matches!(
+        setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await,
+        Err(CacheError::Upstream(UpstreamError::NotFound(_)))
+    ));
+}
+
+#[tokio::test]
+async fn a_tag_learned_from_a_head_is_remembered_and_fetched_by_digest() {
+    let setup = setup().await;
+    let (manifest, _) = setup.upstream.put_image("lab/app", "v1", &[b"layer"]);
+    assert!(matches!(
+        setup.test.cache.manifest(&setup.resolved, &tag("v1"), true).await.unwrap(),
+        Decision::UpstreamHead { .. }
+    ));
+    assert!(matches!(
+        setup.test.cache.manifest(&setup.resolved, &tag("v1"), true).await.unwrap(),
+        Decision::Serve { .. }
+    ));
+    match setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap() {
+        Decision::Fetch(fetch) => {
+            assert_eq!(fetch.expected_digest.as_ref(), Some(&manifest));
+            assert_eq!(fetch.fill_key, format!("default|{manifest}"));
+            assert!(fetch.url.ends_with(&format!("/manifests/{manifest}")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(setup.upstream.count("HEAD", "/manifests/"), 1, "the second resolve cost nothing upstream");
+}
+
+#[tokio::test]
+async fn a_single_node_database_stores_without_leases() {
+    let setup = setup().await;
+    let digest = Digest::of(b"x");
+    for asked in [Some(&digest), None] {
+        assert_eq!(
+            setup.test.cache.authorize_fill(asked, "node-a", None).await.unwrap(),
+            FillPermit::Store { lease: None }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_shared_database_lets_one_node_fill_an_object_at_a_time() {
+    let Ok(server) = std::env::var("DEPPROXY_TEST_POSTGRES_URL") else {
+        eprintln!("DEPPROXY_TEST_POSTGRES_URL is not set: the PostgreSQL half of this test is skipped");
+        return;
+    };
+    let database =
+        format!("{}/depproxy_cache_{}", server.trim_end_matches('/'), uuid::Uuid::new_v4().simple());
+    let setup = setup_with(Some(database)).await;
+    let digest = setup.upstream.put_blob(b"big layer".to_vec());
+    let lease = match setup.test.cache.authorize_fill(Some(&digest), "node-a", None).await.unwrap() {
+        FillPermit::Store { lease: Some(lease) } => lease,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(lease.ttl, Duration::from_secs(30));
+    assert!(matches!(
+        setup.test.cache.authorize_fill(Some(&digest), "node-b", None).await.unwrap(),
+        FillPermit::Passthrough { .. }
+    ));
+    assert!(matches!(
+        setup.test.cache.authorize_fill(Some(&digest), "node-a", Some(&lease.id)).await.unwrap(),
+        FillPermit::Store { lease: Some(_) }
+    ));
+    setup
+        .test
+        .cache
+        .record_blob(&setup.resolved, stored(&digest, 9, "application/octet-stream"), Some(&lease.id))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            setup.test.cache.authorize_fill(Some(&digest), "node-b", None).await.unwrap(),
+            FillPermit::Store { lease: Some(_) }
+        ),
+        "recording released the lease"
+    );
+}

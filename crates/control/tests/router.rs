@@ -1,0 +1,231 @@
+//! The control plane exercised as a `tower::Service` (`oneshot`, no socket): authentication, the
+//! decisions it renders, the upload calls and their checks, against a real SQLite database and a
+//! fake upstream registry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use control::ControlPlane;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use injector::{
+    Authorization, AuthorizeRequest, CONTRACT_VERSION, FinalizeRequest, INTERNAL_TOKEN_HEADER, Injector,
+    Purpose, RequestSigner, RequestVerifier, SEND_DATA_HEADER, Secret, UploadDecision,
+};
+use oci::{Digest, ObjectKind};
+use testkit::FakeRegistry;
+use tower::ServiceExt as _;
+
+struct Setup {
+    router: axum::Router,
+    signer: RequestSigner,
+    upstream: FakeRegistry,
+    _database: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let upstream = FakeRegistry::start().await;
+    let test = cache::testing::test_cache(&upstream.url(), true, None).await;
+    let secret = Secret::from_bytes([9; 32]);
+    let control = ControlPlane::new(test.cache, RequestVerifier::new(&secret));
+    Setup { router: control.router(), signer: RequestSigner::new(&secret), upstream, _database: test.dir }
+}
+
+impl Setup {
+    async fn call(&self, method: Method, path: &str, purpose: Option<Purpose>, body: Body) -> Response<Body> {
+        let mut request = Request::builder().method(method).uri(path).body(body).unwrap();
+        if let Some(purpose) = purpose {
+            request
+                .headers_mut()
+                .insert(INTERNAL_TOKEN_HEADER, self.signer.sign(purpose).unwrap().parse().unwrap());
+        }
+        self.router.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Response<Body> {
+        self.call(Method::GET, path, Some(Purpose::Forward), Body::empty()).await
+    }
+
+    async fn upload<T: serde::Serialize>(&self, path: &str, message: &T) -> Response<Body> {
+        let body = Body::from(serde_json::to_vec(message).unwrap());
+        self.call(Method::POST, path, Some(Purpose::Upload), body).await
+    }
+}
+
+fn injector_of(response: &Response<Body>) -> Injector {
+    assert_eq!(response.status(), StatusCode::OK);
+    Injector::from_header_value(&response.headers()[SEND_DATA_HEADER]).unwrap()
+}
+
+async fn error_code(response: Response<Body>) -> String {
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    value["errors"][0]["code"].as_str().unwrap().to_owned()
+}
+
+fn authorize_call(digest: &Digest) -> AuthorizeRequest {
+    AuthorizeRequest {
+        v: CONTRACT_VERSION,
+        kind: ObjectKind::Blob,
+        digest: Some(digest.clone()),
+        size: Some(5),
+        node: "gateway-1".into(),
+        renew: None,
+    }
+}
+
+fn finalize_call(digest: &Digest) -> FinalizeRequest {
+    FinalizeRequest {
+        v: CONTRACT_VERSION,
+        kind: ObjectKind::Blob,
+        digest: digest.clone(),
+        size: 5,
+        media_type: "application/octet-stream".into(),
+        key: injector::storage_key(digest),
+        lease_id: None,
+    }
+}
+
+#[tokio::test]
+async fn only_signed_requests_for_the_right_purpose_are_answered() {
+    let setup = setup().await;
+    for (method, purpose) in
+        [(Method::GET, None), (Method::GET, Some(Purpose::Upload)), (Method::POST, Some(Purpose::Forward))]
+    {
+        let response = setup.call(method.clone(), "/v2/", purpose, Body::empty()).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {purpose:?}");
+        assert_eq!(error_code(response).await, "DENIED");
+    }
+    let response = setup.get("/v2/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[oci::API_VERSION_HEADER], oci::API_VERSION);
+}
+
+#[tokio::test]
+async fn a_miss_then_authorize_and_finalize_then_a_hit() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"hello".to_vec());
+    let path = format!("/v2/lab/app/blobs/{digest}");
+    let params = match injector_of(&setup.get(&path).await) {
+        Injector::SendDependency(params) => params,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        params.url,
+        format!("{}/v2/app/blobs/{digest}", setup.upstream.url()),
+        "the path prefix is stripped"
+    );
+    assert_eq!(params.upload.authorize, format!("{path}/upload/authorize"));
+    let namespace = format!("ns={}", setup.upstream.address());
+    match injector_of(&setup.get(&format!("{path}?{namespace}")).await) {
+        Injector::SendDependency(params) => {
+            assert_eq!(params.url, format!("{}/v2/lab/app/blobs/{digest}", setup.upstream.url()));
+            assert_eq!(
+                params.upload.finalize,
+                format!("{path}/upload?{namespace}"),
+                "the upload resolves alike"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let authorization = setup.upload(&format!("{path}/upload/authorize"), &authorize_call(&digest)).await;
+    assert_eq!(authorization.status(), StatusCode::OK);
+    let body = authorization.into_body().collect().await.unwrap().to_bytes();
+    let answer: Authorization = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer.decision, UploadDecision::Store);
+    assert_eq!(answer.max_size, 1 << 20);
+    assert_eq!(answer.lease_id, None, "one node on SQLite needs no lease");
+
+    let finalized = setup.upload(&format!("{path}/upload"), &finalize_call(&digest)).await;
+    assert_eq!(finalized.status(), StatusCode::NO_CONTENT);
+    match injector_of(&setup.get(&path).await) {
+        Injector::SendBlob(params) => {
+            assert_eq!(params.key, injector::storage_key(&digest));
+            assert_eq!(params.size, 5);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn upload_calls_that_do_not_fit_their_path_are_refused() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"hello".to_vec());
+    let path = format!("/v2/lab/app/blobs/{digest}/upload");
+    let other = Digest::of(b"other");
+    let mut wrong_key = finalize_call(&digest);
+    wrong_key.key = injector::storage_key(&other);
+    let mut wrong_kind = finalize_call(&digest);
+    wrong_kind.kind = ObjectKind::Manifest;
+    let mut future_version = finalize_call(&digest);
+    future_version.v = 2;
+    let mut too_large = finalize_call(&digest);
+    too_large.size = (1 << 20) + 1;
+    for (what, call) in [
+        ("another digest", finalize_call(&other)),
+        ("a key that is not the digest's", wrong_key),
+        ("a manifest call on a blob path", wrong_kind),
+        ("a contract version this build does not speak", future_version),
+        ("a size over the limit", too_large),
+    ] {
+        let response = setup.upload(&path, &call).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{what}");
+    }
+    let manifest_path = "/v2/lab/app/manifests/v1/upload";
+    let mut not_a_manifest = finalize_call(&digest);
+    not_a_manifest.kind = ObjectKind::Manifest;
+    assert_eq!(setup.upload(manifest_path, &not_a_manifest).await.status(), StatusCode::BAD_REQUEST);
+    let garbage = setup.call(Method::POST, &path, Some(Purpose::Upload), Body::from("{")).await;
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+    let not_a_route = setup.upload("/v2/lab/app/blobs/uploads/", &finalize_call(&digest)).await;
+    assert_eq!(not_a_route.status(), StatusCode::NOT_FOUND);
+    // Nothing was recorded: the blob is still a miss.
+    assert!(matches!(
+        injector_of(&setup.get(&format!("/v2/lab/app/blobs/{digest}")).await),
+        Injector::SendDependency(_)
+    ));
+}
+
+#[tokio::test]
+async fn heads_of_uncached_objects_are_answered_directly() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"hello".to_vec());
+    let response = setup
+        .call(Method::HEAD, &format!("/v2/lab/app/blobs/{digest}"), Some(Purpose::Forward), Body::empty())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.headers().contains_key(SEND_DATA_HEADER));
+    assert_eq!(response.headers()[oci::CONTENT_DIGEST_HEADER], digest.to_string().as_str());
+    assert_eq!(response.headers()[http::header::CONTENT_LENGTH], "5");
+    assert_eq!(setup.upstream.count("GET", "/blobs/"), 0);
+}
+
+#[tokio::test]
+async fn unknown_groups_registries_and_methods_get_oci_errors() {
+    let setup = setup().await;
+    let unknown_group = setup.get("/v2/nope/dependency_proxy/containers/app/manifests/v1").await;
+    assert_eq!(unknown_group.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(unknown_group).await, "NAME_UNKNOWN");
+    let unknown_registry = setup.get("/v2/app/manifests/v1?ns=evil.example.com").await;
+    assert_eq!(unknown_registry.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(unknown_registry).await, "NAME_UNKNOWN");
+    let delete =
+        setup.call(Method::DELETE, "/v2/lab/app/manifests/v1", Some(Purpose::Forward), Body::empty()).await;
+    assert_eq!(delete.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(delete).await, "UNSUPPORTED");
+    let bad_name = setup.get("/v2/Lab/manifests/v1").await;
+    assert_eq!(error_code(bad_name).await, "NAME_INVALID");
+}
+
+#[tokio::test]
+async fn tag_lists_pass_through() {
+    let setup = setup().await;
+    setup.upstream.put_image("app", "v1", &[b"layer"]);
+    let response = setup.get("/v2/lab/app/tags/list").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(value["tags"], serde_json::json!(["v1"]));
+}

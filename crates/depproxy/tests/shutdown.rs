@@ -1,0 +1,84 @@
+//! Shutdown drains background work through the supervisor: a fill that finishes inside the grace
+//! period is stored and recorded; one still running at its end is cancelled, leaving no temp data,
+//! no object and no record, and its client sees a cut body, never a complete-looking one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::{Options, TestProxy, body_digest, client, pattern};
+use testkit::{FakeRegistry, Gate};
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test]
+async fn a_fill_that_finishes_inside_the_grace_is_stored_and_recorded() {
+    let upstream = FakeRegistry::start().await;
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let size = 4 * MIB;
+    let digest = upstream.put_blob(pattern(size, 7));
+    let gate = Gate::new(MIB);
+    upstream.set_gate(Some(gate.clone()));
+    let url = format!("{}/v2/lab/drain/blobs/{digest}", proxy.url);
+    let response = client().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let reader = tokio::spawn(body_digest(response));
+    assert_eq!(proxy.supervisor.running().len(), 1);
+    assert_eq!(proxy.supervisor.running()[0].kind, "fill");
+
+    let shutdown = tokio::spawn({
+        let supervisor = proxy.supervisor.clone();
+        async move { supervisor.shutdown(Duration::from_secs(60)).await }
+    });
+    gate.open();
+    let report = shutdown.await.unwrap();
+    assert!(report.drained(), "{report:?}");
+    assert_eq!(reader.await.unwrap().unwrap(), (digest.clone(), size as u64));
+    assert!(proxy.has_object(&digest));
+    assert_eq!(proxy.temp_entries(), 0);
+    let before = upstream.count("GET", "/blobs/");
+    let again = client().get(&url).send().await.unwrap();
+    assert_eq!(body_digest(again).await.unwrap(), (digest, size as u64));
+    assert_eq!(upstream.count("GET", "/blobs/"), before, "recorded: the next GET is a hit");
+}
+
+#[tokio::test]
+async fn a_fill_still_running_at_the_grace_end_is_cancelled_and_leaves_nothing() {
+    let upstream = FakeRegistry::start().await;
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let size = 4 * MIB;
+    let digest = upstream.put_blob(pattern(size, 8));
+    let gate = Gate::new(MIB);
+    upstream.set_gate(Some(gate.clone()));
+    let url = format!("{}/v2/lab/drain/blobs/{digest}", proxy.url);
+    let mut response = client().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The fill is streaming: the client has bytes, the spool exists.
+    assert!(!response.chunk().await.unwrap().unwrap().is_empty());
+    assert_eq!(proxy.temp_entries(), 1);
+
+    let report = proxy.supervisor.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(report.cancelled.len(), 1, "{report:?}");
+    assert_eq!(report.cancelled[0].kind, "fill");
+    assert!(report.aborted.is_empty(), "the fill stops by itself when cancelled");
+    assert!(support::body_is_cut(response).await, "a cancelled fill must not look like a whole body");
+    assert_eq!(proxy.temp_entries(), 0, "no temp data left");
+    assert!(!proxy.has_object(&digest), "nothing stored");
+
+    // Nothing recorded either: after a restart on the same data, the object is a miss and is
+    // fetched whole.
+    gate.open();
+    upstream.set_gate(None);
+    let before = upstream.count("GET", "/blobs/");
+    let restarted =
+        TestProxy::start(Options::upstream(&upstream.url()).data_dir(proxy.into_data_dir())).await;
+    let response =
+        client().get(format!("{}/v2/lab/drain/blobs/{digest}", restarted.url)).send().await.unwrap();
+    assert_eq!(body_digest(response).await.unwrap(), (digest.clone(), size as u64));
+    assert_eq!(upstream.count("GET", "/blobs/"), before + 1);
+    restarted.fills_settled().await;
+    assert!(restarted.has_object(&digest));
+}

@@ -1,0 +1,164 @@
+//! The registry client against a fake upstream: auth discovered from the challenge (anonymous,
+//! Basic, Bearer with cached tokens), HEADs, metadata documents, and how failures are classified.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use oci::{ObjectKind, Reference, RepositoryName};
+use testkit::{FakeRegistry, Fault};
+use upstream::{
+    Credentials, HttpOptions, RequestKind, UpstreamClient, UpstreamConfig, UpstreamError, UpstreamMetrics,
+};
+
+fn client(url: &str, credentials: Option<Credentials>, metrics: &UpstreamMetrics) -> UpstreamClient {
+    UpstreamClient::new(UpstreamConfig {
+        name: "lab".into(),
+        url: url.parse().unwrap(),
+        credentials,
+        http: HttpOptions {
+            connect_timeout: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(5),
+            extra_ca_pem: Vec::new(),
+        },
+        metrics: metrics.clone(),
+    })
+    .unwrap()
+}
+
+fn repository(name: &str) -> RepositoryName {
+    RepositoryName::parse(name).unwrap()
+}
+
+#[tokio::test]
+async fn an_anonymous_upstream_gets_no_authorization_and_heads_describe_objects() {
+    let upstream = FakeRegistry::start().await;
+    let (manifest, layers) = upstream.put_image("app", "v1", &[b"layer"]);
+    let metrics = UpstreamMetrics::default();
+    let client = client(&upstream.url(), None, &metrics);
+    let headers = client.request_headers(&repository("app"), ObjectKind::Manifest).await.unwrap();
+    assert!(!headers.contains_key(http::header::AUTHORIZATION));
+    assert_eq!(headers[http::header::ACCEPT], oci::media::manifest_accept_header().as_str());
+    let blob_headers = client.request_headers(&repository("app"), ObjectKind::Blob).await.unwrap();
+    assert!(!blob_headers.contains_key(http::header::ACCEPT));
+
+    let head = client
+        .head(&repository("app"), ObjectKind::Manifest, &Reference::parse("v1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(head.digest.as_ref(), Some(&manifest));
+    assert_eq!(head.media_type.as_deref(), Some(oci::media::OCI_MANIFEST));
+    let blob = client
+        .head(&repository("app"), ObjectKind::Blob, &Reference::Digest(layers[0].clone()))
+        .await
+        .unwrap();
+    assert_eq!(blob.size, Some(5));
+    assert_eq!(metrics.get(&client.host_port(), RequestKind::Ping), 1, "the scheme is discovered once");
+    assert_eq!(metrics.get(&client.host_port(), RequestKind::HeadManifest), 1);
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_fetched_once_per_scope_and_reused() {
+    let upstream = FakeRegistry::start().await;
+    upstream.require_token("t0k3n");
+    upstream.put_image("app", "v1", &[b"layer"]);
+    let metrics = UpstreamMetrics::default();
+    let client = client(&upstream.url(), None, &metrics);
+    for _ in 0..3 {
+        assert_eq!(client.authorization(&repository("app")).await.unwrap().as_deref(), Some("Bearer t0k3n"));
+    }
+    assert_eq!(upstream.count("GET", "/token"), 1, "cached until it expires");
+    client.authorization(&repository("other")).await.unwrap();
+    assert_eq!(upstream.count("GET", "/token"), 2, "another repository is another scope");
+    let head = client.head(&repository("app"), ObjectKind::Manifest, &Reference::parse("v1").unwrap()).await;
+    assert!(head.is_ok(), "{head:?}");
+    let authorized = upstream.log().into_iter().rfind(|entry| entry.path.ends_with("/manifests/v1")).unwrap();
+    assert_eq!(authorized.authorization.as_deref(), Some("Bearer t0k3n"), "the HEAD carried the token");
+}
+
+#[tokio::test]
+async fn basic_upstreams_get_the_configured_credentials_or_a_clear_refusal() {
+    let upstream = FakeRegistry::start().await;
+    upstream.require_basic("me", "s3cret");
+    upstream.put_image("app", "v1", &[b"layer"]);
+    let metrics = UpstreamMetrics::default();
+    let with = client(
+        &upstream.url(),
+        Some(Credentials { username: "me".into(), password: "s3cret".into() }),
+        &metrics,
+    );
+    let head = with.head(&repository("app"), ObjectKind::Manifest, &Reference::parse("v1").unwrap()).await;
+    assert!(head.is_ok(), "{head:?}");
+    let without = client(&upstream.url(), None, &metrics);
+    match without.authorization(&repository("app")).await {
+        Err(UpstreamError::Refused { status, .. }) => assert_eq!(status, http::StatusCode::UNAUTHORIZED),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn failures_are_classified_for_clients() {
+    let upstream = FakeRegistry::start().await;
+    let (_, layers) = upstream.put_image("app", "v1", &[b"layer"]);
+    let metrics = UpstreamMetrics::default();
+    let client = client(&upstream.url(), None, &metrics);
+    let layer = Reference::Digest(layers[0].clone());
+    let missing =
+        client.head(&repository("app"), ObjectKind::Manifest, &Reference::parse("nope").unwrap()).await;
+    assert!(matches!(missing, Err(UpstreamError::NotFound(ObjectKind::Manifest))), "{missing:?}");
+    upstream.set_fault(Some(Fault::Status { status: 429, retry_after: Some("17".into()) }));
+    match client.head(&repository("app"), ObjectKind::Blob, &layer).await {
+        Err(UpstreamError::RateLimited { retry_after }) => assert_eq!(retry_after.as_deref(), Some("17")),
+        other => panic!("{other:?}"),
+    }
+    upstream.set_fault(Some(Fault::Status { status: 500, retry_after: None }));
+    let error = client.head(&repository("app"), ObjectKind::Blob, &layer).await.unwrap_err();
+    assert!(error.is_outage());
+    assert_eq!(error.to_oci().status, http::StatusCode::BAD_GATEWAY);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let unreachable = client_for_closed_port(closed.port(), &metrics);
+    match unreachable.request_headers(&repository("app"), ObjectKind::Blob).await {
+        Err(error @ UpstreamError::Connect(_)) => {
+            assert_eq!(error.to_oci().status, http::StatusCode::BAD_GATEWAY)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn client_for_closed_port(port: u16, metrics: &UpstreamMetrics) -> UpstreamClient {
+    client(&format!("http://127.0.0.1:{port}"), None, metrics)
+}
+
+#[tokio::test]
+async fn tag_lists_come_back_with_their_pagination_link() {
+    let upstream = FakeRegistry::start().await;
+    for tag in ["a", "b", "c"] {
+        upstream.put_image("app", tag, &[tag.as_bytes()]);
+    }
+    let metrics = UpstreamMetrics::default();
+    let client = client(&upstream.url(), None, &metrics);
+    let document =
+        client.get_metadata(&repository("app"), "tags/list?n=2", ObjectKind::Manifest).await.unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&document.body).unwrap();
+    assert_eq!(value["tags"], serde_json::json!(["a", "b"]));
+    assert!(document.link.as_deref().is_some_and(|link| link.contains("last=b")), "{:?}", document.link);
+}
+
+#[test]
+fn docker_hub_official_images_live_under_library() {
+    let metrics = UpstreamMetrics::default();
+    let hub = client("https://registry-1.docker.io", None, &metrics);
+    assert!(hub.is_docker_hub());
+    assert_eq!(hub.upstream_repository(&repository("alpine")).as_str(), "library/alpine");
+    assert_eq!(hub.upstream_repository(&repository("bitnami/redis")).as_str(), "bitnami/redis");
+    let url = hub.object_url(
+        &repository("library/alpine"),
+        ObjectKind::Manifest,
+        &Reference::parse("3.20").unwrap(),
+    );
+    assert_eq!(url, "https://registry-1.docker.io/v2/library/alpine/manifests/3.20");
+    let other = client("https://ghcr.io", None, &metrics);
+    assert!(!other.is_docker_hub());
+    assert_eq!(other.upstream_repository(&repository("alpine")).as_str(), "alpine");
+}

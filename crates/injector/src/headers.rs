@@ -1,7 +1,7 @@
 //! Header lists as the contract carries them (ordered name/value pairs, so repeated headers
 //! survive) and their conversion to and from `http::HeaderMap`.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 
 /// A header name and value, kept as an ordered list so repeated headers survive.
 pub type HeaderList = Vec<(String, String)>;
@@ -16,13 +16,7 @@ pub fn header_map(list: &[(String, String)]) -> HeaderMap {
 
 /// Appends the list's headers to `headers` (by the same rule as [`header_map`]).
 pub fn append_headers(headers: &mut HeaderMap, list: &[(String, String)]) {
-    for (name, value) in list {
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
-        {
-            headers.append(name, value);
-        }
-    }
+    oci::response::append_header_pairs(headers, list);
 }
 
 /// The map as a list; values that are not visible ASCII are left out (they cannot be carried as text).
@@ -37,6 +31,8 @@ pub fn header_list(headers: &HeaderMap) -> HeaderList {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]

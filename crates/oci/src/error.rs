@@ -144,13 +144,7 @@ impl OciError {
         let headers = response.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         headers.insert(crate::API_VERSION_HEADER, http::HeaderValue::from_static(crate::API_VERSION));
-        for (name, value) in &self.headers {
-            if let (Ok(name), Ok(value)) =
-                (http::HeaderName::try_from(name.as_str()), http::HeaderValue::try_from(value.as_str()))
-            {
-                headers.append(name, value);
-            }
-        }
+        crate::response::append_header_pairs(headers, &self.headers);
         response
     }
 }

@@ -1,6 +1,7 @@
-//! Response headers that describe an object, the same for a hit, a miss and a HEAD.
+//! Response headers that describe an object, the same for a hit, a miss and a HEAD; and header
+//! pairs as text (how the error envelope and the injector contract carry extra headers).
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::digest::Digest;
 
@@ -21,6 +22,18 @@ pub fn object_headers(digest: Option<&Digest>, media_type: &str) -> HeaderMap {
     }
     headers.insert(crate::API_VERSION_HEADER, HeaderValue::from_static(crate::API_VERSION));
     headers
+}
+
+/// Appends name/value pairs to `headers`, repeated names kept. Pairs that are not a valid header
+/// name and value are left out: every list comes from our own code, which only builds valid ones.
+pub fn append_header_pairs(headers: &mut HeaderMap, pairs: &[(String, String)]) {
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+        {
+            headers.append(name, value);
+        }
+    }
 }
 
 #[cfg(test)]

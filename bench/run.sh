@@ -29,6 +29,9 @@
 #   bench/out/<run>/perf-<scenario>-<n>.{data,txt}
 #   DEPPROXY_BIN=PATH HASHBENCH_BIN=PATH (with SKIP_BUILD=1: use these binaries, e.g. built
 #   from another checkout; DEPPROXY_SOURCE=TEXT says which in RESULTS.md)
+#   DEPPROXY_REF=PATH  a second depproxy binary (e.g. the previous commit's release build), run as
+#   the system "depproxy-ref" beside the others, so before/after is measured in one run;
+#   DEPPROXY_REF_SOURCE=TEXT says which build it is
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,6 +75,11 @@ else
   fi
 fi
 DEPPROXY_BIN=$RUN/bin/depproxy    # a copy: a rebuild during the run cannot swap the binary
+DEPPROXY_REF_BIN=$RUN/bin/depproxy-ref
+if [ -n "${DEPPROXY_REF:-}" ] && [[ " ${SYSTEMS[*]} " != *" depproxy-ref "* ]]; then
+  SYSTEMS=(depproxy depproxy-ref "${SYSTEMS[@]/depproxy/}")
+  read -r -a SYSTEMS <<<"${SYSTEMS[*]}"
+fi
 HASHBENCH_BIN=${HASHBENCH_BIN:-$CARGO_TARGET_DIR/release/hashbench}
 
 # shellcheck source=bench/lib/common.sh
@@ -145,6 +153,10 @@ build() {
     mkdir -p "$(dirname "$DEPPROXY_BIN")"
     cp "$BUILT_BIN" "$DEPPROXY_BIN"
   fi
+  if [[ " ${SYSTEMS[*]} " == *" depproxy-ref "* ]]; then
+    [ -x "${DEPPROXY_REF:-}" ] || die "system depproxy-ref needs DEPPROXY_REF=<a depproxy binary>"
+    cp "$DEPPROXY_REF" "$DEPPROXY_REF_BIN"
+  fi
   if wants hash; then [ -x "$HASHBENCH_BIN" ] || die "no $HASHBENCH_BIN"; fi
 }
 
@@ -192,7 +204,7 @@ cleanup() {
 write_meta() {
   LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
   local systems="" s
-  for s in depproxy distribution nginx-cache nginx-static direct; do systems+="$s = ${URL[$s]}, "; done
+  for s in "${SYSTEMS[@]}" direct; do systems+="$s = ${URL[$s]}, "; done
   {
     echo "# setup"
     echo "cargo build --release -p depproxy   # CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
@@ -207,6 +219,7 @@ write_meta() {
   } >"$OUT/all-commands.txt"
   META_LOAD_START=$LOAD_START META_OUT=$OUT META_COMMAND="bench/run.sh${SCENARIO_ARGS[*]:+ ${SCENARIO_ARGS[*]}}" META_RUN_ID=$RUN_ID META_LOAD_BEFORE=$LOAD_BEFORE \
     META_LOAD_AFTER=$LOAD_AFTER META_DEPPROXY_BIN=$DEPPROXY_BIN META_DEPPROXY_SOURCE=$DEPPROXY_SOURCE \
+    META_DEPPROXY_REF=${DEPPROXY_REF:-} META_DEPPROXY_REF_SOURCE=${DEPPROXY_REF_SOURCE:-} \
     META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
     META_HASH_CHUNK=$HASH_CHUNK \
     python3 "$BENCH_PY" meta "$OUT"

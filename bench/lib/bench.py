@@ -219,7 +219,7 @@ def parse_hey(path):
 
 # ---------------------------------------------------------------- report
 
-SYSTEMS = [("depproxy", "depproxy"), ("distribution", "distribution proxy"),
+SYSTEMS = [("depproxy", "depproxy"), ("depproxy-ref", "depproxy (reference build)"), ("distribution", "distribution proxy"),
            ("nginx-cache", "nginx proxy_cache"), ("nginx-static", "nginx static"), ("direct", "upstream direct")]
 
 # (row id, label, unit, better) — better: "high", "low" or "" (no ratio direction)
@@ -560,6 +560,7 @@ def meta(out):
         "params": env("PARAMS"),
         "versions": {
             "depproxy": first_line(env("DEPPROXY_BIN"), "--version") + ", " + env("DEPPROXY_SOURCE"),
+            **({"depproxy-ref": env("DEPPROXY_REF") + ", " + env("DEPPROXY_REF_SOURCE")} if env("DEPPROXY_REF") else {}),
             "rustc": first_line("rustc", "--version"),
             "distribution (apt docker-registry)": dpkg("docker-registry"),
             "nginx": first_line("nginx", "-v"),

@@ -7,6 +7,7 @@ declare -A PORT=(
   [upstream]=$((PORT_BASE + 1)) [throttle]=$((PORT_BASE + 2))
   [depproxy]=$((PORT_BASE + 10)) [distribution]=$((PORT_BASE + 11))
   [nginx-cache]=$((PORT_BASE + 12)) [nginx-static]=$((PORT_BASE + 13))
+  [depproxy-ref]=$((PORT_BASE + 14))
 )
 declare -A URL=()
 for _name in "${!PORT[@]}"; do URL[$_name]=http://127.0.0.1:${PORT[$_name]}; done
@@ -167,8 +168,10 @@ start_system() {
   # cache writes back what the previous system left while this one is being measured.
   sync
   case $name in
-    depproxy)
-      start_bg "$name" "$dir/depproxy.log" "$DEPPROXY_BIN" serve --listen "127.0.0.1:${PORT[$name]}" \
+    depproxy | depproxy-ref)
+      local binary=$DEPPROXY_BIN
+      [ "$name" = depproxy ] || binary=$DEPPROXY_REF_BIN
+      start_bg "$name" "$dir/depproxy.log" "$binary" serve --listen "127.0.0.1:${PORT[$name]}" \
         --data-dir "$dir/data" --upstream "$up"
       ;;
     distribution)

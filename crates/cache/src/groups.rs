@@ -20,6 +20,8 @@ use std::time::Duration;
 use oci::{GroupPath, ImageAddress, OciError, RepositoryName};
 use upstream::UpstreamClient;
 
+use crate::access_policy::AccessPolicy;
+
 /// The group mirror-mode requests go to.
 pub const DEFAULT_GROUP: &str = "default";
 
@@ -48,6 +50,8 @@ pub struct GroupSettings {
     pub upstream: UpstreamClient,
     /// How long a cached tag is served without asking upstream.
     pub manifest_recheck: Duration,
+    /// Who may pull through it.
+    pub access: AccessPolicy,
 }
 
 /// An upstream as the router sees it.
@@ -56,6 +60,8 @@ pub struct UpstreamRoute {
     pub upstream: UpstreamClient,
     /// Reachable as `/v2/<upstream name>/<image>`.
     pub path_prefix: bool,
+    /// The policy of its implicit mirror group, when no configured group uses it.
+    pub implicit_access: AccessPolicy,
 }
 
 struct Mirror {
@@ -101,6 +107,7 @@ impl Groups {
                             })?,
                             upstream: route.upstream.clone(),
                             manifest_recheck: default_recheck,
+                            access: route.implicit_access.clone(),
                         });
                         by_path.insert(implicit.path.as_str().to_owned(), implicit.clone());
                         implicit
@@ -114,6 +121,16 @@ impl Groups {
 
     pub fn get(&self, path: &str) -> Option<&Arc<GroupSettings>> {
         self.by_path.get(path)
+    }
+
+    /// Every group, configured and implicit, by path.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<GroupSettings>> {
+        self.by_path.values()
+    }
+
+    /// Whether `client` may pull from every group without credentials (then `GET /v2/` needs none).
+    pub fn all_anonymous_for(&self, client: std::net::IpAddr) -> bool {
+        self.by_path.values().all(|group| group.access.allows_anonymous(client))
     }
 
     /// The group that serves the request, and the image name within that group.
@@ -181,6 +198,7 @@ mod tests {
             path: GroupPath::parse(path).unwrap(),
             upstream: upstream.clone(),
             manifest_recheck: Duration::from_secs(1),
+            access: AccessPolicy::anonymous(),
         }
     }
 
@@ -195,9 +213,17 @@ mod tests {
         Groups::new(
             [group("default", &hub), group("acme/platform", &lab)],
             [
-                UpstreamRoute { upstream: hub, path_prefix: false },
-                UpstreamRoute { upstream: lab, path_prefix: true },
-                UpstreamRoute { upstream: ghcr, path_prefix: true },
+                UpstreamRoute {
+                    upstream: hub,
+                    path_prefix: false,
+                    implicit_access: AccessPolicy::anonymous(),
+                },
+                UpstreamRoute {
+                    upstream: lab,
+                    path_prefix: true,
+                    implicit_access: AccessPolicy::anonymous(),
+                },
+                UpstreamRoute { upstream: ghcr, path_prefix: true, implicit_access: AccessPolicy::token() },
             ],
             Duration::from_secs(300),
         )

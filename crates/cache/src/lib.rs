@@ -3,8 +3,8 @@
 //! memory), tag freshness and its coalesced revalidation, fill leases across nodes, and the
 //! hit/miss [`Decision`] the control plane renders into an injector.
 
+mod access_policy;
 mod catalog;
-mod clock;
 mod decide;
 mod error;
 mod fills;
@@ -14,13 +14,14 @@ mod limits;
 mod single_flight;
 mod state;
 
+pub use access_policy::{AccessMode, AccessPolicy};
 pub use catalog::CatalogSettings;
-pub use clock::Clock;
 pub use decide::{Decision, Fetch, StoredObject};
 pub use error::CacheError;
 pub use fills::{FillPermit, Lease};
 pub use groups::{DEFAULT_GROUP, GroupSettings, Groups, GroupsError, ResolveError, Resolved, UpstreamRoute};
 pub use limits::Limits;
+pub use metadata::Clock;
 pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings};
 

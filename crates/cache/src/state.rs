@@ -7,10 +7,10 @@ use oci::ImageAddress;
 use upstream::{ObjectHead, UpstreamError};
 
 use crate::catalog::{Catalog, CatalogSettings};
-use crate::clock::Clock;
 use crate::groups::{Groups, ResolveError, Resolved};
 use crate::limits::Limits;
 use crate::single_flight::SingleFlight;
+use metadata::Clock;
 
 /// Limits and timings of the cache's decisions.
 #[derive(Debug, Clone)]
@@ -47,6 +47,10 @@ impl Cache {
     /// The group that serves a request and the image name within it.
     pub fn resolve(&self, address: &ImageAddress, query: Option<&str>) -> Result<Resolved, ResolveError> {
         self.groups.resolve(address, query)
+    }
+
+    pub fn groups(&self) -> &Groups {
+        &self.groups
     }
 
     pub fn limits(&self) -> Limits {

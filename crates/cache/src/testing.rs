@@ -8,7 +8,9 @@ use std::time::Duration;
 use metadata::{DatabaseUrl, Metadata};
 use upstream::{HttpOptions, UpstreamClient, UpstreamConfig, UpstreamMetrics};
 
-use crate::{Cache, CacheSettings, CatalogSettings, Clock, GroupSettings, Groups, Limits, UpstreamRoute};
+use crate::{
+    AccessPolicy, Cache, CacheSettings, CatalogSettings, Clock, GroupSettings, Groups, Limits, UpstreamRoute,
+};
 
 /// How long a tag stays fresh in a test cache.
 pub const RECHECK: Duration = Duration::from_secs(60);
@@ -19,6 +21,8 @@ pub const LIMITS: Limits = Limits { max_blob_size: 1 << 20, max_manifest_size: 1
 pub struct TestCache {
     pub cache: Cache,
     pub clock: Clock,
+    /// The database under the cache (for access tokens, leases).
+    pub metadata: Metadata,
     /// Holds the SQLite file: keep it as long as the cache.
     pub dir: tempfile::TempDir,
 }
@@ -51,8 +55,9 @@ pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<
             path: oci::GroupPath::parse("default").unwrap(),
             upstream: lab.clone(),
             manifest_recheck: RECHECK,
+            access: AccessPolicy::anonymous(),
         }],
-        [UpstreamRoute { upstream: lab, path_prefix }],
+        [UpstreamRoute { upstream: lab, path_prefix, implicit_access: AccessPolicy::anonymous() }],
         RECHECK,
     )
     .unwrap();
@@ -63,6 +68,6 @@ pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<
         lease_ttl: Duration::from_secs(30),
         catalog: CatalogSettings { capacity: 100, ttl: Duration::from_secs(60) },
     };
-    let cache = Cache::new(metadata, groups, settings, clock.clone());
-    TestCache { cache, clock, dir }
+    let cache = Cache::new(metadata.clone(), groups, settings, clock.clone());
+    TestCache { cache, clock, metadata, dir }
 }

@@ -31,6 +31,24 @@ pub enum ControlError {
     /// The gateway sent an upload call that does not fit the contract.
     #[error("bad upload call: {0}")]
     BadUploadCall(String),
+    /// The request needs credentials it did not bring (or brought wrong): 401 with the challenge.
+    #[error("authentication required")]
+    Unauthorized { challenge: String },
+    /// Authenticated, but not allowed.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// Credentials at the token endpoint were not accepted.
+    #[error("login refused")]
+    LoginRejected,
+    /// Too many failed logins from the caller's address.
+    #[error("too many failed logins; retry in {0:?}")]
+    TooManyFailures(std::time::Duration),
+    /// The token store could not be read.
+    #[error("access tokens: {0}")]
+    AccessStore(#[source] metadata::MetadataError),
+    /// A registry token could not be signed (a bug).
+    #[error("registry token: {0}")]
+    Jwt(#[source] access::JwtError),
 }
 
 impl ControlError {
@@ -43,7 +61,22 @@ impl ControlError {
             }
             ControlError::Cache(CacheError::Metadata(_))
             | ControlError::Injector(_)
-            | ControlError::EncodeAnswer(_) => OciError::internal("internal error in the control plane"),
+            | ControlError::EncodeAnswer(_)
+            | ControlError::AccessStore(_)
+            | ControlError::Jwt(_) => OciError::internal("internal error in the control plane"),
+            ControlError::Unauthorized { challenge } => {
+                OciError::new(ErrorCode::Unauthorized, "authentication required")
+                    .with_header(http::header::WWW_AUTHENTICATE.as_str(), challenge.clone())
+            }
+            ControlError::Denied(message) => OciError::new(ErrorCode::Denied, message.clone()),
+            ControlError::LoginRejected => {
+                OciError::new(ErrorCode::Unauthorized, "the access token was not accepted")
+                    .with_header(http::header::WWW_AUTHENTICATE.as_str(), "Basic realm=\"depproxy\"")
+            }
+            ControlError::TooManyFailures(wait) => {
+                OciError::new(ErrorCode::Toomanyrequests, "too many failed logins from this address")
+                    .with_header(http::header::RETRY_AFTER.as_str(), wait.as_secs().max(1).to_string())
+            }
             ControlError::Unauthenticated(_) => OciError::new(
                 ErrorCode::Denied,
                 "this is the control plane; requests must come from a gateway",

@@ -1,5 +1,6 @@
 //! The control plane, the OCI adapter over the cache's domain: every request goes
-//! authenticate → resolve → decide → render. It answers the gateway with an injector (`send-blob`
+//! authenticate → resolve → authorize → decide → render (the internal token first; then, for a
+//! group that needs one, the client's access token). It answers the gateway with an injector (`send-blob`
 //! for a hit, `send-dependency` for a miss), a small direct answer (`/v2/`, HEAD of an uncached
 //! object, tag lists) or an OCI error, and records fills at upload authorize/finalize. It never
 //! reads or writes object bytes, so no download can block it.
@@ -7,12 +8,15 @@
 //! Every route requires the gateway's signed internal token.
 
 mod authenticate;
+mod authorize;
+mod caller;
 mod error;
 mod passthrough;
 mod plane;
 mod render;
 mod routes;
+mod token_endpoint;
 mod upload;
 
 pub use error::ControlError;
-pub use plane::ControlPlane;
+pub use plane::{ControlParts, ControlPlane};

@@ -1,18 +1,39 @@
-//! [`ControlPlane`]: the cache's domain and the verifier of internal tokens, shared by all requests.
+//! [`ControlPlane`]: the cache's domain, access control and the verifier of internal tokens,
+//! shared by all requests.
 
 use std::sync::Arc;
 
+use access::{Access, TrustedProxies};
 use cache::Cache;
 use injector::RequestVerifier;
 
 pub struct ControlPlane {
     pub(crate) cache: Cache,
     pub(crate) verifier: RequestVerifier,
+    pub(crate) access: Arc<Access>,
+    /// The base URL clients reach the proxy at (token realm); from the request's `Host` when unset.
+    pub(crate) public_url: Option<String>,
+    pub(crate) trusted_proxies: TrustedProxies,
+}
+
+/// What a control plane is built from.
+pub struct ControlParts {
+    pub cache: Cache,
+    pub verifier: RequestVerifier,
+    pub access: Arc<Access>,
+    pub public_url: Option<String>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ControlPlane {
-    pub fn new(cache: Cache, verifier: RequestVerifier) -> Arc<Self> {
-        Arc::new(ControlPlane { cache, verifier })
+    pub fn new(parts: ControlParts) -> Arc<Self> {
+        Arc::new(ControlPlane {
+            cache: parts.cache,
+            verifier: parts.verifier,
+            access: parts.access,
+            public_url: parts.public_url.map(|url| url.trim_end_matches('/').to_owned()),
+            trusted_proxies: parts.trusted_proxies,
+        })
     }
 
     pub fn cache(&self) -> &Cache {

@@ -8,11 +8,13 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
 use http::Method;
+use injector::Purpose;
 use oci::{Endpoint, ErrorCode, OciError};
 
+use crate::caller::Caller;
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
-use crate::{authenticate, passthrough, render, upload};
+use crate::{authenticate, authorize, passthrough, render, token_endpoint, upload};
 
 impl ControlPlane {
     /// The router the gateway calls, in process or over HTTP.
@@ -31,6 +33,9 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
                 (ControlError::Unauthenticated(_), _) => {
                     tracing::warn!(%method, %path, %error, "refused unsigned control-plane request")
                 }
+                (ControlError::TooManyFailures(_), _) => {
+                    tracing::debug!(%method, %path, %error, "client error")
+                }
                 (_, oci::ErrorClass::Internal) => {
                     tracing::error!(%method, %path, %error, "control plane error")
                 }
@@ -43,40 +48,59 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
 }
 
 async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, ControlError> {
-    // Authenticate before anything else, so even unknown paths reveal nothing to an outsider.
-    authenticate::internal_request(&control.verifier, request.method(), request.headers())?;
-    let method = request.method().clone();
-    if method == Method::POST {
+    // Authenticate the gateway before anything else, so even unknown paths reveal nothing to an
+    // outsider. Upload calls are the only requests a gateway makes on its own behalf.
+    let upload_call =
+        request.method() == Method::POST && injector::split_upload_path(request.uri().path()).is_some();
+    let purpose = if upload_call { Purpose::Upload } else { Purpose::Forward };
+    authenticate::internal_request(&control.verifier, purpose, request.headers())?;
+    if upload_call {
         return upload::handle(control, request).await;
     }
-    if method != Method::GET && method != Method::HEAD {
-        return Err(OciError::new(
-            ErrorCode::Unsupported,
-            format!("{method} is not supported here: depproxy is a pull-through cache"),
-        )
-        .into());
-    }
+    let endpoint = oci::parse_v2_path(request.uri().path())?;
+    let caller = Caller::from_headers(request.headers(), &control.trusted_proxies);
+    let method = request.method().clone();
     let head = method == Method::HEAD;
     let uri = request.uri();
     let query = uri.query();
-    match oci::parse_v2_path(uri.path())? {
-        Endpoint::Base => Ok(render::base()),
+    match endpoint {
+        Endpoint::Token => {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, token_endpoint::MAX_FORM).await.map_err(|_| {
+                OciError::new(ErrorCode::Unsupported, "the token request is too large")
+                    .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
+            })?;
+            token_endpoint::handle(control, &parts.method, &parts.uri, &body, caller).await
+        }
+        _ if method != Method::GET && !head => Err(OciError::new(
+            ErrorCode::Unsupported,
+            format!("{method} is not supported here: depproxy is a pull-through cache"),
+        )
+        .into()),
+        Endpoint::Base => {
+            authorize::base(control, &caller).await?;
+            Ok(render::base())
+        }
         Endpoint::Manifest { image, reference } => {
             let resolved = control.cache.resolve(&image, query)?;
+            authorize::pull(control, &caller, &resolved.group, &image).await?;
             let decision = control.cache.manifest(&resolved, &reference, head).await?;
             render::decision(decision, uri)
         }
         Endpoint::Blob { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
+            authorize::pull(control, &caller, &resolved.group, &image).await?;
             let decision = control.cache.blob(&resolved, &digest, head).await?;
             render::decision(decision, uri)
         }
         Endpoint::TagsList { image } => {
             let resolved = control.cache.resolve(&image, query)?;
+            authorize::pull(control, &caller, &resolved.group, &image).await?;
             passthrough::tags_list(&resolved, uri).await
         }
         Endpoint::Referrers { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
+            authorize::pull(control, &caller, &resolved.group, &image).await?;
             passthrough::referrers(&resolved, &digest, uri).await
         }
     }

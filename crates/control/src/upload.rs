@@ -46,7 +46,7 @@ fn target(control: &ControlPlane, uri: &http::Uri) -> Result<Target, ControlErro
     let (image, kind, reference) = match oci::parse_v2_path(object_path)? {
         Endpoint::Manifest { image, reference } => (image, ObjectKind::Manifest, reference),
         Endpoint::Blob { image, digest } => (image, ObjectKind::Blob, Reference::Digest(digest)),
-        Endpoint::Base | Endpoint::TagsList { .. } | Endpoint::Referrers { .. } => {
+        Endpoint::Base | Endpoint::Token | Endpoint::TagsList { .. } | Endpoint::Referrers { .. } => {
             return Err(not_an_upload_call().into());
         }
     };

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::body::Body;
-use control::ControlPlane;
+use control::{ControlParts, ControlPlane};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use injector::{
@@ -28,7 +28,20 @@ async fn setup() -> Setup {
     let upstream = FakeRegistry::start().await;
     let test = cache::testing::test_cache(&upstream.url(), true, None).await;
     let secret = Secret::from_bytes([9; 32]);
-    let control = ControlPlane::new(test.cache, RequestVerifier::new(&secret));
+    let tokens = access::TokenRegistry::new(test.metadata.clone(), test.clock.clone());
+    let settings = access::AccessSettings {
+        token_ttl: std::time::Duration::from_secs(300),
+        refresh_token_ttl: std::time::Duration::from_secs(3600),
+        failed_logins_per_minute: 10,
+    };
+    let access = access::Access::new(tokens, access::JwtKeys::new(&Secret::from_bytes([7; 32])), settings);
+    let control = ControlPlane::new(ControlParts {
+        cache: test.cache,
+        verifier: RequestVerifier::new(&secret),
+        access: std::sync::Arc::new(access),
+        public_url: None,
+        trusted_proxies: access::TrustedProxies::default(),
+    });
     Setup { router: control.router(), signer: RequestSigner::new(&secret), upstream, _database: test.dir }
 }
 
@@ -90,11 +103,15 @@ fn finalize_call(digest: &Digest) -> FinalizeRequest {
 #[tokio::test]
 async fn only_signed_requests_for_the_right_purpose_are_answered() {
     let setup = setup().await;
-    for (method, purpose) in
-        [(Method::GET, None), (Method::GET, Some(Purpose::Upload)), (Method::POST, Some(Purpose::Forward))]
-    {
-        let response = setup.call(method.clone(), "/v2/", purpose, Body::empty()).await;
-        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {purpose:?}");
+    let upload_route = format!("/v2/lab/app/blobs/{}/upload", Digest::of(b"x"));
+    for (method, path, purpose) in [
+        (Method::GET, "/v2/", None),
+        (Method::GET, "/v2/", Some(Purpose::Upload)),
+        (Method::POST, upload_route.as_str(), Some(Purpose::Forward)),
+        (Method::POST, "/v2/token", Some(Purpose::Upload)),
+    ] {
+        let response = setup.call(method.clone(), path, purpose, Body::empty()).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path} {purpose:?}");
         assert_eq!(error_code(response).await, "DENIED");
     }
     let response = setup.get("/v2/").await;
@@ -180,7 +197,7 @@ async fn upload_calls_that_do_not_fit_their_path_are_refused() {
     let garbage = setup.call(Method::POST, &path, Some(Purpose::Upload), Body::from("{")).await;
     assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
     let not_a_route = setup.upload("/v2/lab/app/blobs/uploads/", &finalize_call(&digest)).await;
-    assert_eq!(not_a_route.status(), StatusCode::NOT_FOUND);
+    assert_eq!(not_a_route.status(), StatusCode::FORBIDDEN, "an upload token is good for upload routes only");
     // Nothing was recorded: the blob is still a miss.
     assert!(matches!(
         injector_of(&setup.get(&format!("/v2/lab/app/blobs/{digest}")).await),

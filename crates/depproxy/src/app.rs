@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use access::{Access, AccessSettings, JwtKeys, TokenRegistry, TrustedProxies};
 use anyhow::Context as _;
 use axum::Router;
 use cache::{Cache, Clock, GroupSettings, Groups, UpstreamRoute};
-use control::ControlPlane;
+use control::{ControlParts, ControlPlane};
 use gateway::{ControlChannel, Gateway, GatewayMetrics, GatewayParts, GatewaySettings, Observability};
 use injector::{RequestSigner, RequestVerifier, Secret};
 use metadata::Metadata;
@@ -74,7 +75,11 @@ pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime)
             metrics: runtime.upstream_metrics.clone(),
         })
         .with_context(|| format!("upstream {:?}", upstream.name))?;
-        routes.push(UpstreamRoute { upstream: client.clone(), path_prefix: upstream.path_prefix });
+        routes.push(UpstreamRoute {
+            upstream: client.clone(),
+            path_prefix: upstream.path_prefix,
+            implicit_access: Config::implicit_access(upstream),
+        });
         clients.insert(upstream.name.clone(), client);
     }
     let mut groups = Vec::new();
@@ -85,12 +90,83 @@ pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime)
             path: oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!(error.message))?,
             upstream,
             manifest_recheck: group.manifest_recheck.unwrap_or(defaults::MANIFEST_RECHECK),
+            access: group.access.clone(),
         });
     }
     let groups = Groups::new(groups, routes, defaults::MANIFEST_RECHECK)?;
+    let access = access_control(config, &metadata, runtime).await?;
     let cache = Cache::new(metadata, groups, config.cache_settings(), runtime.clock.clone());
-    let control = ControlPlane::new(cache, RequestVerifier::new(secret));
+    let control = ControlPlane::new(ControlParts {
+        cache,
+        verifier: RequestVerifier::new(secret),
+        access,
+        public_url: config.public_url.clone(),
+        trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+    });
     Ok(control.router())
+}
+
+/// Access control: the token snapshot (loaded now, so the first hits need no query, then
+/// reloaded periodically), the signing key, and the periodic jobs that keep them current.
+async fn access_control(
+    config: &Config,
+    metadata: &Metadata,
+    runtime: &Runtime,
+) -> anyhow::Result<Arc<Access>> {
+    let key = signing_key(config).await?;
+    let tokens = TokenRegistry::new(metadata.clone(), runtime.clock.clone());
+    let count = tokens.reload().await.context("cannot load access tokens")?;
+    tracing::info!(tokens = count, "access tokens loaded");
+    let settings = AccessSettings {
+        token_ttl: config.auth.token_ttl,
+        refresh_token_ttl: config.auth.refresh_token_ttl,
+        failed_logins_per_minute: config.auth.failed_logins_per_minute,
+    };
+    let access = Arc::new(Access::new(tokens, JwtKeys::new(&key), settings));
+    let every = config.auth.token_check_interval;
+    let job = access.clone();
+    runtime.supervisor.spawn_periodic("access-tokens", every, move |_signal| {
+        let access = job.clone();
+        async move {
+            if let Err(error) = access.tokens().reload().await {
+                tracing::warn!(%error, "cannot reload access tokens; keeping the last snapshot");
+            }
+            if let Err(error) = access.tokens().flush_uses().await {
+                tracing::warn!(%error, "cannot record when access tokens were last used");
+            }
+            access.limiter().forget_idle();
+        }
+    });
+    Ok(access)
+}
+
+/// The key registry tokens are signed with: `[auth] signing_key_file`, or one kept in the data
+/// directory (created on first start).
+async fn signing_key(config: &Config) -> anyhow::Result<Secret> {
+    let path = match &config.auth.signing_key_file {
+        Some(path) => path.clone(),
+        None => {
+            let path = config.data_dir.join(defaults::SIGNING_KEY_FILE);
+            if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+                write_new_secret(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                tracing::info!(path = %path.display(), "created the registry-token signing key");
+            }
+            path
+        }
+    };
+    let contents = tokio::fs::read(&path)
+        .await
+        .with_context(|| format!("cannot read signing key {}", path.display()))?;
+    Secret::from_file_contents(&contents).with_context(|| format!("signing key {}", path.display()))
+}
+
+/// Writes a new random 32-byte secret (base64) to a new file only its owner can read.
+pub fn write_new_secret(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let secret = Secret::from_bytes(rand::random());
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    writeln!(file, "{}", secret.to_base64())
 }
 
 /// The gateway, reaching the control plane through `channel`. Takes the runtime's registry
@@ -237,5 +313,8 @@ pub async fn run_server(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    // The peer address reaches handlers (the gateway forwards it to the control plane, whose
+    // policies and failed-login limits go by client address).
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }

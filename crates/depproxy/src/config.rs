@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use cache::{CacheSettings, CatalogSettings, Limits};
+use cache::{AccessMode, AccessPolicy, CacheSettings, CatalogSettings, Limits};
 use gateway::SmallObjectSettings;
+use ipnet::IpNet;
 use metadata::DatabaseUrl;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -38,6 +39,14 @@ pub struct FileConfig {
     pub cluster: ClusterEntry,
     #[serde(default)]
     pub cache: CacheEntry,
+    #[serde(default)]
+    pub auth: AuthEntry,
+    /// The base URL clients reach the proxy at (the token realm is `<public_url>/v2/token`);
+    /// needed behind a load balancer or TLS terminator. Default: `http://<Host of the request>`.
+    pub public_url: Option<String>,
+    /// Proxies (CIDR or single addresses) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[cache]`: memory the cache keeps to answer hits without a database or storage round trip.
@@ -96,7 +105,7 @@ pub struct ClusterEntry {
 }
 
 /// One `[[upstream]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamEntry {
     pub name: String,
@@ -116,7 +125,7 @@ pub struct UpstreamEntry {
 }
 
 /// One `[[group]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupEntry {
     pub path: String,
@@ -124,6 +133,45 @@ pub struct GroupEntry {
     /// How long a cached tag is served without asking upstream (e.g. "5m").
     #[serde(default, with = "humantime_serde")]
     pub manifest_recheck: Option<Duration>,
+    /// `token` (pulling needs an access token granted this group) or `anonymous`; default:
+    /// `anonymous` when the upstream has no credentials, `token` when it has.
+    pub access: Option<AccessModeEntry>,
+    /// Client networks (CIDR or single addresses) that may pull anonymously anyway.
+    #[serde(default)]
+    pub anonymous_networks: Vec<String>,
+    /// Lets an `anonymous` group pull through upstream credentials on a non-loopback listener.
+    #[serde(default)]
+    pub allow_anonymous_with_credentials: bool,
+}
+
+/// `access = "token" | "anonymous"`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessModeEntry {
+    Token,
+    Anonymous,
+}
+
+/// `[auth]`: access tokens and the registry tokens (JWTs) issued for them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthEntry {
+    /// Lifetime of a registry token (default 5m).
+    #[serde(default, with = "humantime_serde")]
+    pub token_ttl: Option<Duration>,
+    /// Lifetime of a refresh token (`offline_token`), capped by its access token's expiry (default 90d).
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_token_ttl: Option<Duration>,
+    /// The key registry tokens are signed with (32 bytes, base64 or hex; `depproxy gen-secret`
+    /// writes one). Every control plane of a cluster must share it. Default for `serve`:
+    /// `<data_dir>/token-signing.key`, created on first start.
+    pub signing_key_file: Option<PathBuf>,
+    /// How often a control plane reloads the access tokens (a revocation takes effect within it;
+    /// default 10s).
+    #[serde(default, with = "humantime_serde")]
+    pub token_check_interval: Option<Duration>,
+    /// Failed logins allowed per client address and minute before it gets 429 (default 10).
+    pub failed_logins_per_minute: Option<u32>,
 }
 
 /// `[limits]`
@@ -209,7 +257,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: DatabaseUrl,
     pub upstreams: Vec<ResolvedUpstream>,
-    pub groups: Vec<GroupEntry>,
+    pub groups: Vec<ResolvedGroup>,
     pub limits: Limits,
     pub connect_timeout: Duration,
     pub header_timeout: Duration,
@@ -223,6 +271,42 @@ pub struct Config {
     pub node_id: String,
     pub small_objects: SmallObjectSettings,
     pub catalog: CatalogSettings,
+    pub auth: AuthConfig,
+    pub public_url: Option<String>,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// A group with its access policy decided.
+#[derive(Debug, Clone)]
+pub struct ResolvedGroup {
+    pub path: String,
+    pub upstream: String,
+    pub manifest_recheck: Option<Duration>,
+    pub access: AccessPolicy,
+}
+
+/// `[auth]` after defaults.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub signing_key_file: Option<PathBuf>,
+    pub token_check_interval: Duration,
+    pub failed_logins_per_minute: u32,
+}
+
+impl Config {
+    /// Whether any group needs access tokens from some client (then registry tokens are issued,
+    /// and every control plane must share the signing key).
+    pub fn uses_tokens(&self) -> bool {
+        self.groups.iter().any(|group| group.access.mode == AccessMode::Token)
+    }
+
+    /// The policy of the implicit mirror group of an upstream no configured group uses: open when
+    /// the upstream has no credentials to protect.
+    pub fn implicit_access(upstream: &ResolvedUpstream) -> AccessPolicy {
+        if upstream.password.is_some() { AccessPolicy::token() } else { AccessPolicy::anonymous() }
+    }
 }
 
 impl Config {
@@ -287,17 +371,12 @@ impl Config {
             upstream_entries.push(UpstreamEntry {
                 name: defaults::UPSTREAM_NAME.into(),
                 url: defaults::DOCKER_HUB_URL.into(),
-                username: None,
-                password: None,
-                password_file: None,
-                password_env: None,
-                ca_file: None,
-                path_prefix: false,
+                ..UpstreamEntry::default()
             });
             groups.push(GroupEntry {
                 path: cache::DEFAULT_GROUP.into(),
                 upstream: defaults::UPSTREAM_NAME.into(),
-                manifest_recheck: None,
+                ..GroupEntry::default()
             });
         }
         if let Some(url) = &overrides.upstream {
@@ -312,17 +391,12 @@ impl Config {
                     upstream_entries.push(UpstreamEntry {
                         name: defaults::FLAG_UPSTREAM_NAME.into(),
                         url: url.clone(),
-                        username: None,
-                        password: None,
-                        password_file: None,
-                        password_env: None,
-                        ca_file: None,
-                        path_prefix: false,
+                        ..UpstreamEntry::default()
                     });
                     groups.push(GroupEntry {
                         path: cache::DEFAULT_GROUP.into(),
                         upstream: defaults::FLAG_UPSTREAM_NAME.into(),
-                        manifest_recheck: None,
+                        ..GroupEntry::default()
                     });
                 }
             }
@@ -334,15 +408,17 @@ impl Config {
             }
             upstreams.push(resolve_upstream(entry)?);
         }
+        let mut resolved_groups = Vec::new();
         for group in &groups {
             oci::GroupPath::parse(&group.path)
                 .map_err(|error| anyhow::anyhow!("group {:?}: {}", group.path, error.message))?;
-            if !upstreams.iter().any(|upstream| upstream.name == group.upstream) {
+            let Some(upstream) = upstreams.iter().find(|upstream| upstream.name == group.upstream) else {
                 bail!("group {:?} names unknown upstream {:?}", group.path, group.upstream);
-            }
+            };
             if groups.iter().filter(|other| other.path == group.path).count() > 1 {
                 bail!("group {:?} is defined twice", group.path);
             }
+            resolved_groups.push(resolve_group(group, upstream, listen)?);
         }
         let storage = resolve_storage(file.storage, &data_dir)?;
         let node_id = file.cluster.node_id.unwrap_or_else(|| default_node_id(&data_dir));
@@ -353,7 +429,7 @@ impl Config {
             data_dir,
             database_url,
             upstreams,
-            groups,
+            groups: resolved_groups,
             limits: Limits {
                 max_blob_size: file.limits.max_blob_size.map_or(defaults::MAX_BLOB_SIZE, |size| size.0),
                 max_manifest_size: file
@@ -381,6 +457,21 @@ impl Config {
                 capacity: cache.catalog_entries.unwrap_or(defaults::CATALOG_ENTRIES),
                 ttl: cache.catalog_ttl.unwrap_or(defaults::CATALOG_TTL),
             },
+            auth: AuthConfig {
+                token_ttl: file.auth.token_ttl.unwrap_or(defaults::TOKEN_TTL),
+                refresh_token_ttl: file.auth.refresh_token_ttl.unwrap_or(defaults::REFRESH_TOKEN_TTL),
+                signing_key_file: file.auth.signing_key_file,
+                token_check_interval: file
+                    .auth
+                    .token_check_interval
+                    .unwrap_or(defaults::TOKEN_CHECK_INTERVAL),
+                failed_logins_per_minute: file
+                    .auth
+                    .failed_logins_per_minute
+                    .unwrap_or(defaults::FAILED_LOGINS_PER_MINUTE),
+            },
+            public_url: resolve_public_url(file.public_url)?,
+            trusted_proxies: parse_networks(&file.trusted_proxies).context("trusted_proxies")?,
         })
     }
 }
@@ -439,6 +530,67 @@ fn resolve_storage(entry: StorageEntry, data_dir: &Path) -> anyhow::Result<Stora
         }
         other => bail!("[storage] kind {other:?} is unknown (filesystem or s3)"),
     }
+}
+
+/// `10.0.0.0/8` or a single address (`10.1.2.3` = `10.1.2.3/32`).
+fn parse_networks(texts: &[String]) -> anyhow::Result<Vec<IpNet>> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(
+                |_| anyhow::anyhow!("{text:?} is not a network (CIDR like 10.0.0.0/8) or an address"),
+            )
+        })
+        .collect()
+}
+
+fn resolve_public_url(text: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(text) = text else { return Ok(None) };
+    let url = url::Url::parse(&text).with_context(|| format!("public_url {text:?} is not a URL"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        bail!("public_url must be http:// or https://");
+    }
+    if url.query().is_some() || !url.username().is_empty() {
+        bail!("public_url is a base URL: no query, no user");
+    }
+    Ok(Some(text.trim_end_matches('/').to_owned()))
+}
+
+/// A group's access policy, refusing to open credentials to everyone by default.
+fn resolve_group(
+    entry: &GroupEntry,
+    upstream: &ResolvedUpstream,
+    listen: SocketAddr,
+) -> anyhow::Result<ResolvedGroup> {
+    let credentials = upstream.password.is_some();
+    let mode = match entry.access {
+        Some(AccessModeEntry::Token) => AccessMode::Token,
+        Some(AccessModeEntry::Anonymous) => AccessMode::Anonymous,
+        None if credentials => AccessMode::Token,
+        None => AccessMode::Anonymous,
+    };
+    if mode == AccessMode::Anonymous
+        && credentials
+        && !listen.ip().is_loopback()
+        && !entry.allow_anonymous_with_credentials
+    {
+        bail!(
+            "group {:?}: access = \"anonymous\" with upstream {:?}, which has credentials, on {listen} (not \
+             loopback) would let anyone who reaches the proxy pull through that account: its private \
+             images and its pull quota. Use access = \"token\" (with anonymous_networks for mirror \
+             clients on your network), or set allow_anonymous_with_credentials = true if that is intended.",
+            entry.path,
+            upstream.name
+        );
+    }
+    let anonymous_networks = parse_networks(&entry.anonymous_networks)
+        .with_context(|| format!("group {:?}: anonymous_networks", entry.path))?;
+    Ok(ResolvedGroup {
+        path: entry.path.clone(),
+        upstream: entry.upstream.clone(),
+        manifest_recheck: entry.manifest_recheck,
+        access: AccessPolicy { mode, anonymous_networks },
+    })
 }
 
 fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {

@@ -42,3 +42,11 @@ pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(600);
 
 /// `[cluster]`
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// `[auth]`
+pub const TOKEN_TTL: Duration = Duration::from_secs(300);
+pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+pub const TOKEN_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+pub const FAILED_LOGINS_PER_MINUTE: u32 = 10;
+/// Where `serve` keeps its registry-token signing key when `[auth] signing_key_file` is not set.
+pub const SIGNING_KEY_FILE: &str = "token-signing.key";

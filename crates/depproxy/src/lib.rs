@@ -4,3 +4,4 @@
 pub mod app;
 pub mod config;
 pub mod defaults;
+pub mod tokens;

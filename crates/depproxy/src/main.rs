@@ -1,5 +1,5 @@
 //! The `depproxy` binary: `serve` (both roles, zero config), `control` and `gateway` (split mode),
-//! `check-config` and `gen-secret`.
+//! `check-config`, `gen-secret` and `token` (access tokens).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,11 +48,73 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
-    /// Write a new random shared secret for split mode.
+    /// Write a new random 32-byte secret (the internal secret of split mode, or the
+    /// registry-token signing key of `[auth] signing_key_file`).
     GenSecret {
         /// Where to write it (created with mode 0600).
         file: PathBuf,
     },
+    /// Manage access tokens (with the server running or not).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (once).
+    Create {
+        /// A name to list and revoke it by (unique among active tokens).
+        #[arg(long)]
+        name: String,
+        /// A group it may pull from (repeat for several).
+        #[arg(long = "group", value_name = "PATH")]
+        groups: Vec<String>,
+        /// May use the admin API (pulls nothing unless given groups too).
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime, e.g. 90d or 12h [default: never expires].
+        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens: name, groups, created, expires, last used, status.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token: every control plane refuses it, and the registry tokens issued for it,
+    /// within [auth] token_check_interval.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Where the tokens are: the configuration's database.
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// TOML configuration file (its database_url and groups).
+    #[arg(long, env = "DEPPROXY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the default SQLite database [default: ./depproxy-data].
+    #[arg(long, env = "DEPPROXY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn resolve(&self) -> anyhow::Result<Config> {
+        CommonArgs {
+            listen: None,
+            data_dir: self.data_dir.clone(),
+            upstream: None,
+            config: self.config.clone(),
+        }
+        .resolve()
+    }
 }
 
 #[derive(Args, Clone)]
@@ -113,6 +175,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Control { common, secret_file, metrics_listen } => {
             let config = common.resolve()?;
+            if config.uses_tokens() && config.auth.signing_key_file.is_none() {
+                anyhow::bail!(
+                    "a group needs access tokens: set [auth] signing_key_file to a key shared by every control \
+                     plane (`depproxy gen-secret FILE` writes one), so a token issued by one works on all"
+                );
+            }
             let secret = read_secret(&secret_file)?;
             let runtime = app::Runtime::default();
             let router = app::control_router(&config, &secret, &runtime).await?;
@@ -148,18 +216,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::GenSecret { file } => {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let secret = Secret::from_bytes(rand::random());
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&file)
-                .with_context(|| format!("cannot create {}", file.display()))?;
-            writeln!(out, "{}", secret.to_base64())?;
+        Command::Token { command } => {
+            let output = match command {
+                TokenCommand::Create { name, groups, admin, expires, store } => {
+                    depproxy::tokens::create(&store.resolve()?, &name, &groups, admin, expires).await?
+                }
+                TokenCommand::List { store } => depproxy::tokens::list(&store.resolve()?).await?,
+                TokenCommand::Revoke { name, store } => {
+                    depproxy::tokens::revoke(&store.resolve()?, &name).await?
+                }
+            };
+            println!("{output}");
             Ok(())
+        }
+        Command::GenSecret { file } => {
+            app::write_new_secret(&file).with_context(|| format!("cannot create {}", file.display()))
         }
     }
 }

@@ -247,7 +247,9 @@ async fn basic_auth_upstreams_use_the_configured_credentials() {
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "s3cret\n").unwrap();
     let with_credentials = format!(
-        "[[upstream]]\nname = \"up\"\nurl = \"{}\"\nusername = \"ci\"\npassword_file = \"{}\"\n[[group]]\npath = \"default\"\nupstream = \"up\"\n",
+        // Anonymous pulls through credentials: allowed on this loopback listener (access control
+        // has tests of its own).
+        "[[upstream]]\nname = \"up\"\nurl = \"{}\"\nusername = \"ci\"\npassword_file = \"{}\"\n[[group]]\npath = \"default\"\nupstream = \"up\"\naccess = \"anonymous\"\n",
         upstream.url(),
         password_file.display()
     );

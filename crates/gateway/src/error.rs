@@ -13,6 +13,9 @@ pub enum GatewayError {
     /// The control plane's answer body could not be read.
     #[error("control plane answer unreadable: {0}")]
     ControlAnswerUnreadable(String),
+    /// A client's request body was too large or broke off.
+    #[error("client request body unreadable: {0}")]
+    ClientBody(String),
     #[error("control plane sent an unusable injector: {0}")]
     BadInjector(#[from] injector::InjectorError),
     #[error("control plane answered an upload call with {0}")]
@@ -40,6 +43,10 @@ impl GatewayError {
             GatewayError::ControlUnreachable(_) | GatewayError::ControlAnswerUnreadable(_) => {
                 OciError::new(ErrorCode::Unavailable, "control plane unavailable")
                     .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            GatewayError::ClientBody(_) => {
+                OciError::new(ErrorCode::Unsupported, "the request body is too large or incomplete")
+                    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
             }
             GatewayError::BadInjector(_)
             | GatewayError::ControlRefused(_)

@@ -1,11 +1,13 @@
 //! Asking the control plane: the client's request (headers only) goes to the control plane,
 //! signed; its answer is either an injector to execute or a response to relay as is.
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use injector::{INTERNAL_TOKEN_HEADER, Injector, Purpose, SEND_DATA_HEADER};
+use injector::{CLIENT_ADDRESS_HEADER, INTERNAL_TOKEN_HEADER, Injector, Purpose, SEND_DATA_HEADER};
 
 use crate::error::GatewayError;
 use crate::state::Gateway;
@@ -29,13 +31,35 @@ pub(crate) enum ControlAnswer {
     Execute(Injector),
 }
 
-/// Asks the control plane about a client request.
-pub(crate) async fn ask_control(gateway: &Gateway, request: Request) -> Result<ControlAnswer, GatewayError> {
-    let (parts, _) = request.into_parts();
-    let mut forwarded = Request::new(Body::empty());
+/// The token endpoint's forms are small; nothing else has a body.
+const MAX_FORWARDED_BODY: usize = 64 * 1024;
+
+/// Asks the control plane about a client request. Only a token request (`POST /v2/token`) has its
+/// body forwarded.
+pub(crate) async fn ask_control(
+    gateway: &Gateway,
+    request: Request,
+    forward_body: bool,
+) -> Result<ControlAnswer, GatewayError> {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let (parts, body) = request.into_parts();
+    let body = if forward_body {
+        let bytes = axum::body::to_bytes(body, MAX_FORWARDED_BODY)
+            .await
+            .map_err(|error| GatewayError::ClientBody(error.to_string()))?;
+        Body::from(bytes)
+    } else {
+        Body::empty()
+    };
+    let mut forwarded = Request::new(body);
     *forwarded.method_mut() = parts.method;
     *forwarded.uri_mut() = parts.uri;
     *forwarded.headers_mut() = forwardable_headers(&parts.headers);
+    if let Some(peer) = peer
+        && let Ok(value) = HeaderValue::try_from(peer.to_string())
+    {
+        forwarded.headers_mut().insert(CLIENT_ADDRESS_HEADER, value);
+    }
     let token = HeaderValue::try_from(gateway.signer.sign(Purpose::Forward)?)
         .map_err(|_| GatewayError::InvalidHeader(INTERNAL_TOKEN_HEADER))?;
     forwarded.headers_mut().insert(INTERNAL_TOKEN_HEADER, token);

@@ -33,7 +33,9 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
 
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let method = request.method().clone();
-    if method != Method::GET && method != Method::HEAD {
+    // The token endpoint takes the OAuth2 form by POST; everything else is a pull.
+    let token_form = method == Method::POST && request.uri().path() == "/v2/token";
+    if method != Method::GET && method != Method::HEAD && !token_form {
         let error = OciError::new(
             ErrorCode::Unsupported,
             format!("{method} is not supported: depproxy is a pull-through cache (pull only)"),
@@ -43,7 +45,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     let client_headers = request.headers().clone();
     let path = request.uri().path().to_owned();
     let metrics = &gateway.observability.gateway;
-    match ask_control(&gateway, request).await {
+    match ask_control(&gateway, request, token_form).await {
         Ok(ControlAnswer::Relay(response)) => {
             metrics.decided("relay");
             response

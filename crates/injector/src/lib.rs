@@ -26,6 +26,9 @@ pub use signing::{Purpose, RequestSigner, RequestVerifier, Secret, SecretError, 
 pub const SEND_DATA_HEADER: &str = "Depproxy-Send-Data";
 /// The gateway→control request header carrying the signed token.
 pub const INTERNAL_TOKEN_HEADER: &str = "Depproxy-Internal-Token";
+/// The gateway→control request header carrying the client connection's address (the gateway
+/// strips any `Depproxy-*` header a client sends, so only the gateway sets it).
+pub const CLIENT_ADDRESS_HEADER: &str = "Depproxy-Client-Address";
 /// Content type of authorize/finalize bodies and answers.
 pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+json";
 /// The only contract version this build speaks.

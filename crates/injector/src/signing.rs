@@ -50,6 +50,11 @@ impl Secret {
         Ok(Secret(bytes))
     }
 
+    /// The raw key, for building a signing key from it. Never log or print it.
+    pub fn expose_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The secret as base64, for writing a secret file.
     pub fn to_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(self.0)

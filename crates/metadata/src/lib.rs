@@ -1,6 +1,6 @@
 //! The metadata database: which objects each group has cached, tag → digest mappings with their
-//! freshness, and fill leases across nodes. SQLite (default) and PostgreSQL share one set of
-//! queries and one test suite; each has its own migrations.
+//! freshness, fill leases across nodes, and access tokens (by hash). SQLite (default) and
+//! PostgreSQL share one set of queries and one test suite; each has its own migrations.
 //!
 //! Every write is an upsert on a unique key: concurrent finalizes of one object are normal.
 
@@ -25,6 +25,10 @@ pub enum MetadataError {
     UnsupportedUrl(DatabaseUrl),
     #[error("stored digest {0:?} is invalid")]
     CorruptDigest(String),
+    #[error("stored group path {0:?} is invalid")]
+    CorruptGroup(String),
+    #[error("an active access token is already named {0:?}")]
+    NameTaken(String),
 }
 
 type Result<T> = std::result::Result<T, MetadataError>;
@@ -354,6 +358,12 @@ impl Metadata {
         Ok(())
     }
 }
+
+mod clock;
+mod tokens;
+
+pub use clock::Clock;
+pub use tokens::AccessTokenRecord;
 
 #[cfg(test)]
 mod tests;

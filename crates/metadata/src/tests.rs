@@ -144,3 +144,51 @@ fn database_urls_never_show_their_password() {
     let error = MetadataError::UnsupportedUrl(DatabaseUrl::new("mysql://root:hunter2@x/db"));
     assert!(!error.to_string().contains("hunter2"), "{error}");
 }
+
+fn token(name: &str, hash: &str) -> AccessTokenRecord {
+    AccessTokenRecord {
+        id: format!("id-{name}-{hash}"),
+        name: name.into(),
+        secret_hash: hash.into(),
+        groups: vec![group("a"), group("b/c")],
+        admin: false,
+        created_at: 10,
+        expires_at: Some(1_000),
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+#[tokio::test]
+async fn access_tokens_are_found_by_hash_and_id_revoked_by_name_and_touched() {
+    for (db, _dir) in backends().await {
+        let ci = token("ci", "h1");
+        db.insert_access_token(&ci).await.unwrap();
+        assert!(
+            matches!(db.insert_access_token(&token("ci", "h2")).await, Err(MetadataError::NameTaken(_))),
+            "one active token per name"
+        );
+        assert_eq!(db.find_access_token_by_hash("h1").await.unwrap(), Some(ci.clone()));
+        assert_eq!(db.find_access_token(&ci.id).await.unwrap(), Some(ci.clone()));
+        assert_eq!(db.find_access_token_by_hash("nope").await.unwrap(), None);
+        assert!(ci.is_active(999) && !ci.is_active(1_000));
+
+        db.touch_access_tokens(&[(ci.id.clone(), 50), (ci.id.clone(), 40)]).await.unwrap();
+        assert_eq!(db.find_access_token(&ci.id).await.unwrap().unwrap().last_used_at, Some(50));
+
+        assert!(db.revoke_access_token("ci", 60).await.unwrap());
+        assert!(!db.revoke_access_token("ci", 61).await.unwrap(), "already revoked");
+        let revoked = db.find_access_token(&ci.id).await.unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(60));
+        assert!(!revoked.is_active(0));
+        db.insert_access_token(&AccessTokenRecord { created_at: 20, ..token("ci", "h3") }).await.unwrap();
+        let names: Vec<(String, bool)> = db
+            .list_access_tokens()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|record| (record.name.clone(), record.revoked_at.is_some()))
+            .collect();
+        assert_eq!(names, vec![("ci".to_owned(), true), ("ci".to_owned(), false)], "{}", db.backend());
+    }
+}

@@ -21,10 +21,24 @@ pub enum ImageAddress {
 }
 
 impl ImageAddress {
+    /// Parses a repository name as a client writes it after `/v2/` (group form or not), e.g. in a
+    /// token scope.
+    pub fn parse(name: &str) -> Result<ImageAddress, OciError> {
+        parse_image(name)
+    }
+
     /// The image name as written in the request.
     pub fn image(&self) -> &RepositoryName {
         match self {
             ImageAddress::Group { image, .. } | ImageAddress::Root { image } => image,
+        }
+    }
+
+    /// The whole repository name as the client wrote it after `/v2/` (what a token scope names).
+    pub fn as_written(&self) -> String {
+        match self {
+            ImageAddress::Group { group, image } => format!("{group}{GROUP_MARKER}{image}"),
+            ImageAddress::Root { image } => image.to_string(),
         }
     }
 }
@@ -51,6 +65,9 @@ impl ObjectKind {
 pub enum Endpoint {
     /// `/v2/`: API version check.
     Base,
+    /// `/v2/token`: the token endpoint of the docker token flow (no image is named `token` alone:
+    /// an image path always goes on with `/manifests/…`, `/blobs/…`, `/tags/list` or `/referrers/…`).
+    Token,
     Manifest {
         image: ImageAddress,
         reference: Reference,
@@ -73,6 +90,7 @@ impl Endpoint {
     pub fn name(&self) -> &'static str {
         match self {
             Endpoint::Base => "base",
+            Endpoint::Token => "token",
             Endpoint::Manifest { .. } => "manifest",
             Endpoint::Blob { .. } => "blob",
             Endpoint::TagsList { .. } => "tags_list",
@@ -90,6 +108,7 @@ fn not_found(path: &str) -> OciError {
 pub fn parse_v2_path(path: &str) -> Result<Endpoint, OciError> {
     let rest = match path {
         "/v2" | "/v2/" => return Ok(Endpoint::Base),
+        "/v2/token" => return Ok(Endpoint::Token),
         _ => path.strip_prefix("/v2/").ok_or_else(|| not_found(path))?,
     };
     let segments: Vec<&str> = rest.split('/').collect();
@@ -159,6 +178,16 @@ mod tests {
     fn base() {
         assert_eq!(parse_v2_path("/v2/").unwrap(), Endpoint::Base);
         assert_eq!(parse_v2_path("/v2").unwrap(), Endpoint::Base);
+        assert_eq!(parse_v2_path("/v2/token").unwrap(), Endpoint::Token);
+        assert!(matches!(parse_v2_path("/v2/token/manifests/v1").unwrap(), Endpoint::Manifest { .. }));
+    }
+
+    #[test]
+    fn names_as_written() {
+        for name in ["library/alpine", "acme/platform/dependency_proxy/containers/foo/bar"] {
+            assert_eq!(ImageAddress::parse(name).unwrap().as_written(), name);
+        }
+        assert!(ImageAddress::parse("Bad").is_err());
     }
 
     #[test]

@@ -1,0 +1,223 @@
+//! [`Access`]: checks what clients present and issues registry tokens.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metadata::MetadataError;
+use secrecy::ExposeSecret as _;
+
+use crate::credentials::Credentials;
+use crate::jwt::{JwtError, JwtKeys, ResourceActions, TokenKind};
+use crate::limiter::FailureLimiter;
+use crate::tokens::{TokenInfo, TokenRegistry};
+
+/// How tokens are issued and failures limited.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// Lifetime of a registry JWT.
+    pub token_ttl: Duration,
+    /// Lifetime of a refresh token (offline token), capped by the access token's own expiry.
+    pub refresh_token_ttl: Duration,
+    /// Failed authentications allowed per client address and minute.
+    pub failed_logins_per_minute: u32,
+}
+
+/// Who a request is from.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// No credentials of ours (or an anonymous registry token).
+    Anonymous,
+    Token(Arc<TokenInfo>),
+}
+
+impl Identity {
+    pub fn name(&self) -> &str {
+        match self {
+            Identity::Anonymous => "anonymous",
+            Identity::Token(token) => &token.name,
+        }
+    }
+}
+
+/// Why credentials were not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Not ours, wrong, revoked or expired: a failed login.
+    #[error("credentials not accepted")]
+    Rejected,
+    /// A registry token of ours past its lifetime: the client fetches a new one (not a failure).
+    #[error("registry token expired")]
+    Expired,
+    /// Too many failed logins from this address.
+    #[error("too many failed logins from this address; retry in {0:?}")]
+    RateLimited(Duration),
+    #[error("metadata: {0}")]
+    Metadata(#[from] MetadataError),
+}
+
+/// A token endpoint's answer.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub token: String,
+    pub expires_in: u64,
+    /// RFC 3339.
+    pub issued_at: String,
+    pub refresh_token: Option<String>,
+}
+
+pub struct Access {
+    tokens: TokenRegistry,
+    keys: JwtKeys,
+    limiter: FailureLimiter,
+    settings: AccessSettings,
+}
+
+impl Access {
+    pub fn new(tokens: TokenRegistry, keys: JwtKeys, settings: AccessSettings) -> Self {
+        let limiter = FailureLimiter::new(settings.failed_logins_per_minute);
+        Access { tokens, keys, limiter, settings }
+    }
+
+    pub fn tokens(&self) -> &TokenRegistry {
+        &self.tokens
+    }
+
+    pub fn limiter(&self) -> &FailureLimiter {
+        &self.limiter
+    }
+
+    /// Checks credentials from `client`. Past the failure quota, nothing is checked.
+    pub async fn authenticate(
+        &self,
+        credentials: &Credentials,
+        client: IpAddr,
+    ) -> Result<Identity, AuthError> {
+        if let Some(wait) = self.limiter.blocked_for(client) {
+            return Err(AuthError::RateLimited(wait));
+        }
+        let outcome = match credentials {
+            Credentials::Basic { password, .. } => {
+                match self.tokens.by_secret(password.expose_secret()).await? {
+                    Some(token) => Ok(Identity::Token(token)),
+                    None => Err(AuthError::Rejected),
+                }
+            }
+            Credentials::Bearer(jwt) => self.identity_of(jwt.expose_secret(), TokenKind::Access).await,
+        };
+        match outcome {
+            Ok(Identity::Token(token)) => {
+                self.tokens.note_use(&token.id);
+                Ok(Identity::Token(token))
+            }
+            Err(AuthError::Rejected) => match self.limiter.failed(client) {
+                Some(wait) => Err(AuthError::RateLimited(wait)),
+                None => Err(AuthError::Rejected),
+            },
+            other => other,
+        }
+    }
+
+    /// The identity a refresh token stands for (its access token must still be active).
+    pub async fn authenticate_refresh(
+        &self,
+        refresh_token: &str,
+        client: IpAddr,
+    ) -> Result<Identity, AuthError> {
+        if let Some(wait) = self.limiter.blocked_for(client) {
+            return Err(AuthError::RateLimited(wait));
+        }
+        match self.identity_of(refresh_token, TokenKind::Refresh).await {
+            Ok(identity) => Ok(identity),
+            Err(AuthError::Rejected | AuthError::Expired) => match self.limiter.failed(client) {
+                Some(wait) => Err(AuthError::RateLimited(wait)),
+                None => Err(AuthError::Rejected),
+            },
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn identity_of(&self, jwt: &str, kind: TokenKind) -> Result<Identity, AuthError> {
+        let claims = match self.keys.verify(jwt, kind) {
+            Ok(claims) => claims,
+            Err(JwtError::Expired) => return Err(AuthError::Expired),
+            Err(JwtError::Invalid(_) | JwtError::Signing(_)) => return Err(AuthError::Rejected),
+        };
+        match claims.tid {
+            None => Ok(Identity::Anonymous),
+            Some(id) => match self.tokens.active(&id).await? {
+                Some(token) => Ok(Identity::Token(token)),
+                None => Err(AuthError::Rejected),
+            },
+        }
+    }
+
+    /// A registry token for `identity` with the scopes it was granted; with a refresh token when
+    /// asked for (`offline`) and the identity is a token.
+    pub fn issue(
+        &self,
+        identity: &Identity,
+        access: Vec<ResourceActions>,
+        offline: bool,
+    ) -> Result<Grant, JwtError> {
+        let token_id = match identity {
+            Identity::Anonymous => None,
+            Identity::Token(token) => Some(token.id.as_str()),
+        };
+        let (token, issued) =
+            self.keys.sign(TokenKind::Access, identity.name(), token_id, access, self.settings.token_ttl)?;
+        let refresh_token = match (identity, offline) {
+            (Identity::Token(info), true) => {
+                let mut lifetime = self.settings.refresh_token_ttl;
+                if let Some(expires_at) = info.expires_at {
+                    let left_ms =
+                        expires_at.saturating_sub(i64::try_from(issued).unwrap_or(0).saturating_mul(1000));
+                    lifetime = lifetime.min(Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)));
+                }
+                let (refresh, _) =
+                    self.keys.sign(TokenKind::Refresh, &info.name, token_id, Vec::new(), lifetime)?;
+                Some(refresh)
+            }
+            _ => None,
+        };
+        Ok(Grant {
+            token,
+            expires_in: self.settings.token_ttl.as_secs(),
+            issued_at: format_rfc3339(issued),
+            refresh_token,
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds (days to civil date: Howard Hinnant's algorithm).
+pub fn format_rfc3339(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let seconds = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
+    }
+}

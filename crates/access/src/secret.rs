@@ -1,0 +1,61 @@
+//! Access token secrets: `dpp_<id>_<random>`. The `dpp_` prefix lets secret scanners find leaked
+//! ones; the id (not secret: it is also in every JWT issued for the token) finds the record; the
+//! whole secret is checked against the stored SHA-256 in constant time. Secrets are 256-bit random,
+//! so a fast hash is enough (nothing to brute-force).
+
+use base64::Engine as _;
+use sha2::Digest as _;
+use subtle::ConstantTimeEq as _;
+
+/// What every secret starts with.
+pub const SECRET_PREFIX: &str = "dpp_";
+
+/// A new token's id and secret.
+pub struct NewSecret {
+    pub id: String,
+    pub secret: String,
+}
+
+impl NewSecret {
+    pub fn generate() -> Self {
+        let id = hex::encode(rand::random::<[u8; 8]>());
+        let random = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        NewSecret { secret: format!("{SECRET_PREFIX}{id}_{random}"), id }
+    }
+}
+
+/// The hex SHA-256 stored for a secret.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// The token id a secret names, if it has our shape.
+pub fn id_of_secret(secret: &str) -> Option<&str> {
+    let rest = secret.strip_prefix(SECRET_PREFIX)?;
+    let (id, random) = rest.split_once('_')?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !random.is_empty()).then_some(id)
+}
+
+/// Whether `secret` hashes to `stored`, compared in constant time.
+pub fn secret_matches(secret: &str, stored: &str) -> bool {
+    hash_secret(secret).as_bytes().ct_eq(stored.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_have_a_findable_shape_and_verify_by_hash() {
+        let new = NewSecret::generate();
+        assert!(new.secret.starts_with("dpp_"));
+        assert_eq!(id_of_secret(&new.secret), Some(new.id.as_str()));
+        let stored = hash_secret(&new.secret);
+        assert!(secret_matches(&new.secret, &stored));
+        assert!(!secret_matches(&format!("{}x", new.secret), &stored));
+        assert_ne!(NewSecret::generate().secret, new.secret);
+        for foreign in ["hunter2", "dpp_", "dpp_nothex0000000000_x", "dpp_0123456789abcdef_", "ghp_abc"] {
+            assert_eq!(id_of_secret(foreign), None, "{foreign}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The access tokens a control plane knows: a snapshot of the table, reloaded every
+//! `check_interval` (so a revocation or expiry reaches every node within that interval — hits then
+//! cost no database query), with lookups of tokens newer than the snapshot falling back to the
+//! database. Last use is noted in memory and written in batches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use metadata::{AccessTokenRecord, Clock, Metadata, MetadataError};
+use oci::GroupPath;
+
+use crate::secret::{NewSecret, hash_secret, id_of_secret, secret_matches};
+
+/// What a control plane knows of one access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub groups: Vec<GroupPath>,
+    pub admin: bool,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    secret_hash: String,
+}
+
+impl TokenInfo {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expires| now < expires)
+    }
+
+    pub fn may_pull(&self, group: &GroupPath) -> bool {
+        self.groups.contains(group)
+    }
+}
+
+impl From<AccessTokenRecord> for TokenInfo {
+    fn from(record: AccessTokenRecord) -> Self {
+        TokenInfo {
+            id: record.id,
+            name: record.name,
+            groups: record.groups,
+            admin: record.admin,
+            expires_at: record.expires_at,
+            revoked_at: record.revoked_at,
+            secret_hash: record.secret_hash,
+        }
+    }
+}
+
+/// The snapshot of access tokens, by id.
+pub struct TokenRegistry {
+    metadata: Metadata,
+    clock: Clock,
+    by_id: RwLock<Arc<HashMap<String, Arc<TokenInfo>>>>,
+    uses: Mutex<HashMap<String, i64>>,
+}
+
+/// A new token: its record and the secret, shown once.
+pub struct CreatedToken {
+    pub record: AccessTokenRecord,
+    pub secret: String,
+}
+
+impl TokenRegistry {
+    pub fn new(metadata: Metadata, clock: Clock) -> Self {
+        TokenRegistry { metadata, clock, by_id: RwLock::default(), uses: Mutex::default() }
+    }
+
+    /// Reloads the snapshot from the database.
+    pub async fn reload(&self) -> Result<usize, MetadataError> {
+        let records = self.metadata.list_access_tokens().await?;
+        let snapshot: HashMap<String, Arc<TokenInfo>> = records
+            .into_iter()
+            .map(|record| (record.id.clone(), Arc::new(TokenInfo::from(record))))
+            .collect();
+        let count = snapshot.len();
+        *self.by_id.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+        Ok(count)
+    }
+
+    fn cached(&self, id: &str) -> Option<Arc<TokenInfo>> {
+        self.by_id.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// The token with this id: from the snapshot, or — when newer than the snapshot — from the
+    /// database.
+    pub async fn by_id(&self, id: &str) -> Result<Option<Arc<TokenInfo>>, MetadataError> {
+        if let Some(info) = self.cached(id) {
+            return Ok(Some(info));
+        }
+        let Some(record) = self.metadata.find_access_token(id).await? else { return Ok(None) };
+        let info = Arc::new(TokenInfo::from(record));
+        let mut snapshot = self.by_id.write().unwrap_or_else(PoisonError::into_inner);
+        let mut updated = HashMap::clone(&snapshot);
+        updated.insert(info.id.clone(), info.clone());
+        *snapshot = Arc::new(updated);
+        Ok(Some(info))
+    }
+
+    /// The active token whose secret this is (`None`: not ours, wrong, revoked or expired).
+    pub async fn by_secret(&self, secret: &str) -> Result<Option<Arc<TokenInfo>>, MetadataError> {
+        let Some(id) = id_of_secret(secret) else { return Ok(None) };
+        let Some(info) = self.by_id(id).await? else { return Ok(None) };
+        if !secret_matches(secret, &info.secret_hash) || !info.is_active(self.clock.now_ms()) {
+            return Ok(None);
+        }
+        Ok(Some(info))
+    }
+
+    /// The token with this id if it is active now.
+    pub async fn active(&self, id: &str) -> Result<Option<Arc<TokenInfo>>, MetadataError> {
+        let now = self.clock.now_ms();
+        Ok(self.by_id(id).await?.filter(|info| info.is_active(now)))
+    }
+
+    /// Notes that a token was used now (written by [`Self::flush_uses`]).
+    pub fn note_use(&self, id: &str) {
+        let now = self.clock.now_ms();
+        self.uses.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), now);
+    }
+
+    /// Writes the noted uses in one transaction.
+    pub async fn flush_uses(&self) -> Result<usize, MetadataError> {
+        let uses: Vec<(String, i64)> =
+            std::mem::take(&mut *self.uses.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_iter()
+                .collect();
+        self.metadata.touch_access_tokens(&uses).await?;
+        Ok(uses.len())
+    }
+}
+
+/// Creates a token that expires at `expires_at` (unix ms; `None`: never); the secret is in the
+/// answer only.
+pub async fn create_token(
+    metadata: &Metadata,
+    clock: &Clock,
+    name: &str,
+    groups: Vec<GroupPath>,
+    admin: bool,
+    expires_at: Option<i64>,
+) -> Result<CreatedToken, MetadataError> {
+    let new = NewSecret::generate();
+    let now = clock.now_ms();
+    let record = AccessTokenRecord {
+        id: new.id,
+        name: name.to_owned(),
+        secret_hash: hash_secret(&new.secret),
+        groups,
+        admin,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    metadata.insert_access_token(&record).await?;
+    Ok(CreatedToken { record, secret: new.secret })
+}

@@ -2,9 +2,9 @@
 # Usage: scripts/install-test-deps.sh
 #
 # Installs (only when missing) what the depproxy integration tests need:
-#   - apt: docker-registry skopeo containerd curl jq
+#   - apt: docker-registry skopeo containerd podman curl jq, htpasswd (apache2-utils)
 #   - PostgreSQL listening on 127.0.0.1:5432 with trust auth for user postgres
-#   - moto_server (S3 test server) via `pip install 'moto[server]'`
+#   - moto_server (S3 test server) via `pip install 'moto[server]'`, oras-py via `pip install oras`
 # Safe to run repeatedly; prints what it installed/started. Needs root (Debian 12).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -18,7 +18,8 @@ apt_install() {
 
 # command -> apt package
 missing=()
-for pair in docker-registry:docker-registry skopeo:skopeo containerd:containerd curl:curl jq:jq; do
+for pair in docker-registry:docker-registry skopeo:skopeo containerd:containerd podman:podman \
+  htpasswd:apache2-utils curl:curl jq:jq; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
@@ -43,10 +44,14 @@ if ! env -u PGPASSWORD psql -h 127.0.0.1 -U postgres -w -Atc 'select 1' >/dev/nu
   echo "enabled trust auth for postgres@127.0.0.1 in $hba"
 fi
 
-# moto S3 server
+# moto S3 server; oras-py (a registry client library, for the access-control tests)
 if ! python3 -c 'import moto.server' 2>/dev/null; then
   python3 -m pip install -q 'moto[server]'
   echo "installed moto[server]"
+fi
+if ! python3 -c 'import oras.client' 2>/dev/null; then
+  python3 -m pip install -q oras
+  echo "installed oras (oras-py)"
 fi
 
 echo "test deps OK"

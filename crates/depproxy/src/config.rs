@@ -793,6 +793,82 @@ mod tests {
         }
     }
 
+    fn with_credentials(listen: &str, group_extra: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret").unwrap();
+        let text = format!(
+            "listen = \"{listen}\"\n[[upstream]]\nname = \"private\"\nurl = \"https://registry.example\"\nusername = \"ci\"\npassword_file = \"{}\"\n[[upstream]]\nname = \"public\"\nurl = \"https://public.example\"\n[[group]]\npath = \"private\"\nupstream = \"private\"\n{group_extra}\n[[group]]\npath = \"default\"\nupstream = \"public\"\n",
+            password.display()
+        );
+        Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default())
+    }
+
+    #[test]
+    fn access_defaults_follow_the_upstreams_credentials() {
+        let config = with_credentials("0.0.0.0:5000", "").unwrap();
+        let access =
+            |path: &str| config.groups.iter().find(|group| group.path == path).unwrap().access.clone();
+        assert_eq!(access("private"), AccessPolicy::token());
+        assert_eq!(access("default"), AccessPolicy::anonymous());
+        assert!(config.uses_tokens());
+        let zero = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert!(!zero.uses_tokens(), "zero-config serve stays anonymous");
+        assert_eq!(zero.groups[0].access, AccessPolicy::anonymous());
+    }
+
+    #[test]
+    fn anonymous_pulls_through_credentials_need_loopback_or_an_explicit_yes() {
+        let error = with_credentials("0.0.0.0:5000", "access = \"anonymous\"").unwrap_err().to_string();
+        assert!(
+            error.contains("would let anyone who reaches the proxy pull through that account"),
+            "{error}"
+        );
+        assert!(error.contains("allow_anonymous_with_credentials"), "{error}");
+        assert!(with_credentials("127.0.0.1:5000", "access = \"anonymous\"").is_ok(), "loopback is fine");
+        let allowed = with_credentials(
+            "0.0.0.0:5000",
+            "access = \"anonymous\"\nallow_anonymous_with_credentials = true",
+        );
+        assert!(allowed.is_ok());
+        let networks =
+            with_credentials("0.0.0.0:5000", "anonymous_networks = [\"10.0.0.0/8\", \"192.0.2.7\"]").unwrap();
+        let private = networks.groups.iter().find(|group| group.path == "private").unwrap();
+        assert_eq!(private.access.mode, AccessMode::Token);
+        assert!(private.access.allows_anonymous("10.2.3.4".parse().unwrap()));
+        assert!(private.access.allows_anonymous("192.0.2.7".parse().unwrap()));
+        assert!(!private.access.allows_anonymous("192.0.2.8".parse().unwrap()));
+        let bad = with_credentials("0.0.0.0:5000", "anonymous_networks = [\"10.0.0.0/33\"]").unwrap_err();
+        assert!(format!("{bad:#}").contains("10.0.0.0/33"), "{bad:#}");
+    }
+
+    #[test]
+    fn public_url_trusted_proxies_and_auth_keys() {
+        let text = r#"
+            public_url = "https://proxy.example.com/"
+            trusted_proxies = ["10.0.0.0/8", "192.0.2.1"]
+            [auth]
+            token_ttl = "10m"
+            token_check_interval = "2s"
+            failed_logins_per_minute = 20
+            signing_key_file = "/etc/depproxy/token.key"
+        "#;
+        let config = Config::resolve(toml::from_str(text).unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(config.public_url.as_deref(), Some("https://proxy.example.com"));
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.auth.token_ttl, Duration::from_secs(600));
+        assert_eq!(config.auth.token_check_interval, Duration::from_secs(2));
+        assert_eq!(config.auth.failed_logins_per_minute, 20);
+        let defaults = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(defaults.auth.token_ttl, Duration::from_secs(300));
+        assert_eq!(defaults.auth.failed_logins_per_minute, 10);
+        for bad in
+            ["public_url = \"ftp://x\"", "public_url = \"https://u:p@x\"", "trusted_proxies = [\"nope\"]"]
+        {
+            assert!(Config::resolve(toml::from_str(bad).unwrap(), &Overrides::default()).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn byte_sizes() {
         assert_eq!(parse_byte_size("4MiB"), Ok(4 << 20));

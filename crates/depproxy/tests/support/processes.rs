@@ -121,15 +121,20 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// A registry serving HTTPS with a certificate for 127.0.0.1 signed by `tls`'s CA.
     pub fn start_tls(tls: &TestCertificates) -> Registry {
-        Self::start_with(Some(tls))
+        Self::start_with(Some(tls), None)
     }
 
-    fn start_with(tls: Option<&TestCertificates>) -> Registry {
+    /// A registry that wants HTTP Basic credentials (`htpasswd` auth, bcrypt) for everything.
+    pub fn start_with_password(username: &str, password: &str) -> Registry {
+        Self::start_with(None, Some((username, password)))
+    }
+
+    fn start_with(tls: Option<&TestCertificates>, basic: Option<(&str, &str)>) -> Registry {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = data.path().join("config.yml");
@@ -140,10 +145,16 @@ impl Registry {
                 tls.server_key.display()
             )
         });
+        let auth_section = basic.map_or(String::new(), |(username, password)| {
+            let htpasswd = data.path().join("htpasswd");
+            let line = run(Command::new("htpasswd").args(["-Bbn", username, password]));
+            std::fs::write(&htpasswd, line.trim()).unwrap();
+            format!("auth:\n  htpasswd:\n    realm: depproxy-test\n    path: {}\n", htpasswd.display())
+        });
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: depproxy-test{tls_section}\n",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth_section}http:\n  addr: 127.0.0.1:{port}\n  secret: depproxy-test{tls_section}\n",
                 data.path().join("storage").display()
             ),
         )
@@ -152,7 +163,14 @@ impl Registry {
         let process =
             Process::spawn("registry", Command::new("docker-registry").arg("serve").arg(&config), &log);
         let scheme = if tls.is_some() { "https" } else { "http" };
-        wait_http_ok(&format!("{scheme}://127.0.0.1:{port}/v2/"), "registry");
+        // A registry with auth answers /v2/ with 401: wait for the port instead.
+        if basic.is_some() {
+            wait_until("registry did not start", Duration::from_secs(30), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        } else {
+            wait_http_ok(&format!("{scheme}://127.0.0.1:{port}/v2/"), "registry");
+        }
         Registry { port, log, process, _data: data }
     }
 
@@ -193,19 +211,24 @@ impl Registry {
     }
 }
 
-/// Builds the test images (cached) and pushes them to `registry`.
-pub fn push_test_images(registry: &Registry) -> PathBuf {
+/// Builds the test images (cached), once for all tests.
+pub fn test_layouts() -> PathBuf {
     let layouts = test_dir().join("e2e-layouts");
-    let root = repo_root();
     // Tests run in parallel processes: one builds the layouts, the others wait on the lock.
     let lock = test_dir().join("e2e-layouts.lock");
     run(Command::new("flock")
         .arg(&lock)
         .arg("python3")
-        .arg(root.join("scripts/make-images.py"))
+        .arg(repo_root().join("scripts/make-images.py"))
         .arg(&layouts));
+    layouts
+}
+
+/// Builds the test images (cached) and pushes them to `registry`.
+pub fn push_test_images(registry: &Registry) -> PathBuf {
+    let layouts = test_layouts();
     run(Command::new("bash")
-        .arg(root.join("scripts/lab/push-images.sh"))
+        .arg(repo_root().join("scripts/lab/push-images.sh"))
         .arg(registry.address())
         .arg(&layouts));
     layouts
@@ -225,6 +248,18 @@ pub fn run(command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs a command to completion: its stdout when it succeeded, stdout and stderr when it failed.
+pub fn try_run(command: &mut Command) -> Result<String, String> {
+    command.env_remove("LD_LIBRARY_PATH");
+    let output = command.output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
+    }
 }
 
 /// `skopeo copy docker://<reference> dir:<out>` (with `--all` for indexes); returns wall time.
@@ -296,7 +331,7 @@ impl Depproxy {
             .arg(data_dir.path());
         let log = data_dir.path().join(format!("serve-{port}.log"));
         let process = Process::spawn("depproxy serve", &mut command, &log);
-        wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy serve");
+        wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
         Depproxy { port, data_dir, processes: vec![process] }
     }
 
@@ -310,7 +345,7 @@ impl Depproxy {
         command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--config").arg(&file);
         command.arg("--data-dir").arg(data_dir.path());
         let process = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
-        wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy serve");
+        wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
         Depproxy { port, data_dir, processes: vec![process] }
     }
 
@@ -337,7 +372,7 @@ impl Depproxy {
             .arg("--data-dir")
             .arg(data_dir.path());
         let gateway = Process::spawn("depproxy gateway", &mut gateway, &data_dir.path().join("gateway.log"));
-        wait_http_ok(&format!("http://127.0.0.1:{port}/v2/"), "depproxy gateway");
+        wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy gateway");
         Depproxy { port, data_dir, processes: vec![control, gateway] }
     }
 
@@ -387,7 +422,7 @@ impl Node {
     /// `depproxy gateway --control-url … --secret-file … --config …`, with its own data directory.
     pub fn gateway(config: &Path, secret: &Path, control: &Node) -> Node {
         let node = Self::start("gateway", config, secret, &["--control-url", &control.url()]);
-        wait_http_ok(&format!("{}/v2/", node.url()), "depproxy gateway");
+        wait_http_ok(&format!("{}/healthz", node.url()), "depproxy gateway");
         node
     }
 

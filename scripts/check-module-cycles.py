@@ -57,7 +57,7 @@ def module_files(src):
 
 def is_facade(text):
     code = [line.strip() for line in without_tests(text).splitlines()]
-    code = [line for line in code if line and not line.startswith("//") and not line.startswith("#!")]
+    code = [line for line in code if line and not line.startswith("//") and not line.startswith("#")]
     joined = " ".join(code)
     joined = re.sub(r"(pub(\(crate\))?\s+)?mod\s+\w+\s*;", "", joined)
     joined = re.sub(r"pub(\(crate\))?\s+use\s+[^;]*;", "", joined)

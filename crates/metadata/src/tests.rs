@@ -1,6 +1,8 @@
 //! One suite, run against SQLite always and against PostgreSQL when `DEPPROXY_TEST_POSTGRES_URL`
 //! names a server (the project's test script sets it).
 
+use oci::{Digest, GroupPath, Reference, RepositoryName};
+
 use super::*;
 
 async fn backends() -> Vec<(Metadata, Option<tempfile::TempDir>)> {

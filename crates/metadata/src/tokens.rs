@@ -3,7 +3,8 @@
 
 use oci::GroupPath;
 
-use crate::{Metadata, MetadataError, Pool, Result};
+use crate::error::{MetadataError, Result};
+use crate::pool::{Metadata, Pool};
 
 /// An access token as stored. `secret_hash` is the hex SHA-256 of the secret; the secret itself is
 /// never stored.

@@ -1,0 +1,86 @@
+//! The connection pool: SQLite or PostgreSQL, migrations at connect, and [`Metadata`], the handle
+//! every query goes through.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase as _;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::{MetadataError, Result};
+use crate::url::DatabaseUrl;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement on whichever backend the database uses.
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match &$db.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A handle on the metadata database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub(crate) pool: Pool,
+}
+
+impl Metadata {
+    /// Connects (creating the database when missing) and runs migrations.
+    pub async fn connect(database: &DatabaseUrl) -> Result<Self> {
+        let url = database.expose();
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if !sqlx::Postgres::database_exists(url).await? {
+                // Two nodes may race to create it; losing the race is fine.
+                if let Err(error) = sqlx::Postgres::create_database(url).await
+                    && !sqlx::Postgres::database_exists(url).await?
+                {
+                    return Err(error.into());
+                }
+            }
+            let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(MetadataError::UnsupportedUrl(database.clone()));
+        };
+        Ok(Metadata { pool })
+    }
+
+    /// `sqlite` or `postgres`, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether several nodes may share this database (PostgreSQL), so that work on one object —
+    /// a fill — must be coordinated between them. A SQLite file belongs to one node.
+    pub fn shared_by_nodes(&self) -> bool {
+        match self.pool {
+            Pool::Sqlite(_) => false,
+            Pool::Postgres(_) => true,
+        }
+    }
+}

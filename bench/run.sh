@@ -15,6 +15,8 @@
 #   B4  B4_STREAMS cold streams from an upstream throttled to B4_RATE per stream, while hey
 #       measures cached manifest and /v2/ latency
 #   B5  cached manifest GETs with B5_CONN connections (wrk): req/s and p99
+#   B5a B5 on one depproxy with access control: anonymous group vs token group (Bearer JWT, Basic
+#       access token), and the token endpoint's grants/s
 #   B6  peak RSS (sum of VmHWM) of each system during B3 and B4
 #   hash  sha256sum vs depproxy's write path (bench/hashbench) on the large layer file
 #
@@ -94,16 +96,16 @@ source "$REPO/bench/lib/scenarios.sh"
 select_scenarios() {
   local s
   SCENARIOS=()
-  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 hash
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a hash
   for s in "$@"; do
     case $s in
-      B1 | B2 | B3 | B4 | B5 | hash) SCENARIOS+=("$s") ;;
+      B1 | B2 | B3 | B4 | B5 | B5a | hash) SCENARIOS+=("$s") ;;
       B6) SCENARIOS+=(B3 B4) ;;
-      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B6 hash)" ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B6 hash)" ;;
     esac
   done
   # Unique, in canonical order.
-  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
 }
 
 wants() { [[ " ${SCENARIOS[*]} " == *" $1 "* ]]; }

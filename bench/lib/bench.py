@@ -246,6 +246,12 @@ ROWS = [
     ("B5.p99", "B5 manifest by tag: p99", "ms", "low"),
     ("B5d.rps", "B5 manifest by digest, 64 conns: req/s", "req/s", "high"),
     ("B5d.p99", "B5 manifest by digest: p99", "ms", "low"),
+    ("B5a.anon.rps", "B5a manifest by tag, anonymous group: req/s", "req/s", "high"),
+    ("B5a.bearer.rps", "B5a manifest by tag, token group, Bearer JWT: req/s", "req/s", "high"),
+    ("B5a.basic.rps", "B5a manifest by tag, token group, Basic access token: req/s", "req/s", "high"),
+    ("B5a.bearer.p99", "B5a token group, Bearer JWT: p99", "ms", "low"),
+    ("B5a.token.rps", "B5a token endpoint: grants/s (GET with Basic)", "req/s", "high"),
+    ("B5a.token.p99", "B5a token endpoint: p99", "ms", "low"),
     ("B6.B3", "B6 peak RSS during B3 herd", "MB", "low"),
     ("B6.B4", "B6 peak RSS during B4", "MB", "low"),
 ]
@@ -338,6 +344,14 @@ def target_lines(med, meta):
         v = g(row, "depproxy")
         if v is not None:
             add(f"B4 {what} p99 < 20 ms", f"{v:.1f} ms", v < 20)
+    a, b, s = g("B5a.anon.rps", "depproxy"), g("B5a.bearer.rps", "depproxy"), g("B5a.basic.rps", "depproxy")
+    if a and b:
+        add("B5a token group (Bearer) ≥ 0.95× anonymous req/s", f"{b / a:.2f}×", b / a >= 0.95)
+    if a and s:
+        add("B5a token group (Basic) ≥ 0.95× anonymous req/s", f"{s / a:.2f}×", s / a >= 0.95)
+    v = g("B5a.token.rps", "depproxy")
+    if v:
+        add("B5a token endpoint ≥ 5 000 grants/s", f"{v:.0f}/s", v >= 5000)
     for row in ("B6.B3", "B6.B4"):
         v = g(row, "depproxy")
         if v is not None:

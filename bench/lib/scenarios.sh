@@ -256,3 +256,59 @@ scenario_hash() {
     for key in read hash write_path commit; do record "hash.$key" micro "$(jget "$key" <<<"$r")"; done
   done
 }
+
+# ---------------------------------------------------------------- B5a access control on the hit path
+
+# B5a: the hit fast path with access control, beside the same proxy's anonymous group, in one run:
+# cached manifest by tag from an anonymous group, from a token group with a registry token (Bearer
+# JWT) and with the access token sent as Basic on every request; then the token endpoint's grants/s.
+scenario_B5a() {
+  local dir=$RUN/depproxy-auth port=${PORT[depproxy-auth]} url secret jwt rep r row target basic
+  local auth=()
+  [[ " ${SYSTEMS[*]} " == *" depproxy "* ]] || { note "B5a needs the depproxy system"; return 0; }
+  url=http://127.0.0.1:$port
+  log "B5a: hits with access control, $B5_CONN connections"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  printf '%s\n' '[[upstream]]' 'name = "lab"' "url = \"${URL[upstream]}\"" \
+    '[[group]]' 'path = "default"' 'upstream = "lab"' 'access = "anonymous"' \
+    '[[group]]' 'path = "private"' 'upstream = "lab"' 'access = "token"' >"$dir/depproxy.toml"
+  start_bg depproxy-auth "$dir/depproxy.log" "$DEPPROXY_BIN" serve --listen "127.0.0.1:$port" \
+    --data-dir "$dir/data" --config "$dir/depproxy.toml"
+  wait_http "$url/healthz" "${PIDS[depproxy-auth]}" 30 || die "depproxy (auth) did not start (logs in $dir)"
+  secret=$("$DEPPROXY_BIN" token create --name bench --group private --config "$dir/depproxy.toml" \
+    --data-dir "$dir/data" 2>/dev/null | head -1)
+  local scope="repository:private/dependency_proxy/containers/lab/tiny:pull"
+  jwt=$(curl -sf -u "bench:$secret" "$url/v2/token?service=depproxy&scope=$scope" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  local anon=$url/v2/lab/tiny/manifests/v1
+  local private=$url/v2/private/dependency_proxy/containers/lab/tiny/manifests/v1
+  basic="Basic $(printf 'bench:%s' "$secret" | base64 -w0)"
+  for _ in 1 2; do
+    curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" "$anon" || note "B5a: anonymous manifest failed"
+    curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" -H "Authorization: Bearer $jwt" "$private" ||
+      note "B5a: token-group manifest failed"
+  done
+  note_cmd "# B5a (one depproxy, an anonymous and a token group; \$TOKEN from depproxy token create, \$JWT from /v2/token):"
+  note_cmd "wrk -t$B5_THREADS -c$B5_CONN -d${B5_SECONDS}s --latency -H 'Accept: $MT_MANIFEST' $anon"
+  note_cmd "wrk ... -H 'Authorization: Bearer \$JWT' $private"
+  note_cmd "wrk ... -H 'Authorization: Basic base64(bench:\$TOKEN)' $private"
+  note_cmd "wrk ... -H 'Authorization: Basic base64(bench:\$TOKEN)' '$url/v2/token?service=depproxy&scope=$scope'"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for row in anon bearer basic token; do
+      case $row in
+        anon) auth=() target=$anon ;;
+        bearer) auth=(-H "Authorization: Bearer $jwt") target=$private ;;
+        basic) auth=(-H "Authorization: $basic") target=$private ;;
+        token) auth=(-H "Authorization: $basic") target="$url/v2/token?service=depproxy&scope=$scope" ;;
+      esac
+      wrk -t"$B5_THREADS" -c"$B5_CONN" -d"${B5_SECONDS}s" --latency -H "Accept: $MT_MANIFEST" "${auth[@]}" \
+        "$target" >"$OUT/raw/B5a-$row-$rep.txt" 2>&1 || true
+      r=$(python3 "$BENCH_PY" wrk "$OUT/raw/B5a-$row-$rep.txt") || { note "B5a $row: cannot parse wrk output"; continue; }
+      [ "$(jget errors <<<"$r")" = 0 ] || note "B5a $row rep $rep: $(jget errors <<<"$r") failed/non-2xx of $(jget requests <<<"$r") requests"
+      record "B5a.$row.rps" depproxy "$(jget rps <<<"$r")"
+      record "B5a.$row.p99" depproxy "$(jget p99_ms <<<"$r")"
+    done
+  done
+  stop_bg depproxy-auth
+}

@@ -7,7 +7,7 @@ declare -A PORT=(
   [upstream]=$((PORT_BASE + 1)) [throttle]=$((PORT_BASE + 2))
   [depproxy]=$((PORT_BASE + 10)) [distribution]=$((PORT_BASE + 11))
   [nginx-cache]=$((PORT_BASE + 12)) [nginx-static]=$((PORT_BASE + 13))
-  [depproxy-ref]=$((PORT_BASE + 14))
+  [depproxy-ref]=$((PORT_BASE + 14)) [depproxy-auth]=$((PORT_BASE + 15))
 )
 declare -A URL=()
 for _name in "${!PORT[@]}"; do URL[$_name]=http://127.0.0.1:${PORT[$_name]}; done

@@ -71,12 +71,27 @@ pub struct Access {
     keys: JwtKeys,
     limiter: FailureLimiter,
     settings: AccessSettings,
+    /// Registry tokens already verified, by their text: a client sends the same JWT on every
+    /// request of a pull, and checking its signature and claims each time cost a fifth of a hit.
+    /// Revocation is still checked on every use (by token id); the lifetime by its `exp`.
+    verified: moka::sync::Cache<String, VerifiedJwt>,
+}
+
+/// What a verified registry token says.
+#[derive(Clone)]
+struct VerifiedJwt {
+    token_id: Option<String>,
+    expires_at: u64,
 }
 
 impl Access {
     pub fn new(tokens: TokenRegistry, keys: JwtKeys, settings: AccessSettings) -> Self {
         let limiter = FailureLimiter::new(settings.failed_logins_per_minute);
-        Access { tokens, keys, limiter, settings }
+        let verified = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(settings.token_ttl.max(Duration::from_secs(1)))
+            .build();
+        Access { tokens, keys, limiter, settings, verified }
     }
 
     pub fn tokens(&self) -> &TokenRegistry {
@@ -138,12 +153,25 @@ impl Access {
     }
 
     async fn identity_of(&self, jwt: &str, kind: TokenKind) -> Result<Identity, AuthError> {
-        let claims = match self.keys.verify(jwt, kind) {
-            Ok(claims) => claims,
-            Err(JwtError::Expired) => return Err(AuthError::Expired),
-            Err(JwtError::Invalid(_) | JwtError::Signing(_)) => return Err(AuthError::Rejected),
+        let token_id = match (kind, self.verified.get(jwt)) {
+            (TokenKind::Access, Some(verified)) if crate::jwt::unix_now() < verified.expires_at => {
+                verified.token_id
+            }
+            (TokenKind::Access, Some(_)) => return Err(AuthError::Expired),
+            _ => {
+                let claims = match self.keys.verify(jwt, kind) {
+                    Ok(claims) => claims,
+                    Err(JwtError::Expired) => return Err(AuthError::Expired),
+                    Err(JwtError::Invalid(_) | JwtError::Signing(_)) => return Err(AuthError::Rejected),
+                };
+                if kind == TokenKind::Access {
+                    let verified = VerifiedJwt { token_id: claims.tid.clone(), expires_at: claims.exp };
+                    self.verified.insert(jwt.to_owned(), verified);
+                }
+                claims.tid
+            }
         };
-        match claims.tid {
+        match token_id {
             None => Ok(Identity::Anonymous),
             Some(id) => match self.tokens.active(&id).await? {
                 Some(token) => Ok(Identity::Token(token)),

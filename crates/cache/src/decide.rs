@@ -70,7 +70,10 @@ fn serve(record: &ManifestRecord, stale: bool) -> Decision {
     Decision::Serve { object: record.into(), stale }
 }
 
-/// The single-flight key of a fill: the object's digest when known, else what names it.
+/// The single-flight key of a fill: the object's kind and digest when known, else what names it.
+/// The kind is part of it: a `/manifests/<layer digest>` request must never join a blob's fill (the
+/// manifest answer waits for verification and checks the media type; a layer is no manifest) nor
+/// the reverse.
 fn fill_key(
     group: &GroupPath,
     kind: ObjectKind,
@@ -79,12 +82,45 @@ fn fill_key(
     expected: Option<&Digest>,
 ) -> String {
     match expected {
-        Some(digest) => format!("{group}|{digest}"),
+        Some(digest) => format!("{group}|{}|{digest}", kind.as_str()),
         None => format!("{group}|{}|{repository}:{reference}", kind.as_str()),
     }
 }
 
+/// Reports the metadata database failing, once per interval however many requests see it.
+static DATABASE_DOWN: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(30));
+
 impl Cache {
+    /// A lookup's answer, or — when the database fails — "not cached": a miss is fetched from
+    /// upstream and passes through uncached (its authorize call fails too), so clients are served
+    /// while the database is down, and everything recovers by itself when it returns.
+    fn degraded<T>(&self, lookup: Result<Option<T>, metadata::MetadataError>) -> Option<T> {
+        match lookup {
+            Ok(found) => found,
+            Err(error) => {
+                self.metrics.database_errors.inc();
+                if let Some(held_back) = DATABASE_DOWN.admit() {
+                    tracing::warn!(%error, held_back, "metadata database unavailable: answering as if nothing were cached");
+                }
+                None
+            }
+        }
+    }
+
+    /// A miss for an object the catalog says is stored, because the gateway could not read it
+    /// (deleted by hand, storage failing): fetched again by digest, stored again if storage
+    /// allows — which also heals a row whose object went missing.
+    pub async fn refetch(
+        &self,
+        resolved: &Resolved,
+        kind: ObjectKind,
+        digest: &Digest,
+    ) -> Result<Decision, CacheError> {
+        let group = &resolved.group;
+        let repository = group.upstream.upstream_repository(&resolved.image);
+        self.fetch(group, kind, &repository, &Reference::Digest(digest.clone())).await
+    }
+
     pub async fn blob(
         &self,
         resolved: &Resolved,
@@ -93,7 +129,7 @@ impl Cache {
     ) -> Result<Decision, CacheError> {
         let group = &resolved.group;
         let key = BlobKey { group: group.path.clone(), digest: digest.clone() };
-        if let Some(record) = self.catalog.find_blob(&key).await? {
+        if let Some(record) = self.degraded(self.catalog.find_blob(&key).await) {
             return Ok(Decision::Serve { object: record.into(), stale: false });
         }
         let repository = group.upstream.upstream_repository(&resolved.image);
@@ -118,7 +154,7 @@ impl Cache {
             image: repository.clone(),
             reference: reference.clone(),
         };
-        let cached = self.catalog.find_manifest(&key).await?;
+        let cached = self.degraded(self.catalog.find_manifest(&key).await);
         match (reference, cached) {
             // Digest references are immutable: a cached one never needs upstream.
             (Reference::Digest(_), Some(record)) => Ok(serve(&record, false)),
@@ -144,7 +180,9 @@ impl Cache {
                         checked_at: now,
                         stored: false,
                     };
-                    self.catalog.upsert_manifest(&key, &record, now).await?;
+                    // Remembering is an optimisation: without the database the answer still stands.
+                    let remembered = self.catalog.upsert_manifest(&key, &record, now).await;
+                    self.degraded(remembered.map(Some));
                 }
                 Ok(Decision::UpstreamHead { head: answer, requested: reference.as_digest().cloned() })
             }
@@ -185,7 +223,8 @@ impl Cache {
             .await;
         match answer {
             Ok(ObjectHead { digest: Some(digest), .. }) if digest == cached.digest => {
-                self.catalog.mark_manifest_checked(key, now).await?;
+                let marked = self.catalog.mark_manifest_checked(key, now).await;
+                self.degraded(marked.map(Some));
                 self.serve_tag(group, &key.image, &cached, false, head).await
             }
             Ok(answer) => {
@@ -193,9 +232,10 @@ impl Cache {
                 if let Some(digest) = &answer.digest {
                     let by_digest =
                         ManifestKey { reference: Reference::Digest(digest.clone()), ..key.clone() };
-                    if let Some(known) = self.catalog.find_manifest(&by_digest).await? {
+                    if let Some(known) = self.degraded(self.catalog.find_manifest(&by_digest).await) {
                         let record = ManifestRecord { checked_at: now, ..known };
-                        self.catalog.upsert_manifest(key, &record, now).await?;
+                        let repointed = self.catalog.upsert_manifest(key, &record, now).await;
+                        self.degraded(repointed.map(Some));
                         return Ok(serve(&record, false));
                     }
                 }

@@ -11,6 +11,7 @@ mod fills;
 mod freshness;
 mod groups;
 mod limits;
+mod metrics;
 mod single_flight;
 mod state;
 
@@ -22,6 +23,7 @@ pub use fills::{FillPermit, Lease};
 pub use groups::{DEFAULT_GROUP, GroupSettings, Groups, GroupsError, ResolveError, Resolved, UpstreamRoute};
 pub use limits::Limits;
 pub use metadata::Clock;
+pub use metrics::CacheMetrics;
 pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings};
 

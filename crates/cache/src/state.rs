@@ -9,6 +9,7 @@ use upstream::{ObjectHead, UpstreamError};
 use crate::catalog::{Catalog, CatalogSettings};
 use crate::groups::{Groups, ResolveError, Resolved};
 use crate::limits::Limits;
+use crate::metrics::CacheMetrics;
 use crate::single_flight::SingleFlight;
 use metadata::Clock;
 
@@ -31,16 +32,24 @@ pub struct Cache {
     pub(crate) settings: CacheSettings,
     pub(crate) clock: Clock,
     pub(crate) rechecks: SingleFlight<ManifestKey, Result<ObjectHead, UpstreamError>>,
+    pub(crate) metrics: CacheMetrics,
 }
 
 impl Cache {
-    pub fn new(metadata: Metadata, groups: Groups, settings: CacheSettings, clock: Clock) -> Self {
+    pub fn new(
+        metadata: Metadata,
+        groups: Groups,
+        settings: CacheSettings,
+        clock: Clock,
+        metrics: CacheMetrics,
+    ) -> Self {
         Cache {
             catalog: Catalog::new(metadata, settings.catalog),
             groups,
             settings,
             clock,
             rechecks: SingleFlight::default(),
+            metrics,
         }
     }
 

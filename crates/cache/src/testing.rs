@@ -68,6 +68,6 @@ pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<
         lease_ttl: Duration::from_secs(30),
         catalog: CatalogSettings { capacity: 100, ttl: Duration::from_secs(60) },
     };
-    let cache = Cache::new(metadata.clone(), groups, settings, clock.clone());
+    let cache = Cache::new(metadata.clone(), groups, settings, clock.clone(), crate::CacheMetrics::default());
     TestCache { cache, clock, metadata, dir }
 }

@@ -49,7 +49,7 @@ async fn a_blob_miss_is_a_fetch_and_a_recorded_blob_is_a_hit() {
     assert_eq!(fetch.url, format!("{}/v2/lab/app/blobs/{digest}", setup.upstream.url()));
     assert_eq!(fetch.expected_digest.as_ref(), Some(&digest));
     assert_eq!(fetch.max_size, 1 << 20);
-    assert_eq!(fetch.fill_key, format!("default|{digest}"));
+    assert_eq!(fetch.fill_key, format!("default|blob|{digest}"));
     assert!(!fetch.headers.contains_key(http::header::AUTHORIZATION), "an anonymous upstream");
 
     setup
@@ -166,7 +166,7 @@ async fn a_tag_learned_from_a_head_is_remembered_and_fetched_by_digest() {
     match setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap() {
         Decision::Fetch(fetch) => {
             assert_eq!(fetch.expected_digest.as_ref(), Some(&manifest));
-            assert_eq!(fetch.fill_key, format!("default|{manifest}"));
+            assert_eq!(fetch.fill_key, format!("default|manifest|{manifest}"));
             assert!(fetch.url.ends_with(&format!("/manifests/{manifest}")));
         }
         other => panic!("{other:?}"),

@@ -11,6 +11,8 @@ pub(crate) struct Caller {
     pub credentials: Option<Credentials>,
     /// `http://<Host>`: where the client reached us, for the token realm when no `public_url` is set.
     pub base_url: Option<String>,
+    /// The gateway could not read this stored object: fetch it again.
+    pub refetch: Option<oci::Digest>,
 }
 
 impl Caller {
@@ -30,6 +32,10 @@ impl Caller {
             .and_then(|value| value.to_str().ok())
             .filter(|host| !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
             .map(|host| format!("http://{host}"));
-        Caller { address, credentials, base_url }
+        let refetch = headers
+            .get(injector::REFETCH_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse().ok());
+        Caller { address, credentials, base_url, refetch }
     }
 }

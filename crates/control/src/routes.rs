@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
+use cache::{Decision, Resolved};
 use http::Method;
 use injector::Purpose;
-use oci::{Endpoint, ErrorCode, OciError};
+use oci::{Endpoint, ErrorCode, ObjectKind, OciError};
 
 use crate::caller::Caller;
 use crate::error::ControlError;
@@ -85,12 +86,15 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image).await?;
             let decision = control.cache.manifest(&resolved, &reference, head).await?;
+            let decision =
+                refetch_if_asked(control, &caller, &resolved, ObjectKind::Manifest, decision).await?;
             render::decision(decision, uri)
         }
         Endpoint::Blob { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image).await?;
             let decision = control.cache.blob(&resolved, &digest, head).await?;
+            let decision = refetch_if_asked(control, &caller, &resolved, ObjectKind::Blob, decision).await?;
             render::decision(decision, uri)
         }
         Endpoint::TagsList { image } => {
@@ -103,5 +107,22 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
             authorize::pull(control, &caller, &resolved.group, &image).await?;
             passthrough::referrers(&resolved, &digest, uri).await
         }
+    }
+}
+
+/// When the gateway could not read the object this decision serves, a fetch of it instead.
+async fn refetch_if_asked(
+    control: &ControlPlane,
+    caller: &Caller,
+    resolved: &Resolved,
+    kind: ObjectKind,
+    decision: Decision,
+) -> Result<Decision, ControlError> {
+    match (&caller.refetch, decision) {
+        (Some(unreadable), Decision::Serve { object, .. }) if &object.digest == unreadable => {
+            tracing::warn!(digest = %object.digest, group = %resolved.group.path, "stored object unreadable; fetching it again");
+            Ok(control.cache.refetch(resolved, kind, &object.digest).await?)
+        }
+        (_, decision) => Ok(decision),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use access::{Access, AccessSettings, JwtKeys, TokenRegistry, TrustedProxies};
 use anyhow::Context as _;
 use axum::Router;
-use cache::{Cache, Clock, GroupSettings, Groups, UpstreamRoute};
+use cache::{Cache, CacheMetrics, Clock, GroupSettings, Groups, UpstreamRoute};
 use control::{ControlParts, ControlPlane};
 use gateway::{ControlChannel, Gateway, GatewayMetrics, GatewayParts, GatewaySettings, Observability};
 use injector::{RequestSigner, RequestVerifier, Secret};
@@ -27,6 +27,7 @@ pub struct Runtime {
     pub clock: Clock,
     pub registry: Registry,
     pub upstream_metrics: UpstreamMetrics,
+    pub cache_metrics: CacheMetrics,
     pub supervisor: Supervisor,
 }
 
@@ -34,7 +35,8 @@ impl Runtime {
     pub fn new(clock: Clock) -> Self {
         let mut registry = Registry::default();
         let upstream_metrics = UpstreamMetrics::register(&mut registry);
-        Runtime { clock, registry, upstream_metrics, supervisor: Supervisor::new() }
+        let cache_metrics = CacheMetrics::register(&mut registry);
+        Runtime { clock, registry, upstream_metrics, cache_metrics, supervisor: Supervisor::new() }
     }
 }
 
@@ -95,7 +97,13 @@ pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime)
     }
     let groups = Groups::new(groups, routes, defaults::MANIFEST_RECHECK)?;
     let access = access_control(config, &metadata, runtime).await?;
-    let cache = Cache::new(metadata, groups, config.cache_settings(), runtime.clock.clone());
+    let cache = Cache::new(
+        metadata,
+        groups,
+        config.cache_settings(),
+        runtime.clock.clone(),
+        runtime.cache_metrics.clone(),
+    );
     let control = ControlPlane::new(ControlParts {
         cache,
         verifier: RequestVerifier::new(secret),

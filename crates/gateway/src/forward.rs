@@ -7,7 +7,10 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use injector::{CLIENT_ADDRESS_HEADER, INTERNAL_TOKEN_HEADER, Injector, Purpose, SEND_DATA_HEADER};
+use injector::{
+    CLIENT_ADDRESS_HEADER, INTERNAL_TOKEN_HEADER, Injector, Purpose, REFETCH_HEADER, SEND_DATA_HEADER,
+};
+use oci::Digest;
 
 use crate::error::GatewayError;
 use crate::state::Gateway;
@@ -34,31 +37,52 @@ pub(crate) enum ControlAnswer {
 /// The token endpoint's forms are small; nothing else has a body.
 const MAX_FORWARDED_BODY: usize = 64 * 1024;
 
-/// Asks the control plane about a client request. Only a token request (`POST /v2/token`) has its
-/// body forwarded.
+/// A client request as the control plane sees it: method, path, the headers it may see, the
+/// client's address, and the body of a token request. Kept, so the gateway can ask again.
+pub(crate) struct ClientRequest {
+    method: http::Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+}
+
+impl ClientRequest {
+    /// Reads a request; only a token request (`POST /v2/token`) has its body kept.
+    pub(crate) async fn read(request: Request, keep_body: bool) -> Result<ClientRequest, GatewayError> {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let (parts, body) = request.into_parts();
+        let body = if keep_body {
+            axum::body::to_bytes(body, MAX_FORWARDED_BODY)
+                .await
+                .map_err(|error| GatewayError::ClientBody(error.to_string()))?
+        } else {
+            axum::body::Bytes::new()
+        };
+        let mut headers = forwardable_headers(&parts.headers);
+        if let Some(peer) = peer
+            && let Ok(value) = HeaderValue::try_from(peer.to_string())
+        {
+            headers.insert(CLIENT_ADDRESS_HEADER, value);
+        }
+        Ok(ClientRequest { method: parts.method, uri: parts.uri, headers, body })
+    }
+}
+
+/// Asks the control plane about a client request; with `refetch`, asks it to fetch again the
+/// object with that digest, which the gateway could not read from storage.
 pub(crate) async fn ask_control(
     gateway: &Gateway,
-    request: Request,
-    forward_body: bool,
+    client: &ClientRequest,
+    refetch: Option<&Digest>,
 ) -> Result<ControlAnswer, GatewayError> {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let (parts, body) = request.into_parts();
-    let body = if forward_body {
-        let bytes = axum::body::to_bytes(body, MAX_FORWARDED_BODY)
-            .await
-            .map_err(|error| GatewayError::ClientBody(error.to_string()))?;
-        Body::from(bytes)
-    } else {
-        Body::empty()
-    };
-    let mut forwarded = Request::new(body);
-    *forwarded.method_mut() = parts.method;
-    *forwarded.uri_mut() = parts.uri;
-    *forwarded.headers_mut() = forwardable_headers(&parts.headers);
-    if let Some(peer) = peer
-        && let Ok(value) = HeaderValue::try_from(peer.to_string())
+    let mut forwarded = Request::new(Body::from(client.body.clone()));
+    *forwarded.method_mut() = client.method.clone();
+    *forwarded.uri_mut() = client.uri.clone();
+    *forwarded.headers_mut() = client.headers.clone();
+    if let Some(digest) = refetch
+        && let Ok(value) = HeaderValue::try_from(digest.to_string())
     {
-        forwarded.headers_mut().insert(CLIENT_ADDRESS_HEADER, value);
+        forwarded.headers_mut().insert(REFETCH_HEADER, value);
     }
     let token = HeaderValue::try_from(gateway.signer.sign(Purpose::Forward)?)
         .map_err(|_| GatewayError::InvalidHeader(INTERNAL_TOKEN_HEADER))?;

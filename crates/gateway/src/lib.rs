@@ -8,6 +8,7 @@ mod error;
 mod fill;
 mod forward;
 mod metrics;
+mod ranges;
 mod respond;
 mod routes;
 mod send_blob;

@@ -31,6 +31,7 @@ pub struct GatewayMetrics {
     pub(crate) responses: Family<DecisionLabels, Counter>,
     pub(crate) fills: Family<FillLabels, Counter>,
     pub(crate) fill_bytes: Counter,
+    pub(crate) unreadable_hits: Counter,
 }
 
 impl GatewayMetrics {
@@ -51,12 +52,21 @@ impl GatewayMetrics {
             "Bytes fetched from upstreams by fills",
             metrics.fill_bytes.clone(),
         );
+        registry.register(
+            "depproxy_unreadable_hits",
+            "Hits whose stored object could not be read (fetched from upstream instead)",
+            metrics.unreadable_hits.clone(),
+        );
         metrics
     }
 
     pub(crate) fn fill_finished(&self, outcome: &'static str, bytes: u64) {
         self.fills.get_or_create(&FillLabels { outcome }).inc();
         self.fill_bytes.inc_by(bytes);
+    }
+
+    pub(crate) fn unreadable_hit(&self) {
+        self.unreadable_hits.inc();
     }
 
     pub(crate) fn decided(&self, decision: &'static str) {

@@ -10,7 +10,8 @@ use http::Method;
 use injector::Injector;
 use oci::{ErrorCode, OciError};
 
-use crate::forward::{ControlAnswer, ask_control};
+use crate::error::GatewayError;
+use crate::forward::{ClientRequest, ControlAnswer, ask_control};
 use crate::metrics::render_registry;
 use crate::respond::oci_error;
 use crate::state::Gateway;
@@ -44,23 +45,65 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     }
     let client_headers = request.headers().clone();
     let path = request.uri().path().to_owned();
+    let answer = match ClientRequest::read(request, token_form).await {
+        Ok(client) => answer(&gateway, &client, &method, &client_headers).await,
+        Err(error) => Err(error),
+    };
+    answer.unwrap_or_else(|error| {
+        tracing::error!(%method, %path, %error, "gateway error");
+        error.into_response()
+    })
+}
+
+/// Asks the control plane and executes its answer. A hit whose object cannot be read from storage
+/// is asked again as a refetch: the client gets the object from upstream instead of an error.
+async fn answer(
+    gateway: &Arc<Gateway>,
+    client: &ClientRequest,
+    method: &Method,
+    client_headers: &http::HeaderMap,
+) -> Result<Response, GatewayError> {
     let metrics = &gateway.observability.gateway;
-    match ask_control(&gateway, request, token_form).await {
-        Ok(ControlAnswer::Relay(response)) => {
+    match ask_control(gateway, client, None).await? {
+        ControlAnswer::Relay(response) => {
             metrics.decided("relay");
-            response
+            Ok(response)
         }
-        Ok(ControlAnswer::Execute(Injector::SendBlob(params))) => {
-            metrics.decided("hit");
-            send_blob::serve(&gateway.store, &gateway.small_objects, &params, &method, &client_headers).await
-        }
-        Ok(ControlAnswer::Execute(Injector::SendDependency(params))) => {
+        ControlAnswer::Execute(Injector::SendDependency(params)) => {
             metrics.decided("miss");
-            send_dependency::serve(&gateway, params, &method).await
+            Ok(send_dependency::serve(gateway, params, method, client_headers).await)
         }
-        Err(error) => {
-            tracing::error!(%method, %path, %error, "gateway error");
-            error.into_response()
+        ControlAnswer::Execute(Injector::SendBlob(params)) => {
+            metrics.decided("hit");
+            match send_blob::serve(&gateway.store, &gateway.small_objects, &params, method, client_headers)
+                .await
+            {
+                Ok(response) => Ok(response),
+                Err(unreadable) => {
+                    metrics.unreadable_hit();
+                    if let Some(held_back) = UNREADABLE.admit() {
+                        tracing::warn!(key = %params.key, error = %unreadable, held_back,
+                            "cached object unreadable; fetching it from upstream");
+                    }
+                    match ask_control(gateway, client, Some(&params.digest)).await? {
+                        ControlAnswer::Execute(Injector::SendDependency(params)) => {
+                            Ok(send_dependency::serve(gateway, params, method, client_headers).await)
+                        }
+                        ControlAnswer::Relay(response) => Ok(response),
+                        ControlAnswer::Execute(Injector::SendBlob(_)) => Ok(oci_error(
+                            &OciError::new(
+                                ErrorCode::Unavailable,
+                                "the cached object cannot be read; retry later",
+                            )
+                            .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+                            .with_header("Retry-After", "5"),
+                        )),
+                    }
+                }
+            }
         }
     }
 }
+
+/// Reports unreadable cached objects once per interval.
+static UNREADABLE: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(30));

@@ -29,6 +29,9 @@ pub const INTERNAL_TOKEN_HEADER: &str = "Depproxy-Internal-Token";
 /// The gateway→control request header carrying the client connection's address (the gateway
 /// strips any `Depproxy-*` header a client sends, so only the gateway sets it).
 pub const CLIENT_ADDRESS_HEADER: &str = "Depproxy-Client-Address";
+/// The gateway→control request header asking to fetch again an object the gateway could not read
+/// from storage (its value: the object's digest); the control plane answers `send-dependency`.
+pub const REFETCH_HEADER: &str = "Depproxy-Refetch";
 /// Content type of authorize/finalize bodies and answers.
 pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+json";
 /// The only contract version this build speaks.

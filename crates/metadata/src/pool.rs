@@ -58,7 +58,13 @@ impl Metadata {
                     return Err(error.into());
                 }
             }
-            let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
+            // A database that is down must fail a query quickly (it is then answered as a miss),
+            // not hold it for sqlx's default 30 s.
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect(url)
+                .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
             Pool::Postgres(pool)
         } else {

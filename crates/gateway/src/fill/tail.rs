@@ -2,6 +2,7 @@
 //! the last byte written until the fill is verified, so a client never sees a complete response
 //! (nor every byte of an object it knows the size of) for content that then fails its check.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,14 +18,22 @@ pub(crate) struct Tail {
     progress: watch::Receiver<u64>,
     state: watch::Receiver<FillState>,
     offset: u64,
+    /// Where to stop: the end of the requested range, or never (the whole object).
+    end: u64,
     progress_open: bool,
     done: bool,
 }
 
 impl Tail {
-    pub fn new(streaming: Arc<Streaming>, state: watch::Receiver<FillState>) -> Self {
+    /// A reader of the whole object, or of `range` of it.
+    pub fn new(
+        streaming: Arc<Streaming>,
+        state: watch::Receiver<FillState>,
+        range: Option<Range<u64>>,
+    ) -> Self {
         let progress = streaming.spool.progress();
-        Tail { streaming, progress, state, offset: 0, progress_open: true, done: false }
+        let (offset, end) = range.map_or((0, u64::MAX), |range| (range.start, range.end));
+        Tail { streaming, progress, state, offset, end, progress_open: true, done: false }
     }
 
     /// The next chunk, `None` at the verified end, an error when the fill failed.
@@ -33,6 +42,10 @@ impl Tail {
             return None;
         }
         loop {
+            if self.offset >= self.end {
+                self.done = true;
+                return None;
+            }
             let terminal = match &*self.state.borrow() {
                 FillState::Verified(finished) | FillState::Committed(finished) => Some(Ok(finished.size)),
                 FillState::Failed(error) => Some(Err(error.to_string())),
@@ -48,12 +61,13 @@ impl Tail {
                         self.done = true;
                         return None;
                     }
-                    size
+                    size.min(self.end)
                 }
                 // Until the fill is verified the last byte written stays back, with or without a
                 // Content-Length: a client that stops at the size it expects (or a chunked body
-                // that happens to be whole) never holds a complete body that then fails.
-                None => self.progress.borrow().saturating_sub(1),
+                // that happens to be whole) never holds a complete body that then fails. A range
+                // that ends earlier gets its bytes as they come.
+                None => self.progress.borrow().saturating_sub(1).min(self.end),
             };
             if self.offset < readable {
                 let length = (readable - self.offset).min(TAIL_CHUNK as u64) as usize;

@@ -45,7 +45,7 @@ async fn write_path(store: &BlobStore, path: &str, chunk: usize, commit: bool) -
             sender.blocking_send(bytes).map_err(|_| "writer gone".into())
         })
     });
-    let mut upload = store.begin_upload(u64::MAX, None).await?;
+    let mut upload = store.begin_upload(u64::MAX).await?;
     while let Some(bytes) = receiver.recv().await {
         upload.write(bytes).await?;
     }

@@ -215,6 +215,9 @@ pub async fn gateway(
         idle_timeout: config.idle_timeout,
         header_timeout: config.header_timeout,
         small_objects: config.small_objects,
+        fill_window: usize::try_from(config.fill_window).unwrap_or(usize::MAX),
+        fill_memory: usize::try_from(config.fill_memory).unwrap_or(usize::MAX),
+        fill_limits: config.fill_limits,
     };
     let gateway_metrics = GatewayMetrics::register(&mut runtime.registry);
     let observability = Observability {

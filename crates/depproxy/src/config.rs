@@ -182,6 +182,17 @@ pub struct LimitsEntry {
     pub max_blob_size: Option<ByteSize>,
     /// Largest manifest accepted (e.g. "4MiB").
     pub max_manifest_size: Option<ByteSize>,
+    /// Recent bytes a fill keeps in memory for clients following it (default 4MiB).
+    pub fill_window: Option<ByteSize>,
+    /// Recent bytes all fills keep in memory together (default 256MiB).
+    pub fill_memory: Option<ByteSize>,
+    /// Fills (upstream downloads) running at once on a gateway (default 256).
+    pub max_concurrent_fills: Option<usize>,
+    /// Fills one client address may have running at once (default a quarter of the above).
+    pub max_fills_per_client: Option<usize>,
+    /// Longest a miss waits for a free fill before it gets 503 with Retry-After (default 30s).
+    #[serde(default, with = "humantime_serde")]
+    pub fill_queue_timeout: Option<Duration>,
 }
 
 /// `[timeouts]`
@@ -271,6 +282,10 @@ pub struct Config {
     pub node_id: String,
     pub small_objects: SmallObjectSettings,
     pub catalog: CatalogSettings,
+    /// Recent bytes per fill and for all fills, in memory.
+    pub fill_window: u64,
+    pub fill_memory: u64,
+    pub fill_limits: gateway::FillLimits,
     pub auth: AuthConfig,
     pub public_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
@@ -456,6 +471,16 @@ impl Config {
             catalog: CatalogSettings {
                 capacity: cache.catalog_entries.unwrap_or(defaults::CATALOG_ENTRIES),
                 ttl: cache.catalog_ttl.unwrap_or(defaults::CATALOG_TTL),
+            },
+            fill_window: file.limits.fill_window.map_or(defaults::FILL_WINDOW, |size| size.0),
+            fill_memory: file.limits.fill_memory.map_or(defaults::FILL_MEMORY, |size| size.0),
+            fill_limits: {
+                let max_fills = file.limits.max_concurrent_fills.unwrap_or(defaults::MAX_CONCURRENT_FILLS);
+                gateway::FillLimits {
+                    max_fills,
+                    per_client: file.limits.max_fills_per_client.unwrap_or((max_fills / 4).max(1)),
+                    queue_timeout: file.limits.fill_queue_timeout.unwrap_or(defaults::FILL_QUEUE_TIMEOUT),
+                }
             },
             auth: AuthConfig {
                 token_ttl: file.auth.token_ttl.unwrap_or(defaults::TOKEN_TTL),

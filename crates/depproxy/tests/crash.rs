@@ -58,9 +58,17 @@ async fn kill_9_during_a_fill_then_restart_leaves_no_bad_object_and_pulls_again(
     while received < MIB {
         received += response.chunk().await.unwrap().unwrap().len();
     }
-    let spools = temp_files(proxy.data_dir.path());
-    assert_eq!(spools.len(), 1, "one fill spooling: {spools:?}");
-    assert!(spools[0].1 >= received as u64);
+    // Clients get a fill's bytes from memory as they arrive; the spool follows within moments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let spools = temp_files(proxy.data_dir.path());
+        assert_eq!(spools.len(), 1, "one fill spooling: {spools:?}");
+        if spools[0].1 >= received as u64 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the spool never caught up: {spools:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 
     let data_dir = tokio::task::spawn_blocking(move || proxy.crash()).await.unwrap();
     // The client's body is cut short, not ended as if complete.

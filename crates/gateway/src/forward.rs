@@ -40,6 +40,7 @@ const MAX_FORWARDED_BODY: usize = 64 * 1024;
 /// A client request as the control plane sees it: method, path, the headers it may see, the
 /// client's address, and the body of a token request. Kept, so the gateway can ask again.
 pub(crate) struct ClientRequest {
+    peer: Option<std::net::IpAddr>,
     method: http::Method,
     uri: http::Uri,
     headers: HeaderMap,
@@ -64,7 +65,12 @@ impl ClientRequest {
         {
             headers.insert(CLIENT_ADDRESS_HEADER, value);
         }
-        Ok(ClientRequest { method: parts.method, uri: parts.uri, headers, body })
+        Ok(ClientRequest { peer, method: parts.method, uri: parts.uri, headers, body })
+    }
+
+    /// The connection's address (unspecified when unknown, e.g. a test calling the router).
+    pub(crate) fn peer(&self) -> std::net::IpAddr {
+        self.peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 }
 

@@ -18,7 +18,7 @@ mod state;
 
 pub use control_channel::{ControlChannel, InProcessControl};
 pub use error::GatewayError;
-pub use fill::Fills;
+pub use fill::{FillLimits, Fills};
 pub use metrics::{GatewayMetrics, Observability, render_registry};
 pub use small_objects::SmallObjectSettings;
 pub use state::{Gateway, GatewayParts, GatewaySettings};

@@ -32,6 +32,8 @@ pub struct GatewayMetrics {
     pub(crate) fills: Family<FillLabels, Counter>,
     pub(crate) fill_bytes: Counter,
     pub(crate) unreadable_hits: Counter,
+    pub(crate) storage_errors: Counter,
+    pub(crate) fills_refused: Counter,
 }
 
 impl GatewayMetrics {
@@ -53,6 +55,16 @@ impl GatewayMetrics {
             metrics.fill_bytes.clone(),
         );
         registry.register(
+            "depproxy_fills_refused",
+            "Misses answered 503 because no fill slot freed up within the queue timeout",
+            metrics.fills_refused.clone(),
+        );
+        registry.register(
+            "depproxy_storage_write_errors",
+            "Fills whose storage failed (they streamed on uncached)",
+            metrics.storage_errors.clone(),
+        );
+        registry.register(
             "depproxy_unreadable_hits",
             "Hits whose stored object could not be read (fetched from upstream instead)",
             metrics.unreadable_hits.clone(),
@@ -63,6 +75,14 @@ impl GatewayMetrics {
     pub(crate) fn fill_finished(&self, outcome: &'static str, bytes: u64) {
         self.fills.get_or_create(&FillLabels { outcome }).inc();
         self.fill_bytes.inc_by(bytes);
+    }
+
+    pub(crate) fn fill_refused(&self) {
+        self.fills_refused.inc();
+    }
+
+    pub(crate) fn storage_failed(&self) {
+        self.storage_errors.inc();
     }
 
     pub(crate) fn unreadable_hit(&self) {

@@ -71,7 +71,7 @@ async fn answer(
         }
         ControlAnswer::Execute(Injector::SendDependency(params)) => {
             metrics.decided("miss");
-            Ok(send_dependency::serve(gateway, params, method, client_headers).await)
+            Ok(send_dependency::serve(gateway, params, method, client_headers, client.peer()).await)
         }
         ControlAnswer::Execute(Injector::SendBlob(params)) => {
             metrics.decided("hit");
@@ -87,7 +87,8 @@ async fn answer(
                     }
                     match ask_control(gateway, client, Some(&params.digest)).await? {
                         ControlAnswer::Execute(Injector::SendDependency(params)) => {
-                            Ok(send_dependency::serve(gateway, params, method, client_headers).await)
+                            Ok(send_dependency::serve(gateway, params, method, client_headers, client.peer())
+                                .await)
                         }
                         ControlAnswer::Relay(response) => Ok(response),
                         ControlAnswer::Execute(Injector::SendBlob(_)) => Ok(oci_error(

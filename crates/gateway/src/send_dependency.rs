@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use std::net::IpAddr;
 use std::ops::Range;
 
 use axum::body::Body;
@@ -14,7 +15,7 @@ use injector::SendDependency;
 use oci::ObjectKind;
 use tokio::sync::watch;
 
-use crate::fill::{self, FillState, Finished, Tail};
+use crate::fill::{self, Busy, FillState, Finished, Tail};
 use crate::ranges;
 use crate::respond::{oci_error, served_object_headers, with_headers};
 use crate::state::Gateway;
@@ -24,6 +25,7 @@ pub(crate) async fn serve(
     params: SendDependency,
     method: &Method,
     request: &HeaderMap,
+    client: IpAddr,
 ) -> Response {
     if method == Method::HEAD {
         // The control plane answers HEAD misses itself; a HEAD never starts a fill.
@@ -36,7 +38,17 @@ pub(crate) async fn serve(
     // A resumed layer download asks for a range: it joins (or starts) the one fill and gets just
     // those bytes, as soon as they are there — never a second full download.
     let ranged = kind == ObjectKind::Blob && ranges::has_range(request);
-    let mut state = fill::join_or_start(gateway, params);
+    let mut state = match fill::join_or_start(gateway, params, client).await {
+        Ok(state) => state,
+        Err(Busy { retry_after }) => {
+            gateway.observability.gateway.fill_refused();
+            return oci_error(
+                &oci::OciError::new(oci::ErrorCode::Unavailable, "too many downloads running; retry shortly")
+                    .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+                    .with_header("Retry-After", retry_after.as_secs().to_string()),
+            );
+        }
+    };
     let mut response = match (kind, fill::started(&mut state).await) {
         (_, FillState::Failed(error)) => return oci_error(&error.to_oci()),
         (_, FillState::Connecting) => return oci_error(&oci::OciError::internal("fill did not start")),

@@ -8,7 +8,7 @@ use storage::BlobStore;
 use supervisor::Supervisor;
 
 use crate::control_channel::ControlChannel;
-use crate::fill::Fills;
+use crate::fill::{Admission, FillLimits, Fills};
 use crate::metrics::Observability;
 use crate::small_objects::{SmallObjectSettings, SmallObjects};
 
@@ -23,6 +23,12 @@ pub struct GatewaySettings {
     /// Longest wait for upstream response headers.
     pub header_timeout: Duration,
     pub small_objects: SmallObjectSettings,
+    /// Recent bytes one fill keeps in memory for its followers.
+    pub fill_window: usize,
+    /// Recent bytes all fills keep in memory together.
+    pub fill_memory: usize,
+    /// How many fills may run, and how long a miss waits for one.
+    pub fill_limits: FillLimits,
 }
 
 /// Shared state of one gateway.
@@ -33,6 +39,7 @@ pub struct Gateway {
     pub(crate) upstream_http: reqwest::Client,
     pub(crate) settings: GatewaySettings,
     pub(crate) fills: Fills,
+    pub(crate) admission: Arc<Admission>,
     pub(crate) small_objects: SmallObjects,
     pub(crate) observability: Observability,
     /// Runs fills and their lease renewals, so shutdown can drain them.
@@ -53,13 +60,16 @@ pub struct GatewayParts {
 impl Gateway {
     pub fn new(parts: GatewayParts) -> Arc<Self> {
         let small_objects = SmallObjects::new(parts.settings.small_objects);
+        let fills = Fills::new(parts.settings.fill_memory);
+        let admission = Admission::new(parts.settings.fill_limits);
         Arc::new(Gateway {
             control: parts.control,
             signer: parts.signer,
             store: parts.store,
             upstream_http: parts.upstream_http,
             settings: parts.settings,
-            fills: Fills::default(),
+            fills,
+            admission,
             small_objects,
             observability: parts.observability,
             supervisor: parts.supervisor,

@@ -1,5 +1,5 @@
-//! Local-disk storage: a staged temp file per upload, written and hashed on a blocking thread,
-//! fsynced and renamed into place only after verification.
+//! Local-disk storage: a staged temp file per upload, hashed as bytes arrive and written by short
+//! tasks of a bounded writer pool, fsynced and renamed into place only after verification.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -8,14 +8,20 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use oci::{Digest, Sha256Hasher};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 
 use injector::{digest_of_key, storage_key};
 
 use crate::{ByteRange, ByteStream, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
 
-/// Chunks queued to an upload's writer thread before `write` waits: bounds memory per fill.
-const WRITE_QUEUE_CHUNKS: usize = 16;
+/// Blocking writes running at once across the uploads of a store: however many fills run, at most
+/// this many threads write, and the rest of the blocking pool stays free for hits.
+pub const WRITERS: usize = 8;
+/// Spool reads (clients that fell behind a fill's recent chunks) running at once.
+pub const SPOOL_READERS: usize = 8;
+/// Bytes an upload collects while its previous write runs before it waits for it: bounds memory
+/// per fill to about twice this.
+const WRITE_BATCH: usize = 512 * 1024;
 /// Read size for serving objects.
 const READ_CHUNK: usize = 256 * 1024;
 /// Reads in flight ahead of the client: disk reads overlap with socket writes, and memory per
@@ -32,6 +38,10 @@ pub struct FsStore {
 struct Paths {
     root: PathBuf,
     tmp: PathBuf,
+    /// The writer pool's permits.
+    writers: Arc<Semaphore>,
+    /// Spool reads' permits.
+    spool_reads: Arc<Semaphore>,
 }
 
 impl FsStore {
@@ -41,7 +51,9 @@ impl FsStore {
         let tmp = root.join("tmp");
         tokio::fs::create_dir_all(root.join("blobs/sha256")).await?;
         tokio::fs::create_dir_all(&tmp).await?;
-        Ok(FsStore { inner: Arc::new(Paths { root, tmp }) })
+        let writers = Arc::new(Semaphore::new(WRITERS));
+        let spool_reads = Arc::new(Semaphore::new(SPOOL_READERS));
+        Ok(FsStore { inner: Arc::new(Paths { root, tmp, writers, spool_reads }) })
     }
 
     pub fn root(&self) -> &Path {
@@ -122,54 +134,31 @@ impl FsStore {
             Ok((file, reader))
         })
         .await??;
-        let (chunks, receiver) = mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
-        let (progress_sender, progress) = watch::channel(0u64);
-        let writer = tokio::task::spawn_blocking(move || write_loop(file, receiver, progress_sender, limit));
+        let (progress, readable) = watch::channel(0u64);
+        let progress = Arc::new(progress);
         Ok(FsUpload {
             store: self.clone(),
             path,
-            chunks: Some(chunks),
-            writer: Some(writer),
-            reader: SpoolReader { file: Arc::new(reader), progress },
+            file: Some(file),
+            in_flight: None,
+            pending: Vec::new(),
+            pending_len: 0,
+            accepted: 0,
+            written: 0,
+            progress,
+            reader: SpoolReader {
+                file: Arc::new(reader),
+                progress: readable,
+                reads: self.inner.spool_reads.clone(),
+            },
             limit,
             hasher: Sha256Hasher::new(),
         })
     }
 }
 
-/// What the writer thread hands back: the file (for fsync) and how many bytes it wrote.
-type WriterOutcome = Result<(std::fs::File, u64), StorageError>;
-
-fn write_loop(
-    mut file: std::fs::File,
-    mut chunks: mpsc::Receiver<Bytes>,
-    progress: watch::Sender<u64>,
-    limit: u64,
-) -> WriterOutcome {
-    let mut written = 0u64;
-    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_QUEUE_CHUNKS);
-    while let Some(first) = chunks.blocking_recv() {
-        // Take whatever else is queued: one write and one progress update per batch, not per
-        // (often 16 KiB) upstream chunk.
-        batch.push(first);
-        while batch.len() < WRITE_QUEUE_CHUNKS {
-            match chunks.try_recv() {
-                Ok(chunk) => batch.push(chunk),
-                Err(_) => break,
-            }
-        }
-        let size: u64 = batch.iter().map(|chunk| chunk.len() as u64).sum();
-        if written + size > limit {
-            return Err(StorageError::TooLarge { limit });
-        }
-        write_all_vectored(&mut file, &batch)?;
-        written += size;
-        // Readers tailing the file may read up to here: the bytes are in the kernel's page cache.
-        progress.send_replace(written);
-        batch.clear();
-    }
-    Ok((file, written))
-}
+/// A write running on the blocking pool: it hands the file back with how much it wrote.
+type WriteInFlight = tokio::task::JoinHandle<(std::fs::File, std::io::Result<u64>)>;
 
 /// `write_all` for several buffers in as few syscalls as the kernel allows.
 fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
@@ -187,15 +176,25 @@ fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Re
 }
 
 /// A staged upload. Dropping it without committing removes the temp file.
+///
+/// Bytes are hashed as they are accepted and written by short tasks on the blocking pool — one
+/// in flight per upload, at most [`WRITERS`] across the store — so a fill never holds a thread,
+/// however long it runs: while one write runs, the next chunks are collected into the next write.
 pub struct FsUpload {
     store: FsStore,
     path: PathBuf,
-    chunks: Option<mpsc::Sender<Bytes>>,
-    writer: Option<tokio::task::JoinHandle<WriterOutcome>>,
+    /// `None` while a write has it.
+    file: Option<std::fs::File>,
+    in_flight: Option<WriteInFlight>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    /// Bytes given to [`FsUpload::write`] (and hashed).
+    accepted: u64,
+    /// Bytes on disk, readable through the spool reader.
+    written: u64,
+    progress: Arc<watch::Sender<u64>>,
     reader: SpoolReader,
     limit: u64,
-    /// Hashes chunks as they are queued, on the caller's side, while the writer thread writes the
-    /// previous ones: hashing and disk writes overlap instead of taking turns.
     hasher: Sha256Hasher,
 }
 
@@ -209,35 +208,68 @@ impl FsUpload {
         self.limit
     }
 
-    /// Queues a chunk; waits only when the writer is [`WRITE_QUEUE_CHUNKS`] behind.
+    /// Takes a chunk: hashed now, written with the next write (right away when none is running;
+    /// a running one is waited for only when [`WRITE_BATCH`] bytes are waiting).
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        let Some(chunks) = &self.chunks else {
-            return Err(StorageError::WriterGone);
-        };
+        let len = chunk.len() as u64;
+        if self.accepted + len > self.limit {
+            return Err(StorageError::TooLarge { limit: self.limit });
+        }
         self.hasher.update(&chunk);
-        if chunks.send(chunk).await.is_ok() {
+        self.accepted += len;
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        let busy = self.in_flight.as_ref().is_some_and(|write| !write.is_finished());
+        if busy && self.pending_len < WRITE_BATCH {
             return Ok(());
         }
-        // The writer stopped early: surface its own error (limit, disk full).
-        self.chunks = None;
-        match self.join_writer().await {
-            Err(error) => Err(error),
-            Ok(_) => Err(StorageError::WriterGone),
+        self.collect().await?;
+        self.submit().await
+    }
+
+    /// Waits for the write in flight, if any, and publishes what it wrote.
+    async fn collect(&mut self) -> Result<(), StorageError> {
+        let Some(write) = self.in_flight.take() else { return Ok(()) };
+        let (file, outcome) = write.await?;
+        self.file = Some(file);
+        self.written += outcome?;
+        Ok(())
+    }
+
+    /// Starts writing what is pending.
+    async fn submit(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
         }
+        let batch = std::mem::take(&mut self.pending);
+        let len = std::mem::take(&mut self.pending_len) as u64;
+        let mut file = self.file.take().ok_or(StorageError::WriterGone)?;
+        let permit =
+            self.store.inner.writers.clone().acquire_owned().await.map_err(|_| StorageError::WriterGone)?;
+        let progress = self.progress.clone();
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let outcome = write_all_vectored(&mut file, &batch).map(|()| len);
+            if outcome.is_ok() {
+                // Readers tailing the spool may read up to here, as soon as it is written: the bytes
+                // are in the kernel's page cache.
+                progress.send_modify(|written| *written += len);
+            }
+            (file, outcome)
+        }));
+        Ok(())
     }
 
-    async fn join_writer(&mut self) -> WriterOutcome {
-        let writer = self.writer.take().ok_or(StorageError::WriterGone)?;
-        writer.await?
-    }
-
-    /// Waits for the writer and checks what it wrote against `expected`.
+    /// Writes everything accepted and checks it against `expected`.
     async fn finish_and_verify(
         &mut self,
         expected: &Expectation,
     ) -> Result<(std::fs::File, Digest, u64), StorageError> {
-        self.chunks = None;
-        let (file, size) = self.join_writer().await?;
+        self.collect().await?;
+        self.submit().await?;
+        self.collect().await?;
+        let file = self.file.take().ok_or(StorageError::WriterGone)?;
+        let size = self.written;
         let hasher = std::mem::take(&mut self.hasher);
         if hasher.len() != size {
             return Err(StorageError::WriteIncomplete { queued: hasher.len(), written: size });
@@ -284,10 +316,21 @@ impl FsUpload {
 
     /// Abandons the upload and removes its staged data.
     pub async fn abort(mut self) {
-        self.chunks = None;
-        let _ = self.join_writer().await;
+        if let Some(write) = self.in_flight.take() {
+            let _ = write.await;
+        }
         let _ = tokio::fs::remove_file(&self.path).await;
         self.path = PathBuf::new();
+    }
+
+    /// Gives up storing (storage failed) but keeps the hash of every byte accepted so far, so the
+    /// caller can go on streaming and still verify what it streams. The staged data is removed;
+    /// readers keep what was written (an open file outlives its name).
+    pub async fn abandon(self) -> Sha256Hasher {
+        let mut upload = self;
+        let hasher = std::mem::take(&mut upload.hasher);
+        upload.abort().await;
+        hasher
     }
 }
 

@@ -93,6 +93,9 @@ pub struct Expectation {
 pub struct SpoolReader {
     file: Arc<std::fs::File>,
     progress: watch::Receiver<u64>,
+    /// Spool reads are limited store-wide, so lagging readers never crowd hits out of the
+    /// blocking pool.
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl SpoolReader {
@@ -105,7 +108,9 @@ impl SpoolReader {
     pub async fn read_at(&self, offset: u64, max: usize) -> std::io::Result<Bytes> {
         use std::os::unix::fs::FileExt as _;
         let file = self.file.clone();
+        let permit = self.reads.clone().acquire_owned().await.map_err(std::io::Error::other)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut buffer = bytes::BytesMut::zeroed(max);
             let read = file.read_at(&mut buffer, offset)?;
             if read == 0 && max > 0 {
@@ -135,7 +140,7 @@ pub enum BlobStore {
 /// An upload whose bytes checked out, waiting to be made durable and visible.
 pub enum Verified {
     Filesystem(FsVerified),
-    S3(Box<S3Verified>),
+    S3(S3Verified),
 }
 
 impl Verified {
@@ -165,7 +170,7 @@ impl Verified {
 /// A running staged write into a [`BlobStore`].
 pub enum Upload {
     Filesystem(FsUpload),
-    S3(Box<S3Upload>),
+    S3(S3Upload),
 }
 
 impl BlobStore {
@@ -205,12 +210,11 @@ impl BlobStore {
         }
     }
 
-    /// Starts a staged write of at most `limit` bytes. `expected` is the digest when known before
-    /// the body: object storage then uploads straight to the final key as the bytes arrive.
-    pub async fn begin_upload(&self, limit: u64, expected: Option<&Digest>) -> Result<Upload, StorageError> {
+    /// Starts a staged write of at most `limit` bytes.
+    pub async fn begin_upload(&self, limit: u64) -> Result<Upload, StorageError> {
         match self {
             BlobStore::Filesystem(store) => Ok(Upload::Filesystem(store.begin_upload(limit).await?)),
-            BlobStore::S3(store) => Ok(Upload::S3(Box::new(store.begin_upload(limit, expected).await?))),
+            BlobStore::S3(store) => Ok(Upload::S3(store.begin_upload(limit).await?)),
         }
     }
 
@@ -251,7 +255,7 @@ impl Upload {
     pub async fn verify(self, expected: &Expectation) -> Result<Verified, StorageError> {
         match self {
             Upload::Filesystem(upload) => Ok(Verified::Filesystem(upload.verify(expected).await?)),
-            Upload::S3(upload) => Ok(Verified::S3(Box::new(upload.verify(expected).await?))),
+            Upload::S3(upload) => Ok(Verified::S3(upload.verify(expected).await?)),
         }
     }
 
@@ -267,6 +271,15 @@ impl Upload {
         match self {
             Upload::Filesystem(upload) => upload.abort().await,
             Upload::S3(upload) => upload.abort().await,
+        }
+    }
+
+    /// Gives up storing (storage failed): removes what was staged, and returns the hash of every
+    /// byte accepted, so the caller can stream on and still verify.
+    pub async fn abandon(self) -> oci::Sha256Hasher {
+        match self {
+            Upload::Filesystem(upload) => upload.abandon().await,
+            Upload::S3(upload) => upload.abandon().await,
         }
     }
 }

@@ -1,8 +1,8 @@
-//! S3-compatible object storage (through `object_store`). A fill writes a local spool (hashed on
-//! the writer thread, tailed by clients that join the fill) and, when the object's key is known
-//! up front, streams it by multipart upload straight to its final content-addressed key, completed
-//! only after size and sha256 check out and aborted otherwise — no second copy. Objects smaller
-//! than one part go up with a single PUT at the end.
+//! S3-compatible object storage (through `object_store`). A fill writes a local spool (hashed as
+//! bytes come, tailed by clients that join the fill); once size and sha256 check out — after the
+//! clients are served — the spool is uploaded to the object's content-addressed key (one PUT, or a
+//! multipart upload streamed from the file, aborted on failure), by a bounded number of uploads at
+//! a time, so S3 part buffers stay bounded whatever the number of fills.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +14,6 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer as _;
 use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _, PutPayload, WriteMultipart};
-use oci::Digest;
 use tokio::io::AsyncReadExt as _;
 
 use crate::filesystem::{FsStore, FsUpload, VerifiedSpool};
@@ -25,8 +24,10 @@ use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolReader, Storag
 
 /// Size of a multipart part (S3's minimum is 5 MiB), and the threshold below which one PUT is used.
 const PART_SIZE: usize = 8 << 20;
-/// Parts uploaded concurrently per fill: with [`PART_SIZE`], bounds a fill's S3 buffers to ~24 MiB.
+/// Parts uploaded concurrently per upload.
 const PART_CONCURRENCY: usize = 2;
+/// Uploads to the bucket running at once (each holds up to `(1 + PART_CONCURRENCY) × PART_SIZE`).
+pub const UPLOAD_SLOTS: usize = 4;
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone)]
@@ -58,6 +59,7 @@ pub struct S3Store {
     prefix: String,
     redirect: bool,
     presigned_url_ttl: Duration,
+    uploads: Arc<tokio::sync::Semaphore>,
 }
 
 fn s3_error(error: object_store::Error) -> StorageError {
@@ -90,6 +92,7 @@ impl S3Store {
             prefix: settings.prefix,
             redirect: settings.redirect,
             presigned_url_ttl: settings.presigned_url_ttl,
+            uploads: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
         })
     }
 
@@ -141,28 +144,27 @@ impl S3Store {
         self.spool.remove_orphans().await
     }
 
-    pub async fn begin_upload(
-        &self,
-        limit: u64,
-        expected: Option<&Digest>,
-    ) -> Result<S3Upload, StorageError> {
-        let spool = self.spool.begin_upload(limit).await?;
-        let target = match expected {
-            Some(digest) => Some(self.path(&storage_key(digest))?),
-            None => None,
-        };
-        Ok(S3Upload {
-            store: self.clone(),
-            spool,
-            target,
-            pending: Vec::new(),
-            pending_len: 0,
-            multipart: None,
-        })
+    /// Starts a fill: bytes go to a local spool (tailed by clients, hashed as they come); the
+    /// bucket gets them once they are verified ([`S3Verified::persist`]).
+    pub async fn begin_upload(&self, limit: u64) -> Result<S3Upload, StorageError> {
+        Ok(S3Upload { store: self.clone(), spool: self.spool.begin_upload(limit).await? })
     }
 
-    /// Uploads a verified spool file to its key, streaming it in parts.
-    async fn upload_file(&self, path: &std::path::Path, key: &ObjectPath) -> Result<(), StorageError> {
+    /// Uploads a verified spool file to its key: one PUT when it fits one part, else a multipart
+    /// upload streamed from the file. At most [`UPLOAD_SLOTS`] run at once, so the part buffers of
+    /// every fill together stay under `UPLOAD_SLOTS × (1 + PART_CONCURRENCY) × PART_SIZE`.
+    async fn upload_file(
+        &self,
+        path: &std::path::Path,
+        key: &ObjectPath,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        let _slot = self.uploads.acquire().await.map_err(|_| StorageError::WriterGone)?;
+        if size <= PART_SIZE as u64 {
+            let bytes = tokio::fs::read(path).await?;
+            self.store.put(key, PutPayload::from(bytes)).await.map_err(s3_error)?;
+            return Ok(());
+        }
         let mut file = tokio::fs::File::open(path).await?;
         let mut upload = WriteMultipart::new_with_chunk_size(
             self.store.put_multipart(key).await.map_err(s3_error)?,
@@ -170,7 +172,13 @@ impl S3Store {
         );
         let mut buffer = vec![0u8; 256 * 1024];
         loop {
-            let read = file.read(&mut buffer).await?;
+            let read = match file.read(&mut buffer).await {
+                Ok(read) => read,
+                Err(error) => {
+                    let _ = upload.abort().await;
+                    return Err(error.into());
+                }
+            };
             if read == 0 {
                 break;
             }
@@ -185,14 +193,10 @@ impl S3Store {
     }
 }
 
-/// A fill whose bytes checked out, not yet in the bucket. Dropped unpersisted, its multipart
-/// upload is aborted in the background.
+/// A fill whose bytes checked out, not yet in the bucket.
 pub struct S3Verified {
     store: S3Store,
     spool: VerifiedSpool,
-    target: Option<ObjectPath>,
-    pending: Vec<Bytes>,
-    multipart: Option<WriteMultipart>,
 }
 
 impl S3Verified {
@@ -200,51 +204,19 @@ impl S3Verified {
         &self.spool
     }
 
-    /// Completes the multipart upload (or PUTs a small object) under the content-addressed key.
-    pub async fn persist(mut self) -> Result<Committed, StorageError> {
+    /// Uploads the verified spool under the content-addressed key; the spool goes afterwards.
+    pub async fn persist(self) -> Result<Committed, StorageError> {
         let key = storage_key(&self.spool.digest);
         let path = self.store.path(&key)?;
-        let pending = std::mem::take(&mut self.pending);
-        match (self.multipart.take(), &self.target) {
-            (Some(multipart), _) => {
-                multipart.finish().await.map_err(s3_error)?;
-            }
-            (None, Some(_)) => {
-                self.store.store.put(&path, PutPayload::from_iter(pending)).await.map_err(s3_error)?;
-            }
-            (None, None) if self.spool.size as usize <= PART_SIZE => {
-                // Key unknown until now (a manifest by tag): small, so one PUT from the spool.
-                let bytes = tokio::fs::read(&self.spool.path).await?;
-                self.store.store.put(&path, PutPayload::from(bytes)).await.map_err(s3_error)?;
-            }
-            (None, None) => self.store.upload_file(&self.spool.path, &path).await?,
-        }
+        self.store.upload_file(&self.spool.path, &path, self.spool.size).await?;
         Ok(Committed { key, digest: self.spool.digest.clone(), size: self.spool.size })
     }
 }
 
-impl Drop for S3Verified {
-    fn drop(&mut self) {
-        if let Some(multipart) = self.multipart.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                let _ = multipart.abort().await;
-            });
-        }
-    }
-}
-
-/// A running fill into S3.
+/// A running fill into S3: a local spool until verified.
 pub struct S3Upload {
     store: S3Store,
     spool: FsUpload,
-    /// Final key, when the digest is known before the body.
-    target: Option<ObjectPath>,
-    /// The first bytes, held until they exceed one part: small objects go up with one PUT.
-    pending: Vec<Bytes>,
-    pending_len: usize,
-    multipart: Option<WriteMultipart>,
 }
 
 impl S3Upload {
@@ -253,58 +225,29 @@ impl S3Upload {
     }
 
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        self.spool.write(chunk.clone()).await?;
-        let Some(target) = &self.target else { return Ok(()) };
-        if let Some(multipart) = &mut self.multipart {
-            multipart.wait_for_capacity(PART_CONCURRENCY).await.map_err(s3_error)?;
-            multipart.put(chunk);
-            return Ok(());
-        }
-        self.pending_len += chunk.len();
-        self.pending.push(chunk);
-        if self.pending_len > PART_SIZE {
-            let upload = self.store.store.put_multipart(target).await.map_err(s3_error)?;
-            let mut multipart = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            for pending in self.pending.drain(..) {
-                multipart.put(pending);
-            }
-            self.pending_len = 0;
-            self.multipart = Some(multipart);
-        }
-        Ok(())
+        self.spool.write(chunk).await
     }
 
     /// Finishes the spool and checks the bytes; nothing is in the bucket yet ([`S3Verified::persist`]).
-    /// On a mismatch the multipart upload is aborted.
     pub async fn verify(self, expected: &Expectation) -> Result<S3Verified, StorageError> {
-        let S3Upload { store, spool, target, pending, multipart, .. } = self;
-        match spool.verify_and_keep(expected).await {
-            Ok(spool) => Ok(S3Verified { store, spool, target, pending, multipart }),
-            Err(error) => {
-                if let Some(multipart) = multipart {
-                    let _ = multipart.abort().await;
-                }
-                Err(error)
-            }
-        }
+        let spool = self.spool.verify_and_keep(expected).await?;
+        Ok(S3Verified { store: self.store, spool })
     }
 
-    /// Verifies, then completes the upload under the object's content-addressed key.
+    /// Verifies, then uploads under the object's content-addressed key.
     pub async fn commit(self, expected: &Expectation) -> Result<Committed, StorageError> {
         self.verify(expected).await?.persist().await
     }
 
     pub async fn verify_and_discard(self, expected: &Expectation) -> Result<Committed, StorageError> {
-        if let Some(multipart) = self.multipart {
-            let _ = multipart.abort().await;
-        }
         self.spool.verify_and_discard(expected).await
     }
 
     pub async fn abort(self) {
-        if let Some(multipart) = self.multipart {
-            let _ = multipart.abort().await;
-        }
         self.spool.abort().await;
+    }
+
+    pub async fn abandon(self) -> oci::Sha256Hasher {
+        self.spool.abandon().await
     }
 }

@@ -16,16 +16,22 @@
 //! a new fill after a failure).
 //!
 //! - [`registry`]: which fills run, by fill key; joining or registering one.
+//! - [`admission`]: how many fills may run, overall and per client; the fair queue beyond.
 //! - [`task`]: the fill itself: upstream stream → storage, verify, persist, finalize.
 //! - [`control_calls`]: the fill's calls to the control plane (authorize, lease renewal, finalize).
 //! - [`tail`]: one client's reader of a running fill.
+//! - [`recent`]: the fill's recent bytes in memory, where followers read first.
 
+mod admission;
 mod control_calls;
+mod recent;
 mod registry;
 mod state;
 mod tail;
 mod task;
 
+pub use admission::FillLimits;
+pub(crate) use admission::{Admission, Busy};
 pub use registry::Fills;
 pub(crate) use state::{FillState, Finished, finished, started};
 pub(crate) use tail::Tail;

@@ -2,26 +2,46 @@
 //! registers a new one, whose task must then run under a [`Running`] guard.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
+use super::recent::MemoryBudget;
 use super::state::FillState;
+
+/// A running fill as the registry knows it.
+struct Entry {
+    state: watch::Receiver<FillState>,
+    /// Asks the fill to give way (it has no client, and someone waits for a fill).
+    give_way: CancellationToken,
+    started: Instant,
+}
 
 /// The fills running on this node, by fill key.
 pub struct Fills {
-    inflight: Mutex<HashMap<String, watch::Receiver<FillState>>>,
+    inflight: Mutex<HashMap<String, Entry>>,
     /// How many fills run; lets tests and shutdown wait for detached fills without polling.
     running: watch::Sender<usize>,
-}
-
-impl Default for Fills {
-    fn default() -> Self {
-        Fills { inflight: Mutex::default(), running: watch::channel(0).0 }
-    }
+    /// Memory all fills' recent chunks share.
+    budget: Arc<MemoryBudget>,
 }
 
 impl Fills {
+    /// A registry whose fills keep at most `memory` bytes of recent chunks together.
+    pub fn new(memory: usize) -> Self {
+        Fills {
+            inflight: Mutex::default(),
+            running: watch::channel(0).0,
+            budget: Arc::new(MemoryBudget::new(memory)),
+        }
+    }
+
+    pub(crate) fn budget(&self) -> Arc<MemoryBudget> {
+        self.budget.clone()
+    }
+
     pub fn len(&self) -> usize {
         *self.running.borrow()
     }
@@ -36,25 +56,57 @@ impl Fills {
         let _ = running.wait_for(|count| *count == 0).await;
     }
 
-    /// Joins the fill of `key`; when none runs, registers one and returns the sender of its
-    /// state too: the caller must then run it (under a [`Running`]).
+    /// The state of the running fill of `key`, if one runs.
+    pub(crate) fn join(&self, key: &str) -> Option<watch::Receiver<FillState>> {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner).get(key).map(|entry| entry.state.clone())
+    }
+
+    /// Joins the fill of `key`; when none runs, registers one and returns what running it takes:
+    /// the sender of its state and its give-way signal. The caller must then run it (under a
+    /// [`Running`]).
     pub(crate) fn join_or_register(
         &self,
         key: &str,
-    ) -> (watch::Receiver<FillState>, Option<watch::Sender<FillState>>) {
+    ) -> (watch::Receiver<FillState>, Option<(watch::Sender<FillState>, CancellationToken)>) {
         let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(state) = inflight.get(key) {
-            return (state.clone(), None);
+        if let Some(entry) = inflight.get(key) {
+            return (entry.state.clone(), None);
         }
         let (sender, receiver) = watch::channel(FillState::Connecting);
-        inflight.insert(key.to_owned(), receiver.clone());
+        let give_way = CancellationToken::new();
+        let entry = Entry { state: receiver.clone(), give_way: give_way.clone(), started: Instant::now() };
+        inflight.insert(key.to_owned(), entry);
         self.running.send_replace(inflight.len());
-        (receiver, Some(sender))
+        (receiver, Some((sender, give_way)))
     }
 
-    fn remove(&self, key: &str) {
+    /// Asks the oldest fill that no client follows to give way; says whether there was one.
+    pub(crate) fn make_room(&self) -> bool {
+        let inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        let orphan = inflight
+            .values()
+            .filter(|entry| !entry.give_way.is_cancelled())
+            .filter(|entry| match &*entry.state.borrow() {
+                FillState::Streaming(streaming) => streaming.recent.attached() == 0,
+                _ => false,
+            })
+            .min_by_key(|entry| entry.started);
+        match orphan {
+            Some(entry) => {
+                entry.give_way.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the entry of `key` if it is this fill's (a fill that went on uncached leaves early,
+    /// and a new fill of the same key may have taken its place since).
+    fn remove(&self, key: &str, state: &watch::Sender<FillState>) {
         let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
-        inflight.remove(key);
+        if inflight.get(key).is_some_and(|entry| entry.state.same_channel(&state.subscribe())) {
+            inflight.remove(key);
+        }
         self.running.send_replace(inflight.len());
     }
 }
@@ -78,9 +130,15 @@ impl<'a> Running<'a> {
     pub(crate) fn finish(mut self, outcome: FillState) {
         // Removed first: a request arriving from now on asks the control plane again instead of
         // joining a finished fill.
-        self.fills.remove(self.key);
+        self.fills.remove(self.key, &self.state);
         self.finished = true;
         self.state.send_replace(outcome);
+    }
+
+    /// Lets new requests start a new fill of this key (this one streams on uncached: storage
+    /// failed, and the next fill tries it again) while the attached clients finish.
+    pub(crate) fn leave_early(&self) {
+        self.fills.remove(self.key, &self.state);
     }
 }
 
@@ -88,23 +146,21 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         if !self.finished {
             tracing::error!(key = self.key, "fill ended without a result");
-            self.fills.remove(self.key);
+            self.fills.remove(self.key, &self.state);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::fill::state::{FillError, finished, started};
 
     #[tokio::test]
     async fn a_fill_that_dies_without_a_result_frees_its_key_and_fails_its_readers() {
-        let fills = Fills::default();
+        let fills = Fills::new(1 << 20);
         let (mut reader, sender) = fills.join_or_register("key");
-        let sender = sender.unwrap();
+        let (sender, _give_way) = sender.unwrap();
         let (joined, none) = fills.join_or_register("key");
         assert!(none.is_none(), "a second caller joins");
         assert_eq!(fills.len(), 1);
@@ -127,9 +183,9 @@ mod tests {
 
     #[tokio::test]
     async fn finishing_frees_the_key_and_publishes_the_outcome() {
-        let fills = Fills::default();
+        let fills = Fills::new(1 << 20);
         let (mut reader, sender) = fills.join_or_register("key");
-        let running = Running::new(&fills, "key", sender.unwrap());
+        let running = Running::new(&fills, "key", sender.unwrap().0);
         running.finish(FillState::Failed(Arc::new(FillError::Broken("test".into()))));
         assert!(fills.is_empty());
         assert!(matches!(started(&mut reader).await, FillState::Failed(_)));

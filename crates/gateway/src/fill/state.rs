@@ -8,6 +8,7 @@ use storage::{SpoolReader, StorageError};
 use tokio::sync::watch;
 use upstream::UpstreamError;
 
+use super::recent::RecentChunks;
 use crate::error::GatewayError;
 
 /// What upstream said about the object in its response headers.
@@ -17,12 +18,14 @@ pub(crate) struct UpstreamHead {
     pub content_type: Option<String>,
 }
 
-/// The bytes of a running fill, readable while they are written.
+/// The bytes of a running fill, readable while they arrive.
 pub(crate) struct Streaming {
     pub head: UpstreamHead,
-    /// Reads the spool; shared by all clients, and still readable after the upload is committed or
-    /// removed.
-    pub spool: SpoolReader,
+    /// The recent bytes, in memory: where followers read first.
+    pub recent: Arc<RecentChunks>,
+    /// Reads the spool, for followers behind the recent bytes; shared by all clients, and still
+    /// readable after the upload is committed or removed. `None` when storage failed at the start.
+    pub spool: Option<SpoolReader>,
 }
 
 /// A fill that finished and verified.
@@ -79,6 +82,10 @@ pub(crate) enum FillError {
     Gateway(#[from] GatewayError),
     #[error("the proxy is shutting down")]
     ShuttingDown,
+    #[error("a client fell behind a fill that storage could not keep")]
+    FellBehind,
+    #[error("no client followed the fill, and another miss needed its slot")]
+    GaveWay,
     #[error("the fill task ended without a result")]
     Vanished,
 }
@@ -104,7 +111,10 @@ impl FillError {
             FillError::ShuttingDown => OciError::new(ErrorCode::Unavailable, "the proxy is shutting down")
                 .with_status(StatusCode::SERVICE_UNAVAILABLE)
                 .with_header("Retry-After", "5"),
-            FillError::Storage(_) | FillError::Gateway(_) | FillError::Vanished => {
+            FillError::GaveWay => OciError::new(ErrorCode::Unavailable, self.to_string())
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_header("Retry-After", "1"),
+            FillError::Storage(_) | FillError::Gateway(_) | FillError::Vanished | FillError::FellBehind => {
                 OciError::internal("the proxy could not store the object")
             }
         }

@@ -1,6 +1,7 @@
-//! One client's position in a running fill. Yields bytes as they land in the spool; withholds
-//! the last byte written until the fill is verified, so a client never sees a complete response
-//! (nor every byte of an object it knows the size of) for content that then fails its check.
+//! One client's position in a running fill. Yields bytes as they arrive — from the fill's recent
+//! chunks in memory, or from the spool when the client lags behind them — and withholds the last
+//! byte received until the fill is verified, so a client never sees a complete response (nor every
+//! byte of an object it knows the size of) for content that then fails its check.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::recent::ReaderPosition;
 use super::state::{FillError, FillState, Streaming};
 
 /// Largest read a tailing client makes at once.
@@ -15,12 +17,14 @@ const TAIL_CHUNK: usize = 1024 * 1024;
 
 pub(crate) struct Tail {
     streaming: Arc<Streaming>,
-    progress: watch::Receiver<u64>,
+    received: watch::Receiver<u64>,
+    spooled: Option<watch::Receiver<u64>>,
     state: watch::Receiver<FillState>,
     offset: u64,
     /// Where to stop: the end of the requested range, or never (the whole object).
     end: u64,
-    progress_open: bool,
+    /// Tells the fill how far this reader is (it waits for readers when it cannot spool).
+    position: ReaderPosition,
     done: bool,
 }
 
@@ -31,12 +35,15 @@ impl Tail {
         state: watch::Receiver<FillState>,
         range: Option<Range<u64>>,
     ) -> Self {
-        let progress = streaming.spool.progress();
         let (offset, end) = range.map_or((0, u64::MAX), |range| (range.start, range.end));
-        Tail { streaming, progress, state, offset, end, progress_open: true, done: false }
+        let received = streaming.recent.received();
+        let spooled = streaming.spool.as_ref().map(|spool| spool.progress());
+        let position = streaming.recent.attach(offset);
+        Tail { streaming, received, spooled, state, offset, end, position, done: false }
     }
 
-    /// The next chunk, `None` at the verified end, an error when the fill failed.
+    /// The next chunk, `None` at the verified end (or the end of the range), an error when the
+    /// fill failed.
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         if self.done {
             return None;
@@ -52,10 +59,7 @@ impl Tail {
                 FillState::Connecting | FillState::Streaming(_) => None,
             };
             let readable = match terminal {
-                Some(Err(message)) => {
-                    self.done = true;
-                    return Some(Err(std::io::Error::other(message)));
-                }
+                Some(Err(message)) => return self.fail(message),
                 Some(Ok(size)) => {
                     if self.offset >= size {
                         self.done = true;
@@ -63,34 +67,66 @@ impl Tail {
                     }
                     size.min(self.end)
                 }
-                // Until the fill is verified the last byte written stays back, with or without a
+                // Until the fill is verified the last byte received stays back, with or without a
                 // Content-Length: a client that stops at the size it expects (or a chunked body
                 // that happens to be whole) never holds a complete body that then fails. A range
                 // that ends earlier gets its bytes as they come.
-                None => self.progress.borrow().saturating_sub(1).min(self.end),
+                None => self.received.borrow().saturating_sub(1).min(self.end),
             };
             if self.offset < readable {
-                let length = (readable - self.offset).min(TAIL_CHUNK as u64) as usize;
-                let chunk = self.streaming.spool.read_at(self.offset, length).await;
-                if let Ok(chunk) = &chunk {
-                    self.offset += chunk.len() as u64;
+                let want = (readable - self.offset).min(TAIL_CHUNK as u64) as usize;
+                if let Some(chunk) = self.streaming.recent.read(self.offset, want) {
+                    return Some(Ok(self.advance(chunk)));
                 }
-                return Some(chunk);
+                // Behind the recent bytes: from the spool, as far as it was written.
+                let Some(spool) = &self.streaming.spool else {
+                    return self.fail(FillError::FellBehind.to_string());
+                };
+                let written = self.spooled.as_ref().map_or(0, |spooled| *spooled.borrow());
+                if self.offset < written {
+                    let want = want.min((written - self.offset) as usize);
+                    return Some(spool.read_at(self.offset, want).await.map(|chunk| self.advance(chunk)));
+                }
+                if self.spooled.as_ref().is_none_or(|spooled| spooled.has_changed().is_err()) {
+                    // The spool ended below us (storage failed) and memory no longer has the bytes.
+                    return self.fail(FillError::FellBehind.to_string());
+                }
             }
+            // The recent chunks outlive this reader (it holds them), so `received` never closes.
+            let spooled = &mut self.spooled;
+            let spool_progress = async move {
+                match spooled {
+                    Some(spooled) => spooled.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let mut spool_open = true;
+            let mut fill_gone = false;
             tokio::select! {
-                changed = self.progress.changed(), if self.progress_open => {
-                    if changed.is_err() {
-                        self.progress_open = false;
-                    }
-                }
+                _ = self.received.changed() => {}
+                open = spool_progress => spool_open = open,
                 changed = self.state.changed() => {
-                    if changed.is_err() && !self.state.borrow().is_terminal() {
-                        self.done = true;
-                        return Some(Err(std::io::Error::other(FillError::Vanished.to_string())));
-                    }
+                    fill_gone = changed.is_err() && !self.state.borrow().is_terminal();
                 }
+            }
+            if !spool_open {
+                self.spooled = None;
+            }
+            if fill_gone {
+                return self.fail(FillError::Vanished.to_string());
             }
         }
+    }
+
+    fn advance(&mut self, chunk: Bytes) -> Bytes {
+        self.offset += chunk.len() as u64;
+        self.position.set(self.offset);
+        chunk
+    }
+
+    fn fail(&mut self, message: String) -> Option<Result<Bytes, std::io::Error>> {
+        self.done = true;
+        Some(Err(std::io::Error::other(message)))
     }
 
     /// The tail as a response body stream.

@@ -3,40 +3,71 @@
 //! the supervisor: on shutdown past the grace period it aborts its upload (no temp data left) and
 //! records nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use injector::{CONTRACT_VERSION, FinalizeRequest, SendDependency, UploadDecision};
-use storage::Expectation;
+use oci::{Digest, Sha256Hasher};
+use storage::{Expectation, StorageError, Upload};
 use supervisor::StopSignal;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::{Busy, FillSlot};
 use super::control_calls;
+use super::recent::RecentChunks;
 use super::registry::Running;
 use super::state::{FillError, FillState, Finished, Streaming, UpstreamHead};
 use crate::state::Gateway;
 
-/// Joins the fill of `params.fill_key`, starting it when none runs.
-pub(crate) fn join_or_start(gateway: &Arc<Gateway>, params: SendDependency) -> watch::Receiver<FillState> {
-    let (receiver, sender) = gateway.fills.join_or_register(&params.fill_key);
-    if let Some(sender) = sender {
-        let gateway = gateway.clone();
-        gateway
-            .supervisor
-            .clone()
-            .spawn("fill", params.url.clone(), move |signal| run(gateway, params, sender, signal));
+/// Joins the fill of `params.fill_key`, or starts it once a fill slot is free for `client`.
+pub(crate) async fn join_or_start(
+    gateway: &Arc<Gateway>,
+    params: SendDependency,
+    client: IpAddr,
+) -> Result<watch::Receiver<FillState>, Busy> {
+    if let Some(state) = gateway.fills.join(&params.fill_key) {
+        return Ok(state);
     }
-    receiver
+    let slot = gateway.admission.admit(client, || gateway.fills.make_room()).await?;
+    let (receiver, registered) = gateway.fills.join_or_register(&params.fill_key);
+    // Another request may have started it while this one waited: then the slot goes back.
+    if let Some((sender, give_way)) = registered {
+        let gateway = gateway.clone();
+        gateway.supervisor.clone().spawn("fill", params.url.clone(), move |signal| {
+            let stop = Stop { signal, give_way };
+            run(gateway, params, sender, stop, slot)
+        });
+    }
+    Ok(receiver)
+}
+
+/// What may stop a fill early: shutdown past its grace, or giving way to a waiting miss (when no
+/// client follows it).
+struct Stop {
+    signal: StopSignal,
+    give_way: CancellationToken,
+}
+
+impl Stop {
+    async fn requested(&self) -> FillError {
+        tokio::select! {
+            _ = self.signal.cancelled() => FillError::ShuttingDown,
+            _ = self.give_way.cancelled() => FillError::GaveWay,
+        }
+    }
 }
 
 async fn run(
     gateway: Arc<Gateway>,
     params: SendDependency,
     state: watch::Sender<FillState>,
-    signal: StopSignal,
+    stop: Stop,
+    slot: FillSlot,
 ) {
     let running = Running::new(&gateway.fills, &params.fill_key, state);
-    let outcome = fill(&gateway, &params, &running.state, &signal).await;
+    let outcome = fill(&gateway, &params, &running, &stop).await;
+    drop(slot);
     let metrics = &gateway.observability.gateway;
     match &outcome {
         Ok(finished) => {
@@ -59,8 +90,8 @@ async fn run(
 async fn fill(
     gateway: &Arc<Gateway>,
     params: &SendDependency,
-    state: &watch::Sender<FillState>,
-    signal: &StopSignal,
+    running: &Running<'_>,
+    stop: &Stop,
 ) -> Result<Finished, FillError> {
     let open = upstream::open_stream(
         &gateway.upstream_http,
@@ -72,7 +103,7 @@ async fn fill(
     );
     let mut response = tokio::select! {
         response = open => response?,
-        _ = signal.cancelled() => return Err(FillError::ShuttingDown),
+        stopped = stop.requested() => return Err(stopped),
     };
     let head = UpstreamHead {
         content_length: response.content_length(),
@@ -101,34 +132,89 @@ async fn fill(
         // Refused before any byte goes out, rather than cut off at the limit.
         return Err(FillError::TooLarge { size, limit });
     }
-    let mut upload = gateway.store.begin_upload(limit, params.expected_digest.as_ref()).await?;
-    let streaming = Arc::new(Streaming { head: head.clone(), spool: upload.spool_reader() });
-    state.send_replace(FillState::Streaming(streaming.clone()));
+    let recent = Arc::new(RecentChunks::new(gateway.settings.fill_window, gateway.fills.budget()));
+    // Storage failing (disk full, I/O errors, S3 down) never fails the clients: the fill streams
+    // on uncached, still hashed and verified.
+    let mut storing = match gateway.store.begin_upload(limit).await {
+        Ok(upload) => Storing::Upload(Box::new(upload)),
+        Err(error) => {
+            storage_failed(gateway, &params.url, &error);
+            recent.spool_ends_at(0);
+            running.leave_early();
+            Storing::PassThrough(Sha256Hasher::new())
+        }
+    };
+    let spool = match &storing {
+        Storing::Upload(upload) => Some(upload.spool_reader()),
+        Storing::PassThrough(_) => None,
+    };
+    let streaming = Arc::new(Streaming { head: head.clone(), recent: recent.clone(), spool });
+    running.state.send_replace(FillState::Streaming(streaming.clone()));
 
     let idle = gateway.settings.idle_timeout;
     loop {
         let chunk = tokio::select! {
             chunk = tokio::time::timeout(idle, response.chunk()) => chunk,
-            _ = signal.cancelled() => {
-                upload.abort().await;
-                return Err(FillError::ShuttingDown);
+            stopped = stop.requested() => {
+                storing.abort().await;
+                return Err(stopped);
             }
         };
-        match chunk {
+        let chunk = match chunk {
             Err(_) => {
-                upload.abort().await;
+                storing.abort().await;
                 return Err(FillError::IdleTimeout(idle));
             }
             Ok(Err(error)) => {
-                upload.abort().await;
+                storing.abort().await;
                 return Err(FillError::Broken(upstream::error_chain(&error)));
             }
             Ok(Ok(None)) => break,
-            Ok(Ok(Some(chunk))) => upload.write(chunk).await?,
-        }
+            Ok(Ok(Some(chunk))) => chunk,
+        };
+        // Followers may read it now, before it is on disk.
+        recent.push(chunk.clone()).await;
+        storing = match storing {
+            Storing::Upload(mut upload) => match upload.write(chunk).await {
+                Ok(()) => Storing::Upload(upload),
+                Err(error) if error.is_content_error() => {
+                    upload.abort().await;
+                    return Err(error.into());
+                }
+                Err(error) => {
+                    storage_failed(gateway, &params.url, &error);
+                    let written = upload.spool_reader().progress().borrow().to_owned();
+                    recent.spool_ends_at(written);
+                    running.leave_early();
+                    Storing::PassThrough((*upload).abandon().await)
+                }
+            },
+            Storing::PassThrough(mut hasher) => {
+                hasher.update(&chunk);
+                if hasher.len() > limit {
+                    return Err(FillError::TooLarge { size: hasher.len(), limit });
+                }
+                Storing::PassThrough(hasher)
+            }
+        };
     }
     let expected = Expectation { digest: params.expected_digest.clone(), size: head.content_length };
     let media_type = oci::media::media_type_or_default(params.kind, head.content_type.as_deref());
+    let upload = match storing {
+        Storing::Upload(upload) => *upload,
+        Storing::PassThrough(hasher) => {
+            let (digest, size) = verify(hasher, &expected)?;
+            tracing::info!(url = %params.url, "streamed without caching: storage failed");
+            return Ok(Finished {
+                head,
+                key: injector::storage_key(&digest),
+                digest,
+                size,
+                stored: false,
+                streaming,
+            });
+        }
+    };
     match authorization.decision {
         UploadDecision::Store => {
             let verified = upload.verify(&expected).await?;
@@ -137,7 +223,7 @@ async fn fill(
             // Clients finish now; fsync (or the multipart completion) and finalize are the fill's
             // business, not theirs. From here on the fill is not cancelled: it is short, and
             // stopping between persist and finalize would leave an object nothing records.
-            state.send_replace(FillState::Verified(Arc::new(Finished {
+            running.state.send_replace(FillState::Verified(Arc::new(Finished {
                 head: head.clone(),
                 key: key.clone(),
                 digest: digest.clone(),
@@ -183,4 +269,46 @@ async fn fill(
             })
         }
     }
+}
+
+/// Where a fill's bytes go: to storage, or — when storage failed — nowhere but the clients, still
+/// hashed so they are verified all the same.
+enum Storing {
+    Upload(Box<Upload>),
+    PassThrough(Sha256Hasher),
+}
+
+impl Storing {
+    async fn abort(self) {
+        if let Storing::Upload(upload) = self {
+            upload.abort().await;
+        }
+    }
+}
+
+/// Reports storage failing, once per interval whatever the number of fills it hits.
+static STORAGE_FAILED: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(30));
+
+fn storage_failed(gateway: &Gateway, url: &str, error: &StorageError) {
+    gateway.observability.gateway.storage_failed();
+    if let Some(held_back) = STORAGE_FAILED.admit() {
+        tracing::warn!(url, %error, held_back, "storage failed: the fill goes on uncached; the next miss tries storage again");
+    }
+}
+
+/// Checks a pass-through fill's bytes against what was expected.
+fn verify(hasher: Sha256Hasher, expected: &Expectation) -> Result<(Digest, u64), FillError> {
+    let size = hasher.len();
+    let digest = hasher.finish();
+    if let Some(expected_size) = expected.size
+        && expected_size != size
+    {
+        return Err(StorageError::SizeMismatch { expected: expected_size, actual: size }.into());
+    }
+    if let Some(expected_digest) = &expected.digest
+        && expected_digest != &digest
+    {
+        return Err(StorageError::DigestMismatch { expected: expected_digest.clone(), actual: digest }.into());
+    }
+    Ok((digest, size))
 }

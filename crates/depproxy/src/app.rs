@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use access::{Access, AccessSettings, JwtKeys, TokenRegistry, TrustedProxies};
 use anyhow::Context as _;
@@ -28,6 +27,7 @@ pub struct Runtime {
     pub registry: Registry,
     pub upstream_metrics: UpstreamMetrics,
     pub cache_metrics: CacheMetrics,
+    pub server_metrics: crate::server::ServerMetrics,
     pub supervisor: Supervisor,
 }
 
@@ -36,7 +36,15 @@ impl Runtime {
         let mut registry = Registry::default();
         let upstream_metrics = UpstreamMetrics::register(&mut registry);
         let cache_metrics = CacheMetrics::register(&mut registry);
-        Runtime { clock, registry, upstream_metrics, cache_metrics, supervisor: Supervisor::new() }
+        let server_metrics = crate::server::ServerMetrics::register(&mut registry);
+        Runtime {
+            clock,
+            registry,
+            upstream_metrics,
+            cache_metrics,
+            server_metrics,
+            supervisor: Supervisor::new(),
+        }
     }
 }
 
@@ -263,69 +271,4 @@ pub fn metrics_router(registry: Registry) -> Router {
             async move { gateway::render_registry(Some(&registry)) }
         }),
     )
-}
-
-/// Serves `router` on `listener` until `signal`, then shuts down: no new connections; running
-/// requests, downloads and background work get `grace` to finish; then background work is
-/// cancelled (cleaning up after itself) and the connections still open are closed.
-pub async fn serve_until(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    supervisor: &Supervisor,
-    grace: Duration,
-    signal: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(run_server(listener, router, async move {
-        let _ = stopped.await;
-    }));
-    tokio::select! {
-        finished = &mut server => return finished.map_err(std::io::Error::other)?,
-        () = signal => {}
-    }
-    tracing::info!(?grace, running = supervisor.len(), "shutting down: no new connections, draining");
-    let _ = stop.send(());
-    let started = tokio::time::Instant::now();
-    let report = supervisor.shutdown(grace).await;
-    if report.drained() {
-        tracing::info!(finished = report.running_at_start, "background work finished");
-    } else {
-        let cancelled: Vec<String> =
-            report.cancelled.iter().map(|task| format!("{} {}", task.kind, task.name)).collect();
-        tracing::warn!(
-            ?cancelled,
-            aborted = report.aborted.len(),
-            "background work cancelled at the grace's end"
-        );
-    }
-    let left = grace.saturating_sub(started.elapsed());
-    match tokio::time::timeout(left, &mut server).await {
-        Ok(finished) => finished.map_err(std::io::Error::other)?,
-        Err(_) => {
-            tracing::warn!("connections still open at the grace's end; closing them");
-            server.abort();
-            Ok(())
-        }
-    }
-}
-
-/// Serves `router` on `listener` until `shutdown` completes. Every accepted connection gets
-/// `TCP_NODELAY`: responses are written as a header block and a streamed body, and with Nagle's
-/// algorithm a small body (a manifest) would wait for the client's delayed ACK — 40 ms per
-/// request on a kept-alive connection.
-pub async fn run_server(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|connection| {
-        if let Err(error) = connection.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    // The peer address reaches handlers (the gateway forwards it to the control plane, whose
-    // policies and failed-login limits go by client address).
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }

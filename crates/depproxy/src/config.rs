@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub cache: CacheEntry,
     #[serde(default)]
     pub auth: AuthEntry,
+    #[serde(default)]
+    pub server: ServerEntry,
     /// The base URL clients reach the proxy at (the token realm is `<public_url>/v2/token`);
     /// needed behind a load balancer or TLS terminator. Default: `http://<Host of the request>`.
     pub public_url: Option<String>,
@@ -150,6 +152,25 @@ pub struct GroupEntry {
 pub enum AccessModeEntry {
     Token,
     Anonymous,
+}
+
+/// `[server]`: limits of the listeners, against slow, idle and abusive connections.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    /// Connections open at once (default 10000).
+    pub max_connections: Option<usize>,
+    /// Longest a client may take to send a request's headers (default 30s).
+    #[serde(default, with = "humantime_serde")]
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no traffic for this long is closed (default 30s).
+    #[serde(default, with = "humantime_serde")]
+    pub keepalive_timeout: Option<Duration>,
+    /// A response a client stops reading for this long is dropped (default 60s).
+    #[serde(default, with = "humantime_serde")]
+    pub write_idle_timeout: Option<Duration>,
+    /// Largest request head, line and headers (default 64KiB).
+    pub max_header_bytes: Option<ByteSize>,
 }
 
 /// `[auth]`: access tokens and the registry tokens (JWTs) issued for them.
@@ -287,6 +308,7 @@ pub struct Config {
     pub fill_memory: u64,
     pub fill_limits: gateway::FillLimits,
     pub auth: AuthConfig,
+    pub server: crate::server::ServerLimits,
     pub public_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -494,6 +516,16 @@ impl Config {
                     .auth
                     .failed_logins_per_minute
                     .unwrap_or(defaults::FAILED_LOGINS_PER_MINUTE),
+            },
+            server: crate::server::ServerLimits {
+                max_connections: file.server.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
+                header_read_timeout: file.server.header_read_timeout.unwrap_or(defaults::HEADER_READ_TIMEOUT),
+                keepalive_timeout: file.server.keepalive_timeout.unwrap_or(defaults::KEEPALIVE_TIMEOUT),
+                write_idle_timeout: file.server.write_idle_timeout.unwrap_or(defaults::WRITE_IDLE_TIMEOUT),
+                max_header_bytes: usize::try_from(
+                    file.server.max_header_bytes.map_or(defaults::MAX_HEADER_BYTES, |size| size.0),
+                )
+                .unwrap_or(usize::MAX),
             },
             public_url: resolve_public_url(file.public_url)?,
             trusted_proxies: parse_networks(&file.trusted_proxies).context("trusted_proxies")?,

@@ -47,6 +47,13 @@ pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(600);
 /// `[cluster]`
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
+/// `[server]`
+pub const MAX_CONNECTIONS: usize = 10_000;
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const WRITE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const MAX_HEADER_BYTES: u64 = 64 << 10;
+
 /// `[auth]`
 pub const TOKEN_TTL: Duration = Duration::from_secs(300);
 pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);

@@ -4,4 +4,5 @@
 pub mod app;
 pub mod config;
 pub mod defaults;
+pub mod server;
 pub mod tokens;

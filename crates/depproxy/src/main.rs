@@ -173,8 +173,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = common.resolve()?;
             let runtime = app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
+            let server_metrics = runtime.server_metrics.clone();
             let gateway = app::serve(&config, runtime).await?;
-            listen("depproxy serve", &config, gateway.router(), &supervisor).await
+            listen("depproxy serve", &config, gateway.router(), server_metrics, &supervisor).await
         }
         Command::Control { common, secret_file, metrics_listen } => {
             let config = common.resolve()?;
@@ -187,16 +188,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let secret = read_secret(&secret_file)?;
             let runtime = app::Runtime::default();
             let router = app::control_router(&config, &secret, &runtime).await?;
+            let server_metrics = runtime.server_metrics.clone();
             if let Some(address) = metrics_listen {
                 let listener = bind(address).await?;
+                let limits = config.server;
                 let metrics = app::metrics_router(runtime.registry);
+                let counted = server_metrics.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = app::run_server(listener, metrics, std::future::pending()).await {
+                    let serving = depproxy::server::run_server(
+                        listener,
+                        metrics,
+                        limits,
+                        counted,
+                        std::future::pending(),
+                    );
+                    if let Err(error) = serving.await {
                         tracing::error!(%error, "metrics listener failed");
                     }
                 });
             }
-            listen("depproxy control", &config, router, &runtime.supervisor).await
+            listen("depproxy control", &config, router, server_metrics, &runtime.supervisor).await
         }
         Command::Gateway { common, control_url, secret_file } => {
             let config = common.resolve()?;
@@ -204,8 +215,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let channel = app::control_channel(&config, &control_url)?;
             let runtime = app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
+            let server_metrics = runtime.server_metrics.clone();
             let gateway = app::gateway(&config, channel, &secret, runtime).await?;
-            listen("depproxy gateway", &config, gateway.router(), &supervisor).await
+            listen("depproxy gateway", &config, gateway.router(), server_metrics, &supervisor).await
         }
         Command::CheckConfig { file } => {
             let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
@@ -253,13 +265,22 @@ async fn listen(
     role: &str,
     config: &Config,
     router: axum::Router,
+    server_metrics: depproxy::server::ServerMetrics,
     supervisor: &supervisor::Supervisor,
 ) -> anyhow::Result<()> {
     let listener = bind(config.listen).await?;
     tracing::info!(address = %config.listen, "{role} listening");
-    app::serve_until(listener, router, supervisor, config.shutdown_grace, shutdown_signal())
-        .await
-        .context("server failed")
+    depproxy::server::serve_until(
+        listener,
+        router,
+        config.server,
+        server_metrics,
+        supervisor,
+        config.shutdown_grace,
+        shutdown_signal(),
+    )
+    .await
+    .context("server failed")
 }
 
 async fn shutdown_signal() {

@@ -39,6 +39,8 @@ pub struct Options {
     pub clock: cache::Clock,
     /// Reuse this data directory (a restart) instead of a fresh one.
     pub data_dir: Option<TempDir>,
+    /// Use the file's `data_dir` instead of a fresh one (e.g. a small tmpfs).
+    pub keep_data_dir: bool,
 }
 
 impl Options {
@@ -49,6 +51,7 @@ impl Options {
             split: false,
             clock: cache::Clock::system(),
             data_dir: None,
+            keep_data_dir: false,
         }
     }
 
@@ -59,6 +62,7 @@ impl Options {
             split: false,
             clock: cache::Clock::system(),
             data_dir: None,
+            keep_data_dir: false,
         }
     }
 
@@ -107,12 +111,13 @@ impl TestProxy {
         };
         let overrides = Overrides {
             listen: None,
-            data_dir: Some(data_dir.path().to_owned()),
+            data_dir: (!options.keep_data_dir).then(|| data_dir.path().to_owned()),
             upstream: options.upstream,
         };
         let config = Config::resolve(options.file, &overrides).unwrap();
         let runtime = depproxy::app::Runtime::new(options.clock);
         let supervisor = runtime.supervisor.clone();
+        let server_metrics = runtime.server_metrics.clone();
         let gateway = if options.split {
             let secret = injector::Secret::from_bytes([42; 32]);
             let control = depproxy::app::control_router(&config, &secret, &runtime).await.unwrap();
@@ -123,7 +128,7 @@ impl TestProxy {
             depproxy::app::serve(&config, runtime).await.unwrap()
         };
         let router = gateway.router();
-        let url = spawn_server(router.clone()).await;
+        let url = spawn_server_with(router.clone(), config.server, server_metrics).await;
         TestProxy { url, router, gateway, data_dir, config, supervisor }
     }
 
@@ -166,6 +171,25 @@ impl TestProxy {
         std::fs::read_dir(self.data_dir.path().join("tmp")).map(|dir| dir.count()).unwrap_or(0)
     }
 
+    /// The proxy's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        client().get(format!("{}/metrics", self.url)).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Waits (up to 30 s) until `/metrics` has a line starting with `sample`, e.g. a counter at a
+    /// value: the event a background outcome is observable by.
+    pub async fn wait_for_metric(&self, sample: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let metrics = self.metrics().await;
+            if metrics.lines().any(|line| line.starts_with(sample)) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {sample:?} in:\n{metrics}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until no fill runs on the gateway (fills are detached from clients).
     pub async fn fills_settled(&self) {
         tokio::time::timeout(Duration::from_secs(30), self.gateway.wait_fills_idle())
@@ -174,11 +198,25 @@ impl TestProxy {
     }
 }
 
+/// The default listener limits.
+pub fn test_limits() -> depproxy::server::ServerLimits {
+    Config::resolve(FileConfig::default(), &Overrides::default()).unwrap().server
+}
+
 pub async fn spawn_server(router: Router) -> String {
+    spawn_server_with(router, test_limits(), depproxy::server::ServerMetrics::default()).await
+}
+
+/// Serves `router` under the given listener limits (the proxy's `[server]` settings).
+pub async fn spawn_server_with(
+    router: Router,
+    limits: depproxy::server::ServerLimits,
+    metrics: depproxy::server::ServerMetrics,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let _ = depproxy::app::run_server(listener, router, std::future::pending()).await;
+        let _ = depproxy::server::run_server(listener, router, limits, metrics, std::future::pending()).await;
     });
     format!("http://{address}")
 }

@@ -1,0 +1,360 @@
+//! The listeners: every accepted connection under the limits a public server needs — a cap on
+//! connections, a header-read timeout (slowloris), a keep-alive idle timeout, a request-header
+//! size limit, and a write-idle timeout for clients that stop reading (their stream is dropped;
+//! a fill they followed goes on) — and shutdown: stop accepting, drain within the grace period.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use supervisor::Supervisor;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt as _;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    /// `idle` (no byte either way for the keep-alive timeout) or `write_idle` (the client stopped
+    /// reading its response).
+    reason: &'static str,
+}
+
+/// What the listeners count: connections open, and connections the server closed on a timer.
+#[derive(Clone, Debug, Default)]
+pub struct ServerMetrics {
+    open: Gauge,
+    closed: Family<ClosedLabels, Counter>,
+}
+
+impl ServerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = ServerMetrics::default();
+        registry.register("depproxy_connections_open", "Client connections open", metrics.open.clone());
+        registry.register(
+            "depproxy_connections_timed_out",
+            "Client connections closed by the server's idle or write-idle timeout",
+            metrics.closed.clone(),
+        );
+        metrics
+    }
+
+    fn timed_out(&self, reason: &'static str) {
+        self.closed.get_or_create(&ClosedLabels { reason }).inc();
+    }
+}
+
+/// Limits of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections open at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers (a request arriving byte by byte is
+    /// cut off). hyper's header timer also runs while a kept-alive connection waits for its next
+    /// request, so it bounds the keep-alive idle time too.
+    pub header_read_timeout: Duration,
+    /// A connection with no byte in either direction for this long is closed.
+    pub keepalive_timeout: Duration,
+    /// A response the client stops reading for this long is dropped.
+    pub write_idle_timeout: Duration,
+    /// Largest request head (request line and headers).
+    pub max_header_bytes: usize,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for the open connections.
+/// Every accepted connection gets `TCP_NODELAY`: responses are written as a header block and a
+/// streamed body, and with Nagle's algorithm a small body (a manifest) would wait for the
+/// client's delayed ACK — 40 ms per request on a kept-alive connection.
+pub async fn run_server(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    metrics: ServerMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let io = TokioIo::new(
+            Watched::new(stream, limits.keepalive_timeout, limits.write_idle_timeout)
+                .counted(metrics.clone()),
+        );
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                // The peer's address, for the gateway (client addresses) and the control plane.
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(request.map(axum::body::Body::new))
+            });
+        let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
+        let open = metrics.open.clone();
+        open.inc();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            open.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serves `router` on `listener` until `signal`, then shuts down: no new connections; running
+/// requests, downloads and background work get `grace` to finish; then background work is
+/// cancelled (cleaning up after itself) and the connections still open are closed.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    metrics: ServerMetrics,
+    supervisor: &Supervisor,
+    grace: Duration,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(run_server(listener, router, limits, metrics, async move {
+        let _ = stopped.await;
+    }));
+    tokio::select! {
+        finished = &mut server => return finished.map_err(std::io::Error::other)?,
+        () = signal => {}
+    }
+    tracing::info!(?grace, running = supervisor.len(), "shutting down: no new connections, draining");
+    let _ = stop.send(());
+    let started = tokio::time::Instant::now();
+    let report = supervisor.shutdown(grace).await;
+    if report.drained() {
+        tracing::info!(finished = report.running_at_start, "background work finished");
+    } else {
+        let cancelled: Vec<String> =
+            report.cancelled.iter().map(|task| format!("{} {}", task.kind, task.name)).collect();
+        tracing::warn!(
+            ?cancelled,
+            aborted = report.aborted.len(),
+            "background work cancelled at the grace's end"
+        );
+    }
+    let left = grace.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, &mut server).await {
+        Ok(finished) => finished.map_err(std::io::Error::other)?,
+        Err(_) => {
+            tracing::warn!("connections still open at the grace's end; closing them");
+            server.abort();
+            Ok(())
+        }
+    }
+}
+
+/// A connection's socket with two clocks: no byte in either direction for `idle` closes it; a
+/// write that cannot make progress for `write_idle` (the client stopped reading) fails it.
+struct Watched<S> {
+    inner: S,
+    idle: Duration,
+    write_idle: Duration,
+    last_activity: Instant,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+    metrics: Option<ServerMetrics>,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S, idle: Duration, write_idle: Duration) -> Self {
+        Watched {
+            inner,
+            idle,
+            write_idle,
+            last_activity: Instant::now(),
+            idle_timer: None,
+            write_timer: None,
+            metrics: None,
+        }
+    }
+
+    fn counted(mut self, metrics: ServerMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn timed_out(&self, reason: &'static str, message: &'static str) -> std::io::Error {
+        if let Some(metrics) = &self.metrics {
+            metrics.timed_out(reason);
+        }
+        std::io::Error::new(std::io::ErrorKind::TimedOut, message)
+    }
+
+    fn active(&mut self) {
+        self.last_activity = Instant::now();
+        self.idle_timer = None;
+    }
+
+    /// Whether the connection has been idle too long (arms the timer that wakes us to find out).
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.last_activity + self.idle;
+        let timer = self.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// Whether a pending write has been stuck too long (arms its timer on the first pending poll).
+    fn write_stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let stall = self.write_idle;
+        let timer = self.write_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn written<T>(
+        &mut self,
+        outcome: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match outcome {
+            Poll::Pending if self.write_stalled(cx) => {
+                Poll::Ready(Err(self.timed_out("write_idle", "the client stopped reading")))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.write_timer = None;
+                self.active();
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Pending if this.write_timer.is_none() && this.idle_expired(cx) => {
+                Poll::Ready(Err(this.timed_out("idle", "the connection was idle too long")))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                if buf.filled().len() > before {
+                    this.active();
+                }
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.written(outcome, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.written(outcome, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.inner).poll_flush(cx);
+        this.written(outcome, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_fails_the_write_after_the_write_idle_time() {
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let mut watched = Watched::new(ours, Duration::from_secs(600), Duration::from_secs(30));
+        let started = Instant::now();
+        let outcome = watched.write_all(&vec![0u8; 1 << 20]).await;
+        assert_eq!(outcome.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_and_an_active_one_is_not() {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let mut watched = Watched::new(ours, Duration::from_secs(10), Duration::from_secs(30));
+        let mut buf = [0u8; 4];
+        let reader = tokio::spawn(async move {
+            let first = watched.read_exact(&mut buf).await.map(|_| buf);
+            let second = watched.read(&mut buf).await;
+            (first, second)
+        });
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        theirs.write_all(b"ping").await.unwrap();
+        let (first, second) = reader.await.unwrap();
+        assert_eq!(&first.unwrap(), b"ping", "activity before the idle time keeps it open");
+        assert_eq!(second.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    }
+}

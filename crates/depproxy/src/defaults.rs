@@ -49,6 +49,10 @@ pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// `[server]`
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// Threads for blocking file work (object reads, fill writes, spool reads, renames). Fill writes
+/// and spool reads have their own smaller bounds inside it, so hits always find a thread; each
+/// read is a short positioned read, so a few dozen threads serve thousands of streams.
+pub const BLOCKING_THREADS: usize = 32;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);

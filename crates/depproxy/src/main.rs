@@ -162,8 +162,11 @@ fn main() -> anyhow::Result<()> {
     // One crypto provider for rustls (upstream TLS, PostgreSQL TLS) and jsonwebtoken (internal tokens).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(depproxy::defaults::BLOCKING_THREADS)
+        .build()
+        .context("tokio runtime")?;
     runtime.block_on(run(cli.command))
 }
 

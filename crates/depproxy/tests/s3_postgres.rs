@@ -11,6 +11,7 @@ mod support;
 use http::StatusCode;
 use support::backends::{S3Server, postgres_url};
 use support::processes::require_tools;
+use support::switch::TcpSwitch;
 use support::{Options, TestProxy, client};
 use testkit::{FakeRegistry, Fault};
 
@@ -109,4 +110,55 @@ async fn redirect_mode_sends_clients_to_a_presigned_url() {
     let manifest_response =
         client().get(format!("{}/v2/lab/app/manifests/{manifest}", proxy.url)).send().await.unwrap();
     assert_eq!(manifest_response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_the_bucket_unreachable_hits_come_from_upstream_and_misses_pass_through() {
+    let upstream = FakeRegistry::start().await;
+    require_tools(&["python3", "curl", "psql"]);
+    let s3 = tokio::task::spawn_blocking(S3Server::start).await.unwrap();
+    let target: std::net::SocketAddr = s3.endpoint.trim_start_matches("http://").parse().unwrap();
+    let switch = TcpSwitch::start(target).await;
+    let toml = config(&upstream.url(), &s3, "").replace(&s3.endpoint, &switch.url());
+    let proxy = TestProxy::start(Options::toml(&toml)).await;
+    let cached = layer(4 << 20, 7);
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[&cached]);
+    let cached_url = format!("{}/v2/lab/app/blobs/{}", proxy.url, layers[0]);
+    assert_eq!(client().get(&cached_url).send().await.unwrap().bytes().await.unwrap().as_ref(), &cached[..]);
+    proxy.fills_settled().await;
+    assert_eq!(s3.assert_objects_hash_to_their_names().await, 1);
+
+    switch.down();
+    // A cached blob: its object cannot be read, so it comes from the upstream, verified.
+    upstream.clear_log();
+    let response = client().get(&cached_url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &cached[..]);
+    assert_eq!(upstream.count("GET", &format!("/v2/lab/app/blobs/{}", layers[0])), 1);
+    // A miss: passed through (its upload fails after verification; the client has its bytes).
+    let fresh = layer(3 << 20, 8);
+    let fresh_digest = upstream.put_blob(fresh.clone());
+    let fresh_url = format!("{}/v2/lab/app/blobs/{fresh_digest}", proxy.url);
+    let response = client().get(&fresh_url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &fresh[..]);
+    proxy.fills_settled().await;
+    let metrics = proxy.metrics().await;
+    assert!(metrics.contains("depproxy_unreadable_hits_total 1"), "{metrics}");
+    assert!(!metrics.contains("depproxy_storage_write_errors_total 0"), "{metrics}");
+    assert_eq!(proxy.temp_entries(), 0);
+
+    // Back: the next miss is stored, and the cached blob is a hit again.
+    switch.up().await;
+    let response = client().get(&fresh_url).send().await.unwrap();
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &fresh[..]);
+    proxy.fills_settled().await;
+    assert_eq!(
+        s3.assert_objects_hash_to_their_names().await,
+        2,
+        "the miss is stored once the bucket is back"
+    );
+    upstream.clear_log();
+    assert_eq!(client().get(&cached_url).send().await.unwrap().bytes().await.unwrap().as_ref(), &cached[..]);
+    assert!(upstream.log().is_empty(), "a hit again: {:?}", upstream.log());
 }

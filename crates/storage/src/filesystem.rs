@@ -12,7 +12,8 @@ use tokio::sync::{Semaphore, watch};
 
 use injector::{digest_of_key, storage_key};
 
-use crate::{ByteRange, ByteStream, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
+use crate::paced::{PacedReads, read_exact_at};
+use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
 
 /// Blocking writes running at once across the uploads of a store: however many fills run, at most
 /// this many threads write, and the rest of the blocking pool stays free for hits.
@@ -22,11 +23,8 @@ pub const SPOOL_READERS: usize = 8;
 /// Bytes an upload collects while its previous write runs before it waits for it: bounds memory
 /// per fill to about twice this.
 const WRITE_BATCH: usize = 512 * 1024;
-/// Read size for serving objects.
-const READ_CHUNK: usize = 256 * 1024;
-/// Reads in flight ahead of the client: disk reads overlap with socket writes, and memory per
-/// response stays at `READ_AHEAD × READ_CHUNK`.
-const READ_AHEAD: usize = 4;
+/// Objects up to this size are read whole, in the same blocking call as the open.
+const READ_WHOLE: usize = 256 * 1024;
 
 /// Objects under `<root>/blobs/…`, staged writes under `<root>/tmp/`.
 #[derive(Debug, Clone)]
@@ -83,7 +81,7 @@ impl FsStore {
             let range = range.unwrap_or(0..total);
             let len = range.end.saturating_sub(range.start);
             // A small object (a manifest, a config) is read in the same blocking call as the open.
-            if len <= READ_CHUNK as u64 {
+            if len <= READ_WHOLE as u64 {
                 return Ok(Opened::Whole(read_exact_at(&file, range.start, len as usize)?));
             }
             Ok(Opened::Streamed(Arc::new(file), range))
@@ -96,7 +94,7 @@ impl FsStore {
             }
             Ok(Opened::Streamed(file, range)) => {
                 let len = range.end - range.start;
-                Ok(ObjectReader { len, stream: read_ahead(file, range.start, len) })
+                Ok(ObjectReader { len, stream: PacedReads::new(file, range.start, len).boxed() })
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 Err(StorageError::NotFound(key.to_owned()))
@@ -407,32 +405,6 @@ impl Drop for FsUpload {
 enum Opened {
     Whole(Bytes),
     Streamed(Arc<std::fs::File>, ByteRange),
-}
-
-/// Streams `len` bytes of `file` from `offset` as positioned reads of [`READ_CHUNK`], keeping
-/// [`READ_AHEAD`] of them in flight. Each read is its own short blocking task, so a slow client
-/// never holds a blocking thread while it is not reading.
-pub(crate) fn read_ahead(file: Arc<std::fs::File>, offset: u64, len: u64) -> ByteStream {
-    let end = offset + len;
-    let starts = (offset..end).step_by(READ_CHUNK);
-    futures_util::stream::iter(starts)
-        .map(move |start| {
-            let file = file.clone();
-            let want = (end - start).min(READ_CHUNK as u64) as usize;
-            async move {
-                let read = tokio::task::spawn_blocking(move || read_exact_at(&file, start, want)).await;
-                read.unwrap_or_else(|error| Err(std::io::Error::other(error)))
-            }
-        })
-        .buffered(READ_AHEAD)
-        .boxed()
-}
-
-fn read_exact_at(file: &std::fs::File, offset: u64, want: usize) -> std::io::Result<Bytes> {
-    use std::os::unix::fs::FileExt as _;
-    let mut buffer = bytes::BytesMut::zeroed(want);
-    file.read_exact_at(&mut buffer, offset)?;
-    Ok(buffer.freeze())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! and only becomes visible (rename) when its size and sha256 match what was expected.
 
 mod filesystem;
+mod paced;
 mod s3;
 
 use std::ops::Range;

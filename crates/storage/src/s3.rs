@@ -28,6 +28,8 @@ const PART_SIZE: usize = 8 << 20;
 const PART_CONCURRENCY: usize = 2;
 /// Uploads to the bucket running at once (each holds up to `(1 + PART_CONCURRENCY) × PART_SIZE`).
 pub const UPLOAD_SLOTS: usize = 4;
+const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const S3_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone)]
@@ -62,6 +64,30 @@ pub struct S3Store {
     uploads: Arc<tokio::sync::Semaphore>,
 }
 
+/// No deadline on a whole request — a multi-gigabyte object streamed to a slow client takes as
+/// long as it takes (object_store's default 30 s would cut it) — but a stalled read or connect
+/// fails fast, so a hit whose bucket is down falls back to the upstream within seconds.
+fn client_options() -> object_store::ClientOptions {
+    object_store::ClientOptions::new()
+        .with_timeout_disabled()
+        .with_connect_timeout(S3_CONNECT_TIMEOUT)
+        .with_read_timeout(S3_READ_TIMEOUT)
+}
+
+/// A few quick retries (object_store's default is 10 over up to 3 minutes, during which a client
+/// would hang on a down bucket).
+fn retry_config() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(10),
+    }
+}
+
 fn s3_error(error: object_store::Error) -> StorageError {
     match error {
         object_store::Error::NotFound { path, .. } => StorageError::NotFound(path),
@@ -72,6 +98,8 @@ fn s3_error(error: object_store::Error) -> StorageError {
 impl S3Store {
     pub async fn open(settings: S3Settings) -> Result<Self, StorageError> {
         let mut builder = AmazonS3Builder::from_env()
+            .with_client_options(client_options())
+            .with_retry(retry_config())
             .with_bucket_name(&settings.bucket)
             .with_region(&settings.region)
             .with_virtual_hosted_style_request(!settings.path_style);

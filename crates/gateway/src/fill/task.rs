@@ -250,7 +250,7 @@ async fn fill(
                     true
                 }
                 Err(error) => {
-                    tracing::error!(url = %params.url, %error, "verified object could not be stored");
+                    storage_failed(gateway, &params.url, &error);
                     false
                 }
             };

@@ -1,0 +1,220 @@
+//! Reading an object for a client at the client's pace: the read-ahead (how many reads are in
+//! flight, how large each is) grows while the client waits for the disk and shrinks while the
+//! disk waits for the client, so a fast client streams at disk speed and a slow one holds little
+//! memory.
+
+use std::collections::VecDeque;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::task::JoinHandle;
+
+/// Smallest and largest read: a slow client holds a couple of small reads, a fast one gets large
+/// reads (fewer blocking calls per byte).
+pub(crate) const MIN_CHUNK: usize = 64 * 1024;
+pub(crate) const MAX_CHUNK: usize = 256 * 1024;
+/// Most reads in flight ahead of the client.
+pub(crate) const MAX_DEPTH: usize = 4;
+
+/// A positioned read: `want` bytes at an offset.
+type ReadAt = dyn Fn(u64, usize) -> std::io::Result<Bytes> + Send + Sync;
+
+/// A stream of positioned reads over `[next, end)`.
+pub(crate) struct PacedReads {
+    read_at: Arc<ReadAt>,
+    next: u64,
+    end: u64,
+    in_flight: VecDeque<JoinHandle<std::io::Result<Bytes>>>,
+    /// Reads kept in flight ahead of the one the client waits for.
+    depth: usize,
+    chunk: usize,
+    /// Whether the client has been waiting for the front read (it found it not yet done).
+    waited: bool,
+    /// Nothing is read before the first request, so waiting for the first read says nothing
+    /// about the client's pace.
+    first: bool,
+}
+
+impl PacedReads {
+    pub(crate) fn new(file: Arc<std::fs::File>, offset: u64, len: u64) -> Self {
+        Self::over(Arc::new(move |start, want| read_exact_at(&file, start, want)), offset, len)
+    }
+
+    fn over(read_at: Arc<ReadAt>, offset: u64, len: u64) -> Self {
+        PacedReads {
+            read_at,
+            next: offset,
+            end: offset + len,
+            in_flight: VecDeque::new(),
+            depth: 1,
+            chunk: MIN_CHUNK,
+            waited: false,
+            first: true,
+        }
+    }
+
+    fn launch(&mut self) {
+        let want = (self.end - self.next).min(self.chunk as u64) as usize;
+        let (read_at, start) = (self.read_at.clone(), self.next);
+        self.next += want as u64;
+        self.in_flight.push_back(tokio::task::spawn_blocking(move || read_at(start, want)));
+    }
+
+    fn top_up(&mut self, reads: usize) {
+        while self.in_flight.len() < reads && self.next < self.end {
+            self.launch();
+        }
+    }
+
+    /// The client waited for the disk: read further ahead, in larger pieces.
+    fn faster(&mut self) {
+        self.depth = (self.depth + 1).min(MAX_DEPTH);
+        self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+    }
+
+    /// The read was done before the client asked for it: the client is the slower side.
+    fn slower(&mut self) {
+        self.depth = (self.depth - 1).max(1);
+        self.chunk = (self.chunk / 2).max(MIN_CHUNK);
+    }
+}
+
+impl Stream for PacedReads {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.top_up(1);
+        let Some(front) = this.in_flight.front_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(front).poll(cx) {
+            Poll::Pending => {
+                this.waited = true;
+                Poll::Pending
+            }
+            Poll::Ready(read) => {
+                this.in_flight.pop_front();
+                if std::mem::take(&mut this.first) {
+                    this.waited = false;
+                } else if std::mem::take(&mut this.waited) {
+                    this.faster();
+                } else {
+                    this.slower();
+                }
+                this.top_up(this.depth);
+                Poll::Ready(Some(read.unwrap_or_else(|error| Err(std::io::Error::other(error)))))
+            }
+        }
+    }
+}
+
+pub(crate) fn read_exact_at(file: &std::fs::File, offset: u64, want: usize) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = bytes::BytesMut::zeroed(want);
+    file.read_exact_at(&mut buffer, offset)?;
+    Ok(buffer.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    fn file_of(bytes: &[u8]) -> Arc<std::fs::File> {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        Arc::new(file)
+    }
+
+    fn content(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// Waits until every read in flight has finished (the client arrives late).
+    async fn reads_done(reads: &PacedReads) {
+        while reads.in_flight.iter().any(|read| !read.is_finished()) {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn every_range_comes_back_whole() {
+        let bytes = content(3 * MAX_CHUNK + 123);
+        let file = file_of(&bytes);
+        for (offset, len) in [(0, bytes.len()), (1, bytes.len() - 1), (MIN_CHUNK + 5, 2 * MAX_CHUNK), (7, 0)]
+        {
+            let mut reads = PacedReads::new(file.clone(), offset as u64, len as u64);
+            let mut got = Vec::new();
+            while let Some(chunk) = reads.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            assert_eq!(got, bytes[offset..offset + len], "offset {offset} len {len}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_keeps_one_small_read_ahead() {
+        let bytes = content(4 * 1024 * 1024);
+        let mut reads = PacedReads::new(file_of(&bytes), 0, bytes.len() as u64);
+        let mut got = Vec::new();
+        while let Some(chunk) = {
+            reads_done(&reads).await;
+            reads.next().await
+        } {
+            let chunk = chunk.unwrap();
+            assert!(chunk.len() <= MIN_CHUNK);
+            assert!(reads.in_flight.len() <= 1, "one read ahead of a slow client");
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, bytes);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_waits_for_the_disk_gets_deeper_larger_reads() {
+        // A disk that reads below an offset only once the test allows it: the client always
+        // asks first.
+        let gate = Arc::new((std::sync::Mutex::new(0u64), std::sync::Condvar::new()));
+        let disk_gate = gate.clone();
+        let disk = move |start: u64, want: usize| {
+            let (allowed_below, changed) = &*disk_gate;
+            let mut allowed = allowed_below.lock().unwrap();
+            while *allowed <= start {
+                allowed = changed.wait(allowed).unwrap();
+            }
+            Ok(Bytes::from(vec![1u8; want]))
+        };
+        let allow_read_at = |offset: u64| {
+            *gate.0.lock().unwrap() = offset + 1;
+            gate.1.notify_all();
+        };
+        let total = 4 * 1024 * 1024;
+        let mut reads = PacedReads::over(Arc::new(disk), 0, total);
+        let mut received = 0;
+        loop {
+            let mut next = reads.next();
+            let waited = futures_util::poll!(&mut next);
+            if received == total {
+                assert!(matches!(waited, std::task::Poll::Ready(None)));
+                break;
+            }
+            assert!(waited.is_pending(), "the client asks before the disk has read");
+            allow_read_at(received);
+            match next.await {
+                Some(chunk) => received += chunk.unwrap().len() as u64,
+                None => break,
+            }
+            if received > total / 2 {
+                assert_eq!((reads.depth, reads.chunk), (MAX_DEPTH, MAX_CHUNK), "grown to the maximum");
+            }
+        }
+        assert_eq!(received, total);
+    }
+}

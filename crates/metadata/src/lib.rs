@@ -1,5 +1,6 @@
 //! The metadata database: which objects each group has cached, tag → digest mappings with their
-//! freshness, fill leases across nodes, and access tokens (by hash). SQLite (default) and
+//! freshness, when each was last read, fill leases across nodes, the lifecycle's bookkeeping
+//! (deletions queued, traffic, jobs, maintenance leases), and access tokens (by hash). SQLite (default) and
 //! PostgreSQL share one set of queries and one test suite; each has its own migrations.
 //!
 //! Every write is an upsert on a unique key: concurrent finalizes of one object are normal.
@@ -7,18 +8,28 @@
 #[macro_use]
 mod pool;
 mod clock;
+mod commit;
 mod error;
+mod jobs;
 mod leases;
 mod objects;
+mod reads;
+mod sweep;
 mod tokens;
 mod url;
 
 pub use clock::Clock;
+pub use commit::{CommitLease, Committed, SWEEPER_HOLDER_PREFIX};
 pub use error::MetadataError;
+pub use jobs::JobRecord;
 pub use objects::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
 pub use pool::Metadata;
+pub use reads::{Reads, Traffic};
+pub use sweep::{Cursor, GroupUsage, ObjectRow, StoredDigest, TagRow};
 pub use tokens::AccessTokenRecord;
 pub use url::DatabaseUrl;
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

@@ -63,7 +63,7 @@ fn parse_digest(text: String) -> Result<Digest> {
 }
 
 /// Sizes are `u64` in Rust and `BIGINT` in SQL; objects never approach 2^63 bytes.
-fn to_sql_size(size: u64) -> i64 {
+pub(crate) fn to_sql_size(size: u64) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
 }
 

@@ -5,7 +5,7 @@ use oci::{Digest, GroupPath, Reference, RepositoryName};
 
 use super::*;
 
-async fn backends() -> Vec<(Metadata, Option<tempfile::TempDir>)> {
+pub(crate) async fn backends() -> Vec<(Metadata, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let mut all = vec![(Metadata::connect(&DatabaseUrl::new(url)).await.unwrap(), Some(dir))];

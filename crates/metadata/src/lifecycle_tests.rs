@@ -1,0 +1,215 @@
+//! The lifecycle's queries on both backends: access tracking, the commit/delete handshake,
+//! removals queueing deletions, usage and traffic.
+
+use std::collections::HashSet;
+
+use oci::{Digest, GroupPath, Reference, RepositoryName};
+
+use crate::tests::backends;
+use crate::*;
+
+fn group(path: &str) -> GroupPath {
+    GroupPath::parse(path).unwrap()
+}
+
+fn blob(data: &[u8]) -> BlobRecord {
+    BlobRecord {
+        digest: Digest::of(data),
+        size: data.len() as u64,
+        media_type: "application/octet-stream".into(),
+    }
+}
+
+fn manifest(data: &[u8]) -> ManifestRecord {
+    ManifestRecord {
+        digest: Digest::of(data),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        size: data.len() as u64,
+        checked_at: 0,
+        stored: true,
+    }
+}
+
+fn by_digest(group_path: &str, image: &str, digest: &Digest) -> ManifestKey {
+    ManifestKey {
+        group: group(group_path),
+        image: RepositoryName::parse(image).unwrap(),
+        reference: Reference::Digest(digest.clone()),
+    }
+}
+
+const SWEEPER: &str = "sweeper:test";
+const TAKE: CommitLease<'static> = CommitLease::Take { holder: "node-a", ttl_ms: 30_000 };
+
+#[tokio::test]
+async fn reads_move_forward_and_count_hits_in_one_batch() {
+    for (db, _dir) in backends().await {
+        let layer = blob(b"layer");
+        assert_eq!(db.commit_blob(&group("g"), &layer, TAKE, 10).await.unwrap(), Committed::Recorded);
+        let image = manifest(b"manifest");
+        let key = by_digest("g", "app", &image.digest);
+        let tag = Reference::parse("v1").unwrap();
+        db.commit_manifest(&key, Some(&tag), &image, &[layer.digest.clone()], TAKE, 10).await.unwrap();
+        let blob_key = BlobKey { group: group("g"), digest: layer.digest.clone() };
+        db.record_reads(
+            &[(blob_key.clone(), Reads { last: 50, count: 3 })],
+            &[(key.clone(), Reads { last: 60, count: 2 })],
+        )
+        .await
+        .unwrap();
+        // An older read never moves read_at back.
+        db.record_reads(&[(blob_key, Reads { last: 20, count: 1 })], &[]).await.unwrap();
+        let rows = db.objects_by_read(&group("g"), None, &None, 10).await.unwrap();
+        let reads: Vec<(bool, i64)> = rows.iter().map(|row| (row.image.is_some(), row.read_at)).collect();
+        assert_eq!(reads, vec![(false, 50), (true, 60)], "{}", db.backend());
+        let usage = db.group_usage().await.unwrap();
+        assert_eq!(usage.len(), 1);
+        assert_eq!((usage[0].bytes, usage[0].blobs, usage[0].manifests, usage[0].tags), (5 + 8, 1, 1, 1));
+        assert_eq!(usage[0].oldest_read, Some(50));
+    }
+}
+
+#[tokio::test]
+async fn a_commit_after_a_sweeper_claim_is_refused_and_a_claim_after_a_commit_backs_off() {
+    for (db, _dir) in backends().await {
+        let layer = blob(b"shared layer");
+        // The sweeper claims first: a commit (with or without a lease of its own) is refused.
+        assert!(db.claim_for_delete(&layer.digest, SWEEPER, "s1", 0, 30_000).await.unwrap());
+        assert_eq!(db.commit_blob(&group("g"), &layer, TAKE, 1).await.unwrap(), Committed::Refused);
+        assert_eq!(
+            db.commit_blob(&group("g"), &layer, CommitLease::Held { id: "fill-1" }, 1).await.unwrap(),
+            Committed::Refused,
+            "a fill whose lease was taken over by a sweeper records nothing"
+        );
+        assert_eq!(
+            db.find_blob(&BlobKey { group: group("g"), digest: layer.digest.clone() }).await.unwrap(),
+            None
+        );
+        db.finish_delete(&layer.digest, "s1").await.unwrap();
+
+        // A commit first: the claim sees the row and backs off, dropping the queued deletion.
+        assert_eq!(db.commit_blob(&group("g"), &layer, TAKE, 2).await.unwrap(), Committed::Recorded);
+        assert!(!db.claim_for_delete(&layer.digest, SWEEPER, "s2", 3, 30_000).await.unwrap());
+        // A fill holding the lease: the sweeper cannot claim.
+        let other = blob(b"being filled");
+        assert!(db.acquire_lease(&other.digest, "node-a", "fill-2", 3, 30_000).await.unwrap());
+        assert!(!db.claim_for_delete(&other.digest, SWEEPER, "s3", 4, 30_000).await.unwrap());
+        assert_eq!(
+            db.commit_blob(&group("g"), &other, CommitLease::Held { id: "fill-2" }, 5).await.unwrap(),
+            Committed::Recorded
+        );
+        assert!(
+            !db.claim_for_delete(&other.digest, SWEEPER, "s4", 6, 30_000).await.unwrap(),
+            "{}",
+            db.backend()
+        );
+    }
+}
+
+#[tokio::test]
+async fn removing_the_last_row_queues_the_object_and_shared_objects_stay() {
+    for (db, _dir) in backends().await {
+        let shared = blob(b"shared");
+        let own = blob(b"own layer");
+        for path in ["a", "b"] {
+            db.commit_blob(&group(path), &shared, TAKE, 1).await.unwrap();
+        }
+        db.commit_blob(&group("a"), &own, TAKE, 1).await.unwrap();
+        let rows = db.objects_by_read(&group("a"), None, &None, 10).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(db.remove_objects(&rows, 100).await.unwrap(), shared.size + own.size);
+        // Only the object no group holds any more is queued.
+        assert_eq!(db.pending_deletes(100, 10).await.unwrap(), vec![(own.digest.clone(), own.size)]);
+        assert!(db.pending_deletes(99, 10).await.unwrap().is_empty(), "not due before its time");
+        assert_eq!(db.referenced_bytes().await.unwrap(), shared.size);
+        assert_eq!(db.pending_bytes().await.unwrap(), own.size);
+        let known = db
+            .known_digests(&[shared.digest.to_string(), own.digest.to_string(), Digest::of(b"x").to_string()])
+            .await
+            .unwrap();
+        assert_eq!(known, HashSet::from([shared.digest.to_string(), own.digest.to_string()]));
+        assert!(db.claim_for_delete(&own.digest, SWEEPER, "s", 100, 1_000).await.unwrap());
+        db.finish_delete(&own.digest, "s").await.unwrap();
+        assert!(db.pending_deletes(200, 10).await.unwrap().is_empty());
+        assert!(db.known_digests(&[own.digest.to_string()]).await.unwrap().is_empty(), "{}", db.backend());
+    }
+}
+
+#[tokio::test]
+async fn removing_a_manifest_takes_its_tags_and_references() {
+    for (db, _dir) in backends().await {
+        let layer = blob(b"layer");
+        let image = manifest(b"image manifest");
+        let index = manifest(b"index");
+        db.commit_blob(&group("g"), &layer, TAKE, 1).await.unwrap();
+        let image_key = by_digest("g", "app", &image.digest);
+        let index_key = by_digest("g", "app", &index.digest);
+        let latest = Reference::parse("latest").unwrap();
+        db.commit_manifest(&image_key, None, &image, &[layer.digest.clone()], TAKE, 1).await.unwrap();
+        db.commit_manifest(&index_key, Some(&latest), &index, &[image.digest.clone()], TAKE, 1)
+            .await
+            .unwrap();
+        let tags = db.tags_of_group(&group("g")).await.unwrap();
+        assert_eq!(
+            tags,
+            vec![TagRow { image: "app".into(), tag: "latest".into(), digest: index.digest.to_string() }]
+        );
+        let children = db.manifest_children(&group("g"), &[index.digest.to_string()]).await.unwrap();
+        assert_eq!(children, vec![image.digest.to_string()]);
+        let elsewhere = db
+            .referenced_elsewhere(
+                &group("g"),
+                &[layer.digest.to_string()],
+                &HashSet::from([image.digest.to_string()]),
+            )
+            .await
+            .unwrap();
+        assert!(elsewhere.is_empty());
+        let index_row =
+            db.manifests_of_image(&group("g"), &RepositoryName::parse("app").unwrap()).await.unwrap();
+        let index_row: Vec<ObjectRow> =
+            index_row.into_iter().filter(|row| row.digest == index.digest).collect();
+        db.remove_objects(&index_row, 0).await.unwrap();
+        assert!(db.tags_of_group(&group("g")).await.unwrap().is_empty(), "the tag went with its manifest");
+        assert!(db.manifest_children(&group("g"), &[index.digest.to_string()]).await.unwrap().is_empty());
+        assert_eq!(db.group_usage().await.unwrap()[0].manifests, 1, "{}", db.backend());
+    }
+}
+
+#[tokio::test]
+async fn one_maintenance_lease_holder_at_a_time_and_traffic_adds_up() {
+    for (db, _dir) in backends().await {
+        assert!(db.try_maintenance_lease("sweep", "a", 1, 1_000).await.unwrap());
+        assert!(!db.try_maintenance_lease("sweep", "b", 500, 1_000).await.unwrap());
+        assert!(db.try_maintenance_lease("sweep", "a", 500, 1_000).await.unwrap(), "renewed by its holder");
+        assert!(
+            db.try_maintenance_lease("sweep", "b", 1_502, 1_000).await.unwrap(),
+            "taken over once expired"
+        );
+        db.release_maintenance_lease("sweep", "b").await.unwrap();
+        assert!(db.try_maintenance_lease("sweep", "a", 1_503, 1_000).await.unwrap());
+
+        let before = db.generation().await.unwrap();
+        db.bump_generation().await.unwrap();
+        assert_eq!(db.generation().await.unwrap(), before + 1);
+
+        let hit = Traffic { hits: 2, bytes_served: 100, ..Traffic::default() };
+        let miss = Traffic { misses: 1, bytes_fetched: 40, ..Traffic::default() };
+        db.add_traffic(3_600_000, &[(group("g"), hit)]).await.unwrap();
+        db.add_traffic(3_600_000, &[(group("g"), miss)]).await.unwrap();
+        db.add_traffic(0, &[(group("g"), hit)]).await.unwrap();
+        let recent = db.traffic_since(3_600_000).await.unwrap();
+        assert_eq!(
+            recent,
+            vec![("g".to_owned(), Traffic { hits: 2, misses: 1, bytes_served: 100, bytes_fetched: 40 })]
+        );
+        assert_eq!(db.prune_traffic(3_600_000).await.unwrap(), 1, "{}", db.backend());
+
+        db.create_job("j1", "purge", "group g", 5).await.unwrap();
+        db.update_job_progress("j1", 3, 10, 300).await.unwrap();
+        let job = db.find_job("j1").await.unwrap().unwrap();
+        assert_eq!((job.state.as_str(), job.done, job.total, job.bytes), ("running", 3, 10, 300));
+        db.finish_job("j1", None, 9).await.unwrap();
+        assert_eq!(db.find_job("j1").await.unwrap().unwrap().state, "done");
+    }
+}

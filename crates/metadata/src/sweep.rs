@@ -1,0 +1,597 @@
+//! What the sweeper and purges need: objects of a group oldest-read first, removing rows (an
+//! object whose last row goes is queued for deletion), the delete handshake with fills, usage, and
+//! coordination between nodes (one sweeper at a time; a generation counter that tells every
+//! control plane to forget remembered rows).
+//!
+//! The delete handshake: a sweeper deletes an object only while it holds the object's fill lease
+//! (holder `sweeper:…`) and no row references the object; a fill records a row only after
+//! claiming the same lease row (`commit.rs`). Whichever comes second sees the other.
+
+use std::collections::HashSet;
+
+use oci::{Digest, GroupPath, RepositoryName};
+
+use crate::commit::SWEEPER_HOLDER_PREFIX;
+use crate::error::{MetadataError, Result};
+use crate::objects::to_sql_size;
+use crate::pool::{Metadata, Pool};
+
+/// A stored object as one group holds it: a blob row, or a manifest's digest row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRow {
+    pub group: GroupPath,
+    /// `None` for a blob; the image for a manifest.
+    pub image: Option<RepositoryName>,
+    pub digest: Digest,
+    pub size: u64,
+    pub read_at: i64,
+}
+
+/// A stored object across groups, for the store-wide quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDigest {
+    pub digest: Digest,
+    pub size: u64,
+    /// The latest read by any group.
+    pub read_at: i64,
+}
+
+/// One group's share of the store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupUsage {
+    pub group: String,
+    /// Bytes of the objects the group holds (an object shared with another group counts in both).
+    pub bytes: u64,
+    pub blobs: u64,
+    pub manifests: u64,
+    pub tags: u64,
+    /// The least recent read of any of its objects (unix ms).
+    pub oldest_read: Option<i64>,
+}
+
+/// A tag row: which image and tag, and where it points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRow {
+    pub image: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct CandidateRow {
+    image: Option<String>,
+    digest: String,
+    size: i64,
+    read_at: i64,
+}
+
+fn digest(text: String) -> Result<Digest> {
+    text.parse().map_err(|_| MetadataError::CorruptDigest(text))
+}
+
+fn image(text: String) -> Result<RepositoryName> {
+    RepositoryName::parse(&text).map_err(|_| MetadataError::CorruptGroup(text))
+}
+
+/// Keyset position in an oldest-read-first listing.
+pub type Cursor = Option<(i64, String)>;
+
+const CHUNK: usize = 500;
+
+impl Metadata {
+    /// Takes (or renews) the named maintenance lease for `holder` unless another holder's is live.
+    pub async fn try_maintenance_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        const SQL: &str = "UPDATE maintenance SET holder = $2, expires_at = $3 \
+             WHERE name = $1 AND (expires_at < $4 OR holder = $2)";
+        let taken = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(name)
+            .bind(holder)
+            .bind(now + ttl_ms)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(taken == 1)
+    }
+
+    pub async fn release_maintenance_lease(&self, name: &str, holder: &str) -> Result<()> {
+        const SQL: &str =
+            "UPDATE maintenance SET holder = NULL, expires_at = 0 WHERE name = $1 AND holder = $2";
+        on_pool!(self, |pool| sqlx::query(SQL).bind(name).bind(holder).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Counts removals; control planes compare it to drop remembered rows.
+    pub async fn generation(&self) -> Result<i64> {
+        const SQL: &str = "SELECT generation FROM maintenance WHERE name = 'generation'";
+        let value: Option<(i64,)> = on_pool!(self, |pool| sqlx::query_as(SQL).fetch_optional(pool).await?);
+        Ok(value.map_or(0, |(value,)| value))
+    }
+
+    pub async fn bump_generation(&self) -> Result<()> {
+        const SQL: &str = "UPDATE maintenance SET generation = generation + 1 WHERE name = 'generation'";
+        on_pool!(self, |pool| sqlx::query(SQL).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// A group's objects (blob rows and manifest digest rows), least recently read first, after
+    /// `cursor`, read before `before` when given.
+    pub async fn objects_by_read(
+        &self,
+        group: &GroupPath,
+        before: Option<i64>,
+        cursor: &Cursor,
+        limit: usize,
+    ) -> Result<Vec<ObjectRow>> {
+        const SQL: &str = "SELECT image, digest, size, read_at FROM ( \
+               SELECT CAST(NULL AS TEXT) AS image, digest, size, read_at FROM blobs WHERE group_path = $1 \
+               UNION ALL \
+               SELECT image, digest, size, read_at FROM manifests WHERE group_path = $1 AND reference = digest \
+             ) o WHERE read_at < $2 AND (read_at > $3 OR (read_at = $3 AND digest > $4)) \
+             ORDER BY read_at, digest LIMIT $5";
+        let (after_read, after_digest) = cursor.clone().unwrap_or((i64::MIN, String::new()));
+        let rows: Vec<CandidateRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(group.as_str())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(after_read)
+            .bind(&after_digest)
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter()
+            .map(|row| {
+                Ok(ObjectRow {
+                    group: group.clone(),
+                    image: row.image.map(image).transpose()?,
+                    digest: digest(row.digest)?,
+                    size: row.size.max(0) as u64,
+                    read_at: row.read_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Objects across all groups, least recently read (by any group) first, after `cursor`.
+    pub async fn digests_by_read(&self, cursor: &Cursor, limit: usize) -> Result<Vec<StoredDigest>> {
+        const SQL: &str = "SELECT CAST(NULL AS TEXT) AS image, digest, size, read_at FROM ( \
+               SELECT digest, MAX(size) AS size, MAX(read_at) AS read_at FROM ( \
+                 SELECT digest, size, read_at FROM blobs \
+                 UNION ALL SELECT digest, size, read_at FROM manifests WHERE reference = digest \
+               ) r GROUP BY digest \
+             ) o WHERE read_at > $1 OR (read_at = $1 AND digest > $2) ORDER BY read_at, digest LIMIT $3";
+        let (after_read, after_digest) = cursor.clone().unwrap_or((i64::MIN, String::new()));
+        let rows: Vec<CandidateRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(after_read)
+            .bind(&after_digest)
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter()
+            .map(|row| {
+                Ok(StoredDigest {
+                    digest: digest(row.digest)?,
+                    size: row.size.max(0) as u64,
+                    read_at: row.read_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Every group's rows of `digest` (for the store-wide quota and purges).
+    pub async fn rows_of_digest(&self, digest_value: &Digest) -> Result<Vec<ObjectRow>> {
+        const SQL: &str = "SELECT group_path, CAST(NULL AS TEXT) AS image, digest, size, read_at FROM blobs \
+             WHERE digest = $1 UNION ALL \
+             SELECT group_path, image, digest, size, read_at FROM manifests WHERE reference = $1 AND digest = $1";
+        let rows: Vec<(String, Option<String>, String, i64, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).bind(digest_value.to_string()).fetch_all(pool).await?);
+        rows.into_iter()
+            .map(|(group, image_name, digest_text, size, read_at)| {
+                Ok(ObjectRow {
+                    group: GroupPath::parse(&group).map_err(|_| MetadataError::CorruptGroup(group))?,
+                    image: image_name.map(image).transpose()?,
+                    digest: digest(digest_text)?,
+                    size: size.max(0) as u64,
+                    read_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes object rows (a manifest's digest row takes its tags and references along) and
+    /// queues every object whose last row that was for deletion at `due_at`. Returns the bytes of
+    /// the rows removed.
+    pub async fn remove_objects(&self, rows: &[ObjectRow], due_at: i64) -> Result<u64> {
+        const BLOB: &str = "DELETE FROM blobs WHERE group_path = $1 AND digest = $2";
+        const MANIFEST: &str = "DELETE FROM manifests WHERE group_path = $1 AND image = $2 AND digest = $3";
+        const REFS: &str = "DELETE FROM manifest_refs WHERE group_path = $1 AND manifest_digest = $2 \
+             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.group_path = $1 AND m.reference = $2)";
+        const PENDING: &str = "INSERT INTO pending_deletes (digest, size, due_at) SELECT $1, $2, $3 \
+             WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = $1) \
+             AND NOT EXISTS (SELECT 1 FROM manifests WHERE reference = $1 AND digest = $1) \
+             ON CONFLICT (digest) DO NOTHING";
+        let mut removed = 0;
+        for chunk in rows.chunks(CHUNK) {
+            on_pool!(self, |pool| {
+                let mut transaction = match &self.pool {
+                    Pool::Sqlite(_) => pool.begin_with("BEGIN IMMEDIATE").await?,
+                    Pool::Postgres(_) => pool.begin().await?,
+                };
+                for row in chunk {
+                    let digest_text = row.digest.to_string();
+                    let deleted = match &row.image {
+                        None => sqlx::query(BLOB)
+                            .bind(row.group.as_str())
+                            .bind(&digest_text)
+                            .execute(&mut *transaction)
+                            .await?
+                            .rows_affected(),
+                        Some(image_name) => {
+                            let deleted = sqlx::query(MANIFEST)
+                                .bind(row.group.as_str())
+                                .bind(image_name.as_str())
+                                .bind(&digest_text)
+                                .execute(&mut *transaction)
+                                .await?
+                                .rows_affected();
+                            sqlx::query(REFS)
+                                .bind(row.group.as_str())
+                                .bind(&digest_text)
+                                .execute(&mut *transaction)
+                                .await?;
+                            deleted
+                        }
+                    };
+                    if deleted > 0 {
+                        removed += row.size;
+                    }
+                    sqlx::query(PENDING)
+                        .bind(&digest_text)
+                        .bind(to_sql_size(row.size))
+                        .bind(due_at)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                transaction.commit().await?;
+            });
+        }
+        Ok(removed)
+    }
+
+    /// Removes tag rows of `group` read before `before`, except `keep` (image, tag) pairs.
+    pub async fn remove_tags_read_before(
+        &self,
+        group: &GroupPath,
+        before: i64,
+        keep: &HashSet<(String, String)>,
+    ) -> Result<u64> {
+        const LIST: &str = "SELECT image, reference FROM manifests \
+             WHERE group_path = $1 AND reference <> digest AND read_at < $2";
+        const DELETE: &str = "DELETE FROM manifests WHERE group_path = $1 AND image = $2 AND reference = $3";
+        let rows: Vec<(String, String)> = on_pool!(self, |pool| sqlx::query_as(LIST)
+            .bind(group.as_str())
+            .bind(before)
+            .fetch_all(pool)
+            .await?);
+        let mut removed = 0;
+        for (image_name, tag) in rows {
+            if keep.contains(&(image_name.clone(), tag.clone())) {
+                continue;
+            }
+            removed += on_pool!(self, |pool| sqlx::query(DELETE)
+                .bind(group.as_str())
+                .bind(&image_name)
+                .bind(&tag)
+                .execute(pool)
+                .await?
+                .rows_affected());
+        }
+        Ok(removed)
+    }
+
+    /// Objects queued for deletion and due at `now`.
+    pub async fn pending_deletes(&self, now: i64, limit: usize) -> Result<Vec<(Digest, u64)>> {
+        const SQL: &str =
+            "SELECT digest, size FROM pending_deletes WHERE due_at <= $1 ORDER BY due_at LIMIT $2";
+        let rows: Vec<(String, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).bind(now).bind(limit as i64).fetch_all(pool).await?);
+        rows.into_iter().map(|(text, size)| Ok((digest(text)?, size.max(0) as u64))).collect()
+    }
+
+    /// Bytes queued for deletion (still in storage).
+    pub async fn pending_bytes(&self) -> Result<u64> {
+        const SQL: &str = "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM pending_deletes";
+        let (bytes,): (i64,) = on_pool!(self, |pool| sqlx::query_as(SQL).fetch_one(pool).await?);
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// Claims `digest` for deletion: takes its fill lease for `holder` (a `sweeper:` name) unless
+    /// a fill holds it, and checks no row references it. `false`: leave the object alone (the
+    /// queue entry is dropped when a row references it again).
+    pub async fn claim_for_delete(
+        &self,
+        digest_value: &Digest,
+        holder: &str,
+        lease_id: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        debug_assert!(holder.starts_with(SWEEPER_HOLDER_PREFIX));
+        const TAKE: &str = "INSERT INTO fill_leases (object_digest, holder, lease_id, expires_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (object_digest) DO UPDATE SET holder = excluded.holder, \
+             lease_id = excluded.lease_id, expires_at = excluded.expires_at WHERE fill_leases.expires_at < $5";
+        const REFERENCED: &str = "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM blobs WHERE digest = $1) \
+             OR EXISTS (SELECT 1 FROM manifests WHERE reference = $1 AND digest = $1) THEN 1 ELSE 0 END AS BIGINT)";
+        const RELEASE: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
+        const DROP_PENDING: &str = "DELETE FROM pending_deletes WHERE digest = $1";
+        let text = digest_value.to_string();
+        let taken = on_pool!(self, |pool| sqlx::query(TAKE)
+            .bind(&text)
+            .bind(holder)
+            .bind(lease_id)
+            .bind(now + ttl_ms)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        if taken != 1 {
+            return Ok(false);
+        }
+        // The lease is committed: a commit from now on sees it and refuses; one that committed
+        // before is visible here.
+        let (referenced,): (i64,) =
+            on_pool!(self, |pool| sqlx::query_as(REFERENCED).bind(&text).fetch_one(pool).await?);
+        if referenced != 0 {
+            on_pool!(self, |pool| {
+                sqlx::query(DROP_PENDING).bind(&text).execute(pool).await?;
+                sqlx::query(RELEASE).bind(&text).bind(lease_id).execute(pool).await?.rows_affected()
+            });
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The object of a claimed digest is gone from storage: drop its queue entry and the lease.
+    pub async fn finish_delete(&self, digest_value: &Digest, lease_id: &str) -> Result<()> {
+        const DROP_PENDING: &str = "DELETE FROM pending_deletes WHERE digest = $1";
+        const RELEASE: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
+        let text = digest_value.to_string();
+        on_pool!(self, |pool| {
+            let mut transaction = pool.begin().await?;
+            sqlx::query(DROP_PENDING).bind(&text).execute(&mut *transaction).await?;
+            sqlx::query(RELEASE).bind(&text).bind(lease_id).execute(&mut *transaction).await?;
+            transaction.commit().await?
+        });
+        Ok(())
+    }
+
+    /// Gives up a claim (the storage delete failed; the queue entry stays for the next sweep).
+    pub async fn abandon_delete(&self, digest_value: &Digest, lease_id: &str) -> Result<()> {
+        const RELEASE: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
+        on_pool!(self, |pool| sqlx::query(RELEASE)
+            .bind(digest_value.to_string())
+            .bind(lease_id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Which of `digests` the database knows of: referenced by a row, queued for deletion, or
+    /// leased (being filled or deleted). Objects in storage outside this set are garbage.
+    pub async fn known_digests(&self, digests: &[String]) -> Result<HashSet<String>> {
+        let mut known = HashSet::new();
+        for chunk in digests.chunks(CHUNK) {
+            let found: Vec<(String,)> = on_pool!(self, |pool| {
+                let mut query = sqlx::QueryBuilder::new("WITH c(d) AS (");
+                query.push_values(chunk, |mut row, digest_text| {
+                    row.push_bind(digest_text.as_str());
+                });
+                query.push(
+                    ") SELECT d FROM c WHERE EXISTS (SELECT 1 FROM blobs WHERE digest = c.d) \
+                     OR EXISTS (SELECT 1 FROM manifests WHERE reference = c.d AND digest = c.d) \
+                     OR EXISTS (SELECT 1 FROM pending_deletes WHERE digest = c.d) \
+                     OR EXISTS (SELECT 1 FROM fill_leases WHERE object_digest = c.d)",
+                );
+                query.build_query_as().fetch_all(pool).await?
+            });
+            known.extend(found.into_iter().map(|(text,)| text));
+        }
+        Ok(known)
+    }
+
+    /// Drops fill leases expired before `before` (their holders are gone).
+    pub async fn prune_leases(&self, before: i64) -> Result<u64> {
+        const SQL: &str = "DELETE FROM fill_leases WHERE expires_at < $1";
+        Ok(on_pool!(self, |pool| sqlx::query(SQL).bind(before).execute(pool).await?.rows_affected()))
+    }
+
+    /// Each group's usage (groups with no rows are absent).
+    pub async fn group_usage(&self) -> Result<Vec<GroupUsage>> {
+        const OBJECTS: &str = "SELECT group_path, CAST(SUM(size) AS BIGINT), \
+             CAST(SUM(CASE WHEN k = 'b' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN k = 'm' THEN 1 ELSE 0 END) AS BIGINT), MIN(read_at) FROM ( \
+               SELECT group_path, 'b' AS k, size, read_at FROM blobs \
+               UNION ALL SELECT group_path, 'm' AS k, size, read_at FROM manifests WHERE reference = digest \
+             ) o GROUP BY group_path ORDER BY group_path";
+        const TAGS: &str = "SELECT group_path, CAST(COUNT(*) AS BIGINT) FROM manifests \
+             WHERE reference <> digest GROUP BY group_path";
+        let objects: Vec<(String, i64, i64, i64, Option<i64>)> =
+            on_pool!(self, |pool| sqlx::query_as(OBJECTS).fetch_all(pool).await?);
+        let tags: Vec<(String, i64)> = on_pool!(self, |pool| sqlx::query_as(TAGS).fetch_all(pool).await?);
+        let mut usage: Vec<GroupUsage> = objects
+            .into_iter()
+            .map(|(group, bytes, blobs, manifests, oldest_read)| GroupUsage {
+                group,
+                bytes: bytes.max(0) as u64,
+                blobs: blobs.max(0) as u64,
+                manifests: manifests.max(0) as u64,
+                tags: 0,
+                oldest_read,
+            })
+            .collect();
+        for (group, count) in tags {
+            match usage.iter_mut().find(|entry| entry.group == group) {
+                Some(entry) => entry.tags = count.max(0) as u64,
+                None => usage.push(GroupUsage { group, tags: count.max(0) as u64, ..GroupUsage::default() }),
+            }
+        }
+        Ok(usage)
+    }
+
+    /// Bytes of distinct objects the rows reference (what the store holds, queued deletions aside).
+    pub async fn referenced_bytes(&self) -> Result<u64> {
+        const SQL: &str = "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM ( \
+               SELECT digest, MAX(size) AS size FROM ( \
+                 SELECT digest, size FROM blobs \
+                 UNION ALL SELECT digest, size FROM manifests WHERE reference = digest \
+               ) r GROUP BY digest \
+             ) o";
+        let (bytes,): (i64,) = on_pool!(self, |pool| sqlx::query_as(SQL).fetch_one(pool).await?);
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// A group's tag rows.
+    pub async fn tags_of_group(&self, group: &GroupPath) -> Result<Vec<TagRow>> {
+        const SQL: &str =
+            "SELECT image, reference, digest FROM manifests WHERE group_path = $1 AND reference <> digest";
+        let rows: Vec<(String, String, String)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).bind(group.as_str()).fetch_all(pool).await?);
+        Ok(rows.into_iter().map(|(image, tag, digest)| TagRow { image, tag, digest }).collect())
+    }
+
+    /// What the given manifests of `group` reference (one level).
+    pub async fn manifest_children(&self, group: &GroupPath, manifests: &[String]) -> Result<Vec<String>> {
+        let mut children = Vec::new();
+        for chunk in manifests.chunks(CHUNK) {
+            let found: Vec<(String,)> = on_pool!(self, |pool| {
+                let mut query = sqlx::QueryBuilder::new(
+                    "SELECT DISTINCT child_digest FROM manifest_refs WHERE group_path = ",
+                );
+                query.push_bind(group.as_str());
+                query.push(" AND manifest_digest IN (");
+                let mut list = query.separated(", ");
+                for digest_text in chunk {
+                    list.push_bind(digest_text.as_str());
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(pool).await?
+            });
+            children.extend(found.into_iter().map(|(text,)| text));
+        }
+        Ok(children)
+    }
+
+    /// Of `children`, those some manifest of `group` other than `excluding` references.
+    pub async fn referenced_elsewhere(
+        &self,
+        group: &GroupPath,
+        children: &[String],
+        excluding: &HashSet<String>,
+    ) -> Result<HashSet<String>> {
+        let mut referenced = HashSet::new();
+        for chunk in children.chunks(CHUNK) {
+            let found: Vec<(String, String)> = on_pool!(self, |pool| {
+                let mut query = sqlx::QueryBuilder::new(
+                    "SELECT child_digest, manifest_digest FROM manifest_refs WHERE group_path = ",
+                );
+                query.push_bind(group.as_str());
+                query.push(" AND child_digest IN (");
+                let mut list = query.separated(", ");
+                for digest_text in chunk {
+                    list.push_bind(digest_text.as_str());
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(pool).await?
+            });
+            referenced.extend(
+                found.into_iter().filter(|(_, parent)| !excluding.contains(parent)).map(|(child, _)| child),
+            );
+        }
+        Ok(referenced)
+    }
+
+    /// The manifest digest rows of one image of `group`.
+    pub async fn manifests_of_image(
+        &self,
+        group: &GroupPath,
+        image_name: &RepositoryName,
+    ) -> Result<Vec<ObjectRow>> {
+        const SQL: &str = "SELECT image, digest, size, read_at FROM manifests \
+             WHERE group_path = $1 AND image = $2 AND reference = digest";
+        let rows: Vec<CandidateRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(group.as_str())
+            .bind(image_name.as_str())
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter()
+            .map(|row| {
+                Ok(ObjectRow {
+                    group: group.clone(),
+                    image: row.image.map(image).transpose()?,
+                    digest: digest(row.digest)?,
+                    size: row.size.max(0) as u64,
+                    read_at: row.read_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Blob rows of `group` among `digests`.
+    pub async fn blobs_among(&self, group: &GroupPath, digests: &[String]) -> Result<Vec<ObjectRow>> {
+        let mut rows = Vec::new();
+        for chunk in digests.chunks(CHUNK) {
+            let found: Vec<(String, i64, i64)> = on_pool!(self, |pool| {
+                let mut query =
+                    sqlx::QueryBuilder::new("SELECT digest, size, read_at FROM blobs WHERE group_path = ");
+                query.push_bind(group.as_str());
+                query.push(" AND digest IN (");
+                let mut list = query.separated(", ");
+                for digest_text in chunk {
+                    list.push_bind(digest_text.as_str());
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(pool).await?
+            });
+            for (text, size, read_at) in found {
+                rows.push(ObjectRow {
+                    group: group.clone(),
+                    image: None,
+                    digest: digest(text)?,
+                    size: size.max(0) as u64,
+                    read_at,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Removes every tag row of one image of `group`.
+    pub async fn remove_tags_of_image(&self, group: &GroupPath, image_name: &RepositoryName) -> Result<u64> {
+        const SQL: &str =
+            "DELETE FROM manifests WHERE group_path = $1 AND image = $2 AND reference <> digest";
+        Ok(on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(group.as_str())
+            .bind(image_name.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    }
+
+    /// Removes every tag row of `group` read before `before` (all of them without).
+    pub async fn remove_tags_of_group(&self, group: &GroupPath, before: Option<i64>) -> Result<u64> {
+        const SQL: &str =
+            "DELETE FROM manifests WHERE group_path = $1 AND reference <> digest AND read_at < $2";
+        Ok(on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(group.as_str())
+            .bind(before.unwrap_or(i64::MAX))
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    }
+}

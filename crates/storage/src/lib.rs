@@ -7,6 +7,7 @@
 mod filesystem;
 mod paced;
 mod s3;
+mod s3_uploads;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use oci::Digest;
 use tokio::sync::watch;
 
 pub use filesystem::{FsStore, FsUpload, FsVerified, VerifiedSpool};
+/// The client [`S3Store`] is built on, so tests and tools can reach its bucket the same way.
+pub use object_store;
 pub use s3::{S3Settings, S3Store, S3Upload, S3Verified};
 
 /// Errors of the storage layer.

@@ -17,6 +17,7 @@ use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _, 
 use tokio::io::AsyncReadExt as _;
 
 use crate::filesystem::{FsStore, FsUpload, VerifiedSpool};
+use crate::s3_uploads::UploadSweeper;
 use injector::{digest_of_key, storage_key};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -62,6 +63,7 @@ pub struct S3Store {
     redirect: bool,
     presigned_url_ttl: Duration,
     uploads: Arc<tokio::sync::Semaphore>,
+    sweeper: UploadSweeper,
 }
 
 /// No deadline on a whole request — a multi-gigabyte object streamed to a slow client takes as
@@ -121,6 +123,7 @@ impl S3Store {
             redirect: settings.redirect,
             presigned_url_ttl: settings.presigned_url_ttl,
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
+            sweeper: UploadSweeper::new()?,
         })
     }
 
@@ -166,10 +169,18 @@ impl S3Store {
         Ok(Some(url.to_string()))
     }
 
-    /// Removes fill spools left by a crash. Incomplete multipart uploads are the bucket's to
-    /// expire (an `AbortIncompleteMultipartUpload` lifecycle rule; see docs/operations.md).
+    /// Removes fill spools left by a crash. Incomplete multipart uploads are not touched here:
+    /// see [`S3Store::abort_stale_uploads`].
     pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
         self.spool.remove_orphans().await
+    }
+
+    /// Aborts the incomplete multipart uploads under this store's prefix that were initiated at
+    /// least `older_than` ago (a node died mid-upload), returning how many it aborted. Only keys
+    /// this store writes are considered, so a shared bucket's other uploads are safe; but a live
+    /// upload older than `older_than` would be aborted too, so it must exceed the longest upload.
+    pub async fn abort_stale_uploads(&self, older_than: Duration) -> Result<usize, StorageError> {
+        self.sweeper.abort_stale(&self.store, &self.prefix, older_than).await
     }
 
     /// Starts a fill: bytes go to a local spool (tailed by clients, hashed as they come); the

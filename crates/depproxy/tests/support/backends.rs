@@ -43,6 +43,11 @@ impl S3Server {
 
     /// The bucket through the same client depproxy uses.
     pub async fn store(&self) -> storage::S3Store {
+        self.store_with_prefix("").await
+    }
+
+    /// The bucket through the same client depproxy uses, with its keys under `prefix`.
+    pub async fn store_with_prefix(&self, prefix: &str) -> storage::S3Store {
         storage::S3Store::open(storage::S3Settings {
             endpoint: Some(self.endpoint.clone()),
             bucket: self.bucket.clone(),
@@ -50,7 +55,7 @@ impl S3Server {
             path_style: true,
             access_key_id: Some("test".into()),
             secret_access_key: Some("test".into()),
-            prefix: String::new(),
+            prefix: prefix.to_owned(),
             redirect: false,
             presigned_url_ttl: std::time::Duration::from_secs(600),
             spool_dir: self._dir.path().join("spool"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B6 hash (default: all)
+# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B6 B6s B7 BC hash (default: all)
 #
 # Benchmarks depproxy against the distribution registry in proxy mode, nginx proxy_cache
 # (+ proxy_cache_lock) and nginx serving the same files statically, on one machine, same data,
@@ -18,12 +18,26 @@
 #   B5a B5 on one depproxy with access control: anonymous group vs token group (Bearer JWT, Basic
 #       access token), and the token endpoint's grants/s
 #   B6  peak RSS (sum of VmHWM) of each system during B3 and B4
+#   B6s B6S_READERS slow readers (B6S_RATE each) of one cached HOT_MB blob for B6S_SECONDS: peak
+#       RSS and peak thread count of each system
+#   B7  fill storm: B7_FILLS concurrent cold GETs of distinct B7_BLOB_MB blobs from an upstream
+#       throttled to B7_RATE per response, each client hanging up after the response head, while
+#       steady clients GET the cached manifest and HOT_MB blob: hit TTFB p50/p99, failed hits,
+#       fills answered 200/503, peak RSS and threads (nginx static has no upstream: not run)
+#   BC  connections: BC_IDLE idle keep-alive connections + BC_HALF half-sent request heads, then
+#       cached manifest/blob TTFB while they are open, RSS, threads, and how many half-sent heads
+#       the server closed within BC_HEADER_TIMEOUT + 3 s (depproxy gets
+#       [server] header_read_timeout = BC_HEADER_TIMEOUT, max_connections = BC_MAX_CONN)
 #   hash  sha256sum vs depproxy's write path (bench/hashbench) on the large layer file
 #
 # Knobs (environment) and defaults — the defaults are the sizes of issue 4:
 #   REPS=3 BIG_MB=256 LARGE_MB=1024 B1_CLIENTS=8 B3_CLIENTS=32
 #   B4_STREAMS=200 B4_BLOB_MB=16 B4_RATE=1m B4_RAMP=3 B4_SECONDS=10 B4_CONC=4 B4_QPS=25
 #   B5_CONN=64 B5_THREADS=2 B5_SECONDS=10 HASH_CHUNK=65536
+#   HOT_MB=50 HIT_QPS=10 HIT_BLOB_QPS=2   (B7/BC: the cached blob, GETs/s of the steady clients)
+#   B6S_READERS=500 B6S_RATE=1m B6S_SECONDS=20 B6S_RAMP=1 B6S_RCVBUF=262144
+#   B7_FILLS=1000 B7_BLOB_MB=4 B7_RATE=100k B7_SECONDS=35 B7_RAMP=1 B7_SOURCES=16
+#   BC_IDLE=10000 BC_HALF=1000 BC_SECONDS=10 BC_HEADER_TIMEOUT=15 BC_MAX_CONN=20000
 #   SYSTEMS="depproxy distribution nginx-cache nginx-static"   PORT_BASE=5900
 #   BENCH_DIR=/tmp/depproxy-bench (images, upstream registry data, caches)
 #   RESULTS=bench/RESULTS.md   SKIP_BUILD=1 (use the existing binaries)
@@ -54,6 +68,25 @@ B5_CONN=${B5_CONN:-64}
 B5_THREADS=${B5_THREADS:-2}
 B5_SECONDS=${B5_SECONDS:-10}
 HASH_CHUNK=${HASH_CHUNK:-65536}
+HOT_MB=${HOT_MB:-50}
+HIT_QPS=${HIT_QPS:-10}
+HIT_BLOB_QPS=${HIT_BLOB_QPS:-2}
+B6S_READERS=${B6S_READERS:-500}
+B6S_RATE=${B6S_RATE:-1m}
+B6S_SECONDS=${B6S_SECONDS:-20}
+B6S_RAMP=${B6S_RAMP:-1}
+B6S_RCVBUF=${B6S_RCVBUF:-262144}
+B7_FILLS=${B7_FILLS:-1000}
+B7_BLOB_MB=${B7_BLOB_MB:-4}
+B7_RATE=${B7_RATE:-100k}
+B7_SECONDS=${B7_SECONDS:-35}
+B7_RAMP=${B7_RAMP:-1}
+B7_SOURCES=${B7_SOURCES:-16}
+BC_IDLE=${BC_IDLE:-10000}
+BC_HALF=${BC_HALF:-1000}
+BC_SECONDS=${BC_SECONDS:-10}
+BC_HEADER_TIMEOUT=${BC_HEADER_TIMEOUT:-15}
+BC_MAX_CONN=${BC_MAX_CONN:-20000}
 PORT_BASE=${PORT_BASE:-5900}
 BENCH_DIR=${BENCH_DIR:-/tmp/depproxy-bench}
 RESULTS=${RESULTS:-$REPO/bench/RESULTS.md}
@@ -96,16 +129,16 @@ source "$REPO/bench/lib/scenarios.sh"
 select_scenarios() {
   local s
   SCENARIOS=()
-  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a hash
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B6s B7 BC hash
   for s in "$@"; do
     case $s in
-      B1 | B2 | B3 | B4 | B5 | B5a | hash) SCENARIOS+=("$s") ;;
+      B1 | B2 | B3 | B4 | B5 | B5a | B6s | B7 | BC | hash) SCENARIOS+=("$s") ;;
       B6) SCENARIOS+=(B3 B4) ;;
-      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B6 hash)" ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B6 B6s B7 BC hash)" ;;
     esac
   done
   # Unique, in canonical order.
-  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B6s B7 BC hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
 }
 
 wants() { [[ " ${SCENARIOS[*]} " == *" $1 "* ]]; }
@@ -169,7 +202,8 @@ check_ports() {
   done
 }
 
-# Images (make-images.py), the upstream registry with them pushed, the B4 blobs, the static tree.
+# Images (make-images.py), the upstream registry with them pushed, the B4 blobs, the HOT_MB blob
+# (B6s, B7, BC), the B7 blobs, the static tree.
 prepare_data() {
   log "test images in $LAYOUTS (big ${BIG_MB} MiB, large ${LARGE_MB} MiB)"
   WITH_BIG=1 WITH_LARGE=1 BIG_MB=$BIG_MB LARGE_MB=$LARGE_MB MEDIUM_MB=${MEDIUM_MB:-8} \
@@ -184,9 +218,21 @@ prepare_data() {
     B4_LIST=$BENCH_DIR/b4-${B4_STREAMS}x${B4_BLOB_MB}/list
     python3 "$BENCH_PY" b4-blobs "$(dirname "$B4_LIST")" "$B4_STREAMS" "$B4_BLOB_MB" "127.0.0.1:${PORT[upstream]}" >&2
   fi
+  HOT_LIST=""
+  if wants B6s || wants B7 || wants BC; then
+    HOT_LIST=$BENCH_DIR/hot-${HOT_MB}/list
+    python3 "$BENCH_PY" b4-blobs "$(dirname "$HOT_LIST")" 1 "$HOT_MB" "127.0.0.1:${PORT[upstream]}" hot >&2
+    read -r HOT_DIGEST HOT_SIZE <"$HOT_LIST"
+  fi
+  B7_LIST=""
+  if wants B7; then
+    # Only the list is kept (digests; the blobs live in the upstream registry): 1000 x 4 MiB.
+    B7_LIST=$BENCH_DIR/b7-${B7_FILLS}x${B7_BLOB_MB}/list
+    python3 "$BENCH_PY" b4-blobs "$(dirname "$B7_LIST")" "$B7_FILLS" "$B7_BLOB_MB" "127.0.0.1:${PORT[upstream]}" b7 nofiles >&2
+  fi
   STATIC=$RUN/static-tree
   rm -rf "$STATIC"
-  python3 "$BENCH_PY" static-tree "$STATIC" "$LAYOUTS" ${B4_LIST:+"$B4_LIST"}
+  python3 "$BENCH_PY" static-tree "$STATIC" "$LAYOUTS" ${B4_LIST:+"$B4_LIST"} ${HOT_LIST:+"hot=$HOT_LIST"}
 }
 
 cleanup() {
@@ -213,6 +259,9 @@ write_meta() {
     echo "WITH_BIG=1 WITH_LARGE=1 BIG_MB=$BIG_MB LARGE_MB=$LARGE_MB MEDIUM_MB=${MEDIUM_MB:-8} scripts/make-images.py $LAYOUTS"
     echo "DEPPROXY_TEST_DIR=$BENCH_DIR scripts/lab/start-registry.sh ${PORT[upstream]} $BENCH_DIR/upstream-data   # the upstream"
     echo "scripts/lab/push-images.sh 127.0.0.1:${PORT[upstream]} $LAYOUTS"
+    if [ -n "${B4_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$B4_LIST") $B4_STREAMS $B4_BLOB_MB 127.0.0.1:${PORT[upstream]}   # B4's blobs, lab/b4"; fi
+    if [ -n "${HOT_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$HOT_LIST") 1 $HOT_MB 127.0.0.1:${PORT[upstream]} hot   # the cached blob of B6s/B7/BC, lab/hot"; fi
+    if [ -n "${B7_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$B7_LIST") $B7_FILLS $B7_BLOB_MB 127.0.0.1:${PORT[upstream]} b7 nofiles   # B7's blobs, lab/b7"; fi
     echo "$DEPPROXY_BIN serve --listen 127.0.0.1:${PORT[depproxy]} --data-dir DIR --upstream UPSTREAM"
     echo "docker-registry serve CONFIG   # proxy.remoteurl: UPSTREAM (config: bench/lib/systems.sh)"
     echo "nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'   # proxy_cache, static and throttle configs: bench/lib/systems.sh"
@@ -222,7 +271,7 @@ write_meta() {
   META_LOAD_START=$LOAD_START META_OUT=$OUT META_COMMAND="bench/run.sh${SCENARIO_ARGS[*]:+ ${SCENARIO_ARGS[*]}}" META_RUN_ID=$RUN_ID META_LOAD_BEFORE=$LOAD_BEFORE \
     META_LOAD_AFTER=$LOAD_AFTER META_DEPPROXY_BIN=$DEPPROXY_BIN META_DEPPROXY_SOURCE=$DEPPROXY_SOURCE \
     META_DEPPROXY_REF=${DEPPROXY_REF:-} META_DEPPROXY_REF_SOURCE=${DEPPROXY_REF_SOURCE:-} \
-    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
+    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
     META_HASH_CHUNK=$HASH_CHUNK \
     python3 "$BENCH_PY" meta "$OUT"
 }

@@ -2,10 +2,33 @@
 """Helpers for bench/run.sh (Python 3 stdlib only).
 
   bench.py layout-info LAYOUT_DIR NAME      -> "MANIFEST_DIGEST LAYER_DIGEST LAYER_SIZE"
-  bench.py static-tree OUT LAYOUTS [B4_LIST] hard-links blobs/manifests into OUT/v2/lab/... for nginx static
-  bench.py b4-blobs DIR COUNT MIB REGISTRY  generates COUNT distinct blobs of MIB MiB, pushes any missing
-                                             to REGISTRY/lab/b4, writes DIR/list ("digest size" lines)
+  bench.py static-tree OUT LAYOUTS [[REPO=]LIST...] hard-links blobs/manifests into OUT/v2/lab/... for
+                                             nginx static; each LIST (of b4-blobs) into lab/REPO (default b4)
+  bench.py b4-blobs DIR COUNT MIB REGISTRY [REPO [nofiles]]
+                                             generates COUNT distinct blobs of MIB MiB, pushes any missing
+                                             to REGISTRY/lab/REPO (default b4), writes DIR/list ("digest
+                                             size" lines); nofiles: keeps only the list (blobs regenerated
+                                             in memory when one is missing upstream)
   bench.py hwm PID...                       -> peak RSS in MB: sum of VmHWM over PIDs and their children
+  bench.py peak OUT_JSON PID...             until killed, every 0.5 s: max over samples of the summed
+                                             Threads, VmRSS, RssAnon, RssFile of PIDs + children
+                                             -> OUT_JSON (rewritten)
+  bench.py hits SECONDS QPS URL RAW [HEADER...]
+                                             steady client: a GET every 1/QPS s, each on a new connection;
+                                             RAW gets one JSON line per request; -> JSON {requests, ok,
+                                             failed, p50_ms, p99_ms, max_ms, errors} (TTFB of the 200s)
+  bench.py storm URL_PREFIX LIST N SECONDS RAMP SOURCES
+                                             N concurrent GETs of URL_PREFIX/DIGEST (first N of LIST), from
+                                             SOURCES loopback addresses, each hangs up after the response
+                                             head -> JSON {fills, status counts, no_head, errors, ...}
+  bench.py readers URL N SECONDS RATE RAMP RCVBUF
+                                             N concurrent GETs of URL each reading the body at RATE bytes/s
+                                             for SECONDS -> JSON {readers, ok, early_eof, ..., mbps_p50}
+  bench.py conns URL IDLE HALF HOLD READY_FILE [WINDOW]
+                                             IDLE keep-alive connections (one GET /v2/ each, then idle) +
+                                             HALF half-sent request heads; touches READY_FILE, holds HOLD s
+                                             -> JSON {idle_ok, idle_closed, half_sent, half_closed, ...}
+  bench.py listen-drops                     -> the machine's TcpExt ListenDrops counter
   bench.py curl-stats FILE...               -> JSON of per-client curl -w lines (see CURL_FMT in run.sh)
   bench.py streams DIR                      -> JSON {ttfb_p50, ttfb_p90, failed} of B4's stream outcomes
   bench.py wrk FILE                         -> JSON {rps, p50_ms, p99_ms, errors}
@@ -36,8 +59,9 @@ def link(src, dst):
     os.link(src, dst)
 
 
-def static_tree(out, layouts, b4_list=None):
-    """Registry-shaped file tree: v2/lab/NAME/{blobs/DIGEST, manifests/v1, manifests/DIGEST}."""
+def static_tree(out, layouts, *lists):
+    """Registry-shaped file tree: v2/lab/NAME/{blobs/DIGEST, manifests/v1, manifests/DIGEST}; each
+    "[REPO=]LIST" of b4-blobs (with its files) adds v2/lab/REPO/blobs/DIGEST (REPO default b4)."""
     for name in sorted(os.listdir(layouts)):
         root = os.path.join(layouts, name)
         if not os.path.isfile(os.path.join(root, "index.json")):
@@ -50,64 +74,83 @@ def static_tree(out, layouts, b4_list=None):
         mdesc = json.load(open(os.path.join(root, "index.json")))["manifests"][0]
         for ref in ("v1", mdesc["digest"]):
             link(blob(mdesc["digest"]), os.path.join(repo, "manifests", ref))
-    if b4_list:
-        b4_dir = os.path.dirname(b4_list)
-        for line in open(b4_list):
+    for arg in lists:
+        repo, _, listfile = arg.rpartition("=")
+        blob_dir = os.path.dirname(listfile)
+        for line in open(listfile):
             digest, _ = line.split()
-            link(os.path.join(b4_dir, digest.split(":")[1]), os.path.join(out, "v2", "lab", "b4", "blobs", digest))
+            link(os.path.join(blob_dir, digest.split(":")[1]),
+                 os.path.join(out, "v2", "lab", repo or "b4", "blobs", digest))
 
 
-def registry_has(conn, digest):
-    conn.request("HEAD", f"/v2/lab/b4/blobs/{digest}")
+def registry_has(conn, digest, repo="b4"):
+    conn.request("HEAD", f"/v2/lab/{repo}/blobs/{digest}")
     r = conn.getresponse()
     r.read()
     return r.status == 200
 
 
-def push_blob(registry, path, digest, size):
+def push_blob(registry, body, digest, size, repo="b4"):
+    """body: a file path or the bytes."""
     conn = http.client.HTTPConnection(registry, timeout=120)
-    conn.request("POST", "/v2/lab/b4/blobs/uploads/")
+    conn.request("POST", f"/v2/lab/{repo}/blobs/uploads/")
     r = conn.getresponse()
     r.read()
     if r.status != 202:
         raise SystemExit(f"upload start: HTTP {r.status}")
     loc = urllib.parse.urlsplit(r.headers["Location"])
     query = (loc.query + "&" if loc.query else "") + "digest=" + urllib.parse.quote(digest)
-    with open(path, "rb") as body:
-        conn.request("PUT", f"{loc.path}?{query}", body=body,
-                     headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
-        r = conn.getresponse()
-        r.read()
+    headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+    if isinstance(body, bytes):
+        conn.request("PUT", f"{loc.path}?{query}", body=body, headers=headers)
+    else:
+        with open(body, "rb") as f:
+            conn.request("PUT", f"{loc.path}?{query}", body=f, headers=headers)
+    r = conn.getresponse()
+    r.read()
     if r.status != 201:
         raise SystemExit(f"upload {digest}: HTTP {r.status}")
 
 
-def b4_blobs(out, count, mib, registry):
-    """COUNT distinct blobs: a unique first line + shared random bytes (cheap to generate)."""
+def b4_blobs(out, count, mib, registry, repo="b4", keep_files=True):
+    """COUNT distinct blobs: a unique first line + shared random bytes (cheap to generate), pushed
+    to REGISTRY/lab/REPO. B4's blobs keep their original first line (same digests as before); other
+    sets name only the index, so a smaller set is a prefix of a larger one (same digests)."""
     os.makedirs(out, exist_ok=True)
     listfile = os.path.join(out, "list")
+    payload = []
+
+    def data(i):
+        if not payload:
+            payload.append(random.Random(f"{repo}:{mib}").randbytes(mib * MIB))
+        head = (f"depproxy bench B4 blob {i} of {count} x {mib} MiB\n" if repo == "b4"
+                else f"depproxy bench {repo} blob {i} x {mib} MiB\n")
+        return head.encode() + payload[0]
+
     entries = []
     if os.path.exists(listfile):
         entries = [line.split() for line in open(listfile)]
-    if len(entries) != count:
-        payload = random.Random(f"b4:{mib}").randbytes(mib * MIB)
+    if len(entries) != count or (keep_files and not all(
+            os.path.exists(os.path.join(out, d.split(":")[1])) for d, _ in entries)):
         entries = []
         for i in range(count):
-            data = f"depproxy bench B4 blob {i} of {count} x {mib} MiB\n".encode() + payload
-            digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            with open(os.path.join(out, digest.split(":")[1]), "wb") as f:
-                f.write(data)
-            entries.append([digest, str(len(data))])
+            blob = data(i)
+            digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+            if keep_files:
+                with open(os.path.join(out, digest.split(":")[1]), "wb") as f:
+                    f.write(blob)
+            entries.append([digest, str(len(blob))])
         with open(listfile + ".tmp", "w") as f:
             f.writelines(f"{d} {s}\n" for d, s in entries)
         os.replace(listfile + ".tmp", listfile)
     conn = http.client.HTTPConnection(registry, timeout=60)
     pushed = 0
-    for digest, size in entries:
-        if not registry_has(conn, digest):
-            push_blob(registry, os.path.join(out, digest.split(":")[1]), digest, int(size))
+    for i, (digest, size) in enumerate(entries):
+        if not registry_has(conn, digest, repo):
+            body = os.path.join(out, digest.split(":")[1]) if keep_files else data(i)
+            push_blob(registry, body, digest, int(size), repo)
             pushed += 1
-    print(f"b4 blobs: {count} x {mib} MiB in {out}, {pushed} pushed to {registry}/lab/b4")
+    print(f"{repo} blobs: {count} x {mib} MiB in {out}, {pushed} pushed to {registry}/lab/{repo}")
 
 
 def children(pid):
@@ -124,21 +167,54 @@ def children(pid):
     return kids
 
 
-def hwm(pids):
-    seen, todo, total = set(), [int(p) for p in pids], 0
+def tree(pids):
+    """PIDS and all their descendants."""
+    seen, todo = set(), [int(p) for p in pids]
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
         todo += children(pid)
+    return seen
+
+
+def status_sum(pids, fields):
+    """{field: sum over PIDS of the number in /proc/PID/status} (kB for Vm* fields)."""
+    total = dict.fromkeys(fields, 0)
+    for pid in pids:
         try:
             for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
+                key = line.split(":", 1)[0]
+                if key in total:
+                    total[key] += int(line.split()[1])
         except OSError:
             pass
-    print(f"{total / 1024:.1f}")
+    return total
+
+
+def hwm(pids):
+    print(f"{status_sum(tree(pids), ['VmHWM'])['VmHWM'] / 1024:.1f}")
+
+
+def peak(out, pids, interval=0.5):
+    """Until killed: every INTERVAL s, the summed Threads and VmRSS of PIDS and their descendants
+    (re-walked each time: nginx workers, Go's threads); OUT gets the maxima so far (rewritten
+    atomically each sample, so a kill loses nothing)."""
+    import time
+    best = {"threads_max": 0, "rss_max_mb": 0.0, "samples": 0}
+    while True:
+        now = status_sum(tree(pids), ["Threads", "VmRSS", "VmHWM", "RssAnon", "RssFile"])
+        best["threads_max"] = max(best["threads_max"], now["Threads"])
+        best["rss_max_mb"] = max(best["rss_max_mb"], round(now["VmRSS"] / 1024, 1))
+        best["anon_max_mb"] = max(best.get("anon_max_mb", 0), round(now["RssAnon"] / 1024, 1))
+        best["file_max_mb"] = max(best.get("file_max_mb", 0), round(now["RssFile"] / 1024, 1))
+        best["hwm_mb"] = round(now["VmHWM"] / 1024, 1)
+        best["samples"] += 1
+        with open(out + ".tmp", "w") as f:
+            json.dump(best, f)
+        os.replace(out + ".tmp", out)
+        time.sleep(interval)
 
 
 def curl_stats(files):
@@ -217,6 +293,404 @@ def parse_hey(path):
     print(json.dumps(out))
 
 
+# ---------------------------------------------------------------- load tools (B6s, B7, BC)
+# Raw HTTP/1.1 over plain sockets (stdlib only): the shapes of traffic these scenarios need (hang
+# up after the head, read at a fixed pace, half-sent heads, thousands of idle connections) are
+# not what curl/wrk/hey do, and thousands of curl processes would load the 2 CPUs themselves.
+
+
+def parse_rate(text):
+    """"1m" / "512k" / "1048576" (bytes per second, nginx/curl style) -> bytes per second."""
+    text = text.strip().lower()
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    return int(float(text.rstrip("kmg")) * mult)
+
+
+def listen_drops():
+    """The machine's TcpExt ListenDrops counter (SYNs/connections dropped at a full accept queue)."""
+    lines = [l.split() for l in open("/proc/net/netstat") if l.startswith("TcpExt:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:]))["ListenDrops"])
+
+
+def split_url(url):
+    """"http://HOST:PORT/PATH?Q" -> (host, port, "/PATH?Q")."""
+    u = urllib.parse.urlsplit(url)
+    return u.hostname, u.port or 80, (u.path or "/") + ("?" + u.query if u.query else "")
+
+
+def get_request(host, port, path, headers=(), close=True):
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "User-Agent: depproxy-bench"]
+    lines += list(headers) + (["Connection: close"] if close else [])
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def raise_nofile(need=0):
+    """Soft RLIMIT_NOFILE up to the hard one (root: hard too, to NEED); returns the soft limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if need > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+            return need
+        except (ValueError, OSError):
+            pass
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard
+
+
+def parse_head(head):
+    """(status, {lowercase name: value}) of a response head (bytes up to the blank line)."""
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return status, fields
+
+
+def hits(seconds, qps, url, raw, headers):
+    """A steady client: every 1/QPS s (or right after the previous request when that one was
+    late) one GET on a new connection, the whole body read. TTFB = connect start → first byte of
+    the response (curl's time_starttransfer). A request fails on a non-200, a transport error, a
+    body shorter than its Content-Length or 10 s without progress. Percentiles are nearest-rank
+    over the 200s."""
+    import socket, time
+    host, port, path = split_url(url)
+    request = get_request(host, port, path, headers)
+    buf = bytearray(1 << 20)
+    t_start = time.monotonic()
+    end, due, rows = t_start + seconds, t_start, []
+    with open(raw, "w") as log:
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            if due > now:
+                time.sleep(due - now)
+            due = max(due + 1 / qps, time.monotonic() - 1 / qps)
+            t0 = time.monotonic()
+            row = {"t": round(t0 - t_start, 3), "status": 0, "bytes": 0, "ttfb_ms": None}
+            try:
+                with socket.create_connection((host, port), timeout=10) as sock:
+                    sock.sendall(request)
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        n = sock.recv_into(buf)
+                        if n == 0:
+                            raise ConnectionError("closed before the response head")
+                        if row["ttfb_ms"] is None:
+                            row["ttfb_ms"] = round((time.monotonic() - t0) * 1e3, 3)
+                        head += bytes(buf[:n])
+                    head, _, rest = head.partition(b"\r\n\r\n")
+                    row["status"], fields = parse_head(head)
+                    length = int(fields["content-length"]) if "content-length" in fields else None
+                    got = len(rest)
+                    while length is None or got < length:
+                        n = sock.recv_into(buf)
+                        if n == 0:
+                            break
+                        got += n
+                    row["bytes"] = got
+                    if length is not None and got < length:
+                        row["error"] = f"short body {got}/{length}"
+                    elif row["status"] != 200:
+                        row["error"] = f"HTTP {row['status']}"
+            except OSError as e:  # refused, reset, timed out (10 s without progress), closed early
+                row["error"] = type(e).__name__
+            except (ValueError, IndexError) as e:
+                row["error"] = f"bad response: {str(e)[:60]}"
+            row["total_ms"] = round((time.monotonic() - t0) * 1e3, 3)
+            rows.append(row)
+            log.write(json.dumps(row) + "\n")
+    ok = sorted(r["ttfb_ms"] for r in rows if "error" not in r)
+    errors = {}
+    for r in rows:
+        if "error" in r:
+            key = r["error"].split(" ")[0] if r["error"].startswith("short") else r["error"]
+            errors[key] = errors.get(key, 0) + 1
+    print(json.dumps({"requests": len(rows), "ok": len(ok), "failed": len(rows) - len(ok),
+                      "p50_ms": percentile(ok, 50) if ok else None, "p99_ms": percentile(ok, 99) if ok else None,
+                      "max_ms": ok[-1] if ok else None, "errors": errors}))
+
+
+def source_socket(i, sources):
+    """A non-blocking TCP socket; with SOURCES > 1 bound to 127.0.0.(2 + i % SOURCES), so the
+    server sees SOURCES client addresses (per-client limits apply per address)."""
+    import socket
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    if sources > 1:
+        sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
+        sock.bind((f"127.0.0.{2 + i % sources}", 0))
+    return sock
+
+
+def storm(prefix, listfile, n, seconds, ramp, sources):
+    """N concurrent GETs of distinct blobs (PREFIX/DIGEST), started evenly over RAMP s; each
+    client closes its connection as soon as the response head (status line + headers) is in,
+    or when SECONDS have passed since the start without one."""
+    import asyncio
+    raise_nofile(n + 100)
+    digests = [line.split()[0] for line in open(listfile)][:n]
+    if len(digests) < n:
+        raise SystemExit(f"{listfile}: only {len(digests)} blobs, {n} asked")
+    host, port, path = split_url(prefix)
+    results = []
+
+    async def one(i, digest, t0, deadline):
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(ramp * i / n)
+        start, sock, out = loop.time(), source_socket(i, sources), {"status": None}
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), max(0.001, deadline - loop.time()))
+            await loop.sock_sendall(sock, get_request(host, port, f"{path.rstrip('/')}/{digest}"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), max(0.001, deadline - loop.time()))
+                if not chunk:
+                    raise ConnectionError("closed")
+                head += chunk
+            out["status"] = parse_head(head.partition(b"\r\n\r\n")[0])[0]
+            out["head_s"] = loop.time() - start
+        except asyncio.TimeoutError:
+            out["error"] = "no_head"
+        except (OSError, ValueError, IndexError) as e:
+            out["error"] = "closed" if type(e) is ConnectionError else type(e).__name__
+            out["error_s"] = loop.time() - start
+        finally:
+            sock.close()
+        results.append(out)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await asyncio.gather(*(one(i, d, t0, t0 + seconds) for i, d in enumerate(digests)))
+
+    asyncio.run(run())
+    status = {}
+    for r in results:
+        key = str(r["status"]) if r["status"] is not None else r["error"]
+        status[key] = status.get(key, 0) + 1
+    heads = sorted(r["head_s"] for r in results if "head_s" in r)
+    by_status = {}
+    for r in results:
+        if "head_s" in r:
+            by_status.setdefault(str(r["status"]), []).append(r["head_s"])
+        elif "error_s" in r:
+            by_status.setdefault(r["error"], []).append(r["error_s"])
+    print(json.dumps({
+        "fills": n, "status": status,
+        "ok": status.get("200", 0), "busy": status.get("503", 0), "no_head": status.get("no_head", 0),
+        "other": n - status.get("200", 0) - status.get("503", 0) - status.get("no_head", 0),
+        "head_p50_s": round(percentile(heads, 50), 3) if heads else None,
+        "head_p90_s": round(percentile(heads, 90), 3) if heads else None,
+        "head_max_s": round(heads[-1], 3) if heads else None,
+        # when each outcome arrived (s after the request was sent): min, median, max
+        "when_s": {k: [round(min(v), 2), round(statistics.median(v), 2), round(max(v), 2)] for k, v in by_status.items()},
+    }))
+
+
+def readers(url, n, seconds, rate, ramp, rcvbuf):
+    """N concurrent GETs of URL started over RAMP s; each reads at most RATE bytes/s (a 0.1 s
+    tick, at most 1 s of unused allowance carried) through a receive buffer of RCVBUF bytes, so
+    the server's socket buffers fill and it has to hold the rest; all stop SECONDS after the start
+    (they need not finish)."""
+    import asyncio, socket
+    raise_nofile(n + 100)
+    host, port, path = split_url(url)
+    request = get_request(host, port, path)
+    results = []
+
+    async def one(i, deadline):
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(ramp * i / n)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        buf = bytearray(min(rcvbuf, 256 << 10))
+        out = {"status": None, "body": 0, "eof": False}
+        start = loop.time()
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 10)
+            await loop.sock_sendall(sock, request)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), max(0.001, deadline - loop.time()))
+                if not chunk:
+                    raise ConnectionError("closed")
+                head += chunk
+            head, _, rest = head.partition(b"\r\n\r\n")
+            out["status"], fields = parse_head(head)
+            out["length"] = int(fields.get("content-length", -1))
+            out["body"] = len(rest)
+            body_start = loop.time()
+            allowed = 0.0
+            last = body_start
+            while loop.time() < deadline and out["body"] != out["length"]:
+                now = loop.time()
+                allowed = min(allowed + rate * (now - last), float(rate))
+                last = now
+                want = int(allowed)
+                while want > 0 and loop.time() < deadline:
+                    try:
+                        got = await asyncio.wait_for(loop.sock_recv_into(sock, memoryview(buf)[:min(want, len(buf))]),
+                                                     max(0.001, deadline - loop.time()))
+                    except asyncio.TimeoutError:  # the window ended while waiting for data
+                        break
+                    if got == 0:
+                        out["eof"] = True
+                        break
+                    out["body"] += got
+                    allowed -= got
+                    want -= got
+                if out["eof"]:
+                    break
+                await asyncio.sleep(0.1)
+            out["secs"] = max(1e-3, loop.time() - body_start)
+        except asyncio.TimeoutError:
+            out["error"] = "no_head"
+        except (OSError, ValueError, IndexError) as e:
+            out["error"] = type(e).__name__
+        finally:
+            sock.close()
+        results.append(out)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        await asyncio.gather(*(one(i, deadline) for i in range(n)))
+
+    asyncio.run(run())
+    done = [r for r in results if r["status"] == 200 and r["body"] == r.get("length")]
+    ok = [r for r in results if r["status"] == 200 and "error" not in r
+          and (not r["eof"] or r["body"] == r.get("length"))]
+    rates = sorted(r["body"] / r["secs"] / 1e6 for r in results if r["status"] == 200 and "secs" in r)
+    print(json.dumps({
+        "readers": n, "ok": len(ok), "finished": len(done),
+        "early_eof": sum(r["eof"] and r["body"] != r.get("length") for r in results),
+        "not_200": sum(r["status"] not in (None, 200) for r in results),
+        "errors": sum("error" in r for r in results),
+        "mbps_p50": round(percentile(rates, 50), 3) if rates else 0,
+        "mbps_max": round(rates[-1], 3) if rates else 0,
+        "mb_total": round(sum(r["body"] for r in results) / 1e6, 1),
+    }))
+
+
+def conns(url, idle, half, hold, ready_file, window=0.0):
+    """IDLE keep-alive connections, each sends GET /v2/, reads the whole response and then stays
+    idle; then HALF connections that send only 'GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: '. Opens
+    at most 64 at a time (below a 128-entry listen backlog: a burst would measure SYN drops, not
+    idle connections). Touches READY_FILE when all are open, then holds them HOLD s, watching which
+    the server closes (and whether it answered something first, e.g. 408); then closes them all.
+    idle_closed_window: idle connections the server closed within WINDOW s of READY_FILE."""
+    import asyncio
+    limit = raise_nofile(idle + half + 200)
+    if limit < idle + half + 100:
+        raise SystemExit(f"RLIMIT_NOFILE {limit} < {idle + half + 100}: raise ulimit -n")
+    host, port, _ = split_url(url)
+    request = get_request(host, port, "/v2/", close=False)
+    partial = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    idle_socks, half_socks = [], []
+    failed = {"idle": 0, "half": 0}
+
+    async def open_idle(i, gate):
+        loop = asyncio.get_running_loop()
+        async with gate:
+            sock = source_socket(i, 1)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
+                await loop.sock_sendall(sock, request)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 30)
+                    if not chunk:
+                        raise ConnectionError("closed")
+                    data += chunk
+                head, _, rest = data.partition(b"\r\n\r\n")
+                status, fields = parse_head(head)
+                length = int(fields.get("content-length", 0))
+                while len(rest) < length:
+                    chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 30)
+                    if not chunk:
+                        raise ConnectionError("closed")
+                    rest += chunk
+                if status != 200:
+                    raise ValueError(f"HTTP {status}")
+                idle_socks.append(sock)
+            except (OSError, ValueError, IndexError, asyncio.TimeoutError):
+                failed["idle"] += 1
+                sock.close()
+
+    async def open_half(i, gate):
+        loop = asyncio.get_running_loop()
+        async with gate:
+            sock = source_socket(i, 1)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
+                await loop.sock_sendall(sock, partial)
+                half_socks.append((sock, loop.time()))
+            except (OSError, asyncio.TimeoutError):
+                failed["half"] += 1
+                sock.close()
+
+    closed = {"idle": [], "half": [], "idle_window": []}
+    ready_at = [0.0]
+
+    async def watch(kind, sock, sent):
+        loop = asyncio.get_running_loop()
+        answered = b""
+        try:
+            while True:
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    break
+                answered += chunk[:64]
+        except OSError:
+            pass
+        closed[kind].append((loop.time() - sent, answered[:12].decode("latin-1")))
+        if kind == "idle" and loop.time() - ready_at[0] <= window:
+            closed["idle_window"].append(1)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(64)  # in-flight connects: below a 128 listen backlog
+        t0 = loop.time()
+        await asyncio.gather(*(open_idle(i, gate) for i in range(idle)))
+        t_idle = loop.time() - t0
+        await asyncio.gather(*(open_half(i, gate) for i in range(half)))
+        t_open = loop.time() - t0
+        now = ready_at[0] = loop.time()
+        watchers = [asyncio.ensure_future(watch("idle", s, now)) for s in idle_socks]
+        watchers += [asyncio.ensure_future(watch("half", s, sent)) for s, sent in half_socks]
+        open(ready_file, "w").write(f"{t_open:.3f}\n")
+        await asyncio.sleep(hold)
+        for w in watchers:
+            w.cancel()
+        for s in idle_socks + [s for s, _ in half_socks]:
+            s.close()
+        return t_idle, t_open
+
+    t_idle, t_open = asyncio.run(run())
+    half_times = sorted(t for t, _ in closed["half"])
+    answers = {}
+    for _, a in closed["half"]:
+        key = a.split(" ")[1] if a.startswith("HTTP/") and " " in a else ("nothing" if not a else "other")
+        answers[key] = answers.get(key, 0) + 1
+    print(json.dumps({
+        "idle": idle, "idle_ok": len(idle_socks), "idle_failed": failed["idle"], "idle_closed": len(closed["idle"]),
+        "idle_closed_window": len(closed["idle_window"]),
+        "half": half, "half_sent": len(half_socks), "half_failed": failed["half"],
+        "half_closed": len(closed["half"]), "half_open": len(half_socks) - len(closed["half"]),
+        "half_close_min_s": round(half_times[0], 2) if half_times else None,
+        "half_close_max_s": round(half_times[-1], 2) if half_times else None,
+        "half_answers": answers, "open_idle_s": round(t_idle, 2), "open_all_s": round(t_open, 2), "hold_s": hold,
+    }))
+
+
 # ---------------------------------------------------------------- report
 
 SYSTEMS = [("depproxy", "depproxy"), ("depproxy-ref", "depproxy (reference build)"), ("distribution", "distribution proxy"),
@@ -254,6 +728,38 @@ ROWS = [
     ("B5a.token.p99", "B5a token endpoint: p99", "ms", "low"),
     ("B6.B3", "B6 peak RSS during B3 herd", "MB", "low"),
     ("B6.B4", "B6 peak RSS during B4", "MB", "low"),
+    ("B6s.rss", "B6s peak RSS, slow readers of one cached blob", "MB", "low"),
+    ("B6s.threads", "B6s peak threads, slow readers", "", "low"),
+    ("B6s.readers_ok", "B6s readers answered 200 and still reading", "", "high"),
+    ("B6s.reader_mbps", "B6s per-reader rate, median (paced by the client)", "MB/s", ""),
+    ("B7.manifest_p50", "B7 manifest hit TTFB p50 during the fill storm", "ms", "low"),
+    ("B7.manifest_p99", "B7 manifest hit TTFB p99 during the fill storm", "ms", "low"),
+    ("B7.blob_p50", "B7 cached blob hit TTFB p50 during the fill storm", "ms", "low"),
+    ("B7.blob_p99", "B7 cached blob hit TTFB p99 during the fill storm", "ms", "low"),
+    ("B7.manifest_failed", "B7 failed manifest hits", "", "low"),
+    ("B7.blob_failed", "B7 failed blob hits", "", "low"),
+    ("B7.rss", "B7 peak RSS during the fill storm", "MB", "low"),
+    ("B7.threads", "B7 peak threads during the fill storm", "", "low"),
+    ("B7.fills_200", "B7 fills answered 200 within the window", "", ""),
+    ("B7.fills_503", "B7 fills answered 503 (busy, Retry-After)", "", ""),
+    ("B7.fills_no_head", "B7 fills without a response head by the end of the window", "", ""),
+    ("B7.fills_other", "B7 fills with another status or a transport error", "", ""),
+    ("B7.listen_drops", "B7 listen-queue drops on the machine during the window", "", "low"),
+    ("BC.manifest_p50", "BC manifest hit TTFB p50 with the connections open", "ms", "low"),
+    ("BC.manifest_p99", "BC manifest hit TTFB p99 with the connections open", "ms", "low"),
+    ("BC.blob_p50", "BC cached blob hit TTFB p50 with the connections open", "ms", "low"),
+    ("BC.blob_p99", "BC cached blob hit TTFB p99 with the connections open", "ms", "low"),
+    ("BC.manifest_failed", "BC failed manifest hits", "", "low"),
+    ("BC.blob_failed", "BC failed blob hits", "", "low"),
+    ("BC.rss", "BC peak RSS with the connections open", "MB", "low"),
+    ("BC.threads", "BC peak threads with the connections open", "", "low"),
+    ("BC.idle_ok", "BC idle keep-alive connections established", "", "high"),
+    ("BC.idle_closed", "BC idle connections closed by the server while held", "", ""),
+    ("BC.half_sent", "BC half-sent heads established", "", ""),
+    ("BC.half_open", "BC half-sent heads still open at the end of the hold", "", "low"),
+    ("BC.half_close_s", "BC slowest close of a half-sent head, after sending", "s", "low"),
+    ("BC.open_s", "BC time to open all connections", "s", "low"),
+    ("BC.listen_drops", "BC listen-queue drops on the machine during the hold", "", "low"),
 ]
 
 READING = [
@@ -277,6 +783,31 @@ READING = [
     "B6: sum of VmHWM (peak resident set) over the system's processes (nginx: master + workers, the "
     "shared cache zone counted per worker), read at the end of the B3 herd / B4 window; every "
     "repetition starts a fresh process.",
+    "B6s, B7, BC: 'peak RSS' is the same sum of VmHWM, read at the end of the window; 'peak threads' is "
+    "the largest sum of Threads over the system's processes in samples taken every 0.5 s during the "
+    "window. Every repetition starts a fresh process.",
+    "B6s: the readers are one asyncio client (bench.py readers) that reads each body at B6S_RATE with a "
+    "small receive buffer, so the server's send buffers fill and it must hold the unsent part of "
+    "every stream; 'per-reader rate' shows the pacing held.",
+    "B7 and BC hits: a steady client per kind (bench.py hits), one GET every 1/HIT_QPS s, each on a new "
+    "connection (accept latency is part of the TTFB), whole body read; TTFB = connect start → first "
+    "response byte (curl's time_starttransfer), nearest-rank percentiles over the 200s. A hit fails on a "
+    "non-200, a transport error, a short body or 10 s without progress.",
+    "B7: the storm's clients (bench.py storm) come from B7_SOURCES loopback addresses, so a per-client "
+    "fill limit does not cap the whole storm at one address's share, and close their connection as soon "
+    "as the response head is in: the fills go on (or not) without a client. depproxy admits at most "
+    "[limits] max_concurrent_fills (256) fills and answers the rest 503 + Retry-After after its fill "
+    "queue timeout (30 s), so '503' and 'no head' are expected there; distribution revalidates the "
+    "manifest tag with the (throttled) upstream on every GET. nginx static, with no upstream, is not run.",
+    "BC: depproxy runs with [server] header_read_timeout = BC_HEADER_TIMEOUT and max_connections = "
+    "BC_MAX_CONN (the default 10 000 is below the connections opened), nginx with worker_connections "
+    "raised to fit; everyone else at their defaults (nginx's client_header_timeout is 60 s, so it keeps "
+    "half-sent heads open within the hold). The hits run right after the last connection is open; the "
+    "hold lasts BC_HEADER_TIMEOUT + 3 s (at least BC_SECONDS) + 1 s. depproxy's header timer also runs "
+    "while a kept-alive connection waits for its next request, so it closes the idle connections at "
+    "BC_HEADER_TIMEOUT too ('idle closed'): BC_HEADER_TIMEOUT (default 15 s) must exceed the time to "
+    "open the connections + BC_SECONDS, or the hits do not see them all open (the run says so in its "
+    "notes).",
 ]
 
 HASH_COLS = [("sha256sum", "sha256sum"), ("read", "read only"), ("hash", "read + Sha256Hasher"),
@@ -313,7 +844,8 @@ def median(xs):
 
 
 def target_lines(med, meta):
-    """(target text, measured text, ok) for every issue-4 target whose inputs were measured."""
+    """(target text, measured text, ok) for every target whose inputs were measured: issue 4's
+    (B1–B6) and those of the fill storm, slow readers and connections (B7, B6s, BC)."""
     g = lambda row, sysname: med.get((row, sysname))
     out = []
 
@@ -356,6 +888,30 @@ def target_lines(med, meta):
         v = g(row, "depproxy")
         if v is not None:
             add(f"B6 peak RSS during {row[3:]} < 150 MB", f"{v:.0f} MB", v < 150)
+    lb = lambda row: "≥ " if (row, "depproxy") in LOWER_BOUNDS else ""
+    for sc, what, rss in (("B6s", "slow readers", 150), ("B7", "fill storm", 300), ("BC", "connections", 300)):
+        if sc != "B6s":
+            for kind in ("manifest", "blob"):
+                v = g(f"{sc}.{kind}_p99", "depproxy")
+                if v is not None:
+                    add(f"{sc} {kind} hit TTFB p99 < 20 ms ({what})", f"{lb(f'{sc}.{kind}_p99')}{v:.1f} ms", v < 20)
+        if sc == "B7":
+            for kind in ("manifest", "blob"):
+                v = meta_max(meta, f"B7.{kind}_failed")
+                if v is not None:
+                    add(f"B7 no failed {kind} hit (every rep)", f"max {v:.0f}", v == 0)
+        v = g(f"{sc}.rss", "depproxy")
+        if v is not None:
+            add(f"{sc} peak RSS < {rss} MB ({what})", f"{v:.0f} MB", v < rss)
+        v = g(f"{sc}.threads", "depproxy")
+        if v is not None:
+            add(f"{sc} peak threads < 64 ({what})", f"{v:.0f}", v < 64)
+    v, sent = meta_max(meta, "BC.half_open"), g("BC.half_sent", "depproxy")
+    if v is not None:
+        m = re.search(r"BC_HEADER_TIMEOUT=(\S+)", meta.get("params", ""))
+        timeout = f" (header_read_timeout {m[1]}s)" if m else ""
+        add(f"BC every half-sent head closed by the server{timeout} (every rep)",
+            f"max {v:.0f} of {sent:.0f} still open", v == 0)
     return out
 
 
@@ -407,7 +963,7 @@ def report(results, meta_path, out_md):
         lines.append(f"| {label}{arrow} | {unit} | " + " | ".join(cells) + " |")
     targets = target_lines(med, meta)
     if targets:
-        lines += ["", "## Issue-4 targets (depproxy, this run)", "", "| target | measured | |", "| --- | --- | --- |"]
+        lines += ["", "## Targets (depproxy, this run)", "", "| target | measured | |", "| --- | --- | --- |"]
         lines += [f"| {t} | {v} | {ok} |" for t, v, ok in targets]
     hash_vals = {k: median(values.get(("hash." + k, "micro"), [])) for k, _ in HASH_COLS}
     if any(v is not None for v in hash_vals.values()):
@@ -601,9 +1157,22 @@ def main():
     elif cmd == "static-tree":
         static_tree(*args)
     elif cmd == "b4-blobs":
-        b4_blobs(args[0], int(args[1]), int(args[2]), args[3])
+        b4_blobs(args[0], int(args[1]), int(args[2]), args[3], *(args[4:5] or ["b4"]),
+                 keep_files=args[5:6] != ["nofiles"])
     elif cmd == "hwm":
         hwm(args)
+    elif cmd == "peak":
+        peak(args[0], args[1:])
+    elif cmd == "hits":
+        hits(float(args[0]), float(args[1]), args[2], args[3], args[4:])
+    elif cmd == "storm":
+        storm(args[0], args[1], int(args[2]), float(args[3]), float(args[4]), int(args[5]))
+    elif cmd == "readers":
+        readers(args[0], int(args[1]), float(args[2]), parse_rate(args[3]), float(args[4]), int(args[5]))
+    elif cmd == "conns":
+        conns(args[0], int(args[1]), int(args[2]), float(args[3]), args[4], *map(float, args[5:6]))
+    elif cmd == "listen-drops":
+        print(listen_drops())
     elif cmd == "curl-stats":
         curl_stats(args)
     elif cmd == "streams":

@@ -312,3 +312,223 @@ scenario_B5a() {
   done
   stop_bg depproxy-auth
 }
+
+# ---------------------------------------------------------------- shared by B6s, B7, BC
+
+# peak_start SYSTEM FILE — samples the system's summed Threads and VmRSS every 0.5 s into FILE
+# (maxima so far) until peak_stop.
+peak_start() {
+  rm -f "$2"
+  start_bg peak "$OUT/raw/peak.log" python3 "$BENCH_PY" peak "$2" "$(system_pid "$1")"
+}
+
+peak_stop() { stop_bg peak; }
+
+# json_file FILE — true when FILE holds one JSON object (the load tools print one; a traceback
+# otherwise, which goes to the notes).
+json_file() { python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1" 2>/dev/null; }
+
+# hits_start SYSTEM SECONDS TAG — the steady clients in the background: the tiny manifest by tag
+# (HIT_QPS/s) and the HOT_MB blob (HIT_BLOB_QPS/s), each GET on a new connection; HIT_PIDS.
+hits_start() {
+  local sys=$1 secs=$2 tag=$3
+  python3 "$BENCH_PY" hits "$secs" "$HIT_QPS" "${URL[$sys]}/v2/lab/tiny/manifests/v1" \
+    "$OUT/raw/$tag-manifest.jsonl" "Accept: $MT_MANIFEST" >"$OUT/raw/$tag-manifest.json" 2>&1 &
+  HIT_PIDS=($!)
+  python3 "$BENCH_PY" hits "$secs" "$HIT_BLOB_QPS" "$(blob_url "$sys" hot "$HOT_DIGEST")" \
+    "$OUT/raw/$tag-blob.jsonl" >"$OUT/raw/$tag-blob.json" 2>&1 &
+  HIT_PIDS+=($!)
+}
+
+hits_wait() {
+  local pid
+  for pid in "${HIT_PIDS[@]}"; do wait "$pid" || true; done
+  HIT_PIDS=()
+}
+
+hits_note_cmds() {
+  local secs=$1
+  note_cmd "bench/lib/bench.py hits $secs $HIT_QPS \$SYSTEM/v2/lab/tiny/manifests/v1 RAW.jsonl 'Accept: $MT_MANIFEST'   # a GET every 1/QPS s, new connection each, whole body read; TTFB = connect start → first response byte"
+  note_cmd "bench/lib/bench.py hits $secs $HIT_BLOB_QPS \$SYSTEM/v2/lab/hot/blobs/$HOT_DIGEST RAW.jsonl   # the ${HOT_MB} MiB blob ($HOT_SIZE B)"
+}
+
+# hits_record SCENARIO SYSTEM TAG SECONDS — SCENARIO.{manifest,blob}_{p50,p99,failed}; when no hit
+# of a kind succeeded, its percentiles are recorded as lower bounds (the window).
+hits_record() {
+  local sc=$1 sys=$2 tag=$3 secs=$4 kind f s
+  for kind in manifest blob; do
+    f=$OUT/raw/$tag-$kind.json
+    if ! json_file "$f"; then
+      note "$sc $sys: the $kind hit client failed: $(tail -1 "$f")"
+      continue
+    fi
+    s=$(cat "$f")
+    if [ "$(jget p50_ms <<<"$s")" = None ]; then
+      note "$sc $sys ($tag): no $kind hit succeeded within ${secs}s ($(jget errors <<<"$s"))"
+      record_lb "$sc.${kind}_p50" "$sys" "$(calc "$secs * 1000")"
+      record_lb "$sc.${kind}_p99" "$sys" "$(calc "$secs * 1000")"
+    else
+      record "$sc.${kind}_p50" "$sys" "$(jget p50_ms <<<"$s")"
+      record "$sc.${kind}_p99" "$sys" "$(jget p99_ms <<<"$s")"
+    fi
+    record "$sc.${kind}_failed" "$sys" "$(jget failed <<<"$s")"
+    [ "$(jget failed <<<"$s")" = 0 ] ||
+      note "$sc $sys ($tag): $(jget failed <<<"$s") of $(jget requests <<<"$s") $kind hits failed: $(jget errors <<<"$s")"
+  done
+}
+
+# peak_record SCENARIO SYSTEM FILE — SCENARIO.rss (sum of VmHWM, read now) and SCENARIO.threads
+# (max of the 0.5 s samples in FILE).
+peak_record() {
+  local sc=$1 sys=$2 f=$3
+  record "$sc.rss" "$sys" "$(python3 "$BENCH_PY" hwm "$(system_pid "$sys")")"
+  if json_file "$f"; then
+    record "$sc.threads" "$sys" "$(jget threads_max <"$f")"
+    log "  $sc $sys samples (max of the sums, MB): $(cat "$f")"
+  else
+    note "$sc $sys: no thread samples ($f)"
+  fi
+}
+
+# ---------------------------------------------------------------- B6s slow readers
+
+scenario_B6s() {
+  local sys rep tag s
+  log "B6s: $B6S_READERS readers of the cached ${HOT_SIZE}-byte blob at $B6S_RATE each, ${B6S_SECONDS}s"
+  note_cmd "# B6s (fresh start, the ${HOT_MB} MiB lab/hot blob warmed; $B6S_READERS concurrent GETs started over ${B6S_RAMP}s, each reading at most $B6S_RATE/s through a ${B6S_RCVBUF}-byte SO_RCVBUF for ${B6S_SECONDS}s — they do not finish):"
+  note_cmd "bench/lib/bench.py readers \$SYSTEM/v2/lab/hot/blobs/$HOT_DIGEST $B6S_READERS $B6S_SECONDS $B6S_RATE $B6S_RAMP $B6S_RCVBUF"
+  note_cmd "bench/lib/bench.py peak OUT PID   # during the readers: max summed Threads (and VmRSS) of the system's processes, every 0.5 s; then bench/lib/bench.py hwm PID"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in "${SYSTEMS[@]}"; do
+      tag=b6s-$sys-$rep
+      start_system "$sys" "${URL[upstream]}"
+      warm_blob "$sys" hot "$HOT_DIGEST"
+      peak_start "$sys" "$OUT/raw/$tag-peak.json"
+      python3 "$BENCH_PY" readers "$(blob_url "$sys" hot "$HOT_DIGEST")" "$B6S_READERS" "$B6S_SECONDS" \
+        "$B6S_RATE" "$B6S_RAMP" "$B6S_RCVBUF" >"$OUT/raw/$tag.json" 2>&1 || true
+      peak_stop
+      peak_record B6s "$sys" "$OUT/raw/$tag-peak.json"
+      if json_file "$OUT/raw/$tag.json"; then
+        s=$(cat "$OUT/raw/$tag.json")
+        record B6s.readers_ok "$sys" "$(jget ok <<<"$s")"
+        record B6s.reader_mbps "$sys" "$(jget mbps_p50 <<<"$s")"
+        [ "$(jget ok <<<"$s")" = "$B6S_READERS" ] ||
+          note "B6s $sys rep $rep: only $(jget ok <<<"$s") of $B6S_READERS readers got a 200 and kept reading: $s"
+      else
+        note "B6s $sys rep $rep: the reader tool failed: $(tail -1 "$OUT/raw/$tag.json")"
+      fi
+      stop_system "$sys"
+    done
+  done
+}
+
+# ---------------------------------------------------------------- B7 hits under a fill storm
+
+scenario_B7() {
+  local sys rep tag s storm drops
+  log "B7: $B7_FILLS cold fills at $B7_RATE (hang up after the head) + steady hits, ${B7_SECONDS}s"
+  start_throttle "$B7_RATE"
+  note_cmd "# B7 (fresh start, upstream = nginx 'limit_rate $B7_RATE' in front of the registry, lab/hot not limited; the tiny manifest and the ${HOT_MB} MiB lab/hot blob warmed; then for ${B7_SECONDS}s, all at once — nginx static has no upstream to fill from: not run):"
+  note_cmd "bench/lib/bench.py storm \$SYSTEM/v2/lab/b7/blobs $B7_LIST $B7_FILLS $B7_SECONDS $B7_RAMP $B7_SOURCES   # $B7_FILLS distinct ${B7_BLOB_MB} MiB blobs, GETs started over ${B7_RAMP}s from $B7_SOURCES client addresses (127.0.0.2…), each closes its connection once the response head is in (or at the end of the window)"
+  hits_note_cmds "$B7_SECONDS"
+  note_cmd "bench/lib/bench.py peak OUT PID   # during the window: max summed Threads of the system's processes, every 0.5 s; then bench/lib/bench.py hwm PID"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in "${PROXIES[@]}"; do
+      tag=b7-$sys-$rep
+      start_system "$sys" "${URL[throttle]}"
+      warm_manifests "$sys"
+      warm_blob "$sys" hot "$HOT_DIGEST"
+      peak_start "$sys" "$OUT/raw/$tag-peak.json"
+      drops=$(python3 "$BENCH_PY" listen-drops)
+      python3 "$BENCH_PY" storm "${URL[$sys]}/v2/lab/b7/blobs" "$B7_LIST" "$B7_FILLS" "$B7_SECONDS" \
+        "$B7_RAMP" "$B7_SOURCES" >"$OUT/raw/$tag-storm.json" 2>&1 &
+      storm=$!
+      hits_start "$sys" "$B7_SECONDS" "$tag"
+      wait "$storm" || true
+      hits_wait
+      peak_stop
+      record B7.listen_drops "$sys" $(($(python3 "$BENCH_PY" listen-drops) - drops))
+      peak_record B7 "$sys" "$OUT/raw/$tag-peak.json"
+      stop_system "$sys"
+      hits_record B7 "$sys" "$tag" "$B7_SECONDS"
+      if json_file "$OUT/raw/$tag-storm.json"; then
+        s=$(cat "$OUT/raw/$tag-storm.json")
+        record B7.fills_200 "$sys" "$(jget ok <<<"$s")"
+        record B7.fills_503 "$sys" "$(jget busy <<<"$s")"
+        record B7.fills_no_head "$sys" "$(jget no_head <<<"$s")"
+        record B7.fills_other "$sys" "$(jget other <<<"$s")"
+        log "  B7 $sys fills: $(jget status <<<"$s"), response head p50 $(jget head_p50_s <<<"$s") s, p90 $(jget head_p90_s <<<"$s") s; arrival [min, median, max] s by outcome: $(jget when_s <<<"$s")"
+      else
+        note "B7 $sys rep $rep: the storm tool failed: $(tail -1 "$OUT/raw/$tag-storm.json")"
+      fi
+    done
+  done
+  stop_bg throttle
+}
+
+# ---------------------------------------------------------------- BC connections
+
+scenario_BC() {
+  local sys rep tag s conns i drops need=$((BC_IDLE + BC_HALF + 1000)) wait_s=$((BC_HEADER_TIMEOUT + 3)) hold
+  hold=$((BC_SECONDS > wait_s ? BC_SECONDS : wait_s))
+  hold=$((hold + 1))
+  log "BC: $BC_IDLE idle keep-alive + $BC_HALF half-sent heads, hits for ${BC_SECONDS}s, held ${hold}s"
+  # File descriptors for the client (11 000 sockets) and the servers (as many, + upstream, files).
+  if [ "$(ulimit -n)" -lt "$need" ]; then
+    { ulimit -Hn "$need" && ulimit -n "$need"; } 2>/dev/null ||
+      note "BC: could not raise ulimit -n to $need (now $(ulimit -n)); connections may be refused for lack of descriptors"
+  fi
+  DEPPROXY_TOML=$(printf '[server]\nheader_read_timeout = "%ss"\nmax_connections = %s' "$BC_HEADER_TIMEOUT" "$BC_MAX_CONN")
+  NGINX_CONNS=$need
+  note_cmd "# BC (fresh start; depproxy with --config: [server] header_read_timeout = \"${BC_HEADER_TIMEOUT}s\", max_connections = $BC_MAX_CONN; nginx with worker_connections $need; the others at their defaults (nginx client_header_timeout 60s); ulimit -n $(ulimit -n); the tiny manifest and the ${HOT_MB} MiB lab/hot blob warmed):"
+  note_cmd "bench/lib/bench.py conns \$SYSTEM $BC_IDLE $BC_HALF $hold READY $BC_SECONDS   # $BC_IDLE connections each GET /v2/ (keep-alive) then idle, then $BC_HALF send 'GET /v2/ HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: ' only; all held ${hold}s after the last is open; counts which the server closed"
+  hits_note_cmds "$BC_SECONDS"
+  note_cmd "# (the hit clients start once all connections are open)"
+  note_cmd "bench/lib/bench.py peak OUT PID   # while the connections are held: max summed Threads of the system's processes, every 0.5 s; then bench/lib/bench.py hwm PID"
+  note_cmd "bench/lib/bench.py listen-drops   # TcpExt ListenDrops of the machine, before and after the hold (B7: the window)"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in "${SYSTEMS[@]}"; do
+      tag=bc-$sys-$rep
+      start_system "$sys" "${URL[upstream]}"
+      warm_manifests "$sys"
+      warm_blob "$sys" hot "$HOT_DIGEST"
+      rm -f "$RUN/bc-ready"
+      python3 "$BENCH_PY" conns "${URL[$sys]}" "$BC_IDLE" "$BC_HALF" "$hold" "$RUN/bc-ready" "$BC_SECONDS" \
+        >"$OUT/raw/$tag-conns.json" 2>&1 &
+      conns=$!
+      for ((i = 0; i < 1200; i++)); do
+        [ -e "$RUN/bc-ready" ] && break
+        alive "$conns" || break
+        sleep 0.1
+      done
+      [ -e "$RUN/bc-ready" ] || note "BC $sys rep $rep: the connections were not all open after 120 s"
+      drops=$(python3 "$BENCH_PY" listen-drops)
+      peak_start "$sys" "$OUT/raw/$tag-peak.json"
+      hits_start "$sys" "$BC_SECONDS" "$tag"
+      hits_wait
+      wait "$conns" || true
+      peak_stop
+      record BC.listen_drops "$sys" $(($(python3 "$BENCH_PY" listen-drops) - drops))
+      peak_record BC "$sys" "$OUT/raw/$tag-peak.json"
+      stop_system "$sys"
+      hits_record BC "$sys" "$tag" "$BC_SECONDS"
+      if json_file "$OUT/raw/$tag-conns.json"; then
+        s=$(cat "$OUT/raw/$tag-conns.json")
+        record BC.idle_ok "$sys" "$(jget idle_ok <<<"$s")"
+        record BC.idle_closed "$sys" "$(jget idle_closed <<<"$s")"
+        record BC.half_sent "$sys" "$(jget half_sent <<<"$s")"
+        record BC.half_open "$sys" "$(jget half_open <<<"$s")"
+        [ "$(jget half_close_max_s <<<"$s")" = None ] || record BC.half_close_s "$sys" "$(jget half_close_max_s <<<"$s")"
+        record BC.open_s "$sys" "$(jget open_all_s <<<"$s")"
+        log "  BC $sys: $s"
+        [ "$(jget idle_closed_window <<<"$s")" = 0 ] ||
+          note "BC $sys rep $rep: the server closed $(jget idle_closed_window <<<"$s") of the idle connections while the hits ran (e.g. depproxy's header_read_timeout, which also bounds keep-alive idle time, is ${BC_HEADER_TIMEOUT}s): the hits did not see all of them open"
+        [ "$(jget idle_ok <<<"$s")" = "$BC_IDLE" ] && [ "$(jget half_sent <<<"$s")" = "$BC_HALF" ] ||
+          note "BC $sys rep $rep: only $(jget idle_ok <<<"$s")/$BC_IDLE idle and $(jget half_sent <<<"$s")/$BC_HALF half-sent connections were established"
+      else
+        note "BC $sys rep $rep: the connection tool failed: $(tail -1 "$OUT/raw/$tag-conns.json")"
+      fi
+    done
+  done
+  unset DEPPROXY_TOML NGINX_CONNS
+}

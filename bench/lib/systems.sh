@@ -51,18 +51,19 @@ upstream_settle() {
 
 # ---------------------------------------------------------------- nginx
 
-# nginx_conf DIR PORT SERVER_BODY [HTTP_EXTRA] — writes DIR/nginx.conf.
+# nginx_conf DIR PORT SERVER_BODY [HTTP_EXTRA] — writes DIR/nginx.conf. NGINX_CONNS (default
+# 8192) is worker_connections per worker; BC raises it for its 11 000 connections.
 nginx_conf() {
-  local dir=$1 port=$2 body=$3 extra=${4:-} user=""
+  local dir=$1 port=$2 body=$3 extra=${4:-} user="" conns=${NGINX_CONNS:-8192}
   [ "$(id -u)" = 0 ] && user="user root root;"
   mkdir -p "$dir/tmp"
   cat >"$dir/nginx.conf" <<EOF
 $user
 worker_processes auto;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile $((conns * 2));
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections 8192; }
+events { worker_connections $conns; }
 http {
   access_log off;
   client_body_temp_path $dir/tmp/body;
@@ -98,15 +99,17 @@ NGINX_PROXY_COMMON='
 
 upstream_block() { printf 'upstream up { server %s; keepalive 64; }' "${1#http://}"; }
 
-# start_throttle — nginx in front of the upstream registry, every response limited to $B4_RATE
-# request (no temp files, so the limit paces the upstream read too; limit_rate is ignored when
-# proxy_buffering is off).
+# start_throttle [RATE] — nginx in front of the upstream registry, every response limited to RATE
+# (default $B4_RATE) per request (no temp files, so the limit paces the upstream read too;
+# limit_rate is ignored when proxy_buffering is off). lab/hot (the blob B7 warms before its storm)
+# is not limited.
 start_throttle() {
-  local dir=$RUN/throttle
+  local dir=$RUN/throttle rate=${1:-$B4_RATE}
   rm -rf "$dir"
   mkdir -p "$dir"
   nginx_conf "$dir" "${PORT[throttle]}" "$NGINX_PROXY_COMMON
-    location / { proxy_pass http://up; proxy_max_temp_file_size 0; limit_rate $B4_RATE; }" "$(upstream_block "${URL[upstream]}")"
+    location / { proxy_pass http://up; proxy_max_temp_file_size 0; limit_rate $rate; }
+    location ^~ /v2/lab/hot/ { proxy_pass http://up; }" "$(upstream_block "${URL[upstream]}")"
   start_nginx throttle "$dir"
   wait_http "${URL[throttle]}/v2/" "${PIDS[throttle]}" || die "throttle nginx did not start (see $dir)"
 }
@@ -159,6 +162,8 @@ EOF
 # ---------------------------------------------------------------- systems under test
 
 # start_system NAME UPSTREAM_URL — fresh (empty cache) start; waits until /v2/ answers 200.
+# DEPPROXY_TOML, when set, is written to DIR/depproxy.toml and given to depproxy with --config
+# (BC: [server] limits).
 start_system() {
   local name=$1 up=$2 dir=$RUN/$1
   stop_system "$name"
@@ -171,8 +176,13 @@ start_system() {
     depproxy | depproxy-ref)
       local binary=$DEPPROXY_BIN
       [ "$name" = depproxy ] || binary=$DEPPROXY_REF_BIN
+      local config=()
+      if [ -n "${DEPPROXY_TOML:-}" ]; then
+        printf '%s\n' "$DEPPROXY_TOML" >"$dir/depproxy.toml"
+        config=(--config "$dir/depproxy.toml")
+      fi
       start_bg "$name" "$dir/depproxy.log" "$binary" serve --listen "127.0.0.1:${PORT[$name]}" \
-        --data-dir "$dir/data" --upstream "$up"
+        --data-dir "$dir/data" --upstream "$up" "${config[@]}"
       ;;
     distribution)
       cat >"$dir/config.yml" <<EOF

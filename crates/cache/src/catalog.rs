@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use metadata::{BlobKey, BlobRecord, ManifestKey, ManifestRecord, Metadata, MetadataError};
-use oci::GroupPath;
 
 /// Size and lifetime of the in-memory copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +36,21 @@ impl Catalog {
         Catalog { metadata, blobs: blobs.build(), manifests: manifests.build() }
     }
 
+    /// Forgets every remembered row (rows were removed elsewhere).
+    pub(crate) fn forget_all(&self) {
+        self.blobs.invalidate_all();
+        self.manifests.invalidate_all();
+    }
+
+    /// Remembers a row just committed.
+    pub(crate) fn remember_blob(&self, key: BlobKey, record: BlobRecord) {
+        self.blobs.insert(key, record);
+    }
+
+    pub(crate) fn remember_manifest(&self, key: ManifestKey, record: ManifestRecord) {
+        self.manifests.insert(key, record);
+    }
+
     /// The database itself, for what must not be cached (leases, re-reads).
     pub(crate) fn metadata(&self) -> &Metadata {
         &self.metadata
@@ -51,18 +65,6 @@ impl Catalog {
             self.blobs.insert(key.clone(), record.clone());
         }
         Ok(found)
-    }
-
-    pub(crate) async fn upsert_blob(
-        &self,
-        group: &GroupPath,
-        record: &BlobRecord,
-        now: i64,
-    ) -> Result<(), MetadataError> {
-        self.metadata.upsert_blob(group, record, now).await?;
-        let key = BlobKey { group: group.clone(), digest: record.digest.clone() };
-        self.blobs.insert(key, record.clone());
-        Ok(())
     }
 
     pub(crate) async fn find_manifest(

@@ -130,6 +130,7 @@ impl Cache {
         let group = &resolved.group;
         let key = BlobKey { group: group.path.clone(), digest: digest.clone() };
         if let Some(record) = self.degraded(self.catalog.find_blob(&key).await) {
+            self.reads.blob_read(&key, self.clock.now_ms(), if head { 0 } else { record.size });
             return Ok(Decision::Serve { object: record.into(), stale: false });
         }
         let repository = group.upstream.upstream_repository(&resolved.image);
@@ -154,18 +155,42 @@ impl Cache {
             image: repository.clone(),
             reference: reference.clone(),
         };
-        let cached = self.degraded(self.catalog.find_manifest(&key).await);
+        let decision = self.manifest_decision(group, &key, head).await;
+        if let Ok(Decision::Serve { object, .. }) = &decision {
+            let now = self.clock.now_ms();
+            let bytes = if head { 0 } else { object.size };
+            match &key.reference {
+                Reference::Digest(_) => self.reads.manifest_read(&[&key], now, bytes),
+                // A tag hit reads the tag and the manifest it points at.
+                Reference::Tag(_) => {
+                    let by_digest =
+                        ManifestKey { reference: Reference::Digest(object.digest.clone()), ..key.clone() };
+                    self.reads.manifest_read(&[&key, &by_digest], now, bytes);
+                }
+            }
+        }
+        decision
+    }
+
+    async fn manifest_decision(
+        &self,
+        group: &GroupSettings,
+        key: &ManifestKey,
+        head: bool,
+    ) -> Result<Decision, CacheError> {
+        let (repository, reference) = (&key.image, &key.reference);
+        let cached = self.degraded(self.catalog.find_manifest(key).await);
         match (reference, cached) {
             // Digest references are immutable: a cached one never needs upstream.
             (Reference::Digest(_), Some(record)) => Ok(serve(&record, false)),
             (Reference::Tag(_), Some(record)) => {
                 if tag_is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck) {
-                    return self.serve_tag(group, &repository, &record, false, head).await;
+                    return self.serve_tag(group, repository, &record, false, head).await;
                 }
-                self.revalidate_tag(group, &key, record, head).await
+                self.revalidate_tag(group, key, record, head).await
             }
             (_, None) if head => {
-                let answer = group.upstream.head(&repository, ObjectKind::Manifest, reference).await?;
+                let answer = group.upstream.head(repository, ObjectKind::Manifest, reference).await?;
                 // containerd resolves a tag with HEAD, then GETs the digest. Remember where the tag
                 // points, so the next resolve costs no upstream request and works while upstream is down.
                 if let (Reference::Tag(_), Some(digest), Some(media_type), Some(size)) =
@@ -181,12 +206,12 @@ impl Cache {
                         stored: false,
                     };
                     // Remembering is an optimisation: without the database the answer still stands.
-                    let remembered = self.catalog.upsert_manifest(&key, &record, now).await;
+                    let remembered = self.catalog.upsert_manifest(key, &record, now).await;
                     self.degraded(remembered.map(Some));
                 }
                 Ok(Decision::UpstreamHead { head: answer, requested: reference.as_digest().cloned() })
             }
-            (_, None) => self.fetch(group, ObjectKind::Manifest, &repository, reference).await,
+            (_, None) => self.fetch(group, ObjectKind::Manifest, repository, reference).await,
         }
     }
 
@@ -279,6 +304,7 @@ impl Cache {
     ) -> Result<Decision, CacheError> {
         let upstream = &group.upstream;
         let headers = upstream.request_headers(repository, kind).await?;
+        self.reads.missed(&group.path);
         let expected_digest = reference.as_digest().cloned();
         Ok(Decision::Fetch(Fetch {
             kind,

@@ -1,12 +1,14 @@
 //! The two records of a fill: may it be stored (and under which lease), and that it is stored.
 //!
-//! One fill per object across nodes: with a database that several nodes share, the first node to
-//! ask gets an expiring lease and stores; others stream through uncached until it commits or its
-//! lease lapses. A single node coalesces fills in its gateway and needs no lease.
+//! One fill per object across nodes: the first node to ask gets an expiring lease and stores;
+//! others stream through uncached until it commits or its lease lapses. The lease also keeps the
+//! sweeper away from the object while it is filled, and the commit claims it in the same
+//! transaction as the row, so an eviction and a commit of one object never cross — on a single
+//! node too (its gateway coalesces fills; the lease is for the sweeper).
 
 use std::time::Duration;
 
-use metadata::{BlobRecord, ManifestKey, ManifestRecord};
+use metadata::{BlobKey, BlobRecord, CommitLease, Committed, ManifestKey, ManifestRecord};
 use oci::{Digest, Reference};
 
 use crate::decide::StoredObject;
@@ -32,8 +34,8 @@ pub struct Lease {
 
 impl Cache {
     /// Decides whether `node` may store the object `digest` (`None`: a manifest by tag, whose
-    /// digest is known only at the end — small, and nothing to coordinate on). `renew` extends a
-    /// lease the node already holds.
+    /// digest is known only at the end — small; its commit claims the object then). `renew`
+    /// extends a lease the node already holds.
     pub async fn authorize_fill(
         &self,
         digest: Option<&Digest>,
@@ -42,9 +44,6 @@ impl Cache {
     ) -> Result<FillPermit, CacheError> {
         let Some(digest) = digest else { return Ok(FillPermit::Store { lease: None }) };
         let metadata = self.catalog.metadata();
-        if !metadata.shared_by_nodes() {
-            return Ok(FillPermit::Store { lease: None });
-        }
         let ttl = self.settings.lease_ttl;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let now = self.clock.now_ms();
@@ -58,7 +57,7 @@ impl Cache {
         if held {
             return Ok(FillPermit::Store { lease: Some(Lease { id, ttl }) });
         }
-        Ok(FillPermit::Passthrough { reason: format!("another node is filling {digest}") })
+        Ok(FillPermit::Passthrough { reason: format!("{digest} is being filled elsewhere or deleted") })
     }
 
     /// Records a stored blob for the resolved group, releasing the fill's lease.
@@ -68,21 +67,31 @@ impl Cache {
         object: StoredObject,
         lease: Option<&str>,
     ) -> Result<(), CacheError> {
-        self.release(&object.digest, lease).await?;
+        let now = self.clock.now_ms();
+        let group = &resolved.group.path;
         let record = BlobRecord { digest: object.digest, size: object.size, media_type: object.media_type };
-        self.catalog.upsert_blob(&resolved.group.path, &record, self.clock.now_ms()).await?;
+        let claim = self.commit_lease(lease);
+        match self.catalog.metadata().commit_blob(group, &record, claim, now).await? {
+            Committed::Recorded => {
+                self.committed(group, record.size);
+                let key = BlobKey { group: group.clone(), digest: record.digest.clone() };
+                self.catalog.remember_blob(key, record);
+            }
+            Committed::Refused => refused(&record.digest),
+        }
         Ok(())
     }
 
-    /// Records a stored manifest under its digest and, when fetched by tag, under the tag too.
+    /// Records a stored manifest under its digest and, when fetched by tag, under the tag too,
+    /// with the digests it references (an index's manifests, an image's config and layers).
     pub async fn record_manifest(
         &self,
         resolved: &Resolved,
         reference: &Reference,
         object: StoredObject,
+        references: &[Digest],
         lease: Option<&str>,
     ) -> Result<(), CacheError> {
-        self.release(&object.digest, lease).await?;
         let now = self.clock.now_ms();
         let repository = resolved.group.upstream.upstream_repository(&resolved.image);
         let record = ManifestRecord {
@@ -97,18 +106,34 @@ impl Cache {
             image: repository,
             reference: Reference::Digest(object.digest),
         };
-        self.catalog.upsert_manifest(&by_digest, &record, now).await?;
-        if let Reference::Tag(_) = reference {
-            let by_tag = ManifestKey { reference: reference.clone(), ..by_digest };
-            self.catalog.upsert_manifest(&by_tag, &record, now).await?;
+        let tag = matches!(reference, Reference::Tag(_)).then_some(reference);
+        let claim = self.commit_lease(lease);
+        let metadata = self.catalog.metadata();
+        match metadata.commit_manifest(&by_digest, tag, &record, references, claim, now).await? {
+            Committed::Recorded => {
+                self.committed(&by_digest.group, record.size);
+                if let Some(tag) = tag {
+                    let by_tag = ManifestKey { reference: tag.clone(), ..by_digest.clone() };
+                    self.catalog.remember_manifest(by_tag, record.clone());
+                }
+                self.catalog.remember_manifest(by_digest, record);
+            }
+            Committed::Refused => refused(&record.digest),
         }
         Ok(())
     }
 
-    async fn release(&self, digest: &Digest, lease: Option<&str>) -> Result<(), CacheError> {
-        if let Some(lease) = lease {
-            self.catalog.metadata().release_lease(digest, lease).await?;
+    fn commit_lease<'a>(&self, lease: Option<&'a str>) -> CommitLease<'a> {
+        let ttl_ms = i64::try_from(self.settings.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+        match lease {
+            Some(id) => CommitLease::Held { id },
+            None => CommitLease::Take { holder: "commit", ttl_ms },
         }
-        Ok(())
     }
+}
+
+/// A sweeper deleted (or is deleting) the object while it was filled: nothing is recorded, and
+/// the next request fetches it again. Whatever the fill wrote is garbage the sweeper collects.
+fn refused(digest: &Digest) {
+    tracing::info!(%digest, "not recorded: the object was being deleted while it was filled");
 }

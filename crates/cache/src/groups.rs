@@ -21,6 +21,7 @@ use oci::{GroupPath, ImageAddress, OciError, RepositoryName};
 use upstream::UpstreamClient;
 
 use crate::access_policy::AccessPolicy;
+use crate::lifecycle::LifecyclePolicy;
 
 /// The group mirror-mode requests go to.
 pub const DEFAULT_GROUP: &str = "default";
@@ -52,6 +53,8 @@ pub struct GroupSettings {
     pub manifest_recheck: Duration,
     /// Who may pull through it.
     pub access: AccessPolicy,
+    /// TTL, quota and pins.
+    pub lifecycle: LifecyclePolicy,
 }
 
 /// An upstream as the router sees it.
@@ -83,11 +86,12 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// `default_recheck` applies to implicit mirror groups.
+    /// `default_recheck` and `default_lifecycle` apply to implicit mirror groups.
     pub fn new(
         groups: impl IntoIterator<Item = GroupSettings>,
         upstreams: impl IntoIterator<Item = UpstreamRoute>,
         default_recheck: Duration,
+        default_lifecycle: LifecyclePolicy,
     ) -> Result<Self, GroupsError> {
         let ordered: Vec<Arc<GroupSettings>> = groups.into_iter().map(Arc::new).collect();
         let mut by_path: BTreeMap<String, Arc<GroupSettings>> =
@@ -108,6 +112,7 @@ impl Groups {
                             upstream: route.upstream.clone(),
                             manifest_recheck: default_recheck,
                             access: route.implicit_access.clone(),
+                            lifecycle: default_lifecycle.clone(),
                         });
                         by_path.insert(implicit.path.as_str().to_owned(), implicit.clone());
                         implicit
@@ -199,6 +204,7 @@ mod tests {
             upstream: upstream.clone(),
             manifest_recheck: Duration::from_secs(1),
             access: AccessPolicy::anonymous(),
+            lifecycle: LifecyclePolicy::default(),
         }
     }
 
@@ -226,6 +232,7 @@ mod tests {
                 UpstreamRoute { upstream: ghcr, path_prefix: true, implicit_access: AccessPolicy::token() },
             ],
             Duration::from_secs(300),
+            LifecyclePolicy::default(),
         )
         .unwrap()
     }

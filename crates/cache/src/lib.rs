@@ -10,8 +10,10 @@ mod error;
 mod fills;
 mod freshness;
 mod groups;
+mod lifecycle;
 mod limits;
 mod metrics;
+mod reads;
 mod single_flight;
 mod state;
 
@@ -21,11 +23,12 @@ pub use decide::{Decision, Fetch, StoredObject};
 pub use error::CacheError;
 pub use fills::{FillPermit, Lease};
 pub use groups::{DEFAULT_GROUP, GroupSettings, Groups, GroupsError, ResolveError, Resolved, UpstreamRoute};
+pub use lifecycle::{LifecyclePolicy, PinError, Pins};
 pub use limits::Limits;
 pub use metadata::Clock;
 pub use metrics::CacheMetrics;
 pub use single_flight::SingleFlight;
-pub use state::{Cache, CacheSettings};
+pub use state::{Cache, CacheSettings, CommitObserver};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

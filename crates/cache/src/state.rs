@@ -2,14 +2,18 @@
 
 use std::time::Duration;
 
-use metadata::{ManifestKey, Metadata};
-use oci::ImageAddress;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use metadata::{ManifestKey, Metadata, MetadataError};
+use oci::{GroupPath, ImageAddress};
 use upstream::{ObjectHead, UpstreamError};
 
 use crate::catalog::{Catalog, CatalogSettings};
 use crate::groups::{Groups, ResolveError, Resolved};
 use crate::limits::Limits;
 use crate::metrics::CacheMetrics;
+use crate::reads::ReadLog;
 use crate::single_flight::SingleFlight;
 use metadata::Clock;
 
@@ -28,11 +32,22 @@ pub struct CacheSettings {
 /// revalidations in flight.
 pub struct Cache {
     pub(crate) catalog: Catalog,
+    pub(crate) reads: ReadLog,
+    /// The database's removal generation last seen: when another process removes rows, what
+    /// this one remembers is dropped.
+    generation: AtomicI64,
     pub(crate) groups: Groups,
     pub(crate) settings: CacheSettings,
     pub(crate) clock: Clock,
     pub(crate) rechecks: SingleFlight<ManifestKey, Result<ObjectHead, UpstreamError>>,
     pub(crate) metrics: CacheMetrics,
+    pub(crate) commits: OnceLock<Arc<dyn CommitObserver>>,
+}
+
+/// Told of every object a fill records, with its group and size (the lifecycle keeps its quota
+/// estimates current with it, and sweeps early when a quota is passed).
+pub trait CommitObserver: Send + Sync {
+    fn committed(&self, group: &GroupPath, bytes: u64);
 }
 
 impl Cache {
@@ -45,11 +60,14 @@ impl Cache {
     ) -> Self {
         Cache {
             catalog: Catalog::new(metadata, settings.catalog),
+            reads: ReadLog::default(),
+            generation: AtomicI64::new(i64::MIN),
             groups,
             settings,
             clock,
             rechecks: SingleFlight::default(),
             metrics,
+            commits: OnceLock::new(),
         }
     }
 
@@ -69,4 +87,59 @@ impl Cache {
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
+
+    /// Installs the observer of recorded objects (once).
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.commits.set(observer);
+    }
+
+    pub(crate) fn committed(&self, group: &GroupPath, bytes: u64) {
+        self.reads.fetched(group, bytes);
+        if let Some(observer) = self.commits.get() {
+            observer.committed(group, bytes);
+        }
+    }
+
+    /// The metadata database (for the lifecycle, which works on rows in bulk).
+    pub fn metadata(&self) -> &Metadata {
+        self.catalog.metadata()
+    }
+
+    /// Writes the reads and traffic noted since the last flush, then checks whether rows were
+    /// removed (by a sweep, a purge, another node) and if so forgets what it remembers, so a purged
+    /// tag is fetched again. Runs every `[cache] access_flush_interval`.
+    pub async fn flush_reads(&self) -> Result<(), MetadataError> {
+        let batch = self.reads.take();
+        if !batch.is_empty() {
+            let now = self.clock.now_ms();
+            let hour = now - now.rem_euclid(HOUR_MS);
+            let blobs: Vec<_> = batch.blobs.iter().map(|(key, reads)| (key.clone(), *reads)).collect();
+            let manifests: Vec<_> =
+                batch.manifests.iter().map(|(key, reads)| (key.clone(), *reads)).collect();
+            let traffic: Vec<_> =
+                batch.traffic.iter().map(|(group, traffic)| (group.clone(), *traffic)).collect();
+            let metadata = self.catalog.metadata();
+            let written = async {
+                metadata.record_reads(&blobs, &manifests).await?;
+                metadata.add_traffic(hour, &traffic).await
+            };
+            if let Err(error) = written.await {
+                self.reads.restore(batch);
+                return Err(error);
+            }
+        }
+        self.notice_removals().await
+    }
+
+    /// Drops remembered rows when the database's removal generation moved.
+    pub async fn notice_removals(&self) -> Result<(), MetadataError> {
+        let current = self.catalog.metadata().generation().await?;
+        let previous = self.generation.swap(current, Ordering::AcqRel);
+        if previous != current && previous != i64::MIN {
+            self.catalog.forget_all();
+        }
+        Ok(())
+    }
 }
+
+const HOUR_MS: i64 = 3_600_000;

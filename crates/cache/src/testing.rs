@@ -56,9 +56,11 @@ pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<
             upstream: lab.clone(),
             manifest_recheck: RECHECK,
             access: AccessPolicy::anonymous(),
+            lifecycle: crate::LifecyclePolicy::default(),
         }],
         [UpstreamRoute { upstream: lab, path_prefix, implicit_access: AccessPolicy::anonymous() }],
         RECHECK,
+        crate::LifecyclePolicy::default(),
     )
     .unwrap();
     let clock = Clock::manual(1_000_000);

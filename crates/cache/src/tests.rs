@@ -101,7 +101,7 @@ async fn a_tag_is_fresh_for_its_window_then_revalidated_by_one_head() {
     assert_eq!(fetch.max_size, 1 << 16);
 
     let object = stored(&manifest, 300, oci::media::OCI_MANIFEST);
-    setup.test.cache.record_manifest(&setup.resolved, &tag("v1"), object.clone(), None).await.unwrap();
+    setup.test.cache.record_manifest(&setup.resolved, &tag("v1"), object.clone(), &[], None).await.unwrap();
     for reference in [tag("v1"), Reference::Digest(manifest.clone())] {
         match setup.test.cache.manifest(&setup.resolved, &reference, false).await.unwrap() {
             Decision::Serve { object: served, stale: false } => assert_eq!(served, object),
@@ -136,7 +136,7 @@ async fn a_stale_tag_is_served_marked_stale_while_upstream_is_down() {
     let setup = setup().await;
     let (manifest, _) = setup.upstream.put_image("lab/app", "v1", &[b"layer"]);
     let object = stored(&manifest, 300, oci::media::OCI_MANIFEST);
-    setup.test.cache.record_manifest(&setup.resolved, &tag("v1"), object, None).await.unwrap();
+    setup.test.cache.record_manifest(&setup.resolved, &tag("v1"), object, &[], None).await.unwrap();
     setup.test.clock.advance(RECHECK);
     setup.upstream.set_fault(Some(Fault::Status { status: 503, retry_after: None }));
     assert!(matches!(
@@ -175,15 +175,19 @@ async fn a_tag_learned_from_a_head_is_remembered_and_fetched_by_digest() {
 }
 
 #[tokio::test]
-async fn a_single_node_database_stores_without_leases() {
+async fn a_fill_of_a_known_digest_takes_a_lease_on_one_node_too() {
+    // The lease is what keeps the sweeper from deleting an object while it is filled.
     let setup = setup().await;
     let digest = Digest::of(b"x");
-    for asked in [Some(&digest), None] {
-        assert_eq!(
-            setup.test.cache.authorize_fill(asked, "node-a", None).await.unwrap(),
-            FillPermit::Store { lease: None }
-        );
-    }
+    assert!(matches!(
+        setup.test.cache.authorize_fill(Some(&digest), "node-a", None).await.unwrap(),
+        FillPermit::Store { lease: Some(_) }
+    ));
+    // A manifest by tag (digest unknown until the end) claims its object when it is recorded.
+    assert_eq!(
+        setup.test.cache.authorize_fill(None, "node-a", None).await.unwrap(),
+        FillPermit::Store { lease: None }
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use cache::Cache;
 use injector::RequestVerifier;
 
 pub struct ControlPlane {
-    pub(crate) cache: Cache,
+    pub(crate) cache: Arc<Cache>,
     pub(crate) verifier: RequestVerifier,
     pub(crate) access: Arc<Access>,
     /// The base URL clients reach the proxy at (token realm); from the request's `Host` when unset.
@@ -18,7 +18,7 @@ pub struct ControlPlane {
 
 /// What a control plane is built from.
 pub struct ControlParts {
-    pub cache: Cache,
+    pub cache: Arc<Cache>,
     pub verifier: RequestVerifier,
     pub access: Arc<Access>,
     pub public_url: Option<String>,

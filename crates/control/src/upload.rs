@@ -112,7 +112,11 @@ async fn finalize(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Resu
     match target.kind {
         ObjectKind::Blob => control.cache.record_blob(&target.resolved, object, lease).await?,
         ObjectKind::Manifest => {
-            control.cache.record_manifest(&target.resolved, &target.reference, object, lease).await?
+            let references = &call.references;
+            control
+                .cache
+                .record_manifest(&target.resolved, &target.reference, object, references, lease)
+                .await?
         }
     }
     Ok(render::no_content())

@@ -36,7 +36,7 @@ async fn setup() -> Setup {
     };
     let access = access::Access::new(tokens, access::JwtKeys::new(&Secret::from_bytes([7; 32])), settings);
     let control = ControlPlane::new(ControlParts {
-        cache: test.cache,
+        cache: std::sync::Arc::new(test.cache),
         verifier: RequestVerifier::new(&secret),
         access: std::sync::Arc::new(access),
         public_url: None,
@@ -97,6 +97,7 @@ fn finalize_call(digest: &Digest) -> FinalizeRequest {
         media_type: "application/octet-stream".into(),
         key: injector::storage_key(digest),
         lease_id: None,
+        references: Vec::new(),
     }
 }
 
@@ -153,9 +154,10 @@ async fn a_miss_then_authorize_and_finalize_then_a_hit() {
     let answer: Authorization = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer.decision, UploadDecision::Store);
     assert_eq!(answer.max_size, 1 << 20);
-    assert_eq!(answer.lease_id, None, "one node on SQLite needs no lease");
+    assert!(answer.lease_id.is_some(), "a lease keeps the sweeper away while the object is filled");
 
-    let finalized = setup.upload(&format!("{path}/upload"), &finalize_call(&digest)).await;
+    let finalize = FinalizeRequest { lease_id: answer.lease_id.clone(), ..finalize_call(&digest) };
+    let finalized = setup.upload(&format!("{path}/upload"), &finalize).await;
     assert_eq!(finalized.status(), StatusCode::NO_CONTENT);
     match injector_of(&setup.get(&path).await) {
         Injector::SendBlob(params) => {

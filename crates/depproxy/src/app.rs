@@ -11,6 +11,7 @@ use cache::{Cache, CacheMetrics, Clock, GroupSettings, Groups, UpstreamRoute};
 use control::{ControlParts, ControlPlane};
 use gateway::{ControlChannel, Gateway, GatewayMetrics, GatewayParts, GatewaySettings, Observability};
 use injector::{RequestSigner, RequestVerifier, Secret};
+use lifecycle::{GroupPolicy, Lifecycle, LifecycleMetrics, SweepSettings};
 use metadata::Metadata;
 use prometheus_client::registry::Registry;
 use storage::{BlobStore, FsStore, S3Store};
@@ -27,6 +28,7 @@ pub struct Runtime {
     pub registry: Registry,
     pub upstream_metrics: UpstreamMetrics,
     pub cache_metrics: CacheMetrics,
+    pub lifecycle_metrics: LifecycleMetrics,
     pub server_metrics: crate::server::ServerMetrics,
     pub supervisor: Supervisor,
 }
@@ -37,11 +39,13 @@ impl Runtime {
         let upstream_metrics = UpstreamMetrics::register(&mut registry);
         let cache_metrics = CacheMetrics::register(&mut registry);
         let server_metrics = crate::server::ServerMetrics::register(&mut registry);
+        let lifecycle_metrics = LifecycleMetrics::register(&mut registry);
         Runtime {
             clock,
             registry,
             upstream_metrics,
             cache_metrics,
+            lifecycle_metrics,
             server_metrics,
             supervisor: Supervisor::new(),
         }
@@ -64,10 +68,125 @@ fn http_options(config: &Config, ca_pem: Option<&Vec<u8>>) -> HttpOptions {
 
 /// The control plane's router (no socket), requiring tokens signed with `secret`.
 pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime) -> anyhow::Result<Router> {
+    Ok(control_node(config, secret, runtime).await?.router)
+}
+
+/// A control plane: its router, and what operators reach through the admin API and the CLI.
+pub struct ControlNode {
+    pub router: Router,
+    pub cache: Arc<Cache>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub access: Arc<Access>,
+}
+
+/// The groups as the lifecycle sees them (configured and implicit).
+pub fn lifecycle_groups(groups: &Groups) -> Vec<GroupPolicy> {
+    groups
+        .all()
+        .map(|group| GroupPolicy { path: group.path.clone(), policy: group.lifecycle.clone() })
+        .collect()
+}
+
+/// The lifecycle over this configuration's database and storage (the CLI's too).
+pub fn lifecycle(
+    config: &Config,
+    metadata: Metadata,
+    store: BlobStore,
+    groups: Vec<GroupPolicy>,
+    clock: Clock,
+    metrics: LifecycleMetrics,
+) -> Lifecycle {
+    let settings = SweepSettings {
+        max_size: config.lifecycle.max_size,
+        high_watermark: config.lifecycle.high_watermark,
+        low_watermark: config.lifecycle.low_watermark,
+        delete_delay: config.lifecycle.delete_delay,
+        orphan_grace: config.lifecycle.orphan_grace,
+        upload_grace: config.lifecycle.upload_grace,
+        lease_ttl: config.lease_ttl,
+        node: config.node_id.clone(),
+    };
+    Lifecycle::new(metadata, store, groups, settings, clock, metrics)
+}
+
+/// The configured object store.
+pub async fn open_store(config: &Config) -> anyhow::Result<BlobStore> {
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    Ok(match &config.storage {
+        StorageConfig::Filesystem => BlobStore::Filesystem(
+            FsStore::open(&config.data_dir)
+                .await
+                .with_context(|| format!("cannot open storage under {}", config.data_dir.display()))?,
+        ),
+        StorageConfig::S3(settings) => BlobStore::S3(
+            S3Store::open(settings.clone())
+                .await
+                .with_context(|| format!("cannot open S3 bucket {:?}", settings.bucket))?,
+        ),
+    })
+}
+
+/// Builds a control plane and starts its background work: access-token reloads, the flush of
+/// reads and traffic, and the sweeper.
+pub async fn control_node(
+    config: &Config,
+    secret: &Secret,
+    runtime: &Runtime,
+) -> anyhow::Result<ControlNode> {
     let metadata = Metadata::connect(&config.database_url)
         .await
         .with_context(|| format!("cannot open the metadata database {}", config.database_url))?;
     tracing::info!(backend = metadata.backend(), "metadata database ready");
+    let groups = build_groups(config, &runtime.upstream_metrics)?;
+    let access = access_control(config, &metadata, runtime).await?;
+    let store = open_store(config).await?;
+    let lifecycle = Arc::new(lifecycle(
+        config,
+        metadata.clone(),
+        store,
+        lifecycle_groups(&groups),
+        runtime.clock.clone(),
+        runtime.lifecycle_metrics.clone(),
+    ));
+    let cache = Arc::new(Cache::new(
+        metadata,
+        groups,
+        config.cache_settings(),
+        runtime.clock.clone(),
+        runtime.cache_metrics.clone(),
+    ));
+    cache.observe_commits(lifecycle.clone());
+    let flushed = cache.clone();
+    runtime.supervisor.spawn_periodic(
+        "access-flush",
+        config.lifecycle.access_flush_interval,
+        move |_signal| {
+            let cache = flushed.clone();
+            async move {
+                if let Err(error) = cache.flush_reads().await {
+                    tracing::warn!(%error, "cannot record reads; keeping them for the next flush");
+                }
+            }
+        },
+    );
+    let sweeper = lifecycle.clone();
+    let every = config.lifecycle.sweep_interval;
+    runtime.supervisor.spawn("sweeper", "lifecycle", move |signal| sweeper.run(every, signal));
+    let control = ControlPlane::new(ControlParts {
+        cache: cache.clone(),
+        verifier: RequestVerifier::new(secret),
+        access: access.clone(),
+        public_url: config.public_url.clone(),
+        trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+    });
+    Ok(ControlNode { router: control.router(), cache, lifecycle, access })
+}
+
+/// Every group (configured, and the implicit mirror group of each upstream no group uses), with
+/// its upstream client.
+pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Result<Groups> {
     let mut clients = HashMap::new();
     let mut routes = Vec::new();
     for upstream in &config.upstreams {
@@ -82,7 +201,7 @@ pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime)
             url: upstream.url.clone(),
             credentials,
             http: http_options(config, upstream.ca_pem.as_ref()),
-            metrics: runtime.upstream_metrics.clone(),
+            metrics: metrics.clone(),
         })
         .with_context(|| format!("upstream {:?}", upstream.name))?;
         routes.push(UpstreamRoute {
@@ -101,25 +220,10 @@ pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime)
             upstream,
             manifest_recheck: group.manifest_recheck.unwrap_or(defaults::MANIFEST_RECHECK),
             access: group.access.clone(),
+            lifecycle: group.lifecycle.clone(),
         });
     }
-    let groups = Groups::new(groups, routes, defaults::MANIFEST_RECHECK)?;
-    let access = access_control(config, &metadata, runtime).await?;
-    let cache = Cache::new(
-        metadata,
-        groups,
-        config.cache_settings(),
-        runtime.clock.clone(),
-        runtime.cache_metrics.clone(),
-    );
-    let control = ControlPlane::new(ControlParts {
-        cache,
-        verifier: RequestVerifier::new(secret),
-        access,
-        public_url: config.public_url.clone(),
-        trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
-    });
-    Ok(control.router())
+    Ok(Groups::new(groups, routes, defaults::MANIFEST_RECHECK, config.implicit_lifecycle())?)
 }
 
 /// Access control: the token snapshot (loaded now, so the first hits need no query, then
@@ -193,21 +297,7 @@ pub async fn gateway(
     secret: &Secret,
     mut runtime: Runtime,
 ) -> anyhow::Result<Arc<Gateway>> {
-    tokio::fs::create_dir_all(&config.data_dir)
-        .await
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store = match &config.storage {
-        StorageConfig::Filesystem => BlobStore::Filesystem(
-            FsStore::open(&config.data_dir)
-                .await
-                .with_context(|| format!("cannot open storage under {}", config.data_dir.display()))?,
-        ),
-        StorageConfig::S3(settings) => BlobStore::S3(
-            S3Store::open(settings.clone())
-                .await
-                .with_context(|| format!("cannot open S3 bucket {:?}", settings.bucket))?,
-        ),
-    };
+    let store = open_store(config).await?;
     tracing::info!(storage = store.kind(), "object storage ready");
     let orphans = store.remove_orphans().await.context("cannot clean up temp data")?;
     if orphans > 0 {
@@ -251,13 +341,18 @@ pub fn control_channel(config: &Config, control_url: &str) -> anyhow::Result<Con
 
 /// Both roles in one process: the gateway calls the control plane's router directly.
 pub async fn serve(config: &Config, runtime: Runtime) -> anyhow::Result<Arc<Gateway>> {
+    Ok(serve_node(config, runtime).await?.0)
+}
+
+/// [`serve`], also handing back the control plane (for the admin API and tests).
+pub async fn serve_node(config: &Config, runtime: Runtime) -> anyhow::Result<(Arc<Gateway>, ControlNode)> {
     let secret = Secret::from_bytes(rand::random());
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let control = control_router(config, &secret, &runtime).await?;
-    let channel = ControlChannel::InProcess(gateway::InProcessControl::new(control));
-    gateway(config, channel, &secret, runtime).await
+    let control = control_node(config, &secret, &runtime).await?;
+    let channel = ControlChannel::InProcess(gateway::InProcessControl::new(control.router.clone()));
+    Ok((gateway(config, channel, &secret, runtime).await?, control))
 }
 
 /// The `/metrics` endpoint alone, for a control plane in split mode (whose own listener only

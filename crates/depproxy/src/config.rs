@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use cache::{AccessMode, AccessPolicy, CacheSettings, CatalogSettings, Limits};
+use cache::{AccessMode, AccessPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits, Pins};
 use gateway::SmallObjectSettings;
 use ipnet::IpNet;
 use metadata::DatabaseUrl;
@@ -64,6 +64,25 @@ pub struct CacheEntry {
     /// Longest a metadata row stays in memory (default 10m).
     #[serde(default, with = "humantime_serde")]
     pub catalog_ttl: Option<Duration>,
+    /// Bytes the whole store may hold (each object once); none by default.
+    pub max_size: Option<ByteSize>,
+    /// Percent of a quota (this one and each group's `max_size`) past which eviction starts
+    /// (default 90)…
+    pub high_watermark: Option<u8>,
+    /// …and down to which it evicts (default 80).
+    pub low_watermark: Option<u8>,
+    /// How often the sweeper runs (default 10m); it also runs at once when a quota is passed.
+    #[serde(default, with = "humantime_serde")]
+    pub sweep_interval: Option<Duration>,
+    /// How often reads (`read_at`, hit counts, traffic) are written to the database (default 5s).
+    #[serde(default, with = "humantime_serde")]
+    pub access_flush_interval: Option<Duration>,
+    /// Age before an object in storage that no row knows of is deleted (default 1h).
+    #[serde(default, with = "humantime_serde")]
+    pub orphan_grace: Option<Duration>,
+    /// Age after which a spool or an S3 multipart upload counts as abandoned (default 24h).
+    #[serde(default, with = "humantime_serde")]
+    pub upload_grace: Option<Duration>,
 }
 
 /// `[storage]`
@@ -91,6 +110,10 @@ pub struct StorageEntry {
     /// How long a presigned URL stays valid (default 10m).
     #[serde(default, with = "humantime_serde")]
     pub presigned_url_ttl: Option<Duration>,
+    /// How long an evicted object stays in storage before it is deleted, for readers that started
+    /// before (default 0 on disk, where an open file outlives its deletion; 15m on S3).
+    #[serde(default, with = "humantime_serde")]
+    pub delete_delay: Option<Duration>,
 }
 
 /// `[cluster]`: several gateways and control planes as one cache.
@@ -144,6 +167,13 @@ pub struct GroupEntry {
     /// Lets an `anonymous` group pull through upstream credentials on a non-loopback listener.
     #[serde(default)]
     pub allow_anonymous_with_credentials: bool,
+    /// Objects and tags not read for this long are removed (default "90d"; "never" keeps them).
+    pub ttl: Option<String>,
+    /// Bytes the group may hold; past it, least recently read objects go first.
+    pub max_size: Option<ByteSize>,
+    /// `IMAGE:TAG` patterns (`*`, `?`) that TTL and quota never evict.
+    #[serde(default)]
+    pub pin: Vec<String>,
 }
 
 /// `access = "token" | "anonymous"`
@@ -309,6 +339,7 @@ pub struct Config {
     pub fill_limits: gateway::FillLimits,
     pub auth: AuthConfig,
     pub server: crate::server::ServerLimits,
+    pub lifecycle: LifecycleConfig,
     pub public_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -320,6 +351,7 @@ pub struct ResolvedGroup {
     pub upstream: String,
     pub manifest_recheck: Option<Duration>,
     pub access: AccessPolicy,
+    pub lifecycle: LifecyclePolicy,
 }
 
 /// `[auth]` after defaults.
@@ -337,6 +369,11 @@ impl Config {
     /// and every control plane must share the signing key).
     pub fn uses_tokens(&self) -> bool {
         self.groups.iter().any(|group| group.access.mode == AccessMode::Token)
+    }
+
+    /// The lifecycle of implicit mirror groups: the default TTL, no quota, no pins.
+    pub fn implicit_lifecycle(&self) -> LifecyclePolicy {
+        LifecyclePolicy { ttl: Some(defaults::GROUP_TTL), ..LifecyclePolicy::default() }
     }
 
     /// The policy of the implicit mirror group of an upstream no configured group uses: open when
@@ -457,7 +494,9 @@ impl Config {
             }
             resolved_groups.push(resolve_group(group, upstream, listen)?);
         }
+        let delete_delay = file.storage.delete_delay;
         let storage = resolve_storage(file.storage, &data_dir)?;
+        let lifecycle = resolve_lifecycle_settings(&file.cache, &storage, delete_delay)?;
         let node_id = file.cluster.node_id.unwrap_or_else(|| default_node_id(&data_dir));
         let timeouts = file.timeouts;
         let cache = file.cache;
@@ -527,6 +566,7 @@ impl Config {
                 )
                 .unwrap_or(usize::MAX),
             },
+            lifecycle,
             public_url: resolve_public_url(file.public_url)?,
             trusted_proxies: parse_networks(&file.trusted_proxies).context("trusted_proxies")?,
         })
@@ -647,6 +687,64 @@ fn resolve_group(
         upstream: entry.upstream.clone(),
         manifest_recheck: entry.manifest_recheck,
         access: AccessPolicy { mode, anonymous_networks },
+        lifecycle: resolve_lifecycle(entry)?,
+    })
+}
+
+fn resolve_lifecycle(entry: &GroupEntry) -> anyhow::Result<LifecyclePolicy> {
+    let ttl = match entry.ttl.as_deref().map(str::trim) {
+        None => Some(defaults::GROUP_TTL),
+        Some("never") => None,
+        Some(text) => {
+            let ttl = humantime::parse_duration(text).with_context(|| {
+                format!("group {:?}: ttl {text:?} (e.g. \"90d\", or \"never\")", entry.path)
+            })?;
+            (!ttl.is_zero()).then_some(ttl)
+        }
+    };
+    let pins = Pins::new(&entry.pin).with_context(|| format!("group {:?}: pin", entry.path))?;
+    Ok(LifecyclePolicy { ttl, max_size: entry.max_size.map(|size| size.0), pins })
+}
+
+/// The store-wide lifecycle settings, after defaults.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    pub max_size: Option<u64>,
+    pub high_watermark: u8,
+    pub low_watermark: u8,
+    pub sweep_interval: Duration,
+    pub access_flush_interval: Duration,
+    pub orphan_grace: Duration,
+    pub upload_grace: Duration,
+    pub delete_delay: Duration,
+}
+
+fn resolve_lifecycle_settings(
+    cache: &CacheEntry,
+    storage: &StorageConfig,
+    delete_delay: Option<Duration>,
+) -> anyhow::Result<LifecycleConfig> {
+    let high = cache.high_watermark.unwrap_or(defaults::HIGH_WATERMARK);
+    let low = cache.low_watermark.unwrap_or(defaults::LOW_WATERMARK);
+    if high == 0 || high > 100 || low >= high {
+        bail!("[cache] needs 0 < low_watermark ({low}) < high_watermark ({high}) <= 100");
+    }
+    let default_delay = match storage {
+        StorageConfig::Filesystem => Duration::ZERO,
+        StorageConfig::S3(_) => defaults::S3_DELETE_DELAY,
+    };
+    Ok(LifecycleConfig {
+        max_size: cache.max_size.map(|size| size.0),
+        high_watermark: high,
+        low_watermark: low,
+        sweep_interval: cache.sweep_interval.unwrap_or(defaults::SWEEP_INTERVAL).max(Duration::from_secs(1)),
+        access_flush_interval: cache
+            .access_flush_interval
+            .unwrap_or(defaults::ACCESS_FLUSH_INTERVAL)
+            .max(Duration::from_millis(100)),
+        orphan_grace: cache.orphan_grace.unwrap_or(defaults::ORPHAN_GRACE),
+        upload_grace: cache.upload_grace.unwrap_or(defaults::UPLOAD_GRACE),
+        delete_delay: delete_delay.unwrap_or(default_delay),
     })
 }
 

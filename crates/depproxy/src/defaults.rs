@@ -49,6 +49,18 @@ pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// `[server]`
 pub const MAX_CONNECTIONS: usize = 10_000;
+
+// Lifecycle
+/// A group's objects and tags not read for this long are removed (the seed's default).
+pub const GROUP_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+pub const HIGH_WATERMARK: u8 = 90;
+pub const LOW_WATERMARK: u8 = 80;
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+pub const UPLOAD_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// S3 has no open-file semantics: an evicted object stays this long for readers already streaming it.
+pub const S3_DELETE_DELAY: Duration = Duration::from_secs(15 * 60);
 /// Threads for blocking file work (object reads, fill writes, spool reads, renames). Fill writes
 /// and spool reads have their own smaller bounds inside it, so hits always find a thread; each
 /// read is a short positioned read, so a few dozen threads serve thousands of streams.

@@ -2,7 +2,9 @@
 //! The `depproxy` binary (`main.rs`) is a thin CLI over this; tests start the same wiring.
 
 pub mod app;
+pub mod cache_cli;
 pub mod config;
 pub mod defaults;
 pub mod server;
 pub mod tokens;
+pub mod warm;

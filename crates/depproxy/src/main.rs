@@ -59,6 +59,62 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The cache's contents: purge, statistics, warming (with the server running or not).
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Remove a group's cached objects and tags (pinned ones too); the next pull fetches them again.
+    Purge {
+        /// The group, e.g. `default` or `acme/platform`.
+        #[arg(long, value_name = "PATH")]
+        group: String,
+        /// Only this image (as the upstream names it, e.g. library/alpine) and the blobs no other
+        /// image of the group uses.
+        #[arg(long, value_name = "NAME")]
+        image: Option<String>,
+        /// Only what was not read for this long, e.g. 30d.
+        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Per group: size, quota, pinned bytes, objects, manifests, tags, traffic over 24 h; the
+    /// store's size.
+    Stats {
+        /// Only this group.
+        #[arg(long, value_name = "PATH")]
+        group: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Pull every platform of images into the cache ahead of time, through the running proxy.
+    Warm {
+        /// The group to warm (`default` is the mirror group).
+        #[arg(long, value_name = "PATH")]
+        group: String,
+        /// IMAGE[:TAG|@DIGEST] (tag `latest` when neither is given).
+        #[arg(required = true, value_name = "IMAGE[:TAG|@DIGEST]")]
+        images: Vec<String>,
+        /// Base URL of the proxy [default: http://<listen> of the configuration].
+        #[arg(long, value_name = "URL")]
+        proxy: Option<String>,
+        /// Access token, for a group with access = "token".
+        #[arg(long, env = "DEPPROXY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Objects fetched at once.
+        #[arg(long, default_value_t = depproxy::warm::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,6 +303,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{output}");
             Ok(())
         }
+        Command::Cache { command } => {
+            let output = match command {
+                CacheCommand::Purge { group, image, older_than, store } => {
+                    depproxy::cache_cli::purge(&store.resolve()?, &group, image.as_deref(), older_than)
+                        .await?
+                }
+                CacheCommand::Stats { group, json, store } => {
+                    depproxy::cache_cli::stats(&store.resolve()?, group.as_deref(), json).await?
+                }
+                CacheCommand::Warm { group, images, proxy, token, concurrency, store } => {
+                    // The configuration is read only to find the proxy: a CI client may not have
+                    // the server's secrets.
+                    let proxy = match proxy {
+                        Some(url) => url,
+                        None => depproxy::warm::default_proxy_url(store.resolve()?.listen),
+                    };
+                    let options = depproxy::warm::WarmOptions { proxy, group, images, token, concurrency };
+                    depproxy::warm::warm(&options).await?.to_string()
+                }
+            };
+            println!("{output}");
+            Ok(())
+        }
         Command::GenSecret { file } => {
             app::write_new_secret(&file).with_context(|| format!("cannot create {}", file.display()))
         }
@@ -260,7 +339,7 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<Secret> {
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
+    depproxy::server::bind(address).with_context(|| format!("cannot listen on {address}"))
 }
 
 /// Serves until SIGTERM or SIGINT, then drains within the configured grace period.

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -66,12 +67,28 @@ pub struct ServerLimits {
     /// cut off). hyper's header timer also runs while a kept-alive connection waits for its next
     /// request, so it bounds the keep-alive idle time too.
     pub header_read_timeout: Duration,
-    /// A connection with no byte in either direction for this long is closed.
+    /// A connection with no request in flight and no byte in either direction for this long is
+    /// closed. (A request waiting — for a fill slot, a slow upstream — is not idle.)
     pub keepalive_timeout: Duration,
     /// A response the client stops reading for this long is dropped.
     pub write_idle_timeout: Duration,
     /// Largest request head (request line and headers).
     pub max_header_bytes: usize,
+}
+
+/// Connections the kernel queues before they are accepted. std's default (128) drops connection
+/// attempts under a burst (a CI fleet starting at once) and makes clients retry after a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket with a deep accept queue (the kernel caps it at `net.core.somaxconn`).
+pub fn bind(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for the open connections.
@@ -119,16 +136,29 @@ pub async fn run_server(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let io = TokioIo::new(
             Watched::new(stream, limits.keepalive_timeout, limits.write_idle_timeout)
-                .counted(metrics.clone()),
+                .counted(metrics.clone())
+                .busy_while(in_flight.clone()),
         );
         let router = router.clone();
         let service =
             hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 // The peer's address, for the gateway (client addresses) and the control plane.
                 request.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(request.map(axum::body::Body::new))
+                // In flight from the request until its response body is dropped (sent or cut).
+                let guard = InFlight::new(in_flight.clone());
+                let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+                async move {
+                    let response = answer.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                        axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                            let _held = &guard;
+                            frame
+                        }))
+                    }))
+                }
             });
         let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
         let open = metrics.open.clone();
@@ -192,10 +222,28 @@ pub async fn serve_until(
     }
 }
 
-/// A connection's socket with two clocks: no byte in either direction for `idle` closes it; a
-/// write that cannot make progress for `write_idle` (the client stopped reading) fails it.
+/// Counts a connection's requests in flight while alive.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's socket with two clocks: no request in flight and no byte in either direction
+/// for `idle` closes it; a write that cannot make progress for `write_idle` (the client stopped
+/// reading) fails it.
 struct Watched<S> {
     inner: S,
+    in_flight: Option<Arc<AtomicUsize>>,
     idle: Duration,
     write_idle: Duration,
     last_activity: Instant,
@@ -208,6 +256,7 @@ impl<S> Watched<S> {
     fn new(inner: S, idle: Duration, write_idle: Duration) -> Self {
         Watched {
             inner,
+            in_flight: None,
             idle,
             write_idle,
             last_activity: Instant::now(),
@@ -222,6 +271,16 @@ impl<S> Watched<S> {
         self
     }
 
+    /// The connection is not idle while `count` > 0.
+    fn busy_while(mut self, count: Arc<AtomicUsize>) -> Self {
+        self.in_flight = Some(count);
+        self
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.as_ref().is_some_and(|count| count.load(Ordering::Acquire) > 0)
+    }
+
     fn timed_out(&self, reason: &'static str, message: &'static str) -> std::io::Error {
         if let Some(metrics) = &self.metrics {
             metrics.timed_out(reason);
@@ -229,13 +288,19 @@ impl<S> Watched<S> {
         std::io::Error::new(std::io::ErrorKind::TimedOut, message)
     }
 
+    /// Records activity. The armed idle timer stays: when it fires at its old deadline, the next
+    /// read re-checks against the new one (dropping it here would leave a read that already
+    /// returned `Pending` with nothing to wake it).
     fn active(&mut self) {
         self.last_activity = Instant::now();
-        self.idle_timer = None;
     }
 
     /// Whether the connection has been idle too long (arms the timer that wakes us to find out).
+    /// A busy connection counts as active: its idle time starts when its last request ends.
     fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.busy() {
+            self.last_activity = Instant::now();
+        }
         let deadline = self.last_activity + self.idle;
         let timer = self.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if timer.deadline() != deadline {

@@ -10,7 +10,8 @@ use oci::GroupPath;
 
 use crate::config::Config;
 
-async fn connect(config: &Config) -> anyhow::Result<Metadata> {
+/// Opens the configuration's database, creating a SQLite file's directory when missing.
+pub(crate) async fn connect(config: &Config) -> anyhow::Result<Metadata> {
     if let Some(parent) = config
         .database_url
         .expose()

@@ -226,3 +226,43 @@ async fn connections_beyond_the_cap_wait_for_one_to_close() {
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
     assert!(closed);
 }
+
+#[tokio::test]
+async fn a_miss_waiting_for_a_fill_slot_longer_than_the_keepalive_timeout_gets_its_answer() {
+    use tokio::io::AsyncWriteExt as _;
+    let upstream = FakeRegistry::start().await;
+    // One fill at a time, a queue timeout beyond the keep-alive timeout: the waiting request's
+    // connection carries no byte while it waits, and must not be closed as idle.
+    let config = "[server]\nkeepalive_timeout = \"1s\"\n[limits]\nmax_concurrent_fills = 1\nfill_queue_timeout = \"3s\"\n";
+    let proxy = TestProxy::start(Options::toml(config).with_upstream(&upstream.url())).await;
+    let gate = testkit::Gate::new(1000);
+    upstream.set_gate(Some(gate.clone()));
+    let held = upstream.put_blob(pattern(MIB, 60));
+    let waiting = upstream.put_blob(pattern(MIB, 61));
+    // The first fill has its headers out and holds the only slot.
+    let first = client().get(format!("{}/v2/lab/slot/blobs/{held}", proxy.url)).send().await.unwrap();
+    let mut second = connect(&proxy).await;
+    let path = format!("/v2/lab/slot/blobs/{waiting}");
+    second.write_all(format!("GET {path} HTTP/1.1\r\nHost: proxy\r\n\r\n").as_bytes()).await.unwrap();
+    let (answer, _) = read_until_closed(&mut second, Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after"), "{answer}");
+    gate.open();
+    assert_eq!(body_digest(first).await.unwrap().0, held);
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_by_the_keepalive_timeout_alone() {
+    use tokio::io::AsyncWriteExt as _;
+    let upstream = FakeRegistry::start().await;
+    // The header-read timeout stays at its 30 s default: only the keep-alive timeout can close it.
+    let config = "[server]\nkeepalive_timeout = \"1s\"\n";
+    let proxy = TestProxy::start(Options::toml(config).with_upstream(&upstream.url())).await;
+    let mut idle = connect(&proxy).await;
+    idle.write_all(b"GET /v2/ HTTP/1.1\r\nHost: proxy\r\n\r\n").await.unwrap();
+    let (answer, closed) = read_until_closed(&mut idle, Duration::from_secs(10)).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(closed, "closed after a second without a request");
+    proxy.wait_for_metric("depproxy_connections_timed_out_total{reason=\"idle\"} 1").await;
+}

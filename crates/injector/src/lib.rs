@@ -202,6 +202,10 @@ pub struct FinalizeRequest {
     pub media_type: String,
     pub key: String,
     pub lease_id: Option<String>,
+    /// For a manifest: the digests it references (an index's manifests, an image's config and
+    /// layers), so pins and purges by image can follow them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Digest>,
 }
 
 #[cfg(test)]

@@ -49,7 +49,9 @@ async fn reads_move_forward_and_count_hits_in_one_batch() {
         let image = manifest(b"manifest");
         let key = by_digest("g", "app", &image.digest);
         let tag = Reference::parse("v1").unwrap();
-        db.commit_manifest(&key, Some(&tag), &image, &[layer.digest.clone()], TAKE, 10).await.unwrap();
+        db.commit_manifest(&key, Some(&tag), &image, std::slice::from_ref(&layer.digest), TAKE, 10)
+            .await
+            .unwrap();
         let blob_key = BlobKey { group: group("g"), digest: layer.digest.clone() };
         db.record_reads(
             &[(blob_key.clone(), Reads { last: 50, count: 3 })],
@@ -145,8 +147,10 @@ async fn removing_a_manifest_takes_its_tags_and_references() {
         let image_key = by_digest("g", "app", &image.digest);
         let index_key = by_digest("g", "app", &index.digest);
         let latest = Reference::parse("latest").unwrap();
-        db.commit_manifest(&image_key, None, &image, &[layer.digest.clone()], TAKE, 1).await.unwrap();
-        db.commit_manifest(&index_key, Some(&latest), &index, &[image.digest.clone()], TAKE, 1)
+        db.commit_manifest(&image_key, None, &image, std::slice::from_ref(&layer.digest), TAKE, 1)
+            .await
+            .unwrap();
+        db.commit_manifest(&index_key, Some(&latest), &index, std::slice::from_ref(&image.digest), TAKE, 1)
             .await
             .unwrap();
         let tags = db.tags_of_group(&group("g")).await.unwrap();

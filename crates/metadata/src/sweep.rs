@@ -571,6 +571,29 @@ impl Metadata {
         Ok(rows)
     }
 
+    /// Bytes of the objects of `group` among `digests` (blob rows and manifest digest rows).
+    pub async fn bytes_among(&self, group: &GroupPath, digests: &[String]) -> Result<u64> {
+        let mut bytes = 0u64;
+        for chunk in digests.chunks(CHUNK) {
+            let found: Vec<(i64,)> = on_pool!(self, |pool| {
+                let mut query = sqlx::QueryBuilder::new("WITH c(d) AS (");
+                query.push_values(chunk, |mut row, digest_text| {
+                    row.push_bind(digest_text.as_str());
+                });
+                query.push(") SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM (SELECT digest, size FROM blobs WHERE group_path = ");
+                query.push_bind(group.as_str());
+                query.push(
+                    " UNION SELECT digest, size FROM manifests WHERE reference = digest AND group_path = ",
+                );
+                query.push_bind(group.as_str());
+                query.push(") o WHERE o.digest IN (SELECT d FROM c)");
+                query.build_query_as().fetch_all(pool).await?
+            });
+            bytes += found.into_iter().map(|(sum,)| sum.max(0) as u64).sum::<u64>();
+        }
+        Ok(bytes)
+    }
+
     /// Removes every tag row of one image of `group`.
     pub async fn remove_tags_of_image(&self, group: &GroupPath, image_name: &RepositoryName) -> Result<u64> {
         const SQL: &str =

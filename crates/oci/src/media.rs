@@ -32,3 +32,71 @@ pub fn media_type_or_default(kind: crate::ObjectKind, content_type: Option<&str>
         (None, crate::ObjectKind::Manifest) => String::new(),
     }
 }
+
+#[derive(serde::Deserialize)]
+struct Descriptor {
+    digest: String,
+}
+
+#[derive(serde::Deserialize)]
+struct V1Layer {
+    #[serde(rename = "blobSum")]
+    blob_sum: String,
+}
+
+/// The descriptors of any manifest format, as far as they reference other objects.
+#[derive(serde::Deserialize)]
+struct References {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    blobs: Vec<Descriptor>,
+    subject: Option<Descriptor>,
+    #[serde(default, rename = "fsLayers")]
+    fs_layers: Vec<V1Layer>,
+}
+
+/// The digests a manifest references: an index's manifests, an image's config and layers (and
+/// an artifact's blobs, a referrer's subject). Unparseable input or entries reference nothing:
+/// this feeds bookkeeping (pins, purges by image), never a client answer.
+pub fn manifest_references(manifest: &[u8]) -> Vec<crate::Digest> {
+    let Ok(parsed) = serde_json::from_slice::<References>(manifest) else {
+        return Vec::new();
+    };
+    let descriptors =
+        parsed.manifests.into_iter().chain(parsed.config).chain(parsed.layers).chain(parsed.blobs);
+    let mut digests: Vec<crate::Digest> = descriptors
+        .chain(parsed.subject)
+        .map(|descriptor| descriptor.digest)
+        .chain(parsed.fs_layers.into_iter().map(|layer| layer.blob_sum))
+        .filter_map(|text| text.parse().ok())
+        .collect();
+    digests.sort_by_key(|digest| digest.to_string());
+    digests.dedup();
+    digests
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    #[test]
+    fn every_format_yields_its_references() {
+        let a = crate::Digest::of(b"a");
+        let b = crate::Digest::of(b"b");
+        let index =
+            format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"{a}","size":1}},{{"digest":"{b}"}}]}}"#);
+        assert_eq!(manifest_references(index.as_bytes()).len(), 2);
+        let image =
+            format!(r#"{{"config":{{"digest":"{a}"}},"layers":[{{"digest":"{b}"}},{{"digest":"{b}"}}]}}"#);
+        assert_eq!(manifest_references(image.as_bytes()).len(), 2, "duplicates once");
+        let v1 = format!(r#"{{"fsLayers":[{{"blobSum":"{a}"}}]}}"#);
+        assert_eq!(manifest_references(v1.as_bytes()), vec![a.clone()]);
+        assert!(manifest_references(b"not json").is_empty());
+        let bad = r#"{"layers":[{"digest":"sha256:nothex"}]}"#;
+        assert!(manifest_references(bad.as_bytes()).is_empty());
+    }
+}

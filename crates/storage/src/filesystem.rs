@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, watch};
 
 use injector::{digest_of_key, storage_key};
 
+use crate::ListedObject;
 use crate::paced::{PacedReads, read_exact_at};
 use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
 
@@ -120,6 +121,62 @@ impl FsStore {
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Removes staged writes not touched for `older_than`: fills that died without cleaning up
+    /// (a running fill writes continuously, and one silent past the upstream idle timeout fails).
+    pub async fn remove_stale_temp(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        let tmp = self.inner.tmp.clone();
+        let removed = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&tmp)? {
+                let entry = entry?;
+                let stale = entry
+                    .metadata()
+                    .and_then(|meta| meta.modified())
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|age| age >= older_than);
+                if stale && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await??;
+        Ok(removed)
+    }
+
+    /// Every committed object, as a stream (the directory walk runs on a blocking thread, a
+    /// bounded channel ahead of the consumer).
+    pub fn list_objects(
+        &self,
+    ) -> futures_util::stream::BoxStream<'static, Result<ListedObject, StorageError>> {
+        let root = self.inner.root.join("blobs/sha256");
+        let (sender, receiver) = tokio::sync::mpsc::channel(256);
+        tokio::task::spawn_blocking(move || {
+            let send = |item| sender.blocking_send(item).is_ok();
+            let prefixes = match std::fs::read_dir(&root) {
+                Ok(prefixes) => prefixes,
+                Err(error) => {
+                    send(Err(error.into()));
+                    return;
+                }
+            };
+            for prefix in prefixes.flatten() {
+                let Ok(objects) = std::fs::read_dir(prefix.path()) else { continue };
+                let prefix_name = prefix.file_name().to_string_lossy().into_owned();
+                for object in objects.flatten() {
+                    let Ok(meta) = object.metadata() else { continue };
+                    let key = format!("blobs/sha256/{prefix_name}/{}", object.file_name().to_string_lossy());
+                    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    if !send(Ok(ListedObject { key, size: meta.len(), modified })) {
+                        return;
+                    }
+                }
+            }
+        });
+        tokio_stream_from(receiver)
     }
 
     /// Starts a staged upload. Bytes become visible only through [`FsUpload::commit`].
@@ -401,6 +458,13 @@ impl Drop for FsUpload {
     }
 }
 
+/// A receiver as a stream.
+pub(crate) fn tokio_stream_from<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> futures_util::stream::BoxStream<'static, T> {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+}
+
 /// An opened object: small ones already read.
 enum Opened {
     Whole(Bytes),
@@ -438,6 +502,35 @@ mod tests {
         assert_eq!(store.stat(&committed.key).await.unwrap(), Some(13));
         assert_eq!(collect(store.read(&committed.key, None).await.unwrap()).await, data);
         assert_eq!(collect(store.read(&committed.key, Some(6..13)).await.unwrap()).await, b"storage");
+        assert_eq!(tmp_entries(&store).await, 0);
+    }
+
+    #[tokio::test]
+    async fn listing_finds_committed_objects_and_stale_temp_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let mut keys = Vec::new();
+        for data in [&b"one"[..], b"two"] {
+            let mut upload = store.begin_upload(1024).await.unwrap();
+            upload.write(Bytes::copy_from_slice(data)).await.unwrap();
+            keys.push(upload.commit(&Expectation::default()).await.unwrap().key);
+        }
+        let running = store.begin_upload(1024).await.unwrap();
+        let mut listed: Vec<(String, u64)> = store
+            .list_objects()
+            .map(|object| object.map(|object| (object.key, object.size)))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        listed.sort();
+        keys.sort();
+        assert_eq!(listed, keys.into_iter().map(|key| (key, 3)).collect::<Vec<_>>());
+        assert_eq!(store.remove_stale_temp(std::time::Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(tmp_entries(&store).await, 1, "a running upload's spool stays");
+        assert_eq!(store.remove_stale_temp(std::time::Duration::ZERO).await.unwrap(), 1);
+        drop(running);
         assert_eq!(tmp_entries(&store).await, 0);
     }
 

@@ -64,6 +64,15 @@ impl StorageError {
     }
 }
 
+/// An object found by listing a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Its content-addressed key (`blobs/sha256/…`).
+    pub key: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
 /// A stream of object bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
@@ -211,6 +220,32 @@ impl BlobStore {
         match self {
             BlobStore::Filesystem(store) => store.remove_orphans().await,
             BlobStore::S3(store) => store.remove_orphans().await,
+        }
+    }
+
+    /// Removes staged writes (spools) untouched for `older_than`, while the process runs.
+    pub async fn remove_stale_temp(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        match self {
+            BlobStore::Filesystem(store) => store.remove_stale_temp(older_than).await,
+            BlobStore::S3(store) => store.remove_stale_temp(older_than).await,
+        }
+    }
+
+    /// Aborts multipart uploads started more than `older_than` ago (S3; nothing on disk).
+    pub async fn abort_stale_uploads(&self, older_than: std::time::Duration) -> Result<usize, StorageError> {
+        match self {
+            BlobStore::Filesystem(_) => Ok(0),
+            BlobStore::S3(store) => store.abort_stale_uploads(older_than).await,
+        }
+    }
+
+    /// Every committed object (content-addressed keys only; anything else in the bucket is not ours).
+    pub fn list_objects(
+        &self,
+    ) -> futures_util::stream::BoxStream<'static, Result<ListedObject, StorageError>> {
+        match self {
+            BlobStore::Filesystem(store) => store.list_objects(),
+            BlobStore::S3(store) => store.list_objects(),
         }
     }
 

@@ -21,7 +21,7 @@ use crate::s3_uploads::UploadSweeper;
 use injector::{digest_of_key, storage_key};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
+use crate::{ByteRange, Committed, Expectation, ListedObject, ObjectReader, SpoolReader, StorageError};
 
 /// Size of a multipart part (S3's minimum is 5 MiB), and the threshold below which one PUT is used.
 const PART_SIZE: usize = 8 << 20;
@@ -173,6 +173,32 @@ impl S3Store {
     /// see [`S3Store::abort_stale_uploads`].
     pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
         self.spool.remove_orphans().await
+    }
+
+    /// Removes spools untouched for `older_than`.
+    pub async fn remove_stale_temp(&self, older_than: Duration) -> Result<usize, StorageError> {
+        self.spool.remove_stale_temp(older_than).await
+    }
+
+    /// Every committed object under this store's prefix.
+    pub fn list_objects(
+        &self,
+    ) -> futures_util::stream::BoxStream<'static, Result<ListedObject, StorageError>> {
+        let prefix = self.prefix.clone();
+        let under = ObjectPath::from(format!("{prefix}blobs/sha256"));
+        self.store
+            .list(Some(&under))
+            .map_err(s3_error)
+            .try_filter_map(move |meta| {
+                let key = meta.location.as_ref().strip_prefix(prefix.as_str()).map(str::to_owned);
+                let listed = key.filter(|key| digest_of_key(key).is_ok()).map(|key| ListedObject {
+                    key,
+                    size: meta.size,
+                    modified: std::time::SystemTime::from(meta.last_modified),
+                });
+                std::future::ready(Ok(listed))
+            })
+            .boxed()
     }
 
     /// Aborts the incomplete multipart uploads under this store's prefix that were initiated at

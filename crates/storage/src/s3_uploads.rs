@@ -7,6 +7,8 @@
 //! instance or web-identity credentials) the store's other requests use; it is sent with reqwest.
 //! The aborts go through object_store's [`MultipartStore::abort_multipart`].
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use object_store::aws::AmazonS3;
@@ -37,6 +39,11 @@ const MAX_PAGES: usize = 10_000;
 #[derive(Debug, Clone)]
 pub(crate) struct UploadSweeper {
     http: reqwest::Client,
+    /// When this process first saw each upload. An upload counts as stale only once it is old by
+    /// the bucket's `Initiated` *and* by this clock: some S3-compatible servers report a fixed or
+    /// skewed `Initiated` (moto says 2010 for every upload), and aborting a live upload on another
+    /// node would break its fill.
+    first_seen: Arc<Mutex<HashMap<String, SystemTime>>>,
 }
 
 /// One in-progress multipart upload as the bucket reports it.
@@ -108,7 +115,7 @@ impl UploadSweeper {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| http_error("building the S3 listing client", error))?;
-        Ok(UploadSweeper { http })
+        Ok(UploadSweeper { http, first_seen: Arc::default() })
     }
 
     /// Aborts every multipart upload under `prefix` whose key is one this store writes and that
@@ -121,6 +128,7 @@ impl UploadSweeper {
         older_than: Duration,
     ) -> Result<usize, StorageError> {
         let mut marker: Option<Marker> = None;
+        let mut listed = HashSet::new();
         let mut aborted = 0;
         let mut failed = 0;
         let mut first_failure: Option<StorageError> = None;
@@ -130,7 +138,15 @@ impl UploadSweeper {
             // markers are positions in key order, not cursors into server state.
             let now = SystemTime::now();
             for upload in page.uploads.iter().filter(|upload| is_ours(prefix, &upload.key)) {
-                if !is_stale(upload, now, older_than) {
+                listed.insert(upload.upload_id.clone());
+                let seen = *self
+                    .first_seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(upload.upload_id.clone())
+                    .or_insert(now);
+                let seen_long_enough = now.duration_since(seen).unwrap_or(Duration::ZERO) >= older_than;
+                if !is_stale(upload, now, older_than) || !seen_long_enough {
                     continue;
                 }
                 match abort(store, upload).await {
@@ -144,6 +160,11 @@ impl UploadSweeper {
             }
             match page.next {
                 None => {
+                    // Forget uploads that are gone (completed or aborted).
+                    self.first_seen
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .retain(|id, _| listed.contains(id));
                     return match first_failure {
                         None => Ok(aborted),
                         Some(error) => Err(storage_error(format!(

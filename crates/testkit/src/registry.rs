@@ -164,6 +164,39 @@ impl FakeRegistry {
         (digest, layer_digests)
     }
 
+    /// Stores an OCI index over manifests already stored and tags it; returns its digest. Each
+    /// child is `(digest, "os/architecture")`; `"unknown/unknown"` marks a BuildKit attestation
+    /// manifest (annotated as one, naming the first child as its subject), as `docker buildx` pushes.
+    pub fn put_index(&self, repository: &str, tag: &str, manifests: &[(&Digest, &str)]) -> Digest {
+        let descriptors: Vec<serde_json::Value> = {
+            let inner = self.lock();
+            manifests
+                .iter()
+                .map(|(digest, platform)| {
+                    let object =
+                        inner.objects.get(*digest).expect("put_index: the child manifest is not stored");
+                    let (os, architecture) =
+                        platform.split_once('/').expect("put_index: platform is os/architecture");
+                    let mut descriptor = serde_json::json!({
+                        "mediaType": object.media_type,
+                        "digest": digest.to_string(),
+                        "size": object.bytes.len(),
+                        "platform": {"architecture": architecture, "os": os},
+                    });
+                    if *platform == "unknown/unknown" {
+                        descriptor["annotations"] = serde_json::json!({
+                            "vnd.docker.reference.type": "attestation-manifest",
+                            "vnd.docker.reference.digest": manifests[0].0.to_string(),
+                        });
+                    }
+                    descriptor
+                })
+                .collect()
+        };
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": oci::media::OCI_INDEX, "manifests": descriptors});
+        self.put_manifest(repository, tag, oci::media::OCI_INDEX, serde_json::to_vec(&index).unwrap())
+    }
+
     pub fn set_fault(&self, fault: Option<Fault>) {
         self.lock().global_fault = fault;
     }

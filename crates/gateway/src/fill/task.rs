@@ -233,6 +233,7 @@ async fn fill(
             })));
             let stored = match verified.persist().await {
                 Ok(committed) => {
+                    let references = manifest_references(params.kind, &streaming, committed.size).await;
                     let finalize = FinalizeRequest {
                         v: CONTRACT_VERSION,
                         kind: params.kind,
@@ -241,6 +242,7 @@ async fn fill(
                         media_type,
                         key: committed.key,
                         lease_id: authorization.lease_id.clone(),
+                        references,
                     };
                     // The object is verified and durable; a failed finalize only means the next
                     // request fills again, so clients are still served.
@@ -294,6 +296,24 @@ fn storage_failed(gateway: &Gateway, url: &str, error: &StorageError) {
     if let Some(held_back) = STORAGE_FAILED.admit() {
         tracing::warn!(url, %error, held_back, "storage failed: the fill goes on uncached; the next miss tries storage again");
     }
+}
+
+/// What a stored manifest references, read back from its spool (a manifest is small: at most
+/// `max_manifest_size`). Nothing for blobs, or when the spool cannot be read — the references are
+/// bookkeeping for pins and purges, never worth failing a fill for.
+async fn manifest_references(kind: oci::ObjectKind, streaming: &Streaming, size: u64) -> Vec<Digest> {
+    let Some(spool) = streaming.spool.as_ref().filter(|_| kind == oci::ObjectKind::Manifest) else {
+        return Vec::new();
+    };
+    let mut manifest = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    while (manifest.len() as u64) < size {
+        let want = usize::try_from(size - manifest.len() as u64).unwrap_or(usize::MAX);
+        match spool.read_at(manifest.len() as u64, want).await {
+            Ok(chunk) if !chunk.is_empty() => manifest.extend_from_slice(&chunk),
+            _ => return Vec::new(),
+        }
+    }
+    oci::media::manifest_references(&manifest)
 }
 
 /// Checks a pass-through fill's bytes against what was expected.

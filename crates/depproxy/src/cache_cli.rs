@@ -1,0 +1,161 @@
+//! `depproxy cache purge | stats`: the lifecycle from the command line, straight on the metadata
+//! database and the object store (SQLite or PostgreSQL, disk or S3), with the server running or
+//! not — running control planes notice removed rows at their next flush of reads.
+
+use std::time::Duration;
+
+use lifecycle::{Lifecycle, LifecycleMetrics, PurgeRequest, StoreStats};
+use metadata::Clock;
+use oci::{GroupPath, RepositoryName};
+
+use crate::app;
+use crate::config::Config;
+
+async fn open(config: &Config) -> anyhow::Result<Lifecycle> {
+    let metadata = crate::tokens::connect(config).await?;
+    let store = app::open_store(config).await?;
+    let groups = app::build_groups(config, &upstream::UpstreamMetrics::default())?;
+    Ok(app::lifecycle(
+        config,
+        metadata,
+        store,
+        app::lifecycle_groups(&groups),
+        Clock::system(),
+        LifecycleMetrics::default(),
+    ))
+}
+
+/// Purges a group (or one image of it, or what was not read for `older_than`); returns the
+/// summary line. Progress goes to stderr.
+pub async fn purge(
+    config: &Config,
+    group: &str,
+    image: Option<&str>,
+    older_than: Option<Duration>,
+) -> anyhow::Result<String> {
+    let group =
+        GroupPath::parse(group).map_err(|error| anyhow::anyhow!("--group {group:?}: {}", error.message))?;
+    let image = image
+        .map(|name| {
+            RepositoryName::parse(name)
+                .map_err(|error| anyhow::anyhow!("--image {name:?}: {}", error.message))
+        })
+        .transpose()?;
+    let lifecycle = open(config).await?;
+    let request = PurgeRequest { group, image, older_than };
+    let job = lifecycle.create_purge_job(&request).await?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_message(request.describe());
+    let report = lifecycle
+        .run_purge(&request, &job, |objects, bytes| {
+            bar.set_message(format!("{}: {objects} objects, {}", request.describe(), human_bytes(bytes)));
+            bar.tick();
+        })
+        .await?;
+    bar.finish_and_clear();
+    Ok(format!(
+        "{} (job {job}): removed {} objects ({}) and {} tags; {} objects deleted from storage",
+        request.describe(),
+        report.objects,
+        human_bytes(report.bytes),
+        report.tags,
+        report.deleted_objects
+    ))
+}
+
+/// Statistics as a table (or JSON).
+pub async fn stats(config: &Config, group: Option<&str>, json: bool) -> anyhow::Result<String> {
+    let lifecycle = open(config).await?;
+    let stats = lifecycle.stats(group).await?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&stats)?);
+    }
+    Ok(render(&stats))
+}
+
+fn render(stats: &StoreStats) -> String {
+    let mut rows = vec![
+        [
+            "GROUP",
+            "SIZE",
+            "QUOTA",
+            "PINNED",
+            "BLOBS",
+            "MANIFESTS",
+            "TAGS",
+            "HITS 24H",
+            "MISSES 24H",
+            "SERVED 24H",
+            "FETCHED 24H",
+            "OLDEST READ",
+        ]
+        .map(str::to_owned),
+    ];
+    for group in &stats.groups {
+        rows.push([
+            group.group.clone(),
+            human_bytes(group.bytes),
+            group.max_size.map_or("-".into(), human_bytes),
+            human_bytes(group.pinned_bytes),
+            group.blobs.to_string(),
+            group.manifests.to_string(),
+            group.tags.to_string(),
+            group.last_24h.hits.to_string(),
+            group.last_24h.misses.to_string(),
+            human_bytes(group.last_24h.bytes_served),
+            human_bytes(group.last_24h.bytes_fetched),
+            group
+                .oldest_read
+                .map_or("-".into(), |at| access::format_rfc3339(u64::try_from(at / 1000).unwrap_or(0))),
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..12).map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0)).collect();
+    let mut out: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:width$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect();
+    out.push(format!(
+        "store: {} in storage ({} awaiting deletion), quota {}",
+        human_bytes(stats.physical_bytes),
+        human_bytes(stats.pending_delete_bytes),
+        stats.max_size.map_or("none".into(), human_bytes)
+    ));
+    out.join("\n")
+}
+
+/// Bytes in binary units, e.g. `1.5 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(200 << 30), "200.0 GiB");
+    }
+}

@@ -1,0 +1,30 @@
+//! The cache's lifecycle: what leaves it and when. A periodic sweep enforces each group's TTL and
+//! quota and the store-wide quota (least recently read first, pinned tags kept), deletes objects
+//! no group references any more, collects garbage (objects no row knows, stale spools, abandoned
+//! S3 multipart uploads); purges remove what an operator asks for, as jobs with progress; and
+//! statistics say what each group holds and serves.
+//!
+//! Deletion is always the same handshake (`metadata::sweep`): rows go first (in one transaction
+//! with queueing the objects they were the last reference to), then each object is claimed through
+//! its fill lease — which a running fill holds, and which a committing fill claims in the same
+//! transaction as its row — and deleted only if still unreferenced. So an object being filled is
+//! never deleted, and a fill's commit never records an object a sweeper is deleting.
+
+mod core;
+mod error;
+mod metrics;
+mod pins;
+mod purge;
+mod runner;
+mod schedule;
+mod settings;
+mod stats;
+mod sweep;
+
+pub use core::Lifecycle;
+pub use error::LifecycleError;
+pub use metrics::LifecycleMetrics;
+pub use purge::{PurgeReport, PurgeRequest};
+pub use settings::{GroupPolicy, SweepSettings};
+pub use stats::{GroupStats, StoreStats};
+pub use sweep::SweepReport;

@@ -1,0 +1,51 @@
+//! When sweeps run: every `sweep_interval`, and at once when commits push a group or the store
+//! past its high watermark, so a quota holds between sweeps too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache::CommitObserver;
+use oci::GroupPath;
+use supervisor::StopSignal;
+
+use crate::core::Lifecycle;
+use crate::settings::watermark;
+
+impl CommitObserver for Lifecycle {
+    fn committed(&self, group: &GroupPath, bytes: u64) {
+        let high = self.settings.high_watermark;
+        let group_max = self.group(group.as_str()).and_then(|group| group.policy.max_size);
+        let store_max = self.settings.max_size;
+        self.schedule.committed(group.as_str(), bytes, |group_bytes, store_bytes| {
+            group_max.is_some_and(|max| group_bytes > watermark(max, high))
+                || store_max.is_some_and(|max| store_bytes > watermark(max, high))
+        });
+    }
+}
+
+impl Lifecycle {
+    /// Sweeps every `every` and when nudged, until the process drains.
+    pub async fn run(self: Arc<Self>, every: Duration, signal: StopSignal) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = signal.draining() => return,
+                () = self.schedule.next(&mut ticks) => {}
+            }
+            self.schedule.sweep_started();
+            match self.sweep().await {
+                Ok(report) if report.skipped => tracing::debug!("another node is sweeping"),
+                Ok(report) => tracing::info!(?report, "sweep done"),
+                Err(error) => tracing::warn!(%error, "sweep failed; the next one carries on"),
+            }
+            self.schedule.sweep_finished();
+        }
+    }
+
+    /// Waits until no sweep runs or is due from a nudge (tests; a CLI waiting on a server).
+    pub async fn settled(&self) {
+        self.schedule.settled().await;
+    }
+}

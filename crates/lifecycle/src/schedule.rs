@@ -1,0 +1,91 @@
+//! The sweeper's triggers: usage estimates (the last sweep's figures plus what was committed
+//! since), a nudge for a sweep now, and the count of sweeps done.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::{Notify, watch};
+
+/// Usage as last measured, plus commits since.
+#[derive(Debug, Default)]
+pub(crate) struct Estimates {
+    store: u64,
+    groups: HashMap<String, u64>,
+}
+
+/// The sweeper's triggers and progress.
+#[derive(Debug)]
+pub(crate) struct Schedule {
+    estimates: Mutex<Estimates>,
+    nudge: Notify,
+    nudged: AtomicBool,
+    running: AtomicBool,
+    /// Sweeps completed (for whoever waits for one).
+    completed: watch::Sender<u64>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            estimates: Mutex::default(),
+            nudge: Notify::new(),
+            nudged: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            completed: watch::channel(0).0,
+        }
+    }
+}
+
+impl Schedule {
+    pub(crate) fn measured(&self, store: u64, groups: HashMap<String, u64>) {
+        *self.estimates.lock().unwrap_or_else(PoisonError::into_inner) = Estimates { store, groups };
+    }
+
+    /// Adds a commit to the estimates; `over(group bytes, store bytes)` says whether a quota is
+    /// passed, and then a sweep is due at once.
+    pub(crate) fn committed(&self, group: &str, bytes: u64, over: impl FnOnce(u64, u64) -> bool) {
+        let passed = {
+            let mut estimates = self.estimates.lock().unwrap_or_else(PoisonError::into_inner);
+            estimates.store += bytes;
+            let group_bytes = estimates.groups.entry(group.to_owned()).or_default();
+            *group_bytes += bytes;
+            over(*group_bytes, estimates.store)
+        };
+        if passed {
+            self.nudged.store(true, Ordering::Release);
+            self.nudge.notify_one();
+        }
+    }
+
+    /// Waits for a tick of `ticks` or a nudge.
+    pub(crate) async fn next(&self, ticks: &mut tokio::time::Interval) {
+        tokio::select! {
+            () = self.nudge.notified() => {}
+            _ = ticks.tick() => {}
+        }
+    }
+
+    pub(crate) fn sweep_started(&self) {
+        self.running.store(true, Ordering::Release);
+        self.nudged.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn sweep_finished(&self) {
+        self.running.store(false, Ordering::Release);
+        self.completed.send_modify(|count| *count += 1);
+    }
+
+    /// Waits until no sweep runs or is due from a nudge.
+    pub(crate) async fn settled(&self) {
+        let mut completed = self.completed.subscribe();
+        loop {
+            if !self.running.load(Ordering::Acquire) && !self.nudged.load(Ordering::Acquire) {
+                return;
+            }
+            if completed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! What the lifecycle is configured with: each group's policy and the store-wide settings.
+
+use std::time::Duration;
+
+use cache::LifecyclePolicy;
+use oci::GroupPath;
+
+/// A group as the lifecycle sees it.
+#[derive(Debug, Clone)]
+pub struct GroupPolicy {
+    pub path: GroupPath,
+    pub policy: LifecyclePolicy,
+}
+
+/// Store-wide settings.
+#[derive(Debug, Clone)]
+pub struct SweepSettings {
+    /// Bytes the whole store may hold; `None`: no store-wide quota.
+    pub max_size: Option<u64>,
+    /// Percent of a quota past which eviction starts…
+    pub high_watermark: u8,
+    /// …and down to which it evicts.
+    pub low_watermark: u8,
+    /// How long an object whose last row went stays in storage before it is deleted (readers that
+    /// started before keep reading; S3 has no open-file semantics).
+    pub delete_delay: Duration,
+    /// Age before an object no row knows (a crash between commit and record) is collected.
+    pub orphan_grace: Duration,
+    /// Age of a spool or an S3 multipart upload after which it counts as abandoned.
+    pub upload_grace: Duration,
+    /// How long the sweep lease lasts without renewal (a sweeper that died is replaced after it).
+    pub lease_ttl: Duration,
+    /// This node's name, in the sweep lease and object claims.
+    pub node: String,
+}
+
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `percent` of `max_size`.
+pub(crate) fn watermark(max_size: u64, percent: u8) -> u64 {
+    (u128::from(max_size) * u128::from(percent) / 100) as u64
+}

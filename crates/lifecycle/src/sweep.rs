@@ -1,0 +1,360 @@
+//! One sweep: TTL and quotas per group, the store-wide quota, then the deletions due, garbage
+//! (objects no row knows, stale spools, abandoned multipart uploads) and old bookkeeping. One
+//! node sweeps at a time (a lease in the database, renewed as it goes); a node killed mid-sweep
+//! leaves rows and queue consistent, and the next sweep carries on.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use metadata::{Cursor, ObjectRow};
+
+use crate::core::Lifecycle;
+use crate::error::LifecycleError;
+use crate::pins::pinned;
+use crate::settings::{GroupPolicy, millis, watermark};
+
+/// Rows fetched per step; the sweep lease is renewed between steps.
+const BATCH: usize = 500;
+/// Traffic and finished jobs are kept this long.
+const HISTORY_MS: i64 = 8 * 24 * 3_600_000;
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Another node held the sweep lease: nothing done.
+    pub skipped: bool,
+    pub ttl_objects: u64,
+    pub ttl_bytes: u64,
+    pub ttl_tags: u64,
+    pub quota_objects: u64,
+    pub quota_bytes: u64,
+    /// Objects deleted from storage (their last row gone).
+    pub deleted_objects: u64,
+    pub deleted_bytes: u64,
+    /// Objects in storage no row knew of, deleted.
+    pub garbage_objects: u64,
+    pub garbage_bytes: u64,
+    pub stale_spools: u64,
+    pub stale_uploads: u64,
+    pub errors: u64,
+}
+
+impl SweepReport {
+    fn removed_anything(&self) -> bool {
+        self.ttl_objects + self.ttl_tags + self.quota_objects + self.deleted_objects + self.garbage_objects
+            > 0
+    }
+}
+
+impl Lifecycle {
+    /// Runs one sweep unless another node is sweeping.
+    pub async fn sweep(&self) -> Result<SweepReport, LifecycleError> {
+        let holder = self.holder();
+        if !self.renew_sweep_lease(&holder).await? {
+            return Ok(SweepReport { skipped: true, ..SweepReport::default() });
+        }
+        let started = Instant::now();
+        let mut report = SweepReport::default();
+        let outcome = self.sweep_holding(&holder, &mut report).await;
+        if let Err(error) = self.metadata.release_maintenance_lease("sweep", &holder).await {
+            tracing::warn!(%error, "cannot release the sweep lease (it expires by itself)");
+        }
+        self.metrics.swept(started.elapsed().as_secs_f64());
+        if report.removed_anything() {
+            self.metadata.bump_generation().await?;
+        }
+        if outcome.is_err() || report.errors > 0 {
+            self.metrics.failed();
+        }
+        outcome.map(|()| report)
+    }
+
+    async fn renew_sweep_lease(&self, holder: &str) -> Result<bool, LifecycleError> {
+        let now = self.clock.now_ms();
+        Ok(self.metadata.try_maintenance_lease("sweep", holder, now, millis(self.settings.lease_ttl)).await?)
+    }
+
+    async fn sweep_holding(&self, holder: &str, report: &mut SweepReport) -> Result<(), LifecycleError> {
+        let mut all_pinned = HashSet::new();
+        for group in &self.groups {
+            let pins = pinned(&self.metadata, group).await?;
+            if let Some(ttl) = group.policy.ttl {
+                self.expire(group, ttl, &pins, holder, report).await?;
+            }
+            if let Some(max_size) = group.policy.max_size {
+                self.enforce_group_quota(group, max_size, &pins.digests, holder, report).await?;
+            }
+            all_pinned.extend(pins.digests);
+        }
+        if let Some(max_size) = self.settings.max_size {
+            self.enforce_store_quota(max_size, &all_pinned, holder, report).await?;
+        }
+        let (objects, bytes) = self.delete_due(holder, report).await?;
+        report.deleted_objects += objects;
+        report.deleted_bytes += bytes;
+        self.collect_garbage(holder, report).await?;
+        self.prune().await?;
+        self.publish_usage().await?;
+        Ok(())
+    }
+
+    /// Removes a group's objects and tags not read within its TTL (pinned ones stay).
+    async fn expire(
+        &self,
+        group: &GroupPolicy,
+        ttl: std::time::Duration,
+        pins: &crate::pins::Pinned,
+        holder: &str,
+        report: &mut SweepReport,
+    ) -> Result<(), LifecycleError> {
+        let cutoff = self.clock.now_ms().saturating_sub(millis(ttl));
+        let mut cursor: Cursor = None;
+        loop {
+            let rows = self.metadata.objects_by_read(&group.path, Some(cutoff), &cursor, BATCH).await?;
+            let Some(last) = rows.last() else { break };
+            cursor = Some((last.read_at, last.digest.to_string()));
+            let victims: Vec<ObjectRow> =
+                rows.into_iter().filter(|row| !pins.digests.contains(&row.digest.to_string())).collect();
+            let bytes = self.metadata.remove_objects(&victims, self.due_at()).await?;
+            self.metrics.evicted("ttl", victims.len() as u64, bytes);
+            report.ttl_objects += victims.len() as u64;
+            report.ttl_bytes += bytes;
+            self.keep_lease(holder).await?;
+        }
+        let tags = self.metadata.remove_tags_read_before(&group.path, cutoff, &pins.tags).await?;
+        report.ttl_tags += tags;
+        Ok(())
+    }
+
+    /// Past the high watermark of its quota, a group loses its least recently read objects down to
+    /// the low watermark.
+    async fn enforce_group_quota(
+        &self,
+        group: &GroupPolicy,
+        max_size: u64,
+        pinned: &HashSet<String>,
+        holder: &str,
+        report: &mut SweepReport,
+    ) -> Result<(), LifecycleError> {
+        let usage = self.metadata.group_usage().await?;
+        let mut used =
+            usage.iter().find(|entry| entry.group == group.path.as_str()).map_or(0, |entry| entry.bytes);
+        if used <= self.watermark(max_size, self.settings.high_watermark) {
+            return Ok(());
+        }
+        let target = self.watermark(max_size, self.settings.low_watermark);
+        let mut cursor: Cursor = None;
+        while used > target {
+            let rows = self.metadata.objects_by_read(&group.path, None, &cursor, BATCH).await?;
+            let Some(last) = rows.last() else { break };
+            cursor = Some((last.read_at, last.digest.to_string()));
+            let mut victims = Vec::new();
+            for row in rows {
+                if used <= target {
+                    break;
+                }
+                if pinned.contains(&row.digest.to_string()) {
+                    continue;
+                }
+                used = used.saturating_sub(row.size);
+                victims.push(row);
+            }
+            let bytes = self.metadata.remove_objects(&victims, self.due_at()).await?;
+            self.metrics.evicted("quota", victims.len() as u64, bytes);
+            report.quota_objects += victims.len() as u64;
+            report.quota_bytes += bytes;
+            self.keep_lease(holder).await?;
+        }
+        Ok(())
+    }
+
+    /// Past the high watermark of the store-wide quota, the least recently read objects (by any
+    /// group) leave every group, down to the low watermark; then they are deleted.
+    async fn enforce_store_quota(
+        &self,
+        max_size: u64,
+        pinned: &HashSet<String>,
+        holder: &str,
+        report: &mut SweepReport,
+    ) -> Result<(), LifecycleError> {
+        let mut used = self.metadata.referenced_bytes().await? + self.metadata.pending_bytes().await?;
+        if used <= self.watermark(max_size, self.settings.high_watermark) {
+            return Ok(());
+        }
+        let target = self.watermark(max_size, self.settings.low_watermark);
+        // Deletions already due count first.
+        let (objects, bytes) = self.delete_due(holder, report).await?;
+        report.deleted_objects += objects;
+        report.deleted_bytes += bytes;
+        used = used.saturating_sub(bytes);
+        let mut cursor: Cursor = None;
+        while used > target {
+            let digests = self.metadata.digests_by_read(&cursor, BATCH).await?;
+            let Some(last) = digests.last() else { break };
+            cursor = Some((last.read_at, last.digest.to_string()));
+            for stored in digests {
+                if used <= target {
+                    break;
+                }
+                if pinned.contains(&stored.digest.to_string()) {
+                    continue;
+                }
+                let rows = self.metadata.rows_of_digest(&stored.digest).await?;
+                let bytes = self.metadata.remove_objects(&rows, self.due_at()).await?;
+                self.metrics.evicted("quota", rows.len() as u64, bytes);
+                report.quota_objects += rows.len() as u64;
+                report.quota_bytes += bytes;
+                used = used.saturating_sub(stored.size);
+            }
+            self.keep_lease(holder).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the objects whose deletion is due and that nothing references or fills; returns how
+    /// many and their bytes. A failed delete stays queued for the next sweep.
+    pub(crate) async fn delete_due(
+        &self,
+        holder: &str,
+        report: &mut SweepReport,
+    ) -> Result<(u64, u64), LifecycleError> {
+        let (mut objects, mut bytes) = (0, 0);
+        let mut seen = HashSet::new();
+        loop {
+            let due = self.metadata.pending_deletes(self.clock.now_ms(), BATCH).await?;
+            let fresh: Vec<_> = due.into_iter().filter(|(digest, _)| seen.insert(digest.clone())).collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for (digest, size) in fresh {
+                match self.delete_object(&digest, holder).await {
+                    Ok(true) => {
+                        objects += 1;
+                        bytes += size;
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        report.errors += 1;
+                        tracing::warn!(%digest, %error, "cannot delete an object; trying again at the next sweep");
+                    }
+                }
+            }
+        }
+        Ok((objects, bytes))
+    }
+
+    /// Deletes one object if it can be claimed (no row, no fill); whether it was.
+    async fn delete_object(&self, digest: &oci::Digest, holder: &str) -> Result<bool, LifecycleError> {
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let now = self.clock.now_ms();
+        let ttl = millis(self.settings.lease_ttl);
+        if !self.metadata.claim_for_delete(digest, holder, &lease_id, now, ttl).await? {
+            return Ok(false);
+        }
+        match self.store.delete(&injector::storage_key(digest)).await {
+            Ok(()) => {
+                self.metadata.finish_delete(digest, &lease_id).await?;
+                Ok(true)
+            }
+            Err(error) => {
+                self.metadata.abandon_delete(digest, &lease_id).await?;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Objects in storage that no row, queued deletion or lease knows of, older than the grace
+    /// (a crash between a commit and its record, a refused commit); then spools and multipart
+    /// uploads abandoned by dead processes.
+    async fn collect_garbage(&self, holder: &str, report: &mut SweepReport) -> Result<(), LifecycleError> {
+        let grace = self.settings.orphan_grace;
+        let mut listing = self.store.list_objects();
+        let mut batch = Vec::new();
+        loop {
+            let next = listing.next().await;
+            let done = next.is_none();
+            if let Some(listed) = next {
+                let listed = listed?;
+                let old = listed.modified.elapsed().is_ok_and(|age| age >= grace);
+                if old && let Ok(digest) = injector::digest_of_key(&listed.key) {
+                    batch.push((digest, listed.size));
+                }
+            }
+            if batch.len() >= BATCH || (done && !batch.is_empty()) {
+                let names: Vec<String> = batch.iter().map(|(digest, _)| digest.to_string()).collect();
+                let known = self.metadata.known_digests(&names).await?;
+                for (digest, size) in batch.drain(..) {
+                    if known.contains(&digest.to_string()) {
+                        continue;
+                    }
+                    match self.delete_object(&digest, holder).await {
+                        Ok(true) => {
+                            self.metrics.evicted("gc", 1, size);
+                            report.garbage_objects += 1;
+                            report.garbage_bytes += size;
+                        }
+                        Ok(false) => {}
+                        Err(error) => {
+                            report.errors += 1;
+                            tracing::warn!(%digest, %error, "cannot delete a garbage object");
+                        }
+                    }
+                }
+                self.keep_lease(holder).await?;
+            }
+            if done {
+                break;
+            }
+        }
+        report.stale_spools += self.store.remove_stale_temp(self.settings.upload_grace).await? as u64;
+        match self.store.abort_stale_uploads(self.settings.upload_grace).await {
+            Ok(aborted) => report.stale_uploads += aborted as u64,
+            Err(error) => {
+                report.errors += 1;
+                tracing::warn!(%error, "cannot list or abort stale multipart uploads");
+            }
+        }
+        Ok(())
+    }
+
+    async fn prune(&self) -> Result<(), LifecycleError> {
+        let now = self.clock.now_ms();
+        self.metadata.prune_traffic(now - HISTORY_MS).await?;
+        self.metadata.prune_jobs(now - HISTORY_MS).await?;
+        // A fill lease expired this long ago belongs to a process that is gone.
+        self.metadata.prune_leases(now - 2 * millis(self.settings.lease_ttl).max(60_000)).await?;
+        Ok(())
+    }
+
+    /// Sets the size gauges and the sweeper's estimates.
+    pub(crate) async fn publish_usage(&self) -> Result<(), LifecycleError> {
+        let usage = self.metadata.group_usage().await?;
+        for group in &self.groups {
+            let bytes =
+                usage.iter().find(|entry| entry.group == group.path.as_str()).map_or(0, |entry| entry.bytes);
+            self.metrics.group_bytes(group.path.as_str(), bytes);
+        }
+        let store = self.metadata.referenced_bytes().await? + self.metadata.pending_bytes().await?;
+        self.metrics.store_bytes(store);
+        self.schedule.measured(store, usage.into_iter().map(|entry| (entry.group, entry.bytes)).collect());
+        Ok(())
+    }
+
+    async fn keep_lease(&self, holder: &str) -> Result<(), LifecycleError> {
+        if self.renew_sweep_lease(holder).await? {
+            Ok(())
+        } else {
+            // Another node took over (this one was too slow to renew): stop, it carries on.
+            Err(LifecycleError::LeaseLost)
+        }
+    }
+
+    fn due_at(&self) -> i64 {
+        self.clock.now_ms().saturating_add(millis(self.settings.delete_delay))
+    }
+
+    pub(crate) fn watermark(&self, max_size: u64, percent: u8) -> u64 {
+        watermark(max_size, percent)
+    }
+}

@@ -28,3 +28,6 @@ pub use purge::{PurgeReport, PurgeRequest};
 pub use settings::{GroupPolicy, SweepSettings};
 pub use stats::{GroupStats, StoreStats};
 pub use sweep::SweepReport;
+
+#[cfg(test)]
+mod tests;

@@ -94,10 +94,11 @@ impl Lifecycle {
         };
         let total = victims.len() as u64;
         for chunk in victims.chunks(BATCH) {
-            let bytes = self.metadata.remove_objects(chunk, due_at).await?;
-            report.objects += chunk.len() as u64;
-            report.bytes += bytes;
-            self.metrics.evicted("purge", chunk.len() as u64, bytes);
+            let removed = self.metadata.remove_objects(chunk, due_at).await?;
+            report.objects += removed.objects;
+            report.bytes += removed.bytes;
+            report.tags += removed.tags;
+            self.metrics.evicted("purge", removed.objects, removed.bytes);
             self.metadata.update_job_progress(job, report.objects, total, report.bytes).await?;
             progress(report.objects, report.bytes);
         }

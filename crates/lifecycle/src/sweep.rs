@@ -116,10 +116,11 @@ impl Lifecycle {
             cursor = Some((last.read_at, last.digest.to_string()));
             let victims: Vec<ObjectRow> =
                 rows.into_iter().filter(|row| !pins.digests.contains(&row.digest.to_string())).collect();
-            let bytes = self.metadata.remove_objects(&victims, self.due_at()).await?;
-            self.metrics.evicted("ttl", victims.len() as u64, bytes);
-            report.ttl_objects += victims.len() as u64;
-            report.ttl_bytes += bytes;
+            let removed = self.metadata.remove_objects(&victims, self.due_at()).await?;
+            self.metrics.evicted("ttl", removed.objects, removed.bytes);
+            report.ttl_objects += removed.objects;
+            report.ttl_bytes += removed.bytes;
+            report.ttl_tags += removed.tags;
             self.keep_lease(holder).await?;
         }
         let tags = self.metadata.remove_tags_read_before(&group.path, cutoff, &pins.tags).await?;
@@ -160,10 +161,10 @@ impl Lifecycle {
                 used = used.saturating_sub(row.size);
                 victims.push(row);
             }
-            let bytes = self.metadata.remove_objects(&victims, self.due_at()).await?;
-            self.metrics.evicted("quota", victims.len() as u64, bytes);
-            report.quota_objects += victims.len() as u64;
-            report.quota_bytes += bytes;
+            let removed = self.metadata.remove_objects(&victims, self.due_at()).await?;
+            self.metrics.evicted("quota", removed.objects, removed.bytes);
+            report.quota_objects += removed.objects;
+            report.quota_bytes += removed.bytes;
             self.keep_lease(holder).await?;
         }
         Ok(())
@@ -201,10 +202,10 @@ impl Lifecycle {
                     continue;
                 }
                 let rows = self.metadata.rows_of_digest(&stored.digest).await?;
-                let bytes = self.metadata.remove_objects(&rows, self.due_at()).await?;
-                self.metrics.evicted("quota", rows.len() as u64, bytes);
-                report.quota_objects += rows.len() as u64;
-                report.quota_bytes += bytes;
+                let removed = self.metadata.remove_objects(&rows, self.due_at()).await?;
+                self.metrics.evicted("quota", removed.objects, removed.bytes);
+                report.quota_objects += removed.objects;
+                report.quota_bytes += removed.bytes;
                 used = used.saturating_sub(stored.size);
             }
             self.keep_lease(holder).await?;

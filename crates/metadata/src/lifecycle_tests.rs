@@ -119,7 +119,7 @@ async fn removing_the_last_row_queues_the_object_and_shared_objects_stay() {
         db.commit_blob(&group("a"), &own, TAKE, 1).await.unwrap();
         let rows = db.objects_by_read(&group("a"), None, &None, 10).await.unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(db.remove_objects(&rows, 100).await.unwrap(), shared.size + own.size);
+        assert_eq!(db.remove_objects(&rows, 100).await.unwrap().bytes, shared.size + own.size);
         // Only the object no group holds any more is queued.
         assert_eq!(db.pending_deletes(100, 10).await.unwrap(), vec![(own.digest.clone(), own.size)]);
         assert!(db.pending_deletes(99, 10).await.unwrap().is_empty(), "not due before its time");
@@ -173,7 +173,8 @@ async fn removing_a_manifest_takes_its_tags_and_references() {
             db.manifests_of_image(&group("g"), &RepositoryName::parse("app").unwrap()).await.unwrap();
         let index_row: Vec<ObjectRow> =
             index_row.into_iter().filter(|row| row.digest == index.digest).collect();
-        db.remove_objects(&index_row, 0).await.unwrap();
+        let removed = db.remove_objects(&index_row, 0).await.unwrap();
+        assert_eq!((removed.objects, removed.tags), (1, 1));
         assert!(db.tags_of_group(&group("g")).await.unwrap().is_empty(), "the tag went with its manifest");
         assert!(db.manifest_children(&group("g"), &[index.digest.to_string()]).await.unwrap().is_empty());
         assert_eq!(db.group_usage().await.unwrap()[0].manifests, 1, "{}", db.backend());

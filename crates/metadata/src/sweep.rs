@@ -49,6 +49,14 @@ pub struct GroupUsage {
     pub oldest_read: Option<i64>,
 }
 
+/// What a removal took away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Removed {
+    pub objects: u64,
+    pub bytes: u64,
+    pub tags: u64,
+}
+
 /// A tag row: which image and tag, and where it points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRow {
@@ -204,9 +212,8 @@ impl Metadata {
     }
 
     /// Removes object rows (a manifest's digest row takes its tags and references along) and
-    /// queues every object whose last row that was for deletion at `due_at`. Returns the bytes of
-    /// the rows removed.
-    pub async fn remove_objects(&self, rows: &[ObjectRow], due_at: i64) -> Result<u64> {
+    /// queues every object whose last row that was for deletion at `due_at`.
+    pub async fn remove_objects(&self, rows: &[ObjectRow], due_at: i64) -> Result<Removed> {
         const BLOB: &str = "DELETE FROM blobs WHERE group_path = $1 AND digest = $2";
         const MANIFEST: &str = "DELETE FROM manifests WHERE group_path = $1 AND image = $2 AND digest = $3";
         const REFS: &str = "DELETE FROM manifest_refs WHERE group_path = $1 AND manifest_digest = $2 \
@@ -215,7 +222,7 @@ impl Metadata {
              WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = $1) \
              AND NOT EXISTS (SELECT 1 FROM manifests WHERE reference = $1 AND digest = $1) \
              ON CONFLICT (digest) DO NOTHING";
-        let mut removed = 0;
+        let mut removed = Removed::default();
         for chunk in rows.chunks(CHUNK) {
             on_pool!(self, |pool| {
                 let mut transaction = match &self.pool {
@@ -248,7 +255,10 @@ impl Metadata {
                         }
                     };
                     if deleted > 0 {
-                        removed += row.size;
+                        removed.objects += 1;
+                        removed.bytes += row.size;
+                        // A manifest's digest row went with the tags pointing at it.
+                        removed.tags += deleted - 1;
                     }
                     sqlx::query(PENDING)
                         .bind(&digest_text)

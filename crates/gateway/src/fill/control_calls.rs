@@ -26,10 +26,22 @@ pub(super) async fn authorize(
     size: Option<u64>,
     renew: Option<String>,
 ) -> Authorization {
+    authorize_digest(gateway, params, params.expected_digest.clone(), size, renew).await
+}
+
+/// [`authorize`] for a digest learned from the bytes (a manifest fetched by tag, once verified):
+/// the lease that keeps a sweeper from deleting the object between its persist and its record.
+pub(super) async fn authorize_digest(
+    gateway: &Gateway,
+    params: &SendDependency,
+    digest: Option<oci::Digest>,
+    size: Option<u64>,
+    renew: Option<String>,
+) -> Authorization {
     let call = AuthorizeRequest {
         v: CONTRACT_VERSION,
         kind: params.kind,
-        digest: params.expected_digest.clone(),
+        digest,
         size,
         node: gateway.settings.node_id.clone(),
         renew,

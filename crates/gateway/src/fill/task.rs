@@ -220,6 +220,24 @@ async fn fill(
             let verified = upload.verify(&expected).await?;
             let (digest, size) = (verified.digest().clone(), verified.size());
             let key = injector::storage_key(&digest);
+            // A fill that started without a digest (a manifest by tag) claims its object now,
+            // before it becomes visible in storage: the lease keeps a sweeper from deleting it
+            // between the persist and the record. Refused (being deleted, or filled elsewhere):
+            // the clients are served, nothing is stored.
+            let mut lease_id = authorization.lease_id.clone();
+            if lease_id.is_none() {
+                let claim =
+                    control_calls::authorize_digest(gateway, params, Some(digest.clone()), Some(size), None)
+                        .await;
+                match claim.decision {
+                    UploadDecision::Store => lease_id = claim.lease_id,
+                    UploadDecision::Passthrough { reason } => {
+                        tracing::info!(url = %params.url, %reason, "verified; not stored");
+                        drop(verified);
+                        return Ok(Finished { head, key, digest, size, stored: false, streaming });
+                    }
+                }
+            }
             // Clients finish now; fsync (or the multipart completion) and finalize are the fill's
             // business, not theirs. From here on the fill is not cancelled: it is short, and
             // stopping between persist and finalize would leave an object nothing records.
@@ -241,7 +259,7 @@ async fn fill(
                         size: committed.size,
                         media_type,
                         key: committed.key,
-                        lease_id: authorization.lease_id.clone(),
+                        lease_id: lease_id.clone(),
                         references,
                     };
                     // The object is verified and durable; a failed finalize only means the next

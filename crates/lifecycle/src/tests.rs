@@ -1,0 +1,390 @@
+//! The lifecycle on a real store (local disk) and database (SQLite, and PostgreSQL when
+//! `DEPPROXY_TEST_POSTGRES_URL` names a server): TTL with a manual clock, quotas, pins, purges,
+//! garbage, readers of evicted objects, and the race of a fill's commit with a sweeper's delete.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cache::{Clock, LifecyclePolicy, Pins};
+use futures_util::StreamExt as _;
+use metadata::{
+    BlobKey, BlobRecord, CommitLease, Committed, DatabaseUrl, ManifestKey, ManifestRecord, Metadata, Reads,
+};
+use oci::{Digest, GroupPath, Reference, RepositoryName};
+use storage::{BlobStore, Expectation, FsStore};
+
+use crate::*;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const START_MS: i64 = 1_700_000_000_000;
+const TAKE: CommitLease<'static> = CommitLease::Take { holder: "node", ttl_ms: 30_000 };
+
+struct Setup {
+    lifecycle: Arc<Lifecycle>,
+    metadata: Metadata,
+    store: BlobStore,
+    clock: Clock,
+    _dir: tempfile::TempDir,
+}
+
+/// SQLite in `dir`, and a fresh PostgreSQL database when a server is given.
+fn database_urls(dir: &std::path::Path) -> Vec<String> {
+    let mut all = vec![format!("sqlite:{}", dir.join("meta.db").display())];
+    if let Ok(server) = std::env::var("DEPPROXY_TEST_POSTGRES_URL") {
+        all.push(format!(
+            "{}/depproxy_lifecycle_{}",
+            server.trim_end_matches('/'),
+            uuid::Uuid::new_v4().simple()
+        ));
+    }
+    all
+}
+
+fn group(path: &str) -> GroupPath {
+    GroupPath::parse(path).unwrap()
+}
+
+fn base() -> SweepSettings {
+    SweepSettings {
+        max_size: None,
+        high_watermark: 90,
+        low_watermark: 80,
+        delete_delay: Duration::ZERO,
+        orphan_grace: Duration::from_secs(3600),
+        upload_grace: Duration::from_secs(3600),
+        lease_ttl: Duration::from_secs(30),
+        node: "test".into(),
+    }
+}
+
+/// One setup per database backend, each with its own store.
+async fn setups(policies: &[(&str, LifecyclePolicy)], settings: SweepSettings) -> Vec<Setup> {
+    let mut all = Vec::new();
+    let dir_of_urls = tempfile::tempdir().unwrap();
+    for url in database_urls(dir_of_urls.path()) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url.replace(&dir_of_urls.path().display().to_string(), &dir.path().display().to_string());
+        let metadata = Metadata::connect(&DatabaseUrl::new(url)).await.unwrap();
+        let store = BlobStore::Filesystem(FsStore::open(dir.path()).await.unwrap());
+        let clock = Clock::manual(START_MS);
+        let groups = policies
+            .iter()
+            .map(|(path, policy)| GroupPolicy { path: group(path), policy: policy.clone() })
+            .collect();
+        let lifecycle = Arc::new(Lifecycle::new(
+            metadata.clone(),
+            store.clone(),
+            groups,
+            settings.clone(),
+            clock.clone(),
+            LifecycleMetrics::default(),
+        ));
+        all.push(Setup { lifecycle, metadata, store, clock, _dir: dir });
+    }
+    all
+}
+
+impl Setup {
+    /// Stores `bytes` and records them as a blob of `path`, read now.
+    async fn blob(&self, path: &str, bytes: &[u8]) -> Digest {
+        let digest = self.put(bytes).await;
+        let record = BlobRecord { digest: digest.clone(), size: bytes.len() as u64, media_type: "x".into() };
+        let committed =
+            self.metadata.commit_blob(&group(path), &record, TAKE, self.clock.now_ms()).await.unwrap();
+        assert_eq!(committed, Committed::Recorded);
+        digest
+    }
+
+    async fn put(&self, bytes: &[u8]) -> Digest {
+        let mut upload = self.store.begin_upload(1 << 30).await.unwrap();
+        upload.write(Bytes::copy_from_slice(bytes)).await.unwrap();
+        upload.commit(&Expectation::default()).await.unwrap().digest
+    }
+
+    /// Records a manifest of `image:tag` in `path` referencing `children`.
+    async fn manifest(&self, path: &str, image: &str, tag: &str, children: &[Digest]) -> Digest {
+        let body = format!("{{\"image\":\"{image}\",\"tag\":\"{tag}\",\"n\":{}}}", children.len());
+        let digest = self.put(body.as_bytes()).await;
+        let key = ManifestKey {
+            group: group(path),
+            image: RepositoryName::parse(image).unwrap(),
+            reference: Reference::Digest(digest.clone()),
+        };
+        let record = ManifestRecord {
+            digest: digest.clone(),
+            media_type: oci::media::OCI_MANIFEST.into(),
+            size: body.len() as u64,
+            checked_at: self.clock.now_ms(),
+            stored: true,
+        };
+        let tag = Reference::parse(tag).unwrap();
+        let now = self.clock.now_ms();
+        self.metadata.commit_manifest(&key, Some(&tag), &record, children, TAKE, now).await.unwrap();
+        digest
+    }
+
+    async fn read(&self, path: &str, digest: &Digest) {
+        let key = BlobKey { group: group(path), digest: digest.clone() };
+        self.metadata
+            .record_reads(&[(key, Reads { last: self.clock.now_ms(), count: 1 })], &[])
+            .await
+            .unwrap();
+    }
+
+    async fn has_row(&self, path: &str, digest: &Digest) -> bool {
+        self.metadata
+            .find_blob(&BlobKey { group: group(path), digest: digest.clone() })
+            .await
+            .unwrap()
+            .is_some()
+    }
+
+    async fn stored(&self, digest: &Digest) -> bool {
+        self.store.stat(&injector::storage_key(digest)).await.unwrap().is_some()
+    }
+
+    async fn stored_bytes(&self) -> u64 {
+        let objects: Vec<_> = self.store.list_objects().collect().await;
+        objects.into_iter().map(|object| object.unwrap().size).sum()
+    }
+}
+
+fn ttl(days: u64) -> LifecyclePolicy {
+    LifecyclePolicy { ttl: Some(DAY * days as u32), ..LifecyclePolicy::default() }
+}
+
+#[tokio::test]
+async fn an_object_unread_past_the_ttl_goes_and_one_read_within_it_stays() {
+    for setup in setups(&[("g", ttl(90))], base()).await {
+        let old = setup.blob("g", b"read at day 0 only").await;
+        let recent = setup.blob("g", b"read again at day 89").await;
+        setup.clock.advance(DAY * 89);
+        setup.read("g", &recent).await;
+        setup.clock.advance(DAY * 2);
+        let report = setup.lifecycle.sweep().await.unwrap();
+        assert_eq!((report.ttl_objects, report.deleted_objects), (1, 1), "{report:?}");
+        assert!(!setup.has_row("g", &old).await && !setup.stored(&old).await, "gone at day 91");
+        assert!(setup.has_row("g", &recent).await && setup.stored(&recent).await, "read at day 89: kept");
+    }
+}
+
+#[tokio::test]
+async fn an_object_shared_by_two_groups_is_stored_once_and_deleted_with_its_last_row() {
+    for setup in setups(&[("short", ttl(1)), ("long", ttl(30))], base()).await {
+        let shared = setup.blob("short", b"shared layer").await;
+        setup.blob("long", b"shared layer").await;
+        setup.clock.advance(DAY * 2);
+        setup.lifecycle.sweep().await.unwrap();
+        assert!(!setup.has_row("short", &shared).await, "the short group's row went");
+        assert!(
+            setup.has_row("long", &shared).await && setup.stored(&shared).await,
+            "the bytes stay for the other"
+        );
+        let stats = setup.lifecycle.stats(None).await.unwrap();
+        assert_eq!(stats.physical_bytes, 12);
+        setup.clock.advance(DAY * 30);
+        setup.lifecycle.sweep().await.unwrap();
+        assert!(!setup.stored(&shared).await, "deleted with its last row");
+    }
+}
+
+#[tokio::test]
+async fn pinned_images_survive_ttl_and_quota_but_not_a_purge() {
+    let policy = LifecyclePolicy {
+        ttl: Some(DAY),
+        max_size: Some(100),
+        pins: Pins::new(&["library/alpine:3.*".into()]).unwrap(),
+    };
+    for setup in setups(&[("g", policy.clone())], base()).await {
+        let layer = setup.blob("g", &[7u8; 60]).await;
+        let pinned = setup.manifest("g", "library/alpine", "3.20", std::slice::from_ref(&layer)).await;
+        let other_layer = setup.blob("g", &[8u8; 60]).await;
+        let unpinned =
+            setup.manifest("g", "library/alpine", "edge", std::slice::from_ref(&other_layer)).await;
+        setup.clock.advance(DAY * 3);
+        setup.lifecycle.sweep().await.unwrap();
+        assert!(
+            setup.has_row("g", &layer).await && setup.stored(&layer).await,
+            "the pinned image's layer stays"
+        );
+        assert!(setup.stored(&pinned).await);
+        assert!(
+            !setup.has_row("g", &other_layer).await && !setup.stored(&unpinned).await,
+            "the rest expired"
+        );
+        let stats = setup.lifecycle.stats(Some("g")).await.unwrap();
+        assert_eq!(stats.groups[0].pinned_bytes, stats.groups[0].bytes, "only pinned bytes are left");
+        assert!(stats.groups[0].pinned_bytes > 60);
+
+        let request = PurgeRequest { group: group("g"), image: None, older_than: None };
+        let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
+        let report = setup.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
+        assert_eq!((report.objects, report.tags), (2, 1), "{report:?}");
+        assert!(
+            !setup.stored(&layer).await && !setup.stored(&pinned).await,
+            "a purge removes pinned objects"
+        );
+        let recorded = setup.lifecycle.job(&job).await.unwrap().unwrap();
+        assert_eq!((recorded.state.as_str(), recorded.done, recorded.total), ("done", 2, 2));
+    }
+}
+
+#[tokio::test]
+async fn a_group_past_its_quota_loses_its_least_recently_read_objects_down_to_the_low_watermark() {
+    let policy = LifecyclePolicy { max_size: Some(1000), ..LifecyclePolicy::default() };
+    for setup in setups(&[("g", policy.clone())], base()).await {
+        let mut blobs = Vec::new();
+        for n in 0..10u8 {
+            setup.clock.advance(Duration::from_secs(1));
+            blobs.push(setup.blob("g", &[n; 100]).await);
+        }
+        // The oldest is read again: it is now the most recent.
+        setup.clock.advance(Duration::from_secs(1));
+        setup.read("g", &blobs[0]).await;
+        // 1000 bytes > 90 % of 1000: evict down to 800.
+        let report = setup.lifecycle.sweep().await.unwrap();
+        assert_eq!(report.quota_objects, 2, "{report:?}");
+        assert!(setup.has_row("g", &blobs[0]).await, "read recently: kept");
+        assert!(
+            !setup.has_row("g", &blobs[1]).await && !setup.has_row("g", &blobs[2]).await,
+            "least recent went"
+        );
+        assert_eq!(setup.stored_bytes().await, 800);
+    }
+}
+
+#[tokio::test]
+async fn the_store_quota_counts_each_object_once_and_evicts_it_from_every_group() {
+    let settings = SweepSettings { max_size: Some(500), ..base() };
+    for setup in
+        setups(&[("a", LifecyclePolicy::default()), ("b", LifecyclePolicy::default())], settings.clone())
+            .await
+    {
+        let mut blobs = Vec::new();
+        for n in 0..5u8 {
+            setup.clock.advance(Duration::from_secs(1));
+            let digest = setup.blob("a", &[n; 100]).await;
+            setup.blob("b", &[n; 100]).await;
+            blobs.push(digest);
+        }
+        // 500 bytes physical (1000 logical): past 90 %, down to 400.
+        let report = setup.lifecycle.sweep().await.unwrap();
+        assert_eq!(report.deleted_objects, 1, "{report:?}");
+        assert!(!setup.has_row("a", &blobs[0]).await && !setup.has_row("b", &blobs[0]).await);
+        assert_eq!(setup.stored_bytes().await, 400);
+    }
+}
+
+#[tokio::test]
+async fn a_purge_of_one_image_keeps_the_layers_other_images_use() {
+    for setup in setups(&[("g", LifecyclePolicy::default())], base()).await {
+        let shared = setup.blob("g", b"base layer").await;
+        let own = setup.blob("g", b"app layer").await;
+        let other = setup.blob("g", b"tool layer").await;
+        setup.manifest("g", "acme/app", "v1", &[shared.clone(), own.clone()]).await;
+        setup.manifest("g", "acme/tool", "v1", &[shared.clone(), other.clone()]).await;
+        let request = PurgeRequest {
+            group: group("g"),
+            image: Some(RepositoryName::parse("acme/app").unwrap()),
+            older_than: None,
+        };
+        let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
+        let report = setup.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
+        assert_eq!((report.objects, report.tags), (2, 1), "the manifest and its own layer: {report:?}");
+        assert!(!setup.stored(&own).await);
+        assert!(setup.stored(&shared).await && setup.stored(&other).await, "the other image is whole");
+        let tags = setup.metadata.tags_of_group(&group("g")).await.unwrap();
+        assert_eq!(tags.len(), 1);
+        assert_eq!(tags[0].image, "acme/tool");
+    }
+}
+
+#[tokio::test]
+async fn garbage_in_storage_is_collected_after_its_grace_and_known_objects_stay() {
+    let settings = SweepSettings { orphan_grace: Duration::ZERO, ..base() };
+    for setup in setups(&[("g", LifecyclePolicy::default())], settings.clone()).await {
+        let orphan = setup.put(b"committed, never recorded").await;
+        let known = setup.blob("g", b"recorded").await;
+        let report = setup.lifecycle.sweep().await.unwrap();
+        assert_eq!(report.garbage_objects, 1, "{report:?}");
+        assert!(!setup.stored(&orphan).await && setup.stored(&known).await);
+    }
+    // Within the grace, nothing is collected (a commit may be about to be recorded).
+    for setup in setups(&[("g", LifecyclePolicy::default())], base()).await {
+        let young = setup.put(b"just committed").await;
+        setup.lifecycle.sweep().await.unwrap();
+        assert!(setup.stored(&young).await);
+    }
+}
+
+#[tokio::test]
+async fn a_reader_of_an_evicted_object_on_disk_gets_all_of_it() {
+    for setup in setups(&[("g", LifecyclePolicy::default())], base()).await {
+        let bytes: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+        let digest = setup.blob("g", &bytes).await;
+        let mut reader = setup.store.read(&injector::storage_key(&digest), None).await.unwrap();
+        let mut received = reader.stream.next().await.unwrap().unwrap().to_vec();
+        let request = PurgeRequest { group: group("g"), image: None, older_than: None };
+        let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
+        setup.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
+        assert!(!setup.stored(&digest).await, "deleted while being read");
+        while let Some(chunk) = reader.stream.next().await {
+            received.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(received, bytes, "an open file outlives its deletion");
+    }
+}
+
+/// A fill commits an object of group `b` while a sweeper deletes the same object (its last row,
+/// in group `a`, just expired): whichever wins, no row ever points at a deleted object. The fill
+/// does what the gateway does: take the object's lease, write, record under that lease (or,
+/// refused the lease, stream without storing).
+#[tokio::test]
+async fn a_commit_racing_a_sweep_never_leaves_a_row_without_its_object() {
+    for setup in setups(&[("a", ttl(1)), ("b", LifecyclePolicy::default())], base()).await {
+        let (mut recorded, mut refused) = (0, 0);
+        for round in 0..200u32 {
+            let bytes = format!("object {round}").into_bytes();
+            let digest = setup.blob("a", &bytes).await;
+            setup.clock.advance(DAY * 2);
+            let record =
+                BlobRecord { digest: digest.clone(), size: bytes.len() as u64, media_type: "x".into() };
+            let lifecycle = setup.lifecycle.clone();
+            let sweep = tokio::spawn(async move { lifecycle.sweep().await.unwrap() });
+            // The fill: its bytes land (again) in storage, then it records its row.
+            let metadata = setup.metadata.clone();
+            let store = setup.store.clone();
+            let clock = setup.clock.clone();
+            let commit = tokio::spawn(async move {
+                // Vary who gets ahead, round by round.
+                for _ in 0..(round % 13) * 3 {
+                    tokio::task::yield_now().await;
+                }
+                let lease = format!("fill-{round}");
+                let now = clock.now_ms();
+                if !metadata.acquire_lease(&record.digest, "node", &lease, now, 30_000).await.unwrap() {
+                    return Committed::Refused;
+                }
+                let mut upload = store.begin_upload(1 << 20).await.unwrap();
+                upload.write(Bytes::from(bytes)).await.unwrap();
+                upload.commit(&Expectation::default()).await.unwrap();
+                let held = CommitLease::Held { id: &lease };
+                metadata.commit_blob(&group("b"), &record, held, clock.now_ms()).await.unwrap()
+            });
+            let (sweep, commit) = (sweep.await.unwrap(), commit.await.unwrap());
+            match commit {
+                Committed::Recorded => recorded += 1,
+                Committed::Refused => refused += 1,
+            }
+            let row = setup.has_row("b", &digest).await;
+            assert!(
+                !row || setup.stored(&digest).await,
+                "round {round}: a row without its object ({sweep:?})"
+            );
+            // Whatever is left unreferenced is garbage the next sweep (or the orphan grace) handles.
+        }
+        eprintln!("{}: {recorded} commits recorded, {refused} refused", setup.metadata.backend());
+        assert!(recorded > 0, "some commits won the race");
+    }
+}

@@ -135,7 +135,8 @@ impl Cache {
     pub async fn notice_removals(&self) -> Result<(), MetadataError> {
         let current = self.catalog.metadata().generation().await?;
         let previous = self.generation.swap(current, Ordering::AcqRel);
-        if previous != current && previous != i64::MIN {
+        // The first check knows no earlier generation: forgetting once then costs a few lookups.
+        if previous != current {
             self.catalog.forget_all();
         }
         Ok(())

@@ -29,6 +29,9 @@ pub struct TestProxy {
     pub config: Config,
     /// Runs the gateway's fills; tests drain it as a shutdown would.
     pub supervisor: supervisor::Supervisor,
+    /// The control plane's cache and lifecycle (sweeps, purges, statistics).
+    pub cache: Arc<cache::Cache>,
+    pub lifecycle: Arc<lifecycle::Lifecycle>,
 }
 
 /// Knobs for a test proxy.
@@ -118,18 +121,19 @@ impl TestProxy {
         let runtime = depproxy::app::Runtime::new(options.clock);
         let supervisor = runtime.supervisor.clone();
         let server_metrics = runtime.server_metrics.clone();
-        let gateway = if options.split {
+        let (gateway, control) = if options.split {
             let secret = injector::Secret::from_bytes([42; 32]);
-            let control = depproxy::app::control_router(&config, &secret, &runtime).await.unwrap();
-            let control_url = spawn_server(control).await;
+            let control = depproxy::app::control_node(&config, &secret, &runtime).await.unwrap();
+            let control_url = spawn_server(control.router.clone()).await;
             let channel = depproxy::app::control_channel(&config, &control_url).unwrap();
-            depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap()
+            (depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap(), control)
         } else {
-            depproxy::app::serve(&config, runtime).await.unwrap()
+            depproxy::app::serve_node(&config, runtime).await.unwrap()
         };
         let router = gateway.router();
         let url = spawn_server_with(router.clone(), config.server, server_metrics).await;
-        TestProxy { url, router, gateway, data_dir, config, supervisor }
+        let (cache, lifecycle) = (control.cache, control.lifecycle);
+        TestProxy { url, router, gateway, data_dir, config, supervisor, cache, lifecycle }
     }
 
     /// Every object file under the data directory's `blobs/`, with its content.
@@ -169,6 +173,19 @@ impl TestProxy {
     /// Entries in the temp directory (must be empty whenever no fill runs).
     pub fn temp_entries(&self) -> usize {
         std::fs::read_dir(self.data_dir.path().join("tmp")).map(|dir| dir.count()).unwrap_or(0)
+    }
+
+    /// Bytes of every object file under the data directory's `blobs/`.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_objects().iter().map(|(_, bytes)| bytes.len() as u64).sum()
+    }
+
+    /// Waits until fills and sweeps are done: what a quiet moment of the proxy looks like.
+    pub async fn settled(&self) {
+        self.fills_settled().await;
+        tokio::time::timeout(Duration::from_secs(30), self.lifecycle.settled())
+            .await
+            .expect("sweeps did not settle");
     }
 
     /// The proxy's `/metrics` text.

@@ -79,6 +79,15 @@ pub struct ControlNode {
     pub access: Arc<Access>,
 }
 
+/// The admin API of a control plane; purges run under `supervisor`.
+pub fn admin_router(node: &ControlNode, supervisor: &Supervisor) -> Router {
+    admin::router(admin::AdminState {
+        access: node.access.clone(),
+        lifecycle: node.lifecycle.clone(),
+        supervisor: supervisor.clone(),
+    })
+}
+
 /// The groups as the lifecycle sees them (configured and implicit).
 pub fn lifecycle_groups(groups: &Groups) -> Vec<GroupPolicy> {
     groups

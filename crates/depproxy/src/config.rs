@@ -49,6 +49,8 @@ pub struct FileConfig {
     /// Proxies (CIDR or single addresses) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Address of the admin API (`serve`, `control`; default 127.0.0.1:5080).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// `[cache]`: memory the cache keeps to answer hits without a database or storage round trip.
@@ -342,6 +344,8 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub public_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
+    /// The admin API's address when set explicitly (`None`: the default, which may be taken).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// A group with its access policy decided.
@@ -569,6 +573,7 @@ impl Config {
             lifecycle,
             public_url: resolve_public_url(file.public_url)?,
             trusted_proxies: parse_networks(&file.trusted_proxies).context("trusted_proxies")?,
+            admin_listen: file.admin_listen,
         })
     }
 }

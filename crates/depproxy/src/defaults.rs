@@ -5,6 +5,8 @@ use std::time::Duration;
 
 /// Where `serve` and `gateway` listen.
 pub const LISTEN: &str = "127.0.0.1:5000";
+/// The admin API: loopback only unless configured otherwise.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:5080";
 /// SQLite database and objects on disk.
 pub const DATA_DIR: &str = "./depproxy-data";
 /// The upstream of zero-config `serve`.

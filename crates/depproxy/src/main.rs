@@ -168,6 +168,7 @@ impl StoreArgs {
             data_dir: self.data_dir.clone(),
             upstream: None,
             config: self.config.clone(),
+            admin_listen: None,
         }
         .resolve()
     }
@@ -187,6 +188,9 @@ struct CommonArgs {
     /// TOML configuration file.
     #[arg(long, env = "DEPPROXY_CONFIG")]
     config: Option<PathBuf>,
+    /// Address of the admin API (`serve`, `control`) [default: 127.0.0.1:5080].
+    #[arg(long, env = "DEPPROXY_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
 }
 
 impl CommonArgs {
@@ -200,7 +204,9 @@ impl CommonArgs {
             data_dir: self.data_dir.clone(),
             upstream: self.upstream.clone(),
         };
-        Config::resolve(file, &overrides)
+        let mut config = Config::resolve(file, &overrides)?;
+        config.admin_listen = self.admin_listen.or(config.admin_listen);
+        Ok(config)
     }
 }
 
@@ -233,7 +239,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let runtime = app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
-            let gateway = app::serve(&config, runtime).await?;
+            let (gateway, control) = app::serve_node(&config, runtime).await?;
+            start_admin(&config, app::admin_router(&control, &supervisor), server_metrics.clone())?;
             listen("depproxy serve", &config, gateway.router(), server_metrics, &supervisor).await
         }
         Command::Control { common, secret_file, metrics_listen } => {
@@ -246,8 +253,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let secret = read_secret(&secret_file)?;
             let runtime = app::Runtime::default();
-            let router = app::control_router(&config, &secret, &runtime).await?;
+            let node = app::control_node(&config, &secret, &runtime).await?;
+            let router = node.router.clone();
             let server_metrics = runtime.server_metrics.clone();
+            start_admin(&config, app::admin_router(&node, &runtime.supervisor), server_metrics.clone())?;
             if let Some(address) = metrics_listen {
                 let listener = bind(address).await?;
                 let limits = config.server;
@@ -340,6 +349,36 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<Secret> {
 
 async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     depproxy::server::bind(address).with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Starts the admin API. The default address may be taken (another instance on this host): then
+/// the proxy runs without it and says so; an address set explicitly must be bound.
+fn start_admin(
+    config: &Config,
+    router: axum::Router,
+    metrics: depproxy::server::ServerMetrics,
+) -> anyhow::Result<()> {
+    let (address, explicit) = match config.admin_listen {
+        Some(address) => (address, true),
+        None => (depproxy::defaults::ADMIN_LISTEN.parse().context("default admin address")?, false),
+    };
+    let listener = match depproxy::server::bind(address) {
+        Ok(listener) => listener,
+        Err(error) if !explicit => {
+            tracing::warn!(%address, %error, "admin API not started (set --admin-listen to another address)");
+            return Ok(());
+        }
+        Err(error) => return Err(error).with_context(|| format!("cannot listen on {address} (admin API)")),
+    };
+    tracing::info!(%address, "admin API listening");
+    let limits = config.server;
+    tokio::spawn(async move {
+        let serving = depproxy::server::run_server(listener, router, limits, metrics, std::future::pending());
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "admin listener failed");
+        }
+    });
+    Ok(())
 }
 
 /// Serves until SIGTERM or SIGINT, then drains within the configured grace period.

@@ -25,6 +25,7 @@ pub use core::Lifecycle;
 pub use error::LifecycleError;
 pub use metrics::LifecycleMetrics;
 pub use purge::{PurgeReport, PurgeRequest};
+pub use runner::SweeperStatus;
 pub use settings::{GroupPolicy, SweepSettings};
 pub use stats::{GroupStats, StoreStats};
 pub use sweep::SweepReport;

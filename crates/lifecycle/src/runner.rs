@@ -11,6 +11,14 @@ use supervisor::StopSignal;
 use crate::core::Lifecycle;
 use crate::settings::watermark;
 
+/// The sweeper of this process, as the admin API shows it.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct SweeperStatus {
+    pub running: bool,
+    /// Sweeps completed since the process started.
+    pub completed: u64,
+}
+
 impl CommitObserver for Lifecycle {
     fn committed(&self, group: &GroupPath, bytes: u64) {
         let high = self.settings.high_watermark;
@@ -42,6 +50,16 @@ impl Lifecycle {
             }
             self.schedule.sweep_finished();
         }
+    }
+
+    /// Asks the running sweeper for a sweep now (it starts as soon as the current one, if any, ends).
+    pub fn sweep_soon(&self) {
+        self.schedule.nudge();
+    }
+
+    /// Whether a sweep runs now, and how many this process has completed.
+    pub fn sweeper_status(&self) -> SweeperStatus {
+        SweeperStatus { running: self.schedule.running(), completed: self.schedule.completed() }
     }
 
     /// Waits until no sweep runs or is due from a nudge (tests; a CLI waiting on a server).

@@ -66,6 +66,20 @@ impl Schedule {
         }
     }
 
+    /// Asks for a sweep now (an operator's request).
+    pub(crate) fn nudge(&self) {
+        self.nudged.store(true, Ordering::Release);
+        self.nudge.notify_one();
+    }
+
+    pub(crate) fn running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn completed(&self) -> u64 {
+        *self.completed.borrow()
+    }
+
     pub(crate) fn sweep_started(&self) {
         self.running.store(true, Ordering::Release);
         self.nudged.store(false, Ordering::Release);

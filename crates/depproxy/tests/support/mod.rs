@@ -32,6 +32,9 @@ pub struct TestProxy {
     /// The control plane's cache and lifecycle (sweeps, purges, statistics).
     pub cache: Arc<cache::Cache>,
     pub lifecycle: Arc<lifecycle::Lifecycle>,
+    pub access: Arc<access::Access>,
+    /// The admin API's router (serve it with [`spawn_server`]).
+    pub admin: Router,
 }
 
 /// Knobs for a test proxy.
@@ -132,8 +135,9 @@ impl TestProxy {
         };
         let router = gateway.router();
         let url = spawn_server_with(router.clone(), config.server, server_metrics).await;
-        let (cache, lifecycle) = (control.cache, control.lifecycle);
-        TestProxy { url, router, gateway, data_dir, config, supervisor, cache, lifecycle }
+        let admin = depproxy::app::admin_router(&control, &supervisor);
+        let (cache, lifecycle, access) = (control.cache, control.lifecycle, control.access);
+        TestProxy { url, router, gateway, data_dir, config, supervisor, cache, lifecycle, access, admin }
     }
 
     /// Every object file under the data directory's `blobs/`, with its content.

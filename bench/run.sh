@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B6 B6s B7 BC hash (default: all)
+# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B6 B6s B7 BC BS hash (default: all)
 #
 # Benchmarks depproxy against the distribution registry in proxy mode, nginx proxy_cache
 # (+ proxy_cache_lock) and nginx serving the same files statically, on one machine, same data,
@@ -28,6 +28,9 @@
 #       cached manifest/blob TTFB while they are open, RSS, threads, and how many half-sent heads
 #       the server closed within BC_HEADER_TIMEOUT + 3 s (depproxy gets
 #       [server] header_read_timeout = BC_HEADER_TIMEOUT, max_connections = BC_MAX_CONN)
+#   BS  the sweeper at scale: BS_OBJECTS expired objects of BS_SIZE bytes (seeded by
+#       bench/hashbench's sweepseed) removed by one sweep on SQLite and PostgreSQL (BS_POSTGRES)
+#       while the B5 load runs in 1-s slices: sweep wall time, peak RSS, hit p99 during the sweep
 #   hash  sha256sum vs depproxy's write path (bench/hashbench) on the large layer file
 #
 # Knobs (environment) and defaults — the defaults are the sizes of issue 4:
@@ -38,6 +41,7 @@
 #   B6S_READERS=500 B6S_RATE=1m B6S_SECONDS=20 B6S_RAMP=1 B6S_RCVBUF=262144
 #   B7_FILLS=1000 B7_BLOB_MB=4 B7_RATE=100k B7_SECONDS=35 B7_RAMP=1 B7_SOURCES=16
 #   BC_IDLE=10000 BC_HALF=1000 BC_SECONDS=10 BC_HEADER_TIMEOUT=15 BC_MAX_CONN=20000
+#   BS_OBJECTS=100000 BS_SIZE=1024 BS_POSTGRES=postgres://postgres@127.0.0.1:5432
 #   SYSTEMS="depproxy distribution nginx-cache nginx-static"   PORT_BASE=5900
 #   BENCH_DIR=/tmp/depproxy-bench (images, upstream registry data, caches)
 #   RESULTS=bench/RESULTS.md   SKIP_BUILD=1 (use the existing binaries)
@@ -87,6 +91,9 @@ BC_HALF=${BC_HALF:-1000}
 BC_SECONDS=${BC_SECONDS:-10}
 BC_HEADER_TIMEOUT=${BC_HEADER_TIMEOUT:-15}
 BC_MAX_CONN=${BC_MAX_CONN:-20000}
+BS_OBJECTS=${BS_OBJECTS:-100000}
+BS_SIZE=${BS_SIZE:-1024}
+BS_POSTGRES=${BS_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 PORT_BASE=${PORT_BASE:-5900}
 BENCH_DIR=${BENCH_DIR:-/tmp/depproxy-bench}
 RESULTS=${RESULTS:-$REPO/bench/RESULTS.md}
@@ -129,16 +136,16 @@ source "$REPO/bench/lib/scenarios.sh"
 select_scenarios() {
   local s
   SCENARIOS=()
-  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B6s B7 BC hash
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B6s B7 BC BS hash
   for s in "$@"; do
     case $s in
-      B1 | B2 | B3 | B4 | B5 | B5a | B6s | B7 | BC | hash) SCENARIOS+=("$s") ;;
+      B1 | B2 | B3 | B4 | B5 | B5a | B6s | B7 | BC | BS | hash) SCENARIOS+=("$s") ;;
       B6) SCENARIOS+=(B3 B4) ;;
-      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B6 B6s B7 BC hash)" ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B6 B6s B7 BC BS hash)" ;;
     esac
   done
   # Unique, in canonical order.
-  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B6s B7 BC hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B6s B7 BC BS hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
 }
 
 wants() { [[ " ${SCENARIOS[*]} " == *" $1 "* ]]; }
@@ -174,12 +181,13 @@ build() {
   else
     log "building depproxy (release) in $CARGO_TARGET_DIR"
     (cd "$REPO" && cargo build --release -p depproxy)
-    if wants hash; then
+    if wants hash || wants BS; then
       # Same lock as the workspace, so shared dependencies are the release binary's artifacts.
       cp "$REPO/Cargo.lock" "$REPO/bench/hashbench/Cargo.lock"
       if ! cargo build --release --manifest-path "$REPO/bench/hashbench/Cargo.toml"; then
-        note "bench/hashbench did not build against this tree (storage API changed?): hash scenario skipped"
+        note "bench/hashbench did not build against this tree (storage API changed?): hash and BS skipped"
         read -r -a SCENARIOS <<<"${SCENARIOS[*]/hash/}"
+        read -r -a SCENARIOS <<<"${SCENARIOS[*]/BS/}"
       fi
     fi
   fi

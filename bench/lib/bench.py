@@ -727,6 +727,22 @@ ROWS = [
     ("B5a.token.rps", "B5a token endpoint: grants/s (GET with Basic)", "req/s", "high"),
     ("B5a.token.p99", "B5a token endpoint: p99", "ms", "low"),
     ("B6.B3", "B6 peak RSS during B3 herd", "MB", "low"),
+] + [
+    row
+    for db, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL"))
+    for row in (
+        (f"BS.{db}.seconds", f"BS sweep of the expired objects, {name}: wall time", "s", "low"),
+        (f"BS.{db}.evicted", f"BS objects removed by the sweep, {name}", "", ""),
+        (f"BS.{db}.files_left", f"BS object files left after the sweep, {name}", "", ""),
+        (f"BS.{db}.rss_before", f"BS RSS before the sweep, {name}", "MB", "low"),
+        (f"BS.{db}.rss", f"BS peak RSS (VmHWM) after the sweep, {name}", "MB", "low"),
+        (f"BS.{db}.p99_before", f"BS hit p99 before the sweep (B5 load), median 1-s slice, {name}", "ms", "low"),
+        (f"BS.{db}.p99_median", f"BS hit p99 during the sweep, median 1-s slice, {name}", "ms", "low"),
+        (f"BS.{db}.p99_during", f"BS hit p99 during the sweep, worst 1-s slice, {name}", "ms", "low"),
+        (f"BS.{db}.rps_before", f"BS hits req/s before the sweep, {name}", "req/s", "high"),
+        (f"BS.{db}.rps_during", f"BS hits req/s during the sweep, median slice, {name}", "req/s", "high"),
+    )
+] + [
     ("B6.B4", "B6 peak RSS during B4", "MB", "low"),
     ("B6s.rss", "B6s peak RSS, slow readers of one cached blob", "MB", "low"),
     ("B6s.threads", "B6s peak threads, slow readers", "", "low"),
@@ -884,6 +900,10 @@ def target_lines(med, meta):
     v = g("B5a.token.rps", "depproxy")
     if v:
         add("B5a token endpoint ≥ 5 000 grants/s", f"{v:.0f}/s", v >= 5000)
+    for db in ("sqlite", "postgres"):
+        v = g(f"BS.{db}.p99_during", "depproxy")
+        if v is not None:
+            add(f"BS hit p99 during the sweep < 20 ms ({db}, worst 1-s slice)", f"{v:.1f} ms", v < 20)
     for row in ("B6.B3", "B6.B4"):
         v = g(row, "depproxy")
         if v is not None:

@@ -532,3 +532,105 @@ scenario_BC() {
   done
   unset DEPPROXY_TOML NGINX_CONNS
 }
+
+# ---------------------------------------------------------------- BS the sweeper at scale
+
+# median VALUE... — the middle value (the upper one of an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int(NR / 2) + 1] }'; }
+
+# metric_sum URL NAME — the sum of a metric's samples (all label sets) in a /metrics text.
+metric_sum() {
+  curl -sf "$1" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%.6f\n", s + 0 }'
+}
+
+# BS: one depproxy (disk store) holding BS_OBJECTS blobs of BS_SIZE bytes that nobody read for 2
+# days in a group with ttl = 1d, seeded by bench/hashbench's sweepseed while it runs; the B5 load
+# (wrk on the cached tiny manifest) runs in 1-s slices while the admin API's POST /api/v1/sweep
+# makes the sweeper remove them. Rows per database: sweep wall time (depproxy_sweep_seconds),
+# objects removed, peak RSS (VmHWM) after the sweep vs RSS before it, hit p99 and req/s before
+# the sweep and in the worst / median slice during it. SQLite, then PostgreSQL when one answers
+# on BS_POSTGRES (a database depproxy_bench_sweep is dropped and created).
+scenario_BS() {
+  local dir=$RUN/depproxy-sweep port=${PORT[depproxy-auth]} aport=${PORT[depproxy-admin]} url admin db
+  local database token r before completed t0 sweep_s evicted slices p99s rpss pid left status slice
+  local seed_bin=${SWEEPSEED_BIN:-$CARGO_TARGET_DIR/release/sweepseed}
+  [[ " ${SYSTEMS[*]} " == *" depproxy "* ]] || { note "BS needs the depproxy system"; return 0; }
+  [ -x "$seed_bin" ] || { note "BS: no $seed_bin (bench/hashbench did not build?): skipped"; return 0; }
+  url=http://127.0.0.1:$port
+  admin=http://127.0.0.1:$aport
+  local dbs=(sqlite)
+  if psql "$BS_POSTGRES/postgres" -qAtc 'SELECT 1' >/dev/null 2>&1; then dbs+=(postgres); else
+    note "BS: no PostgreSQL at $BS_POSTGRES: SQLite only"; fi
+  note_cmd "# BS (depproxy with a group ttl = 1d, then $BS_OBJECTS objects of $BS_SIZE B last read 2 days ago, then a sweep under B5 load):"
+  note_cmd "sweepseed \$DATABASE_URL \$DATA_DIR default $BS_OBJECTS $BS_SIZE 172800   # bench/hashbench/src/bin/sweepseed.rs"
+  note_cmd "curl -X POST -H 'Authorization: Bearer \$ADMIN_TOKEN' $admin/api/v1/sweep   # then GET until completed passes"
+  note_cmd "wrk -t$B5_THREADS -c$B5_CONN -d1s --latency -H 'Accept: $MT_MANIFEST' $url/v2/lab/tiny/manifests/v1   # repeated while the sweep runs"
+  for db in "${dbs[@]}"; do
+    log "BS: sweep of $BS_OBJECTS objects on $db under B5 load"
+    rm -rf "$dir"
+    mkdir -p "$dir/data"
+    case $db in
+      sqlite) database="sqlite:$dir/data/depproxy.db" ;;
+      postgres)
+        psql "$BS_POSTGRES/postgres" -qAtc 'DROP DATABASE IF EXISTS depproxy_bench_sweep' >/dev/null
+        psql "$BS_POSTGRES/postgres" -qAtc 'CREATE DATABASE depproxy_bench_sweep' >/dev/null
+        database="$BS_POSTGRES/depproxy_bench_sweep" ;;
+    esac
+    printf '%s\n' "database_url = \"$database\"" '[[upstream]]' 'name = "lab"' "url = \"${URL[upstream]}\"" \
+      '[[group]]' 'path = "default"' 'upstream = "lab"' 'ttl = "1d"' \
+      '[cache]' 'sweep_interval = "24h"' >"$dir/depproxy.toml"
+    start_bg depproxy-sweep "$dir/depproxy.log" "$DEPPROXY_BIN" serve --listen "127.0.0.1:$port" \
+      --admin-listen "127.0.0.1:$aport" --data-dir "$dir/data" --config "$dir/depproxy.toml"
+    wait_http "$url/healthz" "${PIDS[depproxy-sweep]}" 30 || die "depproxy (sweep) did not start (logs in $dir)"
+    pid=${PIDS[depproxy-sweep]}
+    token=$("$DEPPROXY_BIN" token create --name bench --admin --config "$dir/depproxy.toml" \
+      --data-dir "$dir/data" 2>/dev/null | head -1)
+    for _ in 1 2; do
+      curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" "$url/v2/lab/tiny/manifests/v1" || note "BS: manifest failed"
+    done
+    r=$("$seed_bin" "$database" "$dir/data" default "$BS_OBJECTS" "$BS_SIZE" 172800) || die "BS: sweepseed failed"
+    note "BS $db: seeded $r"
+    p99s=() rpss=()
+    for slice in 1 2 3 4 5; do
+      wrk -t"$B5_THREADS" -c"$B5_CONN" -d1s --latency -H "Accept: $MT_MANIFEST" "$url/v2/lab/tiny/manifests/v1" \
+        >"$OUT/raw/BS-$db-before-$slice.txt" 2>&1 || true
+      r=$(python3 "$BENCH_PY" wrk "$OUT/raw/BS-$db-before-$slice.txt") || { note "BS $db: cannot parse wrk output"; continue; }
+      p99s+=("$(jget p99_ms <<<"$r")") rpss+=("$(jget rps <<<"$r")")
+    done
+    record "BS.$db.p99_before" depproxy "$(median "${p99s[@]}")"
+    record "BS.$db.rps_before" depproxy "$(median "${rpss[@]}")"
+    record "BS.$db.rss_before" depproxy "$(awk '/^VmRSS/ { print $2 / 1024 }' "/proc/$pid/status")"
+    before=$(metric_sum "$url/metrics" depproxy_sweep_duration_seconds_sum)
+    evicted=$(metric_sum "$url/metrics" depproxy_evicted_objects_total)
+    completed=$(curl -sf -X POST -H "Authorization: Bearer $token" "$admin/api/v1/sweep" | jget completed) ||
+      die "BS: POST /api/v1/sweep failed"
+    t0=$EPOCHREALTIME
+    slices=0 p99s=() rpss=()
+    while :; do
+      wrk -t"$B5_THREADS" -c"$B5_CONN" -d1s --latency -H "Accept: $MT_MANIFEST" "$url/v2/lab/tiny/manifests/v1" \
+        >"$OUT/raw/BS-$db-slice-$slices.txt" 2>&1 || true
+      r=$(python3 "$BENCH_PY" wrk "$OUT/raw/BS-$db-slice-$slices.txt") || r=
+      status=$(curl -sf -H "Authorization: Bearer $token" "$admin/api/v1/sweep") || status='{}'
+      # A slice counts as "during" only if the sweep was still running when it ended.
+      if [ -n "$r" ] && [ "$(jget completed <<<"$status")" = "$completed" ]; then
+        p99s+=("$(jget p99_ms <<<"$r")") rpss+=("$(jget rps <<<"$r")")
+      elif [ -n "$r" ] && [ "$slices" = 0 ]; then
+        p99s+=("$(jget p99_ms <<<"$r")") rpss+=("$(jget rps <<<"$r")")   # a sweep shorter than one slice
+      fi
+      slices=$((slices + 1))
+      [ "$(jget completed <<<"$status")" = "$completed" ] || break
+      [ $((${EPOCHREALTIME%.*} - ${t0%.*})) -lt 900 ] || { note "BS $db: sweep still running after 900 s"; break; }
+    done
+    sweep_s=$(calc "$(metric_sum "$url/metrics" depproxy_sweep_duration_seconds_sum) - $before")
+    record "BS.$db.seconds" depproxy "$sweep_s"
+    record "BS.$db.evicted" depproxy "$(calc "$(metric_sum "$url/metrics" depproxy_evicted_objects_total) - $evicted")"
+    record "BS.$db.rss" depproxy "$(awk '/^VmHWM/ { print $2 / 1024 }' "/proc/$pid/status")"
+    record "BS.$db.p99_during" depproxy "$(printf '%s\n' "${p99s[@]}" | sort -g | tail -1)"
+    record "BS.$db.p99_median" depproxy "$(median "${p99s[@]}")"
+    record "BS.$db.rps_during" depproxy "$(median "${rpss[@]}")"
+    left=$(find "$dir/data/blobs" -type f | wc -l)
+    record "BS.$db.files_left" depproxy "$left"
+    note "BS $db: ${#p99s[@]} wrk slices during a sweep of ${sweep_s} s; $left object files left (the tiny image's)"
+    stop_bg depproxy-sweep
+  done
+}

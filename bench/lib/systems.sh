@@ -8,6 +8,7 @@ declare -A PORT=(
   [depproxy]=$((PORT_BASE + 10)) [distribution]=$((PORT_BASE + 11))
   [nginx-cache]=$((PORT_BASE + 12)) [nginx-static]=$((PORT_BASE + 13))
   [depproxy-ref]=$((PORT_BASE + 14)) [depproxy-auth]=$((PORT_BASE + 15))
+  [depproxy-admin]=$((PORT_BASE + 16))
 )
 declare -A URL=()
 for _name in "${!PORT[@]}"; do URL[$_name]=http://127.0.0.1:${PORT[$_name]}; done

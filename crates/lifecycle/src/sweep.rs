@@ -16,6 +16,8 @@ use crate::settings::{GroupPolicy, millis, watermark};
 
 /// Rows fetched per step; the sweep lease is renewed between steps.
 const BATCH: usize = 500;
+/// Objects deleted at once (database claims and storage deletes in flight).
+const PARALLEL_DELETES: usize = 16;
 /// Traffic and finished jobs are kept this long.
 const HISTORY_MS: i64 = 8 * 24 * 3_600_000;
 
@@ -228,41 +230,63 @@ impl Lifecycle {
             if fresh.is_empty() {
                 break;
             }
-            for (digest, size) in fresh {
-                match self.delete_object(&digest, holder).await {
-                    Ok(true) => {
-                        objects += 1;
-                        bytes += size;
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        report.errors += 1;
-                        tracing::warn!(%digest, %error, "cannot delete an object; trying again at the next sweep");
-                    }
-                }
-            }
+            let (deleted, deleted_bytes) = self.delete_batch(&fresh, holder, report).await?;
+            objects += deleted;
+            bytes += deleted_bytes;
         }
         Ok((objects, bytes))
     }
 
-    /// Deletes one object if it can be claimed (no row, no fill); whether it was.
-    async fn delete_object(&self, digest: &oci::Digest, holder: &str) -> Result<bool, LifecycleError> {
+    /// Deletes a batch of queued objects: claims them in the database together (one lease id),
+    /// deletes the claimed ones from storage several at a time, then drops their queue entries
+    /// and leases together. (One object at a time, 100 000 objects took minutes on PostgreSQL.)
+    async fn delete_batch(
+        &self,
+        due: &[(oci::Digest, u64)],
+        holder: &str,
+        report: &mut SweepReport,
+    ) -> Result<(u64, u64), LifecycleError> {
         let lease_id = uuid::Uuid::new_v4().to_string();
+        let digests: Vec<oci::Digest> = due.iter().map(|(digest, _)| digest.clone()).collect();
         let now = self.clock.now_ms();
         let ttl = millis(self.settings.lease_ttl);
-        if !self.metadata.claim_for_delete(digest, holder, &lease_id, now, ttl).await? {
-            return Ok(false);
-        }
-        match self.store.delete(&injector::storage_key(digest)).await {
-            Ok(()) => {
-                self.metadata.finish_delete(digest, &lease_id).await?;
-                Ok(true)
+        let claimed: HashSet<oci::Digest> = self
+            .metadata
+            .claim_for_delete_many(&digests, holder, &lease_id, now, ttl)
+            .await?
+            .into_iter()
+            .collect();
+        let claimed_due: Vec<(oci::Digest, u64)> =
+            due.iter().filter(|(digest, _)| claimed.contains(digest)).cloned().collect();
+        let store = self.store.clone();
+        let mut deletions = futures_util::stream::iter(claimed_due)
+            .map(move |(digest, size)| {
+                let store = store.clone();
+                async move {
+                    let outcome = store.delete(&injector::storage_key(&digest)).await;
+                    (digest, size, outcome)
+                }
+            })
+            .buffer_unordered(PARALLEL_DELETES);
+        let (mut gone, mut failed) = (Vec::new(), Vec::new());
+        let (mut objects, mut bytes) = (0, 0);
+        while let Some((digest, size, outcome)) = deletions.next().await {
+            match outcome {
+                Ok(()) => {
+                    objects += 1;
+                    bytes += size;
+                    gone.push(digest);
+                }
+                Err(error) => {
+                    report.errors += 1;
+                    tracing::warn!(%digest, %error, "cannot delete an object; trying again at the next sweep");
+                    failed.push(digest);
+                }
             }
-            Err(error) => {
-                self.metadata.abandon_delete(digest, &lease_id).await?;
-                Err(error.into())
-            }
         }
+        self.metadata.finish_delete_many(&gone, &lease_id).await?;
+        self.metadata.abandon_delete_many(&failed, &lease_id).await?;
+        Ok((objects, bytes))
     }
 
     /// Objects in storage that no row, queued deletion or lease knows of, older than the grace
@@ -285,22 +309,13 @@ impl Lifecycle {
             if batch.len() >= BATCH || (done && !batch.is_empty()) {
                 let names: Vec<String> = batch.iter().map(|(digest, _)| digest.to_string()).collect();
                 let known = self.metadata.known_digests(&names).await?;
-                for (digest, size) in batch.drain(..) {
-                    if known.contains(&digest.to_string()) {
-                        continue;
-                    }
-                    match self.delete_object(&digest, holder).await {
-                        Ok(true) => {
-                            self.metrics.evicted("gc", 1, size);
-                            report.garbage_objects += 1;
-                            report.garbage_bytes += size;
-                        }
-                        Ok(false) => {}
-                        Err(error) => {
-                            report.errors += 1;
-                            tracing::warn!(%digest, %error, "cannot delete a garbage object");
-                        }
-                    }
+                let garbage: Vec<_> =
+                    batch.drain(..).filter(|(digest, _)| !known.contains(&digest.to_string())).collect();
+                if !garbage.is_empty() {
+                    let (objects, bytes) = self.delete_batch(&garbage, holder, report).await?;
+                    self.metrics.evicted("gc", objects, bytes);
+                    report.garbage_objects += objects;
+                    report.garbage_bytes += bytes;
                 }
                 self.keep_lease(holder).await?;
             }

@@ -71,6 +71,37 @@ async fn reads_move_forward_and_count_hits_in_one_batch() {
     }
 }
 
+/// A batch claim keeps only the free, unreferenced digests; the referenced one leaves the queue
+/// and the lease of a fill stays the fill's; finishing the batch clears its queue entries and
+/// leases, and a later commit of a deleted digest is recorded again.
+#[tokio::test]
+async fn a_batch_claim_takes_only_free_unreferenced_objects() {
+    for (db, _dir) in backends().await {
+        let (free, referenced, filling) = (blob(b"free"), blob(b"referenced"), blob(b"filling"));
+        db.commit_blob(&group("g"), &free, TAKE, 1).await.unwrap();
+        db.commit_blob(&group("g"), &referenced, TAKE, 1).await.unwrap();
+        let rows = db.objects_by_read(&group("g"), None, &None, 10).await.unwrap();
+        let removed = db.remove_objects(&rows, 5).await.unwrap();
+        assert_eq!((removed.objects, removed.bytes), (2, free.size + referenced.size), "{}", db.backend());
+        db.commit_blob(&group("other"), &referenced, TAKE, 6).await.unwrap();
+        assert!(db.acquire_lease(&filling.digest, "node-a", "fill-1", 6, 30_000).await.unwrap());
+        let asked = [free.digest.clone(), referenced.digest.clone(), filling.digest.clone()];
+        let claimed = db.claim_for_delete_many(&asked, SWEEPER, "batch", 7, 30_000).await.unwrap();
+        assert_eq!(claimed, vec![free.digest.clone()], "{}", db.backend());
+        let due: Vec<Digest> =
+            db.pending_deletes(100, 10).await.unwrap().into_iter().map(|(d, _)| d).collect();
+        assert_eq!(due, vec![free.digest.clone()], "the referenced one left the queue: {}", db.backend());
+        db.finish_delete_many(&claimed, "batch").await.unwrap();
+        assert!(db.pending_deletes(100, 10).await.unwrap().is_empty());
+        assert_eq!(db.commit_blob(&group("g"), &free, TAKE, 8).await.unwrap(), Committed::Recorded);
+        assert_eq!(
+            db.commit_blob(&group("g"), &filling, CommitLease::Held { id: "fill-1" }, 8).await.unwrap(),
+            Committed::Recorded,
+            "the fill's lease is still the fill's"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_commit_after_a_sweeper_claim_is_refused_and_a_claim_after_a_commit_backs_off() {
     for (db, _dir) in backends().await {

@@ -16,6 +16,17 @@ use crate::error::{MetadataError, Result};
 use crate::objects::to_sql_size;
 use crate::pool::{Metadata, Pool};
 
+/// Appends `texts` as a comma-separated list of bound values.
+fn push_list<DB: sqlx::Database>(query: &mut sqlx::QueryBuilder<DB>, texts: &[String])
+where
+    for<'t> &'t str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut list = query.separated(", ");
+    for text in texts {
+        list.push_bind(text.as_str());
+    }
+}
+
 /// A stored object as one group holds it: a blob row, or a manifest's digest row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRow {
@@ -137,21 +148,29 @@ impl Metadata {
         cursor: &Cursor,
         limit: usize,
     ) -> Result<Vec<ObjectRow>> {
-        const SQL: &str = "SELECT image, digest, size, read_at FROM ( \
-               SELECT CAST(NULL AS TEXT) AS image, digest, size, read_at FROM blobs WHERE group_path = $1 \
-               UNION ALL \
-               SELECT image, digest, size, read_at FROM manifests WHERE group_path = $1 AND reference = digest \
-             ) o WHERE read_at < $2 AND (read_at > $3 OR (read_at = $3 AND digest > $4)) \
+        // One ordered index range per table (group_path, read_at, digest), merged here: a page
+        // costs its own rows, not a sort of the whole group (100 000 rows took minutes).
+        const BLOBS: &str = "SELECT CAST(NULL AS TEXT) AS image, digest, size, read_at FROM blobs \
+             WHERE group_path = $1 AND read_at < $2 AND (read_at, digest) > ($3, $4) \
+             ORDER BY read_at, digest LIMIT $5";
+        const MANIFESTS: &str = "SELECT image, digest, size, read_at FROM manifests \
+             WHERE group_path = $1 AND read_at < $2 AND (read_at, digest) > ($3, $4) AND reference = digest \
              ORDER BY read_at, digest LIMIT $5";
         let (after_read, after_digest) = cursor.clone().unwrap_or((i64::MIN, String::new()));
-        let rows: Vec<CandidateRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
-            .bind(group.as_str())
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(after_read)
-            .bind(&after_digest)
-            .bind(limit as i64)
-            .fetch_all(pool)
-            .await?);
+        let mut rows: Vec<CandidateRow> = Vec::new();
+        for sql in [BLOBS, MANIFESTS] {
+            let page: Vec<CandidateRow> = on_pool!(self, |pool| sqlx::query_as(sql)
+                .bind(group.as_str())
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(after_read)
+                .bind(&after_digest)
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await?);
+            rows.extend(page);
+        }
+        rows.sort_by(|a, b| (a.read_at, &a.digest).cmp(&(b.read_at, &b.digest)));
+        rows.truncate(limit);
         rows.into_iter()
             .map(|row| {
                 Ok(ObjectRow {
@@ -212,61 +231,81 @@ impl Metadata {
     }
 
     /// Removes object rows (a manifest's digest row takes its tags and references along) and
-    /// queues every object whose last row that was for deletion at `due_at`.
+    /// queues every object whose last row that was for deletion at `due_at`. One transaction and a
+    /// few statements per 500 rows (blob rows are deleted together; manifests one by one, with
+    /// their references).
     pub async fn remove_objects(&self, rows: &[ObjectRow], due_at: i64) -> Result<Removed> {
-        const BLOB: &str = "DELETE FROM blobs WHERE group_path = $1 AND digest = $2";
         const MANIFEST: &str = "DELETE FROM manifests WHERE group_path = $1 AND image = $2 AND digest = $3";
         const REFS: &str = "DELETE FROM manifest_refs WHERE group_path = $1 AND manifest_digest = $2 \
              AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.group_path = $1 AND m.reference = $2)";
-        const PENDING: &str = "INSERT INTO pending_deletes (digest, size, due_at) SELECT $1, $2, $3 \
-             WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = $1) \
-             AND NOT EXISTS (SELECT 1 FROM manifests WHERE reference = $1 AND digest = $1) \
+        const PENDING_TAIL: &str = ") INSERT INTO pending_deletes (digest, size, due_at) \
+             SELECT v.d, v.s, v.t FROM v WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = v.d) \
+             AND NOT EXISTS (SELECT 1 FROM manifests WHERE reference = v.d AND digest = v.d) \
              ON CONFLICT (digest) DO NOTHING";
         let mut removed = Removed::default();
         for chunk in rows.chunks(CHUNK) {
+            let blobs: Vec<(String, String, u64)> = chunk
+                .iter()
+                .filter(|row| row.image.is_none())
+                .map(|row| (row.group.as_str().to_owned(), row.digest.to_string(), row.size))
+                .collect();
             on_pool!(self, |pool| {
                 let mut transaction = match &self.pool {
                     Pool::Sqlite(_) => pool.begin_with("BEGIN IMMEDIATE").await?,
                     Pool::Postgres(_) => pool.begin().await?,
                 };
-                for row in chunk {
-                    let digest_text = row.digest.to_string();
-                    let deleted = match &row.image {
-                        None => sqlx::query(BLOB)
-                            .bind(row.group.as_str())
-                            .bind(&digest_text)
-                            .execute(&mut *transaction)
-                            .await?
-                            .rows_affected(),
-                        Some(image_name) => {
-                            let deleted = sqlx::query(MANIFEST)
-                                .bind(row.group.as_str())
-                                .bind(image_name.as_str())
-                                .bind(&digest_text)
-                                .execute(&mut *transaction)
-                                .await?
-                                .rows_affected();
-                            sqlx::query(REFS)
-                                .bind(row.group.as_str())
-                                .bind(&digest_text)
-                                .execute(&mut *transaction)
-                                .await?;
-                            deleted
+                if !blobs.is_empty() {
+                    let mut query =
+                        sqlx::QueryBuilder::new("DELETE FROM blobs WHERE (group_path, digest) IN (VALUES ");
+                    let mut values = query.separated(", ");
+                    for (group, digest_text, _) in &blobs {
+                        values.push("(");
+                        values.push_bind_unseparated(group.as_str());
+                        values.push_unseparated(", ");
+                        values.push_bind_unseparated(digest_text.as_str());
+                        values.push_unseparated(")");
+                    }
+                    query.push(") RETURNING group_path, digest");
+                    let gone: HashSet<(String, String)> =
+                        query.build_query_as().fetch_all(&mut *transaction).await?.into_iter().collect();
+                    for (group, digest_text, size) in blobs {
+                        if gone.contains(&(group, digest_text)) {
+                            removed.objects += 1;
+                            removed.bytes += size;
                         }
-                    };
+                    }
+                }
+                for row in chunk {
+                    let Some(image_name) = &row.image else { continue };
+                    let digest_text = row.digest.to_string();
+                    let deleted = sqlx::query(MANIFEST)
+                        .bind(row.group.as_str())
+                        .bind(image_name.as_str())
+                        .bind(&digest_text)
+                        .execute(&mut *transaction)
+                        .await?
+                        .rows_affected();
+                    sqlx::query(REFS)
+                        .bind(row.group.as_str())
+                        .bind(&digest_text)
+                        .execute(&mut *transaction)
+                        .await?;
                     if deleted > 0 {
                         removed.objects += 1;
                         removed.bytes += row.size;
                         // A manifest's digest row went with the tags pointing at it.
                         removed.tags += deleted - 1;
                     }
-                    sqlx::query(PENDING)
-                        .bind(&digest_text)
-                        .bind(to_sql_size(row.size))
-                        .bind(due_at)
-                        .execute(&mut *transaction)
-                        .await?;
                 }
+                let mut query = sqlx::QueryBuilder::new("WITH v(d, s, t) AS (");
+                query.push_values(chunk, |mut values, row| {
+                    values
+                        .push_bind(row.digest.to_string())
+                        .push_bind(to_sql_size(row.size))
+                        .push_bind(due_at);
+                });
+                query.push(PENDING_TAIL);
+                query.build().execute(&mut *transaction).await?;
                 transaction.commit().await?;
             });
         }
@@ -320,9 +359,7 @@ impl Metadata {
         Ok(bytes.max(0) as u64)
     }
 
-    /// Claims `digest` for deletion: takes its fill lease for `holder` (a `sweeper:` name) unless
-    /// a fill holds it, and checks no row references it. `false`: leave the object alone (the
-    /// queue entry is dropped when a row references it again).
+    /// Claims `digest` for deletion (see [`Metadata::claim_for_delete_many`]); whether it was.
     pub async fn claim_for_delete(
         &self,
         digest_value: &Digest,
@@ -331,64 +368,121 @@ impl Metadata {
         now: i64,
         ttl_ms: i64,
     ) -> Result<bool> {
+        let claimed =
+            self.claim_for_delete_many(std::slice::from_ref(digest_value), holder, lease_id, now, ttl_ms);
+        Ok(!claimed.await?.is_empty())
+    }
+
+    /// Claims `digests` for deletion under one lease id: takes each one's fill lease for `holder`
+    /// (a `sweeper:` name) unless a fill holds it, then keeps those no row references. Returns the
+    /// claimed ones; for the others, leave the object alone (the queue entry of a referenced one is
+    /// dropped: a row references it again).
+    pub async fn claim_for_delete_many(
+        &self,
+        digests: &[Digest],
+        holder: &str,
+        lease_id: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<Digest>> {
         debug_assert!(holder.starts_with(SWEEPER_HOLDER_PREFIX));
-        const TAKE: &str = "INSERT INTO fill_leases (object_digest, holder, lease_id, expires_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (object_digest) DO UPDATE SET holder = excluded.holder, \
-             lease_id = excluded.lease_id, expires_at = excluded.expires_at WHERE fill_leases.expires_at < $5";
-        const REFERENCED: &str = "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM blobs WHERE digest = $1) \
-             OR EXISTS (SELECT 1 FROM manifests WHERE reference = $1 AND digest = $1) THEN 1 ELSE 0 END AS BIGINT)";
-        const RELEASE: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
-        const DROP_PENDING: &str = "DELETE FROM pending_deletes WHERE digest = $1";
-        let text = digest_value.to_string();
-        let taken = on_pool!(self, |pool| sqlx::query(TAKE)
-            .bind(&text)
-            .bind(holder)
-            .bind(lease_id)
-            .bind(now + ttl_ms)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected());
-        if taken != 1 {
-            return Ok(false);
-        }
-        // The lease is committed: a commit from now on sees it and refuses; one that committed
-        // before is visible here.
-        let (referenced,): (i64,) =
-            on_pool!(self, |pool| sqlx::query_as(REFERENCED).bind(&text).fetch_one(pool).await?);
-        if referenced != 0 {
-            on_pool!(self, |pool| {
-                sqlx::query(DROP_PENDING).bind(&text).execute(pool).await?;
-                sqlx::query(RELEASE).bind(&text).bind(lease_id).execute(pool).await?.rows_affected()
+        let mut claimed = Vec::new();
+        for chunk in digests.chunks(CHUNK) {
+            let taken: Vec<(String,)> = on_pool!(self, |pool| {
+                let mut take = sqlx::QueryBuilder::new(
+                    "INSERT INTO fill_leases (object_digest, holder, lease_id, expires_at) ",
+                );
+                take.push_values(chunk, |mut values, digest_value| {
+                    values
+                        .push_bind(digest_value.to_string())
+                        .push_bind(holder)
+                        .push_bind(lease_id)
+                        .push_bind(now + ttl_ms);
+                });
+                take.push(
+                    " ON CONFLICT (object_digest) DO UPDATE SET holder = excluded.holder, \
+                     lease_id = excluded.lease_id, expires_at = excluded.expires_at WHERE fill_leases.expires_at < ",
+                );
+                take.push_bind(now);
+                take.push(" RETURNING object_digest");
+                take.build_query_as().fetch_all(pool).await?
             });
-            return Ok(false);
+            if taken.is_empty() {
+                continue;
+            }
+            let taken: Vec<String> = taken.into_iter().map(|(text,)| text).collect();
+            // The leases are committed: a commit from now on sees them and refuses; one that
+            // committed before is visible here.
+            let referenced: HashSet<String> = on_pool!(self, |pool| {
+                let mut referenced = sqlx::QueryBuilder::new("SELECT digest FROM blobs WHERE digest IN (");
+                push_list(&mut referenced, &taken);
+                referenced
+                    .push(") UNION SELECT digest FROM manifests WHERE reference = digest AND digest IN (");
+                push_list(&mut referenced, &taken);
+                referenced.push(")");
+                referenced
+                    .build_query_as::<(String,)>()
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(|(text,)| text)
+                    .collect()
+            });
+            if !referenced.is_empty() {
+                let referenced: Vec<String> = referenced.iter().cloned().collect();
+                self.forget_deletions(&referenced, lease_id, true).await?;
+            }
+            for text in taken.into_iter().filter(|text| !referenced.contains(text)) {
+                claimed.push(digest(text)?);
+            }
         }
-        Ok(true)
+        Ok(claimed)
     }
 
     /// The object of a claimed digest is gone from storage: drop its queue entry and the lease.
     pub async fn finish_delete(&self, digest_value: &Digest, lease_id: &str) -> Result<()> {
-        const DROP_PENDING: &str = "DELETE FROM pending_deletes WHERE digest = $1";
-        const RELEASE: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
-        let text = digest_value.to_string();
-        on_pool!(self, |pool| {
-            let mut transaction = pool.begin().await?;
-            sqlx::query(DROP_PENDING).bind(&text).execute(&mut *transaction).await?;
-            sqlx::query(RELEASE).bind(&text).bind(lease_id).execute(&mut *transaction).await?;
-            transaction.commit().await?
-        });
-        Ok(())
+        self.finish_delete_many(std::slice::from_ref(digest_value), lease_id).await
+    }
+
+    /// The objects of claimed digests are gone from storage: drop their queue entries and leases.
+    pub async fn finish_delete_many(&self, digests: &[Digest], lease_id: &str) -> Result<()> {
+        let texts: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        self.forget_deletions(&texts, lease_id, true).await
     }
 
     /// Gives up a claim (the storage delete failed; the queue entry stays for the next sweep).
     pub async fn abandon_delete(&self, digest_value: &Digest, lease_id: &str) -> Result<()> {
-        const RELEASE: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
-        on_pool!(self, |pool| sqlx::query(RELEASE)
-            .bind(digest_value.to_string())
-            .bind(lease_id)
-            .execute(pool)
-            .await?
-            .rows_affected());
+        self.abandon_delete_many(std::slice::from_ref(digest_value), lease_id).await
+    }
+
+    /// Gives up claims (the storage deletes failed; the queue entries stay for the next sweep).
+    pub async fn abandon_delete_many(&self, digests: &[Digest], lease_id: &str) -> Result<()> {
+        let texts: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        self.forget_deletions(&texts, lease_id, false).await
+    }
+
+    /// Releases the sweeper's leases `lease_id` of `digests`, and with `dequeue` drops their queue
+    /// entries too, in one transaction per chunk.
+    async fn forget_deletions(&self, digests: &[String], lease_id: &str, dequeue: bool) -> Result<()> {
+        for chunk in digests.chunks(CHUNK) {
+            on_pool!(self, |pool| {
+                let mut transaction = pool.begin().await?;
+                if dequeue {
+                    let mut drop_pending =
+                        sqlx::QueryBuilder::new("DELETE FROM pending_deletes WHERE digest IN (");
+                    push_list(&mut drop_pending, chunk);
+                    drop_pending.push(")");
+                    drop_pending.build().execute(&mut *transaction).await?;
+                }
+                let mut release = sqlx::QueryBuilder::new("DELETE FROM fill_leases WHERE lease_id = ");
+                release.push_bind(lease_id);
+                release.push(" AND object_digest IN (");
+                push_list(&mut release, chunk);
+                release.push(")");
+                release.build().execute(&mut *transaction).await?;
+                transaction.commit().await?
+            });
+        }
         Ok(())
     }
 

@@ -3,9 +3,9 @@
 -- hourly traffic per group, background jobs, and maintenance coordination across nodes.
 ALTER TABLE blobs ADD COLUMN hits BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE manifests ADD COLUMN hits BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX blobs_by_read ON blobs (group_path, read_at);
+CREATE INDEX blobs_by_read ON blobs (group_path, read_at, digest);
 CREATE INDEX blobs_by_digest ON blobs (digest);
-CREATE INDEX manifests_by_read ON manifests (group_path, read_at);
+CREATE INDEX manifests_by_read ON manifests (group_path, read_at, digest);
 
 -- An index's child manifests, an image manifest's config and layers; written when the manifest is
 -- stored, removed with its digest row.
@@ -23,6 +23,7 @@ CREATE TABLE pending_deletes (
     size    BIGINT NOT NULL,
     due_at  BIGINT NOT NULL
 );
+CREATE INDEX pending_deletes_by_due ON pending_deletes (due_at);
 
 -- Client traffic per group and hour (unix ms of the hour's start).
 CREATE TABLE group_traffic (

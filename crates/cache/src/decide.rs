@@ -159,15 +159,9 @@ impl Cache {
         if let Ok(Decision::Serve { object, .. }) = &decision {
             let now = self.clock.now_ms();
             let bytes = if head { 0 } else { object.size };
-            match &key.reference {
-                Reference::Digest(_) => self.reads.manifest_read(&[&key], now, bytes),
-                // A tag hit reads the tag and the manifest it points at.
-                Reference::Tag(_) => {
-                    let by_digest =
-                        ManifestKey { reference: Reference::Digest(object.digest.clone()), ..key.clone() };
-                    self.reads.manifest_read(&[&key, &by_digest], now, bytes);
-                }
-            }
+            // A tag hit reads the tag and the manifest it points at.
+            let points_at = matches!(key.reference, Reference::Tag(_)).then_some(&object.digest);
+            self.reads.manifest_read(&key, points_at, now, bytes);
         }
         decision
     }

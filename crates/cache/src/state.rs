@@ -114,8 +114,7 @@ impl Cache {
             let now = self.clock.now_ms();
             let hour = now - now.rem_euclid(HOUR_MS);
             let blobs: Vec<_> = batch.blobs.iter().map(|(key, reads)| (key.clone(), *reads)).collect();
-            let manifests: Vec<_> =
-                batch.manifests.iter().map(|(key, reads)| (key.clone(), *reads)).collect();
+            let manifests = batch.manifest_rows();
             let traffic: Vec<_> =
                 batch.traffic.iter().map(|(group, traffic)| (group.clone(), *traffic)).collect();
             let metadata = self.catalog.metadata();

@@ -23,6 +23,8 @@ pub(crate) struct Schedule {
     running: AtomicBool,
     /// Sweeps completed (for whoever waits for one).
     completed: watch::Sender<u64>,
+    /// When the sweep's current batch started.
+    busy_since: Mutex<std::time::Instant>,
 }
 
 impl Default for Schedule {
@@ -33,6 +35,7 @@ impl Default for Schedule {
             nudged: AtomicBool::new(false),
             running: AtomicBool::new(false),
             completed: watch::channel(0).0,
+            busy_since: Mutex::new(std::time::Instant::now()),
         }
     }
 }
@@ -78,6 +81,20 @@ impl Schedule {
 
     pub(crate) fn completed(&self) -> u64 {
         *self.completed.borrow()
+    }
+
+    /// Starts the sweep's duty cycle (see [`Schedule::pause_between_batches`]).
+    pub(crate) fn start_pacing(&self) {
+        *self.busy_since.lock().unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
+    }
+
+    /// Pauses as long as the sweep has just worked (at most a second), so a sweep takes at most
+    /// about half of the machine from the hits it shares it with; a sweep of 100 000 objects
+    /// under full hit load otherwise raised the hits' p99 past 20 ms.
+    pub(crate) async fn pause_between_batches(&self) {
+        let busy = self.busy_since.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
+        tokio::time::sleep(busy.min(std::time::Duration::from_secs(1))).await;
+        self.start_pacing();
     }
 
     pub(crate) fn sweep_started(&self) {

@@ -57,6 +57,7 @@ impl Lifecycle {
             return Ok(SweepReport { skipped: true, ..SweepReport::default() });
         }
         let started = Instant::now();
+        self.schedule.start_pacing();
         let mut report = SweepReport::default();
         let outcome = self.sweep_holding(&holder, &mut report).await;
         if let Err(error) = self.metadata.release_maintenance_lease("sweep", &holder).await {
@@ -233,6 +234,7 @@ impl Lifecycle {
             let (deleted, deleted_bytes) = self.delete_batch(&fresh, holder, report).await?;
             objects += deleted;
             bytes += deleted_bytes;
+            self.keep_lease(holder).await?;
         }
         Ok((objects, bytes))
     }
@@ -357,7 +359,9 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Between batches: pauses (the duty cycle), then renews the sweep lease.
     async fn keep_lease(&self, holder: &str) -> Result<(), LifecycleError> {
+        self.schedule.pause_between_batches().await;
         if self.renew_sweep_lease(holder).await? {
             Ok(())
         } else {

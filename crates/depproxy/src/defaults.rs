@@ -19,7 +19,7 @@ pub const FLAG_UPSTREAM_NAME: &str = "default-upstream";
 /// `[limits]`
 pub const MAX_BLOB_SIZE: u64 = 10 << 30;
 pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
-pub const FILL_WINDOW: u64 = 1 << 20;
+pub const FILL_WINDOW: u64 = 4 << 20;
 pub const FILL_MEMORY: u64 = 64 << 20;
 pub const MAX_CONCURRENT_FILLS: usize = 256;
 pub const FILL_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -143,6 +143,7 @@ async fn a_purged_image_is_fetched_again_by_the_next_pull_and_the_others_stay() 
         upstream.log()
     );
     assert_eq!(upstream.count("GET", &format!("/blobs/{}", purged[0])), 1);
+    proxy.fills_settled().await;
     let stats = proxy.lifecycle.stats(Some("default")).await.unwrap();
     assert_eq!(stats.groups[0].tags, 2);
 }

@@ -276,8 +276,20 @@ fn warms_a_real_registry_through_split_mode_processes() {
     assert_eq!(summary.images, 3, "{summary}");
     assert!(summary.manifests >= 5, "the index, its platforms and two images: {summary}");
 
-    // The gateway commits a fill after the last byte went out; give it a moment to settle.
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // The gateway commits a fill after the last byte went out: wait until every upstream GET has
+    // a finished fill in its metrics.
+    let finished_fills = || {
+        let url = format!("{}/metrics", proxy.url());
+        let metrics = support::processes::run(std::process::Command::new("curl").args(["-sf", &url]));
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("depproxy_fills_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as usize
+    };
+    support::processes::wait_until("fills did not finish", std::time::Duration::from_secs(30), || {
+        finished_fills() >= registry.count("GET", "/blobs/") + registry.count("GET", "/manifests/")
+    });
     let blobs = registry.count("GET", "/blobs/");
     let manifests = registry.count("GET", "/manifests/");
     let work = tempfile::tempdir().unwrap();

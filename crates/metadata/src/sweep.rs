@@ -84,6 +84,18 @@ struct CandidateRow {
     read_at: i64,
 }
 
+impl CandidateRow {
+    fn into_object_row(self, group: &GroupPath) -> Result<ObjectRow> {
+        Ok(ObjectRow {
+            group: group.clone(),
+            image: self.image.map(image).transpose()?,
+            digest: digest(self.digest)?,
+            size: self.size.max(0) as u64,
+            read_at: self.read_at,
+        })
+    }
+}
+
 fn digest(text: String) -> Result<Digest> {
     text.parse().map_err(|_| MetadataError::CorruptDigest(text))
 }
@@ -171,17 +183,7 @@ impl Metadata {
         }
         rows.sort_by(|a, b| (a.read_at, &a.digest).cmp(&(b.read_at, &b.digest)));
         rows.truncate(limit);
-        rows.into_iter()
-            .map(|row| {
-                Ok(ObjectRow {
-                    group: group.clone(),
-                    image: row.image.map(image).transpose()?,
-                    digest: digest(row.digest)?,
-                    size: row.size.max(0) as u64,
-                    read_at: row.read_at,
-                })
-            })
-            .collect()
+        rows.into_iter().map(|row| row.into_object_row(group)).collect()
     }
 
     /// Objects across all groups, least recently read (by any group) first, after `cursor`.
@@ -633,17 +635,7 @@ impl Metadata {
             .bind(image_name.as_str())
             .fetch_all(pool)
             .await?);
-        rows.into_iter()
-            .map(|row| {
-                Ok(ObjectRow {
-                    group: group.clone(),
-                    image: row.image.map(image).transpose()?,
-                    digest: digest(row.digest)?,
-                    size: row.size.max(0) as u64,
-                    read_at: row.read_at,
-                })
-            })
-            .collect()
+        rows.into_iter().map(|row| row.into_object_row(group)).collect()
     }
 
     /// Blob rows of `group` among `digests`.

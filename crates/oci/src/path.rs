@@ -123,7 +123,7 @@ pub fn parse_v2_path(path: &str) -> Result<Endpoint, OciError> {
         match keyword {
             "manifests" => {
                 let image = parse_image(&name())?;
-                return Ok(Endpoint::Manifest { image, reference: Reference::parse(last)? });
+                return Ok(Endpoint::Manifest { image, reference: parse_reference(last)? });
             }
             "blobs" => {
                 let image = parse_image(&name())?;
@@ -137,6 +137,15 @@ pub fn parse_v2_path(path: &str) -> Result<Endpoint, OciError> {
         }
     }
     Err(not_found(path))
+}
+
+/// A manifest reference. A malformed tag names no manifest that could exist, and the distribution
+/// spec says a manifest that is not found MUST be 404 (`TAG_INVALID` is a push error).
+fn parse_reference(input: &str) -> Result<Reference, OciError> {
+    Reference::parse(input).map_err(|error| match error.code {
+        ErrorCode::TagInvalid => OciError::new(ErrorCode::ManifestUnknown, format!("no manifest {input:?}")),
+        _ => error,
+    })
 }
 
 fn parse_digest(input: &str) -> Result<Digest, OciError> {
@@ -240,7 +249,9 @@ mod tests {
         assert_eq!(code("/v2/a/blobs/sha256:%2f%2e%2e"), ErrorCode::DigestInvalid);
         assert_eq!(code("/v2/a/blobs/latest"), ErrorCode::DigestInvalid);
         assert_eq!(code("/v2/a/manifests/sha256:12"), ErrorCode::DigestInvalid);
-        assert_eq!(code("/v2/a/manifests/-bad"), ErrorCode::TagInvalid);
+        assert_eq!(code("/v2/a/manifests/-bad"), ErrorCode::ManifestUnknown);
+        assert_eq!(code("/v2/a/manifests/.INVALID_MANIFEST_NAME"), ErrorCode::ManifestUnknown);
+        assert_eq!(parse_v2_path("/v2/a/manifests/-v1").unwrap_err().status, http::StatusCode::NOT_FOUND);
         assert_eq!(code("/v2/dependency_proxy/containers/a/manifests/v1"), ErrorCode::NameInvalid);
         assert_eq!(code("/v2/a/unknown/x"), ErrorCode::Unsupported);
         assert_eq!(parse_v2_path("/v3/").unwrap_err().status, http::StatusCode::NOT_FOUND);

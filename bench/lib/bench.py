@@ -721,6 +721,7 @@ ROWS = [
     ("B5d.rps", "B5 manifest by digest, 64 conns: req/s", "req/s", "high"),
     ("B5d.p99", "B5 manifest by digest: p99", "ms", "low"),
     ("B5a.anon.rps", "B5a manifest by tag, anonymous group: req/s", "req/s", "high"),
+    ("B5a.anongroup.rps", "B5a manifest by tag, anonymous group in the group URL form: req/s", "req/s", "high"),
     ("B5a.bearer.rps", "B5a manifest by tag, token group, Bearer JWT: req/s", "req/s", "high"),
     ("B5a.basic.rps", "B5a manifest by tag, token group, Basic access token: req/s", "req/s", "high"),
     ("B5a.bearer.p99", "B5a token group, Bearer JWT: p99", "ms", "low"),
@@ -897,6 +898,11 @@ def target_lines(med, meta):
         add("B5a token group (Bearer) ≥ 0.95× anonymous req/s", f"{b / a:.2f}×", b / a >= 0.95)
     if a and s:
         add("B5a token group (Basic) ≥ 0.95× anonymous req/s", f"{s / a:.2f}×", s / a >= 0.95)
+    ag = g("B5a.anongroup.rps", "depproxy")
+    if ag and b:
+        add("B5a token group (Bearer) ≥ 0.95× anonymous, same URL form", f"{b / ag:.2f}×", b / ag >= 0.95)
+    if ag and s:
+        add("B5a token group (Basic) ≥ 0.95× anonymous, same URL form", f"{s / ag:.2f}×", s / ag >= 0.95)
     v = g("B5a.token.rps", "depproxy")
     if v:
         add("B5a token endpoint ≥ 5 000 grants/s", f"{v:.0f}/s", v >= 5000)

@@ -287,22 +287,28 @@ scenario_B5a() {
   jwt=$(curl -sf -u "bench:$secret" "$url/v2/token?service=depproxy&scope=$scope" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   local anon=$url/v2/lab/tiny/manifests/v1
+  # The anonymous group in the token group's URL form: the same path work, so the ratio of the
+  # two is the cost of access control alone.
+  local anongroup=$url/v2/default/dependency_proxy/containers/lab/tiny/manifests/v1
   local private=$url/v2/private/dependency_proxy/containers/lab/tiny/manifests/v1
   basic="Basic $(printf 'bench:%s' "$secret" | base64 -w0)"
   for _ in 1 2; do
     curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" "$anon" || note "B5a: anonymous manifest failed"
+    curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" "$anongroup" || note "B5a: anonymous group-form manifest failed"
     curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" -H "Authorization: Bearer $jwt" "$private" ||
       note "B5a: token-group manifest failed"
   done
   note_cmd "# B5a (one depproxy, an anonymous and a token group; \$TOKEN from depproxy token create, \$JWT from /v2/token):"
   note_cmd "wrk -t$B5_THREADS -c$B5_CONN -d${B5_SECONDS}s --latency -H 'Accept: $MT_MANIFEST' $anon"
+  note_cmd "wrk ... $anongroup   (the anonymous group in the group URL form)"
   note_cmd "wrk ... -H 'Authorization: Bearer \$JWT' $private"
   note_cmd "wrk ... -H 'Authorization: Basic base64(bench:\$TOKEN)' $private"
   note_cmd "wrk ... -H 'Authorization: Basic base64(bench:\$TOKEN)' '$url/v2/token?service=depproxy&scope=$scope'"
   for ((rep = 1; rep <= REPS; rep++)); do
-    for row in anon bearer basic token; do
+    for row in anon anongroup bearer basic token; do
       case $row in
         anon) auth=() target=$anon ;;
+        anongroup) auth=() target=$anongroup ;;
         bearer) auth=(-H "Authorization: Bearer $jwt") target=$private ;;
         basic) auth=(-H "Authorization: $basic") target=$private ;;
         token) auth=(-H "Authorization: $basic") target="$url/v2/token?service=depproxy&scope=$scope" ;;

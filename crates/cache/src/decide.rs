@@ -38,6 +38,9 @@ pub enum Decision {
 #[derive(Debug, Clone)]
 pub struct Fetch {
     pub kind: ObjectKind,
+    /// The configured upstream's name: the gateway fetches through that upstream's own HTTP
+    /// client (its CA, its redirect rules).
+    pub upstream: String,
     /// Absolute upstream URL of the object.
     pub url: String,
     /// The complete upstream request header set (`Authorization`, `Accept`).
@@ -302,6 +305,7 @@ impl Cache {
         let expected_digest = reference.as_digest().cloned();
         Ok(Decision::Fetch(Fetch {
             kind,
+            upstream: upstream.name().to_owned(),
             url: upstream.object_url(repository, kind, reference),
             headers,
             fill_key: fill_key(&group.path, kind, repository, reference, expected_digest.as_ref()),

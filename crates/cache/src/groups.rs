@@ -192,6 +192,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 header_timeout: Duration::from_secs(30),
                 extra_ca_pem: Vec::new(),
+                redirect_allow: Vec::new(),
             },
             metrics: upstream::UpstreamMetrics::default(),
         })

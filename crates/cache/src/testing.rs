@@ -37,6 +37,7 @@ pub fn upstream_client(url: &str) -> UpstreamClient {
             connect_timeout: Duration::from_secs(2),
             header_timeout: Duration::from_secs(5),
             extra_ca_pem: Vec::new(),
+            redirect_allow: Vec::new(),
         },
         metrics: UpstreamMetrics::default(),
     })

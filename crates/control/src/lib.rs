@@ -20,3 +20,4 @@ mod upload;
 
 pub use error::ControlError;
 pub use plane::{ControlParts, ControlPlane};
+pub use token_endpoint::{TokenRequest, parse_token_request};

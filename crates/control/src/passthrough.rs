@@ -26,7 +26,7 @@ pub(crate) async fn tags_list(resolved: &Resolved, uri: &Uri) -> Result<Response
     )?;
     let upstream_path = format!("/v2/{repository}/tags/list");
     let link =
-        document.link.as_deref().map(|link| rewrite_link(link, &upstream_path, uri.path(), uri.query()));
+        document.link.as_deref().and_then(|link| rewrite_link(link, &upstream_path, uri.path(), uri.query()));
     Ok(document_response(document.content_type.as_deref(), link, document.body))
 }
 
@@ -50,7 +50,7 @@ pub(crate) async fn referrers(
     )?;
     let upstream_path = format!("/v2/{repository}/referrers/{digest}");
     let link =
-        document.link.as_deref().map(|link| rewrite_link(link, &upstream_path, uri.path(), uri.query()));
+        document.link.as_deref().and_then(|link| rewrite_link(link, &upstream_path, uri.path(), uri.query()));
     let mut response = document_response(Some(oci::media::OCI_INDEX), link, document.body);
     // Only upstream knows whether it applied the `artifactType` filter we forwarded.
     if let Some(applied) = document.filters_applied
@@ -94,13 +94,32 @@ fn forwarded_query(query: Option<&str>, allowed: &[&str]) -> String {
 }
 
 /// Points a pagination `Link` at the proxy: upstream's path (and host) become the client's path;
-/// the client's own routing parameters (`ns`) are kept.
-fn rewrite_link(link: &str, upstream_path: &str, client_path: &str, client_query: Option<&str>) -> String {
-    let Some(start) = link.find('<') else { return link.to_owned() };
-    let Some(end) = link[start..].find('>').map(|end| start + end) else { return link.to_owned() };
+/// the client's own routing parameters (`ns`) are kept. A link that is not the same listing's
+/// next page is dropped: passed on, it would send clients to another host.
+fn rewrite_link(
+    link: &str,
+    upstream_path: &str,
+    client_path: &str,
+    client_query: Option<&str>,
+) -> Option<String> {
+    let start = link.find('<')?;
+    let end = link[start..].find('>').map(|end| start + end)?;
     let target = &link[start + 1..end];
-    let Some(at) = target.find(upstream_path) else { return link.to_owned() };
-    let rest = &target[at + upstream_path.len()..];
+    let path_and_query = if target.starts_with('/') {
+        target
+    } else {
+        let parsed = url::Url::parse(target).ok()?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return None;
+        }
+        let host_end = target.find("://")? + 3;
+        let path_at = target[host_end..].find('/')? + host_end;
+        &target[path_at..]
+    };
+    let rest = path_and_query.strip_prefix(upstream_path)?;
+    if !(rest.is_empty() || rest.starts_with('?')) || rest.contains('#') {
+        return None;
+    }
     let namespace = oci::registry::namespace_parameter(client_query)
         .map(|ns| url::form_urlencoded::Serializer::new(String::new()).append_pair("ns", &ns).finish());
     let rest = match (namespace, rest.is_empty()) {
@@ -108,7 +127,7 @@ fn rewrite_link(link: &str, upstream_path: &str, client_path: &str, client_query
         (Some(ns), false) => format!("{rest}&{ns}"),
         (None, _) => rest.to_owned(),
     };
-    format!("{}<{client_path}{rest}>{}", &link[..start], &link[end + 1..])
+    Some(format!("{}<{client_path}{rest}>{}", &link[..start], &link[end + 1..]))
 }
 
 #[cfg(test)]
@@ -124,7 +143,7 @@ mod tests {
                 "/v2/alpine/tags/list",
                 None
             ),
-            "</v2/alpine/tags/list?last=3.19&n=2>; rel=\"next\""
+            Some("</v2/alpine/tags/list?last=3.19&n=2>; rel=\"next\"".to_owned())
         );
         assert_eq!(
             rewrite_link(
@@ -133,8 +152,22 @@ mod tests {
                 "/v2/x/tags/list",
                 Some("ns=up.example")
             ),
-            "</v2/x/tags/list?n=1&last=a&ns=up.example>; rel=\"next\""
+            Some("</v2/x/tags/list?n=1&last=a&ns=up.example>; rel=\"next\"".to_owned())
         );
+    }
+
+    #[test]
+    fn links_that_are_not_the_next_page_are_dropped() {
+        for link in [
+            "<https://evil.example/steal>; rel=\"next\"",
+            "<https://evil.example/x?/v2/x/tags/list>; rel=\"next\"",
+            "</v2/x/tags/list/../../other>; rel=\"next\"",
+            "</v2/y/tags/list?n=1>; rel=\"next\"",
+            "<javascript:alert(1)>",
+            "no brackets",
+        ] {
+            assert_eq!(rewrite_link(link, "/v2/x/tags/list", "/v2/x/tags/list", None), None, "{link}");
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ fn send_dependency(fetch: Fetch, uri: &Uri) -> Result<Response, ControlError> {
         v: CONTRACT_VERSION,
         kind: fetch.kind,
         fill_key: fetch.fill_key,
+        upstream: fetch.upstream,
         url: fetch.url,
         headers: injector::header_list(&fetch.headers),
         expected_digest: fetch.expected_digest,
@@ -125,6 +126,7 @@ mod tests {
         headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         let fetch = Fetch {
             kind: oci::ObjectKind::Blob,
+            upstream: "lab".into(),
             url: "https://up.example/v2/a/blobs/x".into(),
             headers,
             expected_digest: Some(Digest::of(b"b")),

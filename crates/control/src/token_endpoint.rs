@@ -24,12 +24,12 @@ use crate::plane::ControlPlane;
 pub(crate) const MAX_FORM: usize = 64 * 1024;
 
 /// What the client asked for.
-struct TokenRequest {
-    scopes: Vec<Scope>,
-    offline: bool,
+pub struct TokenRequest {
+    pub scopes: Vec<Scope>,
+    pub offline: bool,
     /// `grant_type=refresh_token`
-    refresh_token: Option<String>,
-    credentials: Option<Credentials>,
+    pub refresh_token: Option<String>,
+    pub credentials: Option<Credentials>,
 }
 
 #[derive(Serialize)]
@@ -52,7 +52,18 @@ fn parse_request(
     body: &[u8],
     caller: Caller,
 ) -> Result<TokenRequest, ControlError> {
-    let query = pairs(uri.query().unwrap_or(""));
+    let mut request = parse_token_request(method, uri.query().unwrap_or(""), body)?;
+    if method == Method::GET {
+        request.credentials = caller.credentials;
+    }
+    Ok(request)
+}
+
+/// Parses a token request from its query string (without `?`) and, unless `method` is `GET`, its
+/// form body. Pure (no I/O), so the fuzz target in `fuzz/` drives it. A `GET` carries its
+/// credentials in the `Authorization` header, which the caller adds: here they are `None`.
+pub fn parse_token_request(method: &Method, query: &str, body: &[u8]) -> Result<TokenRequest, OciError> {
+    let query = pairs(query);
     let truthy = |value: &str| matches!(value, "true" | "1" | "yes");
     if method == Method::GET {
         return Ok(TokenRequest {
@@ -61,7 +72,7 @@ fn parse_request(
             ),
             offline: query.iter().any(|(key, value)| key == "offline_token" && truthy(value)),
             refresh_token: None,
-            credentials: caller.credentials,
+            credentials: None,
         });
     }
     let text = std::str::from_utf8(body).map_err(|_| {
@@ -94,8 +105,7 @@ fn parse_request(
             ErrorCode::Unsupported,
             format!("grant_type {:?} is not supported (password or refresh_token)", other.unwrap_or("")),
         )
-        .with_status(http::StatusCode::BAD_REQUEST)
-        .into()),
+        .with_status(http::StatusCode::BAD_REQUEST)),
     }
 }
 

@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use axum::Router;
 use cache::{Cache, CacheMetrics, Clock, GroupSettings, Groups, UpstreamRoute};
 use control::{ControlParts, ControlPlane};
-use gateway::{ControlChannel, Gateway, GatewayMetrics, GatewayParts, GatewaySettings, Observability};
+use gateway::{
+    ControlChannel, Gateway, GatewayMetrics, GatewayParts, GatewaySettings, Observability, UpstreamHttp,
+};
 use injector::{RequestSigner, RequestVerifier, Secret};
 use lifecycle::{GroupPolicy, Lifecycle, LifecycleMetrics, SweepSettings};
 use metadata::Metadata;
@@ -18,7 +20,7 @@ use storage::{BlobStore, FsStore, S3Store};
 use supervisor::Supervisor;
 use upstream::{Credentials, HttpOptions, UpstreamClient, UpstreamConfig, UpstreamMetrics};
 
-use crate::config::{Config, StorageConfig};
+use crate::config::{Config, ResolvedUpstream, StorageConfig};
 use crate::defaults;
 
 /// What a process runs with besides its configuration: its clock, its metrics, and the
@@ -58,11 +60,12 @@ impl Default for Runtime {
     }
 }
 
-fn http_options(config: &Config, ca_pem: Option<&Vec<u8>>) -> HttpOptions {
+fn http_options(config: &Config, upstream: &ResolvedUpstream) -> HttpOptions {
     HttpOptions {
         connect_timeout: config.connect_timeout,
         header_timeout: config.header_timeout,
-        extra_ca_pem: ca_pem.into_iter().cloned().collect(),
+        extra_ca_pem: upstream.ca_pem.iter().cloned().collect(),
+        redirect_allow: upstream.redirect_allow.clone(),
     }
 }
 
@@ -209,7 +212,7 @@ pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Resul
             name: upstream.name.clone(),
             url: upstream.url.clone(),
             credentials,
-            http: http_options(config, upstream.ca_pem.as_ref()),
+            http: http_options(config, upstream),
             metrics: metrics.clone(),
         })
         .with_context(|| format!("upstream {:?}", upstream.name))?;
@@ -298,6 +301,19 @@ pub fn write_new_secret(path: &std::path::Path) -> std::io::Result<()> {
     writeln!(file, "{}", secret.to_base64())
 }
 
+/// The gateway's HTTP clients, one pooled client per upstream: its CA is trusted for it alone (a
+/// lab CA must not be able to impersonate Docker Hub), its redirects follow its own rules.
+pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
+    let mut clients = HashMap::new();
+    for upstream in &config.upstreams {
+        let options = http_options(config, upstream);
+        let client = upstream::build_http_client(&options, &upstream.url)
+            .with_context(|| format!("upstream {:?}: HTTP client", upstream.name))?;
+        clients.insert(upstream.name.clone(), client);
+    }
+    Ok(UpstreamHttp::new(clients))
+}
+
 /// The gateway, reaching the control plane through `channel`. Takes the runtime's registry
 /// (rendered at `/metrics`), so call it last.
 pub async fn gateway(
@@ -312,11 +328,7 @@ pub async fn gateway(
     if orphans > 0 {
         tracing::info!(orphans, "removed temp data left by an earlier run");
     }
-    // One pooled client for all upstream object GETs, trusting every configured CA bundle.
-    let all_cas: Vec<Vec<u8>> =
-        config.upstreams.iter().filter_map(|upstream| upstream.ca_pem.clone()).collect();
-    let options = HttpOptions { extra_ca_pem: all_cas, ..http_options(config, None) };
-    let upstream_http = upstream::build_http_client(&options).context("upstream HTTP client")?;
+    let upstream_http = upstream_http(config)?;
     let settings = GatewaySettings {
         node_id: config.node_id.clone(),
         idle_timeout: config.idle_timeout,

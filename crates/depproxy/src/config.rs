@@ -145,6 +145,10 @@ pub struct UpstreamEntry {
     pub password_env: Option<String>,
     /// PEM bundle of extra CA certificates trusted for this upstream.
     pub ca_file: Option<PathBuf>,
+    /// Where this upstream's redirects and token realms may lead besides its own origin and
+    /// public https addresses: `host`, `host:port`, addresses or CIDR networks.
+    #[serde(default)]
+    pub redirect_allow: Vec<String>,
     /// Also serve this upstream at `/v2/<name>/<image>` (the prefix wins over a root-mirror image
     /// whose first path component is the same word).
     #[serde(default)]
@@ -414,6 +418,7 @@ pub struct ResolvedUpstream {
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub ca_pem: Option<Vec<u8>>,
+    pub redirect_allow: Vec<upstream::AllowEntry>,
     pub path_prefix: bool,
 }
 
@@ -803,12 +808,19 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
         ),
         None => None,
     };
+    let redirect_allow = entry
+        .redirect_allow
+        .iter()
+        .map(|text| upstream::AllowEntry::parse(text))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("upstream {:?}: redirect_allow", entry.name))?;
     Ok(ResolvedUpstream {
         name: entry.name,
         url,
         username: entry.username,
         password,
         ca_pem,
+        redirect_allow,
         path_prefix: entry.path_prefix,
     })
 }

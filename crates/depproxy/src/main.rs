@@ -28,9 +28,6 @@ enum Command {
         /// File holding the 32-byte secret shared with the gateways (base64 or hex).
         #[arg(long, env = "DEPPROXY_SECRET_FILE")]
         secret_file: PathBuf,
-        /// Also serve Prometheus metrics (upstream requests by kind) at this address.
-        #[arg(long, env = "DEPPROXY_METRICS_LISTEN")]
-        metrics_listen: Option<SocketAddr>,
     },
     /// Run a gateway alone (split mode), deciding through the control plane at --control-url.
     Gateway {
@@ -169,6 +166,7 @@ impl StoreArgs {
             upstream: None,
             config: self.config.clone(),
             admin_listen: None,
+            metrics_listen: None,
         }
         .resolve()
     }
@@ -191,6 +189,10 @@ struct CommonArgs {
     /// Address of the admin API (`serve`, `control`) [default: 127.0.0.1:5080].
     #[arg(long, env = "DEPPROXY_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics at this address instead of at /metrics of the public listener
+    /// (`serve`, `gateway`); the control plane's metrics are only served here.
+    #[arg(long, env = "DEPPROXY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl CommonArgs {
@@ -241,9 +243,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let server_metrics = runtime.server_metrics.clone();
             let (gateway, control) = app::serve_node(&config, runtime).await?;
             start_admin(&config, app::admin_router(&control, &supervisor), server_metrics.clone())?;
-            listen("depproxy serve", &config, gateway.router(), server_metrics, &supervisor).await
+            let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
+            listen("depproxy serve", &config, router, server_metrics, &supervisor).await
         }
-        Command::Control { common, secret_file, metrics_listen } => {
+        Command::Control { common, secret_file } => {
             let config = common.resolve()?;
             if config.uses_tokens() && config.auth.signing_key_file.is_none() {
                 anyhow::bail!(
@@ -257,23 +260,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let router = node.router.clone();
             let server_metrics = runtime.server_metrics.clone();
             start_admin(&config, app::admin_router(&node, &runtime.supervisor), server_metrics.clone())?;
-            if let Some(address) = metrics_listen {
-                let listener = bind(address).await?;
-                let limits = config.server;
+            if let Some(address) = common.metrics_listen {
                 let metrics = app::metrics_router(runtime.registry);
-                let counted = server_metrics.clone();
-                tokio::spawn(async move {
-                    let serving = depproxy::server::run_server(
-                        listener,
-                        metrics,
-                        limits,
-                        counted,
-                        std::future::pending(),
-                    );
-                    if let Err(error) = serving.await {
-                        tracing::error!(%error, "metrics listener failed");
-                    }
-                });
+                start_metrics(address, metrics, &config, &server_metrics).await?;
             }
             listen("depproxy control", &config, router, server_metrics, &runtime.supervisor).await
         }
@@ -285,7 +274,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
             let gateway = app::gateway(&config, channel, &secret, runtime).await?;
-            listen("depproxy gateway", &config, gateway.router(), server_metrics, &supervisor).await
+            let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
+            listen("depproxy gateway", &config, router, server_metrics, &supervisor).await
         }
         Command::CheckConfig { file } => {
             let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
@@ -349,6 +339,43 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<Secret> {
 
 async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     depproxy::server::bind(address).with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Serves `router` (the metrics endpoint) at `address`, in the background.
+async fn start_metrics(
+    address: SocketAddr,
+    router: axum::Router,
+    config: &Config,
+    server_metrics: &depproxy::server::ServerMetrics,
+) -> anyhow::Result<()> {
+    let listener = bind(address).await.context("metrics listener")?;
+    tracing::info!(%address, "metrics listening");
+    let limits = config.server;
+    let counted = server_metrics.clone();
+    tokio::spawn(async move {
+        let serving = depproxy::server::run_server(listener, router, limits, counted, std::future::pending());
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
+/// The gateway's public router: with `/metrics`, or without it when a metrics listener of its
+/// own is asked for (metrics name upstream hosts and groups: not for every client to read).
+async fn public_router(
+    gateway: &std::sync::Arc<gateway::Gateway>,
+    config: &Config,
+    metrics_listen: Option<SocketAddr>,
+    server_metrics: &depproxy::server::ServerMetrics,
+) -> anyhow::Result<axum::Router> {
+    match metrics_listen {
+        None => Ok(gateway.router()),
+        Some(address) => {
+            start_metrics(address, gateway.metrics_router(), config, server_metrics).await?;
+            Ok(gateway.router_without_metrics())
+        }
+    }
 }
 
 /// Starts the admin API. The default address may be taken (another instance on this host): then

@@ -10,8 +10,8 @@
 mod support;
 
 use support::processes::{
-    Containerd, Depproxy, Registry, TestCertificates, dir_contents, push_test_images, require_tools, run,
-    skopeo_pull,
+    Containerd, Depproxy, Process, Registry, TestCertificates, dir_contents, free_port, push_test_images,
+    require_tools, run, skopeo_pull, wait_http_ok,
 };
 
 #[test]
@@ -109,6 +109,31 @@ recheck = "2s"
 }
 
 #[test]
+fn metrics_can_live_on_a_listener_of_their_own() {
+    require_tools(&["curl"]);
+    let data_dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut command = std::process::Command::new(Depproxy::binary());
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", "http://127.0.0.1:9"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(data_dir.path());
+    let _serve = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
+    wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
+    let status = |url: String| {
+        run(std::process::Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]))
+    };
+    assert_eq!(status(format!("http://127.0.0.1:{port}/metrics")), "404", "not on the public listener");
+    let metrics =
+        run(std::process::Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{metrics_port}/metrics")]));
+    assert!(metrics.contains("depproxy_connections_open"), "{metrics}");
+    assert!(metrics.contains("depproxy_fills"), "the gateway's metrics are there: {metrics}");
+}
+
+#[test]
 fn a_private_ca_per_upstream() {
     require_tools(&["docker-registry", "skopeo", "openssl", "python3", "curl"]);
     let certificates = TestCertificates::generate();
@@ -137,4 +162,28 @@ fn a_private_ca_per_upstream() {
     ]));
     assert!(answer.ends_with("\n502"), "{answer}");
     assert!(answer.contains("UNAVAILABLE"), "{answer}");
+
+    // One upstream's CA is trusted for that upstream only: the gateway's client of another
+    // upstream (here: the same server, configured without ca_file) refuses its certificate.
+    let two = format!(
+        "{}[[upstream]]\nname = \"other\"\nurl = \"https://{}\"\n",
+        config(&format!("ca_file = \"{}\"", certificates.ca_cert.display())),
+        registry.address()
+    );
+    let resolved = depproxy::config::Config::resolve(
+        toml::from_str(&two).unwrap(),
+        &depproxy::config::Overrides::default(),
+    )
+    .unwrap();
+    support::install_crypto();
+    let clients = depproxy::app::upstream_http(&resolved).unwrap();
+    let url = format!("https://{}/v2/", registry.address());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let private = clients.client("private").unwrap().get(&url).send().await;
+        assert!(private.is_ok(), "the upstream with the CA connects: {private:?}");
+        let other = clients.client("other").unwrap().get(&url).send().await;
+        let error = other.expect_err("the lab CA must not be trusted for another upstream");
+        assert!(upstream::error_chain(&error).to_lowercase().contains("certificate"), "{error:?}");
+    });
 }

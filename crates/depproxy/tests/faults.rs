@@ -34,6 +34,16 @@ struct Setup {
     url: String,
 }
 
+/// The fake CDNs and raw servers of these tests listen on 127.0.0.1 beside the upstream: another
+/// origin on a private address, which a redirect may lead to only when `redirect_allow` lists it.
+fn loopback_redirects(url: &str) -> Options {
+    Options::toml(
+        "[[upstream]]\nname = \"lab\"\nurl = \"http://replaced.invalid\"\nredirect_allow = [\"127.0.0.1\"]\n\
+         [[group]]\npath = \"default\"\nupstream = \"lab\"\n",
+    )
+    .with_upstream(url)
+}
+
 async fn setup(options: impl FnOnce(&str) -> Options) -> Setup {
     let upstream = FakeRegistry::start().await;
     let proxy = TestProxy::start(options(&upstream.url())).await;
@@ -137,7 +147,7 @@ async fn read_counting(mut response: reqwest::Response) -> (u64, Result<(), reqw
 }
 
 async fn fault_case(fault: Fault, sees: ClientSees) -> http::HeaderMap {
-    let setup = setup(Options::upstream).await;
+    let setup = setup(loopback_redirects).await;
     let headers = setup.pull_with_fault(fault, sees).await;
     setup.pull_succeeds_without_fault().await;
     headers
@@ -237,7 +247,7 @@ async fn content_length_smaller_than_the_body_aborts() {
 
 #[tokio::test]
 async fn a_redirect_to_another_host_does_not_carry_the_upstream_token() {
-    let setup = setup(Options::upstream).await;
+    let setup = setup(loopback_redirects).await;
     setup.upstream.require_token("upstream-secret");
     let cdn = FakeRegistry::start().await;
     assert_eq!(cdn.put_blob(pattern(BLOB_SIZE, 1)), setup.digest);
@@ -269,6 +279,30 @@ async fn a_redirect_to_another_host_does_not_carry_the_upstream_token() {
     assert!(setup.proxy.has_object(&setup.digest));
     assert_eq!(setup.proxy.temp_entries(), 0);
     assert_objects_hash_to_their_names(&setup.proxy);
+}
+
+#[tokio::test]
+async fn redirects_to_private_addresses_plain_http_or_unlisted_places_are_refused() {
+    let setup = setup(Options::upstream).await;
+    let cdn = FakeRegistry::start().await;
+    assert_eq!(cdn.put_blob(pattern(BLOB_SIZE, 1)), setup.digest);
+    let port = cdn.address().port().to_string();
+    let locations = [
+        cdn.url(),                           // another origin, private address, plain http
+        format!("https://127.0.0.1:{port}"), // a private address written into the URL
+        format!("https://localhost:{port}"), // a name that resolves to a private address
+        "http://169.254.169.254".to_owned(), // cloud metadata
+    ];
+    for location in locations {
+        setup.upstream.set_fault_for(&setup.digest, Some(Fault::Redirect { location: location.clone() }));
+        let response = client().get(&setup.url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{location}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("UNAVAILABLE") && body.contains("redirect_allow"), "{location}: {body}");
+        assert!(!body.contains(&port) && !body.contains("169.254"), "{location}: names the target: {body}");
+        setup.assert_nothing_committed(&location).await;
+    }
+    assert!(cdn.log().is_empty(), "a refused location was contacted: {:?}", cdn.log());
 }
 
 #[tokio::test]
@@ -349,7 +383,7 @@ async fn the_last_byte_waits_for_verification() {
 async fn manifest_faults_answer_an_error_status_and_store_nothing() {
     // Manifests are answered only once verified, so a fault is always an error status.
     let upstream = FakeRegistry::start().await;
-    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let proxy = TestProxy::start(loopback_redirects(&upstream.url())).await;
     let (digest, _) = upstream.put_image("lab/faulty", "v1", &[b"layer"]);
     let by_tag = format!("{}/v2/lab/faulty/manifests/v1", proxy.url);
     let by_digest = format!("{}/v2/lab/faulty/manifests/{digest}", proxy.url);

@@ -35,6 +35,9 @@ pub enum GatewayError {
     Storage(#[from] storage::StorageError),
     #[error("signing: {0}")]
     Signing(#[from] injector::SignatureError),
+    /// An injector names an upstream this gateway's configuration does not have.
+    #[error("the injector names upstream {0:?}, which this gateway's configuration does not list")]
+    UnknownUpstream(String),
 }
 
 impl GatewayError {
@@ -55,7 +58,8 @@ impl GatewayError {
             | GatewayError::EncodeCall(_)
             | GatewayError::InvalidHeader(_)
             | GatewayError::Storage(_)
-            | GatewayError::Signing(_) => OciError::internal("internal error in the gateway"),
+            | GatewayError::Signing(_)
+            | GatewayError::UnknownUpstream(_) => OciError::internal("internal error in the gateway"),
         }
     }
 }

@@ -20,5 +20,6 @@ pub use control_channel::{ControlChannel, InProcessControl};
 pub use error::GatewayError;
 pub use fill::{FillLimits, Fills};
 pub use metrics::{GatewayMetrics, Observability, render_registry};
+pub use ranges::{Unsatisfiable, requested_range};
 pub use small_objects::SmallObjectSettings;
-pub use state::{Gateway, GatewayParts, GatewaySettings};
+pub use state::{Gateway, GatewayParts, GatewaySettings, UpstreamHttp};

@@ -8,10 +8,11 @@ use oci::{ErrorCode, OciError};
 
 /// The `Range` header names no byte of the object.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Unsatisfiable;
+pub struct Unsatisfiable;
 
-/// `Ok(None)`: serve everything (no `Range`, or several ranges). `Err`: 416.
-pub(crate) fn requested_range(request: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Unsatisfiable> {
+/// `Ok(None)`: serve everything (no `Range`, or several ranges). `Err`: 416. A range returned lies
+/// within `0..size` and is not empty. (Public for the fuzz target in `fuzz/`.)
+pub fn requested_range(request: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Unsatisfiable> {
     let Some(value) = request.get(header::RANGE) else {
         return Ok(None);
     };

@@ -18,13 +18,23 @@ use crate::state::Gateway;
 use crate::{send_blob, send_dependency};
 
 impl Gateway {
-    /// The public HTTP surface.
+    /// The public HTTP surface, `/metrics` included.
     pub fn router(self: &Arc<Self>) -> Router {
+        self.router_without_metrics().merge(self.metrics_router())
+    }
+
+    /// The public HTTP surface without `/metrics`, which is then served by
+    /// [`Self::metrics_router`] on a listener of its own.
+    pub fn router_without_metrics(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/healthz", axum::routing::get(|| async { "ok" }))
-            .route("/metrics", axum::routing::get(metrics))
             .fallback(handle)
             .with_state(self.clone())
+    }
+
+    /// `/metrics` alone.
+    pub fn metrics_router(self: &Arc<Self>) -> Router {
+        Router::new().route("/metrics", axum::routing::get(metrics)).with_state(self.clone())
     }
 }
 

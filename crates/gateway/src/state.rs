@@ -31,12 +31,29 @@ pub struct GatewaySettings {
     pub fill_limits: FillLimits,
 }
 
+/// One HTTP client per configured upstream, by name: an upstream's CA is trusted for it only,
+/// and its redirects follow its own `redirect_allow`.
+#[derive(Clone, Default)]
+pub struct UpstreamHttp {
+    by_name: std::collections::HashMap<String, reqwest::Client>,
+}
+
+impl UpstreamHttp {
+    pub fn new(by_name: std::collections::HashMap<String, reqwest::Client>) -> Self {
+        UpstreamHttp { by_name }
+    }
+
+    pub fn client(&self, upstream: &str) -> Option<&reqwest::Client> {
+        self.by_name.get(upstream)
+    }
+}
+
 /// Shared state of one gateway.
 pub struct Gateway {
     pub(crate) control: ControlChannel,
     pub(crate) signer: RequestSigner,
     pub(crate) store: BlobStore,
-    pub(crate) upstream_http: reqwest::Client,
+    pub(crate) upstream_http: UpstreamHttp,
     pub(crate) settings: GatewaySettings,
     pub(crate) fills: Fills,
     pub(crate) admission: Arc<Admission>,
@@ -51,7 +68,7 @@ pub struct GatewayParts {
     pub control: ControlChannel,
     pub signer: RequestSigner,
     pub store: BlobStore,
-    pub upstream_http: reqwest::Client,
+    pub upstream_http: UpstreamHttp,
     pub settings: GatewaySettings,
     pub observability: Observability,
     pub supervisor: Supervisor,

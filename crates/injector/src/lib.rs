@@ -62,6 +62,9 @@ pub struct SendDependency {
     /// The control plane scopes it (per group and object) so a group is never served bytes its own
     /// upstream did not send.
     pub fill_key: String,
+    /// Name of the configured upstream: the gateway uses that upstream's own HTTP client (the
+    /// CA it trusts, where its redirects may go).
+    pub upstream: String,
     /// Absolute upstream URL of the object.
     pub url: String,
     /// The complete upstream request header set (e.g. `Authorization`, `Accept`).
@@ -230,6 +233,7 @@ mod tests {
             v: 1,
             kind: ObjectKind::Manifest,
             fill_key: "default/manifest/a:v1".into(),
+            upstream: "lab".into(),
             url: "https://registry.example/v2/a/manifests/v1".into(),
             headers: vec![("Authorization".into(), "Bearer t".into())],
             expected_digest: None,

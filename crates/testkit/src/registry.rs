@@ -65,6 +65,10 @@ struct Inner {
     /// Require `Authorization: Bearer <token>` on /v2/* and serve tokens at /token.
     token: Option<String>,
     token_endpoint_down: bool,
+    /// The realm the Bearer challenge names instead of `<url>/token`.
+    realm: Option<String>,
+    /// Whitespace added to token answers (a token service that sends too much).
+    token_padding: usize,
     /// Require `Authorization: Basic …` for these credentials instead.
     basic: Option<(String, String)>,
     /// Referrer manifests by subject digest: (manifest digest, artifact type).
@@ -229,6 +233,16 @@ impl FakeRegistry {
         self.lock().token = Some(token.to_owned());
     }
 
+    /// Names `realm` in the Bearer challenge instead of `<url>/token` (another token service).
+    pub fn set_realm(&self, realm: &str) {
+        self.lock().realm = Some(realm.to_owned());
+    }
+
+    /// Pads token answers with `bytes` of whitespace.
+    pub fn set_token_padding(&self, bytes: usize) {
+        self.lock().token_padding = bytes;
+    }
+
     /// Requires Basic auth with these credentials (`GET /v2/` answers 401 with a Basic challenge).
     pub fn require_basic(&self, username: &str, password: &str) {
         self.lock().basic = Some((username.to_owned(), password.to_owned()));
@@ -312,22 +326,23 @@ async fn handle(State(registry): State<FakeRegistry>, request: Request) -> Respo
     });
     registry.notify.notify_waiters();
 
-    let (token, token_down) = {
+    let (token, token_down, realm, padding) = {
         let inner = registry.lock();
-        (inner.token.clone(), inner.token_endpoint_down)
+        (inner.token.clone(), inner.token_endpoint_down, inner.realm.clone(), inner.token_padding)
     };
     if path == "/token" {
         if token_down {
             return oci_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
         }
         let body = serde_json::json!({"token": token.unwrap_or_default(), "expires_in": 300});
-        return Response::new(Body::from(body.to_string()));
+        return Response::new(Body::from(format!("{body}{}", " ".repeat(padding))));
     }
     if let Some(token) = token
         && authorization.as_deref() != Some(&format!("Bearer {token}"))
     {
         let mut response = oci_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
-        let challenge = format!(r#"Bearer realm="{}/token",service="fake-registry""#, registry.url());
+        let realm = realm.unwrap_or_else(|| format!("{}/token", registry.url()));
+        let challenge = format!(r#"Bearer realm="{realm}",service="fake-registry""#);
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap());
         return response;
     }

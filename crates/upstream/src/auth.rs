@@ -9,6 +9,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::time::Instant;
 
+use crate::egress::{EgressPolicy, refusal_in};
 use crate::error::{UpstreamError, error_chain};
 
 /// Username and password for an upstream. The password never shows in `Debug` or logs.
@@ -81,10 +82,14 @@ struct TokenResponse {
 const DEFAULT_TOKEN_LIFETIME: u64 = 60;
 /// Refresh this long before expiry so a token never dies in flight.
 const TOKEN_REFRESH_MARGIN: u64 = 10;
+/// A token answer is a small JSON document; a realm that sends more is not a token service.
+pub(crate) const MAX_TOKEN_RESPONSE: usize = 64 << 10;
 
-/// Fetches a token for `scope` from the realm.
+/// Fetches a token for `scope` from the realm — if `egress` lets the realm be asked (Basic
+/// credentials go only to the upstream's own host or over https).
 pub(crate) async fn fetch_token(
     http: &reqwest::Client,
+    egress: &EgressPolicy,
     realm: &str,
     service: Option<&str>,
     scope: &str,
@@ -93,6 +98,7 @@ pub(crate) async fn fetch_token(
 ) -> Result<Arc<CachedToken>, UpstreamError> {
     let mut url = url::Url::parse(realm)
         .map_err(|error| UpstreamError::Token(format!("bad realm {realm:?}: {error}")))?;
+    egress.check_realm(&url, credentials.is_some()).map_err(UpstreamError::Egress)?;
     {
         let mut query = url.query_pairs_mut();
         if let Some(service) = service {
@@ -108,7 +114,10 @@ pub(crate) async fn fetch_token(
     let response = tokio::time::timeout(timeout, request.send())
         .await
         .map_err(|_| UpstreamError::Token(format!("token endpoint timed out after {timeout:?}")))?
-        .map_err(|error| UpstreamError::Token(error_chain(&error)))?;
+        .map_err(|error| match refusal_in(&error) {
+            Some(refusal) => UpstreamError::Egress(refusal),
+            None => UpstreamError::Token(error_chain(&error)),
+        })?;
     let status = response.status();
     if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {
         return Err(UpstreamError::Refused {
@@ -119,10 +128,9 @@ pub(crate) async fn fetch_token(
     if !status.is_success() {
         return Err(UpstreamError::Token(format!("token endpoint answered {status}")));
     }
-    let body = tokio::time::timeout(timeout, response.bytes())
+    let body = tokio::time::timeout(timeout, read_capped(response, MAX_TOKEN_RESPONSE))
         .await
-        .map_err(|_| UpstreamError::Token("token body timed out".into()))?
-        .map_err(|error| UpstreamError::Token(error_chain(&error)))?;
+        .map_err(|_| UpstreamError::Token("token body timed out".into()))??;
     let parsed: TokenResponse = serde_json::from_slice(&body)
         .map_err(|error| UpstreamError::Token(format!("token response is not JSON: {error}")))?;
     let token = parsed
@@ -136,6 +144,23 @@ pub(crate) async fn fetch_token(
         header: format!("Bearer {token}"),
         refresh_at: started + Duration::from_secs(usable),
     }))
+}
+
+/// The body, or an error once it grows past `limit` bytes.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, UpstreamError> {
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(UpstreamError::Token(format!("token response is larger than {limit} bytes")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|error| UpstreamError::Token(error_chain(&error)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(UpstreamError::Token(format!("token response is larger than {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

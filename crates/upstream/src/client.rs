@@ -9,6 +9,7 @@ use tokio::sync::RwLock;
 use tokio::time::Instant;
 
 use crate::auth::{AuthScheme, CachedToken, Credentials, fetch_token};
+use crate::egress::EgressPolicy;
 use crate::error::{UpstreamError, error_chain};
 use crate::http::{HttpOptions, build_http_client, check_status};
 use crate::metrics::{RequestKind, UpstreamMetrics, host_label};
@@ -39,18 +40,25 @@ pub struct UpstreamClient {
     inner: Arc<Inner>,
 }
 
+/// The discovered auth scheme is asked again after this long (and after a 401), so a registry
+/// that changes its token service is followed without a restart.
+const AUTH_SCHEME_TTL: Duration = Duration::from_secs(600);
+
 struct Inner {
     config: UpstreamConfig,
     base: String,
     http: reqwest::Client,
-    scheme: RwLock<Option<AuthScheme>>,
+    egress: EgressPolicy,
+    /// The scheme and when it was discovered.
+    scheme: RwLock<Option<(AuthScheme, Instant)>>,
     tokens: moka::future::Cache<String, Arc<CachedToken>>,
     docker_hub: bool,
 }
 
 impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
-        let http = build_http_client(&config.http)?;
+        let http = build_http_client(&config.http, &config.url)?;
+        let egress = EgressPolicy::new(&config.url, config.http.redirect_allow.clone());
         let base = config.url.as_str().trim_end_matches('/').to_owned();
         let docker_hub = config.url.host_str().is_some_and(oci::registry::is_docker_hub_host);
         let tokens = moka::future::Cache::builder()
@@ -58,7 +66,15 @@ impl UpstreamClient {
             .time_to_live(Duration::from_secs(3600))
             .build();
         Ok(UpstreamClient {
-            inner: Arc::new(Inner { config, base, http, scheme: RwLock::new(None), tokens, docker_hub }),
+            inner: Arc::new(Inner {
+                config,
+                base,
+                http,
+                egress,
+                scheme: RwLock::new(None),
+                tokens,
+                docker_hub,
+            }),
         })
     }
 
@@ -99,7 +115,9 @@ impl UpstreamClient {
     }
 
     async fn discover_scheme(&self) -> Result<AuthScheme, UpstreamError> {
-        if let Some(scheme) = self.inner.scheme.read().await.clone() {
+        if let Some((scheme, discovered)) = self.inner.scheme.read().await.clone()
+            && discovered.elapsed() < AUTH_SCHEME_TTL
+        {
             return Ok(scheme);
         }
         let url = format!("{}/v2/", self.inner.base);
@@ -129,8 +147,27 @@ impl UpstreamClient {
                 ));
             }
         };
-        *self.inner.scheme.write().await = Some(scheme.clone());
+        *self.inner.scheme.write().await = Some((scheme.clone(), Instant::now()));
         Ok(scheme)
+    }
+
+    /// After a 401 with our credentials: the scheme, realm or token may have changed upstream,
+    /// so the next call discovers them again.
+    async fn forget_auth(&self, repository: &RepositoryName) {
+        *self.inner.scheme.write().await = None;
+        self.inner.tokens.invalidate(&format!("repository:{repository}:pull")).await;
+    }
+
+    /// `result`, having forgotten the auth state if it is a 401.
+    async fn note_refusal<T>(
+        &self,
+        repository: &RepositoryName,
+        result: Result<T, UpstreamError>,
+    ) -> Result<T, UpstreamError> {
+        if let Err(UpstreamError::Refused { status: StatusCode::UNAUTHORIZED, .. }) = &result {
+            self.forget_auth(repository).await;
+        }
+        result
     }
 
     /// The `Authorization` header value for pulling `repository`, if the upstream wants one.
@@ -154,6 +191,7 @@ impl UpstreamClient {
                     self.inner.tokens.invalidate(&scope).await;
                 }
                 let http = self.inner.http.clone();
+                let egress = self.inner.egress.clone();
                 let credentials = self.inner.config.credentials.clone();
                 let client = self.clone();
                 let timeout = self.inner.config.http.header_timeout;
@@ -162,8 +200,16 @@ impl UpstreamClient {
                     .tokens
                     .try_get_with(scope.clone(), async move {
                         client.count(RequestKind::Token);
-                        fetch_token(&http, &realm, service.as_deref(), &scope, credentials.as_ref(), timeout)
-                            .await
+                        fetch_token(
+                            &http,
+                            &egress,
+                            &realm,
+                            service.as_deref(),
+                            &scope,
+                            credentials.as_ref(),
+                            timeout,
+                        )
+                        .await
                     })
                     .await
                     .map_err(|error| (*error).clone())?;
@@ -211,7 +257,7 @@ impl UpstreamClient {
             .await
             .map_err(|_| UpstreamError::Timeout(format!("HEAD {url} took over {timeout:?}")))?
             .map_err(|error| UpstreamError::from_transport(&error))?;
-        let response = check_status(response, kind).await?;
+        let response = self.note_refusal(repository, check_status(response, kind).await).await?;
         let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
         let digest = match header(oci::CONTENT_DIGEST_HEADER) {
             Some(text) => Some(text.parse::<Digest>().map_err(|error| {
@@ -264,7 +310,7 @@ impl UpstreamClient {
             .await
             .map_err(|_| UpstreamError::Timeout(format!("GET {url} took over {timeout:?}")))?
             .map_err(|error| UpstreamError::from_transport(&error))?;
-        let mut response = check_status(response, not_found).await?;
+        let mut response = self.note_refusal(repository, check_status(response, not_found).await).await?;
         let header = |name: http::header::HeaderName| {
             response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
         };

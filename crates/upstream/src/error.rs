@@ -3,6 +3,8 @@
 use http::StatusCode;
 use oci::{ErrorCode, ObjectKind, OciError};
 
+use crate::egress::{EgressRefusal, refusal_in};
+
 /// Why a call to an upstream registry failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -22,11 +24,17 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("upstream token endpoint failed: {0}")]
     Token(String),
+    /// A redirect or token realm led somewhere upstream traffic may not go.
+    #[error("refused to follow the upstream: {0}")]
+    Egress(EgressRefusal),
 }
 
 impl UpstreamError {
     /// Maps a transport error from reqwest.
     pub fn from_transport(error: &reqwest::Error) -> Self {
+        if let Some(refusal) = refusal_in(error) {
+            return UpstreamError::Egress(refusal);
+        }
         let text = error_chain(error);
         if error.is_timeout() {
             UpstreamError::Timeout(text)
@@ -58,7 +66,9 @@ impl UpstreamError {
         !matches!(self, UpstreamError::NotFound(_) | UpstreamError::Refused { .. })
     }
 
-    /// The answer a client gets.
+    /// The answer a client gets: what failed, in the client's terms. Never URLs, addresses or
+    /// transport error chains (they may name internal hosts or presigned URLs): those are in the
+    /// error's `Display`, for the log.
     pub fn to_oci(&self) -> OciError {
         match self {
             UpstreamError::NotFound(ObjectKind::Manifest) => {
@@ -69,7 +79,10 @@ impl UpstreamError {
             }
             UpstreamError::Refused { status, message } => OciError::new(
                 ErrorCode::Denied,
-                format!("the upstream registry refused access ({}): {message}", status.as_u16()),
+                match message.as_str() {
+                    "" => format!("the upstream registry refused access ({})", status.as_u16()),
+                    _ => format!("the upstream registry refused access ({}): {message}", status.as_u16()),
+                },
             )
             .with_detail(serde_json::json!({ "upstream_status": status.as_u16() })),
             UpstreamError::RateLimited { retry_after } => {
@@ -85,14 +98,30 @@ impl UpstreamError {
                 format!("the upstream registry answered {}", status.as_u16()),
             )
             .with_status(StatusCode::BAD_GATEWAY),
-            UpstreamError::Connect(text) | UpstreamError::Protocol(text) | UpstreamError::Token(text) => {
-                OciError::new(ErrorCode::Unavailable, format!("upstream registry unreachable: {text}"))
+            UpstreamError::Connect(_) => {
+                OciError::new(ErrorCode::Unavailable, "upstream registry unreachable")
                     .with_status(StatusCode::BAD_GATEWAY)
             }
-            UpstreamError::Timeout(text) => {
-                OciError::new(ErrorCode::Unavailable, format!("upstream registry timed out: {text}"))
-                    .with_status(StatusCode::GATEWAY_TIMEOUT)
-            }
+            UpstreamError::Protocol(_) => OciError::new(
+                ErrorCode::Unavailable,
+                "the upstream registry sent an answer that cannot be used",
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
+            UpstreamError::Token(_) => OciError::new(
+                ErrorCode::Unavailable,
+                "could not get a token from the upstream registry's token service",
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
+            UpstreamError::Timeout(_) => OciError::new(ErrorCode::Unavailable, "upstream registry timed out")
+                .with_status(StatusCode::GATEWAY_TIMEOUT),
+            UpstreamError::Egress(refusal) => OciError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the upstream registry sent depproxy where it may not go ({refusal}); \
+                     an operator can allow it with redirect_allow"
+                ),
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
         }
     }
 }
@@ -135,5 +164,26 @@ mod tests {
         assert_eq!(UpstreamError::Connect("c".into()).to_oci().status, StatusCode::BAD_GATEWAY);
         assert!(UpstreamError::Status { status: StatusCode::BAD_GATEWAY }.is_outage());
         assert!(!UpstreamError::NotFound(ObjectKind::Blob).is_outage());
+    }
+
+    #[test]
+    fn client_answers_name_no_url_address_or_error_chain() {
+        let internal = "error sending request for url (http://10.0.0.7:9000/bucket/x?X-Amz-Signature=abc): \
+                        tcp connect error: Connection refused (os error 111)";
+        for error in [
+            UpstreamError::Connect(internal.into()),
+            UpstreamError::Protocol(internal.into()),
+            UpstreamError::Token(internal.into()),
+            UpstreamError::Timeout(internal.into()),
+            UpstreamError::Egress(EgressRefusal::PrivateAddress),
+        ] {
+            let answer = error.to_oci();
+            let body = String::from_utf8(answer.to_http_response().into_body()).unwrap();
+            for secret in ["10.0.0.7", "http://", "X-Amz", "os error", "tcp connect"] {
+                assert!(!body.contains(secret), "{error:?} answered {body}");
+            }
+            assert!(error.to_string().contains("10.0.0.7") || matches!(error, UpstreamError::Egress(_)));
+        }
+        assert!(UpstreamError::Egress(EgressRefusal::Downgrade).to_oci().message.contains("redirect_allow"));
     }
 }

@@ -7,12 +7,14 @@
 
 mod auth;
 mod client;
+mod egress;
 mod error;
 mod http;
 mod metrics;
 
 pub use auth::Credentials;
 pub use client::{MetadataDocument, ObjectHead, UpstreamClient, UpstreamConfig};
+pub use egress::{AllowEntry, BadAllowEntry, EgressPolicy, EgressRefusal, MAX_REDIRECTS, is_public};
 pub use error::{UpstreamError, error_chain};
 pub use http::{HttpOptions, build_http_client, open_stream};
 pub use metrics::{RequestKind, UpstreamMetrics, host_label};

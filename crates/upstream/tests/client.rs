@@ -20,6 +20,7 @@ fn client(url: &str, credentials: Option<Credentials>, metrics: &UpstreamMetrics
             connect_timeout: Duration::from_secs(2),
             header_timeout: Duration::from_secs(5),
             extra_ca_pem: Vec::new(),
+            redirect_allow: Vec::new(),
         },
         metrics: metrics.clone(),
     })
@@ -161,4 +162,100 @@ fn docker_hub_official_images_live_under_library() {
     let other = client("https://ghcr.io", None, &metrics);
     assert!(!other.is_docker_hub());
     assert_eq!(other.upstream_repository(&repository("alpine")).as_str(), "alpine");
+}
+
+fn client_allowing(
+    url: &str,
+    credentials: Option<Credentials>,
+    allow: &[&str],
+    metrics: &UpstreamMetrics,
+) -> UpstreamClient {
+    UpstreamClient::new(UpstreamConfig {
+        name: "lab".into(),
+        url: url.parse().unwrap(),
+        credentials,
+        http: HttpOptions {
+            connect_timeout: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(5),
+            extra_ca_pem: Vec::new(),
+            redirect_allow: allow.iter().map(|entry| upstream::AllowEntry::parse(entry).unwrap()).collect(),
+        },
+        metrics: metrics.clone(),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_realm_elsewhere_gets_no_credentials_in_clear_and_no_private_address_unless_listed() {
+    let upstream = FakeRegistry::start().await;
+    upstream.require_token("t0ken");
+    let token_service = FakeRegistry::start().await;
+    token_service.require_token("t0ken");
+    // `localhost` is another host than the upstream's 127.0.0.1, reached over plain http, and it
+    // resolves to a private address.
+    upstream.set_realm(&format!("http://localhost:{}/token", token_service.address().port()));
+    let metrics = UpstreamMetrics::default();
+    let credentials = || Some(Credentials { username: "u".into(), password: "p4ss".into() });
+    let refused = client(&upstream.url(), credentials(), &metrics).authorization(&repository("app")).await;
+    assert!(
+        matches!(refused, Err(UpstreamError::Egress(upstream::EgressRefusal::CredentialsInClear))),
+        "{refused:?}"
+    );
+    let anonymous = client(&upstream.url(), None, &metrics).authorization(&repository("app")).await;
+    assert!(
+        matches!(anonymous, Err(UpstreamError::Egress(upstream::EgressRefusal::PrivateAddress))),
+        "{anonymous:?}"
+    );
+    assert!(token_service.log().is_empty(), "{:?}", token_service.log());
+    let message = anonymous.unwrap_err().to_oci().message;
+    assert!(!message.contains("localhost") && !message.contains("token"), "{message}");
+
+    let listed = client_allowing(&upstream.url(), credentials(), &["localhost"], &metrics);
+    assert_eq!(listed.authorization(&repository("app")).await.unwrap().as_deref(), Some("Bearer t0ken"));
+    assert_eq!(token_service.count("GET", "/token"), 1);
+}
+
+#[tokio::test]
+async fn a_token_answer_larger_than_64_kib_is_refused() {
+    let upstream = FakeRegistry::start().await;
+    upstream.require_token("t0ken");
+    let metrics = UpstreamMetrics::default();
+    upstream.set_token_padding(65 << 10);
+    let answer = client(&upstream.url(), None, &metrics).authorization(&repository("app")).await;
+    assert!(matches!(&answer, Err(UpstreamError::Token(text)) if text.contains("larger")), "{answer:?}");
+    upstream.set_token_padding(1000);
+    let answer = client(&upstream.url(), None, &metrics).authorization(&repository("app")).await;
+    assert_eq!(answer.unwrap().as_deref(), Some("Bearer t0ken"));
+}
+
+#[tokio::test]
+async fn the_auth_scheme_is_discovered_again_after_a_401() {
+    let upstream = FakeRegistry::start().await;
+    upstream.put_image("app", "v1", &[b"layer"]);
+    let metrics = UpstreamMetrics::default();
+    let client = client(&upstream.url(), None, &metrics);
+    let tag = Reference::parse("v1").unwrap();
+    client.head(&repository("app"), ObjectKind::Manifest, &tag).await.unwrap();
+    // The registry starts requiring tokens: the cached "anonymous" costs one 401, not all of them.
+    upstream.require_token("t0ken");
+    let first = client.head(&repository("app"), ObjectKind::Manifest, &tag).await;
+    assert!(matches!(first, Err(UpstreamError::Refused { .. })), "{first:?}");
+    client.head(&repository("app"), ObjectKind::Manifest, &tag).await.unwrap();
+    assert_eq!(metrics.get(&client.host_port(), RequestKind::Ping), 2);
+    assert_eq!(metrics.get(&client.host_port(), RequestKind::Token), 1);
+}
+
+#[tokio::test]
+async fn upstream_error_bodies_reach_clients_only_as_error_codes() {
+    let upstream = FakeRegistry::start().await;
+    upstream.require_token("t0ken");
+    upstream.set_realm("http://127.0.0.1:9/token");
+    let metrics = UpstreamMetrics::default();
+    // Listed, so the realm is asked and fails to connect: the client hears "token service", not where.
+    let client = client_allowing(&upstream.url(), None, &["127.0.0.1:9"], &metrics);
+    let error = client.authorization(&repository("app")).await.unwrap_err();
+    let answer = String::from_utf8(error.to_oci().to_http_response().into_body()).unwrap();
+    assert!(answer.contains("token service"), "{answer}");
+    assert!(!answer.contains("127.0.0.1") && !answer.contains("error sending"), "{answer}");
+    assert!(error.to_string().contains("127.0.0.1"), "the log keeps the detail: {error}");
 }

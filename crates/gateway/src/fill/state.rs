@@ -97,9 +97,9 @@ impl FillError {
             FillError::Upstream(error) => error.to_oci(),
             FillError::IdleTimeout(_) => OciError::new(ErrorCode::Unavailable, self.to_string())
                 .with_status(StatusCode::GATEWAY_TIMEOUT),
-            FillError::Broken(_) => {
-                OciError::new(ErrorCode::Unavailable, self.to_string()).with_status(StatusCode::BAD_GATEWAY)
-            }
+            // The transport error names the upstream URL (maybe presigned): it goes to the log only.
+            FillError::Broken(_) => OciError::new(ErrorCode::Unavailable, "the upstream stream broke off")
+                .with_status(StatusCode::BAD_GATEWAY),
             FillError::TooLarge { .. } | FillError::Storage(StorageError::TooLarge { .. }) => {
                 OciError::new(ErrorCode::Denied, format!("{self}: refused by the proxy's size limit"))
             }

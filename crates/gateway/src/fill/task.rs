@@ -18,6 +18,7 @@ use super::control_calls;
 use super::recent::RecentChunks;
 use super::registry::Running;
 use super::state::{FillError, FillState, Finished, Streaming, UpstreamHead};
+use crate::error::GatewayError;
 use crate::state::Gateway;
 
 /// Joins the fill of `params.fill_key`, or starts it once a fill slot is free for `client`.
@@ -93,8 +94,14 @@ async fn fill(
     running: &Running<'_>,
     stop: &Stop,
 ) -> Result<Finished, FillError> {
+    // Nodes with different upstream lists are a deployment error: say so rather than fetch
+    // through a client that trusts the wrong CA or follows the wrong redirect rules.
+    let client = gateway
+        .upstream_http
+        .client(&params.upstream)
+        .ok_or_else(|| GatewayError::UnknownUpstream(params.upstream.clone()))?;
     let open = upstream::open_stream(
-        &gateway.upstream_http,
+        client,
         &params.url,
         injector::header_map(&params.headers),
         params.kind,

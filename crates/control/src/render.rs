@@ -15,15 +15,15 @@ use crate::error::ControlError;
 const STALE_WARNING: &str = "110 depproxy \"Response is Stale: upstream unreachable\"";
 
 /// The answer to a manifest or blob request at `uri`.
-pub(crate) fn decision(decision: Decision, uri: &Uri) -> Result<Response, ControlError> {
+pub(crate) fn decision(decision: Decision, uri: &Uri, group: &str) -> Result<Response, ControlError> {
     match decision {
-        Decision::Serve { object, stale } => send_blob(object, stale),
-        Decision::Fetch(fetch) => send_dependency(fetch, uri),
+        Decision::Serve { object, stale } => send_blob(object, stale, group),
+        Decision::Fetch(fetch) => send_dependency(fetch, uri, group),
         Decision::UpstreamHead { head, requested } => Ok(upstream_head(&head, requested.as_ref())),
     }
 }
 
-fn send_blob(object: StoredObject, stale: bool) -> Result<Response, ControlError> {
+fn send_blob(object: StoredObject, stale: bool, group: &str) -> Result<Response, ControlError> {
     let headers = if stale { vec![("Warning".to_owned(), STALE_WARNING.to_owned())] } else { Vec::new() };
     injector(&Injector::SendBlob(SendBlob {
         v: CONTRACT_VERSION,
@@ -32,15 +32,17 @@ fn send_blob(object: StoredObject, stale: bool) -> Result<Response, ControlError
         size: object.size,
         media_type: object.media_type,
         headers,
+        group: group.to_owned(),
     }))
 }
 
-fn send_dependency(fetch: Fetch, uri: &Uri) -> Result<Response, ControlError> {
+fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Result<Response, ControlError> {
     injector(&Injector::SendDependency(SendDependency {
         v: CONTRACT_VERSION,
         kind: fetch.kind,
         fill_key: fetch.fill_key,
         upstream: fetch.upstream,
+        group: group.to_owned(),
         url: fetch.url,
         headers: injector::header_list(&fetch.headers),
         expected_digest: fetch.expected_digest,
@@ -109,6 +111,7 @@ mod tests {
         let response = decision(
             Decision::Serve { object: object(), stale: true },
             &"/v2/a/manifests/v1".parse().unwrap(),
+            "default",
         )
         .unwrap();
         match decoded(&response) {
@@ -134,7 +137,7 @@ mod tests {
             fill_key: "g|d".into(),
         };
         let uri: Uri = "/v2/a/blobs/sha256:00?ns=up.example".parse().unwrap();
-        match decoded(&decision(Decision::Fetch(fetch), &uri).unwrap()) {
+        match decoded(&decision(Decision::Fetch(fetch), &uri, "default").unwrap()) {
             Injector::SendDependency(params) => {
                 assert_eq!(params.upload.authorize, "/v2/a/blobs/sha256:00/upload/authorize?ns=up.example");
                 assert_eq!(params.upload.finalize, "/v2/a/blobs/sha256:00/upload?ns=up.example");
@@ -152,6 +155,7 @@ mod tests {
         let response = decision(
             Decision::UpstreamHead { head, requested: Some(requested.clone()) },
             &"/v2/a/blobs/x".parse().unwrap(),
+            "default",
         )
         .unwrap();
         assert!(!response.headers().contains_key(injector::SEND_DATA_HEADER));

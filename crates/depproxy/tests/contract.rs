@@ -87,6 +87,7 @@ async fn a_client_cannot_inject_an_injector() {
         size: 6,
         media_type: "application/octet-stream".into(),
         headers: Vec::new(),
+        group: String::new(),
     })
     .encode()
     .unwrap();

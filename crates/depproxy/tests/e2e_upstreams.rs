@@ -133,6 +133,75 @@ fn metrics_can_live_on_a_listener_of_their_own() {
     assert!(metrics.contains("depproxy_fills"), "the gateway's metrics are there: {metrics}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_have_one_access_line_per_request_without_secrets() {
+    require_tools(&["curl"]);
+    let upstream = testkit::FakeRegistry::start().await;
+    upstream.put_image("app", "v1", &[b"layer"]);
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = std::process::Command::new(Depproxy::binary());
+    command
+        .args(["serve", "--log-format", "json", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &upstream.url(), "--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(data_dir.path());
+    let log = data_dir.path().join("serve.log");
+    let serve = Process::spawn("depproxy serve", &mut command, &log);
+    let url = format!("http://127.0.0.1:{port}/v2/app/manifests/v1");
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    tokio::task::spawn_blocking(move || wait_http_ok(&health, "depproxy serve")).await.unwrap();
+    let client = reqwest::Client::new();
+    let pull = || async {
+        let response =
+            client.get(&url).header("authorization", "Bearer not-ours-s3cret").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    };
+    pull().await;
+    // The fill records the manifest after the client has it: wait for that before the hit.
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    tokio::task::spawn_blocking(move || {
+        support::processes::wait_until("the fill was not stored", std::time::Duration::from_secs(30), || {
+            run(std::process::Command::new("curl").args(["-sf", &metrics]))
+                .lines()
+                .any(|line| line.starts_with("depproxy_fills_total{outcome=\"stored\"} 1"))
+        })
+    })
+    .await
+    .unwrap();
+    pull().await;
+    let tags = client.get(format!("http://127.0.0.1:{port}/v2/app/tags/list")).send().await.unwrap();
+    assert_eq!(tags.status(), 200);
+    tags.bytes().await.unwrap();
+    drop(serve);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("s3cret"), "a credential reached the log");
+    let access: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "depproxy::access")
+        .collect();
+    assert_eq!(access.len(), 3, "one line per request: {access:#?}");
+    let decisions: Vec<&str> = access.iter().map(|line| line["decision"].as_str().unwrap()).collect();
+    assert_eq!(decisions, ["miss", "hit", "relay"]);
+    for line in &access[..2] {
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["image"], "app");
+        assert_eq!(line["reference"], "v1");
+        assert_eq!(line["group"], "default");
+        assert_eq!(line["client"], "127.0.0.1");
+        assert_eq!(line["complete"], true);
+        assert!(line["bytes"].as_u64().unwrap() > 0, "{line}");
+        assert!(line["duration_ms"].as_f64().is_some() && line["head_ms"].as_f64().is_some(), "{line}");
+    }
+    assert_eq!(
+        (access[2]["status"].as_u64(), access[2]["reference"].as_str()),
+        (Some(200), Some("tags/list"))
+    );
+}
+
 #[test]
 fn a_private_ca_per_upstream() {
     require_tools(&["docker-registry", "skopeo", "openssl", "python3", "curl"]);

@@ -3,6 +3,7 @@
 //! `send-dependency` (fetch from upstream once, stream to every waiting client while storing,
 //! verify, finalize). It makes no policy decision of its own.
 
+mod access_log;
 mod control_channel;
 mod error;
 mod fill;
@@ -18,7 +19,7 @@ mod state;
 
 pub use control_channel::{ControlChannel, InProcessControl};
 pub use error::GatewayError;
-pub use fill::{FillLimits, Fills};
+pub use fill::{FillAbout, FillLimits, FillReport, Fills};
 pub use metrics::{GatewayMetrics, Observability, render_registry};
 pub use ranges::{Unsatisfiable, requested_range};
 pub use small_objects::SmallObjectSettings;

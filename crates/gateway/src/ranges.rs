@@ -20,6 +20,9 @@ pub fn requested_range(request: &HeaderMap, size: u64) -> Result<Option<Range<u6
     let parsed = http_range_header::parse_range_header(text).map_err(|_| Unsatisfiable)?;
     let ranges = parsed.validate(size).map_err(|_| Unsatisfiable)?;
     match ranges.as_slice() {
+        // `validate` clamps the end to `size - 1` with a saturating subtraction, so an empty object
+        // "satisfies" `bytes=0-0` as 0..=0: no byte of it exists, that is a 416.
+        [single] if *single.end() >= size => Err(Unsatisfiable),
         [single] => Ok(Some(*single.start()..*single.end() + 1)),
         _ => Ok(None),
     }
@@ -78,6 +81,16 @@ mod tests {
         assert_eq!(requested_range(&headers("bytes=0-1,4-5"), 10), Ok(None));
         assert_eq!(requested_range(&headers("bytes=10-20"), 10), Err(Unsatisfiable));
         assert_eq!(requested_range(&headers("lines=1-2"), 10), Err(Unsatisfiable));
+    }
+
+    /// Found by the `range` fuzz target: `bytes=0-0` of an empty object came back as `0..1`, one
+    /// byte past its end.
+    #[test]
+    fn no_range_of_an_empty_object() {
+        for value in ["bytes=0-0", "bytes=0-", "bytes=0-10", "bytes=-1"] {
+            assert_eq!(requested_range(&headers(value), 0), Err(Unsatisfiable), "{value}");
+        }
+        assert_eq!(requested_range(&headers("bytes=0-0"), 1), Ok(Some(0..1)));
     }
 
     #[test]

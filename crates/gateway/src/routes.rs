@@ -2,6 +2,7 @@
 //! control plane, then answered by executing its injector or relaying its answer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -10,6 +11,7 @@ use http::Method;
 use injector::Injector;
 use oci::{ErrorCode, OciError};
 
+use crate::access_log::{self, AccessEntry};
 use crate::error::GatewayError;
 use crate::forward::{ClientRequest, ControlAnswer, ask_control};
 use crate::metrics::render_registry;
@@ -53,16 +55,43 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         );
         return oci_error(&error);
     }
+    let started = Instant::now();
     let client_headers = request.headers().clone();
     let path = request.uri().path().to_owned();
+    let mut decision = "relay";
+    let mut group = String::new();
+    let mut client_address = None;
     let answer = match ClientRequest::read(request, token_form).await {
-        Ok(client) => answer(&gateway, &client, &method, &client_headers).await,
+        Ok(client) => {
+            client_address = Some(client.peer());
+            answer(&gateway, &client, &method, &client_headers, (&mut decision, &mut group)).await
+        }
         Err(error) => Err(error),
     };
-    answer.unwrap_or_else(|error| {
+    let response = answer.unwrap_or_else(|error| {
         tracing::error!(%method, %path, %error, "gateway error");
         error.into_response()
-    })
+    });
+    if !access_log::enabled() {
+        return response;
+    }
+    let status = response.status();
+    if decision == "relay" && matches!(status.as_u16(), 401 | 403 | 429) {
+        decision = "denied";
+    }
+    let (image, reference) = AccessEntry::describe_path(&path);
+    let entry = AccessEntry {
+        client: client_address.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        method,
+        image,
+        reference,
+        group,
+        decision,
+        status,
+        started,
+        head_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    access_log::logged(response, entry)
 }
 
 /// Asks the control plane and executes its answer. A hit whose object cannot be read from storage
@@ -72,6 +101,7 @@ async fn answer(
     client: &ClientRequest,
     method: &Method,
     client_headers: &http::HeaderMap,
+    (decision, group): (&mut &'static str, &mut String),
 ) -> Result<Response, GatewayError> {
     let metrics = &gateway.observability.gateway;
     match ask_control(gateway, client, None).await? {
@@ -80,10 +110,14 @@ async fn answer(
             Ok(response)
         }
         ControlAnswer::Execute(Injector::SendDependency(params)) => {
+            *decision = "miss";
+            group.clone_from(&params.group);
             metrics.decided("miss");
             Ok(send_dependency::serve(gateway, params, method, client_headers, client.peer()).await)
         }
         ControlAnswer::Execute(Injector::SendBlob(params)) => {
+            *decision = "hit";
+            group.clone_from(&params.group);
             metrics.decided("hit");
             match send_blob::serve(&gateway.store, &gateway.small_objects, &params, method, client_headers)
                 .await

@@ -50,6 +50,9 @@ pub struct SendBlob {
     /// Extra response headers for the client (e.g. `Warning` on a stale tag).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: HeaderList,
+    /// The group the request resolved to, for the access log.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
 }
 
 /// Fetch an object from upstream, stream it to the client, verify and store it.
@@ -65,6 +68,9 @@ pub struct SendDependency {
     /// Name of the configured upstream: the gateway uses that upstream's own HTTP client (the
     /// CA it trusts, where its redirects may go).
     pub upstream: String,
+    /// The group the request resolved to, for the access log.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
     /// Absolute upstream URL of the object.
     pub url: String,
     /// The complete upstream request header set (e.g. `Authorization`, `Accept`).
@@ -228,12 +234,14 @@ mod tests {
             size: 1,
             media_type: "application/octet-stream".into(),
             headers: vec![("Warning".into(), "110 - stale".into())],
+            group: "default".into(),
         });
         let dependency = Injector::SendDependency(SendDependency {
             v: 1,
             kind: ObjectKind::Manifest,
             fill_key: "default/manifest/a:v1".into(),
             upstream: "lab".into(),
+            group: "default".into(),
             url: "https://registry.example/v2/a/manifests/v1".into(),
             headers: vec![("Authorization".into(), "Bearer t".into())],
             expected_digest: None,
@@ -265,6 +273,7 @@ mod tests {
             size: 0,
             media_type: "x".into(),
             headers: vec![],
+            group: String::new(),
         };
         let header = Injector::SendBlob(future).encode().unwrap();
         assert!(matches!(Injector::decode(&header), Err(InjectorError::Version(2))));

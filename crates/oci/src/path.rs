@@ -165,7 +165,9 @@ fn parse_image(name: &str) -> Result<ImageAddress, OciError> {
             ));
         }
         let group = &with_slashes[1..at];
-        let image = &with_slashes[at + GROUP_MARKER.len()..with_slashes.len() - 1];
+        // Empty when the name ends with the marker (`acme/dependency_proxy/containers`): then the
+        // start is past the end, and the empty image is refused below.
+        let image = with_slashes.get(at + GROUP_MARKER.len()..with_slashes.len() - 1).unwrap_or("");
         return Ok(ImageAddress::Group {
             group: GroupPath::parse(group)?,
             image: RepositoryName::parse(image)?,
@@ -256,5 +258,34 @@ mod tests {
         assert_eq!(code("/v2/a/unknown/x"), ErrorCode::Unsupported);
         assert_eq!(parse_v2_path("/v3/").unwrap_err().status, http::StatusCode::NOT_FOUND);
         assert_eq!(code("/v2/g%2f/dependency_proxy/containers/a/manifests/v1"), ErrorCode::NameInvalid);
+    }
+
+    /// Found by the `v2_path` and `names` fuzz targets: a name ending with the group marker and no
+    /// image after it sliced past the end of the string (a panic).
+    #[test]
+    fn group_marker_without_image() {
+        let code = |path: &str| parse_v2_path(path).unwrap_err().code;
+        assert_eq!(code("/v2/acme/dependency_proxy/containers/manifests/latest"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/a/b/dependency_proxy/containers/tags/list"), ErrorCode::NameInvalid);
+        assert_eq!(
+            code(&format!("/v2/acme/dependency_proxy/containers/blobs/{}", digest())),
+            ErrorCode::NameInvalid
+        );
+        assert_eq!(
+            ImageAddress::parse("acme/dependency_proxy/containers").unwrap_err().code,
+            ErrorCode::NameInvalid
+        );
+        assert_eq!(
+            ImageAddress::parse("dependency_proxy/containers").unwrap_err().code,
+            ErrorCode::NameInvalid
+        );
+        // The fuzzers' inputs as they crashed.
+        let path = concat!(
+            "/v2/depe_dency_pro\0\0/containersv2e/depndency_proxy/containers/a/manifests/a/platform",
+            "/dependency_proxy/containers/manifests/v1"
+        );
+        assert_eq!(code(path), ErrorCode::NameInvalid);
+        let name = format!("lb/{}latform/dependency_proxy/containers", "\0".repeat(82));
+        assert_eq!(ImageAddress::parse(&name).unwrap_err().code, ErrorCode::NameInvalid);
     }
 }

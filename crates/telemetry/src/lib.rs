@@ -1,6 +1,9 @@
 //! What depproxy tells its operator, shared by every crate that reports: [`Throttle`], which lets a
 //! warning about a failing dependency (database, storage) through once per interval, however many
-//! requests hit the failure, and counts the ones it held back.
+//! requests hit the failure, and counts the ones it held back; and [`events`], the ring of recent
+//! errors and denials the admin API shows.
+
+pub mod events;
 
 use std::sync::Mutex;
 use std::sync::PoisonError;

@@ -123,10 +123,7 @@ impl UpstreamClient {
         let url = format!("{}/v2/", self.inner.base);
         let timeout = self.inner.config.http.header_timeout;
         self.count(RequestKind::Ping);
-        let response = tokio::time::timeout(timeout, self.inner.http.get(&url).send())
-            .await
-            .map_err(|_| UpstreamError::Timeout(format!("GET {url} took over {timeout:?}")))?
-            .map_err(|error| UpstreamError::from_transport(&error))?;
+        let response = self.send(self.inner.http.get(&url), "GET", &url, timeout).await?;
         let scheme = match response.status() {
             status if status.is_success() => AuthScheme::Anonymous,
             StatusCode::UNAUTHORIZED => {
@@ -158,16 +155,43 @@ impl UpstreamClient {
         self.inner.tokens.invalidate(&format!("repository:{repository}:pull")).await;
     }
 
-    /// `result`, having forgotten the auth state if it is a 401.
+    /// `result`, having forgotten the auth state if it is a 401, and noted any failure for
+    /// operators.
     async fn note_refusal<T>(
         &self,
         repository: &RepositoryName,
         result: Result<T, UpstreamError>,
     ) -> Result<T, UpstreamError> {
-        if let Err(UpstreamError::Refused { status: StatusCode::UNAUTHORIZED, .. }) = &result {
-            self.forget_auth(repository).await;
+        if let Err(error) = &result {
+            self.inner.config.metrics.status().failed(&self.host_port(), error);
+            if let UpstreamError::Refused { status: StatusCode::UNAUTHORIZED, .. } = error {
+                self.forget_auth(repository).await;
+            }
         }
         result
+    }
+
+    /// Sends `request` and waits at most `timeout` for the response headers; notes how the
+    /// upstream answered (latency, its rate-limit budget) or that it did not.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let started = std::time::Instant::now();
+        let outcome = match tokio::time::timeout(timeout, request.send()).await {
+            Err(_) => Err(UpstreamError::Timeout(format!("{method} {url} took over {timeout:?}"))),
+            Ok(Err(error)) => Err(UpstreamError::from_transport(&error)),
+            Ok(Ok(response)) => Ok(response),
+        };
+        let status = self.inner.config.metrics.status();
+        match &outcome {
+            Ok(response) => status.answered(&self.host_port(), response.headers(), started.elapsed()),
+            Err(error) => status.failed(&self.host_port(), error),
+        }
+        outcome
     }
 
     /// The `Authorization` header value for pulling `repository`, if the upstream wants one.
@@ -253,10 +277,7 @@ impl UpstreamClient {
             ObjectKind::Manifest => RequestKind::HeadManifest,
             ObjectKind::Blob => RequestKind::HeadBlob,
         });
-        let response = tokio::time::timeout(timeout, self.inner.http.head(&url).headers(headers).send())
-            .await
-            .map_err(|_| UpstreamError::Timeout(format!("HEAD {url} took over {timeout:?}")))?
-            .map_err(|error| UpstreamError::from_transport(&error))?;
+        let response = self.send(self.inner.http.head(&url).headers(headers), "HEAD", &url, timeout).await?;
         let response = self.note_refusal(repository, check_status(response, kind).await).await?;
         let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
         let digest = match header(oci::CONTENT_DIGEST_HEADER) {
@@ -306,10 +327,7 @@ impl UpstreamClient {
         } else {
             self.count(RequestKind::TagsList);
         }
-        let response = tokio::time::timeout(timeout, request.send())
-            .await
-            .map_err(|_| UpstreamError::Timeout(format!("GET {url} took over {timeout:?}")))?
-            .map_err(|error| UpstreamError::from_transport(&error))?;
+        let response = self.send(request, "GET", &url, timeout).await?;
         let mut response = self.note_refusal(repository, check_status(response, not_found).await).await?;
         let header = |name: http::header::HeaderName| {
             response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)

@@ -63,22 +63,28 @@ pub async fn open_stream(
     header_timeout: Duration,
     metrics: &UpstreamMetrics,
 ) -> Result<reqwest::Response, UpstreamError> {
-    if let Ok(parsed) = url::Url::parse(url) {
-        let counted = match kind {
+    let host = url::Url::parse(url).map(|parsed| host_label(&parsed)).unwrap_or_default();
+    metrics.count(
+        &host,
+        match kind {
             ObjectKind::Manifest => RequestKind::GetManifest,
             ObjectKind::Blob => RequestKind::GetBlob,
-        };
-        metrics.count(&host_label(&parsed), counted);
-    }
+        },
+    );
+    let started = std::time::Instant::now();
     let request = client.get(url).headers(headers).send();
-    let response = match tokio::time::timeout(header_timeout, request).await {
-        Err(_) => {
-            return Err(UpstreamError::Timeout(format!("no response headers within {header_timeout:?}")));
+    let outcome = match tokio::time::timeout(header_timeout, request).await {
+        Err(_) => Err(UpstreamError::Timeout(format!("no response headers within {header_timeout:?}"))),
+        Ok(Err(error)) => Err(UpstreamError::from_transport(&error)),
+        Ok(Ok(response)) => {
+            metrics.status().answered(&host, response.headers(), started.elapsed());
+            check_status(response, kind).await
         }
-        Ok(Err(error)) => return Err(UpstreamError::from_transport(&error)),
-        Ok(Ok(response)) => response,
     };
-    check_status(response, kind).await
+    if let Err(error) = &outcome {
+        metrics.status().failed(&host, error);
+    }
+    outcome
 }
 
 /// Turns a non-2xx response into an error, keeping what a client needs (`Retry-After`).

@@ -11,6 +11,7 @@ mod egress;
 mod error;
 mod http;
 mod metrics;
+mod status;
 
 pub use auth::Credentials;
 pub use client::{MetadataDocument, ObjectHead, UpstreamClient, UpstreamConfig};
@@ -18,3 +19,4 @@ pub use egress::{AllowEntry, BadAllowEntry, EgressPolicy, EgressRefusal, MAX_RED
 pub use error::{UpstreamError, error_chain};
 pub use http::{HttpOptions, build_http_client, open_stream};
 pub use metrics::{RequestKind, UpstreamMetrics, host_label};
+pub use status::{LastError, RateLimit, UpstreamHealth, UpstreamStatus};

@@ -6,6 +6,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use crate::status::UpstreamStatus;
+
 /// What an upstream request was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RequestKind {
@@ -45,6 +47,7 @@ struct Labels {
 #[derive(Clone, Debug, Default)]
 pub struct UpstreamMetrics {
     requests: Family<Labels, Counter>,
+    status: UpstreamStatus,
 }
 
 impl UpstreamMetrics {
@@ -61,6 +64,11 @@ impl UpstreamMetrics {
 
     pub fn count(&self, upstream: &str, kind: RequestKind) {
         self.requests.get_or_create(&Labels { upstream: upstream.to_owned(), kind: kind.as_str() }).inc();
+    }
+
+    /// How each upstream host has been answering (for the admin API).
+    pub fn status(&self) -> &UpstreamStatus {
+        &self.status
     }
 
     /// Requests counted so far for `upstream` and `kind`.

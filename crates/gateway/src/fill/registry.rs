@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,59 @@ struct Entry {
     /// Asks the fill to give way (it has no client, and someone waits for a fill).
     give_way: CancellationToken,
     started: Instant,
+    /// What it fetches, for operators.
+    about: FillAbout,
+    /// Unix milliseconds at the start.
+    started_at_ms: u64,
+}
+
+/// What a fill fetches, as operators see it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FillAbout {
+    /// The configured upstream's name.
+    pub upstream: String,
+    /// `manifest` or `blob`.
+    pub kind: String,
+    /// The repository and reference as upstream names them, e.g. `library/alpine:3.20` or
+    /// `library/alpine@sha256:…` — from the object's URL, never with its query (presigned parts).
+    pub object: String,
+}
+
+impl FillAbout {
+    /// From an object URL `<base>/v2/<repository>/(manifests|blobs)/<reference>`.
+    pub fn of(upstream: &str, kind: oci::ObjectKind, url: &str) -> Self {
+        let path = url.split(['?', '#']).next().unwrap_or_default();
+        let object = path
+            .split_once("/v2/")
+            .map(|(_, rest)| rest)
+            .and_then(|rest| rest.rsplit_once("/manifests/").or_else(|| rest.rsplit_once("/blobs/")))
+            .map(|(repository, reference)| {
+                let separator = if reference.contains(':') { '@' } else { ':' };
+                format!("{repository}{separator}{reference}")
+            })
+            .unwrap_or_default();
+        FillAbout { upstream: upstream.to_owned(), kind: kind.as_str().to_owned(), object }
+    }
+}
+
+/// One running fill, as `GET /api/v1/fills` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct FillReport {
+    #[serde(flatten)]
+    pub about: FillAbout,
+    /// `connecting`, `streaming` or `finishing` (verified, being made durable and recorded).
+    pub phase: String,
+    pub bytes_done: u64,
+    /// As upstream announced it; `None` for a chunked answer.
+    pub bytes_total: Option<u64>,
+    /// Average since the start, bytes per second.
+    pub rate: u64,
+    pub clients: usize,
+    /// Unix milliseconds.
+    pub started_at: u64,
+    /// The node running it (filled in by whoever gathers reports from several nodes).
+    #[serde(default)]
+    pub node: String,
 }
 
 /// The fills running on this node, by fill key.
@@ -50,6 +103,47 @@ impl Fills {
         self.len() == 0
     }
 
+    /// Every running fill and its progress, oldest first.
+    pub fn snapshot(&self) -> Vec<FillReport> {
+        let inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut reports: Vec<(Instant, FillReport)> = inflight
+            .values()
+            .map(|entry| {
+                let (phase, bytes_done, bytes_total, clients) = match &*entry.state.borrow() {
+                    FillState::Connecting => ("connecting", 0, None, 0),
+                    FillState::Streaming(streaming) => (
+                        "streaming",
+                        *streaming.recent.received().borrow(),
+                        streaming.head.content_length,
+                        streaming.recent.attached(),
+                    ),
+                    FillState::Verified(finished) | FillState::Committed(finished) => (
+                        "finishing",
+                        finished.size,
+                        Some(finished.size),
+                        finished.streaming.recent.attached(),
+                    ),
+                    FillState::Failed(_) => ("failed", 0, None, 0),
+                };
+                let seconds = entry.started.elapsed().as_secs_f64();
+                let rate = if seconds > 0.0 { (bytes_done as f64 / seconds) as u64 } else { 0 };
+                let report = FillReport {
+                    about: entry.about.clone(),
+                    phase: phase.to_owned(),
+                    bytes_done,
+                    bytes_total,
+                    rate,
+                    clients,
+                    started_at: entry.started_at_ms,
+                    node: String::new(),
+                };
+                (entry.started, report)
+            })
+            .collect();
+        reports.sort_by_key(|(started, _)| *started);
+        reports.into_iter().map(|(_, report)| report).collect()
+    }
+
     /// Waits until no fill runs.
     pub async fn wait_idle(&self) {
         let mut running = self.running.subscribe();
@@ -67,6 +161,7 @@ impl Fills {
     pub(crate) fn join_or_register(
         &self,
         key: &str,
+        about: impl FnOnce() -> FillAbout,
     ) -> (watch::Receiver<FillState>, Option<(watch::Sender<FillState>, CancellationToken)>) {
         let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = inflight.get(key) {
@@ -74,7 +169,16 @@ impl Fills {
         }
         let (sender, receiver) = watch::channel(FillState::Connecting);
         let give_way = CancellationToken::new();
-        let entry = Entry { state: receiver.clone(), give_way: give_way.clone(), started: Instant::now() };
+        let started_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let entry = Entry {
+            state: receiver.clone(),
+            give_way: give_way.clone(),
+            started: Instant::now(),
+            about: about(),
+            started_at_ms,
+        };
         inflight.insert(key.to_owned(), entry);
         self.running.send_replace(inflight.len());
         (receiver, Some((sender, give_way)))
@@ -159,9 +263,9 @@ mod tests {
     #[tokio::test]
     async fn a_fill_that_dies_without_a_result_frees_its_key_and_fails_its_readers() {
         let fills = Fills::new(1 << 20);
-        let (mut reader, sender) = fills.join_or_register("key");
+        let (mut reader, sender) = fills.join_or_register("key", FillAbout::default);
         let (sender, _give_way) = sender.unwrap();
-        let (joined, none) = fills.join_or_register("key");
+        let (joined, none) = fills.join_or_register("key", FillAbout::default);
         assert!(none.is_none(), "a second caller joins");
         assert_eq!(fills.len(), 1);
         let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -177,14 +281,42 @@ mod tests {
                 _ => panic!("a reader of a dead fill must see a failure"),
             }
         }
-        let (_, sender) = fills.join_or_register("key");
+        let (_, sender) = fills.join_or_register("key", FillAbout::default);
         assert!(sender.is_some(), "the next request starts a new fill");
+    }
+
+    #[test]
+    fn fills_describe_their_object_without_query() {
+        let about = FillAbout::of(
+            "hub",
+            oci::ObjectKind::Blob,
+            "https://registry-1.docker.io/v2/library/alpine/blobs/sha256:ab?X-Amz-Signature=s3cret",
+        );
+        assert_eq!(about.object, "library/alpine@sha256:ab");
+        assert_eq!(about.kind, "blob");
+        let tag = FillAbout::of("hub", oci::ObjectKind::Manifest, "http://lab:5000/v2/a/b/manifests/v1");
+        assert_eq!(tag.object, "a/b:v1");
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_lists_running_fills_with_their_phase() {
+        let fills = Fills::new(1 << 20);
+        let about = || FillAbout::of("lab", oci::ObjectKind::Manifest, "http://lab/v2/app/manifests/v1");
+        let (_reader, sender) = fills.join_or_register("key", about);
+        let snapshot = fills.snapshot();
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(snapshot[0].phase, "connecting");
+        assert_eq!(snapshot[0].about.object, "app:v1");
+        assert!(snapshot[0].started_at > 0);
+        let running = Running::new(&fills, "key", sender.unwrap().0);
+        running.finish(FillState::Failed(Arc::new(FillError::Broken("test".into()))));
+        assert!(fills.snapshot().is_empty());
     }
 
     #[tokio::test]
     async fn finishing_frees_the_key_and_publishes_the_outcome() {
         let fills = Fills::new(1 << 20);
-        let (mut reader, sender) = fills.join_or_register("key");
+        let (mut reader, sender) = fills.join_or_register("key", FillAbout::default);
         let running = Running::new(&fills, "key", sender.unwrap().0);
         running.finish(FillState::Failed(Arc::new(FillError::Broken("test".into()))));
         assert!(fills.is_empty());

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::admission::{Busy, FillSlot};
 use super::control_calls;
 use super::recent::RecentChunks;
-use super::registry::Running;
+use super::registry::{FillAbout, Running};
 use super::state::{FillError, FillState, Finished, Streaming, UpstreamHead};
 use crate::error::GatewayError;
 use crate::state::Gateway;
@@ -31,7 +31,8 @@ pub(crate) async fn join_or_start(
         return Ok(state);
     }
     let slot = gateway.admission.admit(client, || gateway.fills.make_room()).await?;
-    let (receiver, registered) = gateway.fills.join_or_register(&params.fill_key);
+    let about = || FillAbout::of(&params.upstream, params.kind, &params.url);
+    let (receiver, registered) = gateway.fills.join_or_register(&params.fill_key, about);
     // Another request may have started it while this one waited: then the slot goes back.
     if let Some((sender, give_way)) = registered {
         let gateway = gateway.clone();

@@ -1,0 +1,174 @@
+//! One access-log line per request (target `depproxy::access`), written when the response body
+//! ends or the client goes away: client address, group, image, reference or digest, decision,
+//! status, bytes sent, duration and time to the response head. No header value, so no secret.
+//! Turned off with `RUST_LOG=…,depproxy::access=off`.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+
+/// The log target.
+pub const TARGET: &str = "depproxy::access";
+
+/// What is known of a request once its response head is ready.
+pub(crate) struct AccessEntry {
+    pub client: IpAddr,
+    pub method: http::Method,
+    /// The image and reference (or digest) from the path; the path itself when it names none.
+    pub image: String,
+    pub reference: String,
+    /// The group the control plane resolved (empty when it did not get that far).
+    pub group: String,
+    /// `hit`, `miss`, `relay` or `denied` (the control plane refused: 401, 403, 429).
+    pub decision: &'static str,
+    pub status: http::StatusCode,
+    pub started: Instant,
+    /// Time to the response head, in ms.
+    pub head_ms: f64,
+}
+
+impl AccessEntry {
+    /// The image and reference a `/v2/` path names.
+    pub(crate) fn describe_path(path: &str) -> (String, String) {
+        match oci::parse_v2_path(path) {
+            Ok(oci::Endpoint::Manifest { image, reference }) => (image.as_written(), reference.to_string()),
+            Ok(oci::Endpoint::Blob { image, digest }) => (image.as_written(), digest.to_string()),
+            Ok(oci::Endpoint::TagsList { image }) => (image.as_written(), "tags/list".to_owned()),
+            Ok(oci::Endpoint::Referrers { image, digest }) => {
+                (image.as_written(), format!("referrers/{digest}"))
+            }
+            _ => (truncated(path), String::new()),
+        }
+    }
+
+    fn write(&self, bytes: u64, complete: bool) {
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(
+            target: TARGET,
+            client = %self.client,
+            method = %self.method,
+            group = %self.group,
+            image = %self.image,
+            reference = %self.reference,
+            decision = self.decision,
+            status = self.status.as_u16(),
+            bytes,
+            complete,
+            duration_ms = (duration_ms * 10.0).round() / 10.0,
+            head_ms = (self.head_ms * 10.0).round() / 10.0,
+        );
+    }
+}
+
+/// Paths that name no image are logged cut short: they are client text of any length.
+fn truncated(path: &str) -> String {
+    path.chars().take(200).collect()
+}
+
+/// Whether access lines would be written at all (so a request pays nothing when they are off).
+pub(crate) fn enabled() -> bool {
+    tracing::enabled!(target: TARGET, tracing::Level::INFO)
+}
+
+/// `response` with a body that writes `entry` once it ends (or is dropped unfinished).
+pub(crate) fn logged(response: Response, entry: AccessEntry) -> Response {
+    let (parts, body) = response.into_parts();
+    // What the client is owed: hyper stops polling a body once it has sent Content-Length bytes.
+    let bodyless = entry.method == http::Method::HEAD || matches!(entry.status.as_u16(), 204 | 304);
+    let expected = if bodyless {
+        Some(0)
+    } else {
+        parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse().ok())
+    };
+    let body = LoggedBody { inner: body, bytes: 0, expected, entry: Some(entry) };
+    Response::from_parts(parts, Body::new(body))
+}
+
+struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    expected: Option<u64>,
+    entry: Option<AccessEntry>,
+}
+
+impl LoggedBody {
+    fn finish(&mut self, complete: bool) {
+        if let Some(entry) = self.entry.take() {
+            entry.write(self.bytes, complete);
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(context);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.finish(true);
+                }
+            }
+            Poll::Ready(None) => self.finish(true),
+            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        // An empty body (HEAD, 304) is never polled, and a body of known length is dropped once
+        // that length is sent.
+        let complete =
+            self.inner.is_end_stream() || self.expected.is_some_and(|expected| self.bytes >= expected);
+        self.finish(complete);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_described_by_image_and_reference() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            AccessEntry::describe_path("/v2/library/alpine/manifests/3.20"),
+            ("library/alpine".to_owned(), "3.20".to_owned())
+        );
+        assert_eq!(
+            AccessEntry::describe_path(&format!("/v2/acme/dependency_proxy/containers/app/blobs/{digest}")),
+            ("acme/dependency_proxy/containers/app".to_owned(), digest)
+        );
+        let (image, reference) = AccessEntry::describe_path(&format!("/{}", "x".repeat(500)));
+        assert_eq!((image.len(), reference.as_str()), (200, ""));
+    }
+}

@@ -2,7 +2,8 @@
 # Usage: scripts/install-test-deps.sh
 #
 # Installs (only when missing) what the depproxy integration tests need:
-#   - apt: docker-registry skopeo containerd podman curl jq, htpasswd (apache2-utils)
+#   - apt: docker-registry skopeo containerd podman curl jq, htpasswd (apache2-utils),
+#     chromium + chromium-driver (the status page's browser test drives headless Chromium)
 #   - PostgreSQL listening on 127.0.0.1:5432 with trust auth for user postgres
 #   - moto_server (S3 test server) via `pip install 'moto[server]'`, oras-py via `pip install oras`
 # Safe to run repeatedly; prints what it installed/started. Needs root (Debian 12).
@@ -19,7 +20,7 @@ apt_install() {
 # command -> apt package
 missing=()
 for pair in docker-registry:docker-registry skopeo:skopeo containerd:containerd podman:podman \
-  htpasswd:apache2-utils curl:curl jq:jq; do
+  htpasswd:apache2-utils curl:curl jq:jq chromium:chromium chromedriver:chromium-driver; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi

@@ -20,4 +20,4 @@ pub use jwt::{ISSUER, JwtError, JwtKeys, ResourceActions, SERVICE, TokenKind};
 pub use limiter::FailureLimiter;
 pub use scope::Scope;
 pub use secret::SECRET_PREFIX;
-pub use tokens::{CreatedToken, TokenInfo, TokenRegistry, create_token};
+pub use tokens::{CreatedToken, TokenInfo, TokenRegistry, create_token, token_status, valid_token_name};

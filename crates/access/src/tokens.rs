@@ -113,6 +113,32 @@ impl TokenRegistry {
         Ok(self.by_id(id).await?.filter(|info| info.is_active(now)))
     }
 
+    /// Every token, revoked and expired ones too.
+    pub async fn list(&self) -> Result<Vec<AccessTokenRecord>, MetadataError> {
+        self.metadata.list_access_tokens().await
+    }
+
+    /// Creates a token (see [`create_token`]); the secret is in the answer only.
+    pub async fn create(
+        &self,
+        name: &str,
+        groups: Vec<GroupPath>,
+        admin: bool,
+        expires_at: Option<i64>,
+    ) -> Result<CreatedToken, MetadataError> {
+        create_token(&self.metadata, &self.clock, name, groups, admin, expires_at).await
+    }
+
+    /// Revokes the token named `name` (false: no active token has that name), and reloads the
+    /// snapshot so this node refuses it at once.
+    pub async fn revoke(&self, name: &str) -> Result<bool, MetadataError> {
+        let revoked = self.metadata.revoke_access_token(name, self.clock.now_ms()).await?;
+        if revoked {
+            self.reload().await?;
+        }
+        Ok(revoked)
+    }
+
     /// Notes that a token was used now (written by [`Self::flush_uses`]).
     pub fn note_use(&self, id: &str) {
         let now = self.clock.now_ms();
@@ -127,6 +153,22 @@ impl TokenRegistry {
                 .collect();
         self.metadata.touch_access_tokens(&uses).await?;
         Ok(uses.len())
+    }
+}
+
+/// Whether `name` can name a token: up to 64 letters, digits, `-`, `_`, `.`, `@`.
+pub fn valid_token_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
+/// A token's state at `now` (unix ms): `active`, `revoked` or `expired`.
+pub fn token_status(record: &AccessTokenRecord, now: i64) -> &'static str {
+    match (record.revoked_at, record.expires_at) {
+        (Some(_), _) => "revoked",
+        (None, Some(expires)) if expires <= now => "expired",
+        _ => "active",
     }
 }
 

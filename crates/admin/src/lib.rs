@@ -2,9 +2,16 @@
 //! admin access token (`Authorization: Bearer dpp_…`). This holds the lifecycle's operations —
 //! statistics per group, purges as background jobs (`202 Accepted` and a job to poll).
 
+mod api;
 mod auth;
 mod error;
+mod operator;
 mod routes;
 
+pub use api::{
+    CreatedTokenView, EventView, FillView, GroupView, JobStarted, StoreView, TokenView, TrafficView,
+    UpstreamView,
+};
 pub use error::AdminError;
-pub use routes::{AdminState, router};
+pub use operator::{FillBoard, GroupInfo, OperatorView, REPORT_LIFETIME, UpstreamInfo};
+pub use routes::{AdminState, openapi, router};

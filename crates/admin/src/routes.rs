@@ -1,6 +1,9 @@
-//! The routes: `GET /api/v1/groups` (statistics), `DELETE /api/v1/groups/{path}/cache` (a purge,
-//! answered `202` with its job), `GET /api/v1/jobs/{id}` (a job's progress), `GET /api/v1/sweep`
-//! (the sweeper: running, sweeps completed) and `POST /api/v1/sweep` (a sweep now, `202`).
+//! The routes: `GET /api/v1/groups` (policy, statistics, traffic), `GET /api/v1/upstreams`
+//! (health, rate-limit budget), `GET /api/v1/fills` (live fills of every node), `GET
+//! /api/v1/events` (recent errors and denials), tokens (`GET|POST /api/v1/tokens`, `DELETE
+//! /api/v1/tokens/{name}`), `DELETE /api/v1/groups/{path}/cache` (a purge, answered `202` with its
+//! job), `GET /api/v1/jobs/{id}` (a job's progress), `GET|POST /api/v1/sweep` (the sweeper), and
+//! `GET /api/v1/openapi.json`, generated from these handlers.
 
 use std::sync::Arc;
 
@@ -13,8 +16,15 @@ use lifecycle::{Lifecycle, PurgeRequest};
 use oci::{GroupPath, RepositoryName};
 use supervisor::Supervisor;
 
+use utoipa::OpenApi as _;
+
+use crate::api::{
+    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, EventView, FillView, GroupView, JobStarted,
+    LastErrorView, NewToken, RateLimitView, StoreView, TokenView, TrafficView, UpstreamView,
+};
 use crate::auth::admin;
 use crate::error::AdminError;
+use crate::operator::OperatorView;
 
 /// What the admin API works with.
 #[derive(Clone)]
@@ -23,21 +33,206 @@ pub struct AdminState {
     pub lifecycle: Arc<Lifecycle>,
     /// Runs purges in the background (a shutdown waits for them, then cancels).
     pub supervisor: Supervisor,
+    pub view: Arc<OperatorView>,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "depproxy admin API", description = "Every call needs an admin access token as Bearer."),
+    paths(groups, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now),
+    components(schemas(
+        StoreView, GroupView, TrafficView, UpstreamView, LastErrorView, RateLimitView, FillView, EventView,
+        TokenView, NewToken, CreatedTokenView, JobStarted, ErrorEnvelope
+    )),
+    modifiers(&AdminTokenScheme),
+    security(("admin_token" = []))
+)]
+struct AdminApi;
+
+/// The OpenAPI document of the admin API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    AdminApi::openapi()
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/api/v1/openapi.json", axum::routing::get(|| async { axum::Json(openapi()) }))
         .route("/api/v1/groups", axum::routing::get(groups))
         .route("/api/v1/groups/{*path}", axum::routing::delete(purge))
+        .route("/api/v1/upstreams", axum::routing::get(upstreams))
+        .route("/api/v1/fills", axum::routing::get(fills))
+        .route("/api/v1/events", axum::routing::get(events))
+        .route("/api/v1/tokens", axum::routing::get(tokens).post(create_token))
+        .route("/api/v1/tokens/{name}", axum::routing::delete(revoke_token))
         .route("/api/v1/jobs/{id}", axum::routing::get(job))
         .route("/api/v1/sweep", axum::routing::get(sweeper).post(sweep_now))
         .fallback(|| async { AdminError::NotFound("no such admin API route".into()) })
         .with_state(state)
 }
 
+/// The store and every group: policy, upstream, size vs quota, objects, traffic.
+pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminError> {
+    let stats = state.lifecycle.stats(None).await?;
+    let groups = stats
+        .groups
+        .into_iter()
+        .map(|group| {
+            let info = state.view.groups.iter().find(|info| info.path == group.group);
+            GroupView {
+                upstream: info.map(|info| info.upstream.clone()).unwrap_or_default(),
+                access: info.map(|info| info.access.clone()).unwrap_or_default(),
+                group: group.group,
+                ttl_seconds: group.ttl_seconds,
+                max_size: group.max_size,
+                pins: group.pins,
+                bytes: group.bytes,
+                pinned_bytes: group.pinned_bytes,
+                blobs: group.blobs,
+                manifests: group.manifests,
+                tags: group.tags,
+                oldest_read: group.oldest_read,
+                last_1h: group.last_1h.into(),
+                last_24h: group.last_24h.into(),
+            }
+        })
+        .collect();
+    Ok(StoreView {
+        physical_bytes: stats.physical_bytes,
+        pending_delete_bytes: stats.pending_delete_bytes,
+        max_size: stats.max_size,
+        groups,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/groups", tag = "groups",
+    responses((status = 200, body = StoreView), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn groups(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
     admin(&state.access, &request.into_parts().0).await?;
-    Ok(axum::Json(state.lifecycle.stats(None).await?).into_response())
+    Ok(axum::Json(store_view(&state).await?).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/upstreams", tag = "upstreams",
+    responses((status = 200, body = [UpstreamView]), (status = 401, body = ErrorEnvelope)))]
+async fn upstreams(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
+    admin(&state.access, &request.into_parts().0).await?;
+    Ok(axum::Json(state.view.upstreams()).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/fills", tag = "fills",
+    responses((status = 200, description = "Live fills of every node, oldest first", body = [FillView]),
+        (status = 401, body = ErrorEnvelope)))]
+async fn fills(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
+    admin(&state.access, &request.into_parts().0).await?;
+    let fills: Vec<FillView> = state.view.fills.all().into_iter().map(FillView::from).collect();
+    Ok(axum::Json(fills).into_response())
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct EventsQuery {
+    /// How many, newest first (default 100, at most 500).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, description = "Recent errors and denials, newest first", body = [EventView]),
+        (status = 401, body = ErrorEnvelope)))]
+async fn events(
+    State(state): State<AdminState>,
+    Query(query): Query<EventsQuery>,
+    request: Request,
+) -> Result<Response, AdminError> {
+    admin(&state.access, &request.into_parts().0).await?;
+    let limit = query.limit.unwrap_or(100).min(telemetry::events::CAPACITY);
+    let events: Vec<EventView> =
+        telemetry::events::recent_events().latest(limit).into_iter().map(EventView::from).collect();
+    Ok(axum::Json(events).into_response())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, description = "Every token, revoked and expired ones too; never a secret",
+        body = [TokenView]), (status = 401, body = ErrorEnvelope)))]
+async fn tokens(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
+    admin(&state.access, &request.into_parts().0).await?;
+    let records =
+        state.access.tokens().list().await.map_err(|error| AdminError::Internal(error.to_string()))?;
+    let now = now_ms();
+    let views: Vec<TokenView> = records.iter().map(|record| TokenView::of(record, now)).collect();
+    Ok(axum::Json(views).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, description = "The secret, shown this once", body = CreatedTokenView),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
+async fn create_token(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
+    let (parts, body) = request.into_parts();
+    let caller = admin(&state.access, &parts).await?;
+    let body = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map_err(|_| AdminError::BadRequest("the request body is too large".into()))?;
+    let new: NewToken = serde_json::from_slice(&body).map_err(|error| {
+        AdminError::BadRequest(format!("a token is {{name, groups, admin, expires_in}}: {error}"))
+    })?;
+    if !access::valid_token_name(&new.name) {
+        return Err(AdminError::BadRequest(format!(
+            "token name {:?}: up to 64 letters, digits, '-', '_', '.', '@'",
+            new.name
+        )));
+    }
+    let mut groups = Vec::new();
+    for group in &new.groups {
+        if !state.view.groups.iter().any(|info| &info.path == group) {
+            return Err(AdminError::BadRequest(format!("group {group:?} is not configured")));
+        }
+        groups.push(GroupPath::parse(group).map_err(|error| AdminError::BadRequest(error.message))?);
+    }
+    if groups.is_empty() && !new.admin {
+        return Err(AdminError::BadRequest("a token needs at least one group (or admin)".into()));
+    }
+    let expires_at = new
+        .expires_in
+        .as_deref()
+        .map(|text| {
+            humantime::parse_duration(text)
+                .map(|lifetime| {
+                    now_ms().saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX))
+                })
+                .map_err(|error| AdminError::BadRequest(format!("expires_in {text:?}: {error}")))
+        })
+        .transpose()?;
+    let created = state
+        .access
+        .tokens()
+        .create(&new.name, groups, new.admin, expires_at)
+        .await
+        .map_err(|error| AdminError::Internal(error.to_string()))?;
+    tracing::info!(target: "depproxy::audit", admin = %caller.name, token = %created.record.name, "token created");
+    let view = CreatedTokenView { secret: created.secret, token: TokenView::of(&created.record, now_ms()) };
+    Ok((StatusCode::CREATED, axum::Json(view)).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens",
+    params(("name" = String, Path, description = "The token's name")),
+    responses((status = 200, description = "Revoked: every node refuses it within token_check_interval"),
+        (status = 404, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
+async fn revoke_token(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, AdminError> {
+    let caller = admin(&state.access, &request.into_parts().0).await?;
+    let revoked =
+        state.access.tokens().revoke(&name).await.map_err(|error| AdminError::Internal(error.to_string()))?;
+    if !revoked {
+        return Err(AdminError::NotFound(format!("no active token named {name:?}")));
+    }
+    tracing::info!(target: "depproxy::audit", admin = %caller.name, token = %name, "token revoked");
+    Ok(axum::Json(serde_json::json!({ "revoked": name })).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -47,6 +242,12 @@ struct PurgeQuery {
     older_than: Option<String>,
 }
 
+#[utoipa::path(delete, path = "/api/v1/groups/{path}/cache", tag = "groups",
+    params(("path" = String, Path, description = "The group, e.g. `default`"),
+        ("image" = Option<String>, Query, description = "Only this image (as upstream names it)"),
+        ("older_than" = Option<String>, Query, description = "Only what was not read for this long, e.g. `30d`")),
+    responses((status = 202, description = "The purge runs as a job", body = JobStarted),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn purge(
     State(state): State<AdminState>,
     Path(path): Path<String>,
@@ -92,6 +293,8 @@ async fn purge(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/api/v1/sweep", tag = "lifecycle",
+    responses((status = 200, description = "Whether a sweep runs, sweeps completed")))]
 async fn sweeper(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
     admin(&state.access, &request.into_parts().0).await?;
     Ok(axum::Json(state.lifecycle.sweeper_status()).into_response())
@@ -99,6 +302,8 @@ async fn sweeper(State(state): State<AdminState>, request: Request) -> Result<Re
 
 /// Starts a sweep now; the answer carries the count of sweeps completed so far, so a caller
 /// waits for `completed` to pass it.
+#[utoipa::path(post, path = "/api/v1/sweep", tag = "lifecycle",
+    responses((status = 202, description = "A sweep starts soon; the answer holds the sweeps completed so far")))]
 async fn sweep_now(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
     let caller = admin(&state.access, &request.into_parts().0).await?;
     let status = state.lifecycle.sweeper_status();
@@ -107,6 +312,9 @@ async fn sweep_now(State(state): State<AdminState>, request: Request) -> Result<
     Ok((StatusCode::ACCEPTED, axum::Json(status)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "lifecycle",
+    params(("id" = String, Path, description = "The job id a purge answered")),
+    responses((status = 200, description = "The job's progress"), (status = 404, body = ErrorEnvelope)))]
 async fn job(
     State(state): State<AdminState>,
     Path(id): Path<String>,

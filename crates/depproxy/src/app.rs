@@ -80,6 +80,8 @@ pub struct ControlNode {
     pub cache: Arc<Cache>,
     pub lifecycle: Arc<Lifecycle>,
     pub access: Arc<Access>,
+    /// What the admin API shows of groups, upstreams and fills.
+    pub view: Arc<admin::OperatorView>,
 }
 
 /// The admin API of a control plane; purges run under `supervisor`.
@@ -88,7 +90,40 @@ pub fn admin_router(node: &ControlNode, supervisor: &Supervisor) -> Router {
         access: node.access.clone(),
         lifecycle: node.lifecycle.clone(),
         supervisor: supervisor.clone(),
+        view: node.view.clone(),
     })
+}
+
+/// The operator's view of this configuration: groups with their upstream and policy, upstreams
+/// with the health `status` records, and a board for live fills.
+fn operator_view(config: &Config, groups: &Groups, status: upstream::UpstreamStatus) -> admin::OperatorView {
+    let groups = groups
+        .all()
+        .map(|group| admin::GroupInfo {
+            path: group.path.as_str().to_owned(),
+            upstream: group.upstream.name().to_owned(),
+            access: match group.access.mode {
+                cache::AccessMode::Anonymous => "anonymous",
+                cache::AccessMode::Token => "token",
+            }
+            .to_owned(),
+        })
+        .collect();
+    let upstreams = config
+        .upstreams
+        .iter()
+        .map(|upstream| admin::UpstreamInfo {
+            name: upstream.name.clone(),
+            url: upstream.url.to_string(),
+            host: upstream::host_label(&upstream.url),
+        })
+        .collect();
+    admin::OperatorView {
+        groups,
+        upstreams,
+        upstream_status: status,
+        fills: Arc::new(admin::FillBoard::new()),
+    }
 }
 
 /// The groups as the lifecycle sees them (configured and implicit).
@@ -162,6 +197,7 @@ pub async fn control_node(
         runtime.clock.clone(),
         runtime.lifecycle_metrics.clone(),
     ));
+    let view = Arc::new(operator_view(config, &groups, runtime.upstream_metrics.status().clone()));
     let cache = Arc::new(Cache::new(
         metadata,
         groups,
@@ -193,7 +229,7 @@ pub async fn control_node(
         public_url: config.public_url.clone(),
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
     });
-    Ok(ControlNode { router: control.router(), cache, lifecycle, access })
+    Ok(ControlNode { router: control.router(), cache, lifecycle, access, view })
 }
 
 /// Every group (configured, and the implicit mirror group of each upstream no group uses), with
@@ -373,7 +409,10 @@ pub async fn serve_node(config: &Config, runtime: Runtime) -> anyhow::Result<(Ar
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let control = control_node(config, &secret, &runtime).await?;
     let channel = ControlChannel::InProcess(gateway::InProcessControl::new(control.router.clone()));
-    Ok((gateway(config, channel, &secret, runtime).await?, control))
+    let gateway = gateway(config, channel, &secret, runtime).await?;
+    let fills = gateway.clone();
+    control.view.fills.attach_local(config.node_id.clone(), move || fills.fills_snapshot());
+    Ok((gateway, control))
 }
 
 /// The `/metrics` endpoint alone, for a control plane in split mode (whose own listener only

@@ -98,6 +98,11 @@ impl Gateway {
         self.fills.len()
     }
 
+    /// The fills running on this node, with their progress.
+    pub fn fills_snapshot(&self) -> Vec<crate::fill::FillReport> {
+        self.fills.snapshot()
+    }
+
     /// Waits until every detached fill on this node has finished.
     pub async fn wait_fills_idle(&self) {
         self.fills.wait_idle().await;

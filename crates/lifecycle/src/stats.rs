@@ -25,6 +25,8 @@ pub struct GroupStats {
     pub tags: u64,
     /// The least recent read of its objects (unix ms).
     pub oldest_read: Option<i64>,
+    /// Since the start of the current hour (traffic is kept in hourly buckets).
+    pub last_1h: Traffic,
     /// Over the last 24 hours.
     pub last_24h: Traffic,
 }
@@ -51,6 +53,10 @@ impl Lifecycle {
         let now = self.clock.now_ms();
         let since = now - now.rem_euclid(3_600_000) - DAY_MS + 3_600_000;
         let traffic = self.metadata.traffic_since(since).await?;
+        let this_hour = self.metadata.traffic_since(now - now.rem_euclid(3_600_000)).await?;
+        let traffic_of = |traffic: &[(String, Traffic)], path: &str| {
+            traffic.iter().find(|(group, _)| group == path).map(|(_, traffic)| *traffic).unwrap_or_default()
+        };
         let mut groups = Vec::new();
         for group in self.groups.iter().filter(|group| only.is_none_or(|path| group.path.as_str() == path)) {
             let used =
@@ -68,11 +74,8 @@ impl Lifecycle {
                 manifests: used.manifests,
                 tags: used.tags,
                 oldest_read: used.oldest_read,
-                last_24h: traffic
-                    .iter()
-                    .find(|(path, _)| path == group.path.as_str())
-                    .map(|(_, traffic)| *traffic)
-                    .unwrap_or_default(),
+                last_1h: traffic_of(&this_hour, group.path.as_str()),
+                last_24h: traffic_of(&traffic, group.path.as_str()),
             });
         }
         let pending = self.metadata.pending_bytes().await?;

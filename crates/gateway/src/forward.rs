@@ -25,7 +25,7 @@ use crate::state::Gateway;
 /// cannot be fooled by a client sending the header itself). Nothing else: not `Host` (the gateway
 /// passes it validated in `Depproxy-Forwarded-Host`), not `Content-Length` (the channel sets its
 /// own), no cookies, no hop-by-hop headers.
-const FORWARDED: &[HeaderName] = &[
+static FORWARDED: [HeaderName; 6] = [
     http::header::ACCEPT,
     http::header::RANGE,
     http::header::IF_NONE_MATCH,
@@ -122,7 +122,7 @@ pub(crate) async fn ask_control(
 /// The allowed client headers ([`FORWARDED`]), every value of each.
 fn forwardable_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = HeaderMap::with_capacity(FORWARDED.len());
-    for name in FORWARDED {
+    for name in &FORWARDED {
         for value in headers.get_all(name) {
             kept.append(name.clone(), value.clone());
         }

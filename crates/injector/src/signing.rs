@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{KeyInit as _, Mac as _};
+use hmac::Mac as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::replay::{ReplayCache, ReplayRefusal};
@@ -174,10 +174,10 @@ impl Keys {
 fn derived_key(secret: &Secret, label: &[u8]) -> HmacSha256 {
     let mut key = [0u8; 64];
     key[..32].copy_from_slice(&secret.0);
-    let derived = HmacSha256::new(&key.into()).chain_update(label).finalize().into_bytes();
+    let derived = <HmacSha256 as hmac::KeyInit>::new(&key.into()).chain_update(label).finalize().into_bytes();
     let mut key = [0u8; 64];
     key[..32].copy_from_slice(&derived);
-    HmacSha256::new(&key.into())
+    <HmacSha256 as hmac::KeyInit>::new(&key.into())
 }
 
 /// The random id of one signed request; the control plane's answer is bound to it.
@@ -262,7 +262,7 @@ pub struct VerifiedRequest {
 impl VerifiedRequest {
     /// Checks the body the control plane read against the one the token was signed for.
     pub fn check_body(&self, body: &[u8]) -> Result<(), SignatureError> {
-        let matches = match &self.body_sha256 {
+        let matches: bool = match &self.body_sha256 {
             Some(expected) => {
                 let actual: [u8; 32] = Sha256::digest(body).into();
                 // Not secret, but compared in constant time like every other check here.

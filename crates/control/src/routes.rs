@@ -31,6 +31,13 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
         Ok(response) => response,
         Err(error) => {
             match (&error, error.to_oci().class()) {
+                (ControlError::Unauthenticated(injector::SignatureError::ReplayCacheFull), _) => {
+                    // Overload, not an attack (tokens are checked before they are remembered):
+                    // one line per interval, not one per refused request.
+                    if let Some(held_back) = OVERLOADED.admit() {
+                        tracing::warn!(%method, %path, held_back, "too many internal requests this second; answering 503")
+                    }
+                }
                 (ControlError::Unauthenticated(_), _) => {
                     tracing::warn!(%method, %path, %error, "refused unsigned control-plane request")
                 }
@@ -140,3 +147,6 @@ async fn refetch_if_asked(
         (_, decision) => Ok(decision),
     }
 }
+
+/// Reports refusals for overload once per interval.
+static OVERLOADED: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(10));

@@ -52,14 +52,21 @@ impl Setup {
         self.signer.sign(purpose, RequestTarget { method, path_and_query: path }, body)
     }
 
-    async fn call(&self, method: Method, path: &str, purpose: Option<Purpose>, body: &[u8]) -> Response<Body> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        purpose: Option<Purpose>,
+        body: &[u8],
+    ) -> Response<Body> {
         let token = purpose.map(|purpose| self.sign(purpose, &method, path, body).token);
         self.send(method, path, token.as_deref(), body).await
     }
 
     /// Sends a request with this token (or none) as is.
     async fn send(&self, method: Method, path: &str, token: Option<&str>, body: &[u8]) -> Response<Body> {
-        let mut request = Request::builder().method(method).uri(path).body(Body::from(body.to_vec())).unwrap();
+        let mut request =
+            Request::builder().method(method).uri(path).body(Body::from(body.to_vec())).unwrap();
         if let Some(token) = token {
             request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token.parse().unwrap());
         }
@@ -283,9 +290,8 @@ async fn upload_calls_that_do_not_fit_their_path_are_refused() {
 async fn heads_of_uncached_objects_are_answered_directly() {
     let setup = setup().await;
     let digest = setup.upstream.put_blob(b"hello".to_vec());
-    let response = setup
-        .call(Method::HEAD, &format!("/v2/lab/app/blobs/{digest}"), Some(Purpose::Forward), b"")
-        .await;
+    let response =
+        setup.call(Method::HEAD, &format!("/v2/lab/app/blobs/{digest}"), Some(Purpose::Forward), b"").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(!response.headers().contains_key(SEND_DATA_HEADER));
     assert_eq!(response.headers()[oci::CONTENT_DIGEST_HEADER], digest.to_string().as_str());
@@ -302,8 +308,7 @@ async fn unknown_groups_registries_and_methods_get_oci_errors() {
     let unknown_registry = setup.get("/v2/app/manifests/v1?ns=evil.example.com").await;
     assert_eq!(unknown_registry.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(unknown_registry).await, "NAME_UNKNOWN");
-    let delete =
-        setup.call(Method::DELETE, "/v2/lab/app/manifests/v1", Some(Purpose::Forward), b"").await;
+    let delete = setup.call(Method::DELETE, "/v2/lab/app/manifests/v1", Some(Purpose::Forward), b"").await;
     assert_eq!(delete.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(delete).await, "UNSUPPORTED");
     let bad_name = setup.get("/v2/Lab/manifests/v1").await;

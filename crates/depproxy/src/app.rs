@@ -352,7 +352,8 @@ pub fn control_channel(
 ) -> anyhow::Result<ControlChannel> {
     let ca_pem = match control_ca {
         Some(path) => Some(
-            std::fs::read(path).with_context(|| format!("cannot read control-plane CA {}", path.display()))?,
+            std::fs::read(path)
+                .with_context(|| format!("cannot read control-plane CA {}", path.display()))?,
         ),
         None => None,
     };

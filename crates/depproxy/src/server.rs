@@ -241,7 +241,10 @@ pub fn tls_acceptor(cert_pem: &std::path::Path, key_pem: &std::path::Path) -> Re
         .collect::<Result<Vec<_>, _>>()
         .map_err(unreadable(cert_pem))?;
     if certificates.is_empty() {
-        return Err(TlsError::Pem { path: cert_pem.to_owned(), message: "no certificate in the file".into() });
+        return Err(TlsError::Pem {
+            path: cert_pem.to_owned(),
+            message: "no certificate in the file".into(),
+        });
     }
     let key = PrivateKeyDer::from_pem_file(key_pem).map_err(unreadable(key_pem))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

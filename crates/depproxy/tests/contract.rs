@@ -119,8 +119,13 @@ async fn a_recorded_internal_request_cannot_be_sent_again() {
     })
     .unwrap();
     let recorded = token(&secret, Purpose::Upload, &http::Method::POST, &authorize, &body);
-    let send =
-        || client().post(format!("{url}{authorize}")).header(INTERNAL_TOKEN_HEADER, &recorded).body(body.clone()).send();
+    let send = || {
+        client()
+            .post(format!("{url}{authorize}"))
+            .header(INTERNAL_TOKEN_HEADER, &recorded)
+            .body(body.clone())
+            .send()
+    };
     assert_eq!(send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(send().await.unwrap().status(), StatusCode::FORBIDDEN);
 }
@@ -191,13 +196,18 @@ async fn fake_control_plane(secret: &Secret, url: String, digest: oci::Digest, s
                 Signing::Unsigned => None,
                 Signing::ForAnotherRequest => {
                     let get = http::Method::GET;
-                    let other = signer.sign(Purpose::Forward, RequestTarget { method: &get, path_and_query: "/v2/" }, b"");
+                    let other = signer.sign(
+                        Purpose::Forward,
+                        RequestTarget { method: &get, path_and_query: "/v2/" },
+                        b"",
+                    );
                     let target = RequestTarget { method: &get, path_and_query: "/v2/" };
                     let verified = verifier.verify(Some(&other.token), Purpose::Forward, target).unwrap();
                     Some(verifier.sign_answer(&verified, injector.as_bytes()))
                 }
                 Signing::Genuine => {
-                    let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
+                    let token =
+                        request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
                     let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
                     let target = RequestTarget { method: request.method(), path_and_query: path };
                     // Upload calls (Purpose::Upload) are not this fake's business.

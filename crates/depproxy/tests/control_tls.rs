@@ -25,9 +25,8 @@ async fn split_mode_over_tls_serves_and_refuses_plain_or_untrusted_peers() {
     let digest = upstream.put_blob(layer.clone());
     let tls = tokio::task::spawn_blocking(TestCertificates::generate).await.unwrap();
     let upstream_url = upstream.url();
-    let (proxy, tls) = tokio::task::spawn_blocking(move || (Depproxy::split_tls(&upstream_url, &tls), tls))
-        .await
-        .unwrap();
+    let (proxy, tls) =
+        tokio::task::spawn_blocking(move || (Depproxy::split_tls(&upstream_url, &tls), tls)).await.unwrap();
     let control_port = proxy.control_port.unwrap();
 
     // A miss and then a hit through the gateway: decided by the control plane over TLS.
@@ -66,7 +65,8 @@ async fn split_mode_over_tls_serves_and_refuses_plain_or_untrusted_peers() {
     .await
     .unwrap();
     let (_process, port, _dir, _proxy) = untrusting;
-    let refused = client().get(format!("http://127.0.0.1:{port}/v2/lab/x/blobs/{digest}")).send().await.unwrap();
+    let refused =
+        client().get(format!("http://127.0.0.1:{port}/v2/lab/x/blobs/{digest}")).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "control plane unreachable without its CA");
 
     // --control-ca with an http:// URL is refused at start-up.

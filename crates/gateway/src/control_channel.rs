@@ -115,7 +115,8 @@ fn sign(
     body: &[u8],
 ) -> Result<RequestId, GatewayError> {
     let signed = signer.sign(purpose, RequestTarget { method: &parts.method, path_and_query }, body);
-    let token = HeaderValue::try_from(signed.token).map_err(|_| GatewayError::InvalidHeader(INTERNAL_TOKEN_HEADER))?;
+    let token = HeaderValue::try_from(signed.token)
+        .map_err(|_| GatewayError::InvalidHeader(INTERNAL_TOKEN_HEADER))?;
     parts.headers.insert(INTERNAL_TOKEN_HEADER, token);
     Ok(signed.id)
 }

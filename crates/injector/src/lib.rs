@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use headers::{HeaderList, append_headers, header_list, header_map};
 pub use keys::{KeyError, digest_of_key, storage_key};
-pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use replay::ReplayCache;
+pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{
     MAX_TOKEN_AGE_SECONDS, Purpose, RequestId, RequestSigner, RequestTarget, RequestVerifier, Secret,
     SecretError, SignatureError, SignedRequest, VerifiedRequest,

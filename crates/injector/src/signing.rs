@@ -5,9 +5,10 @@
 //! acting on it. The control plane remembers accepted ids ([`crate::replay`]) and refuses one seen
 //! before, so a recorded request cannot be sent again, and a recorded answer fits no other request.
 //!
-//! A compact MAC instead of a JWT: a token is signed and verified per request (~1 µs each with the
-//! keys' inner and outer states computed once), where JSON encoding and parsing would cost more
-//! than the MAC itself on the hit path.
+//! A compact MAC instead of a JWT: a token is signed and verified per request, so it must be cheap
+//! on the hit path. With the keys' inner and outer states computed once, a request's four MACs (sign,
+//! verify, sign the answer, verify it) take ~2 µs together in a release build; verifying the JWT
+//! this replaces took ~8.5 µs alone, most of it JSON and key setup.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -146,7 +147,10 @@ struct Keys {
 
 impl Keys {
     fn new(secret: &Secret) -> Self {
-        Keys { request: derived_key(secret, b"depproxy internal request v1"), answer: derived_key(secret, b"depproxy internal answer v1") }
+        Keys {
+            request: derived_key(secret, b"depproxy internal request v1"),
+            answer: derived_key(secret, b"depproxy internal answer v1"),
+        }
     }
 
     fn request_mac(&self, unsigned_token: &str, method: &http::Method, path_and_query: &str) -> HmacSha256 {
@@ -381,7 +385,8 @@ mod tests {
             verifier.verify(token, Purpose::Forward, target(&head, path)),
             Err(SignatureError::BadSignature)
         ));
-        for other in ["/v2/a/manifests/v2?ns=docker.io", "/v2/a/manifests/v1?ns=quay.io", "/v2/a/manifests/v1"]
+        for other in
+            ["/v2/a/manifests/v2?ns=docker.io", "/v2/a/manifests/v1?ns=quay.io", "/v2/a/manifests/v1"]
         {
             assert!(matches!(
                 verifier.verify(token, Purpose::Forward, target(&get, other)),
@@ -404,12 +409,16 @@ mod tests {
         assert_ne!(again.token, signed.token);
         verifier.verify(Some(&again.token), Purpose::Forward, target(&get, path)).unwrap();
 
-        assert!(matches!(verifier.verify(None, Purpose::Forward, target(&get, path)), Err(SignatureError::Missing)));
+        assert!(matches!(
+            verifier.verify(None, Purpose::Forward, target(&get, path)),
+            Err(SignatureError::Missing)
+        ));
         assert!(matches!(
             verifier.verify(Some("garbage"), Purpose::Forward, target(&get, path)),
             Err(SignatureError::Malformed)
         ));
-        let other = RequestSigner::new(&Secret::from_bytes([8; 32])).sign(Purpose::Forward, target(&get, path), b"");
+        let other =
+            RequestSigner::new(&Secret::from_bytes([8; 32])).sign(Purpose::Forward, target(&get, path), b"");
         assert!(matches!(
             verifier.verify(Some(&other.token), Purpose::Forward, target(&get, path)),
             Err(SignatureError::BadSignature)
@@ -430,11 +439,17 @@ mod tests {
         let get = http::Method::GET;
         let now = unix_now();
         let at = |issued, id| signer.sign_at(Purpose::Forward, target(&get, "/v2/"), b"", issued, id).token;
-        assert!(MAX_TOKEN_AGE_SECONDS <= 30);
+        const { assert!(MAX_TOKEN_AGE_SECONDS <= 30) };
         let old = at(now - MAX_TOKEN_AGE_SECONDS - 1, 1);
-        assert!(matches!(verifier.verify_at(Some(&old), Purpose::Forward, target(&get, "/v2/"), now), Err(SignatureError::Stale)));
+        assert!(matches!(
+            verifier.verify_at(Some(&old), Purpose::Forward, target(&get, "/v2/"), now),
+            Err(SignatureError::Stale)
+        ));
         let future = at(now + 60, 2);
-        assert!(matches!(verifier.verify_at(Some(&future), Purpose::Forward, target(&get, "/v2/"), now), Err(SignatureError::Stale)));
+        assert!(matches!(
+            verifier.verify_at(Some(&future), Purpose::Forward, target(&get, "/v2/"), now),
+            Err(SignatureError::Stale)
+        ));
         let oldest = at(now - MAX_TOKEN_AGE_SECONDS, 3);
         verifier.verify_at(Some(&oldest), Purpose::Forward, target(&get, "/v2/"), now).unwrap();
     }
@@ -466,14 +481,19 @@ mod tests {
         let get = http::Method::GET;
         let first = signer.sign(Purpose::Forward, target(&get, "/v2/a/blobs/sha256:00"), b"");
         let second = signer.sign(Purpose::Forward, target(&get, "/v2/a/blobs/sha256:00"), b"");
-        let verified = verifier.verify(Some(&first.token), Purpose::Forward, target(&get, "/v2/a/blobs/sha256:00")).unwrap();
+        let verified = verifier
+            .verify(Some(&first.token), Purpose::Forward, target(&get, "/v2/a/blobs/sha256:00"))
+            .unwrap();
         let answer = b"send-blob:e30";
         let signature = verifier.sign_answer(&verified, answer);
         signer.verify_answer(&first.id, answer, Some(signature.as_bytes())).unwrap();
-        assert!(matches!(
-            signer.verify_answer(&second.id, answer, Some(signature.as_bytes())),
-            Err(SignatureError::ForgedAnswer)
-        ), "an answer replayed for another request");
+        assert!(
+            matches!(
+                signer.verify_answer(&second.id, answer, Some(signature.as_bytes())),
+                Err(SignatureError::ForgedAnswer)
+            ),
+            "an answer replayed for another request"
+        );
         assert!(matches!(
             signer.verify_answer(&first.id, b"send-blob:e31", Some(signature.as_bytes())),
             Err(SignatureError::ForgedAnswer)
@@ -502,7 +522,8 @@ mod tests {
     fn per_request_cost() {
         let secret = Secret::from_bytes([7; 32]);
         let signer = RequestSigner::new(&secret);
-        let verifier = RequestVerifier::new(&secret);
+        // Unbounded: this loop signs more per second than a control plane ever decides.
+        let verifier = RequestVerifier::with_replay_cache(&secret, ReplayCache::new(usize::MAX));
         let get = http::Method::GET;
         let path = "/v2/library/alpine/manifests/3.20";
         let answer = "send-blob:".to_owned() + &"x".repeat(300);
@@ -510,7 +531,8 @@ mod tests {
         let started = std::time::Instant::now();
         for _ in 0..rounds {
             let signed = signer.sign(Purpose::Forward, target(&get, path), b"");
-            let verified = verifier.verify(Some(&signed.token), Purpose::Forward, target(&get, path)).unwrap();
+            let verified =
+                verifier.verify(Some(&signed.token), Purpose::Forward, target(&get, path)).unwrap();
             let signature = verifier.sign_answer(&verified, answer.as_bytes());
             signer.verify_answer(&signed.id, answer.as_bytes(), Some(signature.as_bytes())).unwrap();
         }

@@ -1,5 +1,7 @@
 //! Who sent a client request: its address (the gateway's `Depproxy-Client-Address`, through
-//! trusted proxies' `X-Forwarded-For`), its credentials, and the base URL it reached us at.
+//! trusted proxies' `X-Forwarded-For`), its credentials, and the base URL it reached us at (the
+//! gateway's `Depproxy-Forwarded-Host`: the request's own `Host` names the control plane in split
+//! mode, and the gateway does not forward the client's).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -9,7 +11,8 @@ use http::HeaderMap;
 pub(crate) struct Caller {
     pub address: IpAddr,
     pub credentials: Option<Credentials>,
-    /// `http://<Host>`: where the client reached us, for the token realm when no `public_url` is set.
+    /// `http://<host>`: where the client reached the gateway, for the token realm when no
+    /// `public_url` is set.
     pub base_url: Option<String>,
     /// The gateway could not read this stored object: fetch it again.
     pub refetch: Option<oci::Digest>,
@@ -28,7 +31,7 @@ impl Caller {
         let address = trusted.client_address(peer, forwarded);
         let credentials = headers.get(http::header::AUTHORIZATION).and_then(Credentials::from_header);
         let base_url = headers
-            .get(http::header::HOST)
+            .get(injector::FORWARDED_HOST_HEADER)
             .and_then(|value| value.to_str().ok())
             .filter(|host| !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
             .map(|host| format!("http://{host}"));
@@ -37,5 +40,25 @@ impl Caller {
             .and_then(|value| value.to_str().ok())
             .and_then(|text| text.parse().ok());
         Caller { address, credentials, base_url, refetch }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn the_base_url_is_the_host_the_gateway_passes_never_the_requests_own() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, HeaderValue::from_static("10.0.1.10:5100"));
+        let caller = Caller::from_headers(&headers, &TrustedProxies::default());
+        assert_eq!(caller.base_url, None, "Host names the control plane in split mode");
+        headers.insert(injector::FORWARDED_HOST_HEADER, HeaderValue::from_static("proxy.example:5000"));
+        let caller = Caller::from_headers(&headers, &TrustedProxies::default());
+        assert_eq!(caller.base_url.as_deref(), Some("http://proxy.example:5000"));
+        headers.insert(injector::FORWARDED_HOST_HEADER, HeaderValue::from_static("a\"b"));
+        assert_eq!(Caller::from_headers(&headers, &TrustedProxies::default()).base_url, None);
     }
 }

@@ -77,6 +77,12 @@ impl ControlError {
                 OciError::new(ErrorCode::Toomanyrequests, "too many failed logins from this address")
                     .with_header(http::header::RETRY_AFTER.as_str(), wait.as_secs().max(1).to_string())
             }
+            // Not the gateway's fault: too many requests this second to remember them all.
+            ControlError::Unauthenticated(injector::SignatureError::ReplayCacheFull) => {
+                OciError::new(ErrorCode::Unavailable, "the control plane is overloaded; retry shortly")
+                    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                    .with_header(http::header::RETRY_AFTER.as_str(), "1")
+            }
             ControlError::Unauthenticated(_) => OciError::new(
                 ErrorCode::Denied,
                 "this is the control plane; requests must come from a gateway",

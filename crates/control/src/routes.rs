@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
 use cache::{Decision, Resolved};
 use http::Method;
-use injector::Purpose;
+use injector::{Purpose, VerifiedRequest};
 use oci::{Endpoint, ErrorCode, ObjectKind, OciError};
 
 use crate::caller::Caller;
@@ -31,6 +31,13 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
         Ok(response) => response,
         Err(error) => {
             match (&error, error.to_oci().class()) {
+                (ControlError::Unauthenticated(injector::SignatureError::ReplayCacheFull), _) => {
+                    // Overload, not an attack (tokens are checked before they are remembered):
+                    // one line per interval, not one per refused request.
+                    if let Some(held_back) = OVERLOADED.admit() {
+                        tracing::warn!(%method, %path, held_back, "too many internal requests this second; answering 503")
+                    }
+                }
                 (ControlError::Unauthenticated(_), _) => {
                     tracing::warn!(%method, %path, %error, "refused unsigned control-plane request")
                 }
@@ -54,10 +61,22 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
     let upload_call =
         request.method() == Method::POST && injector::split_upload_path(request.uri().path()).is_some();
     let purpose = if upload_call { Purpose::Upload } else { Purpose::Forward };
-    authenticate::internal_request(&control.verifier, purpose, request.headers())?;
-    if upload_call {
-        return upload::handle(control, request).await;
-    }
+    let verified = authenticate::internal_request(&control.verifier, purpose, &request)?;
+    let mut response = if upload_call {
+        upload::handle(control, request, &verified).await?
+    } else {
+        decide(control, request, &verified).await?
+    };
+    authenticate::sign_answer(&control.verifier, &verified, &mut response);
+    Ok(response)
+}
+
+/// A forwarded client request, authenticated.
+async fn decide(
+    control: &ControlPlane,
+    request: Request,
+    verified: &VerifiedRequest,
+) -> Result<Response, ControlError> {
     let endpoint = oci::parse_v2_path(request.uri().path())?;
     let caller = Caller::from_headers(request.headers(), &control.trusted_proxies);
     let method = request.method().clone();
@@ -71,6 +90,8 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
                 OciError::new(ErrorCode::Unsupported, "the token request is too large")
                     .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
             })?;
+            // The form carries credentials: it must be the one the gateway signed.
+            verified.check_body(&body).map_err(ControlError::Unauthenticated)?;
             token_endpoint::handle(control, &parts.method, &parts.uri, &body, caller).await
         }
         _ if method != Method::GET && !head => Err(OciError::new(
@@ -126,3 +147,6 @@ async fn refetch_if_asked(
         (_, decision) => Ok(decision),
     }
 }
+
+/// Reports refusals for overload once per interval.
+static OVERLOADED: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(10));

@@ -8,6 +8,7 @@ use axum::response::Response;
 use cache::{FillPermit, Resolved, StoredObject};
 use injector::{
     Authorization, AuthorizeRequest, CONTRACT_VERSION, FinalizeRequest, UploadDecision, UploadStage,
+    VerifiedRequest,
 };
 use oci::{Endpoint, ErrorCode, ObjectKind, OciError, Reference};
 
@@ -26,11 +27,17 @@ struct Target {
     stage: UploadStage,
 }
 
-pub(crate) async fn handle(control: &ControlPlane, request: Request) -> Result<Response, ControlError> {
+pub(crate) async fn handle(
+    control: &ControlPlane,
+    request: Request,
+    verified: &VerifiedRequest,
+) -> Result<Response, ControlError> {
     let target = target(control, request.uri())?;
     let bytes = axum::body::to_bytes(request.into_body(), MAX_CALL_BODY)
         .await
         .map_err(|error| ControlError::BadUploadCall(format!("unreadable body: {error}")))?;
+    // The token binds the body's SHA-256: a call is recorded only as the gateway signed it.
+    verified.check_body(&bytes).map_err(ControlError::Unauthenticated)?;
     match target.stage {
         UploadStage::Authorize => authorize(control, &target, &bytes).await,
         UploadStage::Finalize => finalize(control, &target, &bytes).await,

@@ -10,7 +10,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use injector::{
     Authorization, AuthorizeRequest, CONTRACT_VERSION, FinalizeRequest, INTERNAL_TOKEN_HEADER, Injector,
-    Purpose, RequestSigner, RequestVerifier, SEND_DATA_HEADER, Secret, UploadDecision,
+    Purpose, RequestSigner, RequestTarget, RequestVerifier, SEND_DATA_HEADER, SEND_DATA_SIGNATURE_HEADER,
+    Secret, SignedRequest, UploadDecision,
 };
 use oci::{Digest, ObjectKind};
 use testkit::FakeRegistry;
@@ -46,23 +47,38 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    async fn call(&self, method: Method, path: &str, purpose: Option<Purpose>, body: Body) -> Response<Body> {
-        let mut request = Request::builder().method(method).uri(path).body(body).unwrap();
-        if let Some(purpose) = purpose {
-            request
-                .headers_mut()
-                .insert(INTERNAL_TOKEN_HEADER, self.signer.sign(purpose).unwrap().parse().unwrap());
+    /// A one-time token for this request, as a gateway signs it.
+    fn sign(&self, purpose: Purpose, method: &Method, path: &str, body: &[u8]) -> SignedRequest {
+        self.signer.sign(purpose, RequestTarget { method, path_and_query: path }, body)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        purpose: Option<Purpose>,
+        body: &[u8],
+    ) -> Response<Body> {
+        let token = purpose.map(|purpose| self.sign(purpose, &method, path, body).token);
+        self.send(method, path, token.as_deref(), body).await
+    }
+
+    /// Sends a request with this token (or none) as is.
+    async fn send(&self, method: Method, path: &str, token: Option<&str>, body: &[u8]) -> Response<Body> {
+        let mut request =
+            Request::builder().method(method).uri(path).body(Body::from(body.to_vec())).unwrap();
+        if let Some(token) = token {
+            request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token.parse().unwrap());
         }
         self.router.clone().oneshot(request).await.unwrap()
     }
 
     async fn get(&self, path: &str) -> Response<Body> {
-        self.call(Method::GET, path, Some(Purpose::Forward), Body::empty()).await
+        self.call(Method::GET, path, Some(Purpose::Forward), b"").await
     }
 
     async fn upload<T: serde::Serialize>(&self, path: &str, message: &T) -> Response<Body> {
-        let body = Body::from(serde_json::to_vec(message).unwrap());
-        self.call(Method::POST, path, Some(Purpose::Upload), body).await
+        self.call(Method::POST, path, Some(Purpose::Upload), &serde_json::to_vec(message).unwrap()).await
     }
 }
 
@@ -111,13 +127,76 @@ async fn only_signed_requests_for_the_right_purpose_are_answered() {
         (Method::POST, upload_route.as_str(), Some(Purpose::Forward)),
         (Method::POST, "/v2/token", Some(Purpose::Upload)),
     ] {
-        let response = setup.call(method.clone(), path, purpose, Body::empty()).await;
+        let response = setup.call(method.clone(), path, purpose, b"").await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path} {purpose:?}");
         assert_eq!(error_code(response).await, "DENIED");
     }
     let response = setup.get("/v2/").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[oci::API_VERSION_HEADER], oci::API_VERSION);
+}
+
+#[tokio::test]
+async fn a_token_is_good_for_its_own_request_once() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"hello".to_vec());
+    let path = format!("/v2/lab/app/blobs/{digest}");
+    let signed = setup.sign(Purpose::Forward, &Method::GET, &path, b"");
+    // Used for another path, query or method: refused.
+    for (method, other) in [
+        (Method::GET, format!("/v2/lab/app/blobs/{}", Digest::of(b"other"))),
+        (Method::GET, format!("{path}?ns={}", setup.upstream.address())),
+        (Method::HEAD, path.clone()),
+    ] {
+        let response = setup.send(method.clone(), &other, Some(&signed.token), b"").await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {other}");
+    }
+    let first = setup.send(Method::GET, &path, Some(&signed.token), b"").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    // The very same request again, token and all: a replay.
+    let replayed = setup.send(Method::GET, &path, Some(&signed.token), b"").await;
+    assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
+    assert!(!replayed.headers().contains_key(SEND_DATA_HEADER));
+    assert_eq!(error_code(replayed).await, "DENIED");
+
+    // An upload call is bound to its body: the same token with another body is refused, and
+    // nothing is recorded.
+    let finalize = format!("{path}/upload");
+    let body = serde_json::to_vec(&finalize_call(&digest)).unwrap();
+    let signed = setup.sign(Purpose::Upload, &Method::POST, &finalize, &body);
+    let mut bigger = finalize_call(&digest);
+    bigger.size = 6;
+    let tampered = serde_json::to_vec(&bigger).unwrap();
+    let response = setup.send(Method::POST, &finalize, Some(&signed.token), &tampered).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "a body the token was not signed for");
+    assert!(matches!(injector_of(&setup.get(&path).await), Injector::SendDependency(_)));
+    // Signed without a body, sent with one: refused too.
+    let signed = setup.sign(Purpose::Upload, &Method::POST, &finalize, b"");
+    let response = setup.send(Method::POST, &finalize, Some(&signed.token), &body).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn injectors_are_signed_for_the_request_they_answer() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"hello".to_vec());
+    let path = format!("/v2/lab/app/blobs/{digest}");
+    let signed = setup.sign(Purpose::Forward, &Method::GET, &path, b"");
+    let other = setup.sign(Purpose::Forward, &Method::GET, &path, b"");
+    let response = setup.send(Method::GET, &path, Some(&signed.token), b"").await;
+    let value = response.headers()[SEND_DATA_HEADER].as_bytes();
+    let signature = response.headers().get(SEND_DATA_SIGNATURE_HEADER).map(|value| value.as_bytes());
+    assert!(signature.is_some(), "every injector is signed");
+    setup.signer.verify_answer(&signed.id, value, signature).unwrap();
+    assert!(
+        setup.signer.verify_answer(&other.id, value, signature).is_err(),
+        "an answer does not verify for another request"
+    );
+    let foreign = RequestSigner::new(&Secret::from_bytes([1; 32]));
+    assert!(foreign.verify_answer(&signed.id, value, signature).is_err());
+    // Answers without an injector carry no signature.
+    let base = setup.get("/v2/").await;
+    assert!(!base.headers().contains_key(SEND_DATA_SIGNATURE_HEADER));
 }
 
 #[tokio::test]
@@ -196,7 +275,7 @@ async fn upload_calls_that_do_not_fit_their_path_are_refused() {
     let mut not_a_manifest = finalize_call(&digest);
     not_a_manifest.kind = ObjectKind::Manifest;
     assert_eq!(setup.upload(manifest_path, &not_a_manifest).await.status(), StatusCode::BAD_REQUEST);
-    let garbage = setup.call(Method::POST, &path, Some(Purpose::Upload), Body::from("{")).await;
+    let garbage = setup.call(Method::POST, &path, Some(Purpose::Upload), b"{").await;
     assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
     let not_a_route = setup.upload("/v2/lab/app/blobs/uploads/", &finalize_call(&digest)).await;
     assert_eq!(not_a_route.status(), StatusCode::FORBIDDEN, "an upload token is good for upload routes only");
@@ -211,9 +290,8 @@ async fn upload_calls_that_do_not_fit_their_path_are_refused() {
 async fn heads_of_uncached_objects_are_answered_directly() {
     let setup = setup().await;
     let digest = setup.upstream.put_blob(b"hello".to_vec());
-    let response = setup
-        .call(Method::HEAD, &format!("/v2/lab/app/blobs/{digest}"), Some(Purpose::Forward), Body::empty())
-        .await;
+    let response =
+        setup.call(Method::HEAD, &format!("/v2/lab/app/blobs/{digest}"), Some(Purpose::Forward), b"").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(!response.headers().contains_key(SEND_DATA_HEADER));
     assert_eq!(response.headers()[oci::CONTENT_DIGEST_HEADER], digest.to_string().as_str());
@@ -230,8 +308,7 @@ async fn unknown_groups_registries_and_methods_get_oci_errors() {
     let unknown_registry = setup.get("/v2/app/manifests/v1?ns=evil.example.com").await;
     assert_eq!(unknown_registry.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(unknown_registry).await, "NAME_UNKNOWN");
-    let delete =
-        setup.call(Method::DELETE, "/v2/lab/app/manifests/v1", Some(Purpose::Forward), Body::empty()).await;
+    let delete = setup.call(Method::DELETE, "/v2/lab/app/manifests/v1", Some(Purpose::Forward), b"").await;
     assert_eq!(delete.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(delete).await, "UNSUPPORTED");
     let bad_name = setup.get("/v2/Lab/manifests/v1").await;

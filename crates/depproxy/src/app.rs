@@ -391,9 +391,26 @@ pub async fn gateway(
     }))
 }
 
-/// The HTTP channel of a gateway to a control plane at `control_url`.
-pub fn control_channel(config: &Config, control_url: &str) -> anyhow::Result<ControlChannel> {
-    Ok(ControlChannel::http(control_url, config.control_connect_timeout, config.control_request_timeout)?)
+/// The HTTP channel of a gateway to a control plane at `control_url`; with `control_ca` (a PEM
+/// file), an `https://` URL whose certificate must chain to that CA.
+pub fn control_channel(
+    config: &Config,
+    control_url: &str,
+    control_ca: Option<&std::path::Path>,
+) -> anyhow::Result<ControlChannel> {
+    let ca_pem = match control_ca {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read control-plane CA {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(ControlChannel::http(
+        control_url,
+        config.control_connect_timeout,
+        config.control_request_timeout,
+        ca_pem.as_deref(),
+    )?)
 }
 
 /// Both roles in one process: the gateway calls the control plane's router directly.

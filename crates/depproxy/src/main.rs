@@ -37,14 +37,24 @@ enum Command {
         /// File holding the 32-byte secret shared with the gateways (base64 or hex).
         #[arg(long, env = "DEPPROXY_SECRET_FILE")]
         secret_file: PathBuf,
+        /// Serve the control listener over TLS with this certificate chain (PEM, leaf first);
+        /// gateways then use an https:// --control-url (and --control-ca for a private CA).
+        #[arg(long, env = "DEPPROXY_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, env = "DEPPROXY_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+        tls_key: Option<PathBuf>,
     },
     /// Run a gateway alone (split mode), deciding through the control plane at --control-url.
     Gateway {
         #[command(flatten)]
         common: CommonArgs,
-        /// Base URL of the control plane, e.g. http://127.0.0.1:5100.
+        /// Base URL of the control plane, e.g. http://127.0.0.1:5100 (https://… when it serves TLS).
         #[arg(long, env = "DEPPROXY_CONTROL_URL")]
         control_url: String,
+        /// Trust only this CA (PEM) for the control plane's certificate; needs an https:// --control-url.
+        #[arg(long, env = "DEPPROXY_CONTROL_CA", value_name = "PEM")]
+        control_ca: Option<PathBuf>,
         /// File holding the 32-byte secret shared with the control plane (base64 or hex).
         #[arg(long, env = "DEPPROXY_SECRET_FILE")]
         secret_file: PathBuf,
@@ -224,7 +234,7 @@ impl CommonArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    // One crypto provider for rustls (upstream TLS, PostgreSQL TLS) and jsonwebtoken (internal tokens).
+    // One crypto provider for rustls (upstream TLS, PostgreSQL TLS) and jsonwebtoken (registry tokens).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -267,9 +277,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let (gateway, control) = app::serve_node(&config, runtime).await?;
             start_admin(&config, app::admin_router(&control, &supervisor), server_metrics.clone())?;
             let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
-            listen("depproxy serve", &config, router, server_metrics, &supervisor).await
+            listen("depproxy serve", &config, router, server_metrics, None, &supervisor).await
         }
-        Command::Control { common, secret_file } => {
+        Command::Control { common, secret_file, tls_cert, tls_key } => {
             let config = common.resolve()?;
             if config.uses_tokens() && config.auth.signing_key_file.is_none() {
                 anyhow::bail!(
@@ -278,6 +288,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             let secret = read_secret(&secret_file)?;
+            // Read before anything starts, so a bad certificate stops the start-up.
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(depproxy::server::tls_acceptor(cert, key)?),
+                _ => None,
+            };
             let runtime = app::Runtime::default();
             let node = app::control_node(&config, &secret, &runtime).await?;
             let router = node.router.clone();
@@ -287,18 +302,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let metrics = app::metrics_router(runtime.registry);
                 start_metrics(address, metrics, &config, &server_metrics).await?;
             }
-            listen("depproxy control", &config, router, server_metrics, &runtime.supervisor).await
+            listen("depproxy control", &config, router, server_metrics, tls, &runtime.supervisor).await
         }
-        Command::Gateway { common, control_url, secret_file } => {
+        Command::Gateway { common, control_url, control_ca, secret_file } => {
             let config = common.resolve()?;
             let secret = read_secret(&secret_file)?;
-            let channel = app::control_channel(&config, &control_url)?;
+            let channel = app::control_channel(&config, &control_url, control_ca.as_deref())?;
             let runtime = app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
             let gateway = app::gateway(&config, channel, &secret, runtime).await?;
             let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
-            listen("depproxy gateway", &config, router, server_metrics, &supervisor).await
+            listen("depproxy gateway", &config, router, server_metrics, None, &supervisor).await
         }
         Command::CheckConfig { file } => {
             let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
@@ -437,15 +452,17 @@ async fn listen(
     config: &Config,
     router: axum::Router,
     server_metrics: depproxy::server::ServerMetrics,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     supervisor: &supervisor::Supervisor,
 ) -> anyhow::Result<()> {
     let listener = bind(config.listen).await?;
-    tracing::info!(address = %config.listen, "{role} listening");
+    tracing::info!(address = %config.listen, tls = tls.is_some(), "{role} listening");
     depproxy::server::serve_until(
         listener,
         router,
         config.server,
         server_metrics,
+        tls,
         supervisor,
         config.shutdown_grace,
         shutdown_signal(),

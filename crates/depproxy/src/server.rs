@@ -1,7 +1,8 @@
 //! The listeners: every accepted connection under the limits a public server needs — a cap on
 //! connections, a header-read timeout (slowloris), a keep-alive idle timeout, a request-header
 //! size limit, and a write-idle timeout for clients that stop reading (their stream is dropped;
-//! a fill they followed goes on) — and shutdown: stop accepting, drain within the grace period.
+//! a fill they followed goes on) — optionally TLS (the control plane's listener), and shutdown: stop
+//! accepting, drain within the grace period.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,11 +15,12 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use supervisor::Supervisor;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -102,6 +104,20 @@ pub async fn run_server(
     metrics: ServerMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_server_with_tls(listener, router, limits, metrics, None, shutdown).await
+}
+
+/// [`run_server`], with TLS on every connection when `tls` is given. The handshake happens on the
+/// connection's own task, bounded by the header-read timeout, so a slow or silent client holds a
+/// connection permit no longer than a slow plain-HTTP one.
+pub async fn run_server_with_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    metrics: ServerMetrics,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -136,13 +152,57 @@ pub async fn run_server(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        let connection = Connection {
+            peer,
+            router: router.clone(),
+            builder: builder.clone(),
+            limits,
+            metrics: metrics.clone(),
+            // Taken before the handshake, so a shutdown starting meanwhile still waits for it.
+            watcher: graceful.watcher(),
+        };
+        let open = metrics.open.clone();
+        open.inc();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => connection.serve(stream).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            open.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// What serving one accepted connection needs.
+struct Connection {
+    peer: std::net::SocketAddr,
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    limits: ServerLimits,
+    metrics: ServerMetrics,
+    watcher: Watcher,
+}
+
+impl Connection {
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S) {
+        let Connection { peer, router, builder, limits, metrics, watcher } = self;
         let in_flight = Arc::new(AtomicUsize::new(0));
         let io = TokioIo::new(
             Watched::new(stream, limits.keepalive_timeout, limits.write_idle_timeout)
-                .counted(metrics.clone())
+                .counted(metrics)
                 .busy_while(in_flight.clone()),
         );
-        let router = router.clone();
         let service =
             hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 // The peer's address, for the gateway (client addresses) and the control plane.
@@ -160,36 +220,69 @@ pub async fn run_server(
                     }))
                 }
             });
-        let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
-        let open = metrics.open.clone();
-        open.inc();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-            open.dec();
-            drop(permit);
+        let connection = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
+        if let Err(error) = connection.await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    }
+}
+
+/// A TLS acceptor for a listener, from PEM files: the certificate chain (leaf first) and its
+/// private key. HTTP/2 and HTTP/1.1 are offered by ALPN.
+pub fn tls_acceptor(cert_pem: &std::path::Path, key_pem: &std::path::Path) -> Result<TlsAcceptor, TlsError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unreadable = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |error: rustls::pki_types::pem::Error| TlsError::Pem { path, message: error.to_string() }
+    };
+    let certificates = CertificateDer::pem_file_iter(cert_pem)
+        .map_err(unreadable(cert_pem))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unreadable(cert_pem))?;
+    if certificates.is_empty() {
+        return Err(TlsError::Pem {
+            path: cert_pem.to_owned(),
+            message: "no certificate in the file".into(),
         });
     }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    let key = PrivateKeyDer::from_pem_file(key_pem).map_err(unreadable(key_pem))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .map_err(TlsError::Config)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Why a listener's TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {message}", path.display())]
+    Pem { path: std::path::PathBuf, message: String },
+    #[error("TLS configuration: {0}")]
+    Config(#[source] rustls::Error),
 }
 
 /// Serves `router` on `listener` until `signal`, then shuts down: no new connections; running
 /// requests, downloads and background work get `grace` to finish; then background work is
 /// cancelled (cleaning up after itself) and the connections still open are closed.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: ServerLimits,
     metrics: ServerMetrics,
+    tls: Option<TlsAcceptor>,
     supervisor: &Supervisor,
     grace: Duration,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(run_server(listener, router, limits, metrics, async move {
+    let mut server = tokio::spawn(run_server_with_tls(listener, router, limits, metrics, tls, async move {
         let _ = stopped.await;
     }));
     tokio::select! {

@@ -42,6 +42,11 @@ async fn upstream(tag: &str) -> (FakeRegistry, Image) {
 /// Three upstreams, each with its own group: `default` (token; also the root-mirror form),
 /// `team-b` (token), `open` (anonymous); all reachable by group form, `?ns=` and path prefix.
 async fn world(top: &str, tables: &str) -> World {
+    world_with(top, tables, false).await
+}
+
+/// [`world`], in split mode when `split`: the gateway reaches the control plane over HTTP.
+async fn world_with(top: &str, tables: &str, split: bool) -> World {
     let mut upstreams = HashMap::new();
     for name in ["ua", "ub", "uc"] {
         upstreams.insert(name, upstream(name).await);
@@ -79,7 +84,8 @@ async fn world(top: &str, tables: &str) -> World {
         upstreams["ub"].0.url(),
         upstreams["uc"].0.url()
     );
-    let proxy = TestProxy::start(Options::toml(&config)).await;
+    let options = Options::toml(&config);
+    let proxy = TestProxy::start(if split { options.split() } else { options }).await;
     let metadata = Metadata::connect(&proxy.config.database_url).await.unwrap();
     let clock = Clock::system();
     let group = |path: &str| GroupPath::parse(path).unwrap();
@@ -526,4 +532,48 @@ async fn failed_logins_are_limited_per_address_and_right_ones_elsewhere_still_wo
         from("198.51.100.9", basic("x", &world.secrets["a"])).send().await.unwrap().status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn split_mode_keeps_the_realm_the_token_form_and_forwarded_addresses() {
+    // The test's client is the trusted proxy; the gateway calls the control plane over HTTP.
+    let world = world_with("trusted_proxies = [\"127.0.0.1\"]", "", true).await;
+    // The realm names the gateway the client reached, not the control plane the gateway called.
+    let anonymous = world.request("GET", "/v2/", None).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let challenge = anonymous.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert_eq!(challenge, format!("Bearer realm=\"{}/v2/token\",service=\"depproxy\"", world.proxy.url));
+    // The OAuth2 form: a body, bound to its internal token, over the socket.
+    let form = [
+        ("grant_type", "password"),
+        ("username", "ci"),
+        ("password", world.secrets["a"].as_str()),
+        ("scope", "repository:img:pull"),
+        ("service", "depproxy"),
+    ];
+    let response = client().post(format!("{}/v2/token", world.proxy.url)).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    let pull = world.request("GET", "/v2/img/manifests/v1", Some(&format!("Bearer {token}"))).await;
+    assert_eq!(pull.status(), StatusCode::OK);
+    // X-Forwarded-For from a trusted proxy still names the client: failed logins count against
+    // the forwarded address, not the gateway's.
+    let from = |address: &str, authorization: String| {
+        client()
+            .get(format!("{}/v2/img/manifests/v1", world.proxy.url))
+            .header("x-forwarded-for", address)
+            .header("authorization", authorization)
+    };
+    let mut limited = false;
+    for attempt in 0..30 {
+        let wrong = basic("x", &format!("dpp_0123456789abcdef_guess{attempt}"));
+        if from("198.51.100.7", wrong).send().await.unwrap().status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "failed logins were not limited");
+    let right = basic("x", &world.secrets["a"]);
+    assert_eq!(from("198.51.100.8", right).send().await.unwrap().status(), StatusCode::OK);
 }

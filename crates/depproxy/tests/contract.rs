@@ -1,29 +1,44 @@
-//! The gateway↔control contract at its edges: the control plane refuses anything unsigned on every
-//! route, and the injector header only ever comes from the control plane.
+//! The gateway↔control contract at its edges, on real sockets: the control plane refuses anything
+//! unsigned, mis-signed or replayed on every route; the injector header only ever comes from the
+//! control plane, and a gateway acts on none that is not signed for the request it answers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
+use std::sync::Arc;
+
+use axum::response::IntoResponse as _;
 use depproxy::config::{Config, FileConfig, Overrides};
 use http::StatusCode;
-use injector::{INTERNAL_TOKEN_HEADER, Purpose, RequestSigner, SEND_DATA_HEADER, Secret};
+use injector::{
+    INTERNAL_TOKEN_HEADER, Purpose, RequestSigner, RequestTarget, RequestVerifier, SEND_DATA_HEADER,
+    SEND_DATA_SIGNATURE_HEADER, Secret,
+};
 use support::{Options, TestProxy, client, spawn_server};
 use testkit::FakeRegistry;
 
-async fn control_plane(upstream: &str) -> (String, Secret, tempfile::TempDir) {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
+fn config_for(upstream: &str, dir: &tempfile::TempDir) -> Config {
     let overrides = Overrides {
         data_dir: Some(dir.path().to_owned()),
         upstream: Some(upstream.to_owned()),
         listen: None,
     };
-    let config = Config::resolve(FileConfig::default(), &overrides).unwrap();
+    Config::resolve(FileConfig::default(), &overrides).unwrap()
+}
+
+async fn control_plane(upstream: &str) -> (String, Secret, tempfile::TempDir) {
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(upstream, &dir);
     let secret = Secret::from_bytes([9; 32]);
     let router =
         depproxy::app::control_router(&config, &secret, &depproxy::app::Runtime::default()).await.unwrap();
     (spawn_server(router).await, secret, dir)
+}
+
+fn token(secret: &Secret, purpose: Purpose, method: &http::Method, path: &str, body: &[u8]) -> String {
+    RequestSigner::new(secret).sign(purpose, RequestTarget { method, path_and_query: path }, body).token
 }
 
 #[tokio::test]
@@ -39,15 +54,15 @@ async fn control_plane_refuses_unsigned_and_mis_signed_requests_on_every_route()
         ("POST", format!("/v2/lab/x/blobs/{digest}/upload")),
         ("GET", "/v2/nowhere/at/all".to_owned()),
     ];
-    let forged = RequestSigner::new(&Secret::from_bytes([1; 32])).sign(Purpose::Forward).unwrap();
-    let forward = RequestSigner::new(&secret).sign(Purpose::Forward).unwrap();
+    let other_secret = Secret::from_bytes([1; 32]);
     for (method, path) in &routes {
         let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+        let purpose = if method == http::Method::POST { Purpose::Upload } else { Purpose::Forward };
         let unsigned = client().request(method.clone(), format!("{url}{path}")).send().await.unwrap();
         assert_eq!(unsigned.status(), StatusCode::FORBIDDEN, "unsigned {method} {path}");
         let forged = client()
             .request(method.clone(), format!("{url}{path}"))
-            .header(INTERNAL_TOKEN_HEADER, &forged)
+            .header(INTERNAL_TOKEN_HEADER, token(&other_secret, purpose, &method, path, b""))
             .send()
             .await
             .unwrap();
@@ -55,25 +70,64 @@ async fn control_plane_refuses_unsigned_and_mis_signed_requests_on_every_route()
         assert!(forged.headers().get(SEND_DATA_HEADER).is_none());
     }
     // A forwarded-request token cannot be used for an upload call.
+    let upload = format!("/v2/lab/x/blobs/{digest}/upload");
     let replayed = client()
-        .post(format!("{url}/v2/lab/x/blobs/{digest}/upload"))
-        .header(INTERNAL_TOKEN_HEADER, &forward)
-        .body(r#"{"v":1}"#)
+        .post(format!("{url}{upload}"))
+        .header(INTERNAL_TOKEN_HEADER, token(&secret, Purpose::Forward, &http::Method::POST, &upload, b""))
         .send()
         .await
         .unwrap();
     assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
-    // A properly signed request is answered with an injector.
+    // A properly signed request is answered with a signed injector.
+    let blob = format!("/v2/lab/x/blobs/{digest}");
     let signed = client()
-        .get(format!("{url}/v2/lab/x/blobs/{digest}"))
-        .header(INTERNAL_TOKEN_HEADER, &forward)
+        .get(format!("{url}{blob}"))
+        .header(INTERNAL_TOKEN_HEADER, token(&secret, Purpose::Forward, &http::Method::GET, &blob, b""))
         .send()
         .await
         .unwrap();
     assert_eq!(signed.status(), StatusCode::OK);
+    assert!(signed.headers().contains_key(SEND_DATA_SIGNATURE_HEADER));
     let injector = injector::Injector::decode(signed.headers()[SEND_DATA_HEADER].to_str().unwrap()).unwrap();
     assert_eq!(injector.kind(), "send-dependency");
     assert!(upstream.count("GET", "/blobs/") == 0, "the control plane never fetches blob bytes");
+}
+
+#[tokio::test]
+async fn a_recorded_internal_request_cannot_be_sent_again() {
+    let upstream = FakeRegistry::start().await;
+    let digest = upstream.put_blob(b"x".to_vec());
+    let (url, secret, _dir) = control_plane(&upstream.url()).await;
+    let blob = format!("/v2/lab/x/blobs/{digest}");
+    let recorded = token(&secret, Purpose::Forward, &http::Method::GET, &blob, b"");
+    let send = || client().get(format!("{url}{blob}")).header(INTERNAL_TOKEN_HEADER, &recorded).send();
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(first.headers().contains_key(SEND_DATA_HEADER));
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::FORBIDDEN, "the replayed token is refused");
+    assert!(again.headers().get(SEND_DATA_HEADER).is_none());
+    // An upload call replayed, body and all, records nothing twice.
+    let authorize = format!("{blob}/upload/authorize");
+    let body = serde_json::to_vec(&injector::AuthorizeRequest {
+        v: injector::CONTRACT_VERSION,
+        kind: oci::ObjectKind::Blob,
+        digest: Some(digest.clone()),
+        size: Some(1),
+        node: "gateway-1".into(),
+        renew: None,
+    })
+    .unwrap();
+    let recorded = token(&secret, Purpose::Upload, &http::Method::POST, &authorize, &body);
+    let send = || {
+        client()
+            .post(format!("{url}{authorize}"))
+            .header(INTERNAL_TOKEN_HEADER, &recorded)
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(send().await.unwrap().status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -101,4 +155,115 @@ async fn a_client_cannot_inject_an_injector() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get(SEND_DATA_HEADER).is_none());
     assert_eq!(response.bytes().await.unwrap().as_ref(), b"{}");
+}
+
+/// How the fake control plane signs its injector.
+#[derive(Clone, Copy, Debug)]
+enum Signing {
+    /// Not at all.
+    Unsigned,
+    /// With a signature recorded from another request.
+    ForAnotherRequest,
+    /// With the shared secret, for this request: what a real control plane does.
+    Genuine,
+}
+
+/// A fake control plane that answers every request with `send-dependency` for `url` — what a
+/// man in the middle would send to make the gateway fetch a URL of its choosing.
+async fn fake_control_plane(secret: &Secret, url: String, digest: oci::Digest, signing: Signing) -> String {
+    let verifier = RequestVerifier::new(secret);
+    let signer = RequestSigner::new(secret);
+    let injector = injector::Injector::SendDependency(injector::SendDependency {
+        v: 1,
+        kind: oci::ObjectKind::Blob,
+        fill_key: "default/blob/ssrf".into(),
+        // The zero configuration's upstream, whose URL `--upstream` replaces (see `config_for`).
+        upstream: depproxy::defaults::UPSTREAM_NAME.into(),
+        group: "default".into(),
+        url,
+        headers: vec![("Authorization".into(), "Bearer stolen".into())],
+        expected_digest: Some(digest),
+        max_size: 1 << 20,
+        upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
+        response_headers: Vec::new(),
+    })
+    .encode()
+    .unwrap();
+    let state = Arc::new((verifier, signer, injector));
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let state = state.clone();
+        async move {
+            let (verifier, signer, injector) = &*state;
+            let mut response = StatusCode::OK.into_response();
+            response.headers_mut().insert(SEND_DATA_HEADER, injector.parse().unwrap());
+            let signature = match signing {
+                Signing::Unsigned => None,
+                Signing::ForAnotherRequest => {
+                    let get = http::Method::GET;
+                    let other = signer.sign(
+                        Purpose::Forward,
+                        RequestTarget { method: &get, path_and_query: "/v2/" },
+                        b"",
+                    );
+                    let target = RequestTarget { method: &get, path_and_query: "/v2/" };
+                    let verified = verifier.verify(Some(&other.token), Purpose::Forward, target).unwrap();
+                    Some(verifier.sign_answer(&verified, injector.as_bytes()))
+                }
+                Signing::Genuine => {
+                    let token =
+                        request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
+                    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                    let target = RequestTarget { method: request.method(), path_and_query: path };
+                    // Upload calls (Purpose::Upload) are not this fake's business.
+                    match verifier.verify(token, Purpose::Forward, target) {
+                        Ok(verified) => Some(verifier.sign_answer(&verified, injector.as_bytes())),
+                        Err(_) => return StatusCode::FORBIDDEN.into_response(),
+                    }
+                }
+            };
+            if let Some(signature) = signature {
+                response.headers_mut().insert(SEND_DATA_SIGNATURE_HEADER, signature.parse().unwrap());
+            }
+            response
+        }
+    });
+    spawn_server(router).await
+}
+
+#[tokio::test]
+async fn a_gateway_acts_on_no_injector_its_control_plane_did_not_sign_for_the_request() {
+    support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    // The "internal" target the forged injector points at, with credentials attached.
+    let target = upstream.put_blob(b"internal secret".to_vec());
+    let target_url = format!("{}/v2/x/blobs/{target}", upstream.url());
+    let secret = Secret::from_bytes([5; 32]);
+    for signing in [Signing::Unsigned, Signing::ForAnotherRequest, Signing::Genuine] {
+        upstream.clear_log();
+        let control_url = fake_control_plane(&secret, target_url.clone(), target.clone(), signing).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_for(&upstream.url(), &dir);
+        let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
+        let gateway = depproxy::app::gateway(&config, channel, &secret, depproxy::app::Runtime::default())
+            .await
+            .unwrap();
+        let gateway_url = spawn_server(gateway.router()).await;
+        let response = client().get(format!("{gateway_url}/v2/lab/x/blobs/{target}")).send().await.unwrap();
+        let status = response.status();
+        let body = response.bytes().await.unwrap();
+        match signing {
+            Signing::Genuine => {
+                // The harness works: a signed injector is executed.
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(body.as_ref(), b"internal secret");
+                assert_eq!(upstream.count("GET", "/blobs/"), 1);
+            }
+            Signing::Unsigned | Signing::ForAnotherRequest => {
+                assert_eq!(status, StatusCode::BAD_GATEWAY, "{signing:?}");
+                let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(error["errors"][0]["code"], "UNKNOWN", "an OCI error: {error}");
+                assert_eq!(upstream.count("GET", "/blobs/"), 0, "{signing:?}: the forged URL was fetched");
+            }
+        }
+    }
 }

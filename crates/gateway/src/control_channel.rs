@@ -1,12 +1,16 @@
 //! How the gateway reaches the control plane: in process (a `tower::Service`, no socket) in
-//! `depproxy serve`, or over HTTP in split mode. The contract is the same either way.
+//! `depproxy serve`, or over HTTP(S) in split mode. The contract is the same either way: every call
+//! is signed here, just before it leaves, for the method, path and query the control plane will
+//! see and for its body — in process too, where it costs two MACs and keeps one code path.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
+use bytes::Bytes;
 use futures_util::TryStreamExt as _;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
+use injector::{INTERNAL_TOKEN_HEADER, Purpose, RequestId, RequestSigner, RequestTarget};
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 
@@ -23,37 +27,68 @@ pub enum ControlChannel {
 }
 
 impl ControlChannel {
-    /// A channel to a control plane at `base_url` (e.g. `http://10.0.0.5:5100`). `request_timeout`
-    /// bounds a whole decision, which may include an upstream token fetch and a HEAD.
+    /// A channel to a control plane at `base_url` (e.g. `http://10.0.0.5:5100`, or `https://…`).
+    /// With `ca_pem`, the control plane's certificate must chain to one of these CA certificates
+    /// and to nothing else, and the URL must be `https://`. `request_timeout` bounds a whole
+    /// decision, which may include an upstream token fetch and a HEAD.
     pub fn http(
         base_url: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
+        ca_pem: Option<&[u8]>,
     ) -> Result<Self, GatewayError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|error| GatewayError::ControlUnreachable(error.to_string()))?;
+            .tcp_nodelay(true);
+        if let Some(pem) = ca_pem {
+            if !base_url.starts_with("https://") {
+                return Err(GatewayError::ControlTls(format!(
+                    "a control-plane CA is given but {base_url} is not an https:// URL"
+                )));
+            }
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|error| GatewayError::ControlTls(format!("control-plane CA: {error}")))?;
+            if certificates.is_empty() {
+                return Err(GatewayError::ControlTls("control-plane CA: no certificate in the file".into()));
+            }
+            builder = builder.tls_certs_only(certificates).https_only(true);
+        }
+        let client = builder.build().map_err(|error| GatewayError::ControlUnreachable(error.to_string()))?;
         Ok(ControlChannel::Http { client, base_url: base_url.trim_end_matches('/').to_owned() })
     }
 
-    pub async fn call(&self, request: Request<Body>) -> Result<Response<Body>, GatewayError> {
+    /// Signs `request` for `purpose` and sends it; returns the answer and the id of the request,
+    /// which the answer's injector signature must be bound to.
+    pub(crate) async fn call(
+        &self,
+        signer: &RequestSigner,
+        purpose: Purpose,
+        request: Request<Bytes>,
+    ) -> Result<(Response<Body>, RequestId), GatewayError> {
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
         match self {
             ControlChannel::InProcess(service) => {
+                let id = sign(signer, purpose, &mut parts, &path, &body)?;
+                let request = Request::from_parts(parts, Body::from(body));
                 let Ok(response) = service.clone().oneshot(request).await;
-                Ok(response)
+                Ok((response, id))
             }
             ControlChannel::Http { client, base_url } => {
-                let (parts, body) = request.into_parts();
-                let path = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
-                let url = format!("{base_url}{path}");
+                // Signed as the URL will be sent: parsing may normalise the path (e.g. `..`).
+                let url = reqwest::Url::parse(&format!("{base_url}{path}"))
+                    .map_err(|error| GatewayError::InvalidControlUrl(format!("{base_url}{path}: {error}")))?;
+                let sent = match url.query() {
+                    Some(query) => format!("{}?{query}", url.path()),
+                    None => url.path().to_owned(),
+                };
+                let id = sign(signer, purpose, &mut parts, &sent, &body)?;
                 let response = client
                     .request(parts.method, url)
                     .headers(parts.headers)
-                    .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+                    .body(body)
                     .send()
                     .await
                     .map_err(|error| GatewayError::ControlUnreachable(error.to_string()))?;
@@ -62,8 +97,26 @@ impl ControlChannel {
                     *headers = response.headers().clone();
                 }
                 let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
-                relayed.body(body).map_err(|error| GatewayError::ControlAnswerUnreadable(error.to_string()))
+                let response = relayed
+                    .body(body)
+                    .map_err(|error| GatewayError::ControlAnswerUnreadable(error.to_string()))?;
+                Ok((response, id))
             }
         }
     }
+}
+
+/// Puts a one-time token for this method, path and body on the request.
+fn sign(
+    signer: &RequestSigner,
+    purpose: Purpose,
+    parts: &mut http::request::Parts,
+    path_and_query: &str,
+    body: &[u8],
+) -> Result<RequestId, GatewayError> {
+    let signed = signer.sign(purpose, RequestTarget { method: &parts.method, path_and_query }, body);
+    let token = HeaderValue::try_from(signed.token)
+        .map_err(|_| GatewayError::InvalidHeader(INTERNAL_TOKEN_HEADER))?;
+    parts.headers.insert(INTERNAL_TOKEN_HEADER, token);
+    Ok(signed.id)
 }

@@ -33,8 +33,16 @@ pub enum GatewayError {
     InvalidHeader(&'static str),
     #[error("storage: {0}")]
     Storage(#[from] storage::StorageError),
-    #[error("signing: {0}")]
-    Signing(#[from] injector::SignatureError),
+    /// The control plane's injector is not signed for the request it answers: forged, replayed
+    /// from another request, or from a control plane with another secret. Never acted on.
+    #[error("refused an injector that does not verify: {0}")]
+    ForgedInjector(#[source] injector::SignatureError),
+    /// The control plane's URL and a request path do not make a URL (a bug or a bad flag).
+    #[error("invalid control-plane URL {0}")]
+    InvalidControlUrl(String),
+    /// The TLS settings for the control plane cannot be used.
+    #[error("control-plane TLS: {0}")]
+    ControlTls(String),
     /// An injector names an upstream this gateway's configuration does not have.
     #[error("the injector names upstream {0:?}, which this gateway's configuration does not list")]
     UnknownUpstream(String),
@@ -58,8 +66,13 @@ impl GatewayError {
             | GatewayError::EncodeCall(_)
             | GatewayError::InvalidHeader(_)
             | GatewayError::Storage(_)
-            | GatewayError::Signing(_)
-            | GatewayError::UnknownUpstream(_) => OciError::internal("internal error in the gateway"),
+            | GatewayError::UnknownUpstream(_)
+            | GatewayError::InvalidControlUrl(_)
+            | GatewayError::ControlTls(_) => OciError::internal("internal error in the gateway"),
+            GatewayError::ForgedInjector(_) => {
+                OciError::new(ErrorCode::Unknown, "the control plane's answer did not verify")
+                    .with_status(StatusCode::BAD_GATEWAY)
+            }
         }
     }
 }

@@ -1,30 +1,37 @@
-//! Asking the control plane: the client's request (headers only) goes to the control plane,
-//! signed; its answer is either an injector to execute or a response to relay as is.
+//! Asking the control plane: the client's request goes to the control plane signed, with only the
+//! headers it needs (an allow-list) and the client's address and host in internal headers; its
+//! answer is either an injector to execute — only if the control plane's signature on it verifies
+//! for this request — or a response to relay as is.
 
 use std::net::SocketAddr;
 
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use injector::{
-    CLIENT_ADDRESS_HEADER, INTERNAL_TOKEN_HEADER, Injector, Purpose, REFETCH_HEADER, SEND_DATA_HEADER,
+    CLIENT_ADDRESS_HEADER, FORWARDED_HOST_HEADER, Injector, Purpose, REFETCH_HEADER, SEND_DATA_HEADER,
+    SEND_DATA_SIGNATURE_HEADER,
 };
 use oci::Digest;
 
 use crate::error::GatewayError;
 use crate::state::Gateway;
 
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// The client headers the control plane sees: what it decides on (`Authorization`), what the
+/// upstream calls it makes on the client's behalf may need (`Accept`, `Range`, `If-None-Match`,
+/// `User-Agent`), and `X-Forwarded-For`, which the control plane believes only when the connection
+/// comes from one of its `trusted_proxies` (the gateway passes the connection's address, so it
+/// cannot be fooled by a client sending the header itself). Nothing else: not `Host` (the gateway
+/// passes it validated in `Depproxy-Forwarded-Host`), not `Content-Length` (the channel sets its
+/// own), no cookies, no hop-by-hop headers.
+static FORWARDED: [HeaderName; 6] = [
+    http::header::ACCEPT,
+    http::header::RANGE,
+    http::header::IF_NONE_MATCH,
+    http::header::AUTHORIZATION,
+    http::header::USER_AGENT,
+    HeaderName::from_static("x-forwarded-for"),
 ];
 
 /// What the control plane decided about a client request.
@@ -44,7 +51,7 @@ pub(crate) struct ClientRequest {
     method: http::Method,
     uri: http::Uri,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Bytes,
 }
 
 impl ClientRequest {
@@ -57,13 +64,16 @@ impl ClientRequest {
                 .await
                 .map_err(|error| GatewayError::ClientBody(error.to_string()))?
         } else {
-            axum::body::Bytes::new()
+            Bytes::new()
         };
         let mut headers = forwardable_headers(&parts.headers);
         if let Some(peer) = peer
             && let Ok(value) = HeaderValue::try_from(peer.to_string())
         {
             headers.insert(CLIENT_ADDRESS_HEADER, value);
+        }
+        if let Some(host) = client_host(&parts) {
+            headers.insert(FORWARDED_HOST_HEADER, host);
         }
         Ok(ClientRequest { peer, method: parts.method, uri: parts.uri, headers, body })
     }
@@ -81,7 +91,7 @@ pub(crate) async fn ask_control(
     client: &ClientRequest,
     refetch: Option<&Digest>,
 ) -> Result<ControlAnswer, GatewayError> {
-    let mut forwarded = Request::new(Body::from(client.body.clone()));
+    let mut forwarded = http::Request::new(client.body.clone());
     *forwarded.method_mut() = client.method.clone();
     *forwarded.uri_mut() = client.uri.clone();
     *forwarded.headers_mut() = client.headers.clone();
@@ -90,34 +100,51 @@ pub(crate) async fn ask_control(
     {
         forwarded.headers_mut().insert(REFETCH_HEADER, value);
     }
-    let token = HeaderValue::try_from(gateway.signer.sign(Purpose::Forward)?)
-        .map_err(|_| GatewayError::InvalidHeader(INTERNAL_TOKEN_HEADER))?;
-    forwarded.headers_mut().insert(INTERNAL_TOKEN_HEADER, token);
-    let mut response = gateway.control.call(forwarded).await?;
-    // The header is acted on only when the control plane sent it on a 200, and never reaches a client.
+    let (mut response, id) = gateway.control.call(&gateway.signer, Purpose::Forward, forwarded).await?;
+    // The header is acted on only when the control plane sent it on a 200, signed for this
+    // request, and never reaches a client.
     let send_data = response.headers_mut().remove(SEND_DATA_HEADER);
+    let signature = response.headers_mut().remove(SEND_DATA_SIGNATURE_HEADER);
     match send_data {
         Some(value) if response.status() == StatusCode::OK => {
+            // An injector names upstream URLs and credentials and storage keys: one we did not
+            // get from our control plane, for this request, would be SSRF.
+            gateway
+                .signer
+                .verify_answer(&id, value.as_bytes(), signature.as_ref().map(HeaderValue::as_bytes))
+                .map_err(GatewayError::ForgedInjector)?;
             Ok(ControlAnswer::Execute(Injector::from_header_value(&value)?))
         }
         _ => Ok(ControlAnswer::Relay(response)),
     }
 }
 
-/// The client's headers minus hop-by-hop ones and anything in our internal namespace.
+/// The allowed client headers ([`FORWARDED`]), every value of each.
 fn forwardable_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut kept = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        if is_forwardable(name) {
+    let mut kept = HeaderMap::with_capacity(FORWARDED.len());
+    for name in &FORWARDED {
+        for value in headers.get_all(name) {
             kept.append(name.clone(), value.clone());
         }
     }
     kept
 }
 
-fn is_forwardable(name: &HeaderName) -> bool {
-    let name = name.as_str();
-    !HOP_BY_HOP.contains(&name) && !name.starts_with("depproxy-")
+/// The host the client reached us at (`Host`, or the authority of an HTTP/2 request), if it is
+/// a plain `host[:port]`: it ends up in the token realm of a `WWW-Authenticate` header.
+fn client_host(parts: &http::request::Parts) -> Option<HeaderValue> {
+    let host = match parts.headers.get(http::header::HOST) {
+        Some(value) => value.to_str().ok()?,
+        None => parts.uri.authority()?.as_str(),
+    };
+    let authority: http::uri::Authority = host.parse().ok()?;
+    let plain = !host.is_empty()
+        && !host.contains('@')
+        && host.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if !plain || authority.as_str() != host {
+        return None;
+    }
+    HeaderValue::try_from(host).ok()
 }
 
 #[cfg(test)]
@@ -125,14 +152,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn internal_and_hop_by_hop_headers_are_not_forwarded() {
+    fn only_allowed_headers_are_forwarded() {
         let mut headers = HeaderMap::new();
         headers.insert("accept", HeaderValue::from_static("application/json"));
+        headers.append("accept", HeaderValue::from_static("application/vnd.oci.image.index.v1+json"));
+        headers.insert("range", HeaderValue::from_static("bytes=0-1"));
+        headers.insert("if-none-match", HeaderValue::from_static("\"sha256:00\""));
+        headers.insert("authorization", HeaderValue::from_static("Bearer t"));
+        headers.insert("user-agent", HeaderValue::from_static("containerd/2.0"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.9"));
+        headers.insert("host", HeaderValue::from_static("proxy.example:5000"));
+        headers.insert("content-length", HeaderValue::from_static("12"));
+        headers.insert("cookie", HeaderValue::from_static("session=1"));
         headers.insert("connection", HeaderValue::from_static("close"));
         headers.insert("depproxy-send-data", HeaderValue::from_static("send-blob:e30="));
         headers.insert("depproxy-internal-token", HeaderValue::from_static("forged"));
+        headers.insert("depproxy-forwarded-host", HeaderValue::from_static("evil.example"));
         let kept = forwardable_headers(&headers);
-        assert_eq!(kept.len(), 1);
-        assert!(kept.contains_key("accept"));
+        let mut names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["accept", "authorization", "if-none-match", "range", "user-agent", "x-forwarded-for"]
+        );
+        assert_eq!(kept.get_all("accept").iter().count(), 2, "every value of an allowed header");
+    }
+
+    #[test]
+    fn the_client_host_is_passed_only_when_it_is_a_plain_authority() {
+        let host = |value: &'static str| {
+            let request = http::Request::builder().header("host", value).body(()).unwrap();
+            client_host(&request.into_parts().0).map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(host("proxy.example:5000").as_deref(), Some("proxy.example:5000"));
+        assert_eq!(host("[::1]:5000").as_deref(), Some("[::1]:5000"));
+        for bad in ["user@proxy.example", "a\"b", "proxy.example/path", ""] {
+            assert_eq!(host(bad), None, "{bad:?}");
+        }
+        let http2 = http::Request::builder().uri("https://mirror.example/v2/").body(()).unwrap();
+        assert_eq!(
+            client_host(&http2.into_parts().0).map(|value| value.to_str().unwrap().to_owned()).as_deref(),
+            Some("mirror.example")
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The contract between the gateway (data plane) and the control plane: injector parameters carried
-//! in the `Depproxy-Send-Data` response header, the upload authorize/finalize messages, and the
-//! HMAC-signed token on every gateway→control request.
+//! in the `Depproxy-Send-Data` response header (signed by the control plane), the upload
+//! authorize/finalize messages, and the one-time HMAC-signed token on every gateway→control request.
 //!
 //! Both sides depend on this crate and nothing else of each other, so the wire format lives here
 //! only — with the rules both sides must agree on: the storage key of a digest and the internal
@@ -9,6 +9,7 @@
 
 pub mod headers;
 pub mod keys;
+pub mod replay;
 pub mod routes;
 pub mod signing;
 
@@ -19,13 +20,24 @@ use serde::{Deserialize, Serialize};
 
 pub use headers::{HeaderList, append_headers, header_list, header_map};
 pub use keys::{KeyError, digest_of_key, storage_key};
+pub use replay::ReplayCache;
 pub use routes::{UploadRoutes, UploadStage, split_upload_path};
-pub use signing::{Purpose, RequestSigner, RequestVerifier, Secret, SecretError, SignatureError};
+pub use signing::{
+    MAX_TOKEN_AGE_SECONDS, Purpose, RequestId, RequestSigner, RequestTarget, RequestVerifier, Secret,
+    SecretError, SignatureError, SignedRequest, VerifiedRequest,
+};
 
 /// The control-plane response header that tells the gateway what to do.
 pub const SEND_DATA_HEADER: &str = "Depproxy-Send-Data";
+/// The control-plane response header carrying its signature of `Depproxy-Send-Data`, bound to the
+/// request it answers; the gateway acts on no injector without a valid one.
+pub const SEND_DATA_SIGNATURE_HEADER: &str = "Depproxy-Send-Data-Signature";
 /// The gateway→control request header carrying the signed token.
 pub const INTERNAL_TOKEN_HEADER: &str = "Depproxy-Internal-Token";
+/// The gateway→control request header carrying the `Host` the client reached the gateway at
+/// (validated by the gateway), for the token realm when no `public_url` is set. The control plane
+/// never reads `Host` itself: in split mode that names the control plane.
+pub const FORWARDED_HOST_HEADER: &str = "Depproxy-Forwarded-Host";
 /// The gateway→control request header carrying the client connection's address (the gateway
 /// strips any `Depproxy-*` header a client sends, so only the gateway sets it).
 pub const CLIENT_ADDRESS_HEADER: &str = "Depproxy-Client-Address";

@@ -128,7 +128,7 @@ impl TestProxy {
             let secret = injector::Secret::from_bytes([42; 32]);
             let control = depproxy::app::control_node(&config, &secret, &runtime).await.unwrap();
             let control_url = spawn_server(control.router.clone()).await;
-            let channel = depproxy::app::control_channel(&config, &control_url).unwrap();
+            let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
             (depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap(), control)
         } else {
             depproxy::app::serve_node(&config, runtime).await.unwrap()

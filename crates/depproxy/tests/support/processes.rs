@@ -307,6 +307,8 @@ pub fn stored_object_hashes(data_dir: &Path) -> Vec<(String, String)> {
 /// A depproxy process (`serve`, or `control` + `gateway`).
 pub struct Depproxy {
     pub port: u16,
+    /// The control plane's port in split mode.
+    pub control_port: Option<u16>,
     pub data_dir: tempfile::TempDir,
     processes: Vec<Process>,
 }
@@ -332,7 +334,7 @@ impl Depproxy {
         let log = data_dir.path().join(format!("serve-{port}.log"));
         let process = Process::spawn("depproxy serve", &mut command, &log);
         wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
-        Depproxy { port, data_dir, processes: vec![process] }
+        Depproxy { port, control_port: None, data_dir, processes: vec![process] }
     }
 
     /// `depproxy serve` with this TOML configuration, on a fresh data directory.
@@ -346,10 +348,20 @@ impl Depproxy {
         command.arg("--data-dir").arg(data_dir.path());
         let process = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
         wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
-        Depproxy { port, data_dir, processes: vec![process] }
+        Depproxy { port, control_port: None, data_dir, processes: vec![process] }
     }
 
     pub fn split(upstream: &str) -> Depproxy {
+        Self::split_with(upstream, None)
+    }
+
+    /// Split mode with TLS on the control listener (`--tls-cert`, `--tls-key`), the gateway
+    /// trusting `tls`'s CA (`--control-ca`) at an `https://` control URL.
+    pub fn split_tls(upstream: &str, tls: &TestCertificates) -> Depproxy {
+        Self::split_with(upstream, Some(tls))
+    }
+
+    fn split_with(upstream: &str, tls: Option<&TestCertificates>) -> Depproxy {
         let data_dir = tempfile::tempdir().unwrap();
         let secret = data_dir.path().join("secret");
         run(Command::new(Self::binary()).arg("gen-secret").arg(&secret));
@@ -361,19 +373,29 @@ impl Depproxy {
             .arg(&secret)
             .arg("--data-dir")
             .arg(data_dir.path());
+        if let Some(tls) = tls {
+            control.arg("--tls-cert").arg(&tls.server_cert).arg("--tls-key").arg(&tls.server_key);
+        }
         let control = Process::spawn("depproxy control", &mut control, &data_dir.path().join("control.log"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let port = free_port();
         let mut gateway = Command::new(Self::binary());
         gateway
             .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream])
-            .args(["--control-url", &format!("http://127.0.0.1:{control_port}")])
+            .args(["--control-url", &format!("{scheme}://127.0.0.1:{control_port}")])
             .arg("--secret-file")
             .arg(&secret)
             .arg("--data-dir")
             .arg(data_dir.path());
+        if let Some(tls) = tls {
+            gateway.arg("--control-ca").arg(&tls.ca_cert);
+        }
         let gateway = Process::spawn("depproxy gateway", &mut gateway, &data_dir.path().join("gateway.log"));
         wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy gateway");
-        Depproxy { port, data_dir, processes: vec![control, gateway] }
+        wait_until("depproxy control did not start", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", control_port)).is_ok()
+        });
+        Depproxy { port, control_port: Some(control_port), data_dir, processes: vec![control, gateway] }
     }
 
     pub fn address(&self) -> String {

@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 use injector::{
-    Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest,
-    INTERNAL_TOKEN_HEADER, Purpose, SendDependency, UploadDecision,
+    Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest, Purpose,
+    SendDependency, UploadDecision,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -111,15 +110,13 @@ async fn call_upload<T: serde::Serialize>(
     path: &str,
     body: &T,
 ) -> Result<Bytes, GatewayError> {
+    // The token binds the body's SHA-256: we know it before sending, we built it.
     let json = serde_json::to_vec(body).map_err(GatewayError::EncodeCall)?;
-    let token = HeaderValue::try_from(gateway.signer.sign(Purpose::Upload)?)
-        .map_err(|_| GatewayError::InvalidHeader(INTERNAL_TOKEN_HEADER))?;
-    let mut request = Request::new(Body::from(json));
+    let mut request = Request::new(Bytes::from(json));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = path.parse().map_err(|_| GatewayError::InvalidUploadRoute(path.to_owned()))?;
-    request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token);
     request.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
-    let response = gateway.control.call(request).await?;
+    let (response, _) = gateway.control.call(&gateway.signer, Purpose::Upload, request).await?;
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
         .await

@@ -139,3 +139,149 @@ async fn an_admin_asks_for_a_sweep_and_sees_it_done() {
     }
     assert!(!proxy.has_object(&layers[0]), "not read for 2 days with a 1-day TTL: swept");
 }
+
+/// Events the proxy logs reach `GET /api/v1/events` through the layer `depproxy serve` installs.
+fn record_events() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let _ = tracing_subscriber::registry().with(telemetry::events::EventsLayer).try_init();
+}
+
+async fn get_json(url: &str, token: &str) -> serde_json::Value {
+    let response = client().get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    response.json().await.unwrap()
+}
+
+/// Polls `url` until `done` holds for its JSON (the fill runs in its own task: no event to wait on
+/// from outside the process but its progress).
+async fn wait_json(url: &str, token: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = get_json(url, token).await;
+        if done(&value) {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{url}: {value}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_operator_view_groups_upstreams_fills_events_tokens_and_the_openapi_document() {
+    record_events();
+    let upstream = FakeRegistry::start().await;
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin = token(&proxy, "ops", true).await;
+    let puller = token(&proxy, "ci", false).await;
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[&pattern(MIB, 4)]);
+    for _ in 0..2 {
+        let manifest = client().get(format!("{}/v2/lab/app/manifests/v1", proxy.url)).send().await.unwrap();
+        assert_eq!(manifest.status(), StatusCode::OK);
+        manifest.bytes().await.unwrap();
+        proxy.fills_settled().await;
+    }
+    proxy.settled().await;
+    proxy.cache.flush_reads().await.unwrap();
+
+    for route in ["groups", "upstreams", "fills", "events", "tokens"] {
+        let url = format!("{admin_url}/api/v1/{route}");
+        assert_eq!(client().get(&url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "{route}");
+        let pull_only = client().get(&url).bearer_auth(&puller).send().await.unwrap();
+        assert_eq!(pull_only.status(), StatusCode::FORBIDDEN, "{route}");
+    }
+
+    let groups = get_json(&format!("{admin_url}/api/v1/groups"), &admin).await;
+    let default = groups["groups"].as_array().unwrap().iter().find(|group| group["group"] == "default").unwrap();
+    assert_eq!(default["access"], "anonymous", "{default}");
+    assert_eq!(default["upstream"], proxy.config.upstreams[0].name.as_str());
+    assert_eq!((default["last_24h"]["hits"].as_u64(), default["last_24h"]["misses"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(default["last_24h"]["hit_ratio"], 0.5);
+    assert_eq!(default["last_1h"]["hits"], 1);
+
+    let upstreams = get_json(&format!("{admin_url}/api/v1/upstreams"), &admin).await;
+    let host = upstream.url().trim_start_matches("http://").to_owned();
+    let lab = upstreams.as_array().unwrap().iter().find(|entry| entry["host"] == host.as_str()).unwrap();
+    assert_eq!(lab["reachable"], true, "{lab}");
+    assert!(lab["latency_ms"].as_f64().is_some(), "{lab}");
+
+    // A fill held by the upstream after 100 kB shows with its progress, and is gone once done.
+    let gate = testkit::Gate::new(100_000);
+    upstream.set_gate(Some(gate.clone()));
+    let blob_url = format!("{}/v2/lab/app/blobs/{}", proxy.url, layers[0]);
+    let pull = tokio::spawn(async move { body_digest(client().get(&blob_url).send().await.unwrap()).await });
+    let fills_url = format!("{admin_url}/api/v1/fills");
+    let fills = wait_json(&fills_url, &admin, |fills| fills[0]["bytes_done"].as_u64() >= Some(100_000)).await;
+    assert_eq!(fills[0]["phase"], "streaming", "{fills}");
+    assert_eq!(fills[0]["kind"], "blob");
+    assert_eq!(fills[0]["object"], format!("lab/app@{}", layers[0]).as_str());
+    assert_eq!(fills[0]["bytes_total"], MIB as u64);
+    assert_eq!(fills[0]["clients"], 1);
+    assert_eq!(fills[0]["node"], proxy.config.node_id.as_str());
+    gate.open();
+    upstream.set_gate(None);
+    pull.await.unwrap().unwrap();
+    proxy.fills_settled().await;
+    assert_eq!(get_json(&fills_url, &admin).await, serde_json::json!([]));
+
+    // A failed fill is an event.
+    let (_, broken) = upstream.put_image("lab/broken", "v1", &[&pattern(MIB, 5)]);
+    upstream.set_fault_for(&broken[0], Some(testkit::Fault::Status { status: 500, retry_after: None }));
+    let failed = client().get(format!("{}/v2/lab/broken/blobs/{}", proxy.url, broken[0])).send().await.unwrap();
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    proxy.fills_settled().await;
+    let events = get_json(&format!("{admin_url}/api/v1/events?limit=5"), &admin).await;
+    assert!(
+        events.as_array().unwrap().iter().any(|event| event["kind"] == "warning"
+            && event["message"].as_str().unwrap().contains("fill failed")),
+        "{events}"
+    );
+
+    // Tokens: created (the secret once), listed without it, revoked.
+    let tokens_url = format!("{admin_url}/api/v1/tokens");
+    let bad = client().post(&tokens_url).bearer_auth(&admin).json(&serde_json::json!({"name": "x y"})).send();
+    assert_eq!(bad.await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let created = client()
+        .post(&tokens_url)
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "deploy", "groups": ["default"], "expires_in": "30d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: serde_json::Value = created.json().await.unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("dpp_"));
+    assert!(created["token"]["expires_at"].as_i64().is_some());
+    let listed = get_json(&tokens_url, &admin).await;
+    assert!(!listed.to_string().contains(&secret), "a secret in the list");
+    let deploy = listed.as_array().unwrap().iter().find(|token| token["name"] == "deploy").unwrap();
+    assert_eq!(deploy["status"], "active");
+    assert_eq!(deploy["groups"], serde_json::json!(["default"]));
+    let revoke = client().delete(format!("{tokens_url}/deploy")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(revoke.status(), StatusCode::OK);
+    let again = client().delete(format!("{tokens_url}/deploy")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    let listed = get_json(&tokens_url, &admin).await;
+    let deploy = listed.as_array().unwrap().iter().find(|token| token["name"] == "deploy").unwrap();
+    assert_eq!(deploy["status"], "revoked");
+
+    // The OpenAPI document describes every route and the admin token scheme.
+    let document: serde_json::Value =
+        client().get(format!("{admin_url}/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for path in [
+        "/api/v1/groups",
+        "/api/v1/upstreams",
+        "/api/v1/fills",
+        "/api/v1/events",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{name}",
+        "/api/v1/groups/{path}/cache",
+        "/api/v1/jobs/{id}",
+        "/api/v1/sweep",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} missing from {document}");
+    }
+    assert_eq!(document["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+}

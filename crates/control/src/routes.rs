@@ -71,12 +71,26 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
     Ok(response)
 }
 
+/// 200 when the metadata database answers, 503 when it does not.
+async fn ready(control: &ControlPlane) -> Response {
+    match control.cache.metadata().ping().await {
+        Ok(()) => (http::StatusCode::OK, "ready").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the metadata database does not answer");
+            (http::StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
 /// A forwarded client request, authenticated.
 async fn decide(
     control: &ControlPlane,
     request: Request,
     verified: &VerifiedRequest,
 ) -> Result<Response, ControlError> {
+    if request.uri().path() == injector::READY_PATH {
+        return Ok(ready(control).await);
+    }
     let endpoint = oci::parse_v2_path(request.uri().path())?;
     let caller = Caller::from_headers(request.headers(), &control.trusted_proxies);
     let method = request.method().clone();

@@ -193,10 +193,14 @@ async fn the_operator_view_groups_upstreams_fills_events_tokens_and_the_openapi_
     }
 
     let groups = get_json(&format!("{admin_url}/api/v1/groups"), &admin).await;
-    let default = groups["groups"].as_array().unwrap().iter().find(|group| group["group"] == "default").unwrap();
+    let default =
+        groups["groups"].as_array().unwrap().iter().find(|group| group["group"] == "default").unwrap();
     assert_eq!(default["access"], "anonymous", "{default}");
     assert_eq!(default["upstream"], proxy.config.upstreams[0].name.as_str());
-    assert_eq!((default["last_24h"]["hits"].as_u64(), default["last_24h"]["misses"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (default["last_24h"]["hits"].as_u64(), default["last_24h"]["misses"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(default["last_24h"]["hit_ratio"], 0.5);
     assert_eq!(default["last_1h"]["hits"], 1);
 
@@ -228,13 +232,18 @@ async fn the_operator_view_groups_upstreams_fills_events_tokens_and_the_openapi_
     // A failed fill is an event.
     let (_, broken) = upstream.put_image("lab/broken", "v1", &[&pattern(MIB, 5)]);
     upstream.set_fault_for(&broken[0], Some(testkit::Fault::Status { status: 500, retry_after: None }));
-    let failed = client().get(format!("{}/v2/lab/broken/blobs/{}", proxy.url, broken[0])).send().await.unwrap();
+    let failed =
+        client().get(format!("{}/v2/lab/broken/blobs/{}", proxy.url, broken[0])).send().await.unwrap();
     assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
     proxy.fills_settled().await;
     let events = get_json(&format!("{admin_url}/api/v1/events?limit=5"), &admin).await;
     assert!(
-        events.as_array().unwrap().iter().any(|event| event["kind"] == "warning"
-            && event["message"].as_str().unwrap().contains("fill failed")),
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["kind"] == "warning"
+                && event["message"].as_str().unwrap().contains("fill failed")),
         "{events}"
     );
 

@@ -105,6 +105,9 @@ async fn with_the_database_unreachable_hits_from_memory_work_and_misses_pass_thr
     proxy.fills_settled().await;
 
     switch.down();
+    let ready = client().get(format!("{}/readyz", proxy.url)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().await.unwrap().contains("database"), "readiness names what is down");
     // Hits the control plane remembers: served, no upstream request.
     let before = upstream.count("GET", "/");
     for url in [&manifest_url, &blob_url] {
@@ -167,4 +170,25 @@ async fn a_manifest_request_for_a_layer_digest_never_joins_the_layers_fill() {
     assert_ne!(as_manifest.await.unwrap(), StatusCode::OK, "a layer is no manifest");
     proxy.fills_settled().await;
     assert!(proxy.has_object(&digest));
+}
+
+#[tokio::test]
+async fn readiness_says_whether_storage_answers() {
+    let upstream = FakeRegistry::start().await;
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let readyz = || async { client().get(format!("{}/readyz", proxy.url)).send().await.unwrap() };
+    let ready = readyz().await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(ready.text().await.unwrap(), "ready");
+    assert_eq!(client().get(format!("{}/healthz", proxy.url)).send().await.unwrap().status(), StatusCode::OK);
+
+    // Storage that cannot be read (its root is a file), on a proxy not asked before (an answer is
+    // reused for a second).
+    let broken = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let root = broken.data_dir.path().join("blobs");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::write(&root, b"not a directory").unwrap();
+    let not_ready = client().get(format!("{}/readyz", broken.url)).send().await.unwrap();
+    assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(not_ready.text().await.unwrap(), "not ready: storage unreachable");
 }

@@ -8,6 +8,7 @@ mod control_channel;
 mod error;
 mod fill;
 mod forward;
+mod health;
 mod metrics;
 mod ranges;
 mod respond;

@@ -30,6 +30,12 @@ impl Gateway {
     pub fn router_without_metrics(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                axum::routing::get(|State(gateway): State<Arc<Gateway>>| async move {
+                    crate::health::readyz(&gateway).await
+                }),
+            )
             .fallback(handle)
             .with_state(self.clone())
     }

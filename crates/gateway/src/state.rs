@@ -59,6 +59,7 @@ pub struct Gateway {
     pub(crate) admission: Arc<Admission>,
     pub(crate) small_objects: SmallObjects,
     pub(crate) observability: Observability,
+    pub(crate) readiness: crate::health::Readiness,
     /// Runs fills and their lease renewals, so shutdown can drain them.
     pub(crate) supervisor: Supervisor,
 }
@@ -89,6 +90,7 @@ impl Gateway {
             admission,
             small_objects,
             observability: parts.observability,
+            readiness: crate::health::Readiness::default(),
             supervisor: parts.supervisor,
         })
     }

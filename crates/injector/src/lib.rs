@@ -34,6 +34,8 @@ pub const SEND_DATA_HEADER: &str = "Depproxy-Send-Data";
 pub const SEND_DATA_SIGNATURE_HEADER: &str = "Depproxy-Send-Data-Signature";
 /// The gateway→control request header carrying the signed token.
 pub const INTERNAL_TOKEN_HEADER: &str = "Depproxy-Internal-Token";
+/// The control plane's readiness (its database answers), asked by a gateway's `/readyz`.
+pub const READY_PATH: &str = "/_depproxy/ready";
 /// The gateway→control request header carrying the `Host` the client reached the gateway at
 /// (validated by the gateway), for the token realm when no `public_url` is set. The control plane
 /// never reads `Host` itself: in split mode that names the control plane.

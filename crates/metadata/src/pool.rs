@@ -73,6 +73,12 @@ impl Metadata {
         Ok(Metadata { pool })
     }
 
+    /// Whether the database answers (`SELECT 1`): readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        let (_,): (i32,) = on_pool!(self, |pool| sqlx::query_as("SELECT 1").fetch_one(pool).await?);
+        Ok(())
+    }
+
     /// `sqlite` or `postgres`, for logs.
     pub fn backend(&self) -> &'static str {
         match self.pool {

@@ -80,6 +80,53 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// A running proxy through its admin API: groups, upstreams, live fills, errors, purges.
+    Admin {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Args)]
+struct AdminTarget {
+    /// The admin API's base URL.
+    #[arg(long, env = "DEPPROXY_ADMIN_URL", default_value = "http://127.0.0.1:5080", global = true)]
+    admin_url: String,
+    /// An admin access token (`depproxy token create --admin`).
+    #[arg(long, env = "DEPPROXY_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// The API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Groups (size, quota, hit ratio, bytes saved) and upstreams (reachable, rate-limit budget).
+    Status,
+    /// Groups: policy, size vs quota, objects, traffic.
+    Groups,
+    /// Upstreams: reachable, latency, rate-limit budget, last error.
+    Upstreams,
+    /// Live fills on every node, with their progress.
+    Fills,
+    /// Recent errors and denials, newest first.
+    Events {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Purge a group's cache (or one image of it), following the job with a progress bar.
+    Purge {
+        #[arg(long, value_name = "PATH")]
+        group: String,
+        #[arg(long, value_name = "NAME")]
+        image: Option<String>,
+        /// e.g. 30d.
+        #[arg(long)]
+        older_than: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -335,6 +382,56 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 TokenCommand::List { store } => depproxy::tokens::list(&store.resolve()?).await?,
                 TokenCommand::Revoke { name, store } => {
                     depproxy::tokens::revoke(&store.resolve()?, &name).await?
+                }
+            };
+            println!("{output}");
+            Ok(())
+        }
+        Command::Admin { target, command } => {
+            use depproxy::admin_cli;
+            let token = target.token.context("an admin token is needed: --token or DEPPROXY_ADMIN_TOKEN")?;
+            let client = admin_cli::AdminClient::new(&target.admin_url, &token)?;
+            let json = target.json;
+            let show = |value: serde_json::Value,
+                        table: fn(&serde_json::Value) -> String|
+             -> anyhow::Result<String> {
+                Ok(if json { serde_json::to_string_pretty(&value)? } else { table(&value) })
+            };
+            let output = match command {
+                AdminCommand::Status => {
+                    let groups = client.get("/api/v1/groups").await?;
+                    let upstreams = client.get("/api/v1/upstreams").await?;
+                    if json {
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({ "groups": groups, "upstreams": upstreams }),
+                        )?
+                    } else {
+                        format!(
+                            "{}\n\n{}",
+                            admin_cli::groups_table(&groups),
+                            admin_cli::upstreams_table(&upstreams)
+                        )
+                    }
+                }
+                AdminCommand::Groups => show(client.get("/api/v1/groups").await?, admin_cli::groups_table)?,
+                AdminCommand::Upstreams => {
+                    show(client.get("/api/v1/upstreams").await?, admin_cli::upstreams_table)?
+                }
+                AdminCommand::Fills => show(client.get("/api/v1/fills").await?, admin_cli::fills_table)?,
+                AdminCommand::Events { limit } => show(
+                    client.get(&format!("/api/v1/events?limit={limit}")).await?,
+                    admin_cli::events_table,
+                )?,
+                AdminCommand::Purge { group, image, older_than } => {
+                    let job =
+                        admin_cli::purge(&client, &group, image.as_deref(), older_than.as_deref()).await?;
+                    if json {
+                        serde_json::to_string_pretty(&job)?
+                    } else if job["state"] == "done" {
+                        format!("purged {} object(s) of group {group}", job["done"])
+                    } else {
+                        anyhow::bail!("purge of group {group} ended {}: {}", job["state"], job["error"]);
+                    }
                 }
             };
             println!("{output}");

@@ -202,6 +202,56 @@ async fn json_logs_have_one_access_line_per_request_without_secrets() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_cli_shows_status_fills_events_and_purges() {
+    require_tools(&["curl"]);
+    let upstream = testkit::FakeRegistry::start().await;
+    upstream.put_image("app", "v1", &[b"layer"]);
+    let data_dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let mut command = std::process::Command::new(Depproxy::binary());
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", &upstream.url()])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .arg("--data-dir")
+        .arg(data_dir.path());
+    let _serve = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    tokio::task::spawn_blocking(move || wait_http_ok(&health, "depproxy serve")).await.unwrap();
+    let pulled = reqwest::get(format!("http://127.0.0.1:{port}/v2/app/manifests/v1")).await.unwrap();
+    assert_eq!(pulled.status(), 200);
+    pulled.bytes().await.unwrap();
+    let dir = data_dir.path().to_owned();
+    let admin = move |args: &[&str]| {
+        let mut command = std::process::Command::new(Depproxy::binary());
+        command.arg("admin").args(["--admin-url", &format!("http://127.0.0.1:{admin_port}")]).args(args);
+        command.env("DEPPROXY_DATA_DIR", &dir);
+        command
+    };
+    let secret = run(std::process::Command::new(Depproxy::binary())
+        .args(["token", "create", "--name", "ops", "--admin", "--data-dir"])
+        .arg(data_dir.path()));
+    let secret = secret.lines().next().unwrap().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let refused = admin(&["--token", "dpp_0000000000000000_wrong", "status"]).output().unwrap();
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{refused:?}");
+        let status = run(admin(&["--token", &secret, "status"]).arg("--json").env_remove("NO_COLOR"));
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["groups"]["groups"][0]["group"], "default", "{status}");
+        let table = run(&mut admin(&["--token", &secret, "status"]));
+        assert!(
+            table.contains("GROUP") && table.contains("default") && table.contains("REACHABLE"),
+            "{table}"
+        );
+        assert_eq!(run(&mut admin(&["--token", &secret, "fills"])).trim(), "no fill running");
+        let purged = run(&mut admin(&["--token", &secret, "purge", "--group", "default"]));
+        assert!(purged.starts_with("purged 1 object(s) of group default"), "the manifest: {purged}");
+    })
+    .await
+    .unwrap();
+}
+
 #[test]
 fn a_private_ca_per_upstream() {
     require_tools(&["docker-registry", "skopeo", "openssl", "python3", "curl"]);

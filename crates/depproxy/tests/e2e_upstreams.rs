@@ -126,11 +126,38 @@ fn metrics_can_live_on_a_listener_of_their_own() {
         run(std::process::Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]))
     };
     assert_eq!(status(format!("http://127.0.0.1:{port}/metrics")), "404", "not on the public listener");
+    // One request that goes upstream (and fails: nothing listens there), so it is counted.
+    status(format!("http://127.0.0.1:{port}/v2/lab/x/manifests/v1"));
     let metrics =
         run(std::process::Command::new("curl")
             .args(["-sf", &format!("http://127.0.0.1:{metrics_port}/metrics")]));
     assert!(metrics.contains("depproxy_connections_open"), "{metrics}");
     assert!(metrics.contains("depproxy_fills"), "the gateway's metrics are there: {metrics}");
+
+    // Every metric the Grafana dashboard in docs/ queries is one the proxy serves.
+    let dashboard = include_str!("../../../docs/grafana-dashboard.json");
+    let _: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+    let mut queried: Vec<&str> = dashboard
+        .match_indices("depproxy_")
+        .map(|(at, _)| {
+            let name = &dashboard[at..];
+            let end = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(name.len());
+            let name = &name[..end];
+            ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .fold(name, |name, suffix| name.strip_suffix(suffix).unwrap_or(name))
+        })
+        .filter(|name| name.len() > "depproxy_".len())
+        .collect();
+    queried.sort_unstable();
+    queried.dedup();
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in queried {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "the dashboard queries {name}, which /metrics does not serve"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,6 +39,13 @@ pub struct GatewayMetrics {
 impl GatewayMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = GatewayMetrics::default();
+        // Every label value exists from the start (at 0), so rates and dashboards see no gaps.
+        for decision in ["hit", "miss", "relay"] {
+            metrics.responses.get_or_create(&DecisionLabels { decision });
+        }
+        for outcome in ["stored", "passthrough", "failed"] {
+            metrics.fills.get_or_create(&FillLabels { outcome });
+        }
         registry.register(
             "depproxy_gateway_responses",
             "Client requests answered, by the control plane's decision",

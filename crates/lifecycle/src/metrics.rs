@@ -44,6 +44,11 @@ impl Default for LifecycleMetrics {
 impl LifecycleMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = LifecycleMetrics::default();
+        // Every reason exists from the start (at 0), so rates and dashboards see no gaps.
+        for reason in ["ttl", "quota", "purge", "gc"] {
+            metrics.evicted_objects.get_or_create(&ReasonLabels { reason });
+            metrics.evicted_bytes.get_or_create(&ReasonLabels { reason });
+        }
         registry.register(
             "depproxy_cache_bytes",
             "Bytes of the objects each group holds (an object shared by groups counts in each)",

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod error;
 mod operator;
+mod page;
 mod routes;
 
 pub use api::{

@@ -55,7 +55,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let access = state.access.clone();
+    let api = Router::new()
         .route("/api/v1/openapi.json", axum::routing::get(|| async { axum::Json(openapi()) }))
         .route("/api/v1/groups", axum::routing::get(groups))
         .route("/api/v1/groups/{*path}", axum::routing::delete(purge))
@@ -67,7 +68,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/jobs/{id}", axum::routing::get(job))
         .route("/api/v1/sweep", axum::routing::get(sweeper).post(sweep_now))
         .fallback(|| async { AdminError::NotFound("no such admin API route".into()) })
-        .with_state(state)
+        .with_state(state);
+    crate::page::with_page(api, access)
 }
 
 /// The store and every group: policy, upstream, size vs quota, objects, traffic.

@@ -48,7 +48,7 @@ impl ServerMetrics {
         let metrics = ServerMetrics::default();
         // Both reasons exist from the start (at 0), so rates and dashboards see no gaps.
         for reason in ["idle", "write_idle"] {
-            metrics.closed.get_or_create(&ClosedLabels { reason });
+            let _ = metrics.closed.get_or_create(&ClosedLabels { reason });
         }
         registry.register("depproxy_connections_open", "Client connections open", metrics.open.clone());
         registry.register(

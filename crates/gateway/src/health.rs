@@ -2,9 +2,6 @@
 //! database, answer). A readiness answer is reused for a second, so polling every second from many
 //! places costs one check per second.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
@@ -13,30 +10,9 @@ use injector::{Purpose, READY_PATH};
 
 use crate::state::Gateway;
 
-/// How long a readiness answer is reused.
-const REUSE: Duration = Duration::from_secs(1);
-
 /// The key of an object no one pulls: a `stat` of it asks storage without reading anything.
 fn probe_key() -> String {
     injector::storage_key(&oci::Digest::of(b"depproxy readiness probe"))
-}
-
-/// The last readiness answer.
-#[derive(Default)]
-pub(crate) struct Readiness {
-    last: Mutex<Option<(Instant, Result<(), String>)>>,
-}
-
-impl Readiness {
-    fn reused(&self) -> Option<Result<(), String>> {
-        let last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        last.as_ref().filter(|(at, _)| at.elapsed() < REUSE).map(|(_, outcome)| outcome.clone())
-    }
-
-    fn remember(&self, outcome: Result<(), String>) {
-        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((Instant::now(), outcome));
-    }
 }
 
 /// What is not ready, if anything.

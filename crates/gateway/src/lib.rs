@@ -11,6 +11,7 @@ mod forward;
 mod health;
 mod metrics;
 mod ranges;
+mod readiness;
 mod respond;
 mod routes;
 mod send_blob;

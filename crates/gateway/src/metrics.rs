@@ -41,10 +41,10 @@ impl GatewayMetrics {
         let metrics = GatewayMetrics::default();
         // Every label value exists from the start (at 0), so rates and dashboards see no gaps.
         for decision in ["hit", "miss", "relay"] {
-            metrics.responses.get_or_create(&DecisionLabels { decision });
+            let _ = metrics.responses.get_or_create(&DecisionLabels { decision });
         }
         for outcome in ["stored", "passthrough", "failed"] {
-            metrics.fills.get_or_create(&FillLabels { outcome });
+            let _ = metrics.fills.get_or_create(&FillLabels { outcome });
         }
         registry.register(
             "depproxy_gateway_responses",

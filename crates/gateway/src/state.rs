@@ -59,7 +59,7 @@ pub struct Gateway {
     pub(crate) admission: Arc<Admission>,
     pub(crate) small_objects: SmallObjects,
     pub(crate) observability: Observability,
-    pub(crate) readiness: crate::health::Readiness,
+    pub(crate) readiness: crate::readiness::Readiness,
     /// Runs fills and their lease renewals, so shutdown can drain them.
     pub(crate) supervisor: Supervisor,
 }
@@ -90,7 +90,7 @@ impl Gateway {
             admission,
             small_objects,
             observability: parts.observability,
-            readiness: crate::health::Readiness::default(),
+            readiness: crate::readiness::Readiness::default(),
             supervisor: parts.supervisor,
         })
     }

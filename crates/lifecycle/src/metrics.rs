@@ -46,8 +46,8 @@ impl LifecycleMetrics {
         let metrics = LifecycleMetrics::default();
         // Every reason exists from the start (at 0), so rates and dashboards see no gaps.
         for reason in ["ttl", "quota", "purge", "gc"] {
-            metrics.evicted_objects.get_or_create(&ReasonLabels { reason });
-            metrics.evicted_bytes.get_or_create(&ReasonLabels { reason });
+            let _ = metrics.evicted_objects.get_or_create(&ReasonLabels { reason });
+            let _ = metrics.evicted_bytes.get_or_create(&ReasonLabels { reason });
         }
         registry.register(
             "depproxy_cache_bytes",

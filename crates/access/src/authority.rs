@@ -122,7 +122,7 @@ impl Access {
         };
         match outcome {
             Ok(Identity::Token(token)) => {
-                self.tokens.note_use(&token.id);
+                self.tokens.note_use_of(&token);
                 Ok(Identity::Token(token))
             }
             Err(AuthError::Rejected) => match self.limiter.failed(client) {

@@ -4,6 +4,7 @@
 //! database. Last use is noted in memory and written in batches.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use metadata::{AccessTokenRecord, Clock, Metadata, MetadataError};
@@ -12,7 +13,7 @@ use oci::GroupPath;
 use crate::secret::{NewSecret, hash_secret, id_of_secret, secret_matches};
 
 /// What a control plane knows of one access token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,
@@ -21,6 +22,9 @@ pub struct TokenInfo {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     secret_hash: String,
+    /// When a use was last noted (unix ms), so a hit notes at most one use a second per token
+    /// instead of taking the uses lock every time.
+    noted_at: Arc<AtomicI64>,
 }
 
 impl TokenInfo {
@@ -43,6 +47,7 @@ impl From<AccessTokenRecord> for TokenInfo {
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
             secret_hash: record.secret_hash,
+            noted_at: Arc::new(AtomicI64::new(0)),
         }
     }
 }
@@ -137,6 +142,17 @@ impl TokenRegistry {
             self.reload().await?;
         }
         Ok(revoked)
+    }
+
+    /// Notes that `token` was used now, unless a use was noted less than a second ago (last use
+    /// is kept to the second: this keeps the hit path off the uses lock).
+    pub fn note_use_of(&self, token: &TokenInfo) {
+        let now = self.clock.now_ms();
+        if now.saturating_sub(token.noted_at.load(Ordering::Relaxed)) < 1000 {
+            return;
+        }
+        token.noted_at.store(now, Ordering::Relaxed);
+        self.note_use(&token.id);
     }
 
     /// Notes that a token was used now (written by [`Self::flush_uses`]).

@@ -40,13 +40,20 @@ pub(crate) async fn pull(
     if group.access.allows_anonymous(caller.address) {
         return Ok(());
     }
+    // The name as written is built only for an answer other than "yes": not on the hit path.
+    let unauthorized = |expired| ControlError::Unauthorized {
+        challenge: challenge(control, caller, Some(&image.as_written()), expired),
+    };
+    let Some(credentials) = &caller.credentials else { return Err(unauthorized(false)) };
+    let outcome = control.access.authenticate(credentials, caller.address).await;
+    if let Ok(Identity::Token(token)) = &outcome
+        && token.may_pull(&group.path)
+    {
+        return Ok(());
+    }
     let name = image.as_written();
     let name = name.as_str();
-    let unauthorized =
-        |expired| ControlError::Unauthorized { challenge: challenge(control, caller, Some(name), expired) };
-    let Some(credentials) = &caller.credentials else { return Err(unauthorized(false)) };
-    match control.access.authenticate(credentials, caller.address).await {
-        Ok(Identity::Token(token)) if token.may_pull(&group.path) => Ok(()),
+    match outcome {
         Ok(Identity::Token(token)) => {
             tracing::warn!(target: "depproxy::audit", event = "denied", token = %token.name, group = %group.path,
                 image = name, client = %caller.address, reason = "token not granted this group");

@@ -19,5 +19,5 @@ mod token_endpoint;
 mod upload;
 
 pub use error::ControlError;
-pub use plane::{ControlParts, ControlPlane};
+pub use plane::{ControlParts, ControlPlane, FillReportSink};
 pub use token_endpoint::{TokenRequest, parse_token_request};

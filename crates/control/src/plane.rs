@@ -14,6 +14,7 @@ pub struct ControlPlane {
     /// The base URL clients reach the proxy at (token realm); from the request's `Host` when unset.
     pub(crate) public_url: Option<String>,
     pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) fill_reports: Option<FillReportSink>,
 }
 
 /// What a control plane is built from.
@@ -23,7 +24,12 @@ pub struct ControlParts {
     pub access: Arc<Access>,
     pub public_url: Option<String>,
     pub trusted_proxies: TrustedProxies,
+    /// Takes the fill reports gateways send (the JSON body), for the admin API.
+    pub fill_reports: Option<FillReportSink>,
 }
+
+/// What takes a gateway's fill report.
+pub type FillReportSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 impl ControlPlane {
     pub fn new(parts: ControlParts) -> Arc<Self> {
@@ -33,6 +39,7 @@ impl ControlPlane {
             access: parts.access,
             public_url: parts.public_url.map(|url| url.trim_end_matches('/').to_owned()),
             trusted_proxies: parts.trusted_proxies,
+            fill_reports: parts.fill_reports,
         })
     }
 

@@ -71,6 +71,23 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
     Ok(response)
 }
 
+/// A gateway's list of its live fills: handed to the admin API (204).
+async fn fill_report(
+    control: &ControlPlane,
+    request: Request,
+    verified: &VerifiedRequest,
+) -> Result<Response, ControlError> {
+    let body = axum::body::to_bytes(request.into_body(), 4 << 20).await.map_err(|_| {
+        OciError::new(ErrorCode::Unsupported, "the fill report is too large")
+            .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
+    })?;
+    verified.check_body(&body).map_err(ControlError::Unauthenticated)?;
+    if let Some(sink) = &control.fill_reports {
+        sink(&body);
+    }
+    Ok(http::StatusCode::NO_CONTENT.into_response())
+}
+
 /// 200 when the metadata database answers, 503 when it does not.
 async fn ready(control: &ControlPlane) -> Response {
     match control.cache.metadata().ping().await {
@@ -90,6 +107,9 @@ async fn decide(
 ) -> Result<Response, ControlError> {
     if request.uri().path() == injector::READY_PATH {
         return Ok(ready(control).await);
+    }
+    if request.uri().path() == injector::FILLS_REPORT_PATH && request.method() == Method::POST {
+        return fill_report(control, request, verified).await;
     }
     let endpoint = oci::parse_v2_path(request.uri().path())?;
     let caller = Caller::from_headers(request.headers(), &control.trusted_proxies);

@@ -42,6 +42,7 @@ async fn setup() -> Setup {
         access: std::sync::Arc::new(access),
         public_url: None,
         trusted_proxies: access::TrustedProxies::default(),
+        fill_reports: None,
     });
     Setup { router: control.router(), signer: RequestSigner::new(&secret), upstream, _database: test.dir }
 }

@@ -228,8 +228,17 @@ pub async fn control_node(
         access: access.clone(),
         public_url: config.public_url.clone(),
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+        fill_reports: Some(fill_report_sink(view.fills.clone())),
     });
     Ok(ControlNode { router: control.router(), cache, lifecycle, access, view })
+}
+
+/// Puts gateways' fill reports on `board`.
+fn fill_report_sink(board: Arc<admin::FillBoard>) -> control::FillReportSink {
+    Arc::new(move |body: &[u8]| match serde_json::from_slice::<FillsReport>(body) {
+        Ok(report) => board.report(&report.node, report.fills),
+        Err(error) => tracing::warn!(%error, "a gateway's fill report is not what it should be"),
+    })
 }
 
 /// Every group (configured, and the implicit mirror group of each upstream no group uses), with
@@ -380,7 +389,9 @@ pub async fn gateway(
         upstream: runtime.upstream_metrics.clone(),
         registry: Some(Arc::new(runtime.registry)),
     };
-    Ok(Gateway::new(GatewayParts {
+    let split = matches!(channel, ControlChannel::Http { .. });
+    let supervisor = runtime.supervisor.clone();
+    let gateway = Gateway::new(GatewayParts {
         control: channel,
         signer: RequestSigner::new(secret),
         store,
@@ -388,7 +399,32 @@ pub async fn gateway(
         settings,
         observability,
         supervisor: runtime.supervisor,
-    }))
+    });
+    if split {
+        // The control plane's admin API shows every gateway's live fills: each reports its own.
+        let reporter = gateway.clone();
+        supervisor.spawn_periodic("fill-report", defaults::FILL_REPORT_INTERVAL, move |_signal| {
+            let gateway = reporter.clone();
+            async move {
+                if let Err(error) = gateway.report_fills().await
+                    && let Some(held_back) = FILL_REPORTS.admit()
+                {
+                    tracing::warn!(%error, held_back, "cannot report live fills to the control plane");
+                }
+            }
+        });
+    }
+    Ok(gateway)
+}
+
+/// Reports failed fill reports once a minute.
+static FILL_REPORTS: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(60));
+
+/// A gateway's fill report, as [`Gateway::report_fills`] sends it.
+#[derive(serde::Deserialize)]
+struct FillsReport {
+    node: String,
+    fills: Vec<gateway::FillReport>,
 }
 
 /// The HTTP channel of a gateway to a control plane at `control_url`; with `control_ca` (a PEM

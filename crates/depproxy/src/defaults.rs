@@ -13,6 +13,8 @@ pub const DATA_DIR: &str = "./depproxy-data";
 pub const DOCKER_HUB_URL: &str = "https://registry-1.docker.io";
 /// Its name.
 pub const UPSTREAM_NAME: &str = "dockerhub";
+/// How often a gateway in split mode reports its live fills to the control plane.
+pub const FILL_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// The name `--upstream` gives an upstream it adds for the `default` group.
 pub const FLAG_UPSTREAM_NAME: &str = "default-upstream";
 

@@ -294,3 +294,28 @@ async fn the_operator_view_groups_upstreams_fills_events_tokens_and_the_openapi_
     }
     assert_eq!(document["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
 }
+
+#[tokio::test]
+async fn in_split_mode_the_control_plane_shows_the_gateways_live_fills() {
+    let upstream = FakeRegistry::start().await;
+    let mut options = Options::upstream(&upstream.url());
+    options.split = true;
+    let proxy = TestProxy::start(options).await;
+    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin = token(&proxy, "ops", true).await;
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[&pattern(MIB, 6)]);
+    let gate = testkit::Gate::new(100_000);
+    upstream.set_gate(Some(gate.clone()));
+    let blob_url = format!("{}/v2/lab/app/blobs/{}", proxy.url, layers[0]);
+    let pull = tokio::spawn(async move { body_digest(client().get(&blob_url).send().await.unwrap()).await });
+    // The gateway reports its fills every second over the signed channel.
+    let fills_url = format!("{admin_url}/api/v1/fills");
+    let fills = wait_json(&fills_url, &admin, |fills| fills[0]["bytes_done"].as_u64() >= Some(100_000)).await;
+    assert_eq!(fills[0]["node"], proxy.config.node_id.as_str(), "{fills}");
+    assert_eq!(fills[0]["object"], format!("lab/app@{}", layers[0]).as_str());
+    gate.open();
+    upstream.set_gate(None);
+    pull.await.unwrap().unwrap();
+    proxy.fills_settled().await;
+    wait_json(&fills_url, &admin, |fills| fills.as_array().is_some_and(Vec::is_empty)).await;
+}

@@ -100,6 +100,24 @@ impl Gateway {
         self.fills.len()
     }
 
+    /// Sends this node's live fills to the control plane (split mode: its admin API shows every
+    /// node's fills).
+    pub async fn report_fills(&self) -> Result<(), crate::error::GatewayError> {
+        let report = serde_json::json!({ "node": self.settings.node_id, "fills": self.fills.snapshot() });
+        let body = serde_json::to_vec(&report).map_err(crate::error::GatewayError::EncodeCall)?;
+        let mut request = http::Request::new(bytes::Bytes::from(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = http::Uri::from_static(injector::FILLS_REPORT_PATH);
+        request
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        let (response, _) = self.control.call(&self.signer, injector::Purpose::Forward, request).await?;
+        if !response.status().is_success() {
+            return Err(crate::error::GatewayError::ControlRefused(response.status()));
+        }
+        Ok(())
+    }
+
     /// The fills running on this node, with their progress.
     pub fn fills_snapshot(&self) -> Vec<crate::fill::FillReport> {
         self.fills.snapshot()

@@ -36,6 +36,9 @@ pub const SEND_DATA_SIGNATURE_HEADER: &str = "Depproxy-Send-Data-Signature";
 pub const INTERNAL_TOKEN_HEADER: &str = "Depproxy-Internal-Token";
 /// The control plane's readiness (its database answers), asked by a gateway's `/readyz`.
 pub const READY_PATH: &str = "/_depproxy/ready";
+/// Where a gateway in split mode POSTs the list of its live fills (JSON, every second), for the
+/// control plane's admin API.
+pub const FILLS_REPORT_PATH: &str = "/_depproxy/fills";
 /// The gateway→control request header carrying the `Host` the client reached the gateway at
 /// (validated by the gateway), for the token realm when no `public_url` is set. The control plane
 /// never reads `Host` itself: in split mode that names the control plane.

@@ -93,8 +93,18 @@ async fn two_gateways_two_control_planes_one_cache() {
         assert_eq!(drain(response).await.unwrap(), (expected.clone(), size), "a client got wrong bytes");
     }
     assert_eq!(upstream.count("GET", "/blobs/"), 2, "one upstream GET per node, no more");
-    let stored = fills(&gateways[0], "stored").await + fills(&gateways[1], "stored").await;
-    let passthrough = fills(&gateways[0], "passthrough").await + fills(&gateways[1], "passthrough").await;
+    // Clients have every byte once the fills are verified; a fill is counted after it is made
+    // durable and recorded: wait for both counts (the nodes are processes: their metrics are the
+    // event to wait on).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (stored, passthrough) = loop {
+        let stored = fills(&gateways[0], "stored").await + fills(&gateways[1], "stored").await;
+        let passthrough = fills(&gateways[0], "passthrough").await + fills(&gateways[1], "passthrough").await;
+        if stored + passthrough >= 2 || tokio::time::Instant::now() > deadline {
+            break (stored, passthrough);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!((stored, passthrough), (1, 1), "one caching fetch; the other node streamed through");
     assert_eq!(s3.assert_objects_hash_to_their_names().await, 1);
 

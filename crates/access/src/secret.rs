@@ -36,9 +36,18 @@ pub fn id_of_secret(secret: &str) -> Option<&str> {
     (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !random.is_empty()).then_some(id)
 }
 
-/// Whether `secret` hashes to `stored`, compared in constant time.
-pub fn secret_matches(secret: &str, stored: &str) -> bool {
-    hash_secret(secret).as_bytes().ct_eq(stored.as_bytes()).into()
+/// The stored hex SHA-256 as bytes (`None`: not a hash we wrote, which no secret matches).
+pub fn stored_digest(stored: &str) -> Option<[u8; 32]> {
+    hex::decode(stored).ok()?.try_into().ok()
+}
+
+/// Whether `secret` hashes to the stored hash (decoded once, so no hex text on the hit path),
+/// compared in constant time.
+pub fn secret_matches_digest(secret: &str, stored: &Option<[u8; 32]>) -> bool {
+    match stored {
+        Some(stored) => sha2::Sha256::digest(secret.as_bytes()).as_slice().ct_eq(stored.as_slice()).into(),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -51,8 +60,10 @@ mod tests {
         assert!(new.secret.starts_with("dpp_"));
         assert_eq!(id_of_secret(&new.secret), Some(new.id.as_str()));
         let stored = hash_secret(&new.secret);
-        assert!(secret_matches(&new.secret, &stored));
-        assert!(!secret_matches(&format!("{}x", new.secret), &stored));
+        let digest = stored_digest(&stored);
+        assert!(secret_matches_digest(&new.secret, &digest));
+        assert!(!secret_matches_digest(&format!("{}x", new.secret), &digest));
+        assert!(!secret_matches_digest(&new.secret, &stored_digest("not hex")));
         assert_ne!(NewSecret::generate().secret, new.secret);
         for foreign in ["hunter2", "dpp_", "dpp_nothex0000000000_x", "dpp_0123456789abcdef_", "ghp_abc"] {
             assert_eq!(id_of_secret(foreign), None, "{foreign}");

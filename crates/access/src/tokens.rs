@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use metadata::{AccessTokenRecord, Clock, Metadata, MetadataError};
 use oci::GroupPath;
 
-use crate::secret::{NewSecret, hash_secret, id_of_secret, secret_matches};
+use crate::secret::{NewSecret, hash_secret, id_of_secret, secret_matches_digest, stored_digest};
 
 /// What a control plane knows of one access token.
 #[derive(Debug, Clone)]
@@ -21,7 +21,8 @@ pub struct TokenInfo {
     pub admin: bool,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
-    secret_hash: String,
+    /// The stored SHA-256 of the secret, decoded once.
+    secret_digest: Option<[u8; 32]>,
     /// When a use was last noted (unix ms), so a hit notes at most one use a second per token
     /// instead of taking the uses lock every time.
     noted_at: Arc<AtomicI64>,
@@ -46,7 +47,7 @@ impl From<AccessTokenRecord> for TokenInfo {
             admin: record.admin,
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
-            secret_hash: record.secret_hash,
+            secret_digest: stored_digest(&record.secret_hash),
             noted_at: Arc::new(AtomicI64::new(0)),
         }
     }
@@ -106,7 +107,7 @@ impl TokenRegistry {
     pub async fn by_secret(&self, secret: &str) -> Result<Option<Arc<TokenInfo>>, MetadataError> {
         let Some(id) = id_of_secret(secret) else { return Ok(None) };
         let Some(info) = self.by_id(id).await? else { return Ok(None) };
-        if !secret_matches(secret, &info.secret_hash) || !info.is_active(self.clock.now_ms()) {
+        if !secret_matches_digest(secret, &info.secret_digest) || !info.is_active(self.clock.now_ms()) {
             return Ok(None);
         }
         Ok(Some(info))

@@ -59,17 +59,19 @@ fn ratio(value: &Value) -> String {
     value.as_f64().map_or_else(|| "-".to_owned(), |ratio| format!("{:.0}%", ratio * 100.0))
 }
 
-/// Columns padded to their widest cell.
-fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+/// Columns padded to their widest cell: the one table renderer of the CLI's commands.
+pub(crate) fn table<Row: AsRef<[String]>>(rows: &[Row]) -> String {
+    let columns = rows.iter().map(|row| row.as_ref().len()).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|column| {
-            rows.iter().filter_map(|row| row.get(column)).map(|cell| cell.chars().count()).max().unwrap_or(0)
+            let cells = rows.iter().filter_map(|row| row.as_ref().get(column));
+            cells.map(|cell| cell.chars().count()).max().unwrap_or(0)
         })
         .collect();
     rows.iter()
         .map(|row| {
-            row.iter()
+            row.as_ref()
+                .iter()
                 .zip(&widths)
                 .map(|(cell, width)| format!("{cell:width$}"))
                 .collect::<Vec<_>>()

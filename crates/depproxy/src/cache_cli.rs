@@ -112,20 +112,7 @@ fn render(stats: &StoreStats) -> String {
                 .map_or("-".into(), |at| access::format_rfc3339(u64::try_from(at / 1000).unwrap_or(0))),
         ]);
     }
-    let widths: Vec<usize> =
-        (0..12).map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0)).collect();
-    let mut out: Vec<String> = rows
-        .iter()
-        .map(|row| {
-            row.iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:width$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_owned()
-        })
-        .collect();
+    let mut out = vec![crate::admin_cli::table(&rows)];
     out.push(format!(
         "store: {} in storage ({} awaiting deletion), quota {}",
         human_bytes(stats.physical_bytes),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use metadata::{AccessTokenRecord, Clock, Metadata};
+use metadata::{Clock, Metadata};
 use oci::GroupPath;
 
 use crate::config::Config;
@@ -90,10 +90,10 @@ pub async fn list(config: &Config) -> anyhow::Result<String> {
             timestamp(record.created_at),
             record.expires_at.map_or("never".into(), timestamp),
             record.last_used_at.map_or("never".into(), timestamp),
-            status(record, now).into(),
+            access::token_status(record, now).into(),
         ]);
     }
-    Ok(table(&rows))
+    Ok(crate::admin_cli::table(&rows))
 }
 
 /// Revokes the active token named `name`.
@@ -108,31 +108,6 @@ pub async fn revoke(config: &Config, name: &str) -> anyhow::Result<String> {
     ))
 }
 
-fn status(record: &AccessTokenRecord, now: i64) -> &'static str {
-    match (record.revoked_at, record.expires_at) {
-        (Some(_), _) => "revoked",
-        (None, Some(expires)) if expires <= now => "expired",
-        (None, _) => "active",
-    }
-}
-
 fn timestamp(unix_ms: i64) -> String {
     access::format_rfc3339(u64::try_from(unix_ms / 1000).unwrap_or(0))
-}
-
-fn table(rows: &[[String; 7]]) -> String {
-    let widths: Vec<usize> =
-        (0..7).map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0)).collect();
-    rows.iter()
-        .map(|row| {
-            row.iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:width$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_owned()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }

@@ -12,19 +12,7 @@ use upstream::{
 };
 
 fn client(url: &str, credentials: Option<Credentials>, metrics: &UpstreamMetrics) -> UpstreamClient {
-    UpstreamClient::new(UpstreamConfig {
-        name: "lab".into(),
-        url: url.parse().unwrap(),
-        credentials,
-        http: HttpOptions {
-            connect_timeout: Duration::from_secs(2),
-            header_timeout: Duration::from_secs(5),
-            extra_ca_pem: Vec::new(),
-            redirect_allow: Vec::new(),
-        },
-        metrics: metrics.clone(),
-    })
-    .unwrap()
+    client_allowing(url, credentials, &[], metrics)
 }
 
 fn repository(name: &str) -> RepositoryName {

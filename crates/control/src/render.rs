@@ -1,5 +1,7 @@
 //! Rendering: a [`Decision`] (or a small direct answer) becomes the HTTP response the gateway
-//! receives. A hit or miss is an injector in the `Depproxy-Send-Data` header of an empty 200.
+//! receives. A hit or miss is an injector on an empty 200, typed in the response's extensions
+//! (`routes` encodes and signs it into the `Depproxy-Send-Data` header when the answer leaves the
+//! process).
 
 use axum::body::Body;
 use axum::response::Response;
@@ -25,7 +27,7 @@ pub(crate) fn decision(decision: Decision, uri: &Uri, group: &str) -> Result<Res
 
 fn send_blob(object: StoredObject, stale: bool, group: &str) -> Result<Response, ControlError> {
     let headers = if stale { vec![("Warning".to_owned(), STALE_WARNING.to_owned())] } else { Vec::new() };
-    injector(&Injector::SendBlob(SendBlob {
+    Ok(injector(Injector::SendBlob(SendBlob {
         v: CONTRACT_VERSION,
         key: injector::storage_key(&object.digest),
         digest: object.digest,
@@ -33,11 +35,11 @@ fn send_blob(object: StoredObject, stale: bool, group: &str) -> Result<Response,
         media_type: object.media_type,
         headers,
         group: group.to_owned(),
-    }))
+    })))
 }
 
 fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Result<Response, ControlError> {
-    injector(&Injector::SendDependency(SendDependency {
+    Ok(injector(Injector::SendDependency(SendDependency {
         v: CONTRACT_VERSION,
         kind: fetch.kind,
         fill_key: fetch.fill_key,
@@ -49,13 +51,13 @@ fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Result<Response, Con
         max_size: fetch.max_size,
         upload: UploadRoutes::for_object(uri.path(), uri.query()),
         response_headers: Vec::new(),
-    }))
+    })))
 }
 
-fn injector(injector: &Injector) -> Result<Response, ControlError> {
+fn injector(injector: Injector) -> Response {
     let mut response = Response::new(Body::empty());
-    response.headers_mut().insert(injector::SEND_DATA_HEADER, injector.to_header_value()?);
-    Ok(response)
+    response.extensions_mut().insert(injector);
+    response
 }
 
 /// The answer to a HEAD of an uncached object, from upstream's HEAD.
@@ -103,7 +105,7 @@ mod tests {
     }
 
     fn decoded(response: &Response) -> Injector {
-        Injector::from_header_value(&response.headers()[injector::SEND_DATA_HEADER]).unwrap()
+        response.extensions().get::<Injector>().cloned().unwrap()
     }
 
     #[test]
@@ -158,7 +160,7 @@ mod tests {
             "default",
         )
         .unwrap();
-        assert!(!response.headers().contains_key(injector::SEND_DATA_HEADER));
+        assert!(response.extensions().get::<Injector>().is_none());
         assert_eq!(response.headers()[oci::CONTENT_DIGEST_HEADER], requested.to_string().as_str());
         assert_eq!(response.headers()[http::header::CONTENT_TYPE], oci::media::OCTET_STREAM);
         assert_eq!(response.headers()[http::header::CONTENT_LENGTH], "7");

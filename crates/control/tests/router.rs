@@ -200,6 +200,27 @@ async fn injectors_are_signed_for_the_request_they_answer() {
     assert!(!base.headers().contains_key(SEND_DATA_SIGNATURE_HEADER));
 }
 
+/// `depproxy serve` hands requests over in memory, marked: no token, no signature, the injector
+/// typed; the same request without the mark (as from a socket) is refused.
+#[tokio::test]
+async fn in_process_requests_need_no_token_and_get_unsigned_answers() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"hello".to_vec());
+    let path = format!("/v2/lab/app/blobs/{digest}");
+    let request = || Request::builder().uri(path.as_str()).body(Body::empty()).unwrap();
+    let mut marked = request();
+    marked.extensions_mut().insert(injector::InProcessCall);
+    let response = setup.router.clone().oneshot(marked).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let typed = response.extensions().get::<Injector>();
+    assert!(matches!(typed, Some(Injector::SendDependency(_))), "the injector stays typed in process");
+    assert!(!response.headers().contains_key(SEND_DATA_HEADER), "nothing encoded");
+    assert!(!response.headers().contains_key(SEND_DATA_SIGNATURE_HEADER), "nothing signed");
+    let unmarked = setup.router.clone().oneshot(request()).await.unwrap();
+    assert_eq!(unmarked.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(unmarked).await, "DENIED");
+}
+
 #[tokio::test]
 async fn a_miss_then_authorize_and_finalize_then_a_hit() {
     let setup = setup().await;

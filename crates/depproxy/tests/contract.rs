@@ -207,7 +207,7 @@ async fn fake_control_plane(secret: &Secret, url: String, digest: oci::Digest, s
                     );
                     let target = RequestTarget { method: &get, path_and_query: "/v2/" };
                     let verified = verifier.verify(Some(&other.token), Purpose::Forward, target).unwrap();
-                    Some(verifier.sign_answer(&verified, injector.as_bytes()))
+                    verifier.sign_answer(&verified, injector.as_bytes())
                 }
                 Signing::Genuine => {
                     let token =
@@ -216,7 +216,7 @@ async fn fake_control_plane(secret: &Secret, url: String, digest: oci::Digest, s
                     let target = RequestTarget { method: request.method(), path_and_query: path };
                     // Upload calls (Purpose::Upload) are not this fake's business.
                     match verifier.verify(token, Purpose::Forward, target) {
-                        Ok(verified) => Some(verifier.sign_answer(&verified, injector.as_bytes())),
+                        Ok(verified) => verifier.sign_answer(&verified, injector.as_bytes()),
                         Err(_) => return StatusCode::FORBIDDEN.into_response(),
                     }
                 }

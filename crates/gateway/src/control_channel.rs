@@ -1,7 +1,9 @@
 //! How the gateway reaches the control plane: in process (a `tower::Service`, no socket) in
-//! `depproxy serve`, or over HTTP(S) in split mode. The contract is the same either way: every call
-//! is signed here, just before it leaves, for the method, path and query the control plane will
-//! see and for its body — in process too, where it costs two MACs and keeps one code path.
+//! `depproxy serve`, or over HTTP(S) in split mode. The requests and answers are the same either
+//! way. Over HTTP every call is signed here, just before it leaves, for the method, path and query
+//! the control plane will see and for its body; in process the request is marked
+//! [`InProcessCall`] instead — it crosses no network, and a hit should not pay four MACs and a
+//! replay-cache insert for nothing (~2 µs, several per cent of a hit at 60 000 req/s).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use http::{HeaderValue, Request, Response};
-use injector::{INTERNAL_TOKEN_HEADER, Purpose, RequestId, RequestSigner, RequestTarget};
+use injector::{INTERNAL_TOKEN_HEADER, InProcessCall, Purpose, RequestId, RequestSigner, RequestTarget};
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 
@@ -59,24 +61,25 @@ impl ControlChannel {
         Ok(ControlChannel::Http { client, base_url: base_url.trim_end_matches('/').to_owned() })
     }
 
-    /// Signs `request` for `purpose` and sends it; returns the answer and the id of the request,
-    /// which the answer's injector signature must be bound to.
+    /// Sends `request` for `purpose` (signed, over HTTP); returns the answer and, over HTTP, the
+    /// id of the request, which the answer's injector signature must be bound to. In process
+    /// there is no id, and the answer carries no signature.
     pub(crate) async fn call(
         &self,
         signer: &RequestSigner,
         purpose: Purpose,
         request: Request<Bytes>,
-    ) -> Result<(Response<Body>, RequestId), GatewayError> {
+    ) -> Result<(Response<Body>, Option<RequestId>), GatewayError> {
         let (mut parts, body) = request.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
         match self {
             ControlChannel::InProcess(service) => {
-                let id = sign(signer, purpose, &mut parts, &path, &body)?;
+                parts.extensions.insert(InProcessCall);
                 let request = Request::from_parts(parts, Body::from(body));
                 let Ok(response) = service.clone().oneshot(request).await;
-                Ok((response, id))
+                Ok((response, None))
             }
             ControlChannel::Http { client, base_url } => {
+                let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
                 // Signed as the URL will be sent: parsing may normalise the path (e.g. `..`).
                 let url = reqwest::Url::parse(&format!("{base_url}{path}"))
                     .map_err(|error| GatewayError::InvalidControlUrl(format!("{base_url}{path}: {error}")))?;
@@ -100,7 +103,7 @@ impl ControlChannel {
                 let response = relayed
                     .body(body)
                     .map_err(|error| GatewayError::ControlAnswerUnreadable(error.to_string()))?;
-                Ok((response, id))
+                Ok((response, Some(id)))
             }
         }
     }

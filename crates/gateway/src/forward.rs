@@ -1,7 +1,8 @@
-//! Asking the control plane: the client's request goes to the control plane signed, with only the
-//! headers it needs (an allow-list) and the client's address and host in internal headers; its
-//! answer is either an injector to execute — only if the control plane's signature on it verifies
-//! for this request — or a response to relay as is.
+//! Asking the control plane: the client's request goes to the control plane (signed, in split
+//! mode) with only the headers it needs (an allow-list) and the client's address and host in
+//! internal headers; its answer is either an injector to execute — in split mode only if the
+//! control plane's signature on it verifies for this request, in process typed, never encoded —
+//! or a response to relay as is.
 
 use std::net::SocketAddr;
 
@@ -101,12 +102,18 @@ pub(crate) async fn ask_control(
         forwarded.headers_mut().insert(REFETCH_HEADER, value);
     }
     let (mut response, id) = gateway.control.call(&gateway.signer, Purpose::Forward, forwarded).await?;
-    // The header is acted on only when the control plane sent it on a 200, signed for this
-    // request, and never reaches a client.
+    // An injector is acted on only when the control plane sent it on a 200: over HTTP in the
+    // header, signed for this request; in process typed, in the response's extensions (it never
+    // left memory). The header never reaches a client.
     let send_data = response.headers_mut().remove(SEND_DATA_HEADER);
     let signature = response.headers_mut().remove(SEND_DATA_SIGNATURE_HEADER);
-    match send_data {
-        Some(value) if response.status() == StatusCode::OK => {
+    let typed = response.extensions_mut().remove::<Injector>();
+    if response.status() != StatusCode::OK {
+        return Ok(ControlAnswer::Relay(response));
+    }
+    match (id, typed, send_data) {
+        (None, Some(injector), _) => Ok(ControlAnswer::Execute(injector)),
+        (Some(id), _, Some(value)) => {
             // An injector names upstream URLs and credentials and storage keys: one we did not
             // get from our control plane, for this request, would be SSRF.
             gateway

@@ -23,8 +23,8 @@ pub use keys::{KeyError, digest_of_key, storage_key};
 pub use replay::ReplayCache;
 pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{
-    MAX_TOKEN_AGE_SECONDS, Purpose, RequestId, RequestSigner, RequestTarget, RequestVerifier, Secret,
-    SecretError, SignatureError, SignedRequest, VerifiedRequest,
+    InProcessCall, MAX_TOKEN_AGE_SECONDS, Purpose, RequestId, RequestSigner, RequestTarget, RequestVerifier,
+    Secret, SecretError, SignatureError, SignedRequest, VerifiedRequest,
 };
 
 /// The control-plane response header that tells the gateway what to do.

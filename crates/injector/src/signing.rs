@@ -256,29 +256,53 @@ impl RequestSigner {
     }
 }
 
-/// A request whose token verified (and was not seen before).
+/// Marks a request that the gateway handed to the control plane's router in the same process
+/// (`depproxy serve`): it crossed no network, so it carries no token and its answer no signature.
+/// Only code inside the process can put an extension on a request; nothing read from a socket
+/// has one, so a request from outside still needs its token.
+#[derive(Clone, Copy, Debug)]
+pub struct InProcessCall;
+
+/// A request the control plane may act on: its token verified (and was not seen before), or it
+/// came from the gateway of the same process.
 #[derive(Debug)]
 pub struct VerifiedRequest {
-    id: RequestId,
-    body_sha256: Option<[u8; 32]>,
+    origin: Origin,
+}
+
+#[derive(Debug)]
+enum Origin {
+    Signed { id: RequestId, body_sha256: Option<[u8; 32]> },
+    InProcess,
 }
 
 impl VerifiedRequest {
+    /// A request from the gateway of this process ([`InProcessCall`]).
+    pub fn in_process() -> Self {
+        VerifiedRequest { origin: Origin::InProcess }
+    }
+
     /// Checks the body the control plane read against the one the token was signed for.
     pub fn check_body(&self, body: &[u8]) -> Result<(), SignatureError> {
-        let matches: bool = match &self.body_sha256 {
-            Some(expected) => {
+        let matches: bool = match &self.origin {
+            Origin::Signed { body_sha256: Some(expected), .. } => {
                 let actual: [u8; 32] = Sha256::digest(body).into();
                 // Not secret, but compared in constant time like every other check here.
                 subtle::ConstantTimeEq::ct_eq(&actual[..], &expected[..]).into()
             }
-            None => body.is_empty(),
+            Origin::Signed { body_sha256: None, .. } => body.is_empty(),
+            // Handed over in memory: it is the body the gateway built.
+            Origin::InProcess => true,
         };
         if matches { Ok(()) } else { Err(SignatureError::BodyMismatch) }
     }
 
-    pub fn id(&self) -> &RequestId {
-        &self.id
+    /// The id of the signed request; `None` for an in-process one.
+    pub fn id(&self) -> Option<&RequestId> {
+        match &self.origin {
+            Origin::Signed { id, .. } => Some(id),
+            Origin::InProcess => None,
+        }
     }
 }
 
@@ -347,12 +371,14 @@ impl RequestVerifier {
             ReplayRefusal::Replayed => SignatureError::Replayed,
             ReplayRefusal::Full => SignatureError::ReplayCacheFull,
         })?;
-        Ok(VerifiedRequest { id: RequestId(id), body_sha256 })
+        Ok(VerifiedRequest { origin: Origin::Signed { id: RequestId(id), body_sha256 } })
     }
 
-    /// The signature of the answer `value` to `request` (the `Depproxy-Send-Data-Signature` value).
-    pub fn sign_answer(&self, request: &VerifiedRequest, value: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(self.keys.answer_mac(&request.id, value).finalize().into_bytes())
+    /// The signature of the answer `value` to `request` (the `Depproxy-Send-Data-Signature`
+    /// value); `None` for an in-process request, whose answer goes back in memory.
+    pub fn sign_answer(&self, request: &VerifiedRequest, value: &[u8]) -> Option<String> {
+        let id = request.id()?;
+        Some(URL_SAFE_NO_PAD.encode(self.keys.answer_mac(id, value).finalize().into_bytes()))
     }
 }
 
@@ -398,7 +424,7 @@ mod tests {
             Err(SignatureError::WrongPurpose(Purpose::Forward))
         ));
         let verified = verifier.verify(token, Purpose::Forward, target(&get, path)).unwrap();
-        assert_eq!(verified.id(), &signed.id);
+        assert_eq!(verified.id(), Some(&signed.id));
         // The same token again: a replay.
         assert!(matches!(
             verifier.verify(token, Purpose::Forward, target(&get, path)),
@@ -485,7 +511,7 @@ mod tests {
             .verify(Some(&first.token), Purpose::Forward, target(&get, "/v2/a/blobs/sha256:00"))
             .unwrap();
         let answer = b"send-blob:e30";
-        let signature = verifier.sign_answer(&verified, answer);
+        let signature = verifier.sign_answer(&verified, answer).unwrap();
         signer.verify_answer(&first.id, answer, Some(signature.as_bytes())).unwrap();
         assert!(
             matches!(
@@ -499,7 +525,8 @@ mod tests {
             Err(SignatureError::ForgedAnswer)
         ));
         assert!(matches!(signer.verify_answer(&first.id, answer, None), Err(SignatureError::UnsignedAnswer)));
-        let foreign = RequestVerifier::new(&Secret::from_bytes([8; 32])).sign_answer(&verified, answer);
+        let foreign =
+            RequestVerifier::new(&Secret::from_bytes([8; 32])).sign_answer(&verified, answer).unwrap();
         assert!(matches!(
             signer.verify_answer(&first.id, answer, Some(foreign.as_bytes())),
             Err(SignatureError::ForgedAnswer)
@@ -507,6 +534,15 @@ mod tests {
         // A request token is no answer signature, even over the same bytes.
         let mac = signed_request_mac(&signer, answer);
         assert!(signer.verify_answer(&first.id, answer, Some(mac.as_bytes())).is_err());
+    }
+
+    #[test]
+    fn an_in_process_request_has_no_id_and_its_answer_no_signature() {
+        let verifier = RequestVerifier::new(&Secret::from_bytes([7; 32]));
+        let verified = VerifiedRequest::in_process();
+        assert_eq!(verified.id(), None);
+        assert!(verified.check_body(b"anything the gateway built").is_ok());
+        assert_eq!(verifier.sign_answer(&verified, b"send-blob:e30"), None);
     }
 
     fn signed_request_mac(signer: &RequestSigner, bytes: &[u8]) -> String {
@@ -533,7 +569,7 @@ mod tests {
             let signed = signer.sign(Purpose::Forward, target(&get, path), b"");
             let verified =
                 verifier.verify(Some(&signed.token), Purpose::Forward, target(&get, path)).unwrap();
-            let signature = verifier.sign_answer(&verified, answer.as_bytes());
+            let signature = verifier.sign_answer(&verified, answer.as_bytes()).unwrap();
             signer.verify_answer(&signed.id, answer.as_bytes(), Some(signature.as_bytes())).unwrap();
         }
         println!("sign + verify + answer sign + verify: {:?} per request", started.elapsed() / rounds);

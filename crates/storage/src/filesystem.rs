@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use injector::{digest_of_key, storage_key};
 
 use crate::ListedObject;
-use crate::paced::{PacedReads, read_exact_at};
+use crate::paced::{PacedReads, READ_AHEAD_BUDGET, ReadAheadBudget, read_exact_at};
 use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
 
 /// Blocking writes running at once across the uploads of a store: however many fills run, at most
@@ -41,6 +41,8 @@ struct Paths {
     writers: Arc<Semaphore>,
     /// Spool reads' permits.
     spool_reads: Arc<Semaphore>,
+    /// What the streams of hits may read ahead of their clients, together.
+    read_ahead: Arc<ReadAheadBudget>,
 }
 
 impl FsStore {
@@ -52,7 +54,8 @@ impl FsStore {
         tokio::fs::create_dir_all(&tmp).await?;
         let writers = Arc::new(Semaphore::new(WRITERS));
         let spool_reads = Arc::new(Semaphore::new(SPOOL_READERS));
-        Ok(FsStore { inner: Arc::new(Paths { root, tmp, writers, spool_reads }) })
+        let read_ahead = ReadAheadBudget::new(READ_AHEAD_BUDGET);
+        Ok(FsStore { inner: Arc::new(Paths { root, tmp, writers, spool_reads, read_ahead }) })
     }
 
     pub fn root(&self) -> &Path {
@@ -95,7 +98,10 @@ impl FsStore {
             }
             Ok(Opened::Streamed(file, range)) => {
                 let len = range.end - range.start;
-                Ok(ObjectReader { len, stream: PacedReads::new(file, range.start, len).boxed() })
+                Ok(ObjectReader {
+                    len,
+                    stream: PacedReads::new(file, range.start, len, self.inner.read_ahead.clone()).boxed(),
+                })
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 Err(StorageError::NotFound(key.to_owned()))

@@ -1,12 +1,15 @@
 //! Reading an object for a client at the client's pace: the read-ahead (how many reads are in
 //! flight, how large each is) grows while the client waits for the disk and shrinks while the
 //! disk waits for the client, so a fast client streams at disk speed and a slow one holds little
-//! memory.
+//! memory. Whatever each stream would like, the streams of a store share one read-ahead budget:
+//! every stream always has its one small read, anything larger or further ahead is taken from the
+//! budget, so 500 slow readers of a layer hold a few tens of megabytes, not one each.
 
 use std::collections::VecDeque;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -20,6 +23,53 @@ pub(crate) const MAX_CHUNK: usize = 256 * 1024;
 /// Most reads in flight ahead of the client.
 pub(crate) const MAX_DEPTH: usize = 4;
 
+/// Bytes the streams of one store may read ahead beyond each stream's one small read: room for
+/// 32 clients streaming at disk speed (4 reads of 256 KiB each); past it, every further client
+/// still streams, one small read at a time.
+pub const READ_AHEAD_BUDGET: usize = 32 << 20;
+
+/// The read-ahead shared by the streams of a store, in bytes.
+#[derive(Debug)]
+pub(crate) struct ReadAheadBudget {
+    left: AtomicUsize,
+}
+
+impl ReadAheadBudget {
+    pub(crate) fn new(bytes: usize) -> Arc<Self> {
+        Arc::new(ReadAheadBudget { left: AtomicUsize::new(bytes) })
+    }
+
+    fn take(self: &Arc<Self>, bytes: usize) -> Option<Reserved> {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(bytes))
+            .ok()
+            .map(|_| Reserved { budget: self.clone(), bytes })
+    }
+
+    #[cfg(test)]
+    fn left(&self) -> usize {
+        self.left.load(Ordering::Acquire)
+    }
+}
+
+/// Budget held by one read until the client takes its bytes.
+struct Reserved {
+    budget: Arc<ReadAheadBudget>,
+    bytes: usize,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.budget.left.fetch_add(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// A read in flight, and the budget it holds.
+struct InFlight {
+    read: JoinHandle<std::io::Result<Bytes>>,
+    _reserved: Option<Reserved>,
+}
+
 /// A positioned read: `want` bytes at an offset.
 type ReadAt = dyn Fn(u64, usize) -> std::io::Result<Bytes> + Send + Sync;
 
@@ -28,7 +78,8 @@ pub(crate) struct PacedReads {
     read_at: Arc<ReadAt>,
     next: u64,
     end: u64,
-    in_flight: VecDeque<JoinHandle<std::io::Result<Bytes>>>,
+    in_flight: VecDeque<InFlight>,
+    budget: Arc<ReadAheadBudget>,
     /// Reads kept in flight ahead of the one the client waits for.
     depth: usize,
     chunk: usize,
@@ -40,16 +91,17 @@ pub(crate) struct PacedReads {
 }
 
 impl PacedReads {
-    pub(crate) fn new(file: Arc<std::fs::File>, offset: u64, len: u64) -> Self {
-        Self::over(Arc::new(move |start, want| read_exact_at(&file, start, want)), offset, len)
+    pub(crate) fn new(file: Arc<std::fs::File>, offset: u64, len: u64, budget: Arc<ReadAheadBudget>) -> Self {
+        Self::over(Arc::new(move |start, want| read_exact_at(&file, start, want)), offset, len, budget)
     }
 
-    fn over(read_at: Arc<ReadAt>, offset: u64, len: u64) -> Self {
+    fn over(read_at: Arc<ReadAt>, offset: u64, len: u64, budget: Arc<ReadAheadBudget>) -> Self {
         PacedReads {
             read_at,
             next: offset,
             end: offset + len,
             in_flight: VecDeque::new(),
+            budget,
             depth: 1,
             chunk: MIN_CHUNK,
             waited: false,
@@ -57,17 +109,35 @@ impl PacedReads {
         }
     }
 
-    fn launch(&mut self) {
-        let want = (self.end - self.next).min(self.chunk as u64) as usize;
+    /// Starts the next read, if there is one and the budget allows it.
+    fn launch(&mut self) -> bool {
+        let mut want = (self.end - self.next).min(self.chunk as u64) as usize;
+        if want == 0 {
+            return false;
+        }
+        // The stream's one small read is its own; anything larger or further ahead is budgeted.
+        let own = if self.in_flight.is_empty() { MIN_CHUNK } else { 0 };
+        let reserved = if want > own {
+            match self.budget.take(want - own) {
+                Some(reserved) => Some(reserved),
+                None if own > 0 => {
+                    want = own;
+                    None
+                }
+                None => return false,
+            }
+        } else {
+            None
+        };
         let (read_at, start) = (self.read_at.clone(), self.next);
         self.next += want as u64;
-        self.in_flight.push_back(tokio::task::spawn_blocking(move || read_at(start, want)));
+        let read = tokio::task::spawn_blocking(move || read_at(start, want));
+        self.in_flight.push_back(InFlight { read, _reserved: reserved });
+        true
     }
 
     fn top_up(&mut self, reads: usize) {
-        while self.in_flight.len() < reads && self.next < self.end {
-            self.launch();
-        }
+        while self.in_flight.len() < reads && self.launch() {}
     }
 
     /// The client waited for the disk: read further ahead, in larger pieces.
@@ -92,7 +162,7 @@ impl Stream for PacedReads {
         let Some(front) = this.in_flight.front_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(front).poll(cx) {
+        match Pin::new(&mut front.read).poll(cx) {
             Poll::Pending => {
                 this.waited = true;
                 Poll::Pending
@@ -138,9 +208,13 @@ mod tests {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
     }
 
+    fn budget() -> Arc<ReadAheadBudget> {
+        ReadAheadBudget::new(READ_AHEAD_BUDGET)
+    }
+
     /// Waits until every read in flight has finished (the client arrives late).
     async fn reads_done(reads: &PacedReads) {
-        while reads.in_flight.iter().any(|read| !read.is_finished()) {
+        while reads.in_flight.iter().any(|in_flight| !in_flight.read.is_finished()) {
             tokio::task::yield_now().await;
         }
     }
@@ -151,7 +225,7 @@ mod tests {
         let file = file_of(&bytes);
         for (offset, len) in [(0, bytes.len()), (1, bytes.len() - 1), (MIN_CHUNK + 5, 2 * MAX_CHUNK), (7, 0)]
         {
-            let mut reads = PacedReads::new(file.clone(), offset as u64, len as u64);
+            let mut reads = PacedReads::new(file.clone(), offset as u64, len as u64, budget());
             let mut got = Vec::new();
             while let Some(chunk) = reads.next().await {
                 got.extend_from_slice(&chunk.unwrap());
@@ -163,7 +237,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_client_keeps_one_small_read_ahead() {
         let bytes = content(4 * 1024 * 1024);
-        let mut reads = PacedReads::new(file_of(&bytes), 0, bytes.len() as u64);
+        let mut reads = PacedReads::new(file_of(&bytes), 0, bytes.len() as u64, budget());
         let mut got = Vec::new();
         while let Some(chunk) = {
             reads_done(&reads).await;
@@ -175,6 +249,34 @@ mod tests {
             got.extend_from_slice(&chunk);
         }
         assert_eq!(got, bytes);
+    }
+
+    #[tokio::test]
+    async fn streams_share_one_read_ahead_budget_and_give_it_back() {
+        let bytes = content(2 * MAX_CHUNK + 99);
+        let file = file_of(&bytes);
+        let shared = ReadAheadBudget::new(MAX_CHUNK);
+        let grown = |reads: &mut PacedReads| {
+            (reads.depth, reads.chunk) = (MAX_DEPTH, MAX_CHUNK);
+            reads.top_up(MAX_DEPTH);
+        };
+        let mut first = PacedReads::new(file.clone(), 0, bytes.len() as u64, shared.clone());
+        grown(&mut first);
+        assert_eq!(first.in_flight.len(), 1, "a second large read would overdraw the budget");
+        assert_eq!(shared.left(), MIN_CHUNK, "a large read takes all but the stream's own small read");
+        let mut second = PacedReads::new(file.clone(), 0, bytes.len() as u64, shared.clone());
+        grown(&mut second);
+        assert_eq!(second.in_flight.len(), 1, "with the budget spent, a stream keeps its own read");
+        assert_eq!(shared.left(), MIN_CHUNK, "the stream's own read takes nothing from the budget");
+        for reads in [&mut first, &mut second] {
+            let mut got = Vec::new();
+            while let Some(chunk) = reads.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            assert_eq!(got, bytes);
+        }
+        drop((first, second));
+        assert_eq!(shared.left(), MAX_CHUNK, "every byte of the budget comes back");
     }
 
     #[tokio::test]
@@ -196,7 +298,7 @@ mod tests {
             gate.1.notify_all();
         };
         let total = 4 * 1024 * 1024;
-        let mut reads = PacedReads::over(Arc::new(disk), 0, total);
+        let mut reads = PacedReads::over(Arc::new(disk), 0, total, budget());
         let mut received = 0;
         loop {
             let mut next = reads.next();

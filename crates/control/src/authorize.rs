@@ -19,7 +19,8 @@ pub(crate) fn challenge(
     scope: Option<&str>,
     expired: bool,
 ) -> String {
-    let base = control.public_url.as_deref().or(caller.base_url.as_deref()).unwrap_or("");
+    let forwarded = caller.base_url();
+    let base = control.public_url.as_deref().or(forwarded.as_deref()).unwrap_or("");
     let mut challenge = format!("Bearer realm=\"{base}/v2/token\",service=\"{}\"", access::SERVICE);
     if let Some(name) = scope {
         challenge.push_str(&format!(",scope=\"repository:{name}:pull\""));

@@ -11,9 +11,9 @@ use http::HeaderMap;
 pub(crate) struct Caller {
     pub address: IpAddr,
     pub credentials: Option<Credentials>,
-    /// `http://<host>`: where the client reached the gateway, for the token realm when no
-    /// `public_url` is set.
-    pub base_url: Option<String>,
+    /// `<host>[:port]`: where the client reached the gateway, for the token realm when no
+    /// `public_url` is set (see [`Caller::base_url`]).
+    forwarded_host: Option<http::HeaderValue>,
     /// The gateway could not read this stored object: fetch it again.
     pub refetch: Option<oci::Digest>,
 }
@@ -30,16 +30,26 @@ impl Caller {
         let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok());
         let address = trusted.client_address(peer, forwarded);
         let credentials = headers.get(http::header::AUTHORIZATION).and_then(Credentials::from_header);
-        let base_url = headers
+        // Kept as the header value (a reference count, no copy): only a challenge needs the URL.
+        let forwarded_host = headers
             .get(injector::FORWARDED_HOST_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .filter(|host| !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
-            .map(|host| format!("http://{host}"));
+            .filter(|value| {
+                let host = value.as_bytes();
+                !host.is_empty() && host.iter().all(|&b| b.is_ascii_graphic() && b != b'"')
+            })
+            .cloned();
         let refetch = headers
             .get(injector::REFETCH_HEADER)
             .and_then(|value| value.to_str().ok())
             .and_then(|text| text.parse().ok());
-        Caller { address, credentials, base_url, refetch }
+        Caller { address, credentials, forwarded_host, refetch }
+    }
+
+    /// `http://<host>`: where the client reached the gateway, for the token realm when no
+    /// `public_url` is set.
+    pub(crate) fn base_url(&self) -> Option<String> {
+        let host = self.forwarded_host.as_ref()?.to_str().ok()?;
+        Some(format!("http://{host}"))
     }
 }
 
@@ -54,11 +64,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::HOST, HeaderValue::from_static("10.0.1.10:5100"));
         let caller = Caller::from_headers(&headers, &TrustedProxies::default());
-        assert_eq!(caller.base_url, None, "Host names the control plane in split mode");
+        assert_eq!(caller.base_url(), None, "Host names the control plane in split mode");
         headers.insert(injector::FORWARDED_HOST_HEADER, HeaderValue::from_static("proxy.example:5000"));
         let caller = Caller::from_headers(&headers, &TrustedProxies::default());
-        assert_eq!(caller.base_url.as_deref(), Some("http://proxy.example:5000"));
+        assert_eq!(caller.base_url().as_deref(), Some("http://proxy.example:5000"));
         headers.insert(injector::FORWARDED_HOST_HEADER, HeaderValue::from_static("a\"b"));
-        assert_eq!(Caller::from_headers(&headers, &TrustedProxies::default()).base_url, None);
+        assert_eq!(Caller::from_headers(&headers, &TrustedProxies::default()).base_url(), None);
     }
 }

@@ -67,7 +67,7 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
     } else {
         decide(control, request, &verified).await?
     };
-    authenticate::sign_answer(&control.verifier, &verified, &mut response);
+    authenticate::seal_answer(&control.verifier, &verified, &mut response)?;
     Ok(response)
 }
 
@@ -105,11 +105,13 @@ async fn decide(
     request: Request,
     verified: &VerifiedRequest,
 ) -> Result<Response, ControlError> {
+    // The rare answers are boxed: inline, their futures would make every hit's future larger —
+    // and it is copied whole each time the router boxes it.
     if request.uri().path() == injector::READY_PATH {
-        return Ok(ready(control).await);
+        return Ok(Box::pin(ready(control)).await);
     }
     if request.uri().path() == injector::FILLS_REPORT_PATH && request.method() == Method::POST {
-        return fill_report(control, request, verified).await;
+        return Box::pin(fill_report(control, request, verified)).await;
     }
     let endpoint = oci::parse_v2_path(request.uri().path())?;
     let caller = Caller::from_headers(request.headers(), &control.trusted_proxies);
@@ -126,7 +128,7 @@ async fn decide(
             })?;
             // The form carries credentials: it must be the one the gateway signed.
             verified.check_body(&body).map_err(ControlError::Unauthenticated)?;
-            token_endpoint::handle(control, &parts.method, &parts.uri, &body, caller).await
+            Box::pin(token_endpoint::handle(control, &parts.method, &parts.uri, &body, caller)).await
         }
         _ if method != Method::GET && !head => Err(OciError::new(
             ErrorCode::Unsupported,
@@ -155,12 +157,12 @@ async fn decide(
         Endpoint::TagsList { image } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image).await?;
-            passthrough::tags_list(&resolved, uri).await
+            Box::pin(passthrough::tags_list(&resolved, uri)).await
         }
         Endpoint::Referrers { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image).await?;
-            passthrough::referrers(&resolved, &digest, uri).await
+            Box::pin(passthrough::referrers(&resolved, &digest, uri)).await
         }
     }
 }
@@ -176,7 +178,7 @@ async fn refetch_if_asked(
     match (&caller.refetch, decision) {
         (Some(unreadable), Decision::Serve { object, .. }) if &object.digest == unreadable => {
             tracing::warn!(digest = %object.digest, group = %resolved.group.path, "stored object unreadable; fetching it again");
-            Ok(control.cache.refetch(resolved, kind, &object.digest).await?)
+            Ok(Box::pin(control.cache.refetch(resolved, kind, &object.digest)).await?)
         }
         (_, decision) => Ok(decision),
     }

@@ -280,7 +280,8 @@ impl CommonArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Held to the end of `main`: dropping it writes out what the log thread still holds.
+    let _log_writer = init_logging(cli.log_format);
     // One crypto provider for rustls (upstream TLS, PostgreSQL TLS) and jsonwebtoken (registry tokens).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
@@ -294,24 +295,29 @@ fn main() -> anyhow::Result<()> {
 
 /// Logs go to stderr (stdout is for what a command prints: a token's secret, a table), as text
 /// or JSON lines; warnings, errors and denials are also kept for the admin API's `/events`.
-fn init_logging(format: LogFormat) {
+/// Lines are written by a thread of their own: a request's access line costs the runtime a
+/// queue push, not a `write(2)` on a worker thread; if the reader of stderr stalls and the queue
+/// (128 000 lines) fills, lines are dropped rather than stalling the proxy.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let text = (format == LogFormat::Text).then(|| {
         tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(writer.clone())
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
     });
     let json = (format == LogFormat::Json)
-        .then(|| tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr));
+        .then(|| tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(writer));
     tracing_subscriber::registry()
         .with(filter)
         .with(text)
         .with(json)
         .with(telemetry::events::EventsLayer)
         .init();
+    guard
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

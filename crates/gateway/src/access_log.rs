@@ -21,6 +21,8 @@ pub(crate) struct AccessEntry {
     pub client: IpAddr,
     pub method: http::Method,
     /// The image and reference (or digest) from the path; the path itself when it names none.
+    /// Cut by the path's shape, not parsed again: the control plane has validated the names of
+    /// hits and misses, and anything else is client text, logged cut short.
     pub image: String,
     pub reference: String,
     /// The group the control plane resolved (empty when it did not get that far).
@@ -36,15 +38,24 @@ pub(crate) struct AccessEntry {
 impl AccessEntry {
     /// The image and reference a `/v2/` path names.
     pub(crate) fn describe_path(path: &str) -> (String, String) {
-        match oci::parse_v2_path(path) {
-            Ok(oci::Endpoint::Manifest { image, reference }) => (image.as_written(), reference.to_string()),
-            Ok(oci::Endpoint::Blob { image, digest }) => (image.as_written(), digest.to_string()),
-            Ok(oci::Endpoint::TagsList { image }) => (image.as_written(), "tags/list".to_owned()),
-            Ok(oci::Endpoint::Referrers { image, digest }) => {
-                (image.as_written(), format!("referrers/{digest}"))
-            }
-            _ => (truncated(path), String::new()),
+        let Some(rest) = path.strip_prefix("/v2/") else { return (truncated(path), String::new()) };
+        if let Some(image) = rest.strip_suffix("/tags/list") {
+            return (truncated(image), "tags/list".to_owned());
         }
+        if let Some((before, last)) = rest.rsplit_once('/') {
+            for (endpoint, prefix) in [("/manifests", ""), ("/blobs", ""), ("/referrers", "referrers/")] {
+                if let Some(image) = before.strip_suffix(endpoint)
+                    && !image.is_empty()
+                    && !last.is_empty()
+                {
+                    let mut reference = String::with_capacity(prefix.len() + last.len());
+                    reference.push_str(prefix);
+                    reference.push_str(last);
+                    return (truncated(image), truncated(&reference));
+                }
+            }
+        }
+        (truncated(path), String::new())
     }
 
     fn write(&self, bytes: u64, complete: bool) {
@@ -66,9 +77,12 @@ impl AccessEntry {
     }
 }
 
-/// Paths that name no image are logged cut short: they are client text of any length.
-fn truncated(path: &str) -> String {
-    path.chars().take(200).collect()
+/// Paths and names are logged cut short: they may be client text of any length.
+fn truncated(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    }
 }
 
 /// Whether access lines would be written at all (so a request pays nothing when they are off).
@@ -166,9 +180,24 @@ mod tests {
         );
         assert_eq!(
             AccessEntry::describe_path(&format!("/v2/acme/dependency_proxy/containers/app/blobs/{digest}")),
-            ("acme/dependency_proxy/containers/app".to_owned(), digest)
+            ("acme/dependency_proxy/containers/app".to_owned(), digest.clone())
         );
         let (image, reference) = AccessEntry::describe_path(&format!("/{}", "x".repeat(500)));
         assert_eq!((image.len(), reference.as_str()), (200, ""));
+        assert_eq!(
+            AccessEntry::describe_path(&format!("/v2/a/manifests/x/referrers/{digest}")),
+            ("a/manifests/x".to_owned(), format!("referrers/{digest}"))
+        );
+        assert_eq!(
+            AccessEntry::describe_path("/v2/a/b/tags/list"),
+            ("a/b".to_owned(), "tags/list".to_owned())
+        );
+        assert_eq!(AccessEntry::describe_path("/v2/"), ("/v2/".to_owned(), String::new()));
+        assert_eq!(
+            AccessEntry::describe_path("/v2/manifests/x"),
+            ("/v2/manifests/x".to_owned(), String::new())
+        );
+        let (image, reference) = AccessEntry::describe_path(&format!("/v2/a/manifests/{}", "é".repeat(300)));
+        assert_eq!((image.as_str(), reference.chars().count()), ("a", 200), "cut on a character boundary");
     }
 }

@@ -119,7 +119,9 @@ async fn answer(
             *decision = "miss";
             group.clone_from(&params.group);
             metrics.decided("miss");
-            Ok(send_dependency::serve(gateway, params, method, client_headers, client.peer()).await)
+            // Boxed, here and below: a fill's future is large, and inline it would make every hit's
+            // future as large — copied whole each time the router boxes it.
+            Ok(Box::pin(send_dependency::serve(gateway, params, method, client_headers, client.peer())).await)
         }
         ControlAnswer::Execute(Injector::SendBlob(params)) => {
             *decision = "hit";
@@ -135,24 +137,31 @@ async fn answer(
                         tracing::warn!(key = %params.key, error = %unreadable, held_back,
                             "cached object unreadable; fetching it from upstream");
                     }
-                    match ask_control(gateway, client, Some(&params.digest)).await? {
-                        ControlAnswer::Execute(Injector::SendDependency(params)) => {
-                            Ok(send_dependency::serve(gateway, params, method, client_headers, client.peer())
-                                .await)
-                        }
-                        ControlAnswer::Relay(response) => Ok(response),
-                        ControlAnswer::Execute(Injector::SendBlob(_)) => Ok(oci_error(
-                            &OciError::new(
-                                ErrorCode::Unavailable,
-                                "the cached object cannot be read; retry later",
-                            )
-                            .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
-                            .with_header("Retry-After", "5"),
-                        )),
-                    }
+                    Box::pin(refetch(gateway, client, &params.digest, method, client_headers)).await
                 }
             }
         }
+    }
+}
+
+/// A hit whose stored object could not be read, asked again as a fetch from upstream.
+async fn refetch(
+    gateway: &Arc<Gateway>,
+    client: &ClientRequest,
+    digest: &oci::Digest,
+    method: &Method,
+    client_headers: &http::HeaderMap,
+) -> Result<Response, GatewayError> {
+    match ask_control(gateway, client, Some(digest)).await? {
+        ControlAnswer::Execute(Injector::SendDependency(params)) => {
+            Ok(send_dependency::serve(gateway, params, method, client_headers, client.peer()).await)
+        }
+        ControlAnswer::Relay(response) => Ok(response),
+        ControlAnswer::Execute(Injector::SendBlob(_)) => Ok(oci_error(
+            &OciError::new(ErrorCode::Unavailable, "the cached object cannot be read; retry later")
+                .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+                .with_header("Retry-After", "5"),
+        )),
     }
 }
 

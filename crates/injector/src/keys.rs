@@ -11,7 +11,14 @@ pub struct KeyError(pub String);
 
 /// `blobs/sha256/<first 2 hex>/<64 hex>`: manifests and blobs alike.
 pub fn storage_key(digest: &Digest) -> String {
-    format!("blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex())
+    // Built by hand, not with `format!`: this runs on every hit.
+    let hex = digest.hex();
+    let mut key = String::with_capacity(16 + hex.len());
+    key.push_str("blobs/sha256/");
+    key.push_str(&hex[..2]);
+    key.push('/');
+    key.push_str(hex);
+    key
 }
 
 /// Parses a key produced by [`storage_key`] back into its digest, refusing anything else (so a key

@@ -156,22 +156,31 @@ fn parse_digest(input: &str) -> Result<Digest, OciError> {
 }
 
 fn parse_image(name: &str) -> Result<ImageAddress, OciError> {
-    let with_slashes = format!("/{name}/");
-    if let Some(at) = with_slashes.find(GROUP_MARKER) {
-        if at == 0 {
-            return Err(OciError::new(
-                ErrorCode::NameInvalid,
-                "empty group path before /dependency_proxy/containers/",
-            ));
+    // The marker is two whole path segments; found segment by segment, without a copy of the
+    // name or a substring searcher (this runs on every request).
+    let mut previous: Option<(usize, &str)> = None;
+    let mut start = 0;
+    for segment in name.split('/') {
+        if segment == "containers"
+            && let Some((marker_start, "dependency_proxy")) = previous
+        {
+            if marker_start == 0 {
+                return Err(OciError::new(
+                    ErrorCode::NameInvalid,
+                    "empty group path before /dependency_proxy/containers/",
+                ));
+            }
+            let group = &name[..marker_start - 1];
+            // Empty when the name ends with the marker (`acme/dependency_proxy/containers`); the
+            // empty image is refused below.
+            let image = name.get(start + segment.len() + 1..).unwrap_or("");
+            return Ok(ImageAddress::Group {
+                group: GroupPath::parse(group)?,
+                image: RepositoryName::parse(image)?,
+            });
         }
-        let group = &with_slashes[1..at];
-        // Empty when the name ends with the marker (`acme/dependency_proxy/containers`): then the
-        // start is past the end, and the empty image is refused below.
-        let image = with_slashes.get(at + GROUP_MARKER.len()..with_slashes.len() - 1).unwrap_or("");
-        return Ok(ImageAddress::Group {
-            group: GroupPath::parse(group)?,
-            image: RepositoryName::parse(image)?,
-        });
+        previous = Some((start, segment));
+        start += segment.len() + 1;
     }
     Ok(ImageAddress::Root { image: RepositoryName::parse(name)? })
 }
@@ -191,6 +200,29 @@ mod tests {
         assert_eq!(parse_v2_path("/v2").unwrap(), Endpoint::Base);
         assert_eq!(parse_v2_path("/v2/token").unwrap(), Endpoint::Token);
         assert!(matches!(parse_v2_path("/v2/token/manifests/v1").unwrap(), Endpoint::Manifest { .. }));
+    }
+
+    #[test]
+    fn the_group_marker_is_two_whole_segments() {
+        let group = |name: &str| match ImageAddress::parse(name) {
+            Ok(ImageAddress::Group { group, image }) => {
+                Some((group.as_str().to_owned(), image.as_str().to_owned()))
+            }
+            Ok(ImageAddress::Root { .. }) => None,
+            Err(error) => panic!("{name}: {error:?}"),
+        };
+        assert_eq!(group("a/b/dependency_proxy/containers/c/d"), Some(("a/b".into(), "c/d".into())));
+        assert_eq!(group("a/dependency_proxy/containers/dependency_proxy/containers/x").unwrap().0, "a");
+        assert_eq!(group("a/xdependency_proxy/containers/b"), None);
+        assert_eq!(group("a/dependency_proxy/containersx/b"), None);
+        assert_eq!(group("a/dependency_proxy/b/containers/c"), None);
+        for refused in [
+            "dependency_proxy/containers/x",
+            "a/dependency_proxy/containers",
+            "a//dependency_proxy/containers/b",
+        ] {
+            assert!(ImageAddress::parse(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

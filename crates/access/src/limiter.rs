@@ -10,7 +10,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 pub struct FailureLimiter {
     failures: DefaultKeyedRateLimiter<IpAddr>,
-    blocked: moka::sync::Cache<IpAddr, Instant>,
+    blocked: moka::sync::Cache<IpAddr, Instant, foldhash::quality::RandomState>,
 }
 
 impl FailureLimiter {
@@ -22,7 +22,7 @@ impl FailureLimiter {
             blocked: moka::sync::Cache::builder()
                 .time_to_live(Duration::from_secs(60))
                 .max_capacity(100_000)
-                .build(),
+                .build_with_hasher(foldhash::quality::RandomState::default()),
         }
     }
 

@@ -138,11 +138,13 @@ impl Cache {
         }
         let repository = group.upstream.upstream_repository(&resolved.image);
         let reference = Reference::Digest(digest.clone());
+        // Misses are boxed, here and below: their futures (upstream calls, database writes) are
+        // large, and inline they would make every hit's future as large.
         if head {
-            let answer = group.upstream.head(&repository, ObjectKind::Blob, &reference).await?;
+            let answer = Box::pin(group.upstream.head(&repository, ObjectKind::Blob, &reference)).await?;
             return Ok(Decision::UpstreamHead { head: answer, requested: Some(digest.clone()) });
         }
-        self.fetch(group, ObjectKind::Blob, &repository, &reference).await
+        Box::pin(self.fetch(group, ObjectKind::Blob, &repository, &reference)).await
     }
 
     pub async fn manifest(
@@ -184,32 +186,41 @@ impl Cache {
                 if tag_is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck) {
                     return self.serve_tag(group, repository, &record, false, head).await;
                 }
-                self.revalidate_tag(group, key, record, head).await
+                Box::pin(self.revalidate_tag(group, key, record, head)).await
             }
-            (_, None) if head => {
-                let answer = group.upstream.head(repository, ObjectKind::Manifest, reference).await?;
-                // containerd resolves a tag with HEAD, then GETs the digest. Remember where the tag
-                // points, so the next resolve costs no upstream request and works while upstream is down.
-                if let (Reference::Tag(_), Some(digest), Some(media_type), Some(size)) =
-                    (reference, &answer.digest, &answer.media_type, answer.size)
-                    && oci::media::is_manifest_type(media_type)
-                {
-                    let now = self.clock.now_ms();
-                    let record = ManifestRecord {
-                        digest: digest.clone(),
-                        media_type: media_type.clone(),
-                        size,
-                        checked_at: now,
-                        stored: false,
-                    };
-                    // Remembering is an optimisation: without the database the answer still stands.
-                    let remembered = self.catalog.upsert_manifest(key, &record, now).await;
-                    self.degraded(remembered.map(Some));
-                }
-                Ok(Decision::UpstreamHead { head: answer, requested: reference.as_digest().cloned() })
-            }
-            (_, None) => self.fetch(group, ObjectKind::Manifest, repository, reference).await,
+            (_, None) if head => Box::pin(self.remember_head(group, key, reference)).await,
+            (_, None) => Box::pin(self.fetch(group, ObjectKind::Manifest, repository, reference)).await,
         }
+    }
+
+    /// A HEAD of an uncached manifest: upstream's answer, and where a tag points remembered.
+    async fn remember_head(
+        &self,
+        group: &GroupSettings,
+        key: &ManifestKey,
+        reference: &Reference,
+    ) -> Result<Decision, CacheError> {
+        let repository = &key.image;
+        let answer = group.upstream.head(repository, ObjectKind::Manifest, reference).await?;
+        // containerd resolves a tag with HEAD, then GETs the digest. Remember where the tag
+        // points, so the next resolve costs no upstream request and works while upstream is down.
+        if let (Reference::Tag(_), Some(digest), Some(media_type), Some(size)) =
+            (reference, &answer.digest, &answer.media_type, answer.size)
+            && oci::media::is_manifest_type(media_type)
+        {
+            let now = self.clock.now_ms();
+            let record = ManifestRecord {
+                digest: digest.clone(),
+                media_type: media_type.clone(),
+                size,
+                checked_at: now,
+                stored: false,
+            };
+            // Remembering is an optimisation: without the database the answer still stands.
+            let remembered = self.catalog.upsert_manifest(key, &record, now).await;
+            self.degraded(remembered.map(Some));
+        }
+        Ok(Decision::UpstreamHead { head: answer, requested: reference.as_digest().cloned() })
     }
 
     /// A cached tag is older than the recheck interval: one HEAD decides whether it moved.
@@ -289,7 +300,7 @@ impl Cache {
             return Ok(serve(record, stale));
         }
         let reference = Reference::Digest(record.digest.clone());
-        self.fetch(group, ObjectKind::Manifest, repository, &reference).await
+        Box::pin(self.fetch(group, ObjectKind::Manifest, repository, &reference)).await
     }
 
     async fn fetch(

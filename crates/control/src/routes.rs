@@ -63,7 +63,8 @@ async fn dispatch(control: &ControlPlane, request: Request) -> Result<Response, 
     let purpose = if upload_call { Purpose::Upload } else { Purpose::Forward };
     let verified = authenticate::internal_request(&control.verifier, purpose, &request)?;
     let mut response = if upload_call {
-        upload::handle(control, request, &verified).await?
+        // Boxed: once per fill, and inline it would size every hit's future.
+        Box::pin(upload::handle(control, request, &verified)).await?
     } else {
         decide(control, request, &verified).await?
     };

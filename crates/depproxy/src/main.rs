@@ -297,13 +297,16 @@ fn main() -> anyhow::Result<()> {
 /// or JSON lines; warnings, errors and denials are also kept for the admin API's `/events`.
 /// Lines are written by a thread of their own: a request's access line costs the runtime a
 /// queue push, not a `write(2)` on a worker thread; if the reader of stderr stalls and the queue
-/// (128 000 lines) fills, lines are dropped rather than stalling the proxy.
+/// (32 768 lines) fills, lines are dropped rather than stalling the proxy.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(32_768)
+        .lossy(true)
+        .finish(std::io::stderr());
     let text = (format == LogFormat::Text).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(writer.clone())

@@ -309,8 +309,10 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .finish(std::io::stderr());
     let text = (format == LogFormat::Text).then(|| {
         tracing_subscriber::fmt::layer()
+            .event_format(telemetry::text_log::TextLine)
+            .fmt_fields(telemetry::text_log::PlainFields)
+            .with_ansi(false)
             .with_writer(writer.clone())
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
     });
     let json = (format == LogFormat::Json)
         .then(|| tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(writer));

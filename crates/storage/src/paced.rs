@@ -64,10 +64,22 @@ impl Drop for Reserved {
     }
 }
 
+/// Bytes read ahead, holding their budget until dropped.
+struct Budgeted {
+    bytes: Bytes,
+    _reserved: Reserved,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// A read in flight, and the budget it holds.
 struct InFlight {
     read: JoinHandle<std::io::Result<Bytes>>,
-    _reserved: Option<Reserved>,
+    reserved: Option<Reserved>,
 }
 
 /// A positioned read: `want` bytes at an offset.
@@ -132,7 +144,7 @@ impl PacedReads {
         let (read_at, start) = (self.read_at.clone(), self.next);
         self.next += want as u64;
         let read = tokio::task::spawn_blocking(move || read_at(start, want));
-        self.in_flight.push_back(InFlight { read, _reserved: reserved });
+        self.in_flight.push_back(InFlight { read, reserved });
         true
     }
 
@@ -168,7 +180,7 @@ impl Stream for PacedReads {
                 Poll::Pending
             }
             Poll::Ready(read) => {
-                this.in_flight.pop_front();
+                let reserved = this.in_flight.pop_front().and_then(|done| done.reserved);
                 if std::mem::take(&mut this.first) {
                     this.waited = false;
                 } else if std::mem::take(&mut this.waited) {
@@ -177,7 +189,13 @@ impl Stream for PacedReads {
                     this.slower();
                 }
                 this.top_up(this.depth);
-                Poll::Ready(Some(read.unwrap_or_else(|error| Err(std::io::Error::other(error)))))
+                let read = read.unwrap_or_else(|error| Err(std::io::Error::other(error)));
+                // Budgeted bytes stay budgeted until whoever holds them (the HTTP connection's
+                // write buffer, for a client slower than its socket) lets them go.
+                Poll::Ready(Some(read.map(|bytes| match reserved {
+                    Some(reserved) => Bytes::from_owner(Budgeted { bytes, _reserved: reserved }),
+                    None => bytes,
+                })))
             }
         }
     }
@@ -268,15 +286,24 @@ mod tests {
         grown(&mut second);
         assert_eq!(second.in_flight.len(), 1, "with the budget spent, a stream keeps its own read");
         assert_eq!(shared.left(), MIN_CHUNK, "the stream's own read takes nothing from the budget");
+        let large = first.next().await.unwrap().unwrap();
+        assert_eq!(large.len(), MAX_CHUNK);
+        assert!(shared.left() < MIN_CHUNK * 2, "a chunk handed on keeps its budget while it is held");
+        let mut kept = vec![large];
         for reads in [&mut first, &mut second] {
             let mut got = Vec::new();
             while let Some(chunk) = reads.next().await {
-                got.extend_from_slice(&chunk.unwrap());
+                kept.push(chunk.unwrap());
             }
+            got.extend(kept.drain(..).flat_map(|chunk| chunk.to_vec()));
             assert_eq!(got, bytes);
         }
         drop((first, second));
-        assert_eq!(shared.left(), MAX_CHUNK, "every byte of the budget comes back");
+        assert_eq!(
+            shared.left(),
+            MAX_CHUNK,
+            "every byte of the budget comes back once the chunks are dropped"
+        );
     }
 
     #[tokio::test]

@@ -91,24 +91,22 @@
     body.replaceChildren.apply(body, rows);
   }
 
-  function showGroups(stats) {
-    var store = document.getElementById("store-bytes");
-    if (store) {
-      store.textContent = bytes(stats.physical_bytes);
-      store.dataset.bytes = stats.physical_bytes;
+  // A size cell and its meter (either may be absent).
+  function showSize(cell, meter, size) {
+    if (cell) {
+      cell.textContent = bytes(size);
+      cell.dataset.bytes = size;
     }
-    var storeMeter = document.getElementById("store-meter");
-    if (storeMeter) storeMeter.value = Math.min(stats.physical_bytes, storeMeter.max);
+    if (meter) meter.value = Math.min(size, meter.max);
+  }
+
+  function showGroups(stats) {
+    showSize(document.getElementById("store-bytes"), document.getElementById("store-meter"),
+      stats.physical_bytes);
     (stats.groups || []).forEach(function (group) {
       document.querySelectorAll("#groups tr[data-group]").forEach(function (row) {
         if (row.dataset.group !== group.group) return;
-        var size = row.querySelector(".bytes");
-        if (size) {
-          size.textContent = bytes(group.bytes);
-          size.dataset.bytes = group.bytes;
-        }
-        var meter = row.querySelector("meter");
-        if (meter) meter.value = Math.min(group.bytes, meter.max);
+        showSize(row.querySelector(".bytes"), row.querySelector("meter"), group.bytes);
         var blobs = row.querySelector(".blobs");
         if (blobs) blobs.textContent = group.blobs;
         var manifests = row.querySelector(".manifests");

@@ -418,6 +418,25 @@ async fn login(State(state): State<PageState>, request: Request) -> Response {
     response
 }
 
+/// A form posted from a live session with its CSRF token: `Err` is the answer.
+async fn checked_form(state: &PageState, request: Request) -> Result<(Parts, Fields, Live), Response> {
+    let (parts, fields) = form(state, request).await;
+    let admin = checked(state, &parts, &fields).await?;
+    Ok((parts, fields, admin))
+}
+
+/// [`checked_form`] for a form that names a group: the group must be a valid path.
+async fn checked_group_form(state: &PageState, request: Request) -> Result<(Parts, Fields, Live), Response> {
+    let (parts, fields, admin) = checked_form(state, request).await?;
+    if let Err(message) = valid_group(&fields.group) {
+        return Err(html(
+            StatusCode::BAD_REQUEST,
+            render::problem("No such group", &message, Some(&admin.csrf)),
+        ));
+    }
+    Ok((parts, fields, admin))
+}
+
 /// The session of a form's request, with the form's CSRF token checked: `Err` is the answer.
 async fn checked(state: &PageState, parts: &Parts, fields: &Fields) -> Result<Live, Response> {
     let Some(admin) = session(state, &parts.headers).await else {
@@ -435,9 +454,8 @@ async fn checked(state: &PageState, parts: &Parts, fields: &Fields) -> Result<Li
 }
 
 async fn logout(State(state): State<PageState>, request: Request) -> Response {
-    let (parts, fields) = form(&state, request).await;
-    let admin = match checked(&state, &parts, &fields).await {
-        Ok(admin) => admin,
+    let (_, _, admin) = match checked_form(&state, request).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
     state.sessions.remove(&admin.session_id);
@@ -452,14 +470,10 @@ fn valid_group(group: &str) -> Result<(), String> {
 }
 
 async fn purge_confirm(State(state): State<PageState>, request: Request) -> Response {
-    let (parts, fields) = form(&state, request).await;
-    let admin = match checked(&state, &parts, &fields).await {
-        Ok(admin) => admin,
+    let (parts, fields, admin) = match checked_group_form(&state, request).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    if let Err(message) = valid_group(&fields.group) {
-        return html(StatusCode::BAD_REQUEST, render::problem("No such group", &message, Some(&admin.csrf)));
-    }
     let stats = api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.ok().ok();
     let group_stats = stats.as_ref().and_then(|stats| {
         stats["groups"].as_array()?.iter().find(|group| group["group"] == fields.group.as_str()).cloned()
@@ -468,14 +482,10 @@ async fn purge_confirm(State(state): State<PageState>, request: Request) -> Resp
 }
 
 async fn purge(State(state): State<PageState>, request: Request) -> Response {
-    let (parts, fields) = form(&state, request).await;
-    let admin = match checked(&state, &parts, &fields).await {
-        Ok(admin) => admin,
+    let (parts, fields, admin) = match checked_group_form(&state, request).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    if let Err(message) = valid_group(&fields.group) {
-        return html(StatusCode::BAD_REQUEST, render::problem("No such group", &message, Some(&admin.csrf)));
-    }
     // Group paths are `[a-z0-9._-]` segments separated by `/`: safe in the path as they are.
     let path = format!("/api/v1/groups/{}/cache", fields.group);
     let answer = api(&state, &admin, &parts, Method::DELETE, &path).await;
@@ -487,9 +497,8 @@ async fn purge(State(state): State<PageState>, request: Request) -> Response {
 }
 
 async fn revoke_confirm(State(state): State<PageState>, request: Request) -> Response {
-    let (parts, fields) = form(&state, request).await;
-    let admin = match checked(&state, &parts, &fields).await {
-        Ok(admin) => admin,
+    let (_, fields, admin) = match checked_form(&state, request).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
     if fields.name.is_empty() {
@@ -499,9 +508,8 @@ async fn revoke_confirm(State(state): State<PageState>, request: Request) -> Res
 }
 
 async fn revoke(State(state): State<PageState>, request: Request) -> Response {
-    let (parts, fields) = form(&state, request).await;
-    let admin = match checked(&state, &parts, &fields).await {
-        Ok(admin) => admin,
+    let (parts, fields, admin) = match checked_form(&state, request).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
     let path = format!("/api/v1/tokens/{}", encode(&fields.name));

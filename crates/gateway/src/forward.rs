@@ -52,6 +52,8 @@ pub(crate) struct ClientRequest {
     method: http::Method,
     uri: http::Uri,
     headers: HeaderMap,
+    /// Every header the client sent: what the gateway itself answers by (Range, If-None-Match, …).
+    received: HeaderMap,
     body: Bytes,
 }
 
@@ -76,7 +78,19 @@ impl ClientRequest {
         if let Some(host) = client_host(&parts) {
             headers.insert(FORWARDED_HOST_HEADER, host);
         }
-        Ok(ClientRequest { peer, method: parts.method, uri: parts.uri, headers, body })
+        Ok(ClientRequest {
+            peer,
+            method: parts.method,
+            uri: parts.uri,
+            headers,
+            received: parts.headers,
+            body,
+        })
+    }
+
+    /// Every header the client sent.
+    pub(crate) fn received_headers(&self) -> &HeaderMap {
+        &self.received
     }
 
     /// The connection's address (unspecified when unknown, e.g. a test calling the router).

@@ -62,7 +62,6 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         return oci_error(&error);
     }
     let started = Instant::now();
-    let client_headers = request.headers().clone();
     let path = request.uri().path().to_owned();
     let mut decision = "relay";
     let mut group = String::new();
@@ -70,7 +69,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     let answer = match ClientRequest::read(request, token_form).await {
         Ok(client) => {
             client_address = Some(client.peer());
-            answer(&gateway, &client, &method, &client_headers, (&mut decision, &mut group)).await
+            answer(&gateway, &client, &method, client.received_headers(), (&mut decision, &mut group)).await
         }
         Err(error) => Err(error),
     };

@@ -14,6 +14,13 @@ use crate::ranges;
 use crate::respond::{oci_error, served_object_headers, with_headers};
 use crate::small_objects::{LoadError, SmallObjects};
 
+/// Marks a response whose body is read from storage as fast as the client takes it. Its server
+/// should hand the connection one chunk at a time: an HTTP/1 connection otherwise keeps taking
+/// chunks until its write buffer is full, which for a client reading slowly is memory held for
+/// nothing (500 slow readers of a layer: tens of megabytes).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAtClientPace;
+
 /// Why a stored object could not be served.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Unreadable {
@@ -69,7 +76,9 @@ pub(crate) async fn serve(
         return Ok(with_headers(status, headers, Body::from(body)));
     }
     let reader = store.read(&params.key, range).await?;
-    Ok(with_headers(status, headers, Body::from_stream(reader.stream)))
+    let mut response = with_headers(status, headers, Body::from_stream(reader.stream));
+    response.extensions_mut().insert(ReadAtClientPace);
+    Ok(response)
 }
 
 fn redirect(url: &str) -> Response {
@@ -99,6 +108,32 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert(name, HeaderValue::from_str(value).unwrap());
         map
+    }
+
+    #[tokio::test]
+    async fn objects_streamed_from_storage_go_at_the_client_pace_and_small_ones_from_memory_do_not() {
+        use crate::small_objects::tests::{SETTINGS, store_with};
+        for (size, paced) in [(1000, false), (300_000, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, key, digest) = store_with(dir.path(), &vec![7u8; size]).await;
+            let params = SendBlob {
+                v: injector::CONTRACT_VERSION,
+                key,
+                digest,
+                size: size as u64,
+                media_type: "application/octet-stream".into(),
+                headers: Vec::new(),
+                group: String::new(),
+            };
+            let response =
+                serve(&store, &SmallObjects::new(SETTINGS), &params, &Method::GET, &HeaderMap::new())
+                    .await
+                    .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.extensions().get::<ReadAtClientPace>().is_some(), paced, "{size} bytes");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            assert_eq!(body.len(), size);
+        }
     }
 
     #[test]

@@ -94,13 +94,13 @@ async fn load(store: &BlobStore, key: &str, digest: &Digest, size: u64) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SETTINGS: SmallObjectSettings =
+    pub(crate) const SETTINGS: SmallObjectSettings =
         SmallObjectSettings { max_object_size: 256 * 1024, capacity: 1 << 20 };
 
-    async fn store_with(dir: &std::path::Path, bytes: &[u8]) -> (BlobStore, String, Digest) {
+    pub(crate) async fn store_with(dir: &std::path::Path, bytes: &[u8]) -> (BlobStore, String, Digest) {
         let store = BlobStore::Filesystem(storage::FsStore::open(dir).await.unwrap());
         let digest = Digest::of(bytes);
         let mut upload = store.begin_upload(1 << 20).await.unwrap();

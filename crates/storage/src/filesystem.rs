@@ -24,6 +24,10 @@ pub const SPOOL_READERS: usize = 8;
 /// Bytes an upload collects while its previous write runs before it waits for it: bounds memory
 /// per fill to about twice this.
 const WRITE_BATCH: usize = 512 * 1024;
+/// Fewer bytes than this wait for more before they are written: an upstream trickling a few
+/// kilobytes at a time would otherwise cost a blocking-pool hop and a thread wake-up per chunk.
+/// (Followers read them from the fill's recent chunks in memory meanwhile.)
+const SMALLEST_WRITE: usize = 64 * 1024;
 /// Objects up to this size are read whole, in the same blocking call as the open.
 const READ_WHOLE: usize = 256 * 1024;
 
@@ -272,8 +276,9 @@ impl FsUpload {
         self.limit
     }
 
-    /// Takes a chunk: hashed and written with the next write (right away when none is running;
-    /// a running one is waited for only when [`WRITE_BATCH`] bytes are waiting).
+    /// Takes a chunk: hashed and written with the next write (once [`SMALLEST_WRITE`] bytes are
+    /// waiting and none is running; a running one is waited for only when [`WRITE_BATCH`] bytes
+    /// are waiting).
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         let len = chunk.len() as u64;
         if self.accepted + len > self.limit {
@@ -283,7 +288,7 @@ impl FsUpload {
         self.pending_len += chunk.len();
         self.pending.push(chunk);
         let busy = self.in_flight.as_ref().is_some_and(|write| !write.is_finished());
-        if busy && self.pending_len < WRITE_BATCH {
+        if self.pending_len < SMALLEST_WRITE || (busy && self.pending_len < WRITE_BATCH) {
             return Ok(());
         }
         self.collect().await?;
@@ -613,14 +618,19 @@ mod tests {
     async fn spool_progress_reports_written_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
-        let mut upload = store.begin_upload(1024).await.unwrap();
+        let mut upload = store.begin_upload(1 << 20).await.unwrap();
         let reader = upload.spool_reader();
         let mut progress = reader.progress();
-        upload.write(Bytes::from_static(b"abcd")).await.unwrap();
-        progress.wait_for(|written| *written == 4).await.unwrap();
-        assert_eq!(&reader.read_at(0, 16).await.unwrap()[..], b"abcd");
+        upload.write(Bytes::from_static(b"ab")).await.unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(*progress.borrow(), 0, "a few bytes wait for more before they are written");
+        let mut rest = vec![b'.'; SMALLEST_WRITE - 2];
+        rest[..2].copy_from_slice(b"cd");
+        upload.write(Bytes::from(rest)).await.unwrap();
+        progress.wait_for(|written| *written == SMALLEST_WRITE as u64).await.unwrap();
+        assert_eq!(&reader.read_at(0, 6).await.unwrap()[..], b"abcd..");
         assert_eq!(&reader.read_at(1, 2).await.unwrap()[..], b"bc");
         upload.abort().await;
-        assert_eq!(&reader.read_at(2, 16).await.unwrap()[..], b"cd", "readable after the file is removed");
+        assert_eq!(&reader.read_at(2, 4).await.unwrap()[..], b"cd..", "readable after the file is removed");
     }
 }

@@ -1,9 +1,10 @@
-//! Reading an object for a client at the client's pace: the read-ahead (how many reads are in
-//! flight, how large each is) grows while the client waits for the disk and shrinks while the
-//! disk waits for the client, so a fast client streams at disk speed and a slow one holds little
-//! memory. Whatever each stream would like, the streams of a store share one read-ahead budget:
-//! every stream always has its one small read, anything larger or further ahead is taken from the
-//! budget, so 500 slow readers of a layer hold a few tens of megabytes, not one each.
+//! Reading an object for a client at the client's pace: each read is about as large as what the
+//! client takes in a few milliseconds, and reads go further ahead while the client waits for the
+//! disk, fewer while the disk waits for the client — so a fast client streams at disk speed in
+//! large reads and a slow one holds a small read at a time. Whatever each stream would like, the
+//! streams of a store share one read-ahead budget: every stream always has its one small read,
+//! anything larger or further ahead is taken from the budget, so 500 slow readers of a layer hold
+//! a few megabytes, not one each.
 
 use std::collections::VecDeque;
 use std::future::Future as _;
@@ -11,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -18,12 +20,21 @@ use tokio::task::JoinHandle;
 
 /// Smallest and largest read: a slow client holds a couple of small reads, a fast one gets large
 /// reads (fewer blocking calls per byte).
-pub(crate) const MIN_CHUNK: usize = 64 * 1024;
+pub(crate) const MIN_CHUNK: usize = 16 * 1024;
 pub(crate) const MAX_CHUNK: usize = 256 * 1024;
+/// A stream's first read, before its client's pace is known.
+pub(crate) const FIRST_CHUNK: usize = 64 * 1024;
+/// How much of the client's time one read covers: a client taking 1 MB/s gets 16 KiB reads, one
+/// taking 16 MB/s or more the largest.
+const PACE_WINDOW: Duration = Duration::from_millis(16);
+/// How long the client's pace is measured over before the read size follows it: a socket drains
+/// in bursts (the kernel wakes a writer once a good part of its buffer is free), and a burst says
+/// nothing about how fast the client reads.
+const PACE_MEASURED_OVER: Duration = Duration::from_millis(50);
 /// Most reads in flight ahead of the client.
 pub(crate) const MAX_DEPTH: usize = 4;
 
-/// Bytes the streams of one store may read ahead beyond each stream's one small read: room for
+/// Bytes the streams of one store may read beyond each stream's own smallest read: room for
 /// 32 clients streaming at disk speed (4 reads of 256 KiB each); past it, every further client
 /// still streams, one small read at a time.
 pub const READ_AHEAD_BUDGET: usize = 32 << 20;
@@ -94,7 +105,7 @@ pub(crate) struct PacedReads {
     budget: Arc<ReadAheadBudget>,
     /// Reads kept in flight ahead of the one the client waits for.
     depth: usize,
-    chunk: usize,
+    pace: Pace,
     /// Whether the client has been waiting for the front read (it found it not yet done).
     waited: bool,
     /// Nothing is read before the first request, so waiting for the first read says nothing
@@ -115,7 +126,7 @@ impl PacedReads {
             in_flight: VecDeque::new(),
             budget,
             depth: 1,
-            chunk: MIN_CHUNK,
+            pace: Pace::new(Instant::now()),
             waited: false,
             first: true,
         }
@@ -123,12 +134,12 @@ impl PacedReads {
 
     /// Starts the next read, if there is one and the budget allows it.
     fn launch(&mut self) -> bool {
-        let mut want = (self.end - self.next).min(self.chunk as u64) as usize;
+        let mut want = (self.end - self.next).min(self.pace.chunk as u64) as usize;
         if want == 0 {
             return false;
         }
         // The stream's one small read is its own; anything larger or further ahead is budgeted.
-        let own = if self.in_flight.is_empty() { MIN_CHUNK } else { 0 };
+        let own = if self.in_flight.is_empty() { MIN_CHUNK.min(want) } else { 0 };
         let reserved = if want > own {
             match self.budget.take(want - own) {
                 Some(reserved) => Some(reserved),
@@ -152,16 +163,45 @@ impl PacedReads {
         while self.in_flight.len() < reads && self.launch() {}
     }
 
-    /// The client waited for the disk: read further ahead, in larger pieces.
+    /// The client waited for the disk: read further ahead.
     fn faster(&mut self) {
         self.depth = (self.depth + 1).min(MAX_DEPTH);
-        self.chunk = (self.chunk * 2).min(MAX_CHUNK);
     }
 
     /// The read was done before the client asked for it: the client is the slower side.
     fn slower(&mut self) {
         self.depth = (self.depth - 1).max(1);
-        self.chunk = (self.chunk / 2).max(MIN_CHUNK);
+    }
+}
+
+/// How fast the client takes bytes, and the read size that follows from it.
+#[derive(Debug)]
+struct Pace {
+    measured_since: Instant,
+    handed_since: usize,
+    chunk: usize,
+}
+
+impl Pace {
+    fn new(now: Instant) -> Self {
+        Pace { measured_since: now, handed_since: 0, chunk: FIRST_CHUNK }
+    }
+
+    /// `bytes` go to the client at `now`: the client has taken what it was handed before (it
+    /// asks for more only then), and these bytes are what it takes next.
+    fn handed(&mut self, bytes: usize, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.measured_since);
+        if elapsed >= PACE_MEASURED_OVER {
+            if self.handed_since > 0 {
+                let per_window =
+                    self.handed_since as u128 * PACE_WINDOW.as_nanos() / elapsed.as_nanos().max(1);
+                let chunk = usize::try_from(per_window).unwrap_or(MAX_CHUNK).clamp(MIN_CHUNK, MAX_CHUNK);
+                // A power of two: reads stay page-aligned and the sizes few.
+                self.chunk = 1 << (usize::BITS - 1 - chunk.leading_zeros());
+            }
+            (self.measured_since, self.handed_since) = (now, 0);
+        }
+        self.handed_since += bytes;
     }
 }
 
@@ -188,8 +228,11 @@ impl Stream for PacedReads {
                 } else {
                     this.slower();
                 }
-                this.top_up(this.depth);
                 let read = read.unwrap_or_else(|error| Err(std::io::Error::other(error)));
+                if let Ok(bytes) = &read {
+                    this.pace.handed(bytes.len(), Instant::now());
+                }
+                this.top_up(this.depth);
                 // Budgeted bytes stay budgeted until whoever holds them (the HTTP connection's
                 // write buffer, for a client slower than its socket) lets them go.
                 Poll::Ready(Some(read.map(|bytes| match reserved {
@@ -241,7 +284,8 @@ mod tests {
     async fn every_range_comes_back_whole() {
         let bytes = content(3 * MAX_CHUNK + 123);
         let file = file_of(&bytes);
-        for (offset, len) in [(0, bytes.len()), (1, bytes.len() - 1), (MIN_CHUNK + 5, 2 * MAX_CHUNK), (7, 0)]
+        for (offset, len) in
+            [(0, bytes.len()), (1, bytes.len() - 1), (FIRST_CHUNK + 5, 2 * MAX_CHUNK), (7, 0)]
         {
             let mut reads = PacedReads::new(file.clone(), offset as u64, len as u64, budget());
             let mut got = Vec::new();
@@ -252,21 +296,60 @@ mod tests {
         }
     }
 
+    /// A client taking `bytes_per_second`: the time it needs for `bytes` passes on the stream's
+    /// clock before it asks for more.
+    fn client_took(reads: &mut PacedReads, bytes: usize, bytes_per_second: f64) {
+        reads.pace.measured_since -= Duration::from_secs_f64(bytes as f64 / bytes_per_second);
+    }
+
     #[tokio::test]
     async fn a_slow_client_keeps_one_small_read_ahead() {
         let bytes = content(4 * 1024 * 1024);
         let mut reads = PacedReads::new(file_of(&bytes), 0, bytes.len() as u64, budget());
-        let mut got = Vec::new();
+        let (mut got, mut sizes) = (Vec::new(), Vec::new());
         while let Some(chunk) = {
             reads_done(&reads).await;
             reads.next().await
         } {
             let chunk = chunk.unwrap();
-            assert!(chunk.len() <= MIN_CHUNK);
             assert!(reads.in_flight.len() <= 1, "one read ahead of a slow client");
+            client_took(&mut reads, chunk.len(), 1_000_000.0);
+            sizes.push(chunk.len());
             got.extend_from_slice(&chunk);
         }
         assert_eq!(got, bytes);
+        assert_eq!(sizes[0], FIRST_CHUNK, "the first read, before the pace is known");
+        assert!(
+            sizes[4..].iter().all(|&size| size == MIN_CHUNK),
+            "a client taking 1 MB/s gets 16 KiB reads once its pace is known: {sizes:?}"
+        );
+    }
+
+    #[test]
+    fn the_read_size_follows_the_client_not_the_bursts_of_its_socket() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut pace = Pace::new(start);
+        pace.handed(FIRST_CHUNK, at(0));
+        assert_eq!(pace.chunk, FIRST_CHUNK, "nothing measured yet");
+        // 64 KiB taken in 4 ms (16 MB/s), the next in 56 ms.
+        pace.handed(FIRST_CHUNK, at(4));
+        pace.handed(FIRST_CHUNK, at(60));
+        assert_eq!(pace.chunk, 32 * 1024, "128 KiB over 60 ms: ~2 MB/s, not the burst's 16 MB/s");
+        // A socket draining 256 KiB bursts once a second: ~256 KB/s, whatever the burst's speed.
+        for second in 1..=3 {
+            for chunk in 0..4 {
+                pace.handed(FIRST_CHUNK, at(60 + second * 1000 + chunk));
+            }
+        }
+        assert_eq!(pace.chunk, MIN_CHUNK);
+        // A client at disk speed: 256 KiB every 100 µs.
+        let mut now = at(5000);
+        for _ in 0..1000 {
+            now += Duration::from_micros(100);
+            pace.handed(MAX_CHUNK, now);
+        }
+        assert_eq!(pace.chunk, MAX_CHUNK);
     }
 
     #[tokio::test]
@@ -275,7 +358,7 @@ mod tests {
         let file = file_of(&bytes);
         let shared = ReadAheadBudget::new(MAX_CHUNK);
         let grown = |reads: &mut PacedReads| {
-            (reads.depth, reads.chunk) = (MAX_DEPTH, MAX_CHUNK);
+            (reads.depth, reads.pace.chunk) = (MAX_DEPTH, MAX_CHUNK);
             reads.top_up(MAX_DEPTH);
         };
         let mut first = PacedReads::new(file.clone(), 0, bytes.len() as u64, shared.clone());
@@ -341,7 +424,7 @@ mod tests {
                 None => break,
             }
             if received > total / 2 {
-                assert_eq!((reads.depth, reads.chunk), (MAX_DEPTH, MAX_CHUNK), "grown to the maximum");
+                assert_eq!(reads.depth, MAX_DEPTH, "reading as far ahead as a stream may");
             }
         }
         assert_eq!(received, total);

@@ -16,11 +16,18 @@ use tokio::sync::{Notify, watch};
 pub(crate) struct MemoryBudget {
     limit: usize,
     used: AtomicUsize,
+    /// Fills keeping recent chunks in it.
+    windows: AtomicUsize,
 }
 
 impl MemoryBudget {
     pub(crate) fn new(limit: usize) -> Self {
-        MemoryBudget { limit, used: AtomicUsize::new(0) }
+        MemoryBudget { limit, used: AtomicUsize::new(0), windows: AtomicUsize::new(0) }
+    }
+
+    /// What one fill may keep when the budget is spent: an equal share.
+    fn fair_share(&self) -> usize {
+        self.limit / self.windows.load(Ordering::Relaxed).max(1)
     }
 
     pub(crate) fn used(&self) -> usize {
@@ -73,6 +80,7 @@ impl Drop for ReaderPosition {
 
 impl RecentChunks {
     pub(crate) fn new(per_fill: usize, budget: Arc<MemoryBudget>) -> Self {
+        budget.windows.fetch_add(1, Ordering::Relaxed);
         RecentChunks {
             window: Mutex::new(Window {
                 chunks: VecDeque::new(),
@@ -157,10 +165,12 @@ impl RecentChunks {
     }
 
     /// Drops the oldest chunks beyond the window's size — never the newest, and, once the spool has
-    /// ended, never one an attached reader still needs.
+    /// ended, never one an attached reader still needs. When the fills together are over budget,
+    /// each keeps its equal share: the fills that started first do not take all the memory and
+    /// leave the followers of later ones to read every chunk back from the spool.
     fn evict(&self, window: &mut Window) {
         let over_budget = self.budget.used() > self.budget.limit;
-        let keep = if over_budget { 0 } else { self.per_fill };
+        let keep = if over_budget { self.per_fill.min(self.budget.fair_share()) } else { self.per_fill };
         let needed_from = match window.spooled_floor {
             Some(floor) => Self::slowest(window).map_or(u64::MAX, |slowest| slowest.max(floor)),
             None => u64::MAX,
@@ -203,6 +213,7 @@ impl Drop for RecentChunks {
     fn drop(&mut self) {
         let window = self.window.get_mut().unwrap_or_else(PoisonError::into_inner);
         self.budget.used.fetch_sub(window.len, Ordering::Relaxed);
+        self.budget.windows.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -228,6 +239,25 @@ mod tests {
         assert!(recent.read(100, 10).is_none(), "old bytes are on the spool only");
         drop(recent);
         assert_eq!(budget.used(), 0, "the budget gets everything back");
+    }
+
+    #[tokio::test]
+    async fn over_budget_every_fill_keeps_its_equal_share() {
+        let budget = Arc::new(MemoryBudget::new(4_000));
+        let early = RecentChunks::new(4_000, budget.clone());
+        for byte in 0..10u8 {
+            early.push(chunk(byte, 400)).await;
+        }
+        assert_eq!(budget.used(), 4_000, "alone, the first fill keeps its whole window");
+        let late = RecentChunks::new(4_000, budget.clone());
+        for byte in 0..5u8 {
+            late.push(chunk(byte, 400)).await;
+            early.push(chunk(byte, 400)).await;
+        }
+        assert!(late.read(0, 1).is_some(), "the later fill keeps what it received, within its half");
+        assert!(budget.used() <= 4_400, "the fills together stay about the budget: {}", budget.used());
+        drop(early);
+        assert_eq!(budget.fair_share(), 4_000, "a fill gone, its share goes to the others");
     }
 
     #[tokio::test]

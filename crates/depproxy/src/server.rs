@@ -1,8 +1,9 @@
 //! The listeners: every accepted connection under the limits a public server needs — a cap on
 //! connections, a header-read timeout (slowloris), a keep-alive idle timeout, a request-header
 //! size limit, and a write-idle timeout for clients that stop reading (their stream is dropped;
-//! a fill they followed goes on) — optionally TLS (the control plane's listener), and shutdown: stop
-//! accepting, drain within the grace period.
+//! a fill they followed goes on) — optionally TLS (the control plane's listener), responses read
+//! from storage handed to the connection one chunk at a time, and shutdown: stop accepting, drain
+//! within the grace period.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -201,15 +201,26 @@ async fn json_logs_have_one_access_line_per_request_without_secrets() {
     let tags = client.get(format!("http://127.0.0.1:{port}/v2/app/tags/list")).send().await.unwrap();
     assert_eq!(tags.status(), 200);
     tags.bytes().await.unwrap();
+    let access_lines = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["target"] == "depproxy::access")
+            .collect()
+    };
+    // Lines go out through a writer thread of their own: the last one may still be on its way.
+    let written = log.clone();
+    tokio::task::spawn_blocking(move || {
+        support::processes::wait_until("three access lines", std::time::Duration::from_secs(10), || {
+            access_lines(&std::fs::read_to_string(&written).unwrap_or_default()).len() >= 3
+        })
+    })
+    .await
+    .unwrap();
     drop(serve);
 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("s3cret"), "a credential reached the log");
-    let access: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| line["target"] == "depproxy::access")
-        .collect();
+    let access = access_lines(&text);
     assert_eq!(access.len(), 3, "one line per request: {access:#?}");
     let decisions: Vec<&str> = access.iter().map(|line| line["decision"].as_str().unwrap()).collect();
     assert_eq!(decisions, ["miss", "hit", "relay"]);

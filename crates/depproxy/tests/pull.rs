@@ -71,6 +71,30 @@ async fn pulls_in_both_url_forms_and_second_pull_stays_local() {
 }
 
 #[tokio::test]
+async fn a_cached_blob_streams_to_several_http2_requests_on_one_connection() {
+    // Bodies read from disk go to the connection one chunk at a time; with HTTP/2 several such
+    // streams share a connection and its flow-control window.
+    let (upstream, proxy) = setup().await;
+    let layer: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (_, layers) = upstream.put_image("lab/h2", "v1", &[&layer]);
+    let url = format!("{}/v2/lab/h2/blobs/{}", proxy.url, layers[0]);
+    let cold = get(&url).await;
+    assert_eq!(cold.bytes().await.unwrap().as_ref(), layer.as_slice());
+    proxy.fills_settled().await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let pulls = (0..4).map(|_| async {
+        let response = h2.get(&url).send().await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        assert_eq!(response.status(), StatusCode::OK);
+        response.bytes().await.unwrap()
+    });
+    for body in futures_util::future::join_all(pulls).await {
+        assert_eq!(body.as_ref(), layer.as_slice());
+    }
+    assert_eq!(upstream.count("GET", "/blobs/"), 1, "the hits came from disk");
+}
+
+#[tokio::test]
 async fn head_requests_never_fill_and_hits_stay_local() {
     let (upstream, proxy) = setup().await;
     let (manifest_digest, layers) = upstream.put_image("lab/tiny", "v1", &[b"layer-bytes"]);

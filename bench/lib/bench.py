@@ -862,7 +862,8 @@ def median(xs):
 
 def target_lines(med, meta):
     """(target text, measured text, ok) for every target whose inputs were measured: issue 4's
-    (B1–B6) and those of the fill storm, slow readers and connections (B7, B6s, BC)."""
+    (B1–B6), the data plane's under load (cold streams against the fastest peer, hits against
+    nginx proxy_cache) and those of the fill storm, slow readers and connections (B7, B6s, BC)."""
     g = lambda row, sysname: med.get((row, sysname))
     out = []
 
@@ -889,6 +890,25 @@ def target_lines(med, meta):
         floor = g("B3.slowest_ratio", "nginx-static")
         extra = f" (nginx static, no upstream at all: {floor:.2f}×)" if floor else ""
         add("B3 slowest client ≤ 1.3× a single pull", f"{v:.2f}×{extra}", v <= 1.3)
+    # The data plane under load (cold streams against the fastest peer, hits against nginx).
+    d = g("B2.total", "depproxy")
+    peers = {p: g("B2.total", p) for p in ("distribution", "nginx-cache") if g("B2.total", p)}
+    if d and peers:
+        fastest = min(peers, key=peers.get)
+        add(f"B2 wall ≤ 1.0× the fastest peer ({fastest})", f"{d / peers[fastest]:.2f}×", d <= peers[fastest])
+    d, r = g("B3.single", "depproxy"), g("B3.single", "distribution")
+    if d and r:
+        add("B3 single cold pull ≤ 1.0× distribution", f"{d / r:.2f}×", d <= r)
+    d, n = g("B4.stream_ttfb_p50", "depproxy"), g("B4.stream_ttfb_p50", "nginx-cache")
+    if d and n:
+        add("B4 cold-stream TTFB p50 ≤ 1.0× nginx proxy_cache", f"{d / n:.2f}×", d <= n)
+    for row, what in (("B5.rps", "by tag"), ("B5d.rps", "by digest")):
+        d, n = g(row, "depproxy"), g(row, "nginx-cache")
+        if d and n:
+            add(f"B5 manifest {what} ≥ 1.0× nginx proxy_cache req/s", f"{d / n:.2f}×", d >= n)
+    v = g("B6.B3", "depproxy")
+    if v is not None:
+        add("B6 peak RSS during the B3 herd ≤ 60 MB", f"{v:.0f} MB", v <= 60)
     for row, what in (("B4.manifest_p99", "manifest"), ("B4.base_p99", "/v2/")):
         v = g(row, "depproxy")
         if v is not None:

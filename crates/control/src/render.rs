@@ -17,17 +17,17 @@ use crate::error::ControlError;
 const STALE_WARNING: &str = "110 depproxy \"Response is Stale: upstream unreachable\"";
 
 /// The answer to a manifest or blob request at `uri`.
-pub(crate) fn decision(decision: Decision, uri: &Uri, group: &str) -> Result<Response, ControlError> {
+pub(crate) fn decision(decision: Decision, uri: &Uri, group: &str) -> Response {
     match decision {
         Decision::Serve { object, stale } => send_blob(object, stale, group),
         Decision::Fetch(fetch) => send_dependency(fetch, uri, group),
-        Decision::UpstreamHead { head, requested } => Ok(upstream_head(&head, requested.as_ref())),
+        Decision::UpstreamHead { head, requested } => upstream_head(&head, requested.as_ref()),
     }
 }
 
-fn send_blob(object: StoredObject, stale: bool, group: &str) -> Result<Response, ControlError> {
+fn send_blob(object: StoredObject, stale: bool, group: &str) -> Response {
     let headers = if stale { vec![("Warning".to_owned(), STALE_WARNING.to_owned())] } else { Vec::new() };
-    Ok(injector(Injector::SendBlob(SendBlob {
+    injector(Injector::SendBlob(SendBlob {
         v: CONTRACT_VERSION,
         key: injector::storage_key(&object.digest),
         digest: object.digest,
@@ -35,11 +35,11 @@ fn send_blob(object: StoredObject, stale: bool, group: &str) -> Result<Response,
         media_type: object.media_type,
         headers,
         group: group.to_owned(),
-    })))
+    }))
 }
 
-fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Result<Response, ControlError> {
-    Ok(injector(Injector::SendDependency(SendDependency {
+fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Response {
+    injector(Injector::SendDependency(SendDependency {
         v: CONTRACT_VERSION,
         kind: fetch.kind,
         fill_key: fetch.fill_key,
@@ -51,7 +51,7 @@ fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Result<Response, Con
         max_size: fetch.max_size,
         upload: UploadRoutes::for_object(uri.path(), uri.query()),
         response_headers: Vec::new(),
-    })))
+    }))
 }
 
 fn injector(injector: Injector) -> Response {
@@ -114,8 +114,7 @@ mod tests {
             Decision::Serve { object: object(), stale: true },
             &"/v2/a/manifests/v1".parse().unwrap(),
             "default",
-        )
-        .unwrap();
+        );
         match decoded(&response) {
             Injector::SendBlob(params) => {
                 assert_eq!(params.key, injector::storage_key(&object().digest));
@@ -139,7 +138,7 @@ mod tests {
             fill_key: "g|d".into(),
         };
         let uri: Uri = "/v2/a/blobs/sha256:00?ns=up.example".parse().unwrap();
-        match decoded(&decision(Decision::Fetch(fetch), &uri, "default").unwrap()) {
+        match decoded(&decision(Decision::Fetch(fetch), &uri, "default")) {
             Injector::SendDependency(params) => {
                 assert_eq!(params.upload.authorize, "/v2/a/blobs/sha256:00/upload/authorize?ns=up.example");
                 assert_eq!(params.upload.finalize, "/v2/a/blobs/sha256:00/upload?ns=up.example");
@@ -158,8 +157,7 @@ mod tests {
             Decision::UpstreamHead { head, requested: Some(requested.clone()) },
             &"/v2/a/blobs/x".parse().unwrap(),
             "default",
-        )
-        .unwrap();
+        );
         assert!(response.extensions().get::<Injector>().is_none());
         assert_eq!(response.headers()[oci::CONTENT_DIGEST_HEADER], requested.to_string().as_str());
         assert_eq!(response.headers()[http::header::CONTENT_TYPE], oci::media::OCTET_STREAM);

@@ -146,14 +146,14 @@ async fn decide(
             let decision = control.cache.manifest(&resolved, &reference, head).await?;
             let decision =
                 refetch_if_asked(control, &caller, &resolved, ObjectKind::Manifest, decision).await?;
-            render::decision(decision, uri, resolved.group.path.as_str())
+            Ok(render::decision(decision, uri, resolved.group.path.as_str()))
         }
         Endpoint::Blob { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image).await?;
             let decision = control.cache.blob(&resolved, &digest, head).await?;
             let decision = refetch_if_asked(control, &caller, &resolved, ObjectKind::Blob, decision).await?;
-            render::decision(decision, uri, resolved.group.path.as_str())
+            Ok(render::decision(decision, uri, resolved.group.path.as_str()))
         }
         Endpoint::TagsList { image } => {
             let resolved = control.cache.resolve(&image, query)?;

@@ -10,33 +10,71 @@ use oci::GroupPath;
 
 use crate::config::Config;
 
-/// Opens the configuration's database, creating a SQLite file's directory when missing.
+/// Opens the server's database. A SQLite file that does not exist is not created: a command
+/// run from the wrong directory, or without the server's configuration, would otherwise make a
+/// new empty database, "succeed", and leave the server without the token. Only `serve` and
+/// `control` create a database.
 pub(crate) async fn connect(config: &Config) -> anyhow::Result<Metadata> {
-    if let Some(parent) = config
-        .database_url
-        .expose()
-        .strip_prefix("sqlite:")
-        .map(std::path::Path::new)
-        .and_then(|path| path.parent())
-        && !parent.as_os_str().is_empty()
+    if let Some(file) = sqlite_file(config.database_url.expose())
+        && !file.exists()
     {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        bail!(
+            "no database at {}; pass --config FILE (the server's configuration) or --data-dir DIR (its \
+             data directory): this command does not create one, `depproxy serve` and `depproxy control` do",
+            file.display()
+        );
     }
     Metadata::connect(&config.database_url)
         .await
         .with_context(|| format!("cannot open the metadata database {}", config.database_url))
 }
 
-/// Creates a token and returns what to print: the secret, shown this once.
+/// The file of a `sqlite:` database URL (none for an in-memory one).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// A token just created, with its secret (shown this once; no `Debug`, so it is never logged).
+#[derive(serde::Serialize)]
+pub struct CreatedToken {
+    pub name: String,
+    pub secret: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+    /// RFC 3339, or none: it never expires.
+    pub expires: Option<String>,
+}
+
+impl CreatedToken {
+    /// What to do with the secret: for stderr, next to the secret on stdout.
+    pub fn advice(&self) -> String {
+        format!(
+            "token {:?} created{}{}{}. Its secret (on stdout) is shown only this once: store it now.\n\
+             Use it as the password of `docker login`, `podman login`, `skopeo login` (any username), \
+             e.g. `podman login HOST -u {} --password-stdin < FILE`.",
+            self.name,
+            if self.groups.is_empty() {
+                String::new()
+            } else {
+                format!(" for group(s) {}", self.groups.join(", "))
+            },
+            if self.admin { ", admin" } else { "" },
+            self.expires.as_ref().map(|at| format!(", expires {at}")).unwrap_or_default(),
+            self.name,
+        )
+    }
+}
+
+/// Creates a token; its secret is in the answer, and nowhere else.
 pub async fn create(
     config: &Config,
     name: &str,
     groups: &[String],
     admin: bool,
     expires: Option<Duration>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<CreatedToken> {
     let name_ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
@@ -62,17 +100,14 @@ pub async fn create(
         clock.now_ms().saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX))
     });
     let created = access::create_token(&metadata, &clock, name, paths, admin, expires_at).await?;
-    let record = &created.record;
-    let groups: Vec<&str> = record.groups.iter().map(GroupPath::as_str).collect();
-    Ok(format!(
-        "{}\n\ntoken {:?} created{}{}{}. The secret above is shown only this once: store it now.\n\
-         Use it as the password of `docker login`, `podman login`, `skopeo login` (any username).",
-        created.secret,
-        record.name,
-        if groups.is_empty() { String::new() } else { format!(" for group(s) {}", groups.join(", ")) },
-        if record.admin { ", admin" } else { "" },
-        record.expires_at.map(|at| format!(", expires {}", timestamp(at))).unwrap_or_default(),
-    ))
+    let record = created.record;
+    Ok(CreatedToken {
+        name: record.name,
+        secret: created.secret,
+        groups: record.groups.iter().map(|group| group.as_str().to_owned()).collect(),
+        admin: record.admin,
+        expires: record.expires_at.map(timestamp),
+    })
 }
 
 /// Every token, revoked and expired ones too, as a table.

@@ -35,8 +35,8 @@ pub enum Command {
     Control {
         #[command(flatten)]
         common: ControlArgs,
-        /// File holding the 32-byte secret shared with the gateways (base64 or hex; `depproxy
-        /// gen-secret FILE` writes one).
+        /// File holding the 32-byte secret shared with the gateways (base64 or hex;
+        /// `depproxy gen-secret FILE` writes one).
         #[arg(long, env = "DEPPROXY_SECRET_FILE", value_name = "FILE")]
         secret_file: PathBuf,
         /// Serve the control listener over TLS with this certificate chain (PEM, leaf first);
@@ -300,8 +300,8 @@ pub enum CacheCommand {
         /// Base URL of the proxy [default: http://<listen>].
         #[arg(long, value_name = "URL")]
         proxy: Option<String>,
-        /// The address the proxy listens on, as `depproxy serve` was given it [default: `listen`
-        /// of the configuration, else 127.0.0.1:5000].
+        /// The address the proxy listens on, as serve (or the gateway) was given it [default:
+        /// `listen` of the configuration, else 127.0.0.1:5000].
         #[arg(long, env = "DEPPROXY_LISTEN", value_name = "ADDR")]
         listen: Option<SocketAddr>,
         /// Configuration file, read for its `listen` only [default: /etc/depproxy/depproxy.toml

@@ -20,7 +20,7 @@ pub(crate) async fn connect(config: &Config) -> anyhow::Result<Metadata> {
     {
         bail!(
             "no database at {}; pass --config FILE (the server's configuration) or --data-dir DIR (its \
-             data directory): this command does not create one, `depproxy serve` and `depproxy control` do",
+             data directory): this command does not create one, the server does when it starts",
             file.display()
         );
     }
@@ -52,8 +52,8 @@ impl CreatedToken {
     pub fn advice(&self) -> String {
         format!(
             "token {:?} created{}{}{}. Its secret (on stdout) is shown only this once: store it now.\n\
-             Use it as the password of `docker login`, `podman login`, `skopeo login` (any username), \
-             e.g. `podman login HOST -u {} --password-stdin < FILE`.",
+             Use it as the password of docker, podman or skopeo login (any username; --password-stdin \
+             reads it from a file or a pipe).",
             self.name,
             if self.groups.is_empty() {
                 String::new()
@@ -62,7 +62,6 @@ impl CreatedToken {
             },
             if self.admin { ", admin" } else { "" },
             self.expires.as_ref().map(|at| format!(", expires {at}")).unwrap_or_default(),
-            self.name,
         )
     }
 }

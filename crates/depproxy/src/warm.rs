@@ -686,7 +686,7 @@ impl Client {
             Ok(_) => Ok(()),
             Err(error) => anyhow::bail!(
                 "cannot reach the proxy at {} (from {}): {}; is it running? --proxy URL, or --listen \
-                 ADDR as `depproxy serve` was given, names another",
+                 ADDR as serve was given, names another",
                 self.base,
                 self.proxy_origin,
                 error_chain(&error)

@@ -94,24 +94,29 @@ pub enum Command {
 /// `serve`: both roles, so every flag of both.
 #[derive(Args, Clone)]
 pub struct ServeArgs {
-    /// Address of the registry API (the public listener) [default: 127.0.0.1:5000].
+    /// Address of the registry API (the public listener); overrides `listen` [default:
+    /// `127.0.0.1:5000`].
     #[arg(long, env = "DEPPROXY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Directory of the SQLite database, the cached objects and the registry-token signing key
-    /// [default: ./depproxy-data].
+    /// Directory of the SQLite database, the cached objects and the registry-token signing key;
+    /// overrides `data_dir` [default: `./depproxy-data`].
     #[arg(long, env = "DEPPROXY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Upstream registry URL (http:// or https://); replaces the upstream of the `default` group
-    /// [default: https://registry-1.docker.io].
+    /// Upstream registry URL (`http://` or `https://`): replaces the URL of the upstream the
+    /// `default` group uses; with no upstream configured, that upstream is named after the URL's
+    /// host [default: `https://registry-1.docker.io`, named `dockerhub`].
     #[arg(long, env = "DEPPROXY_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
     /// TOML configuration file; the flags above override its keys.
     #[arg(long, env = "DEPPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address of the admin API and status page [default: 127.0.0.1:5080].
+    /// Address of the admin API and status page; overrides `admin_listen` [default:
+    /// `127.0.0.1:5080`, skipped with a warning when taken].
     #[arg(long, env = "DEPPROXY_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
-    /// Serve Prometheus metrics at this address instead of at /metrics of the public listener.
+    /// Serve Prometheus metrics at this address, and no longer at /metrics of the public
+    /// listener (metrics name upstream hosts and groups: keep them off a listener every client
+    /// reaches).
     #[arg(long, env = "DEPPROXY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -130,21 +135,24 @@ impl ServeArgs {
 /// `control`: decides, keeps the database, deletes what the lifecycle evicts.
 #[derive(Args, Clone)]
 pub struct ControlArgs {
-    /// Address the control plane answers gateways on [default: 127.0.0.1:5000].
+    /// Address the control plane answers gateways on; overrides `listen` [default:
+    /// `127.0.0.1:5000`].
     #[arg(long, env = "DEPPROXY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Directory of the SQLite database (unless `database_url` names another) and of the objects
-    /// on disk storage, which the sweeper deletes from [default: ./depproxy-data].
+    /// on disk storage, which the sweeper deletes from; overrides `data_dir` [default:
+    /// `./depproxy-data`].
     #[arg(long, env = "DEPPROXY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Upstream registry URL (http:// or https://); replaces the upstream of the `default` group
-    /// [default: https://registry-1.docker.io]. Give the gateways the same.
+    /// Upstream registry URL (`http://` or `https://`), as for `serve`; give the gateways the
+    /// same [default: `https://registry-1.docker.io`, named `dockerhub`].
     #[arg(long, env = "DEPPROXY_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
     /// TOML configuration file; the flags above override its keys.
     #[arg(long, env = "DEPPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address of the admin API and status page [default: 127.0.0.1:5080].
+    /// Address of the admin API and status page; overrides `admin_listen` [default:
+    /// `127.0.0.1:5080`, skipped with a warning when taken].
     #[arg(long, env = "DEPPROXY_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
     /// Serve Prometheus metrics at this address (the only place the control plane serves them:
@@ -167,20 +175,25 @@ impl ControlArgs {
 /// `gateway`: moves bytes; no database, no admin API.
 #[derive(Args, Clone)]
 pub struct GatewayArgs {
-    /// Address of the registry API (the public listener) [default: 127.0.0.1:5000].
+    /// Address of the registry API (the public listener); overrides `listen` [default:
+    /// `127.0.0.1:5000`].
     #[arg(long, env = "DEPPROXY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Directory of the cached objects on disk storage and of fill spools [default: ./depproxy-data].
+    /// Directory of the cached objects on disk storage and of fill spools (a gateway has no
+    /// database); overrides `data_dir` [default: `./depproxy-data`].
     #[arg(long, env = "DEPPROXY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The --upstream the control plane was given: a gateway fetches through its own client for
-    /// each upstream (by name, with its CA and redirect rules), so both need the same upstreams.
+    /// each upstream (by name, with its CA and redirect rules), so both need the same upstreams
+    /// [default: `https://registry-1.docker.io`, named `dockerhub`].
     #[arg(long, env = "DEPPROXY_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
     /// TOML configuration file (the same as the control plane's); the flags above override its keys.
     #[arg(long, env = "DEPPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Serve Prometheus metrics at this address instead of at /metrics of the public listener.
+    /// Serve Prometheus metrics at this address, and no longer at /metrics of the public
+    /// listener (metrics name upstream hosts and groups: keep them off a listener every client
+    /// reaches).
     #[arg(long, env = "DEPPROXY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -212,7 +225,7 @@ fn resolve(
 
 #[derive(Args)]
 pub struct AdminTarget {
-    /// The admin API's base URL.
+    /// The admin API's base URL (`admin_listen` of the server).
     #[arg(
         long,
         env = "DEPPROXY_ADMIN_URL",
@@ -294,17 +307,18 @@ pub enum CacheCommand {
         /// The group to warm (`default` is the mirror group).
         #[arg(long, value_name = "PATH")]
         group: String,
-        /// IMAGE[:TAG|@DIGEST] (tag `latest` when neither is given).
+        /// The images to warm, as pulled (tag `latest` when neither a tag nor a digest is given).
         #[arg(required = true, value_name = "IMAGE[:TAG|@DIGEST]")]
         images: Vec<String>,
-        /// Base URL of the proxy [default: http://<listen>].
+        /// Base URL of the proxy's public listener [default: `http://` and the address of
+        /// --listen].
         #[arg(long, value_name = "URL")]
         proxy: Option<String>,
-        /// The address the proxy listens on, as serve (or the gateway) was given it [default:
-        /// `listen` of the configuration, else 127.0.0.1:5000].
+        /// The address the proxy listens on, as serve (or the gateway) was given it; `0.0.0.0` is
+        /// reached at `127.0.0.1` [default: `listen` of the configuration, else `127.0.0.1:5000`].
         #[arg(long, env = "DEPPROXY_LISTEN", value_name = "ADDR")]
         listen: Option<SocketAddr>,
-        /// Configuration file, read for its `listen` only [default: /etc/depproxy/depproxy.toml
+        /// Configuration file, read for its `listen` only [default: `/etc/depproxy/depproxy.toml`
         /// when it exists].
         #[arg(long, env = "DEPPROXY_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
@@ -330,7 +344,7 @@ pub enum TokenCommand {
         /// May use the admin API (pulls nothing unless given groups too).
         #[arg(long)]
         admin: bool,
-        /// Lifetime, e.g. 90d or 12h [default: never expires].
+        /// Lifetime, e.g. 90d or 12h [default: it never expires].
         #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration, value_name = "DURATION")]
         expires: Option<std::time::Duration>,
         /// Print only the secret: nothing on stderr.
@@ -361,11 +375,11 @@ pub enum TokenCommand {
 #[derive(Args, Clone)]
 pub struct TokenStoreArgs {
     /// The server's configuration file (its database_url, data_dir and groups) [default:
-    /// /etc/depproxy/depproxy.toml when it exists].
+    /// `/etc/depproxy/depproxy.toml` when it exists and --data-dir is not given].
     #[arg(long, env = "DEPPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The server's data directory, holding its SQLite database depproxy.db; overrides the
-    /// configuration's `data_dir`.
+    /// The server's data directory, holding its SQLite database depproxy.db (never created here);
+    /// overrides the configuration's `data_dir`.
     #[arg(long, env = "DEPPROXY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -380,11 +394,11 @@ impl TokenStoreArgs {
 #[derive(Args, Clone)]
 pub struct CacheStoreArgs {
     /// The server's configuration file (its database_url, data_dir, storage and groups)
-    /// [default: /etc/depproxy/depproxy.toml when it exists].
+    /// [default: `/etc/depproxy/depproxy.toml` when it exists and --data-dir is not given].
     #[arg(long, env = "DEPPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The server's data directory, holding its SQLite database depproxy.db and the objects on
-    /// disk; overrides the configuration's `data_dir`.
+    /// The server's data directory, holding its SQLite database depproxy.db (never created here)
+    /// and the objects on disk; overrides the configuration's `data_dir`.
     #[arg(long, env = "DEPPROXY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }

@@ -242,7 +242,9 @@ fn a_closed_pipe_ends_every_command_quietly() {
             .args(["token", "create", "--name", "ops", "--admin", "--config"])
             .arg(&serve.config),
     ))
-    .trim()
+    .lines()
+    .next()
+    .unwrap()
     .to_owned();
     let admin_url = format!("http://127.0.0.1:{}", serve.admin_port);
     let config = serve.config.to_str().unwrap();

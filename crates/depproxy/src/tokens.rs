@@ -15,8 +15,10 @@ use crate::config::Config;
 /// new empty database, "succeed", and leave the server without the token. Only `serve` and
 /// `control` create a database.
 pub(crate) async fn connect(config: &Config) -> anyhow::Result<Metadata> {
+    // Only a file known to be missing: one we may not look at (the service's directory, run as
+    // another user) is for the driver to report.
     if let Some(file) = sqlite_file(config.database_url.expose())
-        && !file.exists()
+        && matches!(file.try_exists(), Ok(false))
     {
         bail!(
             "no database at {}; pass --config FILE (the server's configuration) or --data-dir DIR (its \
@@ -144,4 +146,23 @@ pub async fn revoke(config: &Config, name: &str) -> anyhow::Result<String> {
 
 fn timestamp(unix_ms: i64) -> String {
     access::format_rfc3339(u64::try_from(unix_ms / 1000).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_of_a_sqlite_url() {
+        assert_eq!(
+            sqlite_file("sqlite:./depproxy-data/depproxy.db"),
+            Some("./depproxy-data/depproxy.db".into())
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/depproxy/depproxy.db?mode=rwc"),
+            Some("/var/lib/depproxy/depproxy.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://depproxy@db.internal/depproxy"), None);
+    }
 }

@@ -450,39 +450,60 @@ impl Config {
         );
         let mut upstream_entries = file.upstream;
         let mut groups = file.group;
-        if upstream_entries.is_empty() && groups.is_empty() {
-            upstream_entries.push(UpstreamEntry {
-                name: defaults::UPSTREAM_NAME.into(),
-                url: defaults::DOCKER_HUB_URL.into(),
-                ..UpstreamEntry::default()
-            });
-            groups.push(GroupEntry {
-                path: cache::DEFAULT_GROUP.into(),
-                upstream: defaults::UPSTREAM_NAME.into(),
-                ..GroupEntry::default()
-            });
-        }
+        let zero_config = upstream_entries.is_empty() && groups.is_empty();
         if let Some(url) = &overrides.upstream {
-            // `--upstream` replaces the upstream the `default` group uses.
-            let default_group = groups.iter().find(|group| group.path == cache::DEFAULT_GROUP).cloned();
-            match default_group {
+            check_upstream_flag(url)?;
+        }
+        match &overrides.upstream {
+            // `--upstream` with no upstream configured: it is the default group's upstream, named
+            // after its host (what `admin status` shows), not after Docker Hub.
+            Some(url) if zero_config => {
+                let name = flag_upstream_name(url, &upstream_entries);
+                upstream_entries.push(UpstreamEntry {
+                    name: name.clone(),
+                    url: url.clone(),
+                    ..UpstreamEntry::default()
+                });
+                groups.push(GroupEntry {
+                    path: cache::DEFAULT_GROUP.into(),
+                    upstream: name,
+                    ..GroupEntry::default()
+                });
+            }
+            // `--upstream` replaces the URL of the upstream the `default` group uses, keeping the
+            // name the file gave it; without a `default` group it adds both.
+            Some(url) => match groups.iter().find(|group| group.path == cache::DEFAULT_GROUP).cloned() {
                 Some(group) => match upstream_entries.iter_mut().find(|entry| entry.name == group.upstream) {
                     Some(entry) => entry.url = url.clone(),
                     None => bail!("group default names unknown upstream {:?}", group.upstream),
                 },
                 None => {
+                    let name = flag_upstream_name(url, &upstream_entries);
                     upstream_entries.push(UpstreamEntry {
-                        name: defaults::FLAG_UPSTREAM_NAME.into(),
+                        name: name.clone(),
                         url: url.clone(),
                         ..UpstreamEntry::default()
                     });
                     groups.push(GroupEntry {
                         path: cache::DEFAULT_GROUP.into(),
-                        upstream: defaults::FLAG_UPSTREAM_NAME.into(),
+                        upstream: name,
                         ..GroupEntry::default()
                     });
                 }
+            },
+            None if zero_config => {
+                upstream_entries.push(UpstreamEntry {
+                    name: defaults::UPSTREAM_NAME.into(),
+                    url: defaults::DOCKER_HUB_URL.into(),
+                    ..UpstreamEntry::default()
+                });
+                groups.push(GroupEntry {
+                    path: cache::DEFAULT_GROUP.into(),
+                    upstream: defaults::UPSTREAM_NAME.into(),
+                    ..GroupEntry::default()
+                });
             }
+            None => {}
         }
         let mut upstreams = Vec::new();
         for entry in upstream_entries {
@@ -581,6 +602,38 @@ impl Config {
             admin_listen: file.admin_listen,
         })
     }
+}
+
+/// `--upstream` is a URL with its scheme: `registry.example.com` alone would otherwise fail as
+/// "relative URL without a base".
+fn check_upstream_flag(url: &str) -> anyhow::Result<()> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(());
+    }
+    // The value is echoed only when it cannot hold a password (user:password@host).
+    if url.contains('@') {
+        bail!("--upstream needs a URL starting with http:// or https://");
+    }
+    bail!(
+        "--upstream {url:?} needs a URL starting with http:// or https://, e.g. https://{url} (or http://{url} \
+         for a registry without TLS)"
+    )
+}
+
+/// The name of an upstream made by `--upstream`: its host (`registry.example.com`, `127.0.0.1`),
+/// or [`defaults::FLAG_UPSTREAM_NAME`] when the host is not a valid name or already taken.
+fn flag_upstream_name(url: &str, taken: &[UpstreamEntry]) -> String {
+    let host = url::Url::parse(url).ok().and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+    host.filter(|host| valid_upstream_name(host) && !taken.iter().any(|entry| &entry.name == host))
+        .unwrap_or_else(|| defaults::FLAG_UPSTREAM_NAME.to_owned())
+}
+
+fn valid_upstream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A node is its host and its data directory: stable across restarts (even on another port), and
@@ -759,12 +812,7 @@ fn resolve_lifecycle_settings(
 }
 
 fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
-    let name_ok = !entry.name.is_empty()
-        && entry
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
-    if !name_ok {
+    if !valid_upstream_name(&entry.name) {
         bail!("upstream name {:?} must be lowercase letters, digits, '-', '_' or '.'", entry.name);
     }
     if entry.path_prefix && oci::RepositoryName::parse(&entry.name).is_err() {
@@ -845,6 +893,43 @@ mod tests {
         let config = Config::resolve(FileConfig::default(), &overrides).unwrap();
         assert_eq!(config.upstreams.len(), 1);
         assert_eq!(config.upstreams[0].url.as_str(), "http://127.0.0.1:5001/");
+    }
+
+    #[test]
+    fn the_upstream_of_the_upstream_flag_is_named_after_its_host() {
+        let flag = |url: &str| Overrides { upstream: Some(url.into()), ..Overrides::default() };
+        let config = Config::resolve(FileConfig::default(), &flag("http://127.0.0.1:5001")).unwrap();
+        assert_eq!(config.upstreams[0].name, "127.0.0.1", "not dockerhub: it is not Docker Hub");
+        assert_eq!(config.groups[0].upstream, "127.0.0.1");
+        let config = Config::resolve(FileConfig::default(), &flag("https://Registry.Example.com")).unwrap();
+        assert_eq!(config.upstreams[0].name, "registry.example.com");
+        let config = Config::resolve(FileConfig::default(), &flag("http://[::1]:5001")).unwrap();
+        assert_eq!(config.upstreams[0].name, defaults::FLAG_UPSTREAM_NAME);
+        // A file's default group keeps the name the file gave its upstream.
+        let file: FileConfig = toml::from_str(
+            "[[upstream]]\nname = \"hub\"\nurl = \"https://registry-1.docker.io\"\n[[group]]\npath = \"default\"\nupstream = \"hub\"",
+        )
+        .unwrap();
+        let config = Config::resolve(file, &flag("http://127.0.0.1:5001")).unwrap();
+        assert_eq!(
+            (config.upstreams[0].name.as_str(), config.upstreams[0].url.as_str()),
+            ("hub", "http://127.0.0.1:5001/")
+        );
+    }
+
+    #[test]
+    fn an_upstream_flag_without_a_scheme_says_which_scheme_it_needs() {
+        for value in ["registry.example.com", "127.0.0.1:5001", "localhost:5001"] {
+            let overrides = Overrides { upstream: Some(value.into()), ..Overrides::default() };
+            let error = format!("{:#}", Config::resolve(FileConfig::default(), &overrides).unwrap_err());
+            assert!(error.contains("http:// or https://"), "{value}: {error}");
+            assert!(error.contains(&format!("https://{value}")), "{value}: {error}");
+            assert!(!error.contains("relative URL"), "{value}: {error}");
+        }
+        let overrides =
+            Overrides { upstream: Some("me:s3cret@registry.example.com".into()), ..Overrides::default() };
+        let error = format!("{:#}", Config::resolve(FileConfig::default(), &overrides).unwrap_err());
+        assert!(error.contains("http:// or https://") && !error.contains("s3cret"), "{error}");
     }
 
     #[test]

@@ -11,12 +11,13 @@ pub const ADMIN_LISTEN: &str = "127.0.0.1:5080";
 pub const DATA_DIR: &str = "./depproxy-data";
 /// The upstream of zero-config `serve`.
 pub const DOCKER_HUB_URL: &str = "https://registry-1.docker.io";
-/// Its name.
+/// Its name (`--upstream` names the upstream it replaces it with after that upstream's host).
 pub const UPSTREAM_NAME: &str = "dockerhub";
 /// How often a gateway in split mode reports its live fills to the control plane.
 pub const FILL_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-/// The name `--upstream` gives an upstream it adds for the `default` group.
-pub const FLAG_UPSTREAM_NAME: &str = "default-upstream";
+/// The name `--upstream` gives the upstream it adds for the `default` group when its host is not
+/// a valid upstream name (an IPv6 address) or is taken; otherwise the upstream is named after its host.
+pub const FLAG_UPSTREAM_NAME: &str = "upstream";
 
 /// `[limits]`
 pub const MAX_BLOB_SIZE: u64 = 10 << 30;

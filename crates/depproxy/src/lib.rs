@@ -4,8 +4,10 @@
 pub mod admin_cli;
 pub mod app;
 pub mod cache_cli;
+pub mod cli;
 pub mod config;
 pub mod defaults;
+pub mod output;
 pub mod server;
 pub mod tokens;
 pub mod warm;

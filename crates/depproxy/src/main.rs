@@ -1,282 +1,16 @@
 //! The `depproxy` binary: `serve` (both roles, zero config), `control` and `gateway` (split mode),
-//! `check-config`, `gen-secret` and `token` (access tokens).
+//! `check-config`, `gen-secret`, `token`, `cache` and `admin`; the flags are in `cli.rs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser as _;
 use depproxy::app;
-use depproxy::config::{self, Config, FileConfig, Overrides};
+use depproxy::cli::{AdminCommand, CacheCommand, Cli, Command, LogFormat, TokenCommand};
+use depproxy::config::{self, Config, Overrides};
+use depproxy::output;
 use injector::Secret;
-
-#[derive(Parser)]
-#[command(name = "depproxy", version, about = "A pull-through cache for container registries")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-    /// Log format on stderr: `text` for people, `json` (one object per line) for log pipelines.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DEPPROXY_LOG_FORMAT")]
-    log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run gateway and control plane in one process (SQLite + local disk by default).
-    Serve(CommonArgs),
-    /// Run the control plane alone (split mode).
-    Control {
-        #[command(flatten)]
-        common: CommonArgs,
-        /// File holding the 32-byte secret shared with the gateways (base64 or hex).
-        #[arg(long, env = "DEPPROXY_SECRET_FILE")]
-        secret_file: PathBuf,
-        /// Serve the control listener over TLS with this certificate chain (PEM, leaf first);
-        /// gateways then use an https:// --control-url (and --control-ca for a private CA).
-        #[arg(long, env = "DEPPROXY_TLS_CERT", requires = "tls_key", value_name = "PEM")]
-        tls_cert: Option<PathBuf>,
-        /// The private key of --tls-cert (PEM).
-        #[arg(long, env = "DEPPROXY_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
-        tls_key: Option<PathBuf>,
-    },
-    /// Run a gateway alone (split mode), deciding through the control plane at --control-url.
-    Gateway {
-        #[command(flatten)]
-        common: CommonArgs,
-        /// Base URL of the control plane, e.g. http://127.0.0.1:5100 (https://… when it serves TLS).
-        #[arg(long, env = "DEPPROXY_CONTROL_URL")]
-        control_url: String,
-        /// Trust only this CA (PEM) for the control plane's certificate; needs an https:// --control-url.
-        #[arg(long, env = "DEPPROXY_CONTROL_CA", value_name = "PEM")]
-        control_ca: Option<PathBuf>,
-        /// File holding the 32-byte secret shared with the control plane (base64 or hex).
-        #[arg(long, env = "DEPPROXY_SECRET_FILE")]
-        secret_file: PathBuf,
-    },
-    /// Validate a configuration file without starting anything.
-    CheckConfig {
-        /// The TOML file to check.
-        file: PathBuf,
-    },
-    /// Write a new random 32-byte secret (the internal secret of split mode, or the
-    /// registry-token signing key of `[auth] signing_key_file`).
-    GenSecret {
-        /// Where to write it (created with mode 0600).
-        file: PathBuf,
-    },
-    /// Manage access tokens (with the server running or not).
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// The cache's contents: purge, statistics, warming (with the server running or not).
-    Cache {
-        #[command(subcommand)]
-        command: CacheCommand,
-    },
-    /// A running proxy through its admin API: groups, upstreams, live fills, errors, purges.
-    Admin {
-        #[command(flatten)]
-        target: AdminTarget,
-        #[command(subcommand)]
-        command: AdminCommand,
-    },
-}
-
-#[derive(Args)]
-struct AdminTarget {
-    /// The admin API's base URL.
-    #[arg(long, env = "DEPPROXY_ADMIN_URL", default_value = "http://127.0.0.1:5080", global = true)]
-    admin_url: String,
-    /// An admin access token (`depproxy token create --admin`).
-    #[arg(long, env = "DEPPROXY_ADMIN_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
-    /// The API's JSON instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
-}
-
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Groups (size, quota, hit ratio, bytes saved) and upstreams (reachable, rate-limit budget).
-    Status,
-    /// Groups: policy, size vs quota, objects, traffic.
-    Groups,
-    /// Upstreams: reachable, latency, rate-limit budget, last error.
-    Upstreams,
-    /// Live fills on every node, with their progress.
-    Fills,
-    /// Recent errors and denials, newest first.
-    Events {
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
-    /// Purge a group's cache (or one image of it), following the job with a progress bar.
-    Purge {
-        #[arg(long, value_name = "PATH")]
-        group: String,
-        #[arg(long, value_name = "NAME")]
-        image: Option<String>,
-        /// e.g. 30d.
-        #[arg(long)]
-        older_than: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum CacheCommand {
-    /// Remove a group's cached objects and tags (pinned ones too); the next pull fetches them again.
-    Purge {
-        /// The group, e.g. `default` or `acme/platform`.
-        #[arg(long, value_name = "PATH")]
-        group: String,
-        /// Only this image (as the upstream names it, e.g. library/alpine) and the blobs no other
-        /// image of the group uses.
-        #[arg(long, value_name = "NAME")]
-        image: Option<String>,
-        /// Only what was not read for this long, e.g. 30d.
-        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
-        older_than: Option<std::time::Duration>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Per group: size, quota, pinned bytes, objects, manifests, tags, traffic over 24 h; the
-    /// store's size.
-    Stats {
-        /// Only this group.
-        #[arg(long, value_name = "PATH")]
-        group: Option<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Pull every platform of images into the cache ahead of time, through the running proxy.
-    Warm {
-        /// The group to warm (`default` is the mirror group).
-        #[arg(long, value_name = "PATH")]
-        group: String,
-        /// IMAGE[:TAG|@DIGEST] (tag `latest` when neither is given).
-        #[arg(required = true, value_name = "IMAGE[:TAG|@DIGEST]")]
-        images: Vec<String>,
-        /// Base URL of the proxy [default: http://<listen> of the configuration].
-        #[arg(long, value_name = "URL")]
-        proxy: Option<String>,
-        /// Access token, for a group with access = "token".
-        #[arg(long, env = "DEPPROXY_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Objects fetched at once.
-        #[arg(long, default_value_t = depproxy::warm::DEFAULT_CONCURRENCY)]
-        concurrency: usize,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Create a token and print its secret (once).
-    Create {
-        /// A name to list and revoke it by (unique among active tokens).
-        #[arg(long)]
-        name: String,
-        /// A group it may pull from (repeat for several).
-        #[arg(long = "group", value_name = "PATH")]
-        groups: Vec<String>,
-        /// May use the admin API (pulls nothing unless given groups too).
-        #[arg(long)]
-        admin: bool,
-        /// Lifetime, e.g. 90d or 12h [default: never expires].
-        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
-        expires: Option<std::time::Duration>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// List tokens: name, groups, created, expires, last used, status.
-    List {
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Revoke a token: every control plane refuses it, and the registry tokens issued for it,
-    /// within [auth] token_check_interval.
-    Revoke {
-        name: String,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-}
-
-/// Where the tokens are: the configuration's database.
-#[derive(Args, Clone)]
-struct StoreArgs {
-    /// TOML configuration file (its database_url and groups).
-    #[arg(long, env = "DEPPROXY_CONFIG")]
-    config: Option<PathBuf>,
-    /// Directory of the default SQLite database [default: ./depproxy-data].
-    #[arg(long, env = "DEPPROXY_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-}
-
-impl StoreArgs {
-    fn resolve(&self) -> anyhow::Result<Config> {
-        CommonArgs {
-            listen: None,
-            data_dir: self.data_dir.clone(),
-            upstream: None,
-            config: self.config.clone(),
-            admin_listen: None,
-            metrics_listen: None,
-        }
-        .resolve()
-    }
-}
-
-#[derive(Args, Clone)]
-struct CommonArgs {
-    /// Address to listen on [default: 127.0.0.1:5000].
-    #[arg(long, env = "DEPPROXY_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Directory for the SQLite database and cached objects [default: ./depproxy-data].
-    #[arg(long, env = "DEPPROXY_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Upstream registry URL; replaces the upstream of the `default` group (Docker Hub by default).
-    #[arg(long, env = "DEPPROXY_UPSTREAM")]
-    upstream: Option<String>,
-    /// TOML configuration file.
-    #[arg(long, env = "DEPPROXY_CONFIG")]
-    config: Option<PathBuf>,
-    /// Address of the admin API (`serve`, `control`) [default: 127.0.0.1:5080].
-    #[arg(long, env = "DEPPROXY_ADMIN_LISTEN")]
-    admin_listen: Option<SocketAddr>,
-    /// Serve Prometheus metrics at this address instead of at /metrics of the public listener
-    /// (`serve`, `gateway`); the control plane's metrics are only served here.
-    #[arg(long, env = "DEPPROXY_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
-}
-
-impl CommonArgs {
-    fn resolve(&self) -> anyhow::Result<Config> {
-        let file = match &self.config {
-            Some(path) => config::read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let overrides = Overrides {
-            listen: self.listen,
-            data_dir: self.data_dir.clone(),
-            upstream: self.upstream.clone(),
-        };
-        let mut config = Config::resolve(file, &overrides)?;
-        config.admin_listen = self.admin_listen.or(config.admin_listen);
-        Ok(config)
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -376,27 +110,36 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
             // The database URL prints with its password masked.
-            println!(
+            output::stdout(&format!(
                 "{}: ok ({} upstream(s), {} group(s), database {})",
                 file.display(),
                 config.upstreams.len(),
                 config.groups.len(),
                 config.database_url
-            );
-            Ok(())
+            ))
         }
         Command::Token { command } => {
             let output = match command {
-                TokenCommand::Create { name, groups, admin, expires, store } => {
-                    depproxy::tokens::create(&store.resolve()?, &name, &groups, admin, expires).await?
+                TokenCommand::Create { name, groups, admin, expires, quiet, json, store } => {
+                    let created =
+                        depproxy::tokens::create(&store.resolve()?, &name, &groups, admin, expires).await?;
+                    // Only the secret on stdout: `… > token`, `TOKEN=$(…)` and `--password-stdin`
+                    // must get the secret alone.
+                    if json {
+                        serde_json::to_string_pretty(&created)?
+                    } else {
+                        if !quiet {
+                            output::stderr(&created.advice());
+                        }
+                        created.secret
+                    }
                 }
                 TokenCommand::List { store } => depproxy::tokens::list(&store.resolve()?).await?,
                 TokenCommand::Revoke { name, store } => {
                     depproxy::tokens::revoke(&store.resolve()?, &name).await?
                 }
             };
-            println!("{output}");
-            Ok(())
+            output::stdout(&output)
         }
         Command::Admin { target, command } => {
             use depproxy::admin_cli;
@@ -445,8 +188,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     }
                 }
             };
-            println!("{output}");
-            Ok(())
+            output::stdout(&output)
         }
         Command::Cache { command } => {
             let output = match command {
@@ -457,19 +199,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 CacheCommand::Stats { group, json, store } => {
                     depproxy::cache_cli::stats(&store.resolve()?, group.as_deref(), json).await?
                 }
-                CacheCommand::Warm { group, images, proxy, token, concurrency, store } => {
-                    // The configuration is read only to find the proxy: a CI client may not have
-                    // the server's secrets.
-                    let proxy = match proxy {
-                        Some(url) => url,
-                        None => depproxy::warm::default_proxy_url(store.resolve()?.listen),
+                CacheCommand::Warm { group, images, proxy, listen, config, token, concurrency } => {
+                    let (proxy, proxy_origin) = match proxy {
+                        Some(url) => (url, "--proxy".to_owned()),
+                        None => {
+                            let (listen, origin) = depproxy::cli::warm_listen(listen, config.as_deref())?;
+                            (depproxy::warm::default_proxy_url(listen), origin)
+                        }
                     };
-                    let options = depproxy::warm::WarmOptions { proxy, group, images, token, concurrency };
+                    let options = depproxy::warm::WarmOptions {
+                        proxy,
+                        group,
+                        images,
+                        token,
+                        concurrency,
+                        proxy_origin,
+                        config,
+                    };
                     depproxy::warm::warm(&options).await?.to_string()
                 }
             };
-            println!("{output}");
-            Ok(())
+            output::stdout(&output)
         }
         Command::GenSecret { file } => {
             app::write_new_secret(&file).with_context(|| format!("cannot create {}", file.display()))

@@ -10,33 +10,72 @@ use oci::GroupPath;
 
 use crate::config::Config;
 
-/// Opens the configuration's database, creating a SQLite file's directory when missing.
+/// Opens the server's database. A SQLite file that does not exist is not created: a command
+/// run from the wrong directory, or without the server's configuration, would otherwise make a
+/// new empty database, "succeed", and leave the server without the token. Only `serve` and
+/// `control` create a database.
 pub(crate) async fn connect(config: &Config) -> anyhow::Result<Metadata> {
-    if let Some(parent) = config
-        .database_url
-        .expose()
-        .strip_prefix("sqlite:")
-        .map(std::path::Path::new)
-        .and_then(|path| path.parent())
-        && !parent.as_os_str().is_empty()
+    // Only a file known to be missing: one we may not look at (the service's directory, run as
+    // another user) is for the driver to report.
+    if let Some(file) = sqlite_file(config.database_url.expose())
+        && matches!(file.try_exists(), Ok(false))
     {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        bail!(
+            "no database at {}; pass --config FILE (the server's configuration) or --data-dir DIR (its \
+             data directory): this command does not create one, the server does when it starts",
+            file.display()
+        );
     }
     Metadata::connect(&config.database_url)
         .await
         .with_context(|| format!("cannot open the metadata database {}", config.database_url))
 }
 
-/// Creates a token and returns what to print: the secret, shown this once.
+/// The file of a `sqlite:` database URL (none for an in-memory one).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// A token just created, with its secret (shown this once; no `Debug`, so it is never logged).
+#[derive(serde::Serialize)]
+pub struct CreatedToken {
+    pub name: String,
+    pub secret: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+    /// RFC 3339, or none: it never expires.
+    pub expires: Option<String>,
+}
+
+impl CreatedToken {
+    /// What to do with the secret: for stderr, next to the secret on stdout.
+    pub fn advice(&self) -> String {
+        format!(
+            "token {:?} created{}{}{}. Its secret (on stdout) is shown only this once: store it now.\n\
+             Use it as the password of docker, podman or skopeo login (any username; --password-stdin \
+             reads it from a file or a pipe).",
+            self.name,
+            if self.groups.is_empty() {
+                String::new()
+            } else {
+                format!(" for group(s) {}", self.groups.join(", "))
+            },
+            if self.admin { ", admin" } else { "" },
+            self.expires.as_ref().map(|at| format!(", expires {at}")).unwrap_or_default(),
+        )
+    }
+}
+
+/// Creates a token; its secret is in the answer, and nowhere else.
 pub async fn create(
     config: &Config,
     name: &str,
     groups: &[String],
     admin: bool,
     expires: Option<Duration>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<CreatedToken> {
     let name_ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
@@ -62,17 +101,14 @@ pub async fn create(
         clock.now_ms().saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX))
     });
     let created = access::create_token(&metadata, &clock, name, paths, admin, expires_at).await?;
-    let record = &created.record;
-    let groups: Vec<&str> = record.groups.iter().map(GroupPath::as_str).collect();
-    Ok(format!(
-        "{}\n\ntoken {:?} created{}{}{}. The secret above is shown only this once: store it now.\n\
-         Use it as the password of `docker login`, `podman login`, `skopeo login` (any username).",
-        created.secret,
-        record.name,
-        if groups.is_empty() { String::new() } else { format!(" for group(s) {}", groups.join(", ")) },
-        if record.admin { ", admin" } else { "" },
-        record.expires_at.map(|at| format!(", expires {}", timestamp(at))).unwrap_or_default(),
-    ))
+    let record = created.record;
+    Ok(CreatedToken {
+        name: record.name,
+        secret: created.secret,
+        groups: record.groups.iter().map(|group| group.as_str().to_owned()).collect(),
+        admin: record.admin,
+        expires: record.expires_at.map(timestamp),
+    })
 }
 
 /// Every token, revoked and expired ones too, as a table.
@@ -110,4 +146,23 @@ pub async fn revoke(config: &Config, name: &str) -> anyhow::Result<String> {
 
 fn timestamp(unix_ms: i64) -> String {
     access::format_rfc3339(u64::try_from(unix_ms / 1000).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_of_a_sqlite_url() {
+        assert_eq!(
+            sqlite_file("sqlite:./depproxy-data/depproxy.db"),
+            Some("./depproxy-data/depproxy.db".into())
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/depproxy/depproxy.db?mode=rwc"),
+            Some("/var/lib/depproxy/depproxy.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://depproxy@db.internal/depproxy"), None);
+    }
 }

@@ -47,6 +47,11 @@ pub struct WarmOptions {
     pub token: Option<String>,
     /// Objects fetched at once (at least 1).
     pub concurrency: usize,
+    /// Where `proxy` came from (`--proxy`, `--listen`, a configuration's `listen`, the default),
+    /// said when the proxy cannot be reached.
+    pub proxy_origin: String,
+    /// The configuration file given on the command line, for the `depproxy token create` hint.
+    pub config: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for WarmOptions {
@@ -57,6 +62,8 @@ impl fmt::Debug for WarmOptions {
             .field("images", &self.images)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("concurrency", &self.concurrency)
+            .field("proxy_origin", &self.proxy_origin)
+            .field("config", &self.config)
             .finish()
     }
 }
@@ -70,6 +77,19 @@ pub fn default_proxy_url(listen: SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}", SocketAddr::new(ip, listen.port()))
+}
+
+/// The command that makes a token for `group` (run where the server's database is).
+fn token_create_hint(group: &GroupPath, config: Option<&std::path::Path>) -> String {
+    let mut name = format!("warm-{}", group.as_str().replace('/', "-"));
+    if name.len() > 64 {
+        name = "warm".to_owned();
+    }
+    let mut hint = format!("depproxy token create --name {name} --group {group}");
+    if let Some(config) = config {
+        hint.push_str(&format!(" --config {}", config.display()));
+    }
+    hint
 }
 
 /// What one object's fetch ended with, when it did not succeed.
@@ -602,6 +622,8 @@ struct Client {
     group: GroupPath,
     token: Option<String>,
     accept: String,
+    proxy_origin: String,
+    config: Option<std::path::PathBuf>,
     /// Set on the first 401: a token the proxy does not take (or a missing one) fails every
     /// request, and each wrong guess counts against this address's failed-login limit, which
     /// other clients behind the same address share.
@@ -629,6 +651,8 @@ impl Client {
             group,
             token: options.token.clone().filter(|token| !token.is_empty()),
             accept: oci::media::manifest_accept_header(),
+            proxy_origin: options.proxy_origin.clone(),
+            config: options.config.clone(),
             refused: AtomicBool::new(false),
         })
     }
@@ -640,14 +664,16 @@ impl Client {
     fn refusal_message(&self) -> String {
         match &self.token {
             Some(_) => format!(
-                "the proxy at {} refused the access token for group {:?} (unknown, revoked or expired); \
+                "the proxy at {} refused the access token for group {} (unknown, revoked or expired); \
                  stopped without trying the remaining objects",
                 self.base, self.group
             ),
             None => format!(
-                "group {:?} on the proxy at {} needs an access token: pass --token or set DEPPROXY_TOKEN \
-                 (`depproxy token create --group {}`)",
-                self.group, self.base, self.group
+                "group {} on the proxy at {} needs an access token: pass --token or set DEPPROXY_TOKEN \
+                 (on the server: `{}`)",
+                self.group,
+                self.base,
+                token_create_hint(&self.group, self.config.as_deref())
             ),
         }
     }
@@ -659,8 +685,10 @@ impl Client {
         match self.http.get(&url).send().await {
             Ok(_) => Ok(()),
             Err(error) => anyhow::bail!(
-                "cannot reach the proxy at {} ({}); is it running? (--proxy URL names another)",
+                "cannot reach the proxy at {} (from {}): {}; is it running? --proxy URL, or --listen \
+                 ADDR as serve was given, names another",
                 self.base,
+                self.proxy_origin,
                 error_chain(&error)
             ),
         }
@@ -1001,6 +1029,8 @@ mod tests {
             images: vec!["alpine".into()],
             token: Some("dpp_secret".into()),
             concurrency: 4,
+            proxy_origin: "--proxy".into(),
+            config: None,
         };
         assert!(!format!("{options:?}").contains("dpp_secret"));
     }

@@ -170,15 +170,21 @@ enum Signing {
 
 /// A fake control plane that answers every request with `send-dependency` for `url` — what a
 /// man in the middle would send to make the gateway fetch a URL of its choosing.
-async fn fake_control_plane(secret: &Secret, url: String, digest: oci::Digest, signing: Signing) -> String {
+async fn fake_control_plane(
+    secret: &Secret,
+    upstream: String,
+    url: String,
+    digest: oci::Digest,
+    signing: Signing,
+) -> String {
     let verifier = RequestVerifier::new(secret);
     let signer = RequestSigner::new(secret);
     let injector = injector::Injector::SendDependency(injector::SendDependency {
         v: 1,
         kind: oci::ObjectKind::Blob,
         fill_key: "default/blob/ssrf".into(),
-        // The zero configuration's upstream, whose URL `--upstream` replaces (see `config_for`).
-        upstream: depproxy::defaults::UPSTREAM_NAME.into(),
+        // The upstream `--upstream` makes (see `config_for`), named after its host.
+        upstream,
         group: "default".into(),
         url,
         headers: vec![("Authorization".into(), "Bearer stolen".into())],
@@ -240,9 +246,11 @@ async fn a_gateway_acts_on_no_injector_its_control_plane_did_not_sign_for_the_re
     let secret = Secret::from_bytes([5; 32]);
     for signing in [Signing::Unsigned, Signing::ForAnotherRequest, Signing::Genuine] {
         upstream.clear_log();
-        let control_url = fake_control_plane(&secret, target_url.clone(), target.clone(), signing).await;
         let dir = tempfile::tempdir().unwrap();
         let config = config_for(&upstream.url(), &dir);
+        let name = config.upstreams[0].name.clone();
+        let control_url =
+            fake_control_plane(&secret, name, target_url.clone(), target.clone(), signing).await;
         let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
         let gateway = depproxy::app::gateway(&config, channel, &secret, depproxy::app::Runtime::default())
             .await

@@ -20,6 +20,8 @@ fn options(proxy: &TestProxy, group: &str, images: &[&str]) -> WarmOptions {
         images: images.iter().map(|image| (*image).to_owned()).collect(),
         token: None,
         concurrency: 4,
+        proxy_origin: "--proxy".into(),
+        config: None,
     }
 }
 
@@ -205,6 +207,8 @@ async fn an_unreachable_proxy_is_one_clear_error() {
         images: vec!["alpine".into()],
         token: None,
         concurrency: 4,
+        proxy_origin: "--proxy".into(),
+        config: None,
     };
     let error = warm(&options).await.unwrap_err();
     assert!(error.to_string().contains("cannot reach the proxy"), "{error:#}");
@@ -271,6 +275,8 @@ fn warms_a_real_registry_through_split_mode_processes() {
         images: vec!["lab/multi:v1".into(), "lab/tiny-docker:v1".into(), "lab/layers:v1".into()],
         token: None,
         concurrency: 4,
+        proxy_origin: "--proxy".into(),
+        config: None,
     };
     let summary = runtime.block_on(warm(&options)).unwrap();
     assert_eq!(summary.images, 3, "{summary}");

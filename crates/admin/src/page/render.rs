@@ -133,7 +133,7 @@ pub(crate) fn login(message: Option<&str>) -> String {
          <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required \
          placeholder=\"dpp_…\">\
          <button type=\"submit\">Log in</button></form>\
-         <p class=\"muted\">Create one with <code>depproxy token create --admin NAME</code>.</p></section>\n",
+         <p class=\"muted\">Create one on the server with <code>depproxy token create --name ops --admin</code>.</p></section>\n",
     );
     page("Log in", None, &body)
 }

@@ -221,7 +221,7 @@ pub struct AuthEntry {
     pub refresh_token_ttl: Option<Duration>,
     /// The key registry tokens are signed with (32 bytes, base64 or hex; `depproxy gen-secret`
     /// writes one). Every control plane of a cluster must share it. Default for `serve`:
-    /// `<data_dir>/token-signing.key`, created on first start.
+    /// `<data_dir>/token-signing.key`, created on the first start with a group that uses tokens.
     pub signing_key_file: Option<PathBuf>,
     /// How often a control plane reloads the access tokens (a revocation takes effect within it;
     /// default 10s).
@@ -376,7 +376,21 @@ impl Config {
     /// Whether any group needs access tokens from some client (then registry tokens are issued,
     /// and every control plane must share the signing key).
     pub fn uses_tokens(&self) -> bool {
-        self.groups.iter().any(|group| group.access.mode == AccessMode::Token)
+        !self.token_groups().is_empty()
+    }
+
+    /// The groups that need access tokens from some client: configured ones, and the implicit
+    /// mirror group (`upstream/<name>`) of an upstream with credentials that no group uses.
+    pub fn token_groups(&self) -> Vec<String> {
+        let configured = self.groups.iter().filter(|group| group.access.mode == AccessMode::Token);
+        let implicit = self.upstreams.iter().filter(|upstream| {
+            !self.groups.iter().any(|group| group.upstream == upstream.name)
+                && Self::implicit_access(upstream).mode == AccessMode::Token
+        });
+        configured
+            .map(|group| group.path.clone())
+            .chain(implicit.map(|upstream| format!("upstream/{}", upstream.name)))
+            .collect()
     }
 
     /// The lifecycle of implicit mirror groups: the default TTL, no quota, no pins.
@@ -984,9 +998,24 @@ mod tests {
         assert_eq!(access("private"), AccessPolicy::token());
         assert_eq!(access("default"), AccessPolicy::anonymous());
         assert!(config.uses_tokens());
+        assert_eq!(config.token_groups(), ["private"]);
         let zero = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
         assert!(!zero.uses_tokens(), "zero-config serve stays anonymous");
         assert_eq!(zero.groups[0].access, AccessPolicy::anonymous());
+    }
+
+    #[test]
+    fn the_implicit_group_of_an_upstream_with_credentials_needs_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret").unwrap();
+        let text = format!(
+            "[[upstream]]\nname = \"private\"\nurl = \"https://registry.example\"\nusername = \"ci\"\npassword_file = \"{}\"\n[[upstream]]\nname = \"public\"\nurl = \"https://public.example\"\n[[group]]\npath = \"default\"\nupstream = \"public\"\n",
+            password.display()
+        );
+        let config = Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(config.token_groups(), ["upstream/private"]);
+        assert!(config.uses_tokens());
     }
 
     #[test]

@@ -339,10 +339,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Control { common, secret_file, tls_cert, tls_key } => {
             let config = common.resolve()?;
-            if config.uses_tokens() && config.auth.signing_key_file.is_none() {
+            let token_groups = config.token_groups();
+            if !token_groups.is_empty() && config.auth.signing_key_file.is_none() {
                 anyhow::bail!(
-                    "a group needs access tokens: set [auth] signing_key_file to a key shared by every control \
-                     plane (`depproxy gen-secret FILE` writes one), so a token issued by one works on all"
+                    "{} {} {} access tokens: set [auth] signing_key_file to a key shared by every control plane \
+                     (`depproxy gen-secret FILE` writes one), so a token issued by one works on all",
+                    if token_groups.len() == 1 { "group" } else { "groups" },
+                    token_groups.join(", "),
+                    if token_groups.len() == 1 { "needs" } else { "need" },
                 );
             }
             let secret = read_secret(&secret_file)?;

@@ -49,8 +49,34 @@ pub struct FileConfig {
     /// Proxies (CIDR or single addresses) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
-    /// Address of the admin API (`serve`, `control`; default 127.0.0.1:5080).
-    pub admin_listen: Option<SocketAddr>,
+    /// Address of the admin API (`serve`, `control`; default 127.0.0.1:5080), or `off`.
+    pub admin_listen: Option<AdminListen>,
+}
+
+/// Where the admin API (and its status page) listens: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    At(SocketAddr),
+    Off,
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "off" {
+            return Ok(AdminListen::Off);
+        }
+        text.parse()
+            .map(AdminListen::At)
+            .map_err(|_| format!("{text:?} is neither an address (like 127.0.0.1:5080) nor `off`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[cache]`: memory the cache keeps to answer hits without a database or storage round trip.
@@ -348,8 +374,8 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub public_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
-    /// The admin API's address when set explicitly (`None`: the default, which may be taken).
-    pub admin_listen: Option<SocketAddr>,
+    /// The admin API's address, or `off`.
+    pub admin_listen: AdminListen,
 }
 
 /// A group with its access policy decided.
@@ -592,7 +618,10 @@ impl Config {
             lifecycle,
             public_url: resolve_public_url(file.public_url)?,
             trusted_proxies: parse_networks(&file.trusted_proxies).context("trusted_proxies")?,
-            admin_listen: file.admin_listen,
+            admin_listen: match file.admin_listen {
+                Some(admin_listen) => admin_listen,
+                None => AdminListen::At(defaults::ADMIN_LISTEN.parse().context("default admin address")?),
+            },
         })
     }
 }
@@ -851,6 +880,20 @@ mod tests {
         assert_eq!(config.upstreams.len(), 1);
         assert_eq!(config.upstreams[0].url.as_str(), "https://registry-1.docker.io/");
         assert_eq!(config.groups[0].path, "default");
+    }
+
+    #[test]
+    fn the_admin_listener_is_an_address_or_off() {
+        let zero = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(zero.admin_listen, AdminListen::At("127.0.0.1:5080".parse().unwrap()));
+        let resolve = |text: &str| Config::resolve(toml::from_str(text)?, &Overrides::default());
+        assert_eq!(resolve("admin_listen = \"off\"").unwrap().admin_listen, AdminListen::Off);
+        assert_eq!(
+            resolve("admin_listen = \"0.0.0.0:6000\"").unwrap().admin_listen,
+            AdminListen::At("0.0.0.0:6000".parse().unwrap())
+        );
+        let error = resolve("admin_listen = \"5080\"").unwrap_err().to_string();
+        assert!(error.contains("nor `off`"), "{error}");
     }
 
     #[test]

@@ -252,9 +252,9 @@ struct CommonArgs {
     /// TOML configuration file.
     #[arg(long, env = "DEPPROXY_CONFIG")]
     config: Option<PathBuf>,
-    /// Address of the admin API (`serve`, `control`) [default: 127.0.0.1:5080].
-    #[arg(long, env = "DEPPROXY_ADMIN_LISTEN")]
-    admin_listen: Option<SocketAddr>,
+    /// Address of the admin API and status page (`serve`, `control`), or `off` [default: 127.0.0.1:5080].
+    #[arg(long, env = "DEPPROXY_ADMIN_LISTEN", value_name = "ADDR|off")]
+    admin_listen: Option<config::AdminListen>,
     /// Serve Prometheus metrics at this address instead of at /metrics of the public listener
     /// (`serve`, `gateway`); the control plane's metrics are only served here.
     #[arg(long, env = "DEPPROXY_METRICS_LISTEN")]
@@ -273,7 +273,9 @@ impl CommonArgs {
             upstream: self.upstream.clone(),
         };
         let mut config = Config::resolve(file, &overrides)?;
-        config.admin_listen = self.admin_listen.or(config.admin_listen);
+        if let Some(admin_listen) = self.admin_listen {
+            config.admin_listen = admin_listen;
+        }
         Ok(config)
     }
 }
@@ -333,7 +335,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
             let (gateway, control) = app::serve_node(&config, runtime).await?;
-            start_admin(&config, app::admin_router(&control, &supervisor), server_metrics.clone())?;
+            let admin = app::admin_router(&control, &supervisor);
+            start_admin(&config, &common, admin, server_metrics.clone())?;
             let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
             listen("depproxy serve", &config, router, server_metrics, None, &supervisor).await
         }
@@ -359,7 +362,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let node = app::control_node(&config, &secret, &runtime).await?;
             let router = node.router.clone();
             let server_metrics = runtime.server_metrics.clone();
-            start_admin(&config, app::admin_router(&node, &runtime.supervisor), server_metrics.clone())?;
+            start_admin(&config, &common, app::admin_router(&node, &runtime.supervisor), server_metrics.clone())?;
             if let Some(address) = common.metrics_listen {
                 let metrics = app::metrics_router(runtime.registry);
                 start_metrics(address, metrics, &config, &server_metrics).await?;
@@ -528,26 +531,35 @@ async fn public_router(
     }
 }
 
-/// Starts the admin API. The default address may be taken (another instance on this host): then
-/// the proxy runs without it and says so; an address set explicitly must be bound.
+/// Starts the admin API, saying where and how to get in. An address that cannot be bound stops
+/// the start (a proxy running without the admin API would go unnoticed until it is needed):
+/// `--admin-listen` moves it, `--admin-listen off` turns it off.
 fn start_admin(
     config: &Config,
+    common: &CommonArgs,
     router: axum::Router,
     metrics: depproxy::server::ServerMetrics,
 ) -> anyhow::Result<()> {
-    let (address, explicit) = match config.admin_listen {
-        Some(address) => (address, true),
-        None => (depproxy::defaults::ADMIN_LISTEN.parse().context("default admin address")?, false),
-    };
-    let listener = match depproxy::server::bind(address) {
-        Ok(listener) => listener,
-        Err(error) if !explicit => {
-            tracing::warn!(%address, %error, "admin API not started (set --admin-listen to another address)");
+    let address = match config.admin_listen {
+        config::AdminListen::At(address) => address,
+        config::AdminListen::Off => {
+            tracing::info!("admin API off (--admin-listen off)");
             return Ok(());
         }
-        Err(error) => return Err(error).with_context(|| format!("cannot listen on {address} (admin API)")),
     };
-    tracing::info!(%address, "admin API listening");
+    let listener = depproxy::server::bind(address).with_context(|| {
+        format!(
+            "cannot listen on {address} for the admin API and status page: move it with --admin-listen ADDR \
+             (DEPPROXY_ADMIN_LISTEN, admin_listen in the file), or turn it off with --admin-listen off"
+        )
+    })?;
+    // The address bound (port 0 is a port of the system's choice).
+    let address = listener.local_addr().unwrap_or(address);
+    tracing::info!(
+        %address,
+        "admin API and status page at http://{address}/ — an admin token to log in with: {}",
+        admin_token_command(common)
+    );
     let limits = config.server;
     tokio::spawn(async move {
         let serving = depproxy::server::run_server(listener, router, limits, metrics, std::future::pending());
@@ -556,6 +568,29 @@ fn start_admin(
         }
     });
     Ok(())
+}
+
+/// The command that creates an admin token for this process's database: with its `--config` and
+/// `--data-dir` (from flags or environment), as absolute paths, so it works from any directory.
+fn admin_token_command(common: &CommonArgs) -> String {
+    let mut command = "depproxy token create --name ops --admin".to_owned();
+    for (flag, path) in [("--config", &common.config), ("--data-dir", &common.data_dir)] {
+        if let Some(path) = path {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            command.push_str(&format!(" {flag} {}", shell_word(&path.to_string_lossy())));
+        }
+    }
+    command
+}
+
+/// `text` as one shell word: as it is when it needs no quoting, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then drains within the configured grace period.

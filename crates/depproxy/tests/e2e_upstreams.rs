@@ -1,7 +1,8 @@
 //! End to end with real parts, several upstreams: two real `distribution` registries behind one
 //! depproxy, pulled by `skopeo` in group, root-mirror and path-prefix form and by a real containerd
 //! (`ctr`, `hosts.toml` mirror, which sends `?ns=`); then both registries stop and the cached
-//! images still pull.
+//! images still pull. Also the `serve` process's listeners: metrics apart, the admin API (its
+//! address and how to get a token logged at start-up, a taken port stops the start), JSON logs.
 //!
 //! Needs docker-registry, skopeo, containerd, python3, curl (`scripts/install-test-deps.sh`).
 
@@ -11,7 +12,7 @@ mod support;
 
 use support::processes::{
     Containerd, Depproxy, Process, Registry, TestCertificates, dir_contents, free_port, push_test_images,
-    require_tools, run, skopeo_pull, wait_http_ok,
+    require_tools, run, run_to_exit, skopeo_pull, wait_http_ok,
 };
 
 #[test]
@@ -288,6 +289,94 @@ async fn the_admin_cli_shows_status_fills_events_and_purges() {
     })
     .await
     .unwrap();
+}
+
+#[test]
+fn serve_logs_its_admin_address_and_a_token_command_that_works() {
+    require_tools(&["curl"]);
+    let work = tempfile::tempdir().unwrap();
+    // A data directory whose path needs quoting in a shell.
+    let data_dir = work.path().join("data dir");
+    let config = work.path().join("depproxy.toml");
+    std::fs::write(&config, "[[upstream]]\nname = \"up\"\nurl = \"http://127.0.0.1:9\"\n").unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let mut command = std::process::Command::new(Depproxy::binary());
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}"), "--config"])
+        .arg(&config)
+        .current_dir(work.path())
+        .env("DEPPROXY_DATA_DIR", "data dir");
+    let log = work.path().join("serve.log");
+    let _serve = Process::spawn("depproxy serve", &mut command, &log);
+    wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let announced = format!("admin API and status page at http://127.0.0.1:{admin_port}/");
+    let line = text.lines().find(|line| line.contains(&announced)).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(" INFO "), "{line}");
+    let printed = line.split("log in with: ").nth(1).unwrap_or_else(|| panic!("{line}"));
+    let printed = printed.split(" address=").next().unwrap().trim();
+    assert!(printed.starts_with("depproxy token create --name ops --admin --config /"), "{printed}");
+    assert!(printed.contains(&format!("--data-dir '{}'", data_dir.display())), "{printed}");
+
+    // Run as printed, from another directory, with `depproxy` found on the PATH.
+    let binary_dir = std::path::Path::new(Depproxy::binary()).parent().unwrap();
+    let path = format!("{}:{}", binary_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let output = run(std::process::Command::new("sh")
+        .args(["-c", printed])
+        .current_dir("/")
+        .env("PATH", path)
+        .env_remove("DEPPROXY_DATA_DIR"));
+    let secret = output.lines().next().unwrap().trim().to_owned();
+    assert!(secret.starts_with("dpp_"), "{output}");
+    let status = run(std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {secret}"))
+        .arg(format!("http://127.0.0.1:{admin_port}/api/v1/groups")));
+    assert_eq!(status, "200", "the token the printed command made is an admin token of this proxy");
+}
+
+#[test]
+fn a_taken_admin_port_stops_serve_and_names_the_flag() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let serve = |port: u16, admin: Option<&str>| {
+        let mut command = std::process::Command::new(Depproxy::binary());
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", "http://127.0.0.1:9"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env_remove("DEPPROXY_ADMIN_LISTEN");
+        if let Some(admin) = admin {
+            command.args(["--admin-listen", admin]);
+        }
+        command
+    };
+    let refused = |output: &str, address: &str| {
+        assert!(output.contains(&format!("cannot listen on {address} for the admin API")), "{output}");
+        assert!(output.contains("--admin-listen ADDR") && output.contains("--admin-listen off"), "{output}");
+        assert!(output.contains("DEPPROXY_ADMIN_LISTEN"), "{output}");
+    };
+    // An address given and taken.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = held.local_addr().unwrap().to_string();
+    let (status, output) = run_to_exit(&mut serve(free_port(), Some(&address)), std::time::Duration::from_secs(30));
+    assert!(!status.success(), "{output}");
+    refused(&output, &address);
+    // The default address taken (held here, or by something else on this host): the same.
+    let _default = std::net::TcpListener::bind("127.0.0.1:5080");
+    let (status, output) = run_to_exit(&mut serve(free_port(), None), std::time::Duration::from_secs(30));
+    assert!(!status.success(), "{output}");
+    refused(&output, "127.0.0.1:5080");
+
+    // `off` runs without it, and says so.
+    let port = free_port();
+    let mut command = serve(port, None);
+    command.env("DEPPROXY_ADMIN_LISTEN", "off");
+    let log = data_dir.path().join("off.log");
+    let _serve = Process::spawn("depproxy serve", &mut command, &log);
+    wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("admin API off (--admin-listen off)"), "{text}");
 }
 
 #[test]

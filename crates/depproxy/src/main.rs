@@ -112,7 +112,7 @@ enum AdminCommand {
     Upstreams,
     /// Live fills on every node, with their progress.
     Fills,
-    /// Recent errors and denials, newest first.
+    /// Recent errors and warnings, then recent denials, newest first (repeats on one row).
     Events {
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -362,7 +362,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let node = app::control_node(&config, &secret, &runtime).await?;
             let router = node.router.clone();
             let server_metrics = runtime.server_metrics.clone();
-            start_admin(&config, &common, app::admin_router(&node, &runtime.supervisor), server_metrics.clone())?;
+            start_admin(
+                &config,
+                &common,
+                app::admin_router(&node, &runtime.supervisor),
+                server_metrics.clone(),
+            )?;
             if let Some(address) = common.metrics_listen {
                 let metrics = app::metrics_router(runtime.registry);
                 start_metrics(address, metrics, &config, &server_metrics).await?;
@@ -436,10 +441,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     show(client.get("/api/v1/upstreams").await?, admin_cli::upstreams_table)?
                 }
                 AdminCommand::Fills => show(client.get("/api/v1/fills").await?, admin_cli::fills_table)?,
-                AdminCommand::Events { limit } => show(
-                    client.get(&format!("/api/v1/events?limit={limit}")).await?,
-                    admin_cli::events_table,
-                )?,
+                AdminCommand::Events { limit } => {
+                    let errors =
+                        client.get(&format!("/api/v1/events?kind=error,warning&limit={limit}")).await?;
+                    let denials = client.get(&format!("/api/v1/events?kind=denied&limit={limit}")).await?;
+                    if json {
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({ "errors": errors, "denials": denials }),
+                        )?
+                    } else {
+                        admin_cli::events_tables(&errors, &denials)
+                    }
+                }
                 AdminCommand::Purge { group, image, older_than } => {
                     let job =
                         admin_cli::purge(&client, &group, image.as_deref(), older_than.as_deref()).await?;

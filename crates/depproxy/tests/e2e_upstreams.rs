@@ -359,7 +359,8 @@ fn a_taken_admin_port_stops_serve_and_names_the_flag() {
     // An address given and taken.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = held.local_addr().unwrap().to_string();
-    let (status, output) = run_to_exit(&mut serve(free_port(), Some(&address)), std::time::Duration::from_secs(30));
+    let (status, output) =
+        run_to_exit(&mut serve(free_port(), Some(&address)), std::time::Duration::from_secs(30));
     assert!(!status.success(), "{output}");
     refused(&output, &address);
     // The default address taken (held here, or by something else on this host): the same.

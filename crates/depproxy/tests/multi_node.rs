@@ -238,7 +238,11 @@ async fn the_cluster_starts_where_data_dir_does_not_exist() {
     assert_eq!(upstream.count("GET", "/blobs/"), 1, "the second pull was a hit");
     assert_eq!(s3.assert_objects_hash_to_their_names().await, 1);
     for control in &controls {
-        assert!(!control.data_dir.exists(), "a control plane on S3 + PostgreSQL created {:?}", control.data_dir);
+        assert!(
+            !control.data_dir.exists(),
+            "a control plane on S3 + PostgreSQL created {:?}",
+            control.data_dir
+        );
         assert!(!control.log().contains("token-signing.key"), "{}", control.log());
     }
     for gateway in &gateways {

@@ -518,13 +518,7 @@ impl Node {
         if let Some(admin_port) = admin_port {
             command.args(["--admin-listen", &format!("127.0.0.1:{admin_port}")]);
         }
-        command
-            .arg("--config")
-            .arg(config)
-            .arg("--secret-file")
-            .arg(secret)
-            .arg("--data-dir")
-            .arg(&data_dir);
+        command.arg("--config").arg(config).arg("--secret-file").arg(secret).arg("--data-dir").arg(&data_dir);
         let log = dir.path().join(format!("{role}.log"));
         let mut process = Process::spawn(&format!("depproxy {role}"), &mut command, &log);
         if role == "control" {

@@ -302,7 +302,8 @@ async fn purge(
     let id = job.clone();
     state.supervisor.spawn("purge", job.clone(), move |_signal| async move {
         match lifecycle.run_purge(&request, &id, |_, _| {}).await {
-            Ok(report) => tracing::info!(job = %id, ?report, "purge done"),
+            Ok(report) => tracing::info!(job = %id, objects = report.objects, bytes = report.bytes,
+                tags = report.tags, deleted_objects = report.deleted_objects, "purge done"),
             Err(error) => tracing::warn!(job = %id, %error, "purge failed"),
         }
     });

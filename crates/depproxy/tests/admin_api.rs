@@ -140,6 +140,41 @@ async fn an_admin_asks_for_a_sweep_and_sees_it_done() {
     assert!(!proxy.has_object(&layers[0]), "not read for 2 days with a 1-day TTL: swept");
 }
 
+/// The sweeper's line is fields, not Rust's debug format, and only when a sweep did something: an
+/// idle sweep every `sweep_interval` is no line at info.
+#[tokio::test]
+async fn the_sweeper_logs_fields_and_only_when_it_did_something() {
+    let log = support::LogCapture::install();
+    let upstream = FakeRegistry::start().await;
+    let clock = cache::Clock::manual(1_800_000_000_000);
+    let config = "[[upstream]]\nname = \"up\"\nurl = \"UP\"\n[[group]]\npath = \"default\"\nupstream = \"up\"\nttl = \"1d\"\n[cache]\nsweep_interval = \"1h\"\n"
+        .replace("UP", &upstream.url());
+    let proxy = TestProxy::start(Options::toml(&config).clock(clock.clone())).await;
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[&pattern(MIB, 3)]);
+    let blob_url = format!("{}/v2/lab/app/blobs/{}", proxy.url, layers[0]);
+    body_digest(client().get(&blob_url).send().await.unwrap()).await.unwrap();
+    proxy.fills_settled().await;
+    proxy.settled().await;
+    let sweeps = || log.lines().into_iter().filter(|line| line.contains("sweep")).collect::<Vec<_>>();
+
+    proxy.lifecycle.sweep_soon();
+    proxy.settled().await;
+    assert!(proxy.lifecycle.sweeper_status().completed >= 2, "the start-up sweep and this one ran");
+    assert_eq!(sweeps(), Vec::<String>::new(), "sweeps that removed nothing say nothing at info");
+
+    clock.advance(Duration::from_secs(2 * 86_400));
+    proxy.lifecycle.sweep_soon();
+    proxy.settled().await;
+    assert!(!proxy.has_object(&layers[0]), "not read for 2 days with a 1-day TTL: swept");
+    let lines = sweeps();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line = &lines[0];
+    assert!(line.contains(" INFO ") && line.contains("sweep done"), "{line}");
+    assert!(line.contains(&format!(" ttl_objects=1 ttl_bytes={MIB}")), "{line}");
+    assert!(line.contains(" deleted_objects=1 "), "{line}");
+    assert!(!line.contains('{') && !line.contains("=0"), "fields, and only those that are not zero: {line}");
+}
+
 /// Events the proxy logs reach `GET /api/v1/events` through the layer `depproxy serve` installs.
 fn record_events() {
     use tracing_subscriber::layer::SubscriberExt as _;

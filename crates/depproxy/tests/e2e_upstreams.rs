@@ -380,6 +380,111 @@ fn a_taken_admin_port_stops_serve_and_names_the_flag() {
     assert!(text.contains("admin API off (--admin-listen off)"), "{text}");
 }
 
+/// What a `serve` process logs reads as people write: a client's 404 is no warning, reports are
+/// fields (not Rust's debug format), durations in the units people use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clients_404_is_no_warning_and_reports_are_fields() {
+    require_tools(&["curl"]);
+    let upstream = testkit::FakeRegistry::start().await;
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[b"layer bytes"]);
+    let data_dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let mut command = std::process::Command::new(Depproxy::binary());
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", &upstream.url()])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .arg("--data-dir")
+        .arg(data_dir.path());
+    let log = data_dir.path().join("serve.log");
+    let serve = Process::spawn("depproxy serve", &mut command, &log);
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    tokio::task::spawn_blocking(move || wait_http_ok(&health, "depproxy serve")).await.unwrap();
+    let proxy = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // A typo in a tag, and a digest upstream does not have: the client's 404s.
+    for path in ["/v2/lab/app/manifests/v1-typo", "/v2/lab/apq/manifests/v1"] {
+        assert_eq!(client.get(format!("{proxy}{path}")).send().await.unwrap().status(), 404, "{path}");
+    }
+    let missing = oci::Digest::of(b"nobody has this");
+    let blob = client.get(format!("{proxy}/v2/lab/app/blobs/{missing}")).send().await.unwrap();
+    assert_eq!(blob.status(), 404);
+    // A pull, then purges through the admin API (one of what was not read for 30 days).
+    for path in ["/v2/lab/app/manifests/v1".to_owned(), format!("/v2/lab/app/blobs/{}", layers[0])] {
+        let response = client.get(format!("{proxy}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.unwrap();
+    }
+    let secret = run(std::process::Command::new(Depproxy::binary())
+        .args(["token", "create", "--name", "ops", "--admin", "--data-dir"])
+        .arg(data_dir.path()));
+    let secret = secret.lines().next().unwrap().to_owned();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    // The pull's fills are recorded after the client has its bytes: the purge waits for them.
+    let metrics = format!("{proxy}/metrics");
+    tokio::task::spawn_blocking(move || {
+        support::processes::wait_until(
+            "the fills were not stored",
+            std::time::Duration::from_secs(30),
+            || {
+                run(std::process::Command::new("curl").args(["-sf", &metrics]))
+                    .lines()
+                    .any(|line| line.starts_with("depproxy_fills_total{outcome=\"stored\"} 2"))
+            },
+        )
+    })
+    .await
+    .unwrap();
+    for query in ["?older_than=30d", ""] {
+        let url = format!("{admin}/api/v1/groups/default/cache{query}");
+        let started = client.delete(url).bearer_auth(&secret).send().await.unwrap();
+        assert_eq!(started.status(), 202);
+        let job: serde_json::Value = started.json().await.unwrap();
+        let job_url = format!("{admin}{}", job["status"].as_str().unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let job: serde_json::Value =
+                client.get(&job_url).bearer_auth(&secret).send().await.unwrap().json().await.unwrap();
+            if job["state"] != "running" {
+                assert_eq!(job["state"], "done", "{job}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{job}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // The log is written by a thread of its own: wait for the last purge's line.
+    let written = log.clone();
+    tokio::task::spawn_blocking(move || {
+        support::processes::wait_until("two purges logged", std::time::Duration::from_secs(10), || {
+            std::fs::read_to_string(&written).unwrap_or_default().matches("purge done").count() == 2
+        })
+    })
+    .await
+    .unwrap();
+    drop(serve);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> =
+        text.lines().filter(|line| line.contains(" WARN ") || line.contains(" ERROR ")).collect();
+    assert!(warnings.is_empty(), "a client's 404 is not the operator's problem: {warnings:#?}");
+    assert!(
+        text.lines()
+            .any(|line| line.contains(" INFO ") && line.contains("fill ended") && line.contains("no such")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Report {") && !text.contains("report="),
+        "Rust's debug format in the log:\n{text}"
+    );
+    assert!(text.contains("purge group default not read for 30d"), "{text}");
+    let done: Vec<&str> = text.lines().filter(|line| line.contains("purge done")).collect();
+    assert!(done[1].contains(" objects=2 ") && done[1].contains(" deleted_objects="), "{done:#?}");
+    // The first sweep (at start-up) found nothing to do: it says nothing at info.
+    for line in text.lines().filter(|line| line.contains("sweep done")) {
+        assert!(line.contains("_objects=") || line.contains("stale_") || line.contains("_tags="), "{line}");
+    }
+}
+
 #[test]
 fn a_private_ca_per_upstream() {
     require_tools(&["docker-registry", "skopeo", "openssl", "python3", "curl"]);

@@ -204,7 +204,7 @@ impl RecentEvents {
                 rows.extend(ring.rows.iter().rev().take(limit).map(|row| row.event.clone()));
             }
         }
-        rows.sort_by(|a, b| b.at.cmp(&a.at));
+        rows.sort_by_key(|event| std::cmp::Reverse(event.at));
         rows.truncate(limit);
         rows
     }

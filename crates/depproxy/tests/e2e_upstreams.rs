@@ -284,6 +284,16 @@ async fn the_admin_cli_shows_status_fills_events_and_purges() {
             "{table}"
         );
         assert_eq!(run(&mut admin(&["--token", &secret, "fills"])).trim(), "no fill running");
+        // The wrong token above is a denial, listed apart from errors.
+        let events = run(&mut admin(&["--token", &secret, "events"]));
+        let (errors, denials) = events.split_once("denials:").unwrap_or_else(|| panic!("{events}"));
+        assert!(errors.starts_with("errors and warnings:"), "{events}");
+        assert!(denials.contains("admin API login refused") && denials.contains("127.0.0.1"), "{events}");
+        assert!(!errors.contains("login refused"), "{events}");
+        let events: serde_json::Value =
+            serde_json::from_str(&run(admin(&["--token", &secret, "events"]).arg("--json"))).unwrap();
+        assert_eq!(events["denials"][0]["kind"], "denied", "{events}");
+        assert_eq!(events["denials"][0]["client"], "127.0.0.1", "{events}");
         let purged = run(&mut admin(&["--token", &secret, "purge", "--group", "default"]));
         assert!(purged.starts_with("purged 1 object(s) of group default"), "the manifest: {purged}");
     })

@@ -279,7 +279,7 @@ scenario_B5a() {
     '[[group]]' 'path = "default"' 'upstream = "lab"' 'access = "anonymous"' \
     '[[group]]' 'path = "private"' 'upstream = "lab"' 'access = "token"' >"$dir/depproxy.toml"
   start_bg depproxy-auth "$dir/depproxy.log" "$DEPPROXY_BIN" serve --listen "127.0.0.1:$port" \
-    --data-dir "$dir/data" --config "$dir/depproxy.toml"
+    --admin-listen "127.0.0.1:$((port + 100))" --data-dir "$dir/data" --config "$dir/depproxy.toml"
   wait_http "$url/healthz" "${PIDS[depproxy-auth]}" 30 || die "depproxy (auth) did not start (logs in $dir)"
   secret=$("$DEPPROXY_BIN" token create --name bench --group private --config "$dir/depproxy.toml" \
     --data-dir "$dir/data" 2>/dev/null | sed -n 1p)

@@ -182,8 +182,9 @@ start_system() {
         printf '%s\n' "$DEPPROXY_TOML" >"$dir/depproxy.toml"
         config=(--config "$dir/depproxy.toml")
       fi
+      # Each its own admin port (a taken one stops the start): depproxy and depproxy-ref run side by side.
       start_bg "$name" "$dir/depproxy.log" "$binary" serve --listen "127.0.0.1:${PORT[$name]}" \
-        --data-dir "$dir/data" --upstream "$up" "${config[@]}"
+        --admin-listen "127.0.0.1:$((PORT[$name] + 100))" --data-dir "$dir/data" --upstream "$up" "${config[@]}"
       ;;
     distribution)
       cat >"$dir/config.yml" <<EOF

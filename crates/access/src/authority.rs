@@ -50,7 +50,7 @@ pub enum AuthError {
     #[error("registry token expired")]
     Expired,
     /// Too many failed logins from this address.
-    #[error("too many failed logins from this address; retry in {0:?}")]
+    #[error("too many failed logins from this address; retry in {}", telemetry::retry_wait(*.0))]
     RateLimited(Duration),
     #[error("metadata: {0}")]
     Metadata(#[from] MetadataError),

@@ -134,25 +134,42 @@ impl From<gateway::FillReport> for FillView {
     }
 }
 
-/// An error or denial.
+/// An error or denial; repeats of one (same kind, message, group, image, client and details —
+/// a denial's reason aside — each within a minute of the last) share a row that counts them.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EventView {
+    /// Unix ms of the latest occurrence.
     pub at: u64,
-    /// `error`, `warning` or `denied`.
+    /// Unix ms of the first occurrence counted on this row.
+    pub first_at: u64,
+    /// Occurrences counted on this row (1 for a one-off).
+    pub count: u64,
+    /// `error`, `warning` or `denied` (an audit refusal: a failed login, a pull a token may not
+    /// make, a form without its CSRF token).
     pub kind: String,
     pub group: Option<String>,
     pub image: Option<String>,
+    /// The client address the event names, if any.
+    pub client: Option<String>,
+    /// The latest occurrence's message, with its fields as `key=value`.
     pub message: String,
+    /// The row in one line: `message` for a one-off, `12 × failed login from 10.0.0.7 within
+    /// 41s` for repeats.
+    pub summary: String,
 }
 
 impl From<telemetry::events::RecordedEvent> for EventView {
     fn from(event: telemetry::events::RecordedEvent) -> Self {
         EventView {
             at: event.at,
+            first_at: event.first_at,
+            count: event.count,
             kind: event.kind,
             group: event.group,
             image: event.image,
+            client: event.client,
             message: event.message,
+            summary: event.summary,
         }
     }
 }

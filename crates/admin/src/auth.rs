@@ -38,10 +38,13 @@ pub(crate) async fn admin(access: &Access, parts: &Parts) -> Result<Admin, Admin
     let token =
         access.tokens().by_secret(secret).await.map_err(|error| AdminError::Internal(error.to_string()))?;
     let Some(token) = token else {
-        return Err(match access.limiter().failed(client) {
-            Some(wait) => AdminError::RateLimited(wait),
-            None => AdminError::Unauthenticated,
-        });
+        let (error, reason) = match access.limiter().failed(client) {
+            Some(wait) => (AdminError::RateLimited(wait), AdminError::RateLimited(wait).to_string()),
+            None => (AdminError::Unauthenticated, "not an active access token".to_owned()),
+        };
+        tracing::warn!(target: "depproxy::audit", event = "login_refused", %client, reason,
+            "admin API login refused");
+        return Err(error);
     };
     if !token.admin {
         tracing::warn!(target: "depproxy::audit", token = %token.name, %client, "admin API refused: not an admin token");

@@ -9,7 +9,7 @@ pub enum AdminError {
     Unauthenticated,
     #[error("this token may not use the admin API")]
     NotAdmin,
-    #[error("too many failed logins from this address; retry in {0:?}")]
+    #[error("too many failed logins from this address; retry in {}", telemetry::retry_wait(*.0))]
     RateLimited(std::time::Duration),
     #[error("{0}")]
     BadRequest(String),

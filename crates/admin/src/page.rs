@@ -1,7 +1,7 @@
 //! The status page for a person, at `/` of the admin listener: log in with an admin access token
 //! (an HttpOnly, `SameSite=Strict` session cookie), then an overview of the store and its groups,
-//! upstream health, live fills, recent errors and access tokens, with purge and revoke buttons that
-//! each go through a confirmation step.
+//! upstream health, live fills, recent errors, recent denials (apart, repeats counted on one row)
+//! and access tokens, with purge and revoke buttons that each go through a confirmation step.
 //!
 //! Server-rendered: the page asks the admin API itself (in process, as the logged-in admin, so it
 //! shows exactly what the API answers and its actions are the API's, audit log included), and
@@ -43,7 +43,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Beyond this many live sessions, the oldest is dropped.
 const MAX_SESSIONS: usize = 1024;
-/// Recent errors shown.
+/// Recent errors shown, and recent denials.
 const EVENTS_SHOWN: usize = 20;
 
 const CSS: &str = include_str!("../assets/page.css");
@@ -333,8 +333,10 @@ async fn index(State(state): State<PageState>, Query(notices): Query<Notices>, r
     let groups = api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.ok();
     let upstreams = api(&state, &admin, &parts, Method::GET, "/api/v1/upstreams").await.ok();
     let fills = api(&state, &admin, &parts, Method::GET, "/api/v1/fills").await.ok();
-    let events_path = format!("/api/v1/events?limit={EVENTS_SHOWN}");
+    let events_path = format!("/api/v1/events?kind=error,warning&limit={EVENTS_SHOWN}");
     let events = api(&state, &admin, &parts, Method::GET, &events_path).await.ok();
+    let denials_path = format!("/api/v1/events?kind=denied&limit={EVENTS_SHOWN}");
+    let denials = api(&state, &admin, &parts, Method::GET, &denials_path).await.ok();
     let tokens = api(&state, &admin, &parts, Method::GET, "/api/v1/tokens").await.ok();
     let notice = match (notices.done.as_deref(), notices.job, notices.token) {
         (Some("purge"), Some(job), _) => {
@@ -352,6 +354,7 @@ async fn index(State(state): State<PageState>, Query(notices): Query<Notices>, r
         upstreams,
         fills,
         events,
+        denials,
         tokens,
         notice,
     };
@@ -383,7 +386,7 @@ async fn login(State(state): State<PageState>, request: Request) -> Response {
     let limiter = state.access.limiter();
     if let Some(wait) = limiter.blocked_for(client) {
         let message =
-            format!("Too many failed logins from this address; retry in {} s.", wait.as_secs().max(1));
+            format!("Too many failed logins from this address; retry in {}.", telemetry::retry_wait(wait));
         return html(StatusCode::TOO_MANY_REQUESTS, render::login(Some(&message)));
     }
     let secret = fields.token.trim();
@@ -400,10 +403,12 @@ async fn login(State(state): State<PageState>, request: Request) -> Response {
     let Some(token) = token.filter(|_| !secret.is_empty()) else {
         let message = match limiter.failed(client) {
             Some(wait) => {
-                format!("Too many failed logins from this address; retry in {} s.", wait.as_secs().max(1))
+                format!("Too many failed logins from this address; retry in {}.", telemetry::retry_wait(wait))
             }
             None => "That is not an active access token.".to_owned(),
         };
+        tracing::warn!(target: "depproxy::audit", event = "login_refused", %client, reason = %message,
+            "status page login refused");
         return html(StatusCode::UNAUTHORIZED, render::login(Some(&message)));
     };
     if !token.admin {

@@ -131,22 +131,43 @@ async fn fills(State(state): State<AdminState>, request: Request) -> Result<Resp
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 struct EventsQuery {
-    /// How many, newest first (default 100, at most 500).
+    /// How many rows, newest first (default 100, at most 1000).
     limit: Option<usize>,
+    /// Only these kinds, comma-separated: `error,warning` for what went wrong, `denied` for
+    /// refusals (default: all). Errors and denials are kept apart (500 rows each), so denials
+    /// never push errors out.
+    kind: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
     responses((status = 200, description = "Recent errors and denials, newest first", body = [EventView]),
-        (status = 401, body = ErrorEnvelope)))]
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 async fn events(
     State(state): State<AdminState>,
     Query(query): Query<EventsQuery>,
     request: Request,
 ) -> Result<Response, AdminError> {
+    use telemetry::events::EventClass;
     admin(&state.access, &request.into_parts().0).await?;
-    let limit = query.limit.unwrap_or(100).min(telemetry::events::CAPACITY);
-    let events: Vec<EventView> =
-        telemetry::events::recent_events().latest(limit).into_iter().map(EventView::from).collect();
+    let kinds: Vec<&str> = match &query.kind {
+        Some(kinds) => kinds.split(',').map(str::trim).filter(|kind| !kind.is_empty()).collect(),
+        None => vec!["error", "warning", "denied"],
+    };
+    let mut classes = Vec::new();
+    for kind in &kinds {
+        let class = EventClass::of_kind(kind)
+            .ok_or_else(|| AdminError::BadRequest(format!("kind {kind:?}: one of error, warning, denied")))?;
+        classes.push(class);
+    }
+    let limit = query.limit.unwrap_or(100).min(2 * telemetry::events::CAPACITY);
+    // A ring holds both errors and warnings: ask it for more, then keep the kinds asked for.
+    let events: Vec<EventView> = telemetry::events::recent_events()
+        .latest(2 * telemetry::events::CAPACITY, &classes)
+        .into_iter()
+        .filter(|event| kinds.contains(&event.kind.as_str()))
+        .take(limit)
+        .map(EventView::from)
+        .collect();
     Ok(axum::Json(events).into_response())
 }
 
@@ -281,7 +302,8 @@ async fn purge(
     let id = job.clone();
     state.supervisor.spawn("purge", job.clone(), move |_signal| async move {
         match lifecycle.run_purge(&request, &id, |_, _| {}).await {
-            Ok(report) => tracing::info!(job = %id, ?report, "purge done"),
+            Ok(report) => tracing::info!(job = %id, objects = report.objects, bytes = report.bytes,
+                tags = report.tags, deleted_objects = report.deleted_objects, "purge done"),
             Err(error) => tracing::warn!(job = %id, %error, "purge failed"),
         }
     });

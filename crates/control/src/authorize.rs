@@ -57,14 +57,14 @@ pub(crate) async fn pull(
     match outcome {
         Ok(Identity::Token(token)) => {
             tracing::warn!(target: "depproxy::audit", event = "denied", token = %token.name, group = %group.path,
-                image = name, client = %caller.address, reason = "token not granted this group");
+                image = name, client = %caller.address, reason = "token not granted this group", "pull refused");
             Err(ControlError::Denied(format!("this token may not pull from group {}", group.path)))
         }
         Ok(Identity::Anonymous) => Err(unauthorized(false)),
         Err(AuthError::Expired) => Err(unauthorized(true)),
         Err(error) => {
             tracing::warn!(target: "depproxy::audit", event = "denied", group = %group.path, image = name,
-                client = %caller.address, reason = %error);
+                client = %caller.address, reason = %error, "pull refused");
             Err(auth_failure(error, unauthorized(false)))
         }
     }

@@ -41,7 +41,7 @@ pub enum ControlError {
     #[error("login refused")]
     LoginRejected,
     /// Too many failed logins from the caller's address.
-    #[error("too many failed logins; retry in {0:?}")]
+    #[error("too many failed logins; retry in {}", telemetry::retry_wait(*.0))]
     TooManyFailures(std::time::Duration),
     /// The token store could not be read.
     #[error("access tokens: {0}")]

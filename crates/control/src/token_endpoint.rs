@@ -132,7 +132,8 @@ pub(crate) async fn handle(
             Ok(identity) => identity,
             Err(error) => {
                 if !matches!(error, AuthError::Expired) {
-                    tracing::warn!(target: "depproxy::audit", event = "login_refused", client = %address, reason = %error);
+                    tracing::warn!(target: "depproxy::audit", event = "login_refused", client = %address, reason = %error,
+                        "failed login");
                 }
                 return Err(auth_failure(error, rejected()));
             }

@@ -162,20 +162,33 @@ pub fn fills_table(fills: &Value) -> String {
     table(&rows)
 }
 
-/// Recent errors and denials.
-pub fn events_table(events: &Value) -> String {
+/// Recent errors and warnings, then recent denials: two tables (`GET /api/v1/events?kind=…`
+/// answers `errors` and `denials`). Repeats are one row: its count, the client, the summary.
+pub fn events_tables(errors: &Value, denials: &Value) -> String {
+    format!(
+        "errors and warnings:\n{}\n\ndenials:\n{}",
+        events_table(errors, "none lately"),
+        events_table(denials, "none lately")
+    )
+}
+
+fn events_table(events: &Value, nothing: &str) -> String {
     if rows_of(events).is_empty() {
-        return "no errors or denials".to_owned();
+        return nothing.to_owned();
     }
-    let mut rows = vec![["TIME", "KIND", "GROUP", "IMAGE", "MESSAGE"].map(str::to_owned).to_vec()];
+    let mut rows =
+        vec![["TIME", "KIND", "COUNT", "GROUP", "IMAGE", "CLIENT", "WHAT"].map(str::to_owned).to_vec()];
     for event in rows_of(events) {
         let at = event["at"].as_u64().map_or_else(|| "-".to_owned(), |ms| access::format_rfc3339(ms / 1000));
+        let summary = event["summary"].as_str().filter(|summary| !summary.is_empty());
         rows.push(vec![
             at,
             text(&event["kind"]),
+            text(&event["count"]),
             text(&event["group"]),
             text(&event["image"]),
-            text(&event["message"]),
+            text(&event["client"]),
+            summary.map_or_else(|| text(&event["message"]), str::to_owned),
         ]);
     }
     table(&rows)
@@ -247,9 +260,17 @@ mod tests {
             "{upstreams}"
         );
         assert_eq!(fills_table(&serde_json::json!([])), "no fill running");
-        let events = events_table(
-            &serde_json::json!([{"at": 0, "kind": "denied", "group": "acme", "image": null, "message": "m"}]),
+        let events = events_tables(
+            &serde_json::json!([{"at": 0, "kind": "error", "count": 1, "message": "fill failed", "summary": "fill failed"}]),
+            &serde_json::json!([{"at": 0, "kind": "denied", "count": 12, "group": null, "image": null,
+                "client": "10.0.0.7", "message": "failed login: client=10.0.0.7 reason=credentials not accepted",
+                "summary": "12 × failed login from 10.0.0.7 within 41s"}]),
         );
-        assert!(events.contains("1970-01-01T00:00:00Z") && events.contains("denied"), "{events}");
+        let (errors, denials) = events.split_once("denials:").unwrap();
+        assert!(errors.contains("1970-01-01T00:00:00Z") && errors.contains("fill failed"), "{events}");
+        assert!(!errors.contains("failed login"), "{events}");
+        assert!(denials.contains("12 × failed login from 10.0.0.7 within 41s"), "{events}");
+        assert!(denials.contains("10.0.0.7") && denials.contains(" 12 "), "{events}");
+        assert!(events_tables(&serde_json::json!([]), &serde_json::json!([])).contains("none lately"));
     }
 }

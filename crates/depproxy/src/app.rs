@@ -156,11 +156,9 @@ pub fn lifecycle(
     Lifecycle::new(metadata, store, groups, settings, clock, metrics)
 }
 
-/// The configured object store.
+/// The configured object store. Local storage lives in the data directory, created here when
+/// missing; an S3 store needs none (a gateway's fill spools make their directory on first use).
 pub async fn open_store(config: &Config) -> anyhow::Result<BlobStore> {
-    tokio::fs::create_dir_all(&config.data_dir)
-        .await
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     Ok(match &config.storage {
         StorageConfig::Filesystem => BlobStore::Filesystem(
             FsStore::open(&config.data_dir)
@@ -317,11 +315,14 @@ async fn access_control(
     Ok(access)
 }
 
-/// The key registry tokens are signed with: `[auth] signing_key_file`, or one kept in the data
-/// directory (created on first start).
+/// The key registry tokens are signed with: `[auth] signing_key_file`; without it, when no group
+/// takes access tokens, a key in memory (no registry token is ever checked then, so nothing needs
+/// to outlive the process or be shared); else one kept in the data directory (created on first
+/// start: `serve`'s case, as `depproxy control` refuses to start without a shared key).
 async fn signing_key(config: &Config) -> anyhow::Result<Secret> {
     let path = match &config.auth.signing_key_file {
         Some(path) => path.clone(),
+        None if !config.uses_tokens() => return Ok(Secret::from_bytes(rand::random())),
         None => {
             let path = config.data_dir.join(defaults::SIGNING_KEY_FILE);
             if !tokio::fs::try_exists(&path).await.unwrap_or(false) {

@@ -51,18 +51,19 @@ pub async fn purge(
     bar.set_message(request.describe());
     let report = lifecycle
         .run_purge(&request, &job, |objects, bytes| {
-            bar.set_message(format!("{}: {objects} objects, {}", request.describe(), human_bytes(bytes)));
+            let objects = telemetry::plural(objects, "object", "objects");
+            bar.set_message(format!("{}: {objects}, {}", request.describe(), human_bytes(bytes)));
             bar.tick();
         })
         .await?;
     bar.finish_and_clear();
     Ok(format!(
-        "{} (job {job}): removed {} objects ({}) and {} tags; {} objects deleted from storage",
+        "{} (job {job}): removed {} ({}) and {}; {} deleted from storage",
         request.describe(),
-        report.objects,
+        telemetry::plural(report.objects, "object", "objects"),
         human_bytes(report.bytes),
-        report.tags,
-        report.deleted_objects
+        telemetry::plural(report.tags, "tag", "tags"),
+        telemetry::plural(report.deleted_objects, "object", "objects"),
     ))
 }
 

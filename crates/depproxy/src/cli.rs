@@ -110,10 +110,10 @@ pub struct ServeArgs {
     /// TOML configuration file; the flags above override its keys.
     #[arg(long, env = "DEPPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address of the admin API and status page; overrides `admin_listen` [default:
-    /// `127.0.0.1:5080`, skipped with a warning when taken].
-    #[arg(long, env = "DEPPROXY_ADMIN_LISTEN", value_name = "ADDR")]
-    pub admin_listen: Option<SocketAddr>,
+    /// Address of the admin API and status page, or `off`; overrides `admin_listen` [default:
+    /// `127.0.0.1:5080`; a taken address stops the start].
+    #[arg(long, env = "DEPPROXY_ADMIN_LISTEN", value_name = "ADDR|off")]
+    pub admin_listen: Option<config::AdminListen>,
     /// Serve Prometheus metrics at this address, and no longer at /metrics of the public
     /// listener (metrics name upstream hosts and groups: keep them off a listener every client
     /// reaches).
@@ -151,10 +151,10 @@ pub struct ControlArgs {
     /// TOML configuration file; the flags above override its keys.
     #[arg(long, env = "DEPPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address of the admin API and status page; overrides `admin_listen` [default:
-    /// `127.0.0.1:5080`, skipped with a warning when taken].
-    #[arg(long, env = "DEPPROXY_ADMIN_LISTEN", value_name = "ADDR")]
-    pub admin_listen: Option<SocketAddr>,
+    /// Address of the admin API and status page, or `off`; overrides `admin_listen` [default:
+    /// `127.0.0.1:5080`; a taken address stops the start].
+    #[arg(long, env = "DEPPROXY_ADMIN_LISTEN", value_name = "ADDR|off")]
+    pub admin_listen: Option<config::AdminListen>,
     /// Serve Prometheus metrics at this address (the only place the control plane serves them:
     /// its main listener answers gateways only).
     #[arg(long, env = "DEPPROXY_METRICS_LISTEN", value_name = "ADDR")]
@@ -212,14 +212,16 @@ impl GatewayArgs {
 fn resolve(
     file: Option<&Path>,
     overrides: &Overrides,
-    admin_listen: Option<SocketAddr>,
+    admin_listen: Option<config::AdminListen>,
 ) -> anyhow::Result<Config> {
     let file = match file {
         Some(path) => config::read_file(path)?,
         None => FileConfig::default(),
     };
     let mut config = Config::resolve(file, overrides)?;
-    config.admin_listen = admin_listen.or(config.admin_listen);
+    if let Some(admin_listen) = admin_listen {
+        config.admin_listen = admin_listen;
+    }
     Ok(config)
 }
 
@@ -252,7 +254,7 @@ pub enum AdminCommand {
     Upstreams,
     /// Live fills on every node, with their progress.
     Fills,
-    /// Recent errors and denials, newest first.
+    /// Recent errors and warnings, then recent denials, newest first (repeats on one row).
     Events {
         /// How many to show (the server keeps the last 500).
         #[arg(long, default_value_t = 50, value_name = "N")]

@@ -49,8 +49,34 @@ pub struct FileConfig {
     /// Proxies (CIDR or single addresses) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
-    /// Address of the admin API (`serve`, `control`; default 127.0.0.1:5080).
-    pub admin_listen: Option<SocketAddr>,
+    /// Address of the admin API (`serve`, `control`; default 127.0.0.1:5080), or `off`.
+    pub admin_listen: Option<AdminListen>,
+}
+
+/// Where the admin API (and its status page) listens: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    At(SocketAddr),
+    Off,
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "off" {
+            return Ok(AdminListen::Off);
+        }
+        text.parse()
+            .map(AdminListen::At)
+            .map_err(|_| format!("{text:?} is neither an address (like 127.0.0.1:5080) nor `off`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[cache]`: memory the cache keeps to answer hits without a database or storage round trip.
@@ -221,7 +247,7 @@ pub struct AuthEntry {
     pub refresh_token_ttl: Option<Duration>,
     /// The key registry tokens are signed with (32 bytes, base64 or hex; `depproxy gen-secret`
     /// writes one). Every control plane of a cluster must share it. Default for `serve`:
-    /// `<data_dir>/token-signing.key`, created on first start.
+    /// `<data_dir>/token-signing.key`, created on the first start with a group that uses tokens.
     pub signing_key_file: Option<PathBuf>,
     /// How often a control plane reloads the access tokens (a revocation takes effect within it;
     /// default 10s).
@@ -348,8 +374,8 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub public_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
-    /// The admin API's address when set explicitly (`None`: the default, which may be taken).
-    pub admin_listen: Option<SocketAddr>,
+    /// The admin API's address, or `off`.
+    pub admin_listen: AdminListen,
 }
 
 /// A group with its access policy decided.
@@ -376,7 +402,21 @@ impl Config {
     /// Whether any group needs access tokens from some client (then registry tokens are issued,
     /// and every control plane must share the signing key).
     pub fn uses_tokens(&self) -> bool {
-        self.groups.iter().any(|group| group.access.mode == AccessMode::Token)
+        !self.token_groups().is_empty()
+    }
+
+    /// The groups that need access tokens from some client: configured ones, and the implicit
+    /// mirror group (`upstream/<name>`) of an upstream with credentials that no group uses.
+    pub fn token_groups(&self) -> Vec<String> {
+        let configured = self.groups.iter().filter(|group| group.access.mode == AccessMode::Token);
+        let implicit = self.upstreams.iter().filter(|upstream| {
+            !self.groups.iter().any(|group| group.upstream == upstream.name)
+                && Self::implicit_access(upstream).mode == AccessMode::Token
+        });
+        configured
+            .map(|group| group.path.clone())
+            .chain(implicit.map(|upstream| format!("upstream/{}", upstream.name)))
+            .collect()
     }
 
     /// The lifecycle of implicit mirror groups: the default TTL, no quota, no pins.
@@ -599,7 +639,10 @@ impl Config {
             lifecycle,
             public_url: resolve_public_url(file.public_url)?,
             trusted_proxies: parse_networks(&file.trusted_proxies).context("trusted_proxies")?,
-            admin_listen: file.admin_listen,
+            admin_listen: match file.admin_listen {
+                Some(admin_listen) => admin_listen,
+                None => AdminListen::At(defaults::ADMIN_LISTEN.parse().context("default admin address")?),
+            },
         })
     }
 }
@@ -888,6 +931,20 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_is_an_address_or_off() {
+        let zero = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(zero.admin_listen, AdminListen::At("127.0.0.1:5080".parse().unwrap()));
+        let resolve = |text: &str| Config::resolve(toml::from_str(text)?, &Overrides::default());
+        assert_eq!(resolve("admin_listen = \"off\"").unwrap().admin_listen, AdminListen::Off);
+        assert_eq!(
+            resolve("admin_listen = \"0.0.0.0:6000\"").unwrap().admin_listen,
+            AdminListen::At("0.0.0.0:6000".parse().unwrap())
+        );
+        let error = resolve("admin_listen = \"5080\"").unwrap_err().to_string();
+        assert!(error.contains("nor `off`"), "{error}");
+    }
+
+    #[test]
     fn upstream_flag_replaces_the_default_upstream() {
         let overrides = Overrides { upstream: Some("http://127.0.0.1:5001".into()), ..Overrides::default() };
         let config = Config::resolve(FileConfig::default(), &overrides).unwrap();
@@ -1069,9 +1126,24 @@ mod tests {
         assert_eq!(access("private"), AccessPolicy::token());
         assert_eq!(access("default"), AccessPolicy::anonymous());
         assert!(config.uses_tokens());
+        assert_eq!(config.token_groups(), ["private"]);
         let zero = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
         assert!(!zero.uses_tokens(), "zero-config serve stays anonymous");
         assert_eq!(zero.groups[0].access, AccessPolicy::anonymous());
+    }
+
+    #[test]
+    fn the_implicit_group_of_an_upstream_with_credentials_needs_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret").unwrap();
+        let text = format!(
+            "[[upstream]]\nname = \"private\"\nurl = \"https://registry.example\"\nusername = \"ci\"\npassword_file = \"{}\"\n[[upstream]]\nname = \"public\"\nurl = \"https://public.example\"\n[[group]]\npath = \"default\"\nupstream = \"public\"\n",
+            password.display()
+        );
+        let config = Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(config.token_groups(), ["upstream/private"]);
+        assert!(config.uses_tokens());
     }
 
     #[test]

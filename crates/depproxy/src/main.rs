@@ -67,16 +67,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
             let (gateway, control) = app::serve_node(&config, runtime).await?;
-            start_admin(&config, app::admin_router(&control, &supervisor), server_metrics.clone())?;
+            let admin = app::admin_router(&control, &supervisor);
+            start_admin(
+                &config,
+                (common.config.as_deref(), common.data_dir.as_deref()),
+                admin,
+                server_metrics.clone(),
+            )?;
             let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
             listen("depproxy serve", &config, router, server_metrics, None, &supervisor).await
         }
         Command::Control { common, secret_file, tls_cert, tls_key } => {
             let config = common.resolve()?;
-            if config.uses_tokens() && config.auth.signing_key_file.is_none() {
+            let token_groups = config.token_groups();
+            if !token_groups.is_empty() && config.auth.signing_key_file.is_none() {
                 anyhow::bail!(
-                    "a group needs access tokens: set [auth] signing_key_file to a key shared by every control \
-                     plane (`depproxy gen-secret FILE` writes one), so a token issued by one works on all"
+                    "{} {} {} access tokens: set [auth] signing_key_file to a key shared by every control plane \
+                     (`depproxy gen-secret FILE` writes one), so a token issued by one works on all",
+                    if token_groups.len() == 1 { "group" } else { "groups" },
+                    token_groups.join(", "),
+                    if token_groups.len() == 1 { "needs" } else { "need" },
                 );
             }
             let secret = read_secret(&secret_file)?;
@@ -89,7 +99,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let node = app::control_node(&config, &secret, &runtime).await?;
             let router = node.router.clone();
             let server_metrics = runtime.server_metrics.clone();
-            start_admin(&config, app::admin_router(&node, &runtime.supervisor), server_metrics.clone())?;
+            start_admin(
+                &config,
+                (common.config.as_deref(), common.data_dir.as_deref()),
+                app::admin_router(&node, &runtime.supervisor),
+                server_metrics.clone(),
+            )?;
             if let Some(address) = common.metrics_listen {
                 let metrics = app::metrics_router(runtime.registry);
                 start_metrics(address, metrics, &config, &server_metrics).await?;
@@ -172,10 +187,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     show(client.get("/api/v1/upstreams").await?, admin_cli::upstreams_table)?
                 }
                 AdminCommand::Fills => show(client.get("/api/v1/fills").await?, admin_cli::fills_table)?,
-                AdminCommand::Events { limit } => show(
-                    client.get(&format!("/api/v1/events?limit={limit}")).await?,
-                    admin_cli::events_table,
-                )?,
+                AdminCommand::Events { limit } => {
+                    let errors =
+                        client.get(&format!("/api/v1/events?kind=error,warning&limit={limit}")).await?;
+                    let denials = client.get(&format!("/api/v1/events?kind=denied&limit={limit}")).await?;
+                    if json {
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({ "errors": errors, "denials": denials }),
+                        )?
+                    } else {
+                        admin_cli::events_tables(&errors, &denials)
+                    }
+                }
                 AdminCommand::Purge { group, image, older_than } => {
                     let job =
                         admin_cli::purge(&client, &group, image.as_deref(), older_than.as_deref()).await?;
@@ -274,26 +297,36 @@ async fn public_router(
     }
 }
 
-/// Starts the admin API. The default address may be taken (another instance on this host): then
-/// the proxy runs without it and says so; an address set explicitly must be bound.
+/// Starts the admin API, saying where and how to get in. An address that cannot be bound stops
+/// the start (a proxy running without the admin API would go unnoticed until it is needed):
+/// `--admin-listen` moves it, `--admin-listen off` turns it off. `started_with` is the process's
+/// `--config` and `--data-dir`, for the token command it prints.
 fn start_admin(
     config: &Config,
+    started_with: (Option<&std::path::Path>, Option<&std::path::Path>),
     router: axum::Router,
     metrics: depproxy::server::ServerMetrics,
 ) -> anyhow::Result<()> {
-    let (address, explicit) = match config.admin_listen {
-        Some(address) => (address, true),
-        None => (depproxy::defaults::ADMIN_LISTEN.parse().context("default admin address")?, false),
-    };
-    let listener = match depproxy::server::bind(address) {
-        Ok(listener) => listener,
-        Err(error) if !explicit => {
-            tracing::warn!(%address, %error, "admin API not started (set --admin-listen to another address)");
+    let address = match config.admin_listen {
+        config::AdminListen::At(address) => address,
+        config::AdminListen::Off => {
+            tracing::info!("admin API off (--admin-listen off)");
             return Ok(());
         }
-        Err(error) => return Err(error).with_context(|| format!("cannot listen on {address} (admin API)")),
     };
-    tracing::info!(%address, "admin API listening");
+    let listener = depproxy::server::bind(address).with_context(|| {
+        format!(
+            "cannot listen on {address} for the admin API and status page: move it with --admin-listen ADDR \
+             (DEPPROXY_ADMIN_LISTEN, admin_listen in the file), or turn it off with --admin-listen off"
+        )
+    })?;
+    // The address bound (port 0 is a port of the system's choice).
+    let address = listener.local_addr().unwrap_or(address);
+    tracing::info!(
+        %address,
+        "admin API and status page at http://{address}/ — an admin token to log in with: `{}`",
+        admin_token_command(started_with)
+    );
     let limits = config.server;
     tokio::spawn(async move {
         let serving = depproxy::server::run_server(listener, router, limits, metrics, std::future::pending());
@@ -302,6 +335,29 @@ fn start_admin(
         }
     });
     Ok(())
+}
+
+/// The command that creates an admin token for this process's database: with its `--config` and
+/// `--data-dir` (from flags or environment), as absolute paths, so it works from any directory.
+fn admin_token_command((config, data_dir): (Option<&std::path::Path>, Option<&std::path::Path>)) -> String {
+    let mut command = "depproxy token create --name ops --admin".to_owned();
+    for (flag, path) in [("--config", config), ("--data-dir", data_dir)] {
+        if let Some(path) = path {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+            command.push_str(&format!(" {flag} {}", shell_word(&path.to_string_lossy())));
+        }
+    }
+    command
+}
+
+/// `text` as one shell word: as it is when it needs no quoting, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then drains within the configured grace period.

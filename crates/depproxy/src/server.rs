@@ -390,7 +390,8 @@ pub async fn serve_until(
         finished = &mut server => return finished.map_err(std::io::Error::other)?,
         () = signal => {}
     }
-    tracing::info!(?grace, running = supervisor.len(), "shutting down: no new connections, draining");
+    tracing::info!(grace = %telemetry::HumanDuration(grace), running = supervisor.len(),
+        "shutting down: no new connections, draining");
     let _ = stop.send(());
     let started = tokio::time::Instant::now();
     let report = supervisor.shutdown(grace).await;

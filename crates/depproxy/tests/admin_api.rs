@@ -140,6 +140,41 @@ async fn an_admin_asks_for_a_sweep_and_sees_it_done() {
     assert!(!proxy.has_object(&layers[0]), "not read for 2 days with a 1-day TTL: swept");
 }
 
+/// The sweeper's line is fields, not Rust's debug format, and only when a sweep did something: an
+/// idle sweep every `sweep_interval` is no line at info.
+#[tokio::test]
+async fn the_sweeper_logs_fields_and_only_when_it_did_something() {
+    let log = support::LogCapture::install();
+    let upstream = FakeRegistry::start().await;
+    let clock = cache::Clock::manual(1_800_000_000_000);
+    let config = "[[upstream]]\nname = \"up\"\nurl = \"UP\"\n[[group]]\npath = \"default\"\nupstream = \"up\"\nttl = \"1d\"\n[cache]\nsweep_interval = \"1h\"\n"
+        .replace("UP", &upstream.url());
+    let proxy = TestProxy::start(Options::toml(&config).clock(clock.clone())).await;
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[&pattern(MIB, 3)]);
+    let blob_url = format!("{}/v2/lab/app/blobs/{}", proxy.url, layers[0]);
+    body_digest(client().get(&blob_url).send().await.unwrap()).await.unwrap();
+    proxy.fills_settled().await;
+    proxy.settled().await;
+    let sweeps = || log.lines().into_iter().filter(|line| line.contains("sweep")).collect::<Vec<_>>();
+
+    proxy.lifecycle.sweep_soon();
+    proxy.settled().await;
+    assert!(proxy.lifecycle.sweeper_status().completed >= 2, "the start-up sweep and this one ran");
+    assert_eq!(sweeps(), Vec::<String>::new(), "sweeps that removed nothing say nothing at info");
+
+    clock.advance(Duration::from_secs(2 * 86_400));
+    proxy.lifecycle.sweep_soon();
+    proxy.settled().await;
+    assert!(!proxy.has_object(&layers[0]), "not read for 2 days with a 1-day TTL: swept");
+    let lines = sweeps();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line = &lines[0];
+    assert!(line.contains(" INFO ") && line.contains("sweep done"), "{line}");
+    assert!(line.contains(&format!(" ttl_objects=1 ttl_bytes={MIB}")), "{line}");
+    assert!(line.contains(" deleted_objects=1 "), "{line}");
+    assert!(!line.contains('{') && !line.contains("=0"), "fields, and only those that are not zero: {line}");
+}
+
 /// Events the proxy logs reach `GET /api/v1/events` through the layer `depproxy serve` installs.
 fn record_events() {
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -293,6 +328,114 @@ async fn the_operator_view_groups_upstreams_fills_events_tokens_and_the_openapi_
         assert!(document["paths"][path].is_object(), "{path} missing from {document}");
     }
     assert_eq!(document["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+}
+
+/// `GET /v2/token` with a wrong password, as a client at `address` (through a trusted proxy).
+async fn failed_login(proxy: &TestProxy, address: &str) -> StatusCode {
+    let url = format!("{}/v2/token?service=depproxy&scope=repository:lab/app:pull", proxy.url);
+    let response = client()
+        .get(url)
+        .basic_auth("ci", Some("dpp_0000000000000000_wrong"))
+        .header("x-forwarded-for", address)
+        .send()
+        .await
+        .unwrap();
+    response.status()
+}
+
+#[tokio::test]
+async fn failed_logins_are_one_row_of_denials_and_cannot_push_errors_out() {
+    record_events();
+    let upstream = FakeRegistry::start().await;
+    let mut options = Options::upstream(&upstream.url());
+    options.file.trusted_proxies = vec!["127.0.0.1".into()];
+    let proxy = TestProxy::start(options).await;
+    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin = token(&proxy, "ops", true).await;
+
+    // An error: a fill the upstream fails.
+    let (_, broken) = upstream.put_image("lab/broken", "v1", &[&pattern(MIB, 5)]);
+    upstream.set_fault_for(&broken[0], Some(testkit::Fault::Status { status: 500, retry_after: None }));
+    let failed =
+        client().get(format!("{}/v2/lab/broken/blobs/{}", proxy.url, broken[0])).send().await.unwrap();
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    proxy.fills_settled().await;
+
+    // 12 wrong passwords from one address: past the limit (10 a minute) they are answered 429.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(failed_login(&proxy, "10.0.0.7").await);
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(statuses[11], StatusCode::TOO_MANY_REQUESTS);
+    let denials = get_json(&format!("{admin_url}/api/v1/events?kind=denied"), &admin).await;
+    let rows: Vec<&serde_json::Value> =
+        denials.as_array().unwrap().iter().filter(|row| row["client"] == "10.0.0.7").collect();
+    assert_eq!(rows.len(), 1, "12 failed logins are one row: {denials:#}");
+    let row = rows[0];
+    assert_eq!((row["count"].as_u64(), row["kind"].as_str()), (Some(12), Some("denied")), "{row}");
+    let summary = row["summary"].as_str().unwrap();
+    assert!(summary.starts_with("12 × failed login from 10.0.0.7 within "), "{summary}");
+    assert!(row["at"].as_u64() >= row["first_at"].as_u64(), "{row}");
+    // The latest: refused unchecked, with the wait in whole seconds (not `764.130452ms`).
+    let message = row["message"].as_str().unwrap();
+    let wait = message.split("retry in ").nth(1).unwrap_or_else(|| panic!("{message}"));
+    let seconds = wait.strip_suffix('s').unwrap_or_else(|| panic!("{message}"));
+    assert!(seconds.parse::<u64>().is_ok_and(|seconds| (1..=60).contains(&seconds)), "{message}");
+    let errors = get_json(&format!("{admin_url}/api/v1/events?kind=error,warning"), &admin).await;
+    let errors = errors.as_array().unwrap();
+    assert!(errors.iter().all(|event| event["kind"] != "denied"), "{errors:#?}");
+    assert!(
+        errors.iter().any(|event| event["message"].as_str().unwrap().contains("fill failed")),
+        "{errors:#?}"
+    );
+    // Without `kind`, both, newest first, with the fields the API always had.
+    let all = get_json(&format!("{admin_url}/api/v1/events?limit=1000"), &admin).await;
+    let all = all.as_array().unwrap();
+    assert!(
+        all.iter().any(|event| event["kind"] == "denied")
+            && all.iter().any(|event| event["kind"] != "denied")
+    );
+    for event in all {
+        for field in ["at", "kind", "group", "image", "message"] {
+            assert!(event.get(field).is_some(), "{field} missing from {event}");
+        }
+    }
+    assert!(all.windows(2).all(|pair| pair[0]["at"].as_u64() >= pair[1]["at"].as_u64()), "newest first");
+    let bad = client().get(format!("{admin_url}/api/v1/events?kind=oops")).bearer_auth(&admin).send().await;
+    assert_eq!(bad.unwrap().status(), StatusCode::BAD_REQUEST);
+
+    // The status page shows the denials apart, the 12 failed logins on one row.
+    let login = client().post(format!("{admin_url}/login")).form(&[("token", admin.clone())]).send();
+    let login = login.await.unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = client().get(format!("{admin_url}/")).header("cookie", &cookie).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let (errors_part, denials_part) = page.split_once("<h2>Recent denials</h2>").expect("a denials table");
+    let errors_part = &errors_part[errors_part.find("<h2>Recent errors</h2>").unwrap()..];
+    assert!(errors_part.contains("fill failed") && !errors_part.contains("failed login"), "{errors_part}");
+    let denials_part = &denials_part[..denials_part.find("</section>").unwrap()];
+    assert_eq!(denials_part.matches("failed login from 10.0.0.7").count(), 1, "{denials_part}");
+    assert!(denials_part.contains("12 × failed login from 10.0.0.7 within"), "{denials_part}");
+
+    // A flood of failed logins, each from an address of its own (no two are repeats), more than
+    // the denials ring holds: the error is still there.
+    for n in 0..(telemetry::events::CAPACITY + 100) {
+        let address = format!("10.1.{}.{}", n / 256, n % 256);
+        assert_eq!(failed_login(&proxy, &address).await, StatusCode::UNAUTHORIZED);
+    }
+    let denials = get_json(&format!("{admin_url}/api/v1/events?kind=denied&limit=1000"), &admin).await;
+    assert_eq!(denials.as_array().unwrap().len(), telemetry::events::CAPACITY, "the denials ring is full");
+    let errors = get_json(&format!("{admin_url}/api/v1/events?kind=error,warning"), &admin).await;
+    assert!(
+        errors
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["message"].as_str().unwrap().contains("fill failed")),
+        "the flood pushed the error out: {errors:#}"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ const PRINTED_HINTS: &[(&str, &str)] = &[
     ("crates/depproxy/src/cli.rs", "depproxy token create --name ops --admin"),
     ("crates/depproxy/src/cli.rs", "depproxy gen-secret FILE"),
     ("crates/depproxy/src/main.rs", "depproxy gen-secret FILE"),
+    ("crates/depproxy/src/main.rs", "depproxy token create --name ops --admin"),
     ("crates/depproxy/src/warm.rs", "depproxy token create --name "),
 ];
 
@@ -156,8 +157,16 @@ fn check_every_hint(upstream_url: &str) {
 
     // The status page's login form.
     let page = curl(&[&format!("{admin}/")]);
-    let page_hints = hints_in(&page);
+    let mut page_hints = hints_in(&page);
     assert!(!page_hints.is_empty(), "the login page names no command:\n{page}");
+    // The start-up line naming the admin API and how to get a token for it (the log is written
+    // by a thread of its own: it may come a moment after the listener answers).
+    let log = work.path().join("serve.log");
+    let log_hints = || hints_in(&std::fs::read_to_string(&log).unwrap_or_default());
+    wait_until("the admin API's start-up line", Duration::from_secs(10), || !log_hints().is_empty());
+    let log_hints = log_hints();
+    assert_eq!(log_hints.len(), 1, "serve's start-up log names one command: {log_hints:?}");
+    page_hints.extend(log_hints);
     // `--help` of every command.
     let mut help_hints = Vec::new();
     for path in command_paths() {

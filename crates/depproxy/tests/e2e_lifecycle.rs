@@ -61,6 +61,7 @@ fn purge_while_serving(database: Option<String>) {
     // Purge one image while the server runs.
     let output = cli(&proxy, &["cache", "purge", "--group", "default", "--image", "lab/layers"]);
     assert!(output.contains("removed") && output.contains("deleted from storage"), "{output}");
+    assert!(output.contains(" and 1 tag;"), "one tag, and its noun agrees: {output}");
     let after = group_stats(&proxy);
     assert!(after["bytes"].as_u64().unwrap() < before["bytes"].as_u64().unwrap(), "{before} → {after}");
     assert_eq!(after["tags"], 1, "lab/tiny's tag stays: {after}");

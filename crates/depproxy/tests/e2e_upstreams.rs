@@ -1,7 +1,8 @@
 //! End to end with real parts, several upstreams: two real `distribution` registries behind one
 //! depproxy, pulled by `skopeo` in group, root-mirror and path-prefix form and by a real containerd
 //! (`ctr`, `hosts.toml` mirror, which sends `?ns=`); then both registries stop and the cached
-//! images still pull.
+//! images still pull. Also the `serve` process's listeners: metrics apart, the admin API (its
+//! address and how to get a token logged at start-up, a taken port stops the start), JSON logs.
 //!
 //! Needs docker-registry, skopeo, containerd, python3, curl (`scripts/install-test-deps.sh`).
 
@@ -11,7 +12,7 @@ mod support;
 
 use support::processes::{
     Containerd, Depproxy, Process, Registry, TestCertificates, dir_contents, free_port, push_test_images,
-    require_tools, run, skopeo_pull, wait_http_ok,
+    require_tools, run, run_to_exit, skopeo_pull, wait_http_ok,
 };
 
 #[test]
@@ -283,11 +284,215 @@ async fn the_admin_cli_shows_status_fills_events_and_purges() {
             "{table}"
         );
         assert_eq!(run(&mut admin(&["--token", &secret, "fills"])).trim(), "no fill running");
+        // The wrong token above is a denial, listed apart from errors.
+        let events = run(&mut admin(&["--token", &secret, "events"]));
+        let (errors, denials) = events.split_once("denials:").unwrap_or_else(|| panic!("{events}"));
+        assert!(errors.starts_with("errors and warnings:"), "{events}");
+        assert!(denials.contains("admin API login refused") && denials.contains("127.0.0.1"), "{events}");
+        assert!(!errors.contains("login refused"), "{events}");
+        let events: serde_json::Value =
+            serde_json::from_str(&run(admin(&["--token", &secret, "events"]).arg("--json"))).unwrap();
+        assert_eq!(events["denials"][0]["kind"], "denied", "{events}");
+        assert_eq!(events["denials"][0]["client"], "127.0.0.1", "{events}");
         let purged = run(&mut admin(&["--token", &secret, "purge", "--group", "default"]));
         assert!(purged.starts_with("purged 1 object(s) of group default"), "the manifest: {purged}");
     })
     .await
     .unwrap();
+}
+
+#[test]
+fn serve_logs_its_admin_address_and_a_token_command_that_works() {
+    require_tools(&["curl"]);
+    let work = tempfile::tempdir().unwrap();
+    // A data directory whose path needs quoting in a shell.
+    let data_dir = work.path().join("data dir");
+    let config = work.path().join("depproxy.toml");
+    std::fs::write(&config, "[[upstream]]\nname = \"up\"\nurl = \"http://127.0.0.1:9\"\n").unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let mut command = std::process::Command::new(Depproxy::binary());
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}"), "--config"])
+        .arg(&config)
+        .current_dir(work.path())
+        .env("DEPPROXY_DATA_DIR", "data dir");
+    let log = work.path().join("serve.log");
+    let _serve = Process::spawn("depproxy serve", &mut command, &log);
+    wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let announced = format!("admin API and status page at http://127.0.0.1:{admin_port}/");
+    let line = text.lines().find(|line| line.contains(&announced)).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(" INFO "), "{line}");
+    let printed = line.split("log in with: `").nth(1).unwrap_or_else(|| panic!("{line}"));
+    let printed = printed.split('`').next().unwrap().trim();
+    assert!(printed.starts_with("depproxy token create --name ops --admin --config /"), "{printed}");
+    assert!(printed.contains(&format!("--data-dir '{}'", data_dir.display())), "{printed}");
+
+    // Run as printed, from another directory, with `depproxy` found on the PATH.
+    let binary_dir = std::path::Path::new(Depproxy::binary()).parent().unwrap();
+    let path = format!("{}:{}", binary_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let output = run(std::process::Command::new("sh")
+        .args(["-c", printed])
+        .current_dir("/")
+        .env("PATH", path)
+        .env_remove("DEPPROXY_DATA_DIR"));
+    let secret = output.lines().next().unwrap().trim().to_owned();
+    assert!(secret.starts_with("dpp_"), "{output}");
+    let status = run(std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {secret}"))
+        .arg(format!("http://127.0.0.1:{admin_port}/api/v1/groups")));
+    assert_eq!(status, "200", "the token the printed command made is an admin token of this proxy");
+}
+
+#[test]
+fn a_taken_admin_port_stops_serve_and_names_the_flag() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let serve = |port: u16, admin: Option<&str>| {
+        let mut command = std::process::Command::new(Depproxy::binary());
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", "http://127.0.0.1:9"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env_remove("DEPPROXY_ADMIN_LISTEN");
+        if let Some(admin) = admin {
+            command.args(["--admin-listen", admin]);
+        }
+        command
+    };
+    let refused = |output: &str, address: &str| {
+        assert!(output.contains(&format!("cannot listen on {address} for the admin API")), "{output}");
+        assert!(output.contains("--admin-listen ADDR") && output.contains("--admin-listen off"), "{output}");
+        assert!(output.contains("DEPPROXY_ADMIN_LISTEN"), "{output}");
+    };
+    // An address given and taken.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = held.local_addr().unwrap().to_string();
+    let (status, output) =
+        run_to_exit(&mut serve(free_port(), Some(&address)), std::time::Duration::from_secs(30));
+    assert!(!status.success(), "{output}");
+    refused(&output, &address);
+    // The default address taken (held here, or by something else on this host): the same.
+    let _default = std::net::TcpListener::bind("127.0.0.1:5080");
+    let (status, output) = run_to_exit(&mut serve(free_port(), None), std::time::Duration::from_secs(30));
+    assert!(!status.success(), "{output}");
+    refused(&output, "127.0.0.1:5080");
+
+    // `off` runs without it, and says so.
+    let port = free_port();
+    let mut command = serve(port, None);
+    command.env("DEPPROXY_ADMIN_LISTEN", "off");
+    let log = data_dir.path().join("off.log");
+    let _serve = Process::spawn("depproxy serve", &mut command, &log);
+    wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("admin API off (--admin-listen off)"), "{text}");
+}
+
+/// What a `serve` process logs reads as people write: a client's 404 is no warning, reports are
+/// fields (not Rust's debug format), durations in the units people use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clients_404_is_no_warning_and_reports_are_fields() {
+    require_tools(&["curl"]);
+    let upstream = testkit::FakeRegistry::start().await;
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[b"layer bytes"]);
+    let data_dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let mut command = std::process::Command::new(Depproxy::binary());
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", &upstream.url()])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .arg("--data-dir")
+        .arg(data_dir.path());
+    let log = data_dir.path().join("serve.log");
+    let serve = Process::spawn("depproxy serve", &mut command, &log);
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    tokio::task::spawn_blocking(move || wait_http_ok(&health, "depproxy serve")).await.unwrap();
+    let proxy = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // A typo in a tag, and a digest upstream does not have: the client's 404s.
+    for path in ["/v2/lab/app/manifests/v1-typo", "/v2/lab/apq/manifests/v1"] {
+        assert_eq!(client.get(format!("{proxy}{path}")).send().await.unwrap().status(), 404, "{path}");
+    }
+    let missing = oci::Digest::of(b"nobody has this");
+    let blob = client.get(format!("{proxy}/v2/lab/app/blobs/{missing}")).send().await.unwrap();
+    assert_eq!(blob.status(), 404);
+    // A pull, then purges through the admin API (one of what was not read for 30 days).
+    for path in ["/v2/lab/app/manifests/v1".to_owned(), format!("/v2/lab/app/blobs/{}", layers[0])] {
+        let response = client.get(format!("{proxy}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.unwrap();
+    }
+    let secret = run(std::process::Command::new(Depproxy::binary())
+        .args(["token", "create", "--name", "ops", "--admin", "--data-dir"])
+        .arg(data_dir.path()));
+    let secret = secret.lines().next().unwrap().to_owned();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    // The pull's fills are recorded after the client has its bytes: the purge waits for them.
+    let metrics = format!("{proxy}/metrics");
+    tokio::task::spawn_blocking(move || {
+        support::processes::wait_until(
+            "the fills were not stored",
+            std::time::Duration::from_secs(30),
+            || {
+                run(std::process::Command::new("curl").args(["-sf", &metrics]))
+                    .lines()
+                    .any(|line| line.starts_with("depproxy_fills_total{outcome=\"stored\"} 2"))
+            },
+        )
+    })
+    .await
+    .unwrap();
+    for query in ["?older_than=30d", ""] {
+        let url = format!("{admin}/api/v1/groups/default/cache{query}");
+        let started = client.delete(url).bearer_auth(&secret).send().await.unwrap();
+        assert_eq!(started.status(), 202);
+        let job: serde_json::Value = started.json().await.unwrap();
+        let job_url = format!("{admin}{}", job["status"].as_str().unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let job: serde_json::Value =
+                client.get(&job_url).bearer_auth(&secret).send().await.unwrap().json().await.unwrap();
+            if job["state"] != "running" {
+                assert_eq!(job["state"], "done", "{job}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{job}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // The log is written by a thread of its own: wait for the last purge's line.
+    let written = log.clone();
+    tokio::task::spawn_blocking(move || {
+        support::processes::wait_until("two purges logged", std::time::Duration::from_secs(10), || {
+            std::fs::read_to_string(&written).unwrap_or_default().matches("purge done").count() == 2
+        })
+    })
+    .await
+    .unwrap();
+    drop(serve);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> =
+        text.lines().filter(|line| line.contains(" WARN ") || line.contains(" ERROR ")).collect();
+    assert!(warnings.is_empty(), "a client's 404 is not the operator's problem: {warnings:#?}");
+    assert!(
+        text.lines()
+            .any(|line| line.contains(" INFO ") && line.contains("fill ended") && line.contains("no such")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Report {") && !text.contains("report="),
+        "Rust's debug format in the log:\n{text}"
+    );
+    assert!(text.contains("purge group default not read for 30d"), "{text}");
+    let done: Vec<&str> = text.lines().filter(|line| line.contains("purge done")).collect();
+    assert!(done[1].contains(" objects=2 ") && done[1].contains(" deleted_objects="), "{done:#?}");
+    // The first sweep (at start-up) found nothing to do: it says nothing at info.
+    for line in text.lines().filter(|line| line.contains("sweep done")) {
+        assert!(line.contains("_objects=") || line.contains("stale_") || line.contains("_tags="), "{line}");
+    }
 }
 
 #[test]

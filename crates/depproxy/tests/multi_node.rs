@@ -4,7 +4,10 @@
 //! - a herd of 16 cold pulls of one blob spread over both gateways makes one caching fetch (the
 //!   lease holder's) and at most one more upstream GET (the other node streams through uncached);
 //! - an object cached through one node is a hit on the other, with no upstream request;
-//! - a node killed mid-fill blocks caching elsewhere only until its lease expires.
+//! - a node killed mid-fill blocks caching elsewhere only until its lease expires;
+//! - the nodes start where their `data_dir` does not exist: control planes need none (and refuse
+//!   to start, saying what to set, when a group needs a shared signing key), gateways make only
+//!   their spool.
 //!
 //! Needs python3 with moto and a PostgreSQL server (`scripts/install-test-deps.sh`).
 
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use support::backends::{S3Server, postgres_url};
 use support::client;
-use support::processes::{Depproxy, Node, require_tools, run};
+use support::processes::{Depproxy, Node, require_tools, run, run_to_exit};
 use testkit::{FakeRegistry, Gate};
 
 fn layer(size: usize, seed: u8) -> Vec<u8> {
@@ -176,4 +179,109 @@ async fn two_gateways_two_control_planes_one_cache() {
         "MEASURE multi-node: the surviving node cached the object {takeover:?} after the kill (lease_ttl 2s)"
     );
     drop(controls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_starts_where_data_dir_does_not_exist() {
+    require_tools(&["python3", "curl", "psql"]);
+    let upstream = FakeRegistry::start().await;
+    let s3 = tokio::task::spawn_blocking(S3Server::start).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let cluster = |extra: &str| {
+        format!(
+            "database_url = \"{}\"\n[[upstream]]\nname = \"up\"\nurl = \"{}\"\n{extra}{}",
+            postgres_url(),
+            upstream.url(),
+            s3.storage_toml()
+        )
+    };
+    let config = work.path().join("cluster.toml");
+    std::fs::write(&config, cluster("[[group]]\npath = \"default\"\nupstream = \"up\"\n")).unwrap();
+    let secret = work.path().join("secret");
+    run(std::process::Command::new(Depproxy::binary()).arg("gen-secret").arg(&secret));
+    let absent = work.path().join("absent");
+    let data_dir = |node: &str| absent.join(node);
+    let (controls, gateways) = {
+        let (config, secret) = (config.clone(), secret.clone());
+        let (control_dirs, gateway_dirs) =
+            ([data_dir("control-1"), data_dir("control-2")], [data_dir("gateway-a"), data_dir("gateway-b")]);
+        tokio::task::spawn_blocking(move || {
+            let controls = [
+                Node::control_on(&config, &secret, &control_dirs[0]),
+                Node::control_on(&config, &secret, &control_dirs[1]),
+            ];
+            let gateways = [
+                Node::gateway_on(&config, &secret, &controls[0], &gateway_dirs[0]),
+                Node::gateway_on(&config, &secret, &controls[1], &gateway_dirs[1]),
+            ];
+            (controls, gateways)
+        })
+        .await
+        .unwrap()
+    };
+
+    // The cluster works: a blob pulled through one gateway is a hit on the other.
+    let blob = layer(3 << 20, 7);
+    let digest = upstream.put_blob(blob.clone());
+    for (n, gateway) in gateways.iter().enumerate() {
+        let response =
+            client().get(format!("{}/v2/lab/app/blobs/{digest}", gateway.url())).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(drain(response).await.unwrap(), (oci::Digest::of(&blob), blob.len()));
+        // The fill is recorded after its client has every byte: its count is the event to wait on.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while n == 0 && fills(gateway, "stored").await == 0 {
+            assert!(Instant::now() < deadline, "the fill was not stored:\n{}", gateway.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(upstream.count("GET", "/blobs/"), 1, "the second pull was a hit");
+    assert_eq!(s3.assert_objects_hash_to_their_names().await, 1);
+    for control in &controls {
+        assert!(
+            !control.data_dir.exists(),
+            "a control plane on S3 + PostgreSQL created {:?}",
+            control.data_dir
+        );
+        assert!(!control.log().contains("token-signing.key"), "{}", control.log());
+    }
+    for gateway in &gateways {
+        assert!(gateway.data_dir.join("spool").is_dir(), "a gateway spools fills under its data_dir");
+    }
+
+    // A group that takes access tokens needs one key on every control plane: without it, the
+    // control plane refuses to start and says what to set — for a configured group, and for the
+    // implicit group of an upstream with credentials.
+    let password = work.path().join("password");
+    std::fs::write(&password, "s3cret").unwrap();
+    let refusals = [
+        ("[[group]]\npath = \"acme\"\nupstream = \"up\"\naccess = \"token\"\n".to_owned(), "group acme"),
+        (
+            format!(
+                "[[group]]\npath = \"default\"\nupstream = \"up\"\n[[upstream]]\nname = \"private\"\nurl = \"{}\"\nusername = \"ci\"\npassword_file = \"{}\"\n",
+                upstream.url(),
+                password.display()
+            ),
+            "group upstream/private",
+        ),
+    ];
+    for (extra, group) in refusals {
+        let config = work.path().join("tokens.toml");
+        std::fs::write(&config, cluster(&extra)).unwrap();
+        let (status, output) = run_to_exit(
+            std::process::Command::new(Depproxy::binary())
+                .args(["control", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
+                .arg(&config)
+                .arg("--secret-file")
+                .arg(&secret)
+                .arg("--data-dir")
+                .arg(data_dir("control-3")),
+            Duration::from_secs(30),
+        );
+        assert!(!status.success(), "{output}");
+        assert!(output.contains(&format!("{group} needs access tokens")), "{output}");
+        assert!(output.contains("set [auth] signing_key_file"), "{output}");
+        assert!(output.contains("depproxy gen-secret FILE"), "{output}");
+        assert!(!data_dir("control-3").exists());
+    }
 }

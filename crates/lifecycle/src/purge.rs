@@ -34,7 +34,7 @@ impl PurgeRequest {
             text.push_str(&format!(" image {image}"));
         }
         if let Some(age) = self.older_than {
-            text.push_str(&format!(" not read for {}s", age.as_secs()));
+            text.push_str(&format!(" not read for {}", telemetry::HumanDuration(age)));
         }
         text
     }
@@ -165,5 +165,20 @@ impl Lifecycle {
     /// A job's record, for progress.
     pub async fn job(&self, id: &str) -> Result<Option<metadata::JobRecord>, LifecycleError> {
         Ok(self.metadata.find_job(id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_reads_in_the_units_people_use() {
+        let request = PurgeRequest {
+            group: GroupPath::parse("default").unwrap(),
+            image: Some(RepositoryName::parse("library/alpine").unwrap()),
+            older_than: Some(Duration::from_secs(30 * 86_400)),
+        };
+        assert_eq!(request.describe(), "purge group default image library/alpine not read for 30d");
     }
 }

@@ -45,7 +45,7 @@ impl Lifecycle {
             self.schedule.sweep_started();
             match self.sweep().await {
                 Ok(report) if report.skipped => tracing::debug!("another node is sweeping"),
-                Ok(report) => tracing::info!(?report, "sweep done"),
+                Ok(report) => report.log(),
                 Err(error) => tracing::warn!(%error, "sweep failed; the next one carries on"),
             }
             self.schedule.sweep_finished();

@@ -47,6 +47,45 @@ impl SweepReport {
         self.ttl_objects + self.ttl_tags + self.quota_objects + self.deleted_objects + self.garbage_objects
             > 0
     }
+
+    /// Whether there is anything to tell: something removed, cleaned up, or gone wrong.
+    pub fn did_something(&self) -> bool {
+        self.removed_anything() || self.stale_spools + self.stale_uploads + self.errors > 0
+    }
+
+    /// Logs what the sweep did, as fields (those that are not zero), when it did something: a
+    /// sweep that found nothing to do is a debug line, not one every `sweep_interval`.
+    pub fn log(&self) {
+        if !self.did_something() {
+            tracing::debug!("sweep done: nothing to remove");
+            return;
+        }
+        let nonzero = |count: u64| (count > 0).then_some(count);
+        macro_rules! sweep_line {
+            ($level:ident, $message:literal) => {
+                tracing::$level!(
+                    ttl_objects = nonzero(self.ttl_objects),
+                    ttl_bytes = nonzero(self.ttl_bytes),
+                    ttl_tags = nonzero(self.ttl_tags),
+                    quota_objects = nonzero(self.quota_objects),
+                    quota_bytes = nonzero(self.quota_bytes),
+                    deleted_objects = nonzero(self.deleted_objects),
+                    deleted_bytes = nonzero(self.deleted_bytes),
+                    garbage_objects = nonzero(self.garbage_objects),
+                    garbage_bytes = nonzero(self.garbage_bytes),
+                    stale_spools = nonzero(self.stale_spools),
+                    stale_uploads = nonzero(self.stale_uploads),
+                    errors = nonzero(self.errors),
+                    $message
+                )
+            };
+        }
+        if self.errors > 0 {
+            sweep_line!(warn, "sweep done, with errors (logged above); the next one retries");
+        } else {
+            sweep_line!(info, "sweep done");
+        }
+    }
 }
 
 impl Lifecycle {

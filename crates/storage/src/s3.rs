@@ -58,7 +58,7 @@ pub struct S3Settings {
 #[derive(Debug, Clone)]
 pub struct S3Store {
     store: Arc<AmazonS3>,
-    spool: FsStore,
+    spool: Arc<Spool>,
     prefix: String,
     redirect: bool,
     presigned_url_ttl: Duration,
@@ -90,6 +90,29 @@ fn retry_config() -> object_store::RetryConfig {
     }
 }
 
+/// The local directory fills spool to, created by the first fill (or [`S3Store::remove_orphans`],
+/// which a gateway calls at start-up): a control plane opens the bucket too, but never fills, so
+/// it needs no local directory at all.
+#[derive(Debug)]
+struct Spool {
+    dir: PathBuf,
+    store: tokio::sync::OnceCell<FsStore>,
+}
+
+impl Spool {
+    async fn open(&self) -> Result<&FsStore, StorageError> {
+        self.store.get_or_try_init(|| FsStore::open(self.dir.clone())).await
+    }
+
+    /// The spool store if it exists (opened here, or left on disk by an earlier run).
+    async fn existing(&self) -> Result<Option<&FsStore>, StorageError> {
+        if self.store.initialized() || tokio::fs::try_exists(&self.dir).await? {
+            return self.open().await.map(Some);
+        }
+        Ok(None)
+    }
+}
+
 fn s3_error(error: object_store::Error) -> StorageError {
     match error {
         object_store::Error::NotFound { path, .. } => StorageError::NotFound(path),
@@ -115,7 +138,7 @@ impl S3Store {
             builder = builder.with_secret_access_key(secret.expose_secret());
         }
         let store = builder.build().map_err(s3_error)?;
-        let spool = FsStore::open(&settings.spool_dir).await?;
+        let spool = Arc::new(Spool { dir: settings.spool_dir, store: tokio::sync::OnceCell::new() });
         Ok(S3Store {
             store: Arc::new(store),
             spool,
@@ -171,13 +194,17 @@ impl S3Store {
 
     /// Removes fill spools left by a crash. Incomplete multipart uploads are not touched here:
     /// see [`S3Store::abort_stale_uploads`].
+    /// Creates the spool directory when missing.
     pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
-        self.spool.remove_orphans().await
+        self.spool.open().await?.remove_orphans().await
     }
 
-    /// Removes spools untouched for `older_than`.
+    /// Removes spools untouched for `older_than` (none when there is no spool directory).
     pub async fn remove_stale_temp(&self, older_than: Duration) -> Result<usize, StorageError> {
-        self.spool.remove_stale_temp(older_than).await
+        match self.spool.existing().await? {
+            Some(spool) => spool.remove_stale_temp(older_than).await,
+            None => Ok(0),
+        }
     }
 
     /// Every committed object under this store's prefix.
@@ -212,7 +239,7 @@ impl S3Store {
     /// Starts a fill: bytes go to a local spool (tailed by clients, hashed as they come); the
     /// bucket gets them once they are verified ([`S3Verified::persist`]).
     pub async fn begin_upload(&self, limit: u64) -> Result<S3Upload, StorageError> {
-        Ok(S3Upload { store: self.clone(), spool: self.spool.begin_upload(limit).await? })
+        Ok(S3Upload { store: self.clone(), spool: self.spool.open().await?.begin_upload(limit).await? })
     }
 
     /// Uploads a verified spool file to its key: one PUT when it fits one part, else a multipart
@@ -314,5 +341,39 @@ impl S3Upload {
 
     pub async fn abandon(self) -> oci::Sha256Hasher {
         self.spool.abandon().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(spool_dir: PathBuf) -> S3Settings {
+        S3Settings {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            bucket: "depproxy".into(),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: Some("test".into()),
+            secret_access_key: Some(SecretString::from("test")),
+            prefix: String::new(),
+            redirect: false,
+            presigned_url_ttl: Duration::from_secs(600),
+            spool_dir,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_spool_directory_is_created_by_the_first_fill_not_by_opening_the_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("absent");
+        let store = S3Store::open(settings(data_dir.join("spool"))).await.unwrap();
+        assert!(!data_dir.exists(), "a control plane opening the bucket creates no local directory");
+        assert_eq!(store.remove_stale_temp(Duration::ZERO).await.unwrap(), 0);
+        assert!(!data_dir.exists(), "the sweeper's spool clean-up creates nothing either");
+        assert_eq!(store.remove_orphans().await.unwrap(), 0);
+        assert!(data_dir.join("spool/tmp").is_dir(), "a gateway's start-up makes the spool");
+        let upload = store.begin_upload(10).await.unwrap();
+        upload.abort().await;
     }
 }

@@ -1,10 +1,14 @@
 //! What depproxy tells its operator, shared by every crate that reports: [`Throttle`], which lets a
 //! warning about a failing dependency (database, storage) through once per interval, however many
 //! requests hit the failure, and counts the ones it held back; and [`events`], the ring of recent
-//! errors and denials the admin API shows; [`text_log`], the format of text log lines.
+//! errors and denials the admin API shows; [`text_log`], the format of text log lines;
+//! [`wording`], how durations and counts read in messages.
 
 pub mod events;
 pub mod text_log;
+pub mod wording;
+
+pub use wording::{HumanDuration, plural, retry_wait};
 
 use std::sync::Mutex;
 use std::sync::PoisonError;

@@ -13,7 +13,10 @@ pub(crate) struct Dashboard {
     pub groups: Result<Value, String>,
     pub upstreams: Result<Value, String>,
     pub fills: Result<Value, String>,
+    /// Recent errors and warnings.
     pub events: Result<Value, String>,
+    /// Recent denials (kept apart: a flood of them does not hide an error).
+    pub denials: Result<Value, String>,
     pub tokens: Result<Value, String>,
     /// A line about what was just done (a purge started, a token revoked).
     pub notice: Option<Notice>,
@@ -156,11 +159,11 @@ pub(crate) fn confirm_purge(csrf: &str, group: &str, stats: Option<&Value>) -> S
     if let Some(stats) = stats {
         let _ = write!(
             body,
-            "<p>It holds {} in {} blobs and {} manifests ({} tags).</p>",
+            "<p>It holds {} in {} and {} ({}).</p>",
             esc(&bytes(u64_of(stats, "bytes"))),
-            u64_of(stats, "blobs"),
-            u64_of(stats, "manifests"),
-            u64_of(stats, "tags"),
+            telemetry::plural(u64_of(stats, "blobs"), "blob", "blobs"),
+            telemetry::plural(u64_of(stats, "manifests"), "manifest", "manifests"),
+            telemetry::plural(u64_of(stats, "tags"), "tag", "tags"),
         );
     }
     body.push_str(
@@ -216,7 +219,8 @@ pub(crate) fn dashboard(view: &Dashboard) -> String {
     overview(&mut body, view);
     fills(&mut body, &view.fills);
     upstreams(&mut body, &view.upstreams);
-    events(&mut body, &view.events);
+    events(&mut body, EventList::Errors, &view.events);
+    events(&mut body, EventList::Denials, &view.denials);
     tokens(&mut body, &view.csrf, &view.tokens);
     page("Status", Some(&view.csrf), &body)
 }
@@ -530,8 +534,19 @@ fn window_text(seconds: u64) -> String {
     }
 }
 
-fn events(out: &mut String, events: &Result<Value, String>) {
-    out.push_str("<section id=\"events\"><h2>Recent errors</h2>\n");
+/// Which list of events a table shows.
+#[derive(Clone, Copy)]
+enum EventList {
+    Errors,
+    Denials,
+}
+
+fn events(out: &mut String, list: EventList, events: &Result<Value, String>) {
+    let (id, title, nothing) = match list {
+        EventList::Errors => ("events", "Recent errors", "Nothing went wrong lately."),
+        EventList::Denials => ("denials", "Recent denials", "Nobody was refused lately."),
+    };
+    let _ = writeln!(out, "<section id=\"{id}\"><h2>{title}</h2>");
     let events = match events {
         Ok(events) => items(events),
         Err(why) => {
@@ -541,7 +556,7 @@ fn events(out: &mut String, events: &Result<Value, String>) {
         }
     };
     if events.is_empty() {
-        out.push_str("<p class=\"muted\">Nothing went wrong lately.</p></section>\n");
+        let _ = writeln!(out, "<p class=\"muted\">{nothing}</p></section>");
         return;
     }
     out.push_str(
@@ -549,20 +564,30 @@ fn events(out: &mut String, events: &Result<Value, String>) {
          </thead><tbody>\n",
     );
     for event in events {
-        let place = [str_of(event, "group"), str_of(event, "image")]
+        let place = [str_of(event, "group"), str_of(event, "image"), str_of(event, "client")]
             .into_iter()
             .filter(|part| !part.is_empty())
             .collect::<Vec<_>>()
             .join(" · ");
         let kind = str_of(event, "kind");
+        let summary = match str_of(event, "summary") {
+            "" => str_of(event, "message"),
+            summary => summary,
+        };
+        // Repeats: the row's line, then the latest occurrence in full.
+        let latest = if u64_of(event, "count") > 1 {
+            format!("<br><span class=\"small muted\">latest: {}</span>", esc(str_of(event, "message")))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "<tr><td class=\"small\">{}</td><td><span class=\"status {}\">{}</span></td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"small\">{}</td><td><span class=\"status {}\">{}</span></td><td>{}</td><td>{}{latest}</td></tr>",
             esc(&time(event.get("at").and_then(Value::as_u64))),
             if kind == "error" { "bad" } else { "unknown" },
             esc(kind),
             esc(&place),
-            esc(str_of(event, "message")),
+            esc(summary),
         );
     }
     out.push_str("</tbody></table></div></section>\n");
@@ -642,6 +667,10 @@ mod tests {
     }
 
     fn dashboard_with(fills: Value, events: Value) -> String {
+        dashboard_with_denials(fills, events, serde_json::json!([]))
+    }
+
+    fn dashboard_with_denials(fills: Value, events: Value, denials: Value) -> String {
         let groups = serde_json::json!({
             "physical_bytes": 3 << 20, "pending_delete_bytes": 0, "max_size": 8 << 20,
             "groups": [{"group": "default", "upstream": "hub", "access": "anonymous", "bytes": 3 << 20,
@@ -663,6 +692,7 @@ mod tests {
             upstreams: Ok(upstreams),
             fills: Ok(fills),
             events: Ok(events),
+            denials: Ok(denials),
             tokens: Ok(tokens),
             notice: None,
         })
@@ -708,6 +738,7 @@ mod tests {
             upstreams: Ok(serde_json::json!([])),
             fills: Ok(serde_json::json!([])),
             events: Ok(serde_json::json!([])),
+            denials: Err("500 boom".into()),
             tokens: Ok(serde_json::json!([])),
             notice: Some(Notice::Purge {
                 group: "default".into(),
@@ -716,13 +747,39 @@ mod tests {
             }),
         });
         assert!(html.contains("Not available: 404 no such admin API route"));
+        assert!(html.contains("Not available: 500 boom"));
+        assert!(html.contains("Nothing went wrong lately."));
         assert!(html.contains("No fill running."));
         assert!(html.contains("running (1 of 2)"));
     }
 
     #[test]
+    fn denials_have_a_table_of_their_own_with_repeats_on_one_row() {
+        let errors = serde_json::json!([{"at": 1_800_000_000_000u64, "kind": "error", "count": 1,
+            "message": "fill failed: error=disk full", "summary": "fill failed: error=disk full"}]);
+        let denials = serde_json::json!([{"at": 1_800_000_041_000u64, "first_at": 1_800_000_000_000u64,
+            "count": 12, "kind": "denied", "client": "10.0.0.7",
+            "message": "failed login: client=10.0.0.7 reason=too many failed logins from this address; retry in 1s",
+            "summary": "12 × failed login from 10.0.0.7 within 41s"}]);
+        let html = dashboard_with_denials(serde_json::json!([]), errors, denials);
+        let errors_table = &html
+            [html.find("<h2>Recent errors</h2>").unwrap()..html.find("<h2>Recent denials</h2>").unwrap()];
+        assert!(errors_table.contains("fill failed: error=disk full"), "{errors_table}");
+        assert!(!errors_table.contains("failed login"), "{errors_table}");
+        let denials_table = &html[html.find("<h2>Recent denials</h2>").unwrap()..];
+        assert_eq!(denials_table.matches("<tr><td").count(), 1, "one row for 12 failed logins");
+        assert!(denials_table.contains("12 × failed login from 10.0.0.7 within 41s"), "{denials_table}");
+        assert!(
+            denials_table.contains("latest: failed login: client=10.0.0.7 reason=too many"),
+            "{denials_table}"
+        );
+        assert!(denials_table.contains("<td>10.0.0.7</td>"), "the client is where it came from");
+    }
+
+    #[test]
     fn confirmation_pages_carry_the_csrf_token_and_the_subject() {
         let html = confirm_purge("tok", "lab/team", Some(&serde_json::json!({"bytes": 2048, "blobs": 1})));
+        assert!(html.contains("It holds 2.0 KiB in 1 blob and 0 manifests (0 tags)."), "{html}");
         assert!(html.contains("action=\"/ui/purge/confirm\""));
         assert!(html.contains("name=\"csrf\" value=\"tok\""));
         assert!(html.contains("name=\"group\" value=\"lab/team\""));

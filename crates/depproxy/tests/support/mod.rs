@@ -219,6 +219,49 @@ impl TestProxy {
     }
 }
 
+/// This test process's log lines at info and above, in the text format `depproxy` writes: for
+/// tests of what is logged, and at what level. Nextest runs each test in a process of its own.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Installs the capture as the process's subscriber (panics if there is one already).
+    pub fn install() -> LogCapture {
+        let capture = LogCapture::default();
+        tracing_subscriber::fmt()
+            .event_format(telemetry::text_log::TextLine)
+            .fmt_fields(telemetry::text_log::PlainFields)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(capture.clone())
+            .init();
+        capture
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap();
+        String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 /// The default listener limits.
 pub fn test_limits() -> depproxy::server::ServerLimits {
     Config::resolve(FileConfig::default(), &Overrides::default()).unwrap().server

@@ -82,6 +82,32 @@ impl Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+/// Runs a command that should end by itself (e.g. a server that must refuse to start), for at
+/// most `timeout`: its exit status and output (stdout and stderr together).
+pub fn run_to_exit(command: &mut Command, timeout: Duration) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("output.log");
+    let mut process = Process::spawn("command", command.env_remove("LD_LIBRARY_PATH"), &log);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = process.exited() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{command:?} still runs after {timeout:?}:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(&log).unwrap())
 }
 
 impl Drop for Process {
@@ -309,6 +335,9 @@ pub struct Depproxy {
     pub port: u16,
     /// The control plane's port in split mode.
     pub control_port: Option<u16>,
+    /// The admin API's port (`serve`, or the control plane in split mode): each process gets
+    /// its own, since several run at once and a taken admin port stops a start.
+    pub admin_port: u16,
     pub data_dir: tempfile::TempDir,
     processes: Vec<Process>,
 }
@@ -326,15 +355,17 @@ impl Depproxy {
     /// Each start logs to its own `serve-<port>.log` in the data directory.
     pub fn serve_on(upstream: &str, data_dir: tempfile::TempDir) -> Depproxy {
         let port = free_port();
+        let admin_port = free_port();
         let mut command = Command::new(Self::binary());
         command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .arg("--data-dir")
             .arg(data_dir.path());
         let log = data_dir.path().join(format!("serve-{port}.log"));
         let process = Process::spawn("depproxy serve", &mut command, &log);
         wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
-        Depproxy { port, control_port: None, data_dir, processes: vec![process] }
+        Depproxy { port, control_port: None, admin_port, data_dir, processes: vec![process] }
     }
 
     /// `depproxy serve` with this TOML configuration, on a fresh data directory.
@@ -343,12 +374,14 @@ impl Depproxy {
         let file = data_dir.path().join("depproxy.toml");
         std::fs::write(&file, config).unwrap();
         let port = free_port();
+        let admin_port = free_port();
         let mut command = Command::new(Self::binary());
         command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--config").arg(&file);
+        command.args(["--admin-listen", &format!("127.0.0.1:{admin_port}")]);
         command.arg("--data-dir").arg(data_dir.path());
         let process = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
         wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy serve");
-        Depproxy { port, control_port: None, data_dir, processes: vec![process] }
+        Depproxy { port, control_port: None, admin_port, data_dir, processes: vec![process] }
     }
 
     pub fn split(upstream: &str) -> Depproxy {
@@ -366,9 +399,11 @@ impl Depproxy {
         let secret = data_dir.path().join("secret");
         run(Command::new(Self::binary()).arg("gen-secret").arg(&secret));
         let control_port = free_port();
+        let admin_port = free_port();
         let mut control = Command::new(Self::binary());
         control
             .args(["control", "--listen", &format!("127.0.0.1:{control_port}"), "--upstream", upstream])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .arg("--secret-file")
             .arg(&secret)
             .arg("--data-dir")
@@ -395,7 +430,13 @@ impl Depproxy {
         wait_until("depproxy control did not start", Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", control_port)).is_ok()
         });
-        Depproxy { port, control_port: Some(control_port), data_dir, processes: vec![control, gateway] }
+        Depproxy {
+            port,
+            control_port: Some(control_port),
+            admin_port,
+            data_dir,
+            processes: vec![control, gateway],
+        }
     }
 
     pub fn address(&self) -> String {
@@ -431,50 +472,77 @@ impl Depproxy {
 /// One node of a cluster: a real `depproxy control` or `depproxy gateway` process.
 pub struct Node {
     pub port: u16,
-    pub data_dir: tempfile::TempDir,
+    /// A control plane's admin API port (each its own: a taken admin port stops a start).
+    pub admin_port: Option<u16>,
+    /// `--data-dir`: a fresh directory in `dir`, or the one given (which may not exist).
+    pub data_dir: PathBuf,
+    /// Holds its log (`<role>.log`).
+    pub dir: tempfile::TempDir,
     process: Process,
 }
 
 impl Node {
     /// `depproxy control --listen … --secret-file … --config …`
     pub fn control(config: &Path, secret: &Path) -> Node {
-        Self::start("control", config, secret, &[])
+        Self::start("control", config, secret, &[], None)
+    }
+
+    /// [`Node::control`] with this `--data-dir` (which may not exist).
+    pub fn control_on(config: &Path, secret: &Path, data_dir: &Path) -> Node {
+        Self::start("control", config, secret, &[], Some(data_dir))
     }
 
     /// `depproxy gateway --control-url … --secret-file … --config …`, with its own data directory.
     pub fn gateway(config: &Path, secret: &Path, control: &Node) -> Node {
-        let node = Self::start("gateway", config, secret, &["--control-url", &control.url()]);
+        Self::gateway_with(config, secret, control, None)
+    }
+
+    /// [`Node::gateway`] with this `--data-dir` (which may not exist).
+    pub fn gateway_on(config: &Path, secret: &Path, control: &Node, data_dir: &Path) -> Node {
+        Self::gateway_with(config, secret, control, Some(data_dir))
+    }
+
+    fn gateway_with(config: &Path, secret: &Path, control: &Node, data_dir: Option<&Path>) -> Node {
+        let node = Self::start("gateway", config, secret, &["--control-url", &control.url()], data_dir);
         wait_http_ok(&format!("{}/healthz", node.url()), "depproxy gateway");
         node
     }
 
-    fn start(role: &str, config: &Path, secret: &Path, extra: &[&str]) -> Node {
-        let data_dir = tempfile::tempdir().unwrap();
+    fn start(role: &str, config: &Path, secret: &Path, extra: &[&str], data_dir: Option<&Path>) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = data_dir.map_or_else(|| dir.path().join("data"), Path::to_owned);
         let port = free_port();
+        let admin_port = (role == "control").then(free_port);
         let mut command = Command::new(Depproxy::binary());
         command.args([role, "--listen", &format!("127.0.0.1:{port}")]).args(extra);
-        command
-            .arg("--config")
-            .arg(config)
-            .arg("--secret-file")
-            .arg(secret)
-            .arg("--data-dir")
-            .arg(data_dir.path());
-        let process = Process::spawn(
-            &format!("depproxy {role}"),
-            &mut command,
-            &data_dir.path().join(format!("{role}.log")),
-        );
+        if let Some(admin_port) = admin_port {
+            command.args(["--admin-listen", &format!("127.0.0.1:{admin_port}")]);
+        }
+        command.arg("--config").arg(config).arg("--secret-file").arg(secret).arg("--data-dir").arg(&data_dir);
+        let log = dir.path().join(format!("{role}.log"));
+        let mut process = Process::spawn(&format!("depproxy {role}"), &mut command, &log);
         if role == "control" {
             wait_until("depproxy control did not start", Duration::from_secs(30), || {
+                if let Some(status) = process.exited() {
+                    panic!(
+                        "depproxy control exited with {status}:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             });
         }
-        Node { port, data_dir, process }
+        Node { port, admin_port, data_dir, dir, process }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        let role = self.process.name.trim_start_matches("depproxy ");
+        std::fs::read_to_string(self.dir.path().join(format!("{role}.log"))).unwrap_or_default()
     }
 
     /// SIGKILL, as a crash would.

@@ -91,6 +91,25 @@ pub(crate) enum FillError {
 }
 
 impl FillError {
+    /// Whether this ending is nothing for the operator to look into: the upstream has no such
+    /// object (a client's typo: the client's 404), the proxy is shutting down, or the fill gave
+    /// way to another. Logged at info; the rest are warnings.
+    pub(crate) fn is_expected(&self) -> bool {
+        match self {
+            FillError::Upstream(UpstreamError::NotFound(_))
+            | FillError::ShuttingDown
+            | FillError::GaveWay => true,
+            FillError::Upstream(_)
+            | FillError::IdleTimeout(_)
+            | FillError::Broken(_)
+            | FillError::TooLarge { .. }
+            | FillError::Storage(_)
+            | FillError::Gateway(_)
+            | FillError::FellBehind
+            | FillError::Vanished => false,
+        }
+    }
+
     /// The answer for clients that have not received a status line yet.
     pub fn to_oci(&self) -> OciError {
         match self {

@@ -82,6 +82,10 @@ async fn run(
             tracing::info!(url = %params.url, key = %finished.key, size = finished.size, stored = finished.stored, "fill complete");
             running.finish(FillState::Committed(Arc::new(finished)));
         }
+        Err(error) if error.is_expected() => {
+            tracing::info!(url = %params.url, %error, "fill ended");
+            running.finish(FillState::Failed(Arc::new(error)));
+        }
         Err(error) => {
             tracing::warn!(url = %params.url, %error, "fill failed");
             running.finish(FillState::Failed(Arc::new(error)));

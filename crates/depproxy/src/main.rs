@@ -37,13 +37,6 @@ enum Command {
         /// File holding the 32-byte secret shared with the gateways (base64 or hex).
         #[arg(long, env = "DEPPROXY_SECRET_FILE")]
         secret_file: PathBuf,
-        /// Serve the control listener over TLS with this certificate chain (PEM, leaf first);
-        /// gateways then use an https:// --control-url (and --control-ca for a private CA).
-        #[arg(long, env = "DEPPROXY_TLS_CERT", requires = "tls_key", value_name = "PEM")]
-        tls_cert: Option<PathBuf>,
-        /// The private key of --tls-cert (PEM).
-        #[arg(long, env = "DEPPROXY_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
-        tls_key: Option<PathBuf>,
     },
     /// Run a gateway alone (split mode), deciding through the control plane at --control-url.
     Gateway {
@@ -233,6 +226,10 @@ impl StoreArgs {
             config: self.config.clone(),
             admin_listen: None,
             metrics_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            admin_tls_cert: None,
+            admin_tls_key: None,
         }
         .resolve()
     }
@@ -259,6 +256,22 @@ struct CommonArgs {
     /// (`serve`, `gateway`); the control plane's metrics are only served here.
     #[arg(long, env = "DEPPROXY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve --listen over TLS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain (PEM,
+    /// leaf first); re-read with --tls-key on SIGHUP. For `control`, gateways then use an
+    /// https:// --control-url (and --control-ca for a private CA).
+    #[arg(long, env = "DEPPROXY_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "DEPPROXY_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Serve the admin API over TLS with this certificate chain (PEM, leaf first; `serve`,
+    /// `control`); re-read with --admin-tls-key on SIGHUP. The status page's session cookie is
+    /// then `Secure`.
+    #[arg(long, env = "DEPPROXY_ADMIN_TLS_CERT", requires = "admin_tls_key", value_name = "PEM")]
+    admin_tls_cert: Option<PathBuf>,
+    /// The private key of --admin-tls-cert (PEM).
+    #[arg(long, env = "DEPPROXY_ADMIN_TLS_KEY", requires = "admin_tls_cert", value_name = "PEM")]
+    admin_tls_key: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -275,6 +288,54 @@ impl CommonArgs {
         let mut config = Config::resolve(file, &overrides)?;
         config.admin_listen = self.admin_listen.or(config.admin_listen);
         Ok(config)
+    }
+
+    /// The certificates of the listener and of the admin API, read before anything starts so a
+    /// bad file stops the start-up.
+    fn certificates(&self) -> anyhow::Result<Certificates> {
+        let load = |cert: &Option<PathBuf>, key: &Option<PathBuf>, role: &str| match (cert, key) {
+            (Some(cert), Some(key)) => depproxy::server::TlsCertificate::load(cert, key)
+                .map(Some)
+                .with_context(|| format!("{role} TLS certificate")),
+            _ => Ok(None),
+        };
+        Ok(Certificates {
+            listener: load(&self.tls_cert, &self.tls_key, "listener")?,
+            admin: load(&self.admin_tls_cert, &self.admin_tls_key, "admin API")?,
+        })
+    }
+}
+
+/// A process's TLS certificates, re-read on SIGHUP.
+struct Certificates {
+    listener: Option<depproxy::server::TlsCertificate>,
+    admin: Option<depproxy::server::TlsCertificate>,
+}
+
+impl Certificates {
+    /// Re-reads the certificate files on every SIGHUP: connections accepted afterwards get the new
+    /// certificates; a pair that does not load leaves the current one (and says so).
+    fn reload_on_hangup(&self) -> anyhow::Result<()> {
+        let certificates: Vec<_> = self.listener.iter().chain(&self.admin).cloned().collect();
+        if certificates.is_empty() {
+            return Ok(());
+        }
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP (TLS certificate reloads)")?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                for certificate in &certificates {
+                    let path = certificate.cert_path().display();
+                    match certificate.reload() {
+                        Ok(()) => tracing::info!(%path, "TLS certificate reloaded"),
+                        Err(error) => {
+                            tracing::warn!(%path, %error, "TLS certificate not reloaded; keeping the current one")
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 }
 
@@ -329,15 +390,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(common) => {
             let config = common.resolve()?;
+            let certificates = common.certificates()?;
+            certificates.reload_on_hangup()?;
             let runtime = app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
             let (gateway, control) = app::serve_node(&config, runtime).await?;
-            start_admin(&config, app::admin_router(&control, &supervisor), server_metrics.clone())?;
+            let admin = app::admin_router(&control, &supervisor);
+            start_admin(&config, admin, server_metrics.clone(), certificates.admin.as_ref())?;
             let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
-            listen("depproxy serve", &config, router, server_metrics, None, &supervisor).await
+            let tls = certificates.listener.as_ref();
+            listen("depproxy serve", &config, router, server_metrics, tls, &supervisor).await
         }
-        Command::Control { common, secret_file, tls_cert, tls_key } => {
+        Command::Control { common, secret_file } => {
             let config = common.resolve()?;
             if config.uses_tokens() && config.auth.signing_key_file.is_none() {
                 anyhow::bail!(
@@ -346,32 +411,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             let secret = read_secret(&secret_file)?;
-            // Read before anything starts, so a bad certificate stops the start-up.
-            let tls = match (&tls_cert, &tls_key) {
-                (Some(cert), Some(key)) => Some(depproxy::server::tls_acceptor(cert, key)?),
-                _ => None,
-            };
+            let certificates = common.certificates()?;
+            certificates.reload_on_hangup()?;
             let runtime = app::Runtime::default();
             let node = app::control_node(&config, &secret, &runtime).await?;
             let router = node.router.clone();
             let server_metrics = runtime.server_metrics.clone();
-            start_admin(&config, app::admin_router(&node, &runtime.supervisor), server_metrics.clone())?;
+            let admin = app::admin_router(&node, &runtime.supervisor);
+            start_admin(&config, admin, server_metrics.clone(), certificates.admin.as_ref())?;
             if let Some(address) = common.metrics_listen {
                 let metrics = app::metrics_router(runtime.registry);
                 start_metrics(address, metrics, &config, &server_metrics).await?;
             }
+            let tls = certificates.listener.as_ref();
             listen("depproxy control", &config, router, server_metrics, tls, &runtime.supervisor).await
         }
         Command::Gateway { common, control_url, control_ca, secret_file } => {
             let config = common.resolve()?;
             let secret = read_secret(&secret_file)?;
+            let certificates = common.certificates()?;
+            certificates.reload_on_hangup()?;
             let channel = app::control_channel(&config, &control_url, control_ca.as_deref())?;
             let runtime = app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
             let gateway = app::gateway(&config, channel, &secret, runtime).await?;
             let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
-            listen("depproxy gateway", &config, router, server_metrics, None, &supervisor).await
+            let tls = certificates.listener.as_ref();
+            listen("depproxy gateway", &config, router, server_metrics, tls, &supervisor).await
         }
         Command::CheckConfig { file } => {
             let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
@@ -496,7 +563,7 @@ async fn start_metrics(
 ) -> anyhow::Result<()> {
     let listener = bind(address).await.context("metrics listener")?;
     tracing::info!(%address, "metrics listening");
-    let limits = config.server;
+    let limits = config.server.clone();
     let counted = server_metrics.clone();
     tokio::spawn(async move {
         let serving = depproxy::server::run_server(listener, router, limits, counted, std::future::pending());
@@ -530,6 +597,7 @@ fn start_admin(
     config: &Config,
     router: axum::Router,
     metrics: depproxy::server::ServerMetrics,
+    tls: Option<&depproxy::server::TlsCertificate>,
 ) -> anyhow::Result<()> {
     let (address, explicit) = match config.admin_listen {
         Some(address) => (address, true),
@@ -543,10 +611,21 @@ fn start_admin(
         }
         Err(error) => return Err(error).with_context(|| format!("cannot listen on {address} (admin API)")),
     };
-    tracing::info!(%address, "admin API listening");
-    let limits = config.server;
+    tracing::info!(%address, tls = tls.is_some(), "admin API listening");
+    if tls.is_none() && !address.ip().to_canonical().is_loopback() {
+        tracing::warn!(
+            %address,
+            "the admin API is reachable beyond this host without TLS: admin tokens and the status page's \
+             session cookie cross the network in clear text (give --admin-tls-cert and --admin-tls-key, \
+             or bind it to a loopback address)"
+        );
+    }
+    let limits = config.server.clone();
+    let acceptor = tls.map(depproxy::server::TlsCertificate::acceptor);
     tokio::spawn(async move {
-        let serving = depproxy::server::run_server(listener, router, limits, metrics, std::future::pending());
+        let pending = std::future::pending();
+        let serving =
+            depproxy::server::run_server_with_tls(listener, router, limits, metrics, acceptor, pending);
         if let Err(error) = serving.await {
             tracing::error!(%error, "admin listener failed");
         }
@@ -560,7 +639,7 @@ async fn listen(
     config: &Config,
     router: axum::Router,
     server_metrics: depproxy::server::ServerMetrics,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<&depproxy::server::TlsCertificate>,
     supervisor: &supervisor::Supervisor,
 ) -> anyhow::Result<()> {
     let listener = bind(config.listen).await?;
@@ -568,9 +647,9 @@ async fn listen(
     depproxy::server::serve_until(
         listener,
         router,
-        config.server,
+        config.server.clone(),
         server_metrics,
-        tls,
+        tls.map(depproxy::server::TlsCertificate::acceptor),
         supervisor,
         config.shutdown_grace,
         shutdown_signal(),

@@ -242,7 +242,8 @@ impl Connection {
             async move { Ok::<_, Infallible>(answer.await) }
         });
         let builder = if tls || limits.http2 { &listening.any_version } else { &listening.http1_only };
-        let connection = builder.serve_connection_with_upgrades(io, service);
+        // Not `serve_connection_with_upgrades`: it ignores `http1_only`, and nothing here upgrades.
+        let connection = builder.serve_connection(io, service);
         tokio::pin!(connection);
         let mut closing = false;
         loop {

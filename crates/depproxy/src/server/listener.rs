@@ -292,9 +292,14 @@ impl Requests {
             listening.metrics.request_refused("host");
             return self.finish(host_refused(refusal), in_flight, None);
         }
-        let client_slot = match self.client_slot(&request) {
-            Ok(slot) => slot,
-            Err(refused) => return self.finish(refused, in_flight, None),
+        let Ok(client_slot) = self.client_slot(&request) else {
+            listening.metrics.request_refused("per_client");
+            let refused = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this client has max_connections_per_client requests in flight; retry shortly\n",
+                Some("1"),
+            );
+            return self.finish(refused, in_flight, None);
         };
         // The peer's address, for the gateway (client addresses) and the control plane.
         request.extensions_mut().insert(ConnectInfo(self.peer));
@@ -330,24 +335,14 @@ impl Requests {
 
     /// Behind a trusted proxy, the request counts for its client (by `X-Forwarded-For`) while in
     /// flight; a client with its share of requests in flight is refused.
-    fn client_slot<B>(&self, request: &hyper::Request<B>) -> Result<Option<ClientSlot>, Response> {
+    fn client_slot<B>(&self, request: &hyper::Request<B>) -> Result<Option<ClientSlot>, ClientBusy> {
         if !self.from_trusted_proxy {
             return Ok(None);
         }
         let forwarded_for =
             request.headers().get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok());
         let client = self.listening.trusted_proxies.client_address(self.peer.ip(), forwarded_for);
-        match self.listening.clients.take(client) {
-            Some(slot) => Ok(Some(slot)),
-            None => {
-                self.listening.metrics.request_refused("per_client");
-                Err(plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "this client has max_connections_per_client requests in flight; retry shortly\n",
-                    Some("1"),
-                ))
-            }
-        }
+        self.listening.clients.take(client).map(Some).ok_or(ClientBusy)
     }
 
     /// What every response gets: `nosniff`, `Secure` cookies over TLS, and the guards that keep
@@ -373,6 +368,9 @@ impl Requests {
         })
     }
 }
+
+/// A client behind a trusted proxy has its share of requests in flight.
+struct ClientBusy;
 
 /// The router's answer, unless it takes longer than `limit` and is not handed to a fill (then
 /// the fill's own timers bound it).

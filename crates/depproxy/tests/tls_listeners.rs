@@ -1,4 +1,4 @@
-//! TLS on the public listener and on the admin API, as a real `depproxy serve` process:
+//! TLS on the public listener and on the admin API, as real `depproxy serve` (and `gateway`) processes:
 //! `--tls-cert`/`--tls-key` (HTTP/2 and HTTP/1.1 by ALPN; the files re-read on SIGHUP, new
 //! connections getting the new certificate), `--admin-tls-cert`/`--admin-tls-key` (the status
 //! page's session cookie then `Secure`), and the warning for an admin API reachable beyond this
@@ -182,4 +182,51 @@ async fn the_admin_session_cookie_is_secure_over_tls_and_a_plain_admin_api_beyon
     assert!(!cookie.contains("Secure"), "{cookie}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("the admin API is reachable beyond this host without TLS"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_serves_clients_over_tls_with_the_same_flags() {
+    require_tools(&["openssl", "curl"]);
+    support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    let layer = support::pattern(200_000, 23);
+    let digest = upstream.put_blob(layer.clone());
+    let tls = tokio::task::spawn_blocking(TestCertificates::generate).await.unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let secret = data_dir.path().join("secret");
+    run(Command::new(Depproxy::binary()).arg("gen-secret").arg(&secret));
+    let (control_port, port) = (free_port(), free_port());
+    let mut control = Command::new(Depproxy::binary());
+    control
+        .args(["control", "--listen", &format!("127.0.0.1:{control_port}"), "--upstream", &upstream.url()])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--secret-file")
+        .arg(&secret)
+        .arg("--data-dir")
+        .arg(data_dir.path());
+    let _control = Process::spawn("depproxy control", &mut control, &data_dir.path().join("control.log"));
+    let mut gateway = Command::new(Depproxy::binary());
+    gateway
+        .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--upstream", &upstream.url()])
+        .args(["--control-url", &format!("http://127.0.0.1:{control_port}")])
+        .arg("--secret-file")
+        .arg(&secret)
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .arg("--tls-cert")
+        .arg(&tls.server_cert)
+        .arg("--tls-key")
+        .arg(&tls.server_key);
+    let _gateway = Process::spawn("depproxy gateway", &mut gateway, &data_dir.path().join("gateway.log"));
+    let ready = format!("https://127.0.0.1:{port}/healthz");
+    tokio::task::spawn_blocking(move || wait_http_ok(&ready, "depproxy gateway over TLS")).await.unwrap();
+    let response = trusting(&tls.ca_cert)
+        .get(format!("https://127.0.0.1:{port}/v2/lab/x/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), layer.as_slice());
+    assert!(support::client().get(format!("http://127.0.0.1:{port}/v2/")).send().await.is_err());
 }

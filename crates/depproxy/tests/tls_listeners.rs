@@ -1,6 +1,6 @@
-//! TLS on the public listener and on the admin API, as real `depproxy serve` (and `gateway`) processes:
-//! `--tls-cert`/`--tls-key` (HTTP/2 and HTTP/1.1 by ALPN; the files re-read on SIGHUP, new
-//! connections getting the new certificate), `--admin-tls-cert`/`--admin-tls-key` (the status
+//! TLS on the public listener and on the admin API, as real `depproxy serve` and `gateway`
+//! processes: `--tls-cert`/`--tls-key` (HTTP/2 and HTTP/1.1 by ALPN; the files re-read on SIGHUP,
+//! new connections getting the new certificate), `--admin-tls-cert`/`--admin-tls-key` (the status
 //! page's session cookie then `Secure`), and the warning for an admin API reachable beyond this
 //! host without TLS.
 //!

@@ -1095,6 +1095,45 @@ mod tests {
     }
 
     #[test]
+    fn server_keys_have_defaults_and_allowed_hosts_are_checked() {
+        use crate::server::Host;
+        let defaults = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap().server;
+        assert_eq!(defaults.max_connections_per_client, 1000, "a tenth of max_connections");
+        assert_eq!(defaults.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.request_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.max_concurrent_streams, 64);
+        assert!(!defaults.http2, "h2c is off by default");
+        assert!(!defaults.allowed_hosts.allows(&Host::parse("registry.example.com").unwrap()));
+        let text = r#"
+            public_url = "https://proxy.example.com:8443"
+            trusted_proxies = ["10.0.0.0/8"]
+            [server]
+            max_connections = 50
+            body_read_timeout = "5s"
+            request_timeout = "10s"
+            max_concurrent_streams = 16
+            http2 = true
+            allowed_hosts = ["registry.internal", "mirror.internal:5000"]
+        "#;
+        let server = Config::resolve(toml::from_str(text).unwrap(), &Overrides::default()).unwrap().server;
+        assert_eq!(server.max_connections_per_client, 5);
+        assert_eq!(
+            (server.body_read_timeout, server.request_timeout),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
+        assert_eq!(server.max_concurrent_streams, 16);
+        assert!(server.http2);
+        assert_eq!(server.trusted_proxies.len(), 1);
+        for allowed in ["registry.internal:5000", "mirror.internal:5000", "proxy.example.com"] {
+            assert!(server.allowed_hosts.allows(&Host::parse(allowed).unwrap()), "{allowed}");
+        }
+        assert!(!server.allowed_hosts.allows(&Host::parse("mirror.internal:80").unwrap()));
+        let bad = toml::from_str("[server]\nallowed_hosts = [\"user@host\"]").unwrap();
+        let error = format!("{:#}", Config::resolve(bad, &Overrides::default()).unwrap_err());
+        assert!(error.contains("allowed_hosts") && error.contains("user@host"), "{error}");
+    }
+
+    #[test]
     fn byte_sizes() {
         assert_eq!(parse_byte_size("4MiB"), Ok(4 << 20));
         assert_eq!(parse_byte_size("10 GB"), Ok(10_000_000_000));

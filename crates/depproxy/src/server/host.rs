@@ -239,6 +239,46 @@ mod tests {
         assert!(policy.allows(&host("localhost:5000")), "loopback names always");
     }
 
+    /// The invariants of the fuzz target `host` (fuzz/fuzz_targets/host.rs), for one input.
+    fn check_invariants(text: &str) {
+        let Ok(host) = Host::parse(text) else { return };
+        let name = host.name();
+        assert!(!name.is_empty() && !name.ends_with('.') && !name.contains(['[', ']']), "{text:?}");
+        assert_eq!(name, name.to_ascii_lowercase(), "{text:?}");
+        assert_eq!(Host::parse(&host.to_string()).as_ref(), Ok(&host), "{text:?}");
+        let loopback = match name.parse::<IpAddr>() {
+            Ok(address) => address.to_canonical().is_loopback(),
+            Err(_) => name == "localhost" || name.ends_with(".localhost"),
+        };
+        assert_eq!(host.is_loopback(), loopback, "{text:?}");
+        assert_eq!(HostPolicy::default().allows(&host), loopback, "{text:?}");
+        assert!(HostPolicy::new(vec![host.clone()]).allows(&host), "{text:?}");
+    }
+
+    #[test]
+    fn every_short_input_keeps_the_fuzz_targets_invariants() {
+        // Every string of up to 4 characters over the characters that matter to the grammar.
+        let alphabet: Vec<char> = "aL1.:[]-_0f7 @".chars().collect();
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = inputs
+                .iter()
+                .filter(|input| input.len() == inputs.last().map_or(0, String::len))
+                .flat_map(|input| alphabet.iter().map(move |c| format!("{input}{c}")))
+                .collect();
+            inputs.extend(longer);
+        }
+        assert!(inputs.len() > 40_000);
+        for input in &inputs {
+            check_invariants(input);
+        }
+        for seed in
+            ["[::ffff:127.0.0.1]:80", "registry.localhost:65535", "LOCALHOST.", "[0::1]", "127.255.0.1:0"]
+        {
+            check_invariants(seed);
+        }
+    }
+
     #[test]
     fn a_request_is_checked_by_its_host_header_and_its_authority() {
         let policy = HostPolicy::default();

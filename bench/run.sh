@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B6 B6s B7 BC BS hash (default: all)
+# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B6 B6s B7 BC BA BS hash (default: all)
 #
 # Benchmarks depproxy against the distribution registry in proxy mode, nginx proxy_cache
 # (+ proxy_cache_lock) and nginx serving the same files statically, on one machine, same data,
@@ -27,7 +27,15 @@
 #   BC  connections: BC_IDLE idle keep-alive connections + BC_HALF half-sent request heads, then
 #       cached manifest/blob TTFB while they are open, RSS, threads, and how many half-sent heads
 #       the server closed within BC_HEADER_TIMEOUT + 3 s (depproxy gets
-#       [server] header_read_timeout = BC_HEADER_TIMEOUT, max_connections = BC_MAX_CONN)
+#       [server] header_read_timeout = BC_HEADER_TIMEOUT, max_connections = BC_MAX_CONN); the
+#       connections come from BC_SOURCES loopback addresses
+#   BA  abuse after the request head: BA_H1 connections holding a half-sent POST /v2/token body
+#       (Content-Length BA_BODY, BA_H1_SENT bytes sent) + BA_H2 HTTP/2-without-TLS connections ×
+#       BA_STREAMS streams each holding BA_H2_SENT bytes of such a body, from BA_SOURCES loopback
+#       addresses other than 127.0.0.1, while steady clients GET the cached manifest and HOT_MB blob
+#       for BA_SECONDS: hit TTFB p50/p99, failed hits, peak RSS and threads, and how many held
+#       connections the server did not close within BA_BODY_TIMEOUT + 1 s of their last byte
+#       (depproxy gets [server] body_read_timeout = BA_BODY_TIMEOUT, http2 = true)
 #   BS  the sweeper at scale: BS_OBJECTS expired objects of BS_SIZE bytes (seeded by
 #       bench/hashbench's sweepseed) removed by one sweep on SQLite and PostgreSQL (BS_POSTGRES)
 #       while the B5 load runs in 1-s slices: sweep wall time, peak RSS, hit p99 during the sweep
@@ -40,7 +48,9 @@
 #   HOT_MB=50 HIT_QPS=10 HIT_BLOB_QPS=2   (B7/BC: the cached blob, GETs/s of the steady clients)
 #   B6S_READERS=500 B6S_RATE=1m B6S_SECONDS=20 B6S_RAMP=1 B6S_RCVBUF=262144
 #   B7_FILLS=1000 B7_BLOB_MB=4 B7_RATE=100k B7_SECONDS=35 B7_RAMP=1 B7_SOURCES=16
-#   BC_IDLE=10000 BC_HALF=1000 BC_SECONDS=10 BC_HEADER_TIMEOUT=15 BC_MAX_CONN=20000
+#   BC_IDLE=10000 BC_HALF=1000 BC_SECONDS=10 BC_HEADER_TIMEOUT=15 BC_MAX_CONN=20000 BC_SOURCES=16
+#   BA_H1=2000 BA_H2=200 BA_STREAMS=64 BA_BODY=65536 BA_H1_SENT=32768 BA_H2_SENT=4096
+#   BA_BODY_TIMEOUT=10 BA_SECONDS=15 BA_SOURCES=4
 #   BS_OBJECTS=100000 BS_SIZE=1024 BS_POSTGRES=postgres://postgres@127.0.0.1:5432
 #   SYSTEMS="depproxy distribution nginx-cache nginx-static"   PORT_BASE=5900
 #   BENCH_DIR=/tmp/depproxy-bench (images, upstream registry data, caches)
@@ -91,6 +101,16 @@ BC_HALF=${BC_HALF:-1000}
 BC_SECONDS=${BC_SECONDS:-10}
 BC_HEADER_TIMEOUT=${BC_HEADER_TIMEOUT:-15}
 BC_MAX_CONN=${BC_MAX_CONN:-20000}
+BC_SOURCES=${BC_SOURCES:-16}
+BA_H1=${BA_H1:-2000}
+BA_H2=${BA_H2:-200}
+BA_STREAMS=${BA_STREAMS:-64}
+BA_BODY=${BA_BODY:-65536}
+BA_H1_SENT=${BA_H1_SENT:-32768}
+BA_H2_SENT=${BA_H2_SENT:-4096}
+BA_BODY_TIMEOUT=${BA_BODY_TIMEOUT:-10}
+BA_SECONDS=${BA_SECONDS:-15}
+BA_SOURCES=${BA_SOURCES:-4}
 BS_OBJECTS=${BS_OBJECTS:-100000}
 BS_SIZE=${BS_SIZE:-1024}
 BS_POSTGRES=${BS_POSTGRES:-postgres://postgres@127.0.0.1:5432}
@@ -136,16 +156,16 @@ source "$REPO/bench/lib/scenarios.sh"
 select_scenarios() {
   local s
   SCENARIOS=()
-  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B6s B7 BC BS hash
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B6s B7 BC BA BS hash
   for s in "$@"; do
     case $s in
-      B1 | B2 | B3 | B4 | B5 | B5a | B6s | B7 | BC | BS | hash) SCENARIOS+=("$s") ;;
+      B1 | B2 | B3 | B4 | B5 | B5a | B6s | B7 | BC | BA | BS | hash) SCENARIOS+=("$s") ;;
       B6) SCENARIOS+=(B3 B4) ;;
-      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B6 B6s B7 BC BS hash)" ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B6 B6s B7 BC BA BS hash)" ;;
     esac
   done
   # Unique, in canonical order.
-  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B6s B7 BC BS hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B6s B7 BC BA BS hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
 }
 
 wants() { [[ " ${SCENARIOS[*]} " == *" $1 "* ]]; }
@@ -211,7 +231,7 @@ check_ports() {
 }
 
 # Images (make-images.py), the upstream registry with them pushed, the B4 blobs, the HOT_MB blob
-# (B6s, B7, BC), the B7 blobs, the static tree.
+# (B6s, B7, BC, BA), the B7 blobs, the static tree.
 prepare_data() {
   log "test images in $LAYOUTS (big ${BIG_MB} MiB, large ${LARGE_MB} MiB)"
   WITH_BIG=1 WITH_LARGE=1 BIG_MB=$BIG_MB LARGE_MB=$LARGE_MB MEDIUM_MB=${MEDIUM_MB:-8} \
@@ -227,7 +247,7 @@ prepare_data() {
     python3 "$BENCH_PY" b4-blobs "$(dirname "$B4_LIST")" "$B4_STREAMS" "$B4_BLOB_MB" "127.0.0.1:${PORT[upstream]}" >&2
   fi
   HOT_LIST=""
-  if wants B6s || wants B7 || wants BC; then
+  if wants B6s || wants B7 || wants BC || wants BA; then
     HOT_LIST=$BENCH_DIR/hot-${HOT_MB}/list
     python3 "$BENCH_PY" b4-blobs "$(dirname "$HOT_LIST")" 1 "$HOT_MB" "127.0.0.1:${PORT[upstream]}" hot >&2
     read -r HOT_DIGEST HOT_SIZE <"$HOT_LIST"
@@ -268,7 +288,7 @@ write_meta() {
     echo "DEPPROXY_TEST_DIR=$BENCH_DIR scripts/lab/start-registry.sh ${PORT[upstream]} $BENCH_DIR/upstream-data   # the upstream"
     echo "scripts/lab/push-images.sh 127.0.0.1:${PORT[upstream]} $LAYOUTS"
     if [ -n "${B4_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$B4_LIST") $B4_STREAMS $B4_BLOB_MB 127.0.0.1:${PORT[upstream]}   # B4's blobs, lab/b4"; fi
-    if [ -n "${HOT_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$HOT_LIST") 1 $HOT_MB 127.0.0.1:${PORT[upstream]} hot   # the cached blob of B6s/B7/BC, lab/hot"; fi
+    if [ -n "${HOT_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$HOT_LIST") 1 $HOT_MB 127.0.0.1:${PORT[upstream]} hot   # the cached blob of B6s/B7/BC/BA, lab/hot"; fi
     if [ -n "${B7_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$B7_LIST") $B7_FILLS $B7_BLOB_MB 127.0.0.1:${PORT[upstream]} b7 nofiles   # B7's blobs, lab/b7"; fi
     echo "$DEPPROXY_BIN serve --listen 127.0.0.1:${PORT[depproxy]} --data-dir DIR --upstream UPSTREAM"
     echo "docker-registry serve CONFIG   # proxy.remoteurl: UPSTREAM (config: bench/lib/systems.sh)"
@@ -279,7 +299,7 @@ write_meta() {
   META_LOAD_START=$LOAD_START META_OUT=$OUT META_COMMAND="bench/run.sh${SCENARIO_ARGS[*]:+ ${SCENARIO_ARGS[*]}}" META_RUN_ID=$RUN_ID META_LOAD_BEFORE=$LOAD_BEFORE \
     META_LOAD_AFTER=$LOAD_AFTER META_DEPPROXY_BIN=$DEPPROXY_BIN META_DEPPROXY_SOURCE=$DEPPROXY_SOURCE \
     META_DEPPROXY_REF=${DEPPROXY_REF:-} META_DEPPROXY_REF_SOURCE=${DEPPROXY_REF_SOURCE:-} \
-    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
+    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN BC_SOURCES=$BC_SOURCES BA_H1=$BA_H1 BA_H2=$BA_H2 BA_STREAMS=$BA_STREAMS BA_BODY=$BA_BODY BA_H1_SENT=$BA_H1_SENT BA_H2_SENT=$BA_H2_SENT BA_BODY_TIMEOUT=$BA_BODY_TIMEOUT BA_SECONDS=$BA_SECONDS BA_SOURCES=$BA_SOURCES; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
     META_HASH_CHUNK=$HASH_CHUNK \
     python3 "$BENCH_PY" meta "$OUT"
 }

@@ -24,10 +24,17 @@
   bench.py readers URL N SECONDS RATE RAMP RCVBUF
                                              N concurrent GETs of URL each reading the body at RATE bytes/s
                                              for SECONDS -> JSON {readers, ok, early_eof, ..., mbps_p50}
-  bench.py conns URL IDLE HALF HOLD READY_FILE [WINDOW]
+  bench.py conns URL IDLE HALF HOLD READY_FILE [WINDOW [SOURCES]]
                                              IDLE keep-alive connections (one GET /v2/ each, then idle) +
-                                             HALF half-sent request heads; touches READY_FILE, holds HOLD s
+                                             HALF half-sent request heads, from SOURCES loopback addresses;
+                                             touches READY_FILE, holds HOLD s
                                              -> JSON {idle_ok, idle_closed, half_sent, half_closed, ...}
+  bench.py abuse URL H1 H2 STREAMS BODY H1_SENT H2_SENT HOLD READY_FILE SOURCES DEADLINE
+                                             H1 connections holding a half-sent POST /v2/token body + H2
+                                             HTTP/2-without-TLS connections x STREAMS streams each holding a
+                                             partial body, from SOURCES addresses other than 127.0.0.1;
+                                             touches READY_FILE, holds HOLD s -> JSON {held, closed_in_time,
+                                             late, still_open, close_max_s, h2_streams, h1_answers, ...}
   bench.py listen-drops                     -> the machine's TcpExt ListenDrops counter
   bench.py curl-stats FILE...               -> JSON of per-client curl -w lines (see CURL_FMT in run.sh)
   bench.py streams DIR                      -> JSON {ttfb_p50, ttfb_p90, failed} of B4's stream outcomes
@@ -417,13 +424,14 @@ def hits(seconds, qps, url, raw, headers):
                       "max_ms": ok[-1] if ok else None, "errors": errors}))
 
 
-def source_socket(i, sources):
-    """A non-blocking TCP socket; with SOURCES > 1 bound to 127.0.0.(2 + i % SOURCES), so the
-    server sees SOURCES client addresses (per-client limits apply per address)."""
+def source_socket(i, sources, always=False):
+    """A non-blocking TCP socket; with SOURCES > 1 (or ALWAYS) bound to 127.0.0.(2 + i % SOURCES),
+    so the server sees SOURCES client addresses (per-client limits apply per address), none of them
+    127.0.0.1."""
     import socket
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
-    if sources > 1:
+    if sources > 1 or always:
         sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
         sock.bind((f"127.0.0.{2 + i % sources}", 0))
     return sock
@@ -580,9 +588,10 @@ def readers(url, n, seconds, rate, ramp, rcvbuf):
     }))
 
 
-def conns(url, idle, half, hold, ready_file, window=0.0):
+def conns(url, idle, half, hold, ready_file, window=0.0, sources=1):
     """IDLE keep-alive connections, each sends GET /v2/, reads the whole response and then stays
-    idle; then HALF connections that send only 'GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: '. Opens
+    idle; then HALF connections that send only 'GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ', all from
+    SOURCES loopback addresses (127.0.0.1 when 1; see source_socket). Opens
     at most 64 at a time (below a 128-entry listen backlog: a burst would measure SYN drops, not
     idle connections). Touches READY_FILE when all are open, then holds them HOLD s, watching which
     the server closes (and whether it answered something first, e.g. 408); then closes them all.
@@ -600,7 +609,7 @@ def conns(url, idle, half, hold, ready_file, window=0.0):
     async def open_idle(i, gate):
         loop = asyncio.get_running_loop()
         async with gate:
-            sock = source_socket(i, 1)
+            sock = source_socket(i, sources)
             try:
                 await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
                 await loop.sock_sendall(sock, request)
@@ -628,7 +637,7 @@ def conns(url, idle, half, hold, ready_file, window=0.0):
     async def open_half(i, gate):
         loop = asyncio.get_running_loop()
         async with gate:
-            sock = source_socket(i, 1)
+            sock = source_socket(i, sources)
             try:
                 await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
                 await loop.sock_sendall(sock, partial)
@@ -688,6 +697,206 @@ def conns(url, idle, half, hold, ready_file, window=0.0):
         "half_close_min_s": round(half_times[0], 2) if half_times else None,
         "half_close_max_s": round(half_times[-1], 2) if half_times else None,
         "half_answers": answers, "open_idle_s": round(t_idle, 2), "open_all_s": round(t_open, 2), "hold_s": hold,
+    }))
+
+
+# HTTP/2 frames (RFC 9113), enough to open streams and follow what the server answers.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_DATA, H2_HEADERS, H2_RST_STREAM, H2_SETTINGS, H2_PING, H2_GOAWAY, H2_WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
+H2_END_HEADERS, H2_ACK = 0x4, 0x1
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_frames(pending):
+    """([(kind, flags, stream, payload)], rest) of the complete frames at the start of PENDING."""
+    frames = []
+    while len(pending) >= 9:
+        length = int.from_bytes(pending[:3], "big")
+        if len(pending) < 9 + length:
+            break
+        frames.append((pending[3], pending[4], int.from_bytes(pending[5:9], "big") & 0x7FFFFFFF,
+                       pending[9:9 + length]))
+        pending = pending[9 + length:]
+    return frames, pending
+
+
+def hpack_literal(name, value):
+    """A header as an HPACK literal without indexing, new name, no Huffman (RFC 7541 §6.2.2)."""
+    n, v = name.encode(), value.encode()
+    assert len(n) < 127 and len(v) < 127
+    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+
+
+def abuse(url, h1, h2, streams, body, h1_sent, h2_sent, hold, ready_file, sources, deadline):
+    """Connections that hold request bodies half-sent, against one server:
+    - H1 connections each send the head of `POST /v2/token` announcing a BODY-byte form, and
+      H1_SENT bytes of it;
+    - H2 connections speak HTTP/2 without TLS (prior knowledge: the preface and SETTINGS; the
+      server's SETTINGS acknowledged) and open STREAMS such POSTs each (at most what the server's
+      SETTINGS_MAX_CONCURRENT_STREAMS allows), each with H2_SENT bytes of body — fewer when the
+      server's flow-control windows (as its SETTINGS and WINDOW_UPDATE say before any byte of body
+      is sent) do not take STREAMS × H2_SENT. A server that does not speak HTTP/2 without TLS
+      counts them as failed (with the reason).
+    Every connection comes from 127.0.0.(2 + i % SOURCES): never 127.0.0.1, the address of the
+    normal clients measured meanwhile. At most 64 connect at a time. READY_FILE is touched when
+    all are open; they are then held HOLD s while the server's answers and closes are watched; a
+    connection is 'closed in time' when the server closed it within DEADLINE s of its last byte
+    sent (the body deadline under test + 1 s). Prints one JSON object."""
+    import asyncio
+    limit = raise_nofile(h1 + h2 + 300)
+    if limit < h1 + h2 + 200:
+        raise SystemExit(f"RLIMIT_NOFILE {limit} < {h1 + h2 + 200}: raise ulimit -n")
+    host, port, _ = split_url(url)
+    authority = f"{host}:{port}"
+    h1_head = (f"POST /v2/token HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: depproxy-bench\r\n"
+               f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {body}\r\n\r\n").encode()
+    h1_request = h1_head + b"a" * min(h1_sent, body - 1)
+    block = b"".join(hpack_literal(n, v) for n, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", "/v2/token"), (":authority", authority),
+        ("content-type", "application/x-www-form-urlencoded"), ("content-length", str(body))))
+    held = []  # (kind, sock, sent_at, pending bytes)
+    failed = {"h1": 0, "h2": 0}
+    reasons = {}
+    h2_opened, h2_body = [], []
+
+    def fail(kind, why):
+        failed[kind] += 1
+        reasons[why] = reasons.get(why, 0) + 1
+
+    async def open_h1(i, gate):
+        loop = asyncio.get_running_loop()
+        async with gate:
+            sock = source_socket(i, sources, always=True)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
+                await loop.sock_sendall(sock, h1_request)
+                held.append(("h1", sock, loop.time(), b""))
+            except (OSError, asyncio.TimeoutError) as e:
+                fail("h1", type(e).__name__)
+                sock.close()
+
+    async def open_h2(i, gate):
+        loop = asyncio.get_running_loop()
+        async with gate:
+            sock = source_socket(h1 + i, sources, always=True)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
+                await loop.sock_sendall(sock, H2_PREFACE + h2_frame(H2_SETTINGS, 0, 0))
+                conn_window, stream_window, max_streams = 65535, 65535, None
+                settings = window_update = False
+                pending = b""
+                give_up = loop.time() + 10
+                while not (settings and window_update):
+                    wait = give_up - loop.time() if not settings else 0.2
+                    try:
+                        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), max(wait, 0.01))
+                    except asyncio.TimeoutError:
+                        if settings:
+                            break  # no WINDOW_UPDATE: the initial windows apply
+                        raise
+                    if not chunk:
+                        raise ConnectionError("closed before its SETTINGS")
+                    pending += chunk
+                    if not settings and pending[:5] == b"HTTP/":
+                        raise ConnectionError("answered in HTTP/1")
+                    frames, pending = h2_frames(pending)
+                    for kind, flags, stream, payload in frames:
+                        if kind == H2_SETTINGS and not flags & H2_ACK:
+                            settings = True
+                            for off in range(0, len(payload) - 5, 6):
+                                ident = int.from_bytes(payload[off:off + 2], "big")
+                                value = int.from_bytes(payload[off + 2:off + 6], "big")
+                                if ident == 3:
+                                    max_streams = value
+                                elif ident == 4:
+                                    stream_window = value
+                            await loop.sock_sendall(sock, h2_frame(H2_SETTINGS, H2_ACK, 0))
+                        elif kind == H2_WINDOW_UPDATE and stream == 0:
+                            conn_window += int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+                            window_update = True
+                        elif kind == H2_GOAWAY:
+                            raise ConnectionError("GOAWAY before any stream")
+                n = streams if max_streams is None else min(streams, max_streams)
+                per_stream = max(0, min(h2_sent, body - 1, stream_window, conn_window // max(n, 1)))
+                out = bytearray()
+                for s in range(n):
+                    out += h2_frame(H2_HEADERS, H2_END_HEADERS, 2 * s + 1, block)
+                    if per_stream:
+                        out += h2_frame(H2_DATA, 0, 2 * s + 1, b"a" * per_stream)
+                await loop.sock_sendall(sock, bytes(out))
+                held.append(("h2", sock, loop.time(), pending))
+                h2_opened.append(n)
+                h2_body.append(per_stream)
+            except (OSError, ValueError, asyncio.TimeoutError) as e:
+                fail("h2", str(e) if isinstance(e, ConnectionError) and str(e) else type(e).__name__)
+                sock.close()
+
+    outcome = {"h1": [], "h2": []}  # (seconds from the last byte sent to the close, or None; answer)
+    h2_seen = {"answered": 0, "reset": 0, "goaway": 0}
+
+    async def watch(kind, sock, sent, pending):
+        loop = asyncio.get_running_loop()
+        answered = b""
+        try:
+            while True:
+                chunk = await loop.sock_recv(sock, 65536)
+                if not chunk:
+                    break
+                if kind == "h1":
+                    answered += chunk[:64] if len(answered) < 64 else b""
+                    continue
+                frames, pending = h2_frames(pending + chunk)
+                for k, flags, stream, payload in frames:
+                    if k == H2_HEADERS and stream:
+                        h2_seen["answered"] += 1
+                    elif k == H2_RST_STREAM:
+                        h2_seen["reset"] += 1
+                    elif k == H2_GOAWAY:
+                        h2_seen["goaway"] += 1
+                    elif k == H2_PING and not flags & H2_ACK:
+                        await loop.sock_sendall(sock, h2_frame(H2_PING, H2_ACK, 0, payload))
+        except OSError:
+            pass
+        except asyncio.CancelledError:
+            outcome[kind].append((None, answered[:12].decode("latin-1")))
+            raise
+        outcome[kind].append((loop.time() - sent, answered[:12].decode("latin-1")))
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(64)  # in-flight connects: below a 128 listen backlog
+        t0 = loop.time()
+        await asyncio.gather(*(open_h2(i, gate) for i in range(h2)), *(open_h1(i, gate) for i in range(h1)))
+        t_open = loop.time() - t0
+        watchers = [asyncio.ensure_future(watch(kind, sock, sent, pending)) for kind, sock, sent, pending in held]
+        open(ready_file, "w").write(f"{t_open:.3f}\n")
+        await asyncio.sleep(hold)
+        for w in watchers:
+            w.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        for _, sock, _, _ in held:
+            sock.close()
+        return t_open
+
+    t_open = asyncio.run(run())
+    closes = [t for kind in outcome for t, _ in outcome[kind] if t is not None]
+    in_time = sum(1 for t in closes if t <= deadline)
+    answers = {}
+    for _, a in outcome["h1"]:
+        key = a.split(" ")[1] if a.startswith("HTTP/") and " " in a else ("nothing" if not a else "other")
+        answers[key] = answers.get(key, 0) + 1
+    print(json.dumps({
+        "h1": h1, "h1_held": sum(1 for k, *_ in held if k == "h1"), "h1_failed": failed["h1"], "h1_answers": answers,
+        "h2": h2, "h2_held": sum(1 for k, *_ in held if k == "h2"), "h2_failed": failed["h2"],
+        "h2_streams": sum(h2_opened), "h2_body_bytes": max(h2_body) if h2_body else None,
+        "h2_answered": h2_seen["answered"], "h2_reset": h2_seen["reset"], "h2_goaway": h2_seen["goaway"],
+        "failed_reasons": reasons, "held": len(held), "closed": len(closes), "closed_in_time": in_time,
+        "late": len(held) - in_time, "still_open": len(held) - len(closes),
+        "close_max_s": round(max(closes), 2) if closes else None, "deadline_s": deadline,
+        "open_all_s": round(t_open, 2), "hold_s": hold,
     }))
 
 
@@ -777,6 +986,21 @@ ROWS = [
     ("BC.half_close_s", "BC slowest close of a half-sent head, after sending", "s", "low"),
     ("BC.open_s", "BC time to open all connections", "s", "low"),
     ("BC.listen_drops", "BC listen-queue drops on the machine during the hold", "", "low"),
+    ("BA.manifest_p50", "BA manifest hit TTFB p50 under half-sent bodies", "ms", "low"),
+    ("BA.manifest_p99", "BA manifest hit TTFB p99 under half-sent bodies", "ms", "low"),
+    ("BA.blob_p50", "BA cached blob hit TTFB p50 under half-sent bodies", "ms", "low"),
+    ("BA.blob_p99", "BA cached blob hit TTFB p99 under half-sent bodies", "ms", "low"),
+    ("BA.manifest_failed", "BA failed manifest hits", "", "low"),
+    ("BA.blob_failed", "BA failed blob hits", "", "low"),
+    ("BA.rss", "BA peak RSS under half-sent bodies", "MB", "low"),
+    ("BA.threads", "BA peak threads under half-sent bodies", "", "low"),
+    ("BA.held", "BA abusive connections established (HTTP/1 + HTTP/2)", "", ""),
+    ("BA.h2_held", "BA HTTP/2-without-TLS connections established", "", ""),
+    ("BA.h2_streams", "BA HTTP/2 streams opened with a partial body", "", ""),
+    ("BA.late", "BA held connections not closed within the body deadline + 1 s", "", "low"),
+    ("BA.still_open", "BA held connections still open at the end of the hold", "", "low"),
+    ("BA.close_max_s", "BA slowest close of a held connection, after its last byte", "s", "low"),
+    ("BA.open_s", "BA time to open the abusive connections", "s", "low"),
 ]
 
 READING = [
@@ -800,13 +1024,13 @@ READING = [
     "B6: sum of VmHWM (peak resident set) over the system's processes (nginx: master + workers, the "
     "shared cache zone counted per worker), read at the end of the B3 herd / B4 window; every "
     "repetition starts a fresh process.",
-    "B6s, B7, BC: 'peak RSS' is the same sum of VmHWM, read at the end of the window; 'peak threads' is "
+    "B6s, B7, BC, BA: 'peak RSS' is the same sum of VmHWM, read at the end of the window; 'peak threads' is "
     "the largest sum of Threads over the system's processes in samples taken every 0.5 s during the "
     "window. Every repetition starts a fresh process.",
     "B6s: the readers are one asyncio client (bench.py readers) that reads each body at B6S_RATE with a "
     "small receive buffer, so the server's send buffers fill and it must hold the unsent part of "
     "every stream; 'per-reader rate' shows the pacing held.",
-    "B7 and BC hits: a steady client per kind (bench.py hits), one GET every 1/HIT_QPS s, each on a new "
+    "B7, BC and BA hits: a steady client per kind (bench.py hits), one GET every 1/HIT_QPS s, each on a new "
     "connection (accept latency is part of the TTFB), whole body read; TTFB = connect start → first "
     "response byte (curl's time_starttransfer), nearest-rank percentiles over the 200s. A hit fails on a "
     "non-200, a transport error, a short body or 10 s without progress.",
@@ -824,7 +1048,20 @@ READING = [
     "while a kept-alive connection waits for its next request, so it closes the idle connections at "
     "BC_HEADER_TIMEOUT too ('idle closed'): BC_HEADER_TIMEOUT (default 15 s) must exceed the time to "
     "open the connections + BC_SECONDS, or the hits do not see them all open (the run says so in its "
-    "notes).",
+    "notes). The connections come from BC_SOURCES loopback addresses, so depproxy's per-address cap "
+    "(max_connections_per_client, a tenth of max_connections) is not what closes them.",
+    "BA (issue 23): BA_H1 connections send the head of POST /v2/token announcing a BA_BODY-byte form and "
+    "BA_H1_SENT bytes of it, and BA_H2 connections speak HTTP/2 without TLS (prior knowledge) with "
+    "BA_STREAMS streams each (capped at the server's SETTINGS), each such a POST with BA_H2_SENT bytes of "
+    "body; then nothing more (bench.py abuse). They come from BA_SOURCES loopback addresses other than "
+    "127.0.0.1 (the hit clients' address), so no per-address cap is what stops them; the hits run for "
+    "BA_SECONDS from the moment the abusive connections start opening. depproxy runs with [server] "
+    "body_read_timeout = BA_BODY_TIMEOUT and http2 = true (h2c is off by default: off, its HTTP/2 "
+    "connections would be refused at once and the stream limits not exercised); the others at their "
+    "defaults (nginx's client_body_timeout is 60 s; a server that does not speak HTTP/2 without TLS "
+    "shows 0 HTTP/2 connections established). 'late' counts connections the server did not close within "
+    "BA_BODY_TIMEOUT + 1 s of their last byte (still open at the end of the hold, BA_BODY_TIMEOUT + 3 s, "
+    "included).",
 ]
 
 HASH_COLS = [("sha256sum", "sha256sum"), ("read", "read only"), ("hash", "read + Sha256Hasher"),
@@ -952,6 +1189,23 @@ def target_lines(med, meta):
         v = g(f"{sc}.threads", "depproxy")
         if v is not None:
             add(f"{sc} peak threads < 64 ({what})", f"{v:.0f}", v < 64)
+    # BA: half-sent bodies over HTTP/1 and HTTP/2 without TLS (issue 23).
+    v = g("BA.manifest_p99", "depproxy")
+    if v is not None:
+        add("BA manifest hit TTFB p99 < 20 ms (half-sent bodies)", f"{lb('BA.manifest_p99')}{v:.1f} ms", v < 20)
+    failed = [meta_max(meta, f"BA.{kind}_failed") for kind in ("manifest", "blob")]
+    if any(f is not None for f in failed):
+        worst = max(f for f in failed if f is not None)
+        add("BA no failed normal request, manifest or blob (every rep)", f"max {worst:.0f}", worst == 0)
+    v = g("BA.rss", "depproxy")
+    if v is not None:
+        add("BA peak RSS < 300 MB (half-sent bodies)", f"{v:.0f} MB", v < 300)
+    v, held = meta_max(meta, "BA.late"), g("BA.held", "depproxy")
+    if v is not None and held is not None:
+        m = re.search(r"BA_BODY_TIMEOUT=(\S+)", meta.get("params", ""))
+        timeout = f"body_read_timeout {m[1]}s + 1 s" if m else "body_read_timeout + 1 s"
+        add(f"BA every held connection closed within {timeout} (every rep)",
+            f"max {v:.0f} of {held:.0f} late or open", v == 0)
     v, sent = meta_max(meta, "BC.half_open"), g("BC.half_sent", "depproxy")
     if v is not None:
         m = re.search(r"BC_HEADER_TIMEOUT=(\S+)", meta.get("params", ""))
@@ -1216,7 +1470,10 @@ def main():
     elif cmd == "readers":
         readers(args[0], int(args[1]), float(args[2]), parse_rate(args[3]), float(args[4]), int(args[5]))
     elif cmd == "conns":
-        conns(args[0], int(args[1]), int(args[2]), float(args[3]), args[4], *map(float, args[5:6]))
+        conns(args[0], int(args[1]), int(args[2]), float(args[3]), args[4], *map(float, args[5:6]),
+              *map(int, args[6:7]))
+    elif cmd == "abuse":
+        abuse(args[0], *map(int, args[1:7]), float(args[7]), args[8], int(args[9]), float(args[10]))
     elif cmd == "listen-drops":
         print(listen_drops())
     elif cmd == "curl-stats":

@@ -492,7 +492,7 @@ scenario_BC() {
   DEPPROXY_TOML=$(printf '[server]\nheader_read_timeout = "%ss"\nmax_connections = %s' "$BC_HEADER_TIMEOUT" "$BC_MAX_CONN")
   NGINX_CONNS=$need
   note_cmd "# BC (fresh start; depproxy with --config: [server] header_read_timeout = \"${BC_HEADER_TIMEOUT}s\", max_connections = $BC_MAX_CONN; nginx with worker_connections $need; the others at their defaults (nginx client_header_timeout 60s); ulimit -n $(ulimit -n); the tiny manifest and the ${HOT_MB} MiB lab/hot blob warmed):"
-  note_cmd "bench/lib/bench.py conns \$SYSTEM $BC_IDLE $BC_HALF $hold READY $BC_SECONDS   # $BC_IDLE connections each GET /v2/ (keep-alive) then idle, then $BC_HALF send 'GET /v2/ HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: ' only; all held ${hold}s after the last is open; counts which the server closed"
+  note_cmd "bench/lib/bench.py conns \$SYSTEM $BC_IDLE $BC_HALF $hold READY $BC_SECONDS $BC_SOURCES   # $BC_IDLE connections each GET /v2/ (keep-alive) then idle, then $BC_HALF send 'GET /v2/ HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: ' only, from $BC_SOURCES loopback addresses; all held ${hold}s after the last is open; counts which the server closed"
   hits_note_cmds "$BC_SECONDS"
   note_cmd "# (the hit clients start once all connections are open)"
   note_cmd "bench/lib/bench.py peak OUT PID   # while the connections are held: max summed Threads of the system's processes, every 0.5 s; then bench/lib/bench.py hwm PID"
@@ -511,7 +511,7 @@ scenario_BC() {
       warm_blob "$sys" hot "$HOT_DIGEST"
       rm -f "$RUN/bc-ready"
       python3 "$BENCH_PY" conns "${URL[$sys]}" "$BC_IDLE" "$BC_HALF" "$hold" "$RUN/bc-ready" "$BC_SECONDS" \
-        >"$OUT/raw/$tag-conns.json" 2>&1 &
+        "$BC_SOURCES" >"$OUT/raw/$tag-conns.json" 2>&1 &
       conns=$!
       for ((i = 0; i < 1200; i++)); do
         [ -e "$RUN/bc-ready" ] && break
@@ -544,6 +544,67 @@ scenario_BC() {
           note "BC $sys rep $rep: only $(jget idle_ok <<<"$s")/$BC_IDLE idle and $(jget half_sent <<<"$s")/$BC_HALF half-sent connections were established"
       else
         note "BC $sys rep $rep: the connection tool failed: $(tail -1 "$OUT/raw/$tag-conns.json")"
+      fi
+    done
+  done
+  unset DEPPROXY_TOML NGINX_CONNS
+}
+
+# ---------------------------------------------------------------- BA abuse after the request head
+
+scenario_BA() {
+  local sys rep tag s abuse deadline=$((BA_BODY_TIMEOUT + 1)) hold=$((BA_BODY_TIMEOUT + 3))
+  local need=$((BA_H1 + BA_H2 + 1000))
+  log "BA: $BA_H1 half-sent bodies + $BA_H2 h2c connections × $BA_STREAMS streams with partial bodies, hits for ${BA_SECONDS}s"
+  if [ "$(ulimit -n)" -lt "$need" ]; then
+    { ulimit -Hn "$need" && ulimit -n "$need"; } 2>/dev/null ||
+      note "BA: could not raise ulimit -n to $need (now $(ulimit -n)); connections may be refused for lack of descriptors"
+  fi
+  DEPPROXY_TOML=$(printf '[server]\nbody_read_timeout = "%ss"\nhttp2 = true' "$BA_BODY_TIMEOUT")
+  NGINX_CONNS=$need
+  note_cmd "# BA (fresh start; depproxy with --config: [server] body_read_timeout = \"${BA_BODY_TIMEOUT}s\", http2 = true; nginx with worker_connections $need; the others at their defaults; ulimit -n $(ulimit -n); the tiny manifest and the ${HOT_MB} MiB lab/hot blob warmed; the hits start with the abusive connections):"
+  note_cmd "bench/lib/bench.py abuse \$SYSTEM $BA_H1 $BA_H2 $BA_STREAMS $BA_BODY $BA_H1_SENT $BA_H2_SENT $hold READY $BA_SOURCES $deadline   # $BA_H1 POST /v2/token heads with Content-Length $BA_BODY + $BA_H1_SENT bytes; $BA_H2 HTTP/2-without-TLS connections × $BA_STREAMS such POSTs with $BA_H2_SENT bytes each; from 127.0.0.2..$((1 + BA_SOURCES)); held ${hold}s after the last is open; 'in time' = closed within ${deadline}s of its last byte"
+  hits_note_cmds "$BA_SECONDS"
+  note_cmd "bench/lib/bench.py peak OUT PID   # from the start of the abuse: max summed Threads of the system's processes, every 0.5 s; then bench/lib/bench.py hwm PID"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for sys in "${SYSTEMS[@]}"; do
+      tag=ba-$sys-$rep
+      # A reference build from before these [server] keys refuses this config.
+      if [ "$sys" = depproxy-ref ] && ! "$DEPPROXY_REF_BIN" check-config <(printf '%s\n' "$DEPPROXY_TOML") \
+        >/dev/null 2>&1; then
+        note "BA: depproxy-ref skipped (it does not know [server] body_read_timeout / http2)"
+        continue
+      fi
+      start_system "$sys" "${URL[upstream]}"
+      warm_manifests "$sys"
+      warm_blob "$sys" hot "$HOT_DIGEST"
+      rm -f "$RUN/ba-ready"
+      peak_start "$sys" "$OUT/raw/$tag-peak.json"
+      hits_start "$sys" "$BA_SECONDS" "$tag"
+      python3 "$BENCH_PY" abuse "${URL[$sys]}" "$BA_H1" "$BA_H2" "$BA_STREAMS" "$BA_BODY" "$BA_H1_SENT" \
+        "$BA_H2_SENT" "$hold" "$RUN/ba-ready" "$BA_SOURCES" "$deadline" >"$OUT/raw/$tag-abuse.json" 2>&1 &
+      abuse=$!
+      hits_wait
+      wait "$abuse" || true
+      peak_stop
+      peak_record BA "$sys" "$OUT/raw/$tag-peak.json"
+      stop_system "$sys"
+      hits_record BA "$sys" "$tag" "$BA_SECONDS"
+      [ -e "$RUN/ba-ready" ] || note "BA $sys rep $rep: the abusive connections were not all open by the end"
+      if json_file "$OUT/raw/$tag-abuse.json"; then
+        s=$(cat "$OUT/raw/$tag-abuse.json")
+        record BA.held "$sys" "$(jget held <<<"$s")"
+        record BA.h2_held "$sys" "$(jget h2_held <<<"$s")"
+        record BA.h2_streams "$sys" "$(jget h2_streams <<<"$s")"
+        record BA.late "$sys" "$(jget late <<<"$s")"
+        record BA.still_open "$sys" "$(jget still_open <<<"$s")"
+        [ "$(jget close_max_s <<<"$s")" = None ] || record BA.close_max_s "$sys" "$(jget close_max_s <<<"$s")"
+        record BA.open_s "$sys" "$(jget open_all_s <<<"$s")"
+        log "  BA $sys: $s"
+        [ "$(jget held <<<"$s")" = $((BA_H1 + BA_H2)) ] ||
+          note "BA $sys rep $rep: $(jget h1_held <<<"$s")/$BA_H1 HTTP/1 and $(jget h2_held <<<"$s")/$BA_H2 HTTP/2 abusive connections were established ($(jget failed_reasons <<<"$s"))"
+      else
+        note "BA $sys rep $rep: the abuse tool failed: $(tail -1 "$OUT/raw/$tag-abuse.json")"
       fi
     done
   done

@@ -39,13 +39,6 @@ pub enum Command {
         /// `depproxy gen-secret FILE` writes one).
         #[arg(long, env = "DEPPROXY_SECRET_FILE", value_name = "FILE")]
         secret_file: PathBuf,
-        /// Serve the control listener over TLS with this certificate chain (PEM, leaf first);
-        /// gateways then use an https:// --control-url (and --control-ca for a private CA).
-        #[arg(long, env = "DEPPROXY_TLS_CERT", requires = "tls_key", value_name = "PEM")]
-        tls_cert: Option<PathBuf>,
-        /// The private key of --tls-cert (PEM).
-        #[arg(long, env = "DEPPROXY_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
-        tls_key: Option<PathBuf>,
     },
     /// Run a gateway alone (split mode), deciding through the control plane at --control-url.
     Gateway {
@@ -91,6 +84,32 @@ pub enum Command {
     },
 }
 
+/// TLS on the main listener (`serve`, `gateway`: the registry API; `control`: the gateways'
+/// channel).
+#[derive(Args, Clone, Default)]
+pub struct ListenerTls {
+    /// Serve --listen over TLS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain (PEM,
+    /// leaf first); re-read with --tls-key on SIGHUP. For `control`, gateways then use an
+    /// https:// --control-url (and --control-ca for a private CA).
+    #[arg(long, env = "DEPPROXY_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "DEPPROXY_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// TLS on the admin API (`serve`, `control`).
+#[derive(Args, Clone, Default)]
+pub struct AdminTls {
+    /// Serve the admin API over TLS with this certificate chain (PEM, leaf first); re-read with
+    /// --admin-tls-key on SIGHUP. The status page's session cookie is then `Secure`.
+    #[arg(long, env = "DEPPROXY_ADMIN_TLS_CERT", requires = "admin_tls_key", value_name = "PEM")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key of --admin-tls-cert (PEM).
+    #[arg(long, env = "DEPPROXY_ADMIN_TLS_KEY", requires = "admin_tls_cert", value_name = "PEM")]
+    pub admin_tls_key: Option<PathBuf>,
+}
+
 /// `serve`: both roles, so every flag of both.
 #[derive(Args, Clone)]
 pub struct ServeArgs {
@@ -119,6 +138,10 @@ pub struct ServeArgs {
     /// reaches).
     #[arg(long, env = "DEPPROXY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: ListenerTls,
+    #[command(flatten)]
+    pub admin_tls: AdminTls,
 }
 
 impl ServeArgs {
@@ -159,6 +182,10 @@ pub struct ControlArgs {
     /// its main listener answers gateways only).
     #[arg(long, env = "DEPPROXY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: ListenerTls,
+    #[command(flatten)]
+    pub admin_tls: AdminTls,
 }
 
 impl ControlArgs {
@@ -196,6 +223,8 @@ pub struct GatewayArgs {
     /// reaches).
     #[arg(long, env = "DEPPROXY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: ListenerTls,
 }
 
 impl GatewayArgs {

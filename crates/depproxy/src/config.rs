@@ -233,6 +233,22 @@ pub struct ServerEntry {
     pub write_idle_timeout: Option<Duration>,
     /// Largest request head, line and headers (default 64KiB).
     pub max_header_bytes: Option<ByteSize>,
+    /// Connections one client address may have open (default a tenth of max_connections).
+    pub max_connections_per_client: Option<usize>,
+    /// Longest a client may take to send a request body (default 30s).
+    #[serde(default, with = "humantime_serde")]
+    pub body_read_timeout: Option<Duration>,
+    /// Longest from a request's head to its response head, for what the proxy answers itself or
+    /// from the control plane (default 60s).
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+    /// HTTP/2 streams a connection may have open at once (default 64).
+    pub max_concurrent_streams: Option<u32>,
+    /// HTTP/2 without TLS (h2c) on listeners without TLS (default false).
+    pub http2: Option<bool>,
+    /// Names a listener on a loopback address answers besides loopback ones.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[auth]`: access tokens and the registry tokens (JWTs) issued for them.
@@ -570,6 +586,8 @@ impl Config {
         let node_id = file.cluster.node_id.unwrap_or_else(|| default_node_id(&data_dir));
         let timeouts = file.timeouts;
         let cache = file.cache;
+        let public_url = resolve_public_url(file.public_url)?;
+        let trusted_proxies = parse_networks(&file.trusted_proxies).context("trusted_proxies")?;
         Ok(Config {
             listen,
             data_dir,
@@ -626,19 +644,10 @@ impl Config {
                     .failed_logins_per_minute
                     .unwrap_or(defaults::FAILED_LOGINS_PER_MINUTE),
             },
-            server: crate::server::ServerLimits {
-                max_connections: file.server.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
-                header_read_timeout: file.server.header_read_timeout.unwrap_or(defaults::HEADER_READ_TIMEOUT),
-                keepalive_timeout: file.server.keepalive_timeout.unwrap_or(defaults::KEEPALIVE_TIMEOUT),
-                write_idle_timeout: file.server.write_idle_timeout.unwrap_or(defaults::WRITE_IDLE_TIMEOUT),
-                max_header_bytes: usize::try_from(
-                    file.server.max_header_bytes.map_or(defaults::MAX_HEADER_BYTES, |size| size.0),
-                )
-                .unwrap_or(usize::MAX),
-            },
+            server: resolve_server(&file.server, public_url.as_deref(), &trusted_proxies)?,
             lifecycle,
-            public_url: resolve_public_url(file.public_url)?,
-            trusted_proxies: parse_networks(&file.trusted_proxies).context("trusted_proxies")?,
+            public_url,
+            trusted_proxies,
             admin_listen: match file.admin_listen {
                 Some(admin_listen) => admin_listen,
                 None => AdminListen::At(defaults::ADMIN_LISTEN.parse().context("default admin address")?),
@@ -677,6 +686,50 @@ fn valid_upstream_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `[server]` after defaults. A loopback listener answers `allowed_hosts` and the host of
+/// `public_url` besides loopback names.
+fn resolve_server(
+    entry: &ServerEntry,
+    public_url: Option<&str>,
+    trusted_proxies: &[IpNet],
+) -> anyhow::Result<crate::server::ServerLimits> {
+    use crate::server::{Host, HostPolicy};
+    let mut allowed = entry
+        .allowed_hosts
+        .iter()
+        .map(|text| {
+            Host::parse(text).with_context(|| {
+                format!(
+                    "[server] allowed_hosts: {text:?} is not a host name or address (with an optional :port)"
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(host) = public_url.and_then(|url| url::Url::parse(url).ok()?.host_str().map(str::to_owned)) {
+        allowed.push(Host::parse(&host).with_context(|| format!("public_url: host {host:?}"))?);
+    }
+    let max_connections = entry.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+    Ok(crate::server::ServerLimits {
+        max_connections,
+        max_connections_per_client: entry
+            .max_connections_per_client
+            .unwrap_or((max_connections / defaults::CONNECTIONS_PER_CLIENT_DIVISOR).max(1)),
+        header_read_timeout: entry.header_read_timeout.unwrap_or(defaults::HEADER_READ_TIMEOUT),
+        body_read_timeout: entry.body_read_timeout.unwrap_or(defaults::BODY_READ_TIMEOUT),
+        request_timeout: entry.request_timeout.unwrap_or(defaults::REQUEST_TIMEOUT),
+        keepalive_timeout: entry.keepalive_timeout.unwrap_or(defaults::KEEPALIVE_TIMEOUT),
+        write_idle_timeout: entry.write_idle_timeout.unwrap_or(defaults::WRITE_IDLE_TIMEOUT),
+        max_header_bytes: usize::try_from(
+            entry.max_header_bytes.map_or(defaults::MAX_HEADER_BYTES, |size| size.0),
+        )
+        .unwrap_or(usize::MAX),
+        max_concurrent_streams: entry.max_concurrent_streams.unwrap_or(defaults::MAX_CONCURRENT_STREAMS),
+        http2: entry.http2.unwrap_or(defaults::HTTP2_CLEARTEXT),
+        allowed_hosts: HostPolicy::new(allowed),
+        trusted_proxies: trusted_proxies.into(),
+    })
 }
 
 /// A node is its host and its data directory: stable across restarts (even on another port), and
@@ -1196,6 +1249,45 @@ mod tests {
         {
             assert!(Config::resolve(toml::from_str(bad).unwrap(), &Overrides::default()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn server_keys_have_defaults_and_allowed_hosts_are_checked() {
+        use crate::server::Host;
+        let defaults = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap().server;
+        assert_eq!(defaults.max_connections_per_client, 1000, "a tenth of max_connections");
+        assert_eq!(defaults.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.request_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.max_concurrent_streams, 64);
+        assert!(!defaults.http2, "h2c is off by default");
+        assert!(!defaults.allowed_hosts.allows(&Host::parse("registry.example.com").unwrap()));
+        let text = r#"
+            public_url = "https://proxy.example.com:8443"
+            trusted_proxies = ["10.0.0.0/8"]
+            [server]
+            max_connections = 50
+            body_read_timeout = "5s"
+            request_timeout = "10s"
+            max_concurrent_streams = 16
+            http2 = true
+            allowed_hosts = ["registry.internal", "mirror.internal:5000"]
+        "#;
+        let server = Config::resolve(toml::from_str(text).unwrap(), &Overrides::default()).unwrap().server;
+        assert_eq!(server.max_connections_per_client, 5);
+        assert_eq!(
+            (server.body_read_timeout, server.request_timeout),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
+        assert_eq!(server.max_concurrent_streams, 16);
+        assert!(server.http2);
+        assert_eq!(server.trusted_proxies.len(), 1);
+        for allowed in ["registry.internal:5000", "mirror.internal:5000", "proxy.example.com"] {
+            assert!(server.allowed_hosts.allows(&Host::parse(allowed).unwrap()), "{allowed}");
+        }
+        assert!(!server.allowed_hosts.allows(&Host::parse("mirror.internal:80").unwrap()));
+        let bad = toml::from_str("[server]\nallowed_hosts = [\"user@host\"]").unwrap();
+        let error = format!("{:#}", Config::resolve(bad, &Overrides::default()).unwrap_err());
+        assert!(error.contains("allowed_hosts") && error.contains("user@host"), "{error}");
     }
 
     #[test]

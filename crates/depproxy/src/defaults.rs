@@ -54,6 +54,13 @@ pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// `[server]`
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// `max_connections_per_client` is this fraction of `max_connections` unless set.
+pub const CONNECTIONS_PER_CLIENT_DIVISOR: usize = 10;
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub const MAX_CONCURRENT_STREAMS: u32 = 64;
+/// HTTP/2 without TLS (h2c) is off: no registry client needs it (see docs/security.md).
+pub const HTTP2_CLEARTEXT: bool = false;
 
 // Lifecycle
 /// A group's objects and tags not read for this long are removed (the seed's default).

@@ -63,6 +63,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(common) => {
             let config = common.resolve()?;
+            let certificates = Certificates::load(&common.tls, Some(&common.admin_tls))?;
+            certificates.reload_on_hangup()?;
             let runtime = app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
@@ -73,11 +75,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 (common.config.as_deref(), common.data_dir.as_deref()),
                 admin,
                 server_metrics.clone(),
+                certificates.admin.as_ref(),
             )?;
             let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
-            listen("depproxy serve", &config, router, server_metrics, None, &supervisor).await
+            let tls = certificates.listener.as_ref();
+            listen("depproxy serve", &config, router, server_metrics, tls, &supervisor).await
         }
-        Command::Control { common, secret_file, tls_cert, tls_key } => {
+        Command::Control { common, secret_file } => {
             let config = common.resolve()?;
             let token_groups = config.token_groups();
             if !token_groups.is_empty() && config.auth.signing_key_file.is_none() {
@@ -90,11 +94,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             let secret = read_secret(&secret_file)?;
-            // Read before anything starts, so a bad certificate stops the start-up.
-            let tls = match (&tls_cert, &tls_key) {
-                (Some(cert), Some(key)) => Some(depproxy::server::tls_acceptor(cert, key)?),
-                _ => None,
-            };
+            let certificates = Certificates::load(&common.tls, Some(&common.admin_tls))?;
+            certificates.reload_on_hangup()?;
             let runtime = app::Runtime::default();
             let node = app::control_node(&config, &secret, &runtime).await?;
             let router = node.router.clone();
@@ -104,23 +105,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 (common.config.as_deref(), common.data_dir.as_deref()),
                 app::admin_router(&node, &runtime.supervisor),
                 server_metrics.clone(),
+                certificates.admin.as_ref(),
             )?;
             if let Some(address) = common.metrics_listen {
                 let metrics = app::metrics_router(runtime.registry);
                 start_metrics(address, metrics, &config, &server_metrics).await?;
             }
+            let tls = certificates.listener.as_ref();
             listen("depproxy control", &config, router, server_metrics, tls, &runtime.supervisor).await
         }
         Command::Gateway { common, control_url, control_ca, secret_file } => {
             let config = common.resolve()?;
             let secret = read_secret(&secret_file)?;
+            let certificates = Certificates::load(&common.tls, None)?;
+            certificates.reload_on_hangup()?;
             let channel = app::control_channel(&config, &control_url, control_ca.as_deref())?;
             let runtime = app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
             let server_metrics = runtime.server_metrics.clone();
             let gateway = app::gateway(&config, channel, &secret, runtime).await?;
             let router = public_router(&gateway, &config, common.metrics_listen, &server_metrics).await?;
-            listen("depproxy gateway", &config, router, server_metrics, None, &supervisor).await
+            let tls = certificates.listener.as_ref();
+            listen("depproxy gateway", &config, router, server_metrics, tls, &supervisor).await
         }
         Command::CheckConfig { file } => {
             let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
@@ -250,6 +256,59 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// A process's TLS certificates, read before anything starts (a bad file stops the start-up) and
+/// re-read on SIGHUP.
+struct Certificates {
+    listener: Option<depproxy::server::TlsCertificate>,
+    admin: Option<depproxy::server::TlsCertificate>,
+}
+
+impl Certificates {
+    fn load(
+        listener: &depproxy::cli::ListenerTls,
+        admin: Option<&depproxy::cli::AdminTls>,
+    ) -> anyhow::Result<Self> {
+        let load = |cert: &Option<PathBuf>, key: &Option<PathBuf>, role: &str| match (cert, key) {
+            (Some(cert), Some(key)) => depproxy::server::TlsCertificate::load(cert, key)
+                .map(Some)
+                .with_context(|| format!("{role} TLS certificate")),
+            _ => Ok(None),
+        };
+        Ok(Certificates {
+            listener: load(&listener.tls_cert, &listener.tls_key, "listener")?,
+            admin: match admin {
+                Some(admin) => load(&admin.admin_tls_cert, &admin.admin_tls_key, "admin API")?,
+                None => None,
+            },
+        })
+    }
+
+    /// Re-reads the certificate files on every SIGHUP: connections accepted afterwards get the new
+    /// certificates; a pair that does not load leaves the current one (and says so).
+    fn reload_on_hangup(&self) -> anyhow::Result<()> {
+        let certificates: Vec<_> = self.listener.iter().chain(&self.admin).cloned().collect();
+        if certificates.is_empty() {
+            return Ok(());
+        }
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP (TLS certificate reloads)")?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                for certificate in &certificates {
+                    let path = certificate.cert_path().display();
+                    match certificate.reload() {
+                        Ok(()) => tracing::info!(%path, "TLS certificate reloaded"),
+                        Err(error) => {
+                            tracing::warn!(%path, %error, "TLS certificate not reloaded; keeping the current one")
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
 fn read_secret(path: &PathBuf) -> anyhow::Result<Secret> {
     let contents =
         std::fs::read(path).with_context(|| format!("cannot read secret file {}", path.display()))?;
@@ -269,7 +328,7 @@ async fn start_metrics(
 ) -> anyhow::Result<()> {
     let listener = bind(address).await.context("metrics listener")?;
     tracing::info!(%address, "metrics listening");
-    let limits = config.server;
+    let limits = config.server.clone();
     let counted = server_metrics.clone();
     tokio::spawn(async move {
         let serving = depproxy::server::run_server(listener, router, limits, counted, std::future::pending());
@@ -306,6 +365,7 @@ fn start_admin(
     started_with: (Option<&std::path::Path>, Option<&std::path::Path>),
     router: axum::Router,
     metrics: depproxy::server::ServerMetrics,
+    tls: Option<&depproxy::server::TlsCertificate>,
 ) -> anyhow::Result<()> {
     let address = match config.admin_listen {
         config::AdminListen::At(address) => address,
@@ -327,9 +387,20 @@ fn start_admin(
         "admin API and status page at http://{address}/ — an admin token to log in with: `{}`",
         admin_token_command(started_with)
     );
-    let limits = config.server;
+    if tls.is_none() && !address.ip().to_canonical().is_loopback() {
+        tracing::warn!(
+            %address,
+            "the admin API is reachable beyond this host without TLS: admin tokens and the status page's \
+             session cookie cross the network in clear text (give --admin-tls-cert and --admin-tls-key, \
+             or bind it to a loopback address)"
+        );
+    }
+    let limits = config.server.clone();
+    let acceptor = tls.map(depproxy::server::TlsCertificate::acceptor);
     tokio::spawn(async move {
-        let serving = depproxy::server::run_server(listener, router, limits, metrics, std::future::pending());
+        let pending = std::future::pending();
+        let serving =
+            depproxy::server::run_server_with_tls(listener, router, limits, metrics, acceptor, pending);
         if let Err(error) = serving.await {
             tracing::error!(%error, "admin listener failed");
         }
@@ -366,7 +437,7 @@ async fn listen(
     config: &Config,
     router: axum::Router,
     server_metrics: depproxy::server::ServerMetrics,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<&depproxy::server::TlsCertificate>,
     supervisor: &supervisor::Supervisor,
 ) -> anyhow::Result<()> {
     let listener = bind(config.listen).await?;
@@ -374,9 +445,9 @@ async fn listen(
     depproxy::server::serve_until(
         listener,
         router,
-        config.server,
+        config.server.clone(),
         server_metrics,
-        tls,
+        tls.map(depproxy::server::TlsCertificate::acceptor),
         supervisor,
         config.shutdown_grace,
         shutdown_signal(),

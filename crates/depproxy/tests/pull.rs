@@ -73,8 +73,11 @@ async fn pulls_in_both_url_forms_and_second_pull_stays_local() {
 #[tokio::test]
 async fn a_cached_blob_streams_to_several_http2_requests_on_one_connection() {
     // Bodies read from disk go to the connection one chunk at a time; with HTTP/2 several such
-    // streams share a connection and its flow-control window.
-    let (upstream, proxy) = setup().await;
+    // streams share a connection and its flow-control window. (HTTP/2 without TLS is off by
+    // default.)
+    let upstream = FakeRegistry::start().await;
+    let proxy =
+        TestProxy::start(Options::toml("[server]\nhttp2 = true\n").with_upstream(&upstream.url())).await;
     let layer: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let (_, layers) = upstream.put_image("lab/h2", "v1", &[&layer]);
     let url = format!("{}/v2/lab/h2/blobs/{}", proxy.url, layers[0]);

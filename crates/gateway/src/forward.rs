@@ -17,6 +17,7 @@ use injector::{
 use oci::Digest;
 
 use crate::error::GatewayError;
+use crate::send_dependency::AnswerFromFill;
 use crate::state::Gateway;
 
 /// The client headers the control plane sees: what it decides on (`Authorization`), what the
@@ -55,12 +56,15 @@ pub(crate) struct ClientRequest {
     /// Every header the client sent: what the gateway itself answers by (Range, If-None-Match, …).
     received: HeaderMap,
     body: Bytes,
+    /// The listener's mark, set when the answer is handed to a fill.
+    answer_from_fill: Option<AnswerFromFill>,
 }
 
 impl ClientRequest {
     /// Reads a request; only a token request (`POST /v2/token`) has its body kept.
     pub(crate) async fn read(request: Request, keep_body: bool) -> Result<ClientRequest, GatewayError> {
         let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let answer_from_fill = request.extensions().get::<AnswerFromFill>().cloned();
         let (parts, body) = request.into_parts();
         let body = if keep_body {
             axum::body::to_bytes(body, MAX_FORWARDED_BODY)
@@ -85,12 +89,20 @@ impl ClientRequest {
             headers,
             received: parts.headers,
             body,
+            answer_from_fill,
         })
     }
 
     /// Every header the client sent.
     pub(crate) fn received_headers(&self) -> &HeaderMap {
         &self.received
+    }
+
+    /// Tells the listener the answer now comes from a fill (see [`AnswerFromFill`]).
+    pub(crate) fn answered_from_fill(&self) {
+        if let Some(mark) = &self.answer_from_fill {
+            mark.mark();
+        }
     }
 
     /// The connection's address (unspecified when unknown, e.g. a test calling the router).

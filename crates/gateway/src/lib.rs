@@ -25,5 +25,6 @@ pub use fill::{FillAbout, FillLimits, FillReport, Fills};
 pub use metrics::{GatewayMetrics, Observability, render_registry};
 pub use ranges::{Unsatisfiable, requested_range};
 pub use send_blob::ReadAtClientPace;
+pub use send_dependency::AnswerFromFill;
 pub use small_objects::SmallObjectSettings;
 pub use state::{Gateway, GatewayParts, GatewaySettings, UpstreamHttp};

@@ -118,6 +118,7 @@ async fn answer(
             *decision = "miss";
             group.clone_from(&params.group);
             metrics.decided("miss");
+            client.answered_from_fill();
             // Boxed, here and below: a fill's future is large, and inline it would make every hit's
             // future as large — copied whole each time the router boxes it.
             Ok(Box::pin(send_dependency::serve(gateway, params, method, client_headers, client.peer())).await)
@@ -153,6 +154,7 @@ async fn refetch(
 ) -> Result<Response, GatewayError> {
     match ask_control(gateway, client, Some(digest)).await? {
         ControlAnswer::Execute(Injector::SendDependency(params)) => {
+            client.answered_from_fill();
             Ok(send_dependency::serve(gateway, params, method, client_headers, client.peer()).await)
         }
         ControlAnswer::Relay(response) => Ok(response),

@@ -4,6 +4,7 @@
 //! digest is only known at the end).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -19,6 +20,23 @@ use crate::fill::{self, Busy, FillState, Finished, Tail};
 use crate::ranges;
 use crate::respond::{oci_error, served_object_headers, with_headers};
 use crate::state::Gateway;
+
+/// The listener's mark on a request (in its extensions): set once the answer comes from a fill —
+/// the request waits for a fill slot in the queue, then for the fill's first bytes — which its own
+/// timers bound (`fill_queue_timeout`, the upstream timeouts). The listener's request timeout, for
+/// what the proxy answers itself or from the control plane, then no longer applies.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerFromFill(Arc<AtomicBool>);
+
+impl AnswerFromFill {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 pub(crate) async fn serve(
     gateway: &Arc<Gateway>,

@@ -134,7 +134,7 @@ impl TestProxy {
             depproxy::app::serve_node(&config, runtime).await.unwrap()
         };
         let router = gateway.router();
-        let url = spawn_server_with(router.clone(), config.server, server_metrics).await;
+        let url = spawn_server_with(router.clone(), config.server.clone(), server_metrics).await;
         let admin = depproxy::app::admin_router(&control, &supervisor);
         let (cache, lifecycle, access) = (control.cache, control.lifecycle, control.access);
         TestProxy { url, router, gateway, data_dir, config, supervisor, cache, lifecycle, access, admin }

@@ -45,8 +45,8 @@ pub struct Fetch {
     pub url: String,
     /// The complete upstream request header set (`Authorization`, `Accept`).
     pub headers: HeaderMap,
-    /// Known for blobs and manifests by digest.
-    pub expected_digest: Option<Digest>,
+    /// What the bytes must hash to, when known up front (blobs and manifests by digest).
+    pub verify: Option<injector::Checksum>,
     pub max_size: u64,
     /// Requests with the same key share one upstream fetch. Scoped per group, so a group is never
     /// served bytes its own upstream did not send.
@@ -320,7 +320,7 @@ impl Cache {
             url: upstream.object_url(repository, kind, reference),
             headers,
             fill_key: fill_key(&group.path, kind, repository, reference, expected_digest.as_ref()),
-            expected_digest,
+            verify: expected_digest.as_ref().map(injector::Checksum::from),
             max_size: self.settings.limits.max_size(kind),
         }))
     }

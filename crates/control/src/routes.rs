@@ -38,6 +38,9 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
                         tracing::warn!(%method, %path, held_back, "too many internal requests this second; answering 503")
                     }
                 }
+                (ControlError::ContractVersion { .. }, _) => {
+                    tracing::error!(%method, %path, %error, "gateway of another version")
+                }
                 (ControlError::Unauthenticated(_), _) => {
                     tracing::warn!(%method, %path, %error, "refused unsigned control-plane request")
                 }

@@ -51,7 +51,7 @@ pub(crate) async fn serve(
         return oci_error(&oci::OciError::internal("send-dependency for a HEAD request"));
     }
     let kind = params.kind;
-    let expected = params.expected_digest.clone();
+    let expected = params.verify.as_ref().and_then(injector::Checksum::as_digest);
     let extra = params.response_headers.clone();
     // A resumed layer download asks for a range: it joins (or starts) the one fill and gets just
     // those bytes, as soon as they are there — never a second full download.

@@ -238,8 +238,12 @@ impl S3Store {
 
     /// Starts a fill: bytes go to a local spool (tailed by clients, hashed as they come); the
     /// bucket gets them once they are verified ([`S3Verified::persist`]).
-    pub async fn begin_upload(&self, limit: u64) -> Result<S3Upload, StorageError> {
-        Ok(S3Upload { store: self.clone(), spool: self.spool.open().await?.begin_upload(limit).await? })
+    pub async fn begin_upload(
+        &self,
+        limit: u64,
+        declared: Option<injector::ChecksumAlgorithm>,
+    ) -> Result<S3Upload, StorageError> {
+        Ok(S3Upload { store: self.clone(), spool: self.spool.open().await?.begin_upload(limit, declared).await? })
     }
 
     /// Uploads a verified spool file to its key: one PUT when it fits one part, else a multipart
@@ -339,7 +343,7 @@ impl S3Upload {
         self.spool.abort().await;
     }
 
-    pub async fn abandon(self) -> oci::Sha256Hasher {
+    pub async fn abandon(self) -> crate::ContentHasher {
         self.spool.abandon().await
     }
 }

@@ -9,8 +9,8 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::HeaderValue;
 use injector::{
-    CONTRACT_VERSION, CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, InProcessCall, Injector, Purpose, RequestTarget, RequestVerifier,
-    SEND_DATA_HEADER, SEND_DATA_SIGNATURE_HEADER, VerifiedRequest,
+    CONTRACT_VERSION, CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, InProcessCall, Injector, Purpose,
+    RequestTarget, RequestVerifier, SEND_DATA_HEADER, SEND_DATA_SIGNATURE_HEADER, VerifiedRequest,
 };
 
 use crate::error::ControlError;
@@ -30,7 +30,8 @@ pub(crate) fn internal_request(
     // Checked once the request is known to come from a gateway: outsiders learn nothing of it.
     let version = request.headers().get(CONTRACT_VERSION_HEADER).map(HeaderValue::as_bytes);
     if version != Some(CONTRACT_VERSION.to_string().as_bytes()) {
-        let gateway = version.map_or_else(|| "1 (or none)".to_owned(), |value| String::from_utf8_lossy(value).into_owned());
+        let gateway = version
+            .map_or_else(|| "1 (or none)".to_owned(), |value| String::from_utf8_lossy(value).into_owned());
         return Err(ControlError::ContractVersion { gateway });
     }
     Ok(verified)

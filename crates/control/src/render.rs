@@ -35,6 +35,7 @@ fn send_blob(object: StoredObject, stale: bool, group: &str) -> Response {
         media_type: object.media_type,
         headers,
         group: group.to_owned(),
+        transform: Vec::new(),
     }))
 }
 
@@ -51,6 +52,7 @@ fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Response {
         max_size: fetch.max_size,
         upload: UploadRoutes::for_object(uri.path(), uri.query()),
         response_headers: Vec::new(),
+        transform: Vec::new(),
     }))
 }
 

@@ -12,8 +12,8 @@ use axum::response::IntoResponse as _;
 use depproxy::config::{Config, FileConfig, Overrides};
 use http::StatusCode;
 use injector::{
-    CONTRACT_VERSION, CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, Purpose, RequestSigner, RequestTarget, RequestVerifier, SEND_DATA_HEADER,
-    SEND_DATA_SIGNATURE_HEADER, Secret,
+    CONTRACT_VERSION, CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, Purpose, RequestSigner, RequestTarget,
+    RequestVerifier, SEND_DATA_HEADER, SEND_DATA_SIGNATURE_HEADER, Secret,
 };
 use support::{Options, TestProxy, client, spawn_server};
 use testkit::FakeRegistry;
@@ -150,6 +150,7 @@ async fn a_client_cannot_inject_an_injector() {
         media_type: "application/octet-stream".into(),
         headers: Vec::new(),
         group: String::new(),
+        transform: Vec::new(),
     })
     .encode()
     .unwrap();
@@ -200,6 +201,7 @@ async fn fake_control_plane(
         max_size: 1 << 20,
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
         response_headers: Vec::new(),
+        transform: Vec::new(),
     })
     .encode()
     .unwrap();
@@ -289,21 +291,23 @@ async fn a_gateway_acts_on_no_injector_its_control_plane_did_not_sign_for_the_re
 async fn verifying_control_plane(
     secret: &Secret,
     url: String,
-    verify: injector::Checksum,
+    verify: Option<injector::Checksum>,
+    transform: Vec<injector::Replace>,
 ) -> (String, Arc<std::sync::Mutex<Vec<injector::FinalizeRequest>>>) {
     let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
     let injector = injector::Injector::SendDependency(injector::SendDependency {
         v: CONTRACT_VERSION,
         kind: oci::ObjectKind::Blob,
-        fill_key: format!("default/file/{verify}"),
+        fill_key: format!("default/file/{verify:?}"),
         upstream: depproxy::defaults::UPSTREAM_NAME.into(),
         group: "default".into(),
         url,
         headers: Vec::new(),
-        verify: Some(verify),
+        verify,
         max_size: 1 << 20,
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
         response_headers: Vec::new(),
+        transform,
     })
     .encode()
     .unwrap();
@@ -360,7 +364,7 @@ async fn a_fill_is_verified_in_the_algorithm_the_control_plane_names() {
         for right in [true, false] {
             let declared = Checksum::of(algorithm, if right { &bytes } else { b"something else" });
             let (control_url, finalized) =
-                verifying_control_plane(&secret, file_url.clone(), declared.clone()).await;
+                verifying_control_plane(&secret, file_url.clone(), Some(declared.clone()), Vec::new()).await;
             let dir = tempfile::tempdir().unwrap();
             let config = config_for(&upstream.url(), &dir);
             let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
@@ -368,7 +372,8 @@ async fn a_fill_is_verified_in_the_algorithm_the_control_plane_names() {
             let supervisor = runtime.supervisor.clone();
             let gateway = depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap();
             let gateway_url = spawn_server(gateway.router()).await;
-            let response = client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
+            let response =
+                client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
             let status = response.status();
             let body = response.bytes().await;
             supervisor.shutdown(std::time::Duration::from_secs(10)).await;
@@ -413,4 +418,44 @@ async fn a_gateway_of_another_contract_version_is_refused_clearly() {
         let body = response.text().await.unwrap();
         assert!(body.contains("same depproxy version on gateways and control planes"), "{body}");
     }
+}
+
+/// A document whose URLs must name the proxy: the client gets it rewritten as it streams (no
+/// `Content-Length`: the length changes), and what is stored and recorded is the upstream's bytes.
+#[tokio::test]
+async fn a_document_reaches_the_client_rewritten_and_is_stored_as_the_upstream_sent_it() {
+    support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    let document =
+        br#"{"versions":{"1.0.0":{"dist":{"tarball":"https://npm.example.com/a/-/a-1.0.0.tgz"}}}}"#.to_vec();
+    let stored = upstream.put_blob(document.clone());
+    let secret = Secret::from_bytes([7; 32]);
+    let transform = vec![injector::Replace {
+        from: "https://npm.example.com/".into(),
+        to: "http://proxy.example.com:5000/npm/js/".into(),
+    }];
+    let (control_url, finalized) =
+        verifying_control_plane(&secret, format!("{}/v2/x/blobs/{stored}", upstream.url()), None, transform)
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&upstream.url(), &dir);
+    let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
+    let runtime = depproxy::app::Runtime::default();
+    let supervisor = runtime.supervisor.clone();
+    let gateway = depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap();
+    let gateway_url = spawn_server(gateway.router()).await;
+    let response = client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get(http::header::CONTENT_LENGTH).is_none());
+    let body = response.text().await.unwrap();
+    assert_eq!(
+        body,
+        r#"{"versions":{"1.0.0":{"dist":{"tarball":"http://proxy.example.com:5000/npm/js/a/-/a-1.0.0.tgz"}}}}"#
+    );
+    supervisor.shutdown(std::time::Duration::from_secs(10)).await;
+    let finalized = finalized.lock().unwrap().clone();
+    assert_eq!(finalized.len(), 1);
+    assert_eq!(finalized[0].digest, stored, "recorded as the upstream's bytes");
+    let object = dir.path().join("blobs/sha256").join(&stored.hex()[..2]).join(stored.hex());
+    assert_eq!(std::fs::read(object).unwrap(), document);
 }

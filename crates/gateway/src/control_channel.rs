@@ -12,7 +12,10 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use http::{HeaderValue, Request, Response};
-use injector::{CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, InProcessCall, Purpose, RequestId, RequestSigner, RequestTarget};
+use injector::{
+    CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, InProcessCall, Purpose, RequestId, RequestSigner,
+    RequestTarget,
+};
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 

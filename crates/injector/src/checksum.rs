@@ -28,7 +28,7 @@ impl ChecksumAlgorithm {
     }
 
     /// Length of the digest in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_bytes(self) -> usize {
         match self {
             ChecksumAlgorithm::Sha256 => 32,
             ChecksumAlgorithm::Sha512 => 64,
@@ -78,9 +78,13 @@ impl From<Checksum> for RawChecksum {
 impl Checksum {
     /// A checksum from its hex value (upper or lower case; kept lowercase).
     pub fn from_hex(algorithm: ChecksumAlgorithm, value: &str) -> Result<Self, ChecksumError> {
-        let expected = algorithm.len() * 2;
+        let expected = algorithm.digest_bytes() * 2;
         if value.len() != expected {
-            return Err(ChecksumError::Length { algorithm: algorithm.as_str(), expected, actual: value.len() });
+            return Err(ChecksumError::Length {
+                algorithm: algorithm.as_str(),
+                expected,
+                actual: value.len(),
+            });
         }
         if !value.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             return Err(ChecksumError::NotHex);
@@ -90,10 +94,10 @@ impl Checksum {
 
     /// A checksum from its raw bytes (e.g. decoded from an SRI string's base64).
     pub fn from_bytes(algorithm: ChecksumAlgorithm, bytes: &[u8]) -> Result<Self, ChecksumError> {
-        if bytes.len() != algorithm.len() {
+        if bytes.len() != algorithm.digest_bytes() {
             return Err(ChecksumError::Length {
                 algorithm: algorithm.as_str(),
-                expected: algorithm.len() * 2,
+                expected: algorithm.digest_bytes() * 2,
                 actual: bytes.len() * 2,
             });
         }

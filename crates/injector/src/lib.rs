@@ -61,6 +61,16 @@ pub const CONTRACT_VERSION: u32 = 2;
 /// injectors it would misread.
 pub const CONTRACT_VERSION_HEADER: &str = "Depproxy-Contract-Version";
 
+/// One literal replacement the gateway applies to a document while it streams it to the client
+/// (the stored copy stays the upstream's bytes): a package index names its files on the
+/// upstream's host, and served through the proxy it must name the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replace {
+    pub from: String,
+    pub to: String,
+}
+
 /// Serve a cached object from storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +87,10 @@ pub struct SendBlob {
     /// The group the request resolved to, for the access log.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
+    /// Replacements applied while the object streams to the client (a document whose URLs must
+    /// name the proxy); none for everything else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<Replace>,
 }
 
 /// Fetch an object from upstream, stream it to the client, verify and store it.
@@ -110,6 +124,10 @@ pub struct SendDependency {
     /// Extra response headers for the client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_headers: HeaderList,
+    /// Replacements applied while the object streams to the client; what is stored is what the
+    /// upstream sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<Replace>,
 }
 
 /// An instruction from the control plane.
@@ -134,7 +152,9 @@ pub enum InjectorError {
     Base64(#[from] base64::DecodeError),
     #[error("injector params are not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("injector contract version {0} is not supported (this build speaks {CONTRACT_VERSION}): run the same depproxy version on gateways and control planes")]
+    #[error(
+        "injector contract version {0} is not supported (this build speaks {CONTRACT_VERSION}): run the same depproxy version on gateways and control planes"
+    )]
     Version(u32),
 }
 
@@ -266,6 +286,10 @@ mod tests {
             media_type: "application/octet-stream".into(),
             headers: vec![("Warning".into(), "110 - stale".into())],
             group: "default".into(),
+            transform: vec![Replace {
+                from: "https://up.example/".into(),
+                to: "http://proxy/npm/js/".into(),
+            }],
         });
         let dependency = Injector::SendDependency(SendDependency {
             v: CONTRACT_VERSION,
@@ -279,6 +303,7 @@ mod tests {
             max_size: 4 << 20,
             upload: UploadRoutes { authorize: "/a/upload/authorize".into(), finalize: "/a/upload".into() },
             response_headers: Vec::new(),
+            transform: Vec::new(),
         });
         for injector in [blob, dependency] {
             let header = injector.encode().unwrap();
@@ -305,9 +330,12 @@ mod tests {
             media_type: "x".into(),
             headers: vec![],
             group: String::new(),
+            transform: Vec::new(),
         };
         let header = Injector::SendBlob(future).encode().unwrap();
-        assert!(matches!(Injector::decode(&header), Err(InjectorError::Version(v)) if v == CONTRACT_VERSION + 1));
+        assert!(
+            matches!(Injector::decode(&header), Err(InjectorError::Version(v)) if v == CONTRACT_VERSION + 1)
+        );
         // A gateway of version 1 meeting this control plane, or the reverse: the version is what
         // the error names, whatever fields the other version has.
         let old = format!("send-dependency:{}", URL_SAFE.encode(br#"{"v":1,"expected_digest":null}"#));

@@ -562,10 +562,9 @@ mod tests {
     async fn mismatches_commit_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
-        for expected in [
-            Expectation::digest(&Digest::of(b"other"), None),
-            Expectation { checksum: None, size: Some(3) },
-        ] {
+        for expected in
+            [Expectation::digest(&Digest::of(b"other"), None), Expectation { checksum: None, size: Some(3) }]
+        {
             let mut upload = store.begin_upload(1024, None).await.unwrap();
             upload.write(Bytes::from_static(b"data")).await.unwrap();
             let error = upload.commit(&expected).await.unwrap_err();

@@ -48,7 +48,9 @@ impl ContentHasher {
     pub fn new(declared: Option<ChecksumAlgorithm>) -> Self {
         ContentHasher {
             sha256: Sha256Hasher::new(),
-            declared: declared.filter(|algorithm| *algorithm != ChecksumAlgorithm::Sha256).map(ChecksumHasher::new),
+            declared: declared
+                .filter(|algorithm| *algorithm != ChecksumAlgorithm::Sha256)
+                .map(ChecksumHasher::new),
         }
     }
 
@@ -122,7 +124,10 @@ mod tests {
             let wrong = Expectation { checksum: Some(Checksum::of(algorithm, b"other")), size: None };
             assert!(matches!(hasher.clone().verify(&wrong), Err(StorageError::DigestMismatch { .. })));
             let short = Expectation { checksum: None, size: Some(4) };
-            assert!(matches!(hasher.verify(&short), Err(StorageError::SizeMismatch { expected: 4, actual: 5 })));
+            assert!(matches!(
+                hasher.verify(&short),
+                Err(StorageError::SizeMismatch { expected: 4, actual: 5 })
+            ));
         }
     }
 
@@ -130,7 +135,8 @@ mod tests {
     fn a_stream_not_hashed_in_the_declared_algorithm_never_passes() {
         let mut hasher = ContentHasher::new(None);
         hasher.update(b"bytes");
-        let sha1 = Expectation { checksum: Some(Checksum::of(ChecksumAlgorithm::Sha1, b"bytes")), size: None };
+        let sha1 =
+            Expectation { checksum: Some(Checksum::of(ChecksumAlgorithm::Sha1, b"bytes")), size: None };
         assert!(matches!(hasher.verify(&sha1), Err(StorageError::NotHashedIn("sha1"))));
     }
 }

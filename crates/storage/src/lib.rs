@@ -253,7 +253,9 @@ impl BlobStore {
         declared: Option<injector::ChecksumAlgorithm>,
     ) -> Result<Upload, StorageError> {
         match self {
-            BlobStore::Filesystem(store) => Ok(Upload::Filesystem(store.begin_upload(limit, declared).await?)),
+            BlobStore::Filesystem(store) => {
+                Ok(Upload::Filesystem(store.begin_upload(limit, declared).await?))
+            }
             BlobStore::S3(store) => Ok(Upload::S3(store.begin_upload(limit, declared).await?)),
         }
     }

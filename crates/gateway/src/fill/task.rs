@@ -154,7 +154,7 @@ async fn fill(
             storage_failed(gateway, &params.url, &error);
             recent.spool_ends_at(0);
             running.leave_early();
-            Storing::PassThrough(ContentHasher::new(expected.declared_algorithm()))
+            Storing::PassThrough(Box::new(ContentHasher::new(expected.declared_algorithm())))
         }
     };
     let spool = match &storing {
@@ -199,7 +199,7 @@ async fn fill(
                     let written = upload.spool_reader().progress().borrow().to_owned();
                     recent.spool_ends_at(written);
                     running.leave_early();
-                    Storing::PassThrough((*upload).abandon().await)
+                    Storing::PassThrough(Box::new((*upload).abandon().await))
                 }
             },
             Storing::PassThrough(mut hasher) => {
@@ -307,7 +307,7 @@ async fn fill(
 /// hashed so they are verified all the same.
 enum Storing {
     Upload(Box<Upload>),
-    PassThrough(ContentHasher),
+    PassThrough(Box<ContentHasher>),
 }
 
 impl Storing {

@@ -377,7 +377,7 @@ mod tests {
         assert!(!data_dir.exists(), "the sweeper's spool clean-up creates nothing either");
         assert_eq!(store.remove_orphans().await.unwrap(), 0);
         assert!(data_dir.join("spool/tmp").is_dir(), "a gateway's start-up makes the spool");
-        let upload = store.begin_upload(10).await.unwrap();
+        let upload = store.begin_upload(10, None).await.unwrap();
         upload.abort().await;
     }
 }

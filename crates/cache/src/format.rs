@@ -49,7 +49,11 @@ impl std::str::FromStr for Format {
     type Err = UnknownFormat;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Format::ALL.iter().copied().find(|format| format.as_str() == text).ok_or_else(|| UnknownFormat(text.to_owned()))
+        Format::ALL
+            .iter()
+            .copied()
+            .find(|format| format.as_str() == text)
+            .ok_or_else(|| UnknownFormat(text.to_owned()))
     }
 }
 

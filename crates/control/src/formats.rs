@@ -19,8 +19,10 @@ pub(crate) async fn decide(
 ) -> Result<Response, ControlError> {
     match Format::of_path(request.uri().path()) {
         Some(Format::Oci) => oci_format::decide(control, request, verified).await,
-        None => Err(OciError::new(ErrorCode::Unsupported, format!("no such endpoint: {}", request.uri().path()))
-            .with_status(http::StatusCode::NOT_FOUND)
-            .into()),
+        None => {
+            Err(OciError::new(ErrorCode::Unsupported, format!("no such endpoint: {}", request.uri().path()))
+                .with_status(http::StatusCode::NOT_FOUND)
+                .into())
+        }
     }
 }

@@ -91,4 +91,3 @@ async fn refetch_if_asked(
         (_, decision) => Ok(decision),
     }
 }
-

@@ -290,6 +290,7 @@ async fn a_gateway_acts_on_no_injector_its_control_plane_did_not_sign_for_the_re
 /// against `verify`; authorizes every upload to be stored and records the finalize calls.
 async fn verifying_control_plane(
     secret: &Secret,
+    upstream: String,
     url: String,
     verify: Option<injector::Checksum>,
     transform: Vec<injector::Replace>,
@@ -299,7 +300,7 @@ async fn verifying_control_plane(
         v: CONTRACT_VERSION,
         kind: oci::ObjectKind::Blob,
         fill_key: format!("default/file/{verify:?}"),
-        upstream: depproxy::defaults::UPSTREAM_NAME.into(),
+        upstream,
         group: "default".into(),
         url,
         headers: Vec::new(),
@@ -363,10 +364,12 @@ async fn a_fill_is_verified_in_the_algorithm_the_control_plane_names() {
     for algorithm in [ChecksumAlgorithm::Sha512, ChecksumAlgorithm::Sha1] {
         for right in [true, false] {
             let declared = Checksum::of(algorithm, if right { &bytes } else { b"something else" });
-            let (control_url, finalized) =
-                verifying_control_plane(&secret, file_url.clone(), Some(declared.clone()), Vec::new()).await;
             let dir = tempfile::tempdir().unwrap();
             let config = config_for(&upstream.url(), &dir);
+            let name = config.upstreams[0].name.clone();
+            let (control_url, finalized) =
+                verifying_control_plane(&secret, name, file_url.clone(), Some(declared.clone()), Vec::new())
+                    .await;
             let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
             let runtime = depproxy::app::Runtime::default();
             let supervisor = runtime.supervisor.clone();
@@ -434,11 +437,11 @@ async fn a_document_reaches_the_client_rewritten_and_is_stored_as_the_upstream_s
         from: "https://npm.example.com/".into(),
         to: "http://proxy.example.com:5000/npm/js/".into(),
     }];
-    let (control_url, finalized) =
-        verifying_control_plane(&secret, format!("{}/v2/x/blobs/{stored}", upstream.url()), None, transform)
-            .await;
     let dir = tempfile::tempdir().unwrap();
     let config = config_for(&upstream.url(), &dir);
+    let name = config.upstreams[0].name.clone();
+    let url = format!("{}/v2/x/blobs/{stored}", upstream.url());
+    let (control_url, finalized) = verifying_control_plane(&secret, name, url, None, transform).await;
     let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
     let runtime = depproxy::app::Runtime::default();
     let supervisor = runtime.supervisor.clone();

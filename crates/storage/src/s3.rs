@@ -243,7 +243,10 @@ impl S3Store {
         limit: u64,
         declared: Option<injector::ChecksumAlgorithm>,
     ) -> Result<S3Upload, StorageError> {
-        Ok(S3Upload { store: self.clone(), spool: self.spool.open().await?.begin_upload(limit, declared).await? })
+        Ok(S3Upload {
+            store: self.clone(),
+            spool: self.spool.open().await?.begin_upload(limit, declared).await?,
+        })
     }
 
     /// Uploads a verified spool file to its key: one PUT when it fits one part, else a multipart

@@ -11,7 +11,7 @@ use std::time::Duration;
 use metadata::{BlobKey, BlobRecord, CommitLease, Committed, ManifestKey, ManifestRecord};
 use oci::{Digest, Reference};
 
-use crate::decide::StoredObject;
+use crate::decision::StoredObject;
 use crate::error::CacheError;
 use crate::groups::Resolved;
 use crate::state::Cache;

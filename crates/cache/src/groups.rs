@@ -21,6 +21,7 @@ use oci::{GroupPath, ImageAddress, OciError, RepositoryName};
 use upstream::UpstreamClient;
 
 use crate::access_policy::AccessPolicy;
+use crate::format::Format;
 use crate::lifecycle::LifecyclePolicy;
 
 /// The group mirror-mode requests go to.
@@ -48,6 +49,8 @@ pub enum GroupsError {
 #[derive(Clone)]
 pub struct GroupSettings {
     pub path: GroupPath,
+    /// The protocol its clients and its upstream speak.
+    pub format: Format,
     pub upstream: UpstreamClient,
     /// How long a cached tag is served without asking upstream.
     pub manifest_recheck: Duration,
@@ -61,6 +64,8 @@ pub struct GroupSettings {
 #[derive(Clone)]
 pub struct UpstreamRoute {
     pub upstream: UpstreamClient,
+    /// The protocol it speaks: only an OCI upstream is reached through mirror addresses.
+    pub format: Format,
     /// Reachable as `/v2/<upstream name>/<image>`.
     pub path_prefix: bool,
     /// The policy of its implicit mirror group, when no configured group uses it.
@@ -97,7 +102,7 @@ impl Groups {
         let mut by_path: BTreeMap<String, Arc<GroupSettings>> =
             ordered.iter().map(|group| (group.path.as_str().to_owned(), group.clone())).collect();
         let mut mirrors = Vec::new();
-        for route in upstreams {
+        for route in upstreams.into_iter().filter(|route| route.format == Format::Oci) {
             let name = route.upstream.name().to_owned();
             let uses = |group: &&Arc<GroupSettings>| group.upstream.name() == name;
             let group = match by_path.get(DEFAULT_GROUP).filter(|group| uses(group)) {
@@ -106,6 +111,7 @@ impl Groups {
                     Some(group) => group.clone(),
                     None => {
                         let implicit = Arc::new(GroupSettings {
+                            format: Format::Oci,
                             path: GroupPath::parse(&format!("upstream/{name}")).map_err(|reason| {
                                 GroupsError::ImplicitGroup { upstream: name.clone(), reason }
                             })?,
@@ -145,6 +151,7 @@ impl Groups {
                 let group = self
                     .by_path
                     .get(group.as_str())
+                    .filter(|found| found.format == Format::Oci)
                     .cloned()
                     .ok_or_else(|| ResolveError::UnknownGroup(group.as_str().to_owned()))?;
                 Ok(Resolved { group, image: image.clone() })
@@ -166,7 +173,12 @@ impl Groups {
                 {
                     return Ok(Resolved { group: mirror.group.clone(), image: rest });
                 }
-                let group = self.by_path.get(DEFAULT_GROUP).cloned().ok_or(ResolveError::NoDefaultGroup)?;
+                let group = self
+                    .by_path
+                    .get(DEFAULT_GROUP)
+                    .filter(|found| found.format == Format::Oci)
+                    .cloned()
+                    .ok_or(ResolveError::NoDefaultGroup)?;
                 Ok(Resolved { group, image: image.clone() })
             }
         }
@@ -202,6 +214,7 @@ mod tests {
     fn group(path: &str, upstream: &UpstreamClient) -> GroupSettings {
         GroupSettings {
             path: GroupPath::parse(path).unwrap(),
+            format: Format::Oci,
             upstream: upstream.clone(),
             manifest_recheck: Duration::from_secs(1),
             access: AccessPolicy::anonymous(),
@@ -221,16 +234,23 @@ mod tests {
             [group("default", &hub), group("acme/platform", &lab)],
             [
                 UpstreamRoute {
+                    format: Format::Oci,
                     upstream: hub,
                     path_prefix: false,
                     implicit_access: AccessPolicy::anonymous(),
                 },
                 UpstreamRoute {
+                    format: Format::Oci,
                     upstream: lab,
                     path_prefix: true,
                     implicit_access: AccessPolicy::anonymous(),
                 },
-                UpstreamRoute { upstream: ghcr, path_prefix: true, implicit_access: AccessPolicy::token() },
+                UpstreamRoute {
+                    format: Format::Oci,
+                    upstream: ghcr,
+                    path_prefix: true,
+                    implicit_access: AccessPolicy::token(),
+                },
             ],
             Duration::from_secs(300),
             LifecyclePolicy::default(),

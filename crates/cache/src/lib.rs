@@ -1,27 +1,31 @@
-//! The cache's domain, with no HTTP in it: groups and how a request's address resolves to one, the
-//! catalog of what each group has cached (the metadata database with positive answers kept in
-//! memory), tag freshness and its coalesced revalidation, fill leases across nodes, and the
-//! hit/miss [`Decision`] the control plane renders into an injector.
+//! The cache's domain, with no HTTP in it: the formats ([`Format`]), groups and how a request's
+//! address resolves to one, the catalog of what each group has cached (the metadata database with
+//! positive answers kept in memory), document freshness and its coalesced revalidation, fill
+//! leases across nodes, and the hit/miss [`Decision`] the control plane renders into an injector.
+//! Each format's decisions live in a module of their own (`oci_decisions`); the rest is shared.
 
 mod access_policy;
 mod catalog;
-mod decide;
+mod decision;
 mod error;
 mod fills;
+mod format;
 mod freshness;
 mod groups;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod oci_decisions;
 mod reads;
 mod single_flight;
 mod state;
 
 pub use access_policy::{AccessMode, AccessPolicy};
 pub use catalog::CatalogSettings;
-pub use decide::{Decision, Fetch, StoredObject};
+pub use decision::{Decision, Fetch, StoredObject};
 pub use error::CacheError;
 pub use fills::{FillPermit, Lease};
+pub use format::{Format, UnknownFormat};
 pub use groups::{DEFAULT_GROUP, GroupSettings, Groups, GroupsError, ResolveError, Resolved, UpstreamRoute};
 pub use lifecycle::{LifecyclePolicy, PinError, Pins};
 pub use limits::Limits;

@@ -54,12 +54,18 @@ pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<
     let groups = Groups::new(
         [GroupSettings {
             path: oci::GroupPath::parse("default").unwrap(),
+            format: crate::Format::Oci,
             upstream: lab.clone(),
             manifest_recheck: RECHECK,
             access: AccessPolicy::anonymous(),
             lifecycle: crate::LifecyclePolicy::default(),
         }],
-        [UpstreamRoute { upstream: lab, path_prefix, implicit_access: AccessPolicy::anonymous() }],
+        [UpstreamRoute {
+            upstream: lab,
+            format: crate::Format::Oci,
+            path_prefix,
+            implicit_access: AccessPolicy::anonymous(),
+        }],
         RECHECK,
         crate::LifecyclePolicy::default(),
     )

@@ -47,7 +47,7 @@ async fn a_blob_miss_is_a_fetch_and_a_recorded_blob_is_a_hit() {
         other => panic!("{other:?}"),
     };
     assert_eq!(fetch.url, format!("{}/v2/lab/app/blobs/{digest}", setup.upstream.url()));
-    assert_eq!(fetch.expected_digest.as_ref(), Some(&digest));
+    assert_eq!(fetch.verify.as_ref().and_then(injector::Checksum::as_digest), Some(digest.clone()));
     assert_eq!(fetch.max_size, 1 << 20);
     assert_eq!(fetch.fill_key, format!("default|blob|{digest}"));
     assert!(!fetch.headers.contains_key(http::header::AUTHORIZATION), "an anonymous upstream");
@@ -95,7 +95,7 @@ async fn a_tag_is_fresh_for_its_window_then_revalidated_by_one_head() {
         Decision::Fetch(fetch) => fetch,
         other => panic!("{other:?}"),
     };
-    assert_eq!(fetch.expected_digest, None, "a tag's digest is known only from the bytes");
+    assert_eq!(fetch.verify, None, "a tag's digest is known only from the bytes");
     assert_eq!(fetch.fill_key, "default|manifest|lab/app:v1");
     assert!(fetch.headers.contains_key(http::header::ACCEPT));
     assert_eq!(fetch.max_size, 1 << 16);
@@ -165,7 +165,7 @@ async fn a_tag_learned_from_a_head_is_remembered_and_fetched_by_digest() {
     ));
     match setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap() {
         Decision::Fetch(fetch) => {
-            assert_eq!(fetch.expected_digest.as_ref(), Some(&manifest));
+            assert_eq!(fetch.verify.as_ref().and_then(injector::Checksum::as_digest), Some(manifest.clone()));
             assert_eq!(fetch.fill_key, format!("default|manifest|{manifest}"));
             assert!(fetch.url.ends_with(&format!("/manifests/{manifest}")));
         }

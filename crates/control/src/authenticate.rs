@@ -9,8 +9,8 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::HeaderValue;
 use injector::{
-    INTERNAL_TOKEN_HEADER, InProcessCall, Injector, Purpose, RequestTarget, RequestVerifier,
-    SEND_DATA_HEADER, SEND_DATA_SIGNATURE_HEADER, VerifiedRequest,
+    CONTRACT_VERSION, CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, InProcessCall, Injector, Purpose,
+    RequestTarget, RequestVerifier, SEND_DATA_HEADER, SEND_DATA_SIGNATURE_HEADER, VerifiedRequest,
 };
 
 use crate::error::ControlError;
@@ -26,7 +26,15 @@ pub(crate) fn internal_request(
     let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let target = RequestTarget { method: request.method(), path_and_query };
-    verifier.verify(token, purpose, target).map_err(ControlError::Unauthenticated)
+    let verified = verifier.verify(token, purpose, target).map_err(ControlError::Unauthenticated)?;
+    // Checked once the request is known to come from a gateway: outsiders learn nothing of it.
+    let version = request.headers().get(CONTRACT_VERSION_HEADER).map(HeaderValue::as_bytes);
+    if version != Some(CONTRACT_VERSION.to_string().as_bytes()) {
+        let gateway = version
+            .map_or_else(|| "1 (or none)".to_owned(), |value| String::from_utf8_lossy(value).into_owned());
+        return Err(ControlError::ContractVersion { gateway });
+    }
+    Ok(verified)
 }
 
 /// Puts the injector of `response`, if any, where the gateway reads it. A signed request came over

@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use cache::{CacheError, ResolveError};
 use http::StatusCode;
+use injector::CONTRACT_VERSION;
 use oci::{ErrorCode, OciError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,12 @@ pub enum ControlError {
     /// The request did not carry a valid internal token.
     #[error("refused a request without a valid internal token: {0}")]
     Unauthenticated(#[source] injector::SignatureError),
+    /// A gateway of another depproxy version: it would misread our injectors.
+    #[error(
+        "the gateway speaks contract version {gateway}, this control plane {CONTRACT_VERSION}: run the same \
+         depproxy version on gateways and control planes"
+    )]
+    ContractVersion { gateway: String },
     /// Our own injector could not be encoded (a bug).
     #[error("cannot encode the injector: {0}")]
     Injector(#[from] injector::InjectorError),
@@ -88,6 +95,10 @@ impl ControlError {
                 "this is the control plane; requests must come from a gateway",
             )
             .with_status(StatusCode::FORBIDDEN),
+            // The gateway relays this to its client: the operator sees what is wrong in both logs.
+            ControlError::ContractVersion { .. } => {
+                OciError::new(ErrorCode::Unsupported, self.to_string()).with_status(StatusCode::BAD_GATEWAY)
+            }
             ControlError::BadUploadCall(message) => {
                 OciError::new(ErrorCode::Unsupported, message.clone()).with_status(StatusCode::BAD_REQUEST)
             }

@@ -1,6 +1,6 @@
-//! The control plane, the OCI adapter over the cache's domain: every request goes
-//! authenticate → resolve → authorize → decide → render (the internal token first; then, for a
-//! group that needs one, the client's access token). It answers the gateway with an injector (`send-blob`
+//! The control plane: every request goes authenticate → the format its path is addressed to
+//! (`formats`; OCI is the first) → resolve → authorize → decide → render (the internal token
+//! first; then, for a group that needs one, the client's access token). It answers the gateway with an injector (`send-blob`
 //! for a hit, `send-dependency` for a miss), a small direct answer (`/v2/`, HEAD of an uncached
 //! object, tag lists) or an OCI error, and records fills at upload authorize/finalize. It never
 //! reads or writes object bytes, so no download can block it.
@@ -11,6 +11,8 @@ mod authenticate;
 mod authorize;
 mod caller;
 mod error;
+mod formats;
+mod oci_format;
 mod passthrough;
 mod plane;
 mod render;

@@ -35,6 +35,7 @@ fn send_blob(object: StoredObject, stale: bool, group: &str) -> Response {
         media_type: object.media_type,
         headers,
         group: group.to_owned(),
+        transform: Vec::new(),
     }))
 }
 
@@ -47,10 +48,11 @@ fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Response {
         group: group.to_owned(),
         url: fetch.url,
         headers: injector::header_list(&fetch.headers),
-        expected_digest: fetch.expected_digest,
+        verify: fetch.verify,
         max_size: fetch.max_size,
         upload: UploadRoutes::for_object(uri.path(), uri.query()),
         response_headers: Vec::new(),
+        transform: Vec::new(),
     }))
 }
 
@@ -133,7 +135,7 @@ mod tests {
             upstream: "lab".into(),
             url: "https://up.example/v2/a/blobs/x".into(),
             headers,
-            expected_digest: Some(Digest::of(b"b")),
+            verify: Some(injector::Checksum::from(&Digest::of(b"b"))),
             max_size: 10,
             fill_key: "g|d".into(),
         };

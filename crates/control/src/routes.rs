@@ -1,21 +1,19 @@
 //! The control plane's HTTP surface: one handler for every path. A request is authenticated (the
-//! gateway's internal token), its path parsed by [`oci::parse_v2_path`], its address resolved to a
-//! group, decided by the cache's domain and rendered.
+//! gateway's internal token), then answered by the control plane's own routes (readiness, fill
+//! reports, upload calls) or by the format its path is addressed to ([`crate::formats`]).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
-use cache::{Decision, Resolved};
 use http::Method;
 use injector::{Purpose, VerifiedRequest};
-use oci::{Endpoint, ErrorCode, ObjectKind, OciError};
+use oci::{ErrorCode, OciError};
 
-use crate::caller::Caller;
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
-use crate::{authenticate, authorize, passthrough, render, token_endpoint, upload};
+use crate::{authenticate, formats, upload};
 
 impl ControlPlane {
     /// The router the gateway calls, in process or over HTTP.
@@ -37,6 +35,9 @@ async fn handle(State(control): State<Arc<ControlPlane>>, request: Request) -> R
                     if let Some(held_back) = OVERLOADED.admit() {
                         tracing::warn!(%method, %path, held_back, "too many internal requests this second; answering 503")
                     }
+                }
+                (ControlError::ContractVersion { .. }, _) => {
+                    tracing::error!(%method, %path, %error, "gateway of another version")
                 }
                 (ControlError::Unauthenticated(_), _) => {
                     tracing::warn!(%method, %path, %error, "refused unsigned control-plane request")
@@ -100,7 +101,8 @@ async fn ready(control: &ControlPlane) -> Response {
     }
 }
 
-/// A forwarded client request, authenticated.
+/// A forwarded client request, authenticated: the control plane's own routes, then the format
+/// its path is addressed to.
 async fn decide(
     control: &ControlPlane,
     request: Request,
@@ -114,75 +116,7 @@ async fn decide(
     if request.uri().path() == injector::FILLS_REPORT_PATH && request.method() == Method::POST {
         return Box::pin(fill_report(control, request, verified)).await;
     }
-    let endpoint = oci::parse_v2_path(request.uri().path())?;
-    let caller = Caller::from_headers(request.headers(), &control.trusted_proxies);
-    let method = request.method().clone();
-    let head = method == Method::HEAD;
-    let uri = request.uri();
-    let query = uri.query();
-    match endpoint {
-        Endpoint::Token => {
-            let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, token_endpoint::MAX_FORM).await.map_err(|_| {
-                OciError::new(ErrorCode::Unsupported, "the token request is too large")
-                    .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
-            })?;
-            // The form carries credentials: it must be the one the gateway signed.
-            verified.check_body(&body).map_err(ControlError::Unauthenticated)?;
-            Box::pin(token_endpoint::handle(control, &parts.method, &parts.uri, &body, caller)).await
-        }
-        _ if method != Method::GET && !head => Err(OciError::new(
-            ErrorCode::Unsupported,
-            format!("{method} is not supported here: depproxy is a pull-through cache"),
-        )
-        .into()),
-        Endpoint::Base => {
-            authorize::base(control, &caller).await?;
-            Ok(render::base())
-        }
-        Endpoint::Manifest { image, reference } => {
-            let resolved = control.cache.resolve(&image, query)?;
-            authorize::pull(control, &caller, &resolved.group, &image).await?;
-            let decision = control.cache.manifest(&resolved, &reference, head).await?;
-            let decision =
-                refetch_if_asked(control, &caller, &resolved, ObjectKind::Manifest, decision).await?;
-            Ok(render::decision(decision, uri, resolved.group.path.as_str()))
-        }
-        Endpoint::Blob { image, digest } => {
-            let resolved = control.cache.resolve(&image, query)?;
-            authorize::pull(control, &caller, &resolved.group, &image).await?;
-            let decision = control.cache.blob(&resolved, &digest, head).await?;
-            let decision = refetch_if_asked(control, &caller, &resolved, ObjectKind::Blob, decision).await?;
-            Ok(render::decision(decision, uri, resolved.group.path.as_str()))
-        }
-        Endpoint::TagsList { image } => {
-            let resolved = control.cache.resolve(&image, query)?;
-            authorize::pull(control, &caller, &resolved.group, &image).await?;
-            Box::pin(passthrough::tags_list(&resolved, uri)).await
-        }
-        Endpoint::Referrers { image, digest } => {
-            let resolved = control.cache.resolve(&image, query)?;
-            authorize::pull(control, &caller, &resolved.group, &image).await?;
-            Box::pin(passthrough::referrers(&resolved, &digest, uri)).await
-        }
-    }
-}
-
-/// When the gateway could not read the object this decision serves, a fetch of it instead.
-async fn refetch_if_asked(
-    control: &ControlPlane,
-    caller: &Caller,
-    resolved: &Resolved,
-    kind: ObjectKind,
-    decision: Decision,
-) -> Result<Decision, ControlError> {
-    match (&caller.refetch, decision) {
-        (Some(unreadable), Decision::Serve { object, .. }) if &object.digest == unreadable => {
-            tracing::warn!(digest = %object.digest, group = %resolved.group.path, "stored object unreadable; fetching it again");
-            Ok(Box::pin(control.cache.refetch(resolved, kind, &object.digest)).await?)
-        }
-        (_, decision) => Ok(decision),
-    }
+    formats::decide(control, request, verified).await
 }
 
 /// Reports refusals for overload once per interval.

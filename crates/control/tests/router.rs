@@ -70,6 +70,7 @@ impl Setup {
             Request::builder().method(method).uri(path).body(Body::from(body.to_vec())).unwrap();
         if let Some(token) = token {
             request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token.parse().unwrap());
+            request.headers_mut().insert(injector::CONTRACT_VERSION_HEADER, CONTRACT_VERSION.into());
         }
         self.router.clone().oneshot(request).await.unwrap()
     }
@@ -280,7 +281,7 @@ async fn upload_calls_that_do_not_fit_their_path_are_refused() {
     let mut wrong_kind = finalize_call(&digest);
     wrong_kind.kind = ObjectKind::Manifest;
     let mut future_version = finalize_call(&digest);
-    future_version.v = 2;
+    future_version.v = CONTRACT_VERSION + 1;
     let mut too_large = finalize_call(&digest);
     too_large.size = (1 << 20) + 1;
     for (what, call) in [

@@ -261,6 +261,7 @@ pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Resul
         .with_context(|| format!("upstream {:?}", upstream.name))?;
         routes.push(UpstreamRoute {
             upstream: client.clone(),
+            format: upstream.format,
             path_prefix: upstream.path_prefix,
             implicit_access: Config::implicit_access(upstream),
         });
@@ -272,6 +273,7 @@ pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Resul
             clients.get(&group.upstream).cloned().with_context(|| format!("group {:?}", group.path))?;
         groups.push(GroupSettings {
             path: oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!(error.message))?,
+            format: group.format,
             upstream,
             manifest_recheck: group.manifest_recheck.unwrap_or(defaults::MANIFEST_RECHECK),
             access: group.access.clone(),

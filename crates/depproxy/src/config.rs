@@ -163,6 +163,8 @@ pub struct ClusterEntry {
 pub struct UpstreamEntry {
     pub name: String,
     pub url: String,
+    /// The protocol it speaks (default `oci`).
+    pub format: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
     /// File holding the password (trailing newline ignored).
@@ -187,6 +189,8 @@ pub struct UpstreamEntry {
 pub struct GroupEntry {
     pub path: String,
     pub upstream: String,
+    /// The protocol its clients speak (default: its upstream's); must be its upstream's.
+    pub format: Option<String>,
     /// How long a cached tag is served without asking upstream (e.g. "5m").
     #[serde(default, with = "humantime_serde")]
     pub manifest_recheck: Option<Duration>,
@@ -399,6 +403,7 @@ pub struct Config {
 pub struct ResolvedGroup {
     pub path: String,
     pub upstream: String,
+    pub format: cache::Format,
     pub manifest_recheck: Option<Duration>,
     pub access: AccessPolicy,
     pub lifecycle: LifecyclePolicy,
@@ -471,6 +476,7 @@ pub enum StorageConfig {
 pub struct ResolvedUpstream {
     pub name: String,
     pub url: url::Url,
+    pub format: cache::Format,
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub ca_pem: Option<Vec<u8>>,
@@ -841,9 +847,23 @@ fn resolve_group(
     }
     let anonymous_networks = parse_networks(&entry.anonymous_networks)
         .with_context(|| format!("group {:?}: anonymous_networks", entry.path))?;
+    let format = match &entry.format {
+        Some(text) => text.parse().with_context(|| format!("group {:?}: format", entry.path))?,
+        None => upstream.format,
+    };
+    if format != upstream.format {
+        bail!(
+            "group {:?} has format {format:?} but its upstream {:?} has format {:?}: a group proxies \
+             its upstream's protocol (set the same format on both)",
+            entry.path,
+            upstream.name,
+            upstream.format.as_str()
+        );
+    }
     Ok(ResolvedGroup {
         path: entry.path.clone(),
         upstream: entry.upstream.clone(),
+        format,
         manifest_recheck: entry.manifest_recheck,
         access: AccessPolicy { mode, anonymous_networks },
         lifecycle: resolve_lifecycle(entry)?,
@@ -915,6 +935,10 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
         bail!("upstream {:?}: path_prefix needs a name that is a valid image path component", entry.name);
     }
     // The URL is not echoed in the error: it may hold a password.
+    let format = match &entry.format {
+        Some(text) => text.parse().with_context(|| format!("upstream {:?}: format", entry.name))?,
+        None => cache::Format::default(),
+    };
     let url =
         url::Url::parse(&entry.url).with_context(|| format!("upstream {:?}: invalid url", entry.name))?;
     if url.scheme() != "http" && url.scheme() != "https" {
@@ -961,6 +985,7 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
     Ok(ResolvedUpstream {
         name: entry.name,
         url,
+        format,
         username: entry.username,
         password,
         ca_pem,
@@ -995,6 +1020,18 @@ mod tests {
         );
         let error = resolve("admin_listen = \"5080\"").unwrap_err().to_string();
         assert!(error.contains("nor `off`"), "{error}");
+    }
+
+    #[test]
+    fn a_group_takes_its_upstreams_format_and_may_not_differ_from_it() {
+        let text = "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+                    [[group]]\npath = \"acme\"\nupstream = \"lab\"\n";
+        let config = Config::resolve(toml::from_str(text).unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(config.groups[0].format, cache::Format::Oci);
+        assert_eq!(config.upstreams[0].format, cache::Format::Oci);
+        let unknown = format!("{text}format = \"maven2\"\n");
+        let error = Config::resolve(toml::from_str(&unknown).unwrap(), &Overrides::default()).unwrap_err();
+        assert!(format!("{error:#}").contains("known formats: oci"), "{error:#}");
     }
 
     #[test]

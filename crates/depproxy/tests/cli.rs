@@ -416,3 +416,32 @@ async fn the_upstream_flag_wants_a_scheme_and_names_its_upstream_after_the_host(
     .await
     .unwrap();
 }
+
+/// `check-config` refuses a format no format has, listing the known ones, and a group whose format
+/// is not its upstream's; a group without `format` takes its upstream's (`oci` by default).
+#[test]
+fn check_config_refuses_an_unknown_format_and_lists_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let file = dir.path().join("formats.toml");
+        std::fs::write(&file, text).unwrap();
+        let mut command = depproxy(dir.path());
+        command.arg("check-config").arg(&file);
+        command
+    };
+    let unknown = failed(&mut check(
+        "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+         [[group]]\npath = \"js\"\nupstream = \"lab\"\nformat = \"npmx\"\n",
+    ));
+    assert!(unknown.contains("group \"js\""), "{unknown}");
+    assert!(unknown.contains("unknown format \"npmx\" (known formats: oci"), "{unknown}");
+    let on_upstream = failed(&mut check(
+        "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\nformat = \"Oci\"\n",
+    ));
+    assert!(on_upstream.contains("upstream \"lab\""), "{on_upstream}");
+    assert!(on_upstream.contains("known formats: oci"), "{on_upstream}");
+    succeeded(&mut check(
+        "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\nformat = \"oci\"\n\n\
+         [[group]]\npath = \"acme\"\nupstream = \"lab\"\n",
+    ));
+}

@@ -12,8 +12,8 @@ use axum::response::IntoResponse as _;
 use depproxy::config::{Config, FileConfig, Overrides};
 use http::StatusCode;
 use injector::{
-    INTERNAL_TOKEN_HEADER, Purpose, RequestSigner, RequestTarget, RequestVerifier, SEND_DATA_HEADER,
-    SEND_DATA_SIGNATURE_HEADER, Secret,
+    CONTRACT_VERSION, CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, Purpose, RequestSigner, RequestTarget,
+    RequestVerifier, SEND_DATA_HEADER, SEND_DATA_SIGNATURE_HEADER, Secret,
 };
 use support::{Options, TestProxy, client, spawn_server};
 use testkit::FakeRegistry;
@@ -83,6 +83,7 @@ async fn control_plane_refuses_unsigned_and_mis_signed_requests_on_every_route()
     let signed = client()
         .get(format!("{url}{blob}"))
         .header(INTERNAL_TOKEN_HEADER, token(&secret, Purpose::Forward, &http::Method::GET, &blob, b""))
+        .header(CONTRACT_VERSION_HEADER, CONTRACT_VERSION)
         .send()
         .await
         .unwrap();
@@ -100,7 +101,13 @@ async fn a_recorded_internal_request_cannot_be_sent_again() {
     let (url, secret, _dir) = control_plane(&upstream.url()).await;
     let blob = format!("/v2/lab/x/blobs/{digest}");
     let recorded = token(&secret, Purpose::Forward, &http::Method::GET, &blob, b"");
-    let send = || client().get(format!("{url}{blob}")).header(INTERNAL_TOKEN_HEADER, &recorded).send();
+    let send = || {
+        client()
+            .get(format!("{url}{blob}"))
+            .header(INTERNAL_TOKEN_HEADER, &recorded)
+            .header(CONTRACT_VERSION_HEADER, CONTRACT_VERSION)
+            .send()
+    };
     let first = send().await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     assert!(first.headers().contains_key(SEND_DATA_HEADER));
@@ -123,6 +130,7 @@ async fn a_recorded_internal_request_cannot_be_sent_again() {
         client()
             .post(format!("{url}{authorize}"))
             .header(INTERNAL_TOKEN_HEADER, &recorded)
+            .header(CONTRACT_VERSION_HEADER, CONTRACT_VERSION)
             .body(body.clone())
             .send()
     };
@@ -135,13 +143,14 @@ async fn a_client_cannot_inject_an_injector() {
     let upstream = FakeRegistry::start().await;
     let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
     let fake = injector::Injector::SendBlob(injector::SendBlob {
-        v: 1,
+        v: injector::CONTRACT_VERSION,
         key: "blobs/sha256/aa/aa".into(),
         digest: oci::Digest::of(b"secret"),
         size: 6,
         media_type: "application/octet-stream".into(),
         headers: Vec::new(),
         group: String::new(),
+        transform: Vec::new(),
     })
     .encode()
     .unwrap();
@@ -180,7 +189,7 @@ async fn fake_control_plane(
     let verifier = RequestVerifier::new(secret);
     let signer = RequestSigner::new(secret);
     let injector = injector::Injector::SendDependency(injector::SendDependency {
-        v: 1,
+        v: injector::CONTRACT_VERSION,
         kind: oci::ObjectKind::Blob,
         fill_key: "default/blob/ssrf".into(),
         // The upstream `--upstream` makes (see `config_for`), named after its host.
@@ -188,10 +197,11 @@ async fn fake_control_plane(
         group: "default".into(),
         url,
         headers: vec![("Authorization".into(), "Bearer stolen".into())],
-        expected_digest: Some(digest),
+        verify: Some(injector::Checksum::from(&digest)),
         max_size: 1 << 20,
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
         response_headers: Vec::new(),
+        transform: Vec::new(),
     })
     .encode()
     .unwrap();
@@ -274,4 +284,181 @@ async fn a_gateway_acts_on_no_injector_its_control_plane_did_not_sign_for_the_re
             }
         }
     }
+}
+
+/// A control plane that answers every client request with `send-dependency` for `url`, verified
+/// against `verify`; authorizes every upload to be stored and records the finalize calls.
+async fn verifying_control_plane(
+    secret: &Secret,
+    upstream: String,
+    url: String,
+    verify: Option<injector::Checksum>,
+    transform: Vec<injector::Replace>,
+) -> (String, Arc<std::sync::Mutex<Vec<injector::FinalizeRequest>>>) {
+    let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let injector = injector::Injector::SendDependency(injector::SendDependency {
+        v: CONTRACT_VERSION,
+        kind: oci::ObjectKind::Blob,
+        fill_key: format!("default/file/{verify:?}"),
+        upstream,
+        group: "default".into(),
+        url,
+        headers: Vec::new(),
+        verify,
+        max_size: 1 << 20,
+        upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
+        response_headers: Vec::new(),
+        transform,
+    })
+    .encode()
+    .unwrap();
+    let state = Arc::new((RequestVerifier::new(secret), injector, finalized.clone()));
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let state = state.clone();
+        async move {
+            let (verifier, injector, finalized) = &*state;
+            let path = request.uri().path().to_owned();
+            if path.ends_with("/upload/authorize") {
+                let answer = injector::Authorization {
+                    v: CONTRACT_VERSION,
+                    decision: injector::UploadDecision::Store,
+                    max_size: 1 << 20,
+                    lease_id: Some("lease".into()),
+                    lease_seconds: Some(30),
+                };
+                return axum::Json(answer).into_response();
+            }
+            if path.ends_with("/upload") {
+                let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap();
+                finalized.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
+            let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let target = RequestTarget { method: request.method(), path_and_query };
+            let Ok(verified) = verifier.verify(token, Purpose::Forward, target) else {
+                return StatusCode::FORBIDDEN.into_response();
+            };
+            let mut response = StatusCode::OK.into_response();
+            response.headers_mut().insert(SEND_DATA_HEADER, injector.parse().unwrap());
+            let signature = verifier.sign_answer(&verified, injector.as_bytes()).unwrap();
+            response.headers_mut().insert(SEND_DATA_SIGNATURE_HEADER, signature.parse().unwrap());
+            response
+        }
+    });
+    (spawn_server(router).await, finalized)
+}
+
+/// A file an upstream published a sha512 (npm's `integrity`) or a sha1 (Maven's `.sha1`) for:
+/// the gateway verifies it in that algorithm while it stores it under its sha256; a mismatch
+/// stores nothing, records nothing and cuts the client off.
+#[tokio::test]
+async fn a_fill_is_verified_in_the_algorithm_the_control_plane_names() {
+    use injector::{Checksum, ChecksumAlgorithm};
+    support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    let bytes = b"a package file, checked in its upstream's own algorithm".to_vec();
+    let stored = upstream.put_blob(bytes.clone());
+    let file_url = format!("{}/v2/x/blobs/{stored}", upstream.url());
+    let secret = Secret::from_bytes([6; 32]);
+    for algorithm in [ChecksumAlgorithm::Sha512, ChecksumAlgorithm::Sha1] {
+        for right in [true, false] {
+            let declared = Checksum::of(algorithm, if right { &bytes } else { b"something else" });
+            let dir = tempfile::tempdir().unwrap();
+            let config = config_for(&upstream.url(), &dir);
+            let name = config.upstreams[0].name.clone();
+            let (control_url, finalized) =
+                verifying_control_plane(&secret, name, file_url.clone(), Some(declared.clone()), Vec::new())
+                    .await;
+            let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
+            let runtime = depproxy::app::Runtime::default();
+            let supervisor = runtime.supervisor.clone();
+            let gateway = depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap();
+            let gateway_url = spawn_server(gateway.router()).await;
+            let response =
+                client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
+            let status = response.status();
+            let body = response.bytes().await;
+            supervisor.shutdown(std::time::Duration::from_secs(10)).await;
+            let object = dir.path().join("blobs/sha256").join(&stored.hex()[..2]).join(stored.hex());
+            let finalized = finalized.lock().unwrap().clone();
+            if right {
+                assert_eq!(status, StatusCode::OK, "{declared}");
+                assert_eq!(body.unwrap().as_ref(), bytes.as_slice(), "{declared}");
+                assert_eq!(finalized.len(), 1, "{declared}: recorded once");
+                assert_eq!(finalized[0].digest, stored, "stored under its sha256");
+                assert_eq!(std::fs::read(&object).unwrap(), bytes, "{declared}");
+            } else {
+                // Cut off mid-body, or — when the fill failed before this client had its status
+                // line — an error status: never a complete 200.
+                let complete = status == StatusCode::OK && body.is_ok();
+                assert!(!complete, "{declared}: a mismatch never reaches the client as a whole body");
+                assert!(finalized.is_empty(), "{declared}: nothing recorded");
+                assert!(!object.exists(), "{declared}: nothing stored");
+            }
+        }
+    }
+}
+
+/// A gateway of contract version 1 (no version header) meeting this control plane is told so,
+/// in words that say what to do, instead of being handed injectors it would misread.
+#[tokio::test]
+async fn a_gateway_of_another_contract_version_is_refused_clearly() {
+    let upstream = FakeRegistry::start().await;
+    let digest = upstream.put_blob(b"x".to_vec());
+    let (url, secret, _dir) = control_plane(&upstream.url()).await;
+    let blob = format!("/v2/lab/x/blobs/{digest}");
+    for version in [None, Some("1")] {
+        let mut request = client()
+            .get(format!("{url}{blob}"))
+            .header(INTERNAL_TOKEN_HEADER, token(&secret, Purpose::Forward, &http::Method::GET, &blob, b""));
+        if let Some(version) = version {
+            request = request.header(CONTRACT_VERSION_HEADER, version);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{version:?}");
+        assert!(response.headers().get(SEND_DATA_HEADER).is_none());
+        let body = response.text().await.unwrap();
+        assert!(body.contains("same depproxy version on gateways and control planes"), "{body}");
+    }
+}
+
+/// A document whose URLs must name the proxy: the client gets it rewritten as it streams (no
+/// `Content-Length`: the length changes), and what is stored and recorded is the upstream's bytes.
+#[tokio::test]
+async fn a_document_reaches_the_client_rewritten_and_is_stored_as_the_upstream_sent_it() {
+    support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    let document =
+        br#"{"versions":{"1.0.0":{"dist":{"tarball":"https://npm.example.com/a/-/a-1.0.0.tgz"}}}}"#.to_vec();
+    let stored = upstream.put_blob(document.clone());
+    let secret = Secret::from_bytes([7; 32]);
+    let transform = vec![injector::Replace {
+        from: "https://npm.example.com/".into(),
+        to: "http://proxy.example.com:5000/npm/js/".into(),
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&upstream.url(), &dir);
+    let name = config.upstreams[0].name.clone();
+    let url = format!("{}/v2/x/blobs/{stored}", upstream.url());
+    let (control_url, finalized) = verifying_control_plane(&secret, name, url, None, transform).await;
+    let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
+    let runtime = depproxy::app::Runtime::default();
+    let supervisor = runtime.supervisor.clone();
+    let gateway = depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap();
+    let gateway_url = spawn_server(gateway.router()).await;
+    let response = client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get(http::header::CONTENT_LENGTH).is_none());
+    let body = response.text().await.unwrap();
+    assert_eq!(
+        body,
+        r#"{"versions":{"1.0.0":{"dist":{"tarball":"http://proxy.example.com:5000/npm/js/a/-/a-1.0.0.tgz"}}}}"#
+    );
+    supervisor.shutdown(std::time::Duration::from_secs(10)).await;
+    let finalized = finalized.lock().unwrap().clone();
+    assert_eq!(finalized.len(), 1);
+    assert_eq!(finalized[0].digest, stored, "recorded as the upstream's bytes");
+    let object = dir.path().join("blobs/sha256").join(&stored.hex()[..2]).join(stored.hex());
+    assert_eq!(std::fs::read(object).unwrap(), document);
 }

@@ -73,9 +73,9 @@ fn pending_uploads(s3: &S3Server) -> Vec<String> {
 }
 
 async fn commit_object(store: &S3Store, bytes: &[u8]) -> String {
-    let mut upload = store.begin_upload(bytes.len() as u64).await.unwrap();
+    let mut upload = store.begin_upload(bytes.len() as u64, None).await.unwrap();
     upload.write(bytes.to_vec().into()).await.unwrap();
-    let expected = Expectation { digest: Some(oci::Digest::of(bytes)), size: Some(bytes.len() as u64) };
+    let expected = Expectation::digest(&oci::Digest::of(bytes), Some(bytes.len() as u64));
     upload.commit(&expected).await.unwrap().key
 }
 

@@ -12,7 +12,10 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use http::{HeaderValue, Request, Response};
-use injector::{INTERNAL_TOKEN_HEADER, InProcessCall, Purpose, RequestId, RequestSigner, RequestTarget};
+use injector::{
+    CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, InProcessCall, Purpose, RequestId, RequestSigner,
+    RequestTarget,
+};
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 
@@ -88,6 +91,7 @@ impl ControlChannel {
                     None => url.path().to_owned(),
                 };
                 let id = sign(signer, purpose, &mut parts, &sent, &body)?;
+                parts.headers.insert(CONTRACT_VERSION_HEADER, HeaderValue::from(injector::CONTRACT_VERSION));
                 let response = client
                     .request(parts.method, url)
                     .headers(parts.headers)

@@ -13,6 +13,7 @@ mod metrics;
 mod ranges;
 mod readiness;
 mod respond;
+mod rewrite;
 mod routes;
 mod send_blob;
 mod send_dependency;

@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use injector::SendBlob;
-use oci::Digest;
 use storage::{BlobStore, StorageError};
 
 use crate::ranges;
@@ -37,9 +36,13 @@ pub(crate) async fn serve(
     method: &Method,
     request: &HeaderMap,
 ) -> Result<Response, Unreadable> {
+    if !params.transform.is_empty() {
+        return Box::pin(serve_rewritten(store, small_objects, params, method, request)).await;
+    }
     let mut headers = served_object_headers(Some(&params.digest), &params.media_type);
     injector::append_headers(&mut headers, &params.headers);
-    if if_none_match_hits(request, &params.digest) {
+    if request.contains_key(header::IF_NONE_MATCH) && if_none_match_hits(request, &params.digest.to_string())
+    {
         return Ok(with_headers(StatusCode::NOT_MODIFIED, headers, Body::empty()));
     }
     let range = match ranges::requested_range(request, params.size) {
@@ -81,6 +84,44 @@ pub(crate) async fn serve(
     Ok(response)
 }
 
+/// A document served rewritten: its length is not known before it is sent (no `Content-Length`,
+/// no `Range`), and its ETag names the replacements as well as the stored bytes.
+async fn serve_rewritten(
+    store: &BlobStore,
+    small_objects: &SmallObjects,
+    params: &SendBlob,
+    method: &Method,
+    request: &HeaderMap,
+) -> Result<Response, Unreadable> {
+    let etag = crate::rewrite::etag(&params.digest, &params.transform);
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::try_from(format!("\"{etag}\"")) {
+        headers.insert(header::ETAG, value);
+    }
+    if let Ok(value) = HeaderValue::try_from(params.media_type.as_str()) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    injector::append_headers(&mut headers, &params.headers);
+    if if_none_match_hits(request, &etag) {
+        return Ok(with_headers(StatusCode::NOT_MODIFIED, headers, Body::empty()));
+    }
+    if method == Method::HEAD {
+        return Ok(with_headers(StatusCode::OK, headers, Body::empty()));
+    }
+    let stream: storage::ByteStream = if small_objects.holds(params.size) {
+        let bytes = small_objects
+            .get(store, &params.key, &params.digest, params.size)
+            .await
+            .map_err(|error| Unreadable::Damaged(error.to_string()))?;
+        Box::pin(futures_util::stream::once(async move { Ok(bytes) }))
+    } else {
+        store.read(&params.key, None).await?.stream
+    };
+    let body = crate::rewrite::rewritten(stream, &params.transform)
+        .map_err(|error| Unreadable::Damaged(format!("the injector's transform: {error}")))?;
+    Ok(with_headers(StatusCode::OK, headers, Body::from_stream(body)))
+}
+
 fn redirect(url: &str) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
@@ -90,18 +131,20 @@ fn redirect(url: &str) -> Response {
     response
 }
 
-fn if_none_match_hits(request: &HeaderMap, digest: &Digest) -> bool {
-    let digest = digest.to_string();
+/// Whether the client's `If-None-Match` names `etag` (or `*`).
+fn if_none_match_hits(request: &HeaderMap, etag: &str) -> bool {
     request.get_all(header::IF_NONE_MATCH).iter().filter_map(|value| value.to_str().ok()).any(|value| {
         value.split(',').map(str::trim).any(|tag| {
             let tag = tag.strip_prefix("W/").unwrap_or(tag);
-            tag == "*" || tag.trim_matches('"') == digest
+            tag == "*" || tag.trim_matches('"') == etag
         })
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use oci::Digest;
+
     use super::*;
 
     fn headers(name: header::HeaderName, value: &str) -> HeaderMap {
@@ -124,6 +167,7 @@ mod tests {
                 media_type: "application/octet-stream".into(),
                 headers: Vec::new(),
                 group: String::new(),
+                transform: Vec::new(),
             };
             let response =
                 serve(&store, &SmallObjects::new(SETTINGS), &params, &Method::GET, &HeaderMap::new())
@@ -136,9 +180,50 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_document_is_served_rewritten_with_an_etag_of_its_own_and_stored_as_it_came() {
+        use crate::small_objects::tests::{SETTINGS, store_with};
+        let original = b"{\"tarball\":\"https://up.example/a/-/a-1.tgz\"}";
+        for size in [original.len(), 300_000] {
+            let mut document = original.to_vec();
+            document.resize(size, b' ');
+            let dir = tempfile::tempdir().unwrap();
+            let (store, key, digest) = store_with(dir.path(), &document).await;
+            let transform = vec![injector::Replace {
+                from: "https://up.example/".into(),
+                to: "http://proxy:5000/npm/js/".into(),
+            }];
+            let params = SendBlob {
+                v: injector::CONTRACT_VERSION,
+                key,
+                digest: digest.clone(),
+                size: size as u64,
+                media_type: "application/json".into(),
+                headers: Vec::new(),
+                group: String::new(),
+                transform: transform.clone(),
+            };
+            let small = SmallObjects::new(SETTINGS);
+            let response = serve(&store, &small, &params, &Method::GET, &HeaderMap::new()).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(response.headers().get(header::CONTENT_LENGTH).is_none(), "the length changes");
+            let etag = response.headers()[header::ETAG].to_str().unwrap().to_owned();
+            assert_eq!(etag, format!("\"{}\"", crate::rewrite::etag(&digest, &transform)));
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            assert!(body.starts_with(b"{\"tarball\":\"http://proxy:5000/npm/js/a/-/a-1.tgz\"}"), "{size}");
+            let again = serve(&store, &small, &params, &Method::GET, &headers(header::IF_NONE_MATCH, &etag))
+                .await
+                .unwrap();
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+            let plain = headers(header::IF_NONE_MATCH, &format!("\"{digest}\""));
+            let other = serve(&store, &small, &params, &Method::GET, &plain).await.unwrap();
+            assert_eq!(other.status(), StatusCode::OK, "the stored bytes' ETag is not the rewritten one's");
+        }
+    }
+
     #[test]
     fn etags() {
-        let digest = Digest::of(b"x");
+        let digest = Digest::of(b"x").to_string();
         assert!(if_none_match_hits(&headers(header::IF_NONE_MATCH, &format!("\"{digest}\"")), &digest));
         assert!(if_none_match_hits(
             &headers(header::IF_NONE_MATCH, &format!("\"a\", W/\"{digest}\"")),

@@ -51,11 +51,13 @@ pub(crate) async fn serve(
         return oci_error(&oci::OciError::internal("send-dependency for a HEAD request"));
     }
     let kind = params.kind;
-    let expected = params.expected_digest.clone();
+    let expected = params.verify.as_ref().and_then(injector::Checksum::as_digest);
     let extra = params.response_headers.clone();
+    let transform = params.transform.clone();
     // A resumed layer download asks for a range: it joins (or starts) the one fill and gets just
-    // those bytes, as soon as they are there — never a second full download.
-    let ranged = kind == ObjectKind::Blob && ranges::has_range(request);
+    // those bytes, as soon as they are there — never a second full download. A rewritten
+    // document has no known length, hence no range.
+    let ranged = kind == ObjectKind::Blob && transform.is_empty() && ranges::has_range(request);
     let mut state = match fill::join_or_start(gateway, params, client).await {
         Ok(state) => state,
         Err(Busy { retry_after }) => {
@@ -100,7 +102,26 @@ pub(crate) async fn serve(
         }
     };
     injector::append_headers(response.headers_mut(), &extra);
-    response
+    if transform.is_empty() { response } else { rewritten(response, &transform) }
+}
+
+/// The response with its body rewritten as it streams: its length is unknown until it is sent,
+/// and its ETag — when the digest gave it one — names the replacements too.
+fn rewritten(response: Response, transform: &[injector::Replace]) -> Response {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.remove(http::header::ACCEPT_RANGES);
+    if let Some(digest) = parts.headers.get(oci::CONTENT_DIGEST_HEADER).and_then(|value| value.to_str().ok())
+    {
+        let etag = digest.parse().ok().map(|digest| crate::rewrite::etag(&digest, transform));
+        if let Some(value) = etag.and_then(|etag| http::HeaderValue::try_from(format!("\"{etag}\"")).ok()) {
+            parts.headers.insert(http::header::ETAG, value);
+        }
+    }
+    match crate::rewrite::rewritten(body.into_data_stream(), transform) {
+        Ok(stream) => Response::from_parts(parts, Body::from_stream(stream)),
+        Err(error) => oci_error(&oci::OciError::internal(format!("the injector's transform: {error}"))),
+    }
 }
 
 /// The answer from a verified fill: its size and digest are known.

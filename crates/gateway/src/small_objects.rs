@@ -103,9 +103,9 @@ pub(crate) mod tests {
     pub(crate) async fn store_with(dir: &std::path::Path, bytes: &[u8]) -> (BlobStore, String, Digest) {
         let store = BlobStore::Filesystem(storage::FsStore::open(dir).await.unwrap());
         let digest = Digest::of(bytes);
-        let mut upload = store.begin_upload(1 << 20).await.unwrap();
+        let mut upload = store.begin_upload(1 << 20, None).await.unwrap();
         upload.write(Bytes::copy_from_slice(bytes)).await.unwrap();
-        let expected = storage::Expectation { digest: Some(digest.clone()), size: Some(bytes.len() as u64) };
+        let expected = storage::Expectation::digest(&digest, Some(bytes.len() as u64));
         let committed = upload.commit(&expected).await.unwrap();
         (store, committed.key, digest)
     }

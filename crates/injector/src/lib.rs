@@ -7,6 +7,7 @@
 //! upload routes. Every message carries a version `v`; an unknown kind or version is an error,
 //! never a guess.
 
+pub mod checksum;
 pub mod headers;
 pub mod keys;
 pub mod replay;
@@ -18,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE;
 use oci::{Digest, ObjectKind};
 use serde::{Deserialize, Serialize};
 
+pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher};
 pub use headers::{HeaderList, append_headers, header_list, header_map};
 pub use keys::{KeyError, digest_of_key, storage_key};
 pub use replay::ReplayCache;
@@ -51,8 +53,23 @@ pub const CLIENT_ADDRESS_HEADER: &str = "Depproxy-Client-Address";
 pub const REFETCH_HEADER: &str = "Depproxy-Refetch";
 /// Content type of authorize/finalize bodies and answers.
 pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+json";
-/// The only contract version this build speaks.
-pub const CONTRACT_VERSION: u32 = 1;
+/// The only contract version this build speaks. 2: `send-dependency` names what to verify as an
+/// algorithm and value (`verify`), not a sha256 digest.
+pub const CONTRACT_VERSION: u32 = 2;
+/// The gateway→control request header naming the contract version the gateway speaks: a control
+/// plane refuses a gateway of another version with an error that says so, rather than answering
+/// injectors it would misread.
+pub const CONTRACT_VERSION_HEADER: &str = "Depproxy-Contract-Version";
+
+/// One literal replacement the gateway applies to a document while it streams it to the client
+/// (the stored copy stays the upstream's bytes): a package index names its files on the
+/// upstream's host, and served through the proxy it must name the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replace {
+    pub from: String,
+    pub to: String,
+}
 
 /// Serve a cached object from storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +87,10 @@ pub struct SendBlob {
     /// The group the request resolved to, for the access log.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
+    /// Replacements applied while the object streams to the client (a document whose URLs must
+    /// name the proxy); none for everything else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<Replace>,
 }
 
 /// Fetch an object from upstream, stream it to the client, verify and store it.
@@ -93,15 +114,20 @@ pub struct SendDependency {
     /// The complete upstream request header set (e.g. `Authorization`, `Accept`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: HeaderList,
-    /// Known for blobs and manifests by digest; `None` for a manifest by tag (the computed digest is
-    /// what gets recorded).
-    pub expected_digest: Option<Digest>,
+    /// What the bytes must hash to: the checksum the upstream published (a digest, an npm
+    /// `integrity`, a `.sha1`), in its own algorithm. `None` when nothing is known up front (a
+    /// manifest by tag, a document): the computed sha256 is what gets recorded.
+    pub verify: Option<Checksum>,
     /// Largest object the gateway may accept.
     pub max_size: u64,
     pub upload: UploadRoutes,
     /// Extra response headers for the client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_headers: HeaderList,
+    /// Replacements applied while the object streams to the client; what is stored is what the
+    /// upstream sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<Replace>,
 }
 
 /// An instruction from the control plane.
@@ -126,7 +152,9 @@ pub enum InjectorError {
     Base64(#[from] base64::DecodeError),
     #[error("injector params are not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("injector contract version {0} is not supported (this build speaks {CONTRACT_VERSION})")]
+    #[error(
+        "injector contract version {0} is not supported (this build speaks {CONTRACT_VERSION}): run the same depproxy version on gateways and control planes"
+    )]
     Version(u32),
 }
 
@@ -159,21 +187,27 @@ impl Injector {
 
     pub fn decode(header: &str) -> Result<Injector, InjectorError> {
         let (kind, payload) = header.split_once(':').ok_or(InjectorError::MissingKind)?;
-        let json = URL_SAFE.decode(payload)?;
-        let injector = match kind {
-            "send-blob" => Injector::SendBlob(serde_json::from_slice(&json)?),
-            "send-dependency" => Injector::SendDependency(serde_json::from_slice(&json)?),
-            other => return Err(InjectorError::UnknownKind(other.to_owned())),
-        };
-        let version = match &injector {
-            Injector::SendBlob(params) => params.v,
-            Injector::SendDependency(params) => params.v,
-        };
-        if version != CONTRACT_VERSION {
-            return Err(InjectorError::Version(version));
+        if !matches!(kind, "send-blob" | "send-dependency") {
+            return Err(InjectorError::UnknownKind(kind.to_owned()));
         }
-        Ok(injector)
+        let json = URL_SAFE.decode(payload)?;
+        // The version before the fields: another version's fields are not this one's, and
+        // "unknown field" would hide what is really wrong.
+        let Version { v } = serde_json::from_slice(&json)?;
+        if v != CONTRACT_VERSION {
+            return Err(InjectorError::Version(v));
+        }
+        Ok(match kind {
+            "send-dependency" => Injector::SendDependency(serde_json::from_slice(&json)?),
+            _ => Injector::SendBlob(serde_json::from_slice(&json)?),
+        })
     }
+}
+
+/// The version of any contract message, read before the rest.
+#[derive(Deserialize)]
+struct Version {
+    v: u32,
 }
 
 /// Gateway → control: may I store this object?
@@ -245,26 +279,31 @@ mod tests {
     #[test]
     fn round_trips_both_kinds() {
         let blob = Injector::SendBlob(SendBlob {
-            v: 1,
+            v: CONTRACT_VERSION,
             key: "blobs/sha256/aa/aa".into(),
             digest: digest(),
             size: 1,
             media_type: "application/octet-stream".into(),
             headers: vec![("Warning".into(), "110 - stale".into())],
             group: "default".into(),
+            transform: vec![Replace {
+                from: "https://up.example/".into(),
+                to: "http://proxy/npm/js/".into(),
+            }],
         });
         let dependency = Injector::SendDependency(SendDependency {
-            v: 1,
+            v: CONTRACT_VERSION,
             kind: ObjectKind::Manifest,
             fill_key: "default/manifest/a:v1".into(),
             upstream: "lab".into(),
             group: "default".into(),
             url: "https://registry.example/v2/a/manifests/v1".into(),
             headers: vec![("Authorization".into(), "Bearer t".into())],
-            expected_digest: None,
+            verify: Some(Checksum::of(ChecksumAlgorithm::Sha512, b"manifest")),
             max_size: 4 << 20,
             upload: UploadRoutes { authorize: "/a/upload/authorize".into(), finalize: "/a/upload".into() },
             response_headers: Vec::new(),
+            transform: Vec::new(),
         });
         for injector in [blob, dependency] {
             let header = injector.encode().unwrap();
@@ -284,17 +323,26 @@ mod tests {
         let binary = http::HeaderValue::from_bytes(b"send-blob:\xff").unwrap();
         assert!(matches!(Injector::from_header_value(&binary), Err(InjectorError::NotText)));
         let future = SendBlob {
-            v: 2,
+            v: CONTRACT_VERSION + 1,
             key: "k".into(),
             digest: digest(),
             size: 0,
             media_type: "x".into(),
             headers: vec![],
             group: String::new(),
+            transform: Vec::new(),
         };
         let header = Injector::SendBlob(future).encode().unwrap();
-        assert!(matches!(Injector::decode(&header), Err(InjectorError::Version(2))));
-        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":1,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
+        assert!(
+            matches!(Injector::decode(&header), Err(InjectorError::Version(v)) if v == CONTRACT_VERSION + 1)
+        );
+        // A gateway of version 1 meeting this control plane, or the reverse: the version is what
+        // the error names, whatever fields the other version has.
+        let old = format!("send-dependency:{}", URL_SAFE.encode(br#"{"v":1,"expected_digest":null}"#));
+        let error = Injector::decode(&old).unwrap_err();
+        assert!(matches!(error, InjectorError::Version(1)));
+        assert!(error.to_string().contains("same depproxy version"), "{error}");
+        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":2,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
         assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
     }
 

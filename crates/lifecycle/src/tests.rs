@@ -97,7 +97,7 @@ impl Setup {
     }
 
     async fn put(&self, bytes: &[u8]) -> Digest {
-        let mut upload = self.store.begin_upload(1 << 30).await.unwrap();
+        let mut upload = self.store.begin_upload(1 << 30, None).await.unwrap();
         upload.write(Bytes::copy_from_slice(bytes)).await.unwrap();
         upload.commit(&Expectation::default()).await.unwrap().digest
     }
@@ -366,7 +366,7 @@ async fn a_commit_racing_a_sweep_never_leaves_a_row_without_its_object() {
                 if !metadata.acquire_lease(&record.digest, "node", &lease, now, 30_000).await.unwrap() {
                     return Committed::Refused;
                 }
-                let mut upload = store.begin_upload(1 << 20).await.unwrap();
+                let mut upload = store.begin_upload(1 << 20, None).await.unwrap();
                 upload.write(Bytes::from(bytes)).await.unwrap();
                 upload.commit(&Expectation::default()).await.unwrap();
                 let held = CommitLease::Held { id: &lease };

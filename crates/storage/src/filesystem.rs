@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use oci::{Digest, Sha256Hasher};
+use oci::Digest;
 use tokio::sync::{Semaphore, watch};
 
 use injector::{digest_of_key, storage_key};
 
 use crate::ListedObject;
 use crate::paced::{PacedReads, READ_AHEAD_BUDGET, ReadAheadBudget, read_exact_at};
-use crate::{ByteRange, Committed, Expectation, ObjectReader, SpoolReader, StorageError};
+use crate::{ByteRange, Committed, ContentHasher, Expectation, ObjectReader, SpoolReader, StorageError};
 
 /// Blocking writes running at once across the uploads of a store: however many fills run, at most
 /// this many threads write, and the rest of the blocking pool stays free for hits.
@@ -189,8 +189,13 @@ impl FsStore {
         tokio_stream_from(receiver)
     }
 
-    /// Starts a staged upload. Bytes become visible only through [`FsUpload::commit`].
-    pub async fn begin_upload(&self, limit: u64) -> Result<FsUpload, StorageError> {
+    /// Starts a staged upload, hashed in sha256 and `declared` (the algorithm it will be verified
+    /// in, when another). Bytes become visible only through [`FsUpload::commit`].
+    pub async fn begin_upload(
+        &self,
+        limit: u64,
+        declared: Option<injector::ChecksumAlgorithm>,
+    ) -> Result<FsUpload, StorageError> {
         let path = self.inner.tmp.join(uuid::Uuid::new_v4().to_string());
         let staged = path.clone();
         let (file, reader) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
@@ -217,7 +222,7 @@ impl FsStore {
                 reads: self.inner.spool_reads.clone(),
             },
             limit,
-            hasher: Sha256Hasher::new(),
+            hasher: ContentHasher::new(declared),
         })
     }
 }
@@ -226,7 +231,7 @@ impl FsStore {
 /// the hasher back with how much it wrote. Hashing there, not on the fill's task, lets the fill
 /// read the next chunk from upstream while this one is hashed (SHA-256 was 40 % of a cold
 /// stream's CPU, in line between two socket reads), and keeps that CPU off the runtime's threads.
-type WriteInFlight = tokio::task::JoinHandle<(std::fs::File, Sha256Hasher, std::io::Result<u64>)>;
+type WriteInFlight = tokio::task::JoinHandle<(std::fs::File, ContentHasher, std::io::Result<u64>)>;
 
 /// `write_all` for several buffers in as few syscalls as the kernel allows.
 fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
@@ -263,7 +268,7 @@ pub struct FsUpload {
     progress: Arc<watch::Sender<u64>>,
     reader: SpoolReader,
     limit: u64,
-    hasher: Sha256Hasher,
+    hasher: ContentHasher,
 }
 
 impl FsUpload {
@@ -347,18 +352,8 @@ impl FsUpload {
         if hasher.len() != size {
             return Err(StorageError::WriteIncomplete { queued: hasher.len(), written: size });
         }
-        let digest = hasher.finish();
-        if let Some(expected_size) = expected.size
-            && expected_size != size
-        {
-            return Err(StorageError::SizeMismatch { expected: expected_size, actual: size });
-        }
-        if let Some(expected_digest) = &expected.digest
-            && expected_digest != &digest
-        {
-            return Err(StorageError::DigestMismatch { expected: expected_digest.clone(), actual: digest });
-        }
-        Ok((file, digest, size))
+        let hashed = hasher.verify(expected)?;
+        Ok((file, hashed.digest, size))
     }
 
     /// Verifies like [`Self::commit`] but leaves the staged file where it is, for the caller to
@@ -399,7 +394,7 @@ impl FsUpload {
     /// Gives up storing (storage failed) but keeps the hash of every byte accepted so far, so the
     /// caller can go on streaming and still verify what it streams. The staged data is removed;
     /// readers keep what was written (an open file outlives its name).
-    pub async fn abandon(self) -> Sha256Hasher {
+    pub async fn abandon(self) -> ContentHasher {
         let mut upload = self;
         // The write in flight has hashed its batch whether or not it could write it. (A writer
         // that panicked takes its hash with it: the pass-through's digest check then fails the
@@ -522,10 +517,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
         let data = b"hello storage".to_vec();
-        let mut upload = store.begin_upload(1024).await.unwrap();
+        let mut upload = store.begin_upload(1024, None).await.unwrap();
         upload.write(Bytes::from_static(b"hello ")).await.unwrap();
         upload.write(Bytes::from_static(b"storage")).await.unwrap();
-        let expected = Expectation { digest: Some(Digest::of(&data)), size: Some(data.len() as u64) };
+        let expected = Expectation::digest(&Digest::of(&data), Some(data.len() as u64));
         let committed = upload.commit(&expected).await.unwrap();
         assert_eq!(committed.key, storage_key(&Digest::of(&data)));
         assert_eq!(store.stat(&committed.key).await.unwrap(), Some(13));
@@ -540,11 +535,11 @@ mod tests {
         let store = FsStore::open(dir.path()).await.unwrap();
         let mut keys = Vec::new();
         for data in [&b"one"[..], b"two"] {
-            let mut upload = store.begin_upload(1024).await.unwrap();
+            let mut upload = store.begin_upload(1024, None).await.unwrap();
             upload.write(Bytes::copy_from_slice(data)).await.unwrap();
             keys.push(upload.commit(&Expectation::default()).await.unwrap().key);
         }
-        let running = store.begin_upload(1024).await.unwrap();
+        let running = store.begin_upload(1024, None).await.unwrap();
         let mut listed: Vec<(String, u64)> = store
             .list_objects()
             .map(|object| object.map(|object| (object.key, object.size)))
@@ -567,11 +562,10 @@ mod tests {
     async fn mismatches_commit_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
-        for expected in [
-            Expectation { digest: Some(Digest::of(b"other")), size: None },
-            Expectation { digest: None, size: Some(3) },
-        ] {
-            let mut upload = store.begin_upload(1024).await.unwrap();
+        for expected in
+            [Expectation::digest(&Digest::of(b"other"), None), Expectation { checksum: None, size: Some(3) }]
+        {
+            let mut upload = store.begin_upload(1024, None).await.unwrap();
             upload.write(Bytes::from_static(b"data")).await.unwrap();
             let error = upload.commit(&expected).await.unwrap_err();
             assert!(error.is_content_error(), "{error}");
@@ -584,7 +578,7 @@ mod tests {
     async fn limit_is_enforced_while_writing() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
-        let mut upload = store.begin_upload(8).await.unwrap();
+        let mut upload = store.begin_upload(8, None).await.unwrap();
         let mut result = Ok(());
         for _ in 0..64 {
             result = upload.write(Bytes::from_static(b"0123456789")).await;
@@ -603,10 +597,10 @@ mod tests {
     async fn abort_drop_and_orphans_leave_no_temp_data() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
-        let mut upload = store.begin_upload(1024).await.unwrap();
+        let mut upload = store.begin_upload(1024, None).await.unwrap();
         upload.write(Bytes::from_static(b"x")).await.unwrap();
         upload.abort().await;
-        let dropped = store.begin_upload(1024).await.unwrap();
+        let dropped = store.begin_upload(1024, None).await.unwrap();
         drop(dropped);
         assert_eq!(tmp_entries(&store).await, 0);
         std::fs::write(store.root().join("tmp/leftover"), b"crash").unwrap();
@@ -618,7 +612,7 @@ mod tests {
     async fn spool_progress_reports_written_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).await.unwrap();
-        let mut upload = store.begin_upload(1 << 20).await.unwrap();
+        let mut upload = store.begin_upload(1 << 20, None).await.unwrap();
         let reader = upload.spool_reader();
         let mut progress = reader.progress();
         upload.write(Bytes::from_static(b"ab")).await.unwrap();

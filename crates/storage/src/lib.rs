@@ -5,6 +5,7 @@
 //! and only becomes visible (rename) when its size and sha256 match what was expected.
 
 mod filesystem;
+mod hashing;
 mod paced;
 mod s3;
 mod s3_uploads;
@@ -19,6 +20,7 @@ use oci::Digest;
 use tokio::sync::watch;
 
 pub use filesystem::{FsStore, FsUpload, FsVerified, VerifiedSpool};
+pub use hashing::{ContentHasher, Expectation, Hashed};
 /// The client [`S3Store`] is built on, so tests and tools can reach its bucket the same way.
 pub use object_store;
 pub use s3::{S3Settings, S3Store, S3Upload, S3Verified};
@@ -33,7 +35,9 @@ pub enum StorageError {
     #[error("size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { expected: u64, actual: u64 },
     #[error("digest mismatch: expected {expected}, computed {actual}")]
-    DigestMismatch { expected: Digest, actual: Digest },
+    DigestMismatch { expected: injector::Checksum, actual: injector::Checksum },
+    #[error("the upload was not hashed in {0}, the algorithm it is expected in")]
+    NotHashedIn(&'static str),
     #[error("object exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("storage I/O error: {0}")]
@@ -89,14 +93,6 @@ pub struct Committed {
     pub key: String,
     pub digest: Digest,
     pub size: u64,
-}
-
-/// What a commit must match. `digest: None` means "record whatever digest the bytes have" (a
-/// manifest fetched by tag).
-#[derive(Debug, Clone, Default)]
-pub struct Expectation {
-    pub digest: Option<Digest>,
-    pub size: Option<u64>,
 }
 
 /// Reads a running upload's bytes back while they are written: every client of a fill tails it
@@ -249,11 +245,18 @@ impl BlobStore {
         }
     }
 
-    /// Starts a staged write of at most `limit` bytes.
-    pub async fn begin_upload(&self, limit: u64) -> Result<Upload, StorageError> {
+    /// Starts a staged write of at most `limit` bytes, hashed in sha256 and, when given, in the
+    /// algorithm of the checksum it will be verified against.
+    pub async fn begin_upload(
+        &self,
+        limit: u64,
+        declared: Option<injector::ChecksumAlgorithm>,
+    ) -> Result<Upload, StorageError> {
         match self {
-            BlobStore::Filesystem(store) => Ok(Upload::Filesystem(store.begin_upload(limit).await?)),
-            BlobStore::S3(store) => Ok(Upload::S3(store.begin_upload(limit).await?)),
+            BlobStore::Filesystem(store) => {
+                Ok(Upload::Filesystem(store.begin_upload(limit, declared).await?))
+            }
+            BlobStore::S3(store) => Ok(Upload::S3(store.begin_upload(limit, declared).await?)),
         }
     }
 
@@ -315,7 +318,7 @@ impl Upload {
 
     /// Gives up storing (storage failed): removes what was staged, and returns the hash of every
     /// byte accepted, so the caller can stream on and still verify.
-    pub async fn abandon(self) -> oci::Sha256Hasher {
+    pub async fn abandon(self) -> ContentHasher {
         match self {
             Upload::Filesystem(upload) => upload.abandon().await,
             Upload::S3(upload) => upload.abandon().await,

@@ -238,8 +238,15 @@ impl S3Store {
 
     /// Starts a fill: bytes go to a local spool (tailed by clients, hashed as they come); the
     /// bucket gets them once they are verified ([`S3Verified::persist`]).
-    pub async fn begin_upload(&self, limit: u64) -> Result<S3Upload, StorageError> {
-        Ok(S3Upload { store: self.clone(), spool: self.spool.open().await?.begin_upload(limit).await? })
+    pub async fn begin_upload(
+        &self,
+        limit: u64,
+        declared: Option<injector::ChecksumAlgorithm>,
+    ) -> Result<S3Upload, StorageError> {
+        Ok(S3Upload {
+            store: self.clone(),
+            spool: self.spool.open().await?.begin_upload(limit, declared).await?,
+        })
     }
 
     /// Uploads a verified spool file to its key: one PUT when it fits one part, else a multipart
@@ -339,7 +346,7 @@ impl S3Upload {
         self.spool.abort().await;
     }
 
-    pub async fn abandon(self) -> oci::Sha256Hasher {
+    pub async fn abandon(self) -> crate::ContentHasher {
         self.spool.abandon().await
     }
 }
@@ -373,7 +380,7 @@ mod tests {
         assert!(!data_dir.exists(), "the sweeper's spool clean-up creates nothing either");
         assert_eq!(store.remove_orphans().await.unwrap(), 0);
         assert!(data_dir.join("spool/tmp").is_dir(), "a gateway's start-up makes the spool");
-        let upload = store.begin_upload(10).await.unwrap();
+        let upload = store.begin_upload(10, None).await.unwrap();
         upload.abort().await;
     }
 }

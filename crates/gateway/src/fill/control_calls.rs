@@ -25,7 +25,14 @@ pub(super) async fn authorize(
     size: Option<u64>,
     renew: Option<String>,
 ) -> Authorization {
-    authorize_digest(gateway, params, params.expected_digest.clone(), size, renew).await
+    authorize_digest(
+        gateway,
+        params,
+        params.verify.as_ref().and_then(injector::Checksum::as_digest),
+        size,
+        renew,
+    )
+    .await
 }
 
 /// [`authorize`] for a digest learned from the bytes (a manifest fetched by tag, once verified):

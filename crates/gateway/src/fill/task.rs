@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use injector::{CONTRACT_VERSION, FinalizeRequest, SendDependency, UploadDecision};
-use oci::{Digest, Sha256Hasher};
-use storage::{Expectation, StorageError, Upload};
+use oci::Digest;
+use storage::{ContentHasher, Expectation, StorageError, Upload};
 use supervisor::StopSignal;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -147,13 +147,14 @@ async fn fill(
     let recent = Arc::new(RecentChunks::new(gateway.settings.fill_window, gateway.fills.budget()));
     // Storage failing (disk full, I/O errors, S3 down) never fails the clients: the fill streams
     // on uncached, still hashed and verified.
-    let mut storing = match gateway.store.begin_upload(limit).await {
+    let expected = Expectation { checksum: params.verify.clone(), size: head.content_length };
+    let mut storing = match gateway.store.begin_upload(limit, expected.declared_algorithm()).await {
         Ok(upload) => Storing::Upload(Box::new(upload)),
         Err(error) => {
             storage_failed(gateway, &params.url, &error);
             recent.spool_ends_at(0);
             running.leave_early();
-            Storing::PassThrough(Sha256Hasher::new())
+            Storing::PassThrough(Box::new(ContentHasher::new(expected.declared_algorithm())))
         }
     };
     let spool = match &storing {
@@ -198,7 +199,7 @@ async fn fill(
                     let written = upload.spool_reader().progress().borrow().to_owned();
                     recent.spool_ends_at(written);
                     running.leave_early();
-                    Storing::PassThrough((*upload).abandon().await)
+                    Storing::PassThrough(Box::new((*upload).abandon().await))
                 }
             },
             Storing::PassThrough(mut hasher) => {
@@ -210,12 +211,11 @@ async fn fill(
             }
         };
     }
-    let expected = Expectation { digest: params.expected_digest.clone(), size: head.content_length };
     let media_type = oci::media::media_type_or_default(params.kind, head.content_type.as_deref());
     let upload = match storing {
         Storing::Upload(upload) => *upload,
         Storing::PassThrough(hasher) => {
-            let (digest, size) = verify(hasher, &expected)?;
+            let storage::Hashed { digest, size, .. } = hasher.verify(&expected).map_err(FillError::from)?;
             tracing::info!(url = %params.url, "streamed without caching: storage failed");
             return Ok(Finished {
                 head,
@@ -307,7 +307,7 @@ async fn fill(
 /// hashed so they are verified all the same.
 enum Storing {
     Upload(Box<Upload>),
-    PassThrough(Sha256Hasher),
+    PassThrough(Box<ContentHasher>),
 }
 
 impl Storing {
@@ -344,21 +344,4 @@ async fn manifest_references(kind: oci::ObjectKind, streaming: &Streaming, size:
         }
     }
     oci::media::manifest_references(&manifest)
-}
-
-/// Checks a pass-through fill's bytes against what was expected.
-fn verify(hasher: Sha256Hasher, expected: &Expectation) -> Result<(Digest, u64), FillError> {
-    let size = hasher.len();
-    let digest = hasher.finish();
-    if let Some(expected_size) = expected.size
-        && expected_size != size
-    {
-        return Err(StorageError::SizeMismatch { expected: expected_size, actual: size }.into());
-    }
-    if let Some(expected_digest) = &expected.digest
-        && expected_digest != &digest
-    {
-        return Err(StorageError::DigestMismatch { expected: expected_digest.clone(), actual: digest }.into());
-    }
-    Ok((digest, size))
 }

@@ -1,73 +1,19 @@
-//! Hit or miss: the decision for manifest and blob requests, as a value the adapter renders.
+//! The OCI format's decisions: manifests and blobs, tags and their freshness.
 //!
 //! - cached (and, for a tag, fresh or confirmed by a HEAD) → [`Decision::Serve`];
 //! - not cached, GET → [`Decision::Fetch`] with the upstream URL and credentials;
 //! - not cached, HEAD → one upstream HEAD, [`Decision::UpstreamHead`] (a HEAD never starts a fill);
 //! - a stale tag whose upstream is down → the cached copy, marked stale.
 
-use http::HeaderMap;
-use metadata::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
+use metadata::{BlobKey, ManifestKey, ManifestRecord};
 use oci::{Digest, GroupPath, ObjectKind, Reference, RepositoryName};
 use upstream::{ObjectHead, UpstreamError};
 
+use crate::decision::{Decision, Fetch};
 use crate::error::CacheError;
-use crate::freshness::tag_is_fresh;
+use crate::freshness::is_fresh;
 use crate::groups::{GroupSettings, Resolved};
 use crate::state::Cache;
-
-/// An object in storage, as its metadata row describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredObject {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-}
-
-/// What to do with a manifest or blob request.
-#[derive(Debug, Clone)]
-pub enum Decision {
-    /// A hit: serve the stored object. `stale` when it is a tag upstream could not confirm.
-    Serve { object: StoredObject, stale: bool },
-    /// A miss: fetch it from upstream, stream it to the client and store it.
-    Fetch(Fetch),
-    /// A HEAD of an uncached object, answered from upstream's HEAD.
-    UpstreamHead { head: ObjectHead, requested: Option<Digest> },
-}
-
-/// How to fetch a missing object.
-#[derive(Debug, Clone)]
-pub struct Fetch {
-    pub kind: ObjectKind,
-    /// The configured upstream's name: the gateway fetches through that upstream's own HTTP
-    /// client (its CA, its redirect rules).
-    pub upstream: String,
-    /// Absolute upstream URL of the object.
-    pub url: String,
-    /// The complete upstream request header set (`Authorization`, `Accept`).
-    pub headers: HeaderMap,
-    /// Known for blobs and manifests by digest.
-    pub expected_digest: Option<Digest>,
-    pub max_size: u64,
-    /// Requests with the same key share one upstream fetch. Scoped per group, so a group is never
-    /// served bytes its own upstream did not send.
-    pub fill_key: String,
-}
-
-impl From<BlobRecord> for StoredObject {
-    fn from(record: BlobRecord) -> Self {
-        StoredObject { digest: record.digest, size: record.size, media_type: record.media_type }
-    }
-}
-
-impl From<&ManifestRecord> for StoredObject {
-    fn from(record: &ManifestRecord) -> Self {
-        StoredObject {
-            digest: record.digest.clone(),
-            size: record.size,
-            media_type: record.media_type.clone(),
-        }
-    }
-}
 
 fn serve(record: &ManifestRecord, stale: bool) -> Decision {
     Decision::Serve { object: record.into(), stale }
@@ -90,26 +36,7 @@ fn fill_key(
     }
 }
 
-/// Reports the metadata database failing, once per interval however many requests see it.
-static DATABASE_DOWN: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(30));
-
 impl Cache {
-    /// A lookup's answer, or — when the database fails — "not cached": a miss is fetched from
-    /// upstream and passes through uncached (its authorize call fails too), so clients are served
-    /// while the database is down, and everything recovers by itself when it returns.
-    fn degraded<T>(&self, lookup: Result<Option<T>, metadata::MetadataError>) -> Option<T> {
-        match lookup {
-            Ok(found) => found,
-            Err(error) => {
-                self.metrics.database_errors.inc();
-                if let Some(held_back) = DATABASE_DOWN.admit() {
-                    tracing::warn!(%error, held_back, "metadata database unavailable: answering as if nothing were cached");
-                }
-                None
-            }
-        }
-    }
-
     /// A miss for an object the catalog says is stored, because the gateway could not read it
     /// (deleted by hand, storage failing): fetched again by digest, stored again if storage
     /// allows — which also heals a row whose object went missing.
@@ -183,7 +110,7 @@ impl Cache {
             // Digest references are immutable: a cached one never needs upstream.
             (Reference::Digest(_), Some(record)) => Ok(serve(&record, false)),
             (Reference::Tag(_), Some(record)) => {
-                if tag_is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck) {
+                if is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck) {
                     return self.serve_tag(group, repository, &record, false, head).await;
                 }
                 Box::pin(self.revalidate_tag(group, key, record, head)).await
@@ -239,7 +166,7 @@ impl Cache {
                 // A request that read the stale row just before another recheck finished must not
                 // send a second HEAD: look again first.
                 if let Ok(Some(current)) = self.catalog.metadata().find_manifest(key).await
-                    && tag_is_fresh(current.checked_at, self.clock.now_ms(), group.manifest_recheck)
+                    && is_fresh(current.checked_at, self.clock.now_ms(), group.manifest_recheck)
                 {
                     return Ok(ObjectHead {
                         digest: Some(current.digest),
@@ -320,7 +247,7 @@ impl Cache {
             url: upstream.object_url(repository, kind, reference),
             headers,
             fill_key: fill_key(&group.path, kind, repository, reference, expected_digest.as_ref()),
-            expected_digest,
+            verify: expected_digest.as_ref().map(injector::Checksum::from),
             max_size: self.settings.limits.max_size(kind),
         }))
     }

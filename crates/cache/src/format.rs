@@ -1,0 +1,81 @@
+//! The formats depproxy proxies, in one list. A format owns how a request path maps to what it
+//! asks for (an artifact: an immutable file named by the checksum its upstream published; or a
+//! document: a mutable file with a freshness rule), how the upstream is asked, and what a cached
+//! document is served as. Everything else — groups, access policy, the catalog, fill leases,
+//! lifecycle, admin, metrics — is shared by every format and knows none of that.
+
+use std::fmt;
+
+/// A registry protocol. `oci` is the default of every group and upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Container images: the OCI distribution API (`docker`, `podman`, `containerd`, `skopeo`).
+    #[default]
+    Oci,
+}
+
+impl Format {
+    /// Every format, in the order documentation lists them.
+    pub const ALL: &'static [Format] = &[Format::Oci];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Oci => "oci",
+        }
+    }
+
+    /// The format a request path is addressed to: `/v2/…` is OCI (its clients know no other
+    /// prefix); a package format's groups are reached at `/<format>/<group path>/…`.
+    pub fn of_path(path: &str) -> Option<Format> {
+        Format::ALL.iter().copied().find(|format| match format {
+            Format::Oci => path == "/v2" || path.starts_with("/v2/"),
+        })
+    }
+
+    /// The known formats, for messages: `oci, npm, …`.
+    pub fn known() -> String {
+        Format::ALL.iter().map(|format| format.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .iter()
+            .copied()
+            .find(|format| format.as_str() == text)
+            .ok_or_else(|| UnknownFormat(text.to_owned()))
+    }
+}
+
+/// A format name no format has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {0:?} (known formats: {known})", known = Format::known())]
+pub struct UnknownFormat(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_print_and_pick_their_paths() {
+        for format in Format::ALL {
+            assert_eq!(format.as_str().parse::<Format>(), Ok(*format));
+        }
+        assert_eq!(Format::of_path("/v2/"), Some(Format::Oci));
+        assert_eq!(Format::of_path("/v2/library/alpine/manifests/3"), Some(Format::Oci));
+        assert_eq!(Format::of_path("/v2x"), None);
+        assert_eq!(Format::of_path("/elsewhere"), None);
+        let error = "npmx".parse::<Format>().unwrap_err();
+        assert!(error.to_string().contains("known formats: oci"), "{error}");
+    }
+}

@@ -41,7 +41,7 @@ pub(crate) fn challenge(
     let forwarded = caller.base_url();
     let base = control.public_url.as_deref().or(forwarded.as_deref()).unwrap_or("");
     let namespace = oci::registry::namespace_parameter(query)
-        .map(|ns| url::form_urlencoded::Serializer::new(String::from("?")).append_pair("ns", &ns).finish())
+        .map(|ns| format!("?{}", url::form_urlencoded::Serializer::new(String::new()).append_pair("ns", &ns).finish()))
         .unwrap_or_default();
     let mut challenge =
         format!("Bearer realm=\"{base}/v2/token{namespace}\",service=\"{}\"", access::SERVICE);

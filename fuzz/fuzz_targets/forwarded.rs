@@ -36,8 +36,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(client, peer, "a stranger's header is ignored");
     } else {
         // The peer, or one of the hops it forwarded, canonical.
-        let hops: Vec<IpAddr> =
-            forwarded_for.split(',').filter_map(|hop| hop.trim().parse::<IpAddr>().ok()).map(canonical).collect();
+        let hops: Vec<IpAddr> = forwarded_for
+            .split(',')
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .map(canonical)
+            .collect();
         assert!(client == canonical(peer) || hops.contains(&client), "{client} is from nowhere");
     }
 

@@ -82,7 +82,10 @@ fn names_image(name: &str, image: &ImageAddress) -> bool {
 pub enum Identity {
     /// No credentials of ours (or an anonymous registry token).
     Anonymous,
-    Token { token: Arc<TokenInfo>, reach: Reach },
+    Token {
+        token: Arc<TokenInfo>,
+        reach: Reach,
+    },
 }
 
 impl Identity {
@@ -250,7 +253,11 @@ impl Access {
 
     /// The admin listener's check: the active token whose secret this is (whether it may
     /// administer is the caller's business), under the admin listener's own failure limit.
-    pub async fn authenticate_admin(&self, secret: &str, client: IpAddr) -> Result<Arc<TokenInfo>, AuthError> {
+    pub async fn authenticate_admin(
+        &self,
+        secret: &str,
+        client: IpAddr,
+    ) -> Result<Arc<TokenInfo>, AuthError> {
         let token = self.check_secret(secret, client, &self.admin_limiter).await?;
         self.tokens.note_use_of(&token);
         Ok(token)
@@ -315,7 +322,11 @@ impl Access {
     }
 
     /// What a refresh token stands for: its access token, which must still be active.
-    pub async fn authenticate_refresh(&self, refresh_token: &str, client: IpAddr) -> Result<Refresh, AuthError> {
+    pub async fn authenticate_refresh(
+        &self,
+        refresh_token: &str,
+        client: IpAddr,
+    ) -> Result<Refresh, AuthError> {
         if refresh_token.len() > MAX_JWT_LENGTH {
             return Err(AuthError::NotOurs);
         }
@@ -325,7 +336,10 @@ impl Access {
         match self.tokens.active(&token_id).await? {
             Some(token) => {
                 self.tokens.note_use_of(&token);
-                Ok(Refresh { identity: Identity::Token { token, reach: Reach::Groups }, expires_at: claims.exp })
+                Ok(Refresh {
+                    identity: Identity::Token { token, reach: Reach::Groups },
+                    expires_at: claims.exp,
+                })
             }
             None => Err(fail(&self.limiter, client, Some(&token_id))),
         }
@@ -348,8 +362,14 @@ impl Access {
             Identity::Anonymous => None,
             Identity::Token { token, .. } => Some(token.id.as_str()),
         };
-        let (token, issued) =
-            self.keys.sign(TokenKind::Access, identity.name(), token_id, access, self.settings.token_ttl, None)?;
+        let (token, issued) = self.keys.sign(
+            TokenKind::Access,
+            identity.name(),
+            token_id,
+            access,
+            self.settings.token_ttl,
+            None,
+        )?;
         if token.len() > MAX_JWT_LENGTH {
             return Err(JwtError::TooLong(token.len()));
         }
@@ -493,7 +513,10 @@ mod tests {
         // Wrong secrets naming our token count under that token, not under the address's others.
         let wrong_for_ci = format!("dpp_{}_wrong", world.token_id);
         for _ in 0..3 {
-            assert!(matches!(world.access.authenticate(&basic(&wrong_for_ci), nat).await, Err(AuthError::Rejected)));
+            assert!(matches!(
+                world.access.authenticate(&basic(&wrong_for_ci), nat).await,
+                Err(AuthError::Rejected)
+            ));
         }
         assert!(matches!(
             world.access.authenticate(&basic(&wrong_for_ci), nat).await,
@@ -509,12 +532,18 @@ mod tests {
         for attempt in 0..20 {
             let hub_login = basic(&format!("docker-hub-password{attempt}"));
             assert!(matches!(world.access.authenticate(&hub_login, hub).await, Err(AuthError::NotOurs)));
-            assert!(matches!(world.access.authenticate(&bearer(&foreign_jwt), hub).await, Err(AuthError::NotOurs)));
+            assert!(matches!(
+                world.access.authenticate(&bearer(&foreign_jwt), hub).await,
+                Err(AuthError::NotOurs)
+            ));
         }
         let first_guess = basic("dpp_0123456789abcdef_first");
         assert!(matches!(world.access.authenticate(&first_guess, hub).await, Err(AuthError::Rejected)));
         // The admin listener counts apart.
-        assert!(matches!(world.access.authenticate_admin("dpp_0123456789abcdef_x", nat).await, Err(AuthError::Rejected)));
+        assert!(matches!(
+            world.access.authenticate_admin("dpp_0123456789abcdef_x", nat).await,
+            Err(AuthError::Rejected)
+        ));
     }
 
     #[tokio::test]
@@ -524,7 +553,10 @@ mod tests {
         let many: Vec<String> = (0..20).map(|i| format!("open/dependency_proxy/containers/img{i}")).collect();
         let names: Vec<&str> = many.iter().map(String::as_str).collect();
         let anonymous = world.access.issue(&Identity::Anonymous, pulls(&names), false, None).unwrap();
-        assert!(matches!(world.access.authenticate(&bearer(&anonymous.token), client).await, Ok(Identity::Anonymous)));
+        assert!(matches!(
+            world.access.authenticate(&bearer(&anonymous.token), client).await,
+            Ok(Identity::Anonymous)
+        ));
         assert_eq!(world.verified_bytes(), 0, "an anonymous token was kept");
         let small = world.access.issue(&world.token(), pulls(&["img"]), false, None).unwrap();
         world.access.authenticate(&bearer(&small.token), client).await.unwrap();
@@ -544,8 +576,13 @@ mod tests {
     async fn registry_tokens_reach_their_scopes_and_are_at_most_8_kib() {
         let world = world(10).await;
         let client = ip("192.0.2.1");
-        let grant = world.access.issue(&world.token(), pulls(&["acme/dependency_proxy/containers/app"]), false, None).unwrap();
-        let Ok(Identity::Token { reach, .. }) = world.access.authenticate(&bearer(&grant.token), client).await else {
+        let grant = world
+            .access
+            .issue(&world.token(), pulls(&["acme/dependency_proxy/containers/app"]), false, None)
+            .unwrap();
+        let Ok(Identity::Token { reach, .. }) =
+            world.access.authenticate(&bearer(&grant.token), client).await
+        else {
             panic!("the token did not verify");
         };
         assert!(reach.includes(&ImageAddress::parse("acme/dependency_proxy/containers/app").unwrap()));
@@ -556,11 +593,21 @@ mod tests {
         // A token that would be longer than 8 KiB is not issued …
         let long: Vec<String> = (0..32).map(|i| format!("{}{i:02}", "x".repeat(200))).collect();
         let names: Vec<&str> = long.iter().map(String::as_str).collect();
-        assert!(matches!(world.access.issue(&world.token(), pulls(&names), false, None), Err(JwtError::TooLong(_))));
+        assert!(matches!(
+            world.access.issue(&world.token(), pulls(&names), false, None),
+            Err(JwtError::TooLong(_))
+        ));
         // … and one we did sign that long is refused unread.
         let (huge, _) = world
             .keys
-            .sign(TokenKind::Access, "ci", Some(&world.token_id), pulls(&names), Duration::from_secs(60), None)
+            .sign(
+                TokenKind::Access,
+                "ci",
+                Some(&world.token_id),
+                pulls(&names),
+                Duration::from_secs(60),
+                None,
+            )
             .unwrap();
         assert!(huge.len() > MAX_JWT_LENGTH);
         assert!(matches!(world.access.authenticate(&bearer(&huge), client).await, Err(AuthError::NotOurs)));
@@ -578,12 +625,16 @@ mod tests {
             .sign(TokenKind::Refresh, "ci", Some(&world.token_id), Vec::new(), Duration::from_secs(60), None)
             .unwrap();
         let exchanged = world.access.authenticate_refresh(&refresh, client).await.unwrap();
-        let grant = world.access.issue(&exchanged.identity, Vec::new(), true, Some(exchanged.expires_at)).unwrap();
+        let grant =
+            world.access.issue(&exchanged.identity, Vec::new(), true, Some(exchanged.expires_at)).unwrap();
         let next = world.keys.verify(&grant.refresh_token.unwrap(), TokenKind::Refresh).unwrap();
         assert!(next.exp <= exchanged.expires_at, "{} > {}", next.exp, exchanged.expires_at);
         // Revoked with its access token.
         world.access.tokens.revoke("ci").await.unwrap();
-        assert!(matches!(world.access.authenticate_refresh(&refresh, client).await, Err(AuthError::Rejected)));
+        assert!(matches!(
+            world.access.authenticate_refresh(&refresh, client).await,
+            Err(AuthError::Rejected)
+        ));
     }
 
     #[test]

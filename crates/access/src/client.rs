@@ -154,7 +154,10 @@ mod tests {
             ip("203.0.113.7"),
             "mapped hops are canonical, and a mapped trusted hop is still trusted"
         );
-        assert_eq!(TrustedProxies::default().client_address(ip("::ffff:192.0.2.9"), [].into_iter()), ip("192.0.2.9"));
+        assert_eq!(
+            TrustedProxies::default().client_address(ip("::ffff:192.0.2.9"), [].into_iter()),
+            ip("192.0.2.9")
+        );
         assert_eq!(network_of(ip("::ffff:192.0.2.9")), ip("192.0.2.9"));
         assert_eq!(network_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")), ip("2001:db8:1:2::"));
         assert_eq!(network_of(ip("192.0.2.9")), ip("192.0.2.9"));
@@ -167,7 +170,11 @@ mod tests {
         assert_eq!(trusted.forwarded_proto(ip("10.0.0.2"), ["https"].into_iter()), https);
         assert_eq!(trusted.forwarded_proto(ip("::ffff:10.0.0.2"), ["HTTPS"].into_iter()), https);
         assert_eq!(trusted.forwarded_proto(ip("192.0.2.9"), ["https"].into_iter()), None, "untrusted peer");
-        assert_eq!(trusted.forwarded_proto(ip("10.0.0.2"), ["http", "https"].into_iter()), https, "last header");
+        assert_eq!(
+            trusted.forwarded_proto(ip("10.0.0.2"), ["http", "https"].into_iter()),
+            https,
+            "last header"
+        );
         assert_eq!(parse_forwarded_proto("http, https"), https, "the value the nearest proxy appended");
         assert_eq!(parse_forwarded_proto(" http "), Some(ForwardedProto::Http));
         for bad in ["", "ftp", "https;", "javascript", "https://x", ","] {

@@ -64,7 +64,9 @@ pub enum JwtError {
     #[error("cannot sign a token: {0}")]
     Signing(String),
     /// The grant would make a token longer than [`MAX_JWT_LENGTH`].
-    #[error("the scopes asked for make a token of {0} bytes, longer than the 8 KiB accepted; ask for fewer or shorter names")]
+    #[error(
+        "the scopes asked for make a token of {0} bytes, longer than the 8 KiB accepted; ask for fewer or shorter names"
+    )]
     TooLong(usize),
 }
 

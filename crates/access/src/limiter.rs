@@ -98,7 +98,10 @@ mod tests {
         let wait = limiter.failed(attacker, None).expect("the 11th failure in a minute is over the quota");
         assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(7), "{wait:?}");
         assert!(limiter.blocked_for(attacker, None).is_some());
-        assert!(limiter.blocked_for(ip("::ffff:192.0.2.1"), None).is_some(), "IPv4-mapped is the same address");
+        assert!(
+            limiter.blocked_for(ip("::ffff:192.0.2.1"), None).is_some(),
+            "IPv4-mapped is the same address"
+        );
         assert_eq!(limiter.blocked_for(neighbour, None), None);
         assert_eq!(limiter.failed(neighbour, None), None);
         limiter.forget_idle();

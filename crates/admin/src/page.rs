@@ -389,7 +389,10 @@ async fn login(State(state): State<PageState>, request: Request) -> Response {
         Ok(token) => token,
         Err(AuthError::RateLimited(wait)) => return too_many(wait),
         Err(AuthError::Rejected | AuthError::NotOurs | AuthError::Expired) => {
-            return html(StatusCode::UNAUTHORIZED, render::login(Some("That is not an active access token.")));
+            return html(
+                StatusCode::UNAUTHORIZED,
+                render::login(Some("That is not an active access token.")),
+            );
         }
         Err(AuthError::Metadata(error)) => {
             tracing::error!(%error, "status page login: token lookup failed");

@@ -41,7 +41,12 @@ pub(crate) fn challenge(
     let forwarded = caller.base_url();
     let base = control.public_url.as_deref().or(forwarded.as_deref()).unwrap_or("");
     let namespace = oci::registry::namespace_parameter(query)
-        .map(|ns| format!("?{}", url::form_urlencoded::Serializer::new(String::new()).append_pair("ns", &ns).finish()))
+        .map(|ns| {
+            format!(
+                "?{}",
+                url::form_urlencoded::Serializer::new(String::new()).append_pair("ns", &ns).finish()
+            )
+        })
         .unwrap_or_default();
     let mut challenge =
         format!("Bearer realm=\"{base}/v2/token{namespace}\",service=\"{}\"", access::SERVICE);
@@ -122,13 +127,22 @@ pub(crate) async fn base(control: &ControlPlane, caller: &Caller) -> Result<(), 
 
 /// Logs refused credentials (throttled per address): a pull's (with its group and image) or a
 /// login's at `/v2/`.
-fn log_refusal(control: &ControlPlane, client: IpAddr, error: &AuthError, pull: Option<(&GroupSettings, &str)>) {
+fn log_refusal(
+    control: &ControlPlane,
+    client: IpAddr,
+    error: &AuthError,
+    pull: Option<(&GroupSettings, &str)>,
+) {
     let Some(held_back) = control.access.log_denial(client) else { return };
     match pull {
-        Some((group, image)) => tracing::warn!(target: "depproxy::audit", event = "denied", group = %group.path,
-            image, client = %client, reason = %error, held_back),
-        None => tracing::warn!(target: "depproxy::audit", event = "denied", client = %client, reason = %error,
-            held_back, "login refused at /v2/"),
+        Some((group, image)) => {
+            tracing::warn!(target: "depproxy::audit", event = "denied", group = %group.path,
+            image, client = %client, reason = %error, held_back)
+        }
+        None => {
+            tracing::warn!(target: "depproxy::audit", event = "denied", client = %client, reason = %error,
+            held_back, "login refused at /v2/")
+        }
     }
 }
 

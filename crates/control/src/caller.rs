@@ -87,9 +87,15 @@ mod tests {
         headers.insert(injector::FORWARDED_HOST_HEADER, HeaderValue::from_static("proxy.example"));
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         headers.insert(injector::CLIENT_ADDRESS_HEADER, HeaderValue::from_static("10.0.0.2"));
-        assert_eq!(Caller::from_headers(&headers, &trusted).base_url().as_deref(), Some("https://proxy.example"));
+        assert_eq!(
+            Caller::from_headers(&headers, &trusted).base_url().as_deref(),
+            Some("https://proxy.example")
+        );
         headers.insert(injector::CLIENT_ADDRESS_HEADER, HeaderValue::from_static("::ffff:10.0.0.2"));
-        assert_eq!(Caller::from_headers(&headers, &trusted).base_url().as_deref(), Some("https://proxy.example"));
+        assert_eq!(
+            Caller::from_headers(&headers, &trusted).base_url().as_deref(),
+            Some("https://proxy.example")
+        );
         headers.insert(injector::CLIENT_ADDRESS_HEADER, HeaderValue::from_static("192.0.2.9"));
         assert_eq!(
             Caller::from_headers(&headers, &trusted).base_url().as_deref(),
@@ -98,7 +104,10 @@ mod tests {
         );
         headers.insert(injector::CLIENT_ADDRESS_HEADER, HeaderValue::from_static("10.0.0.2"));
         headers.insert("x-forwarded-proto", HeaderValue::from_static("gopher"));
-        assert_eq!(Caller::from_headers(&headers, &trusted).base_url().as_deref(), Some("http://proxy.example"));
+        assert_eq!(
+            Caller::from_headers(&headers, &trusted).base_url().as_deref(),
+            Some("http://proxy.example")
+        );
     }
 
     #[test]

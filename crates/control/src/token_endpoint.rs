@@ -153,12 +153,15 @@ pub(crate) async fn handle(
     let granted = grants(control, &identity, &request.scopes, uri.query(), address);
     tracing::info!(target: "depproxy::audit", event = "token_issued", token = identity.name(), granted = granted.len(),
         refused = request.scopes.len() - granted.len(), client = %address);
-    let grant = control.access.issue(&identity, granted, request.offline, refresh_until).map_err(|error| match error {
-        JwtError::TooLong(_) => ControlError::Oci(
-            OciError::new(ErrorCode::Unsupported, error.to_string()).with_status(http::StatusCode::BAD_REQUEST),
-        ),
-        JwtError::Expired | JwtError::Invalid(_) | JwtError::Signing(_) => ControlError::Jwt(error),
-    })?;
+    let grant = control.access.issue(&identity, granted, request.offline, refresh_until).map_err(
+        |error| match error {
+            JwtError::TooLong(_) => ControlError::Oci(
+                OciError::new(ErrorCode::Unsupported, error.to_string())
+                    .with_status(http::StatusCode::BAD_REQUEST),
+            ),
+            JwtError::Expired | JwtError::Invalid(_) | JwtError::Signing(_) => ControlError::Jwt(error),
+        },
+    )?;
     answer(&grant)
 }
 

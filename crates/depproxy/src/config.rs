@@ -1031,7 +1031,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(behind_proxies.contains("behind trusted_proxies"), "loopback behind a proxy is not local: {behind_proxies}");
+        assert!(
+            behind_proxies.contains("behind trusted_proxies"),
+            "loopback behind a proxy is not local: {behind_proxies}"
+        );
         let allowed = with_credentials(
             "0.0.0.0:5000",
             "access = \"anonymous\"\nallow_anonymous_with_credentials = true",
@@ -1068,11 +1071,16 @@ mod tests {
         assert!(config.warnings().is_empty(), "{:?}", config.warnings());
         let defaults = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
         assert!(defaults.warnings().is_empty());
-        let no_public_url =
-            Config::resolve(toml::from_str("trusted_proxies = [\"10.0.0.0/8\"]").unwrap(), &Overrides::default())
-                .unwrap();
+        let no_public_url = Config::resolve(
+            toml::from_str("trusted_proxies = [\"10.0.0.0/8\"]").unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
         assert!(
-            no_public_url.warnings().iter().any(|warning| warning.contains("trusted_proxies is set without public_url")),
+            no_public_url
+                .warnings()
+                .iter()
+                .any(|warning| warning.contains("trusted_proxies is set without public_url")),
             "{:?}",
             no_public_url.warnings()
         );

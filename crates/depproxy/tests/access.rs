@@ -525,7 +525,8 @@ async fn a_revoked_token_and_its_registry_tokens_stop_working_within_the_check_i
 /// The JSON claims of a JWT (not verified: the proxy did that).
 fn claims_of(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+        .unwrap()
 }
 
 impl World {
@@ -640,7 +641,10 @@ async fn failures_count_per_address_and_token_and_foreign_credentials_never_coun
     let revoked = basic("x", &world.secrets["revoked"]);
     assert!(world.limited(runner, path, |_| revoked.clone()).await >= 15);
     assert_eq!(world.request_from(runner, path, Some(&revoked)).await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(world.request_from(runner, path, Some(&basic("x", &world.secrets["a"]))).await, StatusCode::OK);
+    assert_eq!(
+        world.request_from(runner, path, Some(&basic("x", &world.secrets["a"]))).await,
+        StatusCode::OK
+    );
     let b_id = &world.secrets["b"][4..20];
     assert_eq!(
         world.request_from(runner, path, Some(&basic("x", &format!("dpp_{b_id}_wrong")))).await,
@@ -659,13 +663,19 @@ async fn failures_count_per_address_and_token_and_foreign_credentials_never_coun
     }
     assert!(limited_v6 >= 15, "guesses spread over a /64 were limited {limited_v6} times");
     let guess = basic("x", "dpp_0123456789abcdef_neighbour");
-    assert_eq!(world.request_from("2001:db8:1:2::ffff", path, Some(&guess)).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        world.request_from("2001:db8:1:2::ffff", path, Some(&guess)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(world.request_from("2001:db8:1:3::1", path, Some(&guess)).await, StatusCode::UNAUTHORIZED);
 
     // An IPv4-mapped IPv6 address is its IPv4 address.
     let mapped = |attempt: usize| basic("x", &format!("dpp_0123456789abcdef_mapped{attempt}"));
     assert!(world.limited("::ffff:198.51.100.11", path, mapped).await >= 15);
-    assert_eq!(world.request_from("198.51.100.11", path, Some(&mapped(99))).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        world.request_from("198.51.100.11", path, Some(&mapped(99))).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 /// A token request names at most 32 scopes, and the token it gets must fit the 8 KiB we accept:
@@ -675,7 +685,8 @@ async fn token_requests_are_bounded_in_scopes_and_length() {
     let world = world("", "").await;
     let request = |names: Vec<String>, authorization: Option<String>| {
         let query: Vec<String> = names.iter().map(|name| format!("scope=repository:{name}:pull")).collect();
-        let mut request = client().get(format!("{}/v2/token?service=depproxy&{}", world.proxy.url, query.join("&")));
+        let mut request =
+            client().get(format!("{}/v2/token?service=depproxy&{}", world.proxy.url, query.join("&")));
         if let Some(value) = authorization {
             request = request.header("authorization", value);
         }
@@ -700,7 +711,10 @@ async fn token_requests_are_bounded_in_scopes_and_length() {
     assert!(body["errors"][0]["message"].as_str().unwrap().contains("8 KiB"), "{body}");
     // A bearer value longer than 8 KiB is refused unread (not counted: it is not ours).
     let huge = format!("Bearer {}", "a".repeat(9 * 1024));
-    assert_eq!(world.request("GET", "/v2/img/manifests/v1", Some(&huge)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        world.request("GET", "/v2/img/manifests/v1", Some(&huge)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// A registry token minted for some repositories pulls those and no other, as Docker Hub's:
@@ -711,7 +725,11 @@ async fn a_registry_token_pulls_only_the_repositories_of_its_scopes() {
     let jwt = world.jwt(&world.secrets["a"], "repository:img:pull").await;
     let bearer = format!("Bearer {jwt}");
     let image = &world.upstreams["ua"].1;
-    for path in ["/v2/img/manifests/v1".to_owned(), format!("/v2/img/blobs/{}", image.layer), "/v2/img/tags/list".to_owned()] {
+    for path in [
+        "/v2/img/manifests/v1".to_owned(),
+        format!("/v2/img/blobs/{}", image.layer),
+        "/v2/img/tags/list".to_owned(),
+    ] {
         assert_eq!(world.request("GET", &path, Some(&bearer)).await.status(), StatusCode::OK, "{path}");
     }
     // Token a may pull these (group `default`), but this JWT was not minted for them.
@@ -742,7 +760,8 @@ async fn a_registry_token_pulls_only_the_repositories_of_its_scopes() {
     // the scope as the pull does, and the token it grants works.
     let ns = format!("?ns={}", world.host("ub"));
     let path = format!("/v2/img/manifests/v1{ns}");
-    let challenge = world.request("GET", &path, None).await.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let challenge =
+        world.request("GET", &path, None).await.headers()["www-authenticate"].to_str().unwrap().to_owned();
     let realm = challenge.split('"').nth(1).unwrap().to_owned();
     assert!(realm.starts_with(&format!("{}/v2/token?ns=", world.proxy.url)), "{challenge}");
     let response = client()
@@ -790,7 +809,10 @@ async fn refresh_tokens_end_with_their_access_token() {
     };
     let answer: serde_json::Value = exchange(refresh.clone()).send().await.unwrap().json().await.unwrap();
     let next = answer["refresh_token"].as_str().unwrap();
-    assert!(claims_of(next)["exp"].as_u64() <= claims_of(&refresh)["exp"].as_u64(), "a refresh extended itself");
+    assert!(
+        claims_of(next)["exp"].as_u64() <= claims_of(&refresh)["exp"].as_u64(),
+        "a refresh extended itself"
+    );
     world.metadata.revoke_access_token("hourly", Clock::system().now_ms()).await.unwrap();
     world.proxy.access.tokens().reload().await.unwrap();
     assert_eq!(exchange(refresh).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
@@ -810,7 +832,10 @@ async fn the_realm_follows_x_forwarded_proto_from_trusted_proxies_only() {
             .unwrap();
         let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
         let authority = world.proxy.url.trim_start_matches("http://");
-        assert!(challenge.starts_with(&format!("Bearer realm=\"{scheme}://{authority}/v2/token\"")), "{top}: {challenge}");
+        assert!(
+            challenge.starts_with(&format!("Bearer realm=\"{scheme}://{authority}/v2/token\"")),
+            "{top}: {challenge}"
+        );
     }
 }
 

@@ -196,7 +196,15 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            ["accept", "authorization", "if-none-match", "range", "user-agent", "x-forwarded-for", "x-forwarded-proto"]
+            [
+                "accept",
+                "authorization",
+                "if-none-match",
+                "range",
+                "user-agent",
+                "x-forwarded-for",
+                "x-forwarded-proto"
+            ]
         );
         assert_eq!(kept.get_all("accept").iter().count(), 2, "every value of an allowed header");
     }

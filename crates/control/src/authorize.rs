@@ -17,11 +17,11 @@ use crate::caller::Caller;
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
 
-/// What a challenge says went wrong, if anything.
+/// What a challenge says went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChallengeError {
     /// No credentials, or none we accept: the plain challenge.
-    None,
+    Plain,
     /// A registry token of ours past its lifetime.
     InvalidToken,
     /// A registry token not minted for this repository.
@@ -54,7 +54,7 @@ pub(crate) fn challenge(
         challenge.push_str(&format!(",scope=\"repository:{name}:pull\""));
     }
     match error {
-        ChallengeError::None => {}
+        ChallengeError::Plain => {}
         ChallengeError::InvalidToken => challenge.push_str(",error=\"invalid_token\""),
         ChallengeError::InsufficientScope => challenge.push_str(",error=\"insufficient_scope\""),
     }
@@ -77,7 +77,7 @@ pub(crate) async fn pull(
     let unauthorized = |error| ControlError::Unauthorized {
         challenge: challenge(control, caller, Some(&image.as_written()), query, error),
     };
-    let Some(credentials) = &caller.credentials else { return Err(unauthorized(ChallengeError::None)) };
+    let Some(credentials) = &caller.credentials else { return Err(unauthorized(ChallengeError::Plain)) };
     let outcome = control.access.authenticate(credentials, caller.address).await;
     if let Ok(Identity::Token { token, reach }) = &outcome
         && token.may_pull(&group.path)
@@ -97,11 +97,11 @@ pub(crate) async fn pull(
         }
         // Granted the group, but this registry token was minted for other repositories.
         Ok(Identity::Token { .. }) => Err(unauthorized(ChallengeError::InsufficientScope)),
-        Ok(Identity::Anonymous) => Err(unauthorized(ChallengeError::None)),
+        Ok(Identity::Anonymous) => Err(unauthorized(ChallengeError::Plain)),
         Err(AuthError::Expired) => Err(unauthorized(ChallengeError::InvalidToken)),
         Err(error) => {
             log_refusal(control, caller.address, &error, Some((group, name)));
-            Err(auth_failure(error, unauthorized(ChallengeError::None)))
+            Err(auth_failure(error, unauthorized(ChallengeError::Plain)))
         }
     }
 }
@@ -113,14 +113,14 @@ pub(crate) async fn base(control: &ControlPlane, caller: &Caller) -> Result<(), 
     }
     let unauthorized =
         |error| ControlError::Unauthorized { challenge: challenge(control, caller, None, None, error) };
-    let Some(credentials) = &caller.credentials else { return Err(unauthorized(ChallengeError::None)) };
+    let Some(credentials) = &caller.credentials else { return Err(unauthorized(ChallengeError::Plain)) };
     match control.access.authenticate(credentials, caller.address).await {
         Ok(Identity::Token { .. }) => Ok(()),
-        Ok(Identity::Anonymous) => Err(unauthorized(ChallengeError::None)),
+        Ok(Identity::Anonymous) => Err(unauthorized(ChallengeError::Plain)),
         Err(AuthError::Expired) => Err(unauthorized(ChallengeError::InvalidToken)),
         Err(error) => {
             log_refusal(control, caller.address, &error, None);
-            Err(auth_failure(error, unauthorized(ChallengeError::None)))
+            Err(auth_failure(error, unauthorized(ChallengeError::Plain)))
         }
     }
 }

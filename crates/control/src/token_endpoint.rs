@@ -151,8 +151,7 @@ pub(crate) async fn handle(
         (None, None) => (Identity::Anonymous, None),
     };
     let granted = grants(control, &identity, &request.scopes, uri.query(), address);
-    tracing::info!(target: "depproxy::audit", event = "token_issued", token = identity.name(), granted = granted.len(),
-        refused = request.scopes.len() - granted.len(), client = %address);
+    let (granted_count, refused_count) = (granted.len(), request.scopes.len() - granted.len());
     let grant = control.access.issue(&identity, granted, request.offline, refresh_until).map_err(
         |error| match error {
             JwtError::TooLong(_) => ControlError::Oci(
@@ -162,6 +161,9 @@ pub(crate) async fn handle(
             JwtError::Expired | JwtError::Invalid(_) | JwtError::Signing(_) => ControlError::Jwt(error),
         },
     )?;
+    // How many scopes, not which: a request may name 32, and the names are the client's to choose.
+    tracing::info!(target: "depproxy::audit", event = "token_issued", token = identity.name(), granted = granted_count,
+        refused = refused_count, client = %address);
     answer(&grant)
 }
 

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const ISSUER: &str = "depproxy";
 /// The `service` of our challenges and the `aud` of our tokens.
 pub const SERVICE: &str = "depproxy";
+/// The longest registry token we issue or read: a bearer value longer than this is not ours (it
+/// is refused unread), and a token request whose grant would make a longer token is refused.
+pub const MAX_JWT_LENGTH: usize = 8 * 1024;
 
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +63,11 @@ pub enum JwtError {
     Invalid(String),
     #[error("cannot sign a token: {0}")]
     Signing(String),
+    /// The grant would make a token longer than [`MAX_JWT_LENGTH`].
+    #[error(
+        "the scopes asked for make a token of {0} bytes, longer than the 8 KiB accepted; ask for fewer or shorter names"
+    )]
+    TooLong(usize),
 }
 
 /// The signing key, shared by every control plane (a file, like the internal secret).
@@ -96,8 +104,10 @@ impl JwtKeys {
         token_id: Option<&str>,
         access: Vec<ResourceActions>,
         lifetime: Duration,
+        not_after: Option<u64>,
     ) -> Result<(String, u64), JwtError> {
         let now = unix_now();
+        let expires_at = (now + lifetime.as_secs().max(1)).min(not_after.unwrap_or(u64::MAX));
         let claims = Claims {
             iss: ISSUER.to_owned(),
             aud: SERVICE.to_owned(),
@@ -106,7 +116,7 @@ impl JwtKeys {
             kind,
             iat: now,
             nbf: now,
-            exp: now + lifetime.as_secs().max(1),
+            exp: expires_at,
             jti: uuid::Uuid::new_v4().simple().to_string(),
             access,
         };
@@ -150,7 +160,7 @@ mod tests {
             actions: vec!["pull".into()],
         }];
         let (token, _) = keys
-            .sign(TokenKind::Access, "ci", Some("0123"), access.clone(), Duration::from_secs(60))
+            .sign(TokenKind::Access, "ci", Some("0123"), access.clone(), Duration::from_secs(60), None)
             .unwrap();
         let claims = keys.verify(&token, TokenKind::Access).unwrap();
         assert_eq!((claims.sub.as_str(), claims.tid.as_deref()), ("ci", Some("0123")));

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use metadata::{AccessTokenRecord, Clock, Metadata, MetadataError};
 use oci::GroupPath;
 
-use crate::secret::{NewSecret, hash_secret, id_of_secret, secret_matches_digest, stored_digest};
+use crate::secret::{NewSecret, hash_secret, secret_matches_digest, stored_digest};
 
 /// What a control plane knows of one access token.
 #[derive(Debug, Clone)]
@@ -84,14 +84,15 @@ impl TokenRegistry {
         Ok(count)
     }
 
-    fn cached(&self, id: &str) -> Option<Arc<TokenInfo>> {
+    /// The token with this id if the snapshot has it (no database query).
+    pub(crate) fn in_snapshot(&self, id: &str) -> Option<Arc<TokenInfo>> {
         self.by_id.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
     }
 
     /// The token with this id: from the snapshot, or — when newer than the snapshot — from the
     /// database.
     pub async fn by_id(&self, id: &str) -> Result<Option<Arc<TokenInfo>>, MetadataError> {
-        if let Some(info) = self.cached(id) {
+        if let Some(info) = self.in_snapshot(id) {
             return Ok(Some(info));
         }
         let Some(record) = self.metadata.find_access_token(id).await? else { return Ok(None) };
@@ -103,14 +104,9 @@ impl TokenRegistry {
         Ok(Some(info))
     }
 
-    /// The active token whose secret this is (`None`: not ours, wrong, revoked or expired).
-    pub async fn by_secret(&self, secret: &str) -> Result<Option<Arc<TokenInfo>>, MetadataError> {
-        let Some(id) = id_of_secret(secret) else { return Ok(None) };
-        let Some(info) = self.by_id(id).await? else { return Ok(None) };
-        if !secret_matches_digest(secret, &info.secret_digest) || !info.is_active(self.clock.now_ms()) {
-            return Ok(None);
-        }
-        Ok(Some(info))
+    /// Whether `secret` is the secret of `token` and the token is active now.
+    pub(crate) fn opens(&self, token: &TokenInfo, secret: &str) -> bool {
+        secret_matches_digest(secret, &token.secret_digest) && token.is_active(self.clock.now_ms())
     }
 
     /// The token with this id if it is active now.

@@ -1,6 +1,7 @@
 //! Who may call the admin API: a request with an active admin access token, as
-//! `Authorization: Bearer <secret>`. Failures count against the same per-address limit as
-//! registry logins.
+//! `Authorization: Bearer <secret>`. Failures count against the admin listener's own limit (per
+//! address and token, like registry logins, but apart from them: a flood of wrong registry logins
+//! does not lock operators out, nor the other way round).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -19,10 +20,7 @@ pub(crate) async fn admin(access: &Access, parts: &Parts) -> Result<Admin, Admin
     let client = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip());
-    if let Some(wait) = access.limiter().blocked_for(client) {
-        return Err(AdminError::RateLimited(wait));
-    }
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| access::canonical(peer.ip()));
     // Logged in on the status page (its session cookie, checked by `page::with_page`).
     if let Some(session) = parts.extensions.get::<crate::page::SessionAdmin>() {
         return Ok(Admin { name: session.name.clone() });
@@ -35,21 +33,29 @@ pub(crate) async fn admin(access: &Access, parts: &Parts) -> Result<Admin, Admin
         .map(str::trim)
         .filter(|secret| !secret.is_empty())
         .ok_or(AdminError::Unauthenticated)?;
-    let token =
-        access.tokens().by_secret(secret).await.map_err(|error| AdminError::Internal(error.to_string()))?;
-    let Some(token) = token else {
-        let (error, reason) = match access.limiter().failed(client) {
-            Some(wait) => (AdminError::RateLimited(wait), AdminError::RateLimited(wait).to_string()),
-            None => (AdminError::Unauthenticated, "not an active access token".to_owned()),
-        };
-        tracing::warn!(target: "depproxy::audit", event = "login_refused", %client, reason,
-            "admin API login refused");
-        return Err(error);
+    let token = match access.authenticate_admin(secret, client).await {
+        Ok(token) => token,
+        Err(error) => {
+            let error = AdminError::from(error);
+            if !matches!(error, AdminError::Internal(_)) {
+                tracing::warn!(target: "depproxy::audit", event = "login_refused", %client, reason = %error,
+                    "admin API login refused");
+            }
+            return Err(error);
+        }
     };
     if !token.admin {
-        tracing::warn!(target: "depproxy::audit", token = %token.name, %client, "admin API refused: not an admin token");
+        match access.log_denial(client) {
+            Some(held_back) => {
+                tracing::warn!(target: "depproxy::audit", token = %token.name, %client, held_back,
+                "admin API refused: not an admin token")
+            }
+            None => {
+                tracing::warn!(target: telemetry::events::AUDIT_HELD_BACK_TARGET, token = %token.name, %client,
+                "admin API refused: not an admin token")
+            }
+        }
         return Err(AdminError::NotAdmin);
     }
-    access.tokens().note_use(&token.id);
     Ok(Admin { name: token.name.clone() })
 }

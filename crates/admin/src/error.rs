@@ -35,7 +35,9 @@ impl From<access::AuthError> for AdminError {
         match error {
             access::AuthError::RateLimited(wait) => AdminError::RateLimited(wait),
             access::AuthError::Metadata(error) => AdminError::Internal(error.to_string()),
-            access::AuthError::Rejected | access::AuthError::Expired => AdminError::Unauthenticated,
+            access::AuthError::Rejected | access::AuthError::NotOurs | access::AuthError::Expired => {
+                AdminError::Unauthenticated
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use access::Access;
+use access::{Access, AuthError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, Query, Request, State};
 use axum::middleware::Next;
@@ -248,7 +248,7 @@ fn client_of(parts: &Parts) -> IpAddr {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| access::canonical(peer.ip()))
 }
 
 /// Percent-encodes a value for a URL path segment or query.
@@ -383,16 +383,24 @@ async fn form(state: &PageState, request: Request) -> (Parts, Fields) {
 async fn login(State(state): State<PageState>, request: Request) -> Response {
     let (parts, fields) = form(&state, request).await;
     let client = client_of(&parts);
-    let limiter = state.access.limiter();
-    if let Some(wait) = limiter.blocked_for(client) {
-        let message =
-            format!("Too many failed logins from this address; retry in {}.", telemetry::retry_wait(wait));
-        return html(StatusCode::TOO_MANY_REQUESTS, render::login(Some(&message)));
-    }
-    let secret = fields.token.trim();
-    let token = match state.access.tokens().by_secret(secret).await {
+    let refused = |status: StatusCode, message: String| {
+        tracing::warn!(target: "depproxy::audit", event = "login_refused", %client, reason = %message,
+            "status page login refused");
+        html(status, render::login(Some(&message)))
+    };
+    let token = match state.access.authenticate_admin(fields.token.trim(), client).await {
         Ok(token) => token,
-        Err(error) => {
+        Err(AuthError::RateLimited(wait)) => {
+            let message = format!(
+                "Too many failed logins from this address; retry in {}.",
+                telemetry::retry_wait(wait)
+            );
+            return refused(StatusCode::TOO_MANY_REQUESTS, message);
+        }
+        Err(AuthError::Rejected | AuthError::NotOurs | AuthError::Expired) => {
+            return refused(StatusCode::UNAUTHORIZED, "That is not an active access token.".to_owned());
+        }
+        Err(AuthError::Metadata(error)) => {
             tracing::error!(%error, "status page login: token lookup failed");
             return html(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -400,22 +408,10 @@ async fn login(State(state): State<PageState>, request: Request) -> Response {
             );
         }
     };
-    let Some(token) = token.filter(|_| !secret.is_empty()) else {
-        let message = match limiter.failed(client) {
-            Some(wait) => {
-                format!("Too many failed logins from this address; retry in {}.", telemetry::retry_wait(wait))
-            }
-            None => "That is not an active access token.".to_owned(),
-        };
-        tracing::warn!(target: "depproxy::audit", event = "login_refused", %client, reason = %message,
-            "status page login refused");
-        return html(StatusCode::UNAUTHORIZED, render::login(Some(&message)));
-    };
     if !token.admin {
         tracing::warn!(target: "depproxy::audit", token = %token.name, %client, "status page login refused: not an admin token");
         return html(StatusCode::FORBIDDEN, render::login(Some("That token may pull, but not administer.")));
     }
-    state.access.tokens().note_use(&token.id);
     let (id, _) = state.sessions.create(&token.id);
     tracing::info!(target: "depproxy::audit", admin = %token.name, %client, "status page login");
     let mut response = see_other("/");

@@ -1,8 +1,13 @@
 //! May this caller pull from this group? The group's policy decides whether credentials are
-//! needed; if so, they must name an access token granted the group. Credentials are neither
-//! checked nor counted when the group lets the caller pull anonymously (docker's registry-mirrors
-//! may send a user's Docker Hub credentials to a mirror: they are not ours, and not a failed
-//! login). Every denial is logged for audit, never with a secret.
+//! needed; if so, they must name an access token granted the group, and — for a registry token —
+//! have been minted for this repository, named as the client names it (outside its scopes: 401
+//! with a challenge for the right scope, as Docker Hub answers, so the client asks for it).
+//! Credentials are neither checked nor counted when the group lets the caller pull anonymously
+//! (docker's registry-mirrors may send a user's Docker Hub credentials to a mirror: they are not
+//! ours, and not a failed login). Denials are logged for audit, never with a secret, at most one
+//! line per client address and minute (with the count held back).
+
+use std::net::IpAddr;
 
 use access::{AuthError, Identity};
 use cache::GroupSettings;
@@ -12,60 +17,97 @@ use crate::caller::Caller;
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
 
-/// The `WWW-Authenticate` challenge for a request that needs credentials.
+/// What a challenge says went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChallengeError {
+    /// No credentials, or none we accept: the plain challenge.
+    Plain,
+    /// A registry token of ours past its lifetime.
+    InvalidToken,
+    /// A registry token not minted for this repository.
+    InsufficientScope,
+}
+
+/// The `WWW-Authenticate` challenge for a request that needs credentials. The realm carries the
+/// request's `ns` (containerd's mirror parameter), so the token endpoint resolves the scope's
+/// repository as this request did.
 pub(crate) fn challenge(
     control: &ControlPlane,
     caller: &Caller,
     scope: Option<&str>,
-    expired: bool,
+    query: Option<&str>,
+    error: ChallengeError,
 ) -> String {
     let forwarded = caller.base_url();
     let base = control.public_url.as_deref().or(forwarded.as_deref()).unwrap_or("");
-    let mut challenge = format!("Bearer realm=\"{base}/v2/token\",service=\"{}\"", access::SERVICE);
+    let namespace = oci::registry::namespace_parameter(query)
+        .map(|ns| {
+            format!(
+                "?{}",
+                url::form_urlencoded::Serializer::new(String::new()).append_pair("ns", &ns).finish()
+            )
+        })
+        .unwrap_or_default();
+    let mut challenge =
+        format!("Bearer realm=\"{base}/v2/token{namespace}\",service=\"{}\"", access::SERVICE);
     if let Some(name) = scope {
         challenge.push_str(&format!(",scope=\"repository:{name}:pull\""));
     }
-    if expired {
-        challenge.push_str(",error=\"invalid_token\"");
+    match error {
+        ChallengeError::Plain => {}
+        ChallengeError::InvalidToken => challenge.push_str(",error=\"invalid_token\""),
+        ChallengeError::InsufficientScope => challenge.push_str(",error=\"insufficient_scope\""),
     }
     challenge
 }
 
-/// Checks a pull of `image` (named as the client wrote it) from `group`.
+/// Checks a pull of `image` (named as the client wrote it, with the request's `query`) from
+/// `group`.
 pub(crate) async fn pull(
     control: &ControlPlane,
     caller: &Caller,
     group: &GroupSettings,
     image: &ImageAddress,
+    query: Option<&str>,
 ) -> Result<(), ControlError> {
     if group.access.allows_anonymous(caller.address) {
         return Ok(());
     }
     // The name as written is built only for an answer other than "yes": not on the hit path.
-    let unauthorized = |expired| ControlError::Unauthorized {
-        challenge: challenge(control, caller, Some(&image.as_written()), expired),
+    let unauthorized = |error| ControlError::Unauthorized {
+        challenge: challenge(control, caller, Some(&image.as_written()), query, error),
     };
-    let Some(credentials) = &caller.credentials else { return Err(unauthorized(false)) };
+    let Some(credentials) = &caller.credentials else { return Err(unauthorized(ChallengeError::Plain)) };
     let outcome = control.access.authenticate(credentials, caller.address).await;
-    if let Ok(Identity::Token(token)) = &outcome
+    if let Ok(Identity::Token { token, reach }) = &outcome
         && token.may_pull(&group.path)
+        && reach.includes(image)
     {
         return Ok(());
     }
     let name = image.as_written();
     let name = name.as_str();
     match outcome {
-        Ok(Identity::Token(token)) => {
-            tracing::warn!(target: "depproxy::audit", event = "denied", token = %token.name, group = %group.path,
-                image = name, client = %caller.address, reason = "token not granted this group", "pull refused");
+        Ok(Identity::Token { token, .. }) if !token.may_pull(&group.path) => {
+            match control.access.log_denial(caller.address) {
+                Some(held_back) => {
+                    tracing::warn!(target: "depproxy::audit", event = "denied", token = %token.name,
+                    group = %group.path, image = name, client = %caller.address,
+                    reason = "token not granted this group", held_back, "pull refused")
+                }
+                None => tracing::warn!(target: telemetry::events::AUDIT_HELD_BACK_TARGET, event = "denied",
+                    token = %token.name, group = %group.path, image = name, client = %caller.address,
+                    reason = "token not granted this group", "pull refused"),
+            }
             Err(ControlError::Denied(format!("this token may not pull from group {}", group.path)))
         }
-        Ok(Identity::Anonymous) => Err(unauthorized(false)),
-        Err(AuthError::Expired) => Err(unauthorized(true)),
+        // Granted the group, but this registry token was minted for other repositories.
+        Ok(Identity::Token { .. }) => Err(unauthorized(ChallengeError::InsufficientScope)),
+        Ok(Identity::Anonymous) => Err(unauthorized(ChallengeError::Plain)),
+        Err(AuthError::Expired) => Err(unauthorized(ChallengeError::InvalidToken)),
         Err(error) => {
-            tracing::warn!(target: "depproxy::audit", event = "denied", group = %group.path, image = name,
-                client = %caller.address, reason = %error, "pull refused");
-            Err(auth_failure(error, unauthorized(false)))
+            log_refusal(control, caller.address, &error, Some((group, name)));
+            Err(auth_failure(error, unauthorized(ChallengeError::Plain)))
         }
     }
 }
@@ -76,24 +118,48 @@ pub(crate) async fn base(control: &ControlPlane, caller: &Caller) -> Result<(), 
         return Ok(());
     }
     let unauthorized =
-        |expired| ControlError::Unauthorized { challenge: challenge(control, caller, None, expired) };
-    let Some(credentials) = &caller.credentials else { return Err(unauthorized(false)) };
+        |error| ControlError::Unauthorized { challenge: challenge(control, caller, None, None, error) };
+    let Some(credentials) = &caller.credentials else { return Err(unauthorized(ChallengeError::Plain)) };
     match control.access.authenticate(credentials, caller.address).await {
-        Ok(Identity::Token(_)) => Ok(()),
-        Ok(Identity::Anonymous) => Err(unauthorized(false)),
-        Err(AuthError::Expired) => Err(unauthorized(true)),
+        Ok(Identity::Token { .. }) => Ok(()),
+        Ok(Identity::Anonymous) => Err(unauthorized(ChallengeError::Plain)),
+        Err(AuthError::Expired) => Err(unauthorized(ChallengeError::InvalidToken)),
         Err(error) => {
-            tracing::warn!(target: "depproxy::audit", event = "denied", client = %caller.address, reason = %error,
-                "login refused at /v2/");
-            Err(auth_failure(error, unauthorized(false)))
+            log_refusal(control, caller.address, &error, None);
+            Err(auth_failure(error, unauthorized(ChallengeError::Plain)))
         }
+    }
+}
+
+/// Logs refused credentials (throttled per address): a pull's (with its group and image) or a
+/// login's at `/v2/`.
+fn log_refusal(
+    control: &ControlPlane,
+    client: IpAddr,
+    error: &AuthError,
+    pull: Option<(&GroupSettings, &str)>,
+) {
+    // Every refusal reaches the admin API's events; the log gets one line per address and minute.
+    match (control.access.log_denial(client), pull) {
+        (Some(held_back), Some((group, image))) => {
+            tracing::warn!(target: "depproxy::audit", event = "denied",
+            group = %group.path, image, client = %client, reason = %error, held_back, "pull refused")
+        }
+        (None, Some((group, image))) => tracing::warn!(target: telemetry::events::AUDIT_HELD_BACK_TARGET,
+            event = "denied", group = %group.path, image, client = %client, reason = %error, "pull refused"),
+        (Some(held_back), None) => {
+            tracing::warn!(target: "depproxy::audit", event = "denied", client = %client,
+            reason = %error, held_back, "login refused at /v2/")
+        }
+        (None, None) => tracing::warn!(target: telemetry::events::AUDIT_HELD_BACK_TARGET, event = "denied",
+            client = %client, reason = %error, "login refused at /v2/"),
     }
 }
 
 /// The answer to credentials that were not accepted.
 pub(crate) fn auth_failure(error: AuthError, rejected: ControlError) -> ControlError {
     match error {
-        AuthError::Rejected | AuthError::Expired => rejected,
+        AuthError::Rejected | AuthError::NotOurs | AuthError::Expired => rejected,
         AuthError::RateLimited(wait) => ControlError::TooManyFailures(wait),
         AuthError::Metadata(error) => ControlError::AccessStore(error),
     }

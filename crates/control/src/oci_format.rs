@@ -49,7 +49,7 @@ pub(crate) async fn decide(
         }
         Endpoint::Manifest { image, reference } => {
             let resolved = control.cache.resolve(&image, query)?;
-            authorize::pull(control, &caller, &resolved.group, &image).await?;
+            authorize::pull(control, &caller, &resolved.group, &image, query).await?;
             let decision = control.cache.manifest(&resolved, &reference, head).await?;
             let decision =
                 refetch_if_asked(control, &caller, &resolved, ObjectKind::Manifest, decision).await?;
@@ -57,19 +57,19 @@ pub(crate) async fn decide(
         }
         Endpoint::Blob { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
-            authorize::pull(control, &caller, &resolved.group, &image).await?;
+            authorize::pull(control, &caller, &resolved.group, &image, query).await?;
             let decision = control.cache.blob(&resolved, &digest, head).await?;
             let decision = refetch_if_asked(control, &caller, &resolved, ObjectKind::Blob, decision).await?;
             Ok(render::decision(decision, uri, resolved.group.path.as_str()))
         }
         Endpoint::TagsList { image } => {
             let resolved = control.cache.resolve(&image, query)?;
-            authorize::pull(control, &caller, &resolved.group, &image).await?;
+            authorize::pull(control, &caller, &resolved.group, &image, query).await?;
             Box::pin(passthrough::tags_list(&resolved, uri)).await
         }
         Endpoint::Referrers { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
-            authorize::pull(control, &caller, &resolved.group, &image).await?;
+            authorize::pull(control, &caller, &resolved.group, &image, query).await?;
             Box::pin(passthrough::referrers(&resolved, &digest, uri)).await
         }
     }

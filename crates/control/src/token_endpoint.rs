@@ -3,11 +3,16 @@
 //! `client_id` accepted) as docker, skopeo and podman send it, and the OAuth2 `POST` form
 //! (`grant_type=password` or `refresh_token`) as containerd sends it. Without credentials it
 //! issues an anonymous token. Scopes the caller may not have are left out of the grant, not an
-//! error; a wrong secret is a 401, counted against the caller's address.
+//! error; a registry token presented here grants at most its own scopes. A wrong secret is a 401,
+//! counted against the caller's address and the token it names; credentials not ours (docker's
+//! Docker Hub login) are a 401 that is not counted. At most [`access::MAX_SCOPES`] scopes a
+//! request, and a token that would be longer than [`access::MAX_JWT_LENGTH`] is not issued
+//! (400 for either). Scope names resolve as the pull they are for: with the `ns` parameter our
+//! challenge puts in the realm for containerd's mirror form.
 
 use std::collections::HashMap;
 
-use access::{AuthError, Credentials, Grant, Identity, ResourceActions, Scope};
+use access::{AuthError, Credentials, Grant, Identity, JwtError, ResourceActions, Scope, TooManyScopes};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Method, Uri};
@@ -65,11 +70,15 @@ fn parse_request(
 pub fn parse_token_request(method: &Method, query: &str, body: &[u8]) -> Result<TokenRequest, OciError> {
     let query = pairs(query);
     let truthy = |value: &str| matches!(value, "true" | "1" | "yes");
+    let too_many = |error: TooManyScopes| {
+        OciError::new(ErrorCode::Unsupported, error.to_string()).with_status(http::StatusCode::BAD_REQUEST)
+    };
     if method == Method::GET {
         return Ok(TokenRequest {
             scopes: Scope::parse_all(
                 query.iter().filter(|(key, _)| key == "scope").map(|(_, value)| value.as_str()),
-            ),
+            )
+            .map_err(too_many)?,
             offline: query.iter().any(|(key, value)| key == "offline_token" && truthy(value)),
             refresh_token: None,
             credentials: None,
@@ -83,7 +92,8 @@ pub fn parse_token_request(method: &Method, query: &str, body: &[u8]) -> Result<
     let field = |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
     let scopes = Scope::parse_all(
         form.iter().chain(query.iter()).filter(|(key, _)| key == "scope").map(|(_, value)| value.as_str()),
-    );
+    )
+    .map_err(too_many)?;
     let offline = field("access_type").as_deref() == Some("offline");
     match field("grant_type").as_deref() {
         Some("password") => Ok(TokenRequest {
@@ -122,46 +132,65 @@ pub(crate) async fn handle(
     let address = caller.address;
     let request = parse_request(method, uri, body, caller)?;
     let rejected = || ControlError::LoginRejected;
-    let identity = match (&request.refresh_token, &request.credentials) {
-        (Some(refresh), _) => control
-            .access
-            .authenticate_refresh(refresh, address)
-            .await
-            .map_err(|error| auth_failure(error, rejected()))?,
-        (None, Some(credentials)) => match control.access.authenticate(credentials, address).await {
-            Ok(identity) => identity,
-            Err(error) => {
-                if !matches!(error, AuthError::Expired) {
-                    tracing::warn!(target: "depproxy::audit", event = "login_refused", client = %address, reason = %error,
-                        "failed login");
+    // Every refusal reaches the admin API's events; the log gets one line per address and minute.
+    let refused = |error: AuthError| {
+        if !matches!(error, AuthError::Expired) {
+            match control.access.log_denial(address) {
+                Some(held_back) => tracing::warn!(target: "depproxy::audit", event = "login_refused",
+                    client = %address, reason = %error, held_back, "failed login"),
+                None => {
+                    tracing::warn!(target: telemetry::events::AUDIT_HELD_BACK_TARGET, event = "login_refused",
+                    client = %address, reason = %error, "failed login")
                 }
-                return Err(auth_failure(error, rejected()));
             }
-        },
-        (None, None) => Identity::Anonymous,
+        }
+        auth_failure(error, rejected())
     };
-    let granted = grants(control, &identity, &request.scopes, address);
-    let names: Vec<&str> = granted.iter().map(|grant| grant.name.as_str()).collect();
-    tracing::info!(target: "depproxy::audit", event = "token_issued", token = identity.name(), granted = ?names,
-        refused = request.scopes.len() - granted.len(), client = %address);
-    let grant = control.access.issue(&identity, granted, request.offline).map_err(ControlError::Jwt)?;
+    let (identity, refresh_until) = match (&request.refresh_token, &request.credentials) {
+        (Some(refresh), _) => {
+            let refresh = control.access.authenticate_refresh(refresh, address).await.map_err(refused)?;
+            (refresh.identity, Some(refresh.expires_at))
+        }
+        (None, Some(credentials)) => {
+            (control.access.authenticate(credentials, address).await.map_err(refused)?, None)
+        }
+        (None, None) => (Identity::Anonymous, None),
+    };
+    let granted = grants(control, &identity, &request.scopes, uri.query(), address);
+    let (granted_count, refused_count) = (granted.len(), request.scopes.len() - granted.len());
+    let grant = control.access.issue(&identity, granted, request.offline, refresh_until).map_err(
+        |error| match error {
+            JwtError::TooLong(_) => ControlError::Oci(
+                OciError::new(ErrorCode::Unsupported, error.to_string())
+                    .with_status(http::StatusCode::BAD_REQUEST),
+            ),
+            JwtError::Expired | JwtError::Invalid(_) | JwtError::Signing(_) => ControlError::Jwt(error),
+        },
+    )?;
+    // How many scopes, not which: a request may name 32, and the names are the client's to choose.
+    tracing::info!(target: "depproxy::audit", event = "token_issued", token = identity.name(), granted = granted_count,
+        refused = refused_count, client = %address);
     answer(&grant)
 }
 
-/// The scopes `identity` may have from `client`: pulls of repositories whose group lets it pull.
+/// The scopes `identity` may have from `client`: pulls of repositories whose group lets it pull
+/// (resolved with the request's `query`, which carries `ns` for the mirror form), and — for a
+/// registry token — that it reaches.
 fn grants(
     control: &ControlPlane,
     identity: &Identity,
     scopes: &[Scope],
+    query: Option<&str>,
     client: std::net::IpAddr,
 ) -> Vec<ResourceActions> {
     let mut granted: HashMap<&str, ResourceActions> = HashMap::new();
     for scope in scopes.iter().filter(|scope| scope.is_repository_pull()) {
         let Ok(address) = ImageAddress::parse(&scope.name) else { continue };
-        let Ok(resolved) = control.cache.resolve(&address, None) else { continue };
+        let Ok(resolved) = control.cache.resolve(&address, query) else { continue };
         let group = &resolved.group;
         let allowed = group.access.allows_anonymous(client)
-            || matches!(identity, Identity::Token(token) if token.may_pull(&group.path));
+            || matches!(identity, Identity::Token { token, reach }
+                if token.may_pull(&group.path) && reach.includes_name(&scope.name));
         if allowed {
             granted.entry(scope.name.as_str()).or_insert_with(|| ResourceActions {
                 resource_type: "repository".to_owned(),

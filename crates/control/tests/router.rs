@@ -348,3 +348,34 @@ async fn tag_lists_pass_through() {
     let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(value["tags"], serde_json::json!(["v1"]));
 }
+
+#[tokio::test]
+async fn token_requests_are_bounded_and_foreign_logins_never_count() {
+    let setup = setup().await;
+    let scopes = |count: usize| -> String {
+        let scopes: Vec<String> = (0..count).map(|i| format!("scope=repository:img{i}:pull")).collect();
+        format!("/v2/token?service=depproxy&{}", scopes.join("&"))
+    };
+    let path = scopes(33);
+    let token = setup.sign(Purpose::Forward, &Method::GET, &path, b"").token;
+    let too_many = setup.send(Method::GET, &path, Some(&token), b"").await;
+    assert_eq!(too_many.status(), StatusCode::BAD_REQUEST);
+    let body = too_many.into_body().collect().await.unwrap().to_bytes();
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(value["errors"][0]["message"].as_str().unwrap().contains("at most 32 scopes"), "{value}");
+    assert_eq!(setup.get(&scopes(32)).await.status(), StatusCode::OK);
+
+    // docker sends its Docker Hub login to our realm: refused, and never counted as a guess.
+    let hub_login = "Basic bWU6ZG9ja2VyLWh1Yi1wYXNzd29yZA=="; // me:docker-hub-password
+    for attempt in 0..30 {
+        let path = "/v2/token?service=depproxy&scope=repository:img:pull";
+        let token = setup.sign(Purpose::Forward, &Method::GET, path, b"").token;
+        let mut request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token.parse().unwrap());
+        request.headers_mut().insert(injector::CONTRACT_VERSION_HEADER, CONTRACT_VERSION.into());
+        request.headers_mut().insert(http::header::AUTHORIZATION, http::HeaderValue::from_static(hub_login));
+        request.headers_mut().insert(injector::CLIENT_ADDRESS_HEADER, "198.51.100.9".parse().unwrap());
+        let response = setup.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+}

@@ -220,6 +220,9 @@ pub async fn control_node(
     let sweeper = lifecycle.clone();
     let every = config.lifecycle.sweep_interval;
     runtime.supervisor.spawn("sweeper", "lifecycle", move |signal| sweeper.run(every, signal));
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let control = ControlPlane::new(ControlParts {
         cache: cache.clone(),
         verifier: RequestVerifier::new(secret),
@@ -311,7 +314,7 @@ async fn access_control(
             if let Err(error) = access.tokens().flush_uses().await {
                 tracing::warn!(%error, "cannot record when access tokens were last used");
             }
-            access.limiter().forget_idle();
+            access.forget_idle();
         }
     });
     Ok(access)

@@ -420,6 +420,19 @@ pub struct AuthConfig {
 }
 
 impl Config {
+    /// What start-up warns about: settings that work, but probably not as meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.trusted_proxies.is_empty() && self.public_url.is_none() {
+            warnings.push(
+                "trusted_proxies is set without public_url: the token realm is built from each request's \
+                 Host (and a trusted proxy's X-Forwarded-Proto); set public_url to the address clients use"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
+
     /// Whether any group needs access tokens from some client (then registry tokens are issued,
     /// and every control plane must share the signing key).
     pub fn uses_tokens(&self) -> bool {
@@ -574,6 +587,7 @@ impl Config {
             }
             upstreams.push(resolve_upstream(entry)?);
         }
+        let trusted_proxies = parse_networks(&file.trusted_proxies).context("trusted_proxies")?;
         let mut resolved_groups = Vec::new();
         for group in &groups {
             oci::GroupPath::parse(&group.path)
@@ -584,7 +598,7 @@ impl Config {
             if groups.iter().filter(|other| other.path == group.path).count() > 1 {
                 bail!("group {:?} is defined twice", group.path);
             }
-            resolved_groups.push(resolve_group(group, upstream, listen)?);
+            resolved_groups.push(resolve_group(group, upstream, listen, !trusted_proxies.is_empty())?);
         }
         let delete_delay = file.storage.delete_delay;
         let storage = resolve_storage(file.storage, &data_dir)?;
@@ -593,7 +607,6 @@ impl Config {
         let timeouts = file.timeouts;
         let cache = file.cache;
         let public_url = resolve_public_url(file.public_url)?;
-        let trusted_proxies = parse_networks(&file.trusted_proxies).context("trusted_proxies")?;
         Ok(Config {
             listen,
             data_dir,
@@ -818,11 +831,14 @@ fn resolve_public_url(text: Option<String>) -> anyhow::Result<Option<String>> {
     Ok(Some(text.trim_end_matches('/').to_owned()))
 }
 
-/// A group's access policy, refusing to open credentials to everyone by default.
+/// A group's access policy, refusing to open credentials to everyone by default. A loopback
+/// listener is only local when no proxy forwards to it: with `trusted_proxies` set, clients from
+/// anywhere reach it through them.
 fn resolve_group(
     entry: &GroupEntry,
     upstream: &ResolvedUpstream,
     listen: SocketAddr,
+    behind_proxies: bool,
 ) -> anyhow::Result<ResolvedGroup> {
     let credentials = upstream.password.is_some();
     let mode = match entry.access {
@@ -833,14 +849,19 @@ fn resolve_group(
     };
     if mode == AccessMode::Anonymous
         && credentials
-        && !listen.ip().is_loopback()
+        && (behind_proxies || !listen.ip().is_loopback())
         && !entry.allow_anonymous_with_credentials
     {
+        let place = if behind_proxies {
+            format!("behind trusted_proxies (which forward clients from anywhere to {listen})")
+        } else {
+            format!("on {listen} (not loopback)")
+        };
         bail!(
-            "group {:?}: access = \"anonymous\" with upstream {:?}, which has credentials, on {listen} (not \
-             loopback) would let anyone who reaches the proxy pull through that account: its private \
-             images and its pull quota. Use access = \"token\" (with anonymous_networks for mirror \
-             clients on your network), or set allow_anonymous_with_credentials = true if that is intended.",
+            "group {:?}: access = \"anonymous\" with upstream {:?}, which has credentials, {place} would let \
+             anyone who reaches the proxy pull through that account: its private images and its pull \
+             quota. Use access = \"token\" (with anonymous_networks for mirror clients on your network), \
+             or set allow_anonymous_with_credentials = true if that is intended.",
             entry.path,
             upstream.name
         );
@@ -1198,11 +1219,15 @@ mod tests {
     }
 
     fn with_credentials(listen: &str, group_extra: &str) -> anyhow::Result<Config> {
+        with_credentials_and_top(listen, "", group_extra)
+    }
+
+    fn with_credentials_and_top(listen: &str, top: &str, group_extra: &str) -> anyhow::Result<Config> {
         let dir = tempfile::tempdir().unwrap();
         let password = dir.path().join("password");
         std::fs::write(&password, "s3cret").unwrap();
         let text = format!(
-            "listen = \"{listen}\"\n[[upstream]]\nname = \"private\"\nurl = \"https://registry.example\"\nusername = \"ci\"\npassword_file = \"{}\"\n[[upstream]]\nname = \"public\"\nurl = \"https://public.example\"\n[[group]]\npath = \"private\"\nupstream = \"private\"\n{group_extra}\n[[group]]\npath = \"default\"\nupstream = \"public\"\n",
+            "listen = \"{listen}\"\n{top}\n[[upstream]]\nname = \"private\"\nurl = \"https://registry.example\"\nusername = \"ci\"\npassword_file = \"{}\"\n[[upstream]]\nname = \"public\"\nurl = \"https://public.example\"\n[[group]]\npath = \"private\"\nupstream = \"private\"\n{group_extra}\n[[group]]\npath = \"default\"\nupstream = \"public\"\n",
             password.display()
         );
         Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default())
@@ -1245,6 +1270,17 @@ mod tests {
         );
         assert!(error.contains("allow_anonymous_with_credentials"), "{error}");
         assert!(with_credentials("127.0.0.1:5000", "access = \"anonymous\"").is_ok(), "loopback is fine");
+        let behind_proxies = with_credentials_and_top(
+            "127.0.0.1:5000",
+            "trusted_proxies = [\"10.0.0.0/8\"]",
+            "access = \"anonymous\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            behind_proxies.contains("behind trusted_proxies"),
+            "loopback behind a proxy is not local: {behind_proxies}"
+        );
         let allowed = with_credentials(
             "0.0.0.0:5000",
             "access = \"anonymous\"\nallow_anonymous_with_credentials = true",
@@ -1278,7 +1314,22 @@ mod tests {
         assert_eq!(config.auth.token_ttl, Duration::from_secs(600));
         assert_eq!(config.auth.token_check_interval, Duration::from_secs(2));
         assert_eq!(config.auth.failed_logins_per_minute, 20);
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
         let defaults = Config::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert!(defaults.warnings().is_empty());
+        let no_public_url = Config::resolve(
+            toml::from_str("trusted_proxies = [\"10.0.0.0/8\"]").unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(
+            no_public_url
+                .warnings()
+                .iter()
+                .any(|warning| warning.contains("trusted_proxies is set without public_url")),
+            "{:?}",
+            no_public_url.warnings()
+        );
         assert_eq!(defaults.auth.token_ttl, Duration::from_secs(300));
         assert_eq!(defaults.auth.failed_logins_per_minute, 10);
         for bad in

@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
 /// queue push, not a `write(2)` on a worker thread; if the reader of stderr stalls and the queue
 /// (32 768 lines) fills, lines are dropped rather than stalling the proxy.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -47,9 +48,15 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
             .fmt_fields(telemetry::text_log::PlainFields)
             .with_ansi(false)
             .with_writer(writer.clone())
+            .with_filter(tracing_subscriber::filter::filter_fn(telemetry::events::printed_in_logs))
     });
-    let json = (format == LogFormat::Json)
-        .then(|| tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(writer));
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(writer)
+            .with_filter(tracing_subscriber::filter::filter_fn(telemetry::events::printed_in_logs))
+    });
     tracing_subscriber::registry()
         .with(filter)
         .with(text)

@@ -462,3 +462,34 @@ async fn in_split_mode_the_control_plane_shows_the_gateways_live_fills() {
     proxy.fills_settled().await;
     wait_json(&fills_url, &admin, |fills| fills.as_array().is_some_and(Vec::is_empty)).await;
 }
+
+/// The admin listener limits failed logins on its own: wrong admin logins do not lock registry
+/// clients at the same address out, nor do wrong registry logins lock out operators; and a right
+/// admin token is served even from an address past its quota.
+#[tokio::test]
+async fn the_admin_listener_limits_failed_logins_apart_from_registry_logins() {
+    let upstream = FakeRegistry::start().await;
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin = token(&proxy, "ops", true).await;
+    let groups = format!("{admin_url}/api/v1/groups");
+    let mut limited = 0;
+    for attempt in 0..30 {
+        let guess = format!("dpp_0123456789abcdef_guess{attempt}");
+        match client().get(&groups).bearer_auth(guess).send().await.unwrap().status() {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("attempt {attempt}: {other}"),
+        }
+    }
+    assert!(limited >= 15, "only {limited} of 30 wrong admin logins were limited");
+    assert_eq!(client().get(&groups).bearer_auth(&admin).send().await.unwrap().status(), StatusCode::OK);
+    // The same address's registry logins are counted apart: a wrong one is a plain 401.
+    let registry_login = client()
+        .get(format!("{}/v2/token?service=depproxy", proxy.url))
+        .basic_auth("ci", Some("dpp_0123456789abcdef_wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registry_login.status(), StatusCode::UNAUTHORIZED);
+}

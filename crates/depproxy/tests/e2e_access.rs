@@ -174,12 +174,27 @@ print(json.dumps({{"layer": layer["digest"], "path": path}}))
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The logs have every denial and issued token, and no secret.
+    // A client retrying wrong logins: refused every time, logged once a minute with a count.
+    for attempt in 0..30 {
+        let status = run(Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u"])
+            .arg(format!("ci:dpp_0123456789abcdef_retry{attempt}"))
+            .arg(format!("http://{address}/v2/token?service=depproxy&scope=repository:lab/tiny:pull")));
+        assert!(status == "401" || status == "429", "{status}");
+    }
+
+    // The logs have the denials (throttled) and issued tokens (how many scopes, not which), and
+    // no secret.
     let log = std::fs::read_to_string(proxy.data_dir.path().join("serve.log")).unwrap();
     assert!(
         log.contains("token_issued") && log.contains("login_refused"),
         "no audit lines in the log:\n{log}"
     );
+    let refusals = log.lines().filter(|line| line.contains("login_refused")).count();
+    assert!(refusals < 10, "{refusals} lines for 30+ refused logins from one address:\n{log}");
+    for line in log.lines().filter(|line| line.contains("token_issued")) {
+        assert!(line.contains("granted=") && !line.contains("lab/tiny"), "scope names logged: {line}");
+    }
     assert!(!log.contains(&secret) && !log.contains("dpp_0123456789abcdef_wrong"), "a secret in the log");
     assert!(!log.contains(UPSTREAM_PASSWORD), "the upstream password in the log");
     assert!(!log.contains("eyJ"), "a registry token in the log");

@@ -22,18 +22,19 @@ use crate::state::Gateway;
 
 /// The client headers the control plane sees: what it decides on (`Authorization`), what the
 /// upstream calls it makes on the client's behalf may need (`Accept`, `Range`, `If-None-Match`,
-/// `User-Agent`), and `X-Forwarded-For`, which the control plane believes only when the connection
-/// comes from one of its `trusted_proxies` (the gateway passes the connection's address, so it
-/// cannot be fooled by a client sending the header itself). Nothing else: not `Host` (the gateway
+/// `User-Agent`), and `X-Forwarded-For` and `X-Forwarded-Proto`, which the control plane believes
+/// only when the connection comes from one of its `trusted_proxies` (the gateway passes the
+/// connection's address, so it cannot be fooled by a client sending the headers itself). Nothing else: not `Host` (the gateway
 /// passes it validated in `Depproxy-Forwarded-Host`), not `Content-Length` (the channel sets its
 /// own), no cookies, no hop-by-hop headers.
-static FORWARDED: [HeaderName; 6] = [
+static FORWARDED: [HeaderName; 7] = [
     http::header::ACCEPT,
     http::header::RANGE,
     http::header::IF_NONE_MATCH,
     http::header::AUTHORIZATION,
     http::header::USER_AGENT,
     HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
 ];
 
 /// What the control plane decided about a client request.
@@ -194,6 +195,7 @@ mod tests {
         headers.insert("authorization", HeaderValue::from_static("Bearer t"));
         headers.insert("user-agent", HeaderValue::from_static("containerd/2.0"));
         headers.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.9"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         headers.insert("host", HeaderValue::from_static("proxy.example:5000"));
         headers.insert("content-length", HeaderValue::from_static("12"));
         headers.insert("cookie", HeaderValue::from_static("session=1"));
@@ -206,7 +208,15 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            ["accept", "authorization", "if-none-match", "range", "user-agent", "x-forwarded-for"]
+            [
+                "accept",
+                "authorization",
+                "if-none-match",
+                "range",
+                "user-agent",
+                "x-forwarded-for",
+                "x-forwarded-proto"
+            ]
         );
         assert_eq!(kept.get_all("accept").iter().count(), 2, "every value of an allowed header");
     }

@@ -25,6 +25,16 @@ pub const REPEAT_WINDOW: Duration = Duration::from_secs(60);
 /// The target of audit events (grants, denials).
 pub const AUDIT_TARGET: &str = "depproxy::audit";
 
+/// The target of a denial held back from the log (one line per client address and minute is
+/// written, with a count of those held back since): it still reaches the events ring, where
+/// repeats are counted on one row, but no log writer prints it (see [`printed_in_logs`]).
+pub const AUDIT_HELD_BACK_TARGET: &str = "depproxy::audit_held_back";
+
+/// Whether a log writer prints events of this target: not the denials held back from the log.
+pub fn printed_in_logs(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.target() != AUDIT_HELD_BACK_TARGET
+}
+
 /// One error or denial, or a run of repeats of one.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RecordedEvent {
@@ -252,7 +262,9 @@ impl Fields {
                 if name == "client" {
                     self.client = Some(value.clone());
                 }
-                if name != "reason" {
+                // What changes between repeats of one refusal: its reason (a client's guesses are
+                // refused first as wrong, then as too many) and the log's count of lines held back.
+                if name != "reason" && name != "held_back" {
                     let _ = write!(self.rest_but_reason, " {name}={value}");
                 }
                 let separator = if self.rest.is_empty() { "" } else { " " };
@@ -272,7 +284,7 @@ impl<S: Subscriber> Layer<S> for EventsLayer {
         let mut fields = Fields::default();
         event.record(&mut fields);
         // Every audit warning is a refusal (a login, a pull, a form); the `event` field names it.
-        let kind = if metadata.target() == AUDIT_TARGET {
+        let kind = if metadata.target() == AUDIT_TARGET || metadata.target() == AUDIT_HELD_BACK_TARGET {
             "denied"
         } else if *metadata.level() == Level::ERROR {
             "error"

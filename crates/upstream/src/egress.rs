@@ -259,11 +259,19 @@ fn is_public_v6(address: Ipv6Addr) -> bool {
         let [.., high, low] = segments;
         return is_public_v4(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)));
     }
+    // 6to4 (2002::/16) carries an IPv4 address in bits 16..48: a relay delivers to it.
+    if segments[0] == 0x2002 {
+        return is_public_v4(Ipv4Addr::from((u32::from(segments[1]) << 16) | u32::from(segments[2])));
+    }
     !(address.is_unspecified()
         || address.is_loopback()
         || address.is_multicast()
         || (segments[0] & 0xfe00) == 0xfc00
         || (segments[0] & 0xffc0) == 0xfe80
+        // Site-local (fec0::/10): deprecated, but still routed inside some networks.
+        || (segments[0] & 0xffc0) == 0xfec0
+        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): translates to private networks.
+        || segments[..3] == [0x64, 0xff9b, 1]
         || (segments[0] == 0x2001 && segments[1] == 0x0db8)
         || segments[..6] == [0, 0, 0, 0, 0, 0])
 }
@@ -278,6 +286,25 @@ mod tests {
 
     fn policy(origin: &str, allow: &[&str]) -> EgressPolicy {
         EgressPolicy::new(&url(origin), allow.iter().map(|entry| AllowEntry::parse(entry).unwrap()).collect())
+    }
+
+    #[test]
+    fn ipv6_forms_of_private_networks_are_not_public() {
+        for private in [
+            "fec0::1",
+            "feff::1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:ffff::1",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            "2002:a9fe:a9fe::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["2002:808:808::1", "2a00:1450:4001::1", "64:ff9b::808:808"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod caller;
 mod error;
 mod passthrough;
 mod plane;
+mod readiness;
 mod render;
 mod routes;
 mod token_endpoint;

@@ -20,7 +20,7 @@ pub(crate) async fn connect(config: &Config) -> anyhow::Result<Metadata> {
         .and_then(|path| path.parent())
         && !parent.as_os_str().is_empty()
     {
-        tokio::fs::create_dir_all(parent)
+        crate::app::create_private_dir(parent)
             .await
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }

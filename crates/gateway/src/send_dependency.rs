@@ -38,6 +38,9 @@ pub(crate) async fn serve(
     // A resumed layer download asks for a range: it joins (or starts) the one fill and gets just
     // those bytes, as soon as they are there — never a second full download.
     let ranged = kind == ObjectKind::Blob && ranges::has_range(request);
+    // Fills are admitted per client: the address the control plane resolved through trusted
+    // proxies, not the connection's peer (behind an ingress, every client's peer is the ingress).
+    let client = params.client.unwrap_or(client);
     let mut state = match fill::join_or_start(gateway, params, client).await {
         Ok(state) => state,
         Err(Busy { retry_after }) => {

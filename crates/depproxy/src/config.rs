@@ -671,9 +671,8 @@ fn resolve_storage(
                 redirect: entry.redirect,
                 presigned_url_ttl: entry.presigned_url_ttl.unwrap_or(defaults::PRESIGNED_URL_TTL),
                 spool_dir: data_dir.join("spool"),
-                proxy: proxy.map(|proxy| storage::S3Proxy {
-                    url: proxy.url.to_string(),
-                    no_proxy: proxy.no_proxy_list(),
+                proxy: proxy.map(|proxy| {
+                    Box::new(storage::S3Proxy { url: proxy.url.to_string(), no_proxy: proxy.no_proxy_list() })
                 }),
             }))
         }
@@ -1054,10 +1053,10 @@ mod tests {
         match &config.storage {
             StorageConfig::S3(settings) => assert_eq!(
                 settings.proxy,
-                Some(storage::S3Proxy {
+                Some(Box::new(storage::S3Proxy {
                     url: "http://proxy.internal:3128/".into(),
                     no_proxy: "minio.internal,10.0.0.0/8".into()
-                })
+                }))
             ),
             StorageConfig::Filesystem => panic!("s3 expected"),
         }

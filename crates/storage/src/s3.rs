@@ -52,7 +52,8 @@ pub struct S3Settings {
     /// Local directory for fill spools.
     pub spool_dir: PathBuf,
     /// The forward proxy to reach the bucket through (`[egress] proxy`); never the environment's.
-    pub proxy: Option<S3Proxy>,
+    /// (Boxed: the settings travel inside an enum whose other variant is empty.)
+    pub proxy: Option<Box<S3Proxy>>,
 }
 
 /// An S3 bucket plus a local spool directory.
@@ -102,7 +103,7 @@ impl S3Store {
     pub async fn open(settings: S3Settings) -> Result<Self, StorageError> {
         let mut builder = AmazonS3Builder::from_env()
             .with_client_options(client_options())
-            .with_http_connector(S3Connector { proxy: settings.proxy.clone() })
+            .with_http_connector(S3Connector { proxy: settings.proxy.as_deref().cloned() })
             .with_retry(retry_config())
             .with_bucket_name(&settings.bucket)
             .with_region(&settings.region)
@@ -125,7 +126,7 @@ impl S3Store {
             redirect: settings.redirect,
             presigned_url_ttl: settings.presigned_url_ttl,
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
-            sweeper: UploadSweeper::new(settings.proxy.as_ref())?,
+            sweeper: UploadSweeper::new(settings.proxy.as_deref())?,
         })
     }
 

@@ -14,5 +14,8 @@ pub use api::{
     UpstreamView,
 };
 pub use error::AdminError;
-pub use operator::{FillBoard, GroupInfo, OperatorView, REPORT_LIFETIME, UpstreamInfo};
+pub use operator::{
+    FillBoard, GroupInfo, MAX_FILLS_PER_NODE, MAX_REPORTING_NODES, OperatorView, REPORT_LIFETIME,
+    UpstreamInfo,
+};
 pub use routes::{AdminState, openapi, router};

@@ -41,6 +41,10 @@ type LocalFills = Box<dyn Fn() -> Vec<FillReport> + Send + Sync>;
 
 /// A node's report is dropped when it is older than this (the node stopped reporting).
 pub const REPORT_LIFETIME: Duration = Duration::from_secs(5);
+/// Fills kept per reporting node.
+pub const MAX_FILLS_PER_NODE: usize = 10_000;
+/// Nodes whose reports are kept at once: a report from one more is dropped until one stops.
+pub const MAX_REPORTING_NODES: usize = 256;
 
 impl FillBoard {
     pub fn new() -> Self {
@@ -52,10 +56,39 @@ impl FillBoard {
         let _ = self.local.set((node, Box::new(snapshot)));
     }
 
-    /// A gateway's latest list of its fills.
-    pub fn report(&self, node: &str, fills: Vec<FillReport>) {
+    /// A gateway's latest list of its fills (its first [`MAX_FILLS_PER_NODE`]); `false` when it
+    /// was dropped because [`MAX_REPORTING_NODES`] other nodes are reporting.
+    pub fn report(&self, node: &str, fills: Vec<FillReport>) -> bool {
+        self.report_at(node, fills, Instant::now())
+    }
+
+    fn report_at(&self, node: &str, mut fills: Vec<FillReport>, now: Instant) -> bool {
+        fills.truncate(MAX_FILLS_PER_NODE);
         let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
-        reported.insert(node.to_owned(), (Instant::now(), fills));
+        if !reported.contains_key(node) && reported.len() >= MAX_REPORTING_NODES {
+            reported.retain(|_, (at, _)| now.saturating_duration_since(*at) < REPORT_LIFETIME);
+            if reported.len() >= MAX_REPORTING_NODES {
+                return false;
+            }
+        }
+        reported.insert(node.to_owned(), (now, fills));
+        true
+    }
+
+    /// Forgets the reports of nodes that stopped reporting (run on a timer, so memory does not
+    /// wait for someone to read the board).
+    pub fn prune(&self) {
+        self.prune_at(Instant::now());
+    }
+
+    fn prune_at(&self, now: Instant) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        reported.retain(|_, (at, _)| now.saturating_duration_since(*at) < REPORT_LIFETIME);
+    }
+
+    /// Nodes whose reports are kept.
+    pub fn reporting_nodes(&self) -> usize {
+        self.reported.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Every node's running fills, oldest first.
@@ -115,5 +148,46 @@ impl OperatorView {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fills(n: usize) -> Vec<FillReport> {
+        (0..n)
+            .map(|i| FillReport {
+                about: gateway::FillAbout {
+                    upstream: "lab".into(),
+                    kind: "blob".into(),
+                    object: format!("app@sha256:{i:064x}"),
+                },
+                phase: "streaming".into(),
+                bytes_done: 1,
+                bytes_total: None,
+                rate: 1,
+                clients: 1,
+                started_at: i as u64,
+                node: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reports_are_capped_and_pruned_without_being_read() {
+        let board = FillBoard::new();
+        let start = Instant::now();
+        assert!(board.report_at("gateway-1", fills(MAX_FILLS_PER_NODE + 5), start));
+        assert_eq!(board.all().len(), MAX_FILLS_PER_NODE, "a node's report is capped");
+        for node in 1..MAX_REPORTING_NODES {
+            assert!(board.report_at(&format!("gateway-{}", node + 1), fills(1), start));
+        }
+        assert!(!board.report_at("one-too-many", fills(1), start), "the nodes are capped");
+        assert!(board.report_at("gateway-1", fills(1), start), "a known node still reports");
+        // The timer's prune forgets nodes that stopped reporting; then a new node has room.
+        board.prune_at(start + REPORT_LIFETIME);
+        assert_eq!(board.reporting_nodes(), 0);
+        assert!(board.report_at("one-too-many", fills(1), start + REPORT_LIFETIME));
     }
 }

@@ -205,6 +205,8 @@ mod tests {
                 header_timeout: Duration::from_secs(30),
                 extra_ca_pem: Vec::new(),
                 redirect_allow: Vec::new(),
+                realm_allow: Vec::new(),
+                proxy: None,
             },
             metrics: upstream::UpstreamMetrics::default(),
         })

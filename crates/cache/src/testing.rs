@@ -38,6 +38,8 @@ pub fn upstream_client(url: &str) -> UpstreamClient {
             header_timeout: Duration::from_secs(5),
             extra_ca_pem: Vec::new(),
             redirect_allow: Vec::new(),
+            realm_allow: Vec::new(),
+            proxy: None,
         },
         metrics: UpstreamMetrics::default(),
     })

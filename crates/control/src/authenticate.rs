@@ -1,5 +1,6 @@
 //! Who is asking, and the signature on what we answer. Every control-plane request must carry the
-//! gateway's one-time internal token, signed for this method, path and query, for the right
+//! gateway's one-time internal token, signed for this method, path, query and the headers acted
+//! on ([`injector::SIGNED_HEADERS`]), for the right
 //! purpose — a forwarded client request, or an upload call the gateway makes on its own behalf — and
 //! never seen before. The injector we answer with is signed for that request, so the gateway can
 //! tell it came from us and answers this very request. A request the gateway of the same process
@@ -25,7 +26,7 @@ pub(crate) fn internal_request(
     }
     let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let target = RequestTarget { method: request.method(), path_and_query };
+    let target = RequestTarget { method: request.method(), path_and_query, headers: request.headers() };
     let verified = verifier.verify(token, purpose, target).map_err(ControlError::Unauthenticated)?;
     // Checked once the request is known to come from a gateway: outsiders learn nothing of it.
     let version = request.headers().get(CONTRACT_VERSION_HEADER).map(HeaderValue::as_bytes);

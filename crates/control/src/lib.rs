@@ -15,6 +15,7 @@ mod formats;
 mod oci_format;
 mod passthrough;
 mod plane;
+mod readiness;
 mod render;
 mod routes;
 mod token_endpoint;

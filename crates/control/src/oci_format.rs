@@ -53,14 +53,14 @@ pub(crate) async fn decide(
             let decision = control.cache.manifest(&resolved, &reference, head).await?;
             let decision =
                 refetch_if_asked(control, &caller, &resolved, ObjectKind::Manifest, decision).await?;
-            Ok(render::decision(decision, uri, resolved.group.path.as_str()))
+            Ok(render::decision(decision, uri, resolved.group.path.as_str(), caller.address))
         }
         Endpoint::Blob { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
             let decision = control.cache.blob(&resolved, &digest, head).await?;
             let decision = refetch_if_asked(control, &caller, &resolved, ObjectKind::Blob, decision).await?;
-            Ok(render::decision(decision, uri, resolved.group.path.as_str()))
+            Ok(render::decision(decision, uri, resolved.group.path.as_str(), caller.address))
         }
         Endpoint::TagsList { image } => {
             let resolved = control.cache.resolve(&image, query)?;

@@ -7,6 +7,8 @@ use access::{Access, TrustedProxies};
 use cache::Cache;
 use injector::RequestVerifier;
 
+use crate::readiness::Readiness;
+
 pub struct ControlPlane {
     pub(crate) cache: Arc<Cache>,
     pub(crate) verifier: RequestVerifier,
@@ -15,6 +17,8 @@ pub struct ControlPlane {
     pub(crate) public_url: Option<String>,
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) fill_reports: Option<FillReportSink>,
+    /// The last readiness check, reused for a second.
+    pub(crate) readiness: Readiness,
 }
 
 /// What a control plane is built from.
@@ -40,6 +44,7 @@ impl ControlPlane {
             public_url: parts.public_url.map(|url| url.trim_end_matches('/').to_owned()),
             trusted_proxies: parts.trusted_proxies,
             fill_reports: parts.fill_reports,
+            readiness: Readiness::default(),
         })
     }
 

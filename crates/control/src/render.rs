@@ -3,6 +3,8 @@
 //! (`routes` encodes and signs it into the `Depproxy-Send-Data` header when the answer leaves the
 //! process).
 
+use std::net::IpAddr;
+
 use axum::body::Body;
 use axum::response::Response;
 use cache::{Decision, Fetch, StoredObject};
@@ -17,10 +19,10 @@ use crate::error::ControlError;
 const STALE_WARNING: &str = "110 depproxy \"Response is Stale: upstream unreachable\"";
 
 /// The answer to a manifest or blob request at `uri`.
-pub(crate) fn decision(decision: Decision, uri: &Uri, group: &str) -> Response {
+pub(crate) fn decision(decision: Decision, uri: &Uri, group: &str, client: IpAddr) -> Response {
     match decision {
         Decision::Serve { object, stale } => send_blob(object, stale, group),
-        Decision::Fetch(fetch) => send_dependency(fetch, uri, group),
+        Decision::Fetch(fetch) => send_dependency(fetch, uri, group, client),
         Decision::UpstreamHead { head, requested } => upstream_head(&head, requested.as_ref()),
     }
 }
@@ -39,7 +41,7 @@ fn send_blob(object: StoredObject, stale: bool, group: &str) -> Response {
     }))
 }
 
-fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Response {
+fn send_dependency(fetch: Fetch, uri: &Uri, group: &str, client: IpAddr) -> Response {
     injector(Injector::SendDependency(SendDependency {
         v: CONTRACT_VERSION,
         kind: fetch.kind,
@@ -53,6 +55,7 @@ fn send_dependency(fetch: Fetch, uri: &Uri, group: &str) -> Response {
         upload: UploadRoutes::for_object(uri.path(), uri.query()),
         response_headers: Vec::new(),
         transform: Vec::new(),
+        client: Some(client),
     }))
 }
 
@@ -106,6 +109,10 @@ mod tests {
         StoredObject { digest: Digest::of(b"m"), size: 1, media_type: oci::media::OCI_MANIFEST.into() }
     }
 
+    fn client() -> IpAddr {
+        IpAddr::from([10, 1, 2, 3])
+    }
+
     fn decoded(response: &Response) -> Injector {
         response.extensions().get::<Injector>().cloned().unwrap()
     }
@@ -116,6 +123,7 @@ mod tests {
             Decision::Serve { object: object(), stale: true },
             &"/v2/a/manifests/v1".parse().unwrap(),
             "default",
+            client(),
         );
         match decoded(&response) {
             Injector::SendBlob(params) => {
@@ -140,8 +148,9 @@ mod tests {
             fill_key: "g|d".into(),
         };
         let uri: Uri = "/v2/a/blobs/sha256:00?ns=up.example".parse().unwrap();
-        match decoded(&decision(Decision::Fetch(fetch), &uri, "default")) {
+        match decoded(&decision(Decision::Fetch(fetch), &uri, "default", client())) {
             Injector::SendDependency(params) => {
+                assert_eq!(params.client, Some(client()), "fill admission counts the resolved client");
                 assert_eq!(params.upload.authorize, "/v2/a/blobs/sha256:00/upload/authorize?ns=up.example");
                 assert_eq!(params.upload.finalize, "/v2/a/blobs/sha256:00/upload?ns=up.example");
                 assert_eq!(params.headers, vec![("authorization".to_owned(), "Bearer t".to_owned())]);
@@ -159,6 +168,7 @@ mod tests {
             Decision::UpstreamHead { head, requested: Some(requested.clone()) },
             &"/v2/a/blobs/x".parse().unwrap(),
             "default",
+            client(),
         );
         assert!(response.extensions().get::<Injector>().is_none());
         assert_eq!(response.headers()[oci::CONTENT_DIGEST_HEADER], requested.to_string().as_str());

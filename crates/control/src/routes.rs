@@ -79,10 +79,11 @@ async fn fill_report(
     request: Request,
     verified: &VerifiedRequest,
 ) -> Result<Response, ControlError> {
-    let body = axum::body::to_bytes(request.into_body(), 4 << 20).await.map_err(|_| {
-        OciError::new(ErrorCode::Unsupported, "the fill report is too large")
-            .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
-    })?;
+    let body =
+        axum::body::to_bytes(request.into_body(), injector::MAX_FILL_REPORT_BYTES).await.map_err(|_| {
+            OciError::new(ErrorCode::Unsupported, "the fill report is too large")
+                .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
+        })?;
     verified.check_body(&body).map_err(ControlError::Unauthenticated)?;
     if let Some(sink) = &control.fill_reports {
         sink(&body);
@@ -90,14 +91,22 @@ async fn fill_report(
     Ok(http::StatusCode::NO_CONTENT.into_response())
 }
 
-/// 200 when the metadata database answers, 503 when it does not.
+/// 200 when the metadata database answers, 503 when it does not — as the last check found,
+/// within a second: any client reaching a gateway may ask.
 async fn ready(control: &ControlPlane) -> Response {
-    match control.cache.metadata().ping().await {
-        Ok(()) => (http::StatusCode::OK, "ready").into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "not ready: the metadata database does not answer");
-            (http::StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+    let ping = async {
+        match control.cache.metadata().ping().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "not ready: the metadata database does not answer");
+                false
+            }
         }
+    };
+    if control.readiness.ready(ping).await {
+        (http::StatusCode::OK, "ready").into_response()
+    } else {
+        (http::StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
     }
 }
 

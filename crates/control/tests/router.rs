@@ -50,7 +50,8 @@ async fn setup() -> Setup {
 impl Setup {
     /// A one-time token for this request, as a gateway signs it.
     fn sign(&self, purpose: Purpose, method: &Method, path: &str, body: &[u8]) -> SignedRequest {
-        self.signer.sign(purpose, RequestTarget { method, path_and_query: path }, body)
+        let headers = http::HeaderMap::new();
+        self.signer.sign(purpose, RequestTarget { method, path_and_query: path, headers: &headers }, body)
     }
 
     async fn call(
@@ -136,6 +137,43 @@ async fn only_signed_requests_for_the_right_purpose_are_answered() {
     let response = setup.get("/v2/").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[oci::API_VERSION_HEADER], oci::API_VERSION);
+}
+
+#[tokio::test]
+async fn the_client_address_and_credentials_of_a_signed_request_cannot_be_swapped() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"hello".to_vec());
+    let path = format!("/v2/lab/app/blobs/{digest}");
+    let mut signed_headers = http::HeaderMap::new();
+    signed_headers.insert(injector::CLIENT_ADDRESS_HEADER, "10.0.0.7".parse().unwrap());
+    signed_headers.insert(http::header::AUTHORIZATION, "Basic Y2xpZW50OnNlY3JldA==".parse().unwrap());
+    let target = RequestTarget { method: &Method::GET, path_and_query: &path, headers: &signed_headers };
+    let token = setup.signer.sign(Purpose::Forward, target, b"").token;
+    let send = |headers: http::HeaderMap| {
+        let mut request = Request::builder().method(Method::GET).uri(&path).body(Body::empty()).unwrap();
+        *request.headers_mut() = headers;
+        request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token.parse().unwrap());
+        request.headers_mut().insert(injector::CONTRACT_VERSION_HEADER, CONTRACT_VERSION.into());
+        setup.router.clone().oneshot(request)
+    };
+    let mut other_address = signed_headers.clone();
+    other_address.insert(injector::CLIENT_ADDRESS_HEADER, "192.0.2.66".parse().unwrap());
+    let mut other_credentials = signed_headers.clone();
+    other_credentials.insert(http::header::AUTHORIZATION, "Basic bWU6Z3Vlc3M=".parse().unwrap());
+    let mut forwarded_for = signed_headers.clone();
+    forwarded_for.insert("x-forwarded-for", "10.1.1.1".parse().unwrap());
+    for (what, headers) in [
+        ("another address", other_address),
+        ("other credentials", other_credentials),
+        ("an X-Forwarded-For", forwarded_for),
+    ] {
+        let response = send(headers).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{what}");
+        assert_eq!(error_code(response).await, "DENIED", "{what}");
+    }
+    // The headers it was signed with: answered (once).
+    let response = send(signed_headers).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -369,13 +407,36 @@ async fn token_requests_are_bounded_and_foreign_logins_never_count() {
     let hub_login = "Basic bWU6ZG9ja2VyLWh1Yi1wYXNzd29yZA=="; // me:docker-hub-password
     for attempt in 0..30 {
         let path = "/v2/token?service=depproxy&scope=repository:img:pull";
-        let token = setup.sign(Purpose::Forward, &Method::GET, path, b"").token;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static(hub_login));
+        headers.insert(injector::CLIENT_ADDRESS_HEADER, "198.51.100.9".parse().unwrap());
+        let target = RequestTarget { method: &Method::GET, path_and_query: path, headers: &headers };
+        let token = setup.signer.sign(Purpose::Forward, target, b"").token;
         let mut request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        *request.headers_mut() = headers;
         request.headers_mut().insert(INTERNAL_TOKEN_HEADER, token.parse().unwrap());
         request.headers_mut().insert(injector::CONTRACT_VERSION_HEADER, CONTRACT_VERSION.into());
-        request.headers_mut().insert(http::header::AUTHORIZATION, http::HeaderValue::from_static(hub_login));
-        request.headers_mut().insert(injector::CLIENT_ADDRESS_HEADER, "198.51.100.9".parse().unwrap());
         let response = setup.router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
     }
+}
+
+#[tokio::test]
+async fn a_fill_report_larger_than_one_mib_is_refused_unread() {
+    let setup = setup().await;
+    let fill = serde_json::json!({"upstream": "lab", "kind": "blob", "object": "app@sha256:00", "phase": "streaming",
+        "bytes_done": 1, "bytes_total": null, "rate": 1, "clients": 1, "started_at": 1});
+    let report = |fills: usize| {
+        serde_json::to_vec(&serde_json::json!({"node": "gateway-1", "fills": vec![fill.clone(); fills]}))
+            .unwrap()
+    };
+    let small = report(10);
+    let response =
+        setup.call(Method::POST, injector::FILLS_REPORT_PATH, Some(Purpose::Forward), &small).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let large = report(injector::MAX_FILL_REPORT_BYTES / small.len() * 20);
+    assert!(large.len() > injector::MAX_FILL_REPORT_BYTES && large.len() < 4 << 20);
+    let response =
+        setup.call(Method::POST, injector::FILLS_REPORT_PATH, Some(Purpose::Forward), &large).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }

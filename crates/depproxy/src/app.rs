@@ -66,6 +66,8 @@ fn http_options(config: &Config, upstream: &ResolvedUpstream) -> HttpOptions {
         header_timeout: config.header_timeout,
         extra_ca_pem: upstream.ca_pem.iter().cloned().collect(),
         redirect_allow: upstream.redirect_allow.clone(),
+        realm_allow: upstream.realm_allow.clone(),
+        proxy: config.egress_proxy.clone(),
     }
 }
 
@@ -223,6 +225,12 @@ pub async fn control_node(
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    // Reports of gateways that stopped reporting go on a timer, not only when someone reads them.
+    let board = view.fills.clone();
+    runtime.supervisor.spawn_periodic("fill-report-prune", admin::REPORT_LIFETIME, move |_signal| {
+        let board = board.clone();
+        async move { board.prune() }
+    });
     let control = ControlPlane::new(ControlParts {
         cache: cache.clone(),
         verifier: RequestVerifier::new(secret),
@@ -237,7 +245,13 @@ pub async fn control_node(
 /// Puts gateways' fill reports on `board`.
 fn fill_report_sink(board: Arc<admin::FillBoard>) -> control::FillReportSink {
     Arc::new(move |body: &[u8]| match serde_json::from_slice::<FillsReport>(body) {
-        Ok(report) => board.report(&report.node, report.fills),
+        Ok(report) => {
+            if !board.report(&report.node, report.fills)
+                && let Some(held_back) = FILL_REPORTS.admit()
+            {
+                tracing::warn!(node = %report.node, held_back, "too many gateways report fills; this one's is dropped");
+            }
+        }
         Err(error) => tracing::warn!(%error, "a gateway's fill report is not what it should be"),
     })
 }
@@ -341,6 +355,14 @@ async fn signing_key(config: &Config) -> anyhow::Result<Secret> {
         .await
         .with_context(|| format!("cannot read signing key {}", path.display()))?;
     Secret::from_file_contents(&contents).with_context(|| format!("signing key {}", path.display()))
+}
+
+/// Creates `path` (and its missing parents) readable by the proxy's user and group only, whatever
+/// the umask: it holds the cache's objects and database. An existing directory is left as it is.
+pub async fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true).mode(0o750);
+    builder.create(path).await
 }
 
 /// Writes a new random 32-byte secret (base64) to a new file only its owner can read.
@@ -463,7 +485,7 @@ pub async fn serve(config: &Config, runtime: Runtime) -> anyhow::Result<Arc<Gate
 /// [`serve`], also handing back the control plane (for the admin API and tests).
 pub async fn serve_node(config: &Config, runtime: Runtime) -> anyhow::Result<(Arc<Gateway>, ControlNode)> {
     let secret = Secret::from_bytes(rand::random());
-    tokio::fs::create_dir_all(&config.data_dir)
+    create_private_dir(&config.data_dir)
         .await
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let control = control_node(config, &secret, &runtime).await?;

@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub auth: AuthEntry,
     #[serde(default)]
     pub server: ServerEntry,
+    #[serde(default)]
+    pub egress: EgressEntry,
     /// The base URL clients reach the proxy at (the token realm is `<public_url>/v2/token`);
     /// needed behind a load balancer or TLS terminator. Default: `http://<Host of the request>`.
     pub public_url: Option<String>,
@@ -157,6 +159,19 @@ pub struct ClusterEntry {
     pub node_id: Option<String>,
 }
 
+/// `[egress]`: how outbound traffic leaves. The environment's `HTTP_PROXY`, `HTTPS_PROXY` and
+/// `ALL_PROXY` are never used.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressEntry {
+    /// Forward proxy for upstream and S3 traffic (`http://host:port`); the egress rules are
+    /// checked on the target's name and addresses before the proxy is asked.
+    pub proxy: Option<String>,
+    /// Hosts reached without the proxy (`host`, `.domain`, addresses, CIDR networks).
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
+}
+
 /// One `[[upstream]]` table.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +192,14 @@ pub struct UpstreamEntry {
     /// public https addresses: `host`, `host:port`, addresses or CIDR networks.
     #[serde(default)]
     pub redirect_allow: Vec<String>,
+    /// Hosts (`host` or `host:port`) whose token realms get this upstream's credentials besides
+    /// its own host (Docker Hub's token service is built in for Docker Hub).
+    #[serde(default)]
+    pub realm_allow: Vec<String>,
+    /// Lets credentials go to a plain `http://` upstream that is not on loopback, where anyone
+    /// on the path can read them and rewrite the challenge.
+    #[serde(default)]
+    pub allow_insecure_credentials: bool,
     /// Also serve this upstream at `/v2/<name>/<image>` (the prefix wins over a root-mirror image
     /// whose first path component is the same word).
     #[serde(default)]
@@ -394,6 +417,8 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub public_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
+    /// The forward proxy for upstream and S3 traffic (`[egress]`).
+    pub egress_proxy: Option<upstream::EgressProxy>,
     /// The admin API's address, or `off`.
     pub admin_listen: AdminListen,
 }
@@ -494,6 +519,7 @@ pub struct ResolvedUpstream {
     pub password: Option<SecretString>,
     pub ca_pem: Option<Vec<u8>>,
     pub redirect_allow: Vec<upstream::AllowEntry>,
+    pub realm_allow: Vec<upstream::AllowEntry>,
     pub path_prefix: bool,
 }
 
@@ -600,8 +626,15 @@ impl Config {
             }
             resolved_groups.push(resolve_group(group, upstream, listen, !trusted_proxies.is_empty())?);
         }
+        let egress_proxy = match &file.egress.proxy {
+            Some(url) => {
+                Some(upstream::EgressProxy::parse(url, &file.egress.no_proxy).context("[egress] proxy")?)
+            }
+            None if !file.egress.no_proxy.is_empty() => bail!("[egress] no_proxy without a proxy"),
+            None => None,
+        };
         let delete_delay = file.storage.delete_delay;
-        let storage = resolve_storage(file.storage, &data_dir)?;
+        let storage = resolve_storage(file.storage, &data_dir, egress_proxy.as_ref())?;
         let lifecycle = resolve_lifecycle_settings(&file.cache, &storage, delete_delay)?;
         let node_id = file.cluster.node_id.unwrap_or_else(|| default_node_id(&data_dir));
         let timeouts = file.timeouts;
@@ -667,6 +700,7 @@ impl Config {
             lifecycle,
             public_url,
             trusted_proxies,
+            egress_proxy,
             admin_listen: match file.admin_listen {
                 Some(admin_listen) => admin_listen,
                 None => AdminListen::At(defaults::ADMIN_LISTEN.parse().context("default admin address")?),
@@ -764,7 +798,11 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "node".into())
 }
 
-fn resolve_storage(entry: StorageEntry, data_dir: &Path) -> anyhow::Result<StorageConfig> {
+fn resolve_storage(
+    entry: StorageEntry,
+    data_dir: &Path,
+    proxy: Option<&upstream::EgressProxy>,
+) -> anyhow::Result<StorageConfig> {
     match entry.kind.as_deref().unwrap_or("filesystem") {
         "filesystem" => {
             if entry.bucket.is_some() || entry.endpoint.is_some() {
@@ -801,6 +839,9 @@ fn resolve_storage(entry: StorageEntry, data_dir: &Path) -> anyhow::Result<Stora
                 redirect: entry.redirect,
                 presigned_url_ttl: entry.presigned_url_ttl.unwrap_or(defaults::PRESIGNED_URL_TTL),
                 spool_dir: data_dir.join("spool"),
+                proxy: proxy.map(|proxy| {
+                    Box::new(storage::S3Proxy { url: proxy.url.to_string(), no_proxy: proxy.no_proxy_list() })
+                }),
             }))
         }
         other => bail!("[storage] kind {other:?} is unknown (filesystem or s3)"),
@@ -991,6 +1032,20 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
     if password.is_some() != entry.username.is_some() {
         bail!("upstream {:?}: username and password go together", entry.name);
     }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    };
+    if password.is_some() && url.scheme() == "http" && !loopback && !entry.allow_insecure_credentials {
+        bail!(
+            "upstream {:?}: credentials on a plain http:// upstream that is not on loopback go in clear, \
+             and anyone on the path can read them or rewrite the token challenge. Use https://, or set \
+             allow_insecure_credentials = true if that network is yours.",
+            entry.name
+        );
+    }
     let ca_pem = match &entry.ca_file {
         Some(path) => Some(
             std::fs::read(path).with_context(|| format!("upstream {:?}: cannot read ca_file", entry.name))?,
@@ -1003,6 +1058,25 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
         .map(|text| upstream::AllowEntry::parse(text))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("upstream {:?}: redirect_allow", entry.name))?;
+    let mut realm_allow = Vec::new();
+    for text in &entry.realm_allow {
+        match upstream::AllowEntry::parse(text) {
+            Ok(host @ upstream::AllowEntry::Host { .. }) => realm_allow.push(host),
+            // A single address is a host; a network is not where an operator names a token service.
+            Ok(upstream::AllowEntry::Network(network))
+                if network.prefix_len() == network.max_prefix_len() =>
+            {
+                let host = match network.addr() {
+                    std::net::IpAddr::V4(address) => url::Host::Ipv4(address),
+                    std::net::IpAddr::V6(address) => url::Host::Ipv6(address),
+                };
+                realm_allow.push(upstream::AllowEntry::Host { host, port: None });
+            }
+            Ok(upstream::AllowEntry::Network(_)) | Err(_) => {
+                bail!("upstream {:?}: realm_allow entry {text:?} is not a host or host:port", entry.name)
+            }
+        }
+    }
     Ok(ResolvedUpstream {
         name: entry.name,
         url,
@@ -1011,6 +1085,7 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
         password,
         ca_pem,
         redirect_allow,
+        realm_allow,
         path_prefix: entry.path_prefix,
     })
 }
@@ -1180,6 +1255,73 @@ mod tests {
         let message = format!("{error:#}");
         assert!(message.contains("password_file"), "{message}");
         assert!(!message.contains("url-s3cret"), "{message}");
+    }
+
+    fn with_upstream(upstream: &str) -> anyhow::Result<Config> {
+        let text = format!(
+            "[[upstream]]\nname = \"lab\"\n{upstream}\n[[group]]\npath = \"default\"\nupstream = \"lab\"\n"
+        );
+        Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default())
+    }
+
+    #[test]
+    fn credentials_on_plain_http_need_loopback_or_an_explicit_yes() {
+        let credentials = "username = \"ci\"\npassword = \"s3cret\"";
+        let error =
+            with_upstream(&format!("url = \"http://registry.internal:5000\"\n{credentials}")).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains("allow_insecure_credentials") && message.contains("https://"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        for loopback in [
+            "http://127.0.0.1:5000",
+            "http://localhost:5000",
+            "http://[::1]:5000",
+            "https://registry.example",
+        ] {
+            with_upstream(&format!("url = \"{loopback}\"\n{credentials}")).unwrap();
+        }
+        with_upstream(&format!(
+            "url = \"http://registry.internal:5000\"\n{credentials}\nallow_insecure_credentials = true"
+        ))
+        .unwrap();
+        with_upstream("url = \"http://registry.internal:5000\"").unwrap();
+    }
+
+    #[test]
+    fn realm_allow_names_hosts_and_egress_names_one_proxy() {
+        let config = with_upstream(
+            "url = \"https://registry.example.com\"\nrealm_allow = [\"auth.example.com\", \"auth2.example.com:8443\", \"10.0.0.5\"]",
+        )
+        .unwrap();
+        assert_eq!(config.upstreams[0].realm_allow.len(), 3);
+        assert!(config.egress_proxy.is_none());
+        let error = with_upstream("url = \"https://registry.example.com\"\nrealm_allow = [\"10.0.0.0/8\"]")
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("realm_allow"), "{error:#}");
+
+        let text = "[egress]\nproxy = \"http://proxy.internal:3128\"\nno_proxy = [\"minio.internal\", \"10.0.0.0/8\"]\n[storage]\nkind = \"s3\"\nbucket = \"b\"\n";
+        let config = Config::resolve(toml::from_str(text).unwrap(), &Overrides::default()).unwrap();
+        let proxy = config.egress_proxy.clone().unwrap();
+        assert_eq!(proxy.url.as_str(), "http://proxy.internal:3128/");
+        match &config.storage {
+            StorageConfig::S3(settings) => assert_eq!(
+                settings.proxy,
+                Some(Box::new(storage::S3Proxy {
+                    url: "http://proxy.internal:3128/".into(),
+                    no_proxy: "minio.internal,10.0.0.0/8".into()
+                }))
+            ),
+            StorageConfig::Filesystem => panic!("s3 expected"),
+        }
+        for bad in [
+            "[egress]\nproxy = \"http://user:pw@proxy.internal:3128\"\n",
+            "[egress]\nproxy = \"socks5://proxy.internal:1080\"\n",
+            "[egress]\nno_proxy = [\"minio.internal\"]\n",
+        ] {
+            let error = Config::resolve(toml::from_str(bad).unwrap(), &Overrides::default()).unwrap_err();
+            let message = format!("{error:#}");
+            assert!(message.contains("[egress]") && !message.contains("pw@"), "{bad}: {message}");
+        }
     }
 
     #[test]

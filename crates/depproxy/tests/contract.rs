@@ -38,7 +38,12 @@ async fn control_plane(upstream: &str) -> (String, Secret, tempfile::TempDir) {
 }
 
 fn token(secret: &Secret, purpose: Purpose, method: &http::Method, path: &str, body: &[u8]) -> String {
-    RequestSigner::new(secret).sign(purpose, RequestTarget { method, path_and_query: path }, body).token
+    // Signed for the headers the control plane will see: reqwest sends `Accept: */*`.
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
+    RequestSigner::new(secret)
+        .sign(purpose, RequestTarget { method, path_and_query: path, headers: &headers }, body)
+        .token
 }
 
 #[tokio::test]
@@ -202,6 +207,7 @@ async fn fake_control_plane(
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
         response_headers: Vec::new(),
         transform: Vec::new(),
+        client: None,
     })
     .encode()
     .unwrap();
@@ -216,12 +222,13 @@ async fn fake_control_plane(
                 Signing::Unsigned => None,
                 Signing::ForAnotherRequest => {
                     let get = http::Method::GET;
+                    let none = http::HeaderMap::new();
                     let other = signer.sign(
                         Purpose::Forward,
-                        RequestTarget { method: &get, path_and_query: "/v2/" },
+                        RequestTarget { method: &get, path_and_query: "/v2/", headers: &none },
                         b"",
                     );
-                    let target = RequestTarget { method: &get, path_and_query: "/v2/" };
+                    let target = RequestTarget { method: &get, path_and_query: "/v2/", headers: &none };
                     let verified = verifier.verify(Some(&other.token), Purpose::Forward, target).unwrap();
                     verifier.sign_answer(&verified, injector.as_bytes())
                 }
@@ -229,7 +236,11 @@ async fn fake_control_plane(
                     let token =
                         request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
                     let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-                    let target = RequestTarget { method: request.method(), path_and_query: path };
+                    let target = RequestTarget {
+                        method: request.method(),
+                        path_and_query: path,
+                        headers: request.headers(),
+                    };
                     // Upload calls (Purpose::Upload) are not this fake's business.
                     match verifier.verify(token, Purpose::Forward, target) {
                         Ok(verified) => verifier.sign_answer(&verified, injector.as_bytes()),
@@ -309,6 +320,7 @@ async fn verifying_control_plane(
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
         response_headers: Vec::new(),
         transform,
+        client: None,
     })
     .encode()
     .unwrap();
@@ -335,7 +347,8 @@ async fn verifying_control_plane(
             }
             let token = request.headers().get(INTERNAL_TOKEN_HEADER).and_then(|value| value.to_str().ok());
             let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            let target = RequestTarget { method: request.method(), path_and_query };
+            let target =
+                RequestTarget { method: request.method(), path_and_query, headers: request.headers() };
             let Ok(verified) = verifier.verify(token, Purpose::Forward, target) else {
                 return StatusCode::FORBIDDEN.into_response();
             };

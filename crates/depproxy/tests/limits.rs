@@ -68,6 +68,48 @@ async fn a_fill_storm_beyond_the_limit_gets_503_and_hits_are_served_throughout()
     assert!(metrics.contains("depproxy_fills_refused_total 1"), "{metrics}");
 }
 
+/// Behind an ingress every connection comes from the ingress: fills are counted per client as the
+/// control plane resolved it from the trusted proxy's `X-Forwarded-For`, in process and in split
+/// mode alike.
+#[tokio::test]
+async fn fills_are_admitted_per_client_behind_a_trusted_proxy() {
+    for split in [false, true] {
+        let upstream = FakeRegistry::start().await;
+        let config = "trusted_proxies = [\"127.0.0.1\"]\n[limits]\nmax_concurrent_fills = 4\n\
+                      max_fills_per_client = 1\nfill_queue_timeout = \"1s\"\n";
+        let mut options = Options::toml(config).with_upstream(&upstream.url());
+        if split {
+            options = options.split();
+        }
+        let proxy = TestProxy::start(options).await;
+        let gate = Gate::new(MIB / 2);
+        upstream.set_gate(Some(gate.clone()));
+        let blobs: Vec<_> = (0..3).map(|seed| upstream.put_blob(pattern(2 * MIB, 50 + seed))).collect();
+        let pull = |digest: &oci::Digest, client_address: &str| {
+            client()
+                .get(format!("{}/v2/lab/ingress/blobs/{digest}", proxy.url))
+                .header("x-forwarded-for", client_address)
+                .send()
+        };
+        let mut first = pull(&blobs[0], "10.0.0.1").await.unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        assert!(!first.chunk().await.unwrap().unwrap().is_empty());
+        // Another client, through the same ingress: a slot of its own, at once.
+        let started = std::time::Instant::now();
+        let other = pull(&blobs[1], "10.0.0.2").await.unwrap();
+        assert_eq!(other.status(), StatusCode::OK, "split: {split}");
+        assert!(started.elapsed() < Duration::from_secs(1), "split: {split}: it waited for a slot");
+        // The first client is at its share: its second miss waits, then is told to come back.
+        let refused = pull(&blobs[2], "10.0.0.1").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "split: {split}");
+        upstream.set_gate(None);
+        gate.open();
+        assert_eq!(body_digest(other).await.unwrap().0, blobs[1]);
+        drop(first);
+        proxy.fills_settled().await;
+    }
+}
+
 /// A small tmpfs as the data directory: storage fills up in the middle of a fill.
 struct SmallDisk {
     path: std::path::PathBuf,

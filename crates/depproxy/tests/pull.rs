@@ -314,3 +314,37 @@ async fn split_mode_pulls_through_a_control_plane_over_http() {
     assert_eq!(upstream.count("GET", "/blobs/"), 1);
     assert_objects_hash_to_their_names(&proxy);
 }
+
+/// Whatever the umask, nothing the proxy creates is open to every local user: the data
+/// directory, the directories and objects of the store, its spools, the SQLite database and its
+/// journal.
+#[tokio::test]
+async fn nothing_the_proxy_creates_on_disk_is_world_readable() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let upstream = FakeRegistry::start().await;
+    let (_, layers) = upstream.put_image("lab/app", "v1", &[b"a private layer"]);
+    let parent = tempfile::tempdir().unwrap();
+    let data_dir = parent.path().join("created/by/the/proxy");
+    let mut options =
+        Options::toml(&format!("data_dir = \"{}\"\n", data_dir.display())).with_upstream(&upstream.url());
+    options.keep_data_dir = true;
+    let proxy = TestProxy::start(options).await;
+    for path in ["manifests/v1".to_owned(), format!("blobs/{}", layers[0])] {
+        assert_eq!(get(&format!("{}/v2/lab/app/{path}", proxy.url)).await.status(), StatusCode::OK);
+    }
+    proxy.fills_settled().await;
+    let mut seen = Vec::new();
+    let mut pending = vec![parent.path().join("created")];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::metadata(&path).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o007, 0, "{} is open to everyone", path.display());
+        if metadata.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
+        }
+        seen.push(path);
+    }
+    for expected in ["depproxy.db", "depproxy.db-wal", "blobs/sha256", "tmp"] {
+        assert!(seen.contains(&data_dir.join(expected)), "{expected} not created? {seen:?}");
+    }
+    assert!(seen.iter().filter(|path| path.starts_with(data_dir.join("blobs/sha256"))).count() >= 4);
+}

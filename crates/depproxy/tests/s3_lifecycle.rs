@@ -163,6 +163,7 @@ async fn a_listing_the_bucket_refuses_is_an_error_that_says_why() {
         redirect: false,
         presigned_url_ttl: Duration::from_secs(600),
         spool_dir: spool.path().to_owned(),
+        proxy: None,
     })
     .await
     .unwrap();

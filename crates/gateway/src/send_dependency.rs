@@ -58,6 +58,9 @@ pub(crate) async fn serve(
     // those bytes, as soon as they are there — never a second full download. A rewritten
     // document has no known length, hence no range.
     let ranged = kind == ObjectKind::Blob && transform.is_empty() && ranges::has_range(request);
+    // Fills are admitted per client: the address the control plane resolved through trusted
+    // proxies, not the connection's peer (behind an ingress, every client's peer is the ingress).
+    let client = params.client.unwrap_or(client);
     let mut state = match fill::join_or_start(gateway, params, client).await {
         Ok(state) => state,
         Err(Busy { retry_after }) => {

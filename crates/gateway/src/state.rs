@@ -35,15 +35,15 @@ pub struct GatewaySettings {
 /// and its redirects follow its own `redirect_allow`.
 #[derive(Clone, Default)]
 pub struct UpstreamHttp {
-    by_name: std::collections::HashMap<String, reqwest::Client>,
+    by_name: std::collections::HashMap<String, upstream::EgressClient>,
 }
 
 impl UpstreamHttp {
-    pub fn new(by_name: std::collections::HashMap<String, reqwest::Client>) -> Self {
+    pub fn new(by_name: std::collections::HashMap<String, upstream::EgressClient>) -> Self {
         UpstreamHttp { by_name }
     }
 
-    pub fn client(&self, upstream: &str) -> Option<&reqwest::Client> {
+    pub fn client(&self, upstream: &str) -> Option<&upstream::EgressClient> {
         self.by_name.get(upstream)
     }
 }
@@ -103,8 +103,18 @@ impl Gateway {
     /// Sends this node's live fills to the control plane (split mode: its admin API shows every
     /// node's fills).
     pub async fn report_fills(&self) -> Result<(), crate::error::GatewayError> {
-        let report = serde_json::json!({ "node": self.settings.node_id, "fills": self.fills.snapshot() });
-        let body = serde_json::to_vec(&report).map_err(crate::error::GatewayError::EncodeCall)?;
+        let mut fills = self.fills.snapshot();
+        fills.sort_by_key(|fill| fill.started_at);
+        fills.truncate(injector::MAX_REPORTED_FILLS);
+        // Within what a control plane reads: the oldest fills, as many as fit.
+        let body = loop {
+            let report = serde_json::json!({ "node": self.settings.node_id, "fills": fills });
+            let body = serde_json::to_vec(&report).map_err(crate::error::GatewayError::EncodeCall)?;
+            if body.len() <= injector::MAX_FILL_REPORT_BYTES || fills.is_empty() {
+                break body;
+            }
+            fills.truncate(fills.len() / 2);
+        };
         let mut request = http::Request::new(bytes::Bytes::from(body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = http::Uri::from_static(injector::FILLS_REPORT_PATH);

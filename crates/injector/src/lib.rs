@@ -26,7 +26,7 @@ pub use replay::ReplayCache;
 pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{
     InProcessCall, MAX_TOKEN_AGE_SECONDS, Purpose, RequestId, RequestSigner, RequestTarget, RequestVerifier,
-    Secret, SecretError, SignatureError, SignedRequest, VerifiedRequest,
+    SIGNED_HEADERS, Secret, SecretError, SignatureError, SignedRequest, VerifiedRequest,
 };
 
 /// The control-plane response header that tells the gateway what to do.
@@ -41,6 +41,10 @@ pub const READY_PATH: &str = "/_depproxy/ready";
 /// Where a gateway in split mode POSTs the list of its live fills (JSON, every second), for the
 /// control plane's admin API.
 pub const FILLS_REPORT_PATH: &str = "/_depproxy/fills";
+/// The largest fill report a control plane reads (larger: 413).
+pub const MAX_FILL_REPORT_BYTES: usize = 1 << 20;
+/// The most fills one report lists (a gateway sends its oldest; a control plane keeps no more).
+pub const MAX_REPORTED_FILLS: usize = 10_000;
 /// The gateway→control request header carrying the `Host` the client reached the gateway at
 /// (validated by the gateway), for the token realm when no `public_url` is set. The control plane
 /// never reads `Host` itself: in split mode that names the control plane.
@@ -128,6 +132,11 @@ pub struct SendDependency {
     /// upstream sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transform: Vec<Replace>,
+    /// The client's address as the control plane resolved it (through `trusted_proxies`): the
+    /// address fill admission counts, so clients behind one ingress do not share one client's
+    /// share of the fills. Absent (an older control plane): the gateway counts the connection's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// An instruction from the control plane.
@@ -272,6 +281,15 @@ pub struct FinalizeRequest {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_headers_the_control_plane_acts_on_are_signed() {
+        for name in
+            [CLIENT_ADDRESS_HEADER, FORWARDED_HOST_HEADER, REFETCH_HEADER, "Authorization", "X-Forwarded-For"]
+        {
+            assert!(SIGNED_HEADERS.contains(&name.to_ascii_lowercase().as_str()), "{name}");
+        }
+    }
+
     fn digest() -> Digest {
         Digest::of(b"x")
     }
@@ -304,6 +322,7 @@ mod tests {
             upload: UploadRoutes { authorize: "/a/upload/authorize".into(), finalize: "/a/upload".into() },
             response_headers: Vec::new(),
             transform: Vec::new(),
+            client: Some("10.1.2.3".parse().unwrap()),
         });
         for injector in [blob, dependency] {
             let header = injector.encode().unwrap();

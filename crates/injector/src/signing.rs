@@ -1,6 +1,7 @@
 //! The signatures of the internal channel, both ways: the shared secret; the one-time token every
 //! gateway→control request carries (HMAC-SHA256 over its purpose, issue time, a random id, the
-//! method, path and query, and the SHA-256 of its body when it has one); and the signature the
+//! method, path and query, the headers the control plane acts on ([`SIGNED_HEADERS`]), and the
+//! SHA-256 of its body when it has one); and the signature the
 //! control plane puts on its injector, bound to that request's id, which the gateway checks before
 //! acting on it. The control plane remembers accepted ids ([`crate::replay`]) and refuses one seen
 //! before, so a recorded request cannot be sent again, and a recorded answer fits no other request.
@@ -24,8 +25,23 @@ use crate::replay::{ReplayCache, ReplayRefusal};
 pub const MAX_TOKEN_AGE_SECONDS: u64 = 30;
 /// Tolerated clock skew between nodes for tokens issued "in the future".
 const CLOCK_SKEW_SECONDS: u64 = 5;
-/// The token format this build signs and accepts.
-const TOKEN_VERSION: &str = "1";
+/// The token format this build signs and accepts (2: the MAC covers [`SIGNED_HEADERS`]).
+const TOKEN_VERSION: &str = "2";
+
+/// The request headers the control plane acts on, bound by every request token, in this order
+/// (lowercase names; every value of each, in order): who the client is (the address the gateway
+/// saw, the forwarded-for chain, its credentials), the `Host` the token realm is built from, the
+/// refetch marker, what it accepts and the range it wants. Without them in the MAC, anyone on
+/// the path could take a signed request and swap its address or credentials for their own.
+pub const SIGNED_HEADERS: &[&str] = &[
+    "depproxy-client-address",
+    "x-forwarded-for",
+    "authorization",
+    "depproxy-forwarded-host",
+    "depproxy-refetch",
+    "accept",
+    "range",
+];
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -153,15 +169,24 @@ impl Keys {
         }
     }
 
-    fn request_mac(&self, unsigned_token: &str, method: &http::Method, path_and_query: &str) -> HmacSha256 {
+    fn request_mac(&self, unsigned_token: &str, target: RequestTarget<'_>) -> HmacSha256 {
         let mut mac = self.request.clone();
         // Fields cannot contain a newline (the token is base64url and digits, a method is a
-        // token, a URI has no control characters), so the message is unambiguous.
+        // token, a URI and a header value have no control characters, header names are fixed),
+        // so the message is unambiguous.
         mac.update(unsigned_token.as_bytes());
         mac.update(b"\n");
-        mac.update(method.as_str().as_bytes());
+        mac.update(target.method.as_str().as_bytes());
         mac.update(b"\n");
-        mac.update(path_and_query.as_bytes());
+        mac.update(target.path_and_query.as_bytes());
+        for name in SIGNED_HEADERS {
+            for value in target.headers.get_all(*name) {
+                mac.update(b"\n");
+                mac.update(name.as_bytes());
+                mac.update(b":");
+                mac.update(value.as_bytes());
+            }
+        }
         mac
     }
 
@@ -202,6 +227,8 @@ pub struct RequestTarget<'a> {
     pub method: &'a http::Method,
     /// The path and query exactly as the control plane will see them.
     pub path_and_query: &'a str,
+    /// Its headers as the control plane will see them; those in [`SIGNED_HEADERS`] are bound.
+    pub headers: &'a http::HeaderMap,
 }
 
 /// Signs gateway→control requests and checks the control plane's answers.
@@ -236,7 +263,7 @@ impl RequestSigner {
             purpose.tag(),
             URL_SAFE_NO_PAD.encode(id.to_be_bytes())
         );
-        let mac = self.keys.request_mac(&token, target.method, target.path_and_query).finalize().into_bytes();
+        let mac = self.keys.request_mac(&token, target).finalize().into_bytes();
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(mac));
         SignedRequest { token, id: RequestId(id) }
@@ -353,7 +380,7 @@ impl RequestVerifier {
         let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| SignatureError::Malformed)?;
         // The MAC first: nothing of an unverified token is trusted, or remembered.
         self.keys
-            .request_mac(unsigned, target.method, target.path_and_query)
+            .request_mac(unsigned, target)
             .verify_slice(&mac)
             .map_err(|_| SignatureError::BadSignature)?;
         let claimed = Purpose::from_tag(tag).ok_or(SignatureError::Malformed)?;
@@ -391,8 +418,59 @@ fn decode_fixed<const N: usize>(text: &str) -> Result<[u8; N], SignatureError> {
 mod tests {
     use super::*;
 
+    static NO_HEADERS: std::sync::LazyLock<http::HeaderMap> = std::sync::LazyLock::new(http::HeaderMap::new);
+
     fn target<'a>(method: &'a http::Method, path_and_query: &'a str) -> RequestTarget<'a> {
-        RequestTarget { method, path_and_query }
+        RequestTarget { method, path_and_query, headers: &NO_HEADERS }
+    }
+
+    #[test]
+    fn tokens_bind_the_headers_the_control_plane_acts_on() {
+        let secret = Secret::from_bytes([7; 32]);
+        let signer = RequestSigner::new(&secret);
+        let verifier = RequestVerifier::new(&secret);
+        let get = http::Method::GET;
+        let path = "/v2/a/manifests/v1";
+        let mut sent = http::HeaderMap::new();
+        sent.insert("depproxy-client-address", "10.0.0.7".parse().unwrap());
+        sent.insert("authorization", "Bearer client-token".parse().unwrap());
+        sent.append("x-forwarded-for", "10.9.9.9".parse().unwrap());
+        sent.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        sent.insert("accept", "application/vnd.oci.image.index.v1+json".parse().unwrap());
+        sent.insert("range", "bytes=0-9".parse().unwrap());
+        sent.insert("depproxy-refetch", "sha256:00".parse().unwrap());
+        sent.insert("depproxy-forwarded-host", "proxy.example:5000".parse().unwrap());
+        sent.insert("user-agent", "docker/27".parse().unwrap());
+        fn with<'a>(
+            method: &'a http::Method,
+            path: &'a str,
+            headers: &'a http::HeaderMap,
+        ) -> RequestTarget<'a> {
+            RequestTarget { method, path_and_query: path, headers }
+        }
+        let token = signer.sign(Purpose::Forward, with(&get, path, &sent), b"").token;
+        // Each bound header changed, removed, added or reordered: refused (and not remembered).
+        for name in SIGNED_HEADERS {
+            let mut changed = sent.clone();
+            changed.insert(*name, "swapped".parse().unwrap());
+            let refused = verifier.verify(Some(&token), Purpose::Forward, with(&get, path, &changed));
+            assert!(matches!(refused, Err(SignatureError::BadSignature)), "{name} changed");
+            let mut removed = sent.clone();
+            removed.remove(*name);
+            let refused = verifier.verify(Some(&token), Purpose::Forward, with(&get, path, &removed));
+            assert!(matches!(refused, Err(SignatureError::BadSignature)), "{name} removed");
+        }
+        let mut reordered = sent.clone();
+        reordered.remove("x-forwarded-for");
+        reordered.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        reordered.append("x-forwarded-for", "10.9.9.9".parse().unwrap());
+        let refused = verifier.verify(Some(&token), Purpose::Forward, with(&get, path, &reordered));
+        assert!(matches!(refused, Err(SignatureError::BadSignature)), "x-forwarded-for reordered");
+        // A header the control plane does not act on may differ (a proxy may add its own).
+        let mut other = sent.clone();
+        other.insert("user-agent", "curl/8".parse().unwrap());
+        other.insert("via", "1.1 lb".parse().unwrap());
+        verifier.verify(Some(&token), Purpose::Forward, with(&get, path, &other)).unwrap();
     }
 
     #[test]

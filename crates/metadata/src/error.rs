@@ -17,6 +17,8 @@ pub enum MetadataError {
     CorruptGroup(String),
     #[error("an active access token is already named {0:?}")]
     NameTaken(String),
+    #[error("cannot create the database file: {0}")]
+    CreateFile(#[source] std::io::Error),
 }
 
 pub(crate) type Result<T> = std::result::Result<T, MetadataError>;

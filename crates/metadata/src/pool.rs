@@ -29,6 +29,21 @@ macro_rules! on_pool {
     };
 }
 
+/// A new SQLite database file readable by the proxy's user and group only, whatever the umask
+/// (SQLite gives its `-wal` and `-shm` files the database file's mode). An existing file, or an
+/// in-memory database, is left as it is.
+async fn create_private_file(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(());
+    }
+    let created = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(path).await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(MetadataError::CreateFile(error)),
+    }
+}
+
 /// A handle on the metadata database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Metadata {
@@ -46,6 +61,7 @@ impl Metadata {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            create_private_file(options.get_filename()).await?;
             let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
             Pool::Sqlite(pool)
@@ -93,6 +109,28 @@ impl Metadata {
         match self.pool {
             Pool::Sqlite(_) => false,
             Pool::Postgres(_) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_journal_are_not_world_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let metadata =
+            Metadata::connect(&DatabaseUrl::new(format!("sqlite:{}", path.display()))).await.unwrap();
+        metadata.ping().await.unwrap();
+        let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o640);
+        for journal in ["meta.db-wal", "meta.db-shm"] {
+            let journal = dir.path().join(journal);
+            assert_eq!(mode(&journal) & 0o007, 0, "{}", journal.display());
         }
     }
 }

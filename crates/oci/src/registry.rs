@@ -6,6 +6,10 @@
 pub const DOCKER_HUB_HOSTS: &[&str] =
     &["registry-1.docker.io", "index.docker.io", "docker.io", "registry.hub.docker.com"];
 
+/// The host of Docker Hub's token service, which its registry's challenges name as their realm:
+/// trusted with an upstream's credentials when the upstream is on one of [`DOCKER_HUB_HOSTS`].
+pub const DOCKER_HUB_TOKEN_HOST: &str = "auth.docker.io";
+
 /// Whether `host` (any case) names Docker Hub.
 pub fn is_docker_hub_host(host: &str) -> bool {
     DOCKER_HUB_HOSTS.iter().any(|known| known.eq_ignore_ascii_case(host))

@@ -2,6 +2,7 @@
 //! tasks of a bounded writer pool, fsynced and renamed into place only after verification.
 
 use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,13 +50,25 @@ struct Paths {
     read_ahead: Arc<ReadAheadBudget>,
 }
 
+/// Objects and spools: readable by the proxy's group (a backup agent), never by everyone, whatever
+/// the umask. (The umask can only take bits away.)
+pub(crate) const OBJECT_MODE: u32 = 0o640;
+/// Directories the store creates.
+pub(crate) const DIRECTORY_MODE: u32 = 0o750;
+
+fn private_dir_builder() -> tokio::fs::DirBuilder {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true).mode(DIRECTORY_MODE);
+    builder
+}
+
 impl FsStore {
     /// Opens (creating when missing) a store rooted at `root`.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
         let tmp = root.join("tmp");
-        tokio::fs::create_dir_all(root.join("blobs/sha256")).await?;
-        tokio::fs::create_dir_all(&tmp).await?;
+        private_dir_builder().create(root.join("blobs/sha256")).await?;
+        private_dir_builder().create(&tmp).await?;
         let writers = Arc::new(Semaphore::new(WRITERS));
         let spool_reads = Arc::new(Semaphore::new(SPOOL_READERS));
         let read_ahead = ReadAheadBudget::new(READ_AHEAD_BUDGET);
@@ -199,7 +212,8 @@ impl FsStore {
         let path = self.inner.tmp.join(uuid::Uuid::new_v4().to_string());
         let staged = path.clone();
         let (file, reader) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-            let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&staged)?;
+            let file =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(OBJECT_MODE).open(&staged)?;
             let reader = std::fs::File::open(&staged)?;
             Ok((file, reader))
         })
@@ -435,7 +449,7 @@ impl FsVerified {
             let outcome = (|| {
                 file.sync_all()?;
                 if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
+                    std::fs::DirBuilder::new().recursive(true).mode(DIRECTORY_MODE).create(parent)?;
                 }
                 // Same content under the same name: an existing object is already correct, and
                 // rename replaces it atomically either way.
@@ -527,6 +541,27 @@ mod tests {
         assert_eq!(collect(store.read(&committed.key, None).await.unwrap()).await, data);
         assert_eq!(collect(store.read(&committed.key, Some(6..13)).await.unwrap()).await, b"storage");
         assert_eq!(tmp_entries(&store).await, 0);
+    }
+
+    #[tokio::test]
+    async fn objects_spools_and_directories_are_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        let store = FsStore::open(&root).await.unwrap();
+        let mut upload = store.begin_upload(1024, None).await.unwrap();
+        upload.write(Bytes::from_static(b"private layer")).await.unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let spool = std::fs::read_dir(root.join("tmp")).unwrap().next().unwrap().unwrap().path();
+        assert_eq!(mode(&spool), OBJECT_MODE, "the spool");
+        let committed = upload.commit(&Expectation::default()).await.unwrap();
+        let object = root.join(&committed.key);
+        assert_eq!(mode(&object), OBJECT_MODE, "the object keeps its spool's mode");
+        for directory in
+            [root.clone(), root.join("tmp"), root.join("blobs/sha256"), object.parent().unwrap().to_owned()]
+        {
+            assert_eq!(mode(&directory) & 0o007, 0, "{} is open to everyone", directory.display());
+        }
     }
 
     #[tokio::test]

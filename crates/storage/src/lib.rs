@@ -8,6 +8,7 @@ mod filesystem;
 mod hashing;
 mod paced;
 mod s3;
+mod s3_http;
 mod s3_uploads;
 
 use std::ops::Range;
@@ -24,6 +25,7 @@ pub use hashing::{ContentHasher, Expectation, Hashed};
 /// The client [`S3Store`] is built on, so tests and tools can reach its bucket the same way.
 pub use object_store;
 pub use s3::{S3Settings, S3Store, S3Upload, S3Verified};
+pub use s3_http::S3Proxy;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _, 
 use tokio::io::AsyncReadExt as _;
 
 use crate::filesystem::{FsStore, FsUpload, VerifiedSpool};
+use crate::s3_http::{S3_CONNECT_TIMEOUT, S3_READ_TIMEOUT, S3Connector, S3Proxy};
 use crate::s3_uploads::UploadSweeper;
 use injector::{digest_of_key, storage_key};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -29,8 +30,6 @@ const PART_SIZE: usize = 8 << 20;
 const PART_CONCURRENCY: usize = 2;
 /// Uploads to the bucket running at once (each holds up to `(1 + PART_CONCURRENCY) × PART_SIZE`).
 pub const UPLOAD_SLOTS: usize = 4;
-const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const S3_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone)]
@@ -52,6 +51,9 @@ pub struct S3Settings {
     pub presigned_url_ttl: Duration,
     /// Local directory for fill spools.
     pub spool_dir: PathBuf,
+    /// The forward proxy to reach the bucket through (`[egress] proxy`); never the environment's.
+    /// (Boxed: the settings travel inside an enum whose other variant is empty.)
+    pub proxy: Option<Box<S3Proxy>>,
 }
 
 /// An S3 bucket plus a local spool directory.
@@ -124,6 +126,7 @@ impl S3Store {
     pub async fn open(settings: S3Settings) -> Result<Self, StorageError> {
         let mut builder = AmazonS3Builder::from_env()
             .with_client_options(client_options())
+            .with_http_connector(S3Connector { proxy: settings.proxy.as_deref().cloned() })
             .with_retry(retry_config())
             .with_bucket_name(&settings.bucket)
             .with_region(&settings.region)
@@ -146,7 +149,7 @@ impl S3Store {
             redirect: settings.redirect,
             presigned_url_ttl: settings.presigned_url_ttl,
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
-            sweeper: UploadSweeper::new()?,
+            sweeper: UploadSweeper::new(settings.proxy.as_deref())?,
         })
     }
 
@@ -367,6 +370,7 @@ mod tests {
             redirect: false,
             presigned_url_ttl: Duration::from_secs(600),
             spool_dir,
+            proxy: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! instance or web-identity credentials) the store's other requests use; it is sent with reqwest.
 //! The aborts go through object_store's [`MultipartStore::abort_multipart`].
 
+use crate::s3_http::{S3Proxy, with_proxy};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -106,14 +107,15 @@ fn http_error(context: &str, error: reqwest::Error) -> StorageError {
 }
 
 impl UploadSweeper {
-    pub(crate) fn new() -> Result<Self, StorageError> {
-        let http = reqwest::Client::builder()
+    pub(crate) fn new(proxy: Option<&S3Proxy>) -> Result<Self, StorageError> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(LIST_CONNECT_TIMEOUT)
             .timeout(LIST_REQUEST_TIMEOUT)
             // A redirect (e.g. S3's 301 for the wrong region) would lose the signature anyway;
             // the status is the more useful error.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+            .redirect(reqwest::redirect::Policy::none());
+        let http = with_proxy(builder, proxy)
+            .and_then(reqwest::ClientBuilder::build)
             .map_err(|error| http_error("building the S3 listing client", error))?;
         Ok(UploadSweeper { http, first_seen: Arc::default() })
     }

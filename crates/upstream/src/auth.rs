@@ -9,8 +9,8 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::time::Instant;
 
-use crate::egress::{EgressPolicy, refusal_in};
 use crate::error::{UpstreamError, error_chain};
+use crate::http::EgressClient;
 
 /// Username and password for an upstream. The password never shows in `Debug` or logs.
 #[derive(Clone)]
@@ -85,11 +85,10 @@ const TOKEN_REFRESH_MARGIN: u64 = 10;
 /// A token answer is a small JSON document; a realm that sends more is not a token service.
 pub(crate) const MAX_TOKEN_RESPONSE: usize = 64 << 10;
 
-/// Fetches a token for `scope` from the realm — if `egress` lets the realm be asked (Basic
-/// credentials go only to the upstream's own host or over https).
+/// Fetches a token for `scope` from the realm — if the upstream's egress rules let the realm be
+/// asked (Basic credentials go only to the upstream's own host or a `realm_allow` host).
 pub(crate) async fn fetch_token(
-    http: &reqwest::Client,
-    egress: &EgressPolicy,
+    http: &EgressClient,
     realm: &str,
     service: Option<&str>,
     scope: &str,
@@ -98,7 +97,7 @@ pub(crate) async fn fetch_token(
 ) -> Result<Arc<CachedToken>, UpstreamError> {
     let mut url = url::Url::parse(realm)
         .map_err(|error| UpstreamError::Token(format!("bad realm {realm:?}: {error}")))?;
-    egress.check_realm(&url, credentials.is_some()).map_err(UpstreamError::Egress)?;
+    http.policy().check_realm(&url, credentials.is_some()).map_err(UpstreamError::Egress)?;
     {
         let mut query = url.query_pairs_mut();
         if let Some(service) = service {
@@ -106,17 +105,19 @@ pub(crate) async fn fetch_token(
         }
         query.append_pair("scope", scope);
     }
-    let mut request = http.get(url);
+    let mut headers = http::HeaderMap::new();
     if let Some(credentials) = credentials {
-        request = request.header(http::header::AUTHORIZATION, credentials.basic_header());
+        let value = http::HeaderValue::from_str(&credentials.basic_header())
+            .map_err(|_| UpstreamError::Token("credentials are not a valid header value".into()))?;
+        headers.insert(http::header::AUTHORIZATION, value);
     }
     let started = Instant::now();
-    let response = tokio::time::timeout(timeout, request.send())
+    let response = tokio::time::timeout(timeout, http.send(http::Method::GET, url.as_str(), headers))
         .await
         .map_err(|_| UpstreamError::Token(format!("token endpoint timed out after {timeout:?}")))?
-        .map_err(|error| match refusal_in(&error) {
-            Some(refusal) => UpstreamError::Egress(refusal),
-            None => UpstreamError::Token(error_chain(&error)),
+        .map_err(|error| match error {
+            UpstreamError::Egress(refusal) => UpstreamError::Egress(refusal),
+            other => UpstreamError::Token(other.to_string()),
         })?;
     let status = response.status();
     if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {

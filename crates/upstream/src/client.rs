@@ -9,9 +9,8 @@ use tokio::sync::RwLock;
 use tokio::time::Instant;
 
 use crate::auth::{AuthScheme, CachedToken, Credentials, fetch_token};
-use crate::egress::EgressPolicy;
 use crate::error::{UpstreamError, error_chain};
-use crate::http::{HttpOptions, build_http_client, check_status};
+use crate::http::{EgressClient, HttpOptions, build_http_client, check_status};
 use crate::metrics::{RequestKind, UpstreamMetrics, host_label};
 
 /// Static settings of one upstream.
@@ -47,10 +46,12 @@ const AUTH_SCHEME_TTL: Duration = Duration::from_secs(600);
 struct Inner {
     config: UpstreamConfig,
     base: String,
-    http: reqwest::Client,
-    egress: EgressPolicy,
+    http: EgressClient,
     /// The scheme and when it was discovered.
     scheme: RwLock<Option<(AuthScheme, Instant)>>,
+    /// The host of the last token realm discovered, kept across a forgotten scheme: a realm that
+    /// moves to another host is worth an operator's look.
+    realm_host: std::sync::Mutex<Option<String>>,
     tokens: moka::future::Cache<String, Arc<CachedToken>>,
     docker_hub: bool,
 }
@@ -58,7 +59,6 @@ struct Inner {
 impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
         let http = build_http_client(&config.http, &config.url)?;
-        let egress = EgressPolicy::new(&config.url, config.http.redirect_allow.clone());
         let base = config.url.as_str().trim_end_matches('/').to_owned();
         let docker_hub = config.url.host_str().is_some_and(oci::registry::is_docker_hub_host);
         let tokens = moka::future::Cache::builder()
@@ -70,8 +70,8 @@ impl UpstreamClient {
                 config,
                 base,
                 http,
-                egress,
                 scheme: RwLock::new(None),
+                realm_host: std::sync::Mutex::new(None),
                 tokens,
                 docker_hub,
             }),
@@ -123,7 +123,7 @@ impl UpstreamClient {
         let url = format!("{}/v2/", self.inner.base);
         let timeout = self.inner.config.http.header_timeout;
         self.count(RequestKind::Ping);
-        let response = self.send(self.inner.http.get(&url), "GET", &url, timeout).await?;
+        let response = self.send(http::Method::GET, &url, HeaderMap::new(), timeout).await?;
         let scheme = match response.status() {
             status if status.is_success() => AuthScheme::Anonymous,
             StatusCode::UNAUTHORIZED => {
@@ -144,8 +144,31 @@ impl UpstreamClient {
                 ));
             }
         };
+        if let AuthScheme::Bearer { realm, .. } = &scheme {
+            self.note_realm_host(realm);
+        }
         *self.inner.scheme.write().await = Some((scheme.clone(), Instant::now()));
         Ok(scheme)
+    }
+
+    /// Warns (an event for operators) when the realm's host is not the one discovered before: a
+    /// token service that moved, or a challenge someone rewrote.
+    fn note_realm_host(&self, realm: &str) {
+        let host = url::Url::parse(realm).ok().and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+        let mut last = self.inner.realm_host.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some(before), Some(now)) = (last.as_deref(), host.as_deref())
+            && before != now
+        {
+            tracing::warn!(
+                upstream = %self.name(),
+                before,
+                now,
+                "the upstream's token realm moved to another host; credentials go there only if it is the upstream's own host or in realm_allow"
+            );
+        }
+        if host.is_some() {
+            *last = host;
+        }
     }
 
     /// After a 401 with our credentials: the scheme, realm or token may have changed upstream,
@@ -171,20 +194,20 @@ impl UpstreamClient {
         result
     }
 
-    /// Sends `request` and waits at most `timeout` for the response headers; notes how the
+    /// Sends `method url` and waits at most `timeout` for the response headers; notes how the
     /// upstream answered (latency, its rate-limit budget) or that it did not.
     async fn send(
         &self,
-        request: reqwest::RequestBuilder,
-        method: &str,
+        method: http::Method,
         url: &str,
+        headers: HeaderMap,
         timeout: Duration,
     ) -> Result<reqwest::Response, UpstreamError> {
         let started = std::time::Instant::now();
-        let outcome = match tokio::time::timeout(timeout, request.send()).await {
+        let request = self.inner.http.send(method.clone(), url, headers);
+        let outcome = match tokio::time::timeout(timeout, request).await {
             Err(_) => Err(UpstreamError::Timeout(format!("{method} {url} took over {timeout:?}"))),
-            Ok(Err(error)) => Err(UpstreamError::from_transport(&error)),
-            Ok(Ok(response)) => Ok(response),
+            Ok(outcome) => outcome,
         };
         let status = self.inner.config.metrics.status();
         match &outcome {
@@ -215,7 +238,6 @@ impl UpstreamClient {
                     self.inner.tokens.invalidate(&scope).await;
                 }
                 let http = self.inner.http.clone();
-                let egress = self.inner.egress.clone();
                 let credentials = self.inner.config.credentials.clone();
                 let client = self.clone();
                 let timeout = self.inner.config.http.header_timeout;
@@ -224,16 +246,8 @@ impl UpstreamClient {
                     .tokens
                     .try_get_with(scope.clone(), async move {
                         client.count(RequestKind::Token);
-                        fetch_token(
-                            &http,
-                            &egress,
-                            &realm,
-                            service.as_deref(),
-                            &scope,
-                            credentials.as_ref(),
-                            timeout,
-                        )
-                        .await
+                        fetch_token(&http, &realm, service.as_deref(), &scope, credentials.as_ref(), timeout)
+                            .await
                     })
                     .await
                     .map_err(|error| (*error).clone())?;
@@ -277,7 +291,7 @@ impl UpstreamClient {
             ObjectKind::Manifest => RequestKind::HeadManifest,
             ObjectKind::Blob => RequestKind::HeadBlob,
         });
-        let response = self.send(self.inner.http.head(&url).headers(headers), "HEAD", &url, timeout).await?;
+        let response = self.send(http::Method::HEAD, &url, headers, timeout).await?;
         let response = self.note_refusal(repository, check_status(response, kind).await).await?;
         let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
         let digest = match header(oci::CONTENT_DIGEST_HEADER) {
@@ -317,17 +331,16 @@ impl UpstreamClient {
         suffix: &str,
         not_found: ObjectKind,
     ) -> Result<MetadataDocument, UpstreamError> {
-        let headers = self.request_headers(repository, ObjectKind::Blob).await?;
+        let mut headers = self.request_headers(repository, ObjectKind::Blob).await?;
         let url = format!("{}/v2/{}/{}", self.inner.base, repository, suffix);
         let timeout = self.inner.config.http.header_timeout;
-        let mut request = self.inner.http.get(&url).headers(headers);
         if suffix.starts_with("referrers/") {
-            request = request.header(http::header::ACCEPT, oci::media::OCI_INDEX);
+            headers.insert(http::header::ACCEPT, HeaderValue::from_static(oci::media::OCI_INDEX));
             self.count(RequestKind::Referrers);
         } else {
             self.count(RequestKind::TagsList);
         }
-        let response = self.send(request, "GET", &url, timeout).await?;
+        let response = self.send(http::Method::GET, &url, headers, timeout).await?;
         let mut response = self.note_refusal(repository, check_status(response, not_found).await).await?;
         let header = |name: http::header::HeaderName| {
             response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)

@@ -1,7 +1,9 @@
 //! Where an upstream's traffic may go (SSRF): its own origin, public addresses over https, and
-//! what its `redirect_allow` lists. Redirects and token realms are checked by URL; a DNS name is
-//! checked again at connect time on the addresses it resolves to, so a name pointing at a private
-//! address counts as private.
+//! what its `redirect_allow` lists; and where its credentials may go: its own host and what its
+//! `realm_allow` lists. Redirects and token realms are checked by URL; a DNS name is checked
+//! again on the addresses it resolves to — at connect time, or, through a forward proxy (which
+//! resolves names itself), before the request is handed to the proxy — so a name pointing at a
+//! private address counts as private.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -87,6 +89,26 @@ pub enum EgressRefusal {
     PrivateAddress,
     #[error("credentials would go to another host over plain http")]
     CredentialsInClear,
+    #[error("credentials would go to a token realm on a host not in realm_allow")]
+    UntrustedRealm,
+    #[error("a location whose name does not resolve here, to be reached through the proxy")]
+    Unresolvable,
+}
+
+impl EgressRefusal {
+    /// The setting an operator would change to allow what was refused.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            EgressRefusal::UntrustedRealm => "realm_allow",
+            EgressRefusal::TooManyRedirects
+            | EgressRefusal::Scheme
+            | EgressRefusal::Downgrade
+            | EgressRefusal::PlainHttp
+            | EgressRefusal::PrivateAddress
+            | EgressRefusal::CredentialsInClear
+            | EgressRefusal::Unresolvable => "redirect_allow",
+        }
+    }
 }
 
 /// The rules for one upstream.
@@ -94,11 +116,23 @@ pub enum EgressRefusal {
 pub struct EgressPolicy {
     origin: url::Url,
     allow: Vec<AllowEntry>,
+    /// Hosts whose token realms get the upstream's credentials besides its own (`realm_allow`,
+    /// and Docker Hub's token service for an upstream on Docker Hub's registry host).
+    realms: Vec<AllowEntry>,
 }
 
 impl EgressPolicy {
-    pub fn new(origin: &url::Url, allow: Vec<AllowEntry>) -> Self {
-        EgressPolicy { origin: origin.clone(), allow }
+    /// The rules of the upstream at `origin`: redirects may also go to `allow` (`redirect_allow`),
+    /// credentials also to token realms on `realm_allow`.
+    pub fn new(origin: &url::Url, allow: Vec<AllowEntry>, realm_allow: Vec<AllowEntry>) -> Self {
+        let mut realms = realm_allow;
+        if origin.host_str().is_some_and(oci::registry::is_docker_hub_host) {
+            realms.push(AllowEntry::Host {
+                host: url::Host::Domain(oci::registry::DOCKER_HUB_TOKEN_HOST.to_owned()),
+                port: None,
+            });
+        }
+        EgressPolicy { origin: origin.clone(), allow, realms }
     }
 
     fn is_origin(&self, url: &url::Url) -> bool {
@@ -116,6 +150,12 @@ impl EgressPolicy {
         let Some(host) = url.host() else { return false };
         let port = url.port_or_known_default();
         self.allow.iter().any(|entry| entry.allows_url(&host, port))
+    }
+
+    fn trusted_realm(&self, url: &url::Url) -> bool {
+        let Some(host) = url.host() else { return false };
+        let port = url.port_or_known_default();
+        self.is_origin_host(url) || self.realms.iter().any(|entry| entry.allows_url(&host, port))
     }
 
     /// Whether a redirect to `next` may be followed; `previous` holds the URLs before it (the
@@ -139,17 +179,27 @@ impl EgressPolicy {
         self.check_literal_address(next)
     }
 
-    /// Whether a token realm may be asked, `with_credentials` (Basic) or not: the upstream's own
-    /// host, a listed one, or anywhere public — Basic credentials only over https there.
+    /// Whether a token realm may be asked, `with_credentials` (Basic) or not. Credentials go only
+    /// where the operator said: the upstream's own host or a `realm_allow` host — over https,
+    /// unless the upstream itself is plain http (which `check-config` lets carry credentials only
+    /// on loopback or when told to). Without credentials a realm is asked where a redirect could
+    /// lead: there is nothing to leak, only where the request goes is checked.
     pub fn check_realm(&self, realm: &url::Url, with_credentials: bool) -> Result<(), EgressRefusal> {
         if !matches!(realm.scheme(), "http" | "https") {
             return Err(EgressRefusal::Scheme);
         }
-        if self.is_origin_host(realm) || self.listed(realm) {
+        let trusted = self.trusted_realm(realm);
+        if with_credentials {
+            if !trusted {
+                return Err(EgressRefusal::UntrustedRealm);
+            }
+            if realm.scheme() == "http" && self.origin.scheme() == "https" {
+                return Err(EgressRefusal::CredentialsInClear);
+            }
             return Ok(());
         }
-        if with_credentials && realm.scheme() != "https" {
-            return Err(EgressRefusal::CredentialsInClear);
+        if trusted || self.listed(realm) {
+            return Ok(());
         }
         self.check_literal_address(realm)
     }
@@ -162,44 +212,82 @@ impl EgressPolicy {
         }
     }
 
+    /// Whether `host` is a name the operator trusts with any address: the upstream's own, or
+    /// one listed in `redirect_allow` or `realm_allow`.
+    fn trusted_name(&self, host: &str) -> bool {
+        let domain = url::Host::Domain(host);
+        self.origin.host().is_some_and(|origin| host_eq(&origin.to_owned(), &domain))
+            || self.allow.iter().chain(&self.realms).any(|entry| match entry {
+                AllowEntry::Host { host: allowed, .. } => host_eq(allowed, &domain),
+                AllowEntry::Network(_) => false,
+            })
+    }
+
+    fn permitted_address(&self, ip: IpAddr) -> bool {
+        is_public(ip)
+            || self.allow.iter().any(|entry| matches!(entry, AllowEntry::Network(n) if n.contains(&ip)))
+    }
+
     /// Of the addresses `host` resolved to, those a connection may use: all of them for the
     /// upstream's own host or a listed one; otherwise public ones and listed networks.
     pub fn permitted_addresses(&self, host: &str, resolved: Vec<SocketAddr>) -> Vec<SocketAddr> {
-        let domain = url::Host::Domain(host);
-        let trusted_name = self.origin.host().is_some_and(|origin| host_eq(&origin.to_owned(), &domain))
-            || self.allow.iter().any(|entry| match entry {
-                AllowEntry::Host { host: allowed, .. } => host_eq(allowed, &domain),
-                AllowEntry::Network(_) => false,
-            });
-        if trusted_name {
+        if self.trusted_name(host) {
             return resolved;
         }
-        resolved
-            .into_iter()
-            .filter(|address| {
-                let ip = address.ip();
-                is_public(ip)
-                    || self
-                        .allow
-                        .iter()
-                        .any(|entry| matches!(entry, AllowEntry::Network(n) if n.contains(&ip)))
-            })
-            .collect()
+        resolved.into_iter().filter(|address| self.permitted_address(address.ip())).collect()
+    }
+
+    /// Whether a request to `url` may be handed to a forward proxy, which will resolve the name
+    /// itself: the upstream's own host, a listed one, or a name all of whose addresses here are
+    /// permitted (the proxy may pick any of them). A name that does not resolve here is refused:
+    /// nothing says where the proxy would take it.
+    pub async fn check_through_proxy(&self, url: &url::Url) -> Result<(), EgressRefusal> {
+        let host = match url.host() {
+            None => return Err(EgressRefusal::Scheme),
+            Some(url::Host::Domain(name)) => name,
+            Some(literal) => {
+                let address = host_address(&literal).ok_or(EgressRefusal::Scheme)?;
+                return match self.is_origin(url) || self.listed(url) || self.permitted_address(address) {
+                    true => Ok(()),
+                    false => Err(EgressRefusal::PrivateAddress),
+                };
+            }
+        };
+        if self.trusted_name(host) {
+            return Ok(());
+        }
+        let port = url.port_or_known_default().unwrap_or(443);
+        let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+            Ok(addresses) => addresses.collect(),
+            Err(_) => return Err(EgressRefusal::Unresolvable),
+        };
+        if resolved.is_empty() {
+            return Err(EgressRefusal::Unresolvable);
+        }
+        if resolved.iter().all(|address| self.permitted_address(address.ip())) {
+            Ok(())
+        } else {
+            Err(EgressRefusal::PrivateAddress)
+        }
     }
 }
 
-/// A resolver that applies an [`EgressPolicy`] to what names resolve to.
+/// A resolver that applies an [`EgressPolicy`] to what names resolve to. The forward proxy's own
+/// name, if any, resolves freely: the operator configured it, and it is asked for nothing but
+/// what [`EgressPolicy::check_through_proxy`] let through.
 pub(crate) struct EgressResolver {
     pub policy: Arc<EgressPolicy>,
+    pub proxy_host: Option<String>,
 }
 
 impl reqwest::dns::Resolve for EgressResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy.clone();
         let host = name.as_str().to_owned();
+        let proxy = self.proxy_host.as_deref().is_some_and(|proxy| proxy.eq_ignore_ascii_case(&host));
         Box::pin(async move {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let permitted = policy.permitted_addresses(&host, resolved);
+            let permitted = if proxy { resolved } else { policy.permitted_addresses(&host, resolved) };
             if permitted.is_empty() {
                 return Err(
                     Box::new(EgressRefusal::PrivateAddress) as Box<dyn std::error::Error + Send + Sync>
@@ -284,8 +372,12 @@ mod tests {
         url::Url::parse(text).unwrap()
     }
 
+    fn entries(list: &[&str]) -> Vec<AllowEntry> {
+        list.iter().map(|entry| AllowEntry::parse(entry).unwrap()).collect()
+    }
+
     fn policy(origin: &str, allow: &[&str]) -> EgressPolicy {
-        EgressPolicy::new(&url(origin), allow.iter().map(|entry| AllowEntry::parse(entry).unwrap()).collect())
+        EgressPolicy::new(&url(origin), entries(allow), Vec::new())
     }
 
     #[test]
@@ -390,21 +482,74 @@ mod tests {
     }
 
     #[test]
-    fn realms_get_credentials_only_on_the_own_host_or_over_https() {
-        let lab = policy("http://lab.example:5000", &["10.9.0.0/16"]);
-        assert_eq!(lab.check_realm(&url("http://lab.example:5001/token"), true), Ok(()));
-        assert_eq!(
-            lab.check_realm(&url("http://auth.example/token"), true),
-            Err(EgressRefusal::CredentialsInClear)
+    fn credentials_go_only_to_realms_on_the_own_host_or_realm_allow() {
+        let lab = EgressPolicy::new(
+            &url("https://lab.example:5000"),
+            entries(&["10.9.0.0/16", "cdn.example"]),
+            entries(&["auth.example.com"]),
         );
-        assert_eq!(lab.check_realm(&url("http://auth.example/token"), false), Ok(()));
-        assert_eq!(lab.check_realm(&url("https://auth.example/token"), true), Ok(()));
+        let check = |realm: &str, credentials: bool| lab.check_realm(&url(realm), credentials);
+        // Credentials: the upstream's own host (any port) or realm_allow, over https.
+        assert_eq!(check("https://lab.example:5001/token", true), Ok(()));
+        assert_eq!(check("https://auth.example.com/token", true), Ok(()));
+        assert_eq!(check("https://AUTH.example.com:8443/token", true), Ok(()));
+        for elsewhere in [
+            "https://auth.example/token",
+            "https://cdn.example/token",
+            "https://10.9.1.1/token",
+            "https://8.8.8.8/",
+        ] {
+            assert_eq!(check(elsewhere, true), Err(EgressRefusal::UntrustedRealm), "{elsewhere}");
+        }
+        assert_eq!(check("http://auth.example.com/token", true), Err(EgressRefusal::CredentialsInClear));
+        assert_eq!(check("http://lab.example/token", true), Err(EgressRefusal::CredentialsInClear));
+        // Without credentials: where a redirect could go.
+        assert_eq!(check("https://auth.example/token", false), Ok(()));
+        assert_eq!(check("http://auth.example/token", false), Ok(()));
+        assert_eq!(check("https://10.9.1.1/token", false), Ok(()));
+        assert_eq!(check("https://127.0.0.1/token", false), Err(EgressRefusal::PrivateAddress));
+        assert_eq!(check("ftp://auth.example.com/", false), Err(EgressRefusal::Scheme));
+        // A plain-http upstream (check-config decides whether it may have credentials at all)
+        // may send them to its own realm over http.
+        let plain = policy("http://lab.example:5000", &[]);
+        assert_eq!(plain.check_realm(&url("http://lab.example:5001/token"), true), Ok(()));
         assert_eq!(
-            lab.check_realm(&url("https://127.0.0.1/token"), true),
-            Err(EgressRefusal::PrivateAddress)
+            plain.check_realm(&url("https://auth.example/token"), true),
+            Err(EgressRefusal::UntrustedRealm)
         );
-        assert_eq!(lab.check_realm(&url("http://10.9.1.1/token"), true), Ok(()));
-        assert_eq!(lab.check_realm(&url("ftp://auth.example/"), false), Err(EgressRefusal::Scheme));
+    }
+
+    #[test]
+    fn docker_hubs_token_service_is_trusted_for_docker_hub_only() {
+        let realm = url(&format!("https://{}/token", oci::registry::DOCKER_HUB_TOKEN_HOST));
+        for hub in oci::registry::DOCKER_HUB_HOSTS {
+            assert_eq!(policy(&format!("https://{hub}"), &[]).check_realm(&realm, true), Ok(()), "{hub}");
+        }
+        assert_eq!(
+            policy("https://registry.example.com", &[]).check_realm(&realm, true),
+            Err(EgressRefusal::UntrustedRealm)
+        );
+    }
+
+    #[tokio::test]
+    async fn through_a_proxy_names_are_checked_on_what_they_resolve_to_before_the_request() {
+        let lab = policy("http://lab.internal:5000", &["minio.internal", "10.1.0.0/16"]);
+        let check = |target: &str| {
+            let target = url(target);
+            let lab = lab.clone();
+            async move { lab.check_through_proxy(&target).await }
+        };
+        // Trusted names are not resolved (the proxy may be the only one that can).
+        assert_eq!(check("http://lab.internal:5000/v2/").await, Ok(()));
+        assert_eq!(check("http://minio.internal:9000/b").await, Ok(()));
+        // Names resolving to loopback, or not at all here: refused.
+        assert_eq!(check("https://localhost/x").await, Err(EgressRefusal::PrivateAddress));
+        assert_eq!(check("https://internal.test/x").await, Err(EgressRefusal::Unresolvable));
+        // Literal addresses: public or listed.
+        assert_eq!(check("https://8.8.8.8/x").await, Ok(()));
+        assert_eq!(check("https://10.1.2.3/x").await, Ok(()));
+        assert_eq!(check("https://169.254.169.254/x").await, Err(EgressRefusal::PrivateAddress));
+        assert_eq!(check("https://[::1]/x").await, Err(EgressRefusal::PrivateAddress));
     }
 
     #[test]
@@ -414,6 +559,9 @@ mod tests {
             ["127.0.0.1:0", "10.1.2.3:0", "8.8.8.8:0"].iter().map(|a| a.parse().unwrap()).collect();
         assert_eq!(lab.permitted_addresses("lab.internal", addresses.clone()).len(), 3);
         assert_eq!(lab.permitted_addresses("MINIO.internal", addresses.clone()).len(), 3);
+        let realms =
+            EgressPolicy::new(&url("http://lab.internal:5000"), Vec::new(), entries(&["auth.internal"]));
+        assert_eq!(realms.permitted_addresses("auth.internal", addresses.clone()).len(), 3);
         let other = lab.permitted_addresses("cdn.example", addresses);
         assert_eq!(other, vec!["10.1.2.3:0".parse().unwrap(), "8.8.8.8:0".parse().unwrap()]);
     }

@@ -118,7 +118,8 @@ impl UpstreamError {
                 ErrorCode::Unavailable,
                 format!(
                     "the upstream registry sent depproxy where it may not go ({refusal}); \
-                     an operator can allow it with redirect_allow"
+                     an operator can allow it with {}",
+                    refusal.remedy()
                 ),
             )
             .with_status(StatusCode::BAD_GATEWAY),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use oci::{ObjectKind, Reference, RepositoryName};
-use testkit::{FakeRegistry, Fault};
+use testkit::{FakeRegistry, Fault, RecordingProxy};
 use upstream::{
     Credentials, HttpOptions, RequestKind, UpstreamClient, UpstreamConfig, UpstreamError, UpstreamMetrics,
 };
@@ -158,6 +158,20 @@ fn client_allowing(
     allow: &[&str],
     metrics: &UpstreamMetrics,
 ) -> UpstreamClient {
+    client_with(url, credentials, allow, &[], metrics)
+}
+
+fn entries(list: &[&str]) -> Vec<upstream::AllowEntry> {
+    list.iter().map(|entry| upstream::AllowEntry::parse(entry).unwrap()).collect()
+}
+
+fn client_with(
+    url: &str,
+    credentials: Option<Credentials>,
+    redirect_allow: &[&str],
+    realm_allow: &[&str],
+    metrics: &UpstreamMetrics,
+) -> UpstreamClient {
     UpstreamClient::new(UpstreamConfig {
         name: "lab".into(),
         url: url.parse().unwrap(),
@@ -166,7 +180,9 @@ fn client_allowing(
             connect_timeout: Duration::from_secs(2),
             header_timeout: Duration::from_secs(5),
             extra_ca_pem: Vec::new(),
-            redirect_allow: allow.iter().map(|entry| upstream::AllowEntry::parse(entry).unwrap()).collect(),
+            redirect_allow: entries(redirect_allow),
+            realm_allow: entries(realm_allow),
+            proxy: None,
         },
         metrics: metrics.clone(),
     })
@@ -174,19 +190,28 @@ fn client_allowing(
 }
 
 #[tokio::test]
-async fn a_token_realm_elsewhere_gets_no_credentials_in_clear_and_no_private_address_unless_listed() {
+async fn credentials_go_only_to_a_realm_on_the_own_host_or_in_realm_allow() {
     let upstream = FakeRegistry::start().await;
     upstream.require_token("t0ken");
     let token_service = FakeRegistry::start().await;
     token_service.require_token("t0ken");
-    // `localhost` is another host than the upstream's 127.0.0.1, reached over plain http, and it
-    // resolves to a private address.
+    // `localhost` is another host than the upstream's 127.0.0.1, and it resolves to a private
+    // address.
     upstream.set_realm(&format!("http://localhost:{}/token", token_service.address().port()));
     let metrics = UpstreamMetrics::default();
     let credentials = || Some(Credentials { username: "u".into(), password: "p4ss".into() });
     let refused = client(&upstream.url(), credentials(), &metrics).authorization(&repository("app")).await;
     assert!(
-        matches!(refused, Err(UpstreamError::Egress(upstream::EgressRefusal::CredentialsInClear))),
+        matches!(refused, Err(UpstreamError::Egress(upstream::EgressRefusal::UntrustedRealm))),
+        "{refused:?}"
+    );
+    let message = refused.unwrap_err().to_oci().message;
+    assert!(message.contains("realm_allow") && !message.contains("localhost"), "{message}");
+    // Where redirects may go is not where credentials may go.
+    let redirects_only = client_allowing(&upstream.url(), credentials(), &["localhost"], &metrics);
+    let refused = redirects_only.authorization(&repository("app")).await;
+    assert!(
+        matches!(refused, Err(UpstreamError::Egress(upstream::EgressRefusal::UntrustedRealm))),
         "{refused:?}"
     );
     let anonymous = client(&upstream.url(), None, &metrics).authorization(&repository("app")).await;
@@ -198,9 +223,47 @@ async fn a_token_realm_elsewhere_gets_no_credentials_in_clear_and_no_private_add
     let message = anonymous.unwrap_err().to_oci().message;
     assert!(!message.contains("localhost") && !message.contains("token"), "{message}");
 
-    let listed = client_allowing(&upstream.url(), credentials(), &["localhost"], &metrics);
+    let listed = client_with(&upstream.url(), credentials(), &[], &["localhost"], &metrics);
     assert_eq!(listed.authorization(&repository("app")).await.unwrap().as_deref(), Some("Bearer t0ken"));
-    assert_eq!(token_service.count("GET", "/token"), 1);
+    let asked = token_service.log();
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].authorization.as_deref().is_some_and(|value| value.starts_with("Basic ")), "{asked:?}");
+}
+
+#[tokio::test]
+async fn a_realm_that_moves_to_another_host_is_a_warning_and_an_event() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let _log =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(telemetry::events::EventsLayer));
+    let upstream = FakeRegistry::start().await;
+    upstream.require_token("t0ken");
+    upstream.put_image("app", "v1", &[b"layer"]);
+    let metrics = UpstreamMetrics::default();
+    let client = client(&upstream.url(), None, &metrics);
+    let tag = Reference::parse("v1").unwrap();
+    client.head(&repository("app"), ObjectKind::Manifest, &tag).await.unwrap();
+    let moved = |events: &[telemetry::events::RecordedEvent]| {
+        events.iter().any(|event| event.kind == "warning" && event.message.contains("token realm moved"))
+    };
+    assert!(!moved(
+        &telemetry::events::recent_events().latest(50, &[telemetry::events::EventClass::Problems])
+    ));
+    // The challenge now names a realm elsewhere (and the old token stops working, so the scheme
+    // is discovered again).
+    let elsewhere = FakeRegistry::start().await;
+    elsewhere.require_token("n3w");
+    upstream.require_token("n3w");
+    upstream.set_realm(&format!("{}/token", elsewhere.url().replace("127.0.0.1", "localhost")));
+    let refused = client.head(&repository("app"), ObjectKind::Manifest, &tag).await;
+    assert!(matches!(refused, Err(UpstreamError::Refused { .. })), "{refused:?}");
+    let _ = client.head(&repository("app"), ObjectKind::Manifest, &tag).await;
+    let events = telemetry::events::recent_events().latest(50, &[telemetry::events::EventClass::Problems]);
+    assert!(moved(&events), "{events:?}");
+    let event = events.iter().find(|event| event.message.contains("token realm moved")).unwrap();
+    assert!(
+        event.message.contains("before=127.0.0.1") && event.message.contains("now=localhost"),
+        "{event:?}"
+    );
 }
 
 #[tokio::test]
@@ -246,4 +309,81 @@ async fn upstream_error_bodies_reach_clients_only_as_error_codes() {
     assert!(answer.contains("token service"), "{answer}");
     assert!(!answer.contains("127.0.0.1") && !answer.contains("error sending"), "{answer}");
     assert!(error.to_string().contains("127.0.0.1"), "the log keeps the detail: {error}");
+}
+
+fn proxied_client(
+    origin: &str,
+    proxy: &RecordingProxy,
+    no_proxy: &[&str],
+    redirect_allow: &[&str],
+) -> upstream::EgressClient {
+    let no_proxy: Vec<String> = no_proxy.iter().map(|entry| (*entry).to_owned()).collect();
+    let options = HttpOptions {
+        connect_timeout: Duration::from_secs(2),
+        header_timeout: Duration::from_secs(5),
+        extra_ca_pem: Vec::new(),
+        redirect_allow: entries(redirect_allow),
+        realm_allow: Vec::new(),
+        proxy: Some(upstream::EgressProxy::parse(&proxy.url(), &no_proxy).unwrap()),
+    };
+    upstream::build_http_client(&options, &origin.parse().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn through_the_configured_proxy_each_hop_is_checked_before_the_proxy_is_asked() {
+    let upstream = FakeRegistry::start().await;
+    let layer = upstream.put_blob(&b"layer"[..]);
+    let cdn = FakeRegistry::start().await;
+    cdn.put_blob(&b"layer"[..]);
+    let proxy = RecordingProxy::start().await;
+    let metrics = UpstreamMetrics::default();
+    let url = format!("{}/v2/app/blobs/{layer}", upstream.url());
+    let get = |client: upstream::EgressClient| {
+        let url = url.clone();
+        let metrics = metrics.clone();
+        async move {
+            let timeout = Duration::from_secs(5);
+            upstream::open_stream(&client, &url, http::HeaderMap::new(), ObjectKind::Blob, timeout, &metrics)
+                .await
+        }
+    };
+    // The upstream itself, through the proxy.
+    let response = get(proxied_client(&upstream.url(), &proxy, &[], &[])).await.unwrap();
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"layer");
+    assert!(proxy.was_asked(&format!("GET {url} ")), "{:?}", proxy.asked());
+
+    // Redirects to a name resolving to loopback, or not resolving here: refused, the proxy never
+    // asked to go there.
+    let cdn_port = cdn.address().port();
+    for (location, refusal) in [
+        (format!("https://localhost:{cdn_port}"), upstream::EgressRefusal::PrivateAddress),
+        ("https://internal.test".to_owned(), upstream::EgressRefusal::Unresolvable),
+    ] {
+        upstream.set_fault_for(&layer, Some(Fault::Redirect { location: location.clone() }));
+        let refused = get(proxied_client(&upstream.url(), &proxy, &[], &[])).await;
+        assert!(
+            matches!(&refused, Err(UpstreamError::Egress(r)) if *r == refusal),
+            "{location}: {refused:?}"
+        );
+    }
+    assert!(!proxy.was_asked("localhost") && !proxy.was_asked("internal.test"), "{:?}", proxy.asked());
+    assert!(cdn.log().is_empty());
+
+    // A place the operator allowed is reached through the proxy.
+    upstream
+        .set_fault_for(&layer, Some(Fault::Redirect { location: format!("http://localhost:{cdn_port}") }));
+    let response = get(proxied_client(&upstream.url(), &proxy, &[], &["localhost"])).await.unwrap();
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"layer");
+    assert!(
+        proxy.was_asked(&format!("GET http://localhost:{cdn_port}/v2/app/blobs/")),
+        "{:?}",
+        proxy.asked()
+    );
+
+    // `no_proxy` hosts are reached directly.
+    upstream.set_fault_for(&layer, None);
+    let before = proxy.asked().len();
+    let response = get(proxied_client(&upstream.url(), &proxy, &["127.0.0.1"], &[])).await.unwrap();
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"layer");
+    assert_eq!(proxy.asked().len(), before, "{:?}", proxy.asked());
 }

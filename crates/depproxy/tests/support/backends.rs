@@ -59,6 +59,7 @@ impl S3Server {
             redirect: false,
             presigned_url_ttl: std::time::Duration::from_secs(600),
             spool_dir: self._dir.path().join("spool"),
+            proxy: None,
         })
         .await
         .unwrap()

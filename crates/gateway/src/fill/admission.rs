@@ -1,4 +1,5 @@
-//! How many fills may run at once — overall and per client address — so a storm of cold misses
+//! How many fills may run at once — overall and per client address (as the control plane
+//! resolved it through `trusted_proxies`, not the connection's peer) — so a storm of cold misses
 //! (a CI fleet pulling hundreds of distinct layers, or an abuser) cannot take every connection,
 //! thread and byte of memory. A miss beyond the limits waits in a fair queue (one queue per client
 //! address, served in turn) up to a timeout, then is answered 503 with `Retry-After`: never a

@@ -76,6 +76,8 @@ pub(crate) enum FillError {
     Broken(String),
     #[error("object is {size} bytes, over the limit of {limit}")]
     TooLarge { size: u64, limit: u64 },
+    #[error("upstream answered a manifest request by tag with content type {0:?}, not a manifest")]
+    NotAManifest(Option<String>),
     #[error("{0}")]
     Storage(#[from] StorageError),
     #[error("{0}")]
@@ -103,6 +105,7 @@ impl FillError {
             | FillError::IdleTimeout(_)
             | FillError::Broken(_)
             | FillError::TooLarge { .. }
+            | FillError::NotAManifest(_)
             | FillError::Storage(_)
             | FillError::Gateway(_)
             | FillError::FellBehind
@@ -116,6 +119,12 @@ impl FillError {
             FillError::Upstream(error) => error.to_oci(),
             FillError::IdleTimeout(_) => OciError::new(ErrorCode::Unavailable, self.to_string())
                 .with_status(StatusCode::GATEWAY_TIMEOUT),
+            // The type goes to the log only: it is upstream's text.
+            FillError::NotAManifest(_) => OciError::new(
+                ErrorCode::Unavailable,
+                "the upstream registry answered with something that is not a manifest",
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
             // The transport error names the upstream URL (maybe presigned): it goes to the log only.
             FillError::Broken(_) => OciError::new(ErrorCode::Unavailable, "the upstream stream broke off")
                 .with_status(StatusCode::BAD_GATEWAY),

@@ -130,6 +130,15 @@ async fn fill(
     {
         return Err(FillError::TooLarge { size, limit: params.max_size });
     }
+    // A tag has no digest to check the bytes against: what makes them a manifest is the type
+    // upstream declares. Anything else (an internal page a redirect led to) is refused before a
+    // byte reaches a client or storage.
+    if params.kind == oci::ObjectKind::Manifest
+        && params.verify.is_none()
+        && !head.content_type.as_deref().is_some_and(oci::media::is_manifest_type)
+    {
+        return Err(FillError::NotAManifest(head.content_type.clone()));
+    }
     let authorization = control_calls::authorize(gateway, params, head.content_length, None).await;
     // Stops the lease renewal when this function returns, however it returns.
     let _lease_renewal = {

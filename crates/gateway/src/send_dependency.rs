@@ -34,6 +34,10 @@ pub(crate) async fn serve(
     }
     let kind = params.kind;
     let expected = params.expected_digest.clone();
+    if let Some(digest) = &expected {
+        // Told to fill it: whatever memory holds under its key is no longer the cache's.
+        gateway.small_objects.forget(&injector::storage_key(digest)).await;
+    }
     let extra = params.response_headers.clone();
     // A resumed layer download asks for a range: it joins (or starts) the one fill and gets just
     // those bytes, as soon as they are there — never a second full download.

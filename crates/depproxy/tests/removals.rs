@@ -1,0 +1,389 @@
+//! What leaves the cache leaves every node's memory of it before its bytes go: after a purge (the
+//! lifecycle's, the admin API's, or `depproxy cache purge` run by another process while `serve`
+//! runs) and after an eviction, the next pull is a miss for what went — never a hit on an object
+//! that is no longer there ("stored object unreadable"). A hit whose object cannot be read anyway
+//! (a file deleted by hand) is logged and counted as the miss it turns into.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::StatusCode;
+use lifecycle::PurgeRequest;
+use support::processes::{Depproxy, free_port, run};
+use support::{Options, TestProxy, body_digest, client, pattern, spawn_server};
+use testkit::FakeRegistry;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+const KIB: usize = 1 << 10;
+
+/// One logged event: its level, target and fields (the message under `message`).
+#[derive(Debug, Clone)]
+struct Logged {
+    level: tracing::Level,
+    target: String,
+    fields: BTreeMap<String, String>,
+}
+
+/// Every event logged on this test's thread (a `#[tokio::test]` runs the proxy's tasks there).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<Logged>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        let metadata = event.metadata();
+        let logged = Logged { level: *metadata.level(), target: metadata.target().to_owned(), fields };
+        self.0.lock().unwrap().push(logged);
+    }
+}
+
+impl Captured {
+    /// Captures this thread's events until the guard drops.
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+        (captured, guard)
+    }
+
+    fn take(&self) -> Vec<Logged> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Warnings that a stored object could not be read (the control plane's and the gateway's).
+fn unreadable_warnings(events: &[Logged]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|event| event.level == tracing::Level::WARN)
+        .filter(|event| event.fields.get("message").is_some_and(|message| message.contains("unreadable")))
+        .map(|event| format!("{}: {:?}", event.target, event.fields))
+        .collect()
+}
+
+/// The access log's decisions, by reference.
+fn decisions(events: &[Logged]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|event| event.target == "depproxy::access")
+        .map(|event| (event.fields["reference"].clone(), event.fields["decision"].clone()))
+        .collect()
+}
+
+/// Pulls `image:tag` as a client does: the manifest by tag, then its config and layers, each
+/// checked against its digest. Returns the digests of the config and layers.
+async fn pull(url: &str, image: &str, tag: &str) -> Vec<oci::Digest> {
+    let manifest = client()
+        .get(format!("{url}/v2/{image}/manifests/{tag}"))
+        .header("accept", oci::media::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manifest.status(), StatusCode::OK, "{image}:{tag}");
+    let manifest: serde_json::Value = manifest.json().await.unwrap();
+    let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().parse::<oci::Digest>().unwrap()];
+    for layer in manifest["layers"].as_array().unwrap() {
+        blobs.push(layer["digest"].as_str().unwrap().parse().unwrap());
+    }
+    for digest in &blobs {
+        let response = client().get(format!("{url}/v2/{image}/blobs/{digest}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{image}@{digest}");
+        assert_eq!(&body_digest(response).await.unwrap().0, digest);
+    }
+    blobs
+}
+
+/// `depproxy_unreadable_hits_total` of a proxy.
+async fn unreadable_hits(proxy: &TestProxy) -> String {
+    let metrics = proxy.metrics().await;
+    metrics.lines().find(|line| line.starts_with("depproxy_unreadable_hits_total")).unwrap().to_owned()
+}
+
+/// An image with small objects (served from memory once read) and a large layer (streamed from
+/// storage).
+fn put_layers_image(upstream: &FakeRegistry, image: &str, seed: u64) {
+    upstream.put_image(image, "v1", &[&pattern(4 * KIB, seed), &pattern(300 * KIB, seed + 1)]);
+}
+
+async fn admin_token(proxy: &TestProxy) -> String {
+    let metadata = metadata::Metadata::connect(&proxy.config.database_url).await.unwrap();
+    let created =
+        access::create_token(&metadata, &cache::Clock::system(), "ops", vec![], true, None).await.unwrap();
+    proxy.access.tokens().reload().await.unwrap();
+    created.secret
+}
+
+/// Purges `image` through the admin API and waits for the job to end.
+async fn purge_through_admin_api(admin_url: &str, token: &str, image: &str) {
+    let accepted = client()
+        .delete(format!("{admin_url}/api/v1/groups/default/cache?image={image}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let location = accepted.headers()["location"].to_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let job: serde_json::Value = client()
+            .get(format!("{admin_url}{location}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] != "running" {
+            assert_eq!(job["state"], "done", "{job}");
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Pull, purge (through the lifecycle, then through the admin API), pull again: every object of
+/// the purged image is a miss fetched again — no hit on a deleted object, no unreadable warning, no
+/// hit counted in the statistics — and the tag is recorded again.
+#[tokio::test]
+async fn a_pull_after_a_purge_is_all_misses_and_no_stored_object_is_unreadable() {
+    let (captured, _guard) = Captured::start();
+    let upstream = FakeRegistry::start().await;
+    put_layers_image(&upstream, "lab/layers", 1);
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let token = admin_token(&proxy).await;
+    let request = PurgeRequest {
+        group: oci::GroupPath::parse("default").unwrap(),
+        image: Some(oci::RepositoryName::parse("lab/layers").unwrap()),
+        older_than: None,
+    };
+
+    for (round, through) in ["the lifecycle", "the admin API"].into_iter().enumerate() {
+        // Cached, then read as hits (the small objects now in the gateway's memory too).
+        let blobs = pull(&proxy.url, "lab/layers", "v1").await;
+        proxy.fills_settled().await;
+        pull(&proxy.url, "lab/layers", "v1").await;
+        proxy.cache.flush_reads().await.unwrap();
+        let before = proxy.lifecycle.stats(Some("default")).await.unwrap().groups[0].last_24h;
+
+        match round {
+            0 => {
+                let job = proxy.lifecycle.create_purge_job(&request).await.unwrap();
+                proxy.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
+            }
+            _ => purge_through_admin_api(&admin_url, &token, "lab/layers").await,
+        }
+        for digest in &blobs {
+            assert!(!proxy.has_object(digest), "{through}: purged from storage");
+        }
+
+        captured.take();
+        upstream.clear_log();
+        pull(&proxy.url, "lab/layers", "v1").await;
+        proxy.fills_settled().await;
+        let events = captured.take();
+        assert_eq!(unreadable_warnings(&events), Vec::<String>::new(), "after a purge through {through}");
+        let decided = decisions(&events);
+        assert_eq!(decided.len(), 1 + blobs.len(), "{decided:?}");
+        assert!(decided.iter().all(|(_, decision)| decision == "miss"), "{through}: {decided:?}");
+        assert_eq!(upstream.count("GET", "/manifests/v1"), 1, "{through}: the tag is fetched again");
+        for digest in &blobs {
+            assert_eq!(upstream.count("GET", &format!("/blobs/{digest}")), 1, "{through}: {digest}");
+        }
+
+        proxy.cache.flush_reads().await.unwrap();
+        let stats = proxy.lifecycle.stats(Some("default")).await.unwrap();
+        let after = stats.groups[0].last_24h;
+        assert_eq!(after.hits, before.hits, "{through}: no hit counted for what was fetched again");
+        assert_eq!(after.misses, before.misses + 1 + blobs.len() as u64, "{through}");
+        assert_eq!(stats.groups[0].tags, 1, "{through}: the tag is recorded again");
+        assert_eq!(stats.groups[0].blobs, blobs.len() as u64, "{through}");
+    }
+    assert_eq!(unreadable_hits(&proxy).await, "depproxy_unreadable_hits_total 0");
+}
+
+/// A store quota smaller than three images, pulled round after round (each a minute later on the
+/// control plane's clock, so quotas may evict what came before) with purges in between: every
+/// eviction and purge reaches the catalog and the small-object memory at once, so an evicted
+/// image's next pull is all misses and no stored object is ever unreadable.
+#[tokio::test]
+async fn evictions_and_purges_round_after_round_never_leave_a_hit_on_a_deleted_object() {
+    let (captured, _guard) = Captured::start();
+    let upstream = FakeRegistry::start().await;
+    let images: Vec<String> = (0..4).map(|n| format!("lab/app{n}")).collect();
+    for (n, image) in images.iter().enumerate() {
+        put_layers_image(&upstream, image, 10 * n as u64);
+    }
+    let clock = cache::Clock::manual(1_800_000_000_000);
+    // Each image is ~310 KiB: the quota holds two, so every other pull evicts.
+    let config = "[cache]\nmax_size = \"700KiB\"\nsweep_interval = \"1h\"\n";
+    let proxy =
+        TestProxy::start(Options::toml(config).with_upstream(&upstream.url()).clock(clock.clone())).await;
+    let (mut misses, mut evictions) = (0, 0);
+    for round in 0..12 {
+        let image = &images[round % images.len()];
+        captured.take();
+        let config = pull(&proxy.url, image, "v1").await.remove(0);
+        proxy.settled().await;
+        let events = captured.take();
+        assert_eq!(unreadable_warnings(&events), Vec::<String>::new(), "round {round} ({image})");
+        // The images share their config blob (read every round); the rest is each image's own,
+        // evicted since its last pull.
+        let own: Vec<(String, String)> = decisions(&events)
+            .into_iter()
+            .filter(|(reference, _)| *reference != config.to_string())
+            .collect();
+        assert_eq!(own.len(), 3, "{own:?}");
+        assert!(own.iter().all(|(_, decision)| decision == "miss"), "round {round} ({image}): {own:?}");
+        misses += own.len();
+        if round % 5 == 4 {
+            let request = PurgeRequest {
+                group: oci::GroupPath::parse("default").unwrap(),
+                image: None,
+                older_than: None,
+            };
+            let job = proxy.lifecycle.create_purge_job(&request).await.unwrap();
+            proxy.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
+        }
+        clock.advance(Duration::from_secs(61));
+        let metrics = proxy.metrics().await;
+        evictions = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("depproxy_evicted_objects_total{reason=\"quota\"} "))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    }
+    assert!(evictions >= 10, "the quota evicted as it went: {evictions}");
+    assert_eq!(misses, 12 * 3, "every pull fetched its image again");
+    assert_eq!(unreadable_hits(&proxy).await, "depproxy_unreadable_hits_total 0");
+}
+
+/// A file deleted by hand: the hit on it turns into a refetch, which the access log, the decision
+/// metric and the group's statistics count as the miss it is — not as a hit.
+#[tokio::test]
+async fn a_hit_on_an_object_deleted_by_hand_is_logged_and_counted_as_a_miss() {
+    let (captured, _guard) = Captured::start();
+    let upstream = FakeRegistry::start().await;
+    put_layers_image(&upstream, "lab/layers", 3);
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let blobs = pull(&proxy.url, "lab/layers", "v1").await;
+    proxy.fills_settled().await;
+    proxy.cache.flush_reads().await.unwrap();
+    let before = proxy.lifecycle.stats(Some("default")).await.unwrap().groups[0].last_24h;
+    let large = blobs.last().unwrap();
+    std::fs::remove_file(proxy.data_dir.path().join(injector::storage_key(large))).unwrap();
+
+    captured.take();
+    upstream.clear_log();
+    let response = client().get(format!("{}/v2/lab/layers/blobs/{large}", proxy.url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(&body_digest(response).await.unwrap().0, large);
+    proxy.fills_settled().await;
+    assert!(proxy.has_object(large), "stored again");
+    assert_eq!(upstream.count("GET", &format!("/blobs/{large}")), 1);
+    let events = captured.take();
+    let control_warnings = unreadable_warnings(&events)
+        .into_iter()
+        .filter(|warning| warning.contains("stored object unreadable; fetching it again"))
+        .count();
+    assert_eq!(control_warnings, 1, "{:?}", unreadable_warnings(&events));
+    assert_eq!(decisions(&events), vec![(large.to_string(), "miss".to_owned())]);
+
+    proxy.cache.flush_reads().await.unwrap();
+    let after = proxy.lifecycle.stats(Some("default")).await.unwrap().groups[0].last_24h;
+    assert_eq!((after.hits, after.bytes_served), (before.hits, before.bytes_served), "no hit: {after:?}");
+    assert_eq!(after.misses, before.misses + 1);
+    let metrics = proxy.metrics().await;
+    assert!(metrics.contains("depproxy_gateway_responses_total{decision=\"hit\"} 0"), "{metrics}");
+    assert!(metrics.contains("depproxy_unreadable_hits_total 1"), "{metrics}");
+}
+
+/// `depproxy cache purge` in another process while `depproxy serve` runs and is pulled from, all
+/// along: the server forgets the purged rows before their objects go, so not one of its pulls
+/// hits an unreadable object, and once the purge is done the image is fetched again.
+#[tokio::test]
+async fn a_cache_purge_from_another_process_reaches_a_running_serve_before_the_objects_go() {
+    let upstream = FakeRegistry::start().await;
+    put_layers_image(&upstream, "lab/layers", 5);
+    let config = format!(
+        "admin_listen = \"127.0.0.1:{}\"\n[[upstream]]\nname = \"lab\"\nurl = \"{}\"\n[[group]]\npath = \"default\"\nupstream = \"lab\"\n[cache]\nsweep_interval = \"1h\"\n",
+        free_port(),
+        upstream.url()
+    );
+    let serve = Depproxy::serve_with_config(&config);
+    let url = serve.url();
+    let config_file = serve.data_dir.path().join("depproxy.toml");
+    let blobs = pull(&url, "lab/layers", "v1").await;
+    pull(&url, "lab/layers", "v1").await;
+    let stored = |digest: &oci::Digest| serve.data_dir.path().join(injector::storage_key(digest)).exists();
+    // The fills are detached from the clients: wait for their objects to be stored.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !blobs.iter().all(stored) {
+        assert!(tokio::time::Instant::now() < deadline, "objects not stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut purge = std::process::Command::new(Depproxy::binary())
+        .args(["cache", "purge", "--group", "default", "--image", "lab/layers", "--config"])
+        .arg(&config_file)
+        .arg("--data-dir")
+        .arg(serve.data_dir.path())
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Pulls while the purge removes rows and, later, the objects.
+    let mut pulls_during = 0;
+    while purge.try_wait().unwrap().is_none() {
+        pull(&url, "lab/layers", "v1").await;
+        pulls_during += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = purge.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("removed 4 objects"), "{summary}");
+    assert!(
+        pulls_during >= 3,
+        "the purge waits for running servers to forget its rows: {pulls_during} pulls"
+    );
+
+    upstream.clear_log();
+    pull(&url, "lab/layers", "v1").await;
+    assert_eq!(upstream.count("GET", "/manifests/v1"), 1, "the purged tag is fetched again");
+    for digest in &blobs {
+        assert_eq!(upstream.count("GET", &format!("/blobs/{digest}")), 1, "{digest} is fetched again");
+    }
+    let log = std::fs::read_to_string(serve.data_dir.path().join("serve.log")).unwrap();
+    let unreadable: Vec<&str> = log.lines().filter(|line| line.contains("unreadable")).collect();
+    assert!(unreadable.is_empty(), "{unreadable:#?}");
+
+    let stats = run(std::process::Command::new(Depproxy::binary())
+        .args(["cache", "stats", "--json", "--config"])
+        .arg(&config_file)
+        .arg("--data-dir")
+        .arg(serve.data_dir.path()));
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["groups"][0]["tags"], 1, "the tag is recorded again: {stats}");
+}

@@ -8,65 +8,16 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
 use lifecycle::PurgeRequest;
+use support::logs::{Captured, Logged};
 use support::processes::{Depproxy, free_port, run};
 use support::{Options, TestProxy, body_digest, client, pattern, spawn_server};
 use testkit::FakeRegistry;
-use tracing_subscriber::layer::SubscriberExt as _;
 
 const KIB: usize = 1 << 10;
-
-/// One logged event: its level, target and fields (the message under `message`).
-#[derive(Debug, Clone)]
-struct Logged {
-    level: tracing::Level,
-    target: String,
-    fields: BTreeMap<String, String>,
-}
-
-/// Every event logged on this test's thread (a `#[tokio::test]` runs the proxy's tasks there).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<Logged>>>);
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        event.record(&mut Fields(&mut fields));
-        let metadata = event.metadata();
-        let logged = Logged { level: *metadata.level(), target: metadata.target().to_owned(), fields };
-        self.0.lock().unwrap().push(logged);
-    }
-}
-
-impl Captured {
-    /// Captures this thread's events until the guard drops.
-    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
-        let captured = Captured::default();
-        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
-        (captured, guard)
-    }
-
-    fn take(&self) -> Vec<Logged> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
 
 /// Warnings that a stored object could not be read (the control plane's and the gateway's).
 fn unreadable_warnings(events: &[Logged]) -> Vec<String> {
@@ -178,9 +129,12 @@ async fn a_pull_after_a_purge_is_all_misses_and_no_stored_object_is_unreadable()
     };
 
     for (round, through) in ["the lifecycle", "the admin API"].into_iter().enumerate() {
-        // Cached, then read as hits (the small objects now in the gateway's memory too).
+        // Cached, then read as hits: the control plane remembers the rows, and the gateway the
+        // small objects. (A control plane's first check of the removal generation forgets all it
+        // remembers: done before the hits.)
         let blobs = pull(&proxy.url, "lab/layers", "v1").await;
         proxy.fills_settled().await;
+        proxy.cache.flush_reads().await.unwrap();
         pull(&proxy.url, "lab/layers", "v1").await;
         proxy.cache.flush_reads().await.unwrap();
         let before = proxy.lifecycle.stats(Some("default")).await.unwrap().groups[0].last_24h;
@@ -343,6 +297,7 @@ async fn a_cache_purge_from_another_process_reaches_a_running_serve_before_the_o
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    upstream.clear_log();
     let mut purge = std::process::Command::new(Depproxy::binary())
         .args(["cache", "purge", "--group", "default", "--image", "lab/layers", "--config"])
         .arg(&config_file)
@@ -353,7 +308,8 @@ async fn a_cache_purge_from_another_process_reaches_a_running_serve_before_the_o
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Pulls while the purge removes rows and, later, the objects.
+    // Pulls while the purge removes rows, waits for the server to forget them, and deletes the
+    // objects (those the server has not stored again meanwhile).
     let mut pulls_during = 0;
     while purge.try_wait().unwrap().is_none() {
         pull(&url, "lab/layers", "v1").await;
@@ -369,11 +325,11 @@ async fn a_cache_purge_from_another_process_reaches_a_running_serve_before_the_o
         "the purge waits for running servers to forget its rows: {pulls_during} pulls"
     );
 
-    upstream.clear_log();
     pull(&url, "lab/layers", "v1").await;
-    assert_eq!(upstream.count("GET", "/manifests/v1"), 1, "the purged tag is fetched again");
+    // The server noticed the purge while it ran: its pulls since fetched everything again.
+    assert!(upstream.count("GET", "/manifests/v1") >= 1, "the purged tag is fetched again");
     for digest in &blobs {
-        assert_eq!(upstream.count("GET", &format!("/blobs/{digest}")), 1, "{digest} is fetched again");
+        assert!(upstream.count("GET", &format!("/blobs/{digest}")) >= 1, "{digest} is fetched again");
     }
     let log = std::fs::read_to_string(serve.data_dir.path().join("serve.log")).unwrap();
     let unreadable: Vec<&str> = log.lines().filter(|line| line.contains("unreadable")).collect();

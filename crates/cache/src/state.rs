@@ -143,13 +143,28 @@ impl Cache {
     /// Notices rows removed by any process: checks the removal generation every `every` and, on
     /// PostgreSQL, as soon as a removal is notified; until `stop` completes.
     pub async fn watch_removals(&self, every: Duration, stop: impl Future<Output = ()>) {
-        let mut watch = match self.catalog.metadata().watch_removals().await {
+        let watch = self.listen_for_removals().await;
+        self.follow_removals(watch, every, stop).await;
+    }
+
+    /// Starts listening for removal notifications (PostgreSQL; `None` when that fails).
+    pub async fn listen_for_removals(&self) -> Option<metadata::RemovalWatch> {
+        match self.catalog.metadata().watch_removals().await {
             Ok(watch) => Some(watch),
             Err(error) => {
-                tracing::warn!(%error, "cannot listen for removals; checking every {every:?} only");
+                tracing::warn!(%error, "cannot listen for removals; checking the database periodically only");
                 None
             }
-        };
+        }
+    }
+
+    /// [`Cache::watch_removals`] with a listener already started.
+    pub async fn follow_removals(
+        &self,
+        mut watch: Option<metadata::RemovalWatch>,
+        every: Duration,
+        stop: impl Future<Output = ()>,
+    ) {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);

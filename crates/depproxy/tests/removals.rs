@@ -320,20 +320,20 @@ async fn a_cache_purge_from_another_process_reaches_a_running_serve_before_the_o
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary = String::from_utf8_lossy(&output.stdout);
     assert!(summary.contains("removed 4 objects"), "{summary}");
+    pull(&url, "lab/layers", "v1").await;
+    let log = std::fs::read_to_string(serve.data_dir.path().join("serve.log")).unwrap();
+    let unreadable: Vec<&str> = log.lines().filter(|line| line.contains("unreadable")).collect();
+    assert!(unreadable.is_empty(), "{unreadable:#?}");
+
     assert!(
         pulls_during >= 3,
         "the purge waits for running servers to forget its rows: {pulls_during} pulls"
     );
-
-    pull(&url, "lab/layers", "v1").await;
     // The server noticed the purge while it ran: its pulls since fetched everything again.
     assert!(upstream.count("GET", "/manifests/v1") >= 1, "the purged tag is fetched again");
     for digest in &blobs {
         assert!(upstream.count("GET", &format!("/blobs/{digest}")) >= 1, "{digest} is fetched again");
     }
-    let log = std::fs::read_to_string(serve.data_dir.path().join("serve.log")).unwrap();
-    let unreadable: Vec<&str> = log.lines().filter(|line| line.contains("unreadable")).collect();
-    assert!(unreadable.is_empty(), "{unreadable:#?}");
 
     let stats = run(std::process::Command::new(Depproxy::binary())
         .args(["cache", "stats", "--json", "--config"])

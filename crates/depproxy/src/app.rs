@@ -239,6 +239,11 @@ pub async fn control_node(
         runtime.cache_metrics.clone(),
     ));
     cache.observe_commits(lifecycle.clone());
+    // Knowing the removal generation before the first request, the first check forgets nothing
+    // (a control plane that does not know it forgets everything at its first check).
+    if let Err(error) = cache.notice_removals().await {
+        tracing::warn!(%error, "cannot read the removal generation yet");
+    }
     let removals = Arc::new(ForgetRemoved { cache: cache.clone(), gateway: std::sync::OnceLock::new() });
     lifecycle.observe_removals(removals.clone());
     for warning in lifecycle.sizing_warnings(config.limits.max_blob_size) {

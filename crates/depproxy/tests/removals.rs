@@ -130,8 +130,8 @@ async fn a_pull_after_a_purge_is_all_misses_and_no_stored_object_is_unreadable()
 
     for (round, through) in ["the lifecycle", "the admin API"].into_iter().enumerate() {
         // Cached, then read as hits: the control plane remembers the rows, and the gateway the
-        // small objects. (A control plane's first check of the removal generation forgets all it
-        // remembers: done before the hits.)
+        // small objects. (Flushed before the hits: a control plane that had not read the removal
+        // generation yet would forget everything at that first check.)
         let blobs = pull(&proxy.url, "lab/layers", "v1").await;
         proxy.fills_settled().await;
         proxy.cache.flush_reads().await.unwrap();

@@ -174,9 +174,10 @@ impl Cache {
                 () = &mut stop => return,
                 notified = notification(&mut watch) => {
                     if let Err(error) = notified {
-                        // Reconnected by the next wait; the ticks cover the gap.
+                        // Reconnected by the next wait (a pause first: the database may be down);
+                        // the ticks cover the gap.
                         tracing::debug!(%error, "removal notifications interrupted");
-                        tokio::time::sleep(every).await;
+                        tokio::time::sleep(every.min(Duration::from_secs(1))).await;
                     }
                 }
                 _ = ticks.tick() => {}

@@ -50,9 +50,10 @@ pub(crate) fn watermark(max_size: u64, percent: u8) -> u64 {
     (u128::from(max_size) * u128::from(percent) / 100) as u64
 }
 
-/// What a store-wide quota cannot hold, as start-up warnings: one sweep frees
-/// `max_size × (high − low watermark)`, and an object larger than that evicts everything else (or,
-/// as it was just recorded, overruns the quota until it ages).
+/// A start-up warning for a quota (`what`: the store's or a group's) in which one sweep cannot
+/// make room for the largest blob: it frees `max_size × (high − low watermark)`, and an object
+/// larger than that evicts everything else (or, being just recorded, overruns the quota until it
+/// is a minute old).
 pub(crate) fn headroom_warning(
     what: &str,
     max_size: u64,

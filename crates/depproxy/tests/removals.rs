@@ -232,8 +232,9 @@ async fn evictions_and_purges_round_after_round_never_leave_a_hit_on_a_deleted_o
     assert_eq!(unreadable_hits(&proxy).await, "depproxy_unreadable_hits_total 0");
 }
 
-/// A file deleted by hand: the hit on it turns into a refetch, which the access log, the decision
-/// metric and the group's statistics count as the miss it is — not as a hit.
+/// Files deleted by hand (a layer, and the manifest a tag names): each hit on them turns into a
+/// refetch, which the access log, the decision metric and the group's statistics count as the miss
+/// it is — not as a hit — and the manifest asked for by tag is recorded under the tag again.
 #[tokio::test]
 async fn a_hit_on_an_object_deleted_by_hand_is_logged_and_counted_as_a_miss() {
     let (captured, _guard) = Captured::start();
@@ -244,32 +245,60 @@ async fn a_hit_on_an_object_deleted_by_hand_is_logged_and_counted_as_a_miss() {
     proxy.fills_settled().await;
     proxy.cache.flush_reads().await.unwrap();
     let before = proxy.lifecycle.stats(Some("default")).await.unwrap().groups[0].last_24h;
+    let manifest_url = format!("{}/v2/lab/layers/manifests/v1", proxy.url);
+    let head = client().head(&manifest_url).header("accept", oci::media::OCI_MANIFEST).send().await.unwrap();
+    let manifest: oci::Digest = head.headers()[oci::CONTENT_DIGEST_HEADER].to_str().unwrap().parse().unwrap();
     let large = blobs.last().unwrap();
-    std::fs::remove_file(proxy.data_dir.path().join(injector::storage_key(large))).unwrap();
+    for digest in [large, &manifest] {
+        std::fs::remove_file(proxy.data_dir.path().join(injector::storage_key(digest))).unwrap();
+    }
+    let tag_checked = proxy.cache.metadata().find_manifest(&tag_key()).await.unwrap().unwrap().checked_at;
 
     captured.take();
     upstream.clear_log();
+    let response =
+        client().get(&manifest_url).header("accept", oci::media::OCI_MANIFEST).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_digest(response).await.unwrap().0, manifest);
     let response = client().get(format!("{}/v2/lab/layers/blobs/{large}", proxy.url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(&body_digest(response).await.unwrap().0, large);
     proxy.fills_settled().await;
-    assert!(proxy.has_object(large), "stored again");
+    assert!(proxy.has_object(large) && proxy.has_object(&manifest), "stored again");
     assert_eq!(upstream.count("GET", &format!("/blobs/{large}")), 1);
+    assert_eq!(upstream.count("GET", &format!("/manifests/{manifest}")), 1);
     let events = captured.take();
     let control_warnings = unreadable_warnings(&events)
         .into_iter()
         .filter(|warning| warning.contains("stored object unreadable; fetching it again"))
         .count();
-    assert_eq!(control_warnings, 1, "{:?}", unreadable_warnings(&events));
-    assert_eq!(decisions(&events), vec![(large.to_string(), "miss".to_owned())]);
+    assert_eq!(control_warnings, 2, "{:?}", unreadable_warnings(&events));
+    assert_eq!(
+        decisions(&events),
+        vec![("v1".to_owned(), "miss".to_owned()), (large.to_string(), "miss".to_owned())]
+    );
+    let tag = proxy.cache.metadata().find_manifest(&tag_key()).await.unwrap().unwrap();
+    assert_eq!(tag.digest, manifest);
+    assert!(tag.checked_at > tag_checked, "the tag is recorded again by the refetch");
 
     proxy.cache.flush_reads().await.unwrap();
     let after = proxy.lifecycle.stats(Some("default")).await.unwrap().groups[0].last_24h;
-    assert_eq!((after.hits, after.bytes_served), (before.hits, before.bytes_served), "no hit: {after:?}");
-    assert_eq!(after.misses, before.misses + 1);
+    // The HEAD before the deletions was the only hit.
+    assert_eq!(after.hits, before.hits + 1, "no hit for what was fetched again: {after:?}");
+    assert_eq!(after.bytes_served, before.bytes_served, "{after:?}");
+    assert_eq!(after.misses, before.misses + 2);
     let metrics = proxy.metrics().await;
-    assert!(metrics.contains("depproxy_gateway_responses_total{decision=\"hit\"} 0"), "{metrics}");
-    assert!(metrics.contains("depproxy_unreadable_hits_total 1"), "{metrics}");
+    assert!(metrics.contains("depproxy_gateway_responses_total{decision=\"hit\"} 1"), "{metrics}");
+    assert!(metrics.contains("depproxy_unreadable_hits_total 2"), "{metrics}");
+}
+
+/// The tag row of `lab/layers:v1` in group `default`.
+fn tag_key() -> metadata::ManifestKey {
+    metadata::ManifestKey {
+        group: oci::GroupPath::parse("default").unwrap(),
+        image: oci::RepositoryName::parse("lab/layers").unwrap(),
+        reference: oci::Reference::parse("v1").unwrap(),
+    }
 }
 
 /// `depproxy cache purge` in another process while `depproxy serve` runs and is pulled from, all

@@ -138,6 +138,8 @@ async fn a_pull_after_a_purge_is_all_misses_and_no_stored_object_is_unreadable()
         pull(&proxy.url, "lab/layers", "v1").await;
         proxy.cache.flush_reads().await.unwrap();
         let before = proxy.lifecycle.stats(Some("default")).await.unwrap().groups[0].last_24h;
+        let (config, small_layer) = (&blobs[0], &blobs[1]);
+        assert!(proxy.gateway.holds_in_memory(config) && proxy.gateway.holds_in_memory(small_layer));
 
         match round {
             0 => {
@@ -148,6 +150,7 @@ async fn a_pull_after_a_purge_is_all_misses_and_no_stored_object_is_unreadable()
         }
         for digest in &blobs {
             assert!(!proxy.has_object(digest), "{through}: purged from storage");
+            assert!(!proxy.gateway.holds_in_memory(digest), "{through}: dropped from memory");
         }
 
         captured.take();
@@ -173,6 +176,37 @@ async fn a_pull_after_a_purge_is_all_misses_and_no_stored_object_is_unreadable()
         assert_eq!(stats.groups[0].blobs, blobs.len() as u64, "{through}");
     }
     assert_eq!(unreadable_hits(&proxy).await, "depproxy_unreadable_hits_total 0");
+}
+
+/// Rows removed by another process (no word to this one's gateway): once the control plane has
+/// noticed, a pull is all misses, and the gateway, told to fill objects it keeps in memory, drops
+/// them from memory — it serves them again from what the fills store.
+#[tokio::test]
+async fn a_gateway_told_to_fill_an_object_drops_it_from_memory() {
+    let upstream = FakeRegistry::start().await;
+    put_layers_image(&upstream, "lab/layers", 7);
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    let blobs = pull(&proxy.url, "lab/layers", "v1").await;
+    proxy.fills_settled().await;
+    pull(&proxy.url, "lab/layers", "v1").await;
+    let (config, small_layer) = (&blobs[0], &blobs[1]);
+    assert!(proxy.gateway.holds_in_memory(config) && proxy.gateway.holds_in_memory(small_layer));
+
+    let metadata = proxy.cache.metadata();
+    let group = oci::GroupPath::parse("default").unwrap();
+    let rows = metadata.objects_by_read(&group, None, &None, 10).await.unwrap();
+    assert_eq!(metadata.remove_objects(&rows, 0).await.unwrap().objects, 4);
+    proxy.cache.notice_removals().await.unwrap();
+    assert!(proxy.gateway.holds_in_memory(config), "another process's removal: memory not told");
+
+    upstream.clear_log();
+    pull(&proxy.url, "lab/layers", "v1").await;
+    proxy.fills_settled().await;
+    assert_eq!(upstream.count("GET", &format!("/blobs/{config}")), 1, "a miss");
+    assert!(!proxy.gateway.holds_in_memory(config), "dropped when told to fill it");
+    assert!(!proxy.gateway.holds_in_memory(small_layer), "dropped when told to fill it");
+    pull(&proxy.url, "lab/layers", "v1").await;
+    assert!(proxy.gateway.holds_in_memory(config), "a hit loads it again");
 }
 
 /// A store quota smaller than three images, pulled round after round (each a minute later on the

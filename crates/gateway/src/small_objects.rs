@@ -69,8 +69,8 @@ impl SmallObjects {
         self.cache.invalidate(key).await;
     }
 
-    #[cfg(test)]
-    fn contains(&self, key: &str) -> bool {
+    /// Whether memory holds `key`.
+    pub(crate) fn contains(&self, key: &str) -> bool {
         self.cache.contains_key(key)
     }
 }

@@ -104,6 +104,11 @@ impl Gateway {
         }
     }
 
+    /// Whether the memory of small objects holds `digest` (diagnostics, tests).
+    pub fn holds_in_memory(&self, digest: &oci::Digest) -> bool {
+        self.small_objects.contains(&injector::storage_key(digest))
+    }
+
     /// Fills currently running on this node.
     pub fn fills_in_flight(&self) -> usize {
         self.fills.len()

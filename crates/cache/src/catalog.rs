@@ -2,13 +2,18 @@
 //! in memory so hits cost no database round trip.
 //!
 //! Only what cannot go wrong by being remembered is cached: blob rows and digest rows are
-//! immutable; a tag row is served from memory only while it is fresh (the caller checks
-//! `checked_at` against the recheck window, as it would for a row just read), and is replaced when
-//! this node revalidates it. A row written by another node is seen at the latest when the cached
-//! copy's window ends — the same staleness the recheck window already allows. Absent rows are never
-//! cached, so an object another node just finalized is found at once. Rows whose manifest is not
-//! stored yet (tags learned from a HEAD) are not cached either: they change soon.
+//! immutable while they exist; a tag row is served from memory only while it is fresh (the caller
+//! checks `checked_at` against the recheck window, as it would for a row just read), and is
+//! replaced when this node revalidates it. A row written by another node is seen at the latest when
+//! the cached copy's window ends — the same staleness the recheck window already allows. Absent rows
+//! are never cached, so an object another node just finalized is found at once. Rows whose manifest
+//! is not stored yet (tags learned from a HEAD) are not cached either: they change soon.
+//!
+//! Rows do go away (sweeps, purges): then everything remembered is forgotten ([`Catalog::forget_all`]).
+//! A lookup that read a row just before its removal must not put it back afterwards, so every
+//! insertion is checked against the count of forgets taken before its database call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metadata::{BlobKey, BlobRecord, ManifestKey, ManifestRecord, Metadata, MetadataError};
@@ -26,29 +31,55 @@ pub(crate) struct Catalog {
     metadata: Metadata,
     blobs: moka::sync::Cache<BlobKey, BlobRecord>,
     manifests: moka::sync::Cache<ManifestKey, ManifestRecord>,
+    /// How many times everything was forgotten.
+    forgets: AtomicU64,
 }
+
+/// The catalog's forget count when a database call started: what that call read may be
+/// remembered only if nothing was forgotten since.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epoch(u64);
 
 impl Catalog {
     pub(crate) fn new(metadata: Metadata, settings: CatalogSettings) -> Self {
         let blobs = moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl);
         let manifests =
             moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl);
-        Catalog { metadata, blobs: blobs.build(), manifests: manifests.build() }
+        Catalog { metadata, blobs: blobs.build(), manifests: manifests.build(), forgets: AtomicU64::new(0) }
     }
 
-    /// Forgets every remembered row (rows were removed elsewhere).
+    /// Forgets every remembered row (rows were removed, by this process or another).
     pub(crate) fn forget_all(&self) {
+        // Counted first: an insertion that checks the count after this sees it moved; one that
+        // checked before inserted before the invalidation below, which then clears it.
+        self.forgets.fetch_add(1, Ordering::AcqRel);
         self.blobs.invalidate_all();
         self.manifests.invalidate_all();
     }
 
-    /// Remembers a row just committed.
-    pub(crate) fn remember_blob(&self, key: BlobKey, record: BlobRecord) {
-        self.blobs.insert(key, record);
+    /// Take before a database call whose answer may be remembered.
+    pub(crate) fn epoch(&self) -> Epoch {
+        Epoch(self.forgets.load(Ordering::Acquire))
     }
 
-    pub(crate) fn remember_manifest(&self, key: ManifestKey, record: ManifestRecord) {
-        self.manifests.insert(key, record);
+    /// Whether rows were forgotten since `epoch`.
+    fn forgot_since(&self, epoch: Epoch) -> bool {
+        self.forgets.load(Ordering::Acquire) != epoch.0
+    }
+
+    /// Remembers a row read or written since `epoch`, unless rows were forgotten meanwhile.
+    pub(crate) fn remember_blob(&self, epoch: Epoch, key: BlobKey, record: BlobRecord) {
+        self.blobs.insert(key.clone(), record);
+        if self.forgot_since(epoch) {
+            self.blobs.invalidate(&key);
+        }
+    }
+
+    pub(crate) fn remember_manifest(&self, epoch: Epoch, key: ManifestKey, record: ManifestRecord) {
+        self.manifests.insert(key.clone(), record);
+        if self.forgot_since(epoch) {
+            self.manifests.invalidate(&key);
+        }
     }
 
     /// The database itself, for what must not be cached (leases, re-reads).
@@ -60,9 +91,10 @@ impl Catalog {
         if let Some(record) = self.blobs.get(key) {
             return Ok(Some(record));
         }
+        let epoch = self.epoch();
         let found = self.metadata.find_blob(key).await?;
         if let Some(record) = &found {
-            self.blobs.insert(key.clone(), record.clone());
+            self.remember_blob(epoch, key.clone(), record.clone());
         }
         Ok(found)
     }
@@ -74,9 +106,10 @@ impl Catalog {
         if let Some(record) = self.manifests.get(key) {
             return Ok(Some(record));
         }
+        let epoch = self.epoch();
         let found = self.metadata.find_manifest(key).await?;
         if let Some(record) = found.as_ref().filter(|record| record.stored) {
-            self.manifests.insert(key.clone(), record.clone());
+            self.remember_manifest(epoch, key.clone(), record.clone());
         }
         Ok(found)
     }
@@ -89,9 +122,10 @@ impl Catalog {
         record: &ManifestRecord,
         now: i64,
     ) -> Result<(), MetadataError> {
+        let epoch = self.epoch();
         self.metadata.upsert_manifest(key, record, now).await?;
         if record.stored {
-            self.manifests.insert(key.clone(), record.clone());
+            self.remember_manifest(epoch, key.clone(), record.clone());
         } else {
             self.manifests.invalidate(key);
         }
@@ -103,9 +137,10 @@ impl Catalog {
         key: &ManifestKey,
         now: i64,
     ) -> Result<(), MetadataError> {
+        let epoch = self.epoch();
         self.metadata.mark_manifest_checked(key, now).await?;
         if let Some(record) = self.manifests.get(key) {
-            self.manifests.insert(key.clone(), ManifestRecord { checked_at: now, ..record });
+            self.remember_manifest(epoch, key.clone(), ManifestRecord { checked_at: now, ..record });
         }
         Ok(())
     }

@@ -71,11 +71,12 @@ impl Cache {
         let group = &resolved.group.path;
         let record = BlobRecord { digest: object.digest, size: object.size, media_type: object.media_type };
         let claim = self.commit_lease(lease);
+        let epoch = self.catalog.epoch();
         match self.catalog.metadata().commit_blob(group, &record, claim, now).await? {
             Committed::Recorded => {
                 self.committed(group, record.size);
                 let key = BlobKey { group: group.clone(), digest: record.digest.clone() };
-                self.catalog.remember_blob(key, record);
+                self.catalog.remember_blob(epoch, key, record);
             }
             Committed::Refused => refused(&record.digest),
         }
@@ -109,14 +110,15 @@ impl Cache {
         let tag = matches!(reference, Reference::Tag(_)).then_some(reference);
         let claim = self.commit_lease(lease);
         let metadata = self.catalog.metadata();
+        let epoch = self.catalog.epoch();
         match metadata.commit_manifest(&by_digest, tag, &record, references, claim, now).await? {
             Committed::Recorded => {
                 self.committed(&by_digest.group, record.size);
                 if let Some(tag) = tag {
                     let by_tag = ManifestKey { reference: tag.clone(), ..by_digest.clone() };
-                    self.catalog.remember_manifest(by_tag, record.clone());
+                    self.catalog.remember_manifest(epoch, by_tag, record.clone());
                 }
-                self.catalog.remember_manifest(by_digest, record);
+                self.catalog.remember_manifest(epoch, by_digest, record);
             }
             Committed::Refused => refused(&record.digest),
         }

@@ -37,18 +37,71 @@ fn fill_key(
 }
 
 impl Cache {
-    /// A miss for an object the catalog says is stored, because the gateway could not read it
-    /// (deleted by hand, storage failing): fetched again by digest, stored again if storage
-    /// allows — which also heals a row whose object went missing.
-    pub async fn refetch(
+    /// A blob request asked again because the gateway could not read `unreadable`, the object
+    /// the first answer served (deleted by hand, storage failing): see [`Cache::refetch_manifest`].
+    pub async fn refetch_blob(
+        &self,
+        resolved: &Resolved,
+        digest: &Digest,
+        unreadable: &Digest,
+    ) -> Result<Decision, CacheError> {
+        let key = BlobKey { group: resolved.group.path.clone(), digest: digest.clone() };
+        let served = match self.degraded(self.catalog.find_blob(&key).await) {
+            Some(record) => Ok(Decision::Serve { object: record.into(), stale: false }),
+            None => {
+                let repository = resolved.group.upstream.upstream_repository(&resolved.image);
+                let reference = Reference::Digest(digest.clone());
+                Box::pin(self.fetch(&resolved.group, ObjectKind::Blob, &repository, &reference)).await
+            }
+        };
+        self.refetch(resolved, ObjectKind::Blob, served, unreadable).await
+    }
+
+    /// A manifest request asked again because the gateway could not read `unreadable`, the object
+    /// the first answer served: that hit never reached the client, so its count is taken back,
+    /// and the object is fetched again by digest (a miss) — stored again if storage allows, which
+    /// heals a row whose object went missing, and recorded under the requested tag too (the fill
+    /// records under the request's path). Decided afresh, not noted as a read.
+    pub async fn refetch_manifest(
+        &self,
+        resolved: &Resolved,
+        reference: &Reference,
+        unreadable: &Digest,
+    ) -> Result<Decision, CacheError> {
+        let group = &resolved.group;
+        let key = ManifestKey {
+            group: group.path.clone(),
+            image: group.upstream.upstream_repository(&resolved.image),
+            reference: reference.clone(),
+        };
+        let served = self.manifest_decision(group, &key, false).await;
+        self.refetch(resolved, ObjectKind::Manifest, served, unreadable).await
+    }
+
+    async fn refetch(
         &self,
         resolved: &Resolved,
         kind: ObjectKind,
-        digest: &Digest,
+        served: Result<Decision, CacheError>,
+        unreadable: &Digest,
     ) -> Result<Decision, CacheError> {
         let group = &resolved.group;
-        let repository = group.upstream.upstream_repository(&resolved.image);
-        self.fetch(group, kind, &repository, &Reference::Digest(digest.clone())).await
+        match served {
+            Ok(Decision::Serve { object, .. }) if &object.digest == unreadable => {
+                tracing::warn!(digest = %object.digest, group = %group.path,
+                    "stored object unreadable; fetching it again");
+                self.reads.taken_back(&group.path, object.size);
+                let repository = group.upstream.upstream_repository(&resolved.image);
+                let reference = Reference::Digest(object.digest);
+                Box::pin(self.fetch(group, kind, &repository, &reference)).await
+            }
+            other => {
+                // Rows changed in between (the object was removed, or a tag moved): the first
+                // answer's hit still did not happen; its bytes are unknown here.
+                self.reads.taken_back(&group.path, 0);
+                other
+            }
+        }
     }
 
     pub async fn blob(

@@ -26,15 +26,20 @@ pub(crate) struct ReadBatch {
     pub blobs: FastMap<BlobKey, Reads>,
     pub manifests: FastMap<ManifestKey, ManifestReads>,
     pub traffic: FastMap<GroupPath, Traffic>,
+    /// Hits (and bytes served) counted that never reached the client: taken back at the flush.
+    pub taken_back: FastMap<GroupPath, Traffic>,
 }
 
 impl ReadBatch {
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty() && self.manifests.is_empty() && self.traffic.is_empty()
+        self.blobs.is_empty()
+            && self.manifests.is_empty()
+            && self.traffic.is_empty()
+            && self.taken_back.is_empty()
     }
 
     fn len(&self) -> usize {
-        self.blobs.len() + self.manifests.len() + self.traffic.len()
+        self.blobs.len() + self.manifests.len() + self.traffic.len() + self.taken_back.len()
     }
 
     /// Folds an older batch (one that failed to flush) into this one.
@@ -51,6 +56,9 @@ impl ReadBatch {
         }
         for (group, traffic) in older.traffic {
             self.traffic.entry(group).or_default().add(&traffic);
+        }
+        for (group, traffic) in older.taken_back {
+            self.taken_back.entry(group).or_default().add(&traffic);
         }
     }
 }
@@ -130,6 +138,15 @@ impl ReadLog {
 
     pub fn missed(&self, group: &GroupPath) {
         self.with(|batch| traffic_of(batch, group).map(|traffic| traffic.misses += 1));
+    }
+
+    /// A hit of `bytes` noted earlier never reached the client (its object could not be read).
+    pub fn taken_back(&self, group: &GroupPath, bytes: u64) {
+        self.with(|batch| {
+            let taken = batch.taken_back.entry(group.clone()).or_default();
+            taken.hits += 1;
+            taken.bytes_served += bytes;
+        });
     }
 
     pub fn fetched(&self, group: &GroupPath, bytes: u64) {

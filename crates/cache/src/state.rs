@@ -117,10 +117,14 @@ impl Cache {
             let manifests = batch.manifest_rows();
             let traffic: Vec<_> =
                 batch.traffic.iter().map(|(group, traffic)| (group.clone(), *traffic)).collect();
+            let taken_back: Vec<_> =
+                batch.taken_back.iter().map(|(group, traffic)| (group.clone(), *traffic)).collect();
             let metadata = self.catalog.metadata();
             let written = async {
                 metadata.record_reads(&blobs, &manifests).await?;
-                metadata.add_traffic(hour, &traffic).await
+                metadata.add_traffic(hour, &traffic).await?;
+                // After the hits were added: usually the hit taken back is in this very batch.
+                metadata.take_back_hits(hour, &taken_back).await
             };
             if let Err(error) = written.await {
                 self.reads.restore(batch);
@@ -128,6 +132,62 @@ impl Cache {
             }
         }
         self.notice_removals().await
+    }
+
+    /// Rows were removed by this process (a sweep, a purge): forgets what is remembered at once,
+    /// rather than at the next check of the generation.
+    pub fn forget_removed_rows(&self) {
+        self.catalog.forget_all();
+    }
+
+    /// Notices rows removed by any process: checks the removal generation every `every` and, on
+    /// PostgreSQL, as soon as a removal is notified; until `stop` completes.
+    pub async fn watch_removals(&self, every: Duration, stop: impl Future<Output = ()>) {
+        let watch = self.listen_for_removals().await;
+        self.follow_removals(watch, every, stop).await;
+    }
+
+    /// Starts listening for removal notifications (PostgreSQL; `None` when that fails).
+    pub async fn listen_for_removals(&self) -> Option<metadata::RemovalWatch> {
+        match self.catalog.metadata().watch_removals().await {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for removals; checking the database periodically only");
+                None
+            }
+        }
+    }
+
+    /// [`Cache::watch_removals`] with a listener already started.
+    pub async fn follow_removals(
+        &self,
+        mut watch: Option<metadata::RemovalWatch>,
+        every: Duration,
+        stop: impl Future<Output = ()>,
+    ) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => return,
+                notified = notification(&mut watch) => {
+                    if let Err(error) = notified {
+                        // Reconnected by the next wait (a pause first: the database may be down);
+                        // the ticks cover the gap.
+                        tracing::debug!(%error, "removal notifications interrupted");
+                        tokio::time::sleep(every.min(Duration::from_secs(1))).await;
+                    }
+                }
+                _ = ticks.tick() => {}
+            }
+            if let Err(error) = self.notice_removals().await
+                && let Some(held_back) = REMOVALS_UNCHECKED.admit()
+            {
+                tracing::warn!(%error, held_back, "cannot check the database for removed rows");
+            }
+        }
     }
 
     /// Drops remembered rows when the database's removal generation moved.
@@ -143,3 +203,14 @@ impl Cache {
 }
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// Reports failed removal checks once per interval.
+static REMOVALS_UNCHECKED: telemetry::Throttle = telemetry::Throttle::new(Duration::from_secs(60));
+
+/// The next removal notification; never, without a listener.
+async fn notification(watch: &mut Option<metadata::RemovalWatch>) -> Result<(), MetadataError> {
+    match watch {
+        Some(watch) => watch.notified().await,
+        None => std::future::pending().await,
+    }
+}

@@ -227,3 +227,56 @@ async fn a_shared_database_lets_one_node_fill_an_object_at_a_time() {
         "recording released the lease"
     );
 }
+
+/// Rows another process removes are forgotten without waiting for a flush of reads: through the
+/// removal generation, checked every `every`, and on PostgreSQL through the removal's
+/// notification — there the only way, the checks being an hour apart.
+#[tokio::test]
+async fn rows_another_process_removes_are_forgotten_by_the_removal_watch() {
+    let mut databases = vec![(None, Duration::from_millis(50))];
+    if let Ok(server) = std::env::var("DEPPROXY_TEST_POSTGRES_URL") {
+        let database =
+            format!("{}/depproxy_cache_{}", server.trim_end_matches('/'), uuid::Uuid::new_v4().simple());
+        databases.push((Some(database), Duration::from_secs(3600)));
+    }
+    for (database, every) in databases {
+        let setup = setup_with(database).await;
+        let cache = &setup.test.cache;
+        let digest = setup.upstream.put_blob(b"layer".to_vec());
+        cache
+            .record_blob(&setup.resolved, stored(&digest, 5, "application/octet-stream"), None)
+            .await
+            .unwrap();
+        // A control plane's first check forgets everything (it knows no earlier generation).
+        cache.notice_removals().await.unwrap();
+        let watch = cache.listen_for_removals().await;
+        assert_eq!(watch.as_ref().unwrap().listens(), setup.test.metadata.shared_by_nodes());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let following = cache.follow_removals(watch, every, async {
+            let _ = stopped.await;
+        });
+        let removed_elsewhere = async {
+            assert!(
+                matches!(cache.blob(&setup.resolved, &digest, false).await.unwrap(), Decision::Serve { .. }),
+                "remembered"
+            );
+            let group = oci::GroupPath::parse("default").unwrap();
+            let rows = setup.test.metadata.objects_by_read(&group, None, &None, 10).await.unwrap();
+            assert_eq!(setup.test.metadata.remove_objects(&rows, 0).await.unwrap().objects, 1);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Decision::Fetch(_) = cache.blob(&setup.resolved, &digest, false).await.unwrap() {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{}: never forgotten",
+                    setup.test.metadata.backend()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = stop.send(());
+        };
+        tokio::join!(following, removed_elsewhere);
+    }
+}

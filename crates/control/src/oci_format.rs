@@ -5,10 +5,9 @@
 
 use axum::extract::Request;
 use axum::response::Response;
-use cache::{Decision, Resolved};
 use http::Method;
 use injector::VerifiedRequest;
-use oci::{Endpoint, ErrorCode, ObjectKind, OciError};
+use oci::{Endpoint, ErrorCode, OciError};
 
 use crate::caller::Caller;
 use crate::error::ControlError;
@@ -50,16 +49,24 @@ pub(crate) async fn decide(
         Endpoint::Manifest { image, reference } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
-            let decision = control.cache.manifest(&resolved, &reference, head).await?;
-            let decision =
-                refetch_if_asked(control, &caller, &resolved, ObjectKind::Manifest, decision).await?;
+            let decision = match &caller.refetch {
+                // The gateway could not read what the first answer served.
+                Some(unreadable) => {
+                    Box::pin(control.cache.refetch_manifest(&resolved, &reference, unreadable)).await?
+                }
+                None => control.cache.manifest(&resolved, &reference, head).await?,
+            };
             Ok(render::decision(decision, uri, resolved.group.path.as_str(), caller.address))
         }
         Endpoint::Blob { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
-            let decision = control.cache.blob(&resolved, &digest, head).await?;
-            let decision = refetch_if_asked(control, &caller, &resolved, ObjectKind::Blob, decision).await?;
+            let decision = match &caller.refetch {
+                Some(unreadable) => {
+                    Box::pin(control.cache.refetch_blob(&resolved, &digest, unreadable)).await?
+                }
+                None => control.cache.blob(&resolved, &digest, head).await?,
+            };
             Ok(render::decision(decision, uri, resolved.group.path.as_str(), caller.address))
         }
         Endpoint::TagsList { image } => {
@@ -72,22 +79,5 @@ pub(crate) async fn decide(
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
             Box::pin(passthrough::referrers(&resolved, &digest, uri)).await
         }
-    }
-}
-
-/// When the gateway could not read the object this decision serves, a fetch of it instead.
-async fn refetch_if_asked(
-    control: &ControlPlane,
-    caller: &Caller,
-    resolved: &Resolved,
-    kind: ObjectKind,
-    decision: Decision,
-) -> Result<Decision, ControlError> {
-    match (&caller.refetch, decision) {
-        (Some(unreadable), Decision::Serve { object, .. }) if &object.digest == unreadable => {
-            tracing::warn!(digest = %object.digest, group = %resolved.group.path, "stored object unreadable; fetching it again");
-            Ok(Box::pin(control.cache.refetch(resolved, kind, &object.digest)).await?)
-        }
-        (_, decision) => Ok(decision),
     }
 }

@@ -84,6 +84,8 @@ pub struct ControlNode {
     pub access: Arc<Access>,
     /// What the admin API shows of groups, upstreams and fills.
     pub view: Arc<admin::OperatorView>,
+    /// Who hears of this process's removals (a gateway in the same process joins it).
+    pub removals: Arc<ForgetRemoved>,
 }
 
 /// The admin API of a control plane; purges run under `supervisor`.
@@ -153,9 +155,40 @@ pub fn lifecycle(
         orphan_grace: config.lifecycle.orphan_grace,
         upload_grace: config.lifecycle.upload_grace,
         lease_ttl: config.lease_ttl,
+        removal_notice: defaults::REMOVAL_NOTICE,
+        keep_recent: defaults::KEEP_RECENT,
         node: config.node_id.clone(),
     };
     Lifecycle::new(metadata, store, groups, settings, clock, metrics)
+}
+
+/// Hears of the removals this process makes (sweeps, purges) and tells, at once, its control
+/// plane's catalog and — in `serve` — its gateway's memory of small objects. Other processes learn
+/// through the database (`Cache::watch_removals`).
+pub struct ForgetRemoved {
+    cache: Arc<Cache>,
+    gateway: std::sync::OnceLock<Arc<Gateway>>,
+}
+
+impl ForgetRemoved {
+    /// The gateway in the same process (`serve`).
+    pub fn attach_gateway(&self, gateway: Arc<Gateway>) {
+        let _ = self.gateway.set(gateway);
+    }
+}
+
+impl lifecycle::RemovalObserver for ForgetRemoved {
+    fn removed<'a>(
+        &'a self,
+        objects: &'a [oci::Digest],
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            self.cache.forget_removed_rows();
+            if let Some(gateway) = self.gateway.get() {
+                gateway.forget_objects(objects).await;
+            }
+        })
+    }
 }
 
 /// The configured object store. Local storage lives in the data directory, created here when
@@ -206,6 +239,24 @@ pub async fn control_node(
         runtime.cache_metrics.clone(),
     ));
     cache.observe_commits(lifecycle.clone());
+    // Knowing the removal generation before the first request, the first check forgets nothing
+    // (a control plane that does not know it forgets everything at its first check).
+    if let Err(error) = cache.notice_removals().await {
+        tracing::warn!(%error, "cannot read the removal generation yet");
+    }
+    let removals = Arc::new(ForgetRemoved { cache: cache.clone(), gateway: std::sync::OnceLock::new() });
+    lifecycle.observe_removals(removals.clone());
+    for warning in lifecycle.sizing_warnings(config.limits.max_blob_size) {
+        tracing::warn!("{warning}");
+    }
+    // The size gauges from the start (commits keep them current, sweeps measure again).
+    if let Err(error) = lifecycle.publish_usage().await {
+        tracing::warn!(%error, "cannot measure the cache's size yet; the first sweep will");
+    }
+    let watcher = cache.clone();
+    runtime.supervisor.spawn("removal-watch", "cache", move |signal| async move {
+        watcher.watch_removals(defaults::REMOVAL_CHECK_INTERVAL, signal.draining()).await;
+    });
     let flushed = cache.clone();
     runtime.supervisor.spawn_periodic(
         "access-flush",
@@ -239,7 +290,7 @@ pub async fn control_node(
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         fill_reports: Some(fill_report_sink(view.fills.clone())),
     });
-    Ok(ControlNode { router: control.router(), cache, lifecycle, access, view })
+    Ok(ControlNode { router: control.router(), cache, lifecycle, access, view, removals })
 }
 
 /// Puts gateways' fill reports on `board`.
@@ -491,6 +542,7 @@ pub async fn serve_node(config: &Config, runtime: Runtime) -> anyhow::Result<(Ar
     let control = control_node(config, &secret, &runtime).await?;
     let channel = ControlChannel::InProcess(gateway::InProcessControl::new(control.router.clone()));
     let gateway = gateway(config, channel, &secret, runtime).await?;
+    control.removals.attach_gateway(gateway.clone());
     let fills = gateway.clone();
     control.view.fills.attach_local(config.node_id.clone(), move || fills.fills_snapshot());
     Ok((gateway, control))

@@ -1,6 +1,7 @@
 //! `depproxy cache purge | stats`: the lifecycle from the command line, straight on the metadata
 //! database and the object store (SQLite or PostgreSQL, disk or S3), with the server running or
-//! not — running control planes notice removed rows at their next flush of reads.
+//! not — running control planes forget removed rows within a second (at once on PostgreSQL), and a
+//! purge deletes the objects only after `removal_notice` (2 s), so no server still serves them.
 
 use std::time::Duration;
 

@@ -69,6 +69,14 @@ pub const HIGH_WATERMARK: u8 = 90;
 pub const LOW_WATERMARK: u8 = 80;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a control plane checks the database for rows another process removed (on PostgreSQL
+/// it also hears of each removal at once).
+pub const REMOVAL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an object stays in storage at least after its last row went: every control plane has
+/// checked for removals since (with room for decisions already on their way to a gateway).
+pub const REMOVAL_NOTICE: Duration = Duration::from_secs(2);
+/// Quotas never evict an object recorded less than this long ago.
+pub const KEEP_RECENT: Duration = Duration::from_secs(60);
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 pub const UPLOAD_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// S3 has no open-file semantics: an evicted object stays this long for readers already streaming it.

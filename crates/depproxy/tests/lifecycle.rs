@@ -32,15 +32,18 @@ async fn pull(proxy: &TestProxy, image: &str, tag: &str, layers: &[oci::Digest])
     }
 }
 
-/// Pulls 3× the store's quota, one image at a time; after each pull (fills and sweeps settled)
-/// the store is within the quota plus the largest object, and what was read last is what stays.
+/// Pulls 3× the store's quota, one image a minute (on the control plane's clock: a quota spares
+/// what was recorded in the last minute); after each pull (fills and sweeps settled) the store is
+/// within the quota plus the largest object, and what was read last is what stays.
 #[tokio::test]
 async fn a_store_quota_holds_while_three_times_its_size_is_pulled_and_lru_decides() {
     let upstream = FakeRegistry::start().await;
     let quota = 8 * MIB as u64;
     let config =
         "[cache]\nmax_size = \"8MiB\"\nhigh_watermark = 90\nlow_watermark = 70\nsweep_interval = \"1h\"\n";
-    let proxy = TestProxy::start(Options::toml(config).with_upstream(&upstream.url())).await;
+    let clock = cache::Clock::manual(1_800_000_000_000);
+    let proxy =
+        TestProxy::start(Options::toml(config).with_upstream(&upstream.url()).clock(clock.clone())).await;
     let images: Vec<(String, Vec<oci::Digest>)> = (0..24u64)
         .map(|n| {
             let image = format!("lab/app{n}");
@@ -50,6 +53,7 @@ async fn a_store_quota_holds_while_three_times_its_size_is_pulled_and_lru_decide
         .collect();
     let mut trace = Vec::new();
     for (n, (image, layers)) in images.iter().enumerate() {
+        clock.advance(Duration::from_secs(61));
         pull(&proxy, image, "v1", layers).await;
         if n == 20 {
             // Image 0 is read again (a hit): it becomes one of the most recently read.
@@ -122,18 +126,7 @@ async fn a_purged_image_is_fetched_again_by_the_next_pull_and_the_others_stay() 
     assert!(!proxy.has_object(&purged[0]));
     assert!(proxy.has_object(&other[0]), "the other image stays");
 
-    // Before the control plane notices the purge (it still remembers the rows): a pull is
-    // answered, what storage lost comes from upstream, and is stored again.
-    upstream.clear_log();
-    pull(&proxy, "lab/purged", "v1", &purged).await;
-    assert_eq!(upstream.count("GET", &format!("/blobs/{}", purged[0])), 1);
-    proxy.fills_settled().await;
-    assert!(proxy.has_object(&purged[0]));
-
-    // Once it has noticed (its next flush), a purged tag is a plain miss.
-    let job = proxy.lifecycle.create_purge_job(&request).await.unwrap();
-    proxy.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
-    proxy.cache.flush_reads().await.unwrap();
+    // The purge reached the control plane as it happened: the purged tag is a plain miss.
     upstream.clear_log();
     pull(&proxy, "lab/purged", "v1", &purged).await;
     assert_eq!(
@@ -167,4 +160,69 @@ async fn hits_are_counted_and_dated_in_batches_with_traffic_per_group() {
     assert!(traffic.bytes_fetched >= MIB as u64, "{traffic:?}");
     assert_eq!(stats.groups[0].blobs, 1);
     assert_eq!(stats.groups[0].manifests, 1);
+}
+
+/// A sample of the proxy's `/metrics`, e.g. `depproxy_store_bytes`.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// The size gauges are right from the start on an existing data directory and follow every
+/// commit, without a sweep: here another node holds the sweep lease, so this one never sweeps.
+#[tokio::test]
+async fn the_size_gauges_are_loaded_at_start_and_follow_commits() {
+    let upstream = FakeRegistry::start().await;
+    let (_, first) = upstream.put_image("lab/first", "v1", &[&pattern(MIB, 6)]);
+    let (_, second) = upstream.put_image("lab/second", "v1", &[&pattern(MIB, 7)]);
+    let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
+    pull(&proxy, "lab/first", "v1", &first).await;
+    proxy.settled().await;
+    let stored = proxy.lifecycle.stats(None).await.unwrap().physical_bytes;
+    assert!(stored > MIB as u64);
+    let metadata = metadata::Metadata::connect(&proxy.config.database_url).await.unwrap();
+    let now = cache::Clock::system().now_ms();
+    assert!(metadata.try_maintenance_lease("sweep", "sweeper:elsewhere", now, 3_600_000).await.unwrap());
+
+    let restarted =
+        TestProxy::start(Options::upstream(&upstream.url()).data_dir(proxy.into_data_dir())).await;
+    let metrics = restarted.metrics().await;
+    assert_eq!(sample(&metrics, "depproxy_store_bytes"), stored, "at start");
+    assert_eq!(sample(&metrics, "depproxy_cache_bytes{group=\"default\"}"), stored, "at start");
+
+    pull(&restarted, "lab/second", "v1", &second).await;
+    restarted.fills_settled().await;
+    let now_stored = restarted.lifecycle.stats(None).await.unwrap().physical_bytes;
+    assert!(now_stored > stored + MIB as u64);
+    let metrics = restarted.metrics().await;
+    assert_eq!(sample(&metrics, "depproxy_store_bytes"), now_stored, "after commits");
+    assert_eq!(sample(&metrics, "depproxy_cache_bytes{group=\"default\"}"), now_stored, "after commits");
+}
+
+/// A store quota of which one sweep frees less than the largest blob allowed is warned about at
+/// start-up; one that frees enough is not.
+#[tokio::test]
+async fn a_store_quota_too_small_for_the_largest_blob_is_warned_about_at_start() {
+    let (captured, _guard) = support::logs::Captured::start();
+    let upstream = FakeRegistry::start().await;
+    let small = "[cache]\nmax_size = \"80MiB\"\n[limits]\nmax_blob_size = \"1GiB\"\n";
+    let _proxy = TestProxy::start(Options::toml(small).with_upstream(&upstream.url())).await;
+    let warnings = support::logs::warnings(&captured.take());
+    let sizing: Vec<&String> = warnings.iter().filter(|warning| warning.contains("max_size")).collect();
+    assert_eq!(sizing.len(), 1, "{warnings:#?}");
+    assert!(
+        sizing[0].contains("[cache] max_size 83886080 bytes with watermarks 90/80 % frees 8388608 bytes")
+            && sizing[0].contains("max_blob_size (1073741824 bytes)"),
+        "{}",
+        sizing[0]
+    );
+
+    let large = "[cache]\nmax_size = \"20GiB\"\n[limits]\nmax_blob_size = \"1GiB\"\n";
+    let _proxy = TestProxy::start(Options::toml(large).with_upstream(&upstream.url())).await;
+    let warnings = support::logs::warnings(&captured.take());
+    assert!(!warnings.iter().any(|warning| warning.contains("max_size")), "{warnings:#?}");
 }

@@ -124,44 +124,57 @@ async fn answer(
             Ok(Box::pin(send_dependency::serve(gateway, params, method, client_headers, client.peer())).await)
         }
         ControlAnswer::Execute(Injector::SendBlob(params)) => {
-            *decision = "hit";
             group.clone_from(&params.group);
-            metrics.decided("hit");
             match send_blob::serve(&gateway.store, &gateway.small_objects, &params, method, client_headers)
                 .await
             {
-                Ok(response) => Ok(response),
+                Ok(response) => {
+                    *decision = "hit";
+                    metrics.decided("hit");
+                    Ok(response)
+                }
                 Err(unreadable) => {
                     metrics.unreadable_hit();
                     if let Some(held_back) = UNREADABLE.admit() {
                         tracing::warn!(key = %params.key, error = %unreadable, held_back,
                             "cached object unreadable; fetching it from upstream");
                     }
-                    Box::pin(refetch(gateway, client, &params.digest, method, client_headers)).await
+                    // Not a hit: the client gets what the refetch brings (a miss, as a rule).
+                    let (refetched, response) =
+                        Box::pin(refetch(gateway, client, &params.digest, method, client_headers)).await?;
+                    *decision = refetched;
+                    metrics.decided(refetched);
+                    Ok(response)
                 }
             }
         }
     }
 }
 
-/// A hit whose stored object could not be read, asked again as a fetch from upstream.
+/// A hit whose stored object could not be read, asked again as a fetch from upstream; with the
+/// decision the client's answer comes from.
 async fn refetch(
     gateway: &Arc<Gateway>,
     client: &ClientRequest,
     digest: &oci::Digest,
     method: &Method,
     client_headers: &http::HeaderMap,
-) -> Result<Response, GatewayError> {
+) -> Result<(&'static str, Response), GatewayError> {
     match ask_control(gateway, client, Some(digest)).await? {
         ControlAnswer::Execute(Injector::SendDependency(params)) => {
             client.answered_from_fill();
-            Ok(send_dependency::serve(gateway, params, method, client_headers, client.peer()).await)
+            let response =
+                send_dependency::serve(gateway, params, method, client_headers, client.peer()).await;
+            Ok(("miss", response))
         }
-        ControlAnswer::Relay(response) => Ok(response),
-        ControlAnswer::Execute(Injector::SendBlob(_)) => Ok(oci_error(
-            &OciError::new(ErrorCode::Unavailable, "the cached object cannot be read; retry later")
-                .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
-                .with_header("Retry-After", "5"),
+        ControlAnswer::Relay(response) => Ok(("relay", response)),
+        ControlAnswer::Execute(Injector::SendBlob(_)) => Ok((
+            "relay",
+            oci_error(
+                &OciError::new(ErrorCode::Unavailable, "the cached object cannot be read; retry later")
+                    .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+                    .with_header("Retry-After", "5"),
+            ),
         )),
     }
 }

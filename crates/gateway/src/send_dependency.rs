@@ -52,6 +52,10 @@ pub(crate) async fn serve(
     }
     let kind = params.kind;
     let expected = params.verify.as_ref().and_then(injector::Checksum::as_digest);
+    if let Some(digest) = &expected {
+        // Told to fill it: whatever memory holds under its key is no longer the cache's.
+        gateway.small_objects.forget(&injector::storage_key(digest)).await;
+    }
     let extra = params.response_headers.clone();
     let transform = params.transform.clone();
     // A resumed layer download asks for a range: it joins (or starts) the one fill and gets just

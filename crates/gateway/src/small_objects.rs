@@ -2,9 +2,10 @@
 //! of a pull — the manifest by tag — costs no storage round trip (a blocking-pool hop on disk, a GET
 //! on S3).
 //!
-//! Safe to cache without invalidation because objects are content-addressed and immutable: a key
-//! always names the same bytes. Bytes are checked against their digest when loaded, so a damaged
-//! file is refused rather than pinned in memory.
+//! Safe to cache because objects are content-addressed and immutable: a key always names the same
+//! bytes. Bytes are checked against their digest when loaded, so a damaged file is refused rather
+//! than pinned in memory. What leaves the cache (a purge, an eviction by this process) or is filled
+//! again is dropped from memory too, so memory holds what the cache holds.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
@@ -63,8 +64,13 @@ impl SmallObjects {
         self.cache.try_get_with_by_ref(key, load(store, key, digest, size)).await
     }
 
-    #[cfg(test)]
-    fn contains(&self, key: &str) -> bool {
+    /// Drops `key` from memory.
+    pub(crate) async fn forget(&self, key: &str) {
+        self.cache.invalidate(key).await;
+    }
+
+    /// Whether memory holds `key`.
+    pub(crate) fn contains(&self, key: &str) -> bool {
         self.cache.contains_key(key)
     }
 }
@@ -123,6 +129,13 @@ pub(crate) mod tests {
         store.delete(&key).await.unwrap();
         let second = objects.get(&store, &key, &digest, body.len() as u64).await.unwrap();
         assert_eq!(&second[..], body, "served from memory once the file is gone");
+
+        objects.forget(&key).await;
+        assert!(!objects.contains(&key), "forgotten");
+        assert!(
+            objects.get(&store, &key, &digest, body.len() as u64).await.is_err(),
+            "read from storage again"
+        );
     }
 
     #[tokio::test]

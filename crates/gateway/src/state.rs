@@ -95,6 +95,20 @@ impl Gateway {
         })
     }
 
+    /// Objects left the cache (purged or evicted by this process): drops them from the memory of
+    /// small objects, so their bytes are not held for nothing (and are read afresh once stored
+    /// again).
+    pub async fn forget_objects(&self, digests: &[oci::Digest]) {
+        for digest in digests {
+            self.small_objects.forget(&injector::storage_key(digest)).await;
+        }
+    }
+
+    /// Whether the memory of small objects holds `digest` (diagnostics, tests).
+    pub fn holds_in_memory(&self, digest: &oci::Digest) -> bool {
+        self.small_objects.contains(&injector::storage_key(digest))
+    }
+
     /// Fills currently running on this node.
     pub fn fills_in_flight(&self) -> usize {
         self.fills.len()

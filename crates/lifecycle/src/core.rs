@@ -1,10 +1,14 @@
 //! [`Lifecycle`]: one cache's database, store, groups and settings, and when it sweeps.
 
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
 use cache::Clock;
 use metadata::Metadata;
 use storage::BlobStore;
 
 use crate::metrics::LifecycleMetrics;
+use crate::observer::RemovalObserver;
 use crate::schedule::Schedule;
 use crate::settings::{GroupPolicy, SweepSettings};
 
@@ -17,6 +21,10 @@ pub struct Lifecycle {
     pub(crate) clock: Clock,
     pub(crate) metrics: LifecycleMetrics,
     pub(crate) schedule: Schedule,
+    /// Who hears of this process's removals at once.
+    pub(crate) removals: OnceLock<Arc<dyn RemovalObserver>>,
+    /// When this process last removed rows (its deletions wait the removal notice after it).
+    pub(crate) last_removal: Mutex<Option<Instant>>,
 }
 
 impl Lifecycle {
@@ -28,7 +36,22 @@ impl Lifecycle {
         clock: Clock,
         metrics: LifecycleMetrics,
     ) -> Self {
-        Lifecycle { metadata, store, groups, settings, clock, metrics, schedule: Schedule::default() }
+        Lifecycle {
+            metadata,
+            store,
+            groups,
+            settings,
+            clock,
+            metrics,
+            schedule: Schedule::default(),
+            removals: OnceLock::new(),
+            last_removal: Mutex::new(None),
+        }
+    }
+
+    /// Installs the observer of this process's removals (once).
+    pub fn observe_removals(&self, observer: Arc<dyn RemovalObserver>) {
+        let _ = self.removals.set(observer);
     }
 
     pub fn groups(&self) -> &[GroupPolicy] {

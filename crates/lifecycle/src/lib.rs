@@ -5,16 +5,21 @@
 //! statistics say what each group holds and serves.
 //!
 //! Deletion is always the same handshake (`metadata::sweep`): rows go first (in one transaction
-//! with queueing the objects they were the last reference to), then each object is claimed through
-//! its fill lease — which a running fill holds, and which a committing fill claims in the same
-//! transaction as its row — and deleted only if still unreferenced. So an object being filled is
-//! never deleted, and a fill's commit never records an object a sweeper is deleting.
+//! with queueing the objects they were the last reference to, and announcing the removal), the
+//! process that removed them forgets them at once ([`RemovalObserver`]) and every other control
+//! plane within `removal_notice`, after which each object is claimed through its fill lease — which
+//! a running fill holds, and which a committing fill claims in the same transaction as its row —
+//! and deleted only if still unreferenced. So an object being filled is never deleted, a fill's
+//! commit never records an object a sweeper is deleting, and no node hands out an object whose
+//! bytes are gone.
 
 mod core;
 mod error;
 mod metrics;
+mod observer;
 mod pins;
 mod purge;
+mod removals;
 mod runner;
 mod schedule;
 mod settings;
@@ -24,6 +29,7 @@ mod sweep;
 pub use core::Lifecycle;
 pub use error::LifecycleError;
 pub use metrics::LifecycleMetrics;
+pub use observer::RemovalObserver;
 pub use purge::{PurgeReport, PurgeRequest};
 pub use runner::SweeperStatus;
 pub use settings::{GroupPolicy, SweepSettings};

@@ -86,7 +86,6 @@ impl Lifecycle {
     ) -> Result<PurgeReport, LifecycleError> {
         let now = self.clock.now_ms();
         let cutoff = request.older_than.map(|age| now.saturating_sub(millis(age)));
-        let due_at = now.saturating_add(millis(self.settings.delete_delay));
         let mut report = PurgeReport::default();
         let victims = match &request.image {
             Some(image) => self.image_objects(&request.group, image, cutoff).await?,
@@ -94,7 +93,7 @@ impl Lifecycle {
         };
         let total = victims.len() as u64;
         for chunk in victims.chunks(BATCH) {
-            let removed = self.metadata.remove_objects(chunk, due_at).await?;
+            let removed = self.remove(chunk).await?;
             report.objects += removed.objects;
             report.bytes += removed.bytes;
             report.tags += removed.tags;
@@ -102,14 +101,19 @@ impl Lifecycle {
             self.metadata.update_job_progress(job, report.objects, total, report.bytes).await?;
             progress(report.objects, report.bytes);
         }
-        report.tags += match &request.image {
+        let tags = match &request.image {
             Some(image) if cutoff.is_none() => {
                 self.metadata.remove_tags_of_image(&request.group, image).await?
             }
             Some(_) => 0,
             None => self.metadata.remove_tags_of_group(&request.group, cutoff).await?,
         };
-        self.metadata.bump_generation().await?;
+        if tags > 0 {
+            self.removed(&[]).await;
+        }
+        report.tags += tags;
+        // The objects go once every node had time to forget their rows.
+        self.await_removal_notice().await;
         let mut sweep = SweepReport::default();
         let (deleted, _) = self.delete_due(&self.holder(), &mut sweep).await?;
         report.deleted_objects = deleted;

@@ -24,10 +24,15 @@ impl CommitObserver for Lifecycle {
         let high = self.settings.high_watermark;
         let group_max = self.group(group.as_str()).and_then(|group| group.policy.max_size);
         let store_max = self.settings.max_size;
-        self.schedule.committed(group.as_str(), bytes, |group_bytes, store_bytes| {
-            group_max.is_some_and(|max| group_bytes > watermark(max, high))
-                || store_max.is_some_and(|max| store_bytes > watermark(max, high))
-        });
+        let (group_bytes, store_bytes) =
+            self.schedule.committed(group.as_str(), bytes, |group_bytes, store_bytes| {
+                group_max.is_some_and(|max| group_bytes > watermark(max, high))
+                    || store_max.is_some_and(|max| store_bytes > watermark(max, high))
+            });
+        // The gauges follow commits between measurements (an object already stored by another
+        // group counts twice in the store's until the next one).
+        self.metrics.group_bytes(group.as_str(), group_bytes);
+        self.metrics.store_bytes(store_bytes);
     }
 }
 
@@ -60,6 +65,21 @@ impl Lifecycle {
     /// Whether a sweep runs now, and how many this process has completed.
     pub fn sweeper_status(&self) -> SweeperStatus {
         SweeperStatus { running: self.schedule.running(), completed: self.schedule.completed() }
+    }
+
+    /// Start-up warnings about quotas too small for the objects allowed in: one sweep frees
+    /// `max_size × (high − low watermark)`, which should hold the largest blob.
+    pub fn sizing_warnings(&self, max_blob_size: u64) -> Vec<String> {
+        let (high, low) = (self.settings.high_watermark, self.settings.low_watermark);
+        let store = self.settings.max_size.and_then(|max_size| {
+            crate::settings::headroom_warning("[cache]", max_size, high, low, max_blob_size)
+        });
+        let groups = self.groups.iter().filter_map(|group| {
+            let max_size = group.policy.max_size?;
+            let what = format!("group {}", group.path);
+            crate::settings::headroom_warning(&what, max_size, high, low, max_blob_size)
+        });
+        store.into_iter().chain(groups).collect()
     }
 
     /// Waits until no sweep runs or is due from a nudge (tests; a CLI waiting on a server).

@@ -46,19 +46,26 @@ impl Schedule {
     }
 
     /// Adds a commit to the estimates; `over(group bytes, store bytes)` says whether a quota is
-    /// passed, and then a sweep is due at once.
-    pub(crate) fn committed(&self, group: &str, bytes: u64, over: impl FnOnce(u64, u64) -> bool) {
-        let passed = {
+    /// passed, and then a sweep is due at once. Returns the new estimates (group, store).
+    pub(crate) fn committed(
+        &self,
+        group: &str,
+        bytes: u64,
+        over: impl FnOnce(u64, u64) -> bool,
+    ) -> (u64, u64) {
+        let (passed, group_bytes, store_bytes) = {
             let mut estimates = self.estimates.lock().unwrap_or_else(PoisonError::into_inner);
             estimates.store += bytes;
+            let store_bytes = estimates.store;
             let group_bytes = estimates.groups.entry(group.to_owned()).or_default();
             *group_bytes += bytes;
-            over(*group_bytes, estimates.store)
+            (over(*group_bytes, store_bytes), *group_bytes, store_bytes)
         };
         if passed {
             self.nudged.store(true, Ordering::Release);
             self.nudge.notify_one();
         }
+        (group_bytes, store_bytes)
     }
 
     /// Waits for a tick of `ticks` or a nudge.

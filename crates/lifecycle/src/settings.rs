@@ -30,6 +30,13 @@ pub struct SweepSettings {
     pub upload_grace: Duration,
     /// How long the sweep lease lasts without renewal (a sweeper that died is replaced after it).
     pub lease_ttl: Duration,
+    /// How long after its last row went an object stays in storage at least, whoever removed the
+    /// row: every control plane forgets removed rows within this (they check the database's
+    /// removal generation more often), so none still hands out the object when it goes.
+    pub removal_notice: Duration,
+    /// Objects recorded less than this long ago are never evicted to make room for a quota (a
+    /// store smaller than one image would otherwise lose the image just pulled).
+    pub keep_recent: Duration,
     /// This node's name, in the sweep lease and object claims.
     pub node: String,
 }
@@ -41,4 +48,25 @@ pub(crate) fn millis(duration: Duration) -> i64 {
 /// `percent` of `max_size`.
 pub(crate) fn watermark(max_size: u64, percent: u8) -> u64 {
     (u128::from(max_size) * u128::from(percent) / 100) as u64
+}
+
+/// A start-up warning for a quota (`what`: the store's or a group's) in which one sweep cannot
+/// make room for the largest blob: it frees `max_size × (high − low watermark)`, and an object
+/// larger than that evicts everything else (or, being just recorded, overruns the quota until it
+/// is a minute old).
+pub(crate) fn headroom_warning(
+    what: &str,
+    max_size: u64,
+    high: u8,
+    low: u8,
+    max_blob_size: u64,
+) -> Option<String> {
+    let freed = watermark(max_size, high).saturating_sub(watermark(max_size, low));
+    (freed < max_blob_size).then(|| {
+        format!(
+            "{what} max_size {max_size} bytes with watermarks {high}/{low} % frees {freed} bytes per sweep, \
+             less than [limits] max_blob_size ({max_blob_size} bytes): one large layer evicts everything \
+             else; raise max_size or lower max_blob_size"
+        )
+    })
 }

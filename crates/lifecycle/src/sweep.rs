@@ -93,6 +93,8 @@ impl Lifecycle {
     pub async fn sweep(&self) -> Result<SweepReport, LifecycleError> {
         let holder = self.holder();
         if !self.renew_sweep_lease(&holder).await? {
+            // The usage gauges still follow what the sweeping node removes.
+            self.publish_usage().await?;
             return Ok(SweepReport { skipped: true, ..SweepReport::default() });
         }
         let started = Instant::now();
@@ -103,9 +105,6 @@ impl Lifecycle {
             tracing::warn!(%error, "cannot release the sweep lease (it expires by itself)");
         }
         self.metrics.swept(started.elapsed().as_secs_f64());
-        if report.removed_anything() {
-            self.metadata.bump_generation().await?;
-        }
         if outcome.is_err() || report.errors > 0 {
             self.metrics.failed();
         }
@@ -132,6 +131,8 @@ impl Lifecycle {
         if let Some(max_size) = self.settings.max_size {
             self.enforce_store_quota(max_size, &all_pinned, holder, report).await?;
         }
+        // What this sweep removed is deleted once every node had time to forget it.
+        self.await_removal_notice().await;
         let (objects, bytes) = self.delete_due(holder, report).await?;
         report.deleted_objects += objects;
         report.deleted_bytes += bytes;
@@ -158,7 +159,7 @@ impl Lifecycle {
             cursor = Some((last.read_at, last.digest.to_string()));
             let victims: Vec<ObjectRow> =
                 rows.into_iter().filter(|row| !pins.digests.contains(&row.digest.to_string())).collect();
-            let removed = self.metadata.remove_objects(&victims, self.due_at()).await?;
+            let removed = self.remove(&victims).await?;
             self.metrics.evicted("ttl", removed.objects, removed.bytes);
             report.ttl_objects += removed.objects;
             report.ttl_bytes += removed.bytes;
@@ -166,6 +167,9 @@ impl Lifecycle {
             self.keep_lease(holder).await?;
         }
         let tags = self.metadata.remove_tags_read_before(&group.path, cutoff, &pins.tags).await?;
+        if tags > 0 {
+            self.removed(&[]).await;
+        }
         report.ttl_tags += tags;
         Ok(())
     }
@@ -187,6 +191,7 @@ impl Lifecycle {
             return Ok(());
         }
         let target = self.watermark(max_size, self.settings.low_watermark);
+        let recent = self.recently_recorded();
         let mut cursor: Cursor = None;
         while used > target {
             let rows = self.metadata.objects_by_read(&group.path, None, &cursor, BATCH).await?;
@@ -197,13 +202,13 @@ impl Lifecycle {
                 if used <= target {
                     break;
                 }
-                if pinned.contains(&row.digest.to_string()) {
+                if pinned.contains(&row.digest.to_string()) || row.recorded_at >= recent {
                     continue;
                 }
                 used = used.saturating_sub(row.size);
                 victims.push(row);
             }
-            let removed = self.metadata.remove_objects(&victims, self.due_at()).await?;
+            let removed = self.remove(&victims).await?;
             self.metrics.evicted("quota", removed.objects, removed.bytes);
             report.quota_objects += removed.objects;
             report.quota_bytes += removed.bytes;
@@ -231,6 +236,7 @@ impl Lifecycle {
         report.deleted_objects += objects;
         report.deleted_bytes += bytes;
         used = used.saturating_sub(bytes);
+        let recent = self.recently_recorded();
         let mut cursor: Cursor = None;
         while used > target {
             let digests = self.metadata.digests_by_read(&cursor, BATCH).await?;
@@ -240,11 +246,11 @@ impl Lifecycle {
                 if used <= target {
                     break;
                 }
-                if pinned.contains(&stored.digest.to_string()) {
+                if pinned.contains(&stored.digest.to_string()) || stored.recorded_at >= recent {
                     continue;
                 }
                 let rows = self.metadata.rows_of_digest(&stored.digest).await?;
-                let removed = self.metadata.remove_objects(&rows, self.due_at()).await?;
+                let removed = self.remove(&rows).await?;
                 self.metrics.evicted("quota", removed.objects, removed.bytes);
                 report.quota_objects += removed.objects;
                 report.quota_bytes += removed.bytes;
@@ -265,7 +271,8 @@ impl Lifecycle {
         let (mut objects, mut bytes) = (0, 0);
         let mut seen = HashSet::new();
         loop {
-            let due = self.metadata.pending_deletes(self.clock.now_ms(), BATCH).await?;
+            let notice = millis(self.settings.removal_notice);
+            let due = self.metadata.pending_deletes(self.clock.now_ms(), notice, BATCH).await?;
             let fresh: Vec<_> = due.into_iter().filter(|(digest, _)| seen.insert(digest.clone())).collect();
             if fresh.is_empty() {
                 break;
@@ -384,8 +391,9 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Sets the size gauges and the sweeper's estimates.
-    pub(crate) async fn publish_usage(&self) -> Result<(), LifecycleError> {
+    /// Sets the size gauges and the sweeper's estimates from the database (at start-up, after
+    /// each sweep and purge; commits keep them current in between).
+    pub async fn publish_usage(&self) -> Result<(), LifecycleError> {
         let usage = self.metadata.group_usage().await?;
         for group in &self.groups {
             let bytes =
@@ -411,6 +419,21 @@ impl Lifecycle {
 
     fn due_at(&self) -> i64 {
         self.clock.now_ms().saturating_add(millis(self.settings.delete_delay))
+    }
+
+    /// Removes object rows (queueing their objects for deletion) and tells this process at once.
+    pub(crate) async fn remove(&self, rows: &[ObjectRow]) -> Result<metadata::Removed, LifecycleError> {
+        let removed = self.metadata.remove_objects(rows, self.due_at()).await?;
+        if removed.objects > 0 {
+            let digests: Vec<oci::Digest> = rows.iter().map(|row| row.digest.clone()).collect();
+            self.removed(&digests).await;
+        }
+        Ok(removed)
+    }
+
+    /// Objects recorded at or after this (unix ms) are not evicted to make room.
+    fn recently_recorded(&self) -> i64 {
+        self.clock.now_ms().saturating_sub(millis(self.settings.keep_recent))
     }
 
     pub(crate) fn watermark(&self, max_size: u64, percent: u8) -> u64 {

@@ -54,9 +54,15 @@ fn base() -> SweepSettings {
         orphan_grace: Duration::from_secs(3600),
         upload_grace: Duration::from_secs(3600),
         lease_ttl: Duration::from_secs(30),
+        // No other node to wait for, unless a test says so.
+        removal_notice: Duration::ZERO,
+        keep_recent: KEEP_RECENT,
         node: "test".into(),
     }
 }
+
+/// What the binary configures.
+const KEEP_RECENT: Duration = Duration::from_secs(60);
 
 /// One setup per database backend, each with its own store.
 async fn setups(policies: &[(&str, LifecyclePolicy)], settings: SweepSettings) -> Vec<Setup> {
@@ -242,6 +248,8 @@ async fn a_group_past_its_quota_loses_its_least_recently_read_objects_down_to_th
         // The oldest is read again: it is now the most recent.
         setup.clock.advance(Duration::from_secs(1));
         setup.read("g", &blobs[0]).await;
+        // Recorded over a minute ago: all may go.
+        setup.clock.advance(KEEP_RECENT);
         // 1000 bytes > 90 % of 1000: evict down to 800.
         let report = setup.lifecycle.sweep().await.unwrap();
         assert_eq!(report.quota_objects, 2, "{report:?}");
@@ -268,6 +276,7 @@ async fn the_store_quota_counts_each_object_once_and_evicts_it_from_every_group(
             setup.blob("b", &[n; 100]).await;
             blobs.push(digest);
         }
+        setup.clock.advance(KEEP_RECENT);
         // 500 bytes physical (1000 logical): past 90 %, down to 400.
         let report = setup.lifecycle.sweep().await.unwrap();
         assert_eq!(report.deleted_objects, 1, "{report:?}");
@@ -387,4 +396,130 @@ async fn a_commit_racing_a_sweep_never_leaves_a_row_without_its_object() {
         eprintln!("{}: {recorded} commits recorded, {refused} refused", setup.metadata.backend());
         assert!(recorded > 0, "some commits won the race");
     }
+}
+
+/// The image just pulled into a store smaller than it stays until it is a minute old: a quota
+/// never evicts what was recorded in the last minute (older objects go first, as always).
+#[tokio::test]
+async fn a_quota_never_evicts_an_object_recorded_in_the_last_minute() {
+    let settings = SweepSettings { max_size: Some(500), ..base() };
+    let group_quota = LifecyclePolicy { max_size: Some(500), ..LifecyclePolicy::default() };
+    for (path, settings) in [("store", settings), ("group", base())] {
+        for setup in setups(&[(path, group_quota.clone())], settings.clone()).await {
+            let old = setup.blob(path, &[1u8; 100]).await;
+            setup.clock.advance(Duration::from_secs(600));
+            let just_pulled = setup.blob(path, &[2u8; 600]).await;
+            let report = setup.lifecycle.sweep().await.unwrap();
+            assert_eq!(report.quota_objects, 1, "{path}: only the old object goes: {report:?}");
+            assert!(!setup.stored(&old).await, "{path}");
+            assert!(
+                setup.has_row(path, &just_pulled).await && setup.stored(&just_pulled).await,
+                "{path}: recorded just now, kept although over the quota"
+            );
+
+            setup.clock.advance(KEEP_RECENT + Duration::from_secs(1));
+            let report = setup.lifecycle.sweep().await.unwrap();
+            assert_eq!(report.quota_objects, 1, "{path}: a minute later it may go: {report:?}");
+            assert!(!setup.stored(&just_pulled).await, "{path}");
+        }
+    }
+}
+
+/// What the observer of removals heard, and whether each object was still in storage then.
+#[derive(Default)]
+struct HeardRemovals {
+    store: std::sync::OnceLock<BlobStore>,
+    heard: std::sync::Mutex<Vec<(Vec<Digest>, bool)>>,
+}
+
+impl RemovalObserver for HeardRemovals {
+    fn removed<'a>(
+        &'a self,
+        objects: &'a [Digest],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let mut all_stored = true;
+            for digest in objects {
+                let store = self.store.get().unwrap();
+                all_stored &= store.stat(&injector::storage_key(digest)).await.unwrap().is_some();
+            }
+            self.heard.lock().unwrap().push((objects.to_vec(), all_stored));
+        })
+    }
+}
+
+/// A removal reaches this process's observer at once — while the objects are still in storage —
+/// and storage deletion waits `removal_notice` after the rows went, whoever removed them.
+#[tokio::test]
+async fn removals_are_heard_at_once_and_objects_outlive_their_rows_by_the_removal_notice() {
+    let notice = Duration::from_millis(800);
+    let settings = SweepSettings { removal_notice: notice, ..base() };
+    for setup in setups(&[("g", ttl(1))], settings.clone()).await {
+        let observer = Arc::new(HeardRemovals::default());
+        let _ = observer.store.set(setup.store.clone());
+        setup.lifecycle.observe_removals(observer.clone());
+
+        // A sweep's eviction.
+        let evicted = setup.blob("g", b"evicted by ttl").await;
+        setup.clock.advance(DAY * 2);
+        let started = std::time::Instant::now();
+        let report = setup.lifecycle.sweep().await.unwrap();
+        assert_eq!((report.ttl_objects, report.deleted_objects), (1, 1), "{report:?}");
+        assert!(started.elapsed() >= notice, "deleted only after the removal notice");
+        assert_eq!(observer.heard.lock().unwrap().as_slice(), &[(vec![evicted.clone()], true)]);
+        assert!(!setup.stored(&evicted).await);
+
+        // A purge.
+        let purged = setup.blob("g", b"purged").await;
+        let request = PurgeRequest { group: group("g"), image: None, older_than: None };
+        let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
+        let started = std::time::Instant::now();
+        let report = setup.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
+        assert_eq!((report.objects, report.deleted_objects), (1, 1), "{report:?}");
+        assert!(started.elapsed() >= notice);
+        assert_eq!(observer.heard.lock().unwrap().last().unwrap(), &(vec![purged.clone()], true));
+
+        // Rows removed by another process (no observer here): a sweep right after leaves the
+        // object alone; once the notice has passed, it goes.
+        let elsewhere = setup.blob("g", b"removed by another process").await;
+        let rows = setup.metadata.objects_by_read(&group("g"), None, &None, 10).await.unwrap();
+        setup.metadata.remove_objects(&rows, setup.clock.now_ms()).await.unwrap();
+        let report = setup.lifecycle.sweep().await.unwrap();
+        assert_eq!(report.deleted_objects, 0, "{report:?}");
+        assert!(setup.stored(&elsewhere).await, "{}: still within the notice", setup.metadata.backend());
+        tokio::time::sleep(notice).await;
+        let report = setup.lifecycle.sweep().await.unwrap();
+        assert_eq!(report.deleted_objects, 1, "{report:?}");
+        assert!(!setup.stored(&elsewhere).await);
+    }
+}
+
+#[test]
+fn a_quota_that_frees_less_than_the_largest_blob_per_sweep_is_warned_about() {
+    let policy = LifecyclePolicy { max_size: Some(100 << 20), ..LifecyclePolicy::default() };
+    let groups = vec![GroupPolicy { path: group("small"), policy }];
+    let settings = SweepSettings { max_size: Some(80 << 20), ..base() };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lifecycle = runtime.block_on(async {
+        let url = format!("sqlite:{}", dir.path().join("meta.db").display());
+        let metadata = Metadata::connect(&DatabaseUrl::new(url)).await.unwrap();
+        let store = BlobStore::Filesystem(FsStore::open(dir.path()).await.unwrap());
+        Lifecycle::new(
+            metadata,
+            store,
+            groups,
+            settings,
+            Clock::manual(START_MS),
+            LifecycleMetrics::default(),
+        )
+    });
+    // 90/80 % of 80 MiB frees 8 MiB a sweep: a 10 MiB layer does not fit; of 100 MiB, 10 MiB does.
+    let warnings = lifecycle.sizing_warnings(10 << 20);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("[cache] max_size 83886080 bytes"), "{}", warnings[0]);
+    let warnings = lifecycle.sizing_warnings(11 << 20);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[1].starts_with("group small max_size"), "{}", warnings[1]);
+    assert!(lifecycle.sizing_warnings(1 << 20).is_empty());
 }

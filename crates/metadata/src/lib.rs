@@ -17,6 +17,7 @@ mod reads;
 mod sweep;
 mod tokens;
 mod url;
+mod watch;
 
 pub use clock::Clock;
 pub use commit::{CommitLease, Committed, SWEEPER_HOLDER_PREFIX};
@@ -28,6 +29,7 @@ pub use reads::{Reads, Traffic};
 pub use sweep::{Cursor, GroupUsage, ObjectRow, Removed, StoredDigest, TagRow};
 pub use tokens::AccessTokenRecord;
 pub use url::DatabaseUrl;
+pub use watch::RemovalWatch;
 
 #[cfg(test)]
 mod lifecycle_tests;

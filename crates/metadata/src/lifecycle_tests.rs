@@ -89,10 +89,10 @@ async fn a_batch_claim_takes_only_free_unreferenced_objects() {
         let claimed = db.claim_for_delete_many(&asked, SWEEPER, "batch", 7, 30_000).await.unwrap();
         assert_eq!(claimed, vec![free.digest.clone()], "{}", db.backend());
         let due: Vec<Digest> =
-            db.pending_deletes(100, 10).await.unwrap().into_iter().map(|(d, _)| d).collect();
+            db.pending_deletes(100, 0, 10).await.unwrap().into_iter().map(|(d, _)| d).collect();
         assert_eq!(due, vec![free.digest.clone()], "the referenced one left the queue: {}", db.backend());
         db.finish_delete_many(&claimed, "batch").await.unwrap();
-        assert!(db.pending_deletes(100, 10).await.unwrap().is_empty());
+        assert!(db.pending_deletes(100, 0, 10).await.unwrap().is_empty());
         assert_eq!(db.commit_blob(&group("g"), &free, TAKE, 8).await.unwrap(), Committed::Recorded);
         assert_eq!(
             db.commit_blob(&group("g"), &filling, CommitLease::Held { id: "fill-1" }, 8).await.unwrap(),
@@ -152,8 +152,8 @@ async fn removing_the_last_row_queues_the_object_and_shared_objects_stay() {
         assert_eq!(rows.len(), 2);
         assert_eq!(db.remove_objects(&rows, 100).await.unwrap().bytes, shared.size + own.size);
         // Only the object no group holds any more is queued.
-        assert_eq!(db.pending_deletes(100, 10).await.unwrap(), vec![(own.digest.clone(), own.size)]);
-        assert!(db.pending_deletes(99, 10).await.unwrap().is_empty(), "not due before its time");
+        assert_eq!(db.pending_deletes(100, 0, 10).await.unwrap(), vec![(own.digest.clone(), own.size)]);
+        assert!(db.pending_deletes(99, 0, 10).await.unwrap().is_empty(), "not due before its time");
         assert_eq!(db.referenced_bytes().await.unwrap(), shared.size);
         assert_eq!(db.pending_bytes().await.unwrap(), own.size);
         let known = db
@@ -163,7 +163,7 @@ async fn removing_the_last_row_queues_the_object_and_shared_objects_stay() {
         assert_eq!(known, HashSet::from([shared.digest.to_string(), own.digest.to_string()]));
         assert!(db.claim_for_delete(&own.digest, SWEEPER, "s", 100, 1_000).await.unwrap());
         db.finish_delete(&own.digest, "s").await.unwrap();
-        assert!(db.pending_deletes(200, 10).await.unwrap().is_empty());
+        assert!(db.pending_deletes(200, 0, 10).await.unwrap().is_empty());
         assert!(db.known_digests(&[own.digest.to_string()]).await.unwrap().is_empty(), "{}", db.backend());
     }
 }
@@ -247,5 +247,72 @@ async fn one_maintenance_lease_holder_at_a_time_and_traffic_adds_up() {
         assert_eq!((job.state.as_str(), job.done, job.total, job.bytes), ("running", 3, 10, 300));
         db.finish_job("j1", None, 9).await.unwrap();
         assert_eq!(db.find_job("j1").await.unwrap().unwrap().state, "done");
+    }
+}
+
+/// Every removal moves the generation in its own transaction (so no removal can go unannounced),
+/// and on PostgreSQL wakes every listener at once.
+#[tokio::test]
+async fn every_removal_moves_the_generation_and_wakes_listeners() {
+    for (db, _dir) in backends().await {
+        let mut watch = db.watch_removals().await.unwrap();
+        assert_eq!(watch.listens(), db.shared_by_nodes(), "{}", db.backend());
+        let layer = blob(b"layer");
+        let image = manifest(b"manifest");
+        db.commit_blob(&group("g"), &layer, TAKE, 1).await.unwrap();
+        let key = by_digest("g", "app", &image.digest);
+        let tag = Reference::parse("v1").unwrap();
+        db.commit_manifest(&key, Some(&tag), &image, std::slice::from_ref(&layer.digest), TAKE, 1)
+            .await
+            .unwrap();
+        let mut generation = db.generation().await.unwrap();
+        let mut moved = |now: i64, what: &str| {
+            assert!(now > generation, "{}: {what} did not move the generation", db.backend());
+            generation = now;
+        };
+
+        let app = RepositoryName::parse("app").unwrap();
+        assert_eq!(db.remove_tags_of_image(&group("g"), &app).await.unwrap(), 1);
+        moved(db.generation().await.unwrap(), "removing an image's tags");
+        let rows = db.objects_by_read(&group("g"), None, &None, 10).await.unwrap();
+        assert_eq!(db.remove_objects(&rows, 0).await.unwrap().objects, 2);
+        moved(db.generation().await.unwrap(), "removing objects");
+        assert_eq!(db.remove_objects(&rows, 0).await.unwrap().objects, 0);
+        assert_eq!(db.generation().await.unwrap(), generation, "nothing removed: nothing announced");
+
+        if watch.listens() {
+            // The notifications were sent on commit; each wakes the listener.
+            tokio::time::timeout(std::time::Duration::from_secs(5), watch.notified())
+                .await
+                .expect("a removal notification")
+                .unwrap();
+        }
+    }
+}
+
+/// An object queued for deletion is handed out for deleting only once it was queued long enough
+/// ago by the database's clock — whoever queued it — and queueing it again restarts the wait.
+#[tokio::test]
+async fn a_queued_deletion_waits_for_the_removal_notice_and_requeueing_restarts_it() {
+    for (db, _dir) in backends().await {
+        let layer = blob(b"layer");
+        db.commit_blob(&group("g"), &layer, TAKE, 1).await.unwrap();
+        let rows = db.objects_by_read(&group("g"), None, &None, 10).await.unwrap();
+        assert_eq!(rows[0].recorded_at, 1);
+        db.remove_objects(&rows, 0).await.unwrap();
+        assert!(
+            db.pending_deletes(0, 60_000, 10).await.unwrap().is_empty(),
+            "{}: queued just now",
+            db.backend()
+        );
+        assert_eq!(db.pending_deletes(0, 0, 10).await.unwrap().len(), 1);
+
+        // Recorded again, removed again a moment later: a full notice from the second removal.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        db.commit_blob(&group("g"), &layer, TAKE, 2).await.unwrap();
+        let rows = db.objects_by_read(&group("g"), None, &None, 10).await.unwrap();
+        assert_eq!(rows[0].recorded_at, 2, "a new record dates the row");
+        db.remove_objects(&rows, 0).await.unwrap();
+        assert!(db.pending_deletes(0, 200, 10).await.unwrap().is_empty(), "{}: queued anew", db.backend());
     }
 }

@@ -103,6 +103,15 @@ impl Metadata {
         }
     }
 
+    /// SQL for the database's clock in unix milliseconds: every node that shares the database
+    /// measures removal delays by the same clock.
+    pub(crate) fn now_ms_sql(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Pool::Postgres(_) => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
     /// Whether several nodes may share this database (PostgreSQL), so that work on one object —
     /// a fill — must be coordinated between them. A SQLite file belongs to one node.
     pub fn shared_by_nodes(&self) -> bool {

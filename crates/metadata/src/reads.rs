@@ -121,6 +121,31 @@ impl Metadata {
         Ok(())
     }
 
+    /// Takes back hits (and their bytes served) from each group's row of the hour starting at
+    /// `hour`: hits counted when decided whose object could not be read and was fetched again
+    /// (counted as misses then). Never below zero; a row not written yet loses nothing.
+    pub async fn take_back_hits(&self, hour: i64, hits: &[(GroupPath, Traffic)]) -> Result<()> {
+        let greatest = match self.pool {
+            Pool::Sqlite(_) => "MAX",
+            Pool::Postgres(_) => "GREATEST",
+        };
+        let sql = format!(
+            "UPDATE group_traffic SET hits = {greatest}(hits - $3, 0), \
+             bytes_served = {greatest}(bytes_served - $4, 0) WHERE group_path = $1 AND hour = $2"
+        );
+        for (group, traffic) in hits {
+            on_pool!(self, |pool| sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(group.as_str())
+                .bind(hour)
+                .bind(count(traffic.hits))
+                .bind(count(traffic.bytes_served))
+                .execute(pool)
+                .await?
+                .rows_affected());
+        }
+        Ok(())
+    }
+
     /// Each group's traffic since `since` (unix ms; whole hours).
     pub async fn traffic_since(&self, since: i64) -> Result<Vec<(String, Traffic)>> {
         const SQL: &str = "SELECT group_path, CAST(SUM(hits) AS BIGINT), CAST(SUM(misses) AS BIGINT), \

@@ -1,7 +1,8 @@
 //! What the sweeper and purges need: objects of a group oldest-read first, removing rows (an
 //! object whose last row goes is queued for deletion), the delete handshake with fills, usage, and
-//! coordination between nodes (one sweeper at a time; a generation counter that tells every
-//! control plane to forget remembered rows).
+//! coordination between nodes (one sweeper at a time; a generation counter, moved in the same
+//! transaction as every removal — and on PostgreSQL a notification — that tells every control plane
+//! to forget remembered rows; storage deletion waits until all had time to).
 //!
 //! The delete handshake: a sweeper deletes an object only while it holds the object's fill lease
 //! (holder `sweeper:…`) and no row references the object; a fill records a row only after
@@ -15,6 +16,7 @@ use crate::commit::SWEEPER_HOLDER_PREFIX;
 use crate::error::{MetadataError, Result};
 use crate::objects::to_sql_size;
 use crate::pool::{Metadata, Pool};
+use crate::watch::REMOVALS_CHANNEL;
 
 /// Appends `texts` as a comma-separated list of bound values.
 fn push_list<DB: sqlx::Database>(query: &mut sqlx::QueryBuilder<DB>, texts: &[String])
@@ -27,6 +29,19 @@ where
     }
 }
 
+/// In the removal's transaction `$tx`: moves the generation and, on PostgreSQL, notifies every
+/// listening control plane (delivered when the transaction commits).
+macro_rules! announce_removal {
+    ($db:expr, $tx:ident) => {{
+        sqlx::query("UPDATE maintenance SET generation = generation + 1 WHERE name = 'generation'")
+            .execute(&mut *$tx)
+            .await?;
+        if $db.shared_by_nodes() {
+            sqlx::query("SELECT pg_notify($1, '')").bind(REMOVALS_CHANNEL).execute(&mut *$tx).await?;
+        }
+    }};
+}
+
 /// A stored object as one group holds it: a blob row, or a manifest's digest row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRow {
@@ -36,6 +51,8 @@ pub struct ObjectRow {
     pub digest: Digest,
     pub size: u64,
     pub read_at: i64,
+    /// When the object was last recorded in this group (a fill's commit).
+    pub recorded_at: i64,
 }
 
 /// A stored object across groups, for the store-wide quota.
@@ -45,6 +62,8 @@ pub struct StoredDigest {
     pub size: u64,
     /// The latest read by any group.
     pub read_at: i64,
+    /// The latest record by any group.
+    pub recorded_at: i64,
 }
 
 /// One group's share of the store.
@@ -82,6 +101,7 @@ struct CandidateRow {
     digest: String,
     size: i64,
     read_at: i64,
+    created_at: i64,
 }
 
 impl CandidateRow {
@@ -92,6 +112,7 @@ impl CandidateRow {
             digest: digest(self.digest)?,
             size: self.size.max(0) as u64,
             read_at: self.read_at,
+            recorded_at: self.created_at,
         })
     }
 }
@@ -138,16 +159,21 @@ impl Metadata {
         Ok(())
     }
 
-    /// Counts removals; control planes compare it to drop remembered rows.
+    /// Counts removals; control planes compare it to drop remembered rows. Every removal moves it
+    /// in its own transaction.
     pub async fn generation(&self) -> Result<i64> {
         const SQL: &str = "SELECT generation FROM maintenance WHERE name = 'generation'";
         let value: Option<(i64,)> = on_pool!(self, |pool| sqlx::query_as(SQL).fetch_optional(pool).await?);
         Ok(value.map_or(0, |(value,)| value))
     }
 
+    /// Moves the generation (and notifies listeners) without removing anything.
     pub async fn bump_generation(&self) -> Result<()> {
-        const SQL: &str = "UPDATE maintenance SET generation = generation + 1 WHERE name = 'generation'";
-        on_pool!(self, |pool| sqlx::query(SQL).execute(pool).await?.rows_affected());
+        on_pool!(self, |pool| {
+            let mut transaction = pool.begin().await?;
+            announce_removal!(self, transaction);
+            transaction.commit().await?;
+        });
         Ok(())
     }
 
@@ -162,10 +188,10 @@ impl Metadata {
     ) -> Result<Vec<ObjectRow>> {
         // One ordered index range per table (group_path, read_at, digest), merged here: a page
         // costs its own rows, not a sort of the whole group (100 000 rows took minutes).
-        const BLOBS: &str = "SELECT CAST(NULL AS TEXT) AS image, digest, size, read_at FROM blobs \
+        const BLOBS: &str = "SELECT CAST(NULL AS TEXT) AS image, digest, size, read_at, created_at FROM blobs \
              WHERE group_path = $1 AND read_at < $2 AND (read_at, digest) > ($3, $4) \
              ORDER BY read_at, digest LIMIT $5";
-        const MANIFESTS: &str = "SELECT image, digest, size, read_at FROM manifests \
+        const MANIFESTS: &str = "SELECT image, digest, size, read_at, created_at FROM manifests \
              WHERE group_path = $1 AND read_at < $2 AND (read_at, digest) > ($3, $4) AND reference = digest \
              ORDER BY read_at, digest LIMIT $5";
         let (after_read, after_digest) = cursor.clone().unwrap_or((i64::MIN, String::new()));
@@ -188,10 +214,10 @@ impl Metadata {
 
     /// Objects across all groups, least recently read (by any group) first, after `cursor`.
     pub async fn digests_by_read(&self, cursor: &Cursor, limit: usize) -> Result<Vec<StoredDigest>> {
-        const SQL: &str = "SELECT CAST(NULL AS TEXT) AS image, digest, size, read_at FROM ( \
-               SELECT digest, MAX(size) AS size, MAX(read_at) AS read_at FROM ( \
-                 SELECT digest, size, read_at FROM blobs \
-                 UNION ALL SELECT digest, size, read_at FROM manifests WHERE reference = digest \
+        const SQL: &str = "SELECT CAST(NULL AS TEXT) AS image, digest, size, read_at, created_at FROM ( \
+               SELECT digest, MAX(size) AS size, MAX(read_at) AS read_at, MAX(created_at) AS created_at FROM ( \
+                 SELECT digest, size, read_at, created_at FROM blobs \
+                 UNION ALL SELECT digest, size, read_at, created_at FROM manifests WHERE reference = digest \
                ) r GROUP BY digest \
              ) o WHERE read_at > $1 OR (read_at = $1 AND digest > $2) ORDER BY read_at, digest LIMIT $3";
         let (after_read, after_digest) = cursor.clone().unwrap_or((i64::MIN, String::new()));
@@ -207,6 +233,7 @@ impl Metadata {
                     digest: digest(row.digest)?,
                     size: row.size.max(0) as u64,
                     read_at: row.read_at,
+                    recorded_at: row.created_at,
                 })
             })
             .collect()
@@ -214,19 +241,21 @@ impl Metadata {
 
     /// Every group's rows of `digest` (for the store-wide quota and purges).
     pub async fn rows_of_digest(&self, digest_value: &Digest) -> Result<Vec<ObjectRow>> {
-        const SQL: &str = "SELECT group_path, CAST(NULL AS TEXT) AS image, digest, size, read_at FROM blobs \
-             WHERE digest = $1 UNION ALL \
-             SELECT group_path, image, digest, size, read_at FROM manifests WHERE reference = $1 AND digest = $1";
-        let rows: Vec<(String, Option<String>, String, i64, i64)> =
+        const SQL: &str = "SELECT group_path, CAST(NULL AS TEXT) AS image, digest, size, read_at, created_at \
+             FROM blobs WHERE digest = $1 UNION ALL \
+             SELECT group_path, image, digest, size, read_at, created_at FROM manifests \
+             WHERE reference = $1 AND digest = $1";
+        let rows: Vec<(String, Option<String>, String, i64, i64, i64)> =
             on_pool!(self, |pool| sqlx::query_as(SQL).bind(digest_value.to_string()).fetch_all(pool).await?);
         rows.into_iter()
-            .map(|(group, image_name, digest_text, size, read_at)| {
+            .map(|(group, image_name, digest_text, size, read_at, recorded_at)| {
                 Ok(ObjectRow {
                     group: GroupPath::parse(&group).map_err(|_| MetadataError::CorruptGroup(group))?,
                     image: image_name.map(image).transpose()?,
                     digest: digest(digest_text)?,
                     size: size.max(0) as u64,
                     read_at,
+                    recorded_at,
                 })
             })
             .collect()
@@ -240,12 +269,19 @@ impl Metadata {
         const MANIFEST: &str = "DELETE FROM manifests WHERE group_path = $1 AND image = $2 AND digest = $3";
         const REFS: &str = "DELETE FROM manifest_refs WHERE group_path = $1 AND manifest_digest = $2 \
              AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.group_path = $1 AND m.reference = $2)";
-        const PENDING_TAIL: &str = ") INSERT INTO pending_deletes (digest, size, due_at) \
-             SELECT v.d, v.s, v.t FROM v WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = v.d) \
-             AND NOT EXISTS (SELECT 1 FROM manifests WHERE reference = v.d AND digest = v.d) \
-             ON CONFLICT (digest) DO NOTHING";
+        // An object queued before (and recorded again since) is queued anew: its readers and
+        // the control planes remembering its new rows get the full delay and notice again. (One
+        // digest appears once per group that held it: grouped, as an upsert may touch a row once.)
+        let pending_tail = format!(
+            ") INSERT INTO pending_deletes (digest, size, due_at, queued_at) \
+             SELECT v.d, MAX(v.s), MAX(v.t), {now} FROM v WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = v.d) \
+             AND NOT EXISTS (SELECT 1 FROM manifests WHERE reference = v.d AND digest = v.d) GROUP BY v.d \
+             ON CONFLICT (digest) DO UPDATE SET due_at = excluded.due_at, queued_at = excluded.queued_at",
+            now = self.now_ms_sql()
+        );
         let mut removed = Removed::default();
         for chunk in rows.chunks(CHUNK) {
+            let before = removed;
             let blobs: Vec<(String, String, u64)> = chunk
                 .iter()
                 .filter(|row| row.image.is_none())
@@ -306,8 +342,11 @@ impl Metadata {
                         .push_bind(to_sql_size(row.size))
                         .push_bind(due_at);
                 });
-                query.push(PENDING_TAIL);
+                query.push(pending_tail.as_str());
                 query.build().execute(&mut *transaction).await?;
+                if removed != before {
+                    announce_removal!(self, transaction);
+                }
                 transaction.commit().await?;
             });
         }
@@ -329,28 +368,53 @@ impl Metadata {
             .bind(before)
             .fetch_all(pool)
             .await?);
+        let doomed: Vec<(String, String)> = rows
+            .into_iter()
+            .filter(|(image_name, tag)| !keep.contains(&(image_name.clone(), tag.clone())))
+            .collect();
         let mut removed = 0;
-        for (image_name, tag) in rows {
-            if keep.contains(&(image_name.clone(), tag.clone())) {
-                continue;
-            }
-            removed += on_pool!(self, |pool| sqlx::query(DELETE)
-                .bind(group.as_str())
-                .bind(&image_name)
-                .bind(&tag)
-                .execute(pool)
-                .await?
-                .rows_affected());
+        for chunk in doomed.chunks(CHUNK) {
+            removed += on_pool!(self, |pool| {
+                let mut transaction = pool.begin().await?;
+                let mut gone = 0;
+                for (image_name, tag) in chunk {
+                    gone += sqlx::query(DELETE)
+                        .bind(group.as_str())
+                        .bind(image_name)
+                        .bind(tag)
+                        .execute(&mut *transaction)
+                        .await?
+                        .rows_affected();
+                }
+                if gone > 0 {
+                    announce_removal!(self, transaction);
+                }
+                transaction.commit().await?;
+                gone
+            });
         }
         Ok(removed)
     }
 
-    /// Objects queued for deletion and due at `now`.
-    pub async fn pending_deletes(&self, now: i64, limit: usize) -> Result<Vec<(Digest, u64)>> {
-        const SQL: &str =
-            "SELECT digest, size FROM pending_deletes WHERE due_at <= $1 ORDER BY due_at LIMIT $2";
-        let rows: Vec<(String, i64)> =
-            on_pool!(self, |pool| sqlx::query_as(SQL).bind(now).bind(limit as i64).fetch_all(pool).await?);
+    /// Objects queued for deletion, due at `now` and queued at least `notice_ms` ago by the
+    /// database's clock (so every control plane has forgotten their rows, whoever removed them).
+    pub async fn pending_deletes(
+        &self,
+        now: i64,
+        notice_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let sql = format!(
+            "SELECT digest, size FROM pending_deletes WHERE due_at <= $1 AND queued_at <= {} - $2 \
+             ORDER BY due_at LIMIT $3",
+            self.now_ms_sql()
+        );
+        let rows: Vec<(String, i64)> = on_pool!(self, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(notice_ms)
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?);
         rows.into_iter().map(|(text, size)| Ok((digest(text)?, size.max(0) as u64))).collect()
     }
 
@@ -628,7 +692,7 @@ impl Metadata {
         group: &GroupPath,
         image_name: &RepositoryName,
     ) -> Result<Vec<ObjectRow>> {
-        const SQL: &str = "SELECT image, digest, size, read_at FROM manifests \
+        const SQL: &str = "SELECT image, digest, size, read_at, created_at FROM manifests \
              WHERE group_path = $1 AND image = $2 AND reference = digest";
         let rows: Vec<CandidateRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(group.as_str())
@@ -642,9 +706,10 @@ impl Metadata {
     pub async fn blobs_among(&self, group: &GroupPath, digests: &[String]) -> Result<Vec<ObjectRow>> {
         let mut rows = Vec::new();
         for chunk in digests.chunks(CHUNK) {
-            let found: Vec<(String, i64, i64)> = on_pool!(self, |pool| {
-                let mut query =
-                    sqlx::QueryBuilder::new("SELECT digest, size, read_at FROM blobs WHERE group_path = ");
+            let found: Vec<(String, i64, i64, i64)> = on_pool!(self, |pool| {
+                let mut query = sqlx::QueryBuilder::new(
+                    "SELECT digest, size, read_at, created_at FROM blobs WHERE group_path = ",
+                );
                 query.push_bind(group.as_str());
                 query.push(" AND digest IN (");
                 let mut list = query.separated(", ");
@@ -654,13 +719,14 @@ impl Metadata {
                 query.push(")");
                 query.build_query_as().fetch_all(pool).await?
             });
-            for (text, size, read_at) in found {
+            for (text, size, read_at, recorded_at) in found {
                 rows.push(ObjectRow {
                     group: group.clone(),
                     image: None,
                     digest: digest(text)?,
                     size: size.max(0) as u64,
                     read_at,
+                    recorded_at,
                 });
             }
         }
@@ -694,23 +760,39 @@ impl Metadata {
     pub async fn remove_tags_of_image(&self, group: &GroupPath, image_name: &RepositoryName) -> Result<u64> {
         const SQL: &str =
             "DELETE FROM manifests WHERE group_path = $1 AND image = $2 AND reference <> digest";
-        Ok(on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(group.as_str())
-            .bind(image_name.as_str())
-            .execute(pool)
-            .await?
-            .rows_affected()))
+        Ok(on_pool!(self, |pool| {
+            let mut transaction = pool.begin().await?;
+            let gone = sqlx::query(SQL)
+                .bind(group.as_str())
+                .bind(image_name.as_str())
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+            if gone > 0 {
+                announce_removal!(self, transaction);
+            }
+            transaction.commit().await?;
+            gone
+        }))
     }
 
     /// Removes every tag row of `group` read before `before` (all of them without).
     pub async fn remove_tags_of_group(&self, group: &GroupPath, before: Option<i64>) -> Result<u64> {
         const SQL: &str =
             "DELETE FROM manifests WHERE group_path = $1 AND reference <> digest AND read_at < $2";
-        Ok(on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(group.as_str())
-            .bind(before.unwrap_or(i64::MAX))
-            .execute(pool)
-            .await?
-            .rows_affected()))
+        Ok(on_pool!(self, |pool| {
+            let mut transaction = pool.begin().await?;
+            let gone = sqlx::query(SQL)
+                .bind(group.as_str())
+                .bind(before.unwrap_or(i64::MAX))
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+            if gone > 0 {
+                announce_removal!(self, transaction);
+            }
+            transaction.commit().await?;
+            gone
+        }))
     }
 }

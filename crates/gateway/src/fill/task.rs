@@ -80,6 +80,11 @@ async fn run(
     match outcome {
         Ok(finished) => {
             tracing::info!(url = %params.url, key = %finished.key, size = finished.size, stored = finished.stored, "fill complete");
+            if finished.stored {
+                // Filled again: memory reloads it from what was just stored (a manifest by tag
+                // names its key only now; `send_dependency` drops the others when told to fill).
+                gateway.small_objects.forget(&finished.key).await;
+            }
             running.finish(FillState::Committed(Arc::new(finished)));
         }
         Err(error) if error.is_expected() => {

@@ -1,6 +1,8 @@
-//! The admin API, on its own listener: JSON under `/api/v1/`, every call authenticated with an
-//! admin access token (`Authorization: Bearer dpp_…`). This holds the lifecycle's operations —
-//! statistics per group, purges as background jobs (`202 Accepted` and a job to poll).
+//! The admin API and the status page, on their own listener: JSON under `/api/v1/`, every call
+//! authenticated with an admin access token (`Authorization: Bearer dpp_…`) or the page's session.
+//! It holds the operator's view and operations — groups and their statistics, upstreams and their
+//! health, running fills, events, access tokens, the sweeper (status and a sweep on request) and
+//! purges as background jobs (`202 Accepted` and a job to poll).
 
 mod api;
 mod auth;

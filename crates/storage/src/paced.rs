@@ -214,9 +214,12 @@ impl Stream for PacedReads {
         let Some(front) = this.in_flight.front_mut() else {
             return Poll::Ready(None);
         };
+        // A finished read can still answer Pending when the task has spent its cooperative
+        // budget; that is the runtime asking the task to yield, not the client waiting for disk.
+        let on_disk = !front.read.is_finished();
         match Pin::new(&mut front.read).poll(cx) {
             Poll::Pending => {
-                this.waited = true;
+                this.waited |= on_disk;
                 Poll::Pending
             }
             Poll::Ready(read) => {

@@ -10,7 +10,7 @@ mod page;
 mod routes;
 
 pub use api::{
-    CreatedTokenView, EventView, FillView, GroupView, JobStarted, StoreView, TokenView, TrafficView,
+    CreatedTokenView, EventView, GroupView, JobStarted, StoreView, TokenView, TrafficView,
     UpstreamView,
 };
 pub use error::AdminError;

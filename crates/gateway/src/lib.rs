@@ -22,7 +22,7 @@ mod state;
 
 pub use control_channel::{ControlChannel, InProcessControl};
 pub use error::GatewayError;
-pub use fill::{FillAbout, FillLimits, FillReport, Fills};
+pub use fill::{FillLimits, Fills};
 pub use metrics::{GatewayMetrics, Observability, render_registry};
 pub use ranges::{Unsatisfiable, requested_range};
 pub use send_blob::ReadAtClientPace;

@@ -121,13 +121,13 @@ impl Gateway {
         fills.sort_by_key(|fill| fill.started_at);
         fills.truncate(injector::MAX_REPORTED_FILLS);
         // Within what a control plane reads: the oldest fills, as many as fit.
+        let mut report = injector::FillsReport { node: self.settings.node_id.clone(), fills };
         let body = loop {
-            let report = serde_json::json!({ "node": self.settings.node_id, "fills": fills });
             let body = serde_json::to_vec(&report).map_err(crate::error::GatewayError::EncodeCall)?;
-            if body.len() <= injector::MAX_FILL_REPORT_BYTES || fills.is_empty() {
+            if body.len() <= injector::MAX_FILL_REPORT_BYTES || report.fills.is_empty() {
                 break body;
             }
-            fills.truncate(fills.len() / 2);
+            report.fills.truncate(report.fills.len() / 2);
         };
         let mut request = http::Request::new(bytes::Bytes::from(body));
         *request.method_mut() = http::Method::POST;
@@ -143,7 +143,7 @@ impl Gateway {
     }
 
     /// The fills running on this node, with their progress.
-    pub fn fills_snapshot(&self) -> Vec<crate::fill::FillReport> {
+    pub fn fills_snapshot(&self) -> Vec<injector::FillReport> {
         self.fills.snapshot()
     }
 

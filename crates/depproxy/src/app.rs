@@ -461,6 +461,7 @@ pub async fn gateway(
         fill_window: usize::try_from(config.fill_window).unwrap_or(usize::MAX),
         fill_memory: usize::try_from(config.fill_memory).unwrap_or(usize::MAX),
         fill_limits: config.fill_limits,
+        paths: gateway::PathRules { form_posts: control::FORM_POSTS, describe: control::describe_path },
     };
     let gateway_metrics = GatewayMetrics::register(&mut runtime.registry);
     let observability = Observability {

@@ -28,4 +28,4 @@ pub use ranges::{Unsatisfiable, requested_range};
 pub use send_blob::ReadAtClientPace;
 pub use send_dependency::AnswerFromFill;
 pub use small_objects::SmallObjectSettings;
-pub use state::{Gateway, GatewayParts, GatewaySettings, UpstreamHttp};
+pub use state::{Gateway, GatewayParts, GatewaySettings, PathRules, UpstreamHttp};

@@ -29,6 +29,21 @@ pub struct GatewaySettings {
     pub fill_memory: usize,
     /// How many fills may run, and how long a miss waits for one.
     pub fill_limits: FillLimits,
+    /// What the formats say about request paths, for what the gateway does before the control
+    /// plane answers.
+    pub paths: PathRules,
+}
+
+/// Request paths as the formats see them — given by the control plane's list of formats, so the
+/// gateway knows none.
+#[derive(Debug, Clone, Copy)]
+pub struct PathRules {
+    /// Paths a client may POST a form to (a token endpoint): the body, up to 64 KiB, is forwarded.
+    /// Every other request is a GET or HEAD.
+    pub form_posts: &'static [&'static str],
+    /// What a path names, for the access log: the subject (an image) and its reference; `None`
+    /// when it names none.
+    pub describe: fn(&str) -> Option<(&str, String)>,
 }
 
 /// One HTTP client per configured upstream, by name: an upstream's CA is trusted for it only,

@@ -29,28 +29,10 @@ struct Entry {
 pub(crate) struct FillAbout {
     /// The configured upstream's name.
     pub upstream: String,
-    /// `manifest` or `blob`.
+    /// The injector's kind (`manifest` or `blob`).
     pub kind: String,
-    /// The repository and reference as upstream names them, e.g. `library/alpine:3.20` or
-    /// `library/alpine@sha256:…` — from the object's URL, never with its query (presigned parts).
+    /// As the injector names it (e.g. `library/alpine:3.20`).
     pub object: String,
-}
-
-impl FillAbout {
-    /// From an object URL `<base>/v2/<repository>/(manifests|blobs)/<reference>`.
-    pub fn of(upstream: &str, kind: oci::ObjectKind, url: &str) -> Self {
-        let path = url.split(['?', '#']).next().unwrap_or_default();
-        let object = path
-            .split_once("/v2/")
-            .map(|(_, rest)| rest)
-            .and_then(|rest| rest.rsplit_once("/manifests/").or_else(|| rest.rsplit_once("/blobs/")))
-            .map(|(repository, reference)| {
-                let separator = if reference.contains(':') { '@' } else { ':' };
-                format!("{repository}{separator}{reference}")
-            })
-            .unwrap_or_default();
-        FillAbout { upstream: upstream.to_owned(), kind: kind.as_str().to_owned(), object }
-    }
 }
 
 /// What a request found when it asked for the fill of its key.
@@ -300,23 +282,11 @@ mod tests {
         assert!(again.lead().is_some(), "the next request starts a new fill");
     }
 
-    #[test]
-    fn fills_describe_their_object_without_query() {
-        let about = FillAbout::of(
-            "hub",
-            oci::ObjectKind::Blob,
-            "https://registry-1.docker.io/v2/library/alpine/blobs/sha256:ab?X-Amz-Signature=s3cret",
-        );
-        assert_eq!(about.object, "library/alpine@sha256:ab");
-        assert_eq!(about.kind, "blob");
-        let tag = FillAbout::of("hub", oci::ObjectKind::Manifest, "http://lab:5000/v2/a/b/manifests/v1");
-        assert_eq!(tag.object, "a/b:v1");
-    }
-
     #[tokio::test]
     async fn a_snapshot_lists_running_fills_with_their_phase() {
         let fills = Fills::new(1 << 20);
-        let about = || FillAbout::of("lab", oci::ObjectKind::Manifest, "http://lab/v2/app/manifests/v1");
+        let about =
+            || FillAbout { upstream: "lab".into(), kind: "manifest".into(), object: "app:v1".into() };
         let lead = fills.join_or_register("key", about).lead().unwrap();
         let snapshot = fills.snapshot();
         assert_eq!(snapshot.len(), 1);

@@ -18,6 +18,14 @@ pub(crate) struct UpstreamHead {
     pub content_type: Option<String>,
 }
 
+impl UpstreamHead {
+    /// The media type the object is served and recorded as: upstream's `Content-Type` when it
+    /// sent one, else `default` (the injector's).
+    pub fn media_type(&self, default: &str) -> String {
+        self.content_type.clone().unwrap_or_else(|| default.to_owned())
+    }
+}
+
 /// The bytes of a running fill, readable while they arrive.
 pub(crate) struct Streaming {
     pub head: UpstreamHead,

@@ -384,7 +384,7 @@ async fn persist_and_finalize(
             return false;
         }
     };
-    let media_type = media_type(params, &streaming.head);
+    let media_type = streaming.head.media_type(&params.default_media_type);
     let references = match params.references {
         Some(rule) => references(rule, streaming, committed.size).await,
         None => Vec::new(),
@@ -430,12 +430,6 @@ fn storage_failed(gateway: &Gateway, url: &str, error: &StorageError) {
     if let Some(held_back) = STORAGE_FAILED.admit() {
         tracing::warn!(url, %error, held_back, "storage failed: the fill goes on uncached; the next miss tries storage again");
     }
-}
-
-/// The media type an object is served and recorded as: upstream's `Content-Type` when it sent
-/// one, else the injector's default.
-pub(crate) fn media_type(params: &SendDependency, head: &UpstreamHead) -> String {
-    head.content_type.clone().unwrap_or_else(|| params.default_media_type.clone())
 }
 
 /// What a stored document references, read back from its spool (a document whose references

@@ -10,8 +10,7 @@ mod page;
 mod routes;
 
 pub use api::{
-    CreatedTokenView, EventView, GroupView, JobStarted, StoreView, TokenView, TrafficView,
-    UpstreamView,
+    CreatedTokenView, EventView, GroupView, JobStarted, StoreView, TokenView, TrafficView, UpstreamView,
 };
 pub use error::AdminError;
 pub use operator::{

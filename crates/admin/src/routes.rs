@@ -20,8 +20,8 @@ use supervisor::Supervisor;
 use utoipa::OpenApi as _;
 
 use crate::api::{
-    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, EventView, GroupView, JobStarted,
-    LastErrorView, NewToken, RateLimitView, StoreView, TokenView, TrafficView, UpstreamView,
+    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, EventView, GroupView, JobStarted, LastErrorView,
+    NewToken, RateLimitView, StoreView, TokenView, TrafficView, UpstreamView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;

@@ -165,7 +165,9 @@ mod tests {
     #[test]
     fn fills_describe_their_object_without_query() {
         assert_eq!(
-            fill_object("https://registry-1.docker.io/v2/library/alpine/blobs/sha256:ab?X-Amz-Signature=s3cret"),
+            fill_object(
+                "https://registry-1.docker.io/v2/library/alpine/blobs/sha256:ab?X-Amz-Signature=s3cret"
+            ),
             "library/alpine@sha256:ab"
         );
         assert_eq!(fill_object("http://lab:5000/v2/a/b/manifests/v1"), "a/b:v1");
@@ -174,7 +176,8 @@ mod tests {
     #[test]
     fn paths_are_described_by_image_and_reference() {
         let digest = format!("sha256:{}", "a".repeat(64));
-        let described = |path: &str| describe_path(path).map(|(image, reference)| (image.to_owned(), reference));
+        let described =
+            |path: &str| describe_path(path).map(|(image, reference)| (image.to_owned(), reference));
         assert_eq!(
             described("/v2/library/alpine/manifests/3.20"),
             Some(("library/alpine".to_owned(), "3.20".to_owned()))
@@ -210,12 +213,17 @@ mod tests {
         let by_tag = fill(&fetch(ObjectKind::Manifest, None));
         assert_eq!(by_tag.delivery, Delivery::Verified, "a manifest is answered once verified");
         let accept = by_tag.accept.unwrap();
-        assert!(accept.accepts(oci::media::OCI_INDEX) && accept.accepts(oci::media::DOCKER_MANIFEST_V1_SIGNED));
+        assert!(
+            accept.accepts(oci::media::OCI_INDEX) && accept.accepts(oci::media::DOCKER_MANIFEST_V1_SIGNED)
+        );
         assert!(!accept.accepts("application/json"));
         assert_eq!((by_tag.default_media_type, by_tag.references), ("", Some(References::OciManifest)));
         assert_eq!(by_tag.object, "a:v1");
         let digest = injector::Checksum::from(&oci::Digest::of(b"m"));
-        assert!(fill(&fetch(ObjectKind::Manifest, Some(digest.clone()))).accept.is_none(), "a digest checks it");
+        assert!(
+            fill(&fetch(ObjectKind::Manifest, Some(digest.clone()))).accept.is_none(),
+            "a digest checks it"
+        );
         let blob = fill(&fetch(ObjectKind::Blob, Some(digest)));
         assert_eq!((blob.delivery, blob.default_media_type), (Delivery::Streamed, oci::media::OCTET_STREAM));
         assert_eq!((blob.accept, blob.references), (None, None));

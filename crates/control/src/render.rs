@@ -94,7 +94,7 @@ fn send_blob(object: StoredObject, serving: &Serving, stale: bool, group: &str) 
 
 fn send_dependency(fetch: Fetch, serving: &Serving, uri: &Uri, group: &str, client: IpAddr) -> Response {
     let rules = (serving.fill)(&fetch);
-    injector(Injector::SendDependency(SendDependency {
+    injector(Injector::SendDependency(Box::new(SendDependency {
         v: CONTRACT_VERSION,
         kind: fetch.kind,
         fill_key: fetch.fill_key,
@@ -114,7 +114,7 @@ fn send_dependency(fetch: Fetch, serving: &Serving, uri: &Uri, group: &str, clie
         object: rules.object,
         transform: Vec::new(),
         client: Some(client),
-    }))
+    })))
 }
 
 fn injector(injector: Injector) -> Response {

@@ -195,7 +195,7 @@ async fn fake_control_plane(
 ) -> String {
     let verifier = RequestVerifier::new(secret);
     let signer = RequestSigner::new(secret);
-    let injector = injector::Injector::SendDependency(injector::SendDependency {
+    let injector = injector::Injector::SendDependency(Box::new(injector::SendDependency {
         v: injector::CONTRACT_VERSION,
         kind: oci::ObjectKind::Blob,
         fill_key: "default/blob/ssrf".into(),
@@ -216,7 +216,7 @@ async fn fake_control_plane(
         object: String::new(),
         transform: Vec::new(),
         client: None,
-    })
+    }))
     .encode()
     .unwrap();
     let state = Arc::new((verifier, signer, injector));
@@ -315,7 +315,7 @@ async fn verifying_control_plane(
     transform: Vec<injector::Replace>,
 ) -> (String, Arc<std::sync::Mutex<Vec<injector::FinalizeRequest>>>) {
     let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let injector = injector::Injector::SendDependency(injector::SendDependency {
+    let injector = injector::Injector::SendDependency(Box::new(injector::SendDependency {
         v: CONTRACT_VERSION,
         kind: oci::ObjectKind::Blob,
         fill_key: format!("default/file/{verify:?}"),
@@ -335,7 +335,7 @@ async fn verifying_control_plane(
         object: String::new(),
         transform,
         client: None,
-    })
+    }))
     .encode()
     .unwrap();
     let state = Arc::new((RequestVerifier::new(secret), injector, finalized.clone()));

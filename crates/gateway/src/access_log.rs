@@ -38,7 +38,10 @@ pub(crate) struct AccessEntry {
 impl AccessEntry {
     /// The image and reference `path` names, by the formats' `describe`; the path itself when it
     /// names none. Both cut short.
-    pub(crate) fn describe_path(path: &str, describe: fn(&str) -> Option<(&str, String)>) -> (String, String) {
+    pub(crate) fn describe_path(
+        path: &str,
+        describe: fn(&str) -> Option<(&str, String)>,
+    ) -> (String, String) {
         match describe(path) {
             Some((image, reference)) => (truncated(image), truncated(&reference)),
             None => (truncated(path), String::new()),

@@ -40,7 +40,7 @@ impl AnswerFromFill {
 
 pub(crate) async fn serve(
     gateway: &Arc<Gateway>,
-    params: SendDependency,
+    params: Box<SendDependency>,
     method: &Method,
     request: &HeaderMap,
     client: IpAddr,
@@ -69,7 +69,7 @@ pub(crate) async fn serve(
     // Fills are admitted per client: the address the control plane resolved through trusted
     // proxies, not the connection's peer (behind an ingress, every client's peer is the ingress).
     let client = params.client.unwrap_or(client);
-    let mut state = match fill::join_or_start(gateway, params, client).await {
+    let mut state = match fill::join_or_start(gateway, *params, client).await {
         Ok(state) => state,
         Err(Busy { retry_after }) => {
             gateway.observability.gateway.fill_refused();
@@ -86,7 +86,9 @@ pub(crate) async fn serve(
         (_, FillState::Connecting) => return oci_error(&oci::OciError::internal("fill did not start")),
         (Delivery::Verified, _) => match fill::finished(&mut state).await {
             Err(error) => return oci_error(&error.to_oci()),
-            Ok(finished) => (finished_response(&finished, &served, state, None), Some(finished.digest.clone())),
+            Ok(finished) => {
+                (finished_response(&finished, &served, state, None), Some(finished.digest.clone()))
+            }
         },
         (Delivery::Streamed, FillState::Verified(finished) | FillState::Committed(finished)) => {
             let range = if ranged { ranges::requested_range(request, finished.size) } else { Ok(None) };

@@ -212,11 +212,12 @@ pub struct SendDependency {
     pub client: Option<std::net::IpAddr>,
 }
 
-/// An instruction from the control plane.
+/// An instruction from the control plane. A miss's parameters are boxed: they are much larger
+/// than a hit's, and every hit would carry their size.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Injector {
     SendBlob(SendBlob),
-    SendDependency(SendDependency),
+    SendDependency(Box<SendDependency>),
 }
 
 /// Why an injector header could not be understood.
@@ -384,7 +385,7 @@ mod tests {
                 to: "http://proxy/npm/js/".into(),
             }],
         });
-        let dependency = Injector::SendDependency(SendDependency {
+        let dependency = Injector::SendDependency(Box::new(SendDependency {
             v: CONTRACT_VERSION,
             kind: ObjectKind::Manifest,
             fill_key: "default/manifest/a:v1".into(),
@@ -398,13 +399,16 @@ mod tests {
             response_headers: Vec::new(),
             digest_header: Some("Docker-Content-Digest".into()),
             delivery: Delivery::Verified,
-            accept: Some(Accept { types: vec!["application/vnd.oci.image.index.v1+json".into()], what: "a manifest".into() }),
+            accept: Some(Accept {
+                types: vec!["application/vnd.oci.image.index.v1+json".into()],
+                what: "a manifest".into(),
+            }),
             default_media_type: String::new(),
             references: Some(References::OciManifest),
             object: "a:v1".into(),
             transform: Vec::new(),
             client: Some("10.1.2.3".parse().unwrap()),
-        });
+        }));
         for injector in [blob, dependency] {
             let header = injector.encode().unwrap();
             assert!(header.starts_with(injector.kind()));
@@ -450,7 +454,8 @@ mod tests {
 
     #[test]
     fn what_a_fill_is_told_about_serving_reads_as_declared() {
-        let accept = Accept { types: vec!["application/vnd.oci.image.index.v1+json".into()], what: "x".into() };
+        let accept =
+            Accept { types: vec!["application/vnd.oci.image.index.v1+json".into()], what: "x".into() };
         assert!(accept.accepts("application/vnd.oci.image.index.v1+json; charset=utf-8"));
         assert!(!accept.accepts("application/json"));
         assert_eq!(serde_json::to_string(&Delivery::Verified).unwrap(), r#""verified""#);

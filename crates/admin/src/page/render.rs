@@ -729,8 +729,12 @@ mod tests {
 
     #[test]
     fn a_fill_of_unknown_length_has_an_indeterminate_bar_and_missing_parts_say_why() {
-        let fills =
-            vec![FillReport { object: "a:b".into(), bytes_done: 10, bytes_total: None, ..FillReport::default() }];
+        let fills = vec![FillReport {
+            object: "a:b".into(),
+            bytes_done: 10,
+            bytes_total: None,
+            ..FillReport::default()
+        }];
         let html = dashboard_with(fills, serde_json::json!([]));
         assert!(html.contains("<progress></progress>"));
         let html = dashboard(&Dashboard {

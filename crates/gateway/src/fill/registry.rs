@@ -285,8 +285,7 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_lists_running_fills_with_their_phase() {
         let fills = Fills::new(1 << 20);
-        let about =
-            || FillAbout { upstream: "lab".into(), kind: "manifest".into(), object: "app:v1".into() };
+        let about = || FillAbout { upstream: "lab".into(), kind: "manifest".into(), object: "app:v1".into() };
         let lead = fills.join_or_register("key", about).lead().unwrap();
         let snapshot = fills.snapshot();
         assert_eq!(snapshot.len(), 1);

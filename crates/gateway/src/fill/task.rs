@@ -6,7 +6,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use injector::{Authorization, CONTRACT_VERSION, FinalizeRequest, References, SendDependency, UploadDecision};
+use injector::{
+    Authorization, CONTRACT_VERSION, FinalizeRequest, References, SendDependency, UploadDecision,
+};
 use oci::Digest;
 use storage::{ContentHasher, Expectation, StorageError, Upload, Verified};
 use supervisor::StopSignal;
@@ -128,11 +130,7 @@ struct Opened {
 
 /// Opens the upstream stream, and refuses it by its headers before a byte reaches a client or
 /// storage: too large, or not of a type the control plane accepts.
-async fn open_upstream(
-    gateway: &Gateway,
-    params: &SendDependency,
-    stop: &Stop,
-) -> Result<Opened, FillError> {
+async fn open_upstream(gateway: &Gateway, params: &SendDependency, stop: &Stop) -> Result<Opened, FillError> {
     // Nodes with different upstream lists are a deployment error: say so rather than fetch
     // through a client that trusts the wrong CA or follows the wrong redirect rules.
     let client = gateway
@@ -170,7 +168,10 @@ async fn open_upstream(
     if let Some(accept) = &params.accept
         && !head.content_type.as_deref().is_some_and(|content_type| accept.accepts(content_type))
     {
-        return Err(FillError::NotAccepted { content_type: head.content_type.clone(), what: accept.what.clone() });
+        return Err(FillError::NotAccepted {
+            content_type: head.content_type.clone(),
+            what: accept.what.clone(),
+        });
     }
     Ok(Opened { response, head })
 }

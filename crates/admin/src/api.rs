@@ -96,44 +96,6 @@ pub struct UpstreamView {
     pub rate_limit: Option<RateLimitView>,
 }
 
-/// A fill running on some node.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct FillView {
-    pub upstream: String,
-    /// `manifest` or `blob`.
-    pub kind: String,
-    /// `repository:tag` or `repository@digest`, as upstream names it.
-    pub object: String,
-    /// `connecting`, `streaming` or `finishing`.
-    pub phase: String,
-    pub bytes_done: u64,
-    pub bytes_total: Option<u64>,
-    /// Bytes per second, on average since the start.
-    pub rate: u64,
-    /// Clients attached.
-    pub clients: usize,
-    /// Unix ms.
-    pub started_at: u64,
-    pub node: String,
-}
-
-impl From<gateway::FillReport> for FillView {
-    fn from(fill: gateway::FillReport) -> Self {
-        FillView {
-            upstream: fill.about.upstream,
-            kind: fill.about.kind,
-            object: fill.about.object,
-            phase: fill.phase,
-            bytes_done: fill.bytes_done,
-            bytes_total: fill.bytes_total,
-            rate: fill.rate,
-            clients: fill.clients,
-            started_at: fill.started_at,
-            node: fill.node,
-        }
-    }
-}
-
 /// An error or denial; repeats of one (same kind, message, group, image, client and details —
 /// a denial's reason aside — each within a minute of the last) share a row that counts them.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

@@ -12,8 +12,7 @@ mod page;
 mod routes;
 
 pub use api::{
-    CreatedTokenView, EventView, FillView, GroupView, JobStarted, StoreView, TokenView, TrafficView,
-    UpstreamView,
+    CreatedTokenView, EventView, GroupView, JobStarted, StoreView, TokenView, TrafficView, UpstreamView,
 };
 pub use error::AdminError;
 pub use operator::{

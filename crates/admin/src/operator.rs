@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use gateway::FillReport;
+use injector::FillReport;
 use upstream::UpstreamStatus;
 
 use crate::api::{LastErrorView, RateLimitView, UpstreamView};
@@ -158,11 +158,9 @@ mod tests {
     fn fills(n: usize) -> Vec<FillReport> {
         (0..n)
             .map(|i| FillReport {
-                about: gateway::FillAbout {
-                    upstream: "lab".into(),
-                    kind: "blob".into(),
-                    object: format!("app@sha256:{i:064x}"),
-                },
+                upstream: "lab".into(),
+                kind: "blob".into(),
+                object: format!("app@sha256:{i:064x}"),
                 phase: "streaming".into(),
                 bytes_done: 1,
                 bytes_total: None,

@@ -276,6 +276,13 @@ impl Answer {
         if self.status.is_success() { Ok(self.body) } else { Err(self.problem()) }
     }
 
+    /// The body of a success read into the API's own type, else a line saying what went wrong.
+    fn typed<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        self.ok().and_then(|body| {
+            serde_json::from_value(body).map_err(|error| format!("unreadable answer: {error}"))
+        })
+    }
+
     fn problem(&self) -> String {
         let message = self.body["errors"][0]["message"].as_str().unwrap_or("");
         format!("{} {message}", self.status).trim().to_owned()
@@ -332,7 +339,7 @@ async fn index(State(state): State<PageState>, Query(notices): Query<Notices>, r
     };
     let groups = api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.ok();
     let upstreams = api(&state, &admin, &parts, Method::GET, "/api/v1/upstreams").await.ok();
-    let fills = api(&state, &admin, &parts, Method::GET, "/api/v1/fills").await.ok();
+    let fills = api(&state, &admin, &parts, Method::GET, "/api/v1/fills").await.typed();
     let events_path = format!("/api/v1/events?kind=error,warning&limit={EVENTS_SHOWN}");
     let events = api(&state, &admin, &parts, Method::GET, &events_path).await.ok();
     let denials_path = format!("/api/v1/events?kind=denied&limit={EVENTS_SHOWN}");

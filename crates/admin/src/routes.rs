@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
+use injector::FillReport;
 use lifecycle::{Lifecycle, PurgeRequest};
 use oci::{GroupPath, RepositoryName};
 use supervisor::Supervisor;
@@ -19,8 +20,8 @@ use supervisor::Supervisor;
 use utoipa::OpenApi as _;
 
 use crate::api::{
-    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, EventView, FillView, GroupView, JobStarted,
-    LastErrorView, NewToken, RateLimitView, StoreView, TokenView, TrafficView, UpstreamView,
+    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, EventView, GroupView, JobStarted, LastErrorView,
+    NewToken, RateLimitView, StoreView, TokenView, TrafficView, UpstreamView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;
@@ -41,7 +42,7 @@ pub struct AdminState {
     info(title = "depproxy admin API", description = "Every call needs an admin access token as Bearer."),
     paths(groups, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now),
     components(schemas(
-        StoreView, GroupView, TrafficView, UpstreamView, LastErrorView, RateLimitView, FillView, EventView,
+        StoreView, GroupView, TrafficView, UpstreamView, LastErrorView, RateLimitView, FillReport, EventView,
         TokenView, NewToken, CreatedTokenView, JobStarted, ErrorEnvelope
     )),
     modifiers(&AdminTokenScheme),
@@ -121,12 +122,11 @@ async fn upstreams(State(state): State<AdminState>, request: Request) -> Result<
 }
 
 #[utoipa::path(get, path = "/api/v1/fills", tag = "fills",
-    responses((status = 200, description = "Live fills of every node, oldest first", body = [FillView]),
+    responses((status = 200, description = "Live fills of every node, oldest first", body = [FillReport]),
         (status = 401, body = ErrorEnvelope)))]
 async fn fills(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
     admin(&state.access, &request.into_parts().0).await?;
-    let fills: Vec<FillView> = state.view.fills.all().into_iter().map(FillView::from).collect();
-    Ok(axum::Json(fills).into_response())
+    Ok(axum::Json(state.view.fills.all()).into_response())
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

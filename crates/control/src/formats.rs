@@ -1,6 +1,7 @@
 //! Which format answers a request: the path says (`/v2/…` is OCI; a package format's groups are
 //! reached at `/<format>/<group path>/…`). Every format of [`cache::Format`] has its arm here, so
-//! a new format does not build until it is routed.
+//! a new format does not build until it is routed — here too what the gateway is given of the
+//! formats' paths (form posts, access-log descriptions), so it needs to know none.
 
 use axum::extract::Request;
 use axum::response::Response;
@@ -11,6 +12,17 @@ use oci::{ErrorCode, OciError};
 use crate::error::ControlError;
 use crate::oci_format;
 use crate::plane::ControlPlane;
+
+/// Paths clients POST a form to (a token endpoint), whose body the gateway forwards.
+pub const FORM_POSTS: &[&str] = &[oci_format::TOKEN_PATH];
+
+/// What a request path names, for the gateway's access log: the subject (an image) and its
+/// reference, as the path's format reads it; `None` when it names none.
+pub fn describe_path(path: &str) -> Option<(&str, String)> {
+    match Format::of_path(path)? {
+        Format::Oci => oci_format::describe_path(path),
+    }
+}
 
 pub(crate) async fn decide(
     control: &ControlPlane,

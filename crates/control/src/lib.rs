@@ -22,5 +22,6 @@ mod token_endpoint;
 mod upload;
 
 pub use error::ControlError;
+pub use formats::{FORM_POSTS, describe_path};
 pub use plane::{ControlParts, ControlPlane, FillReportSink};
 pub use token_endpoint::{TokenRequest, parse_token_request};

@@ -1,7 +1,9 @@
 //! Rendering: a [`Decision`] (or a small direct answer) becomes the HTTP response the gateway
 //! receives. A hit or miss is an injector on an empty 200, typed in the response's extensions
 //! (`routes` encodes and signs it into the `Depproxy-Send-Data` header when the answer leaves the
-//! process).
+//! process). What the gateway is told about serving the object — its headers, when a fill's
+//! clients get their answer, which content types a document may have — is the format's
+//! [`Serving`]: the gateway knows no format.
 
 use std::net::IpAddr;
 
@@ -9,7 +11,10 @@ use axum::body::Body;
 use axum::response::Response;
 use cache::{Decision, Fetch, StoredObject};
 use http::{HeaderValue, StatusCode, Uri};
-use injector::{CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, Injector, SendBlob, SendDependency, UploadRoutes};
+use injector::{
+    Accept, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, Delivery, HeaderList, Injector, References, SendBlob,
+    SendDependency, UploadRoutes,
+};
 use oci::Digest;
 use upstream::ObjectHead;
 
@@ -18,17 +23,61 @@ use crate::error::ControlError;
 /// The `Warning` a client gets with a tag served stale because upstream is unreachable.
 const STALE_WARNING: &str = "110 depproxy \"Response is Stale: upstream unreachable\"";
 
-/// The answer to a manifest or blob request at `uri`.
-pub(crate) fn decision(decision: Decision, uri: &Uri, group: &str, client: IpAddr) -> Response {
+/// How a format's objects are served, as the gateway is told in each injector.
+pub(crate) struct Serving {
+    /// For a stored object.
+    pub hit: fn(&StoredObject) -> HitRules,
+    /// For an object fetched from upstream.
+    pub fill: fn(&Fetch) -> FillRules,
+}
+
+/// What the gateway is told about serving a stored object.
+pub(crate) struct HitRules {
+    /// Headers of the answer (the format's API version).
+    pub headers: HeaderList,
+    /// The header naming the object's sha256 digest.
+    pub digest_header: Option<&'static str>,
+    /// Whether object storage may serve the bytes itself.
+    pub may_redirect: bool,
+}
+
+/// What the gateway is told about serving a fill.
+pub(crate) struct FillRules {
+    /// Headers of the answer (the format's API version).
+    pub headers: HeaderList,
+    /// The header naming the sha256 digest of the bytes served.
+    pub digest_header: Option<&'static str>,
+    pub delivery: Delivery,
+    /// The content types upstream's answer must declare (a document fetched without a checksum).
+    pub accept: Option<Accept>,
+    /// The media type when upstream declares none.
+    pub default_media_type: &'static str,
+    /// How the stored object's references are read, for finalize.
+    pub references: Option<References>,
+    /// What the fill fetches, for the running-fill report.
+    pub object: String,
+}
+
+/// The answer to a request for an object at `uri`.
+pub(crate) fn decision(
+    decision: Decision,
+    serving: &Serving,
+    uri: &Uri,
+    group: &str,
+    client: IpAddr,
+) -> Response {
     match decision {
-        Decision::Serve { object, stale } => send_blob(object, stale, group),
-        Decision::Fetch(fetch) => send_dependency(fetch, uri, group, client),
+        Decision::Serve { object, stale } => send_blob(object, serving, stale, group),
+        Decision::Fetch(fetch) => send_dependency(fetch, serving, uri, group, client),
         Decision::UpstreamHead { head, requested } => upstream_head(&head, requested.as_ref()),
     }
 }
 
-fn send_blob(object: StoredObject, stale: bool, group: &str) -> Response {
-    let headers = if stale { vec![("Warning".to_owned(), STALE_WARNING.to_owned())] } else { Vec::new() };
+fn send_blob(object: StoredObject, serving: &Serving, stale: bool, group: &str) -> Response {
+    let HitRules { mut headers, digest_header, may_redirect } = (serving.hit)(&object);
+    if stale {
+        headers.push(("Warning".to_owned(), STALE_WARNING.to_owned()));
+    }
     injector(Injector::SendBlob(SendBlob {
         v: CONTRACT_VERSION,
         key: injector::storage_key(&object.digest),
@@ -36,13 +85,16 @@ fn send_blob(object: StoredObject, stale: bool, group: &str) -> Response {
         size: object.size,
         media_type: object.media_type,
         headers,
+        digest_header: digest_header.map(str::to_owned),
+        may_redirect,
         group: group.to_owned(),
         transform: Vec::new(),
     }))
 }
 
-fn send_dependency(fetch: Fetch, uri: &Uri, group: &str, client: IpAddr) -> Response {
-    injector(Injector::SendDependency(SendDependency {
+fn send_dependency(fetch: Fetch, serving: &Serving, uri: &Uri, group: &str, client: IpAddr) -> Response {
+    let rules = (serving.fill)(&fetch);
+    injector(Injector::SendDependency(Box::new(SendDependency {
         v: CONTRACT_VERSION,
         kind: fetch.kind,
         fill_key: fetch.fill_key,
@@ -53,10 +105,16 @@ fn send_dependency(fetch: Fetch, uri: &Uri, group: &str, client: IpAddr) -> Resp
         verify: fetch.verify,
         max_size: fetch.max_size,
         upload: UploadRoutes::for_object(uri.path(), uri.query()),
-        response_headers: Vec::new(),
+        response_headers: rules.headers,
+        digest_header: rules.digest_header.map(str::to_owned),
+        delivery: rules.delivery,
+        accept: rules.accept,
+        default_media_type: rules.default_media_type.to_owned(),
+        references: rules.references,
+        object: rules.object,
         transform: Vec::new(),
         client: Some(client),
-    }))
+    })))
 }
 
 fn injector(injector: Injector) -> Response {
@@ -117,10 +175,30 @@ mod tests {
         response.extensions().get::<Injector>().cloned().unwrap()
     }
 
+    /// A format that tells the gateway nothing beyond the object.
+    const PLAIN: Serving = Serving { hit: plain_hit, fill: plain_fill };
+
+    fn plain_hit(_: &StoredObject) -> HitRules {
+        HitRules { headers: Vec::new(), digest_header: None, may_redirect: true }
+    }
+
+    fn plain_fill(_: &Fetch) -> FillRules {
+        FillRules {
+            headers: Vec::new(),
+            digest_header: None,
+            delivery: Delivery::Streamed,
+            accept: None,
+            default_media_type: "",
+            references: None,
+            object: String::new(),
+        }
+    }
+
     #[test]
     fn a_hit_is_a_send_blob_with_the_content_address() {
         let response = decision(
             Decision::Serve { object: object(), stale: true },
+            &PLAIN,
             &"/v2/a/manifests/v1".parse().unwrap(),
             "default",
             client(),
@@ -148,7 +226,7 @@ mod tests {
             fill_key: "g|d".into(),
         };
         let uri: Uri = "/v2/a/blobs/sha256:00?ns=up.example".parse().unwrap();
-        match decoded(&decision(Decision::Fetch(fetch), &uri, "default", client())) {
+        match decoded(&decision(Decision::Fetch(fetch), &PLAIN, &uri, "default", client())) {
             Injector::SendDependency(params) => {
                 assert_eq!(params.client, Some(client()), "fill admission counts the resolved client");
                 assert_eq!(params.upload.authorize, "/v2/a/blobs/sha256:00/upload/authorize?ns=up.example");
@@ -166,6 +244,7 @@ mod tests {
         let requested = Digest::of(b"b");
         let response = decision(
             Decision::UpstreamHead { head, requested: Some(requested.clone()) },
+            &PLAIN,
             &"/v2/a/blobs/x".parse().unwrap(),
             "default",
             client(),

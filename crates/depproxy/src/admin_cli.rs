@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use injector::FillReport;
 use serde_json::Value;
 
 /// Where the admin API is and the admin token to call it with.
@@ -142,21 +143,21 @@ pub fn upstreams_table(upstreams: &Value) -> String {
 }
 
 /// The live fills with their progress.
-pub fn fills_table(fills: &Value) -> String {
-    if rows_of(fills).is_empty() {
+pub fn fills_table(fills: &[FillReport]) -> String {
+    if fills.is_empty() {
         return "no fill running".to_owned();
     }
     let mut rows =
         vec![["OBJECT", "UPSTREAM", "DONE", "OF", "RATE", "CLIENTS", "NODE"].map(str::to_owned).to_vec()];
-    for fill in rows_of(fills) {
+    for fill in fills {
         rows.push(vec![
-            text(&fill["object"]),
-            text(&fill["upstream"]),
-            bytes(&fill["bytes_done"]),
-            bytes(&fill["bytes_total"]),
-            fill["rate"].as_u64().map_or_else(|| "-".to_owned(), |rate| format!("{}/s", HumanBytes(rate))),
-            text(&fill["clients"]),
-            text(&fill["node"]),
+            fill.object.clone(),
+            fill.upstream.clone(),
+            HumanBytes(fill.bytes_done).to_string(),
+            fill.bytes_total.map_or_else(|| "-".to_owned(), |total| HumanBytes(total).to_string()),
+            format!("{}/s", HumanBytes(fill.rate)),
+            fill.clients.to_string(),
+            fill.node.clone(),
         ]);
     }
     table(&rows)
@@ -259,7 +260,7 @@ mod tests {
             upstreams.contains("NO") && upstreams.contains("76/100") && upstreams.contains("42 ms"),
             "{upstreams}"
         );
-        assert_eq!(fills_table(&serde_json::json!([])), "no fill running");
+        assert_eq!(fills_table(&[]), "no fill running");
         let events = events_tables(
             &serde_json::json!([{"at": 0, "kind": "error", "count": 1, "message": "fill failed", "summary": "fill failed"}]),
             &serde_json::json!([{"at": 0, "kind": "denied", "count": 12, "group": null, "image": null,

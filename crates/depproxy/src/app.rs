@@ -295,7 +295,7 @@ pub async fn control_node(
 
 /// Puts gateways' fill reports on `board`.
 fn fill_report_sink(board: Arc<admin::FillBoard>) -> control::FillReportSink {
-    Arc::new(move |body: &[u8]| match serde_json::from_slice::<FillsReport>(body) {
+    Arc::new(move |body: &[u8]| match serde_json::from_slice::<injector::FillsReport>(body) {
         Ok(report) => {
             if !board.report(&report.node, report.fills)
                 && let Some(held_back) = FILL_REPORTS.admit()
@@ -461,6 +461,7 @@ pub async fn gateway(
         fill_window: usize::try_from(config.fill_window).unwrap_or(usize::MAX),
         fill_memory: usize::try_from(config.fill_memory).unwrap_or(usize::MAX),
         fill_limits: config.fill_limits,
+        paths: gateway::PathRules { form_posts: control::FORM_POSTS, describe: control::describe_path },
     };
     let gateway_metrics = GatewayMetrics::register(&mut runtime.registry);
     let observability = Observability {
@@ -498,13 +499,6 @@ pub async fn gateway(
 
 /// Reports failed fill reports once a minute.
 static FILL_REPORTS: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(60));
-
-/// A gateway's fill report, as [`Gateway::report_fills`] sends it.
-#[derive(serde::Deserialize)]
-struct FillsReport {
-    node: String,
-    fills: Vec<gateway::FillReport>,
-}
 
 /// The HTTP channel of a gateway to a control plane at `control_url`; with `control_ca` (a PEM
 /// file), an `https://` URL whose certificate must chain to that CA.

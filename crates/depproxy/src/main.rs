@@ -199,7 +199,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 AdminCommand::Upstreams => {
                     show(client.get("/api/v1/upstreams").await?, admin_cli::upstreams_table)?
                 }
-                AdminCommand::Fills => show(client.get("/api/v1/fills").await?, admin_cli::fills_table)?,
+                AdminCommand::Fills => {
+                    let fills = client.get("/api/v1/fills").await?;
+                    if json {
+                        serde_json::to_string_pretty(&fills)?
+                    } else {
+                        admin_cli::fills_table(&serde_json::from_value::<Vec<injector::FillReport>>(fills)?)
+                    }
+                }
                 AdminCommand::Events { limit } => {
                     let errors =
                         client.get(&format!("/api/v1/events?kind=error,warning&limit={limit}")).await?;

@@ -154,6 +154,8 @@ async fn a_client_cannot_inject_an_injector() {
         size: 6,
         media_type: "application/octet-stream".into(),
         headers: Vec::new(),
+        digest_header: None,
+        may_redirect: false,
         group: String::new(),
         transform: Vec::new(),
     })
@@ -193,7 +195,7 @@ async fn fake_control_plane(
 ) -> String {
     let verifier = RequestVerifier::new(secret);
     let signer = RequestSigner::new(secret);
-    let injector = injector::Injector::SendDependency(injector::SendDependency {
+    let injector = injector::Injector::SendDependency(Box::new(injector::SendDependency {
         v: injector::CONTRACT_VERSION,
         kind: oci::ObjectKind::Blob,
         fill_key: "default/blob/ssrf".into(),
@@ -206,9 +208,15 @@ async fn fake_control_plane(
         max_size: 1 << 20,
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
         response_headers: Vec::new(),
+        digest_header: Some(oci::CONTENT_DIGEST_HEADER.into()),
+        delivery: injector::Delivery::Streamed,
+        accept: None,
+        default_media_type: oci::media::OCTET_STREAM.into(),
+        references: None,
+        object: String::new(),
         transform: Vec::new(),
         client: None,
-    })
+    }))
     .encode()
     .unwrap();
     let state = Arc::new((verifier, signer, injector));
@@ -307,7 +315,7 @@ async fn verifying_control_plane(
     transform: Vec<injector::Replace>,
 ) -> (String, Arc<std::sync::Mutex<Vec<injector::FinalizeRequest>>>) {
     let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let injector = injector::Injector::SendDependency(injector::SendDependency {
+    let injector = injector::Injector::SendDependency(Box::new(injector::SendDependency {
         v: CONTRACT_VERSION,
         kind: oci::ObjectKind::Blob,
         fill_key: format!("default/file/{verify:?}"),
@@ -319,9 +327,15 @@ async fn verifying_control_plane(
         max_size: 1 << 20,
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
         response_headers: Vec::new(),
+        digest_header: Some(oci::CONTENT_DIGEST_HEADER.into()),
+        delivery: injector::Delivery::Streamed,
+        accept: None,
+        default_media_type: oci::media::OCTET_STREAM.into(),
+        references: None,
+        object: String::new(),
         transform,
         client: None,
-    })
+    }))
     .encode()
     .unwrap();
     let state = Arc::new((RequestVerifier::new(secret), injector, finalized.clone()));

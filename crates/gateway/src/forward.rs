@@ -62,7 +62,7 @@ pub(crate) struct ClientRequest {
 }
 
 impl ClientRequest {
-    /// Reads a request; only a token request (`POST /v2/token`) has its body kept.
+    /// Reads a request; only a form posted to a token endpoint has its body kept.
     pub(crate) async fn read(request: Request, keep_body: bool) -> Result<ClientRequest, GatewayError> {
         let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         let answer_from_fill = request.extensions().get::<AnswerFromFill>().cloned();

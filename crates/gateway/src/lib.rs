@@ -22,10 +22,10 @@ mod state;
 
 pub use control_channel::{ControlChannel, InProcessControl};
 pub use error::GatewayError;
-pub use fill::{FillAbout, FillLimits, FillReport, Fills};
+pub use fill::{FillLimits, Fills};
 pub use metrics::{GatewayMetrics, Observability, render_registry};
 pub use ranges::{Unsatisfiable, requested_range};
 pub use send_blob::ReadAtClientPace;
 pub use send_dependency::AnswerFromFill;
 pub use small_objects::SmallObjectSettings;
-pub use state::{Gateway, GatewayParts, GatewaySettings, UpstreamHttp};
+pub use state::{Gateway, GatewayParts, GatewaySettings, PathRules, UpstreamHttp};

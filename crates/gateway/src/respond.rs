@@ -1,8 +1,9 @@
-//! Response building shared by every way the gateway answers: OCI errors and responses from parts.
+//! Response building shared by every way the gateway answers: OCI errors, an object's headers,
+//! responses from parts.
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use oci::{Digest, OciError};
 
 /// An OCI error envelope as a response.
@@ -17,10 +18,53 @@ pub(crate) fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -
     response
 }
 
-/// The headers of an object the gateway serves itself (a hit or a fill): the object's headers,
-/// and `Accept-Ranges` since it answers `Range`.
-pub(crate) fn served_object_headers(digest: Option<&Digest>, media_type: &str) -> HeaderMap {
-    let mut headers = oci::response::object_headers(digest, media_type);
+/// The headers of an object the gateway serves itself (a hit or a fill): when the digest is
+/// known, the `ETag` (the quoted digest: content-addressed, hence strong) and the header the
+/// injector names for the digest; `Content-Type`; and `Accept-Ranges`, since it answers `Range`.
+/// The format's other headers come in the injector.
+pub(crate) fn served_object_headers(
+    digest: Option<&Digest>,
+    media_type: &str,
+    digest_header: Option<&str>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(digest) = digest {
+        // Built by hand, not with `format!`: this runs on every hit.
+        let mut etag = String::with_capacity(73);
+        etag.push_str("\"sha256:");
+        etag.push_str(digest.hex());
+        etag.push('"');
+        if let Some(name) = digest_header.and_then(|name| HeaderName::try_from(name).ok())
+            && let Ok(value) = HeaderValue::try_from(&etag[1..etag.len() - 1])
+        {
+            headers.insert(name, value);
+        }
+        if let Ok(value) = HeaderValue::try_from(etag) {
+            headers.insert(header::ETAG, value);
+        }
+    }
+    if let Ok(value) = HeaderValue::try_from(media_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_header_is_the_one_the_injector_names_and_only_when_the_digest_is_known() {
+        let digest = Digest::of(b"x");
+        let known = served_object_headers(Some(&digest), "application/x", Some("Docker-Content-Digest"));
+        assert_eq!(known["docker-content-digest"], digest.to_string().as_str());
+        assert_eq!(known[header::ETAG], format!("\"{digest}\"").as_str());
+        assert_eq!(known[header::CONTENT_TYPE], "application/x");
+        assert_eq!(known[header::ACCEPT_RANGES], "bytes");
+        let unnamed = served_object_headers(Some(&digest), "application/x", None);
+        assert_eq!(unnamed.len(), 3, "no digest header: {unnamed:?}");
+        let unknown = served_object_headers(None, "application/x", Some("Docker-Content-Digest"));
+        assert!(!unknown.contains_key("docker-content-digest") && !unknown.contains_key(header::ETAG));
+    }
 }

@@ -1,4 +1,4 @@
-//! The gateway's public HTTP surface: health, metrics, and every `/v2/` request — forwarded to the
+//! The gateway's public HTTP surface: health, metrics, and every other request — forwarded to the
 //! control plane, then answered by executing its injector or relaying its answer.
 
 use std::sync::Arc;
@@ -52,9 +52,9 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
 
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let method = request.method().clone();
-    // The token endpoint takes the OAuth2 form by POST; everything else is a pull.
-    let token_form = method == Method::POST && request.uri().path() == "/v2/token";
-    if method != Method::GET && method != Method::HEAD && !token_form {
+    // A token endpoint takes the OAuth2 form by POST; everything else is a pull.
+    let form = method == Method::POST && gateway.settings.paths.form_posts.contains(&request.uri().path());
+    if method != Method::GET && method != Method::HEAD && !form {
         let error = OciError::new(
             ErrorCode::Unsupported,
             format!("{method} is not supported: depproxy is a pull-through cache (pull only)"),
@@ -66,7 +66,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     let mut decision = "relay";
     let mut group = String::new();
     let mut client_address = None;
-    let answer = match ClientRequest::read(request, token_form).await {
+    let answer = match ClientRequest::read(request, form).await {
         Ok(client) => {
             client_address = Some(client.peer());
             answer(&gateway, &client, &method, client.received_headers(), (&mut decision, &mut group)).await
@@ -84,7 +84,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     if decision == "relay" && matches!(status.as_u16(), 401 | 403 | 429) {
         decision = "denied";
     }
-    let (image, reference) = AccessEntry::describe_path(&path);
+    let (image, reference) = AccessEntry::describe_path(&path, gateway.settings.paths.describe);
     let entry = AccessEntry {
         client: client_address.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
         method,

@@ -39,7 +39,8 @@ pub(crate) async fn serve(
     if !params.transform.is_empty() {
         return Box::pin(serve_rewritten(store, small_objects, params, method, request)).await;
     }
-    let mut headers = served_object_headers(Some(&params.digest), &params.media_type);
+    let mut headers =
+        served_object_headers(Some(&params.digest), &params.media_type, params.digest_header.as_deref());
     injector::append_headers(&mut headers, &params.headers);
     if request.contains_key(header::IF_NONE_MATCH) && if_none_match_hits(request, &params.digest.to_string())
     {
@@ -53,8 +54,9 @@ pub(crate) async fn serve(
     if method == Method::HEAD {
         return Ok(with_headers(status, headers, Body::empty()));
     }
-    // Object storage may serve blob bytes itself; manifests always come from us, with our headers.
-    if !oci::media::is_manifest_type(&params.media_type) {
+    // Object storage may serve the bytes itself, when the control plane allows it: what must come
+    // with our headers (a manifest) never does.
+    if params.may_redirect {
         match store.redirect_url(&params.key).await {
             Ok(Some(url)) => return Ok(redirect(&url)),
             Ok(None) => {}
@@ -166,6 +168,8 @@ mod tests {
                 size: size as u64,
                 media_type: "application/octet-stream".into(),
                 headers: Vec::new(),
+                digest_header: None,
+                may_redirect: true,
                 group: String::new(),
                 transform: Vec::new(),
             };
@@ -200,6 +204,8 @@ mod tests {
                 size: size as u64,
                 media_type: "application/json".into(),
                 headers: Vec::new(),
+                digest_header: None,
+                may_redirect: false,
                 group: String::new(),
                 transform: transform.clone(),
             };

@@ -1,7 +1,7 @@
-//! `send-dependency`: attach the client to the object's fill (starting it if needed) and answer.
-//! Blobs stream as the bytes arrive (a single `Range` as 206 with just those bytes); manifests are
-//! answered once verified, so the client gets the digest header of what it receives (a tag's
-//! digest is only known at the end).
+//! `send-dependency`: attach the client to the object's fill (starting it if needed) and answer
+//! as the injector's `delivery` says: as the bytes arrive (a single `Range` as 206 with just those
+//! bytes), or once verified, so the client gets the digest header of what it receives (a
+//! document fetched by a mutable name has its digest known only at the end).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,8 +12,8 @@ use std::ops::Range;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, Method};
-use injector::SendDependency;
-use oci::ObjectKind;
+use injector::{Delivery, SendDependency};
+use oci::Digest;
 use tokio::sync::watch;
 
 use crate::fill::{self, Busy, FillState, Finished, Tail};
@@ -40,7 +40,7 @@ impl AnswerFromFill {
 
 pub(crate) async fn serve(
     gateway: &Arc<Gateway>,
-    params: SendDependency,
+    params: Box<SendDependency>,
     method: &Method,
     request: &HeaderMap,
     client: IpAddr,
@@ -50,7 +50,7 @@ pub(crate) async fn serve(
         tracing::error!("control plane sent send-dependency for a HEAD request");
         return oci_error(&oci::OciError::internal("send-dependency for a HEAD request"));
     }
-    let kind = params.kind;
+    let delivery = params.delivery;
     let expected = params.verify.as_ref().and_then(injector::Checksum::as_digest);
     if let Some(digest) = &expected {
         // Told to fill it: whatever memory holds under its key is no longer the cache's.
@@ -58,14 +58,18 @@ pub(crate) async fn serve(
     }
     let extra = params.response_headers.clone();
     let transform = params.transform.clone();
+    let served = Served {
+        digest_header: params.digest_header.clone(),
+        default_media_type: params.default_media_type.clone(),
+    };
     // A resumed layer download asks for a range: it joins (or starts) the one fill and gets just
     // those bytes, as soon as they are there — never a second full download. A rewritten
     // document has no known length, hence no range.
-    let ranged = kind == ObjectKind::Blob && transform.is_empty() && ranges::has_range(request);
+    let ranged = delivery == Delivery::Streamed && transform.is_empty() && ranges::has_range(request);
     // Fills are admitted per client: the address the control plane resolved through trusted
     // proxies, not the connection's peer (behind an ingress, every client's peer is the ingress).
     let client = params.client.unwrap_or(client);
-    let mut state = match fill::join_or_start(gateway, params, client).await {
+    let mut state = match fill::join_or_start(gateway, *params, client).await {
         Ok(state) => state,
         Err(Busy { retry_after }) => {
             gateway.observability.gateway.fill_refused();
@@ -76,22 +80,26 @@ pub(crate) async fn serve(
             );
         }
     };
-    let mut response = match (kind, fill::started(&mut state).await) {
+    // The answer, and the digest of the bytes it serves when known.
+    let (mut response, digest) = match (delivery, fill::started(&mut state).await) {
         (_, FillState::Failed(error)) => return oci_error(&error.to_oci()),
         (_, FillState::Connecting) => return oci_error(&oci::OciError::internal("fill did not start")),
-        // A manifest is answered once verified, with the digest of exactly these bytes.
-        (ObjectKind::Manifest, _) => match fill::finished(&mut state).await {
+        (Delivery::Verified, _) => match fill::finished(&mut state).await {
             Err(error) => return oci_error(&error.to_oci()),
-            Ok(finished) => finished_response(&finished, kind, state, None),
+            Ok(finished) => {
+                (finished_response(&finished, &served, state, None), Some(finished.digest.clone()))
+            }
         },
-        (ObjectKind::Blob, FillState::Verified(finished) | FillState::Committed(finished)) => {
+        (Delivery::Streamed, FillState::Verified(finished) | FillState::Committed(finished)) => {
             let range = if ranged { ranges::requested_range(request, finished.size) } else { Ok(None) };
             match range {
-                Ok(range) => finished_response(&finished, kind, state, range),
+                Ok(range) => {
+                    (finished_response(&finished, &served, state, range), Some(finished.digest.clone()))
+                }
                 Err(ranges::Unsatisfiable) => return oci_error(&ranges::not_satisfiable(finished.size)),
             }
         }
-        (ObjectKind::Blob, FillState::Streaming(streaming)) => {
+        (Delivery::Streamed, FillState::Streaming(streaming)) => {
             // Without a known size a range cannot be checked: the whole object is sent.
             let size = streaming.head.content_length;
             let range = match size {
@@ -101,27 +109,26 @@ pub(crate) async fn serve(
                 },
                 _ => None,
             };
-            let media_type = oci::media::media_type_or_default(kind, streaming.head.content_type.as_deref());
-            let mut headers = served_object_headers(expected.as_ref(), &media_type);
+            let media_type = streaming.head.media_type(&served.default_media_type);
+            let mut headers = served_object_headers(expected.as_ref(), &media_type, served.digest_header());
             let (status, _) = ranges::status_and_length(&mut headers, range.as_ref(), size);
             let tail = Tail::new(streaming, state, range);
-            with_headers(status, headers, Body::from_stream(tail.into_stream()))
+            (with_headers(status, headers, Body::from_stream(tail.into_stream())), expected)
         }
     };
     injector::append_headers(response.headers_mut(), &extra);
-    if transform.is_empty() { response } else { rewritten(response, &transform) }
+    if transform.is_empty() { response } else { rewritten(response, &transform, digest.as_ref()) }
 }
 
 /// The response with its body rewritten as it streams: its length is unknown until it is sent,
-/// and its ETag — when the digest gave it one — names the replacements too.
-fn rewritten(response: Response, transform: &[injector::Replace]) -> Response {
+/// and its ETag — when the digest of the bytes is known — names the replacements too.
+fn rewritten(response: Response, transform: &[injector::Replace], digest: Option<&Digest>) -> Response {
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
     parts.headers.remove(http::header::ACCEPT_RANGES);
-    if let Some(digest) = parts.headers.get(oci::CONTENT_DIGEST_HEADER).and_then(|value| value.to_str().ok())
-    {
-        let etag = digest.parse().ok().map(|digest| crate::rewrite::etag(&digest, transform));
-        if let Some(value) = etag.and_then(|etag| http::HeaderValue::try_from(format!("\"{etag}\"")).ok()) {
+    if let Some(digest) = digest {
+        let etag = crate::rewrite::etag(digest, transform);
+        if let Ok(value) = http::HeaderValue::try_from(format!("\"{etag}\"")) {
             parts.headers.insert(http::header::ETAG, value);
         }
     }
@@ -131,15 +138,27 @@ fn rewritten(response: Response, transform: &[injector::Replace]) -> Response {
     }
 }
 
+/// What the injector says about the headers of what a fill serves.
+struct Served {
+    digest_header: Option<String>,
+    default_media_type: String,
+}
+
+impl Served {
+    fn digest_header(&self) -> Option<&str> {
+        self.digest_header.as_deref()
+    }
+}
+
 /// The answer from a verified fill: its size and digest are known.
 fn finished_response(
     finished: &Finished,
-    kind: ObjectKind,
+    served: &Served,
     state: watch::Receiver<FillState>,
     range: Option<Range<u64>>,
 ) -> Response {
-    let media_type = oci::media::media_type_or_default(kind, finished.head.content_type.as_deref());
-    let mut headers = served_object_headers(Some(&finished.digest), &media_type);
+    let media_type = finished.head.media_type(&served.default_media_type);
+    let mut headers = served_object_headers(Some(&finished.digest), &media_type, served.digest_header());
     let (status, _) = ranges::status_and_length(&mut headers, range.as_ref(), Some(finished.size));
     let tail = Tail::new(finished.streaming.clone(), state, range);
     with_headers(status, headers, Body::from_stream(tail.into_stream()))

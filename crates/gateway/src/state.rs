@@ -29,6 +29,21 @@ pub struct GatewaySettings {
     pub fill_memory: usize,
     /// How many fills may run, and how long a miss waits for one.
     pub fill_limits: FillLimits,
+    /// What the formats say about request paths, for what the gateway does before the control
+    /// plane answers.
+    pub paths: PathRules,
+}
+
+/// Request paths as the formats see them — given by the control plane's list of formats, so the
+/// gateway knows none.
+#[derive(Debug, Clone, Copy)]
+pub struct PathRules {
+    /// Paths a client may POST a form to (a token endpoint): the body, up to 64 KiB, is forwarded.
+    /// Every other request is a GET or HEAD.
+    pub form_posts: &'static [&'static str],
+    /// What a path names, for the access log: the subject (an image) and its reference; `None`
+    /// when it names none.
+    pub describe: fn(&str) -> Option<(&str, String)>,
 }
 
 /// One HTTP client per configured upstream, by name: an upstream's CA is trusted for it only,
@@ -121,13 +136,13 @@ impl Gateway {
         fills.sort_by_key(|fill| fill.started_at);
         fills.truncate(injector::MAX_REPORTED_FILLS);
         // Within what a control plane reads: the oldest fills, as many as fit.
+        let mut report = injector::FillsReport { node: self.settings.node_id.clone(), fills };
         let body = loop {
-            let report = serde_json::json!({ "node": self.settings.node_id, "fills": fills });
             let body = serde_json::to_vec(&report).map_err(crate::error::GatewayError::EncodeCall)?;
-            if body.len() <= injector::MAX_FILL_REPORT_BYTES || fills.is_empty() {
+            if body.len() <= injector::MAX_FILL_REPORT_BYTES || report.fills.is_empty() {
                 break body;
             }
-            fills.truncate(fills.len() / 2);
+            report.fills.truncate(report.fills.len() / 2);
         };
         let mut request = http::Request::new(bytes::Bytes::from(body));
         *request.method_mut() = http::Method::POST;
@@ -143,7 +158,7 @@ impl Gateway {
     }
 
     /// The fills running on this node, with their progress.
-    pub fn fills_snapshot(&self) -> Vec<crate::fill::FillReport> {
+    pub fn fills_snapshot(&self) -> Vec<injector::FillReport> {
         self.fills.snapshot()
     }
 

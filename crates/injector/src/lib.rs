@@ -8,6 +8,7 @@
 //! never a guess.
 
 pub mod checksum;
+pub mod fills;
 pub mod headers;
 pub mod keys;
 pub mod replay;
@@ -20,6 +21,7 @@ use oci::{Digest, ObjectKind};
 use serde::{Deserialize, Serialize};
 
 pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher};
+pub use fills::{FillReport, FillsReport};
 pub use headers::{HeaderList, append_headers, header_list, header_map};
 pub use keys::{KeyError, digest_of_key, storage_key};
 pub use replay::ReplayCache;
@@ -75,6 +77,48 @@ pub struct Replace {
     pub to: String,
 }
 
+/// How the gateway answers the clients of a fill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// As the bytes arrive, a single `Range` honoured (an artifact named by its checksum).
+    #[default]
+    Streamed,
+    /// Once the bytes are verified, so the digest header names exactly what the client gets (a
+    /// document fetched by a mutable name, whose digest is only known at the end).
+    Verified,
+}
+
+/// The content types an upstream answer must declare to be taken for what was asked: a
+/// document fetched without a checksum has nothing else to tell it from an error page or an
+/// internal page a redirect led to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Accept {
+    /// Media types (compared without parameters).
+    pub types: Vec<String>,
+    /// What they make the answer, for the client's error (e.g. `a manifest`).
+    pub what: String,
+}
+
+impl Accept {
+    /// Whether `content_type` (parameters ignored) is one of the accepted types.
+    pub fn accepts(&self, content_type: &str) -> bool {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        self.types.iter().any(|accepted| accepted == essence)
+    }
+}
+
+/// How the gateway reads what a stored document references, to report it at finalize (for pins
+/// and purges): the control plane never reads object bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum References {
+    /// An OCI image manifest or index (and the Docker formats): its config, layers, manifests,
+    /// blobs and subject.
+    OciManifest,
+}
+
 /// Serve a cached object from storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,9 +129,18 @@ pub struct SendBlob {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
-    /// Extra response headers for the client (e.g. `Warning` on a stale tag).
+    /// Extra response headers for the client (e.g. the format's API version, `Warning` on a
+    /// stale tag).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: HeaderList,
+    /// The response header naming the object's sha256 digest (`Docker-Content-Digest`); none:
+    /// no such header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_header: Option<String>,
+    /// Whether object storage may serve the bytes itself (a redirect to a presigned URL); not
+    /// for what must come with the proxy's own headers.
+    #[serde(default)]
+    pub may_redirect: bool,
     /// The group the request resolved to, for the access log.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
@@ -128,6 +181,26 @@ pub struct SendDependency {
     /// Extra response headers for the client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_headers: HeaderList,
+    /// The response header naming the sha256 digest of the bytes served, when known (up front
+    /// from `verify`, else once verified); none: no such header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_header: Option<String>,
+    /// When the clients get their answer.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// The content types the upstream's answer must declare; none: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<Accept>,
+    /// The media type served and recorded when upstream declares none (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default_media_type: String,
+    /// How to read what the stored object references, reported at finalize; none: nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<References>,
+    /// What the fill fetches as operators see it (e.g. `library/alpine:3.20`), for the
+    /// running-fill report.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub object: String,
     /// Replacements applied while the object streams to the client; what is stored is what the
     /// upstream sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -139,11 +212,12 @@ pub struct SendDependency {
     pub client: Option<std::net::IpAddr>,
 }
 
-/// An instruction from the control plane.
+/// An instruction from the control plane. A miss's parameters are boxed: they are much larger
+/// than a hit's, and every hit would carry their size.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Injector {
     SendBlob(SendBlob),
-    SendDependency(SendDependency),
+    SendDependency(Box<SendDependency>),
 }
 
 /// Why an injector header could not be understood.
@@ -303,13 +377,15 @@ mod tests {
             size: 1,
             media_type: "application/octet-stream".into(),
             headers: vec![("Warning".into(), "110 - stale".into())],
+            digest_header: Some("Docker-Content-Digest".into()),
+            may_redirect: true,
             group: "default".into(),
             transform: vec![Replace {
                 from: "https://up.example/".into(),
                 to: "http://proxy/npm/js/".into(),
             }],
         });
-        let dependency = Injector::SendDependency(SendDependency {
+        let dependency = Injector::SendDependency(Box::new(SendDependency {
             v: CONTRACT_VERSION,
             kind: ObjectKind::Manifest,
             fill_key: "default/manifest/a:v1".into(),
@@ -321,9 +397,18 @@ mod tests {
             max_size: 4 << 20,
             upload: UploadRoutes { authorize: "/a/upload/authorize".into(), finalize: "/a/upload".into() },
             response_headers: Vec::new(),
+            digest_header: Some("Docker-Content-Digest".into()),
+            delivery: Delivery::Verified,
+            accept: Some(Accept {
+                types: vec!["application/vnd.oci.image.index.v1+json".into()],
+                what: "a manifest".into(),
+            }),
+            default_media_type: String::new(),
+            references: Some(References::OciManifest),
+            object: "a:v1".into(),
             transform: Vec::new(),
             client: Some("10.1.2.3".parse().unwrap()),
-        });
+        }));
         for injector in [blob, dependency] {
             let header = injector.encode().unwrap();
             assert!(header.starts_with(injector.kind()));
@@ -348,6 +433,8 @@ mod tests {
             size: 0,
             media_type: "x".into(),
             headers: vec![],
+            digest_header: None,
+            may_redirect: false,
             group: String::new(),
             transform: Vec::new(),
         };
@@ -363,6 +450,21 @@ mod tests {
         assert!(error.to_string().contains("same depproxy version"), "{error}");
         let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":2,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
         assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
+    }
+
+    #[test]
+    fn what_a_fill_is_told_about_serving_reads_as_declared() {
+        let accept =
+            Accept { types: vec!["application/vnd.oci.image.index.v1+json".into()], what: "x".into() };
+        assert!(accept.accepts("application/vnd.oci.image.index.v1+json; charset=utf-8"));
+        assert!(!accept.accepts("application/json"));
+        assert_eq!(serde_json::to_string(&Delivery::Verified).unwrap(), r#""verified""#);
+        assert_eq!(serde_json::to_string(&References::OciManifest).unwrap(), r#""oci-manifest""#);
+        // Left out, they mean: stream as the bytes arrive, any type, no digest header.
+        let json = br#"{"v":2,"kind":"blob","fill_key":"k","upstream":"u","url":"https://up.example/x",
+            "verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#;
+        let params: SendDependency = serde_json::from_slice(json).unwrap();
+        assert_eq!((params.delivery, params.accept, params.digest_header), (Delivery::Streamed, None, None));
     }
 
     #[test]

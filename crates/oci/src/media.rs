@@ -16,10 +16,15 @@ pub fn manifest_accept_header() -> String {
     MANIFEST_ACCEPT.join(", ")
 }
 
+/// Every manifest and index format a stored manifest may have: what clients want, and the
+/// legacy signed schema 1 still found on old tags.
+pub const MANIFEST_TYPES: &[&str] =
+    &[OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, DOCKER_MANIFEST_V1_SIGNED];
+
 /// Whether `content_type` (parameters ignored) names a manifest or index format.
 pub fn is_manifest_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    MANIFEST_ACCEPT.contains(&essence) || essence == DOCKER_MANIFEST_V1_SIGNED
+    MANIFEST_TYPES.contains(&essence)
 }
 
 /// The media type a client is told an object has: upstream's `Content-Type` when it sent one; for a

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use injector::FillReport;
 use serde_json::Value;
 
 /// What one dashboard shows: each part is the API's answer, or why it is missing.
@@ -12,7 +13,7 @@ pub(crate) struct Dashboard {
     pub csrf: String,
     pub groups: Result<Value, String>,
     pub upstreams: Result<Value, String>,
-    pub fills: Result<Value, String>,
+    pub fills: Result<Vec<FillReport>, String>,
     /// Recent errors and warnings.
     pub events: Result<Value, String>,
     /// Recent denials (kept apart: a flood of them does not hide an error).
@@ -394,9 +395,9 @@ fn pending_text(pending: u64) -> String {
 }
 
 /// One fill's table row; the page's script renders the same shape (`page.js`, `fillRow`).
-pub(crate) fn fill_row(fill: &Value) -> String {
-    let done = u64_of(fill, "bytes_done");
-    let total = fill.get("bytes_total").and_then(Value::as_u64);
+pub(crate) fn fill_row(fill: &FillReport) -> String {
+    let done = fill.bytes_done;
+    let total = fill.bytes_total;
     let progress = match total {
         Some(total) => format!(
             "<progress max=\"{}\" value=\"{}\">{}</progress>",
@@ -415,22 +416,22 @@ pub(crate) fn fill_row(fill: &Value) -> String {
         "<tr class=\"fill\"><td><code>{object}</code><br><span class=\"muted\">{kind} from {upstream}{node}</span></td>\
          <td class=\"progress\">{progress}<span class=\"small\">{amount} · {rate}/s</span></td>\
          <td>{phase}</td><td class=\"num\">{clients}</td><td class=\"small\">{started}</td></tr>",
-        object = esc(str_of(fill, "object")),
-        kind = esc(str_of(fill, "kind")),
-        upstream = esc(str_of(fill, "upstream")),
-        node = match str_of(fill, "node") {
+        object = esc(&fill.object),
+        kind = esc(&fill.kind),
+        upstream = esc(&fill.upstream),
+        node = match fill.node.as_str() {
             "" => String::new(),
             node => format!(" on {}", esc(node)),
         },
         amount = esc(&amount),
-        rate = esc(&bytes(u64_of(fill, "rate"))),
-        phase = esc(str_of(fill, "phase")),
-        clients = u64_of(fill, "clients"),
-        started = esc(&time(fill.get("started_at").and_then(Value::as_u64))),
+        rate = esc(&bytes(fill.rate)),
+        phase = esc(&fill.phase),
+        clients = fill.clients,
+        started = esc(&time(Some(fill.started_at))),
     )
 }
 
-fn fills(out: &mut String, fills: &Result<Value, String>) {
+fn fills(out: &mut String, fills: &Result<Vec<FillReport>, String>) {
     out.push_str("<section id=\"fills\"><h2>Fills in progress</h2>\n");
     match fills {
         Err(why) => unavailable(out, why),
@@ -439,7 +440,6 @@ fn fills(out: &mut String, fills: &Result<Value, String>) {
                 "<div class=\"scroll\"><table><thead><tr><th>Object</th><th>Progress</th><th>Phase</th>\
                  <th class=\"num\">Clients</th><th>Started</th></tr></thead><tbody id=\"fill-rows\">\n",
             );
-            let fills = items(fills);
             if fills.is_empty() {
                 out.push_str(
                     "<tr class=\"empty\"><td colspan=\"5\" class=\"muted\">No fill running.</td></tr>\n",
@@ -666,11 +666,11 @@ mod tests {
         assert_eq!(time(Some(1_800_000_000_000)), "2027-01-15 08:00:00 UTC");
     }
 
-    fn dashboard_with(fills: Value, events: Value) -> String {
+    fn dashboard_with(fills: Vec<FillReport>, events: Value) -> String {
         dashboard_with_denials(fills, events, serde_json::json!([]))
     }
 
-    fn dashboard_with_denials(fills: Value, events: Value, denials: Value) -> String {
+    fn dashboard_with_denials(fills: Vec<FillReport>, events: Value, denials: Value) -> String {
         let groups = serde_json::json!({
             "physical_bytes": 3 << 20, "pending_delete_bytes": 0, "max_size": 8 << 20,
             "groups": [{"group": "default", "upstream": "hub", "access": "anonymous", "bytes": 3 << 20,
@@ -703,6 +703,7 @@ mod tests {
         let fills = serde_json::json!([{"upstream": "hub", "kind": "blob", "object": "library/alpine@sha256:ab",
             "phase": "streaming", "bytes_done": 1 << 20, "bytes_total": 4 << 20, "rate": 1000, "clients": 2,
             "started_at": 1_800_000_000_000u64, "node": ""}]);
+        let fills = serde_json::from_value(fills).unwrap();
         let events = serde_json::json!([{"at": 1_800_000_000_000u64, "kind": "error", "group": "default",
             "image": "<script>alert(1)</script>", "message": "upstream said \"no\""}]);
         let html = dashboard_with(fills, events);
@@ -728,7 +729,12 @@ mod tests {
 
     #[test]
     fn a_fill_of_unknown_length_has_an_indeterminate_bar_and_missing_parts_say_why() {
-        let fills = serde_json::json!([{"object": "a:b", "bytes_done": 10, "bytes_total": null}]);
+        let fills = vec![FillReport {
+            object: "a:b".into(),
+            bytes_done: 10,
+            bytes_total: None,
+            ..FillReport::default()
+        }];
         let html = dashboard_with(fills, serde_json::json!([]));
         assert!(html.contains("<progress></progress>"));
         let html = dashboard(&Dashboard {
@@ -736,7 +742,7 @@ mod tests {
             csrf: "x".into(),
             groups: Err("404 no such admin API route".into()),
             upstreams: Ok(serde_json::json!([])),
-            fills: Ok(serde_json::json!([])),
+            fills: Ok(Vec::new()),
             events: Ok(serde_json::json!([])),
             denials: Err("500 boom".into()),
             tokens: Ok(serde_json::json!([])),
@@ -761,7 +767,7 @@ mod tests {
             "count": 12, "kind": "denied", "client": "10.0.0.7",
             "message": "failed login: client=10.0.0.7 reason=too many failed logins from this address; retry in 1s",
             "summary": "12 × failed login from 10.0.0.7 within 41s"}]);
-        let html = dashboard_with_denials(serde_json::json!([]), errors, denials);
+        let html = dashboard_with_denials(Vec::new(), errors, denials);
         let errors_table = &html
             [html.find("<h2>Recent errors</h2>").unwrap()..html.find("<h2>Recent denials</h2>").unwrap()];
         assert!(errors_table.contains("fill failed: error=disk full"), "{errors_table}");

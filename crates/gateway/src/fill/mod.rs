@@ -32,7 +32,7 @@ mod task;
 
 pub use admission::FillLimits;
 pub(crate) use admission::{Admission, Busy};
-pub use registry::{FillAbout, FillReport, Fills};
+pub use registry::Fills;
 pub(crate) use state::{FillState, Finished, finished, started};
 pub(crate) use tail::Tail;
 pub(crate) use task::join_or_start;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use injector::FillReport;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -24,52 +25,32 @@ struct Entry {
 }
 
 /// What a fill fetches, as operators see it.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct FillAbout {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FillAbout {
     /// The configured upstream's name.
     pub upstream: String,
-    /// `manifest` or `blob`.
+    /// The injector's kind (`manifest` or `blob`).
     pub kind: String,
-    /// The repository and reference as upstream names them, e.g. `library/alpine:3.20` or
-    /// `library/alpine@sha256:…` — from the object's URL, never with its query (presigned parts).
+    /// As the injector names it (e.g. `library/alpine:3.20`).
     pub object: String,
 }
 
-impl FillAbout {
-    /// From an object URL `<base>/v2/<repository>/(manifests|blobs)/<reference>`.
-    pub fn of(upstream: &str, kind: oci::ObjectKind, url: &str) -> Self {
-        let path = url.split(['?', '#']).next().unwrap_or_default();
-        let object = path
-            .split_once("/v2/")
-            .map(|(_, rest)| rest)
-            .and_then(|rest| rest.rsplit_once("/manifests/").or_else(|| rest.rsplit_once("/blobs/")))
-            .map(|(repository, reference)| {
-                let separator = if reference.contains(':') { '@' } else { ':' };
-                format!("{repository}{separator}{reference}")
-            })
-            .unwrap_or_default();
-        FillAbout { upstream: upstream.to_owned(), kind: kind.as_str().to_owned(), object }
-    }
+/// What a request found when it asked for the fill of its key.
+pub(crate) enum Joined {
+    /// A fill of the key runs: the request follows it.
+    Follow(watch::Receiver<FillState>),
+    /// None ran: the request registered one, and must run it.
+    Lead(Lead),
 }
 
-/// One running fill, as `GET /api/v1/fills` shows it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct FillReport {
-    #[serde(flatten)]
-    pub about: FillAbout,
-    /// `connecting`, `streaming` or `finishing` (verified, being made durable and recorded).
-    pub phase: String,
-    pub bytes_done: u64,
-    /// As upstream announced it; `None` for a chunked answer.
-    pub bytes_total: Option<u64>,
-    /// Average since the start, bytes per second.
-    pub rate: u64,
-    pub clients: usize,
-    /// Unix milliseconds.
-    pub started_at: u64,
-    /// The node running it (filled in by whoever gathers reports from several nodes).
-    #[serde(default)]
-    pub node: String,
+/// A fill just registered: what its readers watch, and what running it takes.
+pub(crate) struct Lead {
+    /// The state, as the registering request reads it.
+    pub reader: watch::Receiver<FillState>,
+    /// Where the fill publishes its state.
+    pub state: watch::Sender<FillState>,
+    /// Asks the fill to give way (see [`Fills::make_room`]).
+    pub give_way: CancellationToken,
 }
 
 /// The fills running on this node, by fill key.
@@ -128,7 +109,9 @@ impl Fills {
                 let seconds = entry.started.elapsed().as_secs_f64();
                 let rate = if seconds > 0.0 { (bytes_done as f64 / seconds) as u64 } else { 0 };
                 let report = FillReport {
-                    about: entry.about.clone(),
+                    upstream: entry.about.upstream.clone(),
+                    kind: entry.about.kind.clone(),
+                    object: entry.about.object.clone(),
                     phase: phase.to_owned(),
                     bytes_done,
                     bytes_total,
@@ -155,17 +138,12 @@ impl Fills {
         self.inflight.lock().unwrap_or_else(PoisonError::into_inner).get(key).map(|entry| entry.state.clone())
     }
 
-    /// Joins the fill of `key`; when none runs, registers one and returns what running it takes:
-    /// the sender of its state and its give-way signal. The caller must then run it (under a
-    /// [`Running`]).
-    pub(crate) fn join_or_register(
-        &self,
-        key: &str,
-        about: impl FnOnce() -> FillAbout,
-    ) -> (watch::Receiver<FillState>, Option<(watch::Sender<FillState>, CancellationToken)>) {
+    /// Joins the fill of `key`, or — when none runs — registers one, which the caller must then
+    /// run (under a [`Running`]).
+    pub(crate) fn join_or_register(&self, key: &str, about: impl FnOnce() -> FillAbout) -> Joined {
         let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = inflight.get(key) {
-            return (entry.state.clone(), None);
+            return Joined::Follow(entry.state.clone());
         }
         let (sender, receiver) = watch::channel(FillState::Connecting);
         let give_way = CancellationToken::new();
@@ -181,7 +159,7 @@ impl Fills {
         };
         inflight.insert(key.to_owned(), entry);
         self.running.send_replace(inflight.len());
-        (receiver, Some((sender, give_way)))
+        Joined::Lead(Lead { reader: receiver, state: sender, give_way })
     }
 
     /// Asks the oldest fill that no client follows to give way; says whether there was one.
@@ -260,13 +238,32 @@ mod tests {
     use super::*;
     use crate::fill::state::{FillError, finished, started};
 
+    impl Joined {
+        /// The fill's state, whoever runs it.
+        fn reader(&self) -> watch::Receiver<FillState> {
+            match self {
+                Joined::Follow(reader) | Joined::Lead(Lead { reader, .. }) => reader.clone(),
+            }
+        }
+
+        /// What running the fill takes, when this request registered it.
+        fn lead(self) -> Option<Lead> {
+            match self {
+                Joined::Follow(_) => None,
+                Joined::Lead(lead) => Some(lead),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_fill_that_dies_without_a_result_frees_its_key_and_fails_its_readers() {
         let fills = Fills::new(1 << 20);
-        let (mut reader, sender) = fills.join_or_register("key", FillAbout::default);
-        let (sender, _give_way) = sender.unwrap();
-        let (joined, none) = fills.join_or_register("key", FillAbout::default);
-        assert!(none.is_none(), "a second caller joins");
+        let first = fills.join_or_register("key", FillAbout::default);
+        let mut reader = first.reader();
+        let sender = first.lead().unwrap().state;
+        let second = fills.join_or_register("key", FillAbout::default);
+        let joined = second.reader();
+        assert!(second.lead().is_none(), "a second caller joins");
         assert_eq!(fills.len(), 1);
         let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _running = Running::new(&fills, "key", sender);
@@ -281,34 +278,21 @@ mod tests {
                 _ => panic!("a reader of a dead fill must see a failure"),
             }
         }
-        let (_, sender) = fills.join_or_register("key", FillAbout::default);
-        assert!(sender.is_some(), "the next request starts a new fill");
-    }
-
-    #[test]
-    fn fills_describe_their_object_without_query() {
-        let about = FillAbout::of(
-            "hub",
-            oci::ObjectKind::Blob,
-            "https://registry-1.docker.io/v2/library/alpine/blobs/sha256:ab?X-Amz-Signature=s3cret",
-        );
-        assert_eq!(about.object, "library/alpine@sha256:ab");
-        assert_eq!(about.kind, "blob");
-        let tag = FillAbout::of("hub", oci::ObjectKind::Manifest, "http://lab:5000/v2/a/b/manifests/v1");
-        assert_eq!(tag.object, "a/b:v1");
+        let again = fills.join_or_register("key", FillAbout::default);
+        assert!(again.lead().is_some(), "the next request starts a new fill");
     }
 
     #[tokio::test]
     async fn a_snapshot_lists_running_fills_with_their_phase() {
         let fills = Fills::new(1 << 20);
-        let about = || FillAbout::of("lab", oci::ObjectKind::Manifest, "http://lab/v2/app/manifests/v1");
-        let (_reader, sender) = fills.join_or_register("key", about);
+        let about = || FillAbout { upstream: "lab".into(), kind: "manifest".into(), object: "app:v1".into() };
+        let lead = fills.join_or_register("key", about).lead().unwrap();
         let snapshot = fills.snapshot();
         assert_eq!(snapshot.len(), 1);
         assert_eq!(snapshot[0].phase, "connecting");
-        assert_eq!(snapshot[0].about.object, "app:v1");
+        assert_eq!(snapshot[0].object, "app:v1");
         assert!(snapshot[0].started_at > 0);
-        let running = Running::new(&fills, "key", sender.unwrap().0);
+        let running = Running::new(&fills, "key", lead.state);
         running.finish(FillState::Failed(Arc::new(FillError::Broken("test".into()))));
         assert!(fills.snapshot().is_empty());
     }
@@ -316,8 +300,9 @@ mod tests {
     #[tokio::test]
     async fn finishing_frees_the_key_and_publishes_the_outcome() {
         let fills = Fills::new(1 << 20);
-        let (mut reader, sender) = fills.join_or_register("key", FillAbout::default);
-        let running = Running::new(&fills, "key", sender.unwrap().0);
+        let lead = fills.join_or_register("key", FillAbout::default).lead().unwrap();
+        let mut reader = lead.reader;
+        let running = Running::new(&fills, "key", lead.state);
         running.finish(FillState::Failed(Arc::new(FillError::Broken("test".into()))));
         assert!(fills.is_empty());
         assert!(matches!(started(&mut reader).await, FillState::Failed(_)));

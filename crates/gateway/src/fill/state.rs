@@ -18,6 +18,14 @@ pub(crate) struct UpstreamHead {
     pub content_type: Option<String>,
 }
 
+impl UpstreamHead {
+    /// The media type the object is served and recorded as: upstream's `Content-Type` when it
+    /// sent one, else `default` (the injector's).
+    pub fn media_type(&self, default: &str) -> String {
+        self.content_type.clone().unwrap_or_else(|| default.to_owned())
+    }
+}
+
 /// The bytes of a running fill, readable while they arrive.
 pub(crate) struct Streaming {
     pub head: UpstreamHead,
@@ -38,6 +46,20 @@ pub(crate) struct Finished {
     pub stored: bool,
     /// The spool it was written to, still readable by clients that joined late.
     pub streaming: Arc<Streaming>,
+}
+
+impl Finished {
+    /// The outcome of the bytes `streaming` holds, which hashed to `digest`.
+    pub(crate) fn new(streaming: Arc<Streaming>, digest: Digest, size: u64, stored: bool) -> Self {
+        Finished {
+            head: streaming.head.clone(),
+            key: injector::storage_key(&digest),
+            digest,
+            size,
+            stored,
+            streaming,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -76,8 +98,8 @@ pub(crate) enum FillError {
     Broken(String),
     #[error("object is {size} bytes, over the limit of {limit}")]
     TooLarge { size: u64, limit: u64 },
-    #[error("upstream answered a manifest request by tag with content type {0:?}, not a manifest")]
-    NotAManifest(Option<String>),
+    #[error("upstream answered with content type {content_type:?}, not {what}")]
+    NotAccepted { content_type: Option<String>, what: String },
     #[error("{0}")]
     Storage(#[from] StorageError),
     #[error("{0}")]
@@ -105,7 +127,7 @@ impl FillError {
             | FillError::IdleTimeout(_)
             | FillError::Broken(_)
             | FillError::TooLarge { .. }
-            | FillError::NotAManifest(_)
+            | FillError::NotAccepted { .. }
             | FillError::Storage(_)
             | FillError::Gateway(_)
             | FillError::FellBehind
@@ -120,9 +142,9 @@ impl FillError {
             FillError::IdleTimeout(_) => OciError::new(ErrorCode::Unavailable, self.to_string())
                 .with_status(StatusCode::GATEWAY_TIMEOUT),
             // The type goes to the log only: it is upstream's text.
-            FillError::NotAManifest(_) => OciError::new(
+            FillError::NotAccepted { what, .. } => OciError::new(
                 ErrorCode::Unavailable,
-                "the upstream registry answered with something that is not a manifest",
+                format!("the upstream registry answered with something that is not {what}"),
             )
             .with_status(StatusCode::BAD_GATEWAY),
             // The transport error names the upstream URL (maybe presigned): it goes to the log only.

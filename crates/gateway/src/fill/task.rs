@@ -6,17 +6,19 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use injector::{CONTRACT_VERSION, FinalizeRequest, SendDependency, UploadDecision};
+use injector::{
+    Authorization, CONTRACT_VERSION, FinalizeRequest, References, SendDependency, UploadDecision,
+};
 use oci::Digest;
-use storage::{ContentHasher, Expectation, StorageError, Upload};
+use storage::{ContentHasher, Expectation, StorageError, Upload, Verified};
 use supervisor::StopSignal;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::admission::{Busy, FillSlot};
 use super::control_calls;
 use super::recent::RecentChunks;
-use super::registry::{FillAbout, Running};
+use super::registry::{FillAbout, Joined, Lead, Running};
 use super::state::{FillError, FillState, Finished, Streaming, UpstreamHead};
 use crate::error::GatewayError;
 use crate::state::Gateway;
@@ -31,17 +33,23 @@ pub(crate) async fn join_or_start(
         return Ok(state);
     }
     let slot = gateway.admission.admit(client, || gateway.fills.make_room()).await?;
-    let about = || FillAbout::of(&params.upstream, params.kind, &params.url);
-    let (receiver, registered) = gateway.fills.join_or_register(&params.fill_key, about);
-    // Another request may have started it while this one waited: then the slot goes back.
-    if let Some((sender, give_way)) = registered {
-        let gateway = gateway.clone();
-        gateway.supervisor.clone().spawn("fill", params.url.clone(), move |signal| {
-            let stop = Stop { signal, give_way };
-            run(gateway, params, sender, stop, slot)
-        });
+    let about = || FillAbout {
+        upstream: params.upstream.clone(),
+        kind: params.kind.as_str().to_owned(),
+        object: params.object.clone(),
+    };
+    match gateway.fills.join_or_register(&params.fill_key, about) {
+        // Another request started it while this one waited: the slot goes back.
+        Joined::Follow(state) => Ok(state),
+        Joined::Lead(Lead { reader, state, give_way }) => {
+            let gateway = gateway.clone();
+            gateway.supervisor.clone().spawn("fill", params.url.clone(), move |signal| {
+                let stop = Stop { signal, give_way };
+                run(gateway, params, state, stop, slot)
+            });
+            Ok(reader)
+        }
     }
-    Ok(receiver)
 }
 
 /// What may stop a fill early: shutdown past its grace, or giving way to a waiting miss (when no
@@ -98,12 +106,31 @@ async fn run(
     }
 }
 
+/// The fill's phases: open the upstream stream, ask the control plane whether to store (and for
+/// a lease), stream to storage and clients, settle.
 async fn fill(
     gateway: &Arc<Gateway>,
     params: &SendDependency,
     running: &Running<'_>,
     stop: &Stop,
 ) -> Result<Finished, FillError> {
+    let opened = open_upstream(gateway, params, stop).await?;
+    let expected = Expectation { checksum: params.verify.clone(), size: opened.head.content_length };
+    // Held to the end: dropping it stops the lease renewal, however the fill ends.
+    let allowed = authorize_and_lease(gateway, params, &opened.head).await?;
+    let streamed = stream(gateway, params, running, stop, opened, allowed.limit, &expected).await?;
+    settle(gateway, params, running, &allowed.authorization, streamed, &expected).await
+}
+
+/// The upstream's answer, its body still to read.
+struct Opened {
+    response: reqwest::Response,
+    head: UpstreamHead,
+}
+
+/// Opens the upstream stream, and refuses it by its headers before a byte reaches a client or
+/// storage: too large, or not of a type the control plane accepts.
+async fn open_upstream(gateway: &Gateway, params: &SendDependency, stop: &Stop) -> Result<Opened, FillError> {
     // Nodes with different upstream lists are a deployment error: say so rather than fetch
     // through a client that trusts the wrong CA or follows the wrong redirect rules.
     let client = gateway
@@ -118,7 +145,7 @@ async fn fill(
         gateway.settings.header_timeout,
         &gateway.observability.upstream,
     );
-    let mut response = tokio::select! {
+    let response = tokio::select! {
         response = open => response?,
         stopped = stop.requested() => return Err(stopped),
     };
@@ -135,22 +162,40 @@ async fn fill(
     {
         return Err(FillError::TooLarge { size, limit: params.max_size });
     }
-    // A tag has no digest to check the bytes against: what makes them a manifest is the type
-    // upstream declares. Anything else (an internal page a redirect led to) is refused before a
-    // byte reaches a client or storage.
-    if params.kind == oci::ObjectKind::Manifest
-        && params.verify.is_none()
-        && !head.content_type.as_deref().is_some_and(oci::media::is_manifest_type)
+    // A document fetched by a mutable name has no checksum to check its bytes against: what
+    // makes them what was asked is the type upstream declares. Anything else (an internal page a
+    // redirect led to) is refused before a byte reaches a client or storage.
+    if let Some(accept) = &params.accept
+        && !head.content_type.as_deref().is_some_and(|content_type| accept.accepts(content_type))
     {
-        return Err(FillError::NotAManifest(head.content_type.clone()));
+        return Err(FillError::NotAccepted {
+            content_type: head.content_type.clone(),
+            what: accept.what.clone(),
+        });
     }
+    Ok(Opened { response, head })
+}
+
+/// What the control plane allowed a fill.
+struct Allowed {
+    authorization: Authorization,
+    /// The most bytes the fill takes: the injector's limit or the control plane's, the lower.
+    limit: u64,
+    /// Stops the lease renewal when dropped.
+    _renewal: DropGuard,
+}
+
+/// Asks the control plane whether to store the object (with a lease when the database is
+/// shared), and keeps the lease alive while the fill runs.
+async fn authorize_and_lease(
+    gateway: &Arc<Gateway>,
+    params: &SendDependency,
+    head: &UpstreamHead,
+) -> Result<Allowed, FillError> {
     let authorization = control_calls::authorize(gateway, params, head.content_length, None).await;
-    // Stops the lease renewal when this function returns, however it returns.
-    let _lease_renewal = {
-        let done = CancellationToken::new();
-        control_calls::keep_lease_alive(gateway, params, head.content_length, &authorization, done.clone());
-        done.drop_guard()
-    };
+    let done = CancellationToken::new();
+    control_calls::keep_lease_alive(gateway, params, head.content_length, &authorization, done.clone());
+    let renewal = done.drop_guard();
     let limit = authorization.max_size.min(params.max_size);
     if let Some(size) = head.content_length
         && size > limit
@@ -158,10 +203,29 @@ async fn fill(
         // Refused before any byte goes out, rather than cut off at the limit.
         return Err(FillError::TooLarge { size, limit });
     }
+    Ok(Allowed { authorization, limit, _renewal: renewal })
+}
+
+/// What streaming left: where the bytes went, and what the clients read.
+struct Streamed {
+    storing: Storing,
+    streaming: Arc<Streaming>,
+}
+
+/// Streams the upstream body to a staged upload, every chunk first to the clients' recent
+/// bytes. Storage failing (disk full, I/O errors, S3 down) never fails the clients: the fill
+/// streams on uncached, still hashed and verified.
+async fn stream(
+    gateway: &Gateway,
+    params: &SendDependency,
+    running: &Running<'_>,
+    stop: &Stop,
+    opened: Opened,
+    limit: u64,
+    expected: &Expectation,
+) -> Result<Streamed, FillError> {
+    let Opened { mut response, head } = opened;
     let recent = Arc::new(RecentChunks::new(gateway.settings.fill_window, gateway.fills.budget()));
-    // Storage failing (disk full, I/O errors, S3 down) never fails the clients: the fill streams
-    // on uncached, still hashed and verified.
-    let expected = Expectation { checksum: params.verify.clone(), size: head.content_length };
     let mut storing = match gateway.store.begin_upload(limit, expected.declared_algorithm()).await {
         Ok(upload) => Storing::Upload(Box::new(upload)),
         Err(error) => {
@@ -175,7 +239,7 @@ async fn fill(
         Storing::Upload(upload) => Some(upload.spool_reader()),
         Storing::PassThrough(_) => None,
     };
-    let streaming = Arc::new(Streaming { head: head.clone(), recent: recent.clone(), spool });
+    let streaming = Arc::new(Streaming { head, recent: recent.clone(), spool });
     running.state.send_replace(FillState::Streaming(streaming.clone()));
 
     let idle = gateway.settings.idle_timeout;
@@ -225,96 +289,123 @@ async fn fill(
             }
         };
     }
-    let media_type = oci::media::media_type_or_default(params.kind, head.content_type.as_deref());
+    Ok(Streamed { storing, streaming })
+}
+
+/// The end of a fill whose bytes all arrived: verified against what was expected, then stored
+/// or not as the control plane decided (or as storage allowed).
+async fn settle(
+    gateway: &Arc<Gateway>,
+    params: &SendDependency,
+    running: &Running<'_>,
+    authorization: &Authorization,
+    streamed: Streamed,
+    expected: &Expectation,
+) -> Result<Finished, FillError> {
+    let Streamed { storing, streaming } = streamed;
     let upload = match storing {
         Storing::Upload(upload) => *upload,
         Storing::PassThrough(hasher) => {
-            let storage::Hashed { digest, size, .. } = hasher.verify(&expected).map_err(FillError::from)?;
+            let storage::Hashed { digest, size, .. } = hasher.verify(expected).map_err(FillError::from)?;
             tracing::info!(url = %params.url, "streamed without caching: storage failed");
-            return Ok(Finished {
-                head,
-                key: injector::storage_key(&digest),
-                digest,
-                size,
-                stored: false,
-                streaming,
-            });
+            return Ok(Finished::new(streaming, digest, size, false));
         }
     };
-    match authorization.decision {
+    match &authorization.decision {
         UploadDecision::Store => {
-            let verified = upload.verify(&expected).await?;
+            let verified = upload.verify(expected).await?;
             let (digest, size) = (verified.digest().clone(), verified.size());
-            let key = injector::storage_key(&digest);
-            // A fill that started without a digest (a manifest by tag) claims its object now,
-            // before it becomes visible in storage: the lease keeps a sweeper from deleting it
-            // between the persist and the record. Refused (being deleted, or filled elsewhere):
-            // the clients are served, nothing is stored.
-            let mut lease_id = authorization.lease_id.clone();
-            if lease_id.is_none() {
-                let claim =
-                    control_calls::authorize_digest(gateway, params, Some(digest.clone()), Some(size), None)
-                        .await;
-                match claim.decision {
-                    UploadDecision::Store => lease_id = claim.lease_id,
-                    UploadDecision::Passthrough { reason } => {
-                        tracing::info!(url = %params.url, %reason, "verified; not stored");
-                        drop(verified);
-                        return Ok(Finished { head, key, digest, size, stored: false, streaming });
-                    }
+            let lease_id = match claim(gateway, params, authorization, &digest, size).await {
+                Claim::Granted { lease_id } => lease_id,
+                Claim::Refused => {
+                    drop(verified);
+                    return Ok(Finished::new(streaming, digest, size, false));
                 }
-            }
+            };
             // Clients finish now; fsync (or the multipart completion) and finalize are the fill's
             // business, not theirs. From here on the fill is not cancelled: it is short, and
             // stopping between persist and finalize would leave an object nothing records.
-            running.state.send_replace(FillState::Verified(Arc::new(Finished {
-                head: head.clone(),
-                key: key.clone(),
-                digest: digest.clone(),
-                size,
-                stored: false,
-                streaming: streaming.clone(),
-            })));
-            let stored = match verified.persist().await {
-                Ok(committed) => {
-                    let references = manifest_references(params.kind, &streaming, committed.size).await;
-                    let finalize = FinalizeRequest {
-                        v: CONTRACT_VERSION,
-                        kind: params.kind,
-                        digest: committed.digest,
-                        size: committed.size,
-                        media_type,
-                        key: committed.key,
-                        lease_id: lease_id.clone(),
-                        references,
-                    };
-                    // The object is verified and durable; a failed finalize only means the next
-                    // request fills again, so clients are still served.
-                    if let Err(error) = control_calls::finalize(gateway, params, &finalize).await {
-                        tracing::warn!(url = %params.url, %error, "finalize failed; object stays unrecorded");
-                    }
-                    true
-                }
-                Err(error) => {
-                    storage_failed(gateway, &params.url, &error);
-                    false
-                }
-            };
-            Ok(Finished { head, key, digest, size, stored, streaming })
+            let verified_state = Finished::new(streaming.clone(), digest.clone(), size, false);
+            running.state.send_replace(FillState::Verified(Arc::new(verified_state)));
+            let stored = persist_and_finalize(gateway, params, verified, lease_id, &streaming).await;
+            Ok(Finished::new(streaming, digest, size, stored))
         }
         UploadDecision::Passthrough { reason } => {
-            let verified = upload.verify_and_discard(&expected).await?;
+            let verified = upload.verify_and_discard(expected).await?;
             tracing::info!(url = %params.url, %reason, "streamed without caching");
-            Ok(Finished {
-                head,
-                key: verified.key,
-                digest: verified.digest,
-                size: verified.size,
-                stored: false,
-                streaming,
-            })
+            Ok(Finished::new(streaming, verified.digest, verified.size, false))
         }
     }
+}
+
+/// Whether a verified object may be stored, and under which lease.
+enum Claim {
+    Granted { lease_id: Option<String> },
+    Refused,
+}
+
+/// A fill that started without a digest (a manifest by tag) claims its object once verified,
+/// before it becomes visible in storage: the lease keeps a sweeper from deleting it between the
+/// persist and the record. Refused (being deleted, or filled elsewhere): the clients are served,
+/// nothing is stored. A fill that started with a digest holds its lease already.
+async fn claim(
+    gateway: &Arc<Gateway>,
+    params: &SendDependency,
+    authorization: &Authorization,
+    digest: &Digest,
+    size: u64,
+) -> Claim {
+    if authorization.lease_id.is_some() {
+        return Claim::Granted { lease_id: authorization.lease_id.clone() };
+    }
+    let claim =
+        control_calls::authorize_digest(gateway, params, Some(digest.clone()), Some(size), None).await;
+    match claim.decision {
+        UploadDecision::Store => Claim::Granted { lease_id: claim.lease_id },
+        UploadDecision::Passthrough { reason } => {
+            tracing::info!(url = %params.url, %reason, "verified; not stored");
+            Claim::Refused
+        }
+    }
+}
+
+/// Makes a verified object durable, then has the control plane record it; says whether it is
+/// stored.
+async fn persist_and_finalize(
+    gateway: &Arc<Gateway>,
+    params: &SendDependency,
+    verified: Verified,
+    lease_id: Option<String>,
+    streaming: &Streaming,
+) -> bool {
+    let committed = match verified.persist().await {
+        Ok(committed) => committed,
+        Err(error) => {
+            storage_failed(gateway, &params.url, &error);
+            return false;
+        }
+    };
+    let media_type = streaming.head.media_type(&params.default_media_type);
+    let references = match params.references {
+        Some(rule) => references(rule, streaming, committed.size).await,
+        None => Vec::new(),
+    };
+    let finalize = FinalizeRequest {
+        v: CONTRACT_VERSION,
+        kind: params.kind,
+        digest: committed.digest,
+        size: committed.size,
+        media_type,
+        key: committed.key,
+        lease_id,
+        references,
+    };
+    // The object is verified and durable; a failed finalize only means the next request fills
+    // again, so clients are still served.
+    if let Err(error) = control_calls::finalize(gateway, params, &finalize).await {
+        tracing::warn!(url = %params.url, %error, "finalize failed; object stays unrecorded");
+    }
+    true
 }
 
 /// Where a fill's bytes go: to storage, or — when storage failed — nowhere but the clients, still
@@ -342,20 +433,23 @@ fn storage_failed(gateway: &Gateway, url: &str, error: &StorageError) {
     }
 }
 
-/// What a stored manifest references, read back from its spool (a manifest is small: at most
-/// `max_manifest_size`). Nothing for blobs, or when the spool cannot be read — the references are
-/// bookkeeping for pins and purges, never worth failing a fill for.
-async fn manifest_references(kind: oci::ObjectKind, streaming: &Streaming, size: u64) -> Vec<Digest> {
-    let Some(spool) = streaming.spool.as_ref().filter(|_| kind == oci::ObjectKind::Manifest) else {
+/// What a stored document references, read back from its spool (a document whose references
+/// are read is small: within the injector's `max_size`) by the injector's rule. Nothing when the
+/// spool cannot be read — the references are bookkeeping for pins and purges, never worth
+/// failing a fill for.
+async fn references(rule: References, streaming: &Streaming, size: u64) -> Vec<Digest> {
+    let Some(spool) = streaming.spool.as_ref() else {
         return Vec::new();
     };
-    let mut manifest = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    while (manifest.len() as u64) < size {
-        let want = usize::try_from(size - manifest.len() as u64).unwrap_or(usize::MAX);
-        match spool.read_at(manifest.len() as u64, want).await {
-            Ok(chunk) if !chunk.is_empty() => manifest.extend_from_slice(&chunk),
+    let mut document = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    while (document.len() as u64) < size {
+        let want = usize::try_from(size - document.len() as u64).unwrap_or(usize::MAX);
+        match spool.read_at(document.len() as u64, want).await {
+            Ok(chunk) if !chunk.is_empty() => document.extend_from_slice(&chunk),
             _ => return Vec::new(),
         }
     }
-    oci::media::manifest_references(&manifest)
+    match rule {
+        References::OciManifest => oci::media::manifest_references(&document),
+    }
 }

@@ -114,7 +114,7 @@ fn render(stats: &StoreStats) -> String {
                 .map_or("-".into(), |at| access::format_rfc3339(u64::try_from(at / 1000).unwrap_or(0))),
         ]);
     }
-    let mut out = vec![crate::admin_cli::table(&rows)];
+    let mut out = vec![crate::cli::admin::table(&rows)];
     out.push(format!(
         "store: {} in storage ({} awaiting deletion), quota {}",
         human_bytes(stats.physical_bytes),

@@ -2,6 +2,8 @@
 //! role's flags resolve to a [`Config`]. Each subcommand has only the flags it uses; the flag
 //! tables of README.md and docs/ are rendered from these definitions (tests/cli_docs.rs).
 
+pub mod admin;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

@@ -170,7 +170,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             output::stdout(&output)
         }
         Command::Admin { target, command } => {
-            use depproxy::admin_cli;
+            use depproxy::cli::admin as admin_cli;
             let token = target.token.context("an admin token is needed: --token or DEPPROXY_ADMIN_TOKEN")?;
             let client = admin_cli::AdminClient::new(&target.admin_url, &token)?;
             let json = target.json;

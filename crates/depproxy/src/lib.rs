@@ -2,11 +2,7 @@
 //! The `depproxy` binary (`main.rs`) is a thin CLI over this; tests start the same wiring.
 
 pub mod app;
-pub mod cache_cli;
 pub mod cli;
 pub mod config;
 pub mod defaults;
-pub mod output;
 pub mod server;
-pub mod tokens;
-pub mod warm;

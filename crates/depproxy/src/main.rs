@@ -9,7 +9,7 @@ use clap::Parser as _;
 use depproxy::app;
 use depproxy::cli::{AdminCommand, CacheCommand, Cli, Command, LogFormat, TokenCommand};
 use depproxy::config::{self, Config, Overrides};
-use depproxy::output;
+use depproxy::cli::output;
 use injector::Secret;
 
 fn main() -> anyhow::Result<()> {
@@ -150,7 +150,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let output = match command {
                 TokenCommand::Create { name, groups, admin, expires, quiet, json, store } => {
                     let created =
-                        depproxy::tokens::create(&store.resolve()?, &name, &groups, admin, expires).await?;
+                        depproxy::cli::token::create(&store.resolve()?, &name, &groups, admin, expires).await?;
                     // Only the secret on stdout: `… > token`, `TOKEN=$(…)` and `--password-stdin`
                     // must get the secret alone.
                     if json {
@@ -162,9 +162,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         created.secret
                     }
                 }
-                TokenCommand::List { store } => depproxy::tokens::list(&store.resolve()?).await?,
+                TokenCommand::List { store } => depproxy::cli::token::list(&store.resolve()?).await?,
                 TokenCommand::Revoke { name, store } => {
-                    depproxy::tokens::revoke(&store.resolve()?, &name).await?
+                    depproxy::cli::token::revoke(&store.resolve()?, &name).await?
                 }
             };
             output::stdout(&output)
@@ -229,21 +229,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cache { command } => {
             let output = match command {
                 CacheCommand::Purge { group, image, older_than, store } => {
-                    depproxy::cache_cli::purge(&store.resolve()?, &group, image.as_deref(), older_than)
+                    depproxy::cli::cache::purge(&store.resolve()?, &group, image.as_deref(), older_than)
                         .await?
                 }
                 CacheCommand::Stats { group, json, store } => {
-                    depproxy::cache_cli::stats(&store.resolve()?, group.as_deref(), json).await?
+                    depproxy::cli::cache::stats(&store.resolve()?, group.as_deref(), json).await?
                 }
                 CacheCommand::Warm { group, images, proxy, listen, config, token, concurrency } => {
                     let (proxy, proxy_origin) = match proxy {
                         Some(url) => (url, "--proxy".to_owned()),
                         None => {
                             let (listen, origin) = depproxy::cli::warm_listen(listen, config.as_deref())?;
-                            (depproxy::warm::default_proxy_url(listen), origin)
+                            (depproxy::cli::warm::default_proxy_url(listen), origin)
                         }
                     };
-                    let options = depproxy::warm::WarmOptions {
+                    let options = depproxy::cli::warm::WarmOptions {
                         proxy,
                         group,
                         images,
@@ -252,7 +252,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         proxy_origin,
                         config,
                     };
-                    depproxy::warm::warm(&options).await?.to_string()
+                    depproxy::cli::warm::warm(&options).await?.to_string()
                 }
             };
             output::stdout(&output)

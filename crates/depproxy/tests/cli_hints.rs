@@ -18,11 +18,11 @@ use support::processes::{Depproxy, Process, free_port, require_tools, wait_http_
 /// first `{`, for commands built with `format!`). Each must be seen in the program's output below.
 const PRINTED_HINTS: &[(&str, &str)] = &[
     ("crates/admin/src/page/render.rs", "depproxy token create --name ops --admin"),
-    ("crates/depproxy/src/cli.rs", "depproxy token create --name ops --admin"),
-    ("crates/depproxy/src/cli.rs", "depproxy gen-secret FILE"),
+    ("crates/depproxy/src/cli/args.rs", "depproxy token create --name ops --admin"),
+    ("crates/depproxy/src/cli/args.rs", "depproxy gen-secret FILE"),
     ("crates/depproxy/src/main.rs", "depproxy gen-secret FILE"),
     ("crates/depproxy/src/main.rs", "depproxy token create --name ops --admin"),
-    ("crates/depproxy/src/warm.rs", "depproxy token create --name "),
+    ("crates/depproxy/src/cli/warm.rs", "depproxy token create --name "),
 ];
 
 /// Mentions of `depproxy <subcommand>` in the sources that are not commands to type.
@@ -301,7 +301,7 @@ fn source_mentions() -> Vec<(PathBuf, String)> {
             Some(at) => &text[..at],
             None => &text[..],
         };
-        let help_text = file.ends_with("crates/depproxy/src/cli.rs");
+        let help_text = file.ends_with("crates/depproxy/src/cli/args.rs");
         for line in code.lines() {
             let trimmed = line.trim_start();
             let comment = trimmed.starts_with("//") && !(help_text && trimmed.starts_with("/// "));

@@ -2,8 +2,6 @@
 //! role's flags resolve to a [`Config`]. Each subcommand has only the flags it uses; the flag
 //! tables of README.md and docs/ are rendered from these definitions (tests/cli_docs.rs).
 
-pub mod admin;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -359,7 +357,7 @@ pub enum CacheCommand {
         #[arg(long, env = "DEPPROXY_TOKEN", hide_env_values = true, value_name = "SECRET")]
         token: Option<String>,
         /// Objects fetched at once.
-        #[arg(long, default_value_t = crate::warm::DEFAULT_CONCURRENCY, value_name = "N")]
+        #[arg(long, default_value_t = super::warm::DEFAULT_CONCURRENCY, value_name = "N")]
         concurrency: usize,
     },
 }

@@ -1,0 +1,15 @@
+//! The command line: its flags, and the clients of the commands that work on a proxy's database
+//! or talk to a running proxy.
+
+pub mod admin;
+pub mod args;
+pub mod cache;
+pub mod output;
+pub mod token;
+pub mod warm;
+
+pub use args::{
+    AdminCommand, AdminTarget, AdminTls, CacheCommand, CacheStoreArgs, Cli, Command, ControlArgs, GatewayArgs,
+    ListenerTls, LogFormat, PACKAGED_CONFIG, ServeArgs, TokenCommand, TokenStoreArgs, packaged_config,
+    warm_listen,
+};

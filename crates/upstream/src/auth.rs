@@ -8,8 +8,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::time::Instant;
+use telemetry::error_chain;
 
-use crate::error::{UpstreamError, error_chain};
+use crate::error::UpstreamError;
 use crate::http::EgressClient;
 
 /// Username and password for an upstream. The password never shows in `Debug` or logs.

@@ -7,9 +7,10 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use oci::{Digest, ObjectKind, Reference, RepositoryName};
 use tokio::sync::RwLock;
 use tokio::time::Instant;
+use telemetry::error_chain;
 
 use crate::auth::{AuthScheme, CachedToken, Credentials, fetch_token};
-use crate::error::{UpstreamError, error_chain};
+use crate::error::UpstreamError;
 use crate::http::{EgressClient, HttpOptions, build_http_client, check_status};
 use crate::metrics::{RequestKind, UpstreamMetrics, host_label};
 

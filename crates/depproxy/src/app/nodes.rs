@@ -556,7 +556,7 @@ pub fn metrics_router(registry: Registry) -> Router {
         "/metrics",
         axum::routing::get(move || {
             let registry = registry.clone();
-            async move { gateway::render_registry(Some(&registry)) }
+            async move { telemetry::render_registry(Some(&registry)) }
         }),
     )
 }

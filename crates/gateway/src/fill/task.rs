@@ -194,7 +194,7 @@ async fn fill(
             }
             Ok(Err(error)) => {
                 storing.abort().await;
-                return Err(FillError::Broken(upstream::error_chain(&error)));
+                return Err(FillError::Broken(telemetry::error_chain(&error)));
             }
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => chunk,

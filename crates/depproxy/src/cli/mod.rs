@@ -1,9 +1,12 @@
-//! The command line: its flags, and the clients of the commands that work on a proxy's database
-//! or talk to a running proxy.
+//! The command line: its flags (`args`), what each command does (`commands`), the process's logs,
+//! and the clients of the commands that work on a proxy's database (`token`, `cache`) or talk to a
+//! running proxy (`admin`, `warm`).
 
 pub mod admin;
 pub mod args;
 pub mod cache;
+pub mod commands;
+pub mod logging;
 pub mod output;
 pub mod token;
 pub mod warm;

@@ -631,7 +631,12 @@ fn with_upstream_flag(
             }
         },
         None if zero_config => {
-            add_default_group(&mut upstreams, &mut groups, defaults::UPSTREAM_NAME.into(), defaults::DOCKER_HUB_URL.into());
+            add_default_group(
+                &mut upstreams,
+                &mut groups,
+                defaults::UPSTREAM_NAME.into(),
+                defaults::DOCKER_HUB_URL.into(),
+            );
         }
         None => {}
     }
@@ -639,7 +644,12 @@ fn with_upstream_flag(
 }
 
 /// Adds the `default` group and its upstream.
-fn add_default_group(upstreams: &mut Vec<UpstreamEntry>, groups: &mut Vec<GroupEntry>, name: String, url: String) {
+fn add_default_group(
+    upstreams: &mut Vec<UpstreamEntry>,
+    groups: &mut Vec<GroupEntry>,
+    name: String,
+    url: String,
+) {
     upstreams.push(UpstreamEntry { name: name.clone(), url, ..UpstreamEntry::default() });
     groups.push(GroupEntry { path: cache::DEFAULT_GROUP.into(), upstream: name, ..GroupEntry::default() });
 }
@@ -757,7 +767,9 @@ struct CacheMemory {
 fn resolve_cache_memory(entry: &CacheEntry) -> CacheMemory {
     CacheMemory {
         small_objects: SmallObjectSettings {
-            max_object_size: entry.small_object_max_size.map_or(defaults::SMALL_OBJECT_MAX_SIZE, |size| size.0),
+            max_object_size: entry
+                .small_object_max_size
+                .map_or(defaults::SMALL_OBJECT_MAX_SIZE, |size| size.0),
             capacity: entry.small_object_memory.map_or(defaults::SMALL_OBJECT_MEMORY, |size| size.0),
         },
         catalog: CatalogSettings {
@@ -774,7 +786,9 @@ fn resolve_auth(entry: AuthEntry) -> AuthConfig {
         refresh_token_ttl: entry.refresh_token_ttl.unwrap_or(defaults::REFRESH_TOKEN_TTL),
         signing_key_file: entry.signing_key_file,
         token_check_interval: entry.token_check_interval.unwrap_or(defaults::TOKEN_CHECK_INTERVAL),
-        failed_logins_per_minute: entry.failed_logins_per_minute.unwrap_or(defaults::FAILED_LOGINS_PER_MINUTE),
+        failed_logins_per_minute: entry
+            .failed_logins_per_minute
+            .unwrap_or(defaults::FAILED_LOGINS_PER_MINUTE),
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
-use tokio::time::Instant;
 use telemetry::error_chain;
+use tokio::time::Instant;
 
 use crate::error::UpstreamError;
 use crate::http::EgressClient;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use oci::{Digest, ObjectKind, Reference, RepositoryName};
+use telemetry::error_chain;
 use tokio::sync::RwLock;
 use tokio::time::Instant;
-use telemetry::error_chain;
 
 use crate::auth::{AuthScheme, CachedToken, Credentials, fetch_token};
 use crate::error::UpstreamError;

@@ -84,8 +84,13 @@ pub async fn run_serve(
     let server_metrics = runtime.server_metrics.clone();
     let (gateway, control) = nodes::serve_node(config, runtime).await?;
     let admin_router = nodes::admin_router(&control, &supervisor);
-    let admin =
-        bind_admin(config, &options.started_with, admin_router, server_metrics.clone(), options.admin_tls.as_ref())?;
+    let admin = bind_admin(
+        config,
+        &options.started_with,
+        admin_router,
+        server_metrics.clone(),
+        options.admin_tls.as_ref(),
+    )?;
     let (router, metrics) = public_router(&gateway, config, options.metrics_listen, &server_metrics)?;
     let main = bind_main("depproxy serve", config, router, server_metrics, options.tls.as_ref())?;
     Ok(serve(ServeNode { gateway, control }, main, [admin, metrics], config, supervisor, shutdown))
@@ -105,12 +110,20 @@ pub async fn run_control(
     let node = nodes::control_node(config, secret, &runtime).await?;
     let server_metrics = runtime.server_metrics.clone();
     let admin_router = nodes::admin_router(&node, &runtime.supervisor);
-    let admin =
-        bind_admin(config, &options.started_with, admin_router, server_metrics.clone(), options.admin_tls.as_ref())?;
+    let admin = bind_admin(
+        config,
+        &options.started_with,
+        admin_router,
+        server_metrics.clone(),
+        options.admin_tls.as_ref(),
+    )?;
     let metrics = match options.metrics_listen {
-        Some(address) => {
-            Some(bind_metrics(address, nodes::metrics_router(runtime.registry), config, server_metrics.clone())?)
-        }
+        Some(address) => Some(bind_metrics(
+            address,
+            nodes::metrics_router(runtime.registry),
+            config,
+            server_metrics.clone(),
+        )?),
         None => None,
     };
     let router = node.router.clone();

@@ -35,7 +35,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 started_with: StartedWith { config: args.config, data_dir: args.data_dir },
             };
             let runtime = app::Runtime::default();
-            let running = app::run_control(&config, &secret, options, runtime, app::shutdown_signal()).await?;
+            let running =
+                app::run_control(&config, &secret, options, runtime, app::shutdown_signal()).await?;
             running.finished().await
         }
         Command::Gateway { common: args, control_url, control_ca, secret_file } => {
@@ -50,7 +51,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let control = app::ControlAddress { url: control_url, ca: control_ca };
             let runtime = app::Runtime::default();
             let running =
-                app::run_gateway(&config, &control, &secret, options, runtime, app::shutdown_signal()).await?;
+                app::run_gateway(&config, &control, &secret, options, runtime, app::shutdown_signal())
+                    .await?;
             running.finished().await
         }
         Command::CheckConfig { file } => {
@@ -147,8 +149,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cache { command } => {
             let output = match command {
                 CacheCommand::Purge { group, image, older_than, store } => {
-                    super::cache::purge(&store.resolve()?, &group, image.as_deref(), older_than)
-                        .await?
+                    super::cache::purge(&store.resolve()?, &group, image.as_deref(), older_than).await?
                 }
                 CacheCommand::Stats { group, json, store } => {
                     super::cache::stats(&store.resolve()?, group.as_deref(), json).await?

@@ -12,7 +12,7 @@ pub mod token;
 pub mod warm;
 
 pub use args::{
-    AdminCommand, AdminTarget, AdminTls, CacheCommand, CacheStoreArgs, Cli, Command, ControlArgs, GatewayArgs,
-    ListenerTls, LogFormat, PACKAGED_CONFIG, ServeArgs, TokenCommand, TokenStoreArgs, packaged_config,
-    warm_listen,
+    AdminCommand, AdminTarget, AdminTls, CacheCommand, CacheStoreArgs, Cli, Command, ControlArgs,
+    GatewayArgs, ListenerTls, LogFormat, PACKAGED_CONFIG, ServeArgs, TokenCommand, TokenStoreArgs,
+    packaged_config, warm_listen,
 };

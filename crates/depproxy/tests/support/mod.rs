@@ -142,11 +142,13 @@ impl TestProxy {
             }
             let secret = injector::Secret::from_bytes([42; 32]);
             let runtime = Runtime::new(options.clock.clone());
-            let control = depproxy::app::run_control(&config, &secret, listen(), runtime, never()).await.unwrap();
+            let control =
+                depproxy::app::run_control(&config, &secret, listen(), runtime, never()).await.unwrap();
             let address = ControlAddress { url: format!("http://{}", control.address), ca: None };
             let runtime = Runtime::new(options.clock);
-            let gateway =
-                depproxy::app::run_gateway(&config, &address, &secret, listen(), runtime, never()).await.unwrap();
+            let gateway = depproxy::app::run_gateway(&config, &address, &secret, listen(), runtime, never())
+                .await
+                .unwrap();
             let url = format!("http://{}", gateway.address);
             (gateway.node, control.node, gateway.supervisor, url, control.admin_address)
         } else {

@@ -78,6 +78,7 @@ pub(super) fn bind_metrics(
     metrics: ServerMetrics,
 ) -> anyhow::Result<Served> {
     let listener = bind(address).context("metrics listener")?;
+    let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, "metrics listening");
     Ok(Served { name: "metrics", listener, router, limits: config.server.clone(), metrics, tls: None })
 }

@@ -9,7 +9,7 @@ mod run;
 pub use listeners::{StartedWith, load_certificate, shutdown_signal};
 pub use nodes::{
     ControlNode, ForgetRemoved, Runtime, admin_router, build_groups, control_channel, control_node,
-    control_router, create_private_dir, gateway, lifecycle, lifecycle_groups, metrics_router, open_store,
-    serve_node, upstream_http, write_new_secret,
+    create_private_dir, gateway, lifecycle, lifecycle_groups, metrics_router, open_store, serve_node,
+    upstream_http, write_new_secret,
 };
 pub use run::{ControlAddress, ListenOptions, Running, ServeNode, run_control, run_gateway, run_serve};

@@ -71,11 +71,6 @@ fn http_options(config: &Config, upstream: &ResolvedUpstream) -> HttpOptions {
     }
 }
 
-/// The control plane's router (no socket), requiring tokens signed with `secret`.
-pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime) -> anyhow::Result<Router> {
-    Ok(control_node(config, secret, runtime).await?.router)
-}
-
 /// A control plane: its router, and what operators reach through the admin API and the CLI.
 pub struct ControlNode {
     pub router: Router,

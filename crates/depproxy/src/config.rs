@@ -538,7 +538,8 @@ pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 impl Config {
-    /// Applies defaults and overrides to a file (or to nothing: zero config).
+    /// Applies defaults and overrides to a file (or to nothing: zero config), one section at a
+    /// time.
     pub fn resolve(file: FileConfig, overrides: &Overrides) -> anyhow::Result<Config> {
         let listen = match overrides.listen.or(file.listen) {
             Some(listen) => listen,
@@ -549,153 +550,43 @@ impl Config {
         let database_url = DatabaseUrl::new(
             file.database_url.unwrap_or_else(|| format!("sqlite:{}", data_dir.join("depproxy.db").display())),
         );
-        let mut upstream_entries = file.upstream;
-        let mut groups = file.group;
-        let zero_config = upstream_entries.is_empty() && groups.is_empty();
-        if let Some(url) = &overrides.upstream {
-            check_upstream_flag(url)?;
-        }
-        match &overrides.upstream {
-            // `--upstream` with no upstream configured: it is the default group's upstream, named
-            // after its host (what `admin status` shows), not after Docker Hub.
-            Some(url) if zero_config => {
-                let name = flag_upstream_name(url, &upstream_entries);
-                upstream_entries.push(UpstreamEntry {
-                    name: name.clone(),
-                    url: url.clone(),
-                    ..UpstreamEntry::default()
-                });
-                groups.push(GroupEntry {
-                    path: cache::DEFAULT_GROUP.into(),
-                    upstream: name,
-                    ..GroupEntry::default()
-                });
-            }
-            // `--upstream` replaces the URL of the upstream the `default` group uses, keeping the
-            // name the file gave it; without a `default` group it adds both.
-            Some(url) => match groups.iter().find(|group| group.path == cache::DEFAULT_GROUP).cloned() {
-                Some(group) => match upstream_entries.iter_mut().find(|entry| entry.name == group.upstream) {
-                    Some(entry) => entry.url = url.clone(),
-                    None => bail!("group default names unknown upstream {:?}", group.upstream),
-                },
-                None => {
-                    let name = flag_upstream_name(url, &upstream_entries);
-                    upstream_entries.push(UpstreamEntry {
-                        name: name.clone(),
-                        url: url.clone(),
-                        ..UpstreamEntry::default()
-                    });
-                    groups.push(GroupEntry {
-                        path: cache::DEFAULT_GROUP.into(),
-                        upstream: name,
-                        ..GroupEntry::default()
-                    });
-                }
-            },
-            None if zero_config => {
-                upstream_entries.push(UpstreamEntry {
-                    name: defaults::UPSTREAM_NAME.into(),
-                    url: defaults::DOCKER_HUB_URL.into(),
-                    ..UpstreamEntry::default()
-                });
-                groups.push(GroupEntry {
-                    path: cache::DEFAULT_GROUP.into(),
-                    upstream: defaults::UPSTREAM_NAME.into(),
-                    ..GroupEntry::default()
-                });
-            }
-            None => {}
-        }
-        let mut upstreams = Vec::new();
-        for entry in upstream_entries {
-            if upstreams.iter().any(|existing: &ResolvedUpstream| existing.name == entry.name) {
-                bail!("upstream {:?} is defined twice", entry.name);
-            }
-            upstreams.push(resolve_upstream(entry)?);
-        }
+        let (upstream_entries, group_entries) =
+            with_upstream_flag(file.upstream, file.group, overrides.upstream.as_deref())?;
+        let upstreams = resolve_upstreams(upstream_entries)?;
         let trusted_proxies = parse_networks(&file.trusted_proxies).context("trusted_proxies")?;
-        let mut resolved_groups = Vec::new();
-        for group in &groups {
-            oci::GroupPath::parse(&group.path)
-                .map_err(|error| anyhow::anyhow!("group {:?}: {}", group.path, error.message))?;
-            let Some(upstream) = upstreams.iter().find(|upstream| upstream.name == group.upstream) else {
-                bail!("group {:?} names unknown upstream {:?}", group.path, group.upstream);
-            };
-            if groups.iter().filter(|other| other.path == group.path).count() > 1 {
-                bail!("group {:?} is defined twice", group.path);
-            }
-            resolved_groups.push(resolve_group(group, upstream, listen, !trusted_proxies.is_empty())?);
-        }
-        let egress_proxy = match &file.egress.proxy {
-            Some(url) => {
-                Some(upstream::EgressProxy::parse(url, &file.egress.no_proxy).context("[egress] proxy")?)
-            }
-            None if !file.egress.no_proxy.is_empty() => bail!("[egress] no_proxy without a proxy"),
-            None => None,
-        };
+        let groups = resolve_groups(&group_entries, &upstreams, listen, !trusted_proxies.is_empty())?;
+        let egress_proxy = resolve_egress(&file.egress)?;
         let delete_delay = file.storage.delete_delay;
         let storage = resolve_storage(file.storage, &data_dir, egress_proxy.as_ref())?;
         let lifecycle = resolve_lifecycle_settings(&file.cache, &storage, delete_delay)?;
-        let node_id = file.cluster.node_id.unwrap_or_else(|| default_node_id(&data_dir));
-        let timeouts = file.timeouts;
-        let cache = file.cache;
+        let cluster = resolve_cluster(file.cluster, &data_dir);
+        let timeouts = resolve_timeouts(&file.timeouts);
+        let limits = resolve_limits(&file.limits);
+        let memory = resolve_cache_memory(&file.cache);
         let public_url = resolve_public_url(file.public_url)?;
         Ok(Config {
             listen,
             data_dir,
             database_url,
             upstreams,
-            groups: resolved_groups,
-            limits: Limits {
-                max_blob_size: file.limits.max_blob_size.map_or(defaults::MAX_BLOB_SIZE, |size| size.0),
-                max_manifest_size: file
-                    .limits
-                    .max_manifest_size
-                    .map_or(defaults::MAX_MANIFEST_SIZE, |size| size.0),
-            },
-            connect_timeout: timeouts.connect.unwrap_or(defaults::CONNECT_TIMEOUT),
-            header_timeout: timeouts.header.unwrap_or(defaults::HEADER_TIMEOUT),
-            idle_timeout: timeouts.idle.unwrap_or(defaults::IDLE_TIMEOUT),
-            recheck_timeout: timeouts.recheck.unwrap_or(defaults::RECHECK_TIMEOUT),
-            control_connect_timeout: timeouts.control_connect.unwrap_or(defaults::CONTROL_CONNECT_TIMEOUT),
-            control_request_timeout: timeouts.control_request.unwrap_or(defaults::CONTROL_REQUEST_TIMEOUT),
-            shutdown_grace: timeouts.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
+            groups,
+            limits: limits.objects,
+            connect_timeout: timeouts.connect,
+            header_timeout: timeouts.header,
+            idle_timeout: timeouts.idle,
+            recheck_timeout: timeouts.recheck,
+            control_connect_timeout: timeouts.control_connect,
+            control_request_timeout: timeouts.control_request,
+            shutdown_grace: timeouts.shutdown_grace,
             storage,
-            lease_ttl: file.cluster.lease_ttl.unwrap_or(defaults::LEASE_TTL),
-            node_id,
-            small_objects: SmallObjectSettings {
-                max_object_size: cache
-                    .small_object_max_size
-                    .map_or(defaults::SMALL_OBJECT_MAX_SIZE, |size| size.0),
-                capacity: cache.small_object_memory.map_or(defaults::SMALL_OBJECT_MEMORY, |size| size.0),
-            },
-            catalog: CatalogSettings {
-                capacity: cache.catalog_entries.unwrap_or(defaults::CATALOG_ENTRIES),
-                ttl: cache.catalog_ttl.unwrap_or(defaults::CATALOG_TTL),
-            },
-            fill_window: file.limits.fill_window.map_or(defaults::FILL_WINDOW, |size| size.0),
-            fill_memory: file.limits.fill_memory.map_or(defaults::FILL_MEMORY, |size| size.0),
-            fill_limits: {
-                let max_fills = file.limits.max_concurrent_fills.unwrap_or(defaults::MAX_CONCURRENT_FILLS);
-                gateway::FillLimits {
-                    max_fills,
-                    per_client: file.limits.max_fills_per_client.unwrap_or((max_fills / 4).max(1)),
-                    queue_timeout: file.limits.fill_queue_timeout.unwrap_or(defaults::FILL_QUEUE_TIMEOUT),
-                }
-            },
-            auth: AuthConfig {
-                token_ttl: file.auth.token_ttl.unwrap_or(defaults::TOKEN_TTL),
-                refresh_token_ttl: file.auth.refresh_token_ttl.unwrap_or(defaults::REFRESH_TOKEN_TTL),
-                signing_key_file: file.auth.signing_key_file,
-                token_check_interval: file
-                    .auth
-                    .token_check_interval
-                    .unwrap_or(defaults::TOKEN_CHECK_INTERVAL),
-                failed_logins_per_minute: file
-                    .auth
-                    .failed_logins_per_minute
-                    .unwrap_or(defaults::FAILED_LOGINS_PER_MINUTE),
-            },
+            lease_ttl: cluster.lease_ttl,
+            node_id: cluster.node_id,
+            small_objects: memory.small_objects,
+            catalog: memory.catalog,
+            fill_window: limits.fill_window,
+            fill_memory: limits.fill_memory,
+            fill_limits: limits.fills,
+            auth: resolve_auth(file.auth),
             server: resolve_server(&file.server, public_url.as_deref(), &trusted_proxies)?,
             lifecycle,
             public_url,
@@ -706,6 +597,198 @@ impl Config {
                 None => AdminListen::At(defaults::ADMIN_LISTEN.parse().context("default admin address")?),
             },
         })
+    }
+}
+
+/// The `[[upstream]]` and `[[group]]` tables with `--upstream` applied; with neither, and no
+/// flag, the zero config: Docker Hub as the `default` group's upstream.
+fn with_upstream_flag(
+    mut upstreams: Vec<UpstreamEntry>,
+    mut groups: Vec<GroupEntry>,
+    flag: Option<&str>,
+) -> anyhow::Result<(Vec<UpstreamEntry>, Vec<GroupEntry>)> {
+    let zero_config = upstreams.is_empty() && groups.is_empty();
+    if let Some(url) = flag {
+        check_upstream_flag(url)?;
+    }
+    match flag {
+        // `--upstream` with no upstream configured: it is the default group's upstream, named
+        // after its host (what `admin status` shows), not after Docker Hub.
+        Some(url) if zero_config => {
+            let name = flag_upstream_name(url, &upstreams);
+            add_default_group(&mut upstreams, &mut groups, name, url.to_owned());
+        }
+        // `--upstream` replaces the URL of the upstream the `default` group uses, keeping the
+        // name the file gave it; without a `default` group it adds both.
+        Some(url) => match groups.iter().find(|group| group.path == cache::DEFAULT_GROUP).cloned() {
+            Some(group) => match upstreams.iter_mut().find(|entry| entry.name == group.upstream) {
+                Some(entry) => entry.url = url.to_owned(),
+                None => bail!("group default names unknown upstream {:?}", group.upstream),
+            },
+            None => {
+                let name = flag_upstream_name(url, &upstreams);
+                add_default_group(&mut upstreams, &mut groups, name, url.to_owned());
+            }
+        },
+        None if zero_config => {
+            add_default_group(
+                &mut upstreams,
+                &mut groups,
+                defaults::UPSTREAM_NAME.into(),
+                defaults::DOCKER_HUB_URL.into(),
+            );
+        }
+        None => {}
+    }
+    Ok((upstreams, groups))
+}
+
+/// Adds the `default` group and its upstream.
+fn add_default_group(
+    upstreams: &mut Vec<UpstreamEntry>,
+    groups: &mut Vec<GroupEntry>,
+    name: String,
+    url: String,
+) {
+    upstreams.push(UpstreamEntry { name: name.clone(), url, ..UpstreamEntry::default() });
+    groups.push(GroupEntry { path: cache::DEFAULT_GROUP.into(), upstream: name, ..GroupEntry::default() });
+}
+
+/// Every upstream, each name once.
+fn resolve_upstreams(entries: Vec<UpstreamEntry>) -> anyhow::Result<Vec<ResolvedUpstream>> {
+    let mut upstreams = Vec::new();
+    for entry in entries {
+        if upstreams.iter().any(|existing: &ResolvedUpstream| existing.name == entry.name) {
+            bail!("upstream {:?} is defined twice", entry.name);
+        }
+        upstreams.push(resolve_upstream(entry)?);
+    }
+    Ok(upstreams)
+}
+
+/// Every group, each path once and valid, each naming a known upstream.
+fn resolve_groups(
+    entries: &[GroupEntry],
+    upstreams: &[ResolvedUpstream],
+    listen: SocketAddr,
+    behind_proxies: bool,
+) -> anyhow::Result<Vec<ResolvedGroup>> {
+    let mut groups = Vec::new();
+    for group in entries {
+        oci::GroupPath::parse(&group.path)
+            .map_err(|error| anyhow::anyhow!("group {:?}: {}", group.path, error.message))?;
+        let Some(upstream) = upstreams.iter().find(|upstream| upstream.name == group.upstream) else {
+            bail!("group {:?} names unknown upstream {:?}", group.path, group.upstream);
+        };
+        if entries.iter().filter(|other| other.path == group.path).count() > 1 {
+            bail!("group {:?} is defined twice", group.path);
+        }
+        groups.push(resolve_group(group, upstream, listen, behind_proxies)?);
+    }
+    Ok(groups)
+}
+
+/// `[egress]`: the forward proxy, if any.
+fn resolve_egress(entry: &EgressEntry) -> anyhow::Result<Option<upstream::EgressProxy>> {
+    match &entry.proxy {
+        Some(url) => Ok(Some(upstream::EgressProxy::parse(url, &entry.no_proxy).context("[egress] proxy")?)),
+        None if !entry.no_proxy.is_empty() => bail!("[egress] no_proxy without a proxy"),
+        None => Ok(None),
+    }
+}
+
+/// `[cluster]` after defaults.
+struct Cluster {
+    node_id: String,
+    lease_ttl: Duration,
+}
+
+fn resolve_cluster(entry: ClusterEntry, data_dir: &Path) -> Cluster {
+    Cluster {
+        node_id: entry.node_id.unwrap_or_else(|| default_node_id(data_dir)),
+        lease_ttl: entry.lease_ttl.unwrap_or(defaults::LEASE_TTL),
+    }
+}
+
+/// `[timeouts]` after defaults.
+struct Timeouts {
+    connect: Duration,
+    header: Duration,
+    idle: Duration,
+    recheck: Duration,
+    control_connect: Duration,
+    control_request: Duration,
+    shutdown_grace: Duration,
+}
+
+fn resolve_timeouts(entry: &TimeoutsEntry) -> Timeouts {
+    Timeouts {
+        connect: entry.connect.unwrap_or(defaults::CONNECT_TIMEOUT),
+        header: entry.header.unwrap_or(defaults::HEADER_TIMEOUT),
+        idle: entry.idle.unwrap_or(defaults::IDLE_TIMEOUT),
+        recheck: entry.recheck.unwrap_or(defaults::RECHECK_TIMEOUT),
+        control_connect: entry.control_connect.unwrap_or(defaults::CONTROL_CONNECT_TIMEOUT),
+        control_request: entry.control_request.unwrap_or(defaults::CONTROL_REQUEST_TIMEOUT),
+        shutdown_grace: entry.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
+    }
+}
+
+/// `[limits]` after defaults.
+struct ResolvedLimits {
+    objects: Limits,
+    fill_window: u64,
+    fill_memory: u64,
+    fills: gateway::FillLimits,
+}
+
+fn resolve_limits(entry: &LimitsEntry) -> ResolvedLimits {
+    let max_fills = entry.max_concurrent_fills.unwrap_or(defaults::MAX_CONCURRENT_FILLS);
+    ResolvedLimits {
+        objects: Limits {
+            max_blob_size: entry.max_blob_size.map_or(defaults::MAX_BLOB_SIZE, |size| size.0),
+            max_manifest_size: entry.max_manifest_size.map_or(defaults::MAX_MANIFEST_SIZE, |size| size.0),
+        },
+        fill_window: entry.fill_window.map_or(defaults::FILL_WINDOW, |size| size.0),
+        fill_memory: entry.fill_memory.map_or(defaults::FILL_MEMORY, |size| size.0),
+        fills: gateway::FillLimits {
+            max_fills,
+            per_client: entry.max_fills_per_client.unwrap_or((max_fills / 4).max(1)),
+            queue_timeout: entry.fill_queue_timeout.unwrap_or(defaults::FILL_QUEUE_TIMEOUT),
+        },
+    }
+}
+
+/// What `[cache]` keeps in memory: small objects and catalog rows.
+struct CacheMemory {
+    small_objects: SmallObjectSettings,
+    catalog: CatalogSettings,
+}
+
+fn resolve_cache_memory(entry: &CacheEntry) -> CacheMemory {
+    CacheMemory {
+        small_objects: SmallObjectSettings {
+            max_object_size: entry
+                .small_object_max_size
+                .map_or(defaults::SMALL_OBJECT_MAX_SIZE, |size| size.0),
+            capacity: entry.small_object_memory.map_or(defaults::SMALL_OBJECT_MEMORY, |size| size.0),
+        },
+        catalog: CatalogSettings {
+            capacity: entry.catalog_entries.unwrap_or(defaults::CATALOG_ENTRIES),
+            ttl: entry.catalog_ttl.unwrap_or(defaults::CATALOG_TTL),
+        },
+    }
+}
+
+/// `[auth]` after defaults.
+fn resolve_auth(entry: AuthEntry) -> AuthConfig {
+    AuthConfig {
+        token_ttl: entry.token_ttl.unwrap_or(defaults::TOKEN_TTL),
+        refresh_token_ttl: entry.refresh_token_ttl.unwrap_or(defaults::REFRESH_TOKEN_TTL),
+        signing_key_file: entry.signing_key_file,
+        token_check_interval: entry.token_check_interval.unwrap_or(defaults::TOKEN_CHECK_INTERVAL),
+        failed_logins_per_minute: entry
+            .failed_logins_per_minute
+            .unwrap_or(defaults::FAILED_LOGINS_PER_MINUTE),
     }
 }
 

@@ -1,13 +1,8 @@
 //! The depproxy application: configuration loading and the wiring of control plane and gateway.
 //! The `depproxy` binary (`main.rs`) is a thin CLI over this; tests start the same wiring.
 
-pub mod admin_cli;
 pub mod app;
-pub mod cache_cli;
 pub mod cli;
 pub mod config;
 pub mod defaults;
-pub mod output;
 pub mod server;
-pub mod tokens;
-pub mod warm;

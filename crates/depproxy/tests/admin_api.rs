@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::StatusCode;
 use metadata::{Clock, Metadata};
 use oci::GroupPath;
-use support::{Options, TestProxy, body_digest, client, pattern, spawn_server};
+use support::{Options, TestProxy, body_digest, client, pattern};
 use testkit::FakeRegistry;
 
 const MIB: usize = 1 << 20;
@@ -28,7 +28,7 @@ async fn token(proxy: &TestProxy, name: &str, admin: bool) -> String {
 async fn only_admin_tokens_get_in_and_a_purge_is_a_job_whose_end_the_next_pull_sees() {
     let upstream = FakeRegistry::start().await;
     let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let admin = token(&proxy, "ops", true).await;
     let puller = token(&proxy, "ci", false).await;
     let (_, layers) = upstream.put_image("lab/app", "v1", &[&pattern(MIB, 9)]);
@@ -112,7 +112,7 @@ async fn an_admin_asks_for_a_sweep_and_sees_it_done() {
     let config = "[[upstream]]\nname = \"up\"\nurl = \"UP\"\n[[group]]\npath = \"default\"\nupstream = \"up\"\nttl = \"1d\"\n[cache]\nsweep_interval = \"1h\"\n"
         .replace("UP", &upstream.url());
     let proxy = TestProxy::start(Options::toml(&config).clock(clock.clone())).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let admin = token(&proxy, "ops", true).await;
     let (_, layers) = upstream.put_image("lab/app", "v1", &[&pattern(MIB, 3)]);
     let blob_url = format!("{}/v2/lab/app/blobs/{}", proxy.url, layers[0]);
@@ -207,7 +207,7 @@ async fn the_operator_view_groups_upstreams_fills_events_tokens_and_the_openapi_
     record_events();
     let upstream = FakeRegistry::start().await;
     let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let admin = token(&proxy, "ops", true).await;
     let puller = token(&proxy, "ci", false).await;
     let (_, layers) = upstream.put_image("lab/app", "v1", &[&pattern(MIB, 4)]);
@@ -350,7 +350,7 @@ async fn failed_logins_are_one_row_of_denials_and_cannot_push_errors_out() {
     let mut options = Options::upstream(&upstream.url());
     options.file.trusted_proxies = vec!["127.0.0.1".into()];
     let proxy = TestProxy::start(options).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let admin = token(&proxy, "ops", true).await;
 
     // An error: a fill the upstream fails.
@@ -444,7 +444,7 @@ async fn in_split_mode_the_control_plane_shows_the_gateways_live_fills() {
     let mut options = Options::upstream(&upstream.url());
     options.split = true;
     let proxy = TestProxy::start(options).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let admin = token(&proxy, "ops", true).await;
     let (_, layers) = upstream.put_image("lab/app", "v1", &[&pattern(MIB, 6)]);
     let gate = testkit::Gate::new(100_000);
@@ -470,7 +470,7 @@ async fn in_split_mode_the_control_plane_shows_the_gateways_live_fills() {
 async fn the_admin_listener_limits_failed_logins_apart_from_registry_logins() {
     let upstream = FakeRegistry::start().await;
     let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let admin = token(&proxy, "ops", true).await;
     let groups = format!("{admin_url}/api/v1/groups");
     let mut limited = 0;

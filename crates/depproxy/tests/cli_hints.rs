@@ -18,19 +18,19 @@ use support::processes::{Depproxy, Process, free_port, require_tools, wait_http_
 /// first `{`, for commands built with `format!`). Each must be seen in the program's output below.
 const PRINTED_HINTS: &[(&str, &str)] = &[
     ("crates/admin/src/page/render.rs", "depproxy token create --name ops --admin"),
-    ("crates/depproxy/src/cli.rs", "depproxy token create --name ops --admin"),
-    ("crates/depproxy/src/cli.rs", "depproxy gen-secret FILE"),
-    ("crates/depproxy/src/main.rs", "depproxy gen-secret FILE"),
-    ("crates/depproxy/src/main.rs", "depproxy token create --name ops --admin"),
-    ("crates/depproxy/src/warm.rs", "depproxy token create --name "),
+    ("crates/depproxy/src/cli/args.rs", "depproxy token create --name ops --admin"),
+    ("crates/depproxy/src/cli/args.rs", "depproxy gen-secret FILE"),
+    ("crates/depproxy/src/app/run.rs", "depproxy gen-secret FILE"),
+    ("crates/depproxy/src/app/listeners.rs", "depproxy token create --name ops --admin"),
+    ("crates/depproxy/src/cli/warm/client.rs", "depproxy token create --name "),
 ];
 
 /// Mentions of `depproxy <subcommand>` in the sources that are not commands to type.
 const NOT_HINTS: &[(&str, &str)] = &[
     // The role in "depproxy serve listening" log lines.
-    ("crates/depproxy/src/main.rs", "\"depproxy serve\""),
-    ("crates/depproxy/src/main.rs", "\"depproxy control\""),
-    ("crates/depproxy/src/main.rs", "\"depproxy gateway\""),
+    ("crates/depproxy/src/app/run.rs", "\"depproxy serve\""),
+    ("crates/depproxy/src/app/run.rs", "\"depproxy control\""),
+    ("crates/depproxy/src/app/run.rs", "\"depproxy gateway\""),
     // The OpenAPI document's title.
     ("crates/admin/src/routes.rs", "\"depproxy admin API\""),
 ];
@@ -273,7 +273,7 @@ fn check_every_hint(upstream_url: &str) {
     }
 }
 
-/// Lines of the sources (tests and `//` comments left out; `///` only in cli.rs, where it is
+/// Lines of the sources (tests and `//` comments left out; `///` only in cli/args.rs, where it is
 /// `--help` text) that name `depproxy <subcommand>`.
 fn source_mentions() -> Vec<(PathBuf, String)> {
     let root = support::processes::repo_root();
@@ -301,7 +301,7 @@ fn source_mentions() -> Vec<(PathBuf, String)> {
             Some(at) => &text[..at],
             None => &text[..],
         };
-        let help_text = file.ends_with("crates/depproxy/src/cli.rs");
+        let help_text = file.ends_with("crates/depproxy/src/cli/args.rs");
         for line in code.lines() {
             let trimmed = line.trim_start();
             let comment = trimmed.starts_with("//") && !(help_text && trimmed.starts_with("/// "));

@@ -9,7 +9,8 @@ mod support;
 use std::sync::Arc;
 
 use axum::response::IntoResponse as _;
-use depproxy::config::{Config, FileConfig, Overrides};
+use depproxy::app::{ControlAddress, ListenOptions, Runtime};
+use depproxy::config::{AdminListen, Config, FileConfig, Overrides};
 use http::StatusCode;
 use injector::{
     CONTRACT_VERSION, CONTRACT_VERSION_HEADER, INTERNAL_TOKEN_HEADER, Purpose, RequestSigner, RequestTarget,
@@ -18,13 +19,15 @@ use injector::{
 use support::{Options, TestProxy, client, spawn_server};
 use testkit::FakeRegistry;
 
+/// A role's configuration on a port of the system's choice, without the admin API.
 fn config_for(upstream: &str, dir: &tempfile::TempDir) -> Config {
     let overrides = Overrides {
         data_dir: Some(dir.path().to_owned()),
         upstream: Some(upstream.to_owned()),
-        listen: None,
+        listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
     };
-    Config::resolve(FileConfig::default(), &overrides).unwrap()
+    let file = FileConfig { admin_listen: Some(AdminListen::Off), ..FileConfig::default() };
+    Config::resolve(file, &overrides).unwrap()
 }
 
 async fn control_plane(upstream: &str) -> (String, Secret, tempfile::TempDir) {
@@ -32,9 +35,32 @@ async fn control_plane(upstream: &str) -> (String, Secret, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = config_for(upstream, &dir);
     let secret = Secret::from_bytes([9; 32]);
-    let router =
-        depproxy::app::control_router(&config, &secret, &depproxy::app::Runtime::default()).await.unwrap();
-    (spawn_server(router).await, secret, dir)
+    let control =
+        depproxy::app::run_control(&config, &secret, ListenOptions::default(), Runtime::default(), never())
+            .await
+            .unwrap();
+    (format!("http://{}", control.address), secret, dir)
+}
+
+/// A gateway started as `depproxy gateway` starts, deciding through the control plane at
+/// `control_url`: its URL, and the supervisor of its fills.
+async fn gateway_of(config: &Config, control_url: &str, secret: &Secret) -> (String, supervisor::Supervisor) {
+    let control = ControlAddress { url: control_url.to_owned(), ca: None };
+    let gateway = depproxy::app::run_gateway(
+        config,
+        &control,
+        secret,
+        ListenOptions::default(),
+        Runtime::default(),
+        never(),
+    )
+    .await
+    .unwrap();
+    (format!("http://{}", gateway.address), gateway.supervisor)
+}
+
+fn never() -> std::future::Pending<()> {
+    std::future::pending()
 }
 
 fn token(secret: &Secret, purpose: Purpose, method: &http::Method, path: &str, body: &[u8]) -> String {
@@ -280,11 +306,7 @@ async fn a_gateway_acts_on_no_injector_its_control_plane_did_not_sign_for_the_re
         let name = config.upstreams[0].name.clone();
         let control_url =
             fake_control_plane(&secret, name, target_url.clone(), target.clone(), signing).await;
-        let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
-        let gateway = depproxy::app::gateway(&config, channel, &secret, depproxy::app::Runtime::default())
-            .await
-            .unwrap();
-        let gateway_url = spawn_server(gateway.router()).await;
+        let (gateway_url, _) = gateway_of(&config, &control_url, &secret).await;
         let response = client().get(format!("{gateway_url}/v2/lab/x/blobs/{target}")).send().await.unwrap();
         let status = response.status();
         let body = response.bytes().await.unwrap();
@@ -397,11 +419,7 @@ async fn a_fill_is_verified_in_the_algorithm_the_control_plane_names() {
             let (control_url, finalized) =
                 verifying_control_plane(&secret, name, file_url.clone(), Some(declared.clone()), Vec::new())
                     .await;
-            let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
-            let runtime = depproxy::app::Runtime::default();
-            let supervisor = runtime.supervisor.clone();
-            let gateway = depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap();
-            let gateway_url = spawn_server(gateway.router()).await;
+            let (gateway_url, supervisor) = gateway_of(&config, &control_url, &secret).await;
             let response =
                 client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
             let status = response.status();
@@ -469,11 +487,7 @@ async fn a_document_reaches_the_client_rewritten_and_is_stored_as_the_upstream_s
     let name = config.upstreams[0].name.clone();
     let url = format!("{}/v2/x/blobs/{stored}", upstream.url());
     let (control_url, finalized) = verifying_control_plane(&secret, name, url, None, transform).await;
-    let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
-    let runtime = depproxy::app::Runtime::default();
-    let supervisor = runtime.supervisor.clone();
-    let gateway = depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap();
-    let gateway_url = spawn_server(gateway.router()).await;
+    let (gateway_url, supervisor) = gateway_of(&config, &control_url, &secret).await;
     let response = client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get(http::header::CONTENT_LENGTH).is_none());

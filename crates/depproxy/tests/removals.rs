@@ -14,7 +14,7 @@ use http::StatusCode;
 use lifecycle::PurgeRequest;
 use support::logs::{Captured, Logged};
 use support::processes::{Depproxy, free_port, run};
-use support::{Options, TestProxy, body_digest, client, pattern, spawn_server};
+use support::{Options, TestProxy, body_digest, client, pattern};
 use testkit::FakeRegistry;
 
 const KIB: usize = 1 << 10;
@@ -120,7 +120,7 @@ async fn a_pull_after_a_purge_is_all_misses_and_no_stored_object_is_unreadable()
     let upstream = FakeRegistry::start().await;
     put_layers_image(&upstream, "lab/layers", 1);
     let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let token = admin_token(&proxy).await;
     let request = PurgeRequest {
         group: oci::GroupPath::parse("default").unwrap(),

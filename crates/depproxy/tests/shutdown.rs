@@ -86,3 +86,42 @@ async fn a_fill_still_running_at_the_grace_end_is_cancelled_and_leaves_nothing()
     restarted.fills_settled().await;
     assert!(restarted.has_object(&digest));
 }
+
+/// A process's listeners drain together: on shutdown the admin API and the metrics listener stop
+/// with the registry API (they are not left serving), and the serving ends once all have.
+#[tokio::test]
+async fn shutdown_stops_the_admin_and_metrics_listeners_with_the_registry_api() {
+    use depproxy::app::{ListenOptions, Runtime};
+    use depproxy::config::{AdminListen, Config, FileConfig, Overrides};
+    support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let file = FileConfig { admin_listen: Some(AdminListen::At(any_port)), ..FileConfig::default() };
+    let overrides = Overrides {
+        listen: Some(any_port),
+        data_dir: Some(data_dir.path().to_owned()),
+        upstream: Some(upstream.url()),
+    };
+    let config = Config::resolve(file, &overrides).unwrap();
+    let options = ListenOptions { metrics_listen: Some(any_port), ..ListenOptions::default() };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    let running = depproxy::app::run_serve(&config, options, Runtime::default(), shutdown).await.unwrap();
+    let registry = format!("http://{}/v2/", running.address);
+    let admin = format!("http://{}/api/v1/groups", running.admin_address.unwrap());
+    let metrics = format!("http://{}/metrics", running.metrics_address.unwrap());
+    assert_eq!(client().get(&registry).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(client().get(&admin).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let scraped = client().get(&metrics).send().await.unwrap().text().await.unwrap();
+    assert!(scraped.contains("depproxy_"), "{scraped}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running.finished()).await.unwrap().unwrap();
+    for url in [registry, admin, metrics] {
+        let refused = client().get(&url).send().await;
+        assert!(refused.is_err_and(|error| error.is_connect()), "{url} still answers after the shutdown");
+    }
+}

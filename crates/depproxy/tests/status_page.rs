@@ -23,7 +23,7 @@ use http::StatusCode;
 use metadata::{Clock, Metadata};
 use oci::GroupPath;
 use serde_json::{Value, json};
-use support::{Options, TestProxy, body_digest, client, pattern, spawn_server};
+use support::{Options, TestProxy, body_digest, client, pattern};
 use testkit::FakeRegistry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -57,7 +57,7 @@ fn csrf_of(page: &str) -> String {
 async fn only_an_admin_token_logs_in_and_forms_need_the_sessions_csrf_token() {
     let upstream = FakeRegistry::start().await;
     let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let admin = token(&proxy, "ops", true).await;
     let puller = token(&proxy, "ci", false).await;
 
@@ -163,7 +163,7 @@ async fn only_an_admin_token_logs_in_and_forms_need_the_sessions_csrf_token() {
 async fn a_token_is_revoked_through_the_confirmation_step() {
     let upstream = FakeRegistry::start().await;
     let proxy = TestProxy::start(Options::upstream(&upstream.url())).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let admin = token(&proxy, "ops", true).await;
     let other = token(&proxy, "other-admin", true).await;
     let ok = client().post(format!("{admin_url}/login")).form(&[("token", &admin)]).send().await.unwrap();
@@ -443,7 +443,7 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
     let upstream = FakeRegistry::start().await;
     let valve = Valve::start(upstream.address()).await;
     let proxy = TestProxy::start(Options::upstream(&valve.url)).await;
-    let admin_url = spawn_server(proxy.admin.clone()).await;
+    let admin_url = proxy.admin_url.clone();
     let secret = token(&proxy, "ops", true).await;
     let dir = screenshot_dir();
 

@@ -1,4 +1,4 @@
-//! `depproxy cache warm` (`depproxy::warm`) against a running proxy: every platform of an index
+//! `depproxy cache warm` (`depproxy::cli::warm`) against a running proxy: every platform of an index
 //! ends up cached so the next pull asks upstream nothing, a missing tag fails by name without
 //! stopping the rest, token groups take an access token, and (end to end) a real registry behind
 //! split-mode processes.
@@ -7,7 +7,7 @@
 
 mod support;
 
-use depproxy::warm::{WarmFailed, WarmOptions, WarmSummary, warm};
+use depproxy::cli::warm::{WarmFailed, WarmOptions, WarmSummary, warm};
 use http::StatusCode;
 use oci::Digest;
 use support::{Options, TestProxy, client};

@@ -23,7 +23,7 @@ mod state;
 pub use control_channel::{ControlChannel, InProcessControl};
 pub use error::GatewayError;
 pub use fill::{FillLimits, Fills};
-pub use metrics::{GatewayMetrics, Observability, render_registry};
+pub use metrics::{GatewayMetrics, Observability};
 pub use ranges::{Unsatisfiable, requested_range};
 pub use send_blob::ReadAtClientPace;
 pub use send_dependency::AnswerFromFill;

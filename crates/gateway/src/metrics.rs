@@ -1,17 +1,12 @@
-//! The gateway's counters, and the one renderer of a metrics registry for every `/metrics`
-//! endpoint (the gateway's, and a control plane's own listener).
+//! The gateway's counters, and what it exposes for monitoring (rendered at `/metrics` by
+//! [`telemetry::render_registry`]).
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-
-/// What `prometheus_client`'s text encoder writes.
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct DecisionLabels {
@@ -108,19 +103,4 @@ pub struct Observability {
     pub upstream: upstream::UpstreamMetrics,
     /// Rendered at `/metrics`; `None` renders nothing.
     pub registry: Option<Arc<Registry>>,
-}
-
-/// A registry in the OpenMetrics text format; `None` renders an empty exposition.
-pub fn render_registry(registry: Option<&Registry>) -> Response {
-    let mut text = String::new();
-    if let Some(registry) = registry
-        && prometheus_client::encoding::text::encode(&mut text, registry).is_err()
-    {
-        text.clear();
-    }
-    let mut response = Response::new(Body::from(text));
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE));
-    response
 }

@@ -14,7 +14,6 @@ use oci::{ErrorCode, OciError};
 use crate::access_log::{self, AccessEntry};
 use crate::error::GatewayError;
 use crate::forward::{ClientRequest, ControlAnswer, ask_control};
-use crate::metrics::render_registry;
 use crate::respond::oci_error;
 use crate::state::Gateway;
 use crate::{send_blob, send_dependency};
@@ -46,8 +45,8 @@ impl Gateway {
     }
 }
 
-async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    render_registry(gateway.observability.registry.as_deref())
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> http::Response<String> {
+    telemetry::render_registry(gateway.observability.registry.as_deref())
 }
 
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {

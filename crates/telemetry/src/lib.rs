@@ -2,13 +2,16 @@
 //! warning about a failing dependency (database, storage) through once per interval, however many
 //! requests hit the failure, and counts the ones it held back; and [`events`], the ring of recent
 //! errors and denials the admin API shows; [`text_log`], the format of text log lines;
-//! [`wording`], how durations and counts read in messages.
+//! [`wording`], how durations, counts and errors read in messages; [`metrics`], how a metrics
+//! registry is served at `/metrics`.
 
 pub mod events;
+pub mod metrics;
 pub mod text_log;
 pub mod wording;
 
-pub use wording::{HumanDuration, plural, retry_wait};
+pub use metrics::render_registry;
+pub use wording::{HumanDuration, error_chain, plural, retry_wait};
 
 use std::sync::Mutex;
 use std::sync::PoisonError;

@@ -1,6 +1,6 @@
 //! How numbers read in what depproxy tells people: durations in the units people use (`30d`,
-//! `1h 30m`, `764ms` — never `2592000s` or `764.130452ms`), and counts with their noun agreeing
-//! (`1 blob`, `2 blobs`).
+//! `1h 30m`, `764ms` — never `2592000s` or `764.130452ms`), counts with their noun agreeing
+//! (`1 blob`, `2 blobs`), and errors with their causes.
 
 use std::fmt;
 use std::time::Duration;
@@ -51,6 +51,19 @@ pub fn plural(count: u64, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
 
+/// An error and its sources on one line: reqwest's own message ("error sending request") hides
+/// the cause further down the chain.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +101,23 @@ mod tests {
         assert_eq!(plural(1, "blob", "blobs"), "1 blob");
         assert_eq!(plural(0, "blob", "blobs"), "0 blobs");
         assert_eq!(plural(12, "failed login", "failed logins"), "12 failed logins");
+    }
+
+    #[test]
+    fn an_error_reads_with_its_causes() {
+        #[derive(Debug)]
+        struct Sending(std::io::Error);
+        impl fmt::Display for Sending {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Sending {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(error_chain(&Sending(refused)), "error sending request: connection refused");
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
+use telemetry::error_chain;
 use tokio::time::Instant;
 
-use crate::error::{UpstreamError, error_chain};
+use crate::error::UpstreamError;
 use crate::http::EgressClient;
 
 /// Username and password for an upstream. The password never shows in `Debug` or logs.

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use oci::{Digest, ObjectKind, Reference, RepositoryName};
+use telemetry::error_chain;
 use tokio::sync::RwLock;
 use tokio::time::Instant;
 
 use crate::auth::{AuthScheme, CachedToken, Credentials, fetch_token};
-use crate::error::{UpstreamError, error_chain};
+use crate::error::UpstreamError;
 use crate::http::{EgressClient, HttpOptions, build_http_client, check_status};
 use crate::metrics::{RequestKind, UpstreamMetrics, host_label};
 

@@ -2,6 +2,7 @@
 
 use http::StatusCode;
 use oci::{ErrorCode, ObjectKind, OciError};
+use telemetry::error_chain;
 
 use crate::egress::{EgressRefusal, refusal_in};
 
@@ -125,18 +126,6 @@ impl UpstreamError {
             .with_status(StatusCode::BAD_GATEWAY),
         }
     }
-}
-
-/// An error and its sources on one line: reqwest's own message hides the cause.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

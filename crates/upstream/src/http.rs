@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode};
 use oci::ObjectKind;
+use telemetry::error_chain;
 
 use crate::egress::{AllowEntry, EgressPolicy, EgressResolver, MAX_REDIRECTS};
-use crate::error::{UpstreamError, error_chain};
+use crate::error::UpstreamError;
 use crate::metrics::{RequestKind, UpstreamMetrics, host_label};
 use crate::proxy::EgressProxy;
 

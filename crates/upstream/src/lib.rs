@@ -17,7 +17,7 @@ mod status;
 pub use auth::Credentials;
 pub use client::{MetadataDocument, ObjectHead, UpstreamClient, UpstreamConfig};
 pub use egress::{AllowEntry, BadAllowEntry, EgressPolicy, EgressRefusal, MAX_REDIRECTS, is_public};
-pub use error::{UpstreamError, error_chain};
+pub use error::UpstreamError;
 pub use http::{EgressClient, HttpOptions, build_http_client, open_stream};
 pub use metrics::{RequestKind, UpstreamMetrics, host_label};
 pub use proxy::{BadProxy, EgressProxy};

@@ -444,31 +444,70 @@ fn mark_cookies_secure(headers: &mut HeaderMap) {
         headers.append(header::SET_COOKIE, cookie);
     }
 }
-/// Serves `router` on `listener` until `signal`, then shuts down: no new connections; running
-/// requests, downloads and background work get `grace` to finish; then background work is
-/// cancelled (cleaning up after itself) and the connections still open are closed.
-#[allow(clippy::too_many_arguments)]
+/// A bound listener and what it serves.
+pub struct Served {
+    /// What the listener is, in its log lines (`admin`, `metrics`).
+    pub name: &'static str,
+    pub listener: tokio::net::TcpListener,
+    pub router: Router,
+    pub limits: ServerLimits,
+    pub metrics: ServerMetrics,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl Served {
+    /// Serves until `stop` is sent (or dropped).
+    fn spawn(self, stop: tokio::sync::oneshot::Receiver<()>) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        let Served { listener, router, limits, metrics, tls, .. } = self;
+        tokio::spawn(run_server_with_tls(listener, router, limits, metrics, tls, async move {
+            let _ = stop.await;
+        }))
+    }
+}
+
+/// Serves `main` and `others` (the admin API, a metrics endpoint) until `signal`, then shuts down:
+/// no listener accepts new connections; running requests, downloads and background work get
+/// `grace` to finish; then background work is cancelled (cleaning up after itself) and the
+/// connections still open on any listener are closed. `main` ending on its own ends the serving
+/// (with its error); another listener's failure is logged, and the others go on.
 pub async fn serve_until(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    limits: ServerLimits,
-    metrics: ServerMetrics,
-    tls: Option<TlsAcceptor>,
+    main: Served,
+    others: Vec<Served>,
     supervisor: &Supervisor,
     grace: Duration,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(run_server_with_tls(listener, router, limits, metrics, tls, async move {
-        let _ = stopped.await;
-    }));
+    let mut stops = Vec::new();
+    let mut stop_channel = || {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop);
+        stopped
+    };
+    let mut server = main.spawn(stop_channel());
+    let mut side = tokio::task::JoinSet::new();
+    for served in others {
+        let name = served.name;
+        let serving = served.spawn(stop_channel());
+        side.spawn(async move {
+            match serving.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "{name} listener failed"),
+                Err(error) => tracing::error!(%error, "{name} listener failed"),
+            }
+        });
+    }
     tokio::select! {
-        finished = &mut server => return finished.map_err(std::io::Error::other)?,
+        finished = &mut server => {
+            drop(stops);
+            return finished.map_err(std::io::Error::other)?;
+        }
         () = signal => {}
     }
     tracing::info!(grace = %telemetry::HumanDuration(grace), running = supervisor.len(),
         "shutting down: no new connections, draining");
-    let _ = stop.send(());
+    for stop in stops {
+        let _ = stop.send(());
+    }
     let started = tokio::time::Instant::now();
     let report = supervisor.shutdown(grace).await;
     if report.drained() {
@@ -483,11 +522,17 @@ pub async fn serve_until(
         );
     }
     let left = grace.saturating_sub(started.elapsed());
-    match tokio::time::timeout(left, &mut server).await {
+    let every_listener = async {
+        let finished = (&mut server).await;
+        while side.join_next().await.is_some() {}
+        finished
+    };
+    match tokio::time::timeout(left, every_listener).await {
         Ok(finished) => finished.map_err(std::io::Error::other)?,
         Err(_) => {
             tracing::warn!("connections still open at the grace's end; closing them");
             server.abort();
+            side.abort_all();
             Ok(())
         }
     }

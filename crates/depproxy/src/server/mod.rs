@@ -20,6 +20,6 @@ mod watched;
 
 pub use host::{Host, HostPolicy, MalformedHost};
 pub use limits::ServerLimits;
-pub use listener::{bind, run_server, run_server_with_tls, serve_until};
+pub use listener::{Served, bind, run_server, run_server_with_tls, serve_until};
 pub use metrics::ServerMetrics;
 pub use tls::{TlsCertificate, TlsError};

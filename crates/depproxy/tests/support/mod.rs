@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use depproxy::config::{Config, FileConfig, Overrides};
+use depproxy::app::{ControlAddress, Runtime};
+use depproxy::config::{AdminListen, Config, FileConfig, Overrides};
 use gateway::Gateway;
 use tempfile::TempDir;
 
@@ -23,19 +24,21 @@ pub fn install_crypto() {
 
 /// A running proxy and where its data lives.
 pub struct TestProxy {
+    /// The registry API (the gateway's in split mode).
     pub url: String,
     pub router: Router,
     pub gateway: Arc<Gateway>,
     pub data_dir: TempDir,
     pub config: Config,
-    /// Runs the gateway's fills; tests drain it as a shutdown would.
+    /// Runs the gateway's fills (and, in serve mode, the control plane's background work); tests
+    /// drain it as a shutdown would.
     pub supervisor: supervisor::Supervisor,
     /// The control plane's cache and lifecycle (sweeps, purges, statistics).
     pub cache: Arc<cache::Cache>,
     pub lifecycle: Arc<lifecycle::Lifecycle>,
     pub access: Arc<access::Access>,
-    /// The admin API's router (serve it with [`spawn_server`]).
-    pub admin: Router,
+    /// The admin API and status page (of the control plane in split mode).
+    pub admin_url: String,
 }
 
 /// Knobs for a test proxy.
@@ -110,6 +113,9 @@ impl TestProxy {
         self.data_dir
     }
 
+    /// Starts the proxy as the binary does (`app::run_serve`, or `app::run_control` and
+    /// `app::run_gateway` in split mode), on ports of the system's choice: the registry API at
+    /// `url`, the admin API at `admin_url`.
     pub async fn start(options: Options) -> TestProxy {
         install_crypto();
         let data_dir = match options.data_dir {
@@ -117,28 +123,44 @@ impl TestProxy {
             None => tempfile::tempdir().unwrap(),
         };
         let overrides = Overrides {
-            listen: None,
+            listen: Some(any_port()),
             data_dir: (!options.keep_data_dir).then(|| data_dir.path().to_owned()),
             upstream: options.upstream,
         };
-        let config = Config::resolve(options.file, &overrides).unwrap();
-        let runtime = depproxy::app::Runtime::new(options.clock);
-        let supervisor = runtime.supervisor.clone();
-        let server_metrics = runtime.server_metrics.clone();
-        let (gateway, control) = if options.split {
+        let mut file = options.file;
+        file.admin_listen.get_or_insert(AdminListen::At(any_port()));
+        let mut config = Config::resolve(file, &overrides).unwrap();
+        let listen = depproxy::app::ListenOptions::default;
+        let never = std::future::pending::<()>;
+        let (gateway, control, supervisor, url, admin_address) = if options.split {
+            // Control planes share the key registry tokens are signed with (`depproxy control`
+            // refuses to start without one when a group takes access tokens).
+            if config.uses_tokens() && config.auth.signing_key_file.is_none() {
+                let key = data_dir.path().join("registry-signing.key");
+                depproxy::app::write_new_secret(&key).unwrap();
+                config.auth.signing_key_file = Some(key);
+            }
             let secret = injector::Secret::from_bytes([42; 32]);
-            let control = depproxy::app::control_node(&config, &secret, &runtime).await.unwrap();
-            let control_url = spawn_server(control.router.clone()).await;
-            let channel = depproxy::app::control_channel(&config, &control_url, None).unwrap();
-            (depproxy::app::gateway(&config, channel, &secret, runtime).await.unwrap(), control)
+            let runtime = Runtime::new(options.clock.clone());
+            let control =
+                depproxy::app::run_control(&config, &secret, listen(), runtime, never()).await.unwrap();
+            let address = ControlAddress { url: format!("http://{}", control.address), ca: None };
+            let runtime = Runtime::new(options.clock);
+            let gateway = depproxy::app::run_gateway(&config, &address, &secret, listen(), runtime, never())
+                .await
+                .unwrap();
+            let url = format!("http://{}", gateway.address);
+            (gateway.node, control.node, gateway.supervisor, url, control.admin_address)
         } else {
-            depproxy::app::serve_node(&config, runtime).await.unwrap()
+            let runtime = Runtime::new(options.clock);
+            let serving = depproxy::app::run_serve(&config, listen(), runtime, never()).await.unwrap();
+            let url = format!("http://{}", serving.address);
+            (serving.node.gateway, serving.node.control, serving.supervisor, url, serving.admin_address)
         };
+        let admin_url = format!("http://{}", admin_address.expect("the admin API is on"));
         let router = gateway.router();
-        let url = spawn_server_with(router.clone(), config.server.clone(), server_metrics).await;
-        let admin = depproxy::app::admin_router(&control, &supervisor);
         let (cache, lifecycle, access) = (control.cache, control.lifecycle, control.access);
-        TestProxy { url, router, gateway, data_dir, config, supervisor, cache, lifecycle, access, admin }
+        TestProxy { url, admin_url, router, gateway, data_dir, config, supervisor, cache, lifecycle, access }
     }
 
     /// Every object file under the data directory's `blobs/`, with its content.
@@ -261,6 +283,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+/// `127.0.0.1:0`: a port of the system's choice.
+fn any_port() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// The default listener limits.

@@ -258,7 +258,7 @@ async fn stream(
             }
             Ok(Err(error)) => {
                 storing.abort().await;
-                return Err(FillError::Broken(upstream::error_chain(&error)));
+                return Err(FillError::Broken(telemetry::error_chain(&error)));
             }
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => chunk,

@@ -13,7 +13,7 @@ use crate::app;
 use crate::config::Config;
 
 async fn open(config: &Config) -> anyhow::Result<Lifecycle> {
-    let metadata = crate::tokens::connect(config).await?;
+    let metadata = super::token::connect(config).await?;
     let store = app::open_store(config).await?;
     let groups = app::build_groups(config, &upstream::UpstreamMetrics::default())?;
     Ok(app::lifecycle(
@@ -114,7 +114,7 @@ fn render(stats: &StoreStats) -> String {
                 .map_or("-".into(), |at| access::format_rfc3339(u64::try_from(at / 1000).unwrap_or(0))),
         ]);
     }
-    let mut out = vec![crate::admin_cli::table(&rows)];
+    let mut out = vec![super::admin::table(&rows)];
     out.push(format!(
         "store: {} in storage ({} awaiting deletion), quota {}",
         human_bytes(stats.physical_bytes),

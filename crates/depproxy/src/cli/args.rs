@@ -357,7 +357,7 @@ pub enum CacheCommand {
         #[arg(long, env = "DEPPROXY_TOKEN", hide_env_values = true, value_name = "SECRET")]
         token: Option<String>,
         /// Objects fetched at once.
-        #[arg(long, default_value_t = crate::warm::DEFAULT_CONCURRENCY, value_name = "N")]
+        #[arg(long, default_value_t = super::warm::DEFAULT_CONCURRENCY, value_name = "N")]
         concurrency: usize,
     },
 }

@@ -129,7 +129,7 @@ pub async fn list(config: &Config) -> anyhow::Result<String> {
             access::token_status(record, now).into(),
         ]);
     }
-    Ok(crate::admin_cli::table(&rows))
+    Ok(super::admin::table(&rows))
 }
 
 /// Revokes the active token named `name`.

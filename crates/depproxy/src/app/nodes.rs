@@ -1,5 +1,5 @@
-//! Wiring: builds the control plane and the gateway from a resolved [`Config`], and runs a
-//! listener until a signal, then drains it and the background work within the grace period.
+//! Wiring: builds the control plane and the gateway from a resolved [`Config`], with the
+//! background work each runs under the process's supervisor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,11 +69,6 @@ fn http_options(config: &Config, upstream: &ResolvedUpstream) -> HttpOptions {
         realm_allow: upstream.realm_allow.clone(),
         proxy: config.egress_proxy.clone(),
     }
-}
-
-/// The control plane's router (no socket), requiring tokens signed with `secret`.
-pub async fn control_router(config: &Config, secret: &Secret, runtime: &Runtime) -> anyhow::Result<Router> {
-    Ok(control_node(config, secret, runtime).await?.router)
 }
 
 /// A control plane: its router, and what operators reach through the admin API and the CLI.
@@ -522,12 +517,8 @@ pub fn control_channel(
     )?)
 }
 
-/// Both roles in one process: the gateway calls the control plane's router directly.
-pub async fn serve(config: &Config, runtime: Runtime) -> anyhow::Result<Arc<Gateway>> {
-    Ok(serve_node(config, runtime).await?.0)
-}
-
-/// [`serve`], also handing back the control plane (for the admin API and tests).
+/// Both roles in one process: the gateway calls the control plane's router directly; with the
+/// control plane (for the admin API).
 pub async fn serve_node(config: &Config, runtime: Runtime) -> anyhow::Result<(Arc<Gateway>, ControlNode)> {
     let secret = Secret::from_bytes(rand::random());
     create_private_dir(&config.data_dir)
@@ -550,7 +541,7 @@ pub fn metrics_router(registry: Registry) -> Router {
         "/metrics",
         axum::routing::get(move || {
             let registry = registry.clone();
-            async move { gateway::render_registry(Some(&registry)) }
+            async move { telemetry::render_registry(Some(&registry)) }
         }),
     )
 }

@@ -1,0 +1,206 @@
+//! What each command does with its arguments: the server roles start through `app` (as the
+//! tests start them), the other commands are clients of a proxy's database or of a running proxy.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use injector::Secret;
+
+use super::args::{AdminCommand, AdminTls, CacheCommand, Command, ListenerTls, TokenCommand};
+use super::output;
+use crate::app::{self, ListenOptions, StartedWith};
+use crate::config::{self, Config, Overrides};
+
+/// Runs `command` to its end: a server role until SIGTERM or SIGINT and its drain.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            let options = ListenOptions {
+                tls: listener_certificate(&args.tls)?,
+                admin_tls: admin_certificate(&args.admin_tls)?,
+                metrics_listen: args.metrics_listen,
+                started_with: StartedWith { config: args.config, data_dir: args.data_dir },
+            };
+            let runtime = app::Runtime::default();
+            app::run_serve(&config, options, runtime, app::shutdown_signal()).await?.finished().await
+        }
+        Command::Control { common: args, secret_file } => {
+            let config = args.resolve()?;
+            let secret = read_secret(&secret_file)?;
+            let options = ListenOptions {
+                tls: listener_certificate(&args.tls)?,
+                admin_tls: admin_certificate(&args.admin_tls)?,
+                metrics_listen: args.metrics_listen,
+                started_with: StartedWith { config: args.config, data_dir: args.data_dir },
+            };
+            let runtime = app::Runtime::default();
+            let running =
+                app::run_control(&config, &secret, options, runtime, app::shutdown_signal()).await?;
+            running.finished().await
+        }
+        Command::Gateway { common: args, control_url, control_ca, secret_file } => {
+            let config = args.resolve()?;
+            let secret = read_secret(&secret_file)?;
+            let options = ListenOptions {
+                tls: listener_certificate(&args.tls)?,
+                admin_tls: None,
+                metrics_listen: args.metrics_listen,
+                started_with: StartedWith { config: args.config, data_dir: args.data_dir },
+            };
+            let control = app::ControlAddress { url: control_url, ca: control_ca };
+            let runtime = app::Runtime::default();
+            let running =
+                app::run_gateway(&config, &control, &secret, options, runtime, app::shutdown_signal())
+                    .await?;
+            running.finished().await
+        }
+        Command::CheckConfig { file } => {
+            let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
+            // The database URL prints with its password masked.
+            output::stdout(&format!(
+                "{}: ok ({} upstream(s), {} group(s), database {})",
+                file.display(),
+                config.upstreams.len(),
+                config.groups.len(),
+                config.database_url
+            ))
+        }
+        Command::Token { command } => {
+            let output = match command {
+                TokenCommand::Create { name, groups, admin, expires, quiet, json, store } => {
+                    let created =
+                        super::token::create(&store.resolve()?, &name, &groups, admin, expires).await?;
+                    // Only the secret on stdout: `… > token`, `TOKEN=$(…)` and `--password-stdin`
+                    // must get the secret alone.
+                    if json {
+                        serde_json::to_string_pretty(&created)?
+                    } else {
+                        if !quiet {
+                            output::stderr(&created.advice());
+                        }
+                        created.secret
+                    }
+                }
+                TokenCommand::List { store } => super::token::list(&store.resolve()?).await?,
+                TokenCommand::Revoke { name, store } => {
+                    super::token::revoke(&store.resolve()?, &name).await?
+                }
+            };
+            output::stdout(&output)
+        }
+        Command::Admin { target, command } => {
+            use super::admin as admin_cli;
+            let token = target.token.context("an admin token is needed: --token or DEPPROXY_ADMIN_TOKEN")?;
+            let client = admin_cli::AdminClient::new(&target.admin_url, &token)?;
+            let json = target.json;
+            let show = |value: serde_json::Value,
+                        table: fn(&serde_json::Value) -> String|
+             -> anyhow::Result<String> {
+                Ok(if json { serde_json::to_string_pretty(&value)? } else { table(&value) })
+            };
+            let output = match command {
+                AdminCommand::Status => {
+                    let groups = client.get("/api/v1/groups").await?;
+                    let upstreams = client.get("/api/v1/upstreams").await?;
+                    if json {
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({ "groups": groups, "upstreams": upstreams }),
+                        )?
+                    } else {
+                        format!(
+                            "{}\n\n{}",
+                            admin_cli::groups_table(&groups),
+                            admin_cli::upstreams_table(&upstreams)
+                        )
+                    }
+                }
+                AdminCommand::Groups => show(client.get("/api/v1/groups").await?, admin_cli::groups_table)?,
+                AdminCommand::Upstreams => {
+                    show(client.get("/api/v1/upstreams").await?, admin_cli::upstreams_table)?
+                }
+                AdminCommand::Fills => {
+                    let fills = client.get("/api/v1/fills").await?;
+                    if json {
+                        serde_json::to_string_pretty(&fills)?
+                    } else {
+                        admin_cli::fills_table(&serde_json::from_value::<Vec<injector::FillReport>>(fills)?)
+                    }
+                }
+                AdminCommand::Events { limit } => {
+                    let errors =
+                        client.get(&format!("/api/v1/events?kind=error,warning&limit={limit}")).await?;
+                    let denials = client.get(&format!("/api/v1/events?kind=denied&limit={limit}")).await?;
+                    if json {
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({ "errors": errors, "denials": denials }),
+                        )?
+                    } else {
+                        admin_cli::events_tables(&errors, &denials)
+                    }
+                }
+                AdminCommand::Purge { group, image, older_than } => {
+                    let job =
+                        admin_cli::purge(&client, &group, image.as_deref(), older_than.as_deref()).await?;
+                    if json {
+                        serde_json::to_string_pretty(&job)?
+                    } else if job["state"] == "done" {
+                        format!("purged {} object(s) of group {group}", job["done"])
+                    } else {
+                        anyhow::bail!("purge of group {group} ended {}: {}", job["state"], job["error"]);
+                    }
+                }
+            };
+            output::stdout(&output)
+        }
+        Command::Cache { command } => {
+            let output = match command {
+                CacheCommand::Purge { group, image, older_than, store } => {
+                    super::cache::purge(&store.resolve()?, &group, image.as_deref(), older_than).await?
+                }
+                CacheCommand::Stats { group, json, store } => {
+                    super::cache::stats(&store.resolve()?, group.as_deref(), json).await?
+                }
+                CacheCommand::Warm { group, images, proxy, listen, config, token, concurrency } => {
+                    let (proxy, proxy_origin) = match proxy {
+                        Some(url) => (url, "--proxy".to_owned()),
+                        None => {
+                            let (listen, origin) = super::args::warm_listen(listen, config.as_deref())?;
+                            (super::warm::default_proxy_url(listen), origin)
+                        }
+                    };
+                    let options = super::warm::WarmOptions {
+                        proxy,
+                        group,
+                        images,
+                        token,
+                        concurrency,
+                        proxy_origin,
+                        config,
+                    };
+                    super::warm::warm(&options).await?.to_string()
+                }
+            };
+            output::stdout(&output)
+        }
+        Command::GenSecret { file } => {
+            app::write_new_secret(&file).with_context(|| format!("cannot create {}", file.display()))
+        }
+    }
+}
+
+/// The main listener's certificate, when `--tls-cert` and `--tls-key` are given.
+fn listener_certificate(tls: &ListenerTls) -> anyhow::Result<Option<crate::server::TlsCertificate>> {
+    app::load_certificate(tls.tls_cert.as_deref(), tls.tls_key.as_deref(), "listener")
+}
+
+/// The admin API's certificate, when `--admin-tls-cert` and `--admin-tls-key` are given.
+fn admin_certificate(tls: &AdminTls) -> anyhow::Result<Option<crate::server::TlsCertificate>> {
+    app::load_certificate(tls.admin_tls_cert.as_deref(), tls.admin_tls_key.as_deref(), "admin API")
+}
+
+fn read_secret(path: &Path) -> anyhow::Result<Secret> {
+    let contents =
+        std::fs::read(path).with_context(|| format!("cannot read secret file {}", path.display()))?;
+    Secret::from_file_contents(&contents).with_context(|| format!("secret file {}", path.display()))
+}

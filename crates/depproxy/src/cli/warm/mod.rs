@@ -1,0 +1,21 @@
+//! `depproxy cache warm`: pulls every platform of images through a running proxy, as a client, so
+//! that later pulls are cache hits.
+//!
+//! It only speaks the registry API to the proxy's public listener, so it works the same against
+//! `serve` and against a gateway of a split deployment, and it leaves every decision (what is
+//! cached, what is fetched upstream, who may pull) to the proxy. Objects are addressed in the group
+//! form (`/v2/<group>/dependency_proxy/containers/<image>/…`) even for `default`: that form names
+//! exactly one group, while the mirror form `/v2/<image>` is taken by an upstream's path prefix
+//! when the image's first component happens to be that upstream's name.
+
+mod client;
+mod manifest;
+mod plan;
+mod progress;
+mod report;
+mod run;
+
+pub use client::TOKEN_USERNAME;
+pub use plan::{DEFAULT_CONCURRENCY, WarmOptions, default_proxy_url};
+pub use report::{WarmFailed, WarmFailure, WarmSummary};
+pub use run::warm;

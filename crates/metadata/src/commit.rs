@@ -5,7 +5,7 @@
 use oci::{Digest, GroupPath, Reference};
 
 use crate::error::Result;
-use crate::objects::{BlobRecord, ManifestKey, ManifestRecord, to_sql_size};
+use crate::objects::{BlobRecord, ManifestKey, ManifestRecord, RECORD_MANIFEST_SQL, to_sql_size};
 use crate::pool::{Metadata, Pool};
 
 /// Lease holders that delete objects start with this, so a commit can tell them from fills.
@@ -63,12 +63,6 @@ const UPSERT_BLOB_SQL: &str = "INSERT INTO blobs (group_path, digest, size, medi
      VALUES ($1, $2, $3, $4, $5, $5) \
      ON CONFLICT (group_path, digest) DO UPDATE SET size = excluded.size, \
      media_type = excluded.media_type, created_at = excluded.created_at, read_at = excluded.read_at";
-const UPSERT_MANIFEST_SQL: &str = "INSERT INTO manifests \
-     (group_path, image, reference, digest, media_type, size, created_at, checked_at, read_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
-     ON CONFLICT (group_path, image, reference) DO UPDATE SET digest = excluded.digest, \
-     media_type = excluded.media_type, size = excluded.size, created_at = excluded.created_at, \
-     checked_at = excluded.checked_at, read_at = excluded.read_at";
 const INSERT_REF_SQL: &str = "INSERT INTO manifest_refs (group_path, manifest_digest, child_digest) \
      VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
@@ -164,7 +158,7 @@ impl Metadata {
         references_of.extend(tag.map(Reference::to_string));
         let outcome = commit_with_lease!(self, record.digest, lease, now, |transaction| {
             for reference in &references_of {
-                sqlx::query(UPSERT_MANIFEST_SQL)
+                sqlx::query(RECORD_MANIFEST_SQL)
                     .bind(by_digest.group.as_str())
                     .bind(by_digest.image.as_str())
                     .bind(reference)

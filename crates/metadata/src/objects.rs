@@ -67,6 +67,28 @@ pub(crate) fn to_sql_size(size: u64) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
 }
 
+/// The one statement that records a manifest reference; `$also` are more columns set on conflict.
+macro_rules! upsert_manifest_sql {
+    ($($also:literal)?) => {
+        concat!(
+            "INSERT INTO manifests \
+             (group_path, image, reference, digest, media_type, size, created_at, checked_at, read_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
+             ON CONFLICT (group_path, image, reference) DO UPDATE SET digest = excluded.digest, \
+             media_type = excluded.media_type, size = excluded.size, checked_at = excluded.checked_at, \
+             read_at = excluded.read_at"
+            $(, ", ", $also)?
+        )
+    };
+}
+
+/// Re-points a reference upstream confirmed: when its object was recorded stays as it was.
+const UPSERT_MANIFEST_SQL: &str = upsert_manifest_sql!();
+
+/// A fill records the manifest: it counts as recorded now (quotas spare what was recorded a moment
+/// ago).
+pub(crate) const RECORD_MANIFEST_SQL: &str = upsert_manifest_sql!("created_at = excluded.created_at");
+
 impl Metadata {
     pub async fn find_blob(&self, key: &BlobKey) -> Result<Option<BlobRecord>> {
         const SQL: &str = "SELECT digest, size, media_type FROM blobs WHERE group_path = $1 AND digest = $2";
@@ -129,12 +151,7 @@ impl Metadata {
 
     /// Records (or re-points) a manifest reference, confirmed by upstream at `now`.
     pub async fn upsert_manifest(&self, key: &ManifestKey, record: &ManifestRecord, now: i64) -> Result<()> {
-        const SQL: &str = "INSERT INTO manifests \
-             (group_path, image, reference, digest, media_type, size, created_at, checked_at, read_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
-             ON CONFLICT (group_path, image, reference) DO UPDATE SET digest = excluded.digest, \
-             media_type = excluded.media_type, size = excluded.size, checked_at = excluded.checked_at, \
-             read_at = excluded.read_at";
+        const SQL: &str = UPSERT_MANIFEST_SQL;
         on_pool!(self, |pool| sqlx::query(SQL)
             .bind(key.group.as_str())
             .bind(key.image.as_str())

@@ -6,9 +6,10 @@
 //! Server-rendered: the page asks the admin API itself (in process, as the logged-in admin, so it
 //! shows exactly what the API answers and its actions are the API's, audit log included), reads
 //! each answer back into the API's own types (`api.rs`), and works as plain HTML forms. Each
-//! group's last 24 hours of traffic is an inline SVG chart drawn here too (`chart.rs`). One stylesheet and one small script, compiled into the binary, are
-//! all it loads; the script polls the API (`fetch` with the session cookie) to move the fills'
-//! progress bars and refresh sizes while you watch.
+//! group's last 24 hours of traffic is an inline SVG chart drawn here too (`chart.rs`). One
+//! stylesheet and one small script, compiled into the binary, are all it loads; the script polls
+//! the API (`fetch` with the session cookie) to move the fills' progress bars and refresh sizes
+//! while you watch.
 //!
 //! Sessions live in memory (a restart logs everyone out): a random 256-bit id in the cookie maps
 //! to the token id and a per-session CSRF token, for 12 hours at most; the token is checked to be

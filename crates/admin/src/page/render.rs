@@ -763,6 +763,23 @@ mod tests {
     }
 
     #[test]
+    fn groups_show_their_format_count_artifacts_and_documents_and_chart_their_day() {
+        let html = dashboard_with(Vec::new(), json!([]));
+        let groups = &html[html.find("<table id=\"groups\">").unwrap()..html.find("</table>").unwrap()];
+        assert!(groups.contains("<th>Format</th>") && groups.contains(">Artifacts</th>"), "{groups}");
+        assert!(groups.contains(">Documents</th>") && !groups.contains("Blobs"), "{groups}");
+        assert!(groups.contains("<td class=\"format\">oci</td>"), "{groups}");
+        assert!(
+            groups.contains("<td class=\"num artifacts\">2</td><td class=\"num documents\">1</td>"),
+            "{groups}"
+        );
+        let chart = &html[html.find("<figure class=\"card chart\"").unwrap()..];
+        assert!(chart.contains("data-group=\"default\"") && chart.contains("<svg class=\"traffic\""));
+        assert_eq!(chart.matches("<g class=\"hour\"").count(), 24, "{chart}");
+        assert!(chart.contains("Last 24 hours: 3 hits, 1 miss (hit ratio 75.0 %), 5.0 MiB saved."), "{chart}");
+    }
+
+    #[test]
     fn a_fill_of_unknown_length_has_an_indeterminate_bar_and_missing_parts_say_why() {
         let fills = vec![FillReport {
             object: "a:b".into(),

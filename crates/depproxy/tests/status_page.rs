@@ -572,6 +572,16 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
     const HIT: [u8; 3] = [0x1b, 0x7f, 0x3b];
     const MISS: [u8; 3] = [0xa1, 0x5c, 0x00];
     const SAVED: [u8; 3] = [0x24, 0x58, 0xc6];
+    // 24 hours between 25 ticks under the requests (in the axis colour), quiet hours included.
+    const AXIS: [u8; 3] = [0xdd, 0xe1, 0xe7];
+    let tick_row = (90.0 * scale).round() as usize;
+    let plot = units(50.0, 56.0 + 14.0 * 24.0 + 4.0);
+    let ticks = plot
+        .clone()
+        .filter(|x| pixels.count(AXIS, *x..*x + 1, tick_row..tick_row + 1) == 1)
+        .filter(|x| *x == plot.start || pixels.count(AXIS, *x - 1..*x, tick_row..tick_row + 1) == 0)
+        .count();
+    assert_eq!(ticks, 25, "the hours' edges on row {tick_row} of {}×{} px", pixels.width, pixels.height);
     for hour in 0..24 {
         let hit_pixels = pixels.count(HIT, slot(hour), requests_panel.clone());
         let miss_pixels = pixels.count(MISS, slot(hour), requests_panel.clone());

@@ -24,6 +24,8 @@ const REQUESTS_HEIGHT: u32 = 70;
 /// The bytes-saved panel.
 const SAVED_TOP: u32 = 112;
 const SAVED_HEIGHT: u32 = 40;
+/// Length of the hour ticks under the requests panel.
+const TICK: u32 = 4;
 /// Baseline of the hour labels.
 const HOURS_BASELINE: u32 = 166;
 const HEIGHT: u32 = 172;
@@ -126,12 +128,19 @@ fn svg(id: &str, group: &GroupView) -> String {
         out,
         "<g class=\"axis\" stroke=\"#8a94a3\" stroke-width=\"1\">\
          <line x1=\"{LEFT}\" y1=\"{requests_bottom}\" x2=\"{right}\" y2=\"{requests_bottom}\"/>\
-         <line x1=\"{LEFT}\" y1=\"{saved_bottom}\" x2=\"{right}\" y2=\"{saved_bottom}\"/></g>\
+         <line x1=\"{LEFT}\" y1=\"{saved_bottom}\" x2=\"{right}\" y2=\"{saved_bottom}\"/>{ticks}</g>\
          <g class=\"values\" font-size=\"10\" text-anchor=\"end\" fill=\"currentColor\">\
          <text class=\"label\" x=\"{axis}\" y=\"{requests_max_y}\">{max_requests}</text>\
          <text class=\"label\" x=\"{axis}\" y=\"{requests_bottom}\">0</text>\
          <text class=\"label\" x=\"{axis}\" y=\"{saved_max_y}\">{saved_max}</text>\
          <text class=\"label\" x=\"{axis}\" y=\"{saved_bottom}\">0</text></g>",
+        // A tick at every hour's edge under the requests, so the 24 hours show when quiet too.
+        ticks = (0..=hours.len() as u32)
+            .map(|edge| {
+                let x = LEFT + SLOT * edge;
+                format!("<line x1=\"{x}\" y1=\"{requests_bottom}\" x2=\"{x}\" y2=\"{}\"/>", requests_bottom + TICK)
+            })
+            .collect::<String>(),
         axis = LEFT - 4,
         requests_max_y = REQUESTS_TOP + 8,
         saved_max_y = SAVED_TOP + 8,
@@ -284,6 +293,7 @@ mod tests {
         assert!(html.contains("Busiest hour: 08:00 UTC, 8 requests."), "{html}");
         assert!(html.contains("lab/&lt;team&gt;") && !html.contains("lab/<team>"), "escaped");
         assert!(!html.contains("<script") && !html.contains("style="), "no script, no inline style (CSP)");
+        assert_eq!(html.matches("y1=\"88\" x2=").count(), 25 + 1, "a tick at each hour's edge, and the axis");
     }
 
     #[test]

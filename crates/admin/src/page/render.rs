@@ -300,11 +300,11 @@ fn overview(out: &mut String, view: &Dashboard) {
     let _ = write!(
         out,
         "<div class=\"card figure\"><span class=\"label\">Hit ratio (24 h)</span>\
-         <span class=\"value\" id=\"hit-ratio\">{}</span><span class=\"muted\">last hour: {} · {} hits, {} misses</span></div>",
+         <span class=\"value\" id=\"hit-ratio\">{}</span><span class=\"muted\">last hour: {} · {}, {}</span></div>",
         esc(&percent(ratio(hits, misses))),
         esc(&percent(ratio(hits_1h, misses_1h))),
-        hits,
-        misses
+        telemetry::plural(hits, "hit", "hits"),
+        telemetry::plural(misses, "miss", "misses"),
     );
     let _ = write!(
         out,

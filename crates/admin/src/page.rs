@@ -20,6 +20,7 @@
 
 mod chart;
 mod render;
+mod text;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -481,8 +482,10 @@ async fn purge_confirm(State(state): State<PageState>, request: Request) -> Resp
         Ok(checked) => checked,
         Err(response) => return response,
     };
-    let stats: Option<StoreView> = api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.typed().ok();
-    let group_stats = stats.and_then(|stats| stats.groups.into_iter().find(|group| group.group == fields.group));
+    let stats: Option<StoreView> =
+        api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.typed().ok();
+    let group_stats =
+        stats.and_then(|stats| stats.groups.into_iter().find(|group| group.group == fields.group));
     html(StatusCode::OK, render::confirm_purge(&admin.csrf, &fields.group, group_stats.as_ref()))
 }
 

@@ -64,7 +64,10 @@ async fn only_admin_tokens_get_in_and_a_purge_is_a_job_whose_end_the_next_pull_s
     let hourly = default["hourly"].as_array().unwrap();
     assert_eq!(hourly.len(), 24, "{stats}");
     let hours: Vec<u64> = hourly.iter().map(|hour| hour["hour"].as_u64().unwrap()).collect();
-    assert!(hours.windows(2).all(|pair| pair[1] == pair[0] + 3_600_000), "oldest first, an hour apart: {hours:?}");
+    assert!(
+        hours.windows(2).all(|pair| pair[1] == pair[0] + 3_600_000),
+        "oldest first, an hour apart: {hours:?}"
+    );
     let misses: u64 = hourly.iter().map(|hour| hour["misses"].as_u64().unwrap()).sum();
     assert_eq!(misses, default["last_24h"]["misses"].as_u64().unwrap(), "{stats}");
     assert!(misses >= 2, "the manifest and the layer: {stats}");

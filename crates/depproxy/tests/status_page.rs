@@ -539,18 +539,22 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
         .await;
     let hours = hours.as_array().unwrap();
     assert_eq!(hours.len(), 24, "one bar per hour of the last 24: {hours:?}");
-    let count = |index: usize| {
-        hours.iter().map(|hour| hour[index].as_u64().unwrap()).collect::<Vec<u64>>()
-    };
+    let count = |index: usize| hours.iter().map(|hour| hour[index].as_u64().unwrap()).collect::<Vec<u64>>();
     let (hits, misses, saved) = (count(0), count(1), count(2));
     assert_eq!((hits.iter().sum::<u64>(), misses.iter().sum::<u64>()), (3, 1), "{hours:?}");
     assert!(saved.iter().sum::<u64>() >= 3 * 2 * MIB as u64, "three hits of 2 MiB saved: {hours:?}");
-    assert!(hits[22] + hits[23] == 3, "in the current hour (or the one before, at a turn of the hour): {hits:?}");
+    assert!(
+        hits[22] + hits[23] == 3,
+        "in the current hour (or the one before, at a turn of the hour): {hits:?}"
+    );
     assert!(hours.iter().all(|hour| hour[3].as_str().unwrap().contains(" UTC: ")), "{hours:?}");
     let summary = browser
         .script("return document.querySelector('figure.chart[data-group=\"default\"] .summary').textContent")
         .await;
-    assert!(summary.as_str().unwrap().starts_with("Last 24 hours: 3 hits, 1 miss (hit ratio 75.0 %)"), "{summary}");
+    assert!(
+        summary.as_str().unwrap().starts_with("Last 24 hours: 3 hits, 1 miss (hit ratio 75.0 %)"),
+        "{summary}"
+    );
 
     // The screenshot of the chart: the bars are where the figures say, in their colours.
     let png = browser
@@ -558,7 +562,9 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
         .await;
     let pixels = Pixels::decode(&png);
     let view_box = browser
-        .script("return document.querySelector('figure.chart[data-group=\"default\"] svg').viewBox.baseVal.width")
+        .script(
+            "return document.querySelector('figure.chart[data-group=\"default\"] svg').viewBox.baseVal.width",
+        )
         .await
         .as_f64()
         .unwrap();

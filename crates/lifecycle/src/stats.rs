@@ -152,7 +152,8 @@ mod tests {
     #[test]
     fn every_hour_has_its_entry_and_traffic_lands_in_its_own() {
         let first = 100 * HOUR_MS;
-        let rows = [row("a", first, 1), row("b", first, 7), row("a", first + 23 * HOUR_MS, 3), row("a", 0, 9)];
+        let rows =
+            [row("a", first, 1), row("b", first, 7), row("a", first + 23 * HOUR_MS, 3), row("a", 0, 9)];
         let hours = hours_of(&rows, "a", first);
         assert_eq!(hours.len(), HOURS);
         assert_eq!(hours[0], HourTraffic { hour: first, traffic: Traffic { hits: 1, ..Traffic::default() } });

@@ -76,7 +76,11 @@ async fn setups(policies: &[(&str, LifecyclePolicy)], settings: SweepSettings) -
         let clock = Clock::manual(START_MS);
         let groups = policies
             .iter()
-            .map(|(path, policy)| GroupPolicy { path: group(path), format: Format::Oci, policy: policy.clone() })
+            .map(|(path, policy)| GroupPolicy {
+                path: group(path),
+                format: Format::Oci,
+                policy: policy.clone(),
+            })
             .collect();
         let lifecycle = Arc::new(Lifecycle::new(
             metadata.clone(),

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::render::{bytes, esc, percent, ratio};
+use super::text::{bytes, esc, percent, ratio};
 use crate::api::{GroupView, HourView};
 
 /// Width of one hour's slot, and of its bar within it.
@@ -138,7 +138,10 @@ fn svg(id: &str, group: &GroupView) -> String {
         ticks = (0..=hours.len() as u32)
             .map(|edge| {
                 let x = LEFT + SLOT * edge;
-                format!("<line x1=\"{x}\" y1=\"{requests_bottom}\" x2=\"{x}\" y2=\"{}\"/>", requests_bottom + TICK)
+                format!(
+                    "<line x1=\"{x}\" y1=\"{requests_bottom}\" x2=\"{x}\" y2=\"{}\"/>",
+                    requests_bottom + TICK
+                )
             })
             .collect::<String>(),
         axis = LEFT - 4,
@@ -247,8 +250,13 @@ mod tests {
                 }
             })
             .collect();
-        let quiet =
-            crate::api::TrafficView { hits: 0, misses: 0, bytes_served: 0, bytes_fetched: 0, hit_ratio: None };
+        let quiet = crate::api::TrafficView {
+            hits: 0,
+            misses: 0,
+            bytes_served: 0,
+            bytes_fetched: 0,
+            hit_ratio: None,
+        };
         GroupView {
             group: "lab/<team>".into(),
             format: "oci".into(),
@@ -281,7 +289,11 @@ mod tests {
         assert!(html.contains("<title>05:00–06:00 UTC: 0 hits, 1 miss, 0 B saved</title>"), "{html}");
         assert!(html.contains("<title>09:00–10:00 UTC: 0 hits, 0 misses, 0 B saved</title>"), "{html}");
         // The busiest hour's bars fill the panel: 6 of 8 requests are hits.
-        let hits = format!("<rect class=\"hit\" fill=\"{HIT_FILL}\" x=\"{}\" y=\"{}\"", LEFT + 23 * SLOT + 2, 18 + 70 - 52);
+        let hits = format!(
+            "<rect class=\"hit\" fill=\"{HIT_FILL}\" x=\"{}\" y=\"{}\"",
+            LEFT + 23 * SLOT + 2,
+            18 + 70 - 52
+        );
         assert!(html.contains(&format!("{hits} width=\"10\" height=\"52\"/>")), "{html}");
         assert!(html.contains("height=\"18\"/>"), "the misses stacked on top: 70 − 52: {html}");
         // Axes: the largest value of each panel at its top, hour labels every six hours.
@@ -289,7 +301,10 @@ mod tests {
         for label in [">09:00<", ">15:00<", ">21:00<", ">03:00<", ">now<"] {
             assert!(html.contains(label), "{label}: {html}");
         }
-        assert!(html.contains("Last 24 hours: 9 hits, 3 misses (hit ratio 75.0 %), 3.0 MiB saved."), "{html}");
+        assert!(
+            html.contains("Last 24 hours: 9 hits, 3 misses (hit ratio 75.0 %), 3.0 MiB saved."),
+            "{html}"
+        );
         assert!(html.contains("Busiest hour: 08:00 UTC, 8 requests."), "{html}");
         assert!(html.contains("lab/&lt;team&gt;") && !html.contains("lab/<team>"), "escaped");
         assert!(!html.contains("<script") && !html.contains("style="), "no script, no inline style (CSP)");

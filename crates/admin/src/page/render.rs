@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use injector::FillReport;
 
 use super::chart;
+use super::text::{bytes, esc, percent, ratio, time, time_i64};
 use crate::api::{EventView, GroupView, JobView, StoreView, TokenView, TrafficView, UpstreamView};
 
 /// What one dashboard shows: each part is the API's answer, or why it is missing.
@@ -35,58 +36,6 @@ pub(crate) enum Notice {
     Revoked {
         token: String,
     },
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// `1.5 GiB`.
-pub(crate) fn bytes(value: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if value < 1024 {
-        return format!("{value} B");
-    }
-    let mut size = value as f64;
-    let mut unit = 0;
-    while size >= 1024.0 && unit < UNITS.len() - 1 {
-        size /= 1024.0;
-        unit += 1;
-    }
-    format!("{size:.1} {}", UNITS[unit])
-}
-
-/// `87.5 %`, or `–` for no traffic.
-pub(crate) fn percent(ratio: Option<f64>) -> String {
-    match ratio {
-        Some(ratio) if ratio.is_finite() => format!("{:.1} %", ratio * 100.0),
-        _ => "–".to_owned(),
-    }
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
-pub(crate) fn time(ms: Option<u64>) -> String {
-    match ms {
-        Some(ms) => access::format_rfc3339(ms / 1000).replace('T', " ").replace('Z', " UTC"),
-        None => "–".to_owned(),
-    }
-}
-
-/// Unix milliseconds (signed, as the database keeps them) as [`time`] shows them.
-pub(crate) fn time_i64(ms: Option<i64>) -> String {
-    time(ms.and_then(|ms| u64::try_from(ms).ok()))
 }
 
 /// The page around `body`: one stylesheet and one script, both served by this binary.
@@ -258,11 +207,6 @@ fn notice_html(out: &mut String, notice: &Notice) {
 /// A job's state as a line: `running (1 of 2)`.
 pub(crate) fn job_text(job: &JobView) -> String {
     if job.state.is_empty() { "unknown".to_owned() } else { job.progress() }
-}
-
-pub(crate) fn ratio(hits: u64, misses: u64) -> Option<f64> {
-    let total = hits + misses;
-    (total > 0).then(|| hits as f64 / total as f64)
 }
 
 fn overview(out: &mut String, view: &Dashboard) {
@@ -642,22 +586,6 @@ fn tokens(out: &mut String, csrf: &str, tokens: &Result<Vec<TokenView>, String>)
 mod tests {
     use super::*;
 
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
-        assert_eq!(esc("plain"), "plain");
-    }
-
-    #[test]
-    fn formats_sizes_ratios_and_times() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
-        assert_eq!(percent(Some(0.875)), "87.5 %");
-        assert_eq!(percent(None), "–");
-        assert_eq!(time(Some(1_800_000_000_000)), "2027-01-15 08:00:00 UTC");
-    }
-
     use serde_json::{Value, json};
 
     /// Events as the API sends them, from fixtures that give only the fields a test is about.
@@ -708,8 +636,12 @@ mod tests {
     }
 
     fn dashboard_with_denials(fills: Vec<FillReport>, events: Value, denials: Value) -> String {
-        let groups =
-            StoreView { physical_bytes: 3 << 20, pending_delete_bytes: 0, max_size: Some(8 << 20), groups: vec![default_group()] };
+        let groups = StoreView {
+            physical_bytes: 3 << 20,
+            pending_delete_bytes: 0,
+            max_size: Some(8 << 20),
+            groups: vec![default_group()],
+        };
         let upstreams = json!([{"name": "hub", "url": "https://hub.example.com",
             "host": "hub.example.com", "reachable": true, "last_answer_at": 1_800_000_000_000u64,
             "last_error": null, "latency_ms": 12.0, "latency_avg_ms": 20.5,
@@ -718,8 +650,10 @@ mod tests {
             json!({"id": id, "name": name, "groups": groups, "admin": admin, "status": status,
                 "created_at": 0, "expires_at": null, "revoked_at": null, "last_used_at": null})
         };
-        let tokens = json!([token("a", "ops", json!([]), true, "active"),
-            token("b", "old<ci>", json!(["default"]), false, "revoked")]);
+        let tokens = json!([
+            token("a", "ops", json!([]), true, "active"),
+            token("b", "old<ci>", json!(["default"]), false, "revoked")
+        ]);
         dashboard(&Dashboard {
             admin: "ops".into(),
             csrf: "c5rf".into(),
@@ -776,7 +710,10 @@ mod tests {
         let chart = &html[html.find("<figure class=\"card chart\"").unwrap()..];
         assert!(chart.contains("data-group=\"default\"") && chart.contains("<svg class=\"traffic\""));
         assert_eq!(chart.matches("<g class=\"hour\"").count(), 24, "{chart}");
-        assert!(chart.contains("Last 24 hours: 3 hits, 1 miss (hit ratio 75.0 %), 5.0 MiB saved."), "{chart}");
+        assert!(
+            chart.contains("Last 24 hours: 3 hits, 1 miss (hit ratio 75.0 %), 5.0 MiB saved."),
+            "{chart}"
+        );
     }
 
     #[test]

@@ -312,7 +312,9 @@ mod tests {
         );
         assert_eq!(fills_table(&[]), "no fill running");
         let events = events_tables(
-            &[event(json!({"at": 0, "kind": "error", "count": 1, "message": "fill failed", "summary": "fill failed"}))],
+            &[event(
+                json!({"at": 0, "kind": "error", "count": 1, "message": "fill failed", "summary": "fill failed"}),
+            )],
             &[event(json!({"at": 0, "kind": "denied", "count": 12, "group": null, "image": null,
                 "client": "10.0.0.7", "message": "failed login: client=10.0.0.7 reason=credentials not accepted",
                 "summary": "12 × failed login from 10.0.0.7 within 41s"}))],

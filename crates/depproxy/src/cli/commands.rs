@@ -112,7 +112,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 }
                 AdminCommand::Groups => {
                     let groups: admin::StoreView = client.get("/api/v1/groups").await?;
-                    if json { serde_json::to_string_pretty(&groups)? } else { admin_cli::groups_table(&groups) }
+                    if json {
+                        serde_json::to_string_pretty(&groups)?
+                    } else {
+                        admin_cli::groups_table(&groups)
+                    }
                 }
                 AdminCommand::Upstreams => {
                     let upstreams: Vec<admin::UpstreamView> = client.get("/api/v1/upstreams").await?;
@@ -128,7 +132,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 }
                 AdminCommand::Events { limit } => {
                     let events = admin_cli::Events {
-                        errors: client.get(&format!("/api/v1/events?kind=error,warning&limit={limit}")).await?,
+                        errors: client
+                            .get(&format!("/api/v1/events?kind=error,warning&limit={limit}"))
+                            .await?,
                         denials: client.get(&format!("/api/v1/events?kind=denied&limit={limit}")).await?,
                     };
                     if json {
@@ -148,7 +154,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                         anyhow::bail!(
                             "purge of group {group} ended {:?}: {}",
                             job.state,
-                            job.error.as_deref().map_or_else(|| "null".to_owned(), |error| format!("{error:?}"))
+                            job.error
+                                .as_deref()
+                                .map_or_else(|| "null".to_owned(), |error| format!("{error:?}"))
                         );
                     }
                 }

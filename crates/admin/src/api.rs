@@ -61,7 +61,8 @@ impl From<lifecycle::HourTraffic> for HourView {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub group: String,
-    /// The protocol it proxies: `oci`, …
+    /// The protocol it proxies: `oci`, … (`#[serde(default)]` here and on the other fields new
+    /// with formats: `depproxy admin` still reads a server from before them.)
     #[serde(default)]
     pub format: String,
     pub upstream: String,

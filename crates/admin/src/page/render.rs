@@ -611,7 +611,8 @@ mod tests {
     /// The default group as `GET /api/v1/groups` answers it: 3 MiB in 2 artifacts and a document,
     /// 3 hits and a miss over 24 h, the hits in the current hour.
     fn default_group() -> GroupView {
-        let hour = 1_800_000_000_000i64 - 1_800_000_000_000i64 % 3_600_000;
+        // 2027-01-15 08:00 UTC: the current hour.
+        let hour = 1_800_000_000_000i64;
         let hourly: Vec<Value> = (0..24)
             .map(|index| {
                 let (hits, misses) = match index {

@@ -1,6 +1,6 @@
 //! The command line of the `depproxy` binary: its subcommands and flags (clap), and how each
 //! role's flags resolve to a [`Config`]. Each subcommand has only the flags it uses; the flag
-//! tables of README.md and docs/ are rendered from these definitions (tests/cli_docs.rs).
+//! tables of README.md and docs/ are rendered from these definitions (tests/it/cli_docs.rs).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

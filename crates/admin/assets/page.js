@@ -107,10 +107,10 @@
       document.querySelectorAll("#groups tr[data-group]").forEach(function (row) {
         if (row.dataset.group !== group.group) return;
         showSize(row.querySelector(".bytes"), row.querySelector("meter"), group.bytes);
-        var blobs = row.querySelector(".blobs");
-        if (blobs) blobs.textContent = group.blobs;
-        var manifests = row.querySelector(".manifests");
-        if (manifests) manifests.textContent = group.manifests;
+        var artifacts = row.querySelector(".artifacts");
+        if (artifacts) artifacts.textContent = group.artifacts;
+        var documents = row.querySelector(".documents");
+        if (documents) documents.textContent = group.documents;
       });
     });
   }

@@ -1,5 +1,7 @@
-//! The operator's JSON answers (`/api/v1/groups`, `/upstreams`, `/fills`, `/events`, `/tokens`)
-//! and the OpenAPI document generated from them and from the routes' annotations.
+//! The operator's JSON answers (`/api/v1/groups`, `/upstreams`, `/fills`, `/events`, `/tokens`,
+//! `/jobs`, purges and revocations, errors) and the OpenAPI document generated from them and from
+//! the routes' annotations. Its readers — the status page and `depproxy admin` — read the JSON
+//! back into these same types, so a renamed field breaks their build, not their screens.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -29,10 +31,40 @@ impl From<metadata::Traffic> for TrafficView {
     }
 }
 
-/// One group: its policy and what it holds.
+/// One hour of a group's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct HourView {
+    /// Unix ms of the hour's start.
+    pub hour: i64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Bytes answered from the cache: what it saved upstream that hour.
+    pub bytes_served: u64,
+    pub bytes_fetched: u64,
+}
+
+impl From<lifecycle::HourTraffic> for HourView {
+    fn from(hour: lifecycle::HourTraffic) -> Self {
+        HourView {
+            hour: hour.hour,
+            hits: hour.traffic.hits,
+            misses: hour.traffic.misses,
+            bytes_served: hour.traffic.bytes_served,
+            bytes_fetched: hour.traffic.bytes_fetched,
+        }
+    }
+}
+
+/// One group: its format, policy and what it holds. Every format is counted in the same words:
+/// *artifacts* are immutable files named by their checksum (OCI: blobs), *documents* the files
+/// that name them (OCI: manifests and indexes), *tags* mutable names for documents.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub group: String,
+    /// The protocol it proxies: `oci`, … (`#[serde(default)]` here and on the other fields new
+    /// with formats: `depproxy admin` still reads a server from before them.)
+    #[serde(default)]
+    pub format: String,
     pub upstream: String,
     /// `token` or `anonymous`.
     pub access: String,
@@ -43,7 +75,17 @@ pub struct GroupView {
     /// Logical bytes held (an object shared with another group counts in both).
     pub bytes: u64,
     pub pinned_bytes: u64,
+    /// Immutable files it holds (OCI: blobs).
+    #[serde(default)]
+    pub artifacts: u64,
+    /// Documents it holds, each version once (OCI: manifests and indexes).
+    #[serde(default)]
+    pub documents: u64,
+    /// Deprecated: `artifacts` under the name it had before formats.
+    #[schema(deprecated)]
     pub blobs: u64,
+    /// Deprecated: `documents` under the name it had before formats.
+    #[schema(deprecated)]
     pub manifests: u64,
     pub tags: u64,
     /// Unix ms of the least recent read of its objects.
@@ -52,6 +94,10 @@ pub struct GroupView {
     pub last_1h: TrafficView,
     /// The current hour and the 23 before it.
     pub last_24h: TrafficView,
+    /// The same 24 hours one by one, oldest first, the current hour last (24 entries; an hour
+    /// without traffic is zeros).
+    #[serde(default)]
+    pub hourly: Vec<HourView>,
 }
 
 /// The store and its groups.
@@ -189,6 +235,13 @@ pub struct CreatedTokenView {
     pub token: TokenView,
 }
 
+/// The answer to `DELETE /api/v1/tokens/{name}`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RevokedView {
+    /// The token's name.
+    pub revoked: String,
+}
+
 /// A purge started: its job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct JobStarted {
@@ -197,11 +250,78 @@ pub struct JobStarted {
     pub status: String,
 }
 
+/// A background job (a purge) and its progress.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub id: String,
+    /// `purge`.
+    pub kind: String,
+    /// What it does, e.g. `purge group default image library/alpine`.
+    pub description: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Objects done so far…
+    pub done: u64,
+    /// …of this many.
+    pub total: u64,
+    /// Bytes of the objects done.
+    pub bytes: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl JobView {
+    /// `running (1 of 2)`: the state and the objects done of all.
+    pub fn progress(&self) -> String {
+        format!("{} ({} of {})", self.state, self.done, self.total)
+    }
+}
+
+impl From<metadata::JobRecord> for JobView {
+    fn from(job: metadata::JobRecord) -> Self {
+        let count = |value: i64| u64::try_from(value).unwrap_or(0);
+        JobView {
+            id: job.id,
+            kind: job.kind,
+            description: job.description,
+            state: job.state,
+            done: count(job.done),
+            total: count(job.total),
+            bytes: count(job.bytes),
+            error: job.error,
+            created_at: job.created_at,
+            finished_at: job.finished_at,
+        }
+    }
+}
+
+/// One error of an [`ErrorEnvelope`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorView {
+    /// An OCI error code: `UNAUTHORIZED`, `DENIED`, `NAME_UNKNOWN`, …
+    pub code: String,
+    pub message: String,
+    /// Free-form, as the OCI error envelope defines it (this API sends none today): a `Value`
+    /// because no schema is promised for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+}
+
 /// The OCI error envelope every failure answers.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope {
-    #[schema(value_type = Vec<Object>)]
-    pub errors: Vec<serde_json::Value>,
+    pub errors: Vec<ErrorView>,
+}
+
+impl ErrorEnvelope {
+    /// The first error's message, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.errors.first().map(|error| error.message.as_str())
+    }
 }
 
 /// Adds the Bearer scheme (an admin access token) every route requires.

@@ -3,6 +3,8 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 
+use crate::api::{ErrorEnvelope, ErrorView};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("an admin access token is required (Authorization: Bearer <token>)")]
@@ -66,7 +68,7 @@ impl IntoResponse for AdminError {
             AdminError::Internal(_) => "internal error (see the server log)".to_owned(),
             other => other.to_string(),
         };
-        let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
+        let body = ErrorEnvelope { errors: vec![ErrorView { code: code.to_owned(), message, detail: None }] };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -12,7 +12,8 @@ mod page;
 mod routes;
 
 pub use api::{
-    CreatedTokenView, EventView, GroupView, JobStarted, StoreView, TokenView, TrafficView, UpstreamView,
+    CreatedTokenView, ErrorEnvelope, ErrorView, EventView, GroupView, HourView, JobStarted, JobView,
+    LastErrorView, RateLimitView, RevokedView, StoreView, TokenView, TrafficView, UpstreamView,
 };
 pub use error::AdminError;
 pub use operator::{

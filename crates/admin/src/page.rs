@@ -4,10 +4,12 @@
 //! and access tokens, with purge and revoke buttons that each go through a confirmation step.
 //!
 //! Server-rendered: the page asks the admin API itself (in process, as the logged-in admin, so it
-//! shows exactly what the API answers and its actions are the API's, audit log included), and
-//! works as plain HTML forms. One stylesheet and one small script, compiled into the binary, are
-//! all it loads; the script polls the API (`fetch` with the session cookie) to move the fills'
-//! progress bars and refresh sizes while you watch.
+//! shows exactly what the API answers and its actions are the API's, audit log included), reads
+//! each answer back into the API's own types (`api.rs`), and works as plain HTML forms. Each
+//! group's last 24 hours of traffic is an inline SVG chart drawn here too (`chart.rs`). One
+//! stylesheet and one small script, compiled into the binary, are all it loads; the script polls
+//! the API (`fetch` with the session cookie) to move the fills' progress bars and refresh sizes
+//! while you watch.
 //!
 //! Sessions live in memory (a restart logs everyone out): a random 256-bit id in the cookie maps
 //! to the token id and a per-session CSRF token, for 12 hours at most; the token is checked to be
@@ -16,7 +18,9 @@
 //! [`SessionAdmin`] for `auth.rs`), for anything but `GET`/`HEAD` only with the session's CSRF
 //! token in `X-CSRF-Token`.
 
+mod chart;
 mod render;
+mod text;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,9 +35,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Router};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use serde_json::Value;
 use tower::ServiceExt as _;
 
+use crate::api::{ErrorEnvelope, ErrorView, JobStarted, StoreView};
 use render::{Dashboard, Notice};
 
 /// The session cookie's name.
@@ -267,24 +271,22 @@ fn encode(text: &str) -> String {
 /// What the admin API answered to an in-process call.
 struct Answer {
     status: StatusCode,
-    body: Value,
+    body: axum::body::Bytes,
 }
 
 impl Answer {
-    /// The body of a success, else a line saying what went wrong.
-    fn ok(self) -> Result<Value, String> {
-        if self.status.is_success() { Ok(self.body) } else { Err(self.problem()) }
-    }
-
     /// The body of a success read into the API's own type, else a line saying what went wrong.
     fn typed<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
-        self.ok().and_then(|body| {
-            serde_json::from_value(body).map_err(|error| format!("unreadable answer: {error}"))
-        })
+        if !self.status.is_success() {
+            return Err(self.problem());
+        }
+        serde_json::from_slice(&self.body).map_err(|error| format!("unreadable answer: {error}"))
     }
 
+    /// `404 Not Found no job "x"`: the status and the error envelope's first message.
     fn problem(&self) -> String {
-        let message = self.body["errors"][0]["message"].as_str().unwrap_or("");
+        let envelope = serde_json::from_slice::<ErrorEnvelope>(&self.body).ok();
+        let message = envelope.as_ref().and_then(ErrorEnvelope::message).unwrap_or("");
         format!("{} {message}", self.status).trim().to_owned()
     }
 }
@@ -299,10 +301,9 @@ async fn api(state: &PageState, admin: &Live, parts: &Parts, method: Method, pat
     let mut request = match request {
         Ok(request) => request,
         Err(error) => {
-            return Answer {
-                status: StatusCode::BAD_REQUEST,
-                body: serde_json::json!({"errors": [{"message": error.to_string()}]}),
-            };
+            let error = ErrorView { code: "UNSUPPORTED".into(), message: error.to_string(), detail: None };
+            let body = serde_json::to_vec(&ErrorEnvelope { errors: vec![error] }).unwrap_or_default();
+            return Answer { status: StatusCode::BAD_REQUEST, body: body.into() };
         }
     };
     if let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
@@ -315,7 +316,6 @@ async fn api(state: &PageState, admin: &Live, parts: &Parts, method: Method, pat
     };
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap_or_default();
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Answer { status, body }
 }
 
@@ -337,18 +337,18 @@ async fn index(State(state): State<PageState>, Query(notices): Query<Notices>, r
         }
         return response;
     };
-    let groups = api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.ok();
-    let upstreams = api(&state, &admin, &parts, Method::GET, "/api/v1/upstreams").await.ok();
+    let groups = api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.typed();
+    let upstreams = api(&state, &admin, &parts, Method::GET, "/api/v1/upstreams").await.typed();
     let fills = api(&state, &admin, &parts, Method::GET, "/api/v1/fills").await.typed();
     let events_path = format!("/api/v1/events?kind=error,warning&limit={EVENTS_SHOWN}");
-    let events = api(&state, &admin, &parts, Method::GET, &events_path).await.ok();
+    let events = api(&state, &admin, &parts, Method::GET, &events_path).await.typed();
     let denials_path = format!("/api/v1/events?kind=denied&limit={EVENTS_SHOWN}");
-    let denials = api(&state, &admin, &parts, Method::GET, &denials_path).await.ok();
-    let tokens = api(&state, &admin, &parts, Method::GET, "/api/v1/tokens").await.ok();
+    let denials = api(&state, &admin, &parts, Method::GET, &denials_path).await.typed();
+    let tokens = api(&state, &admin, &parts, Method::GET, "/api/v1/tokens").await.typed();
     let notice = match (notices.done.as_deref(), notices.job, notices.token) {
         (Some("purge"), Some(job), _) => {
             let path = format!("/api/v1/jobs/{}", encode(&job));
-            let state_now = api(&state, &admin, &parts, Method::GET, &path).await.ok().ok();
+            let state_now = api(&state, &admin, &parts, Method::GET, &path).await.typed().ok();
             Some(Notice::Purge { group: notices.group.unwrap_or_default(), job, state: state_now })
         }
         (Some("revoked"), _, Some(token)) => Some(Notice::Revoked { token }),
@@ -482,10 +482,10 @@ async fn purge_confirm(State(state): State<PageState>, request: Request) -> Resp
         Ok(checked) => checked,
         Err(response) => return response,
     };
-    let stats = api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.ok().ok();
-    let group_stats = stats.as_ref().and_then(|stats| {
-        stats["groups"].as_array()?.iter().find(|group| group["group"] == fields.group.as_str()).cloned()
-    });
+    let stats: Option<StoreView> =
+        api(&state, &admin, &parts, Method::GET, "/api/v1/groups").await.typed().ok();
+    let group_stats =
+        stats.and_then(|stats| stats.groups.into_iter().find(|group| group.group == fields.group));
     html(StatusCode::OK, render::confirm_purge(&admin.csrf, &fields.group, group_stats.as_ref()))
 }
 
@@ -497,11 +497,15 @@ async fn purge(State(state): State<PageState>, request: Request) -> Response {
     // Group paths are `[a-z0-9._-]` segments separated by `/`: safe in the path as they are.
     let path = format!("/api/v1/groups/{}/cache", fields.group);
     let answer = api(&state, &admin, &parts, Method::DELETE, &path).await;
-    if !answer.status.is_success() {
-        return html(answer.status, render::problem("Purge failed", &answer.problem(), Some(&admin.csrf)));
-    }
-    let job = answer.body["job"].as_str().unwrap_or_default();
-    see_other(&format!("/?done=purge&group={}&job={}", encode(&fields.group), encode(job)))
+    let status = answer.status;
+    let started: JobStarted = match answer.typed() {
+        Ok(started) => started,
+        Err(problem) => {
+            let status = if status.is_success() { StatusCode::INTERNAL_SERVER_ERROR } else { status };
+            return html(status, render::problem("Purge failed", &problem, Some(&admin.csrf)));
+        }
+    };
+    see_other(&format!("/?done=purge&group={}&job={}", encode(&fields.group), encode(&started.job)))
 }
 
 async fn revoke_confirm(State(state): State<PageState>, request: Request) -> Response {

@@ -20,8 +20,9 @@ use supervisor::Supervisor;
 use utoipa::OpenApi as _;
 
 use crate::api::{
-    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, EventView, GroupView, JobStarted, LastErrorView,
-    NewToken, RateLimitView, StoreView, TokenView, TrafficView, UpstreamView,
+    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, ErrorView, EventView, GroupView, HourView, JobStarted,
+    JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StoreView, TokenView, TrafficView,
+    UpstreamView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;
@@ -42,8 +43,9 @@ pub struct AdminState {
     info(title = "depproxy admin API", description = "Every call needs an admin access token as Bearer."),
     paths(groups, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now),
     components(schemas(
-        StoreView, GroupView, TrafficView, UpstreamView, LastErrorView, RateLimitView, FillReport, EventView,
-        TokenView, NewToken, CreatedTokenView, JobStarted, ErrorEnvelope
+        StoreView, GroupView, TrafficView, HourView, UpstreamView, LastErrorView, RateLimitView, FillReport,
+        EventView, TokenView, NewToken, CreatedTokenView, RevokedView, JobStarted, JobView, ErrorEnvelope,
+        ErrorView
     )),
     modifiers(&AdminTokenScheme),
     security(("admin_token" = []))
@@ -73,7 +75,7 @@ pub fn router(state: AdminState) -> Router {
     crate::page::with_page(api, access)
 }
 
-/// The store and every group: policy, upstream, size vs quota, objects, traffic.
+/// The store and every group: format, policy, upstream, size vs quota, objects, traffic.
 pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminError> {
     let stats = state.lifecycle.stats(None).await?;
     let groups = stats
@@ -85,17 +87,21 @@ pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminErr
                 upstream: info.map(|info| info.upstream.clone()).unwrap_or_default(),
                 access: info.map(|info| info.access.clone()).unwrap_or_default(),
                 group: group.group,
+                format: group.format.as_str().to_owned(),
                 ttl_seconds: group.ttl_seconds,
                 max_size: group.max_size,
                 pins: group.pins,
                 bytes: group.bytes,
                 pinned_bytes: group.pinned_bytes,
+                artifacts: group.artifacts,
+                documents: group.documents,
                 blobs: group.blobs,
                 manifests: group.manifests,
                 tags: group.tags,
                 oldest_read: group.oldest_read,
                 last_1h: group.last_1h.into(),
                 last_24h: group.last_24h.into(),
+                hourly: group.hourly.into_iter().map(HourView::from).collect(),
             }
         })
         .collect();
@@ -241,7 +247,8 @@ async fn create_token(State(state): State<AdminState>, request: Request) -> Resu
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens",
     params(("name" = String, Path, description = "The token's name")),
-    responses((status = 200, description = "Revoked: every node refuses it within token_check_interval"),
+    responses((status = 200, description = "Revoked: every node refuses it within token_check_interval",
+        body = RevokedView),
         (status = 404, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 async fn revoke_token(
     State(state): State<AdminState>,
@@ -255,7 +262,7 @@ async fn revoke_token(
         return Err(AdminError::NotFound(format!("no active token named {name:?}")));
     }
     tracing::info!(target: "depproxy::audit", admin = %caller.name, token = %name, "token revoked");
-    Ok(axum::Json(serde_json::json!({ "revoked": name })).into_response())
+    Ok(axum::Json(RevokedView { revoked: name }).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -302,15 +309,14 @@ async fn purge(
     let id = job.clone();
     state.supervisor.spawn("purge", job.clone(), move |_signal| async move {
         match lifecycle.run_purge(&request, &id, |_, _| {}).await {
-            Ok(report) => tracing::info!(job = %id, objects = report.objects, bytes = report.bytes,
+            Ok(report) => tracing::info!(job = %id, format = %report.format, objects = report.objects, bytes = report.bytes,
                 tags = report.tags, deleted_objects = report.deleted_objects, "purge done"),
             Err(error) => tracing::warn!(job = %id, %error, "purge failed"),
         }
     });
     let location = format!("/api/v1/jobs/{job}");
     let mut response =
-        (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "job": job, "status": location })))
-            .into_response();
+        (StatusCode::ACCEPTED, axum::Json(JobStarted { job, status: location.clone() })).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(http::header::LOCATION, value);
     }
@@ -338,7 +344,8 @@ async fn sweep_now(State(state): State<AdminState>, request: Request) -> Result<
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "lifecycle",
     params(("id" = String, Path, description = "The job id a purge answered")),
-    responses((status = 200, description = "The job's progress"), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, description = "The job's progress", body = JobView),
+        (status = 404, body = ErrorEnvelope)))]
 async fn job(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -346,7 +353,7 @@ async fn job(
 ) -> Result<Response, AdminError> {
     admin(&state.access, &request.into_parts().0).await?;
     match state.lifecycle.job(&id).await? {
-        Some(job) => Ok(axum::Json(job).into_response()),
+        Some(job) => Ok(axum::Json(JobView::from(job)).into_response()),
         None => Err(AdminError::NotFound(format!("no job {id:?}"))),
     }
 }

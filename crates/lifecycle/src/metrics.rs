@@ -1,4 +1,5 @@
-//! What the lifecycle counts: bytes per group and in the store, evictions by reason, sweeps.
+//! What the lifecycle counts: each group's format, bytes, artifacts and documents, the store's
+//! bytes, evictions by reason, sweeps.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +14,13 @@ struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupInfoLabels {
+    group: String,
+    /// `oci`, …
+    format: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     /// `ttl`, `quota`, `purge` or `gc`.
     reason: &'static str,
@@ -20,7 +28,10 @@ struct ReasonLabels {
 
 #[derive(Clone, Debug)]
 pub struct LifecycleMetrics {
+    group_info: Family<GroupInfoLabels, Gauge>,
     group_bytes: Family<GroupLabels, Gauge>,
+    group_artifacts: Family<GroupLabels, Gauge>,
+    group_documents: Family<GroupLabels, Gauge>,
     store_bytes: Gauge,
     evicted_objects: Family<ReasonLabels, Counter>,
     evicted_bytes: Family<ReasonLabels, Counter>,
@@ -31,7 +42,10 @@ pub struct LifecycleMetrics {
 impl Default for LifecycleMetrics {
     fn default() -> Self {
         LifecycleMetrics {
+            group_info: Family::default(),
             group_bytes: Family::default(),
+            group_artifacts: Family::default(),
+            group_documents: Family::default(),
             store_bytes: Gauge::default(),
             evicted_objects: Family::default(),
             evicted_bytes: Family::default(),
@@ -49,6 +63,21 @@ impl LifecycleMetrics {
             let _ = metrics.evicted_objects.get_or_create(&ReasonLabels { reason });
             let _ = metrics.evicted_bytes.get_or_create(&ReasonLabels { reason });
         }
+        registry.register(
+            "depproxy_group_info",
+            "Each group, with its format as a label (always 1): join it on `group` to split any group's series by format",
+            metrics.group_info.clone(),
+        );
+        registry.register(
+            "depproxy_cache_artifacts",
+            "Artifacts (immutable files: OCI blobs) each group holds, as of the last measurement",
+            metrics.group_artifacts.clone(),
+        );
+        registry.register(
+            "depproxy_cache_documents",
+            "Documents (files naming artifacts: OCI manifests) each group holds, as of the last measurement",
+            metrics.group_documents.clone(),
+        );
         registry.register(
             "depproxy_cache_bytes",
             "Bytes of the objects each group holds (an object shared by groups counts in each)",
@@ -81,6 +110,14 @@ impl LifecycleMetrics {
     pub(crate) fn evicted(&self, reason: &'static str, objects: u64, bytes: u64) {
         self.evicted_objects.get_or_create(&ReasonLabels { reason }).inc_by(objects);
         self.evicted_bytes.get_or_create(&ReasonLabels { reason }).inc_by(bytes);
+    }
+
+    /// A group's format, and what it holds as measured from the database.
+    pub(crate) fn group_measured(&self, group: &str, format: &'static str, artifacts: u64, documents: u64) {
+        self.group_info.get_or_create(&GroupInfoLabels { group: group.to_owned(), format }).set(1);
+        let labels = GroupLabels { group: group.to_owned() };
+        self.group_artifacts.get_or_create(&labels).set(gauge(artifacts));
+        self.group_documents.get_or_create(&labels).set(gauge(documents));
     }
 
     pub(crate) fn group_bytes(&self, group: &str, bytes: u64) {

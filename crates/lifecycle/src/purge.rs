@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use cache::Format;
 use metadata::{Cursor, ObjectRow};
 use oci::{GroupPath, RepositoryName};
 
@@ -43,6 +44,9 @@ impl PurgeRequest {
 /// What a purge removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PurgeReport {
+    /// The group's format.
+    pub format: Format,
+    /// Artifacts and documents.
     pub objects: u64,
     pub bytes: u64,
     pub tags: u64,
@@ -86,7 +90,8 @@ impl Lifecycle {
     ) -> Result<PurgeReport, LifecycleError> {
         let now = self.clock.now_ms();
         let cutoff = request.older_than.map(|age| now.saturating_sub(millis(age)));
-        let mut report = PurgeReport::default();
+        let format = self.group(request.group.as_str()).map(|group| group.format).unwrap_or_default();
+        let mut report = PurgeReport { format, ..PurgeReport::default() };
         let victims = match &request.image {
             Some(image) => self.image_objects(&request.group, image, cutoff).await?,
             None => self.group_objects(&request.group, cutoff).await?,

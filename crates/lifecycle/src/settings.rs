@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use cache::LifecyclePolicy;
+use cache::{Format, LifecyclePolicy};
 use oci::GroupPath;
 
 /// A group as the lifecycle sees it.
 #[derive(Debug, Clone)]
 pub struct GroupPolicy {
     pub path: GroupPath,
+    /// The protocol it proxies: shown beside its figures, never acted on (the lifecycle treats
+    /// every format's rows alike).
+    pub format: Format,
     pub policy: LifecyclePolicy,
 }
 

@@ -391,14 +391,16 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Sets the size gauges and the sweeper's estimates from the database (at start-up, after
-    /// each sweep and purge; commits keep them current in between).
+    /// Sets the size and count gauges and the sweeper's estimates from the database (at start-up,
+    /// after each sweep and purge; commits keep the sizes current in between, not the counts).
     pub async fn publish_usage(&self) -> Result<(), LifecycleError> {
         let usage = self.metadata.group_usage().await?;
         for group in &self.groups {
-            let bytes =
-                usage.iter().find(|entry| entry.group == group.path.as_str()).map_or(0, |entry| entry.bytes);
-            self.metrics.group_bytes(group.path.as_str(), bytes);
+            let used = usage.iter().find(|entry| entry.group == group.path.as_str());
+            let path = group.path.as_str();
+            self.metrics.group_bytes(path, used.map_or(0, |entry| entry.bytes));
+            let (artifacts, documents) = used.map_or((0, 0), |entry| (entry.blobs, entry.manifests));
+            self.metrics.group_measured(path, group.format.as_str(), artifacts, documents);
         }
         let store = self.metadata.referenced_bytes().await? + self.metadata.pending_bytes().await?;
         self.metrics.store_bytes(store);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cache::{Clock, LifecyclePolicy, Pins};
+use cache::{Clock, Format, LifecyclePolicy, Pins};
 use futures_util::StreamExt as _;
 use metadata::{
     BlobKey, BlobRecord, CommitLease, Committed, DatabaseUrl, ManifestKey, ManifestRecord, Metadata, Reads,
@@ -76,7 +76,11 @@ async fn setups(policies: &[(&str, LifecyclePolicy)], settings: SweepSettings) -
         let clock = Clock::manual(START_MS);
         let groups = policies
             .iter()
-            .map(|(path, policy)| GroupPolicy { path: group(path), policy: policy.clone() })
+            .map(|(path, policy)| GroupPolicy {
+                path: group(path),
+                format: Format::Oci,
+                policy: policy.clone(),
+            })
             .collect();
         let lifecycle = Arc::new(Lifecycle::new(
             metadata.clone(),
@@ -192,6 +196,43 @@ async fn an_object_shared_by_two_groups_is_stored_once_and_deleted_with_its_last
         setup.clock.advance(DAY * 30);
         setup.lifecycle.sweep().await.unwrap();
         assert!(!setup.stored(&shared).await, "deleted with its last row");
+    }
+}
+
+#[tokio::test]
+async fn stats_name_the_format_count_artifacts_and_documents_and_keep_24_hours_of_traffic() {
+    use metadata::Traffic;
+    const HOUR: Duration = Duration::from_secs(3600);
+    for setup in setups(&[("g", LifecyclePolicy::default())], base()).await {
+        let layer = setup.blob("g", b"a layer").await;
+        setup.manifest("g", "lab/app", "v1", &[layer]).await;
+        let now = setup.clock.now_ms();
+        let this_hour = now - now.rem_euclid(3_600_000);
+        let group_traffic = |hits, misses, bytes_served| {
+            vec![(group("g"), Traffic { hits, misses, bytes_served, bytes_fetched: 0 })]
+        };
+        setup.metadata.add_traffic(this_hour - 30 * 3_600_000, &group_traffic(50, 0, 0)).await.unwrap();
+        setup.metadata.add_traffic(this_hour - 2 * 3_600_000, &group_traffic(4, 1, 400)).await.unwrap();
+        setup.metadata.add_traffic(this_hour, &group_traffic(3, 2, 300)).await.unwrap();
+        let stats = setup.lifecycle.stats(Some("g")).await.unwrap();
+        let g = &stats.groups[0];
+        assert_eq!(g.format, Format::Oci);
+        assert_eq!((g.artifacts, g.documents, g.tags), (1, 1, 1));
+        assert_eq!((g.blobs, g.manifests), (g.artifacts, g.documents), "the old names say the same");
+        assert_eq!(g.hourly.len(), HOURS);
+        assert_eq!(g.hourly[HOURS - 1].hour, this_hour, "the current hour last");
+        assert_eq!(g.hourly[0].hour, this_hour - 23 * 3_600_000);
+        let hits: Vec<u64> = g.hourly.iter().map(|hour| hour.traffic.hits).collect();
+        let mut expected = vec![0; HOURS];
+        (expected[HOURS - 3], expected[HOURS - 1]) = (4, 3);
+        assert_eq!(hits, expected, "30 hours ago is not among the 24");
+        assert_eq!((g.last_24h.hits, g.last_24h.misses, g.last_24h.bytes_served), (7, 3, 700));
+        assert_eq!((g.last_1h.hits, g.last_1h.misses), (3, 2));
+        // An hour later the current hour is the next one, and the history moved with it.
+        setup.clock.advance(HOUR);
+        let later = setup.lifecycle.stats(Some("g")).await.unwrap();
+        assert_eq!(later.groups[0].hourly[HOURS - 2].traffic.hits, 3);
+        assert_eq!(later.groups[0].last_1h, Traffic::default());
     }
 }
 
@@ -497,7 +538,7 @@ async fn removals_are_heard_at_once_and_objects_outlive_their_rows_by_the_remova
 #[test]
 fn a_quota_that_frees_less_than_the_largest_blob_per_sweep_is_warned_about() {
     let policy = LifecyclePolicy { max_size: Some(100 << 20), ..LifecyclePolicy::default() };
-    let groups = vec![GroupPolicy { path: group("small"), policy }];
+    let groups = vec![GroupPolicy { path: group("small"), format: Format::Oci, policy }];
     let settings = SweepSettings { max_size: Some(80 << 20), ..base() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();

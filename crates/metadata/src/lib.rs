@@ -25,7 +25,7 @@ pub use error::MetadataError;
 pub use jobs::JobRecord;
 pub use objects::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
 pub use pool::Metadata;
-pub use reads::{Reads, Traffic};
+pub use reads::{HourlyTraffic, Reads, Traffic};
 pub use sweep::{Cursor, GroupUsage, ObjectRow, Removed, StoredDigest, TagRow};
 pub use tokens::AccessTokenRecord;
 pub use url::DatabaseUrl;

@@ -239,6 +239,19 @@ async fn one_maintenance_lease_holder_at_a_time_and_traffic_adds_up() {
             recent,
             vec![("g".to_owned(), Traffic { hits: 2, misses: 1, bytes_served: 100, bytes_fetched: 40 })]
         );
+        db.add_traffic(7_200_000, &[(group("a"), miss)]).await.unwrap();
+        let hourly = db.hourly_traffic_since(0).await.unwrap();
+        let hours: Vec<(&str, i64, u64, u64)> = hourly
+            .iter()
+            .map(|row| (row.group.as_str(), row.hour, row.traffic.hits, row.traffic.misses))
+            .collect();
+        assert_eq!(
+            hours,
+            vec![("a", 7_200_000, 0, 1), ("g", 0, 2, 0), ("g", 3_600_000, 2, 1)],
+            "hour by hour, by group then hour: {}",
+            db.backend()
+        );
+        assert_eq!(db.hourly_traffic_since(3_600_000).await.unwrap().len(), 2, "{}", db.backend());
         assert_eq!(db.prune_traffic(3_600_000).await.unwrap(), 1, "{}", db.backend());
 
         db.create_job("j1", "purge", "group g", 5).await.unwrap();

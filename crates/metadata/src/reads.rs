@@ -35,6 +35,15 @@ impl Traffic {
     }
 }
 
+/// A group's traffic in one hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourlyTraffic {
+    pub group: String,
+    /// The hour's start (unix ms).
+    pub hour: i64,
+    pub traffic: Traffic,
+}
+
 /// Rows per statement: well under both databases' bind-parameter limits.
 const CHUNK: usize = 500;
 
@@ -163,6 +172,28 @@ impl Metadata {
                     bytes_fetched: fetched.max(0) as u64,
                 };
                 (group, traffic)
+            })
+            .collect())
+    }
+
+    /// Each group's traffic hour by hour since `since` (unix ms; whole hours): one entry per
+    /// group and hour that saw any, by group then hour. Hours without traffic have no row.
+    pub async fn hourly_traffic_since(&self, since: i64) -> Result<Vec<HourlyTraffic>> {
+        const SQL: &str = "SELECT group_path, hour, hits, misses, bytes_served, bytes_fetched \
+             FROM group_traffic WHERE hour >= $1 ORDER BY group_path, hour";
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).bind(since).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(group, hour, hits, misses, served, fetched)| HourlyTraffic {
+                group,
+                hour,
+                traffic: Traffic {
+                    hits: hits.max(0) as u64,
+                    misses: misses.max(0) as u64,
+                    bytes_served: served.max(0) as u64,
+                    bytes_fetched: fetched.max(0) as u64,
+                },
             })
             .collect())
     }

@@ -1,97 +1,41 @@
-//! The status page's HTML, rendered from the admin API's JSON (the same figures a script or the
-//! page's own polling sees). Every text from outside goes through [`esc`]; nothing here reads
-//! state of its own.
+//! The status page's HTML, rendered from the admin API's answers read back into its own types
+//! (the same figures a script or the page's own polling sees). Every text from outside goes
+//! through [`esc`]; nothing here reads state of its own.
 
 use std::fmt::Write as _;
 
 use injector::FillReport;
-use serde_json::Value;
+
+use super::chart;
+use super::text::{bytes, esc, percent, ratio, time, time_i64};
+use crate::api::{EventView, GroupView, JobView, StoreView, TokenView, TrafficView, UpstreamView};
 
 /// What one dashboard shows: each part is the API's answer, or why it is missing.
 pub(crate) struct Dashboard {
     pub admin: String,
     pub csrf: String,
-    pub groups: Result<Value, String>,
-    pub upstreams: Result<Value, String>,
+    pub groups: Result<StoreView, String>,
+    pub upstreams: Result<Vec<UpstreamView>, String>,
     pub fills: Result<Vec<FillReport>, String>,
     /// Recent errors and warnings.
-    pub events: Result<Value, String>,
+    pub events: Result<Vec<EventView>, String>,
     /// Recent denials (kept apart: a flood of them does not hide an error).
-    pub denials: Result<Value, String>,
-    pub tokens: Result<Value, String>,
+    pub denials: Result<Vec<EventView>, String>,
+    pub tokens: Result<Vec<TokenView>, String>,
     /// A line about what was just done (a purge started, a token revoked).
     pub notice: Option<Notice>,
 }
 
 pub(crate) enum Notice {
-    /// A purge job: its group, id and state now (the API's job JSON).
+    /// A purge job: its group, id and state now.
     Purge {
         group: String,
         job: String,
-        state: Option<Value>,
+        state: Option<JobView>,
     },
     Revoked {
         token: String,
     },
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// `1.5 GiB`.
-pub(crate) fn bytes(value: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if value < 1024 {
-        return format!("{value} B");
-    }
-    let mut size = value as f64;
-    let mut unit = 0;
-    while size >= 1024.0 && unit < UNITS.len() - 1 {
-        size /= 1024.0;
-        unit += 1;
-    }
-    format!("{size:.1} {}", UNITS[unit])
-}
-
-/// `87.5 %`, or `–` for no traffic.
-pub(crate) fn percent(ratio: Option<f64>) -> String {
-    match ratio {
-        Some(ratio) if ratio.is_finite() => format!("{:.1} %", ratio * 100.0),
-        _ => "–".to_owned(),
-    }
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
-pub(crate) fn time(ms: Option<u64>) -> String {
-    match ms {
-        Some(ms) => access::format_rfc3339(ms / 1000).replace('T', " ").replace('Z', " UTC"),
-        None => "–".to_owned(),
-    }
-}
-
-fn u64_of(value: &Value, key: &str) -> u64 {
-    value.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
-    value.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn items(value: &Value) -> &[Value] {
-    value.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// The page around `body`: one stylesheet and one script, both served by this binary.
@@ -153,22 +97,32 @@ pub(crate) fn problem(title: &str, message: &str, csrf: Option<&str>) -> String 
     page(title, csrf, &body)
 }
 
+/// `3 artifacts and 1 document (1 tag)`: what a group holds, in the words of every format.
+pub(crate) fn holdings(group: &GroupView) -> String {
+    format!(
+        "{} and {} ({})",
+        telemetry::plural(group.artifacts, "artifact", "artifacts"),
+        telemetry::plural(group.documents, "document", "documents"),
+        telemetry::plural(group.tags, "tag", "tags"),
+    )
+}
+
 /// The confirmation step before a purge.
-pub(crate) fn confirm_purge(csrf: &str, group: &str, stats: Option<&Value>) -> String {
+pub(crate) fn confirm_purge(csrf: &str, group: &str, stats: Option<&GroupView>) -> String {
     let mut body = String::new();
     let _ = write!(body, "<section class=\"card narrow\"><h1>Purge group <code>{}</code>?</h1>", esc(group));
     if let Some(stats) = stats {
         let _ = write!(
             body,
-            "<p>It holds {} in {} and {} ({}).</p>",
-            esc(&bytes(u64_of(stats, "bytes"))),
-            telemetry::plural(u64_of(stats, "blobs"), "blob", "blobs"),
-            telemetry::plural(u64_of(stats, "manifests"), "manifest", "manifests"),
-            telemetry::plural(u64_of(stats, "tags"), "tag", "tags"),
+            "<p>It holds {} in {}.</p><p class=\"muted small\">Format <code>{}</code>: artifacts are its \
+             immutable files (OCI: blobs), documents the files that name them (OCI: manifests).</p>",
+            esc(&bytes(stats.bytes)),
+            esc(&holdings(stats)),
+            esc(&stats.format),
         );
     }
     body.push_str(
-        "<p>Every cached image of the group is deleted (objects other groups still use stay); the next \
+        "<p>Everything the group caches is deleted (objects other groups still use stay); the next \
          pull fetches from the upstream again.</p>",
     );
     body.push_str("<form method=\"post\" action=\"/ui/purge/confirm\" class=\"actions\">");
@@ -251,28 +205,8 @@ fn notice_html(out: &mut String, notice: &Notice) {
 }
 
 /// A job's state as a line: `running (1 of 2)`.
-pub(crate) fn job_text(job: &Value) -> String {
-    let state = str_of(job, "state");
-    let state = if state.is_empty() { "unknown" } else { state };
-    match (job.get("done").and_then(Value::as_u64), job.get("total").and_then(Value::as_u64)) {
-        (Some(done), Some(total)) => format!("{state} ({done} of {total})"),
-        _ => state.to_owned(),
-    }
-}
-
-fn window(group: &Value, key: &str) -> (u64, u64, u64, u64) {
-    let window = group.get(key).unwrap_or(&Value::Null);
-    (
-        u64_of(window, "hits"),
-        u64_of(window, "misses"),
-        u64_of(window, "bytes_served"),
-        u64_of(window, "bytes_fetched"),
-    )
-}
-
-fn ratio(hits: u64, misses: u64) -> Option<f64> {
-    let total = hits + misses;
-    (total > 0).then(|| hits as f64 / total as f64)
+pub(crate) fn job_text(job: &JobView) -> String {
+    if job.state.is_empty() { "unknown".to_owned() } else { job.progress() }
 }
 
 fn overview(out: &mut String, view: &Dashboard) {
@@ -285,18 +219,20 @@ fn overview(out: &mut String, view: &Dashboard) {
             return;
         }
     };
-    let groups = stats.get("groups").map(items).unwrap_or_default();
-    let (mut hits, mut misses, mut served, mut fetched) = (0, 0, 0, 0);
+    let groups = &stats.groups;
+    let mut last_24h = TrafficView { hits: 0, misses: 0, bytes_served: 0, bytes_fetched: 0, hit_ratio: None };
     let (mut hits_1h, mut misses_1h) = (0, 0);
     for group in groups {
-        let (h, m, s, f) = window(group, "last_24h");
-        (hits, misses, served, fetched) = (hits + h, misses + m, served + s, fetched + f);
-        let (h, m, _, _) = window(group, "last_1h");
-        (hits_1h, misses_1h) = (hits_1h + h, misses_1h + m);
+        last_24h.hits += group.last_24h.hits;
+        last_24h.misses += group.last_24h.misses;
+        last_24h.bytes_served += group.last_24h.bytes_served;
+        last_24h.bytes_fetched += group.last_24h.bytes_fetched;
+        (hits_1h, misses_1h) = (hits_1h + group.last_1h.hits, misses_1h + group.last_1h.misses);
     }
-    let physical = u64_of(stats, "physical_bytes");
-    let pending = u64_of(stats, "pending_delete_bytes");
-    let max_size = stats.get("max_size").and_then(Value::as_u64);
+    let TrafficView { hits, misses, bytes_served: served, bytes_fetched: fetched, .. } = last_24h;
+    let physical = stats.physical_bytes;
+    let pending = stats.pending_delete_bytes;
+    let max_size = stats.max_size;
     out.push_str("<div class=\"cards\">");
     let _ = write!(
         out,
@@ -308,11 +244,11 @@ fn overview(out: &mut String, view: &Dashboard) {
     let _ = write!(
         out,
         "<div class=\"card figure\"><span class=\"label\">Hit ratio (24 h)</span>\
-         <span class=\"value\" id=\"hit-ratio\">{}</span><span class=\"muted\">last hour: {} · {} hits, {} misses</span></div>",
+         <span class=\"value\" id=\"hit-ratio\">{}</span><span class=\"muted\">last hour: {} · {}, {}</span></div>",
         esc(&percent(ratio(hits, misses))),
         esc(&percent(ratio(hits_1h, misses_1h))),
-        hits,
-        misses
+        telemetry::plural(hits, "hit", "hits"),
+        telemetry::plural(misses, "miss", "misses"),
     );
     let _ = write!(
         out,
@@ -347,47 +283,56 @@ fn overview(out: &mut String, view: &Dashboard) {
     // Without a group quota, a bar shows the group's share of the store.
     let scale = max_size.unwrap_or(physical).max(1);
     out.push_str(
-        "<div class=\"scroll\"><table id=\"groups\"><thead><tr><th>Group</th><th>Size</th>\
-         <th class=\"num\">Blobs</th><th class=\"num\">Manifests</th><th class=\"num\">Hit ratio 24 h</th>\
-         <th class=\"num\">Saved 24 h</th><th></th></tr></thead><tbody>\n",
+        "<div class=\"scroll\"><table id=\"groups\"><thead><tr><th>Group</th><th>Format</th><th>Size</th>\
+         <th class=\"num\" title=\"Immutable files (OCI: blobs)\">Artifacts</th>\
+         <th class=\"num\" title=\"Files that name artifacts (OCI: manifests)\">Documents</th>\
+         <th class=\"num\">Hit ratio 24 h</th><th class=\"num\">Saved 24 h</th><th></th></tr></thead><tbody>\n",
     );
     for group in groups {
-        let name = str_of(group, "group");
-        let size = u64_of(group, "bytes");
-        let quota = group.get("max_size").and_then(Value::as_u64);
-        let (h, m, s, _) = window(group, "last_24h");
-        let (max, what) = match quota {
+        let size = group.bytes;
+        let (max, what) = match group.max_size {
             Some(quota) => (quota.max(1), format!("of {} quota", bytes(quota))),
             None => (scale, "share of the store".to_owned()),
         };
         let _ = writeln!(
             out,
             "<tr data-group=\"{name}\"><td><strong>{name}</strong><br><span class=\"muted\">{about}</span></td>\
+             <td class=\"format\">{format}</td>\
              <td class=\"size\"><span class=\"bytes\" data-bytes=\"{size}\">{size_text}</span>\
              <meter min=\"0\" max=\"{max}\" value=\"{value}\" title=\"{what}\">{what}</meter>\
              <span class=\"muted small\">{what}</span></td>\
-             <td class=\"num blobs\">{blobs}</td><td class=\"num manifests\">{manifests}</td><td class=\"num\">{ratio}</td>\
-             <td class=\"num\">{saved}</td><td>\
+             <td class=\"num artifacts\">{artifacts}</td><td class=\"num documents\">{documents}</td>\
+             <td class=\"num\">{ratio}</td><td class=\"num\">{saved}</td><td>\
              <form method=\"post\" action=\"/ui/purge\" class=\"inline\">{csrf}{group_field}\
              <button type=\"submit\" class=\"danger small\">Purge…</button></form></td></tr>",
-            name = esc(name),
-            about = esc(&[str_of(group, "upstream"), str_of(group, "access")]
+            name = esc(&group.group),
+            about = esc(&[group.upstream.as_str(), group.access.as_str()]
                 .into_iter()
                 .filter(|part| !part.is_empty())
                 .collect::<Vec<_>>()
                 .join(" · ")),
+            format = esc(&group.format),
             size_text = esc(&bytes(size)),
             value = size.min(max),
             what = esc(&what),
-            blobs = u64_of(group, "blobs"),
-            manifests = u64_of(group, "manifests"),
-            ratio = esc(&percent(ratio(h, m))),
-            saved = esc(&bytes(s)),
+            artifacts = group.artifacts,
+            documents = group.documents,
+            ratio = esc(&percent(ratio(group.last_24h.hits, group.last_24h.misses))),
+            saved = esc(&bytes(group.last_24h.bytes_served)),
             csrf = hidden("csrf", &view.csrf),
-            group_field = hidden("group", name),
+            group_field = hidden("group", &group.group),
         );
     }
-    out.push_str("</tbody></table></div></section>\n");
+    out.push_str("</tbody></table></div>\n");
+
+    out.push_str(
+        "<h3>Traffic, last 24 hours</h3><p class=\"muted small\">Per group and hour (UTC): hits and misses \
+         stacked, and the bytes answered from the cache (saved upstream).</p><div class=\"charts\">\n",
+    );
+    for (index, group) in groups.iter().enumerate() {
+        out.push_str(&chart::traffic_figure(index, group));
+    }
+    out.push_str("</div></section>\n");
 }
 
 fn pending_text(pending: u64) -> String {
@@ -455,10 +400,10 @@ fn fills(out: &mut String, fills: &Result<Vec<FillReport>, String>) {
     out.push_str("</section>\n");
 }
 
-fn upstreams(out: &mut String, upstreams: &Result<Value, String>) {
+fn upstreams(out: &mut String, upstreams: &Result<Vec<UpstreamView>, String>) {
     out.push_str("<section id=\"upstreams\"><h2>Upstreams</h2>\n");
     let upstreams = match upstreams {
-        Ok(upstreams) => items(upstreams),
+        Ok(upstreams) => upstreams,
         Err(why) => {
             unavailable(out, why);
             out.push_str("</section>\n");
@@ -473,24 +418,21 @@ fn upstreams(out: &mut String, upstreams: &Result<Value, String>) {
         out.push_str("<tr><td colspan=\"5\" class=\"muted\">No upstream configured.</td></tr>\n");
     }
     for upstream in upstreams {
-        let (class, health) = match upstream.get("reachable").and_then(Value::as_bool) {
+        let (class, health) = match upstream.reachable {
             Some(true) => ("ok", "reachable"),
             Some(false) => ("bad", "unreachable"),
             None => ("unknown", "not contacted yet"),
         };
-        let latency = match (
-            upstream.get("latency_ms").and_then(Value::as_f64),
-            upstream.get("latency_avg_ms").and_then(Value::as_f64),
-        ) {
+        let latency = match (upstream.latency_ms, upstream.latency_avg_ms) {
             (Some(last), Some(avg)) => format!("{last:.0} ms (avg {avg:.0} ms)"),
             (Some(last), None) => format!("{last:.0} ms"),
             _ => "–".to_owned(),
         };
-        let budget = match upstream.get("rate_limit").filter(|limit| limit.is_object()) {
+        let budget = match &upstream.rate_limit {
             Some(limit) => {
-                let max = u64_of(limit, "limit");
-                let remaining = u64_of(limit, "remaining");
-                let window = u64_of(limit, "window_seconds");
+                let max = limit.limit;
+                let remaining = limit.remaining;
+                let window = limit.window_seconds.unwrap_or(0);
                 format!(
                     "<meter min=\"0\" max=\"{}\" value=\"{}\" low=\"{}\" optimum=\"{}\">{remaining}</meter>\
                      <span class=\"small\">{remaining} of {max} per {}</span>",
@@ -503,11 +445,11 @@ fn upstreams(out: &mut String, upstreams: &Result<Value, String>) {
             }
             None => "<span class=\"muted\">not announced</span>".to_owned(),
         };
-        let error = match upstream.get("last_error").filter(|error| error.is_object()) {
+        let error = match &upstream.last_error {
             Some(error) => format!(
                 "{}<br><span class=\"muted small\">{}</span>",
-                esc(str_of(error, "message")),
-                esc(&time(error.get("at").and_then(Value::as_u64)))
+                esc(&error.message),
+                esc(&time(Some(error.at)))
             ),
             None => "<span class=\"muted\">none</span>".to_owned(),
         };
@@ -516,9 +458,9 @@ fn upstreams(out: &mut String, upstreams: &Result<Value, String>) {
             "<tr><td><strong>{}</strong><br><span class=\"muted small\">{}</span></td>\
              <td><span class=\"status {class}\">{health}</span><br><span class=\"muted small\">last answer {}</span></td>\
              <td class=\"num\">{}</td><td>{budget}</td><td>{error}</td></tr>",
-            esc(str_of(upstream, "name")),
-            esc(str_of(upstream, "url")),
-            esc(&time(upstream.get("last_answer_at").and_then(Value::as_u64))),
+            esc(&upstream.name),
+            esc(&upstream.url),
+            esc(&time(upstream.last_answer_at)),
             esc(&latency),
         );
     }
@@ -541,14 +483,14 @@ enum EventList {
     Denials,
 }
 
-fn events(out: &mut String, list: EventList, events: &Result<Value, String>) {
+fn events(out: &mut String, list: EventList, events: &Result<Vec<EventView>, String>) {
     let (id, title, nothing) = match list {
         EventList::Errors => ("events", "Recent errors", "Nothing went wrong lately."),
         EventList::Denials => ("denials", "Recent denials", "Nobody was refused lately."),
     };
     let _ = writeln!(out, "<section id=\"{id}\"><h2>{title}</h2>");
     let events = match events {
-        Ok(events) => items(events),
+        Ok(events) => events,
         Err(why) => {
             unavailable(out, why);
             out.push_str("</section>\n");
@@ -564,26 +506,26 @@ fn events(out: &mut String, list: EventList, events: &Result<Value, String>) {
          </thead><tbody>\n",
     );
     for event in events {
-        let place = [str_of(event, "group"), str_of(event, "image"), str_of(event, "client")]
+        let place = [&event.group, &event.image, &event.client]
             .into_iter()
-            .filter(|part| !part.is_empty())
+            .filter_map(|part| part.as_deref().filter(|part| !part.is_empty()))
             .collect::<Vec<_>>()
             .join(" · ");
-        let kind = str_of(event, "kind");
-        let summary = match str_of(event, "summary") {
-            "" => str_of(event, "message"),
+        let kind = event.kind.as_str();
+        let summary = match event.summary.as_str() {
+            "" => event.message.as_str(),
             summary => summary,
         };
         // Repeats: the row's line, then the latest occurrence in full.
-        let latest = if u64_of(event, "count") > 1 {
-            format!("<br><span class=\"small muted\">latest: {}</span>", esc(str_of(event, "message")))
+        let latest = if event.count > 1 {
+            format!("<br><span class=\"small muted\">latest: {}</span>", esc(&event.message))
         } else {
             String::new()
         };
         let _ = writeln!(
             out,
             "<tr><td class=\"small\">{}</td><td><span class=\"status {}\">{}</span></td><td>{}</td><td>{}{latest}</td></tr>",
-            esc(&time(event.get("at").and_then(Value::as_u64))),
+            esc(&time(Some(event.at))),
             if kind == "error" { "bad" } else { "unknown" },
             esc(kind),
             esc(&place),
@@ -593,10 +535,10 @@ fn events(out: &mut String, list: EventList, events: &Result<Value, String>) {
     out.push_str("</tbody></table></div></section>\n");
 }
 
-fn tokens(out: &mut String, csrf: &str, tokens: &Result<Value, String>) {
+fn tokens(out: &mut String, csrf: &str, tokens: &Result<Vec<TokenView>, String>) {
     out.push_str("<section id=\"tokens\"><h2>Access tokens</h2>\n");
     let tokens = match tokens {
-        Ok(tokens) => items(tokens),
+        Ok(tokens) => tokens,
         Err(why) => {
             unavailable(out, why);
             out.push_str("</section>\n");
@@ -612,15 +554,9 @@ fn tokens(out: &mut String, csrf: &str, tokens: &Result<Value, String>) {
          <th></th></tr></thead><tbody>\n",
     );
     for token in tokens {
-        let name = str_of(token, "name");
-        let groups = token.get("groups").map(items).unwrap_or_default();
-        let groups = groups.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ");
-        let may = if token.get("admin").and_then(Value::as_bool).unwrap_or(false) {
-            "admin".to_owned()
-        } else {
-            format!("pull: {groups}")
-        };
-        let status = str_of(token, "status");
+        let name = token.name.as_str();
+        let may = if token.admin { "admin".to_owned() } else { format!("pull: {}", token.groups.join(", ")) };
+        let status = token.status.as_str();
         let action = if status == "active" {
             format!(
                 "<form method=\"post\" action=\"/ui/revoke\" class=\"inline\">{}{}\
@@ -640,7 +576,7 @@ fn tokens(out: &mut String, csrf: &str, tokens: &Result<Value, String>) {
             esc(&may),
             if status == "active" { "ok" } else { "unknown" },
             esc(status),
-            esc(&time(token.get("last_used_at").and_then(Value::as_u64))),
+            esc(&time_i64(token.last_used_at)),
         );
     }
     out.push_str("</tbody></table></div></section>\n");
@@ -650,61 +586,95 @@ fn tokens(out: &mut String, csrf: &str, tokens: &Result<Value, String>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
-        assert_eq!(esc("plain"), "plain");
+    use serde_json::{Value, json};
+
+    /// Events as the API sends them, from fixtures that give only the fields a test is about.
+    fn events_of(fixtures: Value) -> Vec<EventView> {
+        let rows = fixtures.as_array().cloned().unwrap_or_default();
+        rows.into_iter()
+            .map(|fixture| {
+                let mut event = json!({"at": 0, "first_at": 0, "count": 1, "kind": "error", "group": null,
+                    "image": null, "client": null, "message": "", "summary": ""});
+                for (key, value) in fixture.as_object().unwrap() {
+                    event[key] = value.clone();
+                }
+                serde_json::from_value(event).unwrap()
+            })
+            .collect()
     }
 
-    #[test]
-    fn formats_sizes_ratios_and_times() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
-        assert_eq!(percent(Some(0.875)), "87.5 %");
-        assert_eq!(percent(None), "–");
-        assert_eq!(time(Some(1_800_000_000_000)), "2027-01-15 08:00:00 UTC");
+    fn traffic(hits: u64, misses: u64, bytes_served: u64, bytes_fetched: u64) -> Value {
+        json!({"hits": hits, "misses": misses, "bytes_served": bytes_served, "bytes_fetched": bytes_fetched,
+            "hit_ratio": null})
+    }
+
+    /// The default group as `GET /api/v1/groups` answers it: 3 MiB in 2 artifacts and a document,
+    /// 3 hits and a miss over 24 h, the hits in the current hour.
+    fn default_group() -> GroupView {
+        // 2027-01-15 08:00 UTC: the current hour.
+        let hour = 1_800_000_000_000i64;
+        let hourly: Vec<Value> = (0..24)
+            .map(|index| {
+                let (hits, misses) = match index {
+                    23 => (3, 0),
+                    20 => (0, 1),
+                    _ => (0, 0),
+                };
+                json!({"hour": hour - (23 - index) * 3_600_000, "hits": hits, "misses": misses,
+                    "bytes_served": hits * (5 << 20) / 3, "bytes_fetched": misses * (3 << 20)})
+            })
+            .collect();
+        serde_json::from_value(json!({"group": "default", "format": "oci", "upstream": "hub",
+            "access": "anonymous", "ttl_seconds": null, "max_size": null, "pins": [], "bytes": 3 << 20,
+            "pinned_bytes": 0, "artifacts": 2, "documents": 1, "blobs": 2, "manifests": 1, "tags": 1,
+            "oldest_read": null, "last_24h": traffic(3, 1, 5 << 20, 3 << 20), "last_1h": traffic(1, 0, 0, 0),
+            "hourly": hourly}))
+        .unwrap()
     }
 
     fn dashboard_with(fills: Vec<FillReport>, events: Value) -> String {
-        dashboard_with_denials(fills, events, serde_json::json!([]))
+        dashboard_with_denials(fills, events, json!([]))
     }
 
     fn dashboard_with_denials(fills: Vec<FillReport>, events: Value, denials: Value) -> String {
-        let groups = serde_json::json!({
-            "physical_bytes": 3 << 20, "pending_delete_bytes": 0, "max_size": 8 << 20,
-            "groups": [{"group": "default", "upstream": "hub", "access": "anonymous", "bytes": 3 << 20,
-                "max_size": null, "blobs": 2, "manifests": 1, "tags": 1,
-                "last_24h": {"hits": 3, "misses": 1, "bytes_served": 5 << 20, "bytes_fetched": 3 << 20},
-                "last_1h": {"hits": 1, "misses": 0, "bytes_served": 0, "bytes_fetched": 0}}]
-        });
-        let upstreams = serde_json::json!([{"name": "hub", "url": "https://registry-1.docker.io",
-            "host": "registry-1.docker.io", "reachable": true, "last_answer_at": 1_800_000_000_000u64,
+        let groups = StoreView {
+            physical_bytes: 3 << 20,
+            pending_delete_bytes: 0,
+            max_size: Some(8 << 20),
+            groups: vec![default_group()],
+        };
+        let upstreams = json!([{"name": "hub", "url": "https://hub.example.com",
+            "host": "hub.example.com", "reachable": true, "last_answer_at": 1_800_000_000_000u64,
             "last_error": null, "latency_ms": 12.0, "latency_avg_ms": 20.5,
             "rate_limit": {"limit": 100, "remaining": 76, "window_seconds": 21600, "at": 1}}]);
-        let tokens = serde_json::json!([
-            {"id": "a", "name": "ops", "groups": [], "admin": true, "status": "active"},
-            {"id": "b", "name": "old<ci>", "groups": ["default"], "admin": false, "status": "revoked"}]);
+        let token = |id: &str, name: &str, groups: Value, admin: bool, status: &str| {
+            json!({"id": id, "name": name, "groups": groups, "admin": admin, "status": status,
+                "created_at": 0, "expires_at": null, "revoked_at": null, "last_used_at": null})
+        };
+        let tokens = json!([
+            token("a", "ops", json!([]), true, "active"),
+            token("b", "old<ci>", json!(["default"]), false, "revoked")
+        ]);
         dashboard(&Dashboard {
             admin: "ops".into(),
             csrf: "c5rf".into(),
             groups: Ok(groups),
-            upstreams: Ok(upstreams),
+            upstreams: Ok(serde_json::from_value(upstreams).unwrap()),
             fills: Ok(fills),
-            events: Ok(events),
-            denials: Ok(denials),
-            tokens: Ok(tokens),
+            events: Ok(events_of(events)),
+            denials: Ok(events_of(denials)),
+            tokens: Ok(serde_json::from_value(tokens).unwrap()),
             notice: None,
         })
     }
 
     #[test]
     fn the_dashboard_shows_every_part_with_bars_and_forms() {
-        let fills = serde_json::json!([{"upstream": "hub", "kind": "blob", "object": "library/alpine@sha256:ab",
+        let fills = json!([{"upstream": "hub", "kind": "blob", "object": "library/alpine@sha256:ab",
             "phase": "streaming", "bytes_done": 1 << 20, "bytes_total": 4 << 20, "rate": 1000, "clients": 2,
             "started_at": 1_800_000_000_000u64, "node": ""}]);
         let fills = serde_json::from_value(fills).unwrap();
-        let events = serde_json::json!([{"at": 1_800_000_000_000u64, "kind": "error", "group": "default",
+        let events = json!([{"at": 1_800_000_000_000u64, "kind": "error", "group": "default",
             "image": "<script>alert(1)</script>", "message": "upstream said \"no\""}]);
         let html = dashboard_with(fills, events);
         assert!(html.contains("<meta name=\"csrf-token\" content=\"c5rf\">"));
@@ -728,6 +698,26 @@ mod tests {
     }
 
     #[test]
+    fn groups_show_their_format_count_artifacts_and_documents_and_chart_their_day() {
+        let html = dashboard_with(Vec::new(), json!([]));
+        let groups = &html[html.find("<table id=\"groups\">").unwrap()..html.find("</table>").unwrap()];
+        assert!(groups.contains("<th>Format</th>") && groups.contains(">Artifacts</th>"), "{groups}");
+        assert!(groups.contains(">Documents</th>") && !groups.contains("Blobs"), "{groups}");
+        assert!(groups.contains("<td class=\"format\">oci</td>"), "{groups}");
+        assert!(
+            groups.contains("<td class=\"num artifacts\">2</td><td class=\"num documents\">1</td>"),
+            "{groups}"
+        );
+        let chart = &html[html.find("<figure class=\"card chart\"").unwrap()..];
+        assert!(chart.contains("data-group=\"default\"") && chart.contains("<svg class=\"traffic\""));
+        assert_eq!(chart.matches("<g class=\"hour\"").count(), 24, "{chart}");
+        assert!(
+            chart.contains("Last 24 hours: 3 hits, 1 miss (hit ratio 75.0 %), 5.0 MiB saved."),
+            "{chart}"
+        );
+    }
+
+    #[test]
     fn a_fill_of_unknown_length_has_an_indeterminate_bar_and_missing_parts_say_why() {
         let fills = vec![FillReport {
             object: "a:b".into(),
@@ -735,21 +725,32 @@ mod tests {
             bytes_total: None,
             ..FillReport::default()
         }];
-        let html = dashboard_with(fills, serde_json::json!([]));
+        let html = dashboard_with(fills, json!([]));
         assert!(html.contains("<progress></progress>"));
         let html = dashboard(&Dashboard {
             admin: "ops".into(),
             csrf: "x".into(),
             groups: Err("404 no such admin API route".into()),
-            upstreams: Ok(serde_json::json!([])),
+            upstreams: Ok(Vec::new()),
             fills: Ok(Vec::new()),
-            events: Ok(serde_json::json!([])),
+            events: Ok(Vec::new()),
             denials: Err("500 boom".into()),
-            tokens: Ok(serde_json::json!([])),
+            tokens: Ok(Vec::new()),
             notice: Some(Notice::Purge {
                 group: "default".into(),
                 job: "j1".into(),
-                state: Some(serde_json::json!({"state": "running", "done": 1, "total": 2})),
+                state: Some(JobView {
+                    id: "j1".into(),
+                    kind: "purge".into(),
+                    description: "purge group default".into(),
+                    state: "running".into(),
+                    done: 1,
+                    total: 2,
+                    bytes: 0,
+                    error: None,
+                    created_at: 0,
+                    finished_at: None,
+                }),
             }),
         });
         assert!(html.contains("Not available: 404 no such admin API route"));
@@ -761,9 +762,9 @@ mod tests {
 
     #[test]
     fn denials_have_a_table_of_their_own_with_repeats_on_one_row() {
-        let errors = serde_json::json!([{"at": 1_800_000_000_000u64, "kind": "error", "count": 1,
+        let errors = json!([{"at": 1_800_000_000_000u64, "kind": "error", "count": 1,
             "message": "fill failed: error=disk full", "summary": "fill failed: error=disk full"}]);
-        let denials = serde_json::json!([{"at": 1_800_000_041_000u64, "first_at": 1_800_000_000_000u64,
+        let denials = json!([{"at": 1_800_000_041_000u64, "first_at": 1_800_000_000_000u64,
             "count": 12, "kind": "denied", "client": "10.0.0.7",
             "message": "failed login: client=10.0.0.7 reason=too many failed logins from this address; retry in 1s",
             "summary": "12 × failed login from 10.0.0.7 within 41s"}]);
@@ -784,8 +785,18 @@ mod tests {
 
     #[test]
     fn confirmation_pages_carry_the_csrf_token_and_the_subject() {
-        let html = confirm_purge("tok", "lab/team", Some(&serde_json::json!({"bytes": 2048, "blobs": 1})));
-        assert!(html.contains("It holds 2.0 KiB in 1 blob and 0 manifests (0 tags)."), "{html}");
+        let group = GroupView {
+            group: "lab/team".into(),
+            bytes: 2048,
+            artifacts: 1,
+            documents: 0,
+            tags: 0,
+            ..default_group()
+        };
+        let html = confirm_purge("tok", "lab/team", Some(&group));
+        // Before formats this said "1 blob and 0 manifests".
+        assert!(html.contains("It holds 2.0 KiB in 1 artifact and 0 documents (0 tags)."), "{html}");
+        assert!(html.contains("Format <code>oci</code>"), "{html}");
         assert!(html.contains("action=\"/ui/purge/confirm\""));
         assert!(html.contains("name=\"csrf\" value=\"tok\""));
         assert!(html.contains("name=\"group\" value=\"lab/team\""));

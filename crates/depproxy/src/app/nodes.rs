@@ -129,7 +129,11 @@ fn operator_view(config: &Config, groups: &Groups, status: upstream::UpstreamSta
 pub fn lifecycle_groups(groups: &Groups) -> Vec<GroupPolicy> {
     groups
         .all()
-        .map(|group| GroupPolicy { path: group.path.clone(), policy: group.lifecycle.clone() })
+        .map(|group| GroupPolicy {
+            path: group.path.clone(),
+            format: group.format,
+            policy: group.lifecycle.clone(),
+        })
         .collect()
 }
 

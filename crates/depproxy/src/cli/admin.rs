@@ -3,10 +3,25 @@
 
 use std::time::Duration;
 
+use admin::{ErrorEnvelope, EventView, JobStarted, JobView, StoreView, UpstreamView};
 use anyhow::{Context as _, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use injector::FillReport;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+
+/// `depproxy admin status --json`: the groups and the upstreams.
+#[derive(serde::Serialize)]
+pub struct Status {
+    pub groups: StoreView,
+    pub upstreams: Vec<UpstreamView>,
+}
+
+/// `depproxy admin events --json`: errors and warnings, and denials, apart.
+#[derive(serde::Serialize)]
+pub struct Events {
+    pub errors: Vec<EventView>,
+    pub denials: Vec<EventView>,
+}
 
 /// Where the admin API is and the admin token to call it with.
 pub struct AdminClient {
@@ -22,42 +37,43 @@ impl AdminClient {
         Ok(AdminClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// Sends `request` and reads the answer into the API's own type `T`.
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let response = request.bearer_auth(&self.token).send().await.with_context(|| {
             format!("cannot reach the admin API at {} (is depproxy running? --admin-url)", self.base)
         })?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let url = response.url().path().to_owned();
+        let body = response.bytes().await.context("reading the admin API's answer")?;
         if !status.is_success() {
-            let message = body["errors"][0]["message"].as_str().unwrap_or("no details");
+            let envelope = serde_json::from_slice::<ErrorEnvelope>(&body).ok();
+            let message = envelope.as_ref().and_then(ErrorEnvelope::message).unwrap_or("no details");
             bail!("the admin API answered {}: {message}", status.as_u16());
         }
-        Ok(body)
+        serde_json::from_slice(&body).with_context(|| {
+            format!("the admin API's answer to {url} is not what this depproxy reads (another version?)")
+        })
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
-    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
     }
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".to_owned(),
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
+fn text(value: Option<&str>) -> String {
+    value.map_or_else(|| "-".to_owned(), str::to_owned)
 }
 
-fn bytes(value: &Value) -> String {
-    value.as_u64().map_or_else(|| "-".to_owned(), |bytes| HumanBytes(bytes).to_string())
+fn bytes(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |bytes| HumanBytes(bytes).to_string())
 }
 
-fn ratio(value: &Value) -> String {
-    value.as_f64().map_or_else(|| "-".to_owned(), |ratio| format!("{:.0}%", ratio * 100.0))
+fn ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |ratio| format!("{:.0}%", ratio * 100.0))
 }
 
 /// Columns padded to their widest cell: the one table renderer of the CLI's commands.
@@ -84,59 +100,68 @@ pub(crate) fn table<Row: AsRef<[String]>>(rows: &[Row]) -> String {
         .join("\n")
 }
 
-fn rows_of(items: &Value) -> &[Value] {
-    items.as_array().map_or(&[], Vec::as_slice)
-}
-
-/// The groups: size vs quota, objects, hit ratio and bytes saved over 24 h.
-pub fn groups_table(store: &Value) -> String {
+/// The groups: format, size vs quota, artifacts and documents, hit ratio and bytes saved over 24 h.
+pub fn groups_table(store: &StoreView) -> String {
     let mut rows = vec![
-        ["GROUP", "UPSTREAM", "ACCESS", "SIZE", "QUOTA", "BLOBS", "HIT 24H", "SAVED 24H", "HIT 1H"]
-            .map(str::to_owned)
-            .to_vec(),
+        [
+            "GROUP",
+            "FORMAT",
+            "UPSTREAM",
+            "ACCESS",
+            "SIZE",
+            "QUOTA",
+            "ARTIFACTS",
+            "DOCUMENTS",
+            "HIT 24H",
+            "SAVED 24H",
+            "HIT 1H",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
     ];
-    for group in rows_of(&store["groups"]) {
+    for group in &store.groups {
         rows.push(vec![
-            text(&group["group"]),
-            text(&group["upstream"]),
-            text(&group["access"]),
-            bytes(&group["bytes"]),
-            bytes(&group["max_size"]),
-            text(&group["blobs"]),
-            ratio(&group["last_24h"]["hit_ratio"]),
-            bytes(&group["last_24h"]["bytes_served"]),
-            ratio(&group["last_1h"]["hit_ratio"]),
+            group.group.clone(),
+            text(Some(&group.format).filter(|format| !format.is_empty()).map(String::as_str)),
+            group.upstream.clone(),
+            group.access.clone(),
+            bytes(Some(group.bytes)),
+            bytes(group.max_size),
+            group.artifacts.to_string(),
+            group.documents.to_string(),
+            ratio(group.last_24h.hit_ratio),
+            bytes(Some(group.last_24h.bytes_served)),
+            ratio(group.last_1h.hit_ratio),
         ]);
     }
     format!(
         "{}\n\nstore: {} of {}",
         table(&rows),
-        bytes(&store["physical_bytes"]),
-        store["max_size"].as_u64().map_or_else(|| "no limit".to_owned(), |max| HumanBytes(max).to_string())
+        bytes(Some(store.physical_bytes)),
+        store.max_size.map_or_else(|| "no limit".to_owned(), |max| HumanBytes(max).to_string())
     )
 }
 
 /// The upstreams: reachable, latency, rate-limit budget, last error.
-pub fn upstreams_table(upstreams: &Value) -> String {
+pub fn upstreams_table(upstreams: &[UpstreamView]) -> String {
     let mut rows = vec![
         ["UPSTREAM", "HOST", "REACHABLE", "LATENCY", "PULLS LEFT", "LAST ERROR"].map(str::to_owned).to_vec(),
     ];
-    for upstream in rows_of(upstreams) {
-        let budget = &upstream["rate_limit"];
+    for upstream in upstreams {
         rows.push(vec![
-            text(&upstream["name"]),
-            text(&upstream["host"]),
-            match upstream["reachable"].as_bool() {
+            upstream.name.clone(),
+            upstream.host.clone(),
+            match upstream.reachable {
                 Some(true) => "yes".to_owned(),
                 Some(false) => "NO".to_owned(),
                 None => "not asked yet".to_owned(),
             },
-            upstream["latency_avg_ms"].as_f64().map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms")),
-            match (budget["remaining"].as_u64(), budget["limit"].as_u64()) {
-                (Some(remaining), Some(limit)) => format!("{remaining}/{limit}"),
-                _ => "-".to_owned(),
-            },
-            text(&upstream["last_error"]["message"]),
+            upstream.latency_avg_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms")),
+            upstream
+                .rate_limit
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |budget| format!("{}/{}", budget.remaining, budget.limit)),
+            text(upstream.last_error.as_ref().map(|error| error.message.as_str())),
         ]);
     }
     table(&rows)
@@ -165,7 +190,7 @@ pub fn fills_table(fills: &[FillReport]) -> String {
 
 /// Recent errors and warnings, then recent denials: two tables (`GET /api/v1/events?kind=…`
 /// answers `errors` and `denials`). Repeats are one row: its count, the client, the summary.
-pub fn events_tables(errors: &Value, denials: &Value) -> String {
+pub fn events_tables(errors: &[EventView], denials: &[EventView]) -> String {
     format!(
         "errors and warnings:\n{}\n\ndenials:\n{}",
         events_table(errors, "none lately"),
@@ -173,23 +198,22 @@ pub fn events_tables(errors: &Value, denials: &Value) -> String {
     )
 }
 
-fn events_table(events: &Value, nothing: &str) -> String {
-    if rows_of(events).is_empty() {
+fn events_table(events: &[EventView], nothing: &str) -> String {
+    if events.is_empty() {
         return nothing.to_owned();
     }
     let mut rows =
         vec![["TIME", "KIND", "COUNT", "GROUP", "IMAGE", "CLIENT", "WHAT"].map(str::to_owned).to_vec()];
-    for event in rows_of(events) {
-        let at = event["at"].as_u64().map_or_else(|| "-".to_owned(), |ms| access::format_rfc3339(ms / 1000));
-        let summary = event["summary"].as_str().filter(|summary| !summary.is_empty());
+    for event in events {
+        let summary = Some(event.summary.as_str()).filter(|summary| !summary.is_empty());
         rows.push(vec![
-            at,
-            text(&event["kind"]),
-            text(&event["count"]),
-            text(&event["group"]),
-            text(&event["image"]),
-            text(&event["client"]),
-            summary.map_or_else(|| text(&event["message"]), str::to_owned),
+            access::format_rfc3339(event.at / 1000),
+            event.kind.clone(),
+            event.count.to_string(),
+            text(event.group.as_deref()),
+            text(event.image.as_deref()),
+            text(event.client.as_deref()),
+            summary.unwrap_or(&event.message).to_owned(),
         ]);
     }
     table(&rows)
@@ -202,7 +226,7 @@ pub async fn purge(
     group: &str,
     image: Option<&str>,
     older_than: Option<&str>,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<JobView> {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     if let Some(image) = image {
         query.append_pair("image", image);
@@ -215,8 +239,7 @@ pub async fn purge(
         "/api/v1/groups/{group}/cache{}",
         if query.is_empty() { String::new() } else { format!("?{query}") }
     );
-    let started = client.delete(&path).await?;
-    let status = started["status"].as_str().context("the admin API answered no job")?.to_owned();
+    let started: JobStarted = client.delete(&path).await?;
     let bar = ProgressBar::new(0);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -227,10 +250,10 @@ pub async fn purge(
     );
     bar.set_message(group.to_owned());
     loop {
-        let job = client.get(&status).await?;
-        bar.set_length(job["total"].as_u64().unwrap_or(0));
-        bar.set_position(job["done"].as_u64().unwrap_or(0));
-        if job["state"] != "running" {
+        let job: JobView = client.get(&started.status).await?;
+        bar.set_length(job.total);
+        bar.set_position(job.done);
+        if job.state != "running" {
             bar.finish_and_clear();
             return Ok(job);
         }
@@ -240,21 +263,48 @@ pub async fn purge(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn traffic(hit_ratio: Option<f64>, bytes_served: u64) -> serde_json::Value {
+        json!({"hits": 0, "misses": 0, "bytes_served": bytes_served, "bytes_fetched": 0, "hit_ratio": hit_ratio})
+    }
+
+    fn event(fields: serde_json::Value) -> EventView {
+        let mut event = json!({"at": 0, "first_at": 0, "count": 1, "kind": "error", "group": null,
+            "image": null, "client": null, "message": "", "summary": ""});
+        for (key, value) in fields.as_object().unwrap() {
+            event[key] = value.clone();
+        }
+        serde_json::from_value(event).unwrap()
+    }
 
     #[test]
     fn tables_show_what_operators_look_for() {
-        let store = serde_json::json!({"physical_bytes": 2048, "max_size": null, "groups": [
-            {"group": "default", "upstream": "hub", "access": "anonymous", "bytes": 1_048_576, "max_size": null,
-             "blobs": 3, "last_24h": {"hit_ratio": 0.75, "bytes_served": 4096}, "last_1h": {"hit_ratio": null}}]});
+        // As the admin API answers: read into its own types, as `depproxy admin` does.
+        let store: StoreView = serde_json::from_value(json!({"physical_bytes": 2048, "pending_delete_bytes": 0,
+            "max_size": null, "groups": [
+            {"group": "default", "format": "oci", "upstream": "hub", "access": "anonymous", "ttl_seconds": null,
+             "bytes": 1_048_576, "max_size": null, "pins": [], "pinned_bytes": 0, "artifacts": 3, "documents": 1,
+             "blobs": 3, "manifests": 1, "tags": 1, "oldest_read": null, "last_24h": traffic(Some(0.75), 4096),
+             "last_1h": traffic(None, 0), "hourly": []}]}))
+        .unwrap();
         let groups = groups_table(&store);
         assert!(
             groups.contains("default") && groups.contains("75%") && groups.contains("1.00 MiB"),
             "{groups}"
         );
         assert!(groups.ends_with("store: 2.00 KiB of no limit"), "{groups}");
-        let upstreams = serde_json::json!([{"name": "hub", "host": "registry-1.docker.io", "reachable": false,
-            "latency_avg_ms": 41.6, "rate_limit": {"limit": 100, "remaining": 76}, "last_error": {"message": "upstream registry unreachable"}}]);
+        let header = groups.lines().next().unwrap();
+        assert!(header.contains("FORMAT") && header.contains("ARTIFACTS") && header.contains("DOCUMENTS"));
+        assert!(!header.contains("BLOBS") && !header.contains("MANIFESTS"), "words that fit every format");
+        assert!(groups.lines().nth(1).unwrap().starts_with("default  oci "), "{groups}");
+        let upstreams: Vec<UpstreamView> = serde_json::from_value(json!([{"name": "hub", "url": "https://hub.example.com",
+            "host": "hub.example.com", "reachable": false, "last_answer_at": null, "latency_ms": null,
+            "latency_avg_ms": 41.6, "rate_limit": {"limit": 100, "remaining": 76, "window_seconds": null, "at": 0},
+            "last_error": {"at": 0, "message": "upstream registry unreachable"}}]))
+        .unwrap();
         let upstreams = upstreams_table(&upstreams);
         assert!(
             upstreams.contains("NO") && upstreams.contains("76/100") && upstreams.contains("42 ms"),
@@ -262,16 +312,18 @@ mod tests {
         );
         assert_eq!(fills_table(&[]), "no fill running");
         let events = events_tables(
-            &serde_json::json!([{"at": 0, "kind": "error", "count": 1, "message": "fill failed", "summary": "fill failed"}]),
-            &serde_json::json!([{"at": 0, "kind": "denied", "count": 12, "group": null, "image": null,
+            &[event(
+                json!({"at": 0, "kind": "error", "count": 1, "message": "fill failed", "summary": "fill failed"}),
+            )],
+            &[event(json!({"at": 0, "kind": "denied", "count": 12, "group": null, "image": null,
                 "client": "10.0.0.7", "message": "failed login: client=10.0.0.7 reason=credentials not accepted",
-                "summary": "12 × failed login from 10.0.0.7 within 41s"}]),
+                "summary": "12 × failed login from 10.0.0.7 within 41s"}))],
         );
         let (errors, denials) = events.split_once("denials:").unwrap();
         assert!(errors.contains("1970-01-01T00:00:00Z") && errors.contains("fill failed"), "{events}");
         assert!(!errors.contains("failed login"), "{events}");
         assert!(denials.contains("12 × failed login from 10.0.0.7 within 41s"), "{events}");
         assert!(denials.contains("10.0.0.7") && denials.contains(" 12 "), "{events}");
-        assert!(events_tables(&serde_json::json!([]), &serde_json::json!([])).contains("none lately"));
+        assert!(events_tables(&[], &[]).contains("none lately"));
     }
 }

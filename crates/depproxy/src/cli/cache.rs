@@ -59,8 +59,9 @@ pub async fn purge(
         .await?;
     bar.finish_and_clear();
     Ok(format!(
-        "{} (job {job}): removed {} ({}) and {}; {} deleted from storage",
+        "{} ({} group, job {job}): removed {} ({}) and {}; {} deleted from storage",
         request.describe(),
+        report.format,
         telemetry::plural(report.objects, "object", "objects"),
         human_bytes(report.bytes),
         telemetry::plural(report.tags, "tag", "tags"),
@@ -68,7 +69,7 @@ pub async fn purge(
     ))
 }
 
-/// Statistics as a table (or JSON).
+/// Statistics as a table (or JSON: the lifecycle's figures, the hourly traffic included).
 pub async fn stats(config: &Config, group: Option<&str>, json: bool) -> anyhow::Result<String> {
     let lifecycle = open(config).await?;
     let stats = lifecycle.stats(group).await?;
@@ -82,11 +83,12 @@ fn render(stats: &StoreStats) -> String {
     let mut rows = vec![
         [
             "GROUP",
+            "FORMAT",
             "SIZE",
             "QUOTA",
             "PINNED",
-            "BLOBS",
-            "MANIFESTS",
+            "ARTIFACTS",
+            "DOCUMENTS",
             "TAGS",
             "HITS 24H",
             "MISSES 24H",
@@ -99,11 +101,12 @@ fn render(stats: &StoreStats) -> String {
     for group in &stats.groups {
         rows.push([
             group.group.clone(),
+            group.format.to_string(),
             human_bytes(group.bytes),
             group.max_size.map_or("-".into(), human_bytes),
             human_bytes(group.pinned_bytes),
-            group.blobs.to_string(),
-            group.manifests.to_string(),
+            group.artifacts.to_string(),
+            group.documents.to_string(),
             group.tags.to_string(),
             group.last_24h.hits.to_string(),
             group.last_24h.misses.to_string(),

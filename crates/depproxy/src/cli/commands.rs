@@ -94,49 +94,53 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let token = target.token.context("an admin token is needed: --token or DEPPROXY_ADMIN_TOKEN")?;
             let client = admin_cli::AdminClient::new(&target.admin_url, &token)?;
             let json = target.json;
-            let show = |value: serde_json::Value,
-                        table: fn(&serde_json::Value) -> String|
-             -> anyhow::Result<String> {
-                Ok(if json { serde_json::to_string_pretty(&value)? } else { table(&value) })
-            };
             let output = match command {
                 AdminCommand::Status => {
-                    let groups = client.get("/api/v1/groups").await?;
-                    let upstreams = client.get("/api/v1/upstreams").await?;
+                    let status = admin_cli::Status {
+                        groups: client.get("/api/v1/groups").await?,
+                        upstreams: client.get("/api/v1/upstreams").await?,
+                    };
                     if json {
-                        serde_json::to_string_pretty(
-                            &serde_json::json!({ "groups": groups, "upstreams": upstreams }),
-                        )?
+                        serde_json::to_string_pretty(&status)?
                     } else {
                         format!(
                             "{}\n\n{}",
-                            admin_cli::groups_table(&groups),
-                            admin_cli::upstreams_table(&upstreams)
+                            admin_cli::groups_table(&status.groups),
+                            admin_cli::upstreams_table(&status.upstreams)
                         )
                     }
                 }
-                AdminCommand::Groups => show(client.get("/api/v1/groups").await?, admin_cli::groups_table)?,
-                AdminCommand::Upstreams => {
-                    show(client.get("/api/v1/upstreams").await?, admin_cli::upstreams_table)?
-                }
-                AdminCommand::Fills => {
-                    let fills = client.get("/api/v1/fills").await?;
+                AdminCommand::Groups => {
+                    let groups: admin::StoreView = client.get("/api/v1/groups").await?;
                     if json {
-                        serde_json::to_string_pretty(&fills)?
+                        serde_json::to_string_pretty(&groups)?
                     } else {
-                        admin_cli::fills_table(&serde_json::from_value::<Vec<injector::FillReport>>(fills)?)
+                        admin_cli::groups_table(&groups)
                     }
                 }
-                AdminCommand::Events { limit } => {
-                    let errors =
-                        client.get(&format!("/api/v1/events?kind=error,warning&limit={limit}")).await?;
-                    let denials = client.get(&format!("/api/v1/events?kind=denied&limit={limit}")).await?;
+                AdminCommand::Upstreams => {
+                    let upstreams: Vec<admin::UpstreamView> = client.get("/api/v1/upstreams").await?;
                     if json {
-                        serde_json::to_string_pretty(
-                            &serde_json::json!({ "errors": errors, "denials": denials }),
-                        )?
+                        serde_json::to_string_pretty(&upstreams)?
                     } else {
-                        admin_cli::events_tables(&errors, &denials)
+                        admin_cli::upstreams_table(&upstreams)
+                    }
+                }
+                AdminCommand::Fills => {
+                    let fills: Vec<injector::FillReport> = client.get("/api/v1/fills").await?;
+                    if json { serde_json::to_string_pretty(&fills)? } else { admin_cli::fills_table(&fills) }
+                }
+                AdminCommand::Events { limit } => {
+                    let events = admin_cli::Events {
+                        errors: client
+                            .get(&format!("/api/v1/events?kind=error,warning&limit={limit}"))
+                            .await?,
+                        denials: client.get(&format!("/api/v1/events?kind=denied&limit={limit}")).await?,
+                    };
+                    if json {
+                        serde_json::to_string_pretty(&events)?
+                    } else {
+                        admin_cli::events_tables(&events.errors, &events.denials)
                     }
                 }
                 AdminCommand::Purge { group, image, older_than } => {
@@ -144,10 +148,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                         admin_cli::purge(&client, &group, image.as_deref(), older_than.as_deref()).await?;
                     if json {
                         serde_json::to_string_pretty(&job)?
-                    } else if job["state"] == "done" {
-                        format!("purged {} object(s) of group {group}", job["done"])
+                    } else if job.state == "done" {
+                        format!("purged {} object(s) of group {group}", job.done)
                     } else {
-                        anyhow::bail!("purge of group {group} ended {}: {}", job["state"], job["error"]);
+                        anyhow::bail!(
+                            "purge of group {group} ended {:?}: {}",
+                            job.state,
+                            job.error
+                                .as_deref()
+                                .map_or_else(|| "null".to_owned(), |error| format!("{error:?}"))
+                        );
                     }
                 }
             };

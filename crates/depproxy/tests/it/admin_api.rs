@@ -46,12 +46,27 @@ async fn only_admin_tokens_get_in_and_a_purge_is_a_job_whose_end_the_next_pull_s
     let pull_only = client().get(&groups).bearer_auth(&puller).send().await.unwrap();
     assert_eq!(pull_only.status(), StatusCode::FORBIDDEN);
 
+    proxy.cache.flush_reads().await.unwrap();
     let stats: serde_json::Value =
         client().get(&groups).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
     let default =
         stats["groups"].as_array().unwrap().iter().find(|group| group["group"] == "default").unwrap();
     assert_eq!(default["blobs"], 1, "{stats}");
     assert!(stats["physical_bytes"].as_u64().unwrap() >= MIB as u64);
+    // Every format's words, the old names beside them; the last 24 hours hour by hour.
+    assert_eq!(default["format"], "oci", "{stats}");
+    assert_eq!((&default["artifacts"], &default["documents"]), (&default["blobs"], &default["manifests"]));
+    assert_eq!((default["artifacts"].as_u64(), default["documents"].as_u64()), (Some(1), Some(1)), "{stats}");
+    let hourly = default["hourly"].as_array().unwrap();
+    assert_eq!(hourly.len(), 24, "{stats}");
+    let hours: Vec<u64> = hourly.iter().map(|hour| hour["hour"].as_u64().unwrap()).collect();
+    assert!(
+        hours.windows(2).all(|pair| pair[1] == pair[0] + 3_600_000),
+        "oldest first, an hour apart: {hours:?}"
+    );
+    let misses: u64 = hourly.iter().map(|hour| hour["misses"].as_u64().unwrap()).sum();
+    assert_eq!(misses, default["last_24h"]["misses"].as_u64().unwrap(), "{stats}");
+    assert!(misses >= 2, "the manifest and the layer: {stats}");
 
     // Bad requests are refused with what is wrong.
     let purge = |query: &str| {

@@ -53,6 +53,20 @@ fn purge_while_serving(database: Option<String>) {
     assert!(before["bytes"].as_u64().unwrap() > 0 && before["tags"].as_u64().unwrap() == 2, "{before}");
     let table = cli(&proxy, &["cache", "stats"]);
     assert!(table.contains("default") && table.contains("store:"), "{table}");
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("FORMAT") && header.contains("ARTIFACTS") && header.contains("DOCUMENTS"),
+        "{table}"
+    );
+    assert!(table.lines().nth(1).unwrap().starts_with("default  oci "), "{table}");
+    assert_eq!(before["format"], "oci", "{before}");
+    assert_eq!(
+        (&before["artifacts"], &before["documents"]),
+        (&before["blobs"], &before["manifests"]),
+        "{before}"
+    );
+    assert_eq!(before["documents"], 2, "a manifest per image: {before}");
+    assert_eq!(before["hourly"].as_array().unwrap().len(), 24, "{before}");
 
     // Purge one image while the server runs.
     let output = cli(&proxy, &["cache", "purge", "--group", "default", "--image", "lab/layers"]);

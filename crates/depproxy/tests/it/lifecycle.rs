@@ -189,6 +189,12 @@ async fn the_size_gauges_are_loaded_at_start_and_follow_commits() {
     let metrics = restarted.metrics().await;
     assert_eq!(sample(&metrics, "depproxy_store_bytes"), stored, "at start");
     assert_eq!(sample(&metrics, "depproxy_cache_bytes{group=\"default\"}"), stored, "at start");
+    // What the group holds, in every format's words, and its format.
+    let held = restarted.lifecycle.stats(Some("default")).await.unwrap().groups[0].clone();
+    assert_eq!(sample(&metrics, "depproxy_cache_artifacts{group=\"default\"}"), held.artifacts, "at start");
+    assert_eq!(sample(&metrics, "depproxy_cache_documents{group=\"default\"}"), held.documents, "at start");
+    assert!(held.artifacts >= 1 && held.documents == 1, "{held:?}");
+    assert_eq!(sample(&metrics, "depproxy_group_info{group=\"default\",format=\"oci\"}"), 1, "{metrics}");
 
     pull(&restarted, "lab/second", "v1", &second).await;
     restarted.fills_settled().await;

@@ -2,9 +2,10 @@
 //! session cookie is HttpOnly and SameSite=Strict, forms and API calls without the session's CSRF
 //! token are refused, logging out ends the session. In a real browser — headless Chromium driven
 //! through chromedriver (both installed by scripts/install-test-deps.sh) — a person logs in, sees
-//! a slow fill's progress bar advance as the upstream lets more bytes through, and purges a group
-//! through the confirmation step and sees its size drop. Screenshots are written to
-//! `$DEPPROXY_TEST_DIR/status-page/`.
+//! a slow fill's progress bar advance as the upstream lets more bytes through, sees the group's
+//! traffic chart draw the hits and misses of the current hour (checked on a screenshot of the
+//! chart, pixel by pixel), and purges a group through the confirmation step and sees its size
+//! drop. Screenshots are written to `$DEPPROXY_TEST_DIR/status-page/`.
 //!
 //! The browser is driven by a small W3C WebDriver client over reqwest (below): the handful of
 //! commands used here do not justify a WebDriver crate's dependency tree.
@@ -387,12 +388,15 @@ impl Browser {
 
     async fn screenshot(&self, dir: &Path, name: &str) -> PathBuf {
         let png = self.command(reqwest::Method::GET, "/screenshot", Value::Null).await;
-        let png = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
-        assert!(png.starts_with(b"\x89PNG"));
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, png).unwrap();
-        println!("screenshot: {}", path.display());
-        path
+        save_png(dir, name, &png)
+    }
+
+    /// A screenshot of the element `css` alone (scrolled into view), saved as `name`.png; its bytes.
+    async fn element_screenshot(&self, css: &str, dir: &Path, name: &str) -> Vec<u8> {
+        let element = self.element(css).await;
+        let png =
+            self.command(reqwest::Method::GET, &format!("/element/{element}/screenshot"), Value::Null).await;
+        std::fs::read(save_png(dir, name, &png)).unwrap()
     }
 }
 
@@ -414,6 +418,48 @@ impl Drop for Browser {
             let _ = stream.write_all(request.as_bytes());
             let _ = stream.read(&mut [0; 512]);
         }
+    }
+}
+
+/// Writes a WebDriver screenshot (base64 PNG) to `dir`/`name`.png.
+fn save_png(dir: &Path, name: &str, png: &Value) -> PathBuf {
+    let png = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot: {}", path.display());
+    path
+}
+
+/// A decoded screenshot: RGB pixels, row by row.
+struct Pixels {
+    width: usize,
+    height: usize,
+    rgb: Vec<[u8; 3]>,
+}
+
+impl Pixels {
+    fn decode(png: &[u8]) -> Pixels {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+        let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+        let frame = reader.next_frame(&mut buffer).unwrap();
+        assert_eq!(frame.bit_depth, png::BitDepth::Eight, "{frame:?}");
+        let samples = frame.color_type.samples();
+        assert!(samples >= 3, "a colour screenshot: {frame:?}");
+        let rgb = buffer[..frame.buffer_size()]
+            .chunks_exact(samples)
+            .map(|pixel| [pixel[0], pixel[1], pixel[2]])
+            .collect();
+        Pixels { width: frame.width as usize, height: frame.height as usize, rgb }
+    }
+
+    /// Pixels of `colour` (give or take a little) with x in `columns` and y in `rows`.
+    fn count(&self, colour: [u8; 3], columns: std::ops::Range<usize>, rows: std::ops::Range<usize>) -> usize {
+        let near = |pixel: &[u8; 3]| pixel.iter().zip(colour).all(|(a, b)| a.abs_diff(b) <= 16);
+        rows.filter(|y| *y < self.height)
+            .flat_map(|y| columns.clone().filter(|x| *x < self.width).map(move |x| (x, y)))
+            .filter(|(x, y)| near(&self.rgb[y * self.width + x]))
+            .count()
     }
 }
 
@@ -471,6 +517,91 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
     assert_eq!(cookie_visible, "", "the session cookie is HttpOnly");
     browser.screenshot(&dir, "02-overview").await;
 
+    // Traffic: the first pull was a miss; three more are hits. Once the reads are flushed, the
+    // chart of the default group draws them in the current hour.
+    for _ in 0..3 {
+        body_digest(client().get(&small_url).send().await.unwrap()).await.unwrap();
+    }
+    proxy.cache.flush_reads().await.unwrap();
+    browser.goto(&format!("{admin_url}/")).await;
+    let hours = browser
+        .wait_for(
+            "the default group's traffic chart",
+            "const hours = document.querySelectorAll('figure.chart[data-group=\"default\"] svg g.hour'); \
+             if (hours.length === 0) return null; \
+             return [...hours].map(hour => [Number(hour.dataset.hits), Number(hour.dataset.misses), \
+               Number(hour.dataset.saved), hour.querySelector('title').textContent]);",
+        )
+        .await;
+    let hours = hours.as_array().unwrap();
+    assert_eq!(hours.len(), 24, "one bar per hour of the last 24: {hours:?}");
+    let count = |index: usize| hours.iter().map(|hour| hour[index].as_u64().unwrap()).collect::<Vec<u64>>();
+    let (hits, misses, saved) = (count(0), count(1), count(2));
+    assert_eq!((hits.iter().sum::<u64>(), misses.iter().sum::<u64>()), (3, 1), "{hours:?}");
+    assert!(saved.iter().sum::<u64>() >= 3 * 2 * MIB as u64, "three hits of 2 MiB saved: {hours:?}");
+    assert!(
+        hits[22] + hits[23] == 3,
+        "in the current hour (or the one before, at a turn of the hour): {hits:?}"
+    );
+    assert!(hours.iter().all(|hour| hour[3].as_str().unwrap().contains(" UTC: ")), "{hours:?}");
+    let summary = browser
+        .script("return document.querySelector('figure.chart[data-group=\"default\"] .summary').textContent")
+        .await;
+    assert!(
+        summary.as_str().unwrap().starts_with("Last 24 hours: 3 hits, 1 miss (hit ratio 75.0 %)"),
+        "{summary}"
+    );
+
+    // The screenshot of the chart: the bars are where the figures say, in their colours.
+    let png = browser
+        .element_screenshot("figure.chart[data-group=\"default\"] svg", &dir, "03-traffic-chart")
+        .await;
+    let pixels = Pixels::decode(&png);
+    let view_box = browser
+        .script(
+            "return document.querySelector('figure.chart[data-group=\"default\"] svg').viewBox.baseVal.width",
+        )
+        .await
+        .as_f64()
+        .unwrap();
+    // The chart's geometry (admin/src/page/chart.rs): 56 units of labels, then 24 slots of 14;
+    // requests from 18 down to 88 units (the legend's colour keys above), bytes saved 112 to 152.
+    let scale = pixels.width as f64 / view_box;
+    let units = |from: f64, to: f64| (from * scale).round() as usize..(to * scale).round() as usize;
+    let slot = |index: usize| units(56.0 + 14.0 * index as f64, 56.0 + 14.0 * (index + 1) as f64);
+    let requests_panel = units(16.0, 90.0);
+    let saved_panel = units(110.0, 154.0);
+    const HIT: [u8; 3] = [0x1b, 0x7f, 0x3b];
+    const MISS: [u8; 3] = [0xa1, 0x5c, 0x00];
+    const SAVED: [u8; 3] = [0x24, 0x58, 0xc6];
+    // 24 hours between 25 ticks under the requests (in the axis colour), quiet hours included.
+    const AXIS: [u8; 3] = [0xdd, 0xe1, 0xe7];
+    let tick_row = (90.0 * scale).round() as usize;
+    let plot = units(50.0, 56.0 + 14.0 * 24.0 + 4.0);
+    let ticks = plot
+        .clone()
+        .filter(|x| pixels.count(AXIS, *x..*x + 1, tick_row..tick_row + 1) == 1)
+        .filter(|x| *x == plot.start || pixels.count(AXIS, *x - 1..*x, tick_row..tick_row + 1) == 0)
+        .count();
+    assert_eq!(ticks, 25, "the hours' edges on row {tick_row} of {}×{} px", pixels.width, pixels.height);
+    for hour in 0..24 {
+        let hit_pixels = pixels.count(HIT, slot(hour), requests_panel.clone());
+        let miss_pixels = pixels.count(MISS, slot(hour), requests_panel.clone());
+        let saved_pixels = pixels.count(SAVED, slot(hour), saved_panel.clone());
+        let at = format!("hour {hour} ({}), {}×{} px", hours[hour][3], pixels.width, pixels.height);
+        if hits[hour] > 0 {
+            assert!(hit_pixels >= 20, "a hit bar: {hit_pixels} px at {at}");
+            assert!(saved_pixels >= 20, "a bytes-saved bar: {saved_pixels} px at {at}");
+        } else {
+            assert_eq!((hit_pixels, saved_pixels), (0, 0), "no hit bar at {at}");
+        }
+        if misses[hour] > 0 {
+            assert!(miss_pixels >= 5, "a miss bar: {miss_pixels} px at {at}");
+        } else {
+            assert_eq!(miss_pixels, 0, "no miss bar at {at}");
+        }
+    }
+
     // A slow fill: the upstream's answer stops after about 1 MiB until the test lets more through.
     let total = 16 * MIB;
     let big = upstream.put_blob(pattern(total, 2));
@@ -483,7 +614,7 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
     assert_eq!(first[1].as_u64(), Some(total as u64), "{first}");
     let first = first[0].as_u64().unwrap();
     assert!(first <= 2 * MIB as u64, "held at about 1 MiB: {first}");
-    browser.screenshot(&dir, "03-fill-held").await;
+    browser.screenshot(&dir, "04-fill-held").await;
     valve.let_through(4 * MIB as u64);
     let advanced = format!(
         "const bar = document.querySelector('#fill-rows tr.fill progress'); \
@@ -492,7 +623,7 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
     );
     let second = browser.wait_for("the progress bar to advance", &advanced).await.as_u64().unwrap();
     assert!(second > first && second < total as u64, "{first} -> {second}");
-    browser.screenshot(&dir, "04-fill-advanced").await;
+    browser.screenshot(&dir, "05-fill-advanced").await;
     valve.open();
     let (digest, length) = pull.await.unwrap().unwrap();
     assert_eq!((digest, length), (big.clone(), total as u64));
@@ -506,7 +637,7 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
     let full = browser.wait_for("the group's size to count the new blob", &counted).await.as_u64().unwrap();
     browser.click("#groups tr[data-group='default'] form button").await;
     browser.wait_for("the confirmation step", "return !!document.querySelector('#confirm')").await;
-    browser.screenshot(&dir, "05-confirm-purge").await;
+    browser.screenshot(&dir, "06-confirm-purge").await;
     browser.click("#confirm").await;
     browser.wait_for("the purge notice", "return !!document.querySelector('#job')").await;
     let dropped = group_bytes_when(&format!("bytes < {full}"));
@@ -514,14 +645,14 @@ async fn in_a_browser_an_admin_logs_in_watches_a_fill_advance_and_purges_a_group
     browser
         .wait_for("the purge job to end", "return /^done/.test(document.querySelector('#job').textContent)")
         .await;
-    browser.screenshot(&dir, "06-purged").await;
+    browser.screenshot(&dir, "07-purged").await;
     assert!(after < full, "{full} -> {after}");
 
     // Readable on a phone: one column, nothing wider than the screen but the scrolling tables.
     browser.resize(390, 844).await;
     let overflow = browser.script("return document.documentElement.scrollWidth - window.innerWidth").await;
     assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways on a phone: {overflow}");
-    browser.screenshot(&dir, "07-phone").await;
+    browser.screenshot(&dir, "08-phone").await;
     drop(browser);
     println!(
         "status page in a browser: {:.1} s in all ({:.1} s to start the proxy and the browser); \

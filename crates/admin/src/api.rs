@@ -29,11 +29,25 @@ impl From<metadata::Traffic> for TrafficView {
     }
 }
 
+/// The objects of a group one upstream served.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct UpstreamShareView {
+    /// Its name; empty for objects recorded before upstreams were.
+    pub upstream: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// One group: its policy and what it holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub group: String,
+    /// Its upstream; for a group with several, their names in the order they are asked, joined
+    /// by `, `.
     pub upstream: String,
+    /// Its upstreams, in the order they are asked.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
     /// `token` or `anonymous`.
     pub access: String,
     pub ttl_seconds: Option<u64>,
@@ -52,6 +66,9 @@ pub struct GroupView {
     pub last_1h: TrafficView,
     /// The current hour and the 23 before it.
     pub last_24h: TrafficView,
+    /// The objects it holds by the upstream that served them.
+    #[serde(default)]
+    pub by_upstream: Vec<UpstreamShareView>,
 }
 
 /// The store and its groups.
@@ -94,6 +111,10 @@ pub struct UpstreamView {
     pub latency_ms: Option<f64>,
     pub latency_avg_ms: Option<f64>,
     pub rate_limit: Option<RateLimitView>,
+    /// Times a group with several upstreams moved past this one because it failed (5xx, 429,
+    /// timeout, no connection), as this process counted them.
+    #[serde(default)]
+    pub failovers: u64,
 }
 
 /// An error or denial; repeats of one (same kind, message, group, image, client and details —

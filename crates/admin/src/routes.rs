@@ -21,7 +21,7 @@ use utoipa::OpenApi as _;
 
 use crate::api::{
     AdminTokenScheme, CreatedTokenView, ErrorEnvelope, EventView, GroupView, JobStarted, LastErrorView,
-    NewToken, RateLimitView, StoreView, TokenView, TrafficView, UpstreamView,
+    NewToken, RateLimitView, StoreView, TokenView, TrafficView, UpstreamShareView, UpstreamView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;
@@ -42,8 +42,8 @@ pub struct AdminState {
     info(title = "depproxy admin API", description = "Every call needs an admin access token as Bearer."),
     paths(groups, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now),
     components(schemas(
-        StoreView, GroupView, TrafficView, UpstreamView, LastErrorView, RateLimitView, FillReport, EventView,
-        TokenView, NewToken, CreatedTokenView, JobStarted, ErrorEnvelope
+        StoreView, GroupView, UpstreamShareView, TrafficView, UpstreamView, LastErrorView, RateLimitView,
+        FillReport, EventView, TokenView, NewToken, CreatedTokenView, JobStarted, ErrorEnvelope
     )),
     modifiers(&AdminTokenScheme),
     security(("admin_token" = []))
@@ -81,8 +81,10 @@ pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminErr
         .into_iter()
         .map(|group| {
             let info = state.view.groups.iter().find(|info| info.path == group.group);
+            let upstreams = info.map(|info| info.upstreams.clone()).unwrap_or_default();
             GroupView {
-                upstream: info.map(|info| info.upstream.clone()).unwrap_or_default(),
+                upstream: upstreams.join(", "),
+                upstreams,
                 access: info.map(|info| info.access.clone()).unwrap_or_default(),
                 group: group.group,
                 ttl_seconds: group.ttl_seconds,
@@ -96,6 +98,15 @@ pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminErr
                 oldest_read: group.oldest_read,
                 last_1h: group.last_1h.into(),
                 last_24h: group.last_24h.into(),
+                by_upstream: group
+                    .by_upstream
+                    .into_iter()
+                    .map(|share| UpstreamShareView {
+                        upstream: share.upstream,
+                        objects: share.objects,
+                        bytes: share.bytes,
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -33,7 +33,7 @@ pub use observer::RemovalObserver;
 pub use purge::{PurgeReport, PurgeRequest};
 pub use runner::SweeperStatus;
 pub use settings::{GroupPolicy, SweepSettings};
-pub use stats::{GroupStats, StoreStats};
+pub use stats::{GroupStats, StoreStats, UpstreamShare};
 pub use sweep::SweepReport;
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Statistics: per group, what it holds (logical bytes, objects, manifests, tags, pinned bytes,
-//! the oldest read) and serves (hits, misses, bytes from cache vs fetched over 24 h); for the
+//! the oldest read, which upstream served what) and serves (hits, misses, bytes from cache vs fetched over 24 h); for the
 //! store, its physical bytes.
 
 use metadata::Traffic;
@@ -29,6 +29,17 @@ pub struct GroupStats {
     pub last_1h: Traffic,
     /// Over the last 24 hours.
     pub last_24h: Traffic,
+    /// What each upstream served it (objects it holds, by the upstream recorded with them).
+    pub by_upstream: Vec<UpstreamShare>,
+}
+
+/// The objects of a group one upstream served.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UpstreamShare {
+    /// Its name; empty for objects recorded before upstreams were.
+    pub upstream: String,
+    pub objects: u64,
+    pub bytes: u64,
 }
 
 /// The store's figures.
@@ -50,6 +61,7 @@ impl Lifecycle {
             return Err(LifecycleError::UnknownGroup(path.to_owned()));
         }
         let usage = self.metadata.group_usage().await?;
+        let by_upstream = self.metadata.upstream_usage().await?;
         let now = self.clock.now_ms();
         let since = now - now.rem_euclid(3_600_000) - DAY_MS + 3_600_000;
         let traffic = self.metadata.traffic_since(since).await?;
@@ -76,6 +88,15 @@ impl Lifecycle {
                 oldest_read: used.oldest_read,
                 last_1h: traffic_of(&this_hour, group.path.as_str()),
                 last_24h: traffic_of(&traffic, group.path.as_str()),
+                by_upstream: by_upstream
+                    .iter()
+                    .filter(|share| share.group == group.path.as_str())
+                    .map(|share| UpstreamShare {
+                        upstream: share.upstream.clone(),
+                        objects: share.objects,
+                        bytes: share.bytes,
+                    })
+                    .collect(),
             });
         }
         let pending = self.metadata.pending_bytes().await?;

@@ -79,6 +79,16 @@ pub struct GroupUsage {
     pub oldest_read: Option<i64>,
 }
 
+/// What one upstream served a group: its objects (blobs and stored manifests) and their bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamUsage {
+    pub group: String,
+    /// The upstream's name; empty for rows recorded before upstreams were.
+    pub upstream: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// What a removal took away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Removed {
@@ -612,6 +622,26 @@ impl Metadata {
             }
         }
         Ok(usage)
+    }
+
+    /// Each group's objects and bytes by the upstream that served them.
+    pub async fn upstream_usage(&self) -> Result<Vec<UpstreamUsage>> {
+        const SQL: &str = "SELECT group_path, upstream, CAST(COUNT(*) AS BIGINT), \
+             CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM ( \
+               SELECT group_path, upstream, size FROM blobs \
+               UNION ALL SELECT group_path, upstream, size FROM manifests WHERE reference = digest \
+             ) o GROUP BY group_path, upstream ORDER BY group_path, upstream";
+        let rows: Vec<(String, String, i64, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(group, upstream, objects, bytes)| UpstreamUsage {
+                group,
+                upstream,
+                objects: objects.max(0) as u64,
+                bytes: bytes.max(0) as u64,
+            })
+            .collect())
     }
 
     /// Bytes of distinct objects the rows reference (what the store holds, queued deletions aside).

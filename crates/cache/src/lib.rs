@@ -40,3 +40,5 @@ pub use upstreams::{MAX_UPSTREAMS, Upstreams, UpstreamsError, first_answer};
 pub mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstreams_tests;

@@ -225,7 +225,8 @@ mod tests {
         GroupSettings {
             path: GroupPath::parse(path).unwrap(),
             format: Format::Oci,
-            upstreams: Upstreams::new(upstreams.iter().map(|upstream| (*upstream).clone()).collect()).unwrap(),
+            upstreams: Upstreams::new(upstreams.iter().map(|upstream| (*upstream).clone()).collect())
+                .unwrap(),
             manifest_recheck: Duration::from_secs(1),
             access: AccessPolicy::anonymous(),
             lifecycle: LifecyclePolicy::default(),

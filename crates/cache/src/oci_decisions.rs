@@ -57,7 +57,13 @@ impl Cache {
             None => {
                 let reference = Reference::Digest(digest.clone());
                 let preferred = self.image_upstream(&resolved.group, &resolved.image).await;
-                let fetch = self.fetch(&resolved.group, ObjectKind::Blob, &resolved.image, &reference, preferred.as_deref());
+                let fetch = self.fetch(
+                    &resolved.group,
+                    ObjectKind::Blob,
+                    &resolved.image,
+                    &reference,
+                    preferred.as_deref(),
+                );
                 Box::pin(fetch).await
             }
         };
@@ -249,7 +255,7 @@ impl Cache {
     ) -> Result<Decision, CacheError> {
         let now = self.clock.now_ms();
         let timeout = self.settings.recheck_timeout;
-        let order = group.upstreams.in_order(Some(&cached.upstream));
+        let order = group.upstreams.in_order(Some(cached.upstream.as_str()));
         let answer = self
             .rechecks
             .run(key.clone(), || async {
@@ -281,7 +287,8 @@ impl Cache {
                     self.catalog.mark_manifest_checked(key, now).await
                 } else {
                     // Now from another of the group's upstreams: asked first from here on.
-                    let record = ManifestRecord { checked_at: now, upstream: upstream.clone(), ..cached.clone() };
+                    let record =
+                        ManifestRecord { checked_at: now, upstream: upstream.clone(), ..cached.clone() };
                     self.catalog.upsert_manifest(key, &record, now).await
                 };
                 self.degraded(confirmed.map(Some));
@@ -303,7 +310,7 @@ impl Cache {
                 if head {
                     return Ok(Decision::UpstreamHead { head: answer, requested: None });
                 }
-                self.fetch(group, ObjectKind::Manifest, image, &key.reference, Some(&upstream)).await
+                self.fetch(group, ObjectKind::Manifest, image, &key.reference, Some(upstream.as_str())).await
             }
             Err(error) if error.is_outage() => {
                 tracing::warn!(group = %group.path, repository = %key.image, tag = %key.reference, %error,

@@ -76,7 +76,11 @@ pub async fn test_cache_with_upstreams(upstreams: Vec<UpstreamClient>) -> TestCa
     test_cache_of(Upstreams::new(upstreams).unwrap(), Vec::new(), None).await
 }
 
-async fn test_cache_of(upstreams: Upstreams, routes: Vec<UpstreamRoute>, database: Option<String>) -> TestCache {
+async fn test_cache_of(
+    upstreams: Upstreams,
+    routes: Vec<UpstreamRoute>,
+    database: Option<String>,
+) -> TestCache {
     let dir = tempfile::tempdir().unwrap();
     let url = database.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("meta.db").display()));
     let metadata = Metadata::connect(&DatabaseUrl::new(url)).await.unwrap();

@@ -35,7 +35,12 @@ fn tag(text: &str) -> Reference {
 }
 
 fn stored(digest: &Digest, size: usize, media_type: &str) -> StoredObject {
-    StoredObject { digest: digest.clone(), size: size as u64, media_type: media_type.into(), upstream: "lab".into() }
+    StoredObject {
+        digest: digest.clone(),
+        size: size as u64,
+        media_type: media_type.into(),
+        upstream: "lab".into(),
+    }
 }
 
 #[tokio::test]

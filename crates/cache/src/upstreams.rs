@@ -86,7 +86,11 @@ impl Upstreams {
         let preferred = preferred.and_then(|name| self.get(name));
         preferred
             .into_iter()
-            .chain(self.list.iter().filter(|upstream| preferred.is_none_or(|first| first.name() != upstream.name())))
+            .chain(
+                self.list
+                    .iter()
+                    .filter(|upstream| preferred.is_none_or(|first| first.name() != upstream.name())),
+            )
             .collect()
     }
 
@@ -95,7 +99,11 @@ impl Upstreams {
     /// entry). Each upstream is asked for the image by its own rule
     /// ([`UpstreamClient::upstream_repository`]).
     pub fn repository(&self, image: &RepositoryName) -> RepositoryName {
-        if self.list.iter().any(UpstreamClient::is_docker_hub) { image.with_library_prefix() } else { image.clone() }
+        if self.list.iter().any(UpstreamClient::is_docker_hub) {
+            image.with_library_prefix()
+        } else {
+            image.clone()
+        }
     }
 }
 
@@ -146,10 +154,15 @@ mod tests {
         let hub = named_upstream_client("hub", "https://registry-1.docker.io");
         let mirror = named_upstream_client("mirror", "http://127.0.0.1:10");
         let upstreams = Upstreams::new(vec![internal.clone(), hub.clone(), mirror.clone()]).unwrap();
-        let names = |order: Vec<&UpstreamClient>| order.iter().map(|u| u.name().to_owned()).collect::<Vec<_>>();
+        let names =
+            |order: Vec<&UpstreamClient>| order.iter().map(|u| u.name().to_owned()).collect::<Vec<_>>();
         assert_eq!(names(upstreams.in_order(None)), ["internal", "hub", "mirror"]);
         assert_eq!(names(upstreams.in_order(Some("mirror"))), ["mirror", "internal", "hub"]);
-        assert_eq!(names(upstreams.in_order(Some("gone"))), ["internal", "hub", "mirror"], "no longer configured");
+        assert_eq!(
+            names(upstreams.in_order(Some("gone"))),
+            ["internal", "hub", "mirror"],
+            "no longer configured"
+        );
         assert_eq!(names(upstreams.in_order(Some(""))), ["internal", "hub", "mirror"], "recorded before");
         let image = RepositoryName::parse("alpine").unwrap();
         assert_eq!(upstreams.repository(&image).as_str(), "library/alpine", "Docker Hub is one of them");

@@ -105,10 +105,17 @@ async fn a_tag_is_asked_of_the_upstream_that_served_it_first() {
     let cache = &setup.test.cache;
     let (manifest, layers) = setup.hub.put_image("lab/app", "v1", &[b"layer"]);
     // containerd resolves the tag: `internal` has no such tag, `hub` answers and is remembered.
-    assert!(matches!(cache.manifest(&setup.resolved, &tag("v1"), true).await.unwrap(), Decision::UpstreamHead { .. }));
+    assert!(matches!(
+        cache.manifest(&setup.resolved, &tag("v1"), true).await.unwrap(),
+        Decision::UpstreamHead { .. }
+    ));
     assert_eq!(setup.internal.count("HEAD", "/manifests/v1"), 1);
     let by_digest = fetch(cache.manifest(&setup.resolved, &tag("v1"), false).await);
-    assert_eq!(upstreams(&by_digest), ["hub", "internal"], "the manifest by digest, from where the tag was found");
+    assert_eq!(
+        upstreams(&by_digest),
+        ["hub", "internal"],
+        "the manifest by digest, from where the tag was found"
+    );
     assert!(by_digest.sources[0].url.ends_with(&format!("/manifests/{manifest}")));
 
     // The fill recorded it as served by `hub`; its layers are asked of `hub` first as well.

@@ -15,15 +15,12 @@ use crate::error::ControlError;
 
 pub(crate) async fn tags_list(resolved: &Resolved, uri: &Uri) -> Result<Response, ControlError> {
     let suffix = format!("tags/list{}", forwarded_query(uri.query(), &["n", "last"]));
-    let (document, repository) = metadata_document(resolved, &suffix).await.map_err(
-        |error| match error {
-            upstream::UpstreamError::NotFound(_) => ControlError::Oci(OciError::new(
-                ErrorCode::NameUnknown,
-                "repository name not known to upstream",
-            )),
-            other => other.into(),
-        },
-    )?;
+    let (document, repository) = metadata_document(resolved, &suffix).await.map_err(|error| match error {
+        upstream::UpstreamError::NotFound(_) => {
+            ControlError::Oci(OciError::new(ErrorCode::NameUnknown, "repository name not known to upstream"))
+        }
+        other => other.into(),
+    })?;
     let upstream_path = format!("/v2/{repository}/tags/list");
     let link =
         document.link.as_deref().and_then(|link| rewrite_link(link, &upstream_path, uri.path(), uri.query()));
@@ -36,16 +33,14 @@ pub(crate) async fn referrers(
     uri: &Uri,
 ) -> Result<Response, ControlError> {
     let suffix = format!("referrers/{digest}{}", forwarded_query(uri.query(), &["artifactType"]));
-    let (document, repository) = metadata_document(resolved, &suffix).await.map_err(
-        |error| match error {
-            // Upstreams without the referrers API answer 404; clients then fall back to the tag schema.
-            upstream::UpstreamError::NotFound(_) => ControlError::Oci(OciError::new(
-                ErrorCode::ManifestUnknown,
-                "the upstream registry does not serve the referrers API for this manifest",
-            )),
-            other => other.into(),
-        },
-    )?;
+    let (document, repository) = metadata_document(resolved, &suffix).await.map_err(|error| match error {
+        // Upstreams without the referrers API answer 404; clients then fall back to the tag schema.
+        upstream::UpstreamError::NotFound(_) => ControlError::Oci(OciError::new(
+            ErrorCode::ManifestUnknown,
+            "the upstream registry does not serve the referrers API for this manifest",
+        )),
+        other => other.into(),
+    })?;
     let upstream_path = format!("/v2/{repository}/referrers/{digest}");
     let link =
         document.link.as_deref().and_then(|link| rewrite_link(link, &upstream_path, uri.path(), uri.query()));
@@ -70,7 +65,7 @@ async fn metadata_document(
         let repository = upstream.upstream_repository(&resolved.image);
         async move {
             let document = upstream.get_metadata(&repository, suffix, ObjectKind::Manifest).await?;
-            Ok((document, repository))
+            Ok::<_, upstream::UpstreamError>((document, repository))
         }
     })
     .await?;

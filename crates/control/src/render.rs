@@ -237,7 +237,11 @@ mod tests {
                     url: "https://internal.example/v2/a/blobs/x".into(),
                     headers: http::HeaderMap::new(),
                 },
-                cache::FetchSource { upstream: "lab".into(), url: "https://up.example/v2/a/blobs/x".into(), headers },
+                cache::FetchSource {
+                    upstream: "lab".into(),
+                    url: "https://up.example/v2/a/blobs/x".into(),
+                    headers,
+                },
             ],
             verify: Some(injector::Checksum::from(&Digest::of(b"b"))),
             max_size: 10,
@@ -249,10 +253,14 @@ mod tests {
                 assert_eq!(params.client, Some(client()), "fill admission counts the resolved client");
                 assert_eq!(params.upload.authorize, "/v2/a/blobs/sha256:00/upload/authorize?ns=up.example");
                 assert_eq!(params.upload.finalize, "/v2/a/blobs/sha256:00/upload?ns=up.example");
-                let upstreams: Vec<&str> = params.sources.iter().map(|source| source.upstream.as_str()).collect();
+                let upstreams: Vec<&str> =
+                    params.sources.iter().map(|source| source.upstream.as_str()).collect();
                 assert_eq!(upstreams, ["internal", "lab"], "in the order the group asks them");
                 assert!(params.sources[0].headers.is_empty());
-                assert_eq!(params.sources[1].headers, vec![("authorization".to_owned(), "Bearer t".to_owned())]);
+                assert_eq!(
+                    params.sources[1].headers,
+                    vec![("authorization".to_owned(), "Bearer t".to_owned())]
+                );
                 assert_eq!(params.max_size, 10);
             }
             other => panic!("{other:?}"),

@@ -1368,7 +1368,8 @@ mod tests {
             .collect::<String>();
         let resolve = |group: &str| {
             let text = format!("{upstreams}[[group]]\npath = \"default\"\n{group}\n");
-            Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default()).map_err(|error| format!("{error:#}"))
+            Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default())
+                .map_err(|error| format!("{error:#}"))
         };
         let config = resolve("upstreams = [\"u2\", \"u1\"]").unwrap();
         assert_eq!(config.groups[0].upstreams, ["u2", "u1"], "in the order given");
@@ -1379,9 +1380,15 @@ mod tests {
             ("upstream = \"u1\"\nupstreams = [\"u2\"]", "both upstream and upstreams"),
             ("manifest_recheck = \"1m\"", "needs an upstream"),
             ("upstreams = []", "names no upstream"),
-            ("upstreams = [\"u1\", \"u2\", \"u3\", \"u4\", \"u5\", \"u6\", \"u7\", \"u8\", \"u9\"]", "at most 8"),
+            (
+                "upstreams = [\"u1\", \"u2\", \"u3\", \"u4\", \"u5\", \"u6\", \"u7\", \"u8\", \"u9\"]",
+                "at most 8",
+            ),
             ("upstreams = [\"u1\", \"u2\", \"u1\"]", "\"u1\" twice"),
-            ("upstreams = [\"u1\", \"nope\"]", "unknown upstream \"nope\" (the [[upstream]] tables name: u1, u2"),
+            (
+                "upstreams = [\"u1\", \"nope\"]",
+                "unknown upstream \"nope\" (the [[upstream]] tables name: u1, u2",
+            ),
         ] {
             let error = resolve(group).unwrap_err();
             assert!(error.contains(says), "{group}: {error}");

@@ -121,13 +121,21 @@ recheck = "5s"
         .arg(&config_file)
         .arg("--data-dir")
         .arg(proxy.data_dir.path()));
-    let served = stats.lines().find(|line| line.starts_with("default served by: ")).unwrap_or_else(|| panic!("{stats}"));
+    let served = stats
+        .lines()
+        .find(|line| line.starts_with("default served by: "))
+        .unwrap_or_else(|| panic!("{stats}"));
     assert!(served.contains("internal ") && served.contains("hub "), "{stats}");
     let groups = admin_json(&proxy, &token, "/api/v1/groups");
-    let default = groups["groups"].as_array().unwrap().iter().find(|group| group["group"] == "default").unwrap();
+    let default =
+        groups["groups"].as_array().unwrap().iter().find(|group| group["group"] == "default").unwrap();
     assert_eq!(default["upstreams"], serde_json::json!(["internal", "hub"]));
-    let shares: Vec<&str> =
-        default["by_upstream"].as_array().unwrap().iter().map(|share| share["upstream"].as_str().unwrap()).collect();
+    let shares: Vec<&str> = default["by_upstream"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|share| share["upstream"].as_str().unwrap())
+        .collect();
     assert_eq!(shares, ["hub", "internal"], "{default}");
     let log = std::fs::read_to_string(proxy.data_dir.path().join("serve.log")).unwrap();
     let misses = |upstream: &str| {

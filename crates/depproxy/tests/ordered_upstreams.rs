@@ -39,14 +39,18 @@ async fn admin_token(proxy: &TestProxy) -> String {
 }
 
 async fn admin_json(proxy: &TestProxy, token: &str, path: &str) -> serde_json::Value {
-    let response = client().get(format!("{}{path}", proxy.admin_url)).bearer_auth(token).send().await.unwrap();
+    let response =
+        client().get(format!("{}{path}", proxy.admin_url)).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{path}");
     response.json().await.unwrap()
 }
 
 /// The access-log lines of requests for `fragment` (a digest, a tag).
 fn access_lines(log: &LogCapture, fragment: &str) -> Vec<String> {
-    log.lines().into_iter().filter(|line| line.contains("depproxy::access") && line.contains(fragment)).collect()
+    log.lines()
+        .into_iter()
+        .filter(|line| line.contains("depproxy::access") && line.contains(fragment))
+        .collect()
 }
 
 #[tokio::test]
@@ -82,16 +86,23 @@ async fn the_first_upstream_that_has_it_serves_and_is_asked_first_from_then_on()
             .map(|line| (line.contains("decision=miss"), line.contains("upstream=hub")))
             .collect();
         assert!(decisions.contains(&(true, true)), "{mode}: {lines:#?}");
-        assert!(lines.iter().any(|line| line.contains("decision=hit") && line.contains("upstream=hub")), "{lines:#?}");
+        assert!(
+            lines.iter().any(|line| line.contains("decision=hit") && line.contains("upstream=hub")),
+            "{lines:#?}"
+        );
 
         // Statistics and the admin API say what each upstream served.
         let stats = proxy.lifecycle.stats(Some("default")).await.unwrap();
-        let shares: Vec<(&str, u64)> =
-            stats.groups[0].by_upstream.iter().map(|share| (share.upstream.as_str(), share.objects)).collect();
+        let shares: Vec<(&str, u64)> = stats.groups[0]
+            .by_upstream
+            .iter()
+            .map(|share| (share.upstream.as_str(), share.objects))
+            .collect();
         assert_eq!(shares, [("hub", 2)], "{mode}: the manifest and the layer");
         let token = admin_token(&proxy).await;
         let groups = admin_json(&proxy, &token, "/api/v1/groups").await;
-        let default = groups["groups"].as_array().unwrap().iter().find(|group| group["group"] == "default").unwrap();
+        let default =
+            groups["groups"].as_array().unwrap().iter().find(|group| group["group"] == "default").unwrap();
         assert_eq!(default["upstreams"], serde_json::json!(["internal", "hub"]), "{default}");
         assert_eq!(default["upstream"], "internal, hub");
         assert_eq!(default["by_upstream"][0]["upstream"], "hub", "{default}");
@@ -130,9 +141,15 @@ async fn an_upstream_that_fails_is_moved_past_and_counted_against_its_health() {
         assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice(), "{name}");
         proxy.fills_settled().await;
         assert_eq!(hub.count("GET", &format!("/blobs/{digest}")), 1, "{name}: the next upstream served");
-        proxy.wait_for_metric(&format!("depproxy_upstream_failovers_total{{upstream=\"{host}\"}} {}", counted + 1)).await;
+        proxy
+            .wait_for_metric(&format!(
+                "depproxy_upstream_failovers_total{{upstream=\"{host}\"}} {}",
+                counted + 1
+            ))
+            .await;
         let upstreams = admin_json(&proxy, &token, "/api/v1/upstreams").await;
-        let seen = upstreams.as_array().unwrap().iter().find(|upstream| upstream["name"] == "internal").unwrap();
+        let seen =
+            upstreams.as_array().unwrap().iter().find(|upstream| upstream["name"] == "internal").unwrap();
         assert_eq!(seen["failovers"], counted + 1, "{name}: {seen}");
         let stats = proxy.lifecycle.stats(Some("default")).await.unwrap();
         assert!(stats.groups[0].by_upstream.iter().any(|share| share.upstream == "hub"), "{name}");

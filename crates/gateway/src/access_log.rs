@@ -1,7 +1,7 @@
 //! One access-log line per request (target `depproxy::access`), written when the response body
 //! ends or the client goes away: client address, group, image, reference or digest, decision,
-//! the upstream the object came from, status, bytes sent, duration and time to the response head. No header value, so no secret.
-//! Turned off with `RUST_LOG=…,depproxy::access=off`.
+//! the upstream the object came from, status, bytes sent, duration and time to the response head.
+//! No header value, so no secret. Turned off with `RUST_LOG=…,depproxy::access=off`.
 
 use std::net::IpAddr;
 use std::pin::Pin;

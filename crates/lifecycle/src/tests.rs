@@ -363,13 +363,12 @@ async fn a_commit_racing_a_sweep_never_leaves_a_row_without_its_object() {
             let bytes = format!("object {round}").into_bytes();
             let digest = setup.blob("a", &bytes).await;
             setup.clock.advance(DAY * 2);
-            let record =
-                BlobRecord {
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            media_type: "x".into(),
-            upstream: "lab".into(),
-        };
+            let record = BlobRecord {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                media_type: "x".into(),
+                upstream: "lab".into(),
+            };
             let lifecycle = setup.lifecycle.clone();
             let sweep = tokio::spawn(async move { lifecycle.sweep().await.unwrap() });
             // The fill: its bytes land (again) in storage, then it records its row.

@@ -75,7 +75,8 @@ pub(crate) fn to_sql_size(size: u64) -> i64 {
 
 impl Metadata {
     pub async fn find_blob(&self, key: &BlobKey) -> Result<Option<BlobRecord>> {
-        const SQL: &str = "SELECT digest, size, media_type, upstream FROM blobs WHERE group_path = $1 AND digest = $2";
+        const SQL: &str =
+            "SELECT digest, size, media_type, upstream FROM blobs WHERE group_path = $1 AND digest = $2";
         let row: Option<BlobRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(key.group.as_str())
             .bind(key.digest.to_string())

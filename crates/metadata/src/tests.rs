@@ -88,9 +88,16 @@ async fn the_upstream_that_served_an_object_is_recorded_with_it() {
         // A tag learned from another upstream's HEAD says so.
         let moved = ManifestRecord { upstream: "internal".into(), stored: false, ..manifest.clone() };
         db.upsert_manifest(&manifest_key("lab/app", "v2"), &moved, 2).await.unwrap();
-        assert_eq!(db.find_manifest(&manifest_key("lab/app", "v2")).await.unwrap().unwrap().upstream, "internal");
+        assert_eq!(
+            db.find_manifest(&manifest_key("lab/app", "v2")).await.unwrap().unwrap().upstream,
+            "internal"
+        );
         let image = RepositoryName::parse("lab/app").unwrap();
-        assert_eq!(db.image_upstream(&group("g"), &image).await.unwrap().as_deref(), Some("internal"), "the latest");
+        assert_eq!(
+            db.image_upstream(&group("g"), &image).await.unwrap().as_deref(),
+            Some("internal"),
+            "the latest"
+        );
         let other = RepositoryName::parse("lab/other").unwrap();
         assert_eq!(db.image_upstream(&group("g"), &other).await.unwrap(), None);
         let usage = db.upstream_usage().await.unwrap();

@@ -332,12 +332,12 @@ pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Resul
     }
     let mut groups = Vec::new();
     for group in &config.groups {
-        let clients = group
+        let asked = group
             .upstreams
             .iter()
             .map(|name| clients.get(name).cloned().with_context(|| format!("group {:?}", group.path)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let upstreams = Upstreams::new(clients).with_context(|| format!("group {:?}", group.path))?;
+        let upstreams = Upstreams::new(asked).with_context(|| format!("group {:?}", group.path))?;
         groups.push(GroupSettings {
             path: oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!(error.message))?,
             format: group.format,

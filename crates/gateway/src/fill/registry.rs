@@ -107,7 +107,12 @@ impl Fills {
                     }
                     FillState::Verified(finished) | FillState::Committed(finished) => {
                         upstream = &finished.streaming.source;
-                        ("finishing", finished.size, Some(finished.size), finished.streaming.recent.attached())
+                        (
+                            "finishing",
+                            finished.size,
+                            Some(finished.size),
+                            finished.streaming.recent.attached(),
+                        )
                     }
                     FillState::Failed(_) => ("failed", 0, None, 0),
                 };

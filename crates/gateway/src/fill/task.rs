@@ -121,7 +121,7 @@ async fn fill(
     let expected = Expectation { checksum: params.verify.clone(), size: opened.head.content_length };
     // Held to the end: dropping it stops the lease renewal, however the fill ends.
     let allowed = authorize_and_lease(gateway, params, &opened.head).await?;
-    let streamed = stream(gateway, params, running, stop, opened, allowed.limit, &expected).await?;
+    let streamed = stream(gateway, running, stop, opened, allowed.limit, &expected).await?;
     settle(gateway, params, running, &allowed.authorization, streamed, &expected).await
 }
 
@@ -155,7 +155,9 @@ async fn open_upstream(gateway: &Gateway, params: &SendDependency, stop: &Stop) 
         let not_found = matches!(error, FillError::Upstream(UpstreamError::NotFound(_)));
         attempts.failed(error, not_found);
     }
-    Err(attempts.into_error().unwrap_or(FillError::Gateway(GatewayError::BadInjector(InjectorError::NoSource))))
+    Err(attempts
+        .into_error()
+        .unwrap_or_else(|| FillError::Gateway(GatewayError::BadInjector(InjectorError::NoSource))))
 }
 
 /// Opens one source, and refuses its answer by its headers before a byte reaches a client or
@@ -252,7 +254,6 @@ struct Streamed {
 /// streams on uncached, still hashed and verified.
 async fn stream(
     gateway: &Gateway,
-    params: &SendDependency,
     running: &Running<'_>,
     stop: &Stop,
     opened: Opened,

@@ -157,7 +157,7 @@ async fn open_upstream(gateway: &Gateway, params: &SendDependency, stop: &Stop) 
     }
     Err(attempts
         .into_error()
-        .unwrap_or_else(|| FillError::Gateway(GatewayError::BadInjector(InjectorError::NoSource))))
+        .unwrap_or(FillError::Gateway(GatewayError::BadInjector(InjectorError::NoSource))))
 }
 
 /// Opens one source, and refuses its answer by its headers before a byte reaches a client or

@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for group in &config.groups {
         assert!(oci::GroupPath::parse(&group.path).is_ok());
-        assert!(config.upstreams.iter().any(|upstream| upstream.name == group.upstream));
+        assert!(!group.upstreams.is_empty() && group.upstreams.len() <= 8, "at most 8 upstreams a group");
+        for name in &group.upstreams {
+            assert!(config.upstreams.iter().any(|upstream| &upstream.name == name));
+        }
     }
     assert!(config.lifecycle.low_watermark < config.lifecycle.high_watermark);
     assert!(config.lifecycle.high_watermark <= 100);

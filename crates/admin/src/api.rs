@@ -31,6 +31,15 @@ impl From<metadata::Traffic> for TrafficView {
     }
 }
 
+/// The objects of a group one upstream served.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct UpstreamShareView {
+    /// Its name; empty for objects recorded before upstreams were.
+    pub upstream: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// One hour of a group's traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct HourView {
@@ -65,7 +74,12 @@ pub struct GroupView {
     /// with formats: `depproxy admin` still reads a server from before them.)
     #[serde(default)]
     pub format: String,
+    /// Its upstream; for a group with several, their names in the order they are asked, joined
+    /// by `, `.
     pub upstream: String,
+    /// Its upstreams, in the order they are asked.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
     /// `token` or `anonymous`.
     pub access: String,
     pub ttl_seconds: Option<u64>,
@@ -98,6 +112,9 @@ pub struct GroupView {
     /// without traffic is zeros).
     #[serde(default)]
     pub hourly: Vec<HourView>,
+    /// The objects it holds by the upstream that served them.
+    #[serde(default)]
+    pub by_upstream: Vec<UpstreamShareView>,
 }
 
 /// The store and its groups.
@@ -140,6 +157,10 @@ pub struct UpstreamView {
     pub latency_ms: Option<f64>,
     pub latency_avg_ms: Option<f64>,
     pub rate_limit: Option<RateLimitView>,
+    /// Times a group with several upstreams moved past this one because it failed (5xx, 429,
+    /// timeout, no connection), as this process counted them.
+    #[serde(default)]
+    pub failovers: u64,
 }
 
 /// An error or denial; repeats of one (same kind, message, group, image, client and details —

@@ -15,7 +15,8 @@ use crate::api::{LastErrorView, RateLimitView, UpstreamView};
 #[derive(Debug, Clone)]
 pub struct GroupInfo {
     pub path: String,
-    pub upstream: String,
+    /// Its upstreams, in the order it asks them.
+    pub upstreams: Vec<String>,
     /// `token` or `anonymous`.
     pub access: String,
 }
@@ -145,6 +146,7 @@ impl OperatorView {
                         window_seconds: budget.window_seconds,
                         at: budget.at,
                     }),
+                    failovers: health.failovers,
                 }
             })
             .collect()

@@ -22,7 +22,7 @@ use utoipa::OpenApi as _;
 use crate::api::{
     AdminTokenScheme, CreatedTokenView, ErrorEnvelope, ErrorView, EventView, GroupView, HourView, JobStarted,
     JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StoreView, TokenView, TrafficView,
-    UpstreamView,
+    UpstreamShareView, UpstreamView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;
@@ -43,9 +43,9 @@ pub struct AdminState {
     info(title = "depproxy admin API", description = "Every call needs an admin access token as Bearer."),
     paths(groups, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now),
     components(schemas(
-        StoreView, GroupView, TrafficView, HourView, UpstreamView, LastErrorView, RateLimitView, FillReport,
-        EventView, TokenView, NewToken, CreatedTokenView, RevokedView, JobStarted, JobView, ErrorEnvelope,
-        ErrorView
+        StoreView, GroupView, UpstreamShareView, TrafficView, HourView, UpstreamView, LastErrorView, RateLimitView,
+        FillReport, EventView, TokenView, NewToken, CreatedTokenView, RevokedView, JobStarted, JobView,
+        ErrorEnvelope, ErrorView
     )),
     modifiers(&AdminTokenScheme),
     security(("admin_token" = []))
@@ -83,8 +83,10 @@ pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminErr
         .into_iter()
         .map(|group| {
             let info = state.view.groups.iter().find(|info| info.path == group.group);
+            let upstreams = info.map(|info| info.upstreams.clone()).unwrap_or_default();
             GroupView {
-                upstream: info.map(|info| info.upstream.clone()).unwrap_or_default(),
+                upstream: upstreams.join(", "),
+                upstreams,
                 access: info.map(|info| info.access.clone()).unwrap_or_default(),
                 group: group.group,
                 format: group.format.as_str().to_owned(),
@@ -102,6 +104,15 @@ pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminErr
                 last_1h: group.last_1h.into(),
                 last_24h: group.last_24h.into(),
                 hourly: group.hourly.into_iter().map(HourView::from).collect(),
+                by_upstream: group
+                    .by_upstream
+                    .into_iter()
+                    .map(|share| UpstreamShareView {
+                        upstream: share.upstream,
+                        objects: share.objects,
+                        bytes: share.bytes,
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -15,6 +15,8 @@ pub struct StoredObject {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
+    /// The upstream that served it (empty: not known).
+    pub upstream: String,
 }
 
 /// What to do with a request for a stored object (an artifact or a document).
@@ -32,13 +34,8 @@ pub enum Decision {
 #[derive(Debug, Clone)]
 pub struct Fetch {
     pub kind: ObjectKind,
-    /// The configured upstream's name: the gateway fetches through that upstream's own HTTP
-    /// client (its CA, its redirect rules).
-    pub upstream: String,
-    /// Absolute upstream URL of the object.
-    pub url: String,
-    /// The complete upstream request header set (`Authorization`, `Accept`).
-    pub headers: HeaderMap,
+    /// Where to fetch it, in the order the group asks its upstreams; never empty.
+    pub sources: Vec<FetchSource>,
     /// What the bytes must hash to, when known up front (blobs and manifests by digest).
     pub verify: Option<injector::Checksum>,
     pub max_size: u64,
@@ -47,9 +44,33 @@ pub struct Fetch {
     pub fill_key: String,
 }
 
+/// One upstream a fill may fetch the object from.
+#[derive(Debug, Clone)]
+pub struct FetchSource {
+    /// The configured upstream's name: the gateway fetches through that upstream's own HTTP
+    /// client (its CA, its redirect rules).
+    pub upstream: String,
+    /// Absolute upstream URL of the object.
+    pub url: String,
+    /// The complete upstream request header set (`Authorization`, `Accept`).
+    pub headers: HeaderMap,
+}
+
+impl Fetch {
+    /// The first source's URL (what the fill is named by in logs).
+    pub fn first_url(&self) -> &str {
+        self.sources.first().map_or("", |source| source.url.as_str())
+    }
+}
+
 impl From<BlobRecord> for StoredObject {
     fn from(record: BlobRecord) -> Self {
-        StoredObject { digest: record.digest, size: record.size, media_type: record.media_type }
+        StoredObject {
+            digest: record.digest,
+            size: record.size,
+            media_type: record.media_type,
+            upstream: record.upstream,
+        }
     }
 }
 
@@ -59,6 +80,7 @@ impl From<&ManifestRecord> for StoredObject {
             digest: record.digest.clone(),
             size: record.size,
             media_type: record.media_type.clone(),
+            upstream: record.upstream.clone(),
         }
     }
 }

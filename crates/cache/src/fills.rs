@@ -60,7 +60,8 @@ impl Cache {
         Ok(FillPermit::Passthrough { reason: format!("{digest} is being filled elsewhere or deleted") })
     }
 
-    /// Records a stored blob for the resolved group, releasing the fill's lease.
+    /// Records a stored blob for the resolved group (with the upstream that served it), releasing
+    /// the fill's lease.
     pub async fn record_blob(
         &self,
         resolved: &Resolved,
@@ -69,7 +70,12 @@ impl Cache {
     ) -> Result<(), CacheError> {
         let now = self.clock.now_ms();
         let group = &resolved.group.path;
-        let record = BlobRecord { digest: object.digest, size: object.size, media_type: object.media_type };
+        let record = BlobRecord {
+            digest: object.digest,
+            size: object.size,
+            media_type: object.media_type,
+            upstream: object.upstream,
+        };
         let claim = self.commit_lease(lease);
         let epoch = self.catalog.epoch();
         match self.catalog.metadata().commit_blob(group, &record, claim, now).await? {
@@ -94,13 +100,14 @@ impl Cache {
         lease: Option<&str>,
     ) -> Result<(), CacheError> {
         let now = self.clock.now_ms();
-        let repository = resolved.group.upstream.upstream_repository(&resolved.image);
+        let repository = resolved.group.upstreams.repository(&resolved.image);
         let record = ManifestRecord {
             digest: object.digest.clone(),
             media_type: object.media_type,
             size: object.size,
             checked_at: now,
             stored: true,
+            upstream: object.upstream,
         };
         let by_digest = ManifestKey {
             group: resolved.group.path.clone(),

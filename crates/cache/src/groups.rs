@@ -1,6 +1,6 @@
 //! Groups and how a request's address selects one (and the image name upstream knows).
 //!
-//! A group owns a cache namespace, an upstream and its policies. The rules, in order:
+//! A group owns a cache namespace, its upstreams and its policies. The rules, in order:
 //! 1. group form `/v2/<group>/dependency_proxy/containers/<image>` → that group;
 //! 2. `?ns=<registry host>` (containerd) → the *mirror group* of the upstream whose URL has that
 //!    host (`docker.io` means Docker Hub); an unconfigured host is refused, never proxied;
@@ -11,7 +11,9 @@
 //!
 //! An upstream's mirror group is the `default` group if that uses it, else the first configured
 //! group that uses it, else an implicit group `upstream/<name>` with default policies — so root,
-//! `?ns=` and prefix requests for the same registry share one cache.
+//! `?ns=` and prefix requests for the same registry share one cache. "Uses it" means as its only
+//! upstream: `?ns=` and the prefix name one registry, and get that registry's content only, never
+//! another upstream's that a group with several would ask first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use upstream::UpstreamClient;
 use crate::access_policy::AccessPolicy;
 use crate::format::Format;
 use crate::lifecycle::LifecyclePolicy;
+use crate::upstreams::Upstreams;
 
 /// The group mirror-mode requests go to.
 pub const DEFAULT_GROUP: &str = "default";
@@ -49,9 +52,10 @@ pub enum GroupsError {
 #[derive(Clone)]
 pub struct GroupSettings {
     pub path: GroupPath,
-    /// The protocol its clients and its upstream speak.
+    /// The protocol its clients and its upstreams speak.
     pub format: Format,
-    pub upstream: UpstreamClient,
+    /// The upstreams it asks, in order (one in the single-upstream form).
+    pub upstreams: Upstreams,
     /// How long a cached tag is served without asking upstream.
     pub manifest_recheck: Duration,
     /// Who may pull through it.
@@ -104,7 +108,7 @@ impl Groups {
         let mut mirrors = Vec::new();
         for route in upstreams.into_iter().filter(|route| route.format == Format::Oci) {
             let name = route.upstream.name().to_owned();
-            let uses = |group: &&Arc<GroupSettings>| group.upstream.name() == name;
+            let uses = |group: &&Arc<GroupSettings>| group.upstreams.is_only(&name);
             let group = match by_path.get(DEFAULT_GROUP).filter(|group| uses(group)) {
                 Some(group) => group.clone(),
                 None => match ordered.iter().find(uses) {
@@ -115,7 +119,7 @@ impl Groups {
                             path: GroupPath::parse(&format!("upstream/{name}")).map_err(|reason| {
                                 GroupsError::ImplicitGroup { upstream: name.clone(), reason }
                             })?,
-                            upstream: route.upstream.clone(),
+                            upstreams: Upstreams::single(route.upstream.clone()),
                             manifest_recheck: default_recheck,
                             access: route.implicit_access.clone(),
                             lifecycle: default_lifecycle.clone(),
@@ -214,10 +218,15 @@ mod tests {
     }
 
     fn group(path: &str, upstream: &UpstreamClient) -> GroupSettings {
+        group_of(path, &[upstream])
+    }
+
+    fn group_of(path: &str, upstreams: &[&UpstreamClient]) -> GroupSettings {
         GroupSettings {
             path: GroupPath::parse(path).unwrap(),
             format: Format::Oci,
-            upstream: upstream.clone(),
+            upstreams: Upstreams::new(upstreams.iter().map(|upstream| (*upstream).clone()).collect())
+                .unwrap(),
             manifest_recheck: Duration::from_secs(1),
             access: AccessPolicy::anonymous(),
             lifecycle: LifecyclePolicy::default(),
@@ -299,6 +308,33 @@ mod tests {
             ("default".into(), "dockerhub/alpine".into()),
             "prefix off"
         );
+    }
+
+    #[test]
+    fn a_group_with_several_upstreams_is_no_upstreams_mirror_group() {
+        let hub = upstream("hub", "https://registry-1.docker.io");
+        let internal = upstream("internal", "http://127.0.0.1:5001");
+        let route = |upstream: &UpstreamClient| UpstreamRoute {
+            format: Format::Oci,
+            upstream: upstream.clone(),
+            path_prefix: true,
+            implicit_access: AccessPolicy::anonymous(),
+        };
+        let groups = Groups::new(
+            [group_of("default", &[&internal, &hub])],
+            [route(&internal), route(&hub)],
+            Duration::from_secs(300),
+            LifecyclePolicy::default(),
+        )
+        .unwrap();
+        assert_eq!(resolve(&groups, "library/alpine", None), ("default".into(), "library/alpine".into()));
+        assert_eq!(
+            resolve(&groups, "library/alpine", Some("ns=docker.io")),
+            ("upstream/hub".into(), "library/alpine".into()),
+            "?ns= names one registry"
+        );
+        assert_eq!(resolve(&groups, "internal/app", None), ("upstream/internal".into(), "app".into()));
+        assert_eq!(groups.get("default").unwrap().upstreams.names(), ["internal", "hub"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The cache's domain, with no HTTP in it: the formats ([`Format`]), groups and how a request's
-//! address resolves to one, the catalog of what each group has cached (the metadata database with
+//! address resolves to one, a group's upstreams and the order it asks them in ([`Upstreams`]), the catalog of what each group has cached (the metadata database with
 //! positive answers kept in memory), document freshness and its coalesced revalidation, fill
 //! leases across nodes, and the hit/miss [`Decision`] the control plane renders into an injector.
 //! Each format's decisions live in a module of their own (`oci_decisions`); the rest is shared.
@@ -19,10 +19,11 @@ mod oci_decisions;
 mod reads;
 mod single_flight;
 mod state;
+mod upstreams;
 
 pub use access_policy::{AccessMode, AccessPolicy};
 pub use catalog::CatalogSettings;
-pub use decision::{Decision, Fetch, StoredObject};
+pub use decision::{Decision, Fetch, FetchSource, StoredObject};
 pub use error::CacheError;
 pub use fills::{FillPermit, Lease};
 pub use format::{Format, UnknownFormat};
@@ -33,8 +34,11 @@ pub use metadata::Clock;
 pub use metrics::CacheMetrics;
 pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings, CommitObserver};
+pub use upstreams::{MAX_UPSTREAMS, Upstreams, UpstreamsError, first_answer};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstreams_tests;

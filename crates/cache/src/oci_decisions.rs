@@ -1,19 +1,25 @@
 //! The OCI format's decisions: manifests and blobs, tags and their freshness.
 //!
 //! - cached (and, for a tag, fresh or confirmed by a HEAD) → [`Decision::Serve`];
-//! - not cached, GET → [`Decision::Fetch`] with the upstream URL and credentials;
-//! - not cached, HEAD → one upstream HEAD, [`Decision::UpstreamHead`] (a HEAD never starts a fill);
+//! - not cached, GET → [`Decision::Fetch`] with the URL and credentials of each of the group's
+//!   upstreams, in the order the fill tries them;
+//! - not cached, HEAD → an upstream HEAD, [`Decision::UpstreamHead`] (a HEAD never starts a fill);
 //! - a stale tag whose upstream is down → the cached copy, marked stale.
+//!
+//! A group with several upstreams asks them in order; a tag it holds asks the upstream that served
+//! it first, and an object by digest the upstream that served its image (any upstream that has a
+//! digest has the same bytes, so only the number of requests depends on the order).
 
 use metadata::{BlobKey, ManifestKey, ManifestRecord};
 use oci::{Digest, GroupPath, ObjectKind, Reference, RepositoryName};
-use upstream::{ObjectHead, UpstreamError};
+use upstream::{Attempts, ObjectHead, UpstreamClient, UpstreamError};
 
-use crate::decision::{Decision, Fetch};
+use crate::decision::{Decision, Fetch, FetchSource};
 use crate::error::CacheError;
 use crate::freshness::is_fresh;
 use crate::groups::{GroupSettings, Resolved};
 use crate::state::Cache;
+use crate::upstreams::{first_answer, moved_past};
 
 fn serve(record: &ManifestRecord, stale: bool) -> Decision {
     Decision::Serve { object: record.into(), stale }
@@ -49,9 +55,16 @@ impl Cache {
         let served = match self.degraded(self.catalog.find_blob(&key).await) {
             Some(record) => Ok(Decision::Serve { object: record.into(), stale: false }),
             None => {
-                let repository = resolved.group.upstream.upstream_repository(&resolved.image);
                 let reference = Reference::Digest(digest.clone());
-                Box::pin(self.fetch(&resolved.group, ObjectKind::Blob, &repository, &reference)).await
+                let preferred = self.image_upstream(&resolved.group, &resolved.image).await;
+                let fetch = self.fetch(
+                    &resolved.group,
+                    ObjectKind::Blob,
+                    &resolved.image,
+                    &reference,
+                    preferred.as_deref(),
+                );
+                Box::pin(fetch).await
             }
         };
         self.refetch(resolved, ObjectKind::Blob, served, unreadable).await
@@ -71,10 +84,10 @@ impl Cache {
         let group = &resolved.group;
         let key = ManifestKey {
             group: group.path.clone(),
-            image: group.upstream.upstream_repository(&resolved.image),
+            image: group.upstreams.repository(&resolved.image),
             reference: reference.clone(),
         };
-        let served = self.manifest_decision(group, &key, false).await;
+        let served = self.manifest_decision(group, &resolved.image, &key, false).await;
         self.refetch(resolved, ObjectKind::Manifest, served, unreadable).await
     }
 
@@ -91,9 +104,9 @@ impl Cache {
                 tracing::warn!(digest = %object.digest, group = %group.path,
                     "stored object unreadable; fetching it again");
                 self.reads.taken_back(&group.path, object.size);
-                let repository = group.upstream.upstream_repository(&resolved.image);
                 let reference = Reference::Digest(object.digest);
-                Box::pin(self.fetch(group, kind, &repository, &reference)).await
+                let preferred = Some(object.upstream.as_str());
+                Box::pin(self.fetch(group, kind, &resolved.image, &reference, preferred)).await
             }
             other => {
                 // Rows changed in between (the object was removed, or a tag moved): the first
@@ -116,15 +129,22 @@ impl Cache {
             self.reads.blob_read(&key, self.clock.now_ms(), if head { 0 } else { record.size });
             return Ok(Decision::Serve { object: record.into(), stale: false });
         }
-        let repository = group.upstream.upstream_repository(&resolved.image);
         let reference = Reference::Digest(digest.clone());
         // Misses are boxed, here and below: their futures (upstream calls, database writes) are
         // large, and inline they would make every hit's future as large.
+        let preferred = Box::pin(self.image_upstream(group, &resolved.image)).await;
         if head {
-            let answer = Box::pin(group.upstream.head(&repository, ObjectKind::Blob, &reference)).await?;
+            let order = group.upstreams.in_order(preferred.as_deref());
+            let head = first_answer(&order, |upstream| {
+                let repository = upstream.upstream_repository(&resolved.image);
+                let reference = &reference;
+                async move { upstream.head(&repository, ObjectKind::Blob, reference).await }
+            });
+            let (answer, _) = Box::pin(head).await?;
             return Ok(Decision::UpstreamHead { head: answer, requested: Some(digest.clone()) });
         }
-        Box::pin(self.fetch(group, ObjectKind::Blob, &repository, &reference)).await
+        let fetch = self.fetch(group, ObjectKind::Blob, &resolved.image, &reference, preferred.as_deref());
+        Box::pin(fetch).await
     }
 
     pub async fn manifest(
@@ -134,13 +154,12 @@ impl Cache {
         head: bool,
     ) -> Result<Decision, CacheError> {
         let group = &resolved.group;
-        let repository = group.upstream.upstream_repository(&resolved.image);
         let key = ManifestKey {
             group: group.path.clone(),
-            image: repository.clone(),
+            image: group.upstreams.repository(&resolved.image),
             reference: reference.clone(),
         };
-        let decision = self.manifest_decision(group, &key, head).await;
+        let decision = self.manifest_decision(group, &resolved.image, &key, head).await;
         if let Ok(Decision::Serve { object, .. }) = &decision {
             let now = self.clock.now_ms();
             let bytes = if head { 0 } else { object.size };
@@ -151,25 +170,36 @@ impl Cache {
         decision
     }
 
+    /// `image` is the name as requested: each upstream is asked for it by its own naming rule.
     async fn manifest_decision(
         &self,
         group: &GroupSettings,
+        image: &RepositoryName,
         key: &ManifestKey,
         head: bool,
     ) -> Result<Decision, CacheError> {
-        let (repository, reference) = (&key.image, &key.reference);
+        let reference = &key.reference;
         let cached = self.degraded(self.catalog.find_manifest(key).await);
         match (reference, cached) {
             // Digest references are immutable: a cached one never needs upstream.
             (Reference::Digest(_), Some(record)) => Ok(serve(&record, false)),
             (Reference::Tag(_), Some(record)) => {
                 if is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck) {
-                    return self.serve_tag(group, repository, &record, false, head).await;
+                    return self.serve_tag(group, image, &record, false, head).await;
                 }
-                Box::pin(self.revalidate_tag(group, key, record, head)).await
+                Box::pin(self.revalidate_tag(group, image, key, record, head)).await
             }
-            (_, None) if head => Box::pin(self.remember_head(group, key, reference)).await,
-            (_, None) => Box::pin(self.fetch(group, ObjectKind::Manifest, repository, reference)).await,
+            (_, None) if head => Box::pin(self.remember_head(group, image, key)).await,
+            (Reference::Digest(_), None) => {
+                let preferred = Box::pin(self.image_upstream(group, image)).await;
+                let fetch = self.fetch(group, ObjectKind::Manifest, image, reference, preferred.as_deref());
+                Box::pin(fetch).await
+            }
+            // A new tag is asked in the configured order: an earlier upstream's tag of the same
+            // name shadows a later one's.
+            (Reference::Tag(_), None) => {
+                Box::pin(self.fetch(group, ObjectKind::Manifest, image, reference, None)).await
+            }
         }
     }
 
@@ -177,11 +207,20 @@ impl Cache {
     async fn remember_head(
         &self,
         group: &GroupSettings,
+        image: &RepositoryName,
         key: &ManifestKey,
-        reference: &Reference,
     ) -> Result<Decision, CacheError> {
-        let repository = &key.image;
-        let answer = group.upstream.head(repository, ObjectKind::Manifest, reference).await?;
+        let reference = &key.reference;
+        let preferred = match reference {
+            Reference::Digest(_) => self.image_upstream(group, image).await,
+            Reference::Tag(_) => None,
+        };
+        let order = group.upstreams.in_order(preferred.as_deref());
+        let (answer, upstream) = first_answer(&order, |upstream| {
+            let repository = upstream.upstream_repository(image);
+            async move { upstream.head(&repository, ObjectKind::Manifest, reference).await }
+        })
+        .await?;
         // containerd resolves a tag with HEAD, then GETs the digest. Remember where the tag
         // points, so the next resolve costs no upstream request and works while upstream is down.
         if let (Reference::Tag(_), Some(digest), Some(media_type), Some(size)) =
@@ -195,6 +234,7 @@ impl Cache {
                 size,
                 checked_at: now,
                 stored: false,
+                upstream: upstream.name().to_owned(),
             };
             // Remembering is an optimisation: without the database the answer still stands.
             let remembered = self.catalog.upsert_manifest(key, &record, now).await;
@@ -203,16 +243,19 @@ impl Cache {
         Ok(Decision::UpstreamHead { head: answer, requested: reference.as_digest().cloned() })
     }
 
-    /// A cached tag is older than the recheck interval: one HEAD decides whether it moved.
+    /// A cached tag is older than the recheck interval: one HEAD decides whether it moved — of
+    /// the upstream that served it first, then of the group's others.
     async fn revalidate_tag(
         &self,
         group: &GroupSettings,
+        image: &RepositoryName,
         key: &ManifestKey,
         cached: ManifestRecord,
         head: bool,
     ) -> Result<Decision, CacheError> {
         let now = self.clock.now_ms();
         let timeout = self.settings.recheck_timeout;
+        let order = group.upstreams.in_order(Some(cached.upstream.as_str()));
         let answer = self
             .rechecks
             .run(key.clone(), || async {
@@ -221,32 +264,44 @@ impl Cache {
                 if let Ok(Some(current)) = self.catalog.metadata().find_manifest(key).await
                     && is_fresh(current.checked_at, self.clock.now_ms(), group.manifest_recheck)
                 {
-                    return Ok(ObjectHead {
+                    let head = ObjectHead {
                         digest: Some(current.digest),
                         media_type: Some(current.media_type),
                         size: Some(current.size),
-                    });
+                    };
+                    return Ok((head, current.upstream));
                 }
-                let head = group.upstream.head(&key.image, ObjectKind::Manifest, &key.reference);
+                let head = first_answer(&order, |upstream| {
+                    let repository = upstream.upstream_repository(image);
+                    async move { upstream.head(&repository, ObjectKind::Manifest, &key.reference).await }
+                });
                 match tokio::time::timeout(timeout, head).await {
-                    Ok(answer) => answer,
+                    Ok(answer) => answer.map(|(head, upstream)| (head, upstream.name().to_owned())),
                     Err(_) => Err(UpstreamError::Timeout(format!("tag recheck took over {timeout:?}"))),
                 }
             })
             .await;
         match answer {
-            Ok(ObjectHead { digest: Some(digest), .. }) if digest == cached.digest => {
-                let marked = self.catalog.mark_manifest_checked(key, now).await;
-                self.degraded(marked.map(Some));
-                self.serve_tag(group, &key.image, &cached, false, head).await
+            Ok((ObjectHead { digest: Some(digest), .. }, upstream)) if digest == cached.digest => {
+                let confirmed = if upstream == cached.upstream {
+                    self.catalog.mark_manifest_checked(key, now).await
+                } else {
+                    // Now from another of the group's upstreams: asked first from here on.
+                    let record =
+                        ManifestRecord { checked_at: now, upstream: upstream.clone(), ..cached.clone() };
+                    self.catalog.upsert_manifest(key, &record, now).await
+                };
+                self.degraded(confirmed.map(Some));
+                let record = ManifestRecord { upstream, ..cached };
+                self.serve_tag(group, image, &record, false, head).await
             }
-            Ok(answer) => {
+            Ok((answer, upstream)) => {
                 // The tag moved (or upstream did not say where): use the new digest if we hold it.
                 if let Some(digest) = &answer.digest {
                     let by_digest =
                         ManifestKey { reference: Reference::Digest(digest.clone()), ..key.clone() };
                     if let Some(known) = self.degraded(self.catalog.find_manifest(&by_digest).await) {
-                        let record = ManifestRecord { checked_at: now, ..known };
+                        let record = ManifestRecord { checked_at: now, upstream, ..known };
                         let repointed = self.catalog.upsert_manifest(key, &record, now).await;
                         self.degraded(repointed.map(Some));
                         return Ok(serve(&record, false));
@@ -255,23 +310,24 @@ impl Cache {
                 if head {
                     return Ok(Decision::UpstreamHead { head: answer, requested: None });
                 }
-                self.fetch(group, ObjectKind::Manifest, &key.image, &key.reference).await
+                self.fetch(group, ObjectKind::Manifest, image, &key.reference, Some(upstream.as_str())).await
             }
             Err(error) if error.is_outage() => {
                 tracing::warn!(group = %group.path, repository = %key.image, tag = %key.reference, %error,
                     "upstream unavailable; serving cached tag stale");
-                self.serve_tag(group, &key.image, &cached, true, head).await
+                self.serve_tag(group, image, &cached, true, head).await
             }
             Err(error) => Err(error.into()),
         }
     }
 
     /// Serves a tag's record. A HEAD needs the record only; a GET needs the manifest itself, which a
-    /// tag learned from a HEAD may not have cached yet: then it is fetched by digest.
+    /// tag learned from a HEAD may not have cached yet: then it is fetched by digest, from the
+    /// upstream that answered for the tag first.
     async fn serve_tag(
         &self,
         group: &GroupSettings,
-        repository: &RepositoryName,
+        image: &RepositoryName,
         record: &ManifestRecord,
         stale: bool,
         head: bool,
@@ -280,28 +336,83 @@ impl Cache {
             return Ok(serve(record, stale));
         }
         let reference = Reference::Digest(record.digest.clone());
-        Box::pin(self.fetch(group, ObjectKind::Manifest, repository, &reference)).await
+        let preferred = Some(record.upstream.as_str());
+        Box::pin(self.fetch(group, ObjectKind::Manifest, image, &reference, preferred)).await
     }
 
+    /// The upstream that served the group's latest manifest of `image`: objects by digest are
+    /// asked there first. Only for a group with several upstreams (one query on a miss); none
+    /// when not known or the database is down.
+    async fn image_upstream(&self, group: &GroupSettings, image: &RepositoryName) -> Option<String> {
+        if group.upstreams.count() < 2 {
+            return None;
+        }
+        let repository = group.upstreams.repository(image);
+        self.degraded(self.catalog.metadata().image_upstream(&group.path, &repository).await)
+    }
+
+    /// A fill from the group's upstreams, `preferred` first: each one's URL for the object and the
+    /// headers to fetch it with (a token when it wants one).
     async fn fetch(
         &self,
         group: &GroupSettings,
         kind: ObjectKind,
-        repository: &RepositoryName,
+        image: &RepositoryName,
         reference: &Reference,
+        preferred: Option<&str>,
     ) -> Result<Decision, CacheError> {
-        let upstream = &group.upstream;
-        let headers = upstream.request_headers(repository, kind).await?;
+        let order = group.upstreams.in_order(preferred);
+        let sources = sources(&order, kind, image, reference).await?;
         self.reads.missed(&group.path);
+        let repository = group.upstreams.repository(image);
         let expected_digest = reference.as_digest().cloned();
         Ok(Decision::Fetch(Fetch {
             kind,
-            upstream: upstream.name().to_owned(),
-            url: upstream.object_url(repository, kind, reference),
-            headers,
-            fill_key: fill_key(&group.path, kind, repository, reference, expected_digest.as_ref()),
+            sources,
+            fill_key: fill_key(&group.path, kind, &repository, reference, expected_digest.as_ref()),
             verify: expected_digest.as_ref().map(injector::Checksum::from),
             max_size: self.settings.limits.max_size(kind),
         }))
+    }
+}
+
+/// The sources of a fill, in `order`. Each upstream's headers are asked for at once (a token
+/// fetch, when cached tokens are gone, is one round trip however many upstreams there are). An
+/// upstream whose token service fails is left out — moved past, if it came before the first that
+/// answered; with none left, the fill's answer is that failure.
+async fn sources(
+    order: &[&UpstreamClient],
+    kind: ObjectKind,
+    image: &RepositoryName,
+    reference: &Reference,
+) -> Result<Vec<FetchSource>, UpstreamError> {
+    let asked = order.iter().map(|upstream| async move {
+        let repository = upstream.upstream_repository(image);
+        let headers = upstream.request_headers(&repository, kind).await?;
+        Ok::<_, UpstreamError>(FetchSource {
+            upstream: upstream.name().to_owned(),
+            url: upstream.object_url(&repository, kind, reference),
+            headers,
+        })
+    });
+    let answers = futures_util::future::join_all(asked).await;
+    let mut sources = Vec::with_capacity(answers.len());
+    let mut attempts = Attempts::default();
+    for (index, (upstream, answer)) in order.iter().zip(answers).enumerate() {
+        match answer {
+            Ok(source) => sources.push(source),
+            Err(error) => {
+                if sources.is_empty() && index + 1 < order.len() {
+                    moved_past(upstream, &error);
+                } else {
+                    tracing::debug!(upstream = upstream.name(), %error, "upstream left out of a fill");
+                }
+                attempts.upstream_failed(error);
+            }
+        }
+    }
+    match attempts.into_error() {
+        Some(error) if sources.is_empty() => Err(error),
+        _ => Ok(sources),
     }
 }

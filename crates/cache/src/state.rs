@@ -39,7 +39,8 @@ pub struct Cache {
     pub(crate) groups: Groups,
     pub(crate) settings: CacheSettings,
     pub(crate) clock: Clock,
-    pub(crate) rechecks: SingleFlight<ManifestKey, Result<ObjectHead, UpstreamError>>,
+    /// Tag revalidations in flight: upstream's answer and the upstream that gave it.
+    pub(crate) rechecks: SingleFlight<ManifestKey, Result<(ObjectHead, String), UpstreamError>>,
     pub(crate) metrics: CacheMetrics,
     pub(crate) commits: OnceLock<Arc<dyn CommitObserver>>,
 }

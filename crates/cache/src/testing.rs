@@ -1,5 +1,6 @@
 //! A cache for tests of this crate and the crates above it: one group `default` mirroring one
-//! upstream, over a fresh SQLite database (or a given database URL), with a manual clock.
+//! upstream (or asking several in order), over a fresh SQLite database (or a given database URL),
+//! with a manual clock.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +11,7 @@ use upstream::{HttpOptions, UpstreamClient, UpstreamConfig, UpstreamMetrics};
 
 use crate::{
     AccessPolicy, Cache, CacheSettings, CatalogSettings, Clock, GroupSettings, Groups, Limits, UpstreamRoute,
+    Upstreams,
 };
 
 /// How long a tag stays fresh in a test cache.
@@ -29,8 +31,18 @@ pub struct TestCache {
 
 /// A client of the upstream at `url`, named `lab`.
 pub fn upstream_client(url: &str) -> UpstreamClient {
+    named_upstream_client("lab", url)
+}
+
+/// A client of the upstream at `url`, named `name`.
+pub fn named_upstream_client(name: &str, url: &str) -> UpstreamClient {
+    upstream_client_with(name, url, UpstreamMetrics::default())
+}
+
+/// A client of the upstream at `url`, named `name`, counting into `metrics`.
+pub fn upstream_client_with(name: &str, url: &str, metrics: UpstreamMetrics) -> UpstreamClient {
     UpstreamClient::new(UpstreamConfig {
-        name: "lab".into(),
+        name: name.into(),
         url: url.parse().unwrap(),
         credentials: None,
         http: HttpOptions {
@@ -41,7 +53,7 @@ pub fn upstream_client(url: &str) -> UpstreamClient {
             realm_allow: Vec::new(),
             proxy: None,
         },
-        metrics: UpstreamMetrics::default(),
+        metrics,
     })
     .unwrap()
 }
@@ -49,25 +61,39 @@ pub fn upstream_client(url: &str) -> UpstreamClient {
 /// A cache whose group `default` mirrors the upstream at `upstream_url` (also reachable as
 /// `/v2/lab/<image>` when `path_prefix`), on `database` or a fresh SQLite file.
 pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<String>) -> TestCache {
+    let lab = upstream_client(upstream_url);
+    let route = UpstreamRoute {
+        upstream: lab.clone(),
+        format: crate::Format::Oci,
+        path_prefix,
+        implicit_access: AccessPolicy::anonymous(),
+    };
+    test_cache_of(Upstreams::single(lab), vec![route], database).await
+}
+
+/// A cache whose group `default` asks `upstreams` in order (none reachable by a mirror form).
+pub async fn test_cache_with_upstreams(upstreams: Vec<UpstreamClient>) -> TestCache {
+    test_cache_of(Upstreams::new(upstreams).unwrap(), Vec::new(), None).await
+}
+
+async fn test_cache_of(
+    upstreams: Upstreams,
+    routes: Vec<UpstreamRoute>,
+    database: Option<String>,
+) -> TestCache {
     let dir = tempfile::tempdir().unwrap();
     let url = database.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("meta.db").display()));
     let metadata = Metadata::connect(&DatabaseUrl::new(url)).await.unwrap();
-    let lab = upstream_client(upstream_url);
     let groups = Groups::new(
         [GroupSettings {
             path: oci::GroupPath::parse("default").unwrap(),
             format: crate::Format::Oci,
-            upstream: lab.clone(),
+            upstreams,
             manifest_recheck: RECHECK,
             access: AccessPolicy::anonymous(),
             lifecycle: crate::LifecyclePolicy::default(),
         }],
-        [UpstreamRoute {
-            upstream: lab,
-            format: crate::Format::Oci,
-            path_prefix,
-            implicit_access: AccessPolicy::anonymous(),
-        }],
+        routes,
         RECHECK,
         crate::LifecyclePolicy::default(),
     )

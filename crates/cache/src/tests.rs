@@ -35,7 +35,12 @@ fn tag(text: &str) -> Reference {
 }
 
 fn stored(digest: &Digest, size: usize, media_type: &str) -> StoredObject {
-    StoredObject { digest: digest.clone(), size: size as u64, media_type: media_type.into() }
+    StoredObject {
+        digest: digest.clone(),
+        size: size as u64,
+        media_type: media_type.into(),
+        upstream: "lab".into(),
+    }
 }
 
 #[tokio::test]
@@ -46,11 +51,13 @@ async fn a_blob_miss_is_a_fetch_and_a_recorded_blob_is_a_hit() {
         Decision::Fetch(fetch) => fetch,
         other => panic!("{other:?}"),
     };
-    assert_eq!(fetch.url, format!("{}/v2/lab/app/blobs/{digest}", setup.upstream.url()));
+    assert_eq!(fetch.sources.len(), 1);
+    assert_eq!(fetch.sources[0].upstream, "lab");
+    assert_eq!(fetch.sources[0].url, format!("{}/v2/lab/app/blobs/{digest}", setup.upstream.url()));
     assert_eq!(fetch.verify.as_ref().and_then(injector::Checksum::as_digest), Some(digest.clone()));
     assert_eq!(fetch.max_size, 1 << 20);
     assert_eq!(fetch.fill_key, format!("default|blob|{digest}"));
-    assert!(!fetch.headers.contains_key(http::header::AUTHORIZATION), "an anonymous upstream");
+    assert!(!fetch.sources[0].headers.contains_key(http::header::AUTHORIZATION), "an anonymous upstream");
 
     setup
         .test
@@ -97,7 +104,7 @@ async fn a_tag_is_fresh_for_its_window_then_revalidated_by_one_head() {
     };
     assert_eq!(fetch.verify, None, "a tag's digest is known only from the bytes");
     assert_eq!(fetch.fill_key, "default|manifest|lab/app:v1");
-    assert!(fetch.headers.contains_key(http::header::ACCEPT));
+    assert!(fetch.sources[0].headers.contains_key(http::header::ACCEPT));
     assert_eq!(fetch.max_size, 1 << 16);
 
     let object = stored(&manifest, 300, oci::media::OCI_MANIFEST);
@@ -167,7 +174,7 @@ async fn a_tag_learned_from_a_head_is_remembered_and_fetched_by_digest() {
         Decision::Fetch(fetch) => {
             assert_eq!(fetch.verify.as_ref().and_then(injector::Checksum::as_digest), Some(manifest.clone()));
             assert_eq!(fetch.fill_key, format!("default|manifest|{manifest}"));
-            assert!(fetch.url.ends_with(&format!("/manifests/{manifest}")));
+            assert!(fetch.first_url().ends_with(&format!("/manifests/{manifest}")));
         }
         other => panic!("{other:?}"),
     }

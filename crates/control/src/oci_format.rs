@@ -50,7 +50,7 @@ fn fill(fetch: &Fetch) -> FillRules {
         // type that is not a manifest's).
         default_media_type: if manifest { "" } else { oci::media::OCTET_STREAM },
         references: manifest.then_some(References::OciManifest),
-        object: fill_object(&fetch.url),
+        object: fill_object(fetch.first_url()),
     }
 }
 
@@ -199,9 +199,11 @@ mod tests {
     fn fetch(kind: ObjectKind, verify: Option<injector::Checksum>) -> Fetch {
         Fetch {
             kind,
-            upstream: "lab".into(),
-            url: "https://up.example/v2/a/manifests/v1".into(),
-            headers: http::HeaderMap::new(),
+            sources: vec![cache::FetchSource {
+                upstream: "lab".into(),
+                url: "https://up.example/v2/a/manifests/v1".into(),
+                headers: http::HeaderMap::new(),
+            }],
             verify,
             max_size: 10,
             fill_key: "k".into(),
@@ -234,6 +236,7 @@ mod tests {
             digest: oci::Digest::of(b"x"),
             size: 1,
             media_type: media_type.to_owned(),
+            upstream: String::new(),
         };
         assert!(!hit(&object(oci::media::OCI_MANIFEST)).may_redirect, "a manifest comes with our headers");
         assert!(hit(&object(oci::media::OCTET_STREAM)).may_redirect);

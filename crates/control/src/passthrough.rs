@@ -1,29 +1,26 @@
 //! Pass-through of the listing APIs: `GET /v2/<name>/tags/list` and the referrers API
 //! (`/v2/<name>/referrers/<digest>`, with its `artifactType` filter), so signature and SBOM tools
 //! work through the proxy. Both are small JSON documents, answered from upstream on every request
-//! and never cached: a listing must be current, and a stale one is worse than an error.
+//! and never cached: a listing must be current, and a stale one is worse than an error. A group
+//! with several upstreams asks them in order; the first that knows the repository answers.
 
 use axum::body::Body;
 use axum::response::Response;
 use cache::Resolved;
 use http::{HeaderValue, StatusCode, Uri};
-use oci::{Digest, ErrorCode, ObjectKind, OciError};
+use oci::{Digest, ErrorCode, ObjectKind, OciError, RepositoryName};
+use upstream::MetadataDocument;
 
 use crate::error::ControlError;
 
 pub(crate) async fn tags_list(resolved: &Resolved, uri: &Uri) -> Result<Response, ControlError> {
-    let upstream = &resolved.group.upstream;
-    let repository = upstream.upstream_repository(&resolved.image);
     let suffix = format!("tags/list{}", forwarded_query(uri.query(), &["n", "last"]));
-    let document = upstream.get_metadata(&repository, &suffix, ObjectKind::Manifest).await.map_err(
-        |error| match error {
-            upstream::UpstreamError::NotFound(_) => ControlError::Oci(OciError::new(
-                ErrorCode::NameUnknown,
-                "repository name not known to upstream",
-            )),
-            other => other.into(),
-        },
-    )?;
+    let (document, repository) = metadata_document(resolved, &suffix).await.map_err(|error| match error {
+        upstream::UpstreamError::NotFound(_) => {
+            ControlError::Oci(OciError::new(ErrorCode::NameUnknown, "repository name not known to upstream"))
+        }
+        other => other.into(),
+    })?;
     let upstream_path = format!("/v2/{repository}/tags/list");
     let link =
         document.link.as_deref().and_then(|link| rewrite_link(link, &upstream_path, uri.path(), uri.query()));
@@ -35,19 +32,15 @@ pub(crate) async fn referrers(
     digest: &Digest,
     uri: &Uri,
 ) -> Result<Response, ControlError> {
-    let upstream = &resolved.group.upstream;
-    let repository = upstream.upstream_repository(&resolved.image);
     let suffix = format!("referrers/{digest}{}", forwarded_query(uri.query(), &["artifactType"]));
-    let document = upstream.get_metadata(&repository, &suffix, ObjectKind::Manifest).await.map_err(
-        |error| match error {
-            // Upstreams without the referrers API answer 404; clients then fall back to the tag schema.
-            upstream::UpstreamError::NotFound(_) => ControlError::Oci(OciError::new(
-                ErrorCode::ManifestUnknown,
-                "the upstream registry does not serve the referrers API for this manifest",
-            )),
-            other => other.into(),
-        },
-    )?;
+    let (document, repository) = metadata_document(resolved, &suffix).await.map_err(|error| match error {
+        // Upstreams without the referrers API answer 404; clients then fall back to the tag schema.
+        upstream::UpstreamError::NotFound(_) => ControlError::Oci(OciError::new(
+            ErrorCode::ManifestUnknown,
+            "the upstream registry does not serve the referrers API for this manifest",
+        )),
+        other => other.into(),
+    })?;
     let upstream_path = format!("/v2/{repository}/referrers/{digest}");
     let link =
         document.link.as_deref().and_then(|link| rewrite_link(link, &upstream_path, uri.path(), uri.query()));
@@ -59,6 +52,24 @@ pub(crate) async fn referrers(
         response.headers_mut().insert("OCI-Filters-Applied", value);
     }
     Ok(response)
+}
+
+/// The document from the group's upstreams, asked in order (the first that has the repository
+/// answers), with the repository name that upstream knows.
+async fn metadata_document(
+    resolved: &Resolved,
+    suffix: &str,
+) -> Result<(MetadataDocument, RepositoryName), upstream::UpstreamError> {
+    let order = resolved.group.upstreams.in_order(None);
+    let (answer, _) = cache::first_answer(&order, |upstream| {
+        let repository = upstream.upstream_repository(&resolved.image);
+        async move {
+            let document = upstream.get_metadata(&repository, suffix, ObjectKind::Manifest).await?;
+            Ok::<_, upstream::UpstreamError>((document, repository))
+        }
+    })
+    .await?;
+    Ok(answer)
 }
 
 fn document_response(content_type: Option<&str>, link: Option<String>, body: axum::body::Bytes) -> Response {

@@ -13,7 +13,7 @@ use cache::{Decision, Fetch, StoredObject};
 use http::{HeaderValue, StatusCode, Uri};
 use injector::{
     Accept, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, Delivery, HeaderList, Injector, References, SendBlob,
-    SendDependency, UploadRoutes,
+    SendDependency, Source, UploadRoutes,
 };
 use oci::Digest;
 use upstream::ObjectHead;
@@ -88,6 +88,7 @@ fn send_blob(object: StoredObject, serving: &Serving, stale: bool, group: &str) 
         digest_header: digest_header.map(str::to_owned),
         may_redirect,
         group: group.to_owned(),
+        upstream: object.upstream,
         transform: Vec::new(),
     }))
 }
@@ -98,10 +99,16 @@ fn send_dependency(fetch: Fetch, serving: &Serving, uri: &Uri, group: &str, clie
         v: CONTRACT_VERSION,
         kind: fetch.kind,
         fill_key: fetch.fill_key,
-        upstream: fetch.upstream,
+        sources: fetch
+            .sources
+            .into_iter()
+            .map(|source| Source {
+                upstream: source.upstream,
+                url: source.url,
+                headers: injector::header_list(&source.headers),
+            })
+            .collect(),
         group: group.to_owned(),
-        url: fetch.url,
-        headers: injector::header_list(&fetch.headers),
         verify: fetch.verify,
         max_size: fetch.max_size,
         upload: UploadRoutes::for_object(uri.path(), uri.query()),
@@ -164,7 +171,12 @@ mod tests {
     use super::*;
 
     fn object() -> StoredObject {
-        StoredObject { digest: Digest::of(b"m"), size: 1, media_type: oci::media::OCI_MANIFEST.into() }
+        StoredObject {
+            digest: Digest::of(b"m"),
+            size: 1,
+            media_type: oci::media::OCI_MANIFEST.into(),
+            upstream: "hub".into(),
+        }
     }
 
     fn client() -> IpAddr {
@@ -206,6 +218,7 @@ mod tests {
         match decoded(&response) {
             Injector::SendBlob(params) => {
                 assert_eq!(params.key, injector::storage_key(&object().digest));
+                assert_eq!(params.upstream, "hub", "the access log names where it came from");
                 assert_eq!(params.headers, vec![("Warning".to_owned(), STALE_WARNING.to_owned())]);
             }
             other => panic!("{other:?}"),
@@ -218,9 +231,18 @@ mod tests {
         headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         let fetch = Fetch {
             kind: oci::ObjectKind::Blob,
-            upstream: "lab".into(),
-            url: "https://up.example/v2/a/blobs/x".into(),
-            headers,
+            sources: vec![
+                cache::FetchSource {
+                    upstream: "internal".into(),
+                    url: "https://internal.example/v2/a/blobs/x".into(),
+                    headers: http::HeaderMap::new(),
+                },
+                cache::FetchSource {
+                    upstream: "lab".into(),
+                    url: "https://up.example/v2/a/blobs/x".into(),
+                    headers,
+                },
+            ],
             verify: Some(injector::Checksum::from(&Digest::of(b"b"))),
             max_size: 10,
             fill_key: "g|d".into(),
@@ -231,7 +253,14 @@ mod tests {
                 assert_eq!(params.client, Some(client()), "fill admission counts the resolved client");
                 assert_eq!(params.upload.authorize, "/v2/a/blobs/sha256:00/upload/authorize?ns=up.example");
                 assert_eq!(params.upload.finalize, "/v2/a/blobs/sha256:00/upload?ns=up.example");
-                assert_eq!(params.headers, vec![("authorization".to_owned(), "Bearer t".to_owned())]);
+                let upstreams: Vec<&str> =
+                    params.sources.iter().map(|source| source.upstream.as_str()).collect();
+                assert_eq!(upstreams, ["internal", "lab"], "in the order the group asks them");
+                assert!(params.sources[0].headers.is_empty());
+                assert_eq!(
+                    params.sources[1].headers,
+                    vec![("authorization".to_owned(), "Bearer t".to_owned())]
+                );
                 assert_eq!(params.max_size, 10);
             }
             other => panic!("{other:?}"),

@@ -114,7 +114,20 @@ async fn finalize(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Resu
             call.media_type
         )));
     }
-    let object = StoredObject { digest: call.digest, size: call.size, media_type: call.media_type };
+    // The source that served is recorded with the object, and asked first for the tag later: it
+    // must be one of the group's upstreams.
+    if target.resolved.group.upstreams.get(&call.upstream).is_none() {
+        return Err(ControlError::BadUploadCall(format!(
+            "upstream {:?} is not one of group {}'s upstreams",
+            call.upstream, target.resolved.group.path
+        )));
+    }
+    let object = StoredObject {
+        digest: call.digest,
+        size: call.size,
+        media_type: call.media_type,
+        upstream: call.upstream,
+    };
     let lease = call.lease_id.as_deref();
     match target.kind {
         ObjectKind::Blob => control.cache.record_blob(&target.resolved, object, lease).await?,

@@ -117,6 +117,7 @@ fn finalize_call(digest: &Digest) -> FinalizeRequest {
         key: injector::storage_key(digest),
         lease_id: None,
         references: Vec::new(),
+        upstream: "lab".into(),
     }
 }
 
@@ -270,7 +271,7 @@ async fn a_miss_then_authorize_and_finalize_then_a_hit() {
         other => panic!("{other:?}"),
     };
     assert_eq!(
-        params.url,
+        params.first_url(),
         format!("{}/v2/app/blobs/{digest}", setup.upstream.url()),
         "the path prefix is stripped"
     );
@@ -278,7 +279,7 @@ async fn a_miss_then_authorize_and_finalize_then_a_hit() {
     let namespace = format!("ns={}", setup.upstream.address());
     match injector_of(&setup.get(&format!("{path}?{namespace}")).await) {
         Injector::SendDependency(params) => {
-            assert_eq!(params.url, format!("{}/v2/lab/app/blobs/{digest}", setup.upstream.url()));
+            assert_eq!(params.first_url(), format!("{}/v2/lab/app/blobs/{digest}", setup.upstream.url()));
             assert_eq!(
                 params.upload.finalize,
                 format!("{path}/upload?{namespace}"),
@@ -303,6 +304,7 @@ async fn a_miss_then_authorize_and_finalize_then_a_hit() {
         Injector::SendBlob(params) => {
             assert_eq!(params.key, injector::storage_key(&digest));
             assert_eq!(params.size, 5);
+            assert_eq!(params.upstream, "lab", "recorded with the object");
         }
         other => panic!("{other:?}"),
     }
@@ -322,12 +324,15 @@ async fn upload_calls_that_do_not_fit_their_path_are_refused() {
     future_version.v = CONTRACT_VERSION + 1;
     let mut too_large = finalize_call(&digest);
     too_large.size = (1 << 20) + 1;
+    let mut elsewhere = finalize_call(&digest);
+    elsewhere.upstream = "elsewhere".into();
     for (what, call) in [
         ("another digest", finalize_call(&other)),
         ("a key that is not the digest's", wrong_key),
         ("a manifest call on a blob path", wrong_kind),
         ("a contract version this build does not speak", future_version),
         ("a size over the limit", too_large),
+        ("an upstream the group does not have", elsewhere),
     ] {
         let response = setup.upload(&path, &call).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{what}");

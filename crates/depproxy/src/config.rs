@@ -211,7 +211,10 @@ pub struct UpstreamEntry {
 #[serde(deny_unknown_fields)]
 pub struct GroupEntry {
     pub path: String,
-    pub upstream: String,
+    /// The upstream it caches (or `upstreams`).
+    pub upstream: Option<String>,
+    /// Upstreams it asks in order, the first that has the artifact serving it (or `upstream`).
+    pub upstreams: Option<Vec<String>>,
     /// The protocol its clients speak (default: its upstream's); must be its upstream's.
     pub format: Option<String>,
     /// How long a cached tag is served without asking upstream (e.g. "5m").
@@ -427,7 +430,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ResolvedGroup {
     pub path: String,
-    pub upstream: String,
+    /// The upstreams it asks, in order (one in the single-upstream form).
+    pub upstreams: Vec<String>,
     pub format: cache::Format,
     pub manifest_recheck: Option<Duration>,
     pub access: AccessPolicy,
@@ -469,7 +473,7 @@ impl Config {
     pub fn token_groups(&self) -> Vec<String> {
         let configured = self.groups.iter().filter(|group| group.access.mode == AccessMode::Token);
         let implicit = self.upstreams.iter().filter(|upstream| {
-            !self.groups.iter().any(|group| group.upstream == upstream.name)
+            !self.groups.iter().any(|group| group.upstreams == [upstream.name.as_str()])
                 && Self::implicit_access(upstream).mode == AccessMode::Token
         });
         configured
@@ -621,10 +625,20 @@ fn with_upstream_flag(
         // `--upstream` replaces the URL of the upstream the `default` group uses, keeping the
         // name the file gave it; without a `default` group it adds both.
         Some(url) => match groups.iter().find(|group| group.path == cache::DEFAULT_GROUP).cloned() {
-            Some(group) => match upstreams.iter_mut().find(|entry| entry.name == group.upstream) {
-                Some(entry) => entry.url = url.to_owned(),
-                None => bail!("group default names unknown upstream {:?}", group.upstream),
-            },
+            Some(group) => {
+                let name = match group.upstream_names()?.as_slice() {
+                    [name] => name.clone(),
+                    names => bail!(
+                        "--upstream replaces the URL of the default group's upstream, but group default \
+                         asks several ({}): set their URLs in the file instead",
+                        names.join(", ")
+                    ),
+                };
+                match upstreams.iter_mut().find(|entry| entry.name == name) {
+                    Some(entry) => entry.url = url.to_owned(),
+                    None => bail!("group default names unknown upstream {name:?}"),
+                }
+            }
             None => {
                 let name = flag_upstream_name(url, &upstreams);
                 add_default_group(&mut upstreams, &mut groups, name, url.to_owned());
@@ -651,7 +665,11 @@ fn add_default_group(
     url: String,
 ) {
     upstreams.push(UpstreamEntry { name: name.clone(), url, ..UpstreamEntry::default() });
-    groups.push(GroupEntry { path: cache::DEFAULT_GROUP.into(), upstream: name, ..GroupEntry::default() });
+    groups.push(GroupEntry {
+        path: cache::DEFAULT_GROUP.into(),
+        upstream: Some(name),
+        ..GroupEntry::default()
+    });
 }
 
 /// Every upstream, each name once.
@@ -666,7 +684,7 @@ fn resolve_upstreams(entries: Vec<UpstreamEntry>) -> anyhow::Result<Vec<Resolved
     Ok(upstreams)
 }
 
-/// Every group, each path once and valid, each naming a known upstream.
+/// Every group, each path once and valid, each naming known upstreams.
 fn resolve_groups(
     entries: &[GroupEntry],
     upstreams: &[ResolvedUpstream],
@@ -677,15 +695,61 @@ fn resolve_groups(
     for group in entries {
         oci::GroupPath::parse(&group.path)
             .map_err(|error| anyhow::anyhow!("group {:?}: {}", group.path, error.message))?;
-        let Some(upstream) = upstreams.iter().find(|upstream| upstream.name == group.upstream) else {
-            bail!("group {:?} names unknown upstream {:?}", group.path, group.upstream);
-        };
+        let mut named = Vec::new();
+        for name in group.upstream_names()? {
+            let Some(upstream) = upstreams.iter().find(|upstream| upstream.name == name) else {
+                let known: Vec<&str> = upstreams.iter().map(|upstream| upstream.name.as_str()).collect();
+                bail!(
+                    "group {:?} names unknown upstream {name:?} (the [[upstream]] tables name: {})",
+                    group.path,
+                    known.join(", ")
+                );
+            };
+            named.push(upstream);
+        }
         if entries.iter().filter(|other| other.path == group.path).count() > 1 {
             bail!("group {:?} is defined twice", group.path);
         }
-        groups.push(resolve_group(group, upstream, listen, behind_proxies)?);
+        groups.push(resolve_group(group, &named, listen, behind_proxies)?);
     }
     Ok(groups)
+}
+
+impl GroupEntry {
+    /// The upstreams the group asks, in order: `upstream`, or `upstreams` (at most
+    /// [`cache::MAX_UPSTREAMS`], each once) — one of the two.
+    pub fn upstream_names(&self) -> anyhow::Result<Vec<String>> {
+        let path = &self.path;
+        let names = match (&self.upstream, &self.upstreams) {
+            (Some(_), Some(_)) => bail!(
+                "group {path:?} has both upstream and upstreams: give upstream = \"name\" for one upstream, \
+                 or upstreams = [\"first\", \"second\"] to ask several in order"
+            ),
+            (None, None) => bail!(
+                "group {path:?} needs an upstream: upstream = \"name\", or upstreams = [\"first\", \"second\"] \
+                 to ask several in order"
+            ),
+            (Some(name), None) => return Ok(vec![name.clone()]),
+            (None, Some(names)) => names,
+        };
+        if names.is_empty() {
+            bail!("group {path:?}: upstreams = [] names no upstream");
+        }
+        if names.len() > cache::MAX_UPSTREAMS {
+            bail!(
+                "group {path:?} lists {} upstreams; a group asks at most {} (a miss of something none of \
+                 them has asks every one)",
+                names.len(),
+                cache::MAX_UPSTREAMS
+            );
+        }
+        for (index, name) in names.iter().enumerate() {
+            if names[..index].contains(name) {
+                bail!("group {path:?} lists upstream {name:?} twice in upstreams");
+            }
+        }
+        Ok(names.clone())
+    }
 }
 
 /// `[egress]`: the forward proxy, if any.
@@ -960,11 +1024,13 @@ fn resolve_public_url(text: Option<String>) -> anyhow::Result<Option<String>> {
 /// anywhere reach it through them.
 fn resolve_group(
     entry: &GroupEntry,
-    upstream: &ResolvedUpstream,
+    upstreams: &[&ResolvedUpstream],
     listen: SocketAddr,
     behind_proxies: bool,
 ) -> anyhow::Result<ResolvedGroup> {
-    let credentials = upstream.password.is_some();
+    let Some(first) = upstreams.first() else { bail!("group {:?} names no upstream", entry.path) };
+    let with_credentials = upstreams.iter().find(|upstream| upstream.password.is_some());
+    let credentials = with_credentials.is_some();
     let mode = match entry.access {
         Some(AccessModeEntry::Token) => AccessMode::Token,
         Some(AccessModeEntry::Anonymous) => AccessMode::Anonymous,
@@ -987,27 +1053,28 @@ fn resolve_group(
              quota. Use access = \"token\" (with anonymous_networks for mirror clients on your network), \
              or set allow_anonymous_with_credentials = true if that is intended.",
             entry.path,
-            upstream.name
+            with_credentials.map_or(first.name.as_str(), |upstream| upstream.name.as_str())
         );
     }
     let anonymous_networks = parse_networks(&entry.anonymous_networks)
         .with_context(|| format!("group {:?}: anonymous_networks", entry.path))?;
     let format = match &entry.format {
         Some(text) => text.parse().with_context(|| format!("group {:?}: format", entry.path))?,
-        None => upstream.format,
+        None => first.format,
     };
-    if format != upstream.format {
+    if let Some(upstream) = upstreams.iter().find(|upstream| upstream.format != format) {
         bail!(
-            "group {:?} has format {format:?} but its upstream {:?} has format {:?}: a group proxies \
-             its upstream's protocol (set the same format on both)",
+            "group {:?} has format {:?} but its upstream {:?} has format {:?}: a group proxies \
+             its upstreams' protocol (set the same format on the group and each of its upstreams)",
             entry.path,
+            format.as_str(),
             upstream.name,
             upstream.format.as_str()
         );
     }
     Ok(ResolvedGroup {
         path: entry.path.clone(),
-        upstream: entry.upstream.clone(),
+        upstreams: upstreams.iter().map(|upstream| upstream.name.clone()).collect(),
         format,
         manifest_recheck: entry.manifest_recheck,
         access: AccessPolicy { mode, anonymous_networks },
@@ -1226,7 +1293,7 @@ mod tests {
         let flag = |url: &str| Overrides { upstream: Some(url.into()), ..Overrides::default() };
         let config = Config::resolve(FileConfig::default(), &flag("http://127.0.0.1:5001")).unwrap();
         assert_eq!(config.upstreams[0].name, "127.0.0.1", "not dockerhub: it is not Docker Hub");
-        assert_eq!(config.groups[0].upstream, "127.0.0.1");
+        assert_eq!(config.groups[0].upstreams, ["127.0.0.1"]);
         let config = Config::resolve(FileConfig::default(), &flag("https://Registry.Example.com")).unwrap();
         assert_eq!(config.upstreams[0].name, "registry.example.com");
         let config = Config::resolve(FileConfig::default(), &flag("http://[::1]:5001")).unwrap();
@@ -1292,6 +1359,57 @@ mod tests {
         let file: FileConfig = toml::from_str("[[group]]\npath = \"default\"\nupstream = \"nope\"").unwrap();
         let error = Config::resolve(file, &Overrides::default()).unwrap_err().to_string();
         assert!(error.contains("unknown upstream"), "{error}");
+    }
+
+    #[test]
+    fn a_group_may_ask_several_upstreams_in_order_and_check_config_explains_mistakes() {
+        let upstreams = (1..=9)
+            .map(|i| format!("[[upstream]]\nname = \"u{i}\"\nurl = \"http://127.0.0.1:50{i:02}\"\n"))
+            .collect::<String>();
+        let resolve = |group: &str| {
+            let text = format!("{upstreams}[[group]]\npath = \"default\"\n{group}\n");
+            Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default())
+                .map_err(|error| format!("{error:#}"))
+        };
+        let config = resolve("upstreams = [\"u2\", \"u1\"]").unwrap();
+        assert_eq!(config.groups[0].upstreams, ["u2", "u1"], "in the order given");
+        assert_eq!(resolve("upstream = \"u3\"").unwrap().groups[0].upstreams, ["u3"], "the single form");
+        let eight = (1..=8).map(|i| format!("\"u{i}\"")).collect::<Vec<_>>().join(", ");
+        assert_eq!(resolve(&format!("upstreams = [{eight}]")).unwrap().groups[0].upstreams.len(), 8);
+        for (group, says) in [
+            ("upstream = \"u1\"\nupstreams = [\"u2\"]", "both upstream and upstreams"),
+            ("manifest_recheck = \"1m\"", "needs an upstream"),
+            ("upstreams = []", "names no upstream"),
+            (
+                "upstreams = [\"u1\", \"u2\", \"u3\", \"u4\", \"u5\", \"u6\", \"u7\", \"u8\", \"u9\"]",
+                "at most 8",
+            ),
+            ("upstreams = [\"u1\", \"u2\", \"u1\"]", "\"u1\" twice"),
+            (
+                "upstreams = [\"u1\", \"nope\"]",
+                "unknown upstream \"nope\" (the [[upstream]] tables name: u1, u2",
+            ),
+        ] {
+            let error = resolve(group).unwrap_err();
+            assert!(error.contains(says), "{group}: {error}");
+        }
+        // `--upstream` replaces one upstream's URL: with several it cannot tell which.
+        let text = format!("{upstreams}[[group]]\npath = \"default\"\nupstreams = [\"u1\", \"u2\"]\n");
+        let flag = Overrides { upstream: Some("http://127.0.0.1:6000".into()), ..Overrides::default() };
+        let error = format!("{:#}", Config::resolve(toml::from_str(&text).unwrap(), &flag).unwrap_err());
+        assert!(error.contains("asks several (u1, u2)"), "{error}");
+    }
+
+    #[test]
+    fn an_upstream_only_used_with_others_gets_its_own_mirror_group() {
+        let text = "[[upstream]]\nname = \"internal\"\nurl = \"http://127.0.0.1:5001\"\nusername = \"u\"\npassword = \"p\"\n\
+                    [[upstream]]\nname = \"hub\"\nurl = \"http://127.0.0.1:5002\"\n\
+                    [[group]]\npath = \"default\"\nupstreams = [\"internal\", \"hub\"]\n";
+        let config = Config::resolve(toml::from_str(text).unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(config.groups[0].access.mode, AccessMode::Token, "one of its upstreams has credentials");
+        // `?ns=` and the path prefix reach `internal` through its implicit group, which guards its
+        // credentials with tokens too.
+        assert_eq!(config.token_groups(), ["default", "upstream/internal"]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One access-log line per request (target `depproxy::access`), written when the response body
 //! ends or the client goes away: client address, group, image, reference or digest, decision,
-//! status, bytes sent, duration and time to the response head. No header value, so no secret.
-//! Turned off with `RUST_LOG=…,depproxy::access=off`.
+//! the upstream the object came from, status, bytes sent, duration and time to the response head.
+//! No header value, so no secret. Turned off with `RUST_LOG=…,depproxy::access=off`.
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -29,6 +29,9 @@ pub(crate) struct AccessEntry {
     pub group: String,
     /// `hit`, `miss`, `relay` or `denied` (the control plane refused: 401, 403, 429).
     pub decision: &'static str,
+    /// The upstream the object came from: for a miss, the one that served the fill; for a hit,
+    /// the one recorded with the object. Empty when none (or not known).
+    pub upstream: String,
     pub status: http::StatusCode,
     pub started: Instant,
     /// Time to the response head, in ms.
@@ -58,6 +61,7 @@ impl AccessEntry {
             image = %self.image,
             reference = %self.reference,
             decision = self.decision,
+            upstream = %self.upstream,
             status = self.status.as_u16(),
             bytes,
             complete,
@@ -66,6 +70,11 @@ impl AccessEntry {
         );
     }
 }
+
+/// The mark a fill's answer carries (in its extensions): the upstream that served it, by its
+/// configured name — known only once a source answered.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedBy(pub String);
 
 /// Paths and names are logged cut short: they may be client text of any length.
 fn truncated(text: &str) -> String {

@@ -11,7 +11,7 @@ use http::Method;
 use injector::Injector;
 use oci::{ErrorCode, OciError};
 
-use crate::access_log::{self, AccessEntry};
+use crate::access_log::{self, AccessEntry, ServedBy};
 use crate::error::GatewayError;
 use crate::forward::{ClientRequest, ControlAnswer, ask_control};
 use crate::respond::oci_error;
@@ -62,13 +62,12 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     }
     let started = Instant::now();
     let path = request.uri().path().to_owned();
-    let mut decision = "relay";
-    let mut group = String::new();
+    let mut decided = Decided { decision: "relay", group: String::new(), upstream: String::new() };
     let mut client_address = None;
     let answer = match ClientRequest::read(request, form).await {
         Ok(client) => {
             client_address = Some(client.peer());
-            answer(&gateway, &client, &method, client.received_headers(), (&mut decision, &mut group)).await
+            answer(&gateway, &client, &method, client.received_headers(), &mut decided).await
         }
         Err(error) => Err(error),
     };
@@ -80,8 +79,12 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         return response;
     }
     let status = response.status();
+    let Decided { mut decision, group, mut upstream } = decided;
     if decision == "relay" && matches!(status.as_u16(), 401 | 403 | 429) {
         decision = "denied";
+    }
+    if let Some(ServedBy(source)) = response.extensions().get::<ServedBy>() {
+        upstream.clone_from(source);
     }
     let (image, reference) = AccessEntry::describe_path(&path, gateway.settings.paths.describe);
     let entry = AccessEntry {
@@ -91,11 +94,20 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         reference,
         group,
         decision,
+        upstream,
         status,
         started,
         head_ms: started.elapsed().as_secs_f64() * 1000.0,
     };
     access_log::logged(response, entry)
+}
+
+/// What the access log says of a request's answer, as far as the injector tells.
+struct Decided {
+    decision: &'static str,
+    group: String,
+    /// For a hit, the upstream recorded with the object (a miss's comes with its answer).
+    upstream: String,
 }
 
 /// Asks the control plane and executes its answer. A hit whose object cannot be read from storage
@@ -105,8 +117,9 @@ async fn answer(
     client: &ClientRequest,
     method: &Method,
     client_headers: &http::HeaderMap,
-    (decision, group): (&mut &'static str, &mut String),
+    decided: &mut Decided,
 ) -> Result<Response, GatewayError> {
+    let Decided { decision, group, upstream } = decided;
     let metrics = &gateway.observability.gateway;
     match ask_control(gateway, client, None).await? {
         ControlAnswer::Relay(response) => {
@@ -129,6 +142,7 @@ async fn answer(
             {
                 Ok(response) => {
                     *decision = "hit";
+                    upstream.clone_from(&params.upstream);
                     metrics.decided("hit");
                     Ok(response)
                 }

@@ -171,6 +171,7 @@ mod tests {
                 digest_header: None,
                 may_redirect: true,
                 group: String::new(),
+                upstream: String::new(),
                 transform: Vec::new(),
             };
             let response =
@@ -207,6 +208,7 @@ mod tests {
                 digest_header: None,
                 may_redirect: false,
                 group: String::new(),
+                upstream: String::new(),
                 transform: transform.clone(),
             };
             let small = SmallObjects::new(SETTINGS);

@@ -16,6 +16,7 @@ use injector::{Delivery, SendDependency};
 use oci::Digest;
 use tokio::sync::watch;
 
+use crate::access_log::ServedBy;
 use crate::fill::{self, Busy, FillState, Finished, Tail};
 use crate::ranges;
 use crate::respond::{oci_error, served_object_headers, with_headers};
@@ -80,22 +81,26 @@ pub(crate) async fn serve(
             );
         }
     };
-    // The answer, and the digest of the bytes it serves when known.
-    let (mut response, digest) = match (delivery, fill::started(&mut state).await) {
+    // The answer, the digest of the bytes it serves when known, and the upstream they come from.
+    let (mut response, digest, source) = match (delivery, fill::started(&mut state).await) {
         (_, FillState::Failed(error)) => return oci_error(&error.to_oci()),
         (_, FillState::Connecting) => return oci_error(&oci::OciError::internal("fill did not start")),
         (Delivery::Verified, _) => match fill::finished(&mut state).await {
             Err(error) => return oci_error(&error.to_oci()),
-            Ok(finished) => {
-                (finished_response(&finished, &served, state, None), Some(finished.digest.clone()))
-            }
+            Ok(finished) => (
+                finished_response(&finished, &served, state, None),
+                Some(finished.digest.clone()),
+                finished.streaming.source.clone(),
+            ),
         },
         (Delivery::Streamed, FillState::Verified(finished) | FillState::Committed(finished)) => {
             let range = if ranged { ranges::requested_range(request, finished.size) } else { Ok(None) };
             match range {
-                Ok(range) => {
-                    (finished_response(&finished, &served, state, range), Some(finished.digest.clone()))
-                }
+                Ok(range) => (
+                    finished_response(&finished, &served, state, range),
+                    Some(finished.digest.clone()),
+                    finished.streaming.source.clone(),
+                ),
                 Err(ranges::Unsatisfiable) => return oci_error(&ranges::not_satisfiable(finished.size)),
             }
         }
@@ -112,11 +117,13 @@ pub(crate) async fn serve(
             let media_type = streaming.head.media_type(&served.default_media_type);
             let mut headers = served_object_headers(expected.as_ref(), &media_type, served.digest_header());
             let (status, _) = ranges::status_and_length(&mut headers, range.as_ref(), size);
+            let source = streaming.source.clone();
             let tail = Tail::new(streaming, state, range);
-            (with_headers(status, headers, Body::from_stream(tail.into_stream())), expected)
+            (with_headers(status, headers, Body::from_stream(tail.into_stream())), expected, source)
         }
     };
     injector::append_headers(response.headers_mut(), &extra);
+    response.extensions_mut().insert(ServedBy(source));
     if transform.is_empty() { response } else { rewritten(response, &transform, digest.as_ref()) }
 }
 

@@ -60,8 +60,10 @@ pub const REFETCH_HEADER: &str = "Depproxy-Refetch";
 /// Content type of authorize/finalize bodies and answers.
 pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+json";
 /// The only contract version this build speaks. 2: `send-dependency` names what to verify as an
-/// algorithm and value (`verify`), not a sha256 digest.
-pub const CONTRACT_VERSION: u32 = 2;
+/// algorithm and value (`verify`), not a sha256 digest. 3: `send-dependency` carries an ordered
+/// list of `sources` (a group's upstreams, asked in turn) instead of one upstream and URL;
+/// finalize names the source that served, and `send-blob` the upstream recorded with the object.
+pub const CONTRACT_VERSION: u32 = 3;
 /// The gateway→control request header naming the contract version the gateway speaks: a control
 /// plane refuses a gateway of another version with an error that says so, rather than answering
 /// injectors it would misread.
@@ -144,6 +146,10 @@ pub struct SendBlob {
     /// The group the request resolved to, for the access log.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
+    /// The upstream recorded with the object (the one that served it), for the access log; empty
+    /// when not known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream: String,
     /// Replacements applied while the object streams to the client (a document whose URLs must
     /// name the proxy); none for everything else.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -160,17 +166,13 @@ pub struct SendDependency {
     /// The control plane scopes it (per group and object) so a group is never served bytes its own
     /// upstream did not send.
     pub fill_key: String,
-    /// Name of the configured upstream: the gateway uses that upstream's own HTTP client (the
-    /// CA it trusts, where its redirects may go).
-    pub upstream: String,
+    /// Where to fetch the object, in order: the fill opens the first; when that fails before any
+    /// byte went to a client (404, 401/403, 5xx, 429, timeout, no connection, an answer of a type
+    /// not accepted) it opens the next. Never empty.
+    pub sources: Vec<Source>,
     /// The group the request resolved to, for the access log.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
-    /// Absolute upstream URL of the object.
-    pub url: String,
-    /// The complete upstream request header set (e.g. `Authorization`, `Accept`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: HeaderList,
     /// What the bytes must hash to: the checksum the upstream published (a digest, an npm
     /// `integrity`, a `.sha1`), in its own algorithm. `None` when nothing is known up front (a
     /// manifest by tag, a document): the computed sha256 is what gets recorded.
@@ -212,6 +214,27 @@ pub struct SendDependency {
     pub client: Option<std::net::IpAddr>,
 }
 
+/// One upstream a fill may fetch the object from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Name of the configured upstream: the gateway uses that upstream's own HTTP client (the
+    /// CA it trusts, where its redirects may go), and names it at finalize when it served.
+    pub upstream: String,
+    /// Absolute upstream URL of the object.
+    pub url: String,
+    /// The complete upstream request header set (e.g. `Authorization`, `Accept`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: HeaderList,
+}
+
+impl SendDependency {
+    /// The first source's URL, naming the fill in logs before a source answered.
+    pub fn first_url(&self) -> &str {
+        self.sources.first().map_or("", |source| source.url.as_str())
+    }
+}
+
 /// An instruction from the control plane. A miss's parameters are boxed: they are much larger
 /// than a hit's, and every hit would carry their size.
 #[derive(Debug, Clone, PartialEq)]
@@ -239,6 +262,8 @@ pub enum InjectorError {
         "injector contract version {0} is not supported (this build speaks {CONTRACT_VERSION}): run the same depproxy version on gateways and control planes"
     )]
     Version(u32),
+    #[error("send-dependency names no source to fetch from")]
+    NoSource,
 }
 
 impl Injector {
@@ -281,7 +306,13 @@ impl Injector {
             return Err(InjectorError::Version(v));
         }
         Ok(match kind {
-            "send-dependency" => Injector::SendDependency(serde_json::from_slice(&json)?),
+            "send-dependency" => {
+                let params: SendDependency = serde_json::from_slice(&json)?;
+                if params.sources.is_empty() {
+                    return Err(InjectorError::NoSource);
+                }
+                Injector::SendDependency(Box::new(params))
+            }
             _ => Injector::SendBlob(serde_json::from_slice(&json)?),
         })
     }
@@ -349,6 +380,8 @@ pub struct FinalizeRequest {
     /// layers), so pins and purges by image can follow them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<Digest>,
+    /// The source that served the bytes (its upstream's name), recorded with the object.
+    pub upstream: String,
 }
 
 #[cfg(test)]
@@ -380,6 +413,7 @@ mod tests {
             digest_header: Some("Docker-Content-Digest".into()),
             may_redirect: true,
             group: "default".into(),
+            upstream: "hub".into(),
             transform: vec![Replace {
                 from: "https://up.example/".into(),
                 to: "http://proxy/npm/js/".into(),
@@ -389,10 +423,19 @@ mod tests {
             v: CONTRACT_VERSION,
             kind: ObjectKind::Manifest,
             fill_key: "default/manifest/a:v1".into(),
-            upstream: "lab".into(),
+            sources: vec![
+                Source {
+                    upstream: "internal".into(),
+                    url: "https://internal.example/v2/a/manifests/v1".into(),
+                    headers: Vec::new(),
+                },
+                Source {
+                    upstream: "lab".into(),
+                    url: "https://registry.example/v2/a/manifests/v1".into(),
+                    headers: vec![("Authorization".into(), "Bearer t".into())],
+                },
+            ],
             group: "default".into(),
-            url: "https://registry.example/v2/a/manifests/v1".into(),
-            headers: vec![("Authorization".into(), "Bearer t".into())],
             verify: Some(Checksum::of(ChecksumAlgorithm::Sha512, b"manifest")),
             max_size: 4 << 20,
             upload: UploadRoutes { authorize: "/a/upload/authorize".into(), finalize: "/a/upload".into() },
@@ -436,6 +479,7 @@ mod tests {
             digest_header: None,
             may_redirect: false,
             group: String::new(),
+            upstream: String::new(),
             transform: Vec::new(),
         };
         let header = Injector::SendBlob(future).encode().unwrap();
@@ -448,8 +492,20 @@ mod tests {
         let error = Injector::decode(&old).unwrap_err();
         assert!(matches!(error, InjectorError::Version(1)));
         assert!(error.to_string().contains("same depproxy version"), "{error}");
-        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":2,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
+        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":3,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
         assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
+        // A gateway of version 2 meeting a control plane of version 3 (which names several
+        // sources): refused by version, not by the field it does not know.
+        let ordered = format!(
+            "send-dependency:{}",
+            URL_SAFE.encode(br#"{"v":3,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
+        );
+        assert!(matches!(Injector::decode(&ordered), Err(InjectorError::NoSource)), "never empty");
+        let single = format!(
+            "send-dependency:{}",
+            URL_SAFE.encode(br#"{"v":2,"kind":"blob","fill_key":"k","upstream":"u","url":"https://up.example/x","verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
+        );
+        assert!(matches!(Injector::decode(&single), Err(InjectorError::Version(2))));
     }
 
     #[test]
@@ -461,7 +517,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Delivery::Verified).unwrap(), r#""verified""#);
         assert_eq!(serde_json::to_string(&References::OciManifest).unwrap(), r#""oci-manifest""#);
         // Left out, they mean: stream as the bytes arrive, any type, no digest header.
-        let json = br#"{"v":2,"kind":"blob","fill_key":"k","upstream":"u","url":"https://up.example/x",
+        let json = br#"{"v":3,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
             "verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#;
         let params: SendDependency = serde_json::from_slice(json).unwrap();
         assert_eq!((params.delivery, params.accept, params.digest_header), (Delivery::Streamed, None, None));

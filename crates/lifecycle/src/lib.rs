@@ -33,7 +33,7 @@ pub use observer::RemovalObserver;
 pub use purge::{PurgeReport, PurgeRequest};
 pub use runner::SweeperStatus;
 pub use settings::{GroupPolicy, SweepSettings};
-pub use stats::{GroupStats, HOURS, HourTraffic, StoreStats};
+pub use stats::{GroupStats, HOURS, HourTraffic, StoreStats, UpstreamShare};
 pub use sweep::SweepReport;
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Statistics: per group, its format, what it holds (logical bytes, artifacts, documents, tags,
-//! pinned bytes, the oldest read) and serves (hits, misses, bytes from cache vs fetched: the
-//! current hour, the last 24 hours, and those 24 hours one by one); for the store, its physical
-//! bytes.
+//! pinned bytes, the oldest read, which upstream served what) and serves (hits, misses, bytes
+//! from cache vs fetched: the current hour, the last 24 hours, and those 24 hours one by one); for
+//! the store, its physical bytes.
 //!
 //! Every format's groups are counted in the same words: an *artifact* is an immutable file named
 //! by its checksum (an OCI blob: a layer or a config), a *document* a file that names artifacts
@@ -57,6 +57,17 @@ pub struct GroupStats {
     /// The last 24 hours one by one, oldest first, the current hour last ([`HOURS`] entries:
     /// hours without traffic are zeros).
     pub hourly: Vec<HourTraffic>,
+    /// What each upstream served it (objects it holds, by the upstream recorded with them).
+    pub by_upstream: Vec<UpstreamShare>,
+}
+
+/// The objects of a group one upstream served.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UpstreamShare {
+    /// Its name; empty for objects recorded before upstreams were.
+    pub upstream: String,
+    pub objects: u64,
+    pub bytes: u64,
 }
 
 /// The store's figures.
@@ -93,6 +104,7 @@ impl Lifecycle {
             return Err(LifecycleError::UnknownGroup(path.to_owned()));
         }
         let usage = self.metadata.group_usage().await?;
+        let by_upstream = self.metadata.upstream_usage().await?;
         let now = self.clock.now_ms();
         let this_hour = now - now.rem_euclid(HOUR_MS);
         let first_hour = this_hour - (HOURS as i64 - 1) * HOUR_MS;
@@ -125,6 +137,15 @@ impl Lifecycle {
                 last_1h: hourly.last().map(|hour| hour.traffic).unwrap_or_default(),
                 last_24h,
                 hourly,
+                by_upstream: by_upstream
+                    .iter()
+                    .filter(|share| share.group == group.path.as_str())
+                    .map(|share| UpstreamShare {
+                        upstream: share.upstream.clone(),
+                        objects: share.objects,
+                        bytes: share.bytes,
+                    })
+                    .collect(),
             });
         }
         let pending = self.metadata.pending_bytes().await?;

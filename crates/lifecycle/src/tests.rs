@@ -99,7 +99,12 @@ impl Setup {
     /// Stores `bytes` and records them as a blob of `path`, read now.
     async fn blob(&self, path: &str, bytes: &[u8]) -> Digest {
         let digest = self.put(bytes).await;
-        let record = BlobRecord { digest: digest.clone(), size: bytes.len() as u64, media_type: "x".into() };
+        let record = BlobRecord {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            media_type: "x".into(),
+            upstream: "lab".into(),
+        };
         let committed =
             self.metadata.commit_blob(&group(path), &record, TAKE, self.clock.now_ms()).await.unwrap();
         assert_eq!(committed, Committed::Recorded);
@@ -127,6 +132,7 @@ impl Setup {
             size: body.len() as u64,
             checked_at: self.clock.now_ms(),
             stored: true,
+            upstream: "lab".into(),
         };
         let tag = Reference::parse(tag).unwrap();
         let now = self.clock.now_ms();
@@ -398,8 +404,12 @@ async fn a_commit_racing_a_sweep_never_leaves_a_row_without_its_object() {
             let bytes = format!("object {round}").into_bytes();
             let digest = setup.blob("a", &bytes).await;
             setup.clock.advance(DAY * 2);
-            let record =
-                BlobRecord { digest: digest.clone(), size: bytes.len() as u64, media_type: "x".into() };
+            let record = BlobRecord {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                media_type: "x".into(),
+                upstream: "lab".into(),
+            };
             let lifecycle = setup.lifecycle.clone();
             let sweep = tokio::spawn(async move { lifecycle.sweep().await.unwrap() });
             // The fill: its bytes land (again) in storage, then it records its row.

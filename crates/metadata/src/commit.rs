@@ -59,10 +59,11 @@ const TAKE_SQL: &str = "INSERT INTO fill_leases (object_digest, holder, lease_id
      lease_id = excluded.lease_id, expires_at = excluded.expires_at WHERE fill_leases.expires_at < $5";
 const RELEASE_SQL: &str = "DELETE FROM fill_leases WHERE object_digest = $1 AND lease_id = $2";
 // `created_at` is when the object was last recorded (quotas spare what was recorded a moment ago).
-const UPSERT_BLOB_SQL: &str = "INSERT INTO blobs (group_path, digest, size, media_type, created_at, read_at) \
-     VALUES ($1, $2, $3, $4, $5, $5) \
+const UPSERT_BLOB_SQL: &str = "INSERT INTO blobs (group_path, digest, size, media_type, created_at, read_at, upstream) \
+     VALUES ($1, $2, $3, $4, $5, $5, $6) \
      ON CONFLICT (group_path, digest) DO UPDATE SET size = excluded.size, \
-     media_type = excluded.media_type, created_at = excluded.created_at, read_at = excluded.read_at";
+     media_type = excluded.media_type, created_at = excluded.created_at, read_at = excluded.read_at, \
+     upstream = excluded.upstream";
 const INSERT_REF_SQL: &str = "INSERT INTO manifest_refs (group_path, manifest_digest, child_digest) \
      VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
@@ -133,6 +134,7 @@ impl Metadata {
                 .bind(to_sql_size(record.size))
                 .bind(&record.media_type)
                 .bind(now)
+                .bind(&record.upstream)
                 .execute(&mut *transaction)
                 .await?;
         });
@@ -167,6 +169,7 @@ impl Metadata {
                     .bind(to_sql_size(record.size))
                     .bind(now)
                     .bind(record.checked_at)
+                    .bind(&record.upstream)
                     .execute(&mut *transaction)
                     .await?;
             }

@@ -26,7 +26,7 @@ pub use jobs::JobRecord;
 pub use objects::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
 pub use pool::Metadata;
 pub use reads::{HourlyTraffic, Reads, Traffic};
-pub use sweep::{Cursor, GroupUsage, ObjectRow, Removed, StoredDigest, TagRow};
+pub use sweep::{Cursor, GroupUsage, ObjectRow, Removed, StoredDigest, TagRow, UpstreamUsage};
 pub use tokens::AccessTokenRecord;
 pub use url::DatabaseUrl;
 pub use watch::RemovalWatch;

@@ -17,6 +17,7 @@ fn blob(data: &[u8]) -> BlobRecord {
         digest: Digest::of(data),
         size: data.len() as u64,
         media_type: "application/octet-stream".into(),
+        upstream: "lab".into(),
     }
 }
 
@@ -27,6 +28,7 @@ fn manifest(data: &[u8]) -> ManifestRecord {
         size: data.len() as u64,
         checked_at: 0,
         stored: true,
+        upstream: "lab".into(),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct BlobRecord {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
+    /// The name of the upstream that served it (empty: not known, recorded before upstreams were).
+    pub upstream: String,
 }
 
 /// A cached manifest reference of a group's image.
@@ -40,6 +42,8 @@ pub struct ManifestRecord {
     /// Whether the manifest itself is cached (a digest row exists). A tag learned from an upstream
     /// HEAD alone points at a digest that may not be. Read-only: ignored by upserts.
     pub stored: bool,
+    /// The name of the upstream that served it, or answered for the tag (empty: not known).
+    pub upstream: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -47,6 +51,7 @@ struct BlobRow {
     digest: String,
     size: i64,
     media_type: String,
+    upstream: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -56,6 +61,7 @@ struct ManifestRow {
     size: i64,
     checked_at: i64,
     stored: i64,
+    upstream: String,
 }
 
 fn parse_digest(text: String) -> Result<Digest> {
@@ -72,11 +78,11 @@ macro_rules! upsert_manifest_sql {
     ($($also:literal)?) => {
         concat!(
             "INSERT INTO manifests \
-             (group_path, image, reference, digest, media_type, size, created_at, checked_at, read_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
+             (group_path, image, reference, digest, media_type, size, created_at, checked_at, read_at, upstream) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $9) \
              ON CONFLICT (group_path, image, reference) DO UPDATE SET digest = excluded.digest, \
              media_type = excluded.media_type, size = excluded.size, checked_at = excluded.checked_at, \
-             read_at = excluded.read_at"
+             read_at = excluded.read_at, upstream = excluded.upstream"
             $(, ", ", $also)?
         )
     };
@@ -91,7 +97,8 @@ pub(crate) const RECORD_MANIFEST_SQL: &str = upsert_manifest_sql!("created_at = 
 
 impl Metadata {
     pub async fn find_blob(&self, key: &BlobKey) -> Result<Option<BlobRecord>> {
-        const SQL: &str = "SELECT digest, size, media_type FROM blobs WHERE group_path = $1 AND digest = $2";
+        const SQL: &str =
+            "SELECT digest, size, media_type, upstream FROM blobs WHERE group_path = $1 AND digest = $2";
         let row: Option<BlobRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(key.group.as_str())
             .bind(key.digest.to_string())
@@ -102,6 +109,7 @@ impl Metadata {
                 digest: parse_digest(row.digest)?,
                 size: row.size as u64,
                 media_type: row.media_type,
+                upstream: row.upstream,
             })
         })
         .transpose()
@@ -109,16 +117,17 @@ impl Metadata {
 
     /// Records a blob of `group`.
     pub async fn upsert_blob(&self, group: &GroupPath, record: &BlobRecord, now: i64) -> Result<()> {
-        const SQL: &str = "INSERT INTO blobs (group_path, digest, size, media_type, created_at, read_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) \
+        const SQL: &str = "INSERT INTO blobs (group_path, digest, size, media_type, created_at, read_at, upstream) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6) \
              ON CONFLICT (group_path, digest) DO UPDATE SET size = excluded.size, \
-             media_type = excluded.media_type, read_at = excluded.read_at";
+             media_type = excluded.media_type, read_at = excluded.read_at, upstream = excluded.upstream";
         on_pool!(self, |pool| sqlx::query(SQL)
             .bind(group.as_str())
             .bind(record.digest.to_string())
             .bind(to_sql_size(record.size))
             .bind(&record.media_type)
             .bind(now)
+            .bind(&record.upstream)
             .execute(pool)
             .await?
             .rows_affected());
@@ -126,7 +135,7 @@ impl Metadata {
     }
 
     pub async fn find_manifest(&self, key: &ManifestKey) -> Result<Option<ManifestRecord>> {
-        const SQL: &str = "SELECT m.digest, m.media_type, m.size, m.checked_at, \
+        const SQL: &str = "SELECT m.digest, m.media_type, m.size, m.checked_at, m.upstream, \
              CAST(CASE WHEN d.reference IS NULL THEN 0 ELSE 1 END AS BIGINT) AS stored \
              FROM manifests m LEFT JOIN manifests d \
              ON d.group_path = m.group_path AND d.image = m.image AND d.reference = m.digest \
@@ -144,6 +153,7 @@ impl Metadata {
                 size: row.size as u64,
                 checked_at: row.checked_at,
                 stored: row.stored != 0,
+                upstream: row.upstream,
             })
         })
         .transpose()
@@ -161,10 +171,24 @@ impl Metadata {
             .bind(to_sql_size(record.size))
             .bind(now)
             .bind(record.checked_at)
+            .bind(&record.upstream)
             .execute(pool)
             .await?
             .rows_affected());
         Ok(())
+    }
+
+    /// The upstream that served the group's most recently recorded manifest of `image` (objects
+    /// of a group with several upstreams are asked there first); `None` when not known.
+    pub async fn image_upstream(&self, group: &GroupPath, image: &RepositoryName) -> Result<Option<String>> {
+        const SQL: &str = "SELECT upstream FROM manifests WHERE group_path = $1 AND image = $2 \
+             AND upstream <> '' ORDER BY created_at DESC LIMIT 1";
+        let row: Option<(String,)> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(group.as_str())
+            .bind(image.as_str())
+            .fetch_optional(pool)
+            .await?);
+        Ok(row.map(|(upstream,)| upstream))
     }
 
     /// Upstream confirmed the reference still points at `digest`.

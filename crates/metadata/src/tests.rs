@@ -47,6 +47,7 @@ fn blob(data: &[u8]) -> BlobRecord {
         digest: Digest::of(data),
         size: data.len() as u64,
         media_type: "application/octet-stream".into(),
+        upstream: "lab".into(),
     }
 }
 
@@ -59,6 +60,50 @@ async fn blobs_are_scoped_per_group_and_upserts_are_idempotent() {
         db.upsert_blob(&group("g"), &record, 2).await.unwrap();
         assert_eq!(db.find_blob(&blob_key("g", &record)).await.unwrap(), Some(record.clone()));
         assert_eq!(db.find_blob(&blob_key("other", &record)).await.unwrap(), None, "{}", db.backend());
+    }
+}
+
+#[tokio::test]
+async fn the_upstream_that_served_an_object_is_recorded_with_it() {
+    for (db, _dir) in backends().await {
+        let lease = CommitLease::Take { holder: "commit", ttl_ms: 1_000 };
+        let internal = BlobRecord { upstream: "internal".into(), ..blob(b"from internal") };
+        let hub = BlobRecord { upstream: "hub".into(), ..blob(b"from hub") };
+        for record in [&internal, &hub] {
+            assert_eq!(db.commit_blob(&group("g"), record, lease, 1).await.unwrap(), Committed::Recorded);
+        }
+        assert_eq!(db.find_blob(&blob_key("g", &hub)).await.unwrap().unwrap().upstream, "hub");
+        let manifest = ManifestRecord {
+            digest: Digest::of(b"m"),
+            media_type: oci::media::OCI_MANIFEST.into(),
+            size: 1,
+            checked_at: 1,
+            stored: true,
+            upstream: "hub".into(),
+        };
+        let by_digest = manifest_key("lab/app", &manifest.digest.to_string());
+        let tag = Reference::parse("v1").unwrap();
+        db.commit_manifest(&by_digest, Some(&tag), &manifest, &[], lease, 1).await.unwrap();
+        assert_eq!(db.find_manifest(&manifest_key("lab/app", "v1")).await.unwrap().unwrap().upstream, "hub");
+        // A tag learned from another upstream's HEAD says so.
+        let moved = ManifestRecord { upstream: "internal".into(), stored: false, ..manifest.clone() };
+        db.upsert_manifest(&manifest_key("lab/app", "v2"), &moved, 2).await.unwrap();
+        assert_eq!(
+            db.find_manifest(&manifest_key("lab/app", "v2")).await.unwrap().unwrap().upstream,
+            "internal"
+        );
+        let image = RepositoryName::parse("lab/app").unwrap();
+        assert_eq!(
+            db.image_upstream(&group("g"), &image).await.unwrap().as_deref(),
+            Some("internal"),
+            "the latest"
+        );
+        let other = RepositoryName::parse("lab/other").unwrap();
+        assert_eq!(db.image_upstream(&group("g"), &other).await.unwrap(), None);
+        let usage = db.upstream_usage().await.unwrap();
+        let of = |upstream: &str| usage.iter().find(|entry| entry.upstream == upstream).cloned().unwrap();
+        assert_eq!((of("internal").objects, of("internal").bytes), (1, 13), "{}", db.backend());
+        assert_eq!((of("hub").objects, of("hub").bytes), (2, 9), "a blob and a stored manifest");
     }
 }
 
@@ -89,6 +134,7 @@ async fn manifests_repoint_and_track_checks() {
             size: 2,
             checked_at: 10,
             stored: false,
+            upstream: "lab".into(),
         };
         let tag = manifest_key("lab/tiny", "v1");
         let by_digest = manifest_key("lab/tiny", &first.digest.to_string());

@@ -92,6 +92,11 @@ impl UpstreamClient {
         host_label(&self.inner.config.url)
     }
 
+    /// A group moved past this upstream to its next one because it failed.
+    pub fn failed_over(&self) {
+        self.inner.config.metrics.failed_over(&self.host_port());
+    }
+
     fn count(&self, kind: RequestKind) {
         self.inner.config.metrics.count(&self.host_port(), kind);
     }

@@ -10,7 +10,7 @@ use telemetry::error_chain;
 
 use crate::egress::{AllowEntry, EgressPolicy, EgressResolver, MAX_REDIRECTS};
 use crate::error::UpstreamError;
-use crate::metrics::{RequestKind, UpstreamMetrics, host_label};
+use crate::metrics::{RequestKind, UpstreamMetrics, host_label_of};
 use crate::proxy::EgressProxy;
 
 /// Connection-level settings for talking to upstreams.
@@ -172,7 +172,7 @@ pub async fn open_stream(
     header_timeout: Duration,
     metrics: &UpstreamMetrics,
 ) -> Result<reqwest::Response, UpstreamError> {
-    let host = url::Url::parse(url).map(|parsed| host_label(&parsed)).unwrap_or_default();
+    let host = host_label_of(url);
     metrics.count(
         &host,
         match kind {

@@ -43,15 +43,22 @@ struct Labels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabel {
+    upstream: String,
+}
+
 /// Shared handle; clones count into the same family.
 #[derive(Clone, Debug, Default)]
 pub struct UpstreamMetrics {
     requests: Family<Labels, Counter>,
+    failovers: Family<UpstreamLabel, Counter>,
     status: UpstreamStatus,
 }
 
 impl UpstreamMetrics {
-    /// Creates the counters and registers them (`depproxy_upstream_requests_total`).
+    /// Creates the counters and registers them (`depproxy_upstream_requests_total`,
+    /// `depproxy_upstream_failovers_total`).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = UpstreamMetrics::default();
         registry.register(
@@ -59,7 +66,23 @@ impl UpstreamMetrics {
             "Requests sent to upstream registries, by upstream host and kind",
             metrics.requests.clone(),
         );
+        registry.register(
+            "depproxy_upstream_failovers",
+            "Requests a group with several upstreams moved past this upstream host on, because it failed (5xx, 429, timeout, no connection)",
+            metrics.failovers.clone(),
+        );
         metrics
+    }
+
+    /// A group moved past `upstream` (a host label) to its next upstream because it failed.
+    pub fn failed_over(&self, upstream: &str) {
+        self.failovers.get_or_create(&UpstreamLabel { upstream: upstream.to_owned() }).inc();
+        self.status.failed_over(upstream);
+    }
+
+    /// Failovers counted so far past `upstream`.
+    pub fn failovers(&self, upstream: &str) -> u64 {
+        self.failovers.get_or_create(&UpstreamLabel { upstream: upstream.to_owned() }).get()
     }
 
     pub fn count(&self, upstream: &str, kind: RequestKind) {
@@ -75,6 +98,11 @@ impl UpstreamMetrics {
     pub fn get(&self, upstream: &str, kind: RequestKind) -> u64 {
         self.requests.get_or_create(&Labels { upstream: upstream.to_owned(), kind: kind.as_str() }).get()
     }
+}
+
+/// [`host_label`] of a URL given as text (empty when it is not a URL).
+pub fn host_label_of(url: &str) -> String {
+    url::Url::parse(url).map(|parsed| host_label(&parsed)).unwrap_or_default()
 }
 
 /// `host[:port]` of a URL, the label upstreams are counted under.

@@ -42,6 +42,10 @@ pub struct UpstreamHealth {
     pub latency_ms: Option<f64>,
     pub latency_avg_ms: Option<f64>,
     pub rate_limit: Option<RateLimit>,
+    /// Times a group with several upstreams moved past this one because it failed (5xx, 429,
+    /// timeout, no connection): counted against its health.
+    #[serde(default)]
+    pub failovers: u64,
 }
 
 /// Shared handle; clones see the same table.
@@ -109,6 +113,12 @@ impl UpstreamStatus {
         });
     }
 
+    /// A group moved past this host to its next upstream because it failed (see
+    /// [`crate::failover`]).
+    pub fn failed_over(&self, host: &str) {
+        self.update(host, |health| health.failovers += 1);
+    }
+
     pub fn get(&self, host: &str) -> Option<UpstreamHealth> {
         self.hosts.lock().unwrap_or_else(PoisonError::into_inner).get(host).cloned()
     }
@@ -140,5 +150,8 @@ mod tests {
         let error = health.last_error.unwrap();
         assert!(error.message.contains("unreachable") && !error.message.contains("10.0.0.1"));
         assert_eq!(parse_budget("garbage"), None);
+        status.failed_over("registry-1.docker.io");
+        status.failed_over("registry-1.docker.io");
+        assert_eq!(status.get("registry-1.docker.io").unwrap().failovers, 2);
     }
 }

@@ -261,6 +261,7 @@ mod tests {
             group: "lab/<team>".into(),
             format: "oci".into(),
             upstream: "hub".into(),
+            upstreams: vec!["hub".into()],
             access: "token".into(),
             ttl_seconds: None,
             max_size: None,
@@ -276,6 +277,7 @@ mod tests {
             last_1h: quiet.clone(),
             last_24h: quiet,
             hourly,
+            by_upstream: Vec::new(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use access::{Access, AccessSettings, JwtKeys, TokenRegistry, TrustedProxies};
 use anyhow::Context as _;
 use axum::Router;
-use cache::{Cache, CacheMetrics, Clock, GroupSettings, Groups, UpstreamRoute};
+use cache::{Cache, CacheMetrics, Clock, GroupSettings, Groups, UpstreamRoute, Upstreams};
 use control::{ControlParts, ControlPlane};
 use gateway::{
     ControlChannel, Gateway, GatewayMetrics, GatewayParts, GatewaySettings, Observability, UpstreamHttp,
@@ -100,7 +100,7 @@ fn operator_view(config: &Config, groups: &Groups, status: upstream::UpstreamSta
         .all()
         .map(|group| admin::GroupInfo {
             path: group.path.as_str().to_owned(),
-            upstream: group.upstream.name().to_owned(),
+            upstreams: group.upstreams.names(),
             access: match group.access.mode {
                 cache::AccessMode::Anonymous => "anonymous",
                 cache::AccessMode::Token => "token",
@@ -307,7 +307,7 @@ fn fill_report_sink(board: Arc<admin::FillBoard>) -> control::FillReportSink {
 }
 
 /// Every group (configured, and the implicit mirror group of each upstream no group uses), with
-/// its upstream client.
+/// its upstream clients in the order it asks them.
 pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Result<Groups> {
     let mut clients = HashMap::new();
     let mut routes = Vec::new();
@@ -336,12 +336,16 @@ pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Resul
     }
     let mut groups = Vec::new();
     for group in &config.groups {
-        let upstream =
-            clients.get(&group.upstream).cloned().with_context(|| format!("group {:?}", group.path))?;
+        let asked = group
+            .upstreams
+            .iter()
+            .map(|name| clients.get(name).cloned().with_context(|| format!("group {:?}", group.path)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let upstreams = Upstreams::new(asked).with_context(|| format!("group {:?}", group.path))?;
         groups.push(GroupSettings {
             path: oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!(error.message))?,
             format: group.format,
-            upstream,
+            upstreams,
             manifest_recheck: group.manifest_recheck.unwrap_or(defaults::MANIFEST_RECHECK),
             access: group.access.clone(),
             lifecycle: group.lifecycle.clone(),

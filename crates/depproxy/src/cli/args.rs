@@ -321,8 +321,8 @@ pub enum CacheCommand {
         #[command(flatten)]
         store: CacheStoreArgs,
     },
-    /// Per group: size, quota, pinned bytes, objects, manifests, tags, traffic over 24 h; the
-    /// store's size.
+    /// Per group: size, quota, pinned bytes, objects, manifests, tags, traffic over 24 h, which
+    /// upstream served how many objects; the store's size.
     Stats {
         /// Only this group.
         #[arg(long, value_name = "PATH")]

@@ -69,7 +69,8 @@ pub async fn purge(
     ))
 }
 
-/// Statistics as a table (or JSON: the lifecycle's figures, the hourly traffic included).
+/// Statistics as a table (or JSON: the lifecycle's figures, the hourly traffic included), with
+/// what each upstream served each group.
 pub async fn stats(config: &Config, group: Option<&str>, json: bool) -> anyhow::Result<String> {
     let lifecycle = open(config).await?;
     let stats = lifecycle.stats(group).await?;
@@ -118,6 +119,18 @@ fn render(stats: &StoreStats) -> String {
         ]);
     }
     let mut out = vec![super::admin::table(&rows)];
+    for group in stats.groups.iter().filter(|group| !group.by_upstream.is_empty()) {
+        let shares: Vec<String> = group
+            .by_upstream
+            .iter()
+            .map(|share| {
+                let name = if share.upstream.is_empty() { "(not recorded)" } else { share.upstream.as_str() };
+                let objects = telemetry::plural(share.objects, "object", "objects");
+                format!("{name} {objects} ({})", human_bytes(share.bytes))
+            })
+            .collect();
+        out.push(format!("{} served by: {}", group.group, shares.join(", ")));
+    }
     out.push(format!(
         "store: {} in storage ({} awaiting deletion), quota {}",
         human_bytes(stats.physical_bytes),

@@ -179,6 +179,7 @@ async fn a_client_cannot_inject_an_injector() {
         digest_header: None,
         may_redirect: false,
         group: String::new(),
+        upstream: String::new(),
         transform: Vec::new(),
     })
     .encode()
@@ -222,10 +223,12 @@ async fn fake_control_plane(
         kind: oci::ObjectKind::Blob,
         fill_key: "default/blob/ssrf".into(),
         // The upstream `--upstream` makes (see `config_for`), named after its host.
-        upstream,
+        sources: vec![injector::Source {
+            upstream,
+            url,
+            headers: vec![("Authorization".into(), "Bearer stolen".into())],
+        }],
         group: "default".into(),
-        url,
-        headers: vec![("Authorization".into(), "Bearer stolen".into())],
         verify: Some(injector::Checksum::from(&digest)),
         max_size: 1 << 20,
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
@@ -337,10 +340,8 @@ async fn verifying_control_plane(
         v: CONTRACT_VERSION,
         kind: oci::ObjectKind::Blob,
         fill_key: format!("default/file/{verify:?}"),
-        upstream,
+        sources: vec![injector::Source { upstream, url, headers: Vec::new() }],
         group: "default".into(),
-        url,
-        headers: Vec::new(),
         verify,
         max_size: 1 << 20,
         upload: injector::UploadRoutes::for_object("/v2/x/blobs/sha256:00", None),
@@ -441,15 +442,16 @@ async fn a_fill_is_verified_in_the_algorithm_the_control_plane_names() {
     }
 }
 
-/// A gateway of contract version 1 (no version header) meeting this control plane is told so,
-/// in words that say what to do, instead of being handed injectors it would misread.
+/// A gateway of an older contract version — 1 (no version header), or 2 (one upstream per fill,
+/// before ordered upstreams) — meeting this control plane is told so, in words that say what to
+/// do, instead of being handed injectors it would misread.
 #[tokio::test]
 async fn a_gateway_of_another_contract_version_is_refused_clearly() {
     let upstream = FakeRegistry::start().await;
     let digest = upstream.put_blob(b"x".to_vec());
     let (url, secret, _dir) = control_plane(&upstream.url()).await;
     let blob = format!("/v2/lab/x/blobs/{digest}");
-    for version in [None, Some("1")] {
+    for version in [None, Some("1"), Some("2")] {
         let mut request = client()
             .get(format!("{url}{blob}"))
             .header(INTERNAL_TOKEN_HEADER, token(&secret, Purpose::Forward, &http::Method::GET, &blob, b""));

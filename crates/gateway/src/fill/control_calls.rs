@@ -58,7 +58,7 @@ pub(super) async fn authorize_digest(
         Err(error) => Err(error),
     };
     answer.unwrap_or_else(|error| {
-        tracing::warn!(url = %params.url, %error, "upload authorize failed; streaming without caching");
+        tracing::warn!(url = %params.first_url(), %error, "upload authorize failed; streaming without caching");
         Authorization {
             v: CONTRACT_VERSION,
             decision: UploadDecision::Passthrough { reason: format!("authorize failed: {error}") },
@@ -91,24 +91,28 @@ pub(super) fn keep_lease_alive(
     let every = Duration::from_secs(authorization.lease_seconds.unwrap_or(30).max(3) / 3);
     let gateway = gateway.clone();
     let params = params.clone();
-    gateway.supervisor.clone().spawn("lease-renewal", params.url.clone(), move |signal| async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.tick().await;
-        loop {
-            tokio::select! {
-                _ = done.cancelled() => return,
-                _ = signal.cancelled() => return,
-                _ = ticks.tick() => {}
+    gateway.supervisor.clone().spawn(
+        "lease-renewal",
+        params.first_url().to_owned(),
+        move |signal| async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    _ = done.cancelled() => return,
+                    _ = signal.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                let answer = authorize(&gateway, &params, size, Some(lease_id.clone())).await;
+                if !matches!(answer.decision, UploadDecision::Store) {
+                    // Another node took over after our lease lapsed; both commit the same verified
+                    // bytes, so this fill simply goes on.
+                    tracing::warn!(url = %params.first_url(), "fill lease lost");
+                    return;
+                }
             }
-            let answer = authorize(&gateway, &params, size, Some(lease_id.clone())).await;
-            if !matches!(answer.decision, UploadDecision::Store) {
-                // Another node took over after our lease lapsed; both commit the same verified
-                // bytes, so this fill simply goes on.
-                tracing::warn!(url = %params.url, "fill lease lost");
-                return;
-            }
-        }
-    });
+        },
+    );
 }
 
 /// POSTs an upload call to the control plane and returns its body on 2xx.

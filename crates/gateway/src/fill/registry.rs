@@ -27,7 +27,7 @@ struct Entry {
 /// What a fill fetches, as operators see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct FillAbout {
-    /// The configured upstream's name.
+    /// The configured name of the upstream it asks first.
     pub upstream: String,
     /// The injector's kind (`manifest` or `blob`).
     pub kind: String,
@@ -90,26 +90,36 @@ impl Fills {
         let mut reports: Vec<(Instant, FillReport)> = inflight
             .values()
             .map(|entry| {
-                let (phase, bytes_done, bytes_total, clients) = match &*entry.state.borrow() {
+                // Once a source answered, the fill is that upstream's (a group's first may not
+                // have had the object).
+                let mut upstream = &entry.about.upstream;
+                let state = entry.state.borrow();
+                let (phase, bytes_done, bytes_total, clients) = match &*state {
                     FillState::Connecting => ("connecting", 0, None, 0),
-                    FillState::Streaming(streaming) => (
-                        "streaming",
-                        *streaming.recent.received().borrow(),
-                        streaming.head.content_length,
-                        streaming.recent.attached(),
-                    ),
-                    FillState::Verified(finished) | FillState::Committed(finished) => (
-                        "finishing",
-                        finished.size,
-                        Some(finished.size),
-                        finished.streaming.recent.attached(),
-                    ),
+                    FillState::Streaming(streaming) => {
+                        upstream = &streaming.source;
+                        (
+                            "streaming",
+                            *streaming.recent.received().borrow(),
+                            streaming.head.content_length,
+                            streaming.recent.attached(),
+                        )
+                    }
+                    FillState::Verified(finished) | FillState::Committed(finished) => {
+                        upstream = &finished.streaming.source;
+                        (
+                            "finishing",
+                            finished.size,
+                            Some(finished.size),
+                            finished.streaming.recent.attached(),
+                        )
+                    }
                     FillState::Failed(_) => ("failed", 0, None, 0),
                 };
                 let seconds = entry.started.elapsed().as_secs_f64();
                 let rate = if seconds > 0.0 { (bytes_done as f64 / seconds) as u64 } else { 0 };
                 let report = FillReport {
-                    upstream: entry.about.upstream.clone(),
+                    upstream: upstream.clone(),
                     kind: entry.about.kind.clone(),
                     object: entry.about.object.clone(),
                     phase: phase.to_owned(),

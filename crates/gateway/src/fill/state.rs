@@ -34,6 +34,10 @@ pub(crate) struct Streaming {
     /// Reads the spool, for followers behind the recent bytes; shared by all clients, and still
     /// readable after the upload is committed or removed. `None` when storage failed at the start.
     pub spool: Option<SpoolReader>,
+    /// The upstream whose answer this is (the source that served), by its configured name.
+    pub source: String,
+    /// The URL it was fetched at (for logs).
+    pub url: String,
 }
 
 /// A fill that finished and verified.
@@ -132,6 +136,26 @@ impl FillError {
             | FillError::Gateway(_)
             | FillError::FellBehind
             | FillError::Vanished => false,
+        }
+    }
+
+    /// Whether a fill with another source tries it after this failure, which came before any byte
+    /// reached a client; `Some(true)` when the failure also counts against the upstream's health.
+    /// Only the upstream's own failures move on (it has no such object, refused, is down, or
+    /// answered with something that is not what was asked); the proxy's own do not.
+    pub(crate) fn moves_on(&self) -> Option<bool> {
+        match self {
+            FillError::Upstream(error) => Some(error.counts_against_health()),
+            FillError::NotAccepted { .. } => Some(false),
+            FillError::IdleTimeout(_)
+            | FillError::Broken(_)
+            | FillError::TooLarge { .. }
+            | FillError::Storage(_)
+            | FillError::Gateway(_)
+            | FillError::ShuttingDown
+            | FillError::FellBehind
+            | FillError::GaveWay
+            | FillError::Vanished => None,
         }
     }
 

@@ -1,19 +1,21 @@
-//! The fill itself: open the upstream stream, ask whether to store, write the bytes to a staged
-//! upload while clients tail it, verify, persist, record. Runs detached from every client, under
-//! the supervisor: on shutdown past the grace period it aborts its upload (no temp data left) and
-//! records nothing.
+//! The fill itself: open the upstream stream — the injector's sources in turn, until one answers —
+//! ask whether to store, write the bytes to a staged upload while clients tail it, verify, persist,
+//! record (naming the source that served). Runs detached from every client, under the supervisor:
+//! on shutdown past the grace period it aborts its upload (no temp data left) and records nothing.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use injector::{
-    Authorization, CONTRACT_VERSION, FinalizeRequest, References, SendDependency, UploadDecision,
+    Authorization, CONTRACT_VERSION, FinalizeRequest, InjectorError, References, SendDependency, Source,
+    UploadDecision,
 };
 use oci::Digest;
 use storage::{ContentHasher, Expectation, StorageError, Upload, Verified};
 use supervisor::StopSignal;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use upstream::{Attempts, UpstreamError};
 
 use super::admission::{Busy, FillSlot};
 use super::control_calls;
@@ -34,7 +36,7 @@ pub(crate) async fn join_or_start(
     }
     let slot = gateway.admission.admit(client, || gateway.fills.make_room()).await?;
     let about = || FillAbout {
-        upstream: params.upstream.clone(),
+        upstream: params.sources.first().map(|source| source.upstream.clone()).unwrap_or_default(),
         kind: params.kind.as_str().to_owned(),
         object: params.object.clone(),
     };
@@ -43,7 +45,7 @@ pub(crate) async fn join_or_start(
         Joined::Follow(state) => Ok(state),
         Joined::Lead(Lead { reader, state, give_way }) => {
             let gateway = gateway.clone();
-            gateway.supervisor.clone().spawn("fill", params.url.clone(), move |signal| {
+            gateway.supervisor.clone().spawn("fill", params.first_url().to_owned(), move |signal| {
                 let stop = Stop { signal, give_way };
                 run(gateway, params, state, stop, slot)
             });
@@ -87,7 +89,8 @@ async fn run(
     }
     match outcome {
         Ok(finished) => {
-            tracing::info!(url = %params.url, key = %finished.key, size = finished.size, stored = finished.stored, "fill complete");
+            tracing::info!(url = %finished.streaming.url, upstream = %finished.streaming.source, key = %finished.key,
+                size = finished.size, stored = finished.stored, "fill complete");
             if finished.stored {
                 // Filled again: memory reloads it from what was just stored (a manifest by tag
                 // names its key only now; `send_dependency` drops the others when told to fill).
@@ -96,11 +99,11 @@ async fn run(
             running.finish(FillState::Committed(Arc::new(finished)));
         }
         Err(error) if error.is_expected() => {
-            tracing::info!(url = %params.url, %error, "fill ended");
+            tracing::info!(url = %params.first_url(), %error, "fill ended");
             running.finish(FillState::Failed(Arc::new(error)));
         }
         Err(error) => {
-            tracing::warn!(url = %params.url, %error, "fill failed");
+            tracing::warn!(url = %params.first_url(), %error, "fill failed");
             running.finish(FillState::Failed(Arc::new(error)));
         }
     }
@@ -118,29 +121,63 @@ async fn fill(
     let expected = Expectation { checksum: params.verify.clone(), size: opened.head.content_length };
     // Held to the end: dropping it stops the lease renewal, however the fill ends.
     let allowed = authorize_and_lease(gateway, params, &opened.head).await?;
-    let streamed = stream(gateway, params, running, stop, opened, allowed.limit, &expected).await?;
+    let streamed = stream(gateway, running, stop, opened, allowed.limit, &expected).await?;
     settle(gateway, params, running, &allowed.authorization, streamed, &expected).await
 }
 
-/// The upstream's answer, its body still to read.
+/// The upstream's answer, its body still to read, and the source that gave it.
 struct Opened {
     response: reqwest::Response,
     head: UpstreamHead,
+    source: Source,
 }
 
-/// Opens the upstream stream, and refuses it by its headers before a byte reaches a client or
-/// storage: too large, or not of a type the control plane accepts.
+/// Opens the upstream stream: the injector's sources in turn, until one answers with what was
+/// asked. A source that fails — before any byte reached a client — is moved past, counted against
+/// its upstream's health when it is an outage; when every source failed, the clients get the first
+/// failure that was not a 404.
 async fn open_upstream(gateway: &Gateway, params: &SendDependency, stop: &Stop) -> Result<Opened, FillError> {
+    let mut attempts = Attempts::default();
+    for (index, source) in params.sources.iter().enumerate() {
+        let error = match open_source(gateway, params, source, stop).await {
+            Ok(opened) => return Ok(opened),
+            Err(error) => error,
+        };
+        let Some(outage) = error.moves_on() else { return Err(error) };
+        if index + 1 < params.sources.len() {
+            if outage {
+                gateway.observability.upstream.failed_over(&upstream::host_label_of(&source.url));
+                tracing::info!(upstream = %source.upstream, %error, "upstream failed; the fill asks the next source");
+            } else {
+                tracing::debug!(upstream = %source.upstream, %error, "not at this upstream; the fill asks the next source");
+            }
+        }
+        let not_found = matches!(error, FillError::Upstream(UpstreamError::NotFound(_)));
+        attempts.failed(error, not_found);
+    }
+    Err(attempts
+        .into_error()
+        .unwrap_or(FillError::Gateway(GatewayError::BadInjector(InjectorError::NoSource))))
+}
+
+/// Opens one source, and refuses its answer by its headers before a byte reaches a client or
+/// storage: too large, or not of a type the control plane accepts.
+async fn open_source(
+    gateway: &Gateway,
+    params: &SendDependency,
+    source: &Source,
+    stop: &Stop,
+) -> Result<Opened, FillError> {
     // Nodes with different upstream lists are a deployment error: say so rather than fetch
     // through a client that trusts the wrong CA or follows the wrong redirect rules.
     let client = gateway
         .upstream_http
-        .client(&params.upstream)
-        .ok_or_else(|| GatewayError::UnknownUpstream(params.upstream.clone()))?;
+        .client(&source.upstream)
+        .ok_or_else(|| GatewayError::UnknownUpstream(source.upstream.clone()))?;
     let open = upstream::open_stream(
         client,
-        &params.url,
-        injector::header_map(&params.headers),
+        &source.url,
+        injector::header_map(&source.headers),
         params.kind,
         gateway.settings.header_timeout,
         &gateway.observability.upstream,
@@ -173,7 +210,7 @@ async fn open_upstream(gateway: &Gateway, params: &SendDependency, stop: &Stop) 
             what: accept.what.clone(),
         });
     }
-    Ok(Opened { response, head })
+    Ok(Opened { response, head, source: source.clone() })
 }
 
 /// What the control plane allowed a fill.
@@ -217,19 +254,18 @@ struct Streamed {
 /// streams on uncached, still hashed and verified.
 async fn stream(
     gateway: &Gateway,
-    params: &SendDependency,
     running: &Running<'_>,
     stop: &Stop,
     opened: Opened,
     limit: u64,
     expected: &Expectation,
 ) -> Result<Streamed, FillError> {
-    let Opened { mut response, head } = opened;
+    let Opened { mut response, head, source } = opened;
     let recent = Arc::new(RecentChunks::new(gateway.settings.fill_window, gateway.fills.budget()));
     let mut storing = match gateway.store.begin_upload(limit, expected.declared_algorithm()).await {
         Ok(upload) => Storing::Upload(Box::new(upload)),
         Err(error) => {
-            storage_failed(gateway, &params.url, &error);
+            storage_failed(gateway, &source.url, &error);
             recent.spool_ends_at(0);
             running.leave_early();
             Storing::PassThrough(Box::new(ContentHasher::new(expected.declared_algorithm())))
@@ -239,7 +275,8 @@ async fn stream(
         Storing::Upload(upload) => Some(upload.spool_reader()),
         Storing::PassThrough(_) => None,
     };
-    let streaming = Arc::new(Streaming { head, recent: recent.clone(), spool });
+    let streaming =
+        Arc::new(Streaming { head, recent: recent.clone(), spool, source: source.upstream, url: source.url });
     running.state.send_replace(FillState::Streaming(streaming.clone()));
 
     let idle = gateway.settings.idle_timeout;
@@ -273,7 +310,7 @@ async fn stream(
                     return Err(error.into());
                 }
                 Err(error) => {
-                    storage_failed(gateway, &params.url, &error);
+                    storage_failed(gateway, &streaming.url, &error);
                     let written = upload.spool_reader().progress().borrow().to_owned();
                     recent.spool_ends_at(written);
                     running.leave_early();
@@ -307,7 +344,7 @@ async fn settle(
         Storing::Upload(upload) => *upload,
         Storing::PassThrough(hasher) => {
             let storage::Hashed { digest, size, .. } = hasher.verify(expected).map_err(FillError::from)?;
-            tracing::info!(url = %params.url, "streamed without caching: storage failed");
+            tracing::info!(url = %streaming.url, "streamed without caching: storage failed");
             return Ok(Finished::new(streaming, digest, size, false));
         }
     };
@@ -332,7 +369,7 @@ async fn settle(
         }
         UploadDecision::Passthrough { reason } => {
             let verified = upload.verify_and_discard(expected).await?;
-            tracing::info!(url = %params.url, %reason, "streamed without caching");
+            tracing::info!(url = %streaming.url, %reason, "streamed without caching");
             Ok(Finished::new(streaming, verified.digest, verified.size, false))
         }
     }
@@ -363,7 +400,7 @@ async fn claim(
     match claim.decision {
         UploadDecision::Store => Claim::Granted { lease_id: claim.lease_id },
         UploadDecision::Passthrough { reason } => {
-            tracing::info!(url = %params.url, %reason, "verified; not stored");
+            tracing::info!(url = %params.first_url(), %reason, "verified; not stored");
             Claim::Refused
         }
     }
@@ -381,7 +418,7 @@ async fn persist_and_finalize(
     let committed = match verified.persist().await {
         Ok(committed) => committed,
         Err(error) => {
-            storage_failed(gateway, &params.url, &error);
+            storage_failed(gateway, &streaming.url, &error);
             return false;
         }
     };
@@ -399,11 +436,12 @@ async fn persist_and_finalize(
         key: committed.key,
         lease_id,
         references,
+        upstream: streaming.source.clone(),
     };
     // The object is verified and durable; a failed finalize only means the next request fills
     // again, so clients are still served.
     if let Err(error) = control_calls::finalize(gateway, params, &finalize).await {
-        tracing::warn!(url = %params.url, %error, "finalize failed; object stays unrecorded");
+        tracing::warn!(url = %streaming.url, %error, "finalize failed; object stays unrecorded");
     }
     true
 }

@@ -85,6 +85,16 @@ pub struct GroupUsage {
     pub oldest_read: Option<i64>,
 }
 
+/// What one upstream served a group: its objects (blobs and stored manifests) and their bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamUsage {
+    pub group: String,
+    /// The upstream's name; empty for rows recorded before upstreams were.
+    pub upstream: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// What a removal took away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Removed {

@@ -1,6 +1,6 @@
 //! Usage: each group's share of the store, and the bytes rows reference.
 
-use super::GroupUsage;
+use super::{GroupUsage, UpstreamUsage};
 use crate::error::Result;
 use crate::pool::{Metadata, Pool};
 
@@ -36,6 +36,26 @@ impl Metadata {
             }
         }
         Ok(usage)
+    }
+
+    /// Each group's objects and bytes by the upstream that served them.
+    pub async fn upstream_usage(&self) -> Result<Vec<UpstreamUsage>> {
+        const SQL: &str = "SELECT group_path, upstream, CAST(COUNT(*) AS BIGINT), \
+             CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM ( \
+               SELECT group_path, upstream, size FROM blobs \
+               UNION ALL SELECT group_path, upstream, size FROM manifests WHERE reference = digest \
+             ) o GROUP BY group_path, upstream ORDER BY group_path, upstream";
+        let rows: Vec<(String, String, i64, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(group, upstream, objects, bytes)| UpstreamUsage {
+                group,
+                upstream,
+                objects: objects.max(0) as u64,
+                bytes: bytes.max(0) as u64,
+            })
+            .collect())
     }
 
     /// Bytes of distinct objects the rows reference (what the store holds, queued deletions aside).

@@ -1,4 +1,5 @@
-//! The operator's JSON answers (`/api/v1/groups`, `/upstreams`, `/fills`, `/events`, `/tokens`)
+//! The operator's JSON answers (`/api/v1/groups`, `/groups/{path}/stale`, `/upstreams`, `/fills`,
+//! `/events`, `/tokens`)
 //! and the OpenAPI document generated from them and from the routes' annotations.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -52,6 +53,22 @@ pub struct GroupView {
     pub last_1h: TrafficView,
     /// The current hour and the 23 before it.
     pub last_24h: TrafficView,
+}
+
+/// A cached tag served although its upstream answers 404 for it (`stale_on_404`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StaleView {
+    /// The image as upstream names it.
+    pub image: String,
+    pub tag: String,
+    /// The manifest the cached tag points at.
+    pub digest: String,
+    /// Unix ms: when upstream was first seen answering 404 for it.
+    pub since: i64,
+    /// Unix ms: the latest time it was served.
+    pub last_served: i64,
+    /// Times served since upstream lost it.
+    pub served: u64,
 }
 
 /// The store and its groups.

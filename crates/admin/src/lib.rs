@@ -12,11 +12,12 @@ mod page;
 mod routes;
 
 pub use api::{
-    CreatedTokenView, EventView, GroupView, JobStarted, StoreView, TokenView, TrafficView, UpstreamView,
+    CreatedTokenView, EventView, GroupView, JobStarted, StaleView, StoreView, TokenView, TrafficView,
+    UpstreamView,
 };
 pub use error::AdminError;
 pub use operator::{
     FillBoard, GroupInfo, MAX_FILLS_PER_NODE, MAX_REPORTING_NODES, OperatorView, REPORT_LIFETIME,
-    UpstreamInfo,
+    StaleSource, UpstreamInfo,
 };
 pub use routes::{AdminState, openapi, router};

@@ -23,6 +23,7 @@ use upstream::UpstreamClient;
 use crate::access_policy::AccessPolicy;
 use crate::format::Format;
 use crate::lifecycle::LifecyclePolicy;
+use crate::pull_policy::{PolicyCell, PullPolicy};
 
 /// The group mirror-mode requests go to.
 pub const DEFAULT_GROUP: &str = "default";
@@ -58,6 +59,8 @@ pub struct GroupSettings {
     pub access: AccessPolicy,
     /// TTL, quota and pins.
     pub lifecycle: LifecyclePolicy,
+    /// What may come through it and how upstream's answers are treated; replaced by a reload.
+    pub policy: PolicyCell,
 }
 
 /// An upstream as the router sees it.
@@ -91,12 +94,14 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// `default_recheck` and `default_lifecycle` apply to implicit mirror groups.
+    /// `default_recheck`, `default_lifecycle` and `default_policy` apply to implicit mirror
+    /// groups.
     pub fn new(
         groups: impl IntoIterator<Item = GroupSettings>,
         upstreams: impl IntoIterator<Item = UpstreamRoute>,
         default_recheck: Duration,
         default_lifecycle: LifecyclePolicy,
+        default_policy: PullPolicy,
     ) -> Result<Self, GroupsError> {
         let ordered: Vec<Arc<GroupSettings>> = groups.into_iter().map(Arc::new).collect();
         let mut by_path: BTreeMap<String, Arc<GroupSettings>> =
@@ -119,6 +124,7 @@ impl Groups {
                             manifest_recheck: default_recheck,
                             access: route.implicit_access.clone(),
                             lifecycle: default_lifecycle.clone(),
+                            policy: PolicyCell::new(default_policy.clone()),
                         });
                         by_path.insert(implicit.path.as_str().to_owned(), implicit.clone());
                         implicit
@@ -137,6 +143,18 @@ impl Groups {
     /// Every group, configured and implicit, by path.
     pub fn all(&self) -> impl Iterator<Item = &Arc<GroupSettings>> {
         self.by_path.values()
+    }
+
+    /// Puts `policy` in force for the configured group at `path` (a configuration reload); `false`
+    /// when no such group runs (groups come and go with a restart only).
+    pub fn replace_policy(&self, path: &str, policy: PullPolicy) -> bool {
+        match self.by_path.get(path) {
+            Some(group) => {
+                group.policy.replace(policy);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether `client` may pull from every group without credentials (then `GET /v2/` needs none).
@@ -221,6 +239,7 @@ mod tests {
             manifest_recheck: Duration::from_secs(1),
             access: AccessPolicy::anonymous(),
             lifecycle: LifecyclePolicy::default(),
+            policy: PolicyCell::new(PullPolicy::open(Duration::from_secs(60))),
         }
     }
 
@@ -256,6 +275,7 @@ mod tests {
             ],
             Duration::from_secs(300),
             LifecyclePolicy::default(),
+            PullPolicy::open(Duration::from_secs(60)),
         )
         .unwrap()
     }

@@ -3,20 +3,29 @@
 //! - cached (and, for a tag, fresh or confirmed by a HEAD) → [`Decision::Serve`];
 //! - not cached, GET → [`Decision::Fetch`] with the upstream URL and credentials;
 //! - not cached, HEAD → one upstream HEAD, [`Decision::UpstreamHead`] (a HEAD never starts a fill);
-//! - a stale tag whose upstream is down → the cached copy, marked stale.
+//! - a stale tag whose upstream is down → the cached copy, marked stale; likewise one upstream
+//!   deleted, when the group says so (`stale_on_404`);
+//! - a tag the group declares immutable (`immutable_tags`) → never revalidated, as a digest;
+//! - not cached, and upstream answered 404 for it within `negative_ttl` → 404 without asking.
 
 use metadata::{BlobKey, ManifestKey, ManifestRecord};
 use oci::{Digest, GroupPath, ObjectKind, Reference, RepositoryName};
 use upstream::{ObjectHead, UpstreamError};
 
-use crate::decision::{Decision, Fetch};
+use crate::decision::{Decision, Fetch, Stale};
 use crate::error::CacheError;
 use crate::freshness::is_fresh;
 use crate::groups::{GroupSettings, Resolved};
+use crate::not_found::Missing;
 use crate::state::Cache;
 
-fn serve(record: &ManifestRecord, stale: bool) -> Decision {
+fn serve(record: &ManifestRecord, stale: Option<Stale>) -> Decision {
     Decision::Serve { object: record.into(), stale }
+}
+
+/// What a request for `reference` of `repository` in `group` names, as a remembered 404 knows it.
+fn missing(group: &GroupSettings, kind: ObjectKind, repository: &RepositoryName, reference: &Reference) -> Missing {
+    Missing { group: group.path.clone(), kind, repository: repository.clone(), reference: reference.clone() }
 }
 
 /// The single-flight key of a fill: the object's kind and digest when known, else what names it.
@@ -47,7 +56,7 @@ impl Cache {
     ) -> Result<Decision, CacheError> {
         let key = BlobKey { group: resolved.group.path.clone(), digest: digest.clone() };
         let served = match self.degraded(self.catalog.find_blob(&key).await) {
-            Some(record) => Ok(Decision::Serve { object: record.into(), stale: false }),
+            Some(record) => Ok(Decision::Serve { object: record.into(), stale: None }),
             None => {
                 let repository = resolved.group.upstream.upstream_repository(&resolved.image);
                 let reference = Reference::Digest(digest.clone());
@@ -114,14 +123,17 @@ impl Cache {
         let key = BlobKey { group: group.path.clone(), digest: digest.clone() };
         if let Some(record) = self.degraded(self.catalog.find_blob(&key).await) {
             self.reads.blob_read(&key, self.clock.now_ms(), if head { 0 } else { record.size });
-            return Ok(Decision::Serve { object: record.into(), stale: false });
+            return Ok(Decision::Serve { object: record.into(), stale: None });
         }
         let repository = group.upstream.upstream_repository(&resolved.image);
         let reference = Reference::Digest(digest.clone());
+        self.answer_remembered_404(group, &missing(group, ObjectKind::Blob, &repository, &reference))?;
         // Misses are boxed, here and below: their futures (upstream calls, database writes) are
         // large, and inline they would make every hit's future as large.
         if head {
-            let answer = Box::pin(group.upstream.head(&repository, ObjectKind::Blob, &reference)).await?;
+            let answer = Box::pin(group.upstream.head(&repository, ObjectKind::Blob, &reference)).await;
+            let answer =
+                self.noting_404(group, || missing(group, ObjectKind::Blob, &repository, &reference), answer)?;
             return Ok(Decision::UpstreamHead { head: answer, requested: Some(digest.clone()) });
         }
         Box::pin(self.fetch(group, ObjectKind::Blob, &repository, &reference)).await
@@ -161,15 +173,22 @@ impl Cache {
         let cached = self.degraded(self.catalog.find_manifest(key).await);
         match (reference, cached) {
             // Digest references are immutable: a cached one never needs upstream.
-            (Reference::Digest(_), Some(record)) => Ok(serve(&record, false)),
-            (Reference::Tag(_), Some(record)) => {
-                if is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck) {
-                    return self.serve_tag(group, repository, &record, false, head).await;
+            (Reference::Digest(_), Some(record)) => Ok(serve(&record, None)),
+            (Reference::Tag(tag), Some(record)) => {
+                if is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck)
+                    || group.policy.with(|policy| policy.immutable_tags.matches(repository.as_str(), tag.as_str()))
+                {
+                    return self.serve_tag(group, repository, &record, None, head).await;
                 }
                 Box::pin(self.revalidate_tag(group, key, record, head)).await
             }
-            (_, None) if head => Box::pin(self.remember_head(group, key, reference)).await,
-            (_, None) => Box::pin(self.fetch(group, ObjectKind::Manifest, repository, reference)).await,
+            (_, None) => {
+                self.answer_remembered_404(group, &missing(group, ObjectKind::Manifest, repository, reference))?;
+                if head {
+                    return Box::pin(self.remember_head(group, key, reference)).await;
+                }
+                Box::pin(self.fetch(group, ObjectKind::Manifest, repository, reference)).await
+            }
         }
     }
 
@@ -181,7 +200,9 @@ impl Cache {
         reference: &Reference,
     ) -> Result<Decision, CacheError> {
         let repository = &key.image;
-        let answer = group.upstream.head(repository, ObjectKind::Manifest, reference).await?;
+        let answer = group.upstream.head(repository, ObjectKind::Manifest, reference).await;
+        let answer =
+            self.noting_404(group, || missing(group, ObjectKind::Manifest, repository, reference), answer)?;
         // containerd resolves a tag with HEAD, then GETs the digest. Remember where the tag
         // points, so the next resolve costs no upstream request and works while upstream is down.
         if let (Reference::Tag(_), Some(digest), Some(media_type), Some(size)) =
@@ -227,18 +248,27 @@ impl Cache {
                         size: Some(current.size),
                     });
                 }
+                let missing = || missing(group, ObjectKind::Manifest, &key.image, &key.reference);
+                // Upstream answered 404 for it a moment ago: not asked again within the window.
+                if self.answer_remembered_404(group, &missing()).is_err() {
+                    return Err(UpstreamError::NotFound(ObjectKind::Manifest));
+                }
                 let head = group.upstream.head(&key.image, ObjectKind::Manifest, &key.reference);
-                match tokio::time::timeout(timeout, head).await {
+                let answer = match tokio::time::timeout(timeout, head).await {
                     Ok(answer) => answer,
                     Err(_) => Err(UpstreamError::Timeout(format!("tag recheck took over {timeout:?}"))),
-                }
+                };
+                self.noting_404(group, missing, answer)
             })
             .await;
+        if answer.is_ok() {
+            self.gone.back(key);
+        }
         match answer {
             Ok(ObjectHead { digest: Some(digest), .. }) if digest == cached.digest => {
                 let marked = self.catalog.mark_manifest_checked(key, now).await;
                 self.degraded(marked.map(Some));
-                self.serve_tag(group, &key.image, &cached, false, head).await
+                self.serve_tag(group, &key.image, &cached, None, head).await
             }
             Ok(answer) => {
                 // The tag moved (or upstream did not say where): use the new digest if we hold it.
@@ -249,7 +279,7 @@ impl Cache {
                         let record = ManifestRecord { checked_at: now, ..known };
                         let repointed = self.catalog.upsert_manifest(key, &record, now).await;
                         self.degraded(repointed.map(Some));
-                        return Ok(serve(&record, false));
+                        return Ok(serve(&record, None));
                     }
                 }
                 if head {
@@ -260,7 +290,14 @@ impl Cache {
             Err(error) if error.is_outage() => {
                 tracing::warn!(group = %group.path, repository = %key.image, tag = %key.reference, %error,
                     "upstream unavailable; serving cached tag stale");
-                self.serve_tag(group, &key.image, &cached, true, head).await
+                self.serve_tag(group, &key.image, &cached, Some(Stale::UpstreamUnreachable), head).await
+            }
+            Err(UpstreamError::NotFound(_)) if group.policy.with(|policy| policy.stale_on_404) => {
+                self.gone.served(key, &cached.digest, now);
+                self.metrics.gone_served(&group.path);
+                tracing::info!(group = %group.path, repository = %key.image, tag = %key.reference,
+                    "upstream answers 404 for a cached tag; serving it stale (stale_on_404)");
+                self.serve_tag(group, &key.image, &cached, Some(Stale::GoneUpstream), head).await
             }
             Err(error) => Err(error.into()),
         }
@@ -273,7 +310,7 @@ impl Cache {
         group: &GroupSettings,
         repository: &RepositoryName,
         record: &ManifestRecord,
-        stale: bool,
+        stale: Option<Stale>,
         head: bool,
     ) -> Result<Decision, CacheError> {
         if head || record.stored {

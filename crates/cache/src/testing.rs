@@ -14,6 +14,8 @@ use crate::{
 
 /// How long a tag stays fresh in a test cache.
 pub const RECHECK: Duration = Duration::from_secs(60);
+/// How long a test cache remembers an upstream's 404.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 /// Size limits of a test cache.
 pub const LIMITS: Limits = Limits { max_blob_size: 1 << 20, max_manifest_size: 1 << 16 };
 
@@ -61,6 +63,7 @@ pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<
             manifest_recheck: RECHECK,
             access: AccessPolicy::anonymous(),
             lifecycle: crate::LifecyclePolicy::default(),
+            policy: crate::PolicyCell::new(crate::PullPolicy::open(NEGATIVE_TTL)),
         }],
         [UpstreamRoute {
             upstream: lab,
@@ -70,6 +73,7 @@ pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<
         }],
         RECHECK,
         crate::LifecyclePolicy::default(),
+        crate::PullPolicy::open(NEGATIVE_TTL),
     )
     .unwrap();
     let clock = Clock::manual(1_000_000);
@@ -78,6 +82,7 @@ pub async fn test_cache(upstream_url: &str, path_prefix: bool, database: Option<
         recheck_timeout: Duration::from_secs(2),
         lease_ttl: Duration::from_secs(30),
         catalog: CatalogSettings { capacity: 100, ttl: Duration::from_secs(60) },
+        not_found_entries: 1_000,
     };
     let cache = Cache::new(metadata.clone(), groups, settings, clock.clone(), crate::CacheMetrics::default());
     TestCache { cache, clock, metadata, dir }

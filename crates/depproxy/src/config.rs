@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use cache::{AccessMode, AccessPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits, Pins};
+use cache::{
+    AccessMode, AccessPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits, NameRules, Pins, PullPolicy,
+    TagPatterns,
+};
 use gateway::SmallObjectSettings;
 use ipnet::IpNet;
 use metadata::DatabaseUrl;
@@ -233,6 +236,21 @@ pub struct GroupEntry {
     /// `IMAGE:TAG` patterns (`*`, `?`) that TTL and quota never evict.
     #[serde(default)]
     pub pin: Vec<String>,
+    /// Only what these patterns match may be pulled (`NAME`, or `NAME:TAG` for images); none:
+    /// everything not denied.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// What these patterns match is refused (403), cached or not; deny wins over allow.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// How long an upstream 404 is answered from memory (default "1m"; "0s" turns it off).
+    pub negative_ttl: Option<String>,
+    /// Tag patterns (`v*.*.*`) whose cached tags are never revalidated, as digests are.
+    #[serde(default)]
+    pub immutable_tags: Vec<String>,
+    /// Serve a cached tag (marked stale) when upstream now answers 404 for it (default false).
+    #[serde(default)]
+    pub stale_on_404: bool,
 }
 
 /// `access = "token" | "anonymous"`
@@ -432,6 +450,9 @@ pub struct ResolvedGroup {
     pub manifest_recheck: Option<Duration>,
     pub access: AccessPolicy,
     pub lifecycle: LifecyclePolicy,
+    /// Allow and deny rules, remembered 404s, immutable tags, stale on 404: what a reload
+    /// (SIGHUP) changes without a restart.
+    pub policy: PullPolicy,
 }
 
 /// `[auth]` after defaults.
@@ -454,6 +475,11 @@ impl Config {
                  Host (and a trusted proxy's X-Forwarded-Proto); set public_url to the address clients use"
                     .to_owned(),
             );
+        }
+        for group in &self.groups {
+            for note in group.policy.names.shadowed() {
+                warnings.push(format!("group {:?}: {note}", group.path));
+            }
         }
         warnings
     }
@@ -498,6 +524,7 @@ impl Config {
             recheck_timeout: self.recheck_timeout,
             lease_ttl: self.lease_ttl,
             catalog: self.catalog,
+            not_found_entries: defaults::NOT_FOUND_ENTRIES,
         }
     }
 }
@@ -1012,7 +1039,34 @@ fn resolve_group(
         manifest_recheck: entry.manifest_recheck,
         access: AccessPolicy { mode, anonymous_networks },
         lifecycle: resolve_lifecycle(entry)?,
+        policy: resolve_pull_policy(entry, format)?,
     })
+}
+
+/// The group's pull policy: its patterns compiled (a bad one names its list and what is wrong),
+/// its durations read.
+fn resolve_pull_policy(entry: &GroupEntry, format: cache::Format) -> anyhow::Result<PullPolicy> {
+    let separator = format.version_separator();
+    let names = NameRules::new(&entry.allow, &entry.deny, separator)
+        .with_context(|| format!("group {:?}", entry.path))?;
+    let immutable_tags = TagPatterns::new(&entry.immutable_tags, separator)
+        .with_context(|| format!("group {:?}", entry.path))?;
+    let negative_ttl = match entry.negative_ttl.as_deref().map(str::trim) {
+        None => defaults::NEGATIVE_TTL,
+        Some(text) if text.starts_with('-') => bail!(
+            "group {:?}: negative_ttl {text:?} is negative: give how long an upstream 404 is remembered, \
+             e.g. \"1m\", or \"0s\" to remember none",
+            entry.path
+        ),
+        Some(text) => humantime::parse_duration(text).map_err(|error| {
+            anyhow::anyhow!(
+                "group {:?}: negative_ttl {text:?} is not a duration ({error}): e.g. \"1m\", \"30s\", \
+                 or \"0s\" to remember no 404",
+                entry.path
+            )
+        })?,
+    };
+    Ok(PullPolicy { names, negative_ttl, immutable_tags, stale_on_404: entry.stale_on_404 })
 }
 
 fn resolve_lifecycle(entry: &GroupEntry) -> anyhow::Result<LifecyclePolicy> {

@@ -1664,4 +1664,51 @@ mod tests {
         assert_eq!(parse_byte_size("512"), Ok(512));
         assert!(parse_byte_size("12 parsecs").is_err());
     }
+
+    #[test]
+    fn pull_policy_keys_have_defaults_and_mistakes_are_explained() {
+        let group = |keys: &str| {
+            format!(
+                "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+                 [[group]]\npath = \"default\"\nupstream = \"lab\"\n{keys}\n"
+            )
+        };
+        let resolve = |keys: &str| Config::resolve(toml::from_str(&group(keys))?, &Overrides::default());
+        let defaults = resolve("").unwrap();
+        let policy = &defaults.groups[0].policy;
+        assert!(policy.names.is_empty() && policy.immutable_tags.is_empty() && !policy.stale_on_404);
+        assert_eq!(policy.negative_ttl, defaults::NEGATIVE_TTL);
+
+        let config = resolve(
+            "allow = [\"library/*\"]\ndeny = [\"library/old:*\"]\nnegative_ttl = \"0s\"\n\
+             immutable_tags = [\"v*.*.*\"]\nstale_on_404 = true",
+        )
+        .unwrap();
+        let policy = &config.groups[0].policy;
+        assert_eq!(policy.negative_ttl, Duration::ZERO);
+        assert!(policy.stale_on_404 && policy.immutable_tags.matches("library/app", "v1.2.3"));
+        assert!(policy.names.check("library/old", Some("1")).is_err());
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+
+        let error = |keys: &str| format!("{:#}", resolve(keys).unwrap_err());
+        let bad_glob = error("deny = [\"library/[abc\"]");
+        assert!(bad_glob.contains("group \"default\"") && bad_glob.contains("deny pattern \"library/[abc\""), "{bad_glob}");
+        let negative = error("negative_ttl = \"-5m\"");
+        assert!(negative.contains("negative_ttl \"-5m\" is negative"), "{negative}");
+        let garbage = error("negative_ttl = \"soon\"");
+        assert!(garbage.contains("negative_ttl \"soon\" is not a duration"), "{garbage}");
+        let immutable = error("immutable_tags = [\"\"]");
+        assert!(immutable.contains("immutable_tags pattern \"\": empty"), "{immutable}");
+        assert!(error("alow = [\"x\"]").contains("unknown field `alow`"));
+
+        let shadowed = resolve("allow = [\"bitnami/redis\", \"library/*\", \"library/*\"]\ndeny = [\"bitnami/*\"]").unwrap();
+        let warnings = shadowed.warnings();
+        assert!(
+            warnings.iter().any(|warning| warning
+                == "group \"default\": allow pattern \"bitnami/redis\" allows nothing: deny pattern \"bitnami/*\" \
+                    refuses everything it matches (deny wins)"),
+            "{warnings:?}"
+        );
+        assert!(warnings.iter().any(|warning| warning.contains("\"library/*\" is listed twice")), "{warnings:?}");
+    }
 }

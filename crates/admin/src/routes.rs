@@ -127,9 +127,9 @@ async fn stale(
     request: Request,
 ) -> Result<Response, AdminError> {
     admin(&state.access, &request.into_parts().0).await?;
-    let group = path
-        .strip_suffix("/stale")
-        .ok_or_else(|| AdminError::NotFound("GET /api/v1/groups/{path}/stale lists a group's stale tags".into()))?;
+    let group = path.strip_suffix("/stale").ok_or_else(|| {
+        AdminError::NotFound("GET /api/v1/groups/{path}/stale lists a group's stale tags".into())
+    })?;
     match (state.view.stale)(group) {
         Some(entries) => Ok(axum::Json(entries).into_response()),
         None => Err(AdminError::NotFound(format!("no group {group:?} is configured"))),

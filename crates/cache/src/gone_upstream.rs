@@ -34,7 +34,9 @@ impl GoneUpstream {
     /// answered 404 for it.
     pub(crate) fn served(&self, key: &ManifestKey, digest: &Digest, now_ms: i64) {
         let entry = match self.entries.get(key) {
-            Some(entry) => GoneEntry { last_served: now_ms, served: entry.served + 1, digest: digest.clone(), ..entry },
+            Some(entry) => {
+                GoneEntry { last_served: now_ms, served: entry.served + 1, digest: digest.clone(), ..entry }
+            }
             None => GoneEntry {
                 image: key.image.to_string(),
                 tag: key.reference.to_string(),
@@ -54,12 +56,8 @@ impl GoneUpstream {
 
     /// The entries of `group`, most recently served first.
     pub(crate) fn of_group(&self, group: &GroupPath) -> Vec<GoneEntry> {
-        let mut entries: Vec<GoneEntry> = self
-            .entries
-            .iter()
-            .filter(|(key, _)| &key.group == group)
-            .map(|(_, entry)| entry)
-            .collect();
+        let mut entries: Vec<GoneEntry> =
+            self.entries.iter().filter(|(key, _)| &key.group == group).map(|(_, entry)| entry).collect();
         entries.sort_by(|a, b| b.last_served.cmp(&a.last_served).then_with(|| a.image.cmp(&b.image)));
         entries
     }

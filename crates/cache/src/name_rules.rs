@@ -57,7 +57,9 @@ impl Pattern {
             return Err(invalid(format!("more than one {separator:?}: NAME{separator}TAG has one")));
         }
         if tag == Some("") {
-            return Err(invalid(format!("nothing after {separator:?} (use \"{name}{separator}*\" for every tag)")));
+            return Err(invalid(format!(
+                "nothing after {separator:?} (use \"{name}{separator}*\" for every tag)"
+            )));
         }
         for part in [Some(name), tag].into_iter().flatten() {
             glob(part).map_err(|error| invalid(error.kind().to_string()))?;
@@ -168,7 +170,8 @@ impl NameRules {
     /// Compiles the patterns; `separator` is the format's ([`crate::Format::version_separator`]).
     pub fn new(allow: &[String], deny: &[String], separator: char) -> Result<Self, RuleError> {
         let allow = CompiledList::new("allow", parse_all("allow", allow, separator)?, separator, |_| true)?;
-        let deny = CompiledList::new("deny", parse_all("deny", deny, separator)?, separator, Pattern::any_tag)?;
+        let deny =
+            CompiledList::new("deny", parse_all("deny", deny, separator)?, separator, Pattern::any_tag)?;
         Ok(NameRules { separator, allow, deny })
     }
 
@@ -210,9 +213,7 @@ impl NameRules {
         for (list, patterns) in [("allow", &self.allow.patterns), ("deny", &self.deny.patterns)] {
             for (at, pattern) in patterns.iter().enumerate() {
                 let full = pattern.full(separator);
-                if let Some(earlier) =
-                    patterns[..at].iter().find(|earlier| earlier.full(separator) == full)
-                {
+                if let Some(earlier) = patterns[..at].iter().find(|earlier| earlier.full(separator) == full) {
                     notes.push(if earlier.text == pattern.text {
                         format!("{list} pattern {:?} is listed twice", pattern.text)
                     } else {
@@ -251,8 +252,7 @@ fn covers(general: &Pattern, specific: &Pattern, separator: char) -> bool {
     let general_full = general.full(separator);
     let specific_full = specific.full(separator);
     let plain = |text: &str, special: &[char]| !text.contains(special);
-    if !plain(&general_full, &['?', '[', ']', '{', '}', '\\']) || !plain(&specific_full, &['[', '{', '\\'])
-    {
+    if !plain(&general_full, &['?', '[', ']', '{', '}', '\\']) || !plain(&specific_full, &['[', '{', '\\']) {
         return false;
     }
     glob(&general_full).is_ok_and(|glob| glob.compile_matcher().is_match(&specific_full))
@@ -280,10 +280,14 @@ impl TagPatterns {
             reason: error.to_string(),
         };
         // Without a separator a pattern is a tag's: `Pattern` took it as a name.
-        let tags = set(parsed.iter().filter(|pattern| pattern.tag.is_none()).map(|pattern| pattern.name.as_str()))
-            .map_err(whole)?;
-        let fulls: Vec<String> =
-            parsed.iter().filter(|pattern| pattern.tag.is_some()).map(|pattern| pattern.full(separator)).collect();
+        let tags =
+            set(parsed.iter().filter(|pattern| pattern.tag.is_none()).map(|pattern| pattern.name.as_str()))
+                .map_err(whole)?;
+        let fulls: Vec<String> = parsed
+            .iter()
+            .filter(|pattern| pattern.tag.is_some())
+            .map(|pattern| pattern.full(separator))
+            .collect();
         let named = set(fulls.iter().map(String::as_str)).map_err(whole)?;
         Ok(TagPatterns { patterns: patterns.to_vec(), separator, tags, named })
     }
@@ -394,7 +398,10 @@ mod tests {
             has("allow pattern \"bitnami/redis\" allows nothing: deny pattern \"bitnami/*\""),
             "{notes:?}"
         );
-        assert!(has("deny pattern \"bitnami/redis:7\" adds nothing: deny pattern \"bitnami/*\""), "{notes:?}");
+        assert!(
+            has("deny pattern \"bitnami/redis:7\" adds nothing: deny pattern \"bitnami/*\""),
+            "{notes:?}"
+        );
         assert_eq!(notes.len(), 4, "{notes:?}");
         // What cannot be told for sure is not claimed: `?` in the covering pattern.
         assert!(rules(&["a*"], &["a?"]).shadowed().is_empty());
@@ -413,7 +420,9 @@ mod tests {
         assert!(patterns.matches("acme/app", "stable"));
         assert!(!patterns.matches("other/app", "stable"));
         assert!(!TagPatterns::default().matches("a", "v1.2.3"));
-        assert!(TagPatterns::new(&strings(&["v[1"]), ':').unwrap_err().to_string().contains("immutable_tags"));
+        assert!(
+            TagPatterns::new(&strings(&["v[1"]), ':').unwrap_err().to_string().contains("immutable_tags")
+        );
     }
 
     /// The cost a request pays for a group's rules: compiled sets, not a loop over patterns.

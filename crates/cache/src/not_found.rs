@@ -71,9 +71,8 @@ impl NotFoundMemory {
         }
         let Some(remembered) = self.entries.get(missing) else { return false };
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let recorded_at = remembered.until_ms.saturating_sub(
-            i64::try_from(remembered.ttl.as_millis()).unwrap_or(i64::MAX),
-        );
+        let recorded_at =
+            remembered.until_ms.saturating_sub(i64::try_from(remembered.ttl.as_millis()).unwrap_or(i64::MAX));
         if now_ms < remembered.until_ms && now_ms < recorded_at.saturating_add(ttl_ms) {
             return true;
         }

@@ -24,7 +24,12 @@ fn serve(record: &ManifestRecord, stale: Option<Stale>) -> Decision {
 }
 
 /// What a request for `reference` of `repository` in `group` names, as a remembered 404 knows it.
-fn missing(group: &GroupSettings, kind: ObjectKind, repository: &RepositoryName, reference: &Reference) -> Missing {
+fn missing(
+    group: &GroupSettings,
+    kind: ObjectKind,
+    repository: &RepositoryName,
+    reference: &Reference,
+) -> Missing {
     Missing { group: group.path.clone(), kind, repository: repository.clone(), reference: reference.clone() }
 }
 
@@ -176,14 +181,19 @@ impl Cache {
             (Reference::Digest(_), Some(record)) => Ok(serve(&record, None)),
             (Reference::Tag(tag), Some(record)) => {
                 if is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck)
-                    || group.policy.with(|policy| policy.immutable_tags.matches(repository.as_str(), tag.as_str()))
+                    || group
+                        .policy
+                        .with(|policy| policy.immutable_tags.matches(repository.as_str(), tag.as_str()))
                 {
                     return self.serve_tag(group, repository, &record, None, head).await;
                 }
                 Box::pin(self.revalidate_tag(group, key, record, head)).await
             }
             (_, None) => {
-                self.answer_remembered_404(group, &missing(group, ObjectKind::Manifest, repository, reference))?;
+                self.answer_remembered_404(
+                    group,
+                    &missing(group, ObjectKind::Manifest, repository, reference),
+                )?;
                 if head {
                     return Box::pin(self.remember_head(group, key, reference)).await;
                 }

@@ -86,8 +86,10 @@ impl ControlError {
                     .with_header(http::header::WWW_AUTHENTICATE.as_str(), challenge.clone())
             }
             ControlError::Denied(message) => OciError::new(ErrorCode::Denied, message.clone()),
-            ControlError::PolicyRefused { message, rule } => OciError::new(ErrorCode::Denied, message.clone())
-                .with_detail(serde_json::json!({ "rule": rule })),
+            ControlError::PolicyRefused { message, rule } => {
+                OciError::new(ErrorCode::Denied, message.clone())
+                    .with_detail(serde_json::json!({ "rule": rule }))
+            }
             ControlError::LoginRejected => {
                 OciError::new(ErrorCode::Unauthorized, "the access token was not accepted")
                     .with_header(http::header::WWW_AUTHENTICATE.as_str(), "Basic realm=\"depproxy\"")

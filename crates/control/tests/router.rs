@@ -46,7 +46,13 @@ async fn setup() -> Setup {
         trusted_proxies: access::TrustedProxies::default(),
         fill_reports: None,
     });
-    Setup { router: control.router(), cache, signer: RequestSigner::new(&secret), upstream, _database: test.dir }
+    Setup {
+        router: control.router(),
+        cache,
+        signer: RequestSigner::new(&secret),
+        upstream,
+        _database: test.dir,
+    }
 }
 
 impl Setup {
@@ -453,7 +459,10 @@ async fn a_deny_rule_refuses_cached_and_uncached_content_and_names_itself() {
     let setup = setup().await;
     let digest = setup.upstream.put_blob(b"hello".to_vec());
     let path = format!("/v2/lab/app/blobs/{digest}");
-    assert_eq!(setup.upload(&format!("{path}/upload"), &finalize_call(&digest)).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        setup.upload(&format!("{path}/upload"), &finalize_call(&digest)).await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert!(matches!(injector_of(&setup.get(&path).await), Injector::SendBlob(_)), "cached");
 
     let mut policy = cache::PullPolicy::open(std::time::Duration::from_secs(60));
@@ -465,14 +474,20 @@ async fn a_deny_rule_refuses_cached_and_uncached_content_and_names_itself() {
         assert!(!response.headers().contains_key(SEND_DATA_HEADER));
         let error = error_of(response).await;
         assert_eq!(error["code"], "DENIED");
-        assert!(error["message"].as_str().unwrap().contains("group default's rule deny = \"app\""), "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("group default's rule deny = \"app\""),
+            "{error}"
+        );
         assert_eq!(error["detail"]["rule"], "deny \"app\"");
     }
     let tag_refused = error_of(setup.get("/v2/lab/tools/x/manifests/old").await).await;
     assert!(tag_refused["message"].as_str().unwrap().starts_with("tools/x:old is refused"), "{tag_refused}");
     assert_eq!(setup.upstream.count("GET", "/"), 0, "refused before any upstream request");
     assert_eq!(setup.upstream.count("HEAD", "/"), 0);
-    assert!(matches!(injector_of(&setup.get("/v2/lab/tools/x/manifests/new").await), Injector::SendDependency(_)));
+    assert!(matches!(
+        injector_of(&setup.get("/v2/lab/tools/x/manifests/new").await),
+        Injector::SendDependency(_)
+    ));
 
     let mut allow_only = cache::PullPolicy::open(std::time::Duration::from_secs(60));
     allow_only.names = cache::NameRules::new(&["library/*".to_owned()], &[], ':').unwrap();

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use cache::{
-    AccessMode, AccessPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits, NameRules, Pins, PullPolicy,
-    TagPatterns,
+    AccessMode, AccessPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits, NameRules, Pins,
+    PullPolicy, TagPatterns,
 };
 use gateway::SmallObjectSettings;
 use ipnet::IpNet;
@@ -1692,7 +1692,10 @@ mod tests {
 
         let error = |keys: &str| format!("{:#}", resolve(keys).unwrap_err());
         let bad_glob = error("deny = [\"library/[abc\"]");
-        assert!(bad_glob.contains("group \"default\"") && bad_glob.contains("deny pattern \"library/[abc\""), "{bad_glob}");
+        assert!(
+            bad_glob.contains("group \"default\"") && bad_glob.contains("deny pattern \"library/[abc\""),
+            "{bad_glob}"
+        );
         let negative = error("negative_ttl = \"-5m\"");
         assert!(negative.contains("negative_ttl \"-5m\" is negative"), "{negative}");
         let garbage = error("negative_ttl = \"soon\"");
@@ -1701,7 +1704,9 @@ mod tests {
         assert!(immutable.contains("immutable_tags pattern \"\": empty"), "{immutable}");
         assert!(error("alow = [\"x\"]").contains("unknown field `alow`"));
 
-        let shadowed = resolve("allow = [\"bitnami/redis\", \"library/*\", \"library/*\"]\ndeny = [\"bitnami/*\"]").unwrap();
+        let shadowed =
+            resolve("allow = [\"bitnami/redis\", \"library/*\", \"library/*\"]\ndeny = [\"bitnami/*\"]")
+                .unwrap();
         let warnings = shadowed.warnings();
         assert!(
             warnings.iter().any(|warning| warning
@@ -1709,6 +1714,9 @@ mod tests {
                     refuses everything it matches (deny wins)"),
             "{warnings:?}"
         );
-        assert!(warnings.iter().any(|warning| warning.contains("\"library/*\" is listed twice")), "{warnings:?}");
+        assert!(
+            warnings.iter().any(|warning| warning.contains("\"library/*\" is listed twice")),
+            "{warnings:?}"
+        );
     }
 }

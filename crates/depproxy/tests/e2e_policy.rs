@@ -50,7 +50,9 @@ fn reload(proxy: &Depproxy, config: &str, what: &str) {
     let before = said();
     std::fs::write(proxy.data_dir.path().join("depproxy.toml"), config).unwrap();
     run(Command::new("kill").args(["-HUP", &proxy.pid().to_string()]));
-    wait_until(&format!("the log did not say {what:?} after SIGHUP"), Duration::from_secs(20), || said() > before);
+    wait_until(&format!("the log did not say {what:?} after SIGHUP"), Duration::from_secs(20), || {
+        said() > before
+    });
 }
 
 /// An admin token for the proxy's database (the server finds a new token on first use).
@@ -145,7 +147,10 @@ fn allow_and_deny_refuse_with_the_rule_named_cached_content_too_and_reload_on_si
     // A file that does not resolve changes nothing, and the log says why.
     reload(&proxy, &rules(r#"["lab/[oops"]"#, "[]"), "configuration not reloaded");
     let log = std::fs::read_to_string(proxy.data_dir.path().join("serve.log")).unwrap();
-    assert!(log.contains(r#"allow pattern \"lab/[oops\""#) || log.contains(r#"allow pattern "lab/[oops""#), "{log}");
+    assert!(
+        log.contains(r#"allow pattern \"lab/[oops\""#) || log.contains(r#"allow pattern "lab/[oops""#),
+        "{log}"
+    );
     let refused = skopeo_refused(&format!("{}/lab/tiny:v1", proxy.address()), &out);
     assert!(refused.contains("lab/tiny:v1 is refused"), "the rules in force stay: {refused}");
 }
@@ -229,8 +234,7 @@ fn immutable_tags_are_not_revalidated_and_tags_deleted_upstream_are_served_stale
     let registry = Registry::start();
     push_test_images(&registry);
     // Every tag pull would revalidate (`manifest_recheck = "0s"`) but for the policies.
-    let default =
-        "manifest_recheck = \"0s\"\nimmutable_tags = [\"lab/tiny:v*\"]\nstale_on_404 = true\nnegative_ttl = \"0s\"";
+    let default = "manifest_recheck = \"0s\"\nimmutable_tags = [\"lab/tiny:v*\"]\nstale_on_404 = true\nnegative_ttl = \"0s\"";
     let extra = "manifest_recheck = \"0s\"";
     let proxy = Depproxy::serve_with_config(&config(&registry, default, extra));
     let work = tempfile::tempdir().unwrap();
@@ -240,11 +244,13 @@ fn immutable_tags_are_not_revalidated_and_tags_deleted_upstream_are_served_stale
         dir_contents(&out)
     };
     let root = |image: &str| format!("{}/lab/{image}:v1", proxy.address());
-    let extra_group = |image: &str| format!("{}/extra/dependency_proxy/containers/lab/{image}:v1", proxy.address());
+    let extra_group =
+        |image: &str| format!("{}/extra/dependency_proxy/containers/lab/{image}:v1", proxy.address());
 
     // Immutable: cached once, never asked about again, even when the tag moves upstream.
     let tiny = pull(root("tiny"), "tiny");
-    let heads = registry.count("HEAD", "/lab/tiny/manifests/v1") + registry.count("GET", "/lab/tiny/manifests/v1");
+    let heads =
+        registry.count("HEAD", "/lab/tiny/manifests/v1") + registry.count("GET", "/lab/tiny/manifests/v1");
     run(Command::new("skopeo").args([
         "copy",
         "-q",

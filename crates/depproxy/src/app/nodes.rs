@@ -96,7 +96,11 @@ pub fn admin_router(node: &ControlNode, supervisor: &Supervisor) -> Router {
 /// The operator's view of this configuration: groups with their upstream and policy, upstreams
 /// with the health `status` records, a board for live fills, and the tags `cache` serves
 /// although gone upstream.
-fn operator_view(config: &Config, cache: &Arc<Cache>, status: upstream::UpstreamStatus) -> admin::OperatorView {
+fn operator_view(
+    config: &Config,
+    cache: &Arc<Cache>,
+    status: upstream::UpstreamStatus,
+) -> admin::OperatorView {
     let groups = cache
         .groups()
         .all()

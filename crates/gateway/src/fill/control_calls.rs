@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 use injector::{
-    Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest, NotFoundReport,
-    Purpose, SendDependency, UploadDecision,
+    Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest,
+    NotFoundReport, Purpose, SendDependency, UploadDecision,
 };
 use tokio_util::sync::CancellationToken;
 

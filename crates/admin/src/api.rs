@@ -1,7 +1,8 @@
-//! The operator's JSON answers (`/api/v1/groups`, `/upstreams`, `/fills`, `/events`, `/tokens`,
-//! `/jobs`, purges and revocations, errors) and the OpenAPI document generated from them and from
-//! the routes' annotations. Its readers — the status page and `depproxy admin` — read the JSON
-//! back into these same types, so a renamed field breaks their build, not their screens.
+//! The operator's JSON answers (`/api/v1/groups`, `/groups/{path}/stale`, `/upstreams`, `/fills`,
+//! `/events`, `/tokens`, `/jobs`, purges and revocations, errors) and the OpenAPI document
+//! generated from them and from the routes' annotations. Its readers — the status page and
+//! `depproxy admin` — read the JSON back into these same types, so a renamed field breaks their
+//! build, not their screens.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -115,6 +116,22 @@ pub struct GroupView {
     /// The objects it holds by the upstream that served them.
     #[serde(default)]
     pub by_upstream: Vec<UpstreamShareView>,
+}
+
+/// A cached tag served although its upstream answers 404 for it (`stale_on_404`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StaleView {
+    /// The image as upstream names it.
+    pub image: String,
+    pub tag: String,
+    /// The manifest the cached tag points at.
+    pub digest: String,
+    /// Unix ms: when upstream was first seen answering 404 for it.
+    pub since: i64,
+    /// Unix ms: the latest time it was served.
+    pub last_served: i64,
+    /// Times served since upstream lost it.
+    pub served: u64,
 }
 
 /// The store and its groups.

@@ -13,11 +13,11 @@ mod routes;
 
 pub use api::{
     CreatedTokenView, ErrorEnvelope, ErrorView, EventView, GroupView, HourView, JobStarted, JobView,
-    LastErrorView, RateLimitView, RevokedView, StoreView, TokenView, TrafficView, UpstreamView,
+    LastErrorView, RateLimitView, RevokedView, StaleView, StoreView, TokenView, TrafficView, UpstreamView,
 };
 pub use error::AdminError;
 pub use operator::{
     FillBoard, GroupInfo, MAX_FILLS_PER_NODE, MAX_REPORTING_NODES, OperatorView, REPORT_LIFETIME,
-    UpstreamInfo,
+    StaleSource, UpstreamInfo,
 };
 pub use routes::{AdminState, openapi, router};

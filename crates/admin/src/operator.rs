@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use injector::FillReport;
 use upstream::UpstreamStatus;
 
-use crate::api::{LastErrorView, RateLimitView, UpstreamView};
+use crate::api::{LastErrorView, RateLimitView, StaleView, UpstreamView};
 
 /// A configured group as operators see it.
 #[derive(Debug, Clone)]
@@ -114,12 +114,17 @@ impl Default for FillBoard {
     }
 }
 
+/// A group's tags served although gone upstream (`stale_on_404`), by group path; `None` for a
+/// group this node does not run.
+pub type StaleSource = Box<dyn Fn(&str) -> Option<Vec<StaleView>> + Send + Sync>;
+
 /// What the operator view is built from.
 pub struct OperatorView {
     pub groups: Vec<GroupInfo>,
     pub upstreams: Vec<UpstreamInfo>,
     pub upstream_status: UpstreamStatus,
     pub fills: Arc<FillBoard>,
+    pub stale: StaleSource,
 }
 
 impl OperatorView {

@@ -2,7 +2,8 @@
 //! (health, rate-limit budget), `GET /api/v1/fills` (live fills of every node), `GET
 //! /api/v1/events` (recent errors and denials), tokens (`GET|POST /api/v1/tokens`, `DELETE
 //! /api/v1/tokens/{name}`), `DELETE /api/v1/groups/{path}/cache` (a purge, answered `202` with its
-//! job), `GET /api/v1/jobs/{id}` (a job's progress), `GET|POST /api/v1/sweep` (the sweeper), and
+//! job), `GET /api/v1/groups/{path}/stale` (tags served although gone upstream), `GET
+//! /api/v1/jobs/{id}` (a job's progress), `GET|POST /api/v1/sweep` (the sweeper), and
 //! `GET /api/v1/openapi.json`, generated from these handlers.
 
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use utoipa::OpenApi as _;
 
 use crate::api::{
     AdminTokenScheme, CreatedTokenView, ErrorEnvelope, ErrorView, EventView, GroupView, HourView, JobStarted,
-    JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StoreView, TokenView, TrafficView,
-    UpstreamShareView, UpstreamView,
+    JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StaleView, StoreView, TokenView,
+    TrafficView, UpstreamShareView, UpstreamView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;
@@ -41,11 +42,11 @@ pub struct AdminState {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "depproxy admin API", description = "Every call needs an admin access token as Bearer."),
-    paths(groups, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now),
+    paths(groups, stale, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now),
     components(schemas(
-        StoreView, GroupView, UpstreamShareView, TrafficView, HourView, UpstreamView, LastErrorView, RateLimitView,
-        FillReport, EventView, TokenView, NewToken, CreatedTokenView, RevokedView, JobStarted, JobView,
-        ErrorEnvelope, ErrorView
+        StoreView, GroupView, UpstreamShareView, StaleView, TrafficView, HourView, UpstreamView, LastErrorView,
+        RateLimitView, FillReport, EventView, TokenView, NewToken, CreatedTokenView, RevokedView, JobStarted,
+        JobView, ErrorEnvelope, ErrorView
     )),
     modifiers(&AdminTokenScheme),
     security(("admin_token" = []))
@@ -62,7 +63,7 @@ pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/api/v1/openapi.json", axum::routing::get(|| async { axum::Json(openapi()) }))
         .route("/api/v1/groups", axum::routing::get(groups))
-        .route("/api/v1/groups/{*path}", axum::routing::delete(purge))
+        .route("/api/v1/groups/{*path}", axum::routing::get(stale).delete(purge))
         .route("/api/v1/upstreams", axum::routing::get(upstreams))
         .route("/api/v1/fills", axum::routing::get(fills))
         .route("/api/v1/events", axum::routing::get(events))
@@ -129,6 +130,27 @@ pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminErr
 async fn groups(State(state): State<AdminState>, request: Request) -> Result<Response, AdminError> {
     admin(&state.access, &request.into_parts().0).await?;
     Ok(axum::Json(store_view(&state).await?).into_response())
+}
+
+/// The group's cached tags that upstream now answers 404 for and that are served anyway
+/// (`stale_on_404`), most recently served first — as this node served them since it started.
+#[utoipa::path(get, path = "/api/v1/groups/{path}/stale", tag = "groups",
+    params(("path" = String, Path, description = "The group, e.g. `default`")),
+    responses((status = 200, body = [StaleView]), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)))]
+async fn stale(
+    State(state): State<AdminState>,
+    Path(path): Path<String>,
+    request: Request,
+) -> Result<Response, AdminError> {
+    admin(&state.access, &request.into_parts().0).await?;
+    let group = path.strip_suffix("/stale").ok_or_else(|| {
+        AdminError::NotFound("GET /api/v1/groups/{path}/stale lists a group's stale tags".into())
+    })?;
+    match (state.view.stale)(group) {
+        Some(entries) => Ok(axum::Json(entries).into_response()),
+        None => Err(AdminError::NotFound(format!("no group {group:?} is configured"))),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/upstreams", tag = "upstreams",

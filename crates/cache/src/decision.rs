@@ -19,11 +19,20 @@ pub struct StoredObject {
     pub upstream: String,
 }
 
+/// Why a cached document is served without upstream's confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Upstream could not be asked (down, timing out, rate-limiting).
+    UpstreamUnreachable,
+    /// Upstream answered 404 for it, and the group serves it anyway (`stale_on_404`).
+    GoneUpstream,
+}
+
 /// What to do with a request for a stored object (an artifact or a document).
 #[derive(Debug, Clone)]
 pub enum Decision {
-    /// A hit: serve the stored object. `stale` when it is a tag upstream could not confirm.
-    Serve { object: StoredObject, stale: bool },
+    /// A hit: serve the stored object; `stale` says why upstream did not confirm it, if it did not.
+    Serve { object: StoredObject, stale: Option<Stale> },
     /// A miss: fetch it from upstream, stream it to the client and store it.
     Fetch(Fetch),
     /// A HEAD of an uncached object, answered from upstream's HEAD.

@@ -9,11 +9,12 @@
 use std::time::Duration;
 
 use metadata::{BlobKey, BlobRecord, CommitLease, Committed, ManifestKey, ManifestRecord};
-use oci::{Digest, Reference};
+use oci::{Digest, ObjectKind, Reference};
 
 use crate::decision::StoredObject;
 use crate::error::CacheError;
 use crate::groups::Resolved;
+use crate::not_found::Missing;
 use crate::state::Cache;
 
 /// The answer to "may I store this fill?".
@@ -81,6 +82,12 @@ impl Cache {
         match self.catalog.metadata().commit_blob(group, &record, claim, now).await? {
             Committed::Recorded => {
                 self.committed(group, record.size);
+                self.found(&Missing {
+                    group: group.clone(),
+                    kind: ObjectKind::Blob,
+                    repository: resolved.group.upstreams.repository(&resolved.image),
+                    reference: Reference::Digest(record.digest.clone()),
+                });
                 let key = BlobKey { group: group.clone(), digest: record.digest.clone() };
                 self.catalog.remember_blob(epoch, key, record);
             }
@@ -121,7 +128,16 @@ impl Cache {
         match metadata.commit_manifest(&by_digest, tag, &record, references, claim, now).await? {
             Committed::Recorded => {
                 self.committed(&by_digest.group, record.size);
+                let missing = |reference: &Reference| Missing {
+                    group: by_digest.group.clone(),
+                    kind: ObjectKind::Manifest,
+                    repository: by_digest.image.clone(),
+                    reference: reference.clone(),
+                };
+                self.found(&missing(&by_digest.reference));
                 if let Some(tag) = tag {
+                    self.found(&missing(tag));
+                    self.gone.back(&ManifestKey { reference: tag.clone(), ..by_digest.clone() });
                     let by_tag = ManifestKey { reference: tag.clone(), ..by_digest.clone() };
                     self.catalog.remember_manifest(epoch, by_tag, record.clone());
                 }

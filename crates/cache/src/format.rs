@@ -25,6 +25,15 @@ impl Format {
         }
     }
 
+    /// What separates an artifact's name from its tag or version in allow, deny and
+    /// `immutable_tags` patterns (and in messages): `library/alpine:3.20` for images; package
+    /// formats write `lodash@4.17.21`.
+    pub fn version_separator(self) -> char {
+        match self {
+            Format::Oci => ':',
+        }
+    }
+
     /// The format a request path is addressed to: `/v2/…` is OCI (its clients know no other
     /// prefix); a package format's groups are reached at `/<format>/<group path>/…`.
     pub fn of_path(path: &str) -> Option<Format> {

@@ -25,6 +25,7 @@ use upstream::UpstreamClient;
 use crate::access_policy::AccessPolicy;
 use crate::format::Format;
 use crate::lifecycle::LifecyclePolicy;
+use crate::pull_policy::{PolicyCell, PullPolicy};
 use crate::upstreams::Upstreams;
 
 /// The group mirror-mode requests go to.
@@ -62,6 +63,8 @@ pub struct GroupSettings {
     pub access: AccessPolicy,
     /// TTL, quota and pins.
     pub lifecycle: LifecyclePolicy,
+    /// What may come through it and how upstream's answers are treated; replaced by a reload.
+    pub policy: PolicyCell,
 }
 
 /// An upstream as the router sees it.
@@ -95,12 +98,14 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// `default_recheck` and `default_lifecycle` apply to implicit mirror groups.
+    /// `default_recheck`, `default_lifecycle` and `default_policy` apply to implicit mirror
+    /// groups.
     pub fn new(
         groups: impl IntoIterator<Item = GroupSettings>,
         upstreams: impl IntoIterator<Item = UpstreamRoute>,
         default_recheck: Duration,
         default_lifecycle: LifecyclePolicy,
+        default_policy: PullPolicy,
     ) -> Result<Self, GroupsError> {
         let ordered: Vec<Arc<GroupSettings>> = groups.into_iter().map(Arc::new).collect();
         let mut by_path: BTreeMap<String, Arc<GroupSettings>> =
@@ -123,6 +128,7 @@ impl Groups {
                             manifest_recheck: default_recheck,
                             access: route.implicit_access.clone(),
                             lifecycle: default_lifecycle.clone(),
+                            policy: PolicyCell::new(default_policy.clone()),
                         });
                         by_path.insert(implicit.path.as_str().to_owned(), implicit.clone());
                         implicit
@@ -141,6 +147,18 @@ impl Groups {
     /// Every group, configured and implicit, by path.
     pub fn all(&self) -> impl Iterator<Item = &Arc<GroupSettings>> {
         self.by_path.values()
+    }
+
+    /// Puts `policy` in force for the configured group at `path` (a configuration reload); `false`
+    /// when no such group runs (groups come and go with a restart only).
+    pub fn replace_policy(&self, path: &str, policy: PullPolicy) -> bool {
+        match self.by_path.get(path) {
+            Some(group) => {
+                group.policy.replace(policy);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether `client` may pull from every group without credentials (then `GET /v2/` needs none).
@@ -230,6 +248,7 @@ mod tests {
             manifest_recheck: Duration::from_secs(1),
             access: AccessPolicy::anonymous(),
             lifecycle: LifecyclePolicy::default(),
+            policy: PolicyCell::new(PullPolicy::open(Duration::from_secs(60))),
         }
     }
 
@@ -265,6 +284,7 @@ mod tests {
             ],
             Duration::from_secs(300),
             LifecyclePolicy::default(),
+            PullPolicy::open(Duration::from_secs(60)),
         )
         .unwrap()
     }
@@ -325,6 +345,7 @@ mod tests {
             [route(&internal), route(&hub)],
             Duration::from_secs(300),
             LifecyclePolicy::default(),
+            PullPolicy::open(Duration::from_secs(60)),
         )
         .unwrap();
         assert_eq!(resolve(&groups, "library/alpine", None), ("default".into(), "library/alpine".into()));

@@ -2,7 +2,9 @@
 //! address resolves to one, a group's upstreams and the order it asks them in ([`Upstreams`]), the catalog of what each group has cached (the metadata database with
 //! positive answers kept in memory), document freshness and its coalesced revalidation, fill
 //! leases across nodes, and the hit/miss [`Decision`] the control plane renders into an injector.
-//! Each format's decisions live in a module of their own (`oci_decisions`); the rest is shared.
+//! Each format's decisions live in a module of their own (`oci_decisions`); the rest is shared —
+//! each group's pull policy too (`allow`/`deny` rules, remembered 404s, immutable tags, serving
+//! what upstream deleted), reloadable without a restart.
 
 mod access_policy;
 mod catalog;
@@ -11,11 +13,16 @@ mod error;
 mod fills;
 mod format;
 mod freshness;
+mod gone_upstream;
 mod groups;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod name_rules;
+mod not_found;
 mod oci_decisions;
+mod pull_checks;
+mod pull_policy;
 mod reads;
 mod single_flight;
 mod state;
@@ -23,15 +30,18 @@ mod upstreams;
 
 pub use access_policy::{AccessMode, AccessPolicy};
 pub use catalog::CatalogSettings;
-pub use decision::{Decision, Fetch, FetchSource, StoredObject};
+pub use decision::{Decision, Fetch, FetchSource, Stale, StoredObject};
 pub use error::CacheError;
 pub use fills::{FillPermit, Lease};
 pub use format::{Format, UnknownFormat};
+pub use gone_upstream::GoneEntry;
 pub use groups::{DEFAULT_GROUP, GroupSettings, Groups, GroupsError, ResolveError, Resolved, UpstreamRoute};
 pub use lifecycle::{LifecyclePolicy, PinError, Pins};
 pub use limits::Limits;
 pub use metadata::Clock;
 pub use metrics::CacheMetrics;
+pub use name_rules::{NameRules, Refusal, RuleError, TagPatterns};
+pub use pull_policy::{PolicyCell, PullPolicy};
 pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings, CommitObserver};
 pub use upstreams::{MAX_UPSTREAMS, Upstreams, UpstreamsError, first_answer};

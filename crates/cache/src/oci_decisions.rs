@@ -4,25 +4,40 @@
 //! - not cached, GET → [`Decision::Fetch`] with the URL and credentials of each of the group's
 //!   upstreams, in the order the fill tries them;
 //! - not cached, HEAD → an upstream HEAD, [`Decision::UpstreamHead`] (a HEAD never starts a fill);
-//! - a stale tag whose upstream is down → the cached copy, marked stale.
+//! - a stale tag whose upstream is down → the cached copy, marked stale; likewise one upstream
+//!   deleted, when the group says so (`stale_on_404`);
+//! - a tag the group declares immutable (`immutable_tags`) → never revalidated, as a digest;
+//! - not cached, and upstream answered 404 for it within `negative_ttl` → 404 without asking.
 //!
 //! A group with several upstreams asks them in order; a tag it holds asks the upstream that served
 //! it first, and an object by digest the upstream that served its image (any upstream that has a
-//! digest has the same bytes, so only the number of requests depends on the order).
+//! digest has the same bytes, so only the number of requests depends on the order). A 404 is
+//! remembered when every upstream answered 404.
 
 use metadata::{BlobKey, ManifestKey, ManifestRecord};
 use oci::{Digest, GroupPath, ObjectKind, Reference, RepositoryName};
 use upstream::{Attempts, ObjectHead, UpstreamClient, UpstreamError};
 
-use crate::decision::{Decision, Fetch, FetchSource};
+use crate::decision::{Decision, Fetch, FetchSource, Stale};
 use crate::error::CacheError;
 use crate::freshness::is_fresh;
 use crate::groups::{GroupSettings, Resolved};
+use crate::not_found::Missing;
 use crate::state::Cache;
 use crate::upstreams::{first_answer, moved_past};
 
-fn serve(record: &ManifestRecord, stale: bool) -> Decision {
+fn serve(record: &ManifestRecord, stale: Option<Stale>) -> Decision {
     Decision::Serve { object: record.into(), stale }
+}
+
+/// What a request for `reference` of `repository` in `group` names, as a remembered 404 knows it.
+fn missing(
+    group: &GroupSettings,
+    kind: ObjectKind,
+    repository: &RepositoryName,
+    reference: &Reference,
+) -> Missing {
+    Missing { group: group.path.clone(), kind, repository: repository.clone(), reference: reference.clone() }
 }
 
 /// The single-flight key of a fill: the object's kind and digest when known, else what names it.
@@ -53,7 +68,7 @@ impl Cache {
     ) -> Result<Decision, CacheError> {
         let key = BlobKey { group: resolved.group.path.clone(), digest: digest.clone() };
         let served = match self.degraded(self.catalog.find_blob(&key).await) {
-            Some(record) => Ok(Decision::Serve { object: record.into(), stale: false }),
+            Some(record) => Ok(Decision::Serve { object: record.into(), stale: None }),
             None => {
                 let reference = Reference::Digest(digest.clone());
                 let preferred = self.image_upstream(&resolved.group, &resolved.image).await;
@@ -127,9 +142,11 @@ impl Cache {
         let key = BlobKey { group: group.path.clone(), digest: digest.clone() };
         if let Some(record) = self.degraded(self.catalog.find_blob(&key).await) {
             self.reads.blob_read(&key, self.clock.now_ms(), if head { 0 } else { record.size });
-            return Ok(Decision::Serve { object: record.into(), stale: false });
+            return Ok(Decision::Serve { object: record.into(), stale: None });
         }
         let reference = Reference::Digest(digest.clone());
+        let repository = group.upstreams.repository(&resolved.image);
+        self.answer_remembered_404(group, &missing(group, ObjectKind::Blob, &repository, &reference))?;
         // Misses are boxed, here and below: their futures (upstream calls, database writes) are
         // large, and inline they would make every hit's future as large.
         let preferred = Box::pin(self.image_upstream(group, &resolved.image)).await;
@@ -140,7 +157,9 @@ impl Cache {
                 let reference = &reference;
                 async move { upstream.head(&repository, ObjectKind::Blob, reference).await }
             });
-            let (answer, _) = Box::pin(head).await?;
+            let answer = Box::pin(head).await;
+            let (answer, _) =
+                self.noting_404(group, || missing(group, ObjectKind::Blob, &repository, &reference), answer)?;
             return Ok(Decision::UpstreamHead { head: answer, requested: Some(digest.clone()) });
         }
         let fetch = self.fetch(group, ObjectKind::Blob, &resolved.image, &reference, preferred.as_deref());
@@ -182,15 +201,29 @@ impl Cache {
         let cached = self.degraded(self.catalog.find_manifest(key).await);
         match (reference, cached) {
             // Digest references are immutable: a cached one never needs upstream.
-            (Reference::Digest(_), Some(record)) => Ok(serve(&record, false)),
-            (Reference::Tag(_), Some(record)) => {
-                if is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck) {
-                    return self.serve_tag(group, image, &record, false, head).await;
+            (Reference::Digest(_), Some(record)) => Ok(serve(&record, None)),
+            (Reference::Tag(tag), Some(record)) => {
+                if is_fresh(record.checked_at, self.clock.now_ms(), group.manifest_recheck)
+                    || group
+                        .policy
+                        .with(|policy| policy.immutable_tags.matches(key.image.as_str(), tag.as_str()))
+                {
+                    return self.serve_tag(group, image, &record, None, head).await;
                 }
                 Box::pin(self.revalidate_tag(group, image, key, record, head)).await
             }
-            (_, None) if head => Box::pin(self.remember_head(group, image, key)).await,
+            (_, None) if head => {
+                self.answer_remembered_404(
+                    group,
+                    &missing(group, ObjectKind::Manifest, &key.image, reference),
+                )?;
+                Box::pin(self.remember_head(group, image, key)).await
+            }
             (Reference::Digest(_), None) => {
+                self.answer_remembered_404(
+                    group,
+                    &missing(group, ObjectKind::Manifest, &key.image, reference),
+                )?;
                 let preferred = Box::pin(self.image_upstream(group, image)).await;
                 let fetch = self.fetch(group, ObjectKind::Manifest, image, reference, preferred.as_deref());
                 Box::pin(fetch).await
@@ -198,6 +231,10 @@ impl Cache {
             // A new tag is asked in the configured order: an earlier upstream's tag of the same
             // name shadows a later one's.
             (Reference::Tag(_), None) => {
+                self.answer_remembered_404(
+                    group,
+                    &missing(group, ObjectKind::Manifest, &key.image, reference),
+                )?;
                 Box::pin(self.fetch(group, ObjectKind::Manifest, image, reference, None)).await
             }
         }
@@ -216,11 +253,13 @@ impl Cache {
             Reference::Tag(_) => None,
         };
         let order = group.upstreams.in_order(preferred.as_deref());
-        let (answer, upstream) = first_answer(&order, |upstream| {
+        let answer = first_answer(&order, |upstream| {
             let repository = upstream.upstream_repository(image);
             async move { upstream.head(&repository, ObjectKind::Manifest, reference).await }
         })
-        .await?;
+        .await;
+        let (answer, upstream) =
+            self.noting_404(group, || missing(group, ObjectKind::Manifest, &key.image, reference), answer)?;
         // containerd resolves a tag with HEAD, then GETs the digest. Remember where the tag
         // points, so the next resolve costs no upstream request and works while upstream is down.
         if let (Reference::Tag(_), Some(digest), Some(media_type), Some(size)) =
@@ -271,16 +310,25 @@ impl Cache {
                     };
                     return Ok((head, current.upstream));
                 }
+                let missing = || missing(group, ObjectKind::Manifest, &key.image, &key.reference);
+                // Upstream answered 404 for it a moment ago: not asked again within the window.
+                if self.answer_remembered_404(group, &missing()).is_err() {
+                    return Err(UpstreamError::NotFound(ObjectKind::Manifest));
+                }
                 let head = first_answer(&order, |upstream| {
                     let repository = upstream.upstream_repository(image);
                     async move { upstream.head(&repository, ObjectKind::Manifest, &key.reference).await }
                 });
-                match tokio::time::timeout(timeout, head).await {
+                let answer = match tokio::time::timeout(timeout, head).await {
                     Ok(answer) => answer.map(|(head, upstream)| (head, upstream.name().to_owned())),
                     Err(_) => Err(UpstreamError::Timeout(format!("tag recheck took over {timeout:?}"))),
-                }
+                };
+                self.noting_404(group, missing, answer)
             })
             .await;
+        if answer.is_ok() {
+            self.gone.back(key);
+        }
         match answer {
             Ok((ObjectHead { digest: Some(digest), .. }, upstream)) if digest == cached.digest => {
                 let confirmed = if upstream == cached.upstream {
@@ -293,7 +341,7 @@ impl Cache {
                 };
                 self.degraded(confirmed.map(Some));
                 let record = ManifestRecord { upstream, ..cached };
-                self.serve_tag(group, image, &record, false, head).await
+                self.serve_tag(group, image, &record, None, head).await
             }
             Ok((answer, upstream)) => {
                 // The tag moved (or upstream did not say where): use the new digest if we hold it.
@@ -304,7 +352,7 @@ impl Cache {
                         let record = ManifestRecord { checked_at: now, upstream, ..known };
                         let repointed = self.catalog.upsert_manifest(key, &record, now).await;
                         self.degraded(repointed.map(Some));
-                        return Ok(serve(&record, false));
+                        return Ok(serve(&record, None));
                     }
                 }
                 if head {
@@ -315,7 +363,14 @@ impl Cache {
             Err(error) if error.is_outage() => {
                 tracing::warn!(group = %group.path, repository = %key.image, tag = %key.reference, %error,
                     "upstream unavailable; serving cached tag stale");
-                self.serve_tag(group, image, &cached, true, head).await
+                self.serve_tag(group, image, &cached, Some(Stale::UpstreamUnreachable), head).await
+            }
+            Err(UpstreamError::NotFound(_)) if group.policy.with(|policy| policy.stale_on_404) => {
+                self.gone.served(key, &cached.digest, now);
+                self.metrics.gone_served(&group.path);
+                tracing::info!(group = %group.path, repository = %key.image, tag = %key.reference,
+                    "upstream answers 404 for a cached tag; serving it stale (stale_on_404)");
+                self.serve_tag(group, image, &cached, Some(Stale::GoneUpstream), head).await
             }
             Err(error) => Err(error.into()),
         }
@@ -329,7 +384,7 @@ impl Cache {
         group: &GroupSettings,
         image: &RepositoryName,
         record: &ManifestRecord,
-        stale: bool,
+        stale: Option<Stale>,
         head: bool,
     ) -> Result<Decision, CacheError> {
         if head || record.stored {

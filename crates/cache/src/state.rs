@@ -10,9 +10,11 @@ use oci::{GroupPath, ImageAddress};
 use upstream::{ObjectHead, UpstreamError};
 
 use crate::catalog::{Catalog, CatalogSettings};
+use crate::gone_upstream::GoneUpstream;
 use crate::groups::{Groups, ResolveError, Resolved};
 use crate::limits::Limits;
 use crate::metrics::CacheMetrics;
+use crate::not_found::NotFoundMemory;
 use crate::reads::ReadLog;
 use crate::single_flight::SingleFlight;
 use metadata::Clock;
@@ -26,7 +28,12 @@ pub struct CacheSettings {
     /// How long a fill lease lasts without renewal.
     pub lease_ttl: Duration,
     pub catalog: CatalogSettings,
+    /// Upstream 404s remembered at once (each for its group's `negative_ttl`).
+    pub not_found_entries: u64,
 }
+
+/// Tags listed as served although gone upstream (`stale_on_404`), at most.
+const GONE_ENTRIES: u64 = 10_000;
 
 /// The cache's domain state: groups, the catalog over the metadata database, the clock, and the
 /// revalidations in flight.
@@ -41,6 +48,10 @@ pub struct Cache {
     pub(crate) clock: Clock,
     /// Tag revalidations in flight: upstream's answer and the upstream that gave it.
     pub(crate) rechecks: SingleFlight<ManifestKey, Result<(ObjectHead, String), UpstreamError>>,
+    /// Upstream 404s, answered again from memory for their group's `negative_ttl`.
+    pub(crate) not_found: NotFoundMemory,
+    /// Tags served although upstream now answers 404 for them (`stale_on_404`).
+    pub(crate) gone: GoneUpstream,
     pub(crate) metrics: CacheMetrics,
     pub(crate) commits: OnceLock<Arc<dyn CommitObserver>>,
 }
@@ -61,12 +72,14 @@ impl Cache {
     ) -> Self {
         Cache {
             catalog: Catalog::new(metadata, settings.catalog),
+            not_found: NotFoundMemory::new(settings.not_found_entries),
             reads: ReadLog::default(),
             generation: AtomicI64::new(i64::MIN),
             groups,
             settings,
             clock,
             rechecks: SingleFlight::default(),
+            gone: GoneUpstream::new(GONE_ENTRIES),
             metrics,
             commits: OnceLock::new(),
         }

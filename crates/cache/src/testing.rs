@@ -16,6 +16,8 @@ use crate::{
 
 /// How long a tag stays fresh in a test cache.
 pub const RECHECK: Duration = Duration::from_secs(60);
+/// How long a test cache remembers an upstream's 404.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 /// Size limits of a test cache.
 pub const LIMITS: Limits = Limits { max_blob_size: 1 << 20, max_manifest_size: 1 << 16 };
 
@@ -92,10 +94,12 @@ async fn test_cache_of(
             manifest_recheck: RECHECK,
             access: AccessPolicy::anonymous(),
             lifecycle: crate::LifecyclePolicy::default(),
+            policy: crate::PolicyCell::new(crate::PullPolicy::open(NEGATIVE_TTL)),
         }],
         routes,
         RECHECK,
         crate::LifecyclePolicy::default(),
+        crate::PullPolicy::open(NEGATIVE_TTL),
     )
     .unwrap();
     let clock = Clock::manual(1_000_000);
@@ -104,6 +108,7 @@ async fn test_cache_of(
         recheck_timeout: Duration::from_secs(2),
         lease_ttl: Duration::from_secs(30),
         catalog: CatalogSettings { capacity: 100, ttl: Duration::from_secs(60) },
+        not_found_entries: 1_000,
     };
     let cache = Cache::new(metadata.clone(), groups, settings, clock.clone(), crate::CacheMetrics::default());
     TestCache { cache, clock, metadata, dir }

@@ -68,7 +68,7 @@ async fn a_blob_miss_is_a_fetch_and_a_recorded_blob_is_a_hit() {
     match setup.test.cache.blob(&setup.resolved, &digest, false).await.unwrap() {
         Decision::Serve { object, stale } => {
             assert_eq!(object, stored(&digest, 11, "application/octet-stream"));
-            assert!(!stale);
+            assert_eq!(stale, None);
         }
         other => panic!("{other:?}"),
     }
@@ -111,7 +111,7 @@ async fn a_tag_is_fresh_for_its_window_then_revalidated_by_one_head() {
     setup.test.cache.record_manifest(&setup.resolved, &tag("v1"), object.clone(), &[], None).await.unwrap();
     for reference in [tag("v1"), Reference::Digest(manifest.clone())] {
         match setup.test.cache.manifest(&setup.resolved, &reference, false).await.unwrap() {
-            Decision::Serve { object: served, stale: false } => assert_eq!(served, object),
+            Decision::Serve { object: served, stale: None } => assert_eq!(served, object),
             other => panic!("{reference}: {other:?}"),
         }
     }
@@ -120,7 +120,7 @@ async fn a_tag_is_fresh_for_its_window_then_revalidated_by_one_head() {
     setup.test.clock.advance(RECHECK);
     assert!(matches!(
         setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap(),
-        Decision::Serve { stale: false, .. }
+        Decision::Serve { stale: None, .. }
     ));
     assert_eq!(setup.upstream.count("HEAD", "/manifests/v1"), 1, "stale: one HEAD confirms it");
     assert!(matches!(
@@ -148,7 +148,7 @@ async fn a_stale_tag_is_served_marked_stale_while_upstream_is_down() {
     setup.upstream.set_fault(Some(Fault::Status { status: 503, retry_after: None }));
     assert!(matches!(
         setup.test.cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap(),
-        Decision::Serve { stale: true, .. }
+        Decision::Serve { stale: Some(crate::Stale::UpstreamUnreachable), .. }
     ));
     // A refusal is an answer, not an outage: it is passed on.
     setup.upstream.set_fault(Some(Fault::Status { status: 404, retry_after: None }));
@@ -286,4 +286,162 @@ async fn rows_another_process_removes_are_forgotten_by_the_removal_watch() {
         };
         tokio::join!(following, removed_elsewhere);
     }
+}
+
+fn policy(configure: impl FnOnce(&mut crate::PullPolicy)) -> crate::PullPolicy {
+    let mut policy = crate::PullPolicy::open(crate::testing::NEGATIVE_TTL);
+    configure(&mut policy);
+    policy
+}
+
+#[tokio::test]
+async fn an_upstream_404_is_remembered_for_the_groups_window() {
+    let setup = setup().await;
+    let cache = &setup.test.cache;
+    let group = oci::GroupPath::parse("default").unwrap();
+    // A HEAD finds nothing upstream: the next HEAD and GET of that tag do not ask again.
+    assert!(matches!(
+        cache.manifest(&setup.resolved, &tag("gone"), true).await,
+        Err(CacheError::Upstream(UpstreamError::NotFound(oci::ObjectKind::Manifest)))
+    ));
+    for head in [true, false] {
+        match cache.manifest(&setup.resolved, &tag("gone"), head).await {
+            Err(CacheError::NotFoundRemembered { kind: oci::ObjectKind::Manifest, window }) => {
+                assert_eq!(window, crate::testing::NEGATIVE_TTL)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(setup.upstream.count("HEAD", "/manifests/gone"), 1);
+    assert_eq!(cache.metrics.not_found_remembered_count(&group), 2);
+    // Past the window upstream is asked again (and the tag exists by now).
+    setup.upstream.put_image("lab/app", "gone", &[b"layer"]);
+    setup.test.clock.advance(crate::testing::NEGATIVE_TTL);
+    assert!(matches!(
+        cache.manifest(&setup.resolved, &tag("gone"), true).await.unwrap(),
+        Decision::UpstreamHead { .. }
+    ));
+    assert_eq!(setup.upstream.count("HEAD", "/manifests/gone"), 2);
+
+    // A blob HEAD the same, per digest and kind.
+    let missing = Digest::of(b"never pushed");
+    assert!(cache.blob(&setup.resolved, &missing, true).await.is_err());
+    assert!(matches!(
+        cache.blob(&setup.resolved, &missing, false).await,
+        Err(CacheError::NotFoundRemembered { kind: oci::ObjectKind::Blob, .. })
+    ));
+    assert_eq!(setup.upstream.count("HEAD", "/blobs/"), 1);
+}
+
+#[tokio::test]
+async fn a_fill_that_found_nothing_is_remembered_and_zero_remembers_nothing() {
+    let setup = setup().await;
+    let cache = &setup.test.cache;
+    assert!(matches!(cache.manifest(&setup.resolved, &tag("v9"), false).await.unwrap(), Decision::Fetch(_)));
+    // The gateway's fill got 404 and reported it.
+    cache.fill_not_found(&setup.resolved, oci::ObjectKind::Manifest, &tag("v9"));
+    assert!(matches!(
+        cache.manifest(&setup.resolved, &tag("v9"), false).await,
+        Err(CacheError::NotFoundRemembered { .. })
+    ));
+    let digest = Digest::of(b"layer");
+    cache.fill_not_found(&setup.resolved, oci::ObjectKind::Blob, &Reference::Digest(digest.clone()));
+    assert!(cache.blob(&setup.resolved, &digest, false).await.is_err());
+    // Found after all (another fill stored it): answered from the cache, and forgotten.
+    cache.record_blob(&setup.resolved, stored(&digest, 5, "application/octet-stream"), None).await.unwrap();
+    assert!(matches!(cache.blob(&setup.resolved, &digest, false).await.unwrap(), Decision::Serve { .. }));
+
+    // `negative_ttl = "0s"` (here by a reload): nothing is remembered, and what was is not used.
+    assert!(cache.groups().replace_policy("default", policy(|policy| policy.negative_ttl = Duration::ZERO)));
+    assert!(matches!(cache.manifest(&setup.resolved, &tag("v9"), false).await.unwrap(), Decision::Fetch(_)));
+    cache.fill_not_found(&setup.resolved, oci::ObjectKind::Manifest, &tag("v8"));
+    assert!(matches!(cache.manifest(&setup.resolved, &tag("v8"), false).await.unwrap(), Decision::Fetch(_)));
+}
+
+#[tokio::test]
+async fn an_immutable_tag_is_never_revalidated() {
+    let setup = setup().await;
+    let cache = &setup.test.cache;
+    let immutable = crate::TagPatterns::new(&["v*.*.*".to_owned()], ':').unwrap();
+    assert!(cache.groups().replace_policy("default", policy(|policy| policy.immutable_tags = immutable)));
+    for version in ["v1.2.3", "latest"] {
+        let (manifest, _) = setup.upstream.put_image("lab/app", version, &[b"layer"]);
+        let object = stored(&manifest, 300, oci::media::OCI_MANIFEST);
+        cache.record_manifest(&setup.resolved, &tag(version), object, &[], None).await.unwrap();
+    }
+    setup.test.clock.advance(RECHECK * 10);
+    for version in ["v1.2.3", "latest"] {
+        assert!(matches!(
+            cache.manifest(&setup.resolved, &tag(version), false).await.unwrap(),
+            Decision::Serve { stale: None, .. }
+        ));
+    }
+    assert_eq!(setup.upstream.count("HEAD", "/manifests/v1.2.3"), 0, "immutable: like a digest");
+    assert_eq!(setup.upstream.count("HEAD", "/manifests/latest"), 1, "the others are revalidated");
+}
+
+#[tokio::test]
+async fn a_tag_gone_upstream_is_served_stale_and_listed_when_the_group_says_so() {
+    let setup = setup().await;
+    let cache = &setup.test.cache;
+    let group = oci::GroupPath::parse("default").unwrap();
+    let (manifest, _) = setup.upstream.put_image("lab/app", "v1", &[b"layer"]);
+    let object = stored(&manifest, 300, oci::media::OCI_MANIFEST);
+    cache.record_manifest(&setup.resolved, &tag("v1"), object.clone(), &[], None).await.unwrap();
+    setup.upstream.set_fault(Some(Fault::Status { status: 404, retry_after: None }));
+    setup.test.clock.advance(RECHECK);
+    // Off (the default): upstream's 404 is passed on.
+    assert!(matches!(
+        cache.manifest(&setup.resolved, &tag("v1"), false).await,
+        Err(CacheError::Upstream(UpstreamError::NotFound(_)))
+    ));
+    assert!(cache.gone_upstream(&group).is_empty());
+
+    assert!(cache.groups().replace_policy("default", policy(|policy| policy.stale_on_404 = true)));
+    setup.upstream.set_fault(Some(Fault::Status { status: 404, retry_after: None }));
+    let heads = setup.upstream.count("HEAD", "/manifests/v1");
+    for _ in 0..2 {
+        match cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap() {
+            Decision::Serve { object: served, stale: Some(crate::Stale::GoneUpstream) } => {
+                assert_eq!(served, object)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        setup.upstream.count("HEAD", "/manifests/v1"),
+        heads,
+        "the 404 of the earlier recheck is remembered: upstream is not asked again within negative_ttl"
+    );
+    let listed = cache.gone_upstream(&group);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].image.as_str(), listed[0].tag.as_str(), listed[0].served), ("lab/app", "v1", 2));
+    assert_eq!(listed[0].digest, manifest);
+
+    // Upstream has it again: served fresh, and no longer listed.
+    setup.upstream.set_fault(None);
+    setup.test.clock.advance(crate::testing::NEGATIVE_TTL);
+    assert!(matches!(
+        cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap(),
+        Decision::Serve { stale: None, .. }
+    ));
+    assert!(cache.gone_upstream(&group).is_empty());
+}
+
+#[tokio::test]
+async fn allow_and_deny_rules_judge_the_upstream_name_and_tag() {
+    let setup = setup().await;
+    let cache = &setup.test.cache;
+    assert_eq!(cache.check_pull(&setup.resolved, Some("v1")), Ok(()), "no rules");
+    let names = crate::NameRules::new(&["lab/*".to_owned()], &["lab/app:old*".to_owned()], ':').unwrap();
+    assert!(cache.groups().replace_policy("default", policy(|policy| policy.names = names)));
+    assert_eq!(cache.check_pull(&setup.resolved, Some("v1")), Ok(()));
+    assert_eq!(
+        cache.check_pull(&setup.resolved, Some("old-1")),
+        Err(crate::Refusal::Denied { pattern: "lab/app:old*".into() })
+    );
+    assert_eq!(cache.check_pull(&setup.resolved, None), Ok(()), "a digest is judged by its name");
+    let other = ImageAddress::Root { image: RepositoryName::parse("elsewhere/app").unwrap() };
+    let other = cache.resolve(&other, None).unwrap();
+    assert_eq!(cache.check_pull(&other, Some("v1")), Err(crate::Refusal::NotAllowed));
 }

@@ -133,7 +133,7 @@ async fn a_tag_is_asked_of_the_upstream_that_served_it_first() {
     setup.internal.clear_log();
     setup.test.clock.advance(RECHECK);
     match cache.manifest(&setup.resolved, &tag("v1"), false).await.unwrap() {
-        Decision::Serve { object, stale: false } => assert_eq!(object.upstream, "hub"),
+        Decision::Serve { object, stale: None } => assert_eq!(object.upstream, "hub"),
         other => panic!("{other:?}"),
     }
     assert_eq!(setup.hub.count("HEAD", "/manifests/v1"), 2);

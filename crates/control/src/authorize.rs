@@ -6,11 +6,15 @@
 //! (docker's registry-mirrors may send a user's Docker Hub credentials to a mirror: they are not
 //! ours, and not a failed login). Denials are logged for audit, never with a secret, at most one
 //! line per client address and minute (with the count held back).
+//!
+//! Then the group's `allow`/`deny` rules: what the request names (the image as upstream names it,
+//! with its tag) may be refused whoever asks — before any lookup or upstream request, so cached
+//! content a rule denies is refused too. A refusal is an audit denial as well.
 
 use std::net::IpAddr;
 
 use access::{AuthError, Identity};
-use cache::GroupSettings;
+use cache::{GroupSettings, Refusal, Resolved};
 use oci::ImageAddress;
 
 use crate::caller::Caller;
@@ -110,6 +114,43 @@ pub(crate) async fn pull(
             Err(auth_failure(error, unauthorized(ChallengeError::Plain)))
         }
     }
+}
+
+/// Checks the group's `allow` and `deny` rules for what the request names: `tag` is the tag asked
+/// for, `None` for a request by digest or a listing of the name (judged by the name alone).
+pub(crate) fn rules(
+    control: &ControlPlane,
+    caller: &Caller,
+    resolved: &Resolved,
+    tag: Option<&str>,
+) -> Result<(), ControlError> {
+    let Err(refusal) = control.cache.check_pull(resolved, tag) else { return Ok(()) };
+    let group = &resolved.group;
+    let name = group.upstreams.repository(&resolved.image);
+    let what = match tag {
+        Some(tag) => format!("{name}{}{tag}", group.format.version_separator()),
+        None => name.to_string(),
+    };
+    let (rule, reason, message) = match refusal {
+        Refusal::Denied { pattern } => (
+            format!("deny {pattern:?}"),
+            "a deny rule matches",
+            format!("{what} is refused by group {}'s rule deny = {pattern:?}", group.path),
+        ),
+        Refusal::NotAllowed => (
+            "allow".to_owned(),
+            "no allow rule matches",
+            format!("{what} is not allowed through group {}: none of its allow patterns matches", group.path),
+        ),
+    };
+    let client = caller.address;
+    match control.access.log_denial(client) {
+        Some(held_back) => tracing::warn!(target: "depproxy::audit", event = "denied", group = %group.path,
+            image = %what, client = %client, rule = %rule, reason, held_back, "pull refused by policy"),
+        None => tracing::warn!(target: telemetry::events::AUDIT_HELD_BACK_TARGET, event = "denied",
+            group = %group.path, image = %what, client = %client, rule = %rule, reason, "pull refused by policy"),
+    }
+    Err(ControlError::PolicyRefused { message, rule })
 }
 
 /// Checks `GET /v2/`: it needs credentials unless every group lets the caller pull anonymously.

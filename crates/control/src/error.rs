@@ -44,6 +44,9 @@ pub enum ControlError {
     /// Authenticated, but not allowed.
     #[error("denied: {0}")]
     Denied(String),
+    /// Refused by the group's `allow`/`deny` rules; `rule` names the one that refused.
+    #[error("refused by policy: {message}")]
+    PolicyRefused { message: String, rule: String },
     /// Credentials at the token endpoint were not accepted.
     #[error("login refused")]
     LoginRejected,
@@ -66,6 +69,13 @@ impl ControlError {
             ControlError::Cache(CacheError::Upstream(error)) | ControlError::Upstream(error) => {
                 error.to_oci()
             }
+            ControlError::Cache(error @ CacheError::NotFoundRemembered { kind, .. }) => {
+                let code = match kind {
+                    oci::ObjectKind::Manifest => ErrorCode::ManifestUnknown,
+                    oci::ObjectKind::Blob => ErrorCode::BlobUnknown,
+                };
+                OciError::new(code, error.to_string())
+            }
             ControlError::Cache(CacheError::Metadata(_))
             | ControlError::Injector(_)
             | ControlError::EncodeAnswer(_)
@@ -76,6 +86,10 @@ impl ControlError {
                     .with_header(http::header::WWW_AUTHENTICATE.as_str(), challenge.clone())
             }
             ControlError::Denied(message) => OciError::new(ErrorCode::Denied, message.clone()),
+            ControlError::PolicyRefused { message, rule } => {
+                OciError::new(ErrorCode::Denied, message.clone())
+                    .with_detail(serde_json::json!({ "rule": rule }))
+            }
             ControlError::LoginRejected => {
                 OciError::new(ErrorCode::Unauthorized, "the access token was not accepted")
                     .with_header(http::header::WWW_AUTHENTICATE.as_str(), "Basic realm=\"depproxy\"")
@@ -132,6 +146,13 @@ mod tests {
         let timeout = upstream::UpstreamError::Timeout("t".into());
         assert_eq!(status(CacheError::Upstream(timeout.clone()).into()), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(status(timeout.into()), StatusCode::GATEWAY_TIMEOUT);
+        let remembered = CacheError::NotFoundRemembered {
+            kind: oci::ObjectKind::Manifest,
+            window: std::time::Duration::from_secs(60),
+        };
+        let oci = ControlError::from(remembered).to_oci();
+        assert_eq!((oci.status, oci.code), (StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown));
+        assert!(oci.message.contains("remembered for 1m"), "{}", oci.message);
         let response = ControlError::BadUploadCall("nope".into()).into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(response.headers()[http::header::CONTENT_TYPE], "application/json");

@@ -1,6 +1,7 @@
 //! The OCI format: the distribution API's pull endpoints. The path is parsed by
 //! [`oci::parse_v2_path`], the image address resolved to a group, the caller authorized, the
-//! manifest or blob decided by the cache's domain and rendered as [`SERVING`] says; tag lists and
+//! group's `allow`/`deny` rules applied to what it names, the manifest or blob decided by the
+//! cache's domain and rendered as [`SERVING`] says; tag lists and
 //! referrers pass through; `/v2/token` is the docker token flow's endpoint. What the gateway
 //! must know of OCI is declared here, in the injector or in the path rules it is given.
 
@@ -9,7 +10,7 @@ use axum::response::Response;
 use cache::{Fetch, StoredObject};
 use http::Method;
 use injector::{Accept, Delivery, References, VerifiedRequest};
-use oci::{Endpoint, ErrorCode, ObjectKind, OciError};
+use oci::{Endpoint, ErrorCode, ObjectKind, OciError, Reference};
 
 use crate::caller::Caller;
 use crate::error::ControlError;
@@ -125,6 +126,11 @@ pub(crate) async fn decide(
         Endpoint::Manifest { image, reference } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
+            let tag = match &reference {
+                Reference::Tag(tag) => Some(tag.as_str()),
+                Reference::Digest(_) => None,
+            };
+            authorize::rules(control, &caller, &resolved, tag)?;
             let decision = match &caller.refetch {
                 // The gateway could not read what the first answer served.
                 Some(unreadable) => {
@@ -137,6 +143,7 @@ pub(crate) async fn decide(
         Endpoint::Blob { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
+            authorize::rules(control, &caller, &resolved, None)?;
             let decision = match &caller.refetch {
                 Some(unreadable) => {
                     Box::pin(control.cache.refetch_blob(&resolved, &digest, unreadable)).await?
@@ -148,11 +155,13 @@ pub(crate) async fn decide(
         Endpoint::TagsList { image } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
+            authorize::rules(control, &caller, &resolved, None)?;
             Box::pin(passthrough::tags_list(&resolved, uri)).await
         }
         Endpoint::Referrers { image, digest } => {
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
+            authorize::rules(control, &caller, &resolved, None)?;
             Box::pin(passthrough::referrers(&resolved, &digest, uri)).await
         }
     }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use axum::body::Body;
 use axum::response::Response;
-use cache::{Decision, Fetch, StoredObject};
+use cache::{Decision, Fetch, Stale, StoredObject};
 use http::{HeaderValue, StatusCode, Uri};
 use injector::{
     Accept, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, Delivery, HeaderList, Injector, References, SendBlob,
@@ -22,6 +22,8 @@ use crate::error::ControlError;
 
 /// The `Warning` a client gets with a tag served stale because upstream is unreachable.
 const STALE_WARNING: &str = "110 depproxy \"Response is Stale: upstream unreachable\"";
+/// The `Warning` a client gets with a tag served although upstream answers 404 for it.
+const GONE_WARNING: &str = "110 depproxy \"Response is Stale: gone from upstream\"";
 
 /// How a format's objects are served, as the gateway is told in each injector.
 pub(crate) struct Serving {
@@ -73,10 +75,12 @@ pub(crate) fn decision(
     }
 }
 
-fn send_blob(object: StoredObject, serving: &Serving, stale: bool, group: &str) -> Response {
+fn send_blob(object: StoredObject, serving: &Serving, stale: Option<Stale>, group: &str) -> Response {
     let HitRules { mut headers, digest_header, may_redirect } = (serving.hit)(&object);
-    if stale {
-        headers.push(("Warning".to_owned(), STALE_WARNING.to_owned()));
+    match stale {
+        None => {}
+        Some(Stale::UpstreamUnreachable) => headers.push(("Warning".to_owned(), STALE_WARNING.to_owned())),
+        Some(Stale::GoneUpstream) => headers.push(("Warning".to_owned(), GONE_WARNING.to_owned())),
     }
     injector(Injector::SendBlob(SendBlob {
         v: CONTRACT_VERSION,
@@ -209,7 +213,7 @@ mod tests {
     #[test]
     fn a_hit_is_a_send_blob_with_the_content_address() {
         let response = decision(
-            Decision::Serve { object: object(), stale: true },
+            Decision::Serve { object: object(), stale: Some(Stale::UpstreamUnreachable) },
             &PLAIN,
             &"/v2/a/manifests/v1".parse().unwrap(),
             "default",

@@ -1,5 +1,6 @@
-//! The gateway's upload calls: `…/upload/authorize` (may this object be stored?) and `…/upload`
-//! (it is stored and verified: record it). Each is checked against the object path it is made for,
+//! The gateway's upload calls: `…/upload/authorize` (may this object be stored?), `…/upload`
+//! (it is stored and verified: record it) and `…/upload/not-found` (the upstream answered 404:
+//! remember that for the group's `negative_ttl`). Each is checked against the object path it is made for,
 //! so a gateway bug cannot file an object under the wrong name; the cache's domain then decides and
 //! records.
 
@@ -7,8 +8,8 @@ use axum::extract::Request;
 use axum::response::Response;
 use cache::{FillPermit, Resolved, StoredObject};
 use injector::{
-    Authorization, AuthorizeRequest, CONTRACT_VERSION, FinalizeRequest, UploadDecision, UploadStage,
-    VerifiedRequest,
+    Authorization, AuthorizeRequest, CONTRACT_VERSION, FinalizeRequest, NotFoundReport, UploadDecision,
+    UploadStage, VerifiedRequest,
 };
 use oci::{Endpoint, ErrorCode, ObjectKind, OciError, Reference};
 
@@ -41,6 +42,7 @@ pub(crate) async fn handle(
     match target.stage {
         UploadStage::Authorize => authorize(control, &target, &bytes).await,
         UploadStage::Finalize => finalize(control, &target, &bytes).await,
+        UploadStage::NotFound => not_found(control, &target, &bytes),
     }
 }
 
@@ -139,6 +141,15 @@ async fn finalize(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Resu
                 .await?
         }
     }
+    Ok(render::no_content())
+}
+
+/// The fill of the object got 404 from upstream: the requests for it within the group's
+/// `negative_ttl` are answered 404 without asking upstream again.
+fn not_found(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Result<Response, ControlError> {
+    let call: NotFoundReport = parse(bytes)?;
+    check_version_and_kind(call.v, call.kind, target.kind)?;
+    control.cache.fill_not_found(&target.resolved, target.kind, &target.reference);
     Ok(render::no_content())
 }
 

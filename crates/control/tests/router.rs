@@ -19,6 +19,7 @@ use tower::ServiceExt as _;
 
 struct Setup {
     router: axum::Router,
+    cache: std::sync::Arc<cache::Cache>,
     signer: RequestSigner,
     upstream: FakeRegistry,
     _database: tempfile::TempDir,
@@ -36,15 +37,22 @@ async fn setup() -> Setup {
         failed_logins_per_minute: 10,
     };
     let access = access::Access::new(tokens, access::JwtKeys::new(&Secret::from_bytes([7; 32])), settings);
+    let cache = std::sync::Arc::new(test.cache);
     let control = ControlPlane::new(ControlParts {
-        cache: std::sync::Arc::new(test.cache),
+        cache: cache.clone(),
         verifier: RequestVerifier::new(&secret),
         access: std::sync::Arc::new(access),
         public_url: None,
         trusted_proxies: access::TrustedProxies::default(),
         fill_reports: None,
     });
-    Setup { router: control.router(), signer: RequestSigner::new(&secret), upstream, _database: test.dir }
+    Setup {
+        router: control.router(),
+        cache,
+        signer: RequestSigner::new(&secret),
+        upstream,
+        _database: test.dir,
+    }
 }
 
 impl Setup {
@@ -91,9 +99,14 @@ fn injector_of(response: &Response<Body>) -> Injector {
 }
 
 async fn error_code(response: Response<Body>) -> String {
+    error_of(response).await["code"].as_str().unwrap().to_owned()
+}
+
+/// The first error of an OCI error envelope.
+async fn error_of(response: Response<Body>) -> serde_json::Value {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    value["errors"][0]["code"].as_str().unwrap().to_owned()
+    value["errors"][0].clone()
 }
 
 fn authorize_call(digest: &Digest) -> AuthorizeRequest {
@@ -444,4 +457,69 @@ async fn a_fill_report_larger_than_one_mib_is_refused_unread() {
     let response =
         setup.call(Method::POST, injector::FILLS_REPORT_PATH, Some(Purpose::Forward), &large).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_deny_rule_refuses_cached_and_uncached_content_and_names_itself() {
+    let setup = setup().await;
+    let digest = setup.upstream.put_blob(b"hello".to_vec());
+    let path = format!("/v2/lab/app/blobs/{digest}");
+    assert_eq!(
+        setup.upload(&format!("{path}/upload"), &finalize_call(&digest)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(matches!(injector_of(&setup.get(&path).await), Injector::SendBlob(_)), "cached");
+
+    let mut policy = cache::PullPolicy::open(std::time::Duration::from_secs(60));
+    policy.names = cache::NameRules::new(&[], &["app".to_owned(), "tools/*:old".to_owned()], ':').unwrap();
+    assert!(setup.cache.groups().replace_policy("default", policy));
+    for refused in [path.clone(), "/v2/lab/app/manifests/v1".to_owned(), "/v2/lab/app/tags/list".to_owned()] {
+        let response = setup.get(&refused).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{refused}");
+        assert!(!response.headers().contains_key(SEND_DATA_HEADER));
+        let error = error_of(response).await;
+        assert_eq!(error["code"], "DENIED");
+        assert!(
+            error["message"].as_str().unwrap().contains("group default's rule deny = \"app\""),
+            "{error}"
+        );
+        assert_eq!(error["detail"]["rule"], "deny \"app\"");
+    }
+    let tag_refused = error_of(setup.get("/v2/lab/tools/x/manifests/old").await).await;
+    assert!(tag_refused["message"].as_str().unwrap().starts_with("tools/x:old is refused"), "{tag_refused}");
+    assert_eq!(setup.upstream.count("GET", "/"), 0, "refused before any upstream request");
+    assert_eq!(setup.upstream.count("HEAD", "/"), 0);
+    assert!(matches!(
+        injector_of(&setup.get("/v2/lab/tools/x/manifests/new").await),
+        Injector::SendDependency(_)
+    ));
+
+    let mut allow_only = cache::PullPolicy::open(std::time::Duration::from_secs(60));
+    allow_only.names = cache::NameRules::new(&["library/*".to_owned()], &[], ':').unwrap();
+    assert!(setup.cache.groups().replace_policy("default", allow_only));
+    let error = error_of(setup.get("/v2/lab/app/manifests/v1").await).await;
+    assert_eq!((error["code"].as_str(), error["detail"]["rule"].as_str()), (Some("DENIED"), Some("allow")));
+    assert!(error["message"].as_str().unwrap().contains("none of its allow patterns matches"), "{error}");
+}
+
+#[tokio::test]
+async fn an_upstream_404_a_fill_reports_is_answered_from_memory() {
+    let setup = setup().await;
+    let path = "/v2/lab/app/manifests/v9";
+    let params = match injector_of(&setup.get(path).await) {
+        Injector::SendDependency(params) => params,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(params.upload.not_found, format!("{path}/upload/not-found"));
+    let wrong_kind = injector::NotFoundReport { v: CONTRACT_VERSION, kind: ObjectKind::Blob };
+    assert_eq!(setup.upload(&params.upload.not_found, &wrong_kind).await.status(), StatusCode::BAD_REQUEST);
+    let report = injector::NotFoundReport { v: CONTRACT_VERSION, kind: ObjectKind::Manifest };
+    assert_eq!(setup.upload(&params.upload.not_found, &report).await.status(), StatusCode::NO_CONTENT);
+    let response = setup.get(path).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let error = error_of(response).await;
+    assert_eq!(error["code"], "MANIFEST_UNKNOWN");
+    assert!(error["message"].as_str().unwrap().contains("remembered for 1m"), "{error}");
+    // Another tag is asked for as usual.
+    assert!(matches!(injector_of(&setup.get("/v2/lab/app/manifests/v8").await), Injector::SendDependency(_)));
 }

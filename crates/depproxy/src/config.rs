@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use cache::{AccessMode, AccessPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits, Pins};
+use cache::{
+    AccessMode, AccessPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits, NameRules, Pins,
+    PullPolicy, TagPatterns,
+};
 use gateway::SmallObjectSettings;
 use ipnet::IpNet;
 use metadata::DatabaseUrl;
@@ -236,6 +239,21 @@ pub struct GroupEntry {
     /// `IMAGE:TAG` patterns (`*`, `?`) that TTL and quota never evict.
     #[serde(default)]
     pub pin: Vec<String>,
+    /// Only what these patterns match may be pulled (`NAME`, or `NAME:TAG` for images); none:
+    /// everything not denied.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// What these patterns match is refused (403), cached or not; deny wins over allow.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// How long an upstream 404 is answered from memory (default "1m"; "0s" turns it off).
+    pub negative_ttl: Option<String>,
+    /// Tag patterns (`v*.*.*`) whose cached tags are never revalidated, as digests are.
+    #[serde(default)]
+    pub immutable_tags: Vec<String>,
+    /// Serve a cached tag (marked stale) when upstream now answers 404 for it (default false).
+    #[serde(default)]
+    pub stale_on_404: bool,
 }
 
 /// `access = "token" | "anonymous"`
@@ -436,6 +454,9 @@ pub struct ResolvedGroup {
     pub manifest_recheck: Option<Duration>,
     pub access: AccessPolicy,
     pub lifecycle: LifecyclePolicy,
+    /// Allow and deny rules, remembered 404s, immutable tags, stale on 404: what a reload
+    /// (SIGHUP) changes without a restart.
+    pub policy: PullPolicy,
 }
 
 /// `[auth]` after defaults.
@@ -458,6 +479,11 @@ impl Config {
                  Host (and a trusted proxy's X-Forwarded-Proto); set public_url to the address clients use"
                     .to_owned(),
             );
+        }
+        for group in &self.groups {
+            for note in group.policy.names.shadowed() {
+                warnings.push(format!("group {:?}: {note}", group.path));
+            }
         }
         warnings
     }
@@ -502,6 +528,7 @@ impl Config {
             recheck_timeout: self.recheck_timeout,
             lease_ttl: self.lease_ttl,
             catalog: self.catalog,
+            not_found_entries: defaults::NOT_FOUND_ENTRIES,
         }
     }
 }
@@ -1079,7 +1106,34 @@ fn resolve_group(
         manifest_recheck: entry.manifest_recheck,
         access: AccessPolicy { mode, anonymous_networks },
         lifecycle: resolve_lifecycle(entry)?,
+        policy: resolve_pull_policy(entry, format)?,
     })
+}
+
+/// The group's pull policy: its patterns compiled (a bad one names its list and what is wrong),
+/// its durations read.
+fn resolve_pull_policy(entry: &GroupEntry, format: cache::Format) -> anyhow::Result<PullPolicy> {
+    let separator = format.version_separator();
+    let names = NameRules::new(&entry.allow, &entry.deny, separator)
+        .with_context(|| format!("group {:?}", entry.path))?;
+    let immutable_tags = TagPatterns::new(&entry.immutable_tags, separator)
+        .with_context(|| format!("group {:?}", entry.path))?;
+    let negative_ttl = match entry.negative_ttl.as_deref().map(str::trim) {
+        None => defaults::NEGATIVE_TTL,
+        Some(text) if text.starts_with('-') => bail!(
+            "group {:?}: negative_ttl {text:?} is negative: give how long an upstream 404 is remembered, \
+             e.g. \"1m\", or \"0s\" to remember none",
+            entry.path
+        ),
+        Some(text) => humantime::parse_duration(text).map_err(|error| {
+            anyhow::anyhow!(
+                "group {:?}: negative_ttl {text:?} is not a duration ({error}): e.g. \"1m\", \"30s\", \
+                 or \"0s\" to remember no 404",
+                entry.path
+            )
+        })?,
+    };
+    Ok(PullPolicy { names, negative_ttl, immutable_tags, stale_on_404: entry.stale_on_404 })
 }
 
 fn resolve_lifecycle(entry: &GroupEntry) -> anyhow::Result<LifecyclePolicy> {
@@ -1727,5 +1781,60 @@ mod tests {
         assert_eq!(parse_byte_size("10 GB"), Ok(10_000_000_000));
         assert_eq!(parse_byte_size("512"), Ok(512));
         assert!(parse_byte_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn pull_policy_keys_have_defaults_and_mistakes_are_explained() {
+        let group = |keys: &str| {
+            format!(
+                "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+                 [[group]]\npath = \"default\"\nupstream = \"lab\"\n{keys}\n"
+            )
+        };
+        let resolve = |keys: &str| Config::resolve(toml::from_str(&group(keys))?, &Overrides::default());
+        let defaults = resolve("").unwrap();
+        let policy = &defaults.groups[0].policy;
+        assert!(policy.names.is_empty() && policy.immutable_tags.is_empty() && !policy.stale_on_404);
+        assert_eq!(policy.negative_ttl, defaults::NEGATIVE_TTL);
+
+        let config = resolve(
+            "allow = [\"library/*\"]\ndeny = [\"library/old:*\"]\nnegative_ttl = \"0s\"\n\
+             immutable_tags = [\"v*.*.*\"]\nstale_on_404 = true",
+        )
+        .unwrap();
+        let policy = &config.groups[0].policy;
+        assert_eq!(policy.negative_ttl, Duration::ZERO);
+        assert!(policy.stale_on_404 && policy.immutable_tags.matches("library/app", "v1.2.3"));
+        assert!(policy.names.check("library/old", Some("1")).is_err());
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+
+        let error = |keys: &str| format!("{:#}", resolve(keys).unwrap_err());
+        let bad_glob = error("deny = [\"library/[abc\"]");
+        assert!(
+            bad_glob.contains("group \"default\"") && bad_glob.contains("deny pattern \"library/[abc\""),
+            "{bad_glob}"
+        );
+        let negative = error("negative_ttl = \"-5m\"");
+        assert!(negative.contains("negative_ttl \"-5m\" is negative"), "{negative}");
+        let garbage = error("negative_ttl = \"soon\"");
+        assert!(garbage.contains("negative_ttl \"soon\" is not a duration"), "{garbage}");
+        let immutable = error("immutable_tags = [\"\"]");
+        assert!(immutable.contains("immutable_tags pattern \"\": empty"), "{immutable}");
+        assert!(error("alow = [\"x\"]").contains("unknown field `alow`"));
+
+        let shadowed =
+            resolve("allow = [\"bitnami/redis\", \"library/*\", \"library/*\"]\ndeny = [\"bitnami/*\"]")
+                .unwrap();
+        let warnings = shadowed.warnings();
+        assert!(
+            warnings.iter().any(|warning| warning
+                == "group \"default\": allow pattern \"bitnami/redis\" allows nothing: deny pattern \"bitnami/*\" \
+                    refuses everything it matches (deny wins)"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|warning| warning.contains("\"library/*\" is listed twice")),
+            "{warnings:?}"
+        );
     }
 }

@@ -38,6 +38,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// `[[group]] manifest_recheck`: how long a cached tag is served without asking upstream.
 pub const MANIFEST_RECHECK: Duration = Duration::from_secs(300);
+/// `[[group]] negative_ttl`: how long an upstream's 404 is answered from memory.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// Upstream 404s a control plane remembers at once (all groups together).
+pub const NOT_FOUND_ENTRIES: u64 = 100_000;
 
 /// `[cache]`
 pub const SMALL_OBJECT_MAX_SIZE: u64 = 256 << 10;

@@ -365,6 +365,14 @@ pub enum UploadDecision {
     Passthrough { reason: String },
 }
 
+/// Gateway → control: the upstream answered 404 for the object (its fill found nothing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotFoundReport {
+    pub v: u32,
+    pub kind: ObjectKind,
+}
+
 /// Gateway → control: the object is stored and verified.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,7 +446,11 @@ mod tests {
             group: "default".into(),
             verify: Some(Checksum::of(ChecksumAlgorithm::Sha512, b"manifest")),
             max_size: 4 << 20,
-            upload: UploadRoutes { authorize: "/a/upload/authorize".into(), finalize: "/a/upload".into() },
+            upload: UploadRoutes {
+                authorize: "/a/upload/authorize".into(),
+                finalize: "/a/upload".into(),
+                not_found: "/a/upload/not-found".into(),
+            },
             response_headers: Vec::new(),
             digest_header: Some("Docker-Content-Digest".into()),
             delivery: Delivery::Verified,

@@ -1,12 +1,14 @@
 //! The internal upload routes: for a client request for `<object path>` (a `…/manifests/<ref>` or
 //! `…/blobs/<digest>` path), the gateway calls `<object path>/upload/authorize` and
-//! `<object path>/upload` on the control plane, with the client's query (`?ns=`) kept so the call
-//! resolves to the same group as the request it is for.
+//! `<object path>/upload` on the control plane — and `<object path>/upload/not-found` when the
+//! upstream answered 404 — with the client's query (`?ns=`) kept so the call resolves to the same
+//! group as the request it is for.
 
 use serde::{Deserialize, Serialize};
 
 const AUTHORIZE_SUFFIX: &str = "/upload/authorize";
 const FINALIZE_SUFFIX: &str = "/upload";
+const NOT_FOUND_SUFFIX: &str = "/upload/not-found";
 
 /// Which upload call a path is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -15,6 +17,8 @@ pub enum UploadStage {
     Authorize,
     /// `…/upload`: the object is stored and verified; record it.
     Finalize,
+    /// `…/upload/not-found`: the upstream answered 404 for the object; remember it.
+    NotFound,
 }
 
 /// Where the gateway reports a fill to the control plane: paths (with query) on the control plane.
@@ -23,6 +27,10 @@ pub enum UploadStage {
 pub struct UploadRoutes {
     pub authorize: String,
     pub finalize: String,
+    /// Where to report an upstream 404 (the control plane remembers it for the group's
+    /// `negative_ttl`); empty from a control plane that remembers none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub not_found: String,
 }
 
 impl UploadRoutes {
@@ -32,6 +40,7 @@ impl UploadRoutes {
         UploadRoutes {
             authorize: format!("{path}{AUTHORIZE_SUFFIX}{query}"),
             finalize: format!("{path}{FINALIZE_SUFFIX}{query}"),
+            not_found: format!("{path}{NOT_FOUND_SUFFIX}{query}"),
         }
     }
 }
@@ -41,6 +50,9 @@ impl UploadRoutes {
 pub fn split_upload_path(path: &str) -> Option<(&str, UploadStage)> {
     if let Some(object) = path.strip_suffix(AUTHORIZE_SUFFIX) {
         return Some((object, UploadStage::Authorize));
+    }
+    if let Some(object) = path.strip_suffix(NOT_FOUND_SUFFIX) {
+        return Some((object, UploadStage::NotFound));
     }
     path.strip_suffix(FINALIZE_SUFFIX).map(|object| (object, UploadStage::Finalize))
 }
@@ -63,6 +75,11 @@ mod tests {
         assert_eq!(
             split_upload_path(&without_query(&routes.finalize)),
             Some((object, UploadStage::Finalize))
+        );
+        assert_eq!(routes.not_found, format!("{object}/upload/not-found?ns=docker.io"));
+        assert_eq!(
+            split_upload_path(&without_query(&routes.not_found)),
+            Some((object, UploadStage::NotFound))
         );
         assert_eq!(
             UploadRoutes::for_object("/v2/a/manifests/v1", None).finalize,

@@ -1,9 +1,10 @@
 //! Wiring: the control plane and the gateway built from a resolved configuration (`nodes`),
-//! their listeners (`listeners`), and the one way each role starts and drains (`run`), for the
-//! binary and the tests alike.
+//! their listeners (`listeners`), the one way each role starts and drains (`run`), for the
+//! binary and the tests alike, and the groups' policies reloaded on SIGHUP (`reload`).
 
 mod listeners;
 mod nodes;
+mod reload;
 mod run;
 
 pub use listeners::{StartedWith, load_certificate, shutdown_signal};
@@ -12,4 +13,5 @@ pub use nodes::{
     create_private_dir, gateway, lifecycle, lifecycle_groups, metrics_router, open_store, serve_node,
     upstream_http, write_new_secret,
 };
+pub use reload::{ConfigSource, Reloaded, apply_policies};
 pub use run::{ControlAddress, ListenOptions, Running, ServeNode, run_control, run_gateway, run_serve};

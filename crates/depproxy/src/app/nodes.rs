@@ -94,9 +94,15 @@ pub fn admin_router(node: &ControlNode, supervisor: &Supervisor) -> Router {
 }
 
 /// The operator's view of this configuration: groups with their upstream and policy, upstreams
-/// with the health `status` records, and a board for live fills.
-fn operator_view(config: &Config, groups: &Groups, status: upstream::UpstreamStatus) -> admin::OperatorView {
-    let groups = groups
+/// with the health `status` records, a board for live fills, and the tags `cache` serves
+/// although gone upstream.
+fn operator_view(
+    config: &Config,
+    cache: &Arc<Cache>,
+    status: upstream::UpstreamStatus,
+) -> admin::OperatorView {
+    let groups = cache
+        .groups()
         .all()
         .map(|group| admin::GroupInfo {
             path: group.path.as_str().to_owned(),
@@ -122,7 +128,24 @@ fn operator_view(config: &Config, groups: &Groups, status: upstream::UpstreamSta
         upstreams,
         upstream_status: status,
         fills: Arc::new(admin::FillBoard::new()),
+        stale: stale_source(cache.clone()),
     }
+}
+
+/// A group's tags served although gone upstream, as the admin API shows them.
+fn stale_source(cache: Arc<Cache>) -> admin::StaleSource {
+    Box::new(move |path: &str| {
+        let group = cache.groups().get(path)?;
+        let entries = cache.gone_upstream(&group.path).into_iter().map(|entry| admin::StaleView {
+            image: entry.image,
+            tag: entry.tag,
+            digest: entry.digest.to_string(),
+            since: entry.since,
+            last_served: entry.last_served,
+            served: entry.served,
+        });
+        Some(entries.collect())
+    })
 }
 
 /// The groups as the lifecycle sees them (configured and implicit).
@@ -229,7 +252,6 @@ pub async fn control_node(
         runtime.clock.clone(),
         runtime.lifecycle_metrics.clone(),
     ));
-    let view = Arc::new(operator_view(config, &groups, runtime.upstream_metrics.status().clone()));
     let cache = Arc::new(Cache::new(
         metadata,
         groups,
@@ -237,6 +259,7 @@ pub async fn control_node(
         runtime.clock.clone(),
         runtime.cache_metrics.clone(),
     ));
+    let view = Arc::new(operator_view(config, &cache, runtime.upstream_metrics.status().clone()));
     cache.observe_commits(lifecycle.clone());
     // Knowing the removal generation before the first request, the first check forgets nothing
     // (a control plane that does not know it forgets everything at its first check).
@@ -349,9 +372,16 @@ pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Resul
             manifest_recheck: group.manifest_recheck.unwrap_or(defaults::MANIFEST_RECHECK),
             access: group.access.clone(),
             lifecycle: group.lifecycle.clone(),
+            policy: cache::PolicyCell::new(group.policy.clone()),
         });
     }
-    Ok(Groups::new(groups, routes, defaults::MANIFEST_RECHECK, config.implicit_lifecycle())?)
+    Ok(Groups::new(
+        groups,
+        routes,
+        defaults::MANIFEST_RECHECK,
+        config.implicit_lifecycle(),
+        cache::PullPolicy::open(defaults::NEGATIVE_TTL),
+    )?)
 }
 
 /// Access control: the token snapshot (loaded now, so the first hits need no query, then

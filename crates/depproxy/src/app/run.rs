@@ -16,6 +16,7 @@ use supervisor::Supervisor;
 
 use super::listeners::{StartedWith, bind_admin, bind_main, bind_metrics, reload_on_hangup};
 use super::nodes::{self, ControlNode, Runtime};
+use super::reload::{ConfigSource, reload_policies_on_hangup};
 use crate::config::Config;
 use crate::server::{Served, ServerMetrics, TlsCertificate};
 
@@ -30,6 +31,9 @@ pub struct ListenOptions {
     /// main listener; `control` answers it nowhere else.
     pub metrics_listen: Option<SocketAddr>,
     pub started_with: StartedWith,
+    /// Reads the configuration again on SIGHUP, for the groups' pull policies (`serve`,
+    /// `control`); none: SIGHUP reloads certificates only.
+    pub reload: Option<ConfigSource>,
 }
 
 impl ListenOptions {
@@ -83,6 +87,9 @@ pub async fn run_serve(
     let supervisor = runtime.supervisor.clone();
     let server_metrics = runtime.server_metrics.clone();
     let (gateway, control) = nodes::serve_node(config, runtime).await?;
+    if let Some(source) = &options.reload {
+        reload_policies_on_hangup(control.cache.clone(), source.clone())?;
+    }
     let admin_router = nodes::admin_router(&control, &supervisor);
     let admin = bind_admin(
         config,
@@ -108,6 +115,9 @@ pub async fn run_control(
     require_shared_signing_key(config)?;
     reload_on_hangup(options.certificates())?;
     let node = nodes::control_node(config, secret, &runtime).await?;
+    if let Some(source) = &options.reload {
+        reload_policies_on_hangup(node.cache.clone(), source.clone())?;
+    }
     let server_metrics = runtime.server_metrics.clone();
     let admin_router = nodes::admin_router(&node, &runtime.supervisor);
     let admin = bind_admin(

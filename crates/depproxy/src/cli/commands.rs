@@ -2,6 +2,7 @@
 //! tests start them), the other commands are clients of a proxy's database or of a running proxy.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use injector::Secret;
@@ -16,11 +17,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             let config = args.resolve()?;
+            let again = args.clone();
             let options = ListenOptions {
                 tls: listener_certificate(&args.tls)?,
                 admin_tls: admin_certificate(&args.admin_tls)?,
                 metrics_listen: args.metrics_listen,
                 started_with: StartedWith { config: args.config, data_dir: args.data_dir },
+                reload: Some(Arc::new(move || again.resolve())),
             };
             let runtime = app::Runtime::default();
             app::run_serve(&config, options, runtime, app::shutdown_signal()).await?.finished().await
@@ -28,11 +31,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Control { common: args, secret_file } => {
             let config = args.resolve()?;
             let secret = read_secret(&secret_file)?;
+            let again = args.clone();
             let options = ListenOptions {
                 tls: listener_certificate(&args.tls)?,
                 admin_tls: admin_certificate(&args.admin_tls)?,
                 metrics_listen: args.metrics_listen,
                 started_with: StartedWith { config: args.config, data_dir: args.data_dir },
+                reload: Some(Arc::new(move || again.resolve())),
             };
             let runtime = app::Runtime::default();
             let running =
@@ -47,6 +52,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 admin_tls: None,
                 metrics_listen: args.metrics_listen,
                 started_with: StartedWith { config: args.config, data_dir: args.data_dir },
+                reload: None,
             };
             let control = app::ControlAddress { url: control_url, ca: control_ca };
             let runtime = app::Runtime::default();
@@ -57,6 +63,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => {
             let config = Config::resolve(config::read_file(&file)?, &Overrides::default())?;
+            // What works, but probably not as meant (a rule another makes useless): on stderr,
+            // and the file is still ok.
+            for warning in config.warnings() {
+                output::stderr(&format!("warning: {warning}"));
+            }
             // The database URL prints with its password masked.
             output::stdout(&format!(
                 "{}: ok ({} upstream(s), {} group(s), database {})",

@@ -441,3 +441,41 @@ fn check_config_refuses_an_unknown_format_and_lists_the_known_ones() {
          [[group]]\npath = \"acme\"\nupstream = \"lab\"\n",
     ));
 }
+
+/// Issue 25: `check-config` explains a bad pattern or duration of a group's pull policy (and
+/// fails), and warns about rules another makes useless (and passes).
+#[test]
+fn check_config_explains_pull_policy_mistakes_and_shadowed_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |keys: &str| {
+        let file = dir.path().join("policy.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+                 [[group]]\npath = \"acme\"\nupstream = \"lab\"\n{keys}\n"
+            ),
+        )
+        .unwrap();
+        let mut command = depproxy(dir.path());
+        command.arg("check-config").arg(&file);
+        command
+    };
+    let glob = failed(&mut check("deny = [\"library/[abc\"]"));
+    assert!(glob.contains("group \"acme\"") && glob.contains("deny pattern \"library/[abc\""), "{glob}");
+    let negative = failed(&mut check("negative_ttl = \"-1m\""));
+    assert!(negative.contains("negative_ttl \"-1m\" is negative"), "{negative}");
+    let two_tags = failed(&mut check("allow = [\"a:b:c\"]"));
+    assert!(two_tags.contains("more than one ':'"), "{two_tags}");
+    let shadowed = succeeded(&mut check(
+        "allow = [\"bitnami/redis\"]\ndeny = [\"bitnami/*\"]\nimmutable_tags = [\"v*.*.*\"]\nstale_on_404 = true",
+    ));
+    let warnings = String::from_utf8_lossy(&shadowed.stderr);
+    assert!(
+        warnings.contains(
+            "warning: group \"acme\": allow pattern \"bitnami/redis\" allows nothing: deny pattern \"bitnami/*\""
+        ),
+        "{warnings}"
+    );
+    assert!(stdout(&shadowed).contains(": ok (1 upstream(s), 1 group(s)"), "{}", stdout(&shadowed));
+}

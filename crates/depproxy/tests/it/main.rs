@@ -19,6 +19,7 @@ mod degraded;
 mod e2e_access;
 mod e2e_lifecycle;
 mod e2e_ordered_upstreams;
+mod e2e_policy;
 mod e2e_registry;
 mod e2e_upstreams;
 mod egress;

@@ -1,13 +1,14 @@
 //! A fill's calls to the control plane: may it store the object (and under which lease), keeping
-//! that lease alive while the bytes flow, and recording the stored object.
+//! that lease alive while the bytes flow, recording the stored object — or reporting that the
+//! upstream has no such object.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 use injector::{
-    Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest, Purpose,
-    SendDependency, UploadDecision,
+    Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest,
+    NotFoundReport, Purpose, SendDependency, UploadDecision,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +77,18 @@ pub(super) async fn finalize(
     call: &FinalizeRequest,
 ) -> Result<(), GatewayError> {
     call_upload(gateway, &params.upload.finalize, call).await.map(drop)
+}
+
+/// Tells the control plane the upstream answered 404 for the object, so it answers the next
+/// requests for it without another upstream request. Best effort: failing only costs those.
+pub(super) async fn not_found(gateway: &Gateway, params: &SendDependency) {
+    if params.upload.not_found.is_empty() {
+        return;
+    }
+    let call = NotFoundReport { v: CONTRACT_VERSION, kind: params.kind };
+    if let Err(error) = call_upload(gateway, &params.upload.not_found, &call).await {
+        tracing::debug!(url = %params.first_url(), %error, "cannot report an upstream 404 to the control plane");
+    }
 }
 
 /// Keeps the fill's lease alive (a third of its lifetime between renewals) under the supervisor,

@@ -80,6 +80,11 @@ async fn run(
     let running = Running::new(&gateway.fills, &params.fill_key, state);
     let outcome = fill(&gateway, &params, &running, &stop).await;
     drop(slot);
+    if let Err(FillError::Upstream(upstream::UpstreamError::NotFound(_))) = &outcome {
+        // Before the fill's clients (and those joining meanwhile) get their 404: a request after
+        // it is answered from the control plane's memory, not by another upstream GET.
+        control_calls::not_found(&gateway, &params).await;
+    }
     let metrics = &gateway.observability.gateway;
     match &outcome {
         Ok(finished) => {

@@ -447,6 +447,11 @@ impl Depproxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The process id of `serve` (of the control plane in split mode): for signals.
+    pub fn pid(&self) -> u32 {
+        self.processes[0].pid()
+    }
+
     /// SIGKILLs every process, as a crash would, and hands back the data directory untouched.
     /// SIGTERMs every process and waits for each to exit; hands back the data directory and
     /// how long the exits took.

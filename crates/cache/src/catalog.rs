@@ -9,6 +9,9 @@
 //! are never cached, so an object another node just finalized is found at once. Rows whose manifest
 //! is not stored yet (tags learned from a HEAD) are not cached either: they change soon.
 //!
+//! Admission verdicts (per group and digest) are remembered the same way: a verdict never changes
+//! while its row exists, and forgetting one (an operator's request) is announced like a removal.
+//!
 //! Rows do go away (sweeps, purges): then everything remembered is forgotten ([`Catalog::forget_all`]).
 //! A lookup that read a row just before its removal must not put it back afterwards, so every
 //! insertion is checked against the count of forgets taken before its database call.
@@ -16,7 +19,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use metadata::{BlobKey, BlobRecord, ManifestKey, ManifestRecord, Metadata, MetadataError};
+use metadata::{BlobKey, BlobRecord, ManifestKey, ManifestRecord, Metadata, MetadataError, VerdictRecord};
+use oci::{Digest, GroupPath};
 
 /// Size and lifetime of the in-memory copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,8 @@ pub(crate) struct Catalog {
     metadata: Metadata,
     blobs: moka::sync::Cache<BlobKey, BlobRecord>,
     manifests: moka::sync::Cache<ManifestKey, ManifestRecord>,
+    /// Admission verdicts, by group and digest (only groups with an admission hook look).
+    verdicts: moka::sync::Cache<(GroupPath, Digest), VerdictRecord>,
     /// How many times everything was forgotten.
     forgets: AtomicU64,
 }
@@ -45,7 +51,15 @@ impl Catalog {
         let blobs = moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl);
         let manifests =
             moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl);
-        Catalog { metadata, blobs: blobs.build(), manifests: manifests.build(), forgets: AtomicU64::new(0) }
+        let verdicts =
+            moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl);
+        Catalog {
+            metadata,
+            blobs: blobs.build(),
+            manifests: manifests.build(),
+            verdicts: verdicts.build(),
+            forgets: AtomicU64::new(0),
+        }
     }
 
     /// Forgets every remembered row (rows were removed, by this process or another).
@@ -55,6 +69,7 @@ impl Catalog {
         self.forgets.fetch_add(1, Ordering::AcqRel);
         self.blobs.invalidate_all();
         self.manifests.invalidate_all();
+        self.verdicts.invalidate_all();
     }
 
     /// Take before a database call whose answer may be remembered.
@@ -143,5 +158,43 @@ impl Catalog {
             self.remember_manifest(epoch, key.clone(), ManifestRecord { checked_at: now, ..record });
         }
         Ok(())
+    }
+
+    /// `group`'s admission verdict on `digest`: from memory, else from the database.
+    pub(crate) async fn find_verdict(
+        &self,
+        group: &GroupPath,
+        digest: &Digest,
+    ) -> Result<Option<VerdictRecord>, MetadataError> {
+        let key = (group.clone(), digest.clone());
+        if let Some(verdict) = self.verdicts.get(&key) {
+            return Ok(Some(verdict));
+        }
+        let epoch = self.epoch();
+        let found = self.metadata.find_verdict(group, digest).await?;
+        if let Some(verdict) = &found {
+            self.remember_verdict(epoch, key, verdict.clone());
+        }
+        Ok(found)
+    }
+
+    /// Records a verdict, and remembers it.
+    pub(crate) async fn record_verdict(
+        &self,
+        group: &GroupPath,
+        digest: &Digest,
+        verdict: &VerdictRecord,
+    ) -> Result<(), MetadataError> {
+        let epoch = self.epoch();
+        self.metadata.record_verdict(group, digest, verdict).await?;
+        self.remember_verdict(epoch, (group.clone(), digest.clone()), verdict.clone());
+        Ok(())
+    }
+
+    fn remember_verdict(&self, epoch: Epoch, key: (GroupPath, Digest), verdict: VerdictRecord) {
+        self.verdicts.insert(key.clone(), verdict);
+        if self.forgot_since(epoch) {
+            self.verdicts.invalidate(&key);
+        }
     }
 }

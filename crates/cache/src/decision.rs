@@ -51,6 +51,9 @@ pub struct Fetch {
     /// Requests with the same key share one upstream fetch. Scoped per group, so a group is never
     /// served bytes its own upstream did not send.
     pub fill_key: String,
+    /// Held for the group's admission verdict: the clients get the bytes only once the hook
+    /// allowed them, which takes at most this long. None: served as they come.
+    pub hold: Option<std::time::Duration>,
 }
 
 /// One upstream a fill may fetch the object from.

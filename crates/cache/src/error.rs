@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use oci::ObjectKind;
+use oci::{Digest, ObjectKind};
+
+use crate::admission::AdmittedBy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -13,6 +15,10 @@ pub enum CacheError {
     /// again.
     #[error("{} unknown to upstream registry (its 404 is remembered for {})", kind.as_str(), telemetry::HumanDuration(*window))]
     NotFoundRemembered { kind: ObjectKind, window: Duration },
+    /// The group's admission hook refused the object (or gave no verdict, and the group refuses
+    /// then): `reason` is the hook's.
+    #[error("refused by the admission hook: {reason}")]
+    AdmissionRefused { digest: Digest, reason: String, by: AdmittedBy },
     #[error("metadata: {0}")]
     Metadata(#[from] metadata::MetadataError),
 }

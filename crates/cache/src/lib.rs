@@ -4,9 +4,11 @@
 //! leases across nodes, and the hit/miss [`Decision`] the control plane renders into an injector.
 //! Each format's decisions live in a module of their own (`oci_decisions`); the rest is shared —
 //! each group's pull policy too (`allow`/`deny` rules, remembered 404s, immutable tags, serving
-//! what upstream deleted), reloadable without a restart.
+//! what upstream deleted, the admission hook that holds new artifacts back until it allows them),
+//! reloadable without a restart.
 
 mod access_policy;
+mod admission;
 mod catalog;
 mod decision;
 mod error;
@@ -29,6 +31,10 @@ mod state;
 mod upstreams;
 
 pub use access_policy::{AccessMode, AccessPolicy};
+pub use admission::{
+    Admission, AdmissionHook, AdmissionPolicy, AdmissionQuestion, AdmittedBy, HookVerdict, NO_ANSWER_MEMORY,
+    OnTimeout,
+};
 pub use catalog::CatalogSettings;
 pub use decision::{Decision, Fetch, FetchSource, Stale, StoredObject};
 pub use error::CacheError;

@@ -11,6 +11,13 @@ struct GroupLabels {
     group: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    group: String,
+    /// `allowed`, `denied`, `no_answer_allowed`, `no_answer_denied`.
+    outcome: &'static str,
+}
+
 /// Counters of the cache's decisions; clones count into the same series.
 #[derive(Clone, Debug, Default)]
 pub struct CacheMetrics {
@@ -22,6 +29,11 @@ pub struct CacheMetrics {
     not_found_remembered: Family<GroupLabels, Counter>,
     /// Cached tags served although upstream answered 404 for them (`stale_on_404`).
     gone_served: Family<GroupLabels, Counter>,
+    /// Admission hook calls by outcome (a verdict, or none and what `admission_on_timeout` made
+    /// of it).
+    admission_decisions: Family<VerdictLabels, Counter>,
+    /// Requests (and held fills) refused by an admission verdict.
+    admission_refusals: Family<GroupLabels, Counter>,
 }
 
 impl CacheMetrics {
@@ -47,7 +59,31 @@ impl CacheMetrics {
             "Cached tags served stale although upstream answered 404 for them (stale_on_404)",
             metrics.gone_served.clone(),
         );
+        registry.register(
+            "depproxy_admission_decisions",
+            "Admission hook calls by outcome: allowed, denied, or no verdict (no_answer_allowed, \
+             no_answer_denied, as admission_on_timeout says)",
+            metrics.admission_decisions.clone(),
+        );
+        registry.register(
+            "depproxy_admission_refusals",
+            "Requests and held fills refused (403 DENIED) by a group's admission hook",
+            metrics.admission_refusals.clone(),
+        );
         metrics
+    }
+
+    pub(crate) fn admission_decided(&self, group: &GroupPath, outcome: &'static str) {
+        self.admission_decisions.get_or_create(&VerdictLabels { group: group.as_str().to_owned(), outcome }).inc();
+    }
+
+    pub(crate) fn admission_refused(&self, group: &GroupPath) {
+        self.admission_refusals.get_or_create(&labels(group)).inc();
+    }
+
+    /// Admission hook calls of `group` that ended with `outcome` (for tests and the operator).
+    pub fn admission_decisions_count(&self, group: &GroupPath, outcome: &'static str) -> u64 {
+        self.admission_decisions.get_or_create(&VerdictLabels { group: group.as_str().to_owned(), outcome }).get()
     }
 
     pub(crate) fn policy_refused(&self, group: &GroupPath) {

@@ -7,7 +7,9 @@
 //! - a stale tag whose upstream is down → the cached copy, marked stale; likewise one upstream
 //!   deleted, when the group says so (`stale_on_404`);
 //! - a tag the group declares immutable (`immutable_tags`) → never revalidated, as a digest;
-//! - not cached, and upstream answered 404 for it within `negative_ttl` → 404 without asking.
+//! - not cached, and upstream answered 404 for it within `negative_ttl` → 404 without asking;
+//! - a group with an `admission_hook`: a manifest is served only once the hook allowed its digest,
+//!   and fetched held until it does (`crate::admission`).
 //!
 //! A group with several upstreams asks them in order; a tag it holds asks the upstream that served
 //! it first, and an object by digest the upstream that served its image (any upstream that has a
@@ -103,7 +105,26 @@ impl Cache {
             reference: reference.clone(),
         };
         let served = self.manifest_decision(group, &resolved.image, &key, false).await;
+        let served = self.held_back(resolved, reference, served).await;
         self.refetch(resolved, ObjectKind::Manifest, served, unreadable).await
+    }
+
+    /// A manifest — an image or an index, what scanners judge — is held back by the group's
+    /// admission hook until it allows it; blobs are not (a layer is useless without the manifest
+    /// that names it, and a scanner judges the image, not a layer).
+    async fn held_back(
+        &self,
+        resolved: &Resolved,
+        reference: &Reference,
+        decision: Result<Decision, CacheError>,
+    ) -> Result<Decision, CacheError> {
+        match decision {
+            // Boxed, and only for a group with a hook: every other hit's future stays as small.
+            Ok(decision) if resolved.group.policy.with(|policy| policy.admission.is_some()) => {
+                Box::pin(self.screen(resolved, ObjectKind::Manifest, reference, decision)).await
+            }
+            other => other,
+        }
     }
 
     async fn refetch(
@@ -179,6 +200,7 @@ impl Cache {
             reference: reference.clone(),
         };
         let decision = self.manifest_decision(group, &resolved.image, &key, head).await;
+        let decision = self.held_back(resolved, reference, decision).await;
         if let Ok(Decision::Serve { object, .. }) = &decision {
             let now = self.clock.now_ms();
             let bytes = if head { 0 } else { object.size };
@@ -427,6 +449,7 @@ impl Cache {
             fill_key: fill_key(&group.path, kind, &repository, reference, expected_digest.as_ref()),
             verify: expected_digest.as_ref().map(injector::Checksum::from),
             max_size: self.settings.limits.max_size(kind),
+            hold: None,
         }))
     }
 }

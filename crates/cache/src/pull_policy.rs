@@ -1,11 +1,13 @@
 //! A group's pull policy: what may come through it (`allow`, `deny`), how long an upstream's 404
 //! is remembered (`negative_ttl`), which tags never move (`immutable_tags`), and whether a tag
-//! upstream deleted is still served (`stale_on_404`). Held in a [`PolicyCell`], so a configuration
+//! upstream deleted is still served (`stale_on_404`), and which hook must allow an object before
+//! anyone gets it (`admission_hook`). Held in a [`PolicyCell`], so a configuration
 //! reload (SIGHUP) replaces it for the requests that follow, without a restart.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::admission::AdmissionPolicy;
 use crate::name_rules::{NameRules, TagPatterns};
 
 /// What a group lets through and how it treats upstream's answers.
@@ -18,6 +20,8 @@ pub struct PullPolicy {
     pub immutable_tags: TagPatterns,
     /// Serve a cached tag (marked stale) when upstream now answers 404 for it.
     pub stale_on_404: bool,
+    /// The hook that must allow an object before it is first served; none: no hold.
+    pub admission: Option<Arc<AdmissionPolicy>>,
 }
 
 impl PullPolicy {
@@ -28,6 +32,7 @@ impl PullPolicy {
             negative_ttl,
             immutable_tags: TagPatterns::default(),
             stale_on_404: false,
+            admission: None,
         }
     }
 }

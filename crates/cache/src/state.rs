@@ -9,6 +9,7 @@ use metadata::{ManifestKey, Metadata, MetadataError};
 use oci::{GroupPath, ImageAddress};
 use upstream::{ObjectHead, UpstreamError};
 
+use crate::admission::{AdmissionHook, Admissions};
 use crate::catalog::{Catalog, CatalogSettings};
 use crate::gone_upstream::GoneUpstream;
 use crate::groups::{Groups, ResolveError, Resolved};
@@ -54,6 +55,10 @@ pub struct Cache {
     pub(crate) gone: GoneUpstream,
     pub(crate) metrics: CacheMetrics,
     pub(crate) commits: OnceLock<Arc<dyn CommitObserver>>,
+    /// Admission verdicts being asked, and hooks' recent silences.
+    pub(crate) admissions: Admissions,
+    /// What asks the groups' admission hooks (the control plane's HTTP client).
+    pub(crate) hook: OnceLock<Arc<dyn AdmissionHook>>,
 }
 
 /// Told of every object a fill records, with its group and size (the lifecycle keeps its quota
@@ -82,6 +87,8 @@ impl Cache {
             gone: GoneUpstream::new(GONE_ENTRIES),
             metrics,
             commits: OnceLock::new(),
+            admissions: Admissions::new(),
+            hook: OnceLock::new(),
         }
     }
 
@@ -148,10 +155,12 @@ impl Cache {
         self.notice_removals().await
     }
 
-    /// Rows were removed by this process (a sweep, a purge): forgets what is remembered at once,
+    /// Rows were removed by this process (a sweep, a purge, verdicts forgotten): forgets what is
+    /// remembered at once,
     /// rather than at the next check of the generation.
     pub fn forget_removed_rows(&self) {
         self.catalog.forget_all();
+        self.admissions.forget();
     }
 
     /// Notices rows removed by any process: checks the removal generation every `every` and, on
@@ -211,6 +220,7 @@ impl Cache {
         // The first check knows no earlier generation: forgetting once then costs a few lookups.
         if previous != current {
             self.catalog.forget_all();
+            self.admissions.forget();
         }
         Ok(())
     }

@@ -63,7 +63,10 @@ pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+js
 /// algorithm and value (`verify`), not a sha256 digest. 3: `send-dependency` carries an ordered
 /// list of `sources` (a group's upstreams, asked in turn) instead of one upstream and URL;
 /// finalize names the source that served, and `send-blob` the upstream recorded with the object.
-pub const CONTRACT_VERSION: u32 = 3;
+/// 4: `send-dependency` may hold its clients until the control plane's admission verdict on the
+/// verified bytes (`hold`), asked at a fourth upload route (`upload.verdict`, [`VerdictRequest`]
+/// answered by [`Verdict`]); a gateway that ignored the hold would serve what a scanner refuses.
+pub const CONTRACT_VERSION: u32 = 4;
 /// The gateway→control request header naming the contract version the gateway speaks: a control
 /// plane refuses a gateway of another version with an error that says so, rather than answering
 /// injectors it would misread.
@@ -212,6 +215,26 @@ pub struct SendDependency {
     /// share of the fills. Absent (an older control plane): the gateway counts the connection's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<std::net::IpAddr>,
+    /// Clients get nothing of the fill — not even a status line — until the control plane's
+    /// admission verdict on the verified bytes allows them (asked at `upload.verdict`); refused,
+    /// they get 403 and nothing is stored. None: the clients are answered as `delivery` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+}
+
+/// How a held fill waits for its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    /// The longest the control plane takes to decide (its hook's timeout, in milliseconds): the
+    /// gateway waits for the verdict call that long beyond its usual control-plane timeout.
+    pub decides_within_ms: u64,
+}
+
+impl Hold {
+    pub fn decides_within(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.decides_within_ms)
+    }
 }
 
 /// One upstream a fill may fetch the object from.
@@ -373,6 +396,35 @@ pub struct NotFoundReport {
     pub kind: ObjectKind,
 }
 
+/// Gateway → control: may the clients of a held fill have these bytes? Asked once the checksum
+/// is verified — or, when the digest is known up front, while the bytes still arrive, so a "yes"
+/// serves at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictRequest {
+    pub v: u32,
+    pub kind: ObjectKind,
+    /// The sha256 digest of the bytes (computed, or the one they are verified against).
+    pub digest: Digest,
+    pub size: u64,
+    /// As upstream declared it (or the injector's default).
+    pub media_type: String,
+    /// The source that serves the bytes (its upstream's name).
+    pub upstream: String,
+}
+
+/// Control → gateway: the answer to [`VerdictRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    pub v: u32,
+    /// Whether the clients may have the bytes (and the object be stored).
+    pub allow: bool,
+    /// Why, for the refused clients' error (empty when there is nothing to say).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
 /// Gateway → control: the object is stored and verified.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -450,6 +502,7 @@ mod tests {
                 authorize: "/a/upload/authorize".into(),
                 finalize: "/a/upload".into(),
                 not_found: "/a/upload/not-found".into(),
+                verdict: "/a/upload/verdict".into(),
             },
             response_headers: Vec::new(),
             digest_header: Some("Docker-Content-Digest".into()),
@@ -463,6 +516,7 @@ mod tests {
             object: "a:v1".into(),
             transform: Vec::new(),
             client: Some("10.1.2.3".parse().unwrap()),
+            hold: Some(Hold { decides_within_ms: 30_000 }),
         }));
         for injector in [blob, dependency] {
             let header = injector.encode().unwrap();
@@ -504,13 +558,13 @@ mod tests {
         let error = Injector::decode(&old).unwrap_err();
         assert!(matches!(error, InjectorError::Version(1)));
         assert!(error.to_string().contains("same depproxy version"), "{error}");
-        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":3,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
+        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":4,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
         assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
         // A gateway of version 2 meeting a control plane of version 3 (which names several
         // sources): refused by version, not by the field it does not know.
         let ordered = format!(
             "send-dependency:{}",
-            URL_SAFE.encode(br#"{"v":3,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
+            URL_SAFE.encode(br#"{"v":4,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
         );
         assert!(matches!(Injector::decode(&ordered), Err(InjectorError::NoSource)), "never empty");
         let single = format!(
@@ -518,6 +572,13 @@ mod tests {
             URL_SAFE.encode(br#"{"v":2,"kind":"blob","fill_key":"k","upstream":"u","url":"https://up.example/x","verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
         );
         assert!(matches!(Injector::decode(&single), Err(InjectorError::Version(2))));
+        // A gateway of version 3 (which knows no hold, and would serve a held fill at once)
+        // meeting a control plane of version 4: refused by version.
+        let unheld = format!(
+            "send-dependency:{}",
+            URL_SAFE.encode(br#"{"v":3,"kind":"manifest","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
+        );
+        assert!(matches!(Injector::decode(&unheld), Err(InjectorError::Version(3))));
     }
 
     #[test]
@@ -529,10 +590,22 @@ mod tests {
         assert_eq!(serde_json::to_string(&Delivery::Verified).unwrap(), r#""verified""#);
         assert_eq!(serde_json::to_string(&References::OciManifest).unwrap(), r#""oci-manifest""#);
         // Left out, they mean: stream as the bytes arrive, any type, no digest header.
-        let json = br#"{"v":3,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
+        let json = br#"{"v":4,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
             "verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#;
         let params: SendDependency = serde_json::from_slice(json).unwrap();
         assert_eq!((params.delivery, params.accept, params.digest_header), (Delivery::Streamed, None, None));
+        assert_eq!((params.hold, params.upload.verdict.as_str()), (None, ""), "no hold: served as it comes");
+    }
+
+    #[test]
+    fn a_verdict_says_allow_and_why() {
+        let refused = Verdict { v: CONTRACT_VERSION, allow: false, reason: "CVE-2024-0001 (critical)".into() };
+        let text = serde_json::to_string(&refused).unwrap();
+        assert_eq!(text, r#"{"v":4,"allow":false,"reason":"CVE-2024-0001 (critical)"}"#);
+        assert_eq!(serde_json::from_str::<Verdict>(&text).unwrap(), refused);
+        let allowed: Verdict = serde_json::from_str(r#"{"v":4,"allow":true}"#).unwrap();
+        assert!(allowed.allow && allowed.reason.is_empty());
+        assert_eq!(Hold { decides_within_ms: 1500 }.decides_within(), std::time::Duration::from_millis(1500));
     }
 
     #[test]

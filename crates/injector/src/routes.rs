@@ -1,14 +1,16 @@
 //! The internal upload routes: for a client request for `<object path>` (a `…/manifests/<ref>` or
 //! `…/blobs/<digest>` path), the gateway calls `<object path>/upload/authorize` and
-//! `<object path>/upload` on the control plane — and `<object path>/upload/not-found` when the
-//! upstream answered 404 — with the client's query (`?ns=`) kept so the call resolves to the same
-//! group as the request it is for.
+//! `<object path>/upload` on the control plane — `<object path>/upload/not-found` when the
+//! upstream answered 404, and `<object path>/upload/verdict` for the admission verdict on a held
+//! fill — with the client's query (`?ns=`) kept so the call resolves to the same group as the
+//! request it is for.
 
 use serde::{Deserialize, Serialize};
 
 const AUTHORIZE_SUFFIX: &str = "/upload/authorize";
 const FINALIZE_SUFFIX: &str = "/upload";
 const NOT_FOUND_SUFFIX: &str = "/upload/not-found";
+const VERDICT_SUFFIX: &str = "/upload/verdict";
 
 /// Which upload call a path is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -19,6 +21,8 @@ pub enum UploadStage {
     Finalize,
     /// `…/upload/not-found`: the upstream answered 404 for the object; remember it.
     NotFound,
+    /// `…/upload/verdict`: may the fill's clients have these bytes (the group's admission hook)?
+    Verdict,
 }
 
 /// Where the gateway reports a fill to the control plane: paths (with query) on the control plane.
@@ -31,6 +35,10 @@ pub struct UploadRoutes {
     /// `negative_ttl`); empty from a control plane that remembers none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub not_found: String,
+    /// Where a held fill asks for its admission verdict (`SendDependency::hold`); empty from a
+    /// control plane that holds no fill.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub verdict: String,
 }
 
 impl UploadRoutes {
@@ -41,6 +49,7 @@ impl UploadRoutes {
             authorize: format!("{path}{AUTHORIZE_SUFFIX}{query}"),
             finalize: format!("{path}{FINALIZE_SUFFIX}{query}"),
             not_found: format!("{path}{NOT_FOUND_SUFFIX}{query}"),
+            verdict: format!("{path}{VERDICT_SUFFIX}{query}"),
         }
     }
 }
@@ -53,6 +62,9 @@ pub fn split_upload_path(path: &str) -> Option<(&str, UploadStage)> {
     }
     if let Some(object) = path.strip_suffix(NOT_FOUND_SUFFIX) {
         return Some((object, UploadStage::NotFound));
+    }
+    if let Some(object) = path.strip_suffix(VERDICT_SUFFIX) {
+        return Some((object, UploadStage::Verdict));
     }
     path.strip_suffix(FINALIZE_SUFFIX).map(|object| (object, UploadStage::Finalize))
 }
@@ -81,6 +93,8 @@ mod tests {
             split_upload_path(&without_query(&routes.not_found)),
             Some((object, UploadStage::NotFound))
         );
+        assert_eq!(routes.verdict, format!("{object}/upload/verdict?ns=docker.io"));
+        assert_eq!(split_upload_path(&without_query(&routes.verdict)), Some((object, UploadStage::Verdict)));
         assert_eq!(
             UploadRoutes::for_object("/v2/a/manifests/v1", None).finalize,
             "/v2/a/manifests/v1/upload"

@@ -1,7 +1,8 @@
 //! The metadata database: which objects each group has cached, tag → digest mappings with their
 //! freshness, when each was last read, fill leases across nodes, the lifecycle's bookkeeping
-//! (deletions queued, traffic, jobs, maintenance leases), and access tokens (by hash). SQLite (default) and
-//! PostgreSQL share one set of queries and one test suite; each has its own migrations.
+//! (deletions queued, traffic, jobs, maintenance leases), access tokens (by hash), and the admission
+//! hooks' verdicts. SQLite (default) and PostgreSQL share one set of queries and one test suite;
+//! each has its own migrations.
 //!
 //! Every write is an upsert on a unique key: concurrent finalizes of one object are normal.
 
@@ -14,9 +15,11 @@ mod jobs;
 mod leases;
 mod objects;
 mod reads;
+#[macro_use]
 mod sweep;
 mod tokens;
 mod url;
+mod verdicts;
 mod watch;
 
 pub use clock::Clock;
@@ -29,6 +32,7 @@ pub use reads::{HourlyTraffic, Reads, Traffic};
 pub use sweep::{Cursor, GroupUsage, ObjectRow, Removed, StoredDigest, TagRow, UpstreamUsage};
 pub use tokens::AccessTokenRecord;
 pub use url::DatabaseUrl;
+pub use verdicts::VerdictRecord;
 pub use watch::RemovalWatch;
 
 #[cfg(test)]

@@ -240,3 +240,33 @@ async fn access_tokens_are_found_by_hash_and_id_revoked_by_name_and_touched() {
         assert_eq!(names, vec![("ci".to_owned(), true), ("ci".to_owned(), false)], "{}", db.backend());
     }
 }
+
+#[tokio::test]
+async fn verdicts_are_kept_per_group_and_digest_until_forgotten_which_is_announced() {
+    for (db, _dir) in backends().await {
+        let digest = Digest::of(b"an image manifest");
+        let other = Digest::of(b"another");
+        assert_eq!(db.find_verdict(&group("g"), &digest).await.unwrap(), None);
+        let refused = VerdictRecord { allowed: false, reason: "CVE-2024-0001".into(), decided_at: 5 };
+        db.record_verdict(&group("g"), &digest, &refused).await.unwrap();
+        let allowed = VerdictRecord { allowed: true, reason: String::new(), decided_at: 6 };
+        db.record_verdict(&group("h"), &digest, &allowed).await.unwrap();
+        db.record_verdict(&group("g"), &other, &allowed).await.unwrap();
+        assert_eq!(db.find_verdict(&group("g"), &digest).await.unwrap(), Some(refused.clone()));
+        assert_eq!(db.find_verdict(&group("h"), &digest).await.unwrap(), Some(allowed.clone()));
+        // Asked again (a verdict after a forget): the new one replaces it.
+        let later = VerdictRecord { allowed: true, reason: "fixed".into(), decided_at: 9 };
+        db.record_verdict(&group("g"), &digest, &later).await.unwrap();
+        assert_eq!(db.find_verdict(&group("g"), &digest).await.unwrap(), Some(later));
+
+        let generation = db.generation().await.unwrap();
+        assert_eq!(db.forget_verdicts(&digest).await.unwrap(), 2, "{}: every group's", db.backend());
+        assert!(db.generation().await.unwrap() > generation, "{}: announced", db.backend());
+        assert_eq!(db.find_verdict(&group("g"), &digest).await.unwrap(), None);
+        assert_eq!(db.find_verdict(&group("h"), &digest).await.unwrap(), None);
+        assert_eq!(db.find_verdict(&group("g"), &other).await.unwrap(), Some(allowed), "others stay");
+        let generation = db.generation().await.unwrap();
+        assert_eq!(db.forget_verdicts(&digest).await.unwrap(), 0);
+        assert_eq!(db.generation().await.unwrap(), generation, "nothing forgotten: nothing announced");
+    }
+}

@@ -76,6 +76,12 @@ impl ControlError {
                 };
                 OciError::new(code, error.to_string())
             }
+            // Worded with what was refused where the request is known (`admission::refused_request`);
+            // this is the bare refusal.
+            ControlError::Cache(CacheError::AdmissionRefused { reason, .. }) => {
+                OciError::new(ErrorCode::Denied, format!("refused by the admission hook: {reason}"))
+                    .with_detail(serde_json::json!({ "rule": crate::admission::ADMISSION_RULE }))
+            }
             ControlError::Cache(CacheError::Metadata(_))
             | ControlError::Injector(_)
             | ControlError::EncodeAnswer(_)

@@ -1,7 +1,8 @@
 //! The OCI format: the distribution API's pull endpoints. The path is parsed by
 //! [`oci::parse_v2_path`], the image address resolved to a group, the caller authorized, the
 //! group's `allow`/`deny` rules applied to what it names, the manifest or blob decided by the
-//! cache's domain and rendered as [`SERVING`] says; tag lists and
+//! cache's domain (a manifest held back by the group's admission hook until it allows it) and
+//! rendered as [`SERVING`] says; tag lists and
 //! referrers pass through; `/v2/token` is the docker token flow's endpoint. What the gateway
 //! must know of OCI is declared here, in the injector or in the path rules it is given.
 
@@ -16,7 +17,7 @@ use crate::caller::Caller;
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
 use crate::render::{FillRules, HitRules, Serving};
-use crate::{authorize, passthrough, render, token_endpoint};
+use crate::{admission, authorize, passthrough, render, token_endpoint};
 
 /// Where clients POST the token form (the gateway forwards its body).
 pub(crate) const TOKEN_PATH: &str = "/v2/token";
@@ -134,10 +135,12 @@ pub(crate) async fn decide(
             let decision = match &caller.refetch {
                 // The gateway could not read what the first answer served.
                 Some(unreadable) => {
-                    Box::pin(control.cache.refetch_manifest(&resolved, &reference, unreadable)).await?
+                    Box::pin(control.cache.refetch_manifest(&resolved, &reference, unreadable)).await
                 }
-                None => control.cache.manifest(&resolved, &reference, head).await?,
+                None => control.cache.manifest(&resolved, &reference, head).await,
             };
+            let decision = decision
+                .map_err(|error| admission::refused_request(control, &caller, &resolved, &reference, error))?;
             Ok(render::decision(decision, &SERVING, uri, resolved.group.path.as_str(), caller.address))
         }
         Endpoint::Blob { image, digest } => {
@@ -216,6 +219,7 @@ mod tests {
             verify,
             max_size: 10,
             fill_key: "k".into(),
+            hold: None,
         }
     }
 

@@ -12,8 +12,8 @@ use axum::response::Response;
 use cache::{Decision, Fetch, Stale, StoredObject};
 use http::{HeaderValue, StatusCode, Uri};
 use injector::{
-    Accept, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, Delivery, HeaderList, Injector, References, SendBlob,
-    SendDependency, Source, UploadRoutes,
+    Accept, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, Delivery, HeaderList, Hold, Injector, References,
+    SendBlob, SendDependency, Source, UploadRoutes,
 };
 use oci::Digest;
 use upstream::ObjectHead;
@@ -125,6 +125,9 @@ fn send_dependency(fetch: Fetch, serving: &Serving, uri: &Uri, group: &str, clie
         object: rules.object,
         transform: Vec::new(),
         client: Some(client),
+        hold: fetch.hold.map(|within| Hold {
+            decides_within_ms: u64::try_from(within.as_millis()).unwrap_or(u64::MAX),
+        }),
     })))
 }
 
@@ -250,6 +253,7 @@ mod tests {
             verify: Some(injector::Checksum::from(&Digest::of(b"b"))),
             max_size: 10,
             fill_key: "g|d".into(),
+            hold: Some(std::time::Duration::from_secs(30)),
         };
         let uri: Uri = "/v2/a/blobs/sha256:00?ns=up.example".parse().unwrap();
         match decoded(&decision(Decision::Fetch(fetch), &PLAIN, &uri, "default", client())) {
@@ -266,6 +270,8 @@ mod tests {
                     vec![("authorization".to_owned(), "Bearer t".to_owned())]
                 );
                 assert_eq!(params.max_size, 10);
+                assert_eq!(params.hold, Some(Hold { decides_within_ms: 30_000 }), "held for the hook");
+                assert_eq!(params.upload.verdict, "/v2/a/blobs/sha256:00/upload/verdict?ns=up.example");
             }
             other => panic!("{other:?}"),
         }

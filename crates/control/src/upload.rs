@@ -1,6 +1,7 @@
 //! The gateway's upload calls: `…/upload/authorize` (may this object be stored?), `…/upload`
-//! (it is stored and verified: record it) and `…/upload/not-found` (the upstream answered 404:
-//! remember that for the group's `negative_ttl`). Each is checked against the object path it is made for,
+//! (it is stored and verified: record it), `…/upload/not-found` (the upstream answered 404:
+//! remember that for the group's `negative_ttl`) and `…/upload/verdict` (may a held fill's
+//! clients have these bytes? the group's admission hook decides). Each is checked against the object path it is made for,
 //! so a gateway bug cannot file an object under the wrong name; the cache's domain then decides and
 //! records.
 
@@ -9,13 +10,13 @@ use axum::response::Response;
 use cache::{FillPermit, Resolved, StoredObject};
 use injector::{
     Authorization, AuthorizeRequest, CONTRACT_VERSION, FinalizeRequest, NotFoundReport, UploadDecision,
-    UploadStage, VerifiedRequest,
+    UploadStage, Verdict, VerdictRequest, VerifiedRequest,
 };
 use oci::{Endpoint, ErrorCode, ObjectKind, OciError, Reference};
 
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
-use crate::render;
+use crate::{admission, render};
 
 /// Upload call bodies are small JSON documents.
 const MAX_CALL_BODY: usize = 64 * 1024;
@@ -43,6 +44,8 @@ pub(crate) async fn handle(
         UploadStage::Authorize => authorize(control, &target, &bytes).await,
         UploadStage::Finalize => finalize(control, &target, &bytes).await,
         UploadStage::NotFound => not_found(control, &target, &bytes),
+        // Boxed: it may wait for a hook, and only held fills make it.
+        UploadStage::Verdict => Box::pin(verdict(control, &target, &bytes)).await,
     }
 }
 
@@ -151,6 +154,48 @@ fn not_found(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Result<Re
     check_version_and_kind(call.v, call.kind, target.kind)?;
     control.cache.fill_not_found(&target.resolved, target.kind, &target.reference);
     Ok(render::no_content())
+}
+
+/// A held fill's bytes are verified (or arriving, their digest known): may its clients have them?
+/// The group's admission hook decides (or a verdict it gave before); a refusal says why.
+async fn verdict(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Result<Response, ControlError> {
+    let call: VerdictRequest = parse(bytes)?;
+    check_version_and_kind(call.v, call.kind, target.kind)?;
+    if let Reference::Digest(expected) = &target.reference
+        && &call.digest != expected
+    {
+        return Err(ControlError::BadUploadCall(format!(
+            "verdict on {} asked on the path of {expected}",
+            call.digest
+        )));
+    }
+    // The hook is told where the bytes come from: one of the group's upstreams.
+    if target.resolved.group.upstreams.get(&call.upstream).is_none() {
+        return Err(ControlError::BadUploadCall(format!(
+            "upstream {:?} is not one of group {}'s upstreams",
+            call.upstream, target.resolved.group.path
+        )));
+    }
+    let object = StoredObject {
+        digest: call.digest,
+        size: call.size,
+        media_type: call.media_type,
+        upstream: call.upstream,
+    };
+    let admission = control.cache.admit_fill(&target.resolved, target.kind, &target.reference, &object).await?;
+    let reason = if admission.allow {
+        String::new()
+    } else {
+        admission::refused_fill(&target.resolved, &target.reference, &object.digest, &admission.reason);
+        admission::refusal_message(
+            &target.resolved,
+            &target.reference,
+            &object.digest,
+            &admission.reason,
+            admission.by,
+        )
+    };
+    render::contract_message(&Verdict { v: CONTRACT_VERSION, allow: admission.allow, reason })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ControlError> {

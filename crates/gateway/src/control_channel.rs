@@ -28,7 +28,12 @@ pub type InProcessControl = BoxCloneSyncService<Request<Body>, Response<Body>, I
 #[derive(Clone)]
 pub enum ControlChannel {
     InProcess(InProcessControl),
-    Http { client: reqwest::Client, base_url: String },
+    Http {
+        client: reqwest::Client,
+        base_url: String,
+        /// The longest a call may take (the client's default; a call may be given longer).
+        request_timeout: Duration,
+    },
 }
 
 impl ControlChannel {
@@ -64,7 +69,7 @@ impl ControlChannel {
             builder = builder.tls_certs_only(certificates).https_only(true);
         }
         let client = builder.build().map_err(|error| GatewayError::ControlUnreachable(error.to_string()))?;
-        Ok(ControlChannel::Http { client, base_url: base_url.trim_end_matches('/').to_owned() })
+        Ok(ControlChannel::Http { client, base_url: base_url.trim_end_matches('/').to_owned(), request_timeout })
     }
 
     /// Sends `request` for `purpose` (signed, over HTTP); returns the answer and, over HTTP, the
@@ -76,6 +81,18 @@ impl ControlChannel {
         purpose: Purpose,
         request: Request<Bytes>,
     ) -> Result<(Response<Body>, Option<RequestId>), GatewayError> {
+        self.call_allowing(signer, purpose, request, Duration::ZERO).await
+    }
+
+    /// [`ControlChannel::call`] for a call the control plane may take `longer` to answer than its
+    /// request timeout allows (an admission verdict waits for a hook).
+    pub(crate) async fn call_allowing(
+        &self,
+        signer: &RequestSigner,
+        purpose: Purpose,
+        request: Request<Bytes>,
+        longer: Duration,
+    ) -> Result<(Response<Body>, Option<RequestId>), GatewayError> {
         let (mut parts, body) = request.into_parts();
         match self {
             ControlChannel::InProcess(service) => {
@@ -84,7 +101,7 @@ impl ControlChannel {
                 let Ok(response) = service.clone().oneshot(request).await;
                 Ok((response, None))
             }
-            ControlChannel::Http { client, base_url } => {
+            ControlChannel::Http { client, base_url, request_timeout } => {
                 let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
                 // Signed as the URL will be sent: parsing may normalise the path (e.g. `..`).
                 let url = reqwest::Url::parse(&format!("{base_url}{path}"))
@@ -97,6 +114,7 @@ impl ControlChannel {
                 parts.headers.insert(CONTRACT_VERSION_HEADER, HeaderValue::from(injector::CONTRACT_VERSION));
                 let response = client
                     .request(parts.method, url)
+                    .timeout(request_timeout.saturating_add(longer))
                     .headers(parts.headers)
                     .body(body)
                     .send()

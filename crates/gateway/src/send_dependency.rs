@@ -1,7 +1,8 @@
 //! `send-dependency`: attach the client to the object's fill (starting it if needed) and answer
 //! as the injector's `delivery` says: as the bytes arrive (a single `Range` as 206 with just those
 //! bytes), or once verified, so the client gets the digest header of what it receives (a
-//! document fetched by a mutable name has its digest known only at the end).
+//! document fetched by a mutable name has its digest known only at the end). A held fill answers
+//! nothing before its admission verdict: then the verified bytes, or the refusal.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,7 @@ pub(crate) async fn serve(
         return oci_error(&oci::OciError::internal("send-dependency for a HEAD request"));
     }
     let delivery = params.delivery;
+    let held = params.hold.is_some();
     let expected = params.verify.as_ref().and_then(injector::Checksum::as_digest);
     if let Some(digest) = &expected {
         // Told to fill it: whatever memory holds under its key is no longer the cache's.
@@ -85,26 +87,7 @@ pub(crate) async fn serve(
     let (mut response, digest, source) = match (delivery, fill::started(&mut state).await) {
         (_, FillState::Failed(error)) => return oci_error(&error.to_oci()),
         (_, FillState::Connecting) => return oci_error(&oci::OciError::internal("fill did not start")),
-        (Delivery::Verified, _) => match fill::finished(&mut state).await {
-            Err(error) => return oci_error(&error.to_oci()),
-            Ok(finished) => (
-                finished_response(&finished, &served, state, None),
-                Some(finished.digest.clone()),
-                finished.streaming.source.clone(),
-            ),
-        },
-        (Delivery::Streamed, FillState::Verified(finished) | FillState::Committed(finished)) => {
-            let range = if ranged { ranges::requested_range(request, finished.size) } else { Ok(None) };
-            match range {
-                Ok(range) => (
-                    finished_response(&finished, &served, state, range),
-                    Some(finished.digest.clone()),
-                    finished.streaming.source.clone(),
-                ),
-                Err(ranges::Unsatisfiable) => return oci_error(&ranges::not_satisfiable(finished.size)),
-            }
-        }
-        (Delivery::Streamed, FillState::Streaming(streaming)) => {
+        (Delivery::Streamed, FillState::Streaming(streaming)) if !held => {
             // Without a known size a range cannot be checked: the whole object is sent.
             let size = streaming.head.content_length;
             let range = match size {
@@ -121,6 +104,22 @@ pub(crate) async fn serve(
             let tail = Tail::new(streaming, state, range);
             (with_headers(status, headers, Body::from_stream(tail.into_stream())), expected, source)
         }
+        // Verified delivery, a held fill, or a fill that is verified already: the whole answer
+        // from the verified bytes (a range of them, when asked for and honoured).
+        (Delivery::Verified | Delivery::Streamed, _) => match fill::finished(&mut state).await {
+            Err(error) => return oci_error(&error.to_oci()),
+            Ok(finished) => {
+                let range = if ranged { ranges::requested_range(request, finished.size) } else { Ok(None) };
+                match range {
+                    Ok(range) => (
+                        finished_response(&finished, &served, state, range),
+                        Some(finished.digest.clone()),
+                        finished.streaming.source.clone(),
+                    ),
+                    Err(ranges::Unsatisfiable) => return oci_error(&ranges::not_satisfiable(finished.size)),
+                }
+            }
+        },
     };
     injector::append_headers(response.headers_mut(), &extra);
     response.extensions_mut().insert(ServedBy(source));

@@ -1,6 +1,6 @@
 //! A fill's calls to the control plane: may it store the object (and under which lease), keeping
-//! that lease alive while the bytes flow, recording the stored object — or reporting that the
-//! upstream has no such object.
+//! that lease alive while the bytes flow, may a held fill's clients have the bytes (the admission
+//! verdict), recording the stored object — or reporting that the upstream has no such object.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request};
 use injector::{
     Authorization, AuthorizeRequest, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, FinalizeRequest,
-    NotFoundReport, Purpose, SendDependency, UploadDecision,
+    NotFoundReport, Purpose, SendDependency, UploadDecision, Verdict, VerdictRequest,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +53,7 @@ pub(super) async fn authorize_digest(
         node: gateway.settings.node_id.clone(),
         renew,
     };
-    let answer = match call_upload(gateway, &params.upload.authorize, &call).await {
+    let answer = match call_upload(gateway, &params.upload.authorize, &call, Duration::ZERO).await {
         Ok(body) => serde_json::from_slice::<Authorization>(&body)
             .map_err(|error| GatewayError::BadControlAnswer(error.to_string())),
         Err(error) => Err(error),
@@ -76,7 +76,19 @@ pub(super) async fn finalize(
     params: &SendDependency,
     call: &FinalizeRequest,
 ) -> Result<(), GatewayError> {
-    call_upload(gateway, &params.upload.finalize, call).await.map(drop)
+    call_upload(gateway, &params.upload.finalize, call, Duration::ZERO).await.map(drop)
+}
+
+/// Asks the control plane whether a held fill's clients may have its bytes. The group's admission
+/// hook decides, taking up to the hold's time — which the call is allowed beyond the usual.
+pub(super) async fn verdict(
+    gateway: &Gateway,
+    params: &SendDependency,
+    call: &VerdictRequest,
+) -> Result<Verdict, GatewayError> {
+    let longer = params.hold.map_or(Duration::ZERO, |hold| hold.decides_within());
+    let body = call_upload(gateway, &params.upload.verdict, call, longer).await?;
+    serde_json::from_slice::<Verdict>(&body).map_err(|error| GatewayError::BadControlAnswer(error.to_string()))
 }
 
 /// Tells the control plane the upstream answered 404 for the object, so it answers the next
@@ -86,7 +98,7 @@ pub(super) async fn not_found(gateway: &Gateway, params: &SendDependency) {
         return;
     }
     let call = NotFoundReport { v: CONTRACT_VERSION, kind: params.kind };
-    if let Err(error) = call_upload(gateway, &params.upload.not_found, &call).await {
+    if let Err(error) = call_upload(gateway, &params.upload.not_found, &call, Duration::ZERO).await {
         tracing::debug!(url = %params.first_url(), %error, "cannot report an upstream 404 to the control plane");
     }
 }
@@ -128,11 +140,13 @@ pub(super) fn keep_lease_alive(
     );
 }
 
-/// POSTs an upload call to the control plane and returns its body on 2xx.
+/// POSTs an upload call to the control plane and returns its body on 2xx; the control plane may
+/// take `longer` than its request timeout to answer.
 async fn call_upload<T: serde::Serialize>(
     gateway: &Gateway,
     path: &str,
     body: &T,
+    longer: Duration,
 ) -> Result<Bytes, GatewayError> {
     // The token binds the body's SHA-256: we know it before sending, we built it.
     let json = serde_json::to_vec(body).map_err(GatewayError::EncodeCall)?;
@@ -140,7 +154,7 @@ async fn call_upload<T: serde::Serialize>(
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = path.parse().map_err(|_| GatewayError::InvalidUploadRoute(path.to_owned()))?;
     request.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
-    let (response, _) = gateway.control.call(&gateway.signer, Purpose::Upload, request).await?;
+    let (response, _) = gateway.control.call_allowing(&gateway.signer, Purpose::Upload, request, longer).await?;
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
         .await

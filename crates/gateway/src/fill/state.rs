@@ -11,6 +11,9 @@ use upstream::UpstreamError;
 use super::recent::RecentChunks;
 use crate::error::GatewayError;
 
+/// What a refusal by an admission hook names as its rule (the control plane's word for it too).
+const ADMISSION_RULE: &str = "admission_hook";
+
 /// What upstream said about the object in its response headers.
 #[derive(Debug, Clone)]
 pub(crate) struct UpstreamHead {
@@ -116,6 +119,12 @@ pub(crate) enum FillError {
     GaveWay,
     #[error("the fill task ended without a result")]
     Vanished,
+    /// A held fill's bytes, refused by the group's admission hook (the control plane's words).
+    #[error("{0}")]
+    Refused(String),
+    /// A held fill's verdict could not be had from the control plane.
+    #[error("no admission verdict: {0}")]
+    NoVerdict(String),
 }
 
 impl FillError {
@@ -126,7 +135,8 @@ impl FillError {
         match self {
             FillError::Upstream(UpstreamError::NotFound(_))
             | FillError::ShuttingDown
-            | FillError::GaveWay => true,
+            | FillError::GaveWay
+            | FillError::Refused(_) => true,
             FillError::Upstream(_)
             | FillError::IdleTimeout(_)
             | FillError::Broken(_)
@@ -135,7 +145,8 @@ impl FillError {
             | FillError::Storage(_)
             | FillError::Gateway(_)
             | FillError::FellBehind
-            | FillError::Vanished => false,
+            | FillError::Vanished
+            | FillError::NoVerdict(_) => false,
         }
     }
 
@@ -155,7 +166,9 @@ impl FillError {
             | FillError::ShuttingDown
             | FillError::FellBehind
             | FillError::GaveWay
-            | FillError::Vanished => None,
+            | FillError::Vanished
+            | FillError::Refused(_)
+            | FillError::NoVerdict(_) => None,
         }
     }
 
@@ -191,6 +204,15 @@ impl FillError {
             FillError::Storage(_) | FillError::Gateway(_) | FillError::Vanished | FillError::FellBehind => {
                 OciError::internal("the proxy could not store the object")
             }
+            FillError::Refused(message) => OciError::new(ErrorCode::Denied, message.clone())
+                .with_detail(serde_json::json!({ "rule": ADMISSION_RULE })),
+            // Held, never served unjudged: the control plane's trouble is the client's 503.
+            FillError::NoVerdict(_) => OciError::new(
+                ErrorCode::Unavailable,
+                "the proxy could not have this object judged by its admission hook; retry shortly",
+            )
+            .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            .with_header("Retry-After", "5"),
         }
     }
 }

@@ -2,13 +2,18 @@
 //! ask whether to store, write the bytes to a staged upload while clients tail it, verify, persist,
 //! record (naming the source that served). Runs detached from every client, under the supervisor:
 //! on shutdown past the grace period it aborts its upload (no temp data left) and records nothing.
+//!
+//! A held fill (`hold`: its group's admission hook must allow the bytes first) gives its clients
+//! nothing before the control plane's verdict: asked while the bytes arrive when their digest and
+//! size are known up front, else as soon as they are verified. Refused, it fails with the
+//! control plane's reason and stores nothing.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use injector::{
     Authorization, CONTRACT_VERSION, FinalizeRequest, InjectorError, References, SendDependency, Source,
-    UploadDecision,
+    UploadDecision, Verdict, VerdictRequest,
 };
 use oci::Digest;
 use storage::{ContentHasher, Expectation, StorageError, Upload, Verified};
@@ -126,8 +131,80 @@ async fn fill(
     let expected = Expectation { checksum: params.verify.clone(), size: opened.head.content_length };
     // Held to the end: dropping it stops the lease renewal, however the fill ends.
     let allowed = authorize_and_lease(gateway, params, &opened.head).await?;
-    let streamed = stream(gateway, running, stop, opened, allowed.limit, &expected).await?;
-    settle(gateway, params, running, &allowed.authorization, streamed, &expected).await
+    let (streamed, early) = match early_verdict_call(params, &opened) {
+        // The hook decides while the bytes arrive; the stream failing ends the wait.
+        Some(call) => {
+            let asking = async { Ok::<_, FillError>(control_calls::verdict(gateway, params, &call).await) };
+            let streaming = stream(gateway, running, stop, opened, allowed.limit, &expected);
+            let (streamed, verdict) = tokio::try_join!(streaming, asking)?;
+            (streamed, Some(verdict))
+        }
+        None => (stream(gateway, running, stop, opened, allowed.limit, &expected).await?, None),
+    };
+    let held = Held { stop, early };
+    settle(gateway, params, running, &allowed.authorization, streamed, &expected, held).await
+}
+
+/// A held fill's verdict call made before the bytes are in: when the digest they must have and
+/// their size are known up front (an object fetched by digest).
+fn early_verdict_call(params: &SendDependency, opened: &Opened) -> Option<VerdictRequest> {
+    params.hold?;
+    let digest = params.verify.as_ref().and_then(injector::Checksum::as_digest)?;
+    Some(VerdictRequest {
+        v: CONTRACT_VERSION,
+        kind: params.kind,
+        digest,
+        size: opened.head.content_length?,
+        media_type: opened.head.media_type(&params.default_media_type),
+        upstream: opened.source.upstream.clone(),
+    })
+}
+
+/// What a held fill's end waits on: the verdict asked early, if it was; the stop signal while it
+/// asks now.
+struct Held<'a> {
+    stop: &'a Stop,
+    early: Option<Result<Verdict, GatewayError>>,
+}
+
+/// Whether a fill's clients may have its verified bytes (`digest`, `size`): always, unless the
+/// fill is held; then as the control plane's verdict says — asked early, or now.
+async fn admitted(
+    gateway: &Gateway,
+    params: &SendDependency,
+    held: Held<'_>,
+    streaming: &Streaming,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), FillError> {
+    if params.hold.is_none() {
+        return Ok(());
+    }
+    let verdict = match held.early {
+        Some(verdict) => verdict,
+        None => {
+            let call = VerdictRequest {
+                v: CONTRACT_VERSION,
+                kind: params.kind,
+                digest: digest.clone(),
+                size,
+                media_type: streaming.head.media_type(&params.default_media_type),
+                upstream: streaming.source.clone(),
+            };
+            tokio::select! {
+                verdict = control_calls::verdict(gateway, params, &call) => verdict,
+                stopped = held.stop.requested() => return Err(stopped),
+            }
+        }
+    };
+    match verdict {
+        Ok(Verdict { allow: true, .. }) => Ok(()),
+        Ok(Verdict { reason, .. }) => {
+            tracing::info!(url = %streaming.url, %digest, %reason, "refused by the admission hook; not stored");
+            Err(FillError::Refused(reason))
+        }
+        Err(error) => Err(FillError::NoVerdict(error.to_string())),
+    }
 }
 
 /// The upstream's answer, its body still to read, and the source that gave it.
@@ -334,8 +411,9 @@ async fn stream(
     Ok(Streamed { storing, streaming })
 }
 
-/// The end of a fill whose bytes all arrived: verified against what was expected, then stored
-/// or not as the control plane decided (or as storage allowed).
+/// The end of a fill whose bytes all arrived: verified against what was expected, allowed by the
+/// admission verdict when the fill is held, then stored or not as the control plane decided (or
+/// as storage allowed).
 async fn settle(
     gateway: &Arc<Gateway>,
     params: &SendDependency,
@@ -343,12 +421,14 @@ async fn settle(
     authorization: &Authorization,
     streamed: Streamed,
     expected: &Expectation,
+    held: Held<'_>,
 ) -> Result<Finished, FillError> {
     let Streamed { storing, streaming } = streamed;
     let upload = match storing {
         Storing::Upload(upload) => *upload,
         Storing::PassThrough(hasher) => {
             let storage::Hashed { digest, size, .. } = hasher.verify(expected).map_err(FillError::from)?;
+            admitted(gateway, params, held, &streaming, &digest, size).await?;
             tracing::info!(url = %streaming.url, "streamed without caching: storage failed");
             return Ok(Finished::new(streaming, digest, size, false));
         }
@@ -357,6 +437,8 @@ async fn settle(
         UploadDecision::Store => {
             let verified = upload.verify(expected).await?;
             let (digest, size) = (verified.digest().clone(), verified.size());
+            // Refused: the verified upload goes with this function's end, nothing stored.
+            admitted(gateway, params, held, &streaming, &digest, size).await?;
             let lease_id = match claim(gateway, params, authorization, &digest, size).await {
                 Claim::Granted { lease_id } => lease_id,
                 Claim::Refused => {
@@ -374,6 +456,7 @@ async fn settle(
         }
         UploadDecision::Passthrough { reason } => {
             let verified = upload.verify_and_discard(expected).await?;
+            admitted(gateway, params, held, &streaming, &verified.digest, verified.size).await?;
             tracing::info!(url = %streaming.url, %reason, "streamed without caching");
             Ok(Finished::new(streaming, verified.digest, verified.size, false))
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use cache::{
-    AccessMode, AccessPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits, NameRules, Pins,
-    PullPolicy, TagPatterns,
+    AccessMode, AccessPolicy, AdmissionPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits,
+    NameRules, OnTimeout, Pins, PullPolicy, TagPatterns,
 };
 use gateway::SmallObjectSettings;
 use ipnet::IpNet;
@@ -254,6 +254,13 @@ pub struct GroupEntry {
     /// Serve a cached tag (marked stale) when upstream now answers 404 for it (default false).
     #[serde(default)]
     pub stale_on_404: bool,
+    /// An `http(s)://` URL POSTed a description of each new artifact before it is first served;
+    /// its `{"allow": …, "reason": …}` decides (default: none, no hold).
+    pub admission_hook: Option<String>,
+    /// How long the hook may take to answer (default "30s").
+    pub admission_timeout: Option<String>,
+    /// `deny` (default) or `allow`: what a request gets when the hook does not answer in time.
+    pub admission_on_timeout: Option<String>,
 }
 
 /// `access = "token" | "anonymous"`
@@ -1133,7 +1140,62 @@ fn resolve_pull_policy(entry: &GroupEntry, format: cache::Format) -> anyhow::Res
             )
         })?,
     };
-    Ok(PullPolicy { names, negative_ttl, immutable_tags, stale_on_404: entry.stale_on_404 })
+    let admission = resolve_admission(entry)?.map(std::sync::Arc::new);
+    Ok(PullPolicy { names, negative_ttl, immutable_tags, stale_on_404: entry.stale_on_404, admission })
+}
+
+/// The group's admission hook: its URL checked, its timeout read and bounded, what silence means.
+fn resolve_admission(entry: &GroupEntry) -> anyhow::Result<Option<AdmissionPolicy>> {
+    let path = &entry.path;
+    let Some(hook) = entry.admission_hook.as_deref().map(str::trim) else {
+        for (key, set) in [
+            ("admission_timeout", entry.admission_timeout.is_some()),
+            ("admission_on_timeout", entry.admission_on_timeout.is_some()),
+        ] {
+            if set {
+                bail!("group {path:?}: {key} is set but admission_hook is not: set the hook's URL too, or remove {key}");
+            }
+        }
+        return Ok(None);
+    };
+    let example = "e.g. \"http://scanner.internal:8080/verdict\"";
+    let url = url::Url::parse(hook)
+        .map_err(|error| anyhow::anyhow!("group {path:?}: admission_hook {hook:?} is not a URL ({error}): {example}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        bail!("group {path:?}: admission_hook {hook:?} is not an http:// or https:// URL with a host: {example}");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "group {path:?}: admission_hook {hook:?} has credentials in it, which would be logged: let the \
+             hook trust the proxy by network (or put it behind a local adapter)"
+        );
+    }
+    let timeout = match entry.admission_timeout.as_deref().map(str::trim) {
+        None => defaults::ADMISSION_TIMEOUT,
+        Some(text) => {
+            let timeout = humantime::parse_duration(text).map_err(|error| {
+                anyhow::anyhow!("group {path:?}: admission_timeout {text:?} is not a duration ({error}): e.g. \"30s\", \"2m\"")
+            })?;
+            if timeout.is_zero() || timeout > defaults::MAX_ADMISSION_TIMEOUT {
+                bail!(
+                    "group {path:?}: admission_timeout {text:?} is out of range: give how long the hook may take, \
+                     above 0s and at most {} (the clients of a new artifact wait that long)",
+                    humantime::format_duration(defaults::MAX_ADMISSION_TIMEOUT)
+                );
+            }
+            timeout
+        }
+    };
+    let on_timeout = match entry.admission_on_timeout.as_deref().map(str::trim) {
+        None => OnTimeout::default(),
+        Some("deny") => OnTimeout::Deny,
+        Some("allow") => OnTimeout::Allow,
+        Some(other) => bail!(
+            "group {path:?}: admission_on_timeout {other:?} is neither \"deny\" (refuse what the hook did not \
+             judge in time; the default) nor \"allow\" (serve it)"
+        ),
+    };
+    Ok(Some(AdmissionPolicy { hook: hook.to_owned(), timeout, on_timeout }))
 }
 
 fn resolve_lifecycle(entry: &GroupEntry) -> anyhow::Result<LifecyclePolicy> {
@@ -1836,5 +1898,45 @@ mod tests {
             warnings.iter().any(|warning| warning.contains("\"library/*\" is listed twice")),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn admission_hook_keys_have_defaults_and_check_config_explains_mistakes() {
+        let group = |keys: &str| {
+            format!(
+                "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+                 [[group]]\npath = \"default\"\nupstream = \"lab\"\n{keys}\n"
+            )
+        };
+        let resolve = |keys: &str| Config::resolve(toml::from_str(&group(keys))?, &Overrides::default());
+        assert!(resolve("").unwrap().groups[0].policy.admission.is_none(), "no hook: no hold");
+        let config = resolve("admission_hook = \"http://scanner.internal:8080/verdict\"").unwrap();
+        let admission = config.groups[0].policy.admission.clone().unwrap();
+        assert_eq!(admission.hook, "http://scanner.internal:8080/verdict");
+        assert_eq!((admission.timeout, admission.on_timeout), (defaults::ADMISSION_TIMEOUT, OnTimeout::Deny));
+        let config = resolve(
+            "admission_hook = \"https://scanner.example.com/verdict\"\nadmission_timeout = \"2m\"\n\
+             admission_on_timeout = \"allow\"",
+        )
+        .unwrap();
+        let admission = config.groups[0].policy.admission.clone().unwrap();
+        assert_eq!((admission.timeout, admission.on_timeout), (Duration::from_secs(120), OnTimeout::Allow));
+
+        let error = |keys: &str| format!("{:#}", resolve(keys).unwrap_err());
+        let hook = "admission_hook = \"http://scanner.internal/verdict\"\n";
+        for (keys, says) in [
+            ("admission_hook = \"scanner.internal/verdict\"", "admission_hook \"scanner.internal/verdict\" is not a URL"),
+            ("admission_hook = \"ftp://scanner.internal/verdict\"", "is not an http:// or https:// URL"),
+            ("admission_hook = \"http://ops:s3cret@scanner.internal/\"", "has credentials in it"),
+            (&format!("{hook}admission_timeout = \"soon\""), "admission_timeout \"soon\" is not a duration"),
+            (&format!("{hook}admission_timeout = \"0s\""), "admission_timeout \"0s\" is out of range"),
+            (&format!("{hook}admission_timeout = \"2h\""), "at most 30m"),
+            (&format!("{hook}admission_on_timeout = \"maybe\""), "admission_on_timeout \"maybe\" is neither"),
+            ("admission_timeout = \"10s\"", "admission_timeout is set but admission_hook is not"),
+            ("admission_on_timeout = \"allow\"", "admission_on_timeout is set but admission_hook is not"),
+        ] {
+            let error = error(keys);
+            assert!(error.contains("group \"default\"") && error.contains(says), "{keys}: {error}");
+        }
     }
 }

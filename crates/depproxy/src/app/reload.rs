@@ -1,5 +1,6 @@
 //! A configuration reload on SIGHUP: the file is read and resolved again, and each group's pull
-//! policy — `allow`, `deny`, `negative_ttl`, `immutable_tags`, `stale_on_404` — is put in force for
+//! policy — `allow`, `deny`, `negative_ttl`, `immutable_tags`, `stale_on_404`, the admission hook
+//! (`admission_hook`, `admission_timeout`, `admission_on_timeout`) — is put in force for
 //! the requests that follow, without a restart. Everything else (groups, upstreams, listeners,
 //! storage) needs a restart; a file that does not resolve changes nothing, and says why.
 
@@ -65,8 +66,8 @@ pub(super) fn reload_policies_on_hangup(cache: Arc<Cache>, source: ConfigSource)
             }
             tracing::info!(
                 groups = reloaded.groups,
-                "configuration reloaded: allow, deny, negative_ttl, immutable_tags and stale_on_404 apply to \
-                 the requests from now on; other changes need a restart"
+                "configuration reloaded: allow, deny, negative_ttl, immutable_tags, stale_on_404 and the \
+                 admission hook apply to the requests from now on; other changes need a restart"
             );
         }
     });

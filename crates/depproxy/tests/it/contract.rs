@@ -241,6 +241,7 @@ async fn fake_control_plane(
         object: String::new(),
         transform: Vec::new(),
         client: None,
+        hold: None,
     }))
     .encode()
     .unwrap();
@@ -354,6 +355,7 @@ async fn verifying_control_plane(
         object: String::new(),
         transform,
         client: None,
+        hold: None,
     }))
     .encode()
     .unwrap();

@@ -280,6 +280,15 @@ pub struct RevokedView {
     pub revoked: String,
 }
 
+/// The answer to `DELETE /api/v1/verdicts/{digest}`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ForgottenVerdictsView {
+    /// The object's digest.
+    pub digest: String,
+    /// How many groups' verdicts on it were forgotten.
+    pub forgotten: u64,
+}
+
 /// A purge started: its job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct JobStarted {

@@ -3,8 +3,9 @@
 //! /api/v1/events` (recent errors and denials), tokens (`GET|POST /api/v1/tokens`, `DELETE
 //! /api/v1/tokens/{name}`), `DELETE /api/v1/groups/{path}/cache` (a purge, answered `202` with its
 //! job), `GET /api/v1/groups/{path}/stale` (tags served although gone upstream), `GET
-//! /api/v1/jobs/{id}` (a job's progress), `GET|POST /api/v1/sweep` (the sweeper), and
-//! `GET /api/v1/openapi.json`, generated from these handlers.
+//! /api/v1/jobs/{id}` (a job's progress), `GET|POST /api/v1/sweep` (the sweeper), `DELETE
+//! /api/v1/verdicts/{digest}` (forget the admission hooks' verdicts on an object, so they are
+//! asked again), and `GET /api/v1/openapi.json`, generated from these handlers.
 
 use std::sync::Arc;
 
@@ -21,9 +22,9 @@ use supervisor::Supervisor;
 use utoipa::OpenApi as _;
 
 use crate::api::{
-    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, ErrorView, EventView, GroupView, HourView, JobStarted,
-    JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StaleView, StoreView, TokenView,
-    TrafficView, UpstreamShareView, UpstreamView,
+    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, ErrorView, EventView, ForgottenVerdictsView, GroupView,
+    HourView, JobStarted, JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StaleView, StoreView,
+    TokenView, TrafficView, UpstreamShareView, UpstreamView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;
@@ -42,11 +43,12 @@ pub struct AdminState {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "depproxy admin API", description = "Every call needs an admin access token as Bearer."),
-    paths(groups, stale, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now),
+    paths(groups, stale, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now,
+        forget_verdicts),
     components(schemas(
         StoreView, GroupView, UpstreamShareView, StaleView, TrafficView, HourView, UpstreamView, LastErrorView,
         RateLimitView, FillReport, EventView, TokenView, NewToken, CreatedTokenView, RevokedView, JobStarted,
-        JobView, ErrorEnvelope, ErrorView
+        JobView, ForgottenVerdictsView, ErrorEnvelope, ErrorView
     )),
     modifiers(&AdminTokenScheme),
     security(("admin_token" = []))
@@ -71,6 +73,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/tokens/{name}", axum::routing::delete(revoke_token))
         .route("/api/v1/jobs/{id}", axum::routing::get(job))
         .route("/api/v1/sweep", axum::routing::get(sweeper).post(sweep_now))
+        .route("/api/v1/verdicts/{digest}", axum::routing::delete(forget_verdicts))
         .fallback(|| async { AdminError::NotFound("no such admin API route".into()) })
         .with_state(state);
     crate::page::with_page(api, access)
@@ -389,4 +392,31 @@ async fn job(
         Some(job) => Ok(axum::Json(JobView::from(job)).into_response()),
         None => Err(AdminError::NotFound(format!("no job {id:?}"))),
     }
+}
+
+/// Forgets every group's admission verdict on an object, so its group's hook is asked again: a
+/// refused object on its next request (fetched and held anew), an allowed one that is cached on
+/// its next hit.
+#[utoipa::path(delete, path = "/api/v1/verdicts/{digest}", tag = "admission",
+    params(("digest" = String, Path, description = "The object's digest, `sha256:…`")),
+    responses((status = 200, description = "Forgotten: every node asks the hook again within a second",
+        body = ForgottenVerdictsView),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, description = "No group has a verdict on it", body = ErrorEnvelope)))]
+async fn forget_verdicts(
+    State(state): State<AdminState>,
+    Path(digest): Path<String>,
+    request: Request,
+) -> Result<Response, AdminError> {
+    let caller = admin(&state.access, &request.into_parts().0).await?;
+    let parsed: oci::Digest = digest
+        .parse()
+        .map_err(|error| AdminError::BadRequest(format!("{digest:?} is not a digest (sha256:…): {error}")))?;
+    let forgotten = state.lifecycle.forget_verdicts(&parsed).await?;
+    if forgotten == 0 {
+        return Err(AdminError::NotFound(format!("no admission verdict on {parsed}")));
+    }
+    tracing::info!(target: "depproxy::audit", admin = %caller.name, digest = %parsed, forgotten,
+        "admission verdicts forgotten");
+    Ok(axum::Json(ForgottenVerdictsView { digest: parsed.to_string(), forgotten }).into_response())
 }

@@ -2,7 +2,8 @@
 //! quota and the store-wide quota (least recently read first, pinned tags kept), deletes objects
 //! no group references any more, collects garbage (objects no row knows, stale spools, abandoned
 //! S3 multipart uploads); purges remove what an operator asks for, as jobs with progress; and
-//! statistics say what each group holds and serves.
+//! statistics say what each group holds and serves. Admission verdicts leave only when an operator
+//! asks (`forget_verdicts`).
 //!
 //! Deletion is always the same handshake (`metadata::sweep`): rows go first (in one transaction
 //! with queueing the objects they were the last reference to, and announcing the removal), the
@@ -25,6 +26,7 @@ mod schedule;
 mod settings;
 mod stats;
 mod sweep;
+mod verdicts;
 
 pub use core::Lifecycle;
 pub use error::LifecycleError;

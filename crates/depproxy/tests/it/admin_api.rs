@@ -335,6 +335,7 @@ async fn the_operator_view_groups_upstreams_fills_events_tokens_and_the_openapi_
         "/api/v1/groups/{path}/cache",
         "/api/v1/jobs/{id}",
         "/api/v1/sweep",
+        "/api/v1/verdicts/{digest}",
     ] {
         assert!(document["paths"][path].is_object(), "{path} missing from {document}");
     }

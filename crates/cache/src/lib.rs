@@ -55,6 +55,8 @@ pub use upstreams::{MAX_UPSTREAMS, Upstreams, UpstreamsError, first_answer};
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 #[cfg(test)]
+mod admission_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod upstreams_tests;

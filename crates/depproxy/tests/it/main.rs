@@ -7,6 +7,7 @@ mod support;
 
 mod access;
 mod admin_api;
+mod admission;
 mod cli;
 mod cli_docs;
 mod cli_hints;

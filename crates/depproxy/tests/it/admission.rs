@@ -4,86 +4,15 @@
 //! audited; a hook that does not answer is what `admission_on_timeout` says; the clients of one
 //! fill share one hook call; `DELETE /api/v1/verdicts/{digest}` makes the hook be asked again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::extract::State;
 use cache::Clock;
 use http::StatusCode;
 use metadata::Metadata;
 use testkit::FakeRegistry;
-use tokio::sync::watch;
 
-use crate::support::{Options, TestProxy, client, spawn_server};
-
-/// What the webhook answers for an image name: a verdict, or nothing ever.
-#[derive(Clone)]
-enum Answer {
-    Allow,
-    Deny(&'static str),
-    Never,
-}
-
-/// The test's admission hook: answers per image name (allow when not told), once its gate is
-/// open; keeps every question it was asked.
-#[derive(Clone)]
-struct Webhook {
-    url: String,
-    state: Arc<WebhookState>,
-}
-
-struct WebhookState {
-    answers: Mutex<HashMap<String, Answer>>,
-    questions: Mutex<Vec<serde_json::Value>>,
-    asked: watch::Sender<usize>,
-    open: watch::Sender<bool>,
-}
-
-impl Webhook {
-    async fn start() -> Webhook {
-        let state = Arc::new(WebhookState {
-            answers: Mutex::new(HashMap::new()),
-            questions: Mutex::new(Vec::new()),
-            asked: watch::channel(0).0,
-            open: watch::channel(true).0,
-        });
-        let router = axum::Router::new().route("/verdict", axum::routing::post(verdict)).with_state(state.clone());
-        Webhook { url: format!("{}/verdict", spawn_server(router).await), state }
-    }
-
-    fn answer(&self, name: &str, answer: Answer) {
-        self.state.answers.lock().unwrap().insert(name.to_owned(), answer);
-    }
-
-    fn questions(&self) -> Vec<serde_json::Value> {
-        self.state.questions.lock().unwrap().clone()
-    }
-
-    /// Questions about `name` so far.
-    fn asked_about(&self, name: &str) -> usize {
-        self.questions().iter().filter(|question| question["name"] == name).count()
-    }
-}
-
-async fn verdict(
-    State(state): State<Arc<WebhookState>>,
-    axum::Json(question): axum::Json<serde_json::Value>,
-) -> axum::Json<serde_json::Value> {
-    let name = question["name"].as_str().unwrap_or_default().to_owned();
-    let asked = {
-        let mut questions = state.questions.lock().unwrap();
-        questions.push(question);
-        questions.len()
-    };
-    state.asked.send_replace(asked);
-    let _ = state.open.subscribe().wait_for(|open| *open).await;
-    let answer = state.answers.lock().unwrap().get(&name).cloned().unwrap_or(Answer::Allow);
-    match answer {
-        Answer::Allow => axum::Json(serde_json::json!({ "allow": true })),
-        Answer::Deny(reason) => axum::Json(serde_json::json!({ "allow": false, "reason": reason })),
-        Answer::Never => std::future::pending().await,
-    }
-}
+use crate::support::webhook::{Answer, Webhook};
+use crate::support::{Options, TestProxy, client};
 
 /// `default` held by `hook` (a short timeout; refused when it does not answer), `open` held by it
 /// too but serving what it does not judge in time.
@@ -303,8 +232,8 @@ async fn the_clients_of_one_fill_wait_for_one_hook_call_and_get_the_bytes_at_onc
         let options = Options::toml(&config(&registry, &hook));
         let proxy = Arc::new(TestProxy::start(if split { options.split() } else { options }).await);
         let (manifest, _) = registry.put_image("lab/popular", "v1", &[b"everyone wants this"]);
-        hook.state.open.send_replace(false);
-        let mut asked = hook.state.asked.subscribe();
+        hook.hold_answers();
+        let mut asked = hook.asked();
         let clients: Vec<_> = (0..8)
             .map(|_| {
                 let url = format!("{}/v2/lab/popular/manifests/v1", proxy.url);
@@ -314,7 +243,7 @@ async fn the_clients_of_one_fill_wait_for_one_hook_call_and_get_the_bytes_at_onc
         // The hook is asked (the bytes are in and verified by then); nobody has an answer yet.
         asked.wait_for(|asked| *asked >= 1).await.unwrap();
         assert!(clients.iter().all(|client| !client.is_finished()), "{mode}: held");
-        hook.state.open.send_replace(true);
+        hook.release_answers();
         for client in clients {
             let response = client.await.unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{mode}");

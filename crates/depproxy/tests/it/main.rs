@@ -18,6 +18,7 @@ mod crash;
 mod deb_install;
 mod degraded;
 mod e2e_access;
+mod e2e_admission;
 mod e2e_lifecycle;
 mod e2e_ordered_upstreams;
 mod e2e_policy;

@@ -7,6 +7,7 @@ pub mod backends;
 pub mod logs;
 pub mod processes;
 pub mod switch;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -327,14 +327,20 @@ async fn a_gateway_acts_on_no_injector_its_control_plane_did_not_sign_for_the_re
     }
 }
 
+/// The verdicts a control plane was asked for.
+type VerdictCalls = Arc<std::sync::Mutex<Vec<injector::VerdictRequest>>>;
+
 /// A control plane that answers every client request with `send-dependency` for `url`, verified
-/// against `verify`; authorizes every upload to be stored and records the finalize calls.
+/// against `verify`; authorizes every upload to be stored and records the finalize calls. With
+/// `held`, the fill is held for an admission verdict, which it answers as given, recording the
+/// calls.
 async fn verifying_control_plane(
     secret: &Secret,
     upstream: String,
     url: String,
     verify: Option<injector::Checksum>,
     transform: Vec<injector::Replace>,
+    held: Option<(injector::Verdict, VerdictCalls)>,
 ) -> (String, Arc<std::sync::Mutex<Vec<injector::FinalizeRequest>>>) {
     let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
     let injector = injector::Injector::SendDependency(Box::new(injector::SendDependency {
@@ -355,16 +361,22 @@ async fn verifying_control_plane(
         object: String::new(),
         transform,
         client: None,
-        hold: None,
+        hold: held.is_some().then_some(injector::Hold { decides_within_ms: 5_000 }),
     }))
     .encode()
     .unwrap();
-    let state = Arc::new((RequestVerifier::new(secret), injector, finalized.clone()));
+    let state = Arc::new((RequestVerifier::new(secret), injector, finalized.clone(), held));
     let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
         let state = state.clone();
         async move {
-            let (verifier, injector, finalized) = &*state;
+            let (verifier, injector, finalized, held) = &*state;
             let path = request.uri().path().to_owned();
+            if path.ends_with("/upload/verdict") {
+                let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap();
+                let (verdict, calls) = held.as_ref().expect("a verdict asked of an unheld fill");
+                calls.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+                return axum::Json(verdict.clone()).into_response();
+            }
             if path.ends_with("/upload/authorize") {
                 let answer = injector::Authorization {
                     v: CONTRACT_VERSION,
@@ -416,7 +428,7 @@ async fn a_fill_is_verified_in_the_algorithm_the_control_plane_names() {
             let config = config_for(&upstream.url(), &dir);
             let name = config.upstreams[0].name.clone();
             let (control_url, finalized) =
-                verifying_control_plane(&secret, name, file_url.clone(), Some(declared.clone()), Vec::new())
+                verifying_control_plane(&secret, name, file_url.clone(), Some(declared.clone()), Vec::new(), None)
                     .await;
             let (gateway_url, supervisor) = gateway_of(&config, &control_url, &secret).await;
             let response =
@@ -486,7 +498,7 @@ async fn a_document_reaches_the_client_rewritten_and_is_stored_as_the_upstream_s
     let config = config_for(&upstream.url(), &dir);
     let name = config.upstreams[0].name.clone();
     let url = format!("{}/v2/x/blobs/{stored}", upstream.url());
-    let (control_url, finalized) = verifying_control_plane(&secret, name, url, None, transform).await;
+    let (control_url, finalized) = verifying_control_plane(&secret, name, url, None, transform, None).await;
     let (gateway_url, supervisor) = gateway_of(&config, &control_url, &secret).await;
     let response = client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -503,3 +515,66 @@ async fn a_document_reaches_the_client_rewritten_and_is_stored_as_the_upstream_s
     let object = dir.path().join("blobs/sha256").join(&stored.hex()[..2]).join(stored.hex());
     assert_eq!(std::fs::read(object).unwrap(), document);
 }
+
+/// A held fill (its group's admission hook must allow it) of an artifact served as it streams:
+/// the gateway gives its clients nothing — not a status line — before the verdict, asked with the
+/// digest and size of the bytes; allowed, the clients get them (a range too) and the object is
+/// stored; refused, they get 403 with the control plane's reason and nothing is stored.
+#[tokio::test]
+async fn a_held_fill_answers_its_clients_only_after_the_verdict() {
+    crate::support::install_crypto();
+    let upstream = FakeRegistry::start().await;
+    let bytes = b"a package archive a scanner must see first".to_vec();
+    let stored = upstream.put_blob(bytes.clone());
+    let file_url = format!("{}/v2/x/blobs/{stored}", upstream.url());
+    let secret = Secret::from_bytes([7; 32]);
+    for allow in [true, false] {
+        upstream.clear_log();
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_for(&upstream.url(), &dir);
+        let name = config.upstreams[0].name.clone();
+        let reason = if allow { String::new() } else { "x@1.0 is refused by group default's admission hook: malware".into() };
+        let verdict = injector::Verdict { v: CONTRACT_VERSION, allow, reason: reason.clone() };
+        let calls = VerdictCalls::default();
+        let checksum = Some(injector::Checksum::from(&stored));
+        let (control_url, finalized) = verifying_control_plane(
+            &secret,
+            name.clone(),
+            file_url.clone(),
+            checksum,
+            Vec::new(),
+            Some((verdict, calls.clone())),
+        )
+        .await;
+        let (gateway_url, supervisor) = gateway_of(&config, &control_url, &secret).await;
+        let url = format!("{gateway_url}/v2/lab/x/blobs/{stored}");
+        let whole = client().get(&url).send().await.unwrap();
+        let ranged = client().get(&url).header(http::header::RANGE, "bytes=2-8").send().await.unwrap();
+        let object = dir.path().join("blobs/sha256").join(&stored.hex()[..2]).join(stored.hex());
+        if allow {
+            assert_eq!(whole.status(), StatusCode::OK);
+            assert_eq!(whole.bytes().await.unwrap().as_ref(), bytes.as_slice());
+            assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+            assert_eq!(ranged.bytes().await.unwrap().as_ref(), &bytes[2..=8]);
+        } else {
+            for response in [whole, ranged] {
+                assert_eq!(response.status(), StatusCode::FORBIDDEN);
+                let error: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(error["errors"][0]["code"], "DENIED", "{error}");
+                assert_eq!(error["errors"][0]["message"], reason.as_str(), "{error}");
+                assert_eq!(error["errors"][0]["detail"]["rule"], "admission_hook", "{error}");
+            }
+        }
+        supervisor.shutdown(std::time::Duration::from_secs(10)).await;
+        // This control plane answers every request with a fill: the second request joins the
+        // first fill while it commits, or starts one of its own. Each fill asks once.
+        let calls = calls.lock().unwrap().clone();
+        let fills = upstream.count("GET", "/blobs/");
+        assert!(fills >= 1 && calls.len() == fills, "each fill asked once: {calls:?}, {fills} fills");
+        assert!(calls.iter().all(|call| call.digest == stored && call.size == bytes.len() as u64 && call.upstream == name), "{calls:?}");
+        let finalized = finalized.lock().unwrap().clone();
+        assert_eq!(finalized.len(), if allow { fills } else { 0 }, "allow {allow}: recorded only when allowed");
+        assert_eq!(object.exists(), allow, "allow {allow}: stored only when allowed");
+    }
+}
+

@@ -22,9 +22,9 @@ use supervisor::Supervisor;
 use utoipa::OpenApi as _;
 
 use crate::api::{
-    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, ErrorView, EventView, ForgottenVerdictsView, GroupView,
-    HourView, JobStarted, JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StaleView, StoreView,
-    TokenView, TrafficView, UpstreamShareView, UpstreamView,
+    AdminTokenScheme, CreatedTokenView, ErrorEnvelope, ErrorView, EventView, ForgottenVerdictsView,
+    GroupView, HourView, JobStarted, JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StaleView,
+    StoreView, TokenView, TrafficView, UpstreamShareView, UpstreamView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;

@@ -14,8 +14,8 @@ use tokio::sync::watch;
 
 use crate::testing::{NEGATIVE_TTL, TestCache, test_cache};
 use crate::{
-    AdmissionHook, AdmissionPolicy, AdmissionQuestion, AdmittedBy, CacheError, Decision, HookVerdict, OnTimeout,
-    PullPolicy, Resolved, StoredObject,
+    AdmissionHook, AdmissionPolicy, AdmissionQuestion, AdmittedBy, CacheError, Decision, HookVerdict,
+    OnTimeout, PullPolicy, Resolved, StoredObject,
 };
 
 /// A hook that answers what it is set to (`None`: never), once its gate is open, counting calls.
@@ -206,7 +206,10 @@ async fn an_allowed_manifest_is_served_and_one_cached_before_the_hook_is_judged_
 
     // Cached before the group had a hook: its first hit asks.
     let (older, _) = setup.upstream.put_image("lab/app", "v0", &[b"zero"]);
-    cache.record_manifest(&setup.resolved, &reference("v0"), manifest_object(&older), &[], None).await.unwrap();
+    cache
+        .record_manifest(&setup.resolved, &reference("v0"), manifest_object(&older), &[], None)
+        .await
+        .unwrap();
     setup.answer(false, "");
     match setup.manifest(&reference("v0")).await {
         Err(CacheError::AdmissionRefused { digest, reason, by: AdmittedBy::Hook }) => {
@@ -234,7 +237,11 @@ async fn a_hook_that_does_not_answer_is_what_admission_on_timeout_says_for_a_whi
             "{}",
             admission.reason
         );
-        assert_eq!(setup.test.metadata.find_verdict(&group(), &digest).await.unwrap(), None, "no verdict stored");
+        assert_eq!(
+            setup.test.metadata.find_verdict(&group(), &digest).await.unwrap(),
+            None,
+            "no verdict stored"
+        );
         // Remembered by this node for a while: not asked (nor waited for) again.
         let again = setup.admit(&reference("v1"), &manifest_object(&digest)).await;
         assert_eq!(again, admission);
@@ -283,6 +290,10 @@ async fn groups_without_a_hook_hold_nothing() {
         other => panic!("{other:?}"),
     }
     let digest = Digest::of(b"whatever");
-    let admission = test.cache.admit_fill(&resolved, ObjectKind::Manifest, &reference("v1"), &manifest_object(&digest)).await.unwrap();
+    let admission = test
+        .cache
+        .admit_fill(&resolved, ObjectKind::Manifest, &reference("v1"), &manifest_object(&digest))
+        .await
+        .unwrap();
     assert!(admission.allow, "a hook removed by a reload holds nothing back");
 }

@@ -9,6 +9,7 @@
 
 mod access_policy;
 mod admission;
+mod admission_checks;
 mod catalog;
 mod decision;
 mod error;
@@ -52,10 +53,10 @@ pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings, CommitObserver};
 pub use upstreams::{MAX_UPSTREAMS, Upstreams, UpstreamsError, first_answer};
 
-#[cfg(any(test, feature = "test-support"))]
-pub mod testing;
 #[cfg(test)]
 mod admission_tests;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

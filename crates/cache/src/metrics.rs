@@ -74,7 +74,9 @@ impl CacheMetrics {
     }
 
     pub(crate) fn admission_decided(&self, group: &GroupPath, outcome: &'static str) {
-        self.admission_decisions.get_or_create(&VerdictLabels { group: group.as_str().to_owned(), outcome }).inc();
+        self.admission_decisions
+            .get_or_create(&VerdictLabels { group: group.as_str().to_owned(), outcome })
+            .inc();
     }
 
     pub(crate) fn admission_refused(&self, group: &GroupPath) {
@@ -83,7 +85,9 @@ impl CacheMetrics {
 
     /// Admission hook calls of `group` that ended with `outcome` (for tests and the operator).
     pub fn admission_decisions_count(&self, group: &GroupPath, outcome: &'static str) -> u64 {
-        self.admission_decisions.get_or_create(&VerdictLabels { group: group.as_str().to_owned(), outcome }).get()
+        self.admission_decisions
+            .get_or_create(&VerdictLabels { group: group.as_str().to_owned(), outcome })
+            .get()
     }
 
     pub(crate) fn policy_refused(&self, group: &GroupPath) {

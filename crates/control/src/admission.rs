@@ -1,75 +1,13 @@
-//! The control plane's side of a group's admission hook: the HTTP client that asks the hook (a
-//! POST of the object's description, answered `{"allow": true|false, "reason": "…"}`), and how a
-//! refusal is worded for the client and audited — a request refused by a remembered verdict as an
-//! audit denial with its client, a held fill refused by the hook's answer as one for the object.
+//! How a refusal by a group's admission hook is worded for the client and audited: a request
+//! refused (by a remembered verdict, or by the hook asked for it) as an audit denial with its
+//! client, a held fill refused by the hook's answer as one for the object.
 
-use std::time::Duration;
-
-use cache::{AdmissionQuestion, AdmittedBy, CacheError, HookVerdict, Resolved};
+use cache::{AdmittedBy, CacheError, Resolved};
 use oci::{Digest, Reference};
 
 use crate::caller::Caller;
-use crate::error::ControlError;
+use crate::error::{ADMISSION_RULE, ControlError};
 use crate::plane::ControlPlane;
-
-/// Largest answer read from a hook.
-const MAX_HOOK_ANSWER: usize = 64 * 1024;
-/// Longest wait for a connection to a hook (the whole call is bounded by `admission_timeout`).
-const HOOK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Asks hooks over HTTP(S).
-pub(crate) struct HttpHook {
-    client: reqwest::Client,
-}
-
-impl HttpHook {
-    pub(crate) fn new() -> Result<Self, reqwest::Error> {
-        // Straight to the hook, never through an `HTTP_PROXY` from the environment: it is a
-        // service of the operator's, and what it is told names what the proxy's clients pull.
-        let client = reqwest::Client::builder()
-            .connect_timeout(HOOK_CONNECT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()?;
-        Ok(HttpHook { client })
-    }
-}
-
-impl cache::AdmissionHook for HttpHook {
-    fn ask<'a>(
-        &'a self,
-        url: &'a str,
-        question: &'a AdmissionQuestion,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<HookVerdict, String>> + Send + 'a>> {
-        Box::pin(async move {
-            let mut response = self
-                .client
-                .post(url)
-                .json(question)
-                .send()
-                .await
-                .map_err(|error| format!("cannot reach it: {}", telemetry::error_chain(&error)))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(format!("it answered {status}"));
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|error| format!("its answer broke off: {}", telemetry::error_chain(&error)))?
-            {
-                if body.len() + chunk.len() > MAX_HOOK_ANSWER {
-                    return Err(format!("its answer is over {MAX_HOOK_ANSWER} bytes"));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            serde_json::from_slice::<HookVerdict>(&body).map_err(|error| {
-                format!("its answer is not {{\"allow\": true|false, \"reason\": \"…\"}}: {error}")
-            })
-        })
-    }
-}
 
 /// What was refused, as the client named it: `library/alpine:3.20`, `library/alpine@sha256:…`.
 fn what(resolved: &Resolved, reference: &Reference) -> String {
@@ -138,6 +76,3 @@ pub(crate) fn refused_fill(resolved: &Resolved, reference: &Reference, digest: &
         image = %what(resolved, reference), rule = "admission_hook", digest = %digest, reason = %reason,
         "first pull refused by the admission hook");
 }
-
-/// What a refusal's `detail.rule` says.
-pub(crate) const ADMISSION_RULE: &str = "admission_hook";

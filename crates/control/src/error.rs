@@ -7,6 +7,9 @@ use http::StatusCode;
 use injector::CONTRACT_VERSION;
 use oci::{ErrorCode, OciError};
 
+/// What a refusal by a group's admission hook names as its rule (`detail.rule`).
+pub(crate) const ADMISSION_RULE: &str = "admission_hook";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// A client-facing answer decided by validation or policy.
@@ -80,7 +83,7 @@ impl ControlError {
             // this is the bare refusal.
             ControlError::Cache(CacheError::AdmissionRefused { reason, .. }) => {
                 OciError::new(ErrorCode::Denied, format!("refused by the admission hook: {reason}"))
-                    .with_detail(serde_json::json!({ "rule": crate::admission::ADMISSION_RULE }))
+                    .with_detail(serde_json::json!({ "rule": ADMISSION_RULE }))
             }
             ControlError::Cache(CacheError::Metadata(_))
             | ControlError::Injector(_)

@@ -9,6 +9,7 @@
 //! Every route requires the gateway's signed internal token.
 
 mod admission;
+mod admission_hook;
 mod authenticate;
 mod authorize;
 mod caller;

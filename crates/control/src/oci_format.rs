@@ -139,8 +139,9 @@ pub(crate) async fn decide(
                 }
                 None => control.cache.manifest(&resolved, &reference, head).await,
             };
-            let decision = decision
-                .map_err(|error| admission::refused_request(control, &caller, &resolved, &reference, error))?;
+            let decision = decision.map_err(|error| {
+                admission::refused_request(control, &caller, &resolved, &reference, error)
+            })?;
             Ok(render::decision(decision, &SERVING, uri, resolved.group.path.as_str(), caller.address))
         }
         Endpoint::Blob { image, digest } => {

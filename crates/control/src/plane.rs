@@ -38,7 +38,7 @@ pub type FillReportSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 impl ControlPlane {
     pub fn new(parts: ControlParts) -> Arc<Self> {
         // Groups may gain a hook on a reload: the client is there for them from the start.
-        match crate::admission::HttpHook::new() {
+        match crate::admission_hook::HttpHook::new() {
             Ok(hook) => parts.cache.use_admission_hook(Arc::new(hook)),
             Err(error) => tracing::error!(%error,
                 "cannot build the admission hooks' HTTP client; groups with admission_hook get no verdict"),

@@ -125,9 +125,9 @@ fn send_dependency(fetch: Fetch, serving: &Serving, uri: &Uri, group: &str, clie
         object: rules.object,
         transform: Vec::new(),
         client: Some(client),
-        hold: fetch.hold.map(|within| Hold {
-            decides_within_ms: u64::try_from(within.as_millis()).unwrap_or(u64::MAX),
-        }),
+        hold: fetch
+            .hold
+            .map(|within| Hold { decides_within_ms: u64::try_from(within.as_millis()).unwrap_or(u64::MAX) }),
     })))
 }
 

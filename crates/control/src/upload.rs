@@ -182,7 +182,8 @@ async fn verdict(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Resul
         media_type: call.media_type,
         upstream: call.upstream,
     };
-    let admission = control.cache.admit_fill(&target.resolved, target.kind, &target.reference, &object).await?;
+    let admission =
+        control.cache.admit_fill(&target.resolved, target.kind, &target.reference, &object).await?;
     let reason = if admission.allow {
         String::new()
     } else {

@@ -1153,16 +1153,21 @@ fn resolve_admission(entry: &GroupEntry) -> anyhow::Result<Option<AdmissionPolic
             ("admission_on_timeout", entry.admission_on_timeout.is_some()),
         ] {
             if set {
-                bail!("group {path:?}: {key} is set but admission_hook is not: set the hook's URL too, or remove {key}");
+                bail!(
+                    "group {path:?}: {key} is set but admission_hook is not: set the hook's URL too, or remove {key}"
+                );
             }
         }
         return Ok(None);
     };
     let example = "e.g. \"http://scanner.internal:8080/verdict\"";
-    let url = url::Url::parse(hook)
-        .map_err(|error| anyhow::anyhow!("group {path:?}: admission_hook {hook:?} is not a URL ({error}): {example}"))?;
+    let url = url::Url::parse(hook).map_err(|error| {
+        anyhow::anyhow!("group {path:?}: admission_hook {hook:?} is not a URL ({error}): {example}")
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        bail!("group {path:?}: admission_hook {hook:?} is not an http:// or https:// URL with a host: {example}");
+        bail!(
+            "group {path:?}: admission_hook {hook:?} is not an http:// or https:// URL with a host: {example}"
+        );
     }
     if !url.username().is_empty() || url.password().is_some() {
         bail!(
@@ -1925,7 +1930,10 @@ mod tests {
         let error = |keys: &str| format!("{:#}", resolve(keys).unwrap_err());
         let hook = "admission_hook = \"http://scanner.internal/verdict\"\n";
         for (keys, says) in [
-            ("admission_hook = \"scanner.internal/verdict\"", "admission_hook \"scanner.internal/verdict\" is not a URL"),
+            (
+                "admission_hook = \"scanner.internal/verdict\"",
+                "admission_hook \"scanner.internal/verdict\" is not a URL",
+            ),
             ("admission_hook = \"ftp://scanner.internal/verdict\"", "is not an http:// or https:// URL"),
             ("admission_hook = \"http://ops:s3cret@scanner.internal/\"", "has credentials in it"),
             (&format!("{hook}admission_timeout = \"soon\""), "admission_timeout \"soon\" is not a duration"),

@@ -69,7 +69,11 @@ impl ControlChannel {
             builder = builder.tls_certs_only(certificates).https_only(true);
         }
         let client = builder.build().map_err(|error| GatewayError::ControlUnreachable(error.to_string()))?;
-        Ok(ControlChannel::Http { client, base_url: base_url.trim_end_matches('/').to_owned(), request_timeout })
+        Ok(ControlChannel::Http {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            request_timeout,
+        })
     }
 
     /// Sends `request` for `purpose` (signed, over HTTP); returns the answer and, over HTTP, the

@@ -599,7 +599,8 @@ mod tests {
 
     #[test]
     fn a_verdict_says_allow_and_why() {
-        let refused = Verdict { v: CONTRACT_VERSION, allow: false, reason: "CVE-2024-0001 (critical)".into() };
+        let refused =
+            Verdict { v: CONTRACT_VERSION, allow: false, reason: "CVE-2024-0001 (critical)".into() };
         let text = serde_json::to_string(&refused).unwrap();
         assert_eq!(text, r#"{"v":4,"allow":false,"reason":"CVE-2024-0001 (critical)"}"#);
         assert_eq!(serde_json::from_str::<Verdict>(&text).unwrap(), refused);

@@ -20,18 +20,26 @@ pub struct VerdictRecord {
 impl Metadata {
     /// The verdict `group`'s hook gave on `digest`, if any.
     pub async fn find_verdict(&self, group: &GroupPath, digest: &Digest) -> Result<Option<VerdictRecord>> {
-        const SQL: &str =
-            "SELECT allowed, reason, decided_at FROM admission_verdicts WHERE group_path = $1 AND digest = $2";
+        const SQL: &str = "SELECT allowed, reason, decided_at FROM admission_verdicts WHERE group_path = $1 AND digest = $2";
         let row: Option<(i64, String, i64)> = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(group.as_str())
             .bind(digest.to_string())
             .fetch_optional(pool)
             .await?);
-        Ok(row.map(|(allowed, reason, decided_at)| VerdictRecord { allowed: allowed != 0, reason, decided_at }))
+        Ok(row.map(|(allowed, reason, decided_at)| VerdictRecord {
+            allowed: allowed != 0,
+            reason,
+            decided_at,
+        }))
     }
 
     /// Records (or replaces) `group`'s verdict on `digest`.
-    pub async fn record_verdict(&self, group: &GroupPath, digest: &Digest, verdict: &VerdictRecord) -> Result<()> {
+    pub async fn record_verdict(
+        &self,
+        group: &GroupPath,
+        digest: &Digest,
+        verdict: &VerdictRecord,
+    ) -> Result<()> {
         const SQL: &str = "INSERT INTO admission_verdicts (group_path, digest, allowed, reason, decided_at) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (group_path, digest) DO UPDATE SET allowed = excluded.allowed, \

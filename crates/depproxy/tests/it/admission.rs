@@ -53,7 +53,8 @@ async fn error_of(response: reqwest::Response) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn a_new_image_is_served_once_the_hook_allows_it_and_a_refusal_is_remembered_audited_and_forgotten_on_request() {
+async fn a_new_image_is_served_once_the_hook_allows_it_and_a_refusal_is_remembered_audited_and_forgotten_on_request()
+ {
     record_events();
     for split in [false, true] {
         let mode = if split { "split" } else { "serve" };
@@ -77,7 +78,10 @@ async fn a_new_image_is_served_once_the_hook_allows_it_and_a_refusal_is_remember
             "{mode}: {question}"
         );
         assert_eq!(question["digest"], good.to_string());
-        assert_eq!((&question["upstream"], &question["upstream_url"]), (&"lab".into(), &registry.url().into()));
+        assert_eq!(
+            (&question["upstream"], &question["upstream_url"]),
+            (&"lab".into(), &registry.url().into())
+        );
         assert!(question["size"].as_u64().unwrap() > 0 && question["media_type"].is_string(), "{question}");
         // Its layer is not held; the manifest's hits are not asked about again.
         let layer = get(&format!("{}/v2/lab/good/blobs/{}", proxy.url, good_layers[0])).await;
@@ -99,7 +103,9 @@ async fn a_new_image_is_served_once_the_hook_allows_it_and_a_refusal_is_remember
         let message = error["message"].as_str().unwrap();
         assert!(
             message.contains("lab/bad:v1")
-                && message.contains("refused by group default's admission hook: CVE-2024-0001 (critical) in openssl"),
+                && message.contains(
+                    "refused by group default's admission hook: CVE-2024-0001 (critical) in openssl"
+                ),
             "{mode}: {message}"
         );
         proxy.fills_settled().await;
@@ -139,12 +145,18 @@ async fn a_new_image_is_served_once_the_hook_allows_it_and_a_refusal_is_remember
 
         // Forgotten on request: asked again at the next pull, which the hook now allows.
         let forget = |digest: &oci::Digest| {
-            client().delete(format!("{}/api/v1/verdicts/{digest}", proxy.admin_url)).bearer_auth(&token).send()
+            client()
+                .delete(format!("{}/api/v1/verdicts/{digest}", proxy.admin_url))
+                .bearer_auth(&token)
+                .send()
         };
         let forgotten = forget(&bad).await.unwrap();
         assert_eq!(forgotten.status(), StatusCode::OK, "{mode}");
         let forgotten: serde_json::Value = forgotten.json().await.unwrap();
-        assert_eq!((forgotten["digest"].as_str(), forgotten["forgotten"].as_u64()), (Some(bad.to_string().as_str()), Some(1)));
+        assert_eq!(
+            (forgotten["digest"].as_str(), forgotten["forgotten"].as_u64()),
+            (Some(bad.to_string().as_str()), Some(1))
+        );
         hook.answer("lab/bad", Answer::Allow);
         let now_allowed = get(&format!("{}/v2/lab/bad/manifests/v1", proxy.url)).await;
         assert_eq!(now_allowed.status(), StatusCode::OK, "{mode}");
@@ -209,7 +221,8 @@ async fn a_hook_that_does_not_answer_in_time_is_what_admission_on_timeout_says()
     assert_eq!(hook.asked_about("lab/slow"), asked);
 
     // `open` serves it (and stores it) when its hook does not answer.
-    let served = get(&format!("{}/v2/open/dependency_proxy/containers/lab/slow/manifests/v1", proxy.url)).await;
+    let served =
+        get(&format!("{}/v2/open/dependency_proxy/containers/lab/slow/manifests/v1", proxy.url)).await;
     assert_eq!(served.status(), StatusCode::OK);
     assert_eq!(oci::Digest::of(&served.bytes().await.unwrap()), slow);
     proxy.fills_settled().await;

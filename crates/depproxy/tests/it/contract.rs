@@ -427,9 +427,15 @@ async fn a_fill_is_verified_in_the_algorithm_the_control_plane_names() {
             let dir = tempfile::tempdir().unwrap();
             let config = config_for(&upstream.url(), &dir);
             let name = config.upstreams[0].name.clone();
-            let (control_url, finalized) =
-                verifying_control_plane(&secret, name, file_url.clone(), Some(declared.clone()), Vec::new(), None)
-                    .await;
+            let (control_url, finalized) = verifying_control_plane(
+                &secret,
+                name,
+                file_url.clone(),
+                Some(declared.clone()),
+                Vec::new(),
+                None,
+            )
+            .await;
             let (gateway_url, supervisor) = gateway_of(&config, &control_url, &secret).await;
             let response =
                 client().get(format!("{gateway_url}/v2/lab/x/blobs/{stored}")).send().await.unwrap();
@@ -533,7 +539,11 @@ async fn a_held_fill_answers_its_clients_only_after_the_verdict() {
         let dir = tempfile::tempdir().unwrap();
         let config = config_for(&upstream.url(), &dir);
         let name = config.upstreams[0].name.clone();
-        let reason = if allow { String::new() } else { "x@1.0 is refused by group default's admission hook: malware".into() };
+        let reason = if allow {
+            String::new()
+        } else {
+            "x@1.0 is refused by group default's admission hook: malware".into()
+        };
         let verdict = injector::Verdict { v: CONTRACT_VERSION, allow, reason: reason.clone() };
         let calls = VerdictCalls::default();
         let checksum = Some(injector::Checksum::from(&stored));
@@ -571,10 +581,18 @@ async fn a_held_fill_answers_its_clients_only_after_the_verdict() {
         let calls = calls.lock().unwrap().clone();
         let fills = upstream.count("GET", "/blobs/");
         assert!(fills >= 1 && calls.len() == fills, "each fill asked once: {calls:?}, {fills} fills");
-        assert!(calls.iter().all(|call| call.digest == stored && call.size == bytes.len() as u64 && call.upstream == name), "{calls:?}");
+        assert!(
+            calls.iter().all(|call| call.digest == stored
+                && call.size == bytes.len() as u64
+                && call.upstream == name),
+            "{calls:?}"
+        );
         let finalized = finalized.lock().unwrap().clone();
-        assert_eq!(finalized.len(), if allow { fills } else { 0 }, "allow {allow}: recorded only when allowed");
+        assert_eq!(
+            finalized.len(),
+            if allow { fills } else { 0 },
+            "allow {allow}: recorded only when allowed"
+        );
         assert_eq!(object.exists(), allow, "allow {allow}: stored only when allowed");
     }
 }
-

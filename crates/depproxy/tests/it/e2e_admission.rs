@@ -95,7 +95,9 @@ fn skopeo_pulls_what_the_hook_allows_and_is_refused_what_it_refuses_until_the_ve
     // Refused: skopeo shows the hook's reason; refused again without asking the hook.
     let refused = skopeo_refused(&format!("{}/lab/medium:v1", proxy.address()), &out);
     assert!(
-        refused.contains("refused by group default's admission hook: CVE-2024-0001 (critical) in libexample 1.2"),
+        refused.contains(
+            "refused by group default's admission hook: CVE-2024-0001 (critical) in libexample 1.2"
+        ),
         "skopeo shows the reason: {refused}"
     );
     let refused = skopeo_refused(&format!("{}/lab/medium:v1", proxy.address()), &out);
@@ -108,7 +110,10 @@ fn skopeo_pulls_what_the_hook_allows_and_is_refused_what_it_refuses_until_the_ve
         .map(|question| question["digest"].as_str().unwrap().to_owned())
         .unwrap();
     let stored = crate::support::processes::stored_object_hashes(proxy.data_dir.path());
-    assert!(stored.iter().all(|(name, _)| !medium.ends_with(name.as_str())), "a refused manifest is not stored");
+    assert!(
+        stored.iter().all(|(name, _)| !medium.ends_with(name.as_str())),
+        "a refused manifest is not stored"
+    );
 
     // The refusal is an audit denial in the admin API's events.
     let token = admin_token(&proxy);

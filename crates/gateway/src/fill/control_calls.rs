@@ -88,7 +88,8 @@ pub(super) async fn verdict(
 ) -> Result<Verdict, GatewayError> {
     let longer = params.hold.map_or(Duration::ZERO, |hold| hold.decides_within());
     let body = call_upload(gateway, &params.upload.verdict, call, longer).await?;
-    serde_json::from_slice::<Verdict>(&body).map_err(|error| GatewayError::BadControlAnswer(error.to_string()))
+    serde_json::from_slice::<Verdict>(&body)
+        .map_err(|error| GatewayError::BadControlAnswer(error.to_string()))
 }
 
 /// Tells the control plane the upstream answered 404 for the object, so it answers the next
@@ -154,7 +155,8 @@ async fn call_upload<T: serde::Serialize>(
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = path.parse().map_err(|_| GatewayError::InvalidUploadRoute(path.to_owned()))?;
     request.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTRACT_CONTENT_TYPE));
-    let (response, _) = gateway.control.call_allowing(&gateway.signer, Purpose::Upload, request, longer).await?;
+    let (response, _) =
+        gateway.control.call_allowing(&gateway.signer, Purpose::Upload, request, longer).await?;
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
         .await

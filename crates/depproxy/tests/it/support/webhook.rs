@@ -41,7 +41,8 @@ impl Webhook {
             asked: watch::channel(0).0,
             open: watch::channel(true).0,
         });
-        let router = axum::Router::new().route("/verdict", axum::routing::post(verdict)).with_state(state.clone());
+        let router =
+            axum::Router::new().route("/verdict", axum::routing::post(verdict)).with_state(state.clone());
         Webhook { url: format!("{}/verdict", spawn_server(router).await), state }
     }
 

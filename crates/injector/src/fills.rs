@@ -15,7 +15,8 @@ pub struct FillReport {
     /// What it fetches as the upstream names it, e.g. `library/alpine:3.20` or
     /// `library/alpine@sha256:…` (never with a query: presigned parts).
     pub object: String,
-    /// `connecting`, `streaming` or `finishing` (verified, being made durable and recorded).
+    /// `connecting`, `streaming`, `verdict` (a held fill's bytes are in; its group's admission
+    /// hook decides) or `finishing` (verified, being made durable and recorded).
     pub phase: String,
     pub bytes_done: u64,
     /// As upstream announced it; `None` for a chunked answer.

@@ -14,13 +14,13 @@ use testkit::FakeRegistry;
 use crate::support::webhook::{Answer, Webhook};
 use crate::support::{Options, TestProxy, client};
 
-/// `default` held by `hook` (a short timeout; refused when it does not answer), `open` held by it
-/// too but serving what it does not judge in time.
-fn config(registry: &FakeRegistry, hook: &Webhook) -> String {
+/// `default` held by `hook` (refused when it does not answer within `timeout`), `open` held by it
+/// too but serving what it does not judge in time, `plain` not held.
+fn config(registry: &FakeRegistry, hook: &Webhook, timeout: &str) -> String {
     format!(
         "[[upstream]]\nname = \"lab\"\nurl = \"{}\"\n\
-         [[group]]\npath = \"default\"\nupstream = \"lab\"\nadmission_hook = \"{hook}\"\nadmission_timeout = \"1s\"\n\
-         [[group]]\npath = \"open\"\nupstream = \"lab\"\nadmission_hook = \"{hook}\"\nadmission_timeout = \"1s\"\n\
+         [[group]]\npath = \"default\"\nupstream = \"lab\"\nadmission_hook = \"{hook}\"\nadmission_timeout = \"{timeout}\"\n\
+         [[group]]\npath = \"open\"\nupstream = \"lab\"\nadmission_hook = \"{hook}\"\nadmission_timeout = \"{timeout}\"\n\
          admission_on_timeout = \"allow\"\n\
          [[group]]\npath = \"plain\"\nupstream = \"lab\"\n",
         registry.url(),
@@ -60,7 +60,7 @@ async fn a_new_image_is_served_once_the_hook_allows_it_and_a_refusal_is_remember
         let mode = if split { "split" } else { "serve" };
         let registry = FakeRegistry::start().await;
         let hook = Webhook::start().await;
-        let options = Options::toml(&config(&registry, &hook));
+        let options = Options::toml(&config(&registry, &hook, "10s"));
         let proxy = TestProxy::start(if split { options.split() } else { options }).await;
         let (good, good_layers) = registry.put_image("lab/good", "v1", &[b"a clean layer"]);
         let (bad, _) = registry.put_image("lab/bad", "v1", &[b"a vulnerable layer"]);
@@ -197,7 +197,7 @@ async fn a_new_image_is_served_once_the_hook_allows_it_and_a_refusal_is_remember
 async fn a_hook_that_does_not_answer_in_time_is_what_admission_on_timeout_says() {
     let registry = FakeRegistry::start().await;
     let hook = Webhook::start().await;
-    let proxy = TestProxy::start(Options::toml(&config(&registry, &hook))).await;
+    let proxy = TestProxy::start(Options::toml(&config(&registry, &hook, "1s"))).await;
     let (slow, _) = registry.put_image("lab/slow", "v1", &[b"a layer nobody judges"]);
     hook.answer("lab/slow", Answer::Never);
 
@@ -242,7 +242,7 @@ async fn the_clients_of_one_fill_wait_for_one_hook_call_and_get_the_bytes_at_onc
         let mode = if split { "split" } else { "serve" };
         let registry = FakeRegistry::start().await;
         let hook = Webhook::start().await;
-        let options = Options::toml(&config(&registry, &hook));
+        let options = Options::toml(&config(&registry, &hook, "30s"));
         let proxy = Arc::new(TestProxy::start(if split { options.split() } else { options }).await);
         let (manifest, _) = registry.put_image("lab/popular", "v1", &[b"everyone wants this"]);
         hook.hold_answers();
@@ -256,6 +256,31 @@ async fn the_clients_of_one_fill_wait_for_one_hook_call_and_get_the_bytes_at_onc
         // The hook is asked (the bytes are in and verified by then); nobody has an answer yet.
         asked.wait_for(|asked| *asked >= 1).await.unwrap();
         assert!(clients.iter().all(|client| !client.is_finished()), "{mode}: held");
+        // Operators see it waiting for its verdict (a split gateway reports every second).
+        let token = admin_token(&proxy).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let fills: serde_json::Value = client()
+                .get(format!("{}/api/v1/fills", proxy.admin_url))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let waiting = fills.as_array().unwrap().iter().any(|fill| {
+                fill["object"] == "lab/popular:v1" && fill["phase"] == "verdict" && fill["clients"] == 0
+            });
+            if waiting {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{mode}: no fill waiting for its verdict: {fills}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         hook.release_answers();
         for client in clients {
             let response = client.await.unwrap();

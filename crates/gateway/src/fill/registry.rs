@@ -98,8 +98,9 @@ impl Fills {
                     FillState::Connecting => ("connecting", 0, None, 0),
                     FillState::Streaming(streaming) => {
                         upstream = &streaming.source;
+                        let waiting = streaming.awaiting_verdict.load(std::sync::atomic::Ordering::Relaxed);
                         (
-                            "streaming",
+                            if waiting { "verdict" } else { "streaming" },
                             *streaming.recent.received().borrow(),
                             streaming.head.content_length,
                             streaming.recent.attached(),

@@ -41,6 +41,8 @@ pub(crate) struct Streaming {
     pub source: String,
     /// The URL it was fetched at (for logs).
     pub url: String,
+    /// A held fill whose bytes are all in, waiting for its admission verdict (for the report).
+    pub awaiting_verdict: std::sync::atomic::AtomicBool,
 }
 
 /// A fill that finished and verified.

@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use injector::{
     Authorization, CONTRACT_VERSION, FinalizeRequest, InjectorError, References, SendDependency, Source,
@@ -135,7 +136,11 @@ async fn fill(
         // The hook decides while the bytes arrive; the stream failing ends the wait.
         Some(call) => {
             let asking = async { Ok::<_, FillError>(control_calls::verdict(gateway, params, &call).await) };
-            let streaming = stream(gateway, running, stop, opened, allowed.limit, &expected);
+            let streaming = async {
+                let streamed = stream(gateway, running, stop, opened, allowed.limit, &expected).await?;
+                streamed.streaming.awaiting_verdict.store(true, Ordering::Relaxed);
+                Ok(streamed)
+            };
             let (streamed, verdict) = tokio::try_join!(streaming, asking)?;
             (streamed, Some(verdict))
         }
@@ -180,6 +185,7 @@ async fn admitted(
     if params.hold.is_none() {
         return Ok(());
     }
+    streaming.awaiting_verdict.store(true, Ordering::Relaxed);
     let verdict = match held.early {
         Some(verdict) => verdict,
         None => {
@@ -357,8 +363,14 @@ async fn stream(
         Storing::Upload(upload) => Some(upload.spool_reader()),
         Storing::PassThrough(_) => None,
     };
-    let streaming =
-        Arc::new(Streaming { head, recent: recent.clone(), spool, source: source.upstream, url: source.url });
+    let streaming = Arc::new(Streaming {
+        head,
+        recent: recent.clone(),
+        spool,
+        source: source.upstream,
+        url: source.url,
+        awaiting_verdict: AtomicBool::new(false),
+    });
     running.state.send_replace(FillState::Streaming(streaming.clone()));
 
     let idle = gateway.settings.idle_timeout;

@@ -4,7 +4,9 @@
 //! leases across nodes, and the hit/miss [`Decision`] the control plane renders into an injector.
 //! Each format's decisions live in a module of their own (`oci_decisions`); the rest is shared —
 //! each group's pull policy too (`allow`/`deny` rules, remembered 404s, immutable tags, serving
-//! what upstream deleted), reloadable without a restart.
+//! what upstream deleted), reloadable without a restart — and what scheduled warming needs: its
+//! patterns and which tags they pick (`warm_rules`), tag listings and whether a tag moved
+//! (`warm_tags`).
 
 mod access_policy;
 mod catalog;
@@ -27,6 +29,8 @@ mod reads;
 mod single_flight;
 mod state;
 mod upstreams;
+mod warm_rules;
+mod warm_tags;
 
 pub use access_policy::{AccessMode, AccessPolicy};
 pub use catalog::CatalogSettings;
@@ -45,6 +49,8 @@ pub use pull_policy::{PolicyCell, PullPolicy};
 pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings, CommitObserver};
 pub use upstreams::{MAX_UPSTREAMS, Upstreams, UpstreamsError, first_answer};
+pub use warm_rules::{DEFAULT_WARM_KEEP, MIN_WARM_EVERY, WarmPattern, WarmRuleError, WarmSchedule, newest_first};
+pub use warm_tags::{ListedTags, TagCheck};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

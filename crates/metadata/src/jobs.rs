@@ -109,11 +109,12 @@ impl Metadata {
         Ok(claimed == 1)
     }
 
-    /// Sets when the scheduled job `name` is due next, and the job that ran it last (a run on
-    /// request starts its period anew).
-    pub async fn set_schedule(&self, name: &str, due_at: i64, last_job: Option<&str>) -> Result<()> {
-        const SQL: &str = "INSERT INTO warm_schedules (name, due_at, last_job) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET due_at = $2, last_job = COALESCE($3, warm_schedules.last_job)";
+    /// Notes the job that ran the scheduled job `name` last and, when given, when it is due next
+    /// (a run on request starts its period anew).
+    pub async fn set_schedule(&self, name: &str, due_at: Option<i64>, last_job: Option<&str>) -> Result<()> {
+        const SQL: &str = "INSERT INTO warm_schedules (name, due_at, last_job) VALUES ($1, COALESCE($2, 0), $3) \
+             ON CONFLICT (name) DO UPDATE SET due_at = COALESCE($2, warm_schedules.due_at), \
+             last_job = COALESCE($3, warm_schedules.last_job)";
         on_pool!(self, |pool| sqlx::query(SQL)
             .bind(name)
             .bind(due_at)

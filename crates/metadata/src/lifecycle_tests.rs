@@ -344,9 +344,11 @@ async fn a_scheduled_run_is_claimed_once_per_period_and_jobs_keep_their_results(
         assert!(!db.claim_due_schedule("default#0", 6_999, 12_999).await.unwrap());
         assert!(db.claim_due_schedule("default#0", 7_000, 13_000).await.unwrap(), "due again");
         assert_eq!(db.schedule("default#0").await.unwrap(), Some((13_000, None)));
-        db.set_schedule("default#0", 20_000, Some("job1")).await.unwrap();
-        db.set_schedule("default#0", 21_000, None).await.unwrap();
+        db.set_schedule("default#0", Some(20_000), Some("job1")).await.unwrap();
+        db.set_schedule("default#0", Some(21_000), None).await.unwrap();
         assert_eq!(db.schedule("default#0").await.unwrap(), Some((21_000, Some("job1".to_owned()))));
+        db.set_schedule("default#0", None, Some("job2")).await.unwrap();
+        assert_eq!(db.schedule("default#0").await.unwrap(), Some((21_000, Some("job2".to_owned()))));
 
         db.create_job("job1", "warm", "warm group default: x", 5).await.unwrap();
         db.create_job("job2", "warm", "warm group other: y", 6).await.unwrap();

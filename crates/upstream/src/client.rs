@@ -400,12 +400,14 @@ impl UpstreamClient {
         let mut tags = Vec::new();
         let mut last: Option<String> = None;
         for _ in 0..MAX_TAG_PAGES {
-            let mut query = url::form_urlencoded::Serializer::new(String::new());
-            query.append_pair("n", &TAGS_PER_PAGE.to_string());
-            if let Some(last) = &last {
-                query.append_pair("last", last);
-            }
-            let suffix = format!("tags/list?{}", query.finish());
+            let suffix = {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                query.append_pair("n", &TAGS_PER_PAGE.to_string());
+                if let Some(last) = &last {
+                    query.append_pair("last", last);
+                }
+                format!("tags/list?{}", query.finish())
+            };
             let document = self.get_metadata(repository, &suffix, ObjectKind::Manifest).await?;
             let page: TagsPage = serde_json::from_slice(&document.body).map_err(|error| {
                 UpstreamError::Protocol(format!("the tag list of {repository} is not what the API says: {error}"))

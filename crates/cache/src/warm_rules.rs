@@ -253,7 +253,7 @@ mod tests {
     fn a_glob_keeps_the_newest_matching_tags() {
         let listed = tags(&["3.18", "3.19", "3.20", "3.9", "latest", "edge", "3.20.3", "4.0"]);
         assert_eq!(pattern("library/alpine:3.*").select(&listed, 3), tags(&["3.20.3", "3.20", "3.19"]));
-        assert_eq!(pattern("library/alpine:3.*").select(&listed, 100).len(), 6);
+        assert_eq!(pattern("library/alpine:3.*").select(&listed, 100).len(), 5);
         assert_eq!(pattern("library/alpine:{latest,edge}").select(&listed, 3), tags(&["latest", "edge"]));
         assert_eq!(pattern("library/alpine:5.*").select(&listed, 3), Vec::<String>::new());
         let node = tags(&["22-slim", "22.11.0-slim", "22.9.0-slim", "22.11.0", "20-slim"]);

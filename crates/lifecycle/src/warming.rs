@@ -75,7 +75,7 @@ pub type PullFuture<'a> = Pin<Box<dyn Future<Output = Result<PullOutcome, String
 pub trait WarmPuller: Send + Sync {
     /// Pulls every target from `group`, counting the bytes received into `bytes` as they come.
     /// `Err`: nothing could be pulled (no proxy to pull through, credentials refused).
-    fn pull<'a>(&'a self, group: &'a GroupPath, targets: &'a [WarmTarget], bytes: &'a AtomicU64)
+    fn pull<'a>(&'a self, group: &'a GroupPath, targets: &'a [WarmTarget], bytes: Arc<AtomicU64>)
     -> PullFuture<'a>;
 }
 
@@ -154,6 +154,20 @@ impl Warming {
     /// Whether any group has a `warm` entry.
     pub fn has_schedules(&self) -> bool {
         !self.groups.is_empty()
+    }
+
+    /// `group`'s `warm` entries (none when it has none).
+    pub fn schedules(&self, group: &str) -> &[WarmSchedule] {
+        self.groups.iter().find(|candidate| candidate.path.as_str() == group).map_or(&[], |group| &group.schedules)
+    }
+
+    /// When `group`'s entry `index` is due next, and the job of its last run; none before its
+    /// first run.
+    pub async fn due(&self, group: &str, index: usize) -> Result<Option<(i64, Option<String>)>, WarmError> {
+        let Some(group) = self.groups.iter().find(|candidate| candidate.path.as_str() == group) else {
+            return Ok(None);
+        };
+        Ok(self.metadata().schedule(&schedule_name(&group.path, index)).await?)
     }
 
     fn metadata(&self) -> &Metadata {
@@ -438,13 +452,15 @@ impl Warming {
         if targets.is_empty() {
             return;
         }
-        let bytes = AtomicU64::new(0);
+        let bytes = Arc::new(AtomicU64::new(0));
         let pulled = match self.puller.get() {
             Some(puller) => {
-                let pull = puller.pull(&settings.path, &targets, &bytes);
+                let pull = puller.pull(&settings.path, &targets, bytes.clone());
                 self.following(pull, job, progress, &bytes).await
             }
-            None => Err("this node has no gateway to pull through".to_owned()),
+            None => Err("this control plane has no gateway to pull through (in split mode, public_url names the \
+                 gateways' address)"
+                .to_owned()),
         };
         progress.done += targets.len() as u64;
         progress.bytes += bytes.load(Ordering::Relaxed);

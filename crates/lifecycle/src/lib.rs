@@ -47,3 +47,5 @@ pub use warming::{
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod warming_tests;

@@ -39,3 +39,4 @@ mod status_page;
 mod tls_listeners;
 mod upstreams;
 mod warm;
+mod warm_schedule;

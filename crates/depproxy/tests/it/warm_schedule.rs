@@ -222,3 +222,106 @@ async fn a_group_without_a_schedule_says_so_and_a_denied_tag_is_not_asked_for() 
     assert!(job.error.as_deref().is_some_and(|error| error.contains("1 failed")), "{job:?}");
     assert_eq!(upstream.count("HEAD", "/manifests/1.1-rc"), 0, "a denied tag is not asked about");
 }
+
+/// End to end: a real `distribution` registry, depproxy as real split-mode processes (the control
+/// plane pulls what it warms through the gateway at `public_url`, with a registry token of its
+/// own: the group takes access tokens), `depproxy cache warm --now` following the run, and skopeo
+/// pulling a warmed tag afterwards without any upstream blob or manifest request.
+#[test]
+fn cache_warm_now_runs_a_token_groups_schedule_through_split_mode_processes() {
+    use crate::support::processes::{Depproxy, Registry, push_test_images, require_tools, run, run_to_exit};
+    use std::process::Command;
+
+    require_tools(&["docker-registry", "skopeo", "python3", "curl"]);
+    let registry = Registry::start();
+    push_test_images(&registry);
+    let copy = |from: &str, to: &str, all: bool| {
+        let mut command = Command::new("skopeo");
+        command.args(["copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--preserve-digests"]);
+        if all {
+            command.arg("--all");
+        }
+        let address = registry.address();
+        run(command.arg(format!("docker://{address}/{from}")).arg(format!("docker://{address}/{to}")));
+    };
+    copy("lab/layers:v1", "lab/tiny:v2", false);
+    let proxy = Depproxy::split_with_config(|gateway, signing_key| {
+        format!(
+            r#"
+            public_url = "{gateway}"
+            [auth]
+            signing_key_file = "{}"
+            [[upstream]]
+            name = "lab"
+            url = "http://{}"
+            [[group]]
+            path = "acme/team"
+            upstream = "lab"
+            access = "token"
+            warm = [{{ images = ["lab/tiny:v*", "lab/multi:v1"], every = "24h", keep = 2 }}]
+            "#,
+            signing_key.display(),
+            registry.address()
+        )
+    });
+    let config = proxy.data_dir.path().join("depproxy.toml");
+    let token = |args: &[&str]| {
+        let mut command = Command::new(Depproxy::binary());
+        command.args(["token", "create", "--quiet"]).args(args).arg("--config").arg(&config);
+        run(command.arg("--data-dir").arg(proxy.data_dir.path())).trim().to_owned()
+    };
+    let admin = token(&["--name", "ops", "--admin"]);
+    let puller = token(&["--name", "ci", "--group", "acme/team"]);
+    let admin_url = format!("http://127.0.0.1:{}", proxy.admin_port);
+    let warm_now = |group: &str| {
+        let mut command = Command::new(Depproxy::binary());
+        command.args(["cache", "warm", "--now", "--group", group, "--admin-url", &admin_url]);
+        run_to_exit(command.env("DEPPROXY_ADMIN_TOKEN", &admin), Duration::from_secs(120))
+    };
+
+    // The schedule's own first run (due at start) ends before the run asked for below.
+    crate::support::processes::wait_until("no scheduled warm run ended", Duration::from_secs(60), || {
+        let answer = run(Command::new("curl").args(["-sf", "-H", &format!("Authorization: Bearer {admin}")]).arg(
+            format!("{admin_url}/api/v1/groups/acme/team/warm"),
+        ));
+        let view: WarmView = serde_json::from_str(&answer).unwrap();
+        view.recent.first().is_some_and(|job| job.state != "running")
+    });
+    let answer = run(Command::new("curl")
+        .args(["-sf", "-H", &format!("Authorization: Bearer {admin}")])
+        .arg(format!("{admin_url}/api/v1/groups/acme/team/warm")));
+    let view: WarmView = serde_json::from_str(&answer).unwrap();
+    let first = &view.recent[0];
+    assert_eq!(first.state, "done", "{first:?}");
+    assert_eq!(outcomes(first, "lab/tiny:v*"), [("v2".to_owned(), WarmOutcome::Fetched), ("v1".to_owned(), WarmOutcome::Fetched)]);
+    assert_eq!(outcomes(first, "lab/multi:v1"), [("v1".to_owned(), WarmOutcome::Fetched)]);
+
+    // A new tag upstream: the multi-platform index as lab/tiny:v3.
+    copy("lab/multi:v1", "lab/tiny:v3", true);
+    let blobs = registry.count("GET", "/blobs/");
+    let (status, output) = warm_now("acme/team");
+    assert!(status.success(), "{output}");
+    assert!(output.contains("fetched    v3"), "{output}");
+    assert!(output.contains("unchanged  v2"), "{output}");
+    assert!(output.contains("1 tag(s) fetched, 2 unchanged, 0 failed"), "{output}");
+    assert_eq!(registry.count("GET", "/blobs/"), blobs, "lab/multi's blobs were cached already");
+
+    // Pulled afterwards: nothing from upstream.
+    let manifests = registry.count("GET", "/manifests/");
+    let work = tempfile::tempdir().unwrap();
+    run(Command::new("skopeo")
+        .args(["copy", "-q", "--all", "--src-tls-verify=false", "--src-creds", &format!("ci:{puller}")])
+        .arg(format!("docker://{}/acme/team/dependency_proxy/containers/lab/tiny:v3", proxy.address()))
+        .arg(format!("dir:{}", work.path().join("v3").display())));
+    assert_eq!(registry.count("GET", "/blobs/"), blobs, "the pull after warming fetched blobs upstream");
+    assert_eq!(registry.count("GET", "/manifests/"), manifests, "the pull after warming fetched manifests");
+
+    // Again: nothing moved, nothing fetched.
+    let (status, output) = warm_now("acme/team");
+    assert!(status.success(), "{output}");
+    assert!(output.contains("0 tag(s) fetched, 3 unchanged"), "{output}");
+    assert_eq!(registry.count("GET", "/manifests/"), manifests);
+    let (status, output) = warm_now("acme/nope");
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("404") && output.contains("acme/nope"), "{output}");
+}

@@ -339,7 +339,8 @@ pub enum CacheCommand {
         /// The group to warm (`default` is the mirror group).
         #[arg(long, value_name = "PATH")]
         group: String,
-        /// The images to warm, as pulled (tag `latest` when neither a tag nor a digest is given).
+        /// The images to warm, as pulled (tag `latest` when neither a tag nor a digest is given);
+        /// required unless --now.
         #[arg(required_unless_present = "now", conflicts_with = "now", value_name = "IMAGE[:TAG|@DIGEST]")]
         images: Vec<String>,
         /// Run the group's `warm` schedule now, on the server, and print what it fetched (follows

@@ -159,7 +159,11 @@ async fn group_get(
     params(("path" = String, Path, description = "The group, e.g. `default`")),
     responses((status = 200, body = [StaleView]), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope)))]
-async fn stale(State(state): State<AdminState>, group: &str, request: Request) -> Result<Response, AdminError> {
+async fn stale(
+    State(state): State<AdminState>,
+    group: &str,
+    request: Request,
+) -> Result<Response, AdminError> {
     admin(&state.access, &request.into_parts().0).await?;
     match (state.view.stale)(group) {
         Some(entries) => Ok(axum::Json(entries).into_response()),
@@ -211,9 +215,9 @@ async fn warm_now(
     request: Request,
 ) -> Result<Response, AdminError> {
     let caller = admin(&state.access, &request.into_parts().0).await?;
-    let group = path
-        .strip_suffix("/warm")
-        .ok_or_else(|| AdminError::NotFound("POST /api/v1/groups/{path}/warm runs a group's warming".into()))?;
+    let group = path.strip_suffix("/warm").ok_or_else(|| {
+        AdminError::NotFound("POST /api/v1/groups/{path}/warm runs a group's warming".into())
+    })?;
     let job = state.warming.start_now(group).await?;
     tracing::info!(target: "depproxy::audit", admin = %caller.name, job = %job, group, "warm run started");
     Ok(job_started(job))

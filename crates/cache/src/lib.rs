@@ -49,7 +49,7 @@ pub use pull_policy::{PolicyCell, PullPolicy};
 pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings, CommitObserver};
 pub use upstreams::{MAX_UPSTREAMS, Upstreams, UpstreamsError, first_answer};
-pub use warm_rules::{DEFAULT_WARM_KEEP, MIN_WARM_EVERY, WarmPattern, WarmRuleError, WarmSchedule, newest_first};
+pub use warm_rules::{MIN_WARM_EVERY, WarmPattern, WarmRuleError, WarmSchedule, newest_first};
 pub use warm_tags::{ListedTags, TagCheck};
 
 #[cfg(any(test, feature = "test-support"))]

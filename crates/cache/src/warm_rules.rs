@@ -16,8 +16,6 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use crate::format::Format;
 
-/// Tags a glob pattern keeps when its schedule says nothing: the newest three.
-pub const DEFAULT_WARM_KEEP: usize = 3;
 /// The shortest `every`: a schedule asks the upstream for its tag lists and one HEAD per tag.
 pub const MIN_WARM_EVERY: Duration = Duration::from_secs(60);
 
@@ -54,7 +52,8 @@ impl WarmPattern {
         let separator = format.version_separator();
         if text.contains('@') && format == Format::Oci {
             return Err(invalid(
-                "a digest never changes: warm it once with `depproxy cache warm` (and `pin` it to keep it)".into(),
+                "a digest never changes: warm it once with `depproxy cache warm` (and `pin` it to keep it)"
+                    .into(),
             ));
         }
         let (name, tag) = match text.char_indices().skip(1).filter(|(_, c)| *c == separator).last() {
@@ -132,11 +131,11 @@ pub struct WarmSchedule {
 
 impl WarmSchedule {
     /// Checks an entry as written: its patterns for `format`, `every` at least [`MIN_WARM_EVERY`],
-    /// `keep` at least 1 (default [`DEFAULT_WARM_KEEP`]).
+    /// `keep` at least 1.
     pub fn new(
         patterns: &[String],
         every: Duration,
-        keep: Option<usize>,
+        keep: usize,
         format: Format,
     ) -> Result<WarmSchedule, WarmRuleError> {
         let whole = |reason: String| WarmRuleError { pattern: patterns.join(", "), reason };
@@ -150,9 +149,10 @@ impl WarmSchedule {
                 telemetry::HumanDuration(MIN_WARM_EVERY)
             )));
         }
-        let keep = keep.unwrap_or(DEFAULT_WARM_KEEP);
         if keep == 0 {
-            return Err(whole("keep = 0 would warm nothing: keep is how many tags a pattern warms (>= 1)".into()));
+            return Err(whole(
+                "keep = 0 would warm nothing: keep is how many tags a pattern warms (>= 1)".into(),
+            ));
         }
         let patterns =
             patterns.iter().map(|text| WarmPattern::parse(text, format)).collect::<Result<Vec<_>, _>>()?;
@@ -162,12 +162,7 @@ impl WarmSchedule {
     /// `library/node:22-slim, library/alpine:3.* every 6h, keep 3`.
     pub fn describe(&self) -> String {
         let patterns: Vec<&str> = self.patterns.iter().map(WarmPattern::as_str).collect();
-        format!(
-            "{} every {}, keep {}",
-            patterns.join(", "),
-            telemetry::HumanDuration(self.every),
-            self.keep
-        )
+        format!("{} every {}, keep {}", patterns.join(", "), telemetry::HumanDuration(self.every), self.keep)
     }
 }
 
@@ -231,13 +226,31 @@ mod tests {
     #[test]
     fn versions_rank_number_by_number_above_words() {
         let mut listed = tags(&[
-            "3.9", "3.20", "latest", "3.20.1", "edge", "3.19", "v3.21", "3.20.1-rc1", "20240501", "3.20.1-alpha",
+            "3.9",
+            "3.20",
+            "latest",
+            "3.20.1",
+            "edge",
+            "3.19",
+            "v3.21",
+            "3.20.1-rc1",
+            "20240501",
+            "3.20.1-alpha",
         ]);
         listed.sort_by(|a, b| newest_first(a, b));
         assert_eq!(
             listed,
             tags(&[
-                "20240501", "v3.21", "3.20.1", "3.20.1-rc1", "3.20.1-alpha", "3.20", "3.19", "3.9", "latest", "edge"
+                "20240501",
+                "v3.21",
+                "3.20.1",
+                "3.20.1-rc1",
+                "3.20.1-alpha",
+                "3.20",
+                "3.19",
+                "3.9",
+                "latest",
+                "edge"
             ])
         );
         assert_eq!(newest_first("010", "9"), Ordering::Less, "numbers, not text: 10 > 9");
@@ -286,13 +299,12 @@ mod tests {
     #[test]
     fn a_schedule_needs_something_every_minute_or_more_and_a_keep() {
         let hour = Duration::from_secs(3600);
-        let schedule = WarmSchedule::new(&tags(&["library/alpine:3.*"]), hour, None, Format::Oci).unwrap();
-        assert_eq!(schedule.keep, DEFAULT_WARM_KEEP);
+        let schedule = WarmSchedule::new(&tags(&["library/alpine:3.*"]), hour, 3, Format::Oci).unwrap();
         assert_eq!(schedule.describe(), "library/alpine:3.* every 1h, keep 3");
-        let short = WarmSchedule::new(&tags(&["a"]), Duration::from_secs(59), None, Format::Oci).unwrap_err();
+        let short = WarmSchedule::new(&tags(&["a"]), Duration::from_secs(59), 3, Format::Oci).unwrap_err();
         assert!(short.reason.contains("shorter than 1m"), "{short}");
-        let none = WarmSchedule::new(&tags(&["a"]), hour, Some(0), Format::Oci).unwrap_err();
+        let none = WarmSchedule::new(&tags(&["a"]), hour, 0, Format::Oci).unwrap_err();
         assert!(none.reason.contains("keep = 0"), "{none}");
-        assert!(WarmSchedule::new(&[], hour, None, Format::Oci).is_err());
+        assert!(WarmSchedule::new(&[], hour, 3, Format::Oci).is_err());
     }
 }

@@ -48,7 +48,11 @@ impl Cache {
             async move { upstream.list_tags(&repository).await }
         })
         .await?;
-        Ok(ListedTags { tags: listed.tags, upstream: upstream.name().to_owned(), truncated: listed.truncated })
+        Ok(ListedTags {
+            tags: listed.tags,
+            upstream: upstream.name().to_owned(),
+            truncated: listed.truncated,
+        })
     }
 
     /// Asks upstream where `tag` of `image` points and compares with the group's cached tag. An
@@ -64,7 +68,11 @@ impl Cache {
     ) -> Result<TagCheck, CacheError> {
         let repository = group.upstreams.repository(image);
         let reference = Reference::Tag(tag.clone());
-        let key = ManifestKey { group: group.path.clone(), image: repository.clone(), reference: reference.clone() };
+        let key = ManifestKey {
+            group: group.path.clone(),
+            image: repository.clone(),
+            reference: reference.clone(),
+        };
         let cached = self.catalog.metadata().find_manifest(&key).await?;
         let immutable =
             group.policy.with(|policy| policy.immutable_tags.matches(repository.as_str(), tag.as_str()));
@@ -107,8 +115,14 @@ impl Cache {
         };
         match described {
             Some((media_type, size, stored)) => {
-                let record =
-                    ManifestRecord { digest: digest.clone(), media_type, size, checked_at: now, stored, upstream };
+                let record = ManifestRecord {
+                    digest: digest.clone(),
+                    media_type,
+                    size,
+                    checked_at: now,
+                    stored,
+                    upstream,
+                };
                 self.catalog.upsert_manifest(&key, &record, now).await?;
             }
             // Upstream named the digest but not what it is: the pull rechecks the tag itself.

@@ -1166,7 +1166,8 @@ fn resolve_warm(entry: &GroupEntry, format: cache::Format) -> anyhow::Result<Vec
                 anyhow::anyhow!("{which}: every {text:?} is not a duration ({error}): e.g. \"6h\" or \"30m\"")
             })?,
         };
-        schedules.push(WarmSchedule::new(patterns, every, warm.keep, format).with_context(|| which.clone())?);
+        let keep = warm.keep.unwrap_or(defaults::WARM_KEEP);
+        schedules.push(WarmSchedule::new(patterns, every, keep, format).with_context(|| which.clone())?);
     }
     Ok(schedules)
 }

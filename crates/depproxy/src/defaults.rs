@@ -40,6 +40,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const MANIFEST_RECHECK: Duration = Duration::from_secs(300);
 /// `[[group]] negative_ttl`: how long an upstream's 404 is answered from memory.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// `[[group]] warm` entries' `keep`: the newest tags of each glob a run warms.
+pub const WARM_KEEP: usize = 3;
 /// Upstream 404s a control plane remembers at once (all groups together).
 pub const NOT_FOUND_ENTRIES: u64 = 100_000;
 

@@ -41,8 +41,8 @@ pub use stats::{GroupStats, HOURS, HourTraffic, StoreStats, UpstreamShare};
 pub use sweep::SweepReport;
 pub use warm_report::{WarmEntryReport, WarmOutcome, WarmPatternReport, WarmReport, WarmTagReport};
 pub use warming::{
-    PullFailure, PullFuture, PullOutcome, WARM_JOB_KIND, WarmError, WarmGroup, WarmPuller, WarmTarget, WarmTrigger,
-    Warming,
+    PullFailure, PullFuture, PullOutcome, WARM_JOB_KIND, WarmError, WarmGroup, WarmPuller, WarmTarget,
+    WarmTrigger, Warming,
 };
 
 #[cfg(test)]

@@ -118,8 +118,12 @@ impl WarmReport {
 
     /// The one-line summary, e.g. for a failed job's error.
     pub fn summary(&self) -> String {
-        let listing_errors =
-            self.entries.iter().flat_map(|entry| &entry.patterns).filter(|pattern| pattern.error.is_some()).count();
+        let listing_errors = self
+            .entries
+            .iter()
+            .flat_map(|entry| &entry.patterns)
+            .filter(|pattern| pattern.error.is_some())
+            .count();
         let mut text = format!(
             "group {}: {} tag(s) fetched, {} unchanged, {} failed, {} denied; {} manifest(s), {} blob(s), {} through the proxy",
             self.group,

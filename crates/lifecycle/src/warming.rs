@@ -75,8 +75,12 @@ pub type PullFuture<'a> = Pin<Box<dyn Future<Output = Result<PullOutcome, String
 pub trait WarmPuller: Send + Sync {
     /// Pulls every target from `group`, counting the bytes received into `bytes` as they come.
     /// `Err`: nothing could be pulled (no proxy to pull through, credentials refused).
-    fn pull<'a>(&'a self, group: &'a GroupPath, targets: &'a [WarmTarget], bytes: Arc<AtomicU64>)
-    -> PullFuture<'a>;
+    fn pull<'a>(
+        &'a self,
+        group: &'a GroupPath,
+        targets: &'a [WarmTarget],
+        bytes: Arc<AtomicU64>,
+    ) -> PullFuture<'a>;
 }
 
 /// A group's `warm` entries.
@@ -158,7 +162,10 @@ impl Warming {
 
     /// `group`'s `warm` entries (none when it has none).
     pub fn schedules(&self, group: &str) -> &[WarmSchedule] {
-        self.groups.iter().find(|candidate| candidate.path.as_str() == group).map_or(&[], |group| &group.schedules)
+        self.groups
+            .iter()
+            .find(|candidate| candidate.path.as_str() == group)
+            .map_or(&[], |group| &group.schedules)
     }
 
     /// When `group`'s entry `index` is due next, and the job of its last run; none before its
@@ -207,15 +214,24 @@ impl Warming {
                         wait = wait.min(schedule.every);
                         match self.create_job(group, &[index], WarmTrigger::Schedule).await {
                             Ok(job) => {
-                                self.run_until_stopped(group_index, &[index], WarmTrigger::Schedule, &job, signal)
-                                    .await
+                                self.run_until_stopped(
+                                    group_index,
+                                    &[index],
+                                    WarmTrigger::Schedule,
+                                    &job,
+                                    signal,
+                                )
+                                .await
                             }
-                            Err(error) => tracing::warn!(%error, schedule = %name, "cannot record a warm job"),
+                            Err(error) => {
+                                tracing::warn!(%error, schedule = %name, "cannot record a warm job")
+                            }
                         }
                     }
                     Ok(false) => {
                         if let Ok(Some((due_at, _))) = self.metadata().schedule(&name).await {
-                            let until = u64::try_from(due_at.saturating_sub(self.clock.now_ms())).unwrap_or(0);
+                            let until =
+                                u64::try_from(due_at.saturating_sub(self.clock.now_ms())).unwrap_or(0);
                             wait = wait.min(Duration::from_millis(until));
                         }
                     }
@@ -228,7 +244,8 @@ impl Warming {
 
     /// Starts a run of every entry of `group` now, in the background; returns its job's id.
     pub async fn start_now(self: &Arc<Self>, group: &str) -> Result<String, WarmError> {
-        let Some(group_index) = self.groups.iter().position(|candidate| candidate.path.as_str() == group) else {
+        let Some(group_index) = self.groups.iter().position(|candidate| candidate.path.as_str() == group)
+        else {
             return Err(match self.cache.groups().get(group) {
                 Some(_) => WarmError::NoSchedule(group.to_owned()),
                 None => WarmError::UnknownGroup(group.to_owned()),
@@ -251,8 +268,11 @@ impl Warming {
         trigger: WarmTrigger,
     ) -> Result<String, MetadataError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let schedules: Vec<String> =
-            indices.iter().filter_map(|index| group.schedules.get(*index)).map(WarmSchedule::describe).collect();
+        let schedules: Vec<String> = indices
+            .iter()
+            .filter_map(|index| group.schedules.get(*index))
+            .map(WarmSchedule::describe)
+            .collect();
         let description = format!(
             "{}{} ({})",
             description_prefix(group.path.as_str()),
@@ -296,7 +316,8 @@ impl Warming {
             Some(settings) => {
                 for &index in indices {
                     let Some(schedule) = group.schedules.get(index) else { continue };
-                    self.run_entry(&settings, index, schedule, trigger, job, &mut report, &mut progress).await;
+                    self.run_entry(&settings, index, schedule, trigger, job, &mut report, &mut progress)
+                        .await;
                     self.save_report(job, &mut report).await;
                 }
                 report.tally();
@@ -341,7 +362,8 @@ impl Warming {
         let lease = format!("warm:{name}");
         let holder = format!("warm:{}", self.node);
         let ttl = millis(self.lease_ttl);
-        let mut entry = WarmEntryReport { schedule: schedule.describe(), skipped: None, patterns: Vec::new() };
+        let mut entry =
+            WarmEntryReport { schedule: schedule.describe(), skipped: None, patterns: Vec::new() };
         match self.metadata().try_maintenance_lease(&lease, &holder, self.clock.now_ms(), ttl).await {
             Ok(true) => {}
             Ok(false) => {
@@ -458,9 +480,11 @@ impl Warming {
                 let pull = puller.pull(&settings.path, &targets, bytes.clone());
                 self.following(pull, job, progress, &bytes).await
             }
-            None => Err("this control plane has no gateway to pull through (in split mode, public_url names the \
+            None => {
+                Err("this control plane has no gateway to pull through (in split mode, public_url names the \
                  gateways' address)"
-                .to_owned()),
+                    .to_owned())
+            }
         };
         progress.done += targets.len() as u64;
         progress.bytes += bytes.load(Ordering::Relaxed);
@@ -472,9 +496,10 @@ impl Warming {
                 report.bytes += outcome.bytes;
                 outcome.failures
             }
-            Err(message) => {
-                targets.iter().map(|target| PullFailure { target: target.written(), message: message.clone() }).collect()
-            }
+            Err(message) => targets
+                .iter()
+                .map(|target| PullFailure { target: target.written(), message: message.clone() })
+                .collect(),
         };
         for (target, (pattern, tag)) in targets.iter().zip(slots) {
             let written = target.written();
@@ -486,7 +511,9 @@ impl Warming {
             if messages.is_empty() {
                 continue;
             }
-            if let Some(report) = entry.patterns.get_mut(pattern).and_then(|pattern| pattern.tags.get_mut(tag)) {
+            if let Some(report) =
+                entry.patterns.get_mut(pattern).and_then(|pattern| pattern.tags.get_mut(tag))
+            {
                 report.outcome = WarmOutcome::Failed;
                 report.message = Some(messages.join("; "));
             }
@@ -526,8 +553,13 @@ impl Warming {
 
     /// Whether `tag` must be pulled: refused by the group's rules, unchanged upstream, or fetched.
     async fn check(&self, settings: &GroupSettings, image: &RepositoryName, tag: &str) -> WarmTagReport {
-        let mut report =
-            WarmTagReport { tag: tag.to_owned(), outcome: WarmOutcome::Failed, digest: None, previous: None, message: None };
+        let mut report = WarmTagReport {
+            tag: tag.to_owned(),
+            outcome: WarmOutcome::Failed,
+            digest: None,
+            previous: None,
+            message: None,
+        };
         let parsed = match Tag::parse(tag) {
             Ok(parsed) => parsed,
             Err(error) => {

@@ -28,7 +28,12 @@ impl Recorder {
 }
 
 impl WarmPuller for Recorder {
-    fn pull<'a>(&'a self, _group: &'a GroupPath, targets: &'a [WarmTarget], _bytes: Arc<AtomicU64>) -> PullFuture<'a> {
+    fn pull<'a>(
+        &'a self,
+        _group: &'a GroupPath,
+        targets: &'a [WarmTarget],
+        _bytes: Arc<AtomicU64>,
+    ) -> PullFuture<'a> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(targets.iter().map(WarmTarget::written).collect());
             Ok(PullOutcome { manifests: targets.len(), ..PullOutcome::default() })
@@ -37,11 +42,16 @@ impl WarmPuller for Recorder {
 }
 
 fn groups(pattern: &str) -> Vec<WarmGroup> {
-    let schedule = WarmSchedule::new(&[pattern.to_owned()], EVERY, Some(1), Format::Oci).unwrap();
+    let schedule = WarmSchedule::new(&[pattern.to_owned()], EVERY, 1, Format::Oci).unwrap();
     vec![WarmGroup { path: GroupPath::parse("default").unwrap(), schedules: vec![schedule] }]
 }
 
-fn node(cache: &Arc<cache::Cache>, clock: &cache::Clock, name: &str, pattern: &str) -> (Arc<Warming>, Arc<Recorder>) {
+fn node(
+    cache: &Arc<cache::Cache>,
+    clock: &cache::Clock,
+    name: &str,
+    pattern: &str,
+) -> (Arc<Warming>, Arc<Recorder>) {
     let warming = Arc::new(Warming::new(
         cache.clone(),
         groups(pattern),

@@ -358,6 +358,11 @@ async fn a_scheduled_run_is_claimed_once_per_period_and_jobs_keep_their_results(
         assert_eq!(job.result.as_deref(), Some(r#"{"fetched":1}"#), "{}", db.backend());
         assert_eq!(db.find_job("job3").await.unwrap().unwrap().result, None);
         let recent = db.recent_jobs("warm", "warm group default:", 10).await.unwrap();
-        assert_eq!(recent.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(), ["job1"], "{}", db.backend());
+        assert_eq!(
+            recent.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(),
+            ["job1"],
+            "{}",
+            db.backend()
+        );
     }
 }

@@ -410,7 +410,9 @@ impl UpstreamClient {
             };
             let document = self.get_metadata(repository, &suffix, ObjectKind::Manifest).await?;
             let page: TagsPage = serde_json::from_slice(&document.body).map_err(|error| {
-                UpstreamError::Protocol(format!("the tag list of {repository} is not what the API says: {error}"))
+                UpstreamError::Protocol(format!(
+                    "the tag list of {repository} is not what the API says: {error}"
+                ))
             })?;
             tags.extend(page.tags.unwrap_or_default());
             let next = document.link.as_deref().and_then(next_page_last);
@@ -445,10 +447,7 @@ mod tag_list_tests {
 
     #[test]
     fn the_next_page_starts_after_the_links_last_tag() {
-        assert_eq!(
-            next_page_last("</v2/app/tags/list?n=2&last=b>; rel=\"next\"").as_deref(),
-            Some("b")
-        );
+        assert_eq!(next_page_last("</v2/app/tags/list?n=2&last=b>; rel=\"next\"").as_deref(), Some("b"));
         assert_eq!(
             next_page_last("<https://other.example.com/v2/app/tags/list?last=3.20%2B1&n=2>; rel=\"next\"")
                 .as_deref(),

@@ -16,5 +16,5 @@ pub use nodes::{
     start_warming, upstream_http, write_new_secret,
 };
 pub use reload::{ConfigSource, Reloaded, apply_policies};
-pub use warming::ProxyPuller;
 pub use run::{ControlAddress, ListenOptions, Running, ServeNode, run_control, run_gateway, run_serve};
+pub use warming::ProxyPuller;

@@ -51,8 +51,10 @@ impl WarmPuller for ProxyPuller {
                     None
                 }
             };
-            let client = Client::with(self.transport.clone(), group.clone(), Credential::Minted(Arc::new(mint)));
-            let tags: Vec<_> = targets.iter().map(|target| (target.image.clone(), target.tag.clone())).collect();
+            let client =
+                Client::with(self.transport.clone(), group.clone(), Credential::Minted(Arc::new(mint)));
+            let tags: Vec<_> =
+                targets.iter().map(|target| (target.image.clone(), target.tag.clone())).collect();
             let summary = warm_tags(&client, group.clone(), &tags, CONCURRENCY, bytes)
                 .await
                 .map_err(|error| format!("{error:#}"))?;

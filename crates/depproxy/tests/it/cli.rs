@@ -504,10 +504,19 @@ fn check_config_explains_warm_schedule_mistakes() {
         (r#"warm = [{ images = ["library/*:3"], every = "6h" }]"#, "only the tag may be a pattern"),
         (r#"warm = [{ images = ["library/alpine:3.*"] }]"#, "needs every = \"6h\""),
         (r#"warm = [{ images = ["library/alpine:3.*"], every = "30s" }]"#, "shorter than 1m"),
-        (r#"warm = [{ images = ["library/alpine:3.*"], every = "soon" }]"#, "every \"soon\" is not a duration"),
+        (
+            r#"warm = [{ images = ["library/alpine:3.*"], every = "soon" }]"#,
+            "every \"soon\" is not a duration",
+        ),
         (r#"warm = [{ images = ["library/alpine:3.*"], every = "6h", keep = 0 }]"#, "keep = 0"),
-        (r#"warm = [{ packages = ["lodash@4.*"], every = "6h" }]"#, "packages = [...] is for package formats"),
-        (r#"warm = [{ images = ["library/alpine:[3"], every = "6h" }]"#, "warm pattern \"library/alpine:[3\""),
+        (
+            r#"warm = [{ packages = ["lodash@4.*"], every = "6h" }]"#,
+            "packages = [...] is for package formats",
+        ),
+        (
+            r#"warm = [{ images = ["library/alpine:[3"], every = "6h" }]"#,
+            "warm pattern \"library/alpine:[3\"",
+        ),
     ] {
         let shown = failed(&mut check(keys));
         assert!(shown.contains("group \"acme\": warm entry 1") && shown.contains(says), "{keys}: {shown}");

@@ -48,7 +48,8 @@ async fn finished(proxy: &TestProxy, token: &str, job: &str) -> JobView {
 /// The tags a job's report names for `pattern`, with their outcomes.
 fn outcomes(job: &JobView, pattern: &str) -> Vec<(String, WarmOutcome)> {
     let report = job.warm.as_ref().unwrap_or_else(|| panic!("no report: {job:?}"));
-    let found = report.entries.iter().flat_map(|entry| &entry.patterns).find(|found| found.pattern == pattern);
+    let found =
+        report.entries.iter().flat_map(|entry| &entry.patterns).find(|found| found.pattern == pattern);
     let found = found.unwrap_or_else(|| panic!("no pattern {pattern} in {report:?}"));
     found.tags.iter().map(|tag| (tag.tag.clone(), tag.outcome)).collect()
 }
@@ -237,7 +238,13 @@ fn cache_warm_now_runs_a_token_groups_schedule_through_split_mode_processes() {
     push_test_images(&registry);
     let copy = |from: &str, to: &str, all: bool| {
         let mut command = Command::new("skopeo");
-        command.args(["copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--preserve-digests"]);
+        command.args([
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+        ]);
         if all {
             command.arg("--all");
         }
@@ -281,9 +288,9 @@ fn cache_warm_now_runs_a_token_groups_schedule_through_split_mode_processes() {
 
     // The schedule's own first run (due at start) ends before the run asked for below.
     crate::support::processes::wait_until("no scheduled warm run ended", Duration::from_secs(60), || {
-        let answer = run(Command::new("curl").args(["-sf", "-H", &format!("Authorization: Bearer {admin}")]).arg(
-            format!("{admin_url}/api/v1/groups/acme/team/warm"),
-        ));
+        let answer = run(Command::new("curl")
+            .args(["-sf", "-H", &format!("Authorization: Bearer {admin}")])
+            .arg(format!("{admin_url}/api/v1/groups/acme/team/warm")));
         let view: WarmView = serde_json::from_str(&answer).unwrap();
         view.recent.first().is_some_and(|job| job.state != "running")
     });
@@ -293,7 +300,10 @@ fn cache_warm_now_runs_a_token_groups_schedule_through_split_mode_processes() {
     let view: WarmView = serde_json::from_str(&answer).unwrap();
     let first = &view.recent[0];
     assert_eq!(first.state, "done", "{first:?}");
-    assert_eq!(outcomes(first, "lab/tiny:v*"), [("v2".to_owned(), WarmOutcome::Fetched), ("v1".to_owned(), WarmOutcome::Fetched)]);
+    assert_eq!(
+        outcomes(first, "lab/tiny:v*"),
+        [("v2".to_owned(), WarmOutcome::Fetched), ("v1".to_owned(), WarmOutcome::Fetched)]
+    );
     assert_eq!(outcomes(first, "lab/multi:v1"), [("v1".to_owned(), WarmOutcome::Fetched)]);
 
     // A new tag upstream: the multi-platform index as lab/tiny:v3.

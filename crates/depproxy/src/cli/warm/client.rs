@@ -298,7 +298,11 @@ impl Client {
                 }
                 Err(error) if error.is_connect() && attempt < ATTEMPTS => {
                     let wait = backoff(attempt);
-                    progress.note(&format!("retrying in {}s: {path}: {}", wait.as_secs(), error_chain(&error)));
+                    progress.note(&format!(
+                        "retrying in {}s: {path}: {}",
+                        wait.as_secs(),
+                        error_chain(&error)
+                    ));
                     wait
                 }
                 Err(error) => return Err(transport(&error)),
@@ -348,13 +352,19 @@ impl Client {
                     Err(_) => return Ok(not_a_path(path)),
                 };
                 // The gateway reads the client's address from the connection: this one is ours.
-                request.extensions_mut().insert(axum::extract::ConnectInfo(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))));
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))));
                 let response = match router.clone().oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 };
                 let (parts, body) = response.into_parts();
-                Ok(Answer::InProcess { status: parts.status, headers: parts.headers, body: body.into_data_stream() })
+                Ok(Answer::InProcess {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: body.into_data_stream(),
+                })
             }
         }
     }
@@ -362,7 +372,10 @@ impl Client {
 
 /// The answer to a path that cannot be sent.
 fn not_a_path(path: &str) -> Answer {
-    let body = format!(r#"{{"errors":[{{"code":"NAME_INVALID","message":"not a path: {}"}}]}}"#, path.escape_default());
+    let body = format!(
+        r#"{{"errors":[{{"code":"NAME_INVALID","message":"not a path: {}"}}]}}"#,
+        path.escape_default()
+    );
     Answer::InProcess {
         status: http::StatusCode::BAD_REQUEST,
         headers: http::HeaderMap::new(),

@@ -235,7 +235,8 @@ impl Run<'_> {
                 }
             }
         };
-        bounded(jobs.iter().collect(), concurrency, |job| fetch_blob(client, plan, progress, job), settle).await;
+        bounded(jobs.iter().collect(), concurrency, |job| fetch_blob(client, plan, progress, job), settle)
+            .await;
     }
 }
 

@@ -161,8 +161,21 @@ impl TestProxy {
         };
         let admin_url = format!("http://{}", admin_address.expect("the admin API is on"));
         let router = gateway.router();
-        let (cache, lifecycle, access, warming) = (control.cache, control.lifecycle, control.access, control.warming);
-        TestProxy { url, admin_url, router, gateway, data_dir, config, supervisor, cache, lifecycle, access, warming }
+        let (cache, lifecycle, access, warming) =
+            (control.cache, control.lifecycle, control.access, control.warming);
+        TestProxy {
+            url,
+            admin_url,
+            router,
+            gateway,
+            data_dir,
+            config,
+            supervisor,
+            cache,
+            lifecycle,
+            access,
+            warming,
+        }
     }
 
     /// Every object file under the data directory's `blobs/`, with its content.

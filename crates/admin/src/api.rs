@@ -311,7 +311,7 @@ pub struct JobView {
     pub finished_at: Option<i64>,
     /// A warm run's report, tag by tag (updated as it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warm: Option<lifecycle::WarmReport>,
+    pub warm: Option<Box<lifecycle::WarmReport>>,
 }
 
 /// One `warm` entry of a group, and when it runs next.
@@ -351,7 +351,8 @@ impl From<metadata::JobRecord> for JobView {
             .result
             .as_deref()
             .filter(|_| job.kind == lifecycle::WARM_JOB_KIND)
-            .and_then(|result| serde_json::from_str(result).ok());
+            .and_then(|result| serde_json::from_str(result).ok())
+            .map(Box::new);
         JobView {
             id: job.id,
             kind: job.kind,

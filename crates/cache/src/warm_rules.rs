@@ -52,7 +52,7 @@ impl WarmPattern {
         let separator = format.version_separator();
         if text.contains('@') && format == Format::Oci {
             return Err(invalid(
-                "a digest never changes: warm it once with `depproxy cache warm` (and `pin` it to keep it)"
+                "a digest never changes: warm it once (the `cache warm` command) and `pin` it to keep it"
                     .into(),
             ));
         }

@@ -345,7 +345,7 @@ scenario_B5p() {
     '[[group]]' 'path = "plain"' 'upstream = "lab"' 'access = "anonymous"' \
     '[[group]]' 'path = "ruled"' 'upstream = "lab"' 'access = "anonymous"' \
     "allow = [$(IFS=,; echo "${allow[*]}")]" "deny = [$(IFS=,; echo "${deny[*]}")]" >"$dir/depproxy.toml"
-  "$DEPPROXY_BIN" check-config --config "$dir/depproxy.toml" >/dev/null 2>&1 ||
+  "$DEPPROXY_BIN" check-config "$dir/depproxy.toml" >/dev/null 2>&1 ||
     { note "B5p: this depproxy does not take the rules (check-config failed)"; return 0; }
   start_bg depproxy-auth "$dir/depproxy.log" "$DEPPROXY_BIN" serve --listen "127.0.0.1:$port" \
     --admin-listen "127.0.0.1:$((port + 100))" --data-dir "$dir/data" --config "$dir/depproxy.toml"

@@ -1,7 +1,8 @@
 //! The metadata database: which objects each group has cached, tag → digest mappings with their
-//! freshness, the referrers API's lists, when each was last read, fill leases across nodes, the lifecycle's bookkeeping
-//! (deletions queued, traffic, jobs, maintenance leases), and access tokens (by hash). SQLite (default) and
-//! PostgreSQL share one set of queries and one test suite; each has its own migrations.
+//! freshness, the referrers API's lists, when each was last read, fill leases across nodes, the
+//! lifecycle's bookkeeping (deletions queued, traffic, jobs, maintenance leases), and access tokens
+//! (by hash). SQLite (default) and PostgreSQL share one set of queries and one test suite; each has
+//! its own migrations.
 //!
 //! Every write is an upsert on a unique key: concurrent finalizes of one object are normal.
 

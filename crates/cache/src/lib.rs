@@ -49,6 +49,8 @@ pub use single_flight::SingleFlight;
 pub use state::{Cache, CacheSettings, CommitObserver};
 pub use upstreams::{MAX_UPSTREAMS, Upstreams, UpstreamsError, first_answer};
 
+#[cfg(test)]
+mod referrers_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 #[cfg(test)]

@@ -9,18 +9,20 @@
 //!
 //! A group with several upstreams asks them in order: the one that answered before first; for a
 //! subject not asked about yet, the one that served the subject's manifest (signatures and
-//! attestations live beside their image), else the one that served the image.
+//! attestations live beside their image), else the one that served the image. The first list that
+//! names a referrer answers; an empty one only when no upstream has more (every upstream that
+//! serves the API answers an empty list for a subject it does not hold).
 
 use metadata::{ManifestKey, ReferrersAnswer, ReferrersKey, ReferrersRecord};
 use oci::{Digest, ObjectKind, Reference, RepositoryName};
-use upstream::UpstreamError;
+use upstream::{Attempts, MetadataDocument, UpstreamClient, UpstreamError};
 
 use crate::decision::Stale;
 use crate::error::CacheError;
 use crate::freshness::is_fresh;
 use crate::groups::{GroupSettings, Resolved};
 use crate::state::Cache;
-use crate::upstreams::first_answer;
+use crate::upstreams::moved_past;
 
 /// A read moves a list's `read_at` (what its TTL counts from) at most this often.
 const READ_NOTE_INTERVAL_MS: i64 = 60_000;
@@ -93,8 +95,15 @@ impl Cache {
             Some(record) if !record.upstream.is_empty() => Some(record.upstream.clone()),
             _ => Box::pin(self.subject_upstream(group, key)).await,
         };
-        let keep_on_404 = matches!(cached, Some(ReferrersRecord { answer: ReferrersAnswer::List { .. }, .. }))
-            && group.policy.with(|policy| policy.stale_on_404);
+        let keep_on_404 =
+            matches!(cached, Some(ReferrersRecord { answer: ReferrersAnswer::List { .. }, .. }))
+                && group.policy.with(|policy| policy.stale_on_404);
+        let holds_referrers = cached.is_some_and(|record| match &record.answer {
+            ReferrersAnswer::List { body, .. } => {
+                oci::referrers::referrers_count(body).is_ok_and(|count| count > 0)
+            }
+            ReferrersAnswer::NotServed => false,
+        });
         let timeout = cached.is_some().then_some(self.settings.recheck_timeout);
         self.referrer_checks
             .run(key.clone(), || async {
@@ -107,18 +116,7 @@ impl Cache {
                     return Ok(current);
                 }
                 let order = group.upstreams.in_order(preferred.as_deref());
-                let suffix = format!("referrers/{}", key.subject);
-                let asked = first_answer(&order, |upstream| {
-                    let repository = upstream.upstream_repository(image);
-                    let suffix = &suffix;
-                    async move {
-                        let document = upstream.get_metadata(&repository, suffix, ObjectKind::Manifest).await?;
-                        oci::referrers::referrers_count(&document.body).map_err(|error| {
-                            UpstreamError::Protocol(format!("{} answered referrers with {error}", upstream.name()))
-                        })?;
-                        Ok(document)
-                    }
-                });
+                let asked = first_list(&order, image, &key.subject, holds_referrers);
                 let asked = match timeout {
                     Some(timeout) => tokio::time::timeout(timeout, asked).await.unwrap_or_else(|_| {
                         Err(UpstreamError::Timeout(format!("referrers recheck took over {timeout:?}")))
@@ -186,5 +184,53 @@ impl Cache {
             ReferrersAnswer::NotServed => (None, None),
         };
         Referrers { list, link, upstream_path: format!("/v2/{repository}/referrers/{subject}"), stale }
+    }
+}
+
+/// Asks `order`'s upstreams for the subject's list: the first list that names a referrer answers.
+/// An empty list answers only when no upstream has more: any upstream serving the referrers API
+/// answers one for a subject it does not hold. Nor does it answer when an upstream that failed may
+/// have held the referrers the cache `holds_referrers` for: then the failure answers, and the
+/// cached list is served stale rather than replaced by an empty one.
+async fn first_list<'a>(
+    order: &[&'a UpstreamClient],
+    image: &RepositoryName,
+    subject: &Digest,
+    holds_referrers: bool,
+) -> Result<(MetadataDocument, &'a UpstreamClient), UpstreamError> {
+    let suffix = format!("referrers/{subject}");
+    let mut empty = None;
+    let mut attempts = Attempts::default();
+    let mut outage = false;
+    for (index, upstream) in order.iter().copied().enumerate() {
+        let repository = upstream.upstream_repository(image);
+        let asked =
+            upstream.get_metadata(&repository, &suffix, ObjectKind::Manifest).await.and_then(|document| {
+                let count = oci::referrers::referrers_count(&document.body).map_err(|error| {
+                    UpstreamError::Protocol(format!("{} answered referrers with {error}", upstream.name()))
+                })?;
+                Ok((document, count))
+            });
+        match asked {
+            Ok((document, 0)) => {
+                if empty.is_none() {
+                    empty = Some((document, upstream));
+                }
+            }
+            Ok((document, _)) => return Ok((document, upstream)),
+            Err(error) => {
+                if index + 1 < order.len() {
+                    moved_past(upstream, &error);
+                }
+                outage |= error.is_outage();
+                attempts.upstream_failed(error);
+            }
+        }
+    }
+    match empty {
+        Some(answer) if !(outage && holds_referrers) => Ok(answer),
+        _ => Err(attempts
+            .into_error()
+            .unwrap_or_else(|| UpstreamError::Protocol("the group has no upstream".into()))),
     }
 }

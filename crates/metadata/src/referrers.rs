@@ -69,7 +69,12 @@ impl Metadata {
     }
 
     /// Records upstream's answer, confirmed at `record.checked_at` and read at `now`.
-    pub async fn record_referrers(&self, key: &ReferrersKey, record: &ReferrersRecord, now: i64) -> Result<()> {
+    pub async fn record_referrers(
+        &self,
+        key: &ReferrersKey,
+        record: &ReferrersRecord,
+        now: i64,
+    ) -> Result<()> {
         const SQL: &str = "INSERT INTO referrer_lists \
              (group_path, image, subject, found, body, link, upstream, created_at, checked_at, read_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8) \

@@ -268,14 +268,22 @@ async fn referrers_lists_are_kept_whole_with_their_freshness_and_go_with_ttl_and
             db.backend()
         );
         // Upstream stopped serving the API: the answer is replaced, the row kept.
-        let not_served =
-            ReferrersRecord { answer: ReferrersAnswer::NotServed, upstream: String::new(), checked_at: 20, read_at: 0 };
+        let not_served = ReferrersRecord {
+            answer: ReferrersAnswer::NotServed,
+            upstream: String::new(),
+            checked_at: 20,
+            read_at: 0,
+        };
         db.record_referrers(&key("lab/app", b"s"), &not_served, 20).await.unwrap();
         let found = db.find_referrers(&key("lab/app", b"s")).await.unwrap().unwrap();
         assert_eq!((found.answer, found.checked_at), (ReferrersAnswer::NotServed, 20));
         db.note_referrers_read(&key("lab/app", b"s"), 30).await.unwrap();
         db.note_referrers_read(&key("lab/app", b"s"), 25).await.unwrap();
-        assert_eq!(db.find_referrers(&key("lab/app", b"s")).await.unwrap().unwrap().read_at, 30, "never back");
+        assert_eq!(
+            db.find_referrers(&key("lab/app", b"s")).await.unwrap().unwrap().read_at,
+            30,
+            "never back"
+        );
 
         db.record_referrers(&key("lab/other", b"s"), &list, 40).await.unwrap();
         db.record_referrers(&key("lab/app", b"t"), &list, 50).await.unwrap();

@@ -62,8 +62,8 @@ mod tests {
     #[test]
     fn the_filter_keeps_the_asked_types_and_every_other_field() {
         assert_eq!(referrers_count(LIST.as_bytes()).unwrap(), 3);
-        let filtered = filter_referrers(LIST.as_bytes(), &["application/vnd.dev.cosign.artifact.sig.v1+json"])
-            .unwrap();
+        let filtered =
+            filter_referrers(LIST.as_bytes(), &["application/vnd.dev.cosign.artifact.sig.v1+json"]).unwrap();
         let value: Value = serde_json::from_slice(&filtered).unwrap();
         assert_eq!(value["schemaVersion"], 2);
         assert_eq!(value["mediaType"], crate::media::OCI_INDEX);

@@ -30,6 +30,7 @@ mod multi_node;
 mod ordered_upstreams;
 mod pull;
 mod readme;
+mod referrers;
 mod removals;
 mod s3_lifecycle;
 mod s3_postgres;

@@ -20,6 +20,7 @@ mod e2e_access;
 mod e2e_lifecycle;
 mod e2e_ordered_upstreams;
 mod e2e_policy;
+mod e2e_referrers;
 mod e2e_registry;
 mod e2e_upstreams;
 mod egress;

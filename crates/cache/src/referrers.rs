@@ -56,10 +56,7 @@ impl Cache {
         if let Some(record) = &cached
             && is_fresh(record.checked_at, now, group.manifest_recheck)
         {
-            if now.saturating_sub(record.read_at) >= READ_NOTE_INTERVAL_MS {
-                let noted = self.catalog.metadata().note_referrers_read(&key, now).await;
-                self.degraded(noted.map(Some));
-            }
+            self.note_referrers_read(&key, record, now).await;
             return Ok(self.answer(group, &resolved.image, subject, record, None));
         }
         let asked = Box::pin(self.ask_referrers(group, &resolved.image, &key, cached.as_ref())).await;
@@ -68,6 +65,7 @@ impl Cache {
             (Err(error), Some(cached)) if error.is_outage() => {
                 tracing::warn!(group = %group.path, repository = %key.image, %subject, %error,
                     "upstream unavailable; serving cached referrers stale");
+                self.note_referrers_read(&key, &cached, now).await;
                 Ok(self.answer(group, &resolved.image, subject, &cached, Some(Stale::UpstreamUnreachable)))
             }
             (Err(UpstreamError::NotFound(_)), Some(cached)) => {
@@ -75,6 +73,7 @@ impl Cache {
                 self.metrics.gone_served(&group.path);
                 tracing::info!(group = %group.path, repository = %key.image, %subject,
                     "upstream answers 404 for cached referrers; serving them stale (stale_on_404)");
+                self.note_referrers_read(&key, &cached, now).await;
                 Ok(self.answer(group, &resolved.image, subject, &cached, Some(Stale::GoneUpstream)))
             }
             (Err(error), _) => Err(error.into()),
@@ -148,6 +147,15 @@ impl Cache {
                 Ok(record)
             })
             .await
+    }
+
+    /// Moves a served list's `read_at` (its TTL counts from it), at most once a minute, so most
+    /// reads of a cached list write nothing.
+    async fn note_referrers_read(&self, key: &ReferrersKey, record: &ReferrersRecord, now: i64) {
+        if now.saturating_sub(record.read_at) >= READ_NOTE_INTERVAL_MS {
+            let noted = self.catalog.metadata().note_referrers_read(key, now).await;
+            self.degraded(noted.map(Some));
+        }
     }
 
     /// The upstream that served the subject's manifest, else the group's latest manifest of the

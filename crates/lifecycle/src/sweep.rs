@@ -173,8 +173,9 @@ impl Lifecycle {
         }
         report.ttl_tags += tags;
         // Referrers lists are documents kept in the database (nothing in storage, nothing any node
-        // remembers): they go when unread as long as a tag would.
-        let lists = self.metadata.remove_referrer_lists(&group.path, None, Some(cutoff)).await?;
+        // remembers): they go when unread as long as a tag would, and a pinned image's stay.
+        let lists =
+            self.metadata.remove_referrer_lists(&group.path, None, Some(cutoff), &pins.digests).await?;
         if lists > 0 {
             tracing::debug!(group = %group.path, lists, "referrers lists expired");
         }

@@ -1,6 +1,9 @@
 //! The referrers API's lists, kept whole per group, image and subject (small documents the control
 //! plane answers itself): what upstream answered, when it last confirmed it, when a client last
-//! read it. Removed with the group's tags: by TTL (`read_at`) and by purges.
+//! read it. Removed with the group's tags: by TTL (`read_at`; a pinned subject's list stays) and by
+//! purges.
+
+use std::collections::HashSet;
 
 use oci::{Digest, GroupPath, RepositoryName};
 
@@ -117,21 +120,48 @@ impl Metadata {
     }
 
     /// Removes `group`'s referrers lists — of one image, or all — read before `read_before`
-    /// (whenever read, without). How many went.
+    /// (whenever read, without), except those of the subjects in `keep` (pinned digests). How
+    /// many went.
     pub async fn remove_referrer_lists(
         &self,
         group: &GroupPath,
         image: Option<&RepositoryName>,
         read_before: Option<i64>,
+        keep: &HashSet<String>,
     ) -> Result<u64> {
-        const SQL: &str = "DELETE FROM referrer_lists WHERE group_path = $1 \
+        const LIST: &str = "SELECT image, subject FROM referrer_lists WHERE group_path = $1 \
              AND ($2 IS NULL OR image = $2) AND read_at < $3";
-        Ok(on_pool!(self, |pool| sqlx::query(SQL)
+        const DELETE: &str =
+            "DELETE FROM referrer_lists WHERE group_path = $1 AND image = $2 AND subject = $3";
+        let rows: Vec<(String, String)> = on_pool!(self, |pool| sqlx::query_as(LIST)
             .bind(group.as_str())
             .bind(image.map(RepositoryName::as_str))
             .bind(read_before.unwrap_or(i64::MAX))
-            .execute(pool)
-            .await?
-            .rows_affected()))
+            .fetch_all(pool)
+            .await?);
+        let doomed: Vec<(String, String)> =
+            rows.into_iter().filter(|(_, subject)| !keep.contains(subject)).collect();
+        let mut removed = 0;
+        for chunk in doomed.chunks(CHUNK) {
+            removed += on_pool!(self, |pool| {
+                let mut transaction = pool.begin().await?;
+                let mut gone = 0;
+                for (image_name, subject) in chunk {
+                    gone += sqlx::query(DELETE)
+                        .bind(group.as_str())
+                        .bind(image_name)
+                        .bind(subject)
+                        .execute(&mut *transaction)
+                        .await?
+                        .rows_affected();
+                }
+                transaction.commit().await?;
+                gone
+            });
+        }
+        Ok(removed)
     }
 }
+
+/// Lists removed in one transaction.
+const CHUNK: usize = 500;

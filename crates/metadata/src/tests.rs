@@ -287,11 +287,26 @@ async fn referrers_lists_are_kept_whole_with_their_freshness_and_go_with_ttl_and
 
         db.record_referrers(&key("lab/other", b"s"), &list, 40).await.unwrap();
         db.record_referrers(&key("lab/app", b"t"), &list, 50).await.unwrap();
-        assert_eq!(db.remove_referrer_lists(&group("g"), None, Some(31)).await.unwrap(), 1, "TTL by read");
+        let none = std::collections::HashSet::new();
+        let pinned: std::collections::HashSet<String> = [Digest::of(b"s").to_string()].into();
+        assert_eq!(
+            db.remove_referrer_lists(&group("g"), None, Some(31), &pinned).await.unwrap(),
+            0,
+            "pinned"
+        );
+        assert_eq!(
+            db.remove_referrer_lists(&group("g"), None, Some(31), &none).await.unwrap(),
+            1,
+            "TTL by read"
+        );
         assert_eq!(db.find_referrers(&key("lab/app", b"s")).await.unwrap(), None);
-        assert_eq!(db.remove_referrer_lists(&group("other"), None, None).await.unwrap(), 0);
-        assert_eq!(db.remove_referrer_lists(&group("g"), Some(&image), None).await.unwrap(), 1, "by image");
+        assert_eq!(db.remove_referrer_lists(&group("other"), None, None, &none).await.unwrap(), 0);
+        assert_eq!(
+            db.remove_referrer_lists(&group("g"), Some(&image), None, &none).await.unwrap(),
+            1,
+            "by image"
+        );
         assert!(db.find_referrers(&key("lab/other", b"s")).await.unwrap().is_some());
-        assert_eq!(db.remove_referrer_lists(&group("g"), None, None).await.unwrap(), 1, "a purge");
+        assert_eq!(db.remove_referrer_lists(&group("g"), None, None, &none).await.unwrap(), 1, "a purge");
     }
 }

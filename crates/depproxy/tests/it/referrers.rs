@@ -3,7 +3,8 @@
 //! filter applied to the full list, served stale while upstream is down), upstream's 404 for it
 //! kept so clients keep falling back to the tag schema offline, later pages passed through, and
 //! cosign's tag-schema tags (`sha256-<hex>.sig`, `.att`) cached like any tag with their 404
-//! probes remembered for `negative_ttl`.
+//! probes remembered for `negative_ttl`; a group with several upstreams asking for a subject's
+//! referrers where the subject came from.
 
 use std::time::Duration;
 
@@ -201,4 +202,27 @@ async fn cosign_tag_schema_tags_cache_like_tags_and_their_404_probes_are_remembe
     assert!(stale.headers()["warning"].to_str().unwrap().starts_with("110"));
     let layer = get(&format!("{}/v2/lab/app/blobs/{}", proxy.url, layers[0])).await;
     assert_eq!(layer.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_group_with_several_upstreams_asks_for_referrers_where_the_image_came_from() {
+    let (internal, hub) = (FakeRegistry::start().await, FakeRegistry::start().await);
+    let (subject, _) = hub.put_image("lab/app", "v1", &[b"a layer only hub has"]);
+    let signature = hub.put_referrer("lab/app", &subject, SIGNATURE);
+    let config = format!(
+        "[[upstream]]\nname = \"internal\"\nurl = \"{}\"\n[[upstream]]\nname = \"hub\"\nurl = \"{}\"\n\
+         [[group]]\npath = \"default\"\nupstreams = [\"internal\", \"hub\"]\n",
+        internal.url(),
+        hub.url()
+    );
+    let proxy = TestProxy::start(Options::toml(&config)).await;
+    // The image comes from `hub` (`internal` answers 404), and is recorded as hub's.
+    let image = get(&format!("{}/v2/lab/app/manifests/v1", proxy.url)).await;
+    assert_eq!(image.headers()["docker-content-digest"], subject.to_string().as_str());
+    proxy.fills_settled().await;
+
+    // `internal` serves the referrers API too and would answer an empty list: hub is asked first.
+    let referrers = get(&format!("{}/v2/lab/app/referrers/{subject}", proxy.url)).await;
+    assert_eq!(listed(referrers).await, [signature.to_string()]);
+    assert_eq!((internal.count("GET", "/referrers/"), hub.count("GET", "/referrers/")), (0, 1));
 }

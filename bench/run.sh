@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B6 B6s B7 BC BA BS hash (default: all)
+# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS hash (default: all)
 #
 # Benchmarks depproxy against the distribution registry in proxy mode, nginx proxy_cache
 # (+ proxy_cache_lock) and nginx serving the same files statically, on one machine, same data,
@@ -17,6 +17,7 @@
 #   B5  cached manifest GETs with B5_CONN connections (wrk): req/s and p99
 #   B5a B5 on one depproxy with access control: anonymous group vs token group (Bearer JWT, Basic
 #       access token), and the token endpoint's grants/s
+#   B5p B5 on one depproxy through 100 allow/deny rules vs a group without rules (same URL form)
 #   B6  peak RSS (sum of VmHWM) of each system during B3 and B4
 #   B6s B6S_READERS slow readers (B6S_RATE each) of one cached HOT_MB blob for B6S_SECONDS: peak
 #       RSS and peak thread count of each system
@@ -156,16 +157,16 @@ source "$REPO/bench/lib/scenarios.sh"
 select_scenarios() {
   local s
   SCENARIOS=()
-  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B6s B7 BC BA BS hash
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS hash
   for s in "$@"; do
     case $s in
-      B1 | B2 | B3 | B4 | B5 | B5a | B6s | B7 | BC | BA | BS | hash) SCENARIOS+=("$s") ;;
+      B1 | B2 | B3 | B4 | B5 | B5a | B5p | B6s | B7 | BC | BA | BS | hash) SCENARIOS+=("$s") ;;
       B6) SCENARIOS+=(B3 B4) ;;
-      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B6 B6s B7 BC BA BS hash)" ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS hash)" ;;
     esac
   done
   # Unique, in canonical order.
-  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B6s B7 BC BA BS hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
 }
 
 wants() { [[ " ${SCENARIOS[*]} " == *" $1 "* ]]; }

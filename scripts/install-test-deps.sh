@@ -6,6 +6,7 @@
 #     chromium + chromium-driver (the status page's browser test drives headless Chromium)
 #   - PostgreSQL listening on 127.0.0.1:5432 with trust auth for user postgres
 #   - moto_server (S3 test server) via `pip install 'moto[server]'`, oras-py via `pip install oras`
+#     (oras-py attaches signatures and SBOMs to images for the referrers tests)
 # Safe to run repeatedly; prints what it installed/started. Needs root (Debian 12).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -45,7 +46,8 @@ if ! env -u PGPASSWORD psql -h 127.0.0.1 -U postgres -w -Atc 'select 1' >/dev/nu
   echo "enabled trust auth for postgres@127.0.0.1 in $hba"
 fi
 
-# moto S3 server; oras-py (a registry client library, for the access-control tests)
+# moto S3 server; oras-py (a registry client library: the access-control tests, and attaching
+# artifacts with a subject for the referrers tests)
 if ! python3 -c 'import moto.server' 2>/dev/null; then
   python3 -m pip install -q 'moto[server]'
   echo "installed moto[server]"

@@ -936,6 +936,9 @@ ROWS = [
     ("B5a.bearer.p99", "B5a token group, Bearer JWT: p99", "ms", "low"),
     ("B5a.token.rps", "B5a token endpoint: grants/s (GET with Basic)", "req/s", "high"),
     ("B5a.token.p99", "B5a token endpoint: p99", "ms", "low"),
+    ("B5p.plain.rps", "B5p manifest by tag, group without rules: req/s", "req/s", "high"),
+    ("B5p.rules.rps", "B5p manifest by tag, group with 100 allow/deny rules: req/s", "req/s", "high"),
+    ("B5p.rules.p99", "B5p group with 100 rules: p99", "ms", "low"),
     ("B6.B3", "B6 peak RSS during B3 herd", "MB", "low"),
 ] + [
     row
@@ -1160,6 +1163,9 @@ def target_lines(med, meta):
         add("B5a token group (Bearer) ≥ 0.95× anonymous, same URL form", f"{b / ag:.2f}×", b / ag >= 0.95)
     if ag and s:
         add("B5a token group (Basic) ≥ 0.95× anonymous, same URL form", f"{s / ag:.2f}×", s / ag >= 0.95)
+    plain, ruled = g("B5p.plain.rps", "depproxy"), g("B5p.rules.rps", "depproxy")
+    if plain and ruled:
+        add("B5p 100 allow/deny rules ≥ 0.95× no rules, req/s", f"{ruled / plain:.2f}×", ruled / plain >= 0.95)
     v = g("B5a.token.rps", "depproxy")
     if v:
         add("B5a token endpoint ≥ 5 000 grants/s", f"{v:.0f}/s", v >= 5000)

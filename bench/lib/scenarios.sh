@@ -324,6 +324,56 @@ scenario_B5a() {
   stop_bg depproxy-auth
 }
 
+# ---------------------------------------------------------------- B5p the pull policy on the hit path
+
+# B5p: B5 on one depproxy with two anonymous groups in the same URL form: one without rules, one
+# with 100 allow/deny rules (issue 25), so the ratio is the rules' cost alone.
+scenario_B5p() {
+  local dir=$RUN/depproxy-auth port=${PORT[depproxy-auth]} url rep r row target i
+  [[ " ${SYSTEMS[*]} " == *" depproxy "* ]] || { note "B5p needs the depproxy system"; return 0; }
+  url=http://127.0.0.1:$port
+  log "B5p: hits through 100 allow/deny rules, $B5_CONN connections"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  # 50 allow patterns (the last lets lab/* through) and 50 deny patterns, none of which refuses
+  # lab/tiny:v1: every request is matched against all of them.
+  local allow=() deny=()
+  for ((i = 1; i < 50; i++)); do allow+=("\"team-$i/*\""); deny+=("\"lab/secret-$i:*\""); done
+  allow+=('"lab/*"')
+  deny+=('"lab/tiny:v0-*"')
+  printf '%s\n' '[[upstream]]' 'name = "lab"' "url = \"${URL[upstream]}\"" \
+    '[[group]]' 'path = "plain"' 'upstream = "lab"' 'access = "anonymous"' \
+    '[[group]]' 'path = "ruled"' 'upstream = "lab"' 'access = "anonymous"' \
+    "allow = [$(IFS=,; echo "${allow[*]}")]" "deny = [$(IFS=,; echo "${deny[*]}")]" >"$dir/depproxy.toml"
+  "$DEPPROXY_BIN" check-config "$dir/depproxy.toml" >/dev/null 2>&1 ||
+    { note "B5p: this depproxy does not take the rules (check-config failed)"; return 0; }
+  start_bg depproxy-auth "$dir/depproxy.log" "$DEPPROXY_BIN" serve --listen "127.0.0.1:$port" \
+    --admin-listen "127.0.0.1:$((port + 100))" --data-dir "$dir/data" --config "$dir/depproxy.toml"
+  wait_http "$url/healthz" "${PIDS[depproxy-auth]}" 30 || die "depproxy (rules) did not start (logs in $dir)"
+  local plain=$url/v2/plain/dependency_proxy/containers/lab/tiny/manifests/v1
+  local ruled=$url/v2/ruled/dependency_proxy/containers/lab/tiny/manifests/v1
+  for _ in 1 2; do
+    curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" "$plain" || note "B5p: manifest without rules failed"
+    curl -sf -o /dev/null -H "Accept: $MT_MANIFEST" "$ruled" || note "B5p: manifest through the rules failed"
+  done
+  note_cmd "# B5p (one depproxy, two anonymous groups: 'plain' without rules, 'ruled' with 50 allow and 50 deny patterns, none refusing lab/tiny:v1; config in the run dir):"
+  note_cmd "wrk -t$B5_THREADS -c$B5_CONN -d${B5_SECONDS}s --latency -H 'Accept: $MT_MANIFEST' $plain"
+  note_cmd "wrk ... $ruled"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for row in plain rules; do
+      target=$plain
+      [ "$row" = plain ] || target=$ruled
+      wrk -t"$B5_THREADS" -c"$B5_CONN" -d"${B5_SECONDS}s" --latency -H "Accept: $MT_MANIFEST" \
+        "$target" >"$OUT/raw/B5p-$row-$rep.txt" 2>&1 || true
+      r=$(python3 "$BENCH_PY" wrk "$OUT/raw/B5p-$row-$rep.txt") || { note "B5p $row: cannot parse wrk output"; continue; }
+      [ "$(jget errors <<<"$r")" = 0 ] || note "B5p $row rep $rep: $(jget errors <<<"$r") failed/non-2xx of $(jget requests <<<"$r") requests"
+      record "B5p.$row.rps" depproxy "$(jget rps <<<"$r")"
+      record "B5p.$row.p99" depproxy "$(jget p99_ms <<<"$r")"
+    done
+  done
+  stop_bg depproxy-auth
+}
+
 # ---------------------------------------------------------------- shared by B6s, B7, BC
 
 # peak_start SYSTEM FILE — samples the system's summed Threads and VmRSS every 0.5 s into FILE

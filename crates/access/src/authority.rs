@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metadata::MetadataError;
-use oci::ImageAddress;
+use oci::{GroupPath, ImageAddress};
 use secrecy::ExposeSecret as _;
 use sha2::Digest as _;
 
@@ -23,6 +23,9 @@ use crate::jwt::{JwtError, JwtKeys, MAX_JWT_LENGTH, ResourceActions, TokenKind};
 use crate::limiter::FailureLimiter;
 use crate::secret::{SECRET_PREFIX, id_of_secret};
 use crate::tokens::{TokenInfo, TokenRegistry};
+
+/// How long a registry token of scheduled warming is good for: each request gets a new one.
+const WARMING_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Memory for verified registry tokens, weighed by size.
 const VERIFIED_JWT_BUDGET: u64 = 32 << 20;
@@ -245,10 +248,19 @@ impl Access {
             }
             Credentials::Bearer(jwt) => self.check_registry_token(jwt.expose_secret(), client).await?,
         };
-        if let Identity::Token { token, .. } = &identity {
+        if let Identity::Token { token, .. } = &identity
+            && !token.is_warming()
+        {
             self.tokens.note_use_of(token);
         }
         Ok(identity)
+    }
+
+    /// A registry token with which the control plane's scheduled warming pulls from `group`
+    /// through a gateway (in this process or another): good for a few minutes, verified by every
+    /// control plane that shares the signing key, reaching the whole group and nothing else.
+    pub fn warming_token(&self, group: &GroupPath) -> Result<String, JwtError> {
+        self.keys.sign_warming(group.as_str(), WARMING_TOKEN_LIFETIME)
     }
 
     /// The admin listener's check: the active token whose secret this is (whether it may
@@ -302,7 +314,16 @@ impl Access {
             Some(verified) => verified,
             None => {
                 let claims = self.keys.verify(jwt, TokenKind::Access).map_err(unverified)?;
-                let Some(token_id) = claims.tid else { return Ok(Identity::Anonymous) };
+                let Some(token_id) = claims.tid else {
+                    return match claims.warm {
+                        Some(group) => {
+                            let group = GroupPath::parse(&group).map_err(|_| AuthError::NotOurs)?;
+                            let token = Arc::new(TokenInfo::for_warming(group));
+                            Ok(Identity::Token { token, reach: Reach::Groups })
+                        }
+                        None => Ok(Identity::Anonymous),
+                    };
+                };
                 let verified = VerifiedJwt {
                     token_id: Arc::from(token_id),
                     expires_at: claims.exp,
@@ -360,6 +381,9 @@ impl Access {
     ) -> Result<Grant, JwtError> {
         let token_id = match identity {
             Identity::Anonymous => None,
+            // Scheduled warming's token is never exchanged for another: what it would get is
+            // anonymous.
+            Identity::Token { token, .. } if token.is_warming() => None,
             Identity::Token { token, .. } => Some(token.id.as_str()),
         };
         let (token, issued) = self.keys.sign(
@@ -374,7 +398,7 @@ impl Access {
             return Err(JwtError::TooLong(token.len()));
         }
         let refresh_token = match (identity, offline) {
-            (Identity::Token { token: info, reach: Reach::Groups }, true) => {
+            (Identity::Token { token: info, reach: Reach::Groups }, true) if !info.is_warming() => {
                 let token_end = info.expires_at.map(|ms| u64::try_from(ms.max(0) / 1000).unwrap_or(0));
                 let not_after = match (token_end, refresh_until) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -493,6 +517,32 @@ mod tests {
             let token = self.access.tokens.in_snapshot(&self.token_id).unwrap();
             Identity::Token { token, reach: Reach::Groups }
         }
+    }
+
+    #[tokio::test]
+    async fn a_warming_token_pulls_from_its_group_only_and_is_never_exchanged() {
+        let world = world(3).await;
+        let group = GroupPath::parse("acme/platform").unwrap();
+        let jwt = world.access.warming_token(&group).unwrap();
+        let identity = world.access.authenticate(&bearer(&jwt), ip("127.0.0.1")).await.unwrap();
+        let Identity::Token { token, reach } = &identity else { panic!("{identity:?}") };
+        assert!(token.is_warming() && token.may_pull(&group), "{token:?}");
+        assert!(!token.may_pull(&GroupPath::parse("default").unwrap()));
+        assert!(matches!(reach, Reach::Groups));
+        assert!(!token.admin);
+        assert_eq!(identity.name(), crate::jwt::WARMING_SUBJECT);
+        // At the token endpoint it buys nothing: an anonymous token, no refresh token.
+        let grant = world.access.issue(&identity, pulls(&["img"]), true, None).unwrap();
+        assert!(grant.refresh_token.is_none());
+        let exchanged = world.access.authenticate(&bearer(&grant.token), ip("127.0.0.1")).await.unwrap();
+        assert!(matches!(exchanged, Identity::Anonymous), "{exchanged:?}");
+        // Minted with another key: not ours.
+        let other = JwtKeys::new(&injector::Secret::from_bytes([6; 32]));
+        let forged = other.sign_warming("acme/platform", Duration::from_secs(60)).unwrap();
+        assert!(matches!(
+            world.access.authenticate(&bearer(&forged), ip("127.0.0.1")).await,
+            Err(AuthError::NotOurs)
+        ));
     }
 
     #[tokio::test]

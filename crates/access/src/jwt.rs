@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const ISSUER: &str = "depproxy";
 /// The `service` of our challenges and the `aud` of our tokens.
 pub const SERVICE: &str = "depproxy";
+/// The name scheduled warming pulls under (in logs and audit lines).
+pub const WARMING_SUBJECT: &str = "scheduled-warm";
 /// The longest registry token we issue or read: a bearer value longer than this is not ours (it
 /// is refused unread), and a token request whose grant would make a longer token is refused.
 pub const MAX_JWT_LENGTH: usize = 8 * 1024;
@@ -51,6 +53,10 @@ pub(crate) struct Claims {
     pub jti: String,
     #[serde(default)]
     pub access: Vec<ResourceActions>,
+    /// The group a token of scheduled warming may pull from (it names no access token): minted
+    /// by a control plane for its own pulls through a gateway, never issued to a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<String>,
 }
 
 /// Why a presented JWT is not accepted.
@@ -119,10 +125,31 @@ impl JwtKeys {
             exp: expires_at,
             jti: uuid::Uuid::new_v4().simple().to_string(),
             access,
+            warm: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|error| JwtError::Signing(error.to_string()))?;
         Ok((token, now))
+    }
+
+    /// A registry token of scheduled warming for `group` (see [`Claims::warm`]).
+    pub(crate) fn sign_warming(&self, group: &str, lifetime: Duration) -> Result<String, JwtError> {
+        let now = unix_now();
+        let claims = Claims {
+            iss: ISSUER.to_owned(),
+            aud: SERVICE.to_owned(),
+            sub: WARMING_SUBJECT.to_owned(),
+            tid: None,
+            kind: TokenKind::Access,
+            iat: now,
+            nbf: now,
+            exp: now + lifetime.as_secs().max(1),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            access: Vec::new(),
+            warm: Some(group.to_owned()),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|error| JwtError::Signing(error.to_string()))
     }
 
     pub(crate) fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, JwtError> {
@@ -188,6 +215,7 @@ mod tests {
             exp: 2,
             jti: "j".into(),
             access: Vec::new(),
+            warm: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert!(matches!(keys.verify(&token, TokenKind::Access), Err(JwtError::Expired)));

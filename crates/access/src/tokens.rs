@@ -36,6 +36,26 @@ impl TokenInfo {
     pub fn may_pull(&self, group: &GroupPath) -> bool {
         self.groups.contains(group)
     }
+
+    /// What a registry token of scheduled warming stands for: pulls from `group`, under no access
+    /// token (nothing to revoke, no use to note, nothing to refresh).
+    pub(crate) fn for_warming(group: GroupPath) -> Self {
+        TokenInfo {
+            id: String::new(),
+            name: crate::jwt::WARMING_SUBJECT.to_owned(),
+            groups: vec![group],
+            admin: false,
+            expires_at: None,
+            revoked_at: None,
+            secret_digest: None,
+            noted_at: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// Whether this stands for scheduled warming rather than an access token.
+    pub fn is_warming(&self) -> bool {
+        self.id.is_empty()
+    }
 }
 
 impl From<AccessTokenRecord> for TokenInfo {

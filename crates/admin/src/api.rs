@@ -289,7 +289,7 @@ pub struct ForgottenVerdictsView {
     pub forgotten: u64,
 }
 
-/// A purge started: its job.
+/// A purge or a warm run started: its job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct JobStarted {
     pub job: String,
@@ -297,27 +297,52 @@ pub struct JobStarted {
     pub status: String,
 }
 
-/// A background job (a purge) and its progress.
+/// A background job (a purge, a warm run) and its progress.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
-    /// `purge`.
+    /// `purge` or `warm`.
     pub kind: String,
     /// What it does, e.g. `purge group default image library/alpine`.
     pub description: String,
     /// `running`, `done` or `failed`.
     pub state: String,
-    /// Objects done so far…
+    /// Objects (a warm run: tags) done so far…
     pub done: u64,
     /// …of this many.
     pub total: u64,
-    /// Bytes of the objects done.
+    /// Bytes of the objects done (a warm run: read through the proxy).
     pub bytes: u64,
     /// Why it failed.
     pub error: Option<String>,
     /// Unix ms.
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    /// A warm run's report, tag by tag (updated as it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<Box<lifecycle::WarmReport>>,
+}
+
+/// One `warm` entry of a group, and when it runs next.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WarmScheduleView {
+    /// E.g. `library/alpine:3.* every 6h, keep 3`.
+    pub schedule: String,
+    pub patterns: Vec<String>,
+    pub every_seconds: u64,
+    pub keep: usize,
+    /// When it is due next (unix ms); none before its first run.
+    pub due_at: Option<i64>,
+    /// The job of its last run.
+    pub last_job: Option<String>,
+}
+
+/// A group's warming: its entries, and its latest runs, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WarmView {
+    pub group: String,
+    pub schedules: Vec<WarmScheduleView>,
+    pub recent: Vec<JobView>,
 }
 
 impl JobView {
@@ -330,6 +355,13 @@ impl JobView {
 impl From<metadata::JobRecord> for JobView {
     fn from(job: metadata::JobRecord) -> Self {
         let count = |value: i64| u64::try_from(value).unwrap_or(0);
+        // A report this version cannot read is left out rather than failing the whole answer.
+        let warm = job
+            .result
+            .as_deref()
+            .filter(|_| job.kind == lifecycle::WARM_JOB_KIND)
+            .and_then(|result| serde_json::from_str(result).ok())
+            .map(Box::new);
         JobView {
             id: job.id,
             kind: job.kind,
@@ -341,6 +373,7 @@ impl From<metadata::JobRecord> for JobView {
             error: job.error,
             created_at: job.created_at,
             finished_at: job.finished_at,
+            warm,
         }
     }
 }

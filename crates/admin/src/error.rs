@@ -17,6 +17,9 @@ pub enum AdminError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request names something that cannot do what is asked (a group without warm schedules).
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -28,6 +31,16 @@ impl From<lifecycle::LifecycleError> for AdminError {
                 AdminError::NotFound(format!("no group {group:?}"))
             }
             other => AdminError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<lifecycle::WarmError> for AdminError {
+    fn from(error: lifecycle::WarmError) -> Self {
+        match error {
+            lifecycle::WarmError::UnknownGroup(_) => AdminError::NotFound(error.to_string()),
+            lifecycle::WarmError::NoSchedule(_) => AdminError::Conflict(error.to_string()),
+            lifecycle::WarmError::Metadata(error) => AdminError::Internal(error.to_string()),
         }
     }
 }
@@ -52,6 +65,7 @@ impl AdminError {
             AdminError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            AdminError::Conflict(_) => (StatusCode::CONFLICT, "UNSUPPORTED"),
             AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }

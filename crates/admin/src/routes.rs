@@ -2,10 +2,12 @@
 //! (health, rate-limit budget), `GET /api/v1/fills` (live fills of every node), `GET
 //! /api/v1/events` (recent errors and denials), tokens (`GET|POST /api/v1/tokens`, `DELETE
 //! /api/v1/tokens/{name}`), `DELETE /api/v1/groups/{path}/cache` (a purge, answered `202` with its
-//! job), `GET /api/v1/groups/{path}/stale` (tags served although gone upstream), `GET
-//! /api/v1/jobs/{id}` (a job's progress), `GET|POST /api/v1/sweep` (the sweeper), `DELETE
-//! /api/v1/verdicts/{digest}` (forget the admission hooks' verdicts on an object, so they are
-//! asked again), and `GET /api/v1/openapi.json`, generated from these handlers.
+//! job), `GET /api/v1/groups/{path}/stale` (tags served although gone upstream), `GET|POST
+//! /api/v1/groups/{path}/warm` (its warm schedules and latest runs; a run now, answered `202` with
+//! its job), `GET /api/v1/jobs/{id}` (a job's progress and, for a warm run, its report), `GET|POST
+//! /api/v1/sweep` (the sweeper), `DELETE /api/v1/verdicts/{digest}` (forget the admission hooks'
+//! verdicts on an object, so they are asked again), and `GET /api/v1/openapi.json`, generated from
+//! these handlers.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use injector::FillReport;
-use lifecycle::{Lifecycle, PurgeRequest};
+use lifecycle::{Lifecycle, PurgeRequest, Warming};
 use oci::{GroupPath, RepositoryName};
 use supervisor::Supervisor;
 
@@ -24,7 +26,7 @@ use utoipa::OpenApi as _;
 use crate::api::{
     AdminTokenScheme, CreatedTokenView, ErrorEnvelope, ErrorView, EventView, ForgottenVerdictsView,
     GroupView, HourView, JobStarted, JobView, LastErrorView, NewToken, RateLimitView, RevokedView, StaleView,
-    StoreView, TokenView, TrafficView, UpstreamShareView, UpstreamView,
+    StoreView, TokenView, TrafficView, UpstreamShareView, UpstreamView, WarmScheduleView, WarmView,
 };
 use crate::auth::admin;
 use crate::error::AdminError;
@@ -38,17 +40,21 @@ pub struct AdminState {
     /// Runs purges in the background (a shutdown waits for them, then cancels).
     pub supervisor: Supervisor,
     pub view: Arc<OperatorView>,
+    /// Scheduled warming: each group's entries, and a run on request.
+    pub warming: Arc<Warming>,
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "depproxy admin API", description = "Every call needs an admin access token as Bearer."),
-    paths(groups, stale, upstreams, fills, events, tokens, create_token, revoke_token, purge, job, sweeper, sweep_now,
-        forget_verdicts),
+    paths(groups, stale, warm_schedules, warm_now, upstreams, fills, events, tokens, create_token, revoke_token,
+        purge, job, sweeper, sweep_now, forget_verdicts),
     components(schemas(
         StoreView, GroupView, UpstreamShareView, StaleView, TrafficView, HourView, UpstreamView, LastErrorView,
         RateLimitView, FillReport, EventView, TokenView, NewToken, CreatedTokenView, RevokedView, JobStarted,
-        JobView, ForgottenVerdictsView, ErrorEnvelope, ErrorView
+        JobView, WarmView, WarmScheduleView, lifecycle::WarmReport, lifecycle::WarmEntryReport,
+        lifecycle::WarmPatternReport, lifecycle::WarmTagReport, lifecycle::WarmOutcome, ForgottenVerdictsView,
+        ErrorEnvelope, ErrorView
     )),
     modifiers(&AdminTokenScheme),
     security(("admin_token" = []))
@@ -65,7 +71,7 @@ pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/api/v1/openapi.json", axum::routing::get(|| async { axum::Json(openapi()) }))
         .route("/api/v1/groups", axum::routing::get(groups))
-        .route("/api/v1/groups/{*path}", axum::routing::get(stale).delete(purge))
+        .route("/api/v1/groups/{*path}", axum::routing::get(group_get).delete(purge).post(warm_now))
         .route("/api/v1/upstreams", axum::routing::get(upstreams))
         .route("/api/v1/fills", axum::routing::get(fills))
         .route("/api/v1/events", axum::routing::get(events))
@@ -135,6 +141,22 @@ async fn groups(State(state): State<AdminState>, request: Request) -> Result<Res
     Ok(axum::Json(store_view(&state).await?).into_response())
 }
 
+/// `GET /api/v1/groups/{path}/stale` and `…/warm`: a group path may have any number of
+/// components, so the last one says which.
+async fn group_get(
+    state: State<AdminState>,
+    Path(path): Path<String>,
+    request: Request,
+) -> Result<Response, AdminError> {
+    match path.rsplit_once('/') {
+        Some((group, "stale")) => stale(state, group, request).await,
+        Some((group, "warm")) => warm_schedules(state, group, request).await,
+        _ => Err(AdminError::NotFound(
+            "GET /api/v1/groups/{path}/stale lists a group's stale tags, …/warm its warm schedules".into(),
+        )),
+    }
+}
+
 /// The group's cached tags that upstream now answers 404 for and that are served anyway
 /// (`stale_on_404`), most recently served first — as this node served them since it started.
 #[utoipa::path(get, path = "/api/v1/groups/{path}/stale", tag = "groups",
@@ -143,17 +165,77 @@ async fn groups(State(state): State<AdminState>, request: Request) -> Result<Res
         (status = 404, body = ErrorEnvelope)))]
 async fn stale(
     State(state): State<AdminState>,
-    Path(path): Path<String>,
+    group: &str,
     request: Request,
 ) -> Result<Response, AdminError> {
     admin(&state.access, &request.into_parts().0).await?;
-    let group = path.strip_suffix("/stale").ok_or_else(|| {
-        AdminError::NotFound("GET /api/v1/groups/{path}/stale lists a group's stale tags".into())
-    })?;
     match (state.view.stale)(group) {
         Some(entries) => Ok(axum::Json(entries).into_response()),
         None => Err(AdminError::NotFound(format!("no group {group:?} is configured"))),
     }
+}
+
+/// The group's `warm` entries (when each is due next, the job of its last run) and its latest
+/// warm runs, newest first.
+#[utoipa::path(get, path = "/api/v1/groups/{path}/warm", tag = "groups",
+    params(("path" = String, Path, description = "The group, e.g. `default`")),
+    responses((status = 200, body = WarmView), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)))]
+async fn warm_schedules(
+    State(state): State<AdminState>,
+    group: &str,
+    request: Request,
+) -> Result<Response, AdminError> {
+    admin(&state.access, &request.into_parts().0).await?;
+    if !state.view.groups.iter().any(|info| info.path == group) {
+        return Err(AdminError::NotFound(format!("no group {group:?} is configured")));
+    }
+    let mut schedules = Vec::new();
+    for (index, schedule) in state.warming.schedules(group).iter().enumerate() {
+        let (due_at, last_job) = state.warming.due(group, index).await?.unzip();
+        schedules.push(WarmScheduleView {
+            schedule: schedule.describe(),
+            patterns: schedule.patterns.iter().map(|pattern| pattern.as_str().to_owned()).collect(),
+            every_seconds: schedule.every.as_secs(),
+            keep: schedule.keep,
+            due_at,
+            last_job: last_job.flatten(),
+        });
+    }
+    let recent = state.warming.recent_jobs(group, 10).await?.into_iter().map(JobView::from).collect();
+    Ok(axum::Json(WarmView { group: group.to_owned(), schedules, recent }).into_response())
+}
+
+/// Runs every `warm` entry of the group now, on this node (an entry another node is running is
+/// skipped), and starts its period anew.
+#[utoipa::path(post, path = "/api/v1/groups/{path}/warm", tag = "groups",
+    params(("path" = String, Path, description = "The group, e.g. `default`")),
+    responses((status = 202, description = "The run goes on as a job", body = JobStarted),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "The group has no warm schedule",
+        body = ErrorEnvelope)))]
+async fn warm_now(
+    State(state): State<AdminState>,
+    Path(path): Path<String>,
+    request: Request,
+) -> Result<Response, AdminError> {
+    let caller = admin(&state.access, &request.into_parts().0).await?;
+    let group = path.strip_suffix("/warm").ok_or_else(|| {
+        AdminError::NotFound("POST /api/v1/groups/{path}/warm runs a group's warming".into())
+    })?;
+    let job = state.warming.start_now(group).await?;
+    tracing::info!(target: "depproxy::audit", admin = %caller.name, job = %job, group, "warm run started");
+    Ok(job_started(job))
+}
+
+/// `202 Accepted` with the job and where its progress is.
+fn job_started(job: String) -> Response {
+    let location = format!("/api/v1/jobs/{job}");
+    let mut response =
+        (StatusCode::ACCEPTED, axum::Json(JobStarted { job, status: location.clone() })).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    response
 }
 
 #[utoipa::path(get, path = "/api/v1/upstreams", tag = "upstreams",
@@ -350,13 +432,7 @@ async fn purge(
             Err(error) => tracing::warn!(job = %id, %error, "purge failed"),
         }
     });
-    let location = format!("/api/v1/jobs/{job}");
-    let mut response =
-        (StatusCode::ACCEPTED, axum::Json(JobStarted { job, status: location.clone() })).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(http::header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(job_started(job))
 }
 
 #[utoipa::path(get, path = "/api/v1/sweep", tag = "lifecycle",
@@ -379,7 +455,7 @@ async fn sweep_now(State(state): State<AdminState>, request: Request) -> Result<
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "lifecycle",
-    params(("id" = String, Path, description = "The job id a purge answered")),
+    params(("id" = String, Path, description = "The job id a purge or a warm run answered")),
     responses((status = 200, description = "The job's progress", body = JobView),
         (status = 404, body = ErrorEnvelope)))]
 async fn job(

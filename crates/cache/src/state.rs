@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use metadata::{ManifestKey, Metadata, MetadataError};
+use metadata::{ManifestKey, Metadata, MetadataError, ReferrersKey, ReferrersRecord};
 use oci::{GroupPath, ImageAddress};
 use upstream::{ObjectHead, UpstreamError};
 
@@ -49,6 +49,8 @@ pub struct Cache {
     pub(crate) clock: Clock,
     /// Tag revalidations in flight: upstream's answer and the upstream that gave it.
     pub(crate) rechecks: SingleFlight<ManifestKey, Result<(ObjectHead, String), UpstreamError>>,
+    /// Referrers lists being asked of upstream: its answer, as recorded.
+    pub(crate) referrer_checks: SingleFlight<ReferrersKey, Result<ReferrersRecord, UpstreamError>>,
     /// Upstream 404s, answered again from memory for their group's `negative_ttl`.
     pub(crate) not_found: NotFoundMemory,
     /// Tags served although upstream now answers 404 for them (`stale_on_404`).
@@ -84,6 +86,7 @@ impl Cache {
             settings,
             clock,
             rechecks: SingleFlight::default(),
+            referrer_checks: SingleFlight::default(),
             gone: GoneUpstream::new(GONE_ENTRIES),
             metrics,
             commits: OnceLock::new(),

@@ -2,9 +2,9 @@
 //! (`formats`; OCI is the first) → resolve → authorize → decide → render (the internal token
 //! first; then, for a group that needs one, the client's access token). It answers the gateway with an injector (`send-blob`
 //! for a hit, `send-dependency` for a miss), a small direct answer (`/v2/`, HEAD of an uncached
-//! object, tag lists) or an OCI error, and records fills at upload authorize/finalize (and asks a
-//! group's admission hook whether a held fill's clients may have its bytes). It never reads or
-//! writes object bytes, so no download can block it.
+//! object, tag lists, referrers lists) or an OCI error, and records fills at upload
+//! authorize/finalize (and asks a group's admission hook whether a held fill's clients may have
+//! its bytes). It never reads or writes object bytes, so no download can block it.
 //!
 //! Every route requires the gateway's signed internal token.
 
@@ -19,6 +19,7 @@ mod oci_format;
 mod passthrough;
 mod plane;
 mod readiness;
+mod referrers;
 mod render;
 mod routes;
 mod token_endpoint;

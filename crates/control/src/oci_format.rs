@@ -2,8 +2,8 @@
 //! [`oci::parse_v2_path`], the image address resolved to a group, the caller authorized, the
 //! group's `allow`/`deny` rules applied to what it names, the manifest or blob decided by the
 //! cache's domain (a manifest held back by the group's admission hook until it allows it) and
-//! rendered as [`SERVING`] says; tag lists and
-//! referrers pass through; `/v2/token` is the docker token flow's endpoint. What the gateway
+//! rendered as [`SERVING`] says; referrers lists are cached documents the control plane answers
+//! itself (`referrers`); tag lists pass through; `/v2/token` is the docker token flow's endpoint. What the gateway
 //! must know of OCI is declared here, in the injector or in the path rules it is given.
 
 use axum::extract::Request;
@@ -17,7 +17,7 @@ use crate::caller::Caller;
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
 use crate::render::{FillRules, HitRules, Serving};
-use crate::{admission, authorize, passthrough, render, token_endpoint};
+use crate::{admission, authorize, passthrough, referrers, render, token_endpoint};
 
 /// Where clients POST the token form (the gateway forwards its body).
 pub(crate) const TOKEN_PATH: &str = "/v2/token";
@@ -166,7 +166,7 @@ pub(crate) async fn decide(
             let resolved = control.cache.resolve(&image, query)?;
             authorize::pull(control, &caller, &resolved.group, &image, query).await?;
             authorize::rules(control, &caller, &resolved, None)?;
-            Box::pin(passthrough::referrers(&resolved, &digest, uri)).await
+            Box::pin(referrers::referrers(control, &resolved, &digest, uri)).await
         }
     }
 }

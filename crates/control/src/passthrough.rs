@@ -1,8 +1,9 @@
-//! Pass-through of the listing APIs: `GET /v2/<name>/tags/list` and the referrers API
-//! (`/v2/<name>/referrers/<digest>`, with its `artifactType` filter), so signature and SBOM tools
-//! work through the proxy. Both are small JSON documents, answered from upstream on every request
-//! and never cached: a listing must be current, and a stale one is worse than an error. A group
-//! with several upstreams asks them in order; the first that knows the repository answers.
+//! Pass-through of the listing APIs: `GET /v2/<name>/tags/list`, and the later pages of a
+//! referrers list (`/v2/<name>/referrers/<digest>?n=…&last=…`; the first page is cached, see
+//! `referrers`), so signature and SBOM tools work through the proxy. Answered from upstream on
+//! every request and never cached: a tag listing must be current, and a stale one is worse than an
+//! error. A group with several upstreams asks them in order; the first that knows the repository
+//! answers.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -27,18 +28,25 @@ pub(crate) async fn tags_list(resolved: &Resolved, uri: &Uri) -> Result<Response
     Ok(document_response(document.content_type.as_deref(), link, document.body))
 }
 
-pub(crate) async fn referrers(
+/// The query parameters that ask for a later page of a listing.
+const PAGE_PARAMETERS: [&str; 2] = ["n", "last"];
+
+/// Whether a referrers request asks for a later page (passed through) rather than the list.
+pub(crate) fn is_page_request(query: Option<&str>) -> bool {
+    !forwarded_query(query, &PAGE_PARAMETERS).is_empty()
+}
+
+/// A later page of a referrers list, from upstream (its `artifactType` filter as upstream applies it).
+pub(crate) async fn referrers_page(
     resolved: &Resolved,
     digest: &Digest,
     uri: &Uri,
 ) -> Result<Response, ControlError> {
-    let suffix = format!("referrers/{digest}{}", forwarded_query(uri.query(), &["artifactType"]));
+    let allowed = [oci::referrers::ARTIFACT_TYPE_PARAMETER, PAGE_PARAMETERS[0], PAGE_PARAMETERS[1]];
+    let suffix = format!("referrers/{digest}{}", forwarded_query(uri.query(), &allowed));
     let (document, repository) = metadata_document(resolved, &suffix).await.map_err(|error| match error {
         // Upstreams without the referrers API answer 404; clients then fall back to the tag schema.
-        upstream::UpstreamError::NotFound(_) => ControlError::Oci(OciError::new(
-            ErrorCode::ManifestUnknown,
-            "the upstream registry does not serve the referrers API for this manifest",
-        )),
+        upstream::UpstreamError::NotFound(_) => not_served(),
         other => other.into(),
     })?;
     let upstream_path = format!("/v2/{repository}/referrers/{digest}");
@@ -49,9 +57,17 @@ pub(crate) async fn referrers(
     if let Some(applied) = document.filters_applied
         && let Ok(value) = HeaderValue::try_from(applied)
     {
-        response.headers_mut().insert("OCI-Filters-Applied", value);
+        response.headers_mut().insert(oci::referrers::FILTERS_APPLIED_HEADER, value);
     }
     Ok(response)
+}
+
+/// The answer when upstream serves no referrers API for a manifest.
+pub(crate) fn not_served() -> ControlError {
+    ControlError::Oci(OciError::new(
+        ErrorCode::ManifestUnknown,
+        "the upstream registry does not serve the referrers API for this manifest",
+    ))
 }
 
 /// The document from the group's upstreams, asked in order (the first that has the repository
@@ -72,7 +88,11 @@ async fn metadata_document(
     Ok(answer)
 }
 
-fn document_response(content_type: Option<&str>, link: Option<String>, body: axum::body::Bytes) -> Response {
+pub(crate) fn document_response(
+    content_type: Option<&str>,
+    link: Option<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -107,7 +127,7 @@ fn forwarded_query(query: Option<&str>, allowed: &[&str]) -> String {
 /// Points a pagination `Link` at the proxy: upstream's path (and host) become the client's path;
 /// the client's own routing parameters (`ns`) are kept. A link that is not the same listing's
 /// next page is dropped: passed on, it would send clients to another host.
-fn rewrite_link(
+pub(crate) fn rewrite_link(
     link: &str,
     upstream_path: &str,
     client_path: &str,

@@ -25,6 +25,14 @@ const STALE_WARNING: &str = "110 depproxy \"Response is Stale: upstream unreacha
 /// The `Warning` a client gets with a tag served although upstream answers 404 for it.
 const GONE_WARNING: &str = "110 depproxy \"Response is Stale: gone from upstream\"";
 
+/// The `Warning` a client gets with a document upstream did not confirm.
+pub(crate) fn stale_warning(stale: Stale) -> &'static str {
+    match stale {
+        Stale::UpstreamUnreachable => STALE_WARNING,
+        Stale::GoneUpstream => GONE_WARNING,
+    }
+}
+
 /// How a format's objects are served, as the gateway is told in each injector.
 pub(crate) struct Serving {
     /// For a stored object.
@@ -77,10 +85,8 @@ pub(crate) fn decision(
 
 fn send_blob(object: StoredObject, serving: &Serving, stale: Option<Stale>, group: &str) -> Response {
     let HitRules { mut headers, digest_header, may_redirect } = (serving.hit)(&object);
-    match stale {
-        None => {}
-        Some(Stale::UpstreamUnreachable) => headers.push(("Warning".to_owned(), STALE_WARNING.to_owned())),
-        Some(Stale::GoneUpstream) => headers.push(("Warning".to_owned(), GONE_WARNING.to_owned())),
+    if let Some(stale) = stale {
+        headers.push(("Warning".to_owned(), stale_warning(stale).to_owned()));
     }
     injector(Injector::SendBlob(SendBlob {
         v: CONTRACT_VERSION,

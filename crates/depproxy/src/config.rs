@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use cache::{
     AccessMode, AccessPolicy, AdmissionPolicy, CacheSettings, CatalogSettings, LifecyclePolicy, Limits,
-    NameRules, OnTimeout, Pins, PullPolicy, TagPatterns,
+    NameRules, OnTimeout, Pins, PullPolicy, TagPatterns, WarmSchedule,
 };
 use gateway::SmallObjectSettings;
 use ipnet::IpNet;
@@ -261,6 +261,25 @@ pub struct GroupEntry {
     pub admission_timeout: Option<String>,
     /// `deny` (default) or `allow`: what a request gets when the hook does not answer in time.
     pub admission_on_timeout: Option<String>,
+    /// Warming on a schedule: `[{ images = ["library/alpine:3.*"], every = "6h", keep = 3 }]`.
+    #[serde(default)]
+    pub warm: Vec<WarmEntry>,
+}
+
+/// One entry of a group's `warm`: what to keep warm, and how often.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmEntry {
+    /// `NAME:TAG` of images, the tag exact or a glob over the upstream's tags (`3.*`).
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// `NAME@VERSION` of packages, for the groups of package formats.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// How often (at least `1m`), e.g. `"6h"`.
+    pub every: Option<String>,
+    /// How many tags each glob warms, newest first (default 3).
+    pub keep: Option<usize>,
 }
 
 /// `access = "token" | "anonymous"`
@@ -464,6 +483,8 @@ pub struct ResolvedGroup {
     /// Allow and deny rules, remembered 404s, immutable tags, stale on 404: what a reload
     /// (SIGHUP) changes without a restart.
     pub policy: PullPolicy,
+    /// Its `warm` entries (read at start).
+    pub warm: Vec<WarmSchedule>,
 }
 
 /// `[auth]` after defaults.
@@ -490,6 +511,16 @@ impl Config {
         for group in &self.groups {
             for note in group.policy.names.shadowed() {
                 warnings.push(format!("group {:?}: {note}", group.path));
+            }
+            for pattern in group.warm.iter().flat_map(|schedule| &schedule.patterns) {
+                let Some(tag) = pattern.exact_tag() else { continue };
+                if group.policy.names.check(pattern.name(), Some(tag)).is_err() {
+                    warnings.push(format!(
+                        "group {:?}: warm pattern {:?} is refused by the group's allow/deny rules: it is never warmed",
+                        group.path,
+                        pattern.as_str()
+                    ));
+                }
             }
         }
         warnings
@@ -1114,7 +1145,38 @@ fn resolve_group(
         access: AccessPolicy { mode, anonymous_networks },
         lifecycle: resolve_lifecycle(entry)?,
         policy: resolve_pull_policy(entry, format)?,
+        warm: resolve_warm(entry, format)?,
     })
+}
+
+/// The group's `warm` entries: the list its format names (`images`, or `packages`), a duration
+/// of at least [`cache::MIN_WARM_EVERY`], `keep` at least 1, patterns whose names are exact.
+fn resolve_warm(entry: &GroupEntry, format: cache::Format) -> anyhow::Result<Vec<WarmSchedule>> {
+    let path = &entry.path;
+    let mut schedules = Vec::new();
+    for (index, warm) in entry.warm.iter().enumerate() {
+        let which = format!("group {path:?}: warm entry {}", index + 1);
+        let patterns = match format {
+            cache::Format::Oci => {
+                if !warm.packages.is_empty() {
+                    bail!(
+                        "{which}: packages = [...] is for package formats; group {path:?} proxies images \
+                         (format oci): name them in images = [\"NAME:TAG\"]"
+                    );
+                }
+                &warm.images
+            }
+        };
+        let every = match warm.every.as_deref().map(str::trim) {
+            None => bail!("{which} needs every = \"6h\" (how often it is warmed, at least 1m)"),
+            Some(text) => humantime::parse_duration(text).map_err(|error| {
+                anyhow::anyhow!("{which}: every {text:?} is not a duration ({error}): e.g. \"6h\" or \"30m\"")
+            })?,
+        };
+        let keep = warm.keep.unwrap_or(defaults::WARM_KEEP);
+        schedules.push(WarmSchedule::new(patterns, every, keep, format).with_context(|| which.clone())?);
+    }
+    Ok(schedules)
 }
 
 /// The group's pull policy: its patterns compiled (a bad one names its list and what is wrong),

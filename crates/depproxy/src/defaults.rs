@@ -44,6 +44,8 @@ pub const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest `admission_timeout` accepted: a new artifact's clients wait that long.
 pub const MAX_ADMISSION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// `[[group]] warm` entries' `keep`: the newest tags of each glob a run warms.
+pub const WARM_KEEP: usize = 3;
 /// Upstream 404s a control plane remembers at once (all groups together).
 pub const NOT_FOUND_ENTRIES: u64 = 100_000;
 

@@ -2,8 +2,10 @@
 //! quota and the store-wide quota (least recently read first, pinned tags kept), deletes objects
 //! no group references any more, collects garbage (objects no row knows, stale spools, abandoned
 //! S3 multipart uploads); purges remove what an operator asks for, as jobs with progress; and
-//! statistics say what each group holds and serves. Admission verdicts leave only when an operator
-//! asks (`forget_verdicts`).
+//! statistics say what each group holds and serves. What enters it on a schedule is here too:
+//! warming (`warming`), each group's `warm` entries run when due by one node of the cluster, as
+//! jobs with a report (`warm_report`). Admission verdicts leave only when an operator asks
+//! (`forget_verdicts`).
 //!
 //! Deletion is always the same handshake (`metadata::sweep`): rows go first (in one transaction
 //! with queueing the objects they were the last reference to, and announcing the removal), the
@@ -27,6 +29,8 @@ mod settings;
 mod stats;
 mod sweep;
 mod verdicts;
+mod warm_report;
+mod warming;
 
 pub use core::Lifecycle;
 pub use error::LifecycleError;
@@ -37,6 +41,13 @@ pub use runner::SweeperStatus;
 pub use settings::{GroupPolicy, SweepSettings};
 pub use stats::{GroupStats, HOURS, HourTraffic, StoreStats, UpstreamShare};
 pub use sweep::SweepReport;
+pub use warm_report::{WarmEntryReport, WarmOutcome, WarmPatternReport, WarmReport, WarmTagReport};
+pub use warming::{
+    PullFailure, PullFuture, PullOutcome, WARM_JOB_KIND, WarmError, WarmGroup, WarmPuller, WarmTarget,
+    WarmTrigger, Warming,
+};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod warming_tests;

@@ -117,6 +117,9 @@ impl Lifecycle {
             self.removed(&[]).await;
         }
         report.tags += tags;
+        self.metadata
+            .remove_referrer_lists(&request.group, request.image.as_ref(), cutoff, &HashSet::new())
+            .await?;
         // The objects go once every node had time to forget their rows.
         self.await_removal_notice().await;
         let mut sweep = SweepReport::default();

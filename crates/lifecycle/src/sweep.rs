@@ -142,7 +142,8 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Removes a group's objects and tags not read within its TTL (pinned ones stay).
+    /// Removes a group's objects, tags and referrers lists not read within its TTL (pinned ones
+    /// stay).
     async fn expire(
         &self,
         group: &GroupPolicy,
@@ -171,6 +172,13 @@ impl Lifecycle {
             self.removed(&[]).await;
         }
         report.ttl_tags += tags;
+        // Referrers lists are documents kept in the database (nothing in storage, nothing any node
+        // remembers): they go when unread as long as a tag would, and a pinned image's stay.
+        let lists =
+            self.metadata.remove_referrer_lists(&group.path, None, Some(cutoff), &pins.digests).await?;
+        if lists > 0 {
+            tracing::debug!(group = %group.path, lists, "referrers lists expired");
+        }
         Ok(())
     }
 

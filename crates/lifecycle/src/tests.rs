@@ -10,6 +10,7 @@ use cache::{Clock, Format, LifecyclePolicy, Pins};
 use futures_util::StreamExt as _;
 use metadata::{
     BlobKey, BlobRecord, CommitLease, Committed, DatabaseUrl, ManifestKey, ManifestRecord, Metadata, Reads,
+    ReferrersAnswer, ReferrersKey, ReferrersRecord,
 };
 use oci::{Digest, GroupPath, Reference, RepositoryName};
 use storage::{BlobStore, Expectation, FsStore};
@@ -255,8 +256,25 @@ async fn pinned_images_survive_ttl_and_quota_but_not_a_purge() {
         let other_layer = setup.blob("g", &[8u8; 60]).await;
         let unpinned =
             setup.manifest("g", "library/alpine", "edge", std::slice::from_ref(&other_layer)).await;
+        // The referrers lists of both images (their signatures), read as long ago.
+        let list = |subject: &Digest| ReferrersKey {
+            group: group("g"),
+            image: RepositoryName::parse("library/alpine").unwrap(),
+            subject: subject.clone(),
+        };
+        let record = ReferrersRecord {
+            answer: ReferrersAnswer::NotServed,
+            upstream: String::new(),
+            checked_at: setup.clock.now_ms(),
+            read_at: 0,
+        };
+        for subject in [&pinned, &unpinned] {
+            setup.metadata.record_referrers(&list(subject), &record, setup.clock.now_ms()).await.unwrap();
+        }
         setup.clock.advance(DAY * 3);
         setup.lifecycle.sweep().await.unwrap();
+        assert!(setup.metadata.find_referrers(&list(&pinned)).await.unwrap().is_some(), "pinned: stays");
+        assert!(setup.metadata.find_referrers(&list(&unpinned)).await.unwrap().is_none(), "expired");
         assert!(
             setup.has_row("g", &layer).await && setup.stored(&layer).await,
             "the pinned image's layer stays"
@@ -278,6 +296,7 @@ async fn pinned_images_survive_ttl_and_quota_but_not_a_purge() {
             !setup.stored(&layer).await && !setup.stored(&pinned).await,
             "a purge removes pinned objects"
         );
+        assert!(setup.metadata.find_referrers(&list(&pinned)).await.unwrap().is_none(), "and lists");
         let recorded = setup.lifecycle.job(&job).await.unwrap().unwrap();
         assert_eq!((recorded.state.as_str(), recorded.done, recorded.total), ("done", 2, 2));
     }

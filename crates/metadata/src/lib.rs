@@ -1,8 +1,8 @@
 //! The metadata database: which objects each group has cached, tag → digest mappings with their
-//! freshness, when each was last read, fill leases across nodes, the lifecycle's bookkeeping
-//! (deletions queued, traffic, jobs, maintenance leases), access tokens (by hash), and the admission
-//! hooks' verdicts. SQLite (default) and PostgreSQL share one set of queries and one test suite;
-//! each has its own migrations.
+//! freshness, the referrers API's lists, when each was last read, fill leases across nodes, the
+//! lifecycle's bookkeeping (deletions queued, traffic, jobs, maintenance leases), access tokens (by
+//! hash), and the admission hooks' verdicts. SQLite (default) and PostgreSQL share one set of
+//! queries and one test suite; each has its own migrations.
 //!
 //! Every write is an upsert on a unique key: concurrent finalizes of one object are normal.
 
@@ -15,6 +15,7 @@ mod jobs;
 mod leases;
 mod objects;
 mod reads;
+mod referrers;
 #[macro_use]
 mod sweep;
 mod tokens;
@@ -29,6 +30,7 @@ pub use jobs::JobRecord;
 pub use objects::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
 pub use pool::Metadata;
 pub use reads::{HourlyTraffic, Reads, Traffic};
+pub use referrers::{ReferrersAnswer, ReferrersKey, ReferrersRecord};
 pub use sweep::{Cursor, GroupUsage, ObjectRow, Removed, StoredDigest, TagRow, UpstreamUsage};
 pub use tokens::AccessTokenRecord;
 pub use url::DatabaseUrl;

@@ -226,6 +226,9 @@ async fn one_maintenance_lease_holder_at_a_time_and_traffic_adds_up() {
         );
         db.release_maintenance_lease("sweep", "b").await.unwrap();
         assert!(db.try_maintenance_lease("sweep", "a", 1_503, 1_000).await.unwrap());
+        // A lease of a name no migration made (a group's warm entry) is made on first use.
+        assert!(db.try_maintenance_lease("warm:default#0", "a", 1, 1_000).await.unwrap());
+        assert!(!db.try_maintenance_lease("warm:default#0", "b", 2, 1_000).await.unwrap());
 
         let before = db.generation().await.unwrap();
         db.bump_generation().await.unwrap();
@@ -329,5 +332,37 @@ async fn a_queued_deletion_waits_for_the_removal_notice_and_requeueing_restarts_
         assert_eq!(rows[0].recorded_at, 2, "a new record dates the row");
         db.remove_objects(&rows, 0).await.unwrap();
         assert!(db.pending_deletes(0, 200, 10).await.unwrap().is_empty(), "{}: queued anew", db.backend());
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_run_is_claimed_once_per_period_and_jobs_keep_their_results() {
+    for (db, _dir) in backends().await {
+        assert_eq!(db.schedule("default#0").await.unwrap(), None);
+        assert!(db.claim_due_schedule("default#0", 1_000, 7_000).await.unwrap(), "never run: due at once");
+        assert!(!db.claim_due_schedule("default#0", 1_001, 7_001).await.unwrap(), "another node: not due");
+        assert!(!db.claim_due_schedule("default#0", 6_999, 12_999).await.unwrap());
+        assert!(db.claim_due_schedule("default#0", 7_000, 13_000).await.unwrap(), "due again");
+        assert_eq!(db.schedule("default#0").await.unwrap(), Some((13_000, None)));
+        db.set_schedule("default#0", Some(20_000), Some("job1")).await.unwrap();
+        db.set_schedule("default#0", Some(21_000), None).await.unwrap();
+        assert_eq!(db.schedule("default#0").await.unwrap(), Some((21_000, Some("job1".to_owned()))));
+        db.set_schedule("default#0", None, Some("job2")).await.unwrap();
+        assert_eq!(db.schedule("default#0").await.unwrap(), Some((21_000, Some("job2".to_owned()))));
+
+        db.create_job("job1", "warm", "warm group default: x", 5).await.unwrap();
+        db.create_job("job2", "warm", "warm group other: y", 6).await.unwrap();
+        db.create_job("job3", "purge", "purge group default", 7).await.unwrap();
+        db.set_job_result("job1", r#"{"fetched":1}"#).await.unwrap();
+        let job = db.find_job("job1").await.unwrap().unwrap();
+        assert_eq!(job.result.as_deref(), Some(r#"{"fetched":1}"#), "{}", db.backend());
+        assert_eq!(db.find_job("job3").await.unwrap().unwrap().result, None);
+        let recent = db.recent_jobs("warm", "warm group default:", 10).await.unwrap();
+        assert_eq!(
+            recent.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(),
+            ["job1"],
+            "{}",
+            db.backend()
+        );
     }
 }

@@ -270,3 +270,73 @@ async fn verdicts_are_kept_per_group_and_digest_until_forgotten_which_is_announc
         assert_eq!(db.generation().await.unwrap(), generation, "nothing forgotten: nothing announced");
     }
 }
+
+#[tokio::test]
+async fn referrers_lists_are_kept_whole_with_their_freshness_and_go_with_ttl_and_purges() {
+    for (db, _dir) in backends().await {
+        let image = RepositoryName::parse("lab/app").unwrap();
+        let key = |image: &str, subject: &[u8]| ReferrersKey {
+            group: group("g"),
+            image: RepositoryName::parse(image).unwrap(),
+            subject: Digest::of(subject),
+        };
+        assert_eq!(db.find_referrers(&key("lab/app", b"s")).await.unwrap(), None);
+        let list = ReferrersRecord {
+            answer: ReferrersAnswer::List {
+                body: br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(),
+                link: Some("</v2/lab/app/referrers/x?n=1>; rel=\"next\"".into()),
+            },
+            upstream: "lab".into(),
+            checked_at: 10,
+            read_at: 0,
+        };
+        db.record_referrers(&key("lab/app", b"s"), &list, 10).await.unwrap();
+        assert_eq!(
+            db.find_referrers(&key("lab/app", b"s")).await.unwrap(),
+            Some(ReferrersRecord { read_at: 10, ..list.clone() }),
+            "{}",
+            db.backend()
+        );
+        // Upstream stopped serving the API: the answer is replaced, the row kept.
+        let not_served = ReferrersRecord {
+            answer: ReferrersAnswer::NotServed,
+            upstream: String::new(),
+            checked_at: 20,
+            read_at: 0,
+        };
+        db.record_referrers(&key("lab/app", b"s"), &not_served, 20).await.unwrap();
+        let found = db.find_referrers(&key("lab/app", b"s")).await.unwrap().unwrap();
+        assert_eq!((found.answer, found.checked_at), (ReferrersAnswer::NotServed, 20));
+        db.note_referrers_read(&key("lab/app", b"s"), 30).await.unwrap();
+        db.note_referrers_read(&key("lab/app", b"s"), 25).await.unwrap();
+        assert_eq!(
+            db.find_referrers(&key("lab/app", b"s")).await.unwrap().unwrap().read_at,
+            30,
+            "never back"
+        );
+
+        db.record_referrers(&key("lab/other", b"s"), &list, 40).await.unwrap();
+        db.record_referrers(&key("lab/app", b"t"), &list, 50).await.unwrap();
+        let none = std::collections::HashSet::new();
+        let pinned: std::collections::HashSet<String> = [Digest::of(b"s").to_string()].into();
+        assert_eq!(
+            db.remove_referrer_lists(&group("g"), None, Some(31), &pinned).await.unwrap(),
+            0,
+            "pinned"
+        );
+        assert_eq!(
+            db.remove_referrer_lists(&group("g"), None, Some(31), &none).await.unwrap(),
+            1,
+            "TTL by read"
+        );
+        assert_eq!(db.find_referrers(&key("lab/app", b"s")).await.unwrap(), None);
+        assert_eq!(db.remove_referrer_lists(&group("other"), None, None, &none).await.unwrap(), 0);
+        assert_eq!(
+            db.remove_referrer_lists(&group("g"), Some(&image), None, &none).await.unwrap(),
+            1,
+            "by image"
+        );
+        assert!(db.find_referrers(&key("lab/other", b"s")).await.unwrap().is_some());
+        assert_eq!(db.remove_referrer_lists(&group("g"), None, None, &none).await.unwrap(), 1, "a purge");
+    }
+}

@@ -1,6 +1,6 @@
 //! Protocol vocabulary of the OCI distribution pull API: digests, names, references, media types,
-//! the error envelope, auth challenges, the request-path parser, registry names and the headers
-//! that describe an object. No I/O lives here.
+//! the referrers list and its filter, the error envelope, auth challenges, the request-path
+//! parser, registry names and the headers that describe an object. No I/O lives here.
 
 pub mod challenge;
 pub mod digest;
@@ -8,6 +8,7 @@ pub mod error;
 pub mod media;
 pub mod name;
 pub mod path;
+pub mod referrers;
 pub mod registry;
 pub mod response;
 

@@ -73,6 +73,8 @@ struct Inner {
     basic: Option<(String, String)>,
     /// Referrer manifests by subject digest: (manifest digest, artifact type).
     referrers: HashMap<Digest, Vec<(Digest, String)>>,
+    /// Answer the referrers API with 404, as registries without it do.
+    no_referrers_api: bool,
     /// Chunk size of streamed bodies.
     chunk: usize,
     /// Send object bodies chunked, without `Content-Length` (unless a fault decides otherwise).
@@ -270,6 +272,11 @@ impl FakeRegistry {
         inner.tags.insert((repository.to_owned(), format!("ref-{}", &digest.hex()[..12])), digest.clone());
         inner.referrers.entry(subject.clone()).or_default().push((digest.clone(), artifact_type.to_owned()));
         digest
+    }
+
+    /// Serves the referrers API (the default) or answers it 404, as a registry without it does.
+    pub fn set_referrers_api(&self, served: bool) {
+        self.lock().no_referrers_api = !served;
     }
 
     pub fn set_token_endpoint_down(&self, down: bool) {
@@ -576,13 +583,25 @@ fn tags_list(registry: &FakeRegistry, repository: &str, query: &str) -> Response
 }
 
 /// The referrers API: an index of the manifests whose subject is `subject`, filtered by
-/// `artifactType` when asked (and then saying so).
+/// `artifactType` when asked (and then saying so); 404 when switched off; a global status fault's
+/// status; a JSON document that is no index for a global `WrongBytes`.
 fn referrers(registry: &FakeRegistry, _repository: &str, subject: &str, query: &str) -> Response {
     let Ok(subject) = subject.parse::<Digest>() else {
         return oci_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
     };
     let filter = query_value(query, "artifactType");
     let inner = registry.lock();
+    if inner.no_referrers_api {
+        return oci_error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    }
+    // A status fault for every object answers listings so too (an upstream that is down).
+    match &inner.global_fault {
+        Some(Fault::Status { status, .. }) => {
+            return oci_error(StatusCode::from_u16(*status).unwrap(), "FAULT");
+        }
+        Some(Fault::WrongBytes) => return Response::new(Body::from(r#"{"not":"an index"}"#)),
+        _ => {}
+    }
     let descriptors: Vec<serde_json::Value> = inner
         .referrers
         .get(&subject)

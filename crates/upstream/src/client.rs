@@ -371,3 +371,90 @@ impl UpstreamClient {
         Ok(MetadataDocument { content_type, link, filters_applied, body: body.freeze() })
     }
 }
+
+/// Tags asked for per page of a listing (registries may answer fewer).
+const TAGS_PER_PAGE: usize = 1000;
+/// Pages read of one listing at most: a repository with more tags than this is listed in part
+/// (its first tags in the registry's order), and the caller is told so.
+const MAX_TAG_PAGES: usize = 100;
+
+/// A repository's tags as upstream lists them, every page read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagList {
+    pub tags: Vec<String>,
+    /// The listing had more pages than are read ([`MAX_TAG_PAGES`]).
+    pub truncated: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct TagsPage {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+impl UpstreamClient {
+    /// Every tag of `repository`, following the listing's pages. The next page is asked with the
+    /// `last` tag its `Link` names (the distribution API's pagination), always of this upstream:
+    /// a link to another host or path is never followed.
+    pub async fn list_tags(&self, repository: &RepositoryName) -> Result<TagList, UpstreamError> {
+        let mut tags = Vec::new();
+        let mut last: Option<String> = None;
+        for _ in 0..MAX_TAG_PAGES {
+            let suffix = {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                query.append_pair("n", &TAGS_PER_PAGE.to_string());
+                if let Some(last) = &last {
+                    query.append_pair("last", last);
+                }
+                format!("tags/list?{}", query.finish())
+            };
+            let document = self.get_metadata(repository, &suffix, ObjectKind::Manifest).await?;
+            let page: TagsPage = serde_json::from_slice(&document.body).map_err(|error| {
+                UpstreamError::Protocol(format!(
+                    "the tag list of {repository} is not what the API says: {error}"
+                ))
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+            let next = document.link.as_deref().and_then(next_page_last);
+            match next {
+                // A link that does not move on would list the same page forever.
+                Some(next) if last.as_deref() != Some(next.as_str()) => last = Some(next),
+                _ => return Ok(TagList { tags, truncated: false }),
+            }
+        }
+        Ok(TagList { tags, truncated: true })
+    }
+}
+
+/// The `last` parameter of a `Link: <…>; rel="next"` header: where the next page starts.
+fn next_page_last(link: &str) -> Option<String> {
+    let start = link.find('<')?;
+    let end = start + link[start..].find('>')?;
+    if !link[end..].contains("next") {
+        return None;
+    }
+    let target = &link[start + 1..end];
+    let query = target.split_once('?')?.1;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "last")
+        .map(|(_, value)| value.into_owned())
+        .filter(|value| !value.is_empty())
+}
+
+#[cfg(test)]
+mod tag_list_tests {
+    use super::next_page_last;
+
+    #[test]
+    fn the_next_page_starts_after_the_links_last_tag() {
+        assert_eq!(next_page_last("</v2/app/tags/list?n=2&last=b>; rel=\"next\"").as_deref(), Some("b"));
+        assert_eq!(
+            next_page_last("<https://other.example.com/v2/app/tags/list?last=3.20%2B1&n=2>; rel=\"next\"")
+                .as_deref(),
+            Some("3.20+1")
+        );
+        assert_eq!(next_page_last("</v2/app/tags/list?n=2>; rel=\"next\""), None);
+        assert_eq!(next_page_last("</v2/app/tags/list?last=b>; rel=\"prev\""), None);
+        assert_eq!(next_page_last("garbage"), None);
+    }
+}

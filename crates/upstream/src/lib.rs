@@ -17,7 +17,7 @@ mod proxy;
 mod status;
 
 pub use auth::Credentials;
-pub use client::{MetadataDocument, ObjectHead, UpstreamClient, UpstreamConfig};
+pub use client::{MetadataDocument, ObjectHead, TagList, UpstreamClient, UpstreamConfig};
 pub use egress::{AllowEntry, BadAllowEntry, EgressPolicy, EgressRefusal, MAX_REDIRECTS, is_public};
 pub use error::UpstreamError;
 pub use failover::Attempts;

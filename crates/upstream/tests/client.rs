@@ -134,6 +134,26 @@ async fn tag_lists_come_back_with_their_pagination_link() {
     assert!(document.link.as_deref().is_some_and(|link| link.contains("last=b")), "{:?}", document.link);
 }
 
+#[tokio::test]
+async fn a_tag_listing_is_read_page_after_page() {
+    let upstream = FakeRegistry::start().await;
+    // More than one page of 1000: the listing follows the `Link` of the first.
+    for index in 0..1203 {
+        upstream.put_image("many", &format!("t{index:04}"), &[b"shared layer"]);
+    }
+    let metrics = UpstreamMetrics::default();
+    let client = client(&upstream.url(), None, &metrics);
+    let listed = client.list_tags(&repository("many")).await.unwrap();
+    assert!(!listed.truncated);
+    assert_eq!(listed.tags.len(), 1203);
+    assert_eq!((listed.tags[0].as_str(), listed.tags[1202].as_str()), ("t0000", "t1202"));
+    assert_eq!(upstream.count("GET", "/tags/list"), 2, "two pages");
+    match client.list_tags(&repository("absent")).await {
+        Err(UpstreamError::NotFound(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn docker_hub_official_images_live_under_library() {
     let metrics = UpstreamMetrics::default();

@@ -750,6 +750,7 @@ mod tests {
                     error: None,
                     created_at: 0,
                     finished_at: None,
+                    warm: None,
                 }),
             }),
         });

@@ -13,13 +13,14 @@ use gateway::{
     ControlChannel, Gateway, GatewayMetrics, GatewayParts, GatewaySettings, Observability, UpstreamHttp,
 };
 use injector::{RequestSigner, RequestVerifier, Secret};
-use lifecycle::{GroupPolicy, Lifecycle, LifecycleMetrics, SweepSettings};
+use lifecycle::{GroupPolicy, Lifecycle, LifecycleMetrics, SweepSettings, WarmGroup, WarmPuller, Warming};
 use metadata::Metadata;
 use prometheus_client::registry::Registry;
 use storage::{BlobStore, FsStore, S3Store};
 use supervisor::Supervisor;
 use upstream::{Credentials, HttpOptions, UpstreamClient, UpstreamConfig, UpstreamMetrics};
 
+use super::warming::ProxyPuller;
 use crate::config::{Config, ResolvedUpstream, StorageConfig};
 use crate::defaults;
 
@@ -81,6 +82,19 @@ pub struct ControlNode {
     pub view: Arc<admin::OperatorView>,
     /// Who hears of this process's removals (a gateway in the same process joins it).
     pub removals: Arc<ForgetRemoved>,
+    /// The groups' `warm` entries, run when due ([`start_warming`] starts them).
+    pub warming: Arc<Warming>,
+}
+
+/// Starts scheduled warming on `node`, pulling with `puller` (none: runs fail, saying why).
+pub fn start_warming(node: &ControlNode, supervisor: &Supervisor, puller: Option<Arc<dyn WarmPuller>>) {
+    if let Some(puller) = puller {
+        node.warming.attach_puller(puller);
+    }
+    if node.warming.has_schedules() {
+        let warming = node.warming.clone();
+        supervisor.spawn("warming", "lifecycle", move |signal| warming.run(signal));
+    }
 }
 
 /// The admin API of a control plane; purges run under `supervisor`.
@@ -90,6 +104,7 @@ pub fn admin_router(node: &ControlNode, supervisor: &Supervisor) -> Router {
         lifecycle: node.lifecycle.clone(),
         supervisor: supervisor.clone(),
         view: node.view.clone(),
+        warming: node.warming.clone(),
     })
 }
 
@@ -312,7 +327,28 @@ pub async fn control_node(
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         fill_reports: Some(fill_report_sink(view.fills.clone())),
     });
-    Ok(ControlNode { router: control.router(), cache, lifecycle, access, view, removals })
+    let warming = Arc::new(Warming::new(
+        cache.clone(),
+        warm_groups(config)?,
+        config.node_id.clone(),
+        config.lease_ttl,
+        runtime.clock.clone(),
+        runtime.supervisor.clone(),
+    ));
+    Ok(ControlNode { router: control.router(), cache, lifecycle, access, view, removals, warming })
+}
+
+/// Each configured group's `warm` entries.
+fn warm_groups(config: &Config) -> anyhow::Result<Vec<WarmGroup>> {
+    config
+        .groups
+        .iter()
+        .filter(|group| !group.warm.is_empty())
+        .map(|group| {
+            let path = oci::GroupPath::parse(&group.path).map_err(|error| anyhow::anyhow!(error.message))?;
+            Ok(WarmGroup { path, schedules: group.warm.clone() })
+        })
+        .collect()
 }
 
 /// Puts gateways' fill reports on `board`.
@@ -564,8 +600,11 @@ pub async fn serve_node(config: &Config, runtime: Runtime) -> anyhow::Result<(Ar
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let control = control_node(config, &secret, &runtime).await?;
     let channel = ControlChannel::InProcess(gateway::InProcessControl::new(control.router.clone()));
+    let supervisor = runtime.supervisor.clone();
     let gateway = gateway(config, channel, &secret, runtime).await?;
     control.removals.attach_gateway(gateway.clone());
+    let puller = ProxyPuller::in_process(gateway.router(), control.access.clone());
+    start_warming(&control, &supervisor, Some(Arc::new(puller)));
     let fills = gateway.clone();
     control.view.fills.attach_local(config.node_id.clone(), move || fills.fills_snapshot());
     Ok((gateway, control))

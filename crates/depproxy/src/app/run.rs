@@ -17,6 +17,7 @@ use supervisor::Supervisor;
 use super::listeners::{StartedWith, bind_admin, bind_main, bind_metrics, reload_on_hangup};
 use super::nodes::{self, ControlNode, Runtime};
 use super::reload::{ConfigSource, reload_policies_on_hangup};
+use super::warming::ProxyPuller;
 use crate::config::Config;
 use crate::server::{Served, ServerMetrics, TlsCertificate};
 
@@ -115,6 +116,7 @@ pub async fn run_control(
     require_shared_signing_key(config)?;
     reload_on_hangup(options.certificates())?;
     let node = nodes::control_node(config, secret, &runtime).await?;
+    nodes::start_warming(&node, &runtime.supervisor, split_mode_puller(config, &node));
     if let Some(source) = &options.reload {
         reload_policies_on_hangup(node.cache.clone(), source.clone())?;
     }
@@ -139,6 +141,27 @@ pub async fn run_control(
     let router = node.router.clone();
     let main = bind_main("depproxy control", config, router, server_metrics, options.tls.as_ref())?;
     Ok(serve(node, main, [admin, metrics], config, runtime.supervisor, shutdown))
+}
+
+/// A control plane alone pulls what it warms through the gateways at `public_url`.
+fn split_mode_puller(config: &Config, node: &ControlNode) -> Option<Arc<dyn lifecycle::WarmPuller>> {
+    if !node.warming.has_schedules() {
+        return None;
+    }
+    let Some(public_url) = &config.public_url else {
+        tracing::warn!(
+            "groups have warm schedules, but a control plane pulls what it warms through the gateways at \
+             public_url, which is not set: its warm runs will fail until it is"
+        );
+        return None;
+    };
+    match ProxyPuller::over_http(public_url, node.access.clone()) {
+        Ok(puller) => Some(Arc::new(puller)),
+        Err(error) => {
+            tracing::warn!("scheduled warming cannot pull through public_url: {error:#}");
+            None
+        }
+    }
 }
 
 /// Every control plane signs registry tokens with the same key when any group takes access tokens:

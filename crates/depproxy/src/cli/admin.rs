@@ -62,6 +62,10 @@ impl AdminClient {
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
     }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.http.post(format!("{}{path}", self.base))).await
+    }
 }
 
 fn text(value: Option<&str>) -> String {
@@ -258,6 +262,39 @@ pub async fn purge(
             return Ok(job);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs `group`'s warm schedule now and follows its job to the end with a spinner (hidden when
+/// stderr is not a terminal); returns the job as it ended.
+pub async fn warm_now(client: &AdminClient, group: &str) -> anyhow::Result<JobView> {
+    let started: JobStarted = client.post(&format!("/api/v1/groups/{group}/warm")).await?;
+    let bar = ProgressBar::new(0);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} warming {msg} [{bar:30}] {pos}/{len} tags")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(group.to_owned());
+    loop {
+        let job: JobView = client.get(&started.status).await?;
+        bar.set_length(job.total);
+        bar.set_position(job.done);
+        if job.state != "running" {
+            bar.finish_and_clear();
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A warm job as people read it: its report, tag by tag.
+pub fn warm_job_text(job: &JobView) -> String {
+    match &job.warm {
+        Some(report) => report.to_string().trim_end().to_owned(),
+        None => format!("job {} {}", job.id, job.progress()),
     }
 }
 

@@ -333,14 +333,29 @@ pub enum CacheCommand {
         #[command(flatten)]
         store: CacheStoreArgs,
     },
-    /// Pull every platform of images into the cache ahead of time, through the running proxy.
+    /// Pull every platform of images into the cache ahead of time, through the running proxy; or,
+    /// with --now, run the group's `warm` schedule at once (through the admin API).
     Warm {
         /// The group to warm (`default` is the mirror group).
         #[arg(long, value_name = "PATH")]
         group: String,
-        /// The images to warm, as pulled (tag `latest` when neither a tag nor a digest is given).
-        #[arg(required = true, value_name = "IMAGE[:TAG|@DIGEST]")]
+        /// The images to warm, as pulled (tag `latest` when neither a tag nor a digest is given);
+        /// required unless --now.
+        #[arg(required_unless_present = "now", conflicts_with = "now", value_name = "IMAGE[:TAG|@DIGEST]")]
         images: Vec<String>,
+        /// Run the group's `warm` schedule now, on the server, and print what it fetched (follows
+        /// the job; fails when a tag could not be warmed).
+        #[arg(long)]
+        now: bool,
+        /// With --now: the admin API's base URL (`admin_listen` of the server).
+        #[arg(long, env = "DEPPROXY_ADMIN_URL", default_value = "http://127.0.0.1:5080", value_name = "URL")]
+        admin_url: String,
+        /// With --now: an admin access token (`depproxy token create --name ops --admin`).
+        #[arg(long, env = "DEPPROXY_ADMIN_TOKEN", hide_env_values = true, value_name = "SECRET")]
+        admin_token: Option<String>,
+        /// With --now: the job as the admin API answers it (JSON) instead of the report.
+        #[arg(long, requires = "now")]
+        json: bool,
         /// Base URL of the proxy's public listener [default: `http://` and the address of
         /// --listen].
         #[arg(long, value_name = "URL")]

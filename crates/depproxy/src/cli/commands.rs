@@ -182,7 +182,28 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 CacheCommand::Stats { group, json, store } => {
                     super::cache::stats(&store.resolve()?, group.as_deref(), json).await?
                 }
-                CacheCommand::Warm { group, images, proxy, listen, config, token, concurrency } => {
+                CacheCommand::Warm { group, now: true, admin_url, admin_token, json, .. } => {
+                    let token = admin_token
+                        .context("--now runs the schedule through the admin API: give --admin-token or DEPPROXY_ADMIN_TOKEN")?;
+                    let client = super::admin::AdminClient::new(&admin_url, &token)?;
+                    let job = super::admin::warm_now(&client, &group).await?;
+                    let shown = if json {
+                        serde_json::to_string_pretty(&job)?
+                    } else {
+                        super::admin::warm_job_text(&job)
+                    };
+                    if job.state != "done" {
+                        output::stdout(&shown)?;
+                        anyhow::bail!(
+                            "warm run {} {}: {}",
+                            job.id,
+                            job.state,
+                            job.error.as_deref().unwrap_or("no reason given")
+                        );
+                    }
+                    shown
+                }
+                CacheCommand::Warm { group, images, proxy, listen, config, token, concurrency, .. } => {
                     let (proxy, proxy_origin) = match proxy {
                         Some(url) => (url, "--proxy".to_owned()),
                         None => {

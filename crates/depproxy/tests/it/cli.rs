@@ -479,3 +479,54 @@ fn check_config_explains_pull_policy_mistakes_and_shadowed_rules() {
     );
     assert!(stdout(&shadowed).contains(": ok (1 upstream(s), 1 group(s)"), "{}", stdout(&shadowed));
 }
+
+/// Issue 25: `check-config` explains a bad `warm` entry (and fails): a pattern over names, a
+/// missing or too short `every`, `keep = 0`, the other format's list; and warns about an entry the
+/// group's own rules refuse (and passes).
+#[test]
+fn check_config_explains_warm_schedule_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |keys: &str| {
+        let file = dir.path().join("warm.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[upstream]]\nname = \"lab\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+                 [[group]]\npath = \"acme\"\nupstream = \"lab\"\n{keys}\n"
+            ),
+        )
+        .unwrap();
+        let mut command = depproxy(dir.path());
+        command.arg("check-config").arg(&file);
+        command
+    };
+    for (keys, says) in [
+        (r#"warm = [{ images = ["library/*:3"], every = "6h" }]"#, "only the tag may be a pattern"),
+        (r#"warm = [{ images = ["library/alpine:3.*"] }]"#, "needs every = \"6h\""),
+        (r#"warm = [{ images = ["library/alpine:3.*"], every = "30s" }]"#, "shorter than 1m"),
+        (
+            r#"warm = [{ images = ["library/alpine:3.*"], every = "soon" }]"#,
+            "every \"soon\" is not a duration",
+        ),
+        (r#"warm = [{ images = ["library/alpine:3.*"], every = "6h", keep = 0 }]"#, "keep = 0"),
+        (
+            r#"warm = [{ packages = ["lodash@4.*"], every = "6h" }]"#,
+            "packages = [...] is for package formats",
+        ),
+        (
+            r#"warm = [{ images = ["library/alpine:[3"], every = "6h" }]"#,
+            "warm pattern \"library/alpine:[3\"",
+        ),
+    ] {
+        let shown = failed(&mut check(keys));
+        assert!(shown.contains("group \"acme\": warm entry 1") && shown.contains(says), "{keys}: {shown}");
+    }
+    let refused = succeeded(&mut check(
+        "deny = [\"library/alpine:edge\"]\nwarm = [{ images = [\"library/alpine:edge\", \"library/alpine:3.*\"], every = \"6h\", keep = 2 }]",
+    ));
+    let warnings = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        warnings.contains("warm pattern \"library/alpine:edge\" is refused by the group's allow/deny rules"),
+        "{warnings}"
+    );
+}

@@ -282,35 +282,3 @@ async fn tag_lists_pass_through_with_pagination_pointing_at_the_proxy() {
     let unknown = get(&format!("{}/v2/lab/nothing/tags/list", proxy.url)).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
-
-#[tokio::test]
-async fn referrers_pass_through_with_the_artifact_type_filter() {
-    let upstream = FakeRegistry::start().await;
-    let (subject, _) = upstream.put_image("lab/app", "v1", &[b"signed layer"]);
-    let signature =
-        upstream.put_referrer("lab/app", &subject, "application/vnd.dev.cosign.artifact.sig.v1+json");
-    let sbom = upstream.put_referrer("lab/app", &subject, "application/spdx+json");
-    let proxy = TestProxy::start(Options::toml(&proxy_config(&upstream.url(), ""))).await;
-    let all = get(&format!("{}/v2/lab/app/referrers/{subject}", proxy.url)).await;
-    assert_eq!(all.status(), StatusCode::OK);
-    assert_eq!(all.headers()["content-type"], oci::media::OCI_INDEX);
-    assert!(all.headers().get("oci-filters-applied").is_none());
-    let index: serde_json::Value = all.json().await.unwrap();
-    let digests: Vec<&str> =
-        index["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
-    assert_eq!(digests.len(), 2);
-    assert!(
-        digests.contains(&signature.to_string().as_str()) && digests.contains(&sbom.to_string().as_str())
-    );
-
-    let filtered =
-        get(&format!("{}/v2/lab/app/referrers/{subject}?artifactType=application/spdx%2Bjson", proxy.url))
-            .await;
-    assert_eq!(filtered.headers()["oci-filters-applied"], "artifactType");
-    let index: serde_json::Value = filtered.json().await.unwrap();
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
-    assert_eq!(index["manifests"][0]["digest"], sbom.to_string());
-    // The referrer manifests themselves are pulled (and cached) like any manifest.
-    let manifest = get(&format!("{}/v2/lab/app/manifests/{sbom}", proxy.url)).await;
-    assert_eq!(manifest.status(), StatusCode::OK);
-}

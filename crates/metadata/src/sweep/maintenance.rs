@@ -5,7 +5,8 @@ use crate::error::Result;
 use crate::pool::{Metadata, Pool};
 
 impl Metadata {
-    /// Takes (or renews) the named maintenance lease for `holder` unless another holder's is live.
+    /// Takes (or renews) the named maintenance lease for `holder` unless another holder's is live;
+    /// a lease of a new name (a group's warm entry) is made on first use.
     pub async fn try_maintenance_lease(
         &self,
         name: &str,
@@ -13,8 +14,9 @@ impl Metadata {
         now: i64,
         ttl_ms: i64,
     ) -> Result<bool> {
-        const SQL: &str = "UPDATE maintenance SET holder = $2, expires_at = $3 \
-             WHERE name = $1 AND (expires_at < $4 OR holder = $2)";
+        const SQL: &str = "INSERT INTO maintenance (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = $3 \
+             WHERE maintenance.expires_at < $4 OR maintenance.holder = $2";
         let taken = on_pool!(self, |pool| sqlx::query(SQL)
             .bind(name)
             .bind(holder)

@@ -7,6 +7,9 @@
 //! form (`/v2/<group>/dependency_proxy/containers/<image>/…`) even for `default`: that form names
 //! exactly one group, while the mirror form `/v2/<image>` is taken by an upstream's path prefix
 //! when the image's first component happens to be that upstream's name.
+//!
+//! Scheduled warming (`app::warming`) pulls with the same client ([`Client`], [`warm_tags`]),
+//! in memory through the gateway of its own process in `serve`.
 
 mod client;
 mod manifest;
@@ -15,7 +18,7 @@ mod progress;
 mod report;
 mod run;
 
-pub use client::TOKEN_USERNAME;
+pub use client::{Client, Credential, TOKEN_USERNAME, Transport};
 pub use plan::{DEFAULT_CONCURRENCY, WarmOptions, default_proxy_url};
 pub use report::{WarmFailed, WarmFailure, WarmSummary};
-pub use run::warm;
+pub use run::{warm, warm_tags};

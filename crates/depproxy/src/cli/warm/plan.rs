@@ -88,6 +88,21 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Tags already known to be valid (scheduled warming's), each written `IMAGE:TAG`.
+    pub(super) fn of_tags(group: GroupPath, tags: &[(RepositoryName, Tag)]) -> Plan {
+        let images = tags
+            .iter()
+            .map(|(name, tag)| ImageRef {
+                written: format!("{name}:{tag}"),
+                name: name.clone(),
+                reference: Reference::Tag(tag.clone()),
+            })
+            .collect();
+        Plan { group, images }
+    }
+}
+
 /// `IMAGE[:TAG|@DIGEST]`. With both a tag and a digest the digest decides, as docker does.
 fn parse_image(written: &str) -> Result<ImageRef, String> {
     let (rest, digest) = match written.split_once('@') {

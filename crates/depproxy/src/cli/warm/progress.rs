@@ -1,7 +1,9 @@
-//! What a warm run shows while it runs: a bar on a terminal, a line per object elsewhere.
+//! What a warm run shows while it runs: a bar on a terminal, a line per object elsewhere; or,
+//! for scheduled warming, nothing but the bytes received (its job shows them).
 
 use std::io::IsTerminal as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -9,6 +11,8 @@ use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// A bar on a terminal; one line per object otherwise (CI logs, files), where a bar would be noise.
 pub(super) struct Progress {
     bar: Option<ProgressBar>,
+    /// Silent: nothing shown, the bytes received counted here.
+    received: Option<Arc<AtomicU64>>,
     blobs_total: AtomicUsize,
     blobs_done: AtomicUsize,
     manifests_done: AtomicUsize,
@@ -26,9 +30,28 @@ impl Progress {
         });
         Progress {
             bar,
+            received: None,
             blobs_total: AtomicUsize::new(0),
             blobs_done: AtomicUsize::new(0),
             manifests_done: AtomicUsize::new(0),
+        }
+    }
+
+    /// Shows nothing; counts the bytes received into `received`.
+    pub(super) fn silent(received: Arc<AtomicU64>) -> Progress {
+        Progress {
+            bar: None,
+            received: Some(received),
+            blobs_total: AtomicUsize::new(0),
+            blobs_done: AtomicUsize::new(0),
+            manifests_done: AtomicUsize::new(0),
+        }
+    }
+
+    /// A line for someone watching, where a bar would be noise; nothing when silent.
+    fn line(&self, line: &str) {
+        if self.received.is_none() {
+            eprintln!("{line}");
         }
     }
 
@@ -36,7 +59,7 @@ impl Progress {
         let done = self.manifests_done.fetch_add(1, Ordering::Relaxed) + 1;
         match &self.bar {
             Some(bar) => bar.set_message(format!("{done} fetched")),
-            None => eprintln!("{line}"),
+            None => self.line(line),
         }
     }
 
@@ -53,13 +76,16 @@ impl Progress {
                 bar.set_position(0);
                 bar.set_message(format!("0/{count} blobs"));
             }
-            None => eprintln!("fetching {count} blob(s), {}", HumanBytes(total_bytes)),
+            None => self.line(&format!("fetching {count} blob(s), {}", HumanBytes(total_bytes))),
         }
     }
 
     pub(super) fn bytes(&self, received: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(received);
+        }
+        if let Some(counter) = &self.received {
+            counter.fetch_add(received, Ordering::Relaxed);
         }
     }
 
@@ -69,21 +95,21 @@ impl Progress {
             Some(bar) => {
                 bar.set_message(format!("{done}/{} blobs", self.blobs_total.load(Ordering::Relaxed)))
             }
-            None => eprintln!("{line}"),
+            None => self.line(line),
         }
     }
 
     pub(super) fn note(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => self.line(line),
         }
     }
 
     pub(super) fn failure(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(format!("failed: {line}")),
-            None => eprintln!("failed: {line}"),
+            None => self.line(&format!("failed: {line}")),
         }
     }
 

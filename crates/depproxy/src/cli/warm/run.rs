@@ -2,10 +2,12 @@
 //! fetched once, each level and the blobs with bounded concurrency.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use futures_util::StreamExt as _;
 use indicatif::HumanBytes;
-use oci::{Digest, Reference};
+use oci::{Digest, GroupPath, Reference, RepositoryName, Tag};
 
 use super::client::Client;
 use super::manifest::Fetched;
@@ -22,17 +24,40 @@ pub async fn warm(options: &WarmOptions) -> anyhow::Result<WarmSummary> {
     let client = Client::new(options, plan.group.clone())?;
     client.check_reachable().await?;
     let progress = Progress::new();
-    let mut run = Run { client: &client, progress: &progress, plan: &plan, state: State::default() };
-    run.fetch_manifests(options.concurrency.max(1)).await;
+    let summary = run_plan(&client, &plan, options.concurrency, &progress).await?;
+    if summary.is_success() { Ok(summary) } else { Err(WarmFailed { summary }.into()) }
+}
+
+/// Warms `tags` of `group` through `client` as [`warm`] does, silently, counting the bytes
+/// received into `received`: scheduled warming's pull. Objects that fail are in the summary;
+/// `Err` only when nothing could be pulled (credentials refused).
+pub async fn warm_tags(
+    client: &Client,
+    group: GroupPath,
+    tags: &[(RepositoryName, Tag)],
+    concurrency: usize,
+    received: Arc<AtomicU64>,
+) -> anyhow::Result<WarmSummary> {
+    let plan = Plan::of_tags(group, tags);
+    run_plan(client, &plan, concurrency, &Progress::silent(received)).await
+}
+
+async fn run_plan(
+    client: &Client,
+    plan: &Plan,
+    concurrency: usize,
+    progress: &Progress,
+) -> anyhow::Result<WarmSummary> {
+    let mut run = Run { client, progress, plan, state: State::default() };
+    run.fetch_manifests(concurrency.max(1)).await;
     if !client.refused() {
-        run.fetch_blobs(options.concurrency.max(1)).await;
+        run.fetch_blobs(concurrency.max(1)).await;
     }
     progress.finish();
     if client.refused() {
         anyhow::bail!(client.refusal_message());
     }
-    let summary = run.state.into_summary(&plan);
-    if summary.is_success() { Ok(summary) } else { Err(WarmFailed { summary }.into()) }
+    Ok(run.state.into_summary(plan))
 }
 
 /// A blob to fetch, and the images that need it (a failure leaves each of them incomplete).
@@ -122,19 +147,10 @@ impl Run<'_> {
             }
         }
         while !pending.is_empty() && !self.client.refused() {
-            let client = self.client;
-            let plan = self.plan;
-            let progress = self.progress;
-            let results: Vec<(ManifestJob, Result<Fetched, ObjectError>)> =
-                futures_util::stream::iter(pending)
-                    .map(|job| async move {
-                        let result =
-                            client.manifest(&plan.images[job.image].name, &job.reference, progress).await;
-                        (job, result)
-                    })
-                    .buffer_unordered(concurrency)
-                    .collect()
-                    .await;
+            let (client, plan, progress) = (self.client, self.plan, self.progress);
+            let mut results = Vec::new();
+            let work = |job| fetch_manifest(client, plan, progress, job);
+            bounded(pending, concurrency, work, |result| results.push(result)).await;
             pending = Vec::new();
             for (job, result) in results {
                 let image = &self.plan.images[job.image];
@@ -197,21 +213,14 @@ impl Run<'_> {
     async fn fetch_blobs(&mut self, concurrency: usize) {
         let jobs = std::mem::take(&mut self.state.blob_jobs);
         self.progress.start_blobs(jobs.len(), jobs.iter().map(|job| job.size).sum());
-        let client = self.client;
-        let plan = self.plan;
-        let progress = self.progress;
-        let mut results = futures_util::stream::iter(&jobs)
-            .map(|job| async move {
-                let result = client.blob(&plan.images[job.image].name, &job.digest, job.size, progress).await;
-                (job, result)
-            })
-            .buffer_unordered(concurrency);
-        while let Some((job, result)) = results.next().await {
+        let (client, plan, progress) = (self.client, self.plan, self.progress);
+        let state = &mut self.state;
+        let settle = |(job, result): (&BlobJob, Result<u64, ObjectError>)| {
             let object = format!("blob {}", job.digest);
             match result {
                 Ok(bytes) => {
-                    self.state.blobs += 1;
-                    self.state.bytes += bytes;
+                    state.blobs += 1;
+                    state.bytes += bytes;
                     progress.blob(&format!(
                         "blob {} ({}, {})",
                         job.digest,
@@ -222,11 +231,53 @@ impl Run<'_> {
                 Err(error) => {
                     let image = &plan.images[job.image].written;
                     progress.failure(&format!("{image} {object}: {error}"));
-                    self.state.fail(plan, job.needed_by.iter().copied(), object, error);
+                    state.fail(plan, job.needed_by.iter().copied(), object, error);
                 }
             }
+        };
+        bounded(jobs.iter().collect(), concurrency, |job| fetch_blob(client, plan, progress, job), settle)
+            .await;
+    }
+}
+
+/// Runs `work` for every job, at most `concurrency` at once, handing each result to `settle` as
+/// it ends. (A `FuturesUnordered` fed by hand, with named async fns: a stream of closures returning
+/// async blocks over borrowed state is a future the compiler cannot prove `Send` for, and
+/// scheduled warming runs this on a spawned task.)
+async fn bounded<J, F, Fut>(jobs: Vec<J>, concurrency: usize, work: F, mut settle: impl FnMut(Fut::Output))
+where
+    F: Fn(J) -> Fut,
+    Fut: Future,
+{
+    let mut queue = jobs.into_iter();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    running.extend(queue.by_ref().take(concurrency.max(1)).map(&work));
+    while let Some(result) = running.next().await {
+        settle(result);
+        if let Some(job) = queue.next() {
+            running.push(work(job));
         }
     }
+}
+
+async fn fetch_manifest(
+    client: &Client,
+    plan: &Plan,
+    progress: &Progress,
+    job: ManifestJob,
+) -> (ManifestJob, Result<Fetched, ObjectError>) {
+    let result = client.manifest(&plan.images[job.image].name, &job.reference, progress).await;
+    (job, result)
+}
+
+async fn fetch_blob<'j>(
+    client: &Client,
+    plan: &Plan,
+    progress: &Progress,
+    job: &'j BlobJob,
+) -> (&'j BlobJob, Result<u64, ObjectError>) {
+    let result = client.blob(&plan.images[job.image].name, &job.digest, job.size, progress).await;
+    (job, result)
 }
 
 impl ManifestJob {

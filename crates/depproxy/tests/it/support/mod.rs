@@ -38,6 +38,8 @@ pub struct TestProxy {
     pub cache: Arc<cache::Cache>,
     pub lifecycle: Arc<lifecycle::Lifecycle>,
     pub access: Arc<access::Access>,
+    /// Scheduled warming (the control plane's).
+    pub warming: Arc<lifecycle::Warming>,
     /// The admin API and status page (of the control plane in split mode).
     pub admin_url: String,
 }
@@ -160,8 +162,21 @@ impl TestProxy {
         };
         let admin_url = format!("http://{}", admin_address.expect("the admin API is on"));
         let router = gateway.router();
-        let (cache, lifecycle, access) = (control.cache, control.lifecycle, control.access);
-        TestProxy { url, admin_url, router, gateway, data_dir, config, supervisor, cache, lifecycle, access }
+        let (cache, lifecycle, access, warming) =
+            (control.cache, control.lifecycle, control.access, control.warming);
+        TestProxy {
+            url,
+            admin_url,
+            router,
+            gateway,
+            data_dir,
+            config,
+            supervisor,
+            cache,
+            lifecycle,
+            access,
+            warming,
+        }
     }
 
     /// Every object file under the data directory's `blobs/`, with its content.

@@ -388,6 +388,52 @@ impl Depproxy {
         Self::split_with(upstream, None)
     }
 
+    /// Split mode (`control` + `gateway`) with one TOML configuration for both, written by
+    /// `config` from the gateway's URL and a fresh registry-token signing key (a file).
+    pub fn split_with_config(config: impl FnOnce(&str, &Path) -> String) -> Depproxy {
+        let data_dir = tempfile::tempdir().unwrap();
+        let secret = data_dir.path().join("secret");
+        run(Command::new(Self::binary()).arg("gen-secret").arg(&secret));
+        let signing_key = data_dir.path().join("signing.key");
+        run(Command::new(Self::binary()).arg("gen-secret").arg(&signing_key));
+        let (port, control_port, admin_port) = (free_port(), free_port(), free_port());
+        let file = data_dir.path().join("depproxy.toml");
+        std::fs::write(&file, config(&format!("http://127.0.0.1:{port}"), &signing_key)).unwrap();
+        let mut control = Command::new(Self::binary());
+        control
+            .args(["control", "--listen", &format!("127.0.0.1:{control_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .arg("--config")
+            .arg(&file)
+            .arg("--secret-file")
+            .arg(&secret)
+            .arg("--data-dir")
+            .arg(data_dir.path());
+        let control = Process::spawn("depproxy control", &mut control, &data_dir.path().join("control.log"));
+        let mut gateway = Command::new(Self::binary());
+        gateway
+            .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--control-url", &format!("http://127.0.0.1:{control_port}")])
+            .arg("--config")
+            .arg(&file)
+            .arg("--secret-file")
+            .arg(&secret)
+            .arg("--data-dir")
+            .arg(data_dir.path());
+        let gateway = Process::spawn("depproxy gateway", &mut gateway, &data_dir.path().join("gateway.log"));
+        wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), "depproxy gateway");
+        wait_until("depproxy control did not start", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", control_port)).is_ok()
+        });
+        Depproxy {
+            port,
+            control_port: Some(control_port),
+            admin_port,
+            data_dir,
+            processes: vec![control, gateway],
+        }
+    }
+
     /// Split mode with TLS on the control listener (`--tls-cert`, `--tls-key`), the gateway
     /// trusting `tls`'s CA (`--control-ca`) at an `https://` control URL.
     pub fn split_tls(upstream: &str, tls: &TestCertificates) -> Depproxy {

@@ -1,0 +1,79 @@
+//! Scheduled warming's pulls (`lifecycle::Warming` decides what and when): through the gateway of
+//! this process, in memory (`serve`), or through the gateways at `public_url` (`control`), as a
+//! registry client would — with a registry token the control plane mints for the group, so a
+//! group with `access = "token"` is warmed too.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use access::Access;
+use lifecycle::{PullFailure, PullFuture, PullOutcome, WarmPuller, WarmTarget};
+use oci::GroupPath;
+
+use crate::cli::warm::{Client, Credential, Transport, warm_tags};
+
+/// Objects a scheduled run fetches at once: a background job, kept well below the fill limits.
+const CONCURRENCY: usize = 4;
+
+/// Pulls through a gateway.
+pub struct ProxyPuller {
+    transport: Transport,
+    access: Arc<Access>,
+}
+
+impl ProxyPuller {
+    /// Through `gateway`'s router, in this process.
+    pub fn in_process(router: axum::Router, access: Arc<Access>) -> Self {
+        ProxyPuller { transport: Transport::InProcess { router }, access }
+    }
+
+    /// Through the gateways at `public_url`.
+    pub fn over_http(public_url: &str, access: Arc<Access>) -> anyhow::Result<Self> {
+        let user_agent = concat!("depproxy-scheduled-warm/", env!("CARGO_PKG_VERSION"));
+        Ok(ProxyPuller { transport: Transport::http(public_url, "public_url", user_agent)?, access })
+    }
+}
+
+impl WarmPuller for ProxyPuller {
+    fn pull<'a>(
+        &'a self,
+        group: &'a GroupPath,
+        targets: &'a [WarmTarget],
+        bytes: Arc<AtomicU64>,
+    ) -> PullFuture<'a> {
+        Box::pin(async move {
+            let access = self.access.clone();
+            let granted = group.clone();
+            let mint = move || match access.warming_token(&granted) {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    tracing::warn!(%error, group = %granted, "cannot make scheduled warming's registry token");
+                    None
+                }
+            };
+            let client =
+                Client::with(self.transport.clone(), group.clone(), Credential::Minted(Arc::new(mint)));
+            let tags: Vec<_> =
+                targets.iter().map(|target| (target.image.clone(), target.tag.clone())).collect();
+            let summary = warm_tags(&client, group.clone(), &tags, CONCURRENCY, bytes)
+                .await
+                .map_err(|error| format!("{error:#}"))?;
+            Ok(PullOutcome {
+                manifests: summary.manifests,
+                blobs: summary.blobs,
+                bytes: summary.bytes,
+                failures: summary
+                    .failures
+                    .into_iter()
+                    .map(|failure| PullFailure {
+                        message: match failure.status {
+                            Some(status) => format!("{} {status} {}", failure.object, failure.message),
+                            None => format!("{} {}", failure.object, failure.message),
+                        },
+                        target: failure.image,
+                    })
+                    .collect(),
+            })
+        })
+    }
+}

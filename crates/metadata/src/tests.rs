@@ -10,10 +10,16 @@ pub(crate) async fn backends() -> Vec<(Metadata, Option<tempfile::TempDir>)> {
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let mut all = vec![(Metadata::connect(&DatabaseUrl::new(url)).await.unwrap(), Some(dir))];
     if let Ok(server) = std::env::var("DEPPROXY_TEST_POSTGRES_URL") {
+        // A new database each time: process ids are reused between runs, and a database named
+        // by one alone could still hold an earlier run's rows.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
         let url = format!(
-            "{}/depproxy_test_{}",
+            "{}/depproxy_test_{}_{nanos}_{}",
             server.trim_end_matches('/'),
-            std::process::id() as u64 * 1000 + rand_suffix()
+            std::process::id(),
+            rand_suffix()
         );
         all.push((Metadata::connect(&DatabaseUrl::new(url)).await.unwrap(), None));
     }

@@ -82,8 +82,11 @@ async fn with_the_database_unreachable_hits_from_memory_work_and_misses_pass_thr
         format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432)).parse().unwrap()
     };
     let switch = TcpSwitch::start(address).await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
     let database = format!(
-        "postgres://postgres@{}/depproxy_degraded_{}",
+        "postgres://postgres@{}/depproxy_degraded_{}_{nanos}",
         switch.url().trim_start_matches("http://"),
         std::process::id()
     );

@@ -111,6 +111,11 @@ impl S3Server {
 pub fn postgres_url() -> String {
     let server = std::env::var("DEPPROXY_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let unique = format!("{}_{}", std::process::id(), free_port());
+    // Process ids and ports are reused between runs: the time makes the name new each time, so no
+    // earlier run's rows are found.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let unique = format!("{}_{}_{nanos}", std::process::id(), free_port());
     format!("{}/depproxy_test_{unique}", server.trim_end_matches('/'))
 }

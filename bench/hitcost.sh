@@ -28,14 +28,15 @@ for bin in "$@"; do
   printf '%s\n' '[[upstream]]' 'name = "lab"' "url = \"http://127.0.0.1:$PORT_UP\"" \
     '[[group]]' 'path = "default"' 'upstream = "lab"' 'access = "anonymous"' \
     '[[group]]' 'path = "private"' 'upstream = "lab"' 'access = "token"' >"$out/depproxy.toml"
-  secret=$("$bin" token create --name bench --group private --config "$out/depproxy.toml" \
-    --data-dir "$out/data" 2>/dev/null | sed -n 1p)
   valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p" --dump-instr=no \
     "$bin" serve --listen "127.0.0.1:$PORT" --data-dir "$out/data" --config "$out/depproxy.toml" \
     >"$out/log" 2>&1 &
   vg=$!
   for _ in $(seq 120); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 1; done
   url=http://127.0.0.1:$PORT
+  # After the start: the command line creates no database (serve does).
+  secret=$("$bin" token create --name bench --group private --config "$out/depproxy.toml" \
+    --data-dir "$out/data" 2>/dev/null | sed -n 1p)
   jwt=$(curl -sf -u "bench:$secret" \
     "$url/v2/token?service=depproxy&scope=repository:private/dependency_proxy/containers/lab/tiny:pull" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')

@@ -31,6 +31,21 @@ async fn warm_view(proxy: &TestProxy, token: &str, group: &str) -> WarmView {
     response.json().await.unwrap()
 }
 
+/// Waits (up to 30 s) until the group's latest warm run has ended; the group's warm view then,
+/// and that run.
+async fn latest_run(proxy: &TestProxy, token: &str, group: &str) -> (WarmView, JobView) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = warm_view(proxy, token, group).await;
+        if let Some(job) = view.recent.first().filter(|job| job.state != "running") {
+            let job = job.clone();
+            return (view, job);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no scheduled run: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits (up to 30 s) until the job has ended; the job as it ended.
 async fn finished(proxy: &TestProxy, token: &str, job: &str) -> JobView {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -83,19 +98,11 @@ async fn a_schedule_warms_the_newest_matching_tags_then_only_what_moved() {
     let token = admin_token(&proxy).await;
 
     // Due at once (never run before): the schedule's own run.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let first = loop {
-        let view = warm_view(&proxy, &token, "default").await;
-        if let Some(job) = view.recent.first().filter(|job| job.state != "running") {
-            assert_eq!(view.schedules.len(), 1);
-            assert_eq!(view.schedules[0].schedule, "lab/app:1.*, lab/tool:stable every 1h, keep 2");
-            assert!(view.schedules[0].due_at.is_some_and(|due| due > job.created_at), "{view:?}");
-            assert_eq!(view.schedules[0].last_job.as_deref(), Some(job.id.as_str()));
-            break job.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no scheduled run: {view:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (view, first) = latest_run(&proxy, &token, "default").await;
+    assert_eq!(view.schedules.len(), 1);
+    assert_eq!(view.schedules[0].schedule, "lab/app:1.*, lab/tool:stable every 1h, keep 2");
+    assert!(view.schedules[0].due_at.is_some_and(|due| due > first.created_at), "{view:?}");
+    assert_eq!(view.schedules[0].last_job.as_deref(), Some(first.id.as_str()));
     assert_eq!(first.state, "done", "{first:?}");
     let report = first.warm.as_ref().unwrap();
     assert_eq!(report.trigger, "schedule");
@@ -205,15 +212,7 @@ async fn a_group_without_a_schedule_says_so_and_a_denied_tag_is_not_asked_for() 
     let message = plain.text().await.unwrap();
     assert!(message.contains("no warm schedule"), "{message}");
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let job = loop {
-        let view = warm_view(&proxy, &token, "default").await;
-        if let Some(job) = view.recent.first().filter(|job| job.state != "running") {
-            break job.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no scheduled run");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (_, job) = latest_run(&proxy, &token, "default").await;
     assert_eq!(
         outcomes(&job, "lab/app:1.*"),
         [("1.1-rc".to_owned(), WarmOutcome::Denied), ("1.0".to_owned(), WarmOutcome::Fetched)]

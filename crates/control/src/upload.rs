@@ -121,12 +121,7 @@ async fn finalize(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Resu
     }
     // The source that served is recorded with the object, and asked first for the tag later: it
     // must be one of the group's upstreams.
-    if target.resolved.group.upstreams.get(&call.upstream).is_none() {
-        return Err(ControlError::BadUploadCall(format!(
-            "upstream {:?} is not one of group {}'s upstreams",
-            call.upstream, target.resolved.group.path
-        )));
-    }
+    check_upstream(target, &call.upstream)?;
     let object = StoredObject {
         digest: call.digest,
         size: call.size,
@@ -170,12 +165,7 @@ async fn verdict(control: &ControlPlane, target: &Target, bytes: &[u8]) -> Resul
         )));
     }
     // The hook is told where the bytes come from: one of the group's upstreams.
-    if target.resolved.group.upstreams.get(&call.upstream).is_none() {
-        return Err(ControlError::BadUploadCall(format!(
-            "upstream {:?} is not one of group {}'s upstreams",
-            call.upstream, target.resolved.group.path
-        )));
-    }
+    check_upstream(target, &call.upstream)?;
     let object = StoredObject {
         digest: call.digest,
         size: call.size,
@@ -213,6 +203,17 @@ fn check_version_and_kind(version: u32, called: ObjectKind, path: ObjectKind) ->
             "a {} call on a {} path",
             called.as_str(),
             path.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// An upload call names the upstream that served: it must be one of the group's.
+fn check_upstream(target: &Target, upstream: &str) -> Result<(), ControlError> {
+    if target.resolved.group.upstreams.get(upstream).is_none() {
+        return Err(ControlError::BadUploadCall(format!(
+            "upstream {upstream:?} is not one of group {}'s upstreams",
+            target.resolved.group.path
         )));
     }
     Ok(())

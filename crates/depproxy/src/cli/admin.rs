@@ -244,39 +244,29 @@ pub async fn purge(
         if query.is_empty() { String::new() } else { format!("?{query}") }
     );
     let started: JobStarted = client.delete(&path).await?;
-    let bar = ProgressBar::new(0);
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} purging {msg} [{bar:30}] {pos}/{len} objects")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(group.to_owned());
-    loop {
-        let job: JobView = client.get(&started.status).await?;
-        bar.set_length(job.total);
-        bar.set_position(job.done);
-        if job.state != "running" {
-            bar.finish_and_clear();
-            return Ok(job);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    follow(client, &started, "{spinner} purging {msg} [{bar:30}] {pos}/{len} objects", group).await
 }
 
 /// Runs `group`'s warm schedule now and follows its job to the end with a spinner (hidden when
 /// stderr is not a terminal); returns the job as it ended.
 pub async fn warm_now(client: &AdminClient, group: &str) -> anyhow::Result<JobView> {
     let started: JobStarted = client.post(&format!("/api/v1/groups/{group}/warm")).await?;
+    follow(client, &started, "{spinner} warming {msg} [{bar:30}] {pos}/{len} tags", group).await
+}
+
+/// Follows a started job to its end with a progress bar (`template`, `{msg}` = `group`; hidden when
+/// stderr is not a terminal); the job as it ended.
+async fn follow(
+    client: &AdminClient,
+    started: &JobStarted,
+    template: &str,
+    group: &str,
+) -> anyhow::Result<JobView> {
     let bar = ProgressBar::new(0);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} warming {msg} [{bar:30}] {pos}/{len} tags")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar.set_message(group.to_owned());
     loop {
         let job: JobView = client.get(&started.status).await?;

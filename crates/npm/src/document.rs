@@ -189,7 +189,7 @@ mod tests {
   "users": {},
   "_distfiles": {},
   "_attachments": {},
-  "_uplinks": { "npmjs": { "etag": "W/\"abc\"", "fetched": 1709287200000 } },
+  "_uplinks": { "upstream": { "etag": "W/\"abc\"", "fetched": 1709287200000 } },
   "readme": "# left-pad",
   "_cached": true
 }"##;

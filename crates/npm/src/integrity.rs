@@ -61,7 +61,11 @@ impl PublishedChecksum {
     /// The SRI form (`sha512-<base64>`).
     pub fn to_sri(&self) -> Option<String> {
         let bytes = hex::decode(&self.hex).ok()?;
-        Some(format!("{}-{}", self.algorithm.as_str(), base64::engine::general_purpose::STANDARD.encode(bytes)))
+        Some(format!(
+            "{}-{}",
+            self.algorithm.as_str(),
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ))
     }
 }
 
@@ -85,7 +89,9 @@ pub fn parse_integrity(sri: &str) -> Option<PublishedChecksum> {
 /// registries write them.
 fn decode_base64(encoded: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|engine| engine.decode(encoded).ok())
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(encoded).ok())
 }
 
 /// Parses `dist.shasum`: 40 hex digits of sha1, any case.

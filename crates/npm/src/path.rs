@@ -243,7 +243,11 @@ mod tests {
             "lodash/-/%zz.tgz",
             "lodash/-/%+1.tgz",
         ] {
-            assert!(matches!(parse_path(bad), Err(PathError::Invalid { .. })), "{bad}: {:?}", parse_path(bad));
+            assert!(
+                matches!(parse_path(bad), Err(PathError::Invalid { .. })),
+                "{bad}: {:?}",
+                parse_path(bad)
+            );
         }
     }
 
@@ -261,8 +265,13 @@ mod tests {
             parse_path("@scope%2fname/1.0.0").unwrap(),
             Endpoint::VersionDocument { name: name("@scope/name"), version: "1.0.0".into() }
         );
-        for bad in ["lodash/", "lodash/..", "lodash/-", "lodash/1.0%2f2", "lodash/1.0/extra", "@scope/name/"] {
-            assert!(matches!(parse_path(bad), Err(PathError::Invalid { .. })), "{bad}: {:?}", parse_path(bad));
+        for bad in ["lodash/", "lodash/..", "lodash/-", "lodash/1.0%2f2", "lodash/1.0/extra", "@scope/name/"]
+        {
+            assert!(
+                matches!(parse_path(bad), Err(PathError::Invalid { .. })),
+                "{bad}: {:?}",
+                parse_path(bad)
+            );
         }
     }
 
@@ -280,7 +289,9 @@ mod tests {
         ] {
             assert_eq!(parse_path(path).unwrap(), Endpoint::DistTags { name: name(expected) }, "{path}");
         }
-        for unsupported in ["-/user/org.couchdb.user:me", "-/all", "-/v1/login", "-/", "-/package/x/collaborators"] {
+        for unsupported in
+            ["-/user/org.couchdb.user:me", "-/all", "-/v1/login", "-/", "-/package/x/collaborators"]
+        {
             assert_eq!(
                 parse_path(unsupported).unwrap_err(),
                 PathError::Unsupported { path: unsupported.into() },

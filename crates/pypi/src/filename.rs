@@ -55,8 +55,13 @@ mod tests {
         ] {
             assert_eq!(project_of_filename(file).as_deref(), Some(project), "{file}");
         }
-        for bad in ["foo-1.0.whl", "foo-1.0-py3-none.whl", "a-b-c-d-e-f-g.whl", "-1.0-py3-none-any.whl", "foo--py3-none-any.whl"]
-        {
+        for bad in [
+            "foo-1.0.whl",
+            "foo-1.0-py3-none.whl",
+            "a-b-c-d-e-f-g.whl",
+            "-1.0-py3-none-any.whl",
+            "foo--py3-none-any.whl",
+        ] {
             assert_eq!(project_of_filename(bad), None, "{bad}");
         }
     }
@@ -76,7 +81,15 @@ mod tests {
         ] {
             assert_eq!(project_of_filename(file).as_deref(), Some(project), "{file}");
         }
-        for bad in ["foo.tar.gz", "foo-bar.tar.gz", "-1.0.tar.gz", "foo-1.0.txt", "foo-1.0", ".tar.gz", "foo_-1.0.tar.gz"] {
+        for bad in [
+            "foo.tar.gz",
+            "foo-bar.tar.gz",
+            "-1.0.tar.gz",
+            "foo-1.0.txt",
+            "foo-1.0",
+            ".tar.gz",
+            "foo_-1.0.tar.gz",
+        ] {
             assert_eq!(project_of_filename(bad), None, "{bad}");
         }
     }

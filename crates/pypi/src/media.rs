@@ -36,9 +36,9 @@ pub fn wants_json(accept: Option<&str>) -> bool {
     json_q > 0.0 && json_q >= html_q
 }
 
-/// Resolves a file link of a page against the page's absolute URL (`https://pypi.example.com/simple/foo/`
-/// + `../../packages/foo-1.0.tar.gz` → `https://pypi.example.com/packages/foo-1.0.tar.gz`). The
-/// fragment is kept as the href wrote it. `None` when the page URL is not absolute or the result is
+/// Resolves a file link of a page against the page's absolute URL: `../../packages/foo-1.0.tar.gz`
+/// on `https://pypi.example.com/simple/foo/` is `https://pypi.example.com/packages/foo-1.0.tar.gz`.
+/// The fragment is kept as the href wrote it. `None` when the page URL is not absolute or the result is
 /// not an http(s) URL (a `javascript:` or `file:` link names nothing to fetch).
 pub fn resolve_href(document_url: &str, href: &str) -> Option<String> {
     let base = url::Url::parse(document_url).ok()?;

@@ -157,8 +157,20 @@ mod tests {
 
     #[test]
     fn invalid_names() {
-        for bad in ["", "-foo", "foo-", ".foo", "foo_", "foo bar", "foo/bar", "foo%2fbar", "caf\u{e9}", "a+b", "..", "_"]
-        {
+        for bad in [
+            "",
+            "-foo",
+            "foo-",
+            ".foo",
+            "foo_",
+            "foo bar",
+            "foo/bar",
+            "foo%2fbar",
+            "caf\u{e9}",
+            "a+b",
+            "..",
+            "_",
+        ] {
             assert!(ProjectName::parse(bad).is_err(), "{bad}");
         }
         assert!(ProjectName::parse(&"a".repeat(201)).is_err());

@@ -64,6 +64,17 @@ pub struct StoredFile {
     pub media_type: String,
 }
 
+/// An object a group's package names: a document, or a stored file with its version (as its
+/// document listed it; empty when none was) and its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageObject {
+    pub package: String,
+    /// `(version, path)` of a file; `None` for a document.
+    pub file: Option<(String, String)>,
+    /// The blob's digest, as text.
+    pub digest: String,
+}
+
 #[derive(sqlx::FromRow)]
 struct DocumentRow {
     digest: String,
@@ -263,6 +274,95 @@ impl Metadata {
         digests.into_iter().map(|(digest,)| parse_digest(digest)).collect()
     }
 
+    /// The digests a group holds for `package` (its documents' and its stored files'), its names
+    /// kept: what a purge of what the package did not read for a while looks at.
+    pub async fn package_digests(&self, group: &GroupPath, package: &str) -> Result<Vec<Digest>> {
+        const SQL: &str = "SELECT digest FROM package_documents WHERE group_path = $1 AND package = $2 \
+             UNION SELECT digest FROM package_files WHERE group_path = $1 AND package = $2 AND digest <> ''";
+        let digests: Vec<(String,)> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(group.as_str())
+            .bind(package)
+            .fetch_all(pool)
+            .await?);
+        digests.into_iter().map(|(digest,)| parse_digest(digest)).collect()
+    }
+
+    /// Of `digests`, those a document or stored file of a package of `group` other than `except`
+    /// still names (two packages may hold identical bytes): a purge of `except` keeps their blob
+    /// rows.
+    pub async fn package_digests_named(
+        &self,
+        group: &GroupPath,
+        digests: &[String],
+        except: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut named = std::collections::HashSet::new();
+        for chunk in digests.chunks(500) {
+            let found: Vec<(String,)> = on_pool!(self, |pool| {
+                let mut query =
+                    sqlx::QueryBuilder::new("SELECT digest FROM package_documents WHERE group_path = ");
+                query.push_bind(group.as_str());
+                query.push(" AND package <> ");
+                query.push_bind(except);
+                query.push(" AND digest IN (");
+                let mut list = query.separated(", ");
+                for digest in chunk {
+                    list.push_bind(digest.as_str());
+                }
+                query.push(") UNION SELECT digest FROM package_files WHERE group_path = ");
+                query.push_bind(group.as_str());
+                query.push(" AND package <> ");
+                query.push_bind(except);
+                query.push(" AND digest IN (");
+                let mut list = query.separated(", ");
+                for digest in chunk {
+                    list.push_bind(digest.as_str());
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(pool).await?
+            });
+            named.extend(found.into_iter().map(|(digest,)| digest));
+        }
+        Ok(named)
+    }
+
+    /// Forgets every package name of `group` (a purge of the whole group): its documents and the
+    /// files they listed. Returns how many names went.
+    pub async fn forget_packages_of_group(&self, group: &GroupPath) -> Result<u64> {
+        const DOCUMENTS: &str = "DELETE FROM package_documents WHERE group_path = $1";
+        const FILES: &str = "DELETE FROM package_files WHERE group_path = $1";
+        Ok(on_pool!(self, |pool| {
+            let mut transaction = pool.begin().await?;
+            let mut gone = 0;
+            for sql in [DOCUMENTS, FILES] {
+                gone +=
+                    sqlx::query(sql).bind(group.as_str()).execute(&mut *transaction).await?.rows_affected();
+            }
+            transaction.commit().await?;
+            gone
+        }))
+    }
+
+    /// Every stored object a group's packages name: each document (no version) and each stored
+    /// file (with its version as listed, and its path) — what the group's pins are matched
+    /// against.
+    pub async fn package_objects(&self, group: &GroupPath) -> Result<Vec<PackageObject>> {
+        const SQL: &str = "SELECT package, CAST(NULL AS TEXT) AS version, CAST(NULL AS TEXT) AS path, digest \
+             FROM package_documents WHERE group_path = $1 \
+             UNION ALL SELECT package, version, path, digest FROM package_files \
+             WHERE group_path = $1 AND digest <> ''";
+        let rows: Vec<(String, Option<String>, Option<String>, String)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).bind(group.as_str()).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(package, version, path, digest)| PackageObject {
+                package,
+                file: path.map(|path| (version.unwrap_or_default(), path)),
+                digest,
+            })
+            .collect())
+    }
+
     /// How many documents and stored files a group's packages have.
     pub async fn package_counts(&self, group: &GroupPath) -> Result<(u64, u64)> {
         const SQL: &str = "SELECT \
@@ -295,4 +395,110 @@ fn file_record(row: FileRow) -> Result<FileRecord> {
         upstream: row.upstream,
         stored,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::tests::backends;
+    use crate::{BlobRecord, CommitLease};
+
+    const TAKE: CommitLease<'static> = CommitLease::Take { holder: "node-a", ttl_ms: 30_000 };
+
+    fn group(path: &str) -> GroupPath {
+        GroupPath::parse(path).unwrap()
+    }
+
+    fn listing(path: &str, version: &str) -> FileListing {
+        FileListing {
+            path: path.to_owned(),
+            version: version.to_owned(),
+            algorithm: String::new(),
+            checksum: String::new(),
+            url: format!("http://npm.example.com/{path}"),
+        }
+    }
+
+    /// Records `bytes` as a blob of `group` and returns its digest.
+    async fn stored(db: &Metadata, group_path: &GroupPath, bytes: &[u8]) -> StoredFile {
+        let record = BlobRecord {
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            media_type: "application/octet-stream".into(),
+            upstream: "npmjs".into(),
+        };
+        db.commit_blob(group_path, &record, TAKE, 10).await.unwrap();
+        StoredFile { digest: record.digest, size: record.size, media_type: record.media_type }
+    }
+
+    async fn document(db: &Metadata, group_path: &GroupPath, package: &str, bytes: &[u8]) -> Digest {
+        let blob = stored(db, group_path, bytes).await;
+        let key = DocumentKey { group: group_path.clone(), package: package.into(), variant: "full".into() };
+        let record = DocumentRecord {
+            digest: blob.digest.clone(),
+            size: blob.size,
+            media_type: "application/json".into(),
+            upstream: "npmjs".into(),
+            checked_at: 10,
+            stored: true,
+        };
+        db.record_package_document(&key, &record, 10).await.unwrap();
+        blob.digest
+    }
+
+    #[tokio::test]
+    async fn a_package_names_its_objects_and_a_purge_finds_what_others_still_name() {
+        for (db, _dir) in backends().await {
+            let js = group("js");
+            let lodash_doc = document(&db, &js, "lodash", b"lodash packument").await;
+            let react_doc = document(&db, &js, "react", b"react packument").await;
+            let files = [
+                listing("lodash/-/lodash-1.0.0.tgz", "1.0.0"),
+                listing("lodash/-/lodash-2.0.0.tgz", "2.0.0"),
+            ];
+            db.list_package_files(&js, "lodash", "npmjs", &files, 10).await.unwrap();
+            db.list_package_files(&js, "react", "npmjs", &[listing("react/-/react-1.0.0.tgz", "1.0.0")], 10)
+                .await
+                .unwrap();
+            // Identical bytes in two packages: one blob row, two names.
+            let shared = stored(&db, &js, b"same tarball").await;
+            db.record_package_file(&js, "lodash/-/lodash-1.0.0.tgz", &shared).await.unwrap();
+            db.record_package_file(&js, "react/-/react-1.0.0.tgz", &shared).await.unwrap();
+
+            let mut objects = db.package_objects(&js).await.unwrap();
+            objects.sort_by(|a, b| (&a.package, &a.file).cmp(&(&b.package, &b.file)));
+            let described: Vec<(&str, Option<&str>)> = objects
+                .iter()
+                .map(|object| {
+                    (object.package.as_str(), object.file.as_ref().map(|(version, _)| version.as_str()))
+                })
+                .collect();
+            assert_eq!(
+                described,
+                [("lodash", None), ("lodash", Some("1.0.0")), ("react", None), ("react", Some("1.0.0"))],
+                "documents, and files once stored (lodash 2.0.0 is only listed)"
+            );
+
+            let mut digests: Vec<String> =
+                db.package_digests(&js, "lodash").await.unwrap().iter().map(ToString::to_string).collect();
+            digests.sort();
+            let mut expected = vec![lodash_doc.to_string(), shared.digest.to_string()];
+            expected.sort();
+            assert_eq!(digests, expected);
+            let named = db.package_digests_named(&js, &digests, "lodash").await.unwrap();
+            assert_eq!(named, HashSet::from([shared.digest.to_string()]), "react names the shared tarball");
+
+            let forgotten = db.forget_package(&js, "lodash").await.unwrap();
+            assert_eq!(forgotten.len(), 2);
+            assert!(db.package_digests(&js, "lodash").await.unwrap().is_empty());
+            assert_eq!(db.package_counts(&js).await.unwrap(), (1, 1), "react's document and file stay");
+
+            assert_eq!(db.forget_packages_of_group(&js).await.unwrap(), 2);
+            assert!(db.package_objects(&js).await.unwrap().is_empty());
+            assert_eq!(db.package_counts(&js).await.unwrap(), (0, 0));
+            assert!(react_doc != lodash_doc);
+        }
+    }
 }

@@ -36,6 +36,33 @@ pub fn project_of_filename(filename: &str) -> Option<String> {
     ProjectName::parse(project).ok().map(|_| normalize(project))
 }
 
+/// The version a distribution file's name carries (or its `.metadata`'s): a wheel's second field
+/// (`{name}-{version}-…whl`), an sdist's or egg's text after its name (`{name}-{version}.tar.gz`,
+/// `{name}-{version}-py3.8.egg`). `None` when the name follows neither rule.
+pub fn version_of_filename(filename: &str) -> Option<String> {
+    let filename = filename.strip_suffix(".metadata").unwrap_or(filename);
+    let lower = filename.to_ascii_lowercase();
+    if lower.ends_with(".whl") {
+        project_of_filename(filename)?;
+        return filename[..filename.len() - ".whl".len()].split('-').nth(1).map(str::to_owned);
+    }
+    let extension = [".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg"]
+        .into_iter()
+        .find(|extension| lower.ends_with(extension))?;
+    let stem = &filename[..filename.len() - extension.len()];
+    let split = stem
+        .char_indices()
+        .filter(|&(index, c)| {
+            c == '-' && stem[index + 1..].chars().next().is_some_and(|next| next.is_ascii_digit())
+        })
+        .map(|(index, _)| index)
+        .next_back()?;
+    let version = &stem[split + 1..];
+    // An egg names its Python after the version: `foo-1.0-py3.8.egg`.
+    let version = if extension == ".egg" { version.split('-').next().unwrap_or(version) } else { version };
+    Some(version.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +118,24 @@ mod tests {
             "foo_-1.0.tar.gz",
         ] {
             assert_eq!(project_of_filename(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        for (file, version) in [
+            ("requests-2.32.3-py3-none-any.whl", "2.32.3"),
+            ("foo-1.0-1build-py3-none-any.whl", "1.0"),
+            ("foo-1.0-py3-none-any.whl.metadata", "1.0"),
+            ("requests-2.32.3.tar.gz", "2.32.3"),
+            ("python-dateutil-2.9.0.post0.tar.gz", "2.9.0.post0"),
+            ("zope.interface-6.0.zip", "6.0"),
+            ("foo-1.0.tar.gz.metadata", "1.0"),
+        ] {
+            assert_eq!(version_of_filename(file).as_deref(), Some(version), "{file}");
+        }
+        for bad in ["foo.tar.gz", "foo-1.0.whl", "foo-1.0.txt"] {
+            assert_eq!(version_of_filename(bad), None, "{bad}");
         }
     }
 

@@ -10,7 +10,7 @@ pub mod name;
 pub mod path;
 
 pub use document::{DocumentError, PublishedFile, html_files, json_files};
-pub use filename::project_of_filename;
+pub use filename::{project_of_filename, version_of_filename};
 pub use media::{HTML_MEDIA_TYPE, JSON_MEDIA_TYPE, LEGACY_HTML_MEDIA_TYPE, resolve_href, wants_json};
 pub use name::{MAX_NAME_LEN, NameError, ProjectName, normalize};
 pub use path::{Endpoint, FILE_EXTENSIONS, PathError, parse_path};

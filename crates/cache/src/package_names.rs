@@ -1,0 +1,63 @@
+//! Package names as a package group's rows hold them — npm's `@scope/name` as written (npm names
+//! are lowercase), PyPI's PEP 503 normalized name — for what operators name packages by: purges
+//! (`--package`), pins, warming. And the version a stored file is of, when its document did not
+//! say (PyPI's pages list files, not versions: the file name carries it).
+
+use crate::format::Format;
+
+/// A name that is not a package name of the format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackageNameError {
+    /// The group proxies images: it has no packages.
+    #[error("a {0} group holds images, not packages")]
+    NotPackages(Format),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Format {
+    /// `written` as this format's rows name the package: npm names as they are (validated), PyPI
+    /// names normalized (`Requests` → `requests`, `zope.interface` → `zope-interface`).
+    pub fn package_name(self, written: &str) -> Result<String, PackageNameError> {
+        match self {
+            Format::Oci => Err(PackageNameError::NotPackages(self)),
+            Format::Npm => npm::PackageName::parse(written)
+                .map(|name| name.as_str().to_owned())
+                .map_err(|error| PackageNameError::Invalid(error.to_string())),
+            Format::Pypi => pypi::ProjectName::parse(written)
+                .map(|name| name.normalized().to_owned())
+                .map_err(|error| PackageNameError::Invalid(error.to_string())),
+        }
+    }
+
+    /// The version of a stored file at `path` whose document listed `listed` (empty when it did
+    /// not say): PyPI's is read from the file name.
+    pub fn file_version(self, listed: &str, path: &str) -> String {
+        if !listed.is_empty() || self != Format::Pypi {
+            return listed.to_owned();
+        }
+        let file = path.rsplit('/').next().unwrap_or(path);
+        pypi::version_of_filename(file).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_held_as_each_format_holds_them() {
+        assert_eq!(Format::Npm.package_name("@types/node").unwrap(), "@types/node");
+        assert_eq!(Format::Pypi.package_name("Zope.Interface").unwrap(), "zope-interface");
+        assert!(Format::Npm.package_name("Lodash").unwrap_err().to_string().contains("lowercase"));
+        assert!(Format::Pypi.package_name("-x").is_err());
+        assert_eq!(Format::Oci.package_name("x"), Err(PackageNameError::NotPackages(Format::Oci)));
+    }
+
+    #[test]
+    fn a_pypi_file_says_its_version_by_name() {
+        assert_eq!(Format::Pypi.file_version("", "packages/ab/requests-2.32.3-py3-none-any.whl"), "2.32.3");
+        assert_eq!(Format::Pypi.file_version("1.0", "x-2.0.tar.gz"), "1.0", "what the document said wins");
+        assert_eq!(Format::Npm.file_version("", "x/-/x-1.0.0.tgz"), "");
+    }
+}

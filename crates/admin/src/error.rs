@@ -30,6 +30,7 @@ impl From<lifecycle::LifecycleError> for AdminError {
             lifecycle::LifecycleError::UnknownGroup(group) => {
                 AdminError::NotFound(format!("no group {group:?}"))
             }
+            lifecycle::LifecycleError::Invalid(message) => AdminError::BadRequest(message),
             other => AdminError::Internal(other.to_string()),
         }
     }

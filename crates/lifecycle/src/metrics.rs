@@ -70,12 +70,12 @@ impl LifecycleMetrics {
         );
         registry.register(
             "depproxy_cache_artifacts",
-            "Artifacts (immutable files: OCI blobs) each group holds, as of the last measurement",
+            "Artifacts (immutable files: OCI blobs, npm tarballs, PyPI files) each group holds, as of the last measurement",
             metrics.group_artifacts.clone(),
         );
         registry.register(
             "depproxy_cache_documents",
-            "Documents (files naming artifacts: OCI manifests) each group holds, as of the last measurement",
+            "Documents (files naming artifacts: OCI manifests, npm packuments, PyPI project pages) each group holds, as of the last measurement",
             metrics.group_documents.clone(),
         );
         registry.register(

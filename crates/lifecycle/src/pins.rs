@@ -1,5 +1,7 @@
-//! What a group's pins keep: the tags matching its patterns, the manifests they point at, and
-//! everything those reference (an index's platform manifests, their configs and layers).
+//! What a group's pins keep: for an image group, the tags matching its patterns, the manifests
+//! they point at, and everything those reference (an index's platform manifests, their configs
+//! and layers); for a package group, the documents of the packages its patterns name and their
+//! stored files of the versions they name.
 
 use std::collections::HashSet;
 
@@ -23,6 +25,21 @@ pub(crate) async fn pinned(
 ) -> Result<Pinned, metadata::MetadataError> {
     let mut pinned = Pinned::default();
     if group.policy.pins.is_empty() {
+        return Ok(pinned);
+    }
+    if group.format.is_package() {
+        for object in metadata.package_objects(&group.path).await? {
+            let kept = match &object.file {
+                None => group.policy.pins.keeps_package(&object.package),
+                Some((listed, path)) => {
+                    let version = group.format.file_version(listed, path);
+                    group.policy.pins.keeps_version(&object.package, &version)
+                }
+            };
+            if kept {
+                pinned.digests.insert(object.digest);
+            }
+        }
         return Ok(pinned);
     }
     let mut frontier = Vec::new();

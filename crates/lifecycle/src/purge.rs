@@ -1,6 +1,11 @@
-//! Purges: an operator removes a group's cache (or one image of it, or what was not read for a
-//! while), pinned or not. Rows go first, then the objects no group references any more. The next
-//! pull fetches what was purged again.
+//! Purges: an operator removes a group's cache (or one image or package of it, or what was not
+//! read for a while), pinned or not. Rows go first, then the objects no group references any
+//! more. The next pull fetches what was purged again.
+//!
+//! A package's purge forgets its names (its documents and the files they listed) and removes the
+//! blob rows they pointed at that no other package of the group names, through the same removal
+//! and deletion queue as every other purge: nothing leaves storage while another group still
+//! holds it, and every node forgets the rows before the objects go.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -22,8 +27,11 @@ const DEPTH: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeRequest {
     pub group: GroupPath,
-    /// One image (as the upstream names it, e.g. `library/alpine`); all of the group's otherwise.
+    /// One image (as the upstream names it, e.g. `library/alpine`) of an image group.
     pub image: Option<RepositoryName>,
+    /// One package (`lodash`, `@types/node`, `requests`) of a package group; neither: all of the
+    /// group's.
+    pub package: Option<String>,
     /// Only what was not read for this long.
     pub older_than: Option<Duration>,
 }
@@ -33,6 +41,9 @@ impl PurgeRequest {
         let mut text = format!("purge group {}", self.group);
         if let Some(image) = &self.image {
             text.push_str(&format!(" image {image}"));
+        }
+        if let Some(package) = &self.package {
+            text.push_str(&format!(" package {package}"));
         }
         if let Some(age) = self.older_than {
             text.push_str(&format!(" not read for {}", telemetry::HumanDuration(age)));
@@ -56,10 +67,10 @@ pub struct PurgeReport {
 
 impl Lifecycle {
     /// Starts recording a purge as a job; returns its id (for [`Lifecycle::run_purge`]).
+    /// Refuses a request that does not fit its group: an image of a package group, a package of
+    /// an image group, a name that is no package name of the group's format.
     pub async fn create_purge_job(&self, request: &PurgeRequest) -> Result<String, LifecycleError> {
-        if self.group(request.group.as_str()).is_none() {
-            return Err(LifecycleError::UnknownGroup(request.group.as_str().to_owned()));
-        }
+        self.purged_package(request)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         self.metadata.create_job(&id, "purge", &request.describe(), self.clock.now_ms()).await?;
         Ok(id)
@@ -82,19 +93,54 @@ impl Lifecycle {
         outcome
     }
 
+    /// The package a request purges, as the group's rows name it (`None`: not one package);
+    /// refuses what does not fit the group.
+    fn purged_package(&self, request: &PurgeRequest) -> Result<Option<String>, LifecycleError> {
+        let Some(group) = self.group(request.group.as_str()) else {
+            return Err(LifecycleError::UnknownGroup(request.group.as_str().to_owned()));
+        };
+        let (path, format) = (&group.path, group.format);
+        if request.image.is_some() && format.is_package() {
+            return Err(LifecycleError::Invalid(format!(
+                "group {path} is a {format} group: it holds packages, not images; purge one by its \
+                 package name (--package NAME, or ?package= in the admin API)"
+            )));
+        }
+        let Some(package) = &request.package else { return Ok(None) };
+        if !format.is_package() {
+            return Err(LifecycleError::Invalid(format!(
+                "group {path} is an image ({format}) group: it holds images, not packages; purge one \
+                 by its image name (--image NAME, or ?image= in the admin API)"
+            )));
+        }
+        format
+            .package_name(package)
+            .map(Some)
+            .map_err(|error| LifecycleError::Invalid(format!("group {path}: {error}")))
+    }
+
     async fn purge(
         &self,
         request: &PurgeRequest,
         job: &str,
         progress: &impl Fn(u64, u64),
     ) -> Result<PurgeReport, LifecycleError> {
+        let package = self.purged_package(request)?;
         let now = self.clock.now_ms();
         let cutoff = request.older_than.map(|age| now.saturating_sub(millis(age)));
         let format = self.group(request.group.as_str()).map(|group| group.format).unwrap_or_default();
         let mut report = PurgeReport { format, ..PurgeReport::default() };
-        let victims = match &request.image {
-            Some(image) => self.image_objects(&request.group, image, cutoff).await?,
-            None => self.group_objects(&request.group, cutoff).await?,
+        let victims = match (&request.image, &package) {
+            (Some(image), _) => self.image_objects(&request.group, image, cutoff).await?,
+            (None, Some(package)) => self.package_objects(&request.group, package, cutoff).await?,
+            (None, None) => {
+                // A whole package group's names go too (with a cutoff they stay: a name whose blob
+                // row is gone reads as not stored).
+                if format.is_package() && cutoff.is_none() {
+                    self.metadata.forget_packages_of_group(&request.group).await?;
+                }
+                self.group_objects(&request.group, cutoff).await?
+            }
         };
         let total = victims.len() as u64;
         for chunk in victims.chunks(BATCH) {
@@ -106,20 +152,22 @@ impl Lifecycle {
             self.metadata.update_job_progress(job, report.objects, total, report.bytes).await?;
             progress(report.objects, report.bytes);
         }
-        let tags = match &request.image {
-            Some(image) if cutoff.is_none() => {
-                self.metadata.remove_tags_of_image(&request.group, image).await?
+        if !format.is_package() {
+            let tags = match &request.image {
+                Some(image) if cutoff.is_none() => {
+                    self.metadata.remove_tags_of_image(&request.group, image).await?
+                }
+                Some(_) => 0,
+                None => self.metadata.remove_tags_of_group(&request.group, cutoff).await?,
+            };
+            if tags > 0 {
+                self.removed(&[]).await;
             }
-            Some(_) => 0,
-            None => self.metadata.remove_tags_of_group(&request.group, cutoff).await?,
-        };
-        if tags > 0 {
-            self.removed(&[]).await;
+            report.tags += tags;
+            self.metadata
+                .remove_referrer_lists(&request.group, request.image.as_ref(), cutoff, &HashSet::new())
+                .await?;
         }
-        report.tags += tags;
-        self.metadata
-            .remove_referrer_lists(&request.group, request.image.as_ref(), cutoff, &HashSet::new())
-            .await?;
         // The objects go once every node had time to forget their rows.
         self.await_removal_notice().await;
         let mut sweep = SweepReport::default();
@@ -174,6 +222,27 @@ impl Lifecycle {
         Ok(manifests.into_iter().chain(blobs.into_iter().filter(read_before)).collect())
     }
 
+    /// A package's objects: its documents' and stored files' blob rows that no other package of
+    /// the group names. Without a cutoff its names are forgotten first (a request meanwhile
+    /// fetches it anew); with one, only what was not read since goes and the names stay (a name
+    /// whose blob row is gone reads as not stored).
+    async fn package_objects(
+        &self,
+        group: &GroupPath,
+        package: &str,
+        cutoff: Option<i64>,
+    ) -> Result<Vec<ObjectRow>, LifecycleError> {
+        let digests = match cutoff {
+            None => self.metadata.forget_package(group, package).await?,
+            Some(_) => self.metadata.package_digests(group, package).await?,
+        };
+        let digests: Vec<String> = digests.iter().map(ToString::to_string).collect();
+        let named = self.metadata.package_digests_named(group, &digests, package).await?;
+        let only_here: Vec<String> = digests.into_iter().filter(|digest| !named.contains(digest)).collect();
+        let rows = self.metadata.blobs_among(group, &only_here).await?;
+        Ok(rows.into_iter().filter(|row| cutoff.is_none_or(|cutoff| row.read_at < cutoff)).collect())
+    }
+
     /// A job's record, for progress.
     pub async fn job(&self, id: &str) -> Result<Option<metadata::JobRecord>, LifecycleError> {
         Ok(self.metadata.find_job(id).await?)
@@ -189,8 +258,16 @@ mod tests {
         let request = PurgeRequest {
             group: GroupPath::parse("default").unwrap(),
             image: Some(RepositoryName::parse("library/alpine").unwrap()),
+            package: None,
             older_than: Some(Duration::from_secs(30 * 86_400)),
         };
         assert_eq!(request.describe(), "purge group default image library/alpine not read for 30d");
+        let request = PurgeRequest {
+            group: GroupPath::parse("js").unwrap(),
+            image: None,
+            package: Some("@types/node".into()),
+            older_than: None,
+        };
+        assert_eq!(request.describe(), "purge group js package @types/node");
     }
 }

@@ -4,8 +4,9 @@
 //! the store, its physical bytes.
 //!
 //! Every format's groups are counted in the same words: an *artifact* is an immutable file named
-//! by its checksum (an OCI blob: a layer or a config), a *document* a file that names artifacts
-//! (an OCI manifest or index); a *tag* is a mutable name for a document.
+//! by its checksum (an OCI blob: a layer or a config; an npm tarball, a PyPI wheel or sdist), a
+//! *document* a file that names artifacts (an OCI manifest or index; an npm packument, a PyPI
+//! project page); a *tag* is a mutable name for a document (package groups have none).
 
 use cache::Format;
 use metadata::Traffic;
@@ -39,9 +40,10 @@ pub struct GroupStats {
     /// Bytes of the objects it holds (shared objects count in each group).
     pub bytes: u64,
     pub pinned_bytes: u64,
-    /// Immutable files it holds (OCI: blobs).
+    /// Immutable files it holds (OCI: blobs; packages: the files stored).
     pub artifacts: u64,
-    /// Documents it holds, each version once (OCI: manifests and indexes).
+    /// Documents it holds, each version once (OCI: manifests and indexes; packages: packuments
+    /// and project pages stored, each variant once).
     pub documents: u64,
     /// `artifacts` under the name it had before formats: kept for readers of `--json`.
     pub blobs: u64,
@@ -113,6 +115,7 @@ impl Lifecycle {
         for group in self.groups.iter().filter(|group| only.is_none_or(|path| group.path.as_str() == path)) {
             let used =
                 usage.iter().find(|entry| entry.group == group.path.as_str()).cloned().unwrap_or_default();
+            let (artifacts, documents) = self.counts(group, &used).await?;
             let pins = pinned(&self.metadata, group).await?;
             let pinned_digests: Vec<String> = pins.digests.into_iter().collect();
             let hourly = hours_of(&traffic, group.path.as_str(), first_hour);
@@ -128,10 +131,10 @@ impl Lifecycle {
                 pins: group.policy.pins.patterns().to_vec(),
                 bytes: used.bytes,
                 pinned_bytes: self.metadata.bytes_among(&group.path, &pinned_digests).await?,
-                artifacts: used.blobs,
-                documents: used.manifests,
-                blobs: used.blobs,
-                manifests: used.manifests,
+                artifacts,
+                documents,
+                blobs: artifacts,
+                manifests: documents,
                 tags: used.tags,
                 oldest_read: used.oldest_read,
                 last_1h: hourly.last().map(|hour| hour.traffic).unwrap_or_default(),
@@ -155,6 +158,22 @@ impl Lifecycle {
             max_size: self.settings.max_size,
             groups,
         })
+    }
+}
+
+impl Lifecycle {
+    /// A group's artifacts and documents: an image group's blob and manifest rows; a package
+    /// group's stored files and documents (its blob rows are both: its names tell which).
+    pub(crate) async fn counts(
+        &self,
+        group: &crate::settings::GroupPolicy,
+        used: &metadata::GroupUsage,
+    ) -> Result<(u64, u64), LifecycleError> {
+        if group.format.is_package() {
+            let (documents, files) = self.metadata.package_counts(&group.path).await?;
+            return Ok((files, documents));
+        }
+        Ok((used.blobs, used.manifests))
     }
 }
 

@@ -404,10 +404,11 @@ impl Lifecycle {
     pub async fn publish_usage(&self) -> Result<(), LifecycleError> {
         let usage = self.metadata.group_usage().await?;
         for group in &self.groups {
-            let used = usage.iter().find(|entry| entry.group == group.path.as_str());
+            let used =
+                usage.iter().find(|entry| entry.group == group.path.as_str()).cloned().unwrap_or_default();
             let path = group.path.as_str();
-            self.metrics.group_bytes(path, used.map_or(0, |entry| entry.bytes));
-            let (artifacts, documents) = used.map_or((0, 0), |entry| (entry.blobs, entry.manifests));
+            self.metrics.group_bytes(path, used.bytes);
+            let (artifacts, documents) = self.counts(group, &used).await?;
             self.metrics.group_measured(path, group.format.as_str(), artifacts, documents);
         }
         let store = self.metadata.referenced_bytes().await? + self.metadata.pending_bytes().await?;

@@ -67,6 +67,13 @@ const KEEP_RECENT: Duration = Duration::from_secs(60);
 
 /// One setup per database backend, each with its own store.
 async fn setups(policies: &[(&str, LifecyclePolicy)], settings: SweepSettings) -> Vec<Setup> {
+    let groups: Vec<(&str, Format, LifecyclePolicy)> =
+        policies.iter().map(|(path, policy)| (*path, Format::Oci, policy.clone())).collect();
+    setups_of(&groups, settings).await
+}
+
+/// [`setups`] with groups of any format.
+async fn setups_of(policies: &[(&str, Format, LifecyclePolicy)], settings: SweepSettings) -> Vec<Setup> {
     let mut all = Vec::new();
     let dir_of_urls = tempfile::tempdir().unwrap();
     for url in database_urls(dir_of_urls.path()) {
@@ -77,9 +84,9 @@ async fn setups(policies: &[(&str, LifecyclePolicy)], settings: SweepSettings) -
         let clock = Clock::manual(START_MS);
         let groups = policies
             .iter()
-            .map(|(path, policy)| GroupPolicy {
+            .map(|(path, format, policy)| GroupPolicy {
                 path: group(path),
-                format: Format::Oci,
+                format: *format,
                 policy: policy.clone(),
             })
             .collect();
@@ -138,6 +145,48 @@ impl Setup {
         let tag = Reference::parse(tag).unwrap();
         let now = self.clock.now_ms();
         self.metadata.commit_manifest(&key, Some(&tag), &record, children, TAKE, now).await.unwrap();
+        digest
+    }
+
+    /// Stores `bytes` as the (full) document of `package` in package group `path`.
+    async fn package_document(&self, path: &str, package: &str, bytes: &[u8]) -> Digest {
+        let digest = self.blob(path, bytes).await;
+        let key =
+            metadata::DocumentKey { group: group(path), package: package.into(), variant: "full".into() };
+        let record = metadata::DocumentRecord {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            media_type: "application/json".into(),
+            upstream: "lab".into(),
+            checked_at: self.clock.now_ms(),
+            stored: true,
+        };
+        self.metadata.record_package_document(&key, &record, self.clock.now_ms()).await.unwrap();
+        digest
+    }
+
+    /// Lists `file` (a path under the group) of `package` at `version` and stores `bytes` as it.
+    async fn package_file(
+        &self,
+        path: &str,
+        package: &str,
+        version: &str,
+        file: &str,
+        bytes: &[u8],
+    ) -> Digest {
+        let listing = metadata::FileListing {
+            path: file.into(),
+            version: version.into(),
+            algorithm: String::new(),
+            checksum: String::new(),
+            url: format!("http://registry.example.com/{file}"),
+        };
+        let now = self.clock.now_ms();
+        self.metadata.list_package_files(&group(path), package, "lab", &[listing], now).await.unwrap();
+        let digest = self.blob(path, bytes).await;
+        let stored =
+            metadata::StoredFile { digest: digest.clone(), size: bytes.len() as u64, media_type: "x".into() };
+        self.metadata.record_package_file(&group(path), file, &stored).await.unwrap();
         digest
     }
 
@@ -288,7 +337,7 @@ async fn pinned_images_survive_ttl_and_quota_but_not_a_purge() {
         assert_eq!(stats.groups[0].pinned_bytes, stats.groups[0].bytes, "only pinned bytes are left");
         assert!(stats.groups[0].pinned_bytes > 60);
 
-        let request = PurgeRequest { group: group("g"), image: None, older_than: None };
+        let request = PurgeRequest { group: group("g"), image: None, package: None, older_than: None };
         let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
         let report = setup.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
         assert_eq!((report.objects, report.tags), (2, 1), "{report:?}");
@@ -362,6 +411,7 @@ async fn a_purge_of_one_image_keeps_the_layers_other_images_use() {
         let request = PurgeRequest {
             group: group("g"),
             image: Some(RepositoryName::parse("acme/app").unwrap()),
+            package: None,
             older_than: None,
         };
         let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
@@ -400,7 +450,7 @@ async fn a_reader_of_an_evicted_object_on_disk_gets_all_of_it() {
         let digest = setup.blob("g", &bytes).await;
         let mut reader = setup.store.read(&injector::storage_key(&digest), None).await.unwrap();
         let mut received = reader.stream.next().await.unwrap().unwrap().to_vec();
-        let request = PurgeRequest { group: group("g"), image: None, older_than: None };
+        let request = PurgeRequest { group: group("g"), image: None, package: None, older_than: None };
         let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
         setup.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
         assert!(!setup.stored(&digest).await, "deleted while being read");
@@ -541,7 +591,7 @@ async fn removals_are_heard_at_once_and_objects_outlive_their_rows_by_the_remova
 
         // A purge.
         let purged = setup.blob("g", b"purged").await;
-        let request = PurgeRequest { group: group("g"), image: None, older_than: None };
+        let request = PurgeRequest { group: group("g"), image: None, package: None, older_than: None };
         let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
         let started = std::time::Instant::now();
         let report = setup.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
@@ -592,4 +642,142 @@ fn a_quota_that_frees_less_than_the_largest_blob_per_sweep_is_warned_about() {
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[1].starts_with("group small max_size"), "{}", warnings[1]);
     assert!(lifecycle.sizing_warnings(1 << 20).is_empty());
+}
+
+fn package_group(format: Format, policy: LifecyclePolicy) -> [(&'static str, Format, LifecyclePolicy); 2] {
+    [("js", format, policy), ("g", Format::Oci, LifecyclePolicy::default())]
+}
+
+#[tokio::test]
+async fn purging_a_package_removes_its_documents_and_files_and_keeps_what_others_name() {
+    for setup in setups_of(&package_group(Format::Npm, LifecyclePolicy::default()), base()).await {
+        let lodash = setup.package_document("js", "lodash", b"lodash packument").await;
+        let old = setup.package_file("js", "lodash", "3.0.0", "lodash/-/lodash-3.0.0.tgz", b"lodash 3").await;
+        let shared =
+            setup.package_file("js", "lodash", "4.0.0", "lodash/-/lodash-4.0.0.tgz", b"same bytes").await;
+        let react = setup.package_document("js", "react", b"react packument").await;
+        setup.package_file("js", "react", "18.0.0", "react/-/react-18.0.0.tgz", b"same bytes").await;
+        // Another group holds lodash 3's bytes too: they stay in storage.
+        setup.blob("g", b"lodash 3").await;
+
+        let stats = setup.lifecycle.stats(Some("js")).await.unwrap();
+        let js = &stats.groups[0];
+        assert_eq!((js.format, js.documents, js.artifacts, js.tags), (Format::Npm, 2, 3, 0), "{js:?}");
+
+        let purge = |package: &str| PurgeRequest {
+            group: group("js"),
+            image: None,
+            package: Some(package.into()),
+            older_than: None,
+        };
+        let job = setup.lifecycle.create_purge_job(&purge("lodash")).await.unwrap();
+        let report = setup.lifecycle.run_purge(&purge("lodash"), &job, |_, _| {}).await.unwrap();
+        assert_eq!((report.format, report.objects, report.tags), (Format::Npm, 2, 0), "{report:?}");
+        assert_eq!(report.deleted_objects, 1, "lodash's document; lodash 3 is another group's too");
+        assert!(!setup.has_row("js", &lodash).await && !setup.stored(&lodash).await);
+        assert!(!setup.has_row("js", &old).await && setup.stored(&old).await, "group g still holds it");
+        assert!(setup.has_row("js", &shared).await && setup.stored(&shared).await, "react names it");
+        assert!(setup.has_row("js", &react).await);
+        assert!(setup.metadata.package_digests(&group("js"), "lodash").await.unwrap().is_empty());
+        let stats = setup.lifecycle.stats(Some("js")).await.unwrap();
+        assert_eq!((stats.groups[0].documents, stats.groups[0].artifacts), (1, 1));
+
+        // What does not fit the group is refused before anything is done.
+        let image = PurgeRequest {
+            group: group("js"),
+            image: Some(RepositoryName::parse("library/alpine").unwrap()),
+            package: None,
+            older_than: None,
+        };
+        let error = setup.lifecycle.create_purge_job(&image).await.unwrap_err();
+        assert!(error.to_string().contains("holds packages, not images"), "{error}");
+        let error = setup.lifecycle.create_purge_job(&purge("Lodash")).await.unwrap_err();
+        assert!(error.to_string().contains("lowercase"), "{error}");
+        let on_images = PurgeRequest { group: group("g"), ..purge("lodash") };
+        let error = setup.lifecycle.create_purge_job(&on_images).await.unwrap_err();
+        assert!(error.to_string().contains("holds images, not packages"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_package_purge_with_a_cutoff_and_a_whole_group_purge() {
+    for setup in setups_of(&package_group(Format::Pypi, LifecyclePolicy::default()), base()).await {
+        let page = setup.package_document("js", "zope-interface", b"page").await;
+        let wheel = setup
+            .package_file(
+                "js",
+                "zope-interface",
+                "",
+                "packages/zope.interface-6.0-py3-none-any.whl",
+                b"wheel",
+            )
+            .await;
+        setup.clock.advance(DAY * 10);
+        setup.read("js", &page).await;
+        // Written as pip users write it: normalized to the name the rows hold.
+        let request = PurgeRequest {
+            group: group("js"),
+            image: None,
+            package: Some("Zope.Interface".into()),
+            older_than: Some(DAY * 5),
+        };
+        let job = setup.lifecycle.create_purge_job(&request).await.unwrap();
+        let report = setup.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
+        assert_eq!(report.objects, 1, "only the wheel was not read for 5 days: {report:?}");
+        assert!(setup.has_row("js", &page).await && !setup.has_row("js", &wheel).await);
+        assert_eq!(
+            setup.metadata.package_digests(&group("js"), "zope-interface").await.unwrap().len(),
+            2,
+            "with a cutoff the names stay (the wheel's reads as not stored)"
+        );
+
+        let whole = PurgeRequest { group: group("js"), image: None, package: None, older_than: None };
+        let job = setup.lifecycle.create_purge_job(&whole).await.unwrap();
+        setup.lifecycle.run_purge(&whole, &job, |_, _| {}).await.unwrap();
+        assert!(!setup.has_row("js", &page).await && !setup.stored(&page).await);
+        assert!(setup.metadata.package_objects(&group("js")).await.unwrap().is_empty(), "names forgotten");
+    }
+}
+
+#[tokio::test]
+async fn pinned_packages_survive_ttl_and_quota() {
+    let patterns = ["lodash@4.*".to_owned(), "@internal/*".to_owned()];
+    let policy = LifecyclePolicy {
+        ttl: Some(DAY),
+        max_size: None,
+        pins: Pins::for_format(&patterns, Format::Npm).unwrap(),
+    };
+    for setup in setups_of(&package_group(Format::Npm, policy.clone()), base()).await {
+        let lodash = setup.package_document("js", "lodash", b"lodash packument").await;
+        let four = setup.package_file("js", "lodash", "4.17.21", "lodash/-/lodash-4.17.21.tgz", b"4").await;
+        let three = setup.package_file("js", "lodash", "3.10.1", "lodash/-/lodash-3.10.1.tgz", b"3").await;
+        let internal = setup.package_document("js", "@internal/tools", b"internal packument").await;
+        let tools = setup
+            .package_file("js", "@internal/tools", "0.1.0", "@internal/tools/-/tools-0.1.0.tgz", b"tools")
+            .await;
+        let react = setup.package_document("js", "react", b"react packument").await;
+        setup.clock.advance(DAY * 3);
+        let report = setup.lifecycle.sweep().await.unwrap();
+        assert_eq!(report.ttl_objects, 2, "lodash 3 and react's document: {report:?}");
+        for kept in [&lodash, &four, &internal, &tools] {
+            assert!(setup.has_row("js", kept).await && setup.stored(kept).await, "pinned: {kept}");
+        }
+        for gone in [&three, &react] {
+            assert!(!setup.has_row("js", gone).await, "not pinned: {gone}");
+        }
+        let stats = setup.lifecycle.stats(Some("js")).await.unwrap();
+        assert_eq!(stats.groups[0].pinned_bytes, stats.groups[0].bytes);
+        assert_eq!(stats.groups[0].pins, patterns);
+    }
+    // A quota far below what is pinned evicts only what is not.
+    let quota = LifecyclePolicy { ttl: None, max_size: Some(10), ..policy };
+    for setup in setups_of(&package_group(Format::Npm, quota.clone()), base()).await {
+        let four =
+            setup.package_file("js", "lodash", "4.17.21", "lodash/-/lodash-4.17.21.tgz", &[4; 40]).await;
+        let react = setup.package_file("js", "react", "18.0.0", "react/-/react-18.0.0.tgz", &[1; 40]).await;
+        setup.clock.advance(DAY);
+        setup.lifecycle.sweep().await.unwrap();
+        assert!(setup.has_row("js", &four).await, "pinned");
+        assert!(!setup.has_row("js", &react).await, "evicted for the quota");
+    }
 }

@@ -114,6 +114,7 @@ async fn a_purged_image_is_fetched_again_by_the_next_pull_and_the_others_stay() 
     let request = PurgeRequest {
         group: oci::GroupPath::parse("default").unwrap(),
         image: Some(oci::RepositoryName::parse("lab/purged").unwrap()),
+        package: None,
         older_than: None,
     };
     let job = proxy.lifecycle.create_purge_job(&request).await.unwrap();

@@ -121,6 +121,7 @@ async fn a_pull_after_a_purge_is_all_misses_and_no_stored_object_is_unreadable()
     let request = PurgeRequest {
         group: oci::GroupPath::parse("default").unwrap(),
         image: Some(oci::RepositoryName::parse("lab/layers").unwrap()),
+        package: None,
         older_than: None,
     };
 
@@ -243,6 +244,7 @@ async fn evictions_and_purges_round_after_round_never_leave_a_hit_on_a_deleted_o
             let request = PurgeRequest {
                 group: oci::GroupPath::parse("default").unwrap(),
                 image: None,
+                package: None,
                 older_than: None,
             };
             let job = proxy.lifecycle.create_purge_job(&request).await.unwrap();

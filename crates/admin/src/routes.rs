@@ -386,13 +386,16 @@ async fn revoke_token(
 #[derive(serde::Deserialize)]
 struct PurgeQuery {
     image: Option<String>,
+    /// A package of a package group (`lodash`, `@types/node`, `requests`).
+    package: Option<String>,
     /// e.g. `30d`.
     older_than: Option<String>,
 }
 
 #[utoipa::path(delete, path = "/api/v1/groups/{path}/cache", tag = "groups",
     params(("path" = String, Path, description = "The group, e.g. `default`"),
-        ("image" = Option<String>, Query, description = "Only this image (as upstream names it)"),
+        ("image" = Option<String>, Query, description = "Only this image (as upstream names it; image groups)"),
+        ("package" = Option<String>, Query, description = "Only this package, e.g. `lodash` (npm and PyPI groups)"),
         ("older_than" = Option<String>, Query, description = "Only what was not read for this long, e.g. `30d`")),
     responses((status = 202, description = "The purge runs as a job", body = JobStarted),
         (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
@@ -420,7 +423,10 @@ async fn purge(
                 .map_err(|error| AdminError::BadRequest(format!("older_than {text:?}: {error}")))
         })
         .transpose()?;
-    let request = PurgeRequest { group, image, older_than };
+    if image.is_some() && query.package.is_some() {
+        return Err(AdminError::BadRequest("give image or package, not both".into()));
+    }
+    let request = PurgeRequest { group, image, package: query.package, older_than };
     let job = state.lifecycle.create_purge_job(&request).await?;
     tracing::info!(target: "depproxy::audit", admin = %caller.name, job = %job, purge = %request.describe(), "purge started");
     let lifecycle = state.lifecycle.clone();

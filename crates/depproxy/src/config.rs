@@ -243,7 +243,8 @@ pub struct GroupEntry {
     pub ttl: Option<String>,
     /// Bytes the group may hold; past it, least recently read objects go first.
     pub max_size: Option<ByteSize>,
-    /// `IMAGE:TAG` patterns (`*`, `?`) that TTL and quota never evict.
+    /// `IMAGE:TAG` patterns (`*`, `?`) that TTL and quota never evict; a package group's are
+    /// `NAME` or `NAME@VERSION` (`lodash`, `@internal/*`, `requests@2.32.*`).
     #[serde(default)]
     pub pin: Vec<String>,
     /// Only what these patterns match may be pulled (`NAME`, or `NAME:TAG` for images); none:
@@ -1166,7 +1167,7 @@ fn resolve_group(
         format,
         manifest_recheck: recheck,
         access: AccessPolicy { mode, anonymous_networks },
-        lifecycle: resolve_lifecycle(entry)?,
+        lifecycle: resolve_lifecycle(entry, format)?,
         policy: resolve_pull_policy(entry, format)?,
         warm: resolve_warm(entry, format)?,
     })
@@ -1298,7 +1299,8 @@ fn resolve_admission(entry: &GroupEntry) -> anyhow::Result<Option<AdmissionPolic
     Ok(Some(AdmissionPolicy { hook: hook.to_owned(), timeout, on_timeout }))
 }
 
-fn resolve_lifecycle(entry: &GroupEntry) -> anyhow::Result<LifecyclePolicy> {
+/// The group's TTL, quota and pins (`IMAGE:TAG` patterns, or a package group's `NAME[@VERSION]`).
+fn resolve_lifecycle(entry: &GroupEntry, format: cache::Format) -> anyhow::Result<LifecyclePolicy> {
     let ttl = match entry.ttl.as_deref().map(str::trim) {
         None => Some(defaults::GROUP_TTL),
         Some("never") => None,
@@ -1309,7 +1311,7 @@ fn resolve_lifecycle(entry: &GroupEntry) -> anyhow::Result<LifecyclePolicy> {
             (!ttl.is_zero()).then_some(ttl)
         }
     };
-    let pins = Pins::new(&entry.pin).with_context(|| format!("group {:?}: pin", entry.path))?;
+    let pins = Pins::for_format(&entry.pin, format).with_context(|| format!("group {:?}: pin", entry.path))?;
     Ok(LifecyclePolicy { ttl, max_size: entry.max_size.map(|size| size.0), pins })
 }
 
@@ -1516,6 +1518,30 @@ mod tests {
         let unknown = format!("{text}format = \"maven2\"\n");
         let error = Config::resolve(toml::from_str(&unknown).unwrap(), &Overrides::default()).unwrap_err();
         assert!(format!("{error:#}").contains("known formats: oci"), "{error:#}");
+    }
+
+    #[test]
+    fn pins_are_checked_for_their_groups_format() {
+        let group = |format: &str, pins: &str| {
+            format!(
+                "[[upstream]]\nname = \"up\"\nformat = \"{format}\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+                 [[group]]\npath = \"g\"\nupstream = \"up\"\npin = [{pins}]\n"
+            )
+        };
+        let resolve = |text: &str| Config::resolve(toml::from_str(text)?, &Overrides::default());
+        let npm = resolve(&group("npm", "\"lodash\", \"@internal/*\", \"react@18.*\"")).unwrap();
+        assert!(npm.groups[0].lifecycle.pins.keeps_version("react", "18.3.1"));
+        let pypi = resolve(&group("pypi", "\"Requests@2.32.*\"")).unwrap();
+        assert!(pypi.groups[0].lifecycle.pins.keeps_version("requests", "2.32.3"));
+        for (format, pins, why) in [
+            ("npm", "\"library/alpine:3.*\"", "pins packages, not image tags"),
+            ("npm", "\"Lodash\"", "lowercase"),
+            ("pypi", "\"-bad\"", "start and end"),
+            ("oci", "\"lodash\"", "IMAGE:TAG"),
+        ] {
+            let error = format!("{:#}", resolve(&group(format, pins)).unwrap_err());
+            assert!(error.contains("group \"g\": pin") && error.contains(why), "{format} {pins}: {error}");
+        }
     }
 
     #[test]

@@ -225,15 +225,26 @@ fn events_table(events: &[EventView], nothing: &str) -> String {
 
 /// Starts a purge and follows its job to the end with a progress bar (hidden when stderr is not
 /// a terminal); returns the job as it ended.
+/// What a purge is limited to: one image (of an image group) or one package (of a package
+/// group); neither: the whole group.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PurgeOnly<'a> {
+    pub image: Option<&'a str>,
+    pub package: Option<&'a str>,
+}
+
 pub async fn purge(
     client: &AdminClient,
     group: &str,
-    image: Option<&str>,
+    only: PurgeOnly<'_>,
     older_than: Option<&str>,
 ) -> anyhow::Result<JobView> {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
-    if let Some(image) = image {
+    if let Some(image) = only.image {
         query.append_pair("image", image);
+    }
+    if let Some(package) = only.package {
+        query.append_pair("package", package);
     }
     if let Some(older_than) = older_than {
         query.append_pair("older_than", older_than);

@@ -289,15 +289,20 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50, value_name = "N")]
         limit: usize,
     },
-    /// Purge a group's cache (or one image of it), following the job with a progress bar.
+    /// Purge a group's cache (or one image or package of it), following the job with a progress
+    /// bar.
     Purge {
         /// The group, e.g. `default` or `acme/platform`.
         #[arg(long, value_name = "PATH")]
         group: String,
         /// Only this image (as the upstream names it, e.g. library/alpine) and the blobs no other
-        /// image of the group uses.
-        #[arg(long, value_name = "NAME")]
+        /// image of the group uses (image groups).
+        #[arg(long, value_name = "NAME", conflicts_with = "package")]
         image: Option<String>,
+        /// Only this package (e.g. lodash, @types/node, requests): its documents and files
+        /// (npm and PyPI groups).
+        #[arg(long, value_name = "NAME")]
+        package: Option<String>,
         /// Only what was not read for this long, e.g. 30d.
         #[arg(long, value_name = "DURATION")]
         older_than: Option<String>,
@@ -306,15 +311,20 @@ pub enum AdminCommand {
 
 #[derive(Subcommand)]
 pub enum CacheCommand {
-    /// Remove a group's cached objects and tags (pinned ones too); the next pull fetches them again.
+    /// Remove a group's cached objects and tags (pinned ones too), or one image's or package's;
+    /// the next pull fetches them again.
     Purge {
         /// The group, e.g. `default` or `acme/platform`.
         #[arg(long, value_name = "PATH")]
         group: String,
         /// Only this image (as the upstream names it, e.g. library/alpine) and the blobs no other
-        /// image of the group uses.
-        #[arg(long, value_name = "NAME")]
+        /// image of the group uses (image groups).
+        #[arg(long, value_name = "NAME", conflicts_with = "package")]
         image: Option<String>,
+        /// Only this package (e.g. lodash, @types/node, requests): its documents and files
+        /// (npm and PyPI groups).
+        #[arg(long, value_name = "NAME")]
+        package: Option<String>,
         /// Only what was not read for this long, e.g. 30d.
         #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration, value_name = "DURATION")]
         older_than: Option<std::time::Duration>,

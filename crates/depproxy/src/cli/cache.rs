@@ -9,6 +9,7 @@ use lifecycle::{Lifecycle, LifecycleMetrics, PurgeRequest, StoreStats};
 use metadata::Clock;
 use oci::{GroupPath, RepositoryName};
 
+use super::admin::PurgeOnly;
 use crate::app;
 use crate::config::Config;
 
@@ -26,24 +27,26 @@ async fn open(config: &Config) -> anyhow::Result<Lifecycle> {
     ))
 }
 
-/// Purges a group (or one image of it, or what was not read for `older_than`); returns the
-/// summary line. Progress goes to stderr.
+/// Purges a group (or one image or package of it, or what was not read for `older_than`);
+/// returns the summary line. Progress goes to stderr. An image of a package group, a package of
+/// an image group, are refused before anything is done.
 pub async fn purge(
     config: &Config,
     group: &str,
-    image: Option<&str>,
+    only: PurgeOnly<'_>,
     older_than: Option<Duration>,
 ) -> anyhow::Result<String> {
     let group =
         GroupPath::parse(group).map_err(|error| anyhow::anyhow!("--group {group:?}: {}", error.message))?;
-    let image = image
+    let image = only
+        .image
         .map(|name| {
             RepositoryName::parse(name)
                 .map_err(|error| anyhow::anyhow!("--image {name:?}: {}", error.message))
         })
         .transpose()?;
     let lifecycle = open(config).await?;
-    let request = PurgeRequest { group, image, older_than };
+    let request = PurgeRequest { group, image, package: only.package.map(str::to_owned), older_than };
     let job = lifecycle.create_purge_job(&request).await?;
     let bar = indicatif::ProgressBar::new_spinner();
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -58,13 +61,18 @@ pub async fn purge(
         })
         .await?;
     bar.finish_and_clear();
+    // A package group has no tags: its documents are among the objects.
+    let tags = if report.format.is_package() {
+        String::new()
+    } else {
+        format!(" and {}", telemetry::plural(report.tags, "tag", "tags"))
+    };
     Ok(format!(
-        "{} ({} group, job {job}): removed {} ({}) and {}; {} deleted from storage",
+        "{} ({} group, job {job}): removed {} ({}){tags}; {} deleted from storage",
         request.describe(),
         report.format,
         telemetry::plural(report.objects, "object", "objects"),
         human_bytes(report.bytes),
-        telemetry::plural(report.tags, "tag", "tags"),
         telemetry::plural(report.deleted_objects, "object", "objects"),
     ))
 }

@@ -154,9 +154,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                         admin_cli::events_tables(&events.errors, &events.denials)
                     }
                 }
-                AdminCommand::Purge { group, image, older_than } => {
-                    let job =
-                        admin_cli::purge(&client, &group, image.as_deref(), older_than.as_deref()).await?;
+                AdminCommand::Purge { group, image, package, older_than } => {
+                    let only = admin_cli::PurgeOnly { image: image.as_deref(), package: package.as_deref() };
+                    let job = admin_cli::purge(&client, &group, only, older_than.as_deref()).await?;
                     if json {
                         serde_json::to_string_pretty(&job)?
                     } else if job.state == "done" {
@@ -176,8 +176,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Cache { command } => {
             let output = match command {
-                CacheCommand::Purge { group, image, older_than, store } => {
-                    super::cache::purge(&store.resolve()?, &group, image.as_deref(), older_than).await?
+                CacheCommand::Purge { group, image, package, older_than, store } => {
+                    let only = super::admin::PurgeOnly { image: image.as_deref(), package: package.as_deref() };
+                    super::cache::purge(&store.resolve()?, &group, only, older_than).await?
                 }
                 CacheCommand::Stats { group, json, store } => {
                     super::cache::stats(&store.resolve()?, group.as_deref(), json).await?

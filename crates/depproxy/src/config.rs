@@ -1311,7 +1311,8 @@ fn resolve_lifecycle(entry: &GroupEntry, format: cache::Format) -> anyhow::Resul
             (!ttl.is_zero()).then_some(ttl)
         }
     };
-    let pins = Pins::for_format(&entry.pin, format).with_context(|| format!("group {:?}: pin", entry.path))?;
+    let pins =
+        Pins::for_format(&entry.pin, format).with_context(|| format!("group {:?}: pin", entry.path))?;
     Ok(LifecyclePolicy { ttl, max_size: entry.max_size.map(|size| size.0), pins })
 }
 

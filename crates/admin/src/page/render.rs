@@ -115,7 +115,8 @@ pub(crate) fn confirm_purge(csrf: &str, group: &str, stats: Option<&GroupView>) 
         let _ = write!(
             body,
             "<p>It holds {} in {}.</p><p class=\"muted small\">Format <code>{}</code>: artifacts are its \
-             immutable files (OCI: blobs), documents the files that name them (OCI: manifests).</p>",
+             immutable files (OCI: blobs; npm: tarballs; PyPI: wheels and sdists), documents the files \
+             that name them (OCI: manifests; npm: packuments; PyPI: project pages).</p>",
             esc(&bytes(stats.bytes)),
             esc(&holdings(stats)),
             esc(&stats.format),
@@ -284,8 +285,8 @@ fn overview(out: &mut String, view: &Dashboard) {
     let scale = max_size.unwrap_or(physical).max(1);
     out.push_str(
         "<div class=\"scroll\"><table id=\"groups\"><thead><tr><th>Group</th><th>Format</th><th>Size</th>\
-         <th class=\"num\" title=\"Immutable files (OCI: blobs)\">Artifacts</th>\
-         <th class=\"num\" title=\"Files that name artifacts (OCI: manifests)\">Documents</th>\
+         <th class=\"num\" title=\"Immutable files (OCI: blobs; npm: tarballs; PyPI: wheels and sdists)\">Artifacts</th>\
+         <th class=\"num\" title=\"Files that name artifacts (OCI: manifests; npm: packuments; PyPI: project pages)\">Documents</th>\
          <th class=\"num\">Hit ratio 24 h</th><th class=\"num\">Saved 24 h</th><th></th></tr></thead><tbody>\n",
     );
     for group in groups {

@@ -177,7 +177,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cache { command } => {
             let output = match command {
                 CacheCommand::Purge { group, image, package, older_than, store } => {
-                    let only = super::admin::PurgeOnly { image: image.as_deref(), package: package.as_deref() };
+                    let only =
+                        super::admin::PurgeOnly { image: image.as_deref(), package: package.as_deref() };
                     super::cache::purge(&store.resolve()?, &group, only, older_than).await?
                 }
                 CacheCommand::Stats { group, json, store } => {

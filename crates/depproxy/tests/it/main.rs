@@ -31,6 +31,7 @@ mod lifecycle;
 mod limits;
 mod multi_node;
 mod ordered_upstreams;
+mod package_lifecycle;
 mod pull;
 mod readme;
 mod referrers;

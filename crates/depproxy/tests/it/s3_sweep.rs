@@ -139,8 +139,12 @@ async fn an_evicted_object_on_s3_stays_for_the_delete_delay_and_a_reader_gets_al
     // A hit starts, reads a little, and the group is purged under it.
     let mut reader = client().get(&url).send().await.unwrap();
     let mut received = reader.chunk().await.unwrap().unwrap().to_vec();
-    let request =
-        PurgeRequest { group: oci::GroupPath::parse("default").unwrap(), image: None, package: None, older_than: None };
+    let request = PurgeRequest {
+        group: oci::GroupPath::parse("default").unwrap(),
+        image: None,
+        package: None,
+        older_than: None,
+    };
     let job = proxy.lifecycle.create_purge_job(&request).await.unwrap();
     let report = proxy.lifecycle.run_purge(&request, &job, |_, _| {}).await.unwrap();
     assert_eq!((report.objects, report.deleted_objects), (1, 0), "queued, not yet due: {report:?}");

@@ -8,7 +8,9 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use cache::{Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, StoredObject};
+use cache::{
+    CacheError, Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, StoredObject,
+};
 use http::{HeaderValue, Method, StatusCode, Uri};
 use injector::{
     Accept, Authorization, AuthorizeRequest, CONTRACT_VERSION, Delivery, FinalizeRequest, ListedFile,
@@ -16,7 +18,7 @@ use injector::{
 };
 use metadata::FileListing;
 use oci::ObjectKind;
-use upstream::{PackageDocument, UpstreamClient};
+use upstream::{PackageDocument, UpstreamClient, UpstreamError};
 
 use crate::caller::Caller;
 use crate::error::ControlError;
@@ -97,9 +99,21 @@ pub(crate) async fn decide(
     verified: &VerifiedRequest,
     format: &PackageFormat,
 ) -> Result<Response, ControlError> {
-    handle(control, request, verified, format)
-        .await
-        .map_err(|error| ControlError::InFormat { format: format.format, error: Box::new(error) })
+    let path = request.uri().path().to_owned();
+    let what = || format.format.package_path(&path).map_or_else(|| path.clone(), |(_, rest)| rest.to_owned());
+    handle(control, request, verified, format).await.map_err(|error| {
+        let error = match error {
+            ControlError::Cache(CacheError::Upstream(UpstreamError::NotFound(_)))
+            | ControlError::Upstream(UpstreamError::NotFound(_)) => {
+                ControlError::PackageNotFound { what: what(), remembered: None }
+            }
+            ControlError::Cache(CacheError::NotFoundRemembered { window, .. }) => {
+                ControlError::PackageNotFound { what: what(), remembered: Some(window) }
+            }
+            other => other,
+        };
+        ControlError::InFormat { format: format.format, error: Box::new(error) }
+    })
 }
 
 async fn handle(
@@ -269,11 +283,13 @@ fn serve(
     let transform = if is_document { transform(format, group, client) } else { Vec::new() };
     let mut response =
         render::rewritten(decision, &SERVING, &uri, group.path.as_str(), caller.address, transform);
-    if is_document
-        && let Some(injector::Injector::SendDependency(send)) =
-            response.extensions_mut().get_mut::<injector::Injector>()
-    {
-        {
+    if !is_document {
+        return response;
+    }
+    // A document's answer depends on `Accept` (full or abbreviated, HTML or JSON).
+    let vary = ("Vary".to_owned(), "Accept".to_owned());
+    match response.extensions_mut().get_mut::<injector::Injector>() {
+        Some(injector::Injector::SendDependency(send)) => {
             send.accept = Some(Accept {
                 types: format.document_types.iter().map(|media_type| (*media_type).to_owned()).collect(),
                 what: format!("a {} document", format.format),
@@ -281,10 +297,10 @@ fn serve(
             send.default_media_type = format.document_default_type.to_owned();
             send.references = Some(format.references);
             send.object = document.package.clone();
+            send.response_headers.push(vary);
         }
-    }
-    if is_document {
-        response.headers_mut().insert(http::header::VARY, HeaderValue::from_static("Accept"));
+        Some(injector::Injector::SendBlob(send)) => send.headers.push(vary),
+        _ => {}
     }
     response
 }

@@ -31,6 +31,7 @@ mod lifecycle;
 mod limits;
 mod multi_node;
 mod ordered_upstreams;
+mod packages;
 mod pull;
 mod readme;
 mod referrers;

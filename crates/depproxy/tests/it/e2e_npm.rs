@@ -72,23 +72,29 @@ fn npm_install_through_the_proxy_and_again_with_the_upstream_down() {
         ("dp-left-pad", "dp-left-pad", "application/json"),
         ("@dp/util", "@dp%2futil", "application/vnd.npm.install-v1+json"),
     ] {
-        let (status, body, complete) = curl_get(&format!("{registry}{path}"), &[&format!("Accept: {accept}")]);
+        let (status, body, complete) =
+            curl_get(&format!("{registry}{path}"), &[&format!("Accept: {accept}")]);
         assert_eq!((status, complete), (200, true), "{path}: {}", String::from_utf8_lossy(&body));
         let packument: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let versions = packument["versions"].as_object().unwrap();
         assert!(!versions.is_empty(), "{path}: no versions");
         for (version, manifest) in versions {
             let tarball = manifest["dist"]["tarball"].as_str().unwrap();
-            assert!(tarball.starts_with(&registry), "{name}@{version}: tarball URL {tarball} is not the proxy's");
+            assert!(
+                tarball.starts_with(&registry),
+                "{name}@{version}: tarball URL {tarball} is not the proxy's"
+            );
             assert_eq!(manifest["dist"]["integrity"], fixtures.tarball(name, version).integrity.as_str());
         }
     }
 
     let cold = npm_project(PROJECT);
-    let output = npm(cold.path(), &npmrc, &["install"]).unwrap_or_else(|error| panic!("cold install: {error}"));
+    let output =
+        npm(cold.path(), &npmrc, &["install"]).unwrap_or_else(|error| panic!("cold install: {error}"));
     assert_tree(cold.path(), &fixtures);
     let lock: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cold.path().join("package-lock.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(cold.path().join("package-lock.json")).unwrap())
+            .unwrap();
     for (path, entry) in lock["packages"].as_object().unwrap() {
         if let Some(resolved) = entry["resolved"].as_str() {
             assert!(resolved.starts_with(&registry), "{path} resolved at {resolved}:\n{output}");
@@ -99,7 +105,8 @@ fn npm_install_through_the_proxy_and_again_with_the_upstream_down() {
     // Warm, with the upstream gone: a new project and an empty npm cache install the same tree.
     verdaccio.server.stop();
     let warm = npm_project(PROJECT);
-    npm(warm.path(), &npmrc, &["install"]).unwrap_or_else(|error| panic!("warm install, upstream down: {error}"));
+    npm(warm.path(), &npmrc, &["install"])
+        .unwrap_or_else(|error| panic!("warm install, upstream down: {error}"));
     assert_tree(warm.path(), &fixtures);
 }
 
@@ -144,7 +151,8 @@ fn a_tampered_tarball_upstream_is_refused_and_not_recorded() {
         assert!(installed.is_err(), "attempt {attempt}: npm installed a tampered package:\n{installed:?}");
         // What the proxy answers for that tarball: an error, or a body cut short — never the
         // tampered bytes as a complete answer.
-        let (status, body, complete) = curl_get(&format!("{registry}dp-tampered/-/dp-tampered-1.0.0.tgz"), &[]);
+        let (status, body, complete) =
+            curl_get(&format!("{registry}dp-tampered/-/dp-tampered-1.0.0.tgz"), &[]);
         assert!(
             !(status == 200 && complete),
             "attempt {attempt}: the proxy answered 200 with a complete body for the tampered tarball ({} bytes, tampered: {})",
@@ -181,11 +189,13 @@ fn a_token_group_refuses_anonymous_npm_and_takes_the_npmrc_token() {
     // What `npm login` / a CI secret puts in .npmrc: the token for the registry's path.
     let npmrc = format!("registry={registry}\n//127.0.0.1:{}/npm/js/:_authToken={secret}\n", proxy.port);
     let project = npm_project(PROJECT);
-    npm(project.path(), &npmrc, &["install"]).unwrap_or_else(|error| panic!("install with the token: {error}"));
+    npm(project.path(), &npmrc, &["install"])
+        .unwrap_or_else(|error| panic!("install with the token: {error}"));
     assert_tree(project.path(), &fixtures);
 
     // Basic with the token as password (`_auth`, other clients) and a wrong token.
-    let (status, _, _) = curl_get(&format!("{registry}dp-app"), &[&format!("Authorization: Bearer {secret}")]);
+    let (status, _, _) =
+        curl_get(&format!("{registry}dp-app"), &[&format!("Authorization: Bearer {secret}")]);
     assert_eq!(status, 200, "Bearer token");
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("ci:{secret}"));
@@ -209,7 +219,13 @@ fn a_tarball_asked_first_and_npm_ci_from_a_lockfile_pointing_at_the_proxy() {
         let tarball = fixtures.tarball(name, version);
         for round in ["cold", "cached"] {
             let (status, body, complete) = curl_get(&format!("{base}{}", tarball.path), &[]);
-            assert_eq!((status, complete), (200, true), "{round} {}: {}", tarball.path, String::from_utf8_lossy(&body));
+            assert_eq!(
+                (status, complete),
+                (200, true),
+                "{round} {}: {}",
+                tarball.path,
+                String::from_utf8_lossy(&body)
+            );
             assert!(body == fixtures.tarball_bytes(name, version), "{round} {}: other bytes", tarball.path);
         }
         assert_eq!(verdaccio.server.count("GET", &tarball.path), 1, "{:#?}", verdaccio.server.requests());
@@ -243,7 +259,8 @@ fn a_tarball_asked_first_and_npm_ci_from_a_lockfile_pointing_at_the_proxy() {
         }
     });
     let project = npm_project(PROJECT);
-    std::fs::write(project.path().join("package-lock.json"), serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+    std::fs::write(project.path().join("package-lock.json"), serde_json::to_string_pretty(&lock).unwrap())
+        .unwrap();
     // A registry that does not exist: whatever npm fetches must come from the lockfile's URLs.
     let npmrc = "registry=http://127.0.0.1:9/\n";
     npm(project.path(), npmrc, &["ci"]).unwrap_or_else(|error| panic!("npm ci: {error}"));

@@ -44,7 +44,10 @@ fn install_gamma(index: &str) -> Result<String, String> {
     let target = tempfile::tempdir().unwrap();
     pip(&["install", "--index-url", index, "--target", target.path().to_str().unwrap(), "Dp.Gamma"])?;
     Ok(run(Command::new("python3")
-        .args(["-c", "import dp_gamma, dp_alpha, dp_beta; print(dp_gamma.VERSION, dp_alpha.VERSION, dp_beta.VERSION)"])
+        .args([
+            "-c",
+            "import dp_gamma, dp_alpha, dp_beta; print(dp_gamma.VERSION, dp_alpha.VERSION, dp_beta.VERSION)",
+        ])
         .env("PYTHONPATH", target.path())))
 }
 
@@ -113,10 +116,15 @@ fn pip_install_through_the_proxy_and_again_with_the_upstream_down() {
     let (status, headers, body) = curl_head_and_body(&page, &["Accept: application/vnd.pypi.simple.v1+json"]);
     assert_eq!(status, 200, "{page} as JSON: {}", String::from_utf8_lossy(&body));
     assert!(
-        headers.get("content-type").is_some_and(|value| value.starts_with("application/vnd.pypi.simple.v1+json")),
+        headers
+            .get("content-type")
+            .is_some_and(|value| value.starts_with("application/vnd.pypi.simple.v1+json")),
         "{headers:?}"
     );
-    assert!(headers.get("vary").is_some_and(|value| value.to_ascii_lowercase().contains("accept")), "{headers:?}");
+    assert!(
+        headers.get("vary").is_some_and(|value| value.to_ascii_lowercase().contains("accept")),
+        "{headers:?}"
+    );
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let files = json["files"].as_array().unwrap();
     assert_eq!(files.len(), built.len(), "{json}");
@@ -136,8 +144,12 @@ fn pip_install_through_the_proxy_and_again_with_the_upstream_down() {
 
     // Warm, with the upstream gone.
     upstream.stop();
-    assert_eq!(download_gamma(&index).unwrap_or_else(|error| panic!("warm pip download, upstream down: {error}")), wheels);
-    let versions = install_gamma(&index).unwrap_or_else(|error| panic!("warm pip install, upstream down: {error}"));
+    assert_eq!(
+        download_gamma(&index).unwrap_or_else(|error| panic!("warm pip download, upstream down: {error}")),
+        wheels
+    );
+    let versions =
+        install_gamma(&index).unwrap_or_else(|error| panic!("warm pip install, upstream down: {error}"));
     assert_eq!(versions.trim(), "1.0 1.1 1.1");
 }
 
@@ -152,7 +164,9 @@ fn eight_concurrent_cold_pip_downloads_fetch_each_file_once() {
     let dirs: Vec<tempfile::TempDir> = (0..8).map(|_| tempfile::tempdir().unwrap()).collect();
     let commands = dirs
         .iter()
-        .map(|dir| pip_command(&["download", "--index-url", &index, "-d", dir.path().to_str().unwrap(), "Dp.Gamma"]))
+        .map(|dir| {
+            pip_command(&["download", "--index-url", &index, "-d", dir.path().to_str().unwrap(), "Dp.Gamma"])
+        })
         .collect();
     for (i, result) in run_all(commands).iter().enumerate() {
         if let Err(error) = result {
@@ -203,8 +217,16 @@ fn a_file_that_does_not_match_its_listed_sha256_is_refused_and_not_recorded() {
     }
     // An intact file from the same upstream still downloads.
     let dir = tempfile::tempdir().unwrap();
-    pip(&["download", "--index-url", &index, "-d", dir.path().to_str().unwrap(), "--no-deps", "dp-beta==1.1"])
-        .unwrap_or_else(|error| panic!("intact download: {error}"));
+    pip(&[
+        "download",
+        "--index-url",
+        &index,
+        "-d",
+        dir.path().to_str().unwrap(),
+        "--no-deps",
+        "dp-beta==1.1",
+    ])
+    .unwrap_or_else(|error| panic!("intact download: {error}"));
     let beta = fixtures.files().into_iter().find(|f| f.file == "dp_beta-1.1-py3-none-any.whl").unwrap();
     assert_eq!(file_hashes(dir.path()), vec![(beta.file, beta.sha256)]);
 }
@@ -220,7 +242,10 @@ fn a_token_group_refuses_anonymous_pip_and_takes_credentials_in_the_index_url() 
     let (status, body, _) = curl_get(&format!("{index}dp-gamma/"), &[]);
     assert_eq!(status, 401, "anonymous page: {}", String::from_utf8_lossy(&body));
     let error = download_gamma(&index).unwrap_err();
-    assert!(error.contains("401") || error.to_lowercase().contains("unauthorized"), "anonymous download: {error}");
+    assert!(
+        error.contains("401") || error.to_lowercase().contains("unauthorized"),
+        "anonymous download: {error}"
+    );
 
     let secret = create_token(&proxy, "python");
     let with_credentials = format!("http://ci:{secret}@127.0.0.1:{}/pypi/python/simple/", proxy.port);
@@ -248,7 +273,8 @@ fn a_file_asked_first_is_verified_against_the_page_fetched_for_it() {
             .iter()
             .map(|file| {
                 let url = file_url(&learner, "dp-alpha", file);
-                let path = url.strip_prefix(&learner.url()).unwrap_or_else(|| panic!("{url} is not on the proxy"));
+                let path =
+                    url.strip_prefix(&learner.url()).unwrap_or_else(|| panic!("{url} is not on the proxy"));
                 ((*file).to_owned(), path.to_owned())
             })
             .collect()

@@ -62,10 +62,8 @@ pub struct NpmTarball {
 impl NpmFixtures {
     /// Publishes the fixtures (once per machine and version of the scripts).
     pub fn get() -> NpmFixtures {
-        let dir = test_dir().join(format!(
-            "npm-fixtures-{}",
-            stamp(&["start-verdaccio.sh", "make-npm-fixtures.sh"])
-        ));
+        let dir = test_dir()
+            .join(format!("npm-fixtures-{}", stamp(&["start-verdaccio.sh", "make-npm-fixtures.sh"])));
         let script = r#"set -euo pipefail
 d=$1 port=$2
 [ -f "$d/done" ] && exit 0
@@ -118,10 +116,16 @@ touch "$d/done""#;
 
     /// The tarballs a project depending on `dp-app ^1.0.0` installs.
     pub fn project_tarballs(&self) -> Vec<NpmTarball> {
-        [("dp-app", "1.0.0"), ("dp-left-pad", "1.1.0"), ("dp-left-pad", "2.0.0"), ("dp-right-pad", "1.0.0"), ("@dp/util", "1.0.0")]
-            .iter()
-            .map(|(name, version)| self.tarball(name, version))
-            .collect()
+        [
+            ("dp-app", "1.0.0"),
+            ("dp-left-pad", "1.1.0"),
+            ("dp-left-pad", "2.0.0"),
+            ("dp-right-pad", "1.0.0"),
+            ("@dp/util", "1.0.0"),
+        ]
+        .iter()
+        .map(|(name, version)| self.tarball(name, version))
+        .collect()
     }
 }
 
@@ -145,10 +149,8 @@ pub struct PythonFile {
 
 impl PythonFixtures {
     pub fn get() -> PythonFixtures {
-        let dir = test_dir().join(format!(
-            "python-fixtures-{}",
-            stamp(&["make-python-fixtures.sh", "make-simple-index.py"])
-        ));
+        let dir = test_dir()
+            .join(format!("python-fixtures-{}", stamp(&["make-python-fixtures.sh", "make-simple-index.py"])));
         let script = r#"set -euo pipefail
 d=$1
 [ -f "$d/done" ] && exit 0
@@ -193,7 +195,9 @@ touch "$d/done""#;
             .map(|(project, version)| {
                 files
                     .iter()
-                    .find(|file| &file.project == project && &file.version == version && file.file.ends_with(".whl"))
+                    .find(|file| {
+                        &file.project == project && &file.version == version && file.file.ends_with(".whl")
+                    })
                     .unwrap_or_else(|| panic!("no wheel of {project} {version}"))
                     .clone()
             })
@@ -297,7 +301,11 @@ impl Drop for LabServer {
 }
 
 fn require_installed(path: &Path) {
-    assert!(path.exists(), "{} is missing: run scripts/install-test-deps.sh (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-test-deps.sh (scripts/test.sh does)",
+        path.display()
+    );
 }
 
 /// Verdaccio (`start-verdaccio.sh`) on a copy of the published fixtures' storage.
@@ -350,7 +358,13 @@ pub fn static_index(tree: &Path) -> LabServer {
 /// `depproxy serve` with one upstream and one group of `format` (`npm` or `pypi`) at `path`;
 /// `group_extra` goes into the group's table (e.g. `access = "token"`), `upstream_extra` into the
 /// upstream's (e.g. `files_url = "…"`).
-pub fn package_proxy(format: &str, upstream_url: &str, path: &str, upstream_extra: &str, group_extra: &str) -> Depproxy {
+pub fn package_proxy(
+    format: &str,
+    upstream_url: &str,
+    path: &str,
+    upstream_extra: &str,
+    group_extra: &str,
+) -> Depproxy {
     let config = format!(
         "[[upstream]]\nname = \"origin\"\nformat = \"{format}\"\nurl = \"{upstream_url}\"\n{upstream_extra}\n\
          [[group]]\npath = \"{path}\"\nupstream = \"origin\"\nformat = \"{format}\"\n{group_extra}\n\
@@ -427,7 +441,15 @@ pub fn pip_command(args: &[&str]) -> Command {
     command
         .args(["-m", "pip"])
         .args(args)
-        .args(["--no-cache-dir", "--retries", "0", "--timeout", "60", "--disable-pip-version-check", "--no-input"])
+        .args([
+            "--no-cache-dir",
+            "--retries",
+            "0",
+            "--timeout",
+            "60",
+            "--disable-pip-version-check",
+            "--no-input",
+        ])
         .env("PIP_CONFIG_FILE", "/dev/null")
         .env_remove("PIP_FIND_LINKS")
         .env_remove("PIP_INDEX_URL")
@@ -512,7 +534,11 @@ pub fn curl_head_and_body(url: &str, headers: &[&str]) -> (u16, BTreeMap<String,
     command.arg(url).env_remove("LD_LIBRARY_PATH").output().unwrap();
     let head = std::fs::read_to_string(&head).unwrap_or_default();
     let mut lines = head.lines();
-    let status = lines.next().and_then(|line| line.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let fields = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))

@@ -57,6 +57,27 @@ fn assert_one_upstream_get_per_tarball(verdaccio: &Verdaccio, fixtures: &NpmFixt
     }
 }
 
+/// The control: the fixtures install straight from Verdaccio, each tarball fetched once, so what
+/// the tests below see through the proxy is the proxy's doing.
+#[test]
+fn npm_installs_the_fixture_tree_straight_from_verdaccio() {
+    tools();
+    let fixtures = NpmFixtures::get();
+    let verdaccio = Verdaccio::start(&fixtures);
+    let project = npm_project(PROJECT);
+    npm(project.path(), &format!("registry={}/\n", verdaccio.url()), &["install"])
+        .unwrap_or_else(|error| panic!("install from Verdaccio: {error}"));
+    assert_tree(project.path(), &fixtures);
+    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures);
+    // The tampered tarball no longer matches the integrity Verdaccio lists: npm itself refuses it.
+    verdaccio.tamper("dp-tampered", "1.0.0");
+    let tampered = npm_project(
+        r#"{"name": "dp-e2e-tampered", "version": "1.0.0", "private": true, "dependencies": {"dp-tampered": "1.0.0"}}"#,
+    );
+    let error = npm(tampered.path(), &format!("registry={}/\n", verdaccio.url()), &["install"]).unwrap_err();
+    assert!(error.contains("EINTEGRITY"), "{error}");
+}
+
 #[test]
 fn npm_install_through_the_proxy_and_again_with_the_upstream_down() {
     tools();

@@ -87,6 +87,33 @@ fn file_url(proxy: &Depproxy, project: &str, file: &str) -> String {
     link.split('#').next().unwrap().to_owned()
 }
 
+/// The control: the fixtures download straight from pypiserver and the static index, each file
+/// fetched once, and pip itself refuses the tampered file, so what the tests below see through the
+/// proxy is the proxy's doing.
+#[test]
+fn pip_downloads_the_fixtures_straight_from_pypiserver_and_the_static_index() {
+    tools();
+    let fixtures = PythonFixtures::get();
+    let upstream = pypiserver(&fixtures.packages());
+    let wheels = gamma_wheels(&fixtures);
+    let direct = format!("{}/simple/", upstream.url());
+    assert_eq!(download_gamma(&direct).unwrap_or_else(|error| panic!("from pypiserver: {error}")), wheels);
+    assert_one_upstream_get_per_file(&upstream, &wheels);
+    assert_eq!(install_gamma(&direct).unwrap().trim(), "1.0 1.1 1.1");
+
+    let pages = static_index(&fixtures.static_tree());
+    let direct = format!("{}/simple/", pages.url());
+    assert_eq!(
+        download_gamma(&direct).unwrap_or_else(|error| panic!("from the static index: {error}")),
+        wheels
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let error =
+        pip(&["download", "--index-url", &direct, "-d", dir.path().to_str().unwrap(), "dp-tampered==1.0"])
+            .unwrap_err();
+    assert!(error.contains("THESE PACKAGES DO NOT MATCH THE HASHES"), "{error}");
+}
+
 #[test]
 fn pip_install_through_the_proxy_and_again_with_the_upstream_down() {
     tools();

@@ -78,7 +78,7 @@ fn target(
     let endpoint = pypi::parse_path(rest).map_err(|error| ControlError::BadPackageRequest(error.to_string()))?;
     Ok(match endpoint {
         Endpoint::Root => Target::Local(not_served()),
-        Endpoint::Project { name } => {
+        Endpoint::Project { name, .. } => {
             if !name.is_normalized() || !rest.ends_with('/') {
                 // Relative to the request: `simple/Dp.Gamma/` → `../dp-gamma/`, `simple/x` → `x/`.
                 let up = if rest.ends_with('/') { "../" } else { "" };

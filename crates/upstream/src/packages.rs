@@ -56,7 +56,7 @@ impl UpstreamClient {
         self.count_request(RequestKind::HeadDocument);
         let timeout = self.header_timeout();
         let response = self.send_request(Method::HEAD, url, headers, timeout).await?;
-        check_status(gone_as_not_found(response), ObjectKind::Manifest).await.map(drop)
+        checked(response).await.map(drop)
     }
 
     /// The document at `url`, at most `max` bytes.
@@ -69,7 +69,7 @@ impl UpstreamClient {
         self.count_request(RequestKind::GetDocument);
         let timeout = self.header_timeout();
         let response = self.send_request(Method::GET, url, headers, timeout).await?;
-        let response = check_status(gone_as_not_found(response), ObjectKind::Manifest).await?;
+        let response = checked(response).await?;
         let content_type = content_type(response.headers());
         let body = read_bounded(response, max, timeout, url).await?;
         Ok(PackageDocument { url: url.to_owned(), content_type, body })
@@ -98,12 +98,13 @@ impl UpstreamClient {
     }
 }
 
-/// A 410 Gone (PyPI and npm registries answer it for what was removed) is a not-found.
-fn gone_as_not_found(mut response: reqwest::Response) -> reqwest::Response {
+/// The answer when it is a 2xx; a 404 or a 410 Gone (PyPI and npm registries answer it for what
+/// was removed) is a not-found.
+async fn checked(response: reqwest::Response) -> Result<reqwest::Response, UpstreamError> {
     if response.status() == StatusCode::GONE {
-        *response.status_mut() = StatusCode::NOT_FOUND;
+        return Err(UpstreamError::NotFound(ObjectKind::Manifest));
     }
-    response
+    check_status(response, ObjectKind::Manifest).await
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {

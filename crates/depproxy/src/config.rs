@@ -1438,7 +1438,9 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
                 bail!("upstream {:?}: files_url must be http:// or https://", entry.name);
             }
             // The index's download URLs point there: the upstream's client may fetch from it.
-            let host = files.host().ok_or_else(|| anyhow::anyhow!("upstream {:?}: files_url has no host", entry.name))?;
+            let host = files
+                .host()
+                .ok_or_else(|| anyhow::anyhow!("upstream {:?}: files_url has no host", entry.name))?;
             redirect_allow.push(upstream::AllowEntry::Host { host: host.to_owned(), port: files.port() });
             Some(files)
         }

@@ -183,6 +183,9 @@ fn a_tampered_tarball_upstream_is_refused_and_not_recorded() {
         let kept = files_with_hash(proxy.data_dir.path(), &tampered_hex);
         assert!(kept.is_empty(), "attempt {attempt}: the tampered bytes are stored: {kept:?}");
     }
+    // Refused after fetching it (not for want of a route): the upstream was asked for the tarball.
+    let path = "/dp-tampered/-/dp-tampered-1.0.0.tgz";
+    assert!(verdaccio.server.count("GET", path) >= 1, "{:#?}", verdaccio.server.requests());
     // An intact package from the same upstream still installs.
     let intact = npm_project(
         r#"{"name": "dp-e2e-intact", "version": "1.0.0", "private": true, "dependencies": {"dp-left-pad": "2.0.0"}}"#,

@@ -51,7 +51,8 @@ setsid nohup "$venv/bin/pypi-server" run -v -i 127.0.0.1 -p "$port" -P . -a . \
 echo $! > "$pidf"
 for _ in $(seq 120); do
   if up; then echo "pypiserver on $url (pid $(cat "$pidf"), packages $packages, log $log)"; exit 0; fi
-  alive "$(cat "$pidf")" || break
+  # Not `alive`: until the child has exec'd, its command line is still this script's.
+  kill -0 "$(cat "$pidf")" 2>/dev/null || break
   sleep 0.25
 done
 echo "pypiserver on port $port failed to start; output tail:" >&2

@@ -40,7 +40,8 @@ setsid nohup python3 -u -m http.server "$port" --bind 127.0.0.1 --directory "$(r
 echo $! > "$pidf"
 for _ in $(seq 80); do
   if up; then echo "static index on $url (pid $(cat "$pidf"), dir $dir, log $log)"; exit 0; fi
-  alive "$(cat "$pidf")" || break
+  # Not `alive`: until the child has exec'd, its command line is still this script's.
+  kill -0 "$(cat "$pidf")" 2>/dev/null || break
   sleep 0.25
 done
 echo "static index on port $port failed to start; log tail:" >&2

@@ -112,7 +112,8 @@ for _ in $(seq 120); do
     echo "verdaccio on $url (pid $(cat "$pidf"), storage $storage, log $log, npmrc $npmrc)"
     exit 0
   fi
-  alive "$(cat "$pidf")" || break
+  # Not `alive`: until the child has exec'd, its command line is still this script's.
+  kill -0 "$(cat "$pidf")" 2>/dev/null || break
   sleep 0.25
 done
 echo "verdaccio on port $port failed to start; output tail:" >&2

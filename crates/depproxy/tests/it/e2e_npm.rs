@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::support::packages::{
     NpmFixtures, Verdaccio, create_token, curl_get, files_with_hash, node_require, npm, npm_command,
-    npm_project, npm_registry, package_proxy, run_all,
+    npm_project, npm_registry, package_proxy, proxy_warnings, run_all,
 };
 use crate::support::processes::{Depproxy, require_tools};
 
@@ -44,14 +44,20 @@ fn assert_tree(project: &Path, fixtures: &NpmFixtures) {
     }
 }
 
-/// Each tarball of the tree was fetched from Verdaccio exactly once.
-fn assert_one_upstream_get_per_tarball(verdaccio: &Verdaccio, fixtures: &NpmFixtures) {
+/// Each tarball of the tree was fetched from Verdaccio exactly once (`proxy` for its log, when
+/// one is in between).
+fn assert_one_upstream_get_per_tarball(
+    verdaccio: &Verdaccio,
+    fixtures: &NpmFixtures,
+    proxy: Option<&Depproxy>,
+) {
     let requests = verdaccio.server.requests();
+    let warnings = proxy.map(proxy_warnings).unwrap_or_default();
     for tarball in fixtures.project_tarballs() {
         assert_eq!(
             verdaccio.server.count("GET", &tarball.path),
             1,
-            "upstream GETs of {}; all upstream requests: {requests:#?}",
+            "upstream GETs of {}; all upstream requests: {requests:#?}\nproxy warnings:\n{warnings}",
             tarball.path
         );
     }
@@ -68,7 +74,7 @@ fn npm_installs_the_fixture_tree_straight_from_verdaccio() {
     npm(project.path(), &format!("registry={}/\n", verdaccio.url()), &["install"])
         .unwrap_or_else(|error| panic!("install from Verdaccio: {error}"));
     assert_tree(project.path(), &fixtures);
-    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures);
+    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures, None);
     // The tampered tarball no longer matches the integrity Verdaccio lists: npm itself refuses it.
     verdaccio.tamper("dp-tampered", "1.0.0");
     let tampered = npm_project(
@@ -121,7 +127,7 @@ fn npm_install_through_the_proxy_and_again_with_the_upstream_down() {
             assert!(resolved.starts_with(&registry), "{path} resolved at {resolved}:\n{output}");
         }
     }
-    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures);
+    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures, Some(&proxy));
 
     // Warm, with the upstream gone: a new project and an empty npm cache install the same tree.
     verdaccio.server.stop();
@@ -150,7 +156,7 @@ fn eight_concurrent_cold_npm_installs_fetch_each_tarball_once() {
     for project in &projects {
         assert_tree(project.path(), &fixtures);
     }
-    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures);
+    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures, Some(&proxy));
 }
 
 #[test]
@@ -252,7 +258,13 @@ fn a_tarball_asked_first_and_npm_ci_from_a_lockfile_pointing_at_the_proxy() {
             );
             assert!(body == fixtures.tarball_bytes(name, version), "{round} {}: other bytes", tarball.path);
         }
-        assert_eq!(verdaccio.server.count("GET", &tarball.path), 1, "{:#?}", verdaccio.server.requests());
+        assert_eq!(
+            verdaccio.server.count("GET", &tarball.path),
+            1,
+            "{:#?}\nproxy warnings:\n{}",
+            verdaccio.server.requests(),
+            proxy_warnings(&proxy)
+        );
     }
 
     // `npm ci` from a lockfile whose resolved URLs are the proxy's: npm fetches those tarballs
@@ -289,5 +301,5 @@ fn a_tarball_asked_first_and_npm_ci_from_a_lockfile_pointing_at_the_proxy() {
     let npmrc = "registry=http://127.0.0.1:9/\n";
     npm(project.path(), npmrc, &["ci"]).unwrap_or_else(|error| panic!("npm ci: {error}"));
     assert_tree(project.path(), &fixtures);
-    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures);
+    assert_one_upstream_get_per_tarball(&verdaccio, &fixtures, Some(&proxy));
 }

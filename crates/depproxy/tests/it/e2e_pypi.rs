@@ -12,7 +12,7 @@ use std::process::Command;
 
 use crate::support::packages::{
     LabServer, PythonFixtures, create_token, curl_get, curl_head_and_body, file_hashes, files_with_hash,
-    package_proxy, pip, pip_command, pypi_index, pypiserver, run_all, static_index,
+    package_proxy, pip, pip_command, proxy_warnings, pypi_index, pypiserver, run_all, static_index,
 };
 use crate::support::processes::{Depproxy, repo_root, require_tools, run};
 
@@ -53,13 +53,18 @@ fn install_gamma(index: &str) -> Result<String, String> {
 
 /// Each of `files` was fetched from `upstream` exactly once (pypiserver serves them at
 /// `/packages/<file>`).
-fn assert_one_upstream_get_per_file(upstream: &LabServer, files: &[(String, String)]) {
+fn assert_one_upstream_get_per_file(
+    upstream: &LabServer,
+    files: &[(String, String)],
+    proxy: Option<&Depproxy>,
+) {
     let requests = upstream.requests();
+    let warnings = proxy.map(proxy_warnings).unwrap_or_default();
     for (file, _) in files {
         assert_eq!(
             upstream.count("GET", &format!("/packages/{file}")),
             1,
-            "upstream GETs of {file}; all upstream requests: {requests:#?}"
+            "upstream GETs of {file}; all upstream requests: {requests:#?}\nproxy warnings:\n{warnings}"
         );
     }
 }
@@ -98,7 +103,7 @@ fn pip_downloads_the_fixtures_straight_from_pypiserver_and_the_static_index() {
     let wheels = gamma_wheels(&fixtures);
     let direct = format!("{}/simple/", upstream.url());
     assert_eq!(download_gamma(&direct).unwrap_or_else(|error| panic!("from pypiserver: {error}")), wheels);
-    assert_one_upstream_get_per_file(&upstream, &wheels);
+    assert_one_upstream_get_per_file(&upstream, &wheels, None);
     assert_eq!(install_gamma(&direct).unwrap().trim(), "1.0 1.1 1.1");
 
     let pages = static_index(&fixtures.static_tree());
@@ -177,7 +182,7 @@ fn pip_install_through_the_proxy_and_again_with_the_upstream_down() {
     assert_eq!(versions.trim(), "1.0 1.1 1.1");
     let wheels = gamma_wheels(&fixtures);
     assert_eq!(download_gamma(&index).unwrap_or_else(|error| panic!("pip download: {error}")), wheels);
-    assert_one_upstream_get_per_file(&upstream, &wheels);
+    assert_one_upstream_get_per_file(&upstream, &wheels, Some(&proxy));
 
     // Warm, with the upstream gone.
     upstream.stop();
@@ -214,7 +219,7 @@ fn eight_concurrent_cold_pip_downloads_fetch_each_file_once() {
     for dir in &dirs {
         assert_eq!(file_hashes(dir.path()), wheels);
     }
-    assert_one_upstream_get_per_file(&upstream, &wheels);
+    assert_one_upstream_get_per_file(&upstream, &wheels, Some(&proxy));
 }
 
 #[test]
@@ -370,7 +375,7 @@ fn files_on_another_host_come_through_files_url() {
     assert!(url.starts_with(&group), "{url}: the file link is not rewritten into the group {group}");
     let wheels = gamma_wheels(&fixtures);
     assert_eq!(download_gamma(&index).unwrap_or_else(|error| panic!("pip download: {error}")), wheels);
-    assert_one_upstream_get_per_file(&files, &wheels);
+    assert_one_upstream_get_per_file(&files, &wheels, Some(&proxy));
     assert_eq!(pages.count_matching("GET", "/packages/"), 0, "files asked of the index host");
     assert!(pages.count_matching("GET", "/simple/dp-gamma/") >= 1, "{:#?}", pages.requests());
 }

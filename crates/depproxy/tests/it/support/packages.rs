@@ -373,6 +373,16 @@ pub fn package_proxy(
     Depproxy::serve_with_config(&config)
 }
 
+/// The warnings and errors `depproxy serve` logged so far (for failure messages).
+pub fn proxy_warnings(proxy: &Depproxy) -> String {
+    std::fs::read_to_string(proxy.data_dir.path().join("serve.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `depproxy token create --group GROUP` against a running proxy's config and data: the secret.
 pub fn create_token(proxy: &Depproxy, group: &str) -> String {
     let output = run(Command::new(Depproxy::binary())

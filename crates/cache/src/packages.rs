@@ -64,10 +64,15 @@ impl Cache {
 
     /// Whether `name` (at `version`, when the request names one) may be pulled through `group`.
     /// A refusal is counted.
-    pub fn check_package(&self, group: &GroupSettings, name: &str, version: Option<&str>) -> Result<(), Refusal> {
-        let checked = group.policy.with(|policy| {
-            if policy.names.is_empty() { Ok(()) } else { policy.names.check(name, version) }
-        });
+    pub fn check_package(
+        &self,
+        group: &GroupSettings,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let checked = group
+            .policy
+            .with(|policy| if policy.names.is_empty() { Ok(()) } else { policy.names.check(name, version) });
         if checked.is_err() {
             self.metrics.policy_refused(&group.path);
         }
@@ -165,7 +170,12 @@ impl Cache {
         Decision::Serve { object, stale }
     }
 
-    fn fetch_document(&self, group: &GroupSettings, request: &DocumentRequest, preferred: Option<&str>) -> Decision {
+    fn fetch_document(
+        &self,
+        group: &GroupSettings,
+        request: &DocumentRequest,
+        preferred: Option<&str>,
+    ) -> Decision {
         self.reads.missed(&group.path);
         let sources = group
             .upstreams
@@ -194,7 +204,12 @@ impl Cache {
 
     /// A request for a listed file: served when stored, else fetched and verified against the
     /// checksum its document published.
-    pub fn file_decision(&self, group: &GroupSettings, file: &FileRecord, head: bool) -> Result<Decision, CacheError> {
+    pub fn file_decision(
+        &self,
+        group: &GroupSettings,
+        file: &FileRecord,
+        head: bool,
+    ) -> Result<Decision, CacheError> {
         if let Some(stored) = &file.stored {
             let key = BlobKey { group: group.path.clone(), digest: stored.digest.clone() };
             self.reads.blob_read(&key, self.clock.now_ms(), if head { 0 } else { stored.size });
@@ -206,7 +221,8 @@ impl Cache {
             };
             return Ok(Decision::Serve { object, stale: None });
         }
-        let missing = PackageMissing { group: group.path.clone(), what: format!("file {}", file.listing.path) };
+        let missing =
+            PackageMissing { group: group.path.clone(), what: format!("file {}", file.listing.path) };
         self.answer_remembered_package_404(group, &missing)?;
         self.reads.missed(&group.path);
         let verify = injector::ChecksumAlgorithm::from_name(&file.listing.algorithm)
@@ -253,7 +269,9 @@ impl Cache {
                             .metadata()
                             .list_package_files(&group.path, &request.package, upstream.name(), &files, now)
                             .await
-                            .map_err(|error| UpstreamError::Protocol(format!("recording the files failed: {error}")));
+                            .map_err(|error| {
+                                UpstreamError::Protocol(format!("recording the files failed: {error}"))
+                            });
                     }
                     Err(error) => {
                         moved_past(upstream, &error);
@@ -303,10 +321,15 @@ impl Cache {
         object: StoredObject,
         lease: Option<&str>,
     ) -> Result<(), CacheError> {
-        let stored = StoredFile { digest: object.digest.clone(), size: object.size, media_type: object.media_type.clone() };
+        let stored = StoredFile {
+            digest: object.digest.clone(),
+            size: object.size,
+            media_type: object.media_type.clone(),
+        };
         if self.commit_group_blob(&group.path, object, lease).await? {
             self.catalog.metadata().record_package_file(&group.path, path, &stored).await?;
-            self.package_not_found.forget(&PackageMissing { group: group.path.clone(), what: format!("file {path}") });
+            self.package_not_found
+                .forget(&PackageMissing { group: group.path.clone(), what: format!("file {path}") });
         }
         Ok(())
     }
@@ -316,21 +339,33 @@ impl Cache {
         let window = group.policy.with(|policy| policy.negative_ttl);
         let missing = match what {
             PackageNotFound::Document(request) => request.missing(&group.path),
-            PackageNotFound::File(path) => PackageMissing { group: group.path.clone(), what: format!("file {path}") },
+            PackageNotFound::File(path) => {
+                PackageMissing { group: group.path.clone(), what: format!("file {path}") }
+            }
         };
         self.package_not_found.remember(missing, self.clock.now_ms(), window);
     }
 
     /// Answers 404 from memory for what the upstream answered 404 within `negative_ttl`.
-    pub fn answer_remembered_package_404_for(&self, group: &GroupSettings, what: PackageNotFound<'_>) -> Result<(), CacheError> {
+    pub fn answer_remembered_package_404_for(
+        &self,
+        group: &GroupSettings,
+        what: PackageNotFound<'_>,
+    ) -> Result<(), CacheError> {
         let missing = match what {
             PackageNotFound::Document(request) => request.missing(&group.path),
-            PackageNotFound::File(path) => PackageMissing { group: group.path.clone(), what: format!("file {path}") },
+            PackageNotFound::File(path) => {
+                PackageMissing { group: group.path.clone(), what: format!("file {path}") }
+            }
         };
         self.answer_remembered_package_404(group, &missing)
     }
 
-    fn answer_remembered_package_404(&self, group: &GroupSettings, missing: &PackageMissing) -> Result<(), CacheError> {
+    fn answer_remembered_package_404(
+        &self,
+        group: &GroupSettings,
+        missing: &PackageMissing,
+    ) -> Result<(), CacheError> {
         let window = group.policy.with(|policy| policy.negative_ttl);
         if self.package_not_found.is_remembered(missing, self.clock.now_ms(), window) {
             self.metrics.not_found_remembered(&group.path);

@@ -136,7 +136,13 @@ pub(crate) fn rules(
 
 /// A refusal by the group's rules of `what` (`name`, `name:tag`, `name@version`), logged for
 /// audit.
-fn refused(control: &ControlPlane, caller: &Caller, group: &GroupSettings, what: &str, refusal: Refusal) -> ControlError {
+fn refused(
+    control: &ControlPlane,
+    caller: &Caller,
+    group: &GroupSettings,
+    what: &str,
+    refusal: Refusal,
+) -> ControlError {
     let (rule, reason, message) = match refusal {
         Refusal::Denied { pattern } => (
             format!("deny {pattern:?}"),

@@ -155,7 +155,9 @@ impl IntoResponse for ControlError {
             cache::Format::Pypi => ("text/plain; charset=utf-8", format!("{}\n", oci.message)),
         };
         *response.body_mut() = Body::from(body);
-        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
         response.headers_mut().remove(http::header::CONTENT_LENGTH);
         response
     }

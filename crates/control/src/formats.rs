@@ -10,8 +10,8 @@ use injector::VerifiedRequest;
 use oci::{ErrorCode, OciError};
 
 use crate::error::ControlError;
-use crate::{npm_format, oci_format, pypi_format};
 use crate::plane::ControlPlane;
+use crate::{npm_format, oci_format, pypi_format};
 
 /// Whether clients POST a body the gateway forwards to `path`: a token endpoint's form, an npm
 /// audit.

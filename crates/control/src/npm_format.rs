@@ -29,7 +29,7 @@ pub(crate) const NPM: PackageFormat = PackageFormat {
     references: References::NpmPackument,
     document_types: &[npm::JSON_MEDIA_TYPE, npm::ABBREVIATED_MEDIA_TYPE],
     document_default_type: npm::JSON_MEDIA_TYPE,
-    extra_bases: |_| Vec::new(),
+    extra_replacements: |_, _| Vec::new(),
 };
 
 /// Whether a POST to `path` carries a body the gateway forwards (`npm audit`).

@@ -36,13 +36,22 @@ pub(crate) enum Target {
     Local(Response),
 }
 
+/// What a format reads a path under a group as: `rest` (the path after the group, without its
+/// `/`), the query, the request's headers, and the caller's token name (for `whoami`).
+pub(crate) type TargetOf = fn(
+    rest: &str,
+    query: Option<&str>,
+    headers: &http::HeaderMap,
+    who: Option<&str>,
+) -> Result<Target, ControlError>;
+
 /// One package format's knowledge, as the shared flow needs it.
 pub(crate) struct PackageFormat {
     pub format: Format,
     /// What `rest` (the path after the group, without its `/`) names, for a request with these
     /// headers by this caller (its token's name, for `whoami`). A bad path is a
     /// [`ControlError::BadPackageRequest`].
-    pub target: fn(rest: &str, query: Option<&str>, headers: &http::HeaderMap, who: Option<&str>) -> Result<Target, ControlError>,
+    pub target: TargetOf,
     /// The path under the group of a file a document lists, as `upstream` published it in the
     /// document at `document_url`; `None` for a file outside the upstream's URLs (not proxied).
     pub file_path: fn(upstream: &UpstreamClient, document_url: &str, url: &str) -> Option<String>,
@@ -52,9 +61,10 @@ pub(crate) struct PackageFormat {
     pub document_types: &'static [&'static str],
     /// The media type of a document whose upstream declares none.
     pub document_default_type: &'static str,
-    /// The upstream bases a group's documents name, besides each upstream's URL (PyPI's
-    /// `files_url`), each with the path under the group it maps to.
-    pub extra_bases: fn(upstream: &UpstreamClient) -> Vec<(String, &'static str)>,
+    /// Replacements a group's documents need besides each upstream's URL → the group's address
+    /// (`client`, e.g. `http://proxy:5000/pypi/python`): PyPI's `files_url`, and links relative
+    /// to the upstream's root.
+    pub extra_replacements: fn(upstream: &UpstreamClient, client: &str) -> Vec<Replace>,
 }
 
 /// How package objects are served: no format headers; never a redirect to storage (a document
@@ -120,14 +130,21 @@ async fn handle(
         Target::Local(response) => Ok(response),
         Target::PassThrough { upstream_path, max_body } => {
             let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, max_body)
-                .await
-                .map_err(|_| ControlError::BadPackageRequest(format!("the request body is over {max_body} bytes")))?;
+            let body = axum::body::to_bytes(body, max_body).await.map_err(|_| {
+                ControlError::BadPackageRequest(format!("the request body is over {max_body} bytes"))
+            })?;
             if !body.is_empty() {
                 verified.check_body(&body).map_err(ControlError::Unauthenticated)?;
             }
-            Box::pin(passthrough::package(&group, &parts.method, &upstream_path, parts.uri.query(), &parts.headers, body))
-                .await
+            Box::pin(passthrough::package(
+                &group,
+                &parts.method,
+                &upstream_path,
+                parts.uri.query(),
+                &parts.headers,
+                body,
+            ))
+            .await
         }
         Target::Document { document, name } => {
             read_only()?;
@@ -142,7 +159,11 @@ async fn handle(
                 Some(record) => record,
                 None => {
                     Box::pin(read_listing(control, format, &group, &document)).await?;
-                    control.cache.package_file(&group, &file_path).await.ok_or_else(|| not_listed(&file_path))?
+                    control
+                        .cache
+                        .package_file(&group, &file_path)
+                        .await
+                        .ok_or_else(|| not_listed(&file_path))?
                 }
             };
             let decision = control.cache.file_decision(&group, &record, head)?;
@@ -213,14 +234,13 @@ fn client_base(control: &ControlPlane, caller: &Caller, format: Format, group: &
     format!("{base}/{format}/{}", group.path)
 }
 
-/// The replacements that make a group's documents name the proxy: each upstream's URL (and its
-/// other bases, PyPI's `files_url`) → the group's address for this client.
+/// The replacements that make a group's documents name the proxy: each upstream's URL → the
+/// group's address for this client, and what else the format needs (PyPI's `files_url`, links
+/// relative to the upstream's root).
 fn transform(format: &PackageFormat, group: &GroupSettings, client: &str) -> Vec<Replace> {
     let mut replacements = Vec::new();
     for upstream in group.upstreams.iter() {
-        for (base, under) in (format.extra_bases)(upstream) {
-            replacements.push(Replace { from: format!("{}/", base.trim_end_matches('/')), to: format!("{client}/{under}") });
-        }
+        replacements.extend((format.extra_replacements)(upstream, client));
         replacements.push(Replace {
             from: format!("{}/", upstream.url().as_str().trim_end_matches('/')),
             to: format!("{client}/"),
@@ -247,9 +267,13 @@ fn serve(
         path.parse().unwrap_or_default()
     };
     let transform = if is_document { transform(format, group, client) } else { Vec::new() };
-    let mut response = render::rewritten(decision, &SERVING, &uri, group.path.as_str(), caller.address, transform);
-    if let Some(injector::Injector::SendDependency(send)) = response.extensions_mut().get_mut::<injector::Injector>() {
-        if is_document {
+    let mut response =
+        render::rewritten(decision, &SERVING, &uri, group.path.as_str(), caller.address, transform);
+    if is_document
+        && let Some(injector::Injector::SendDependency(send)) =
+            response.extensions_mut().get_mut::<injector::Injector>()
+    {
+        {
             send.accept = Some(Accept {
                 types: format.document_types.iter().map(|media_type| (*media_type).to_owned()).collect(),
                 what: format!("a {} document", format.format),
@@ -275,11 +299,14 @@ pub(crate) async fn upload(
     stage: UploadStage,
     bytes: &[u8],
 ) -> Result<Response, ControlError> {
-    let (group_path, rest) = format.format.package_path(object_path).ok_or_else(|| no_such_group(object_path))?;
+    let (group_path, rest) =
+        format.format.package_path(object_path).ok_or_else(|| no_such_group(object_path))?;
     let group = control.cache.package_group(format.format, group_path)?;
     let target = (format.target)(rest, None, &http::HeaderMap::new(), None)?;
     let variant = query.and_then(|query| {
-        url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "variant").map(|(_, value)| value.into_owned())
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "variant")
+            .map(|(_, value)| value.into_owned())
     });
     let (kind, document, file_path) = match target {
         Target::Document { mut document, .. } => {
@@ -290,7 +317,11 @@ pub(crate) async fn upload(
                     "abbreviated" => "abbreviated",
                     "html" => "html",
                     "json" => "json",
-                    other => return Err(ControlError::BadUploadCall(format!("unknown document variant {other:?}"))),
+                    other => {
+                        return Err(ControlError::BadUploadCall(format!(
+                            "unknown document variant {other:?}"
+                        )));
+                    }
                 };
             }
             (ObjectKind::Manifest, document, None)
@@ -304,7 +335,8 @@ pub(crate) async fn upload(
         UploadStage::Authorize => {
             let call: AuthorizeRequest = parse(bytes)?;
             check_call(call.v, call.kind, kind)?;
-            let permit = control.cache.authorize_fill(call.digest.as_ref(), &call.node, call.renew.as_deref()).await?;
+            let permit =
+                control.cache.authorize_fill(call.digest.as_ref(), &call.node, call.renew.as_deref()).await?;
             let (decision, lease) = match permit {
                 cache::FillPermit::Store { lease } => (UploadDecision::Store, lease),
                 cache::FillPermit::Passthrough { reason } => (UploadDecision::Passthrough { reason }, None),
@@ -321,7 +353,10 @@ pub(crate) async fn upload(
             let call: FinalizeRequest = parse(bytes)?;
             check_call(call.v, call.kind, kind)?;
             if call.key != injector::storage_key(&call.digest) {
-                return Err(ControlError::BadUploadCall(format!("key {:?} is not the key of {}", call.key, call.digest)));
+                return Err(ControlError::BadUploadCall(format!(
+                    "key {:?} is not the key of {}",
+                    call.key, call.digest
+                )));
             }
             let Some(upstream) = group.upstreams.get(&call.upstream).cloned() else {
                 return Err(ControlError::BadUploadCall(format!(
@@ -330,14 +365,23 @@ pub(crate) async fn upload(
                 )));
             };
             let lease = call.lease_id.clone();
-            let object =
-                StoredObject { digest: call.digest, size: call.size, media_type: call.media_type, upstream: call.upstream };
+            let object = StoredObject {
+                digest: call.digest,
+                size: call.size,
+                media_type: call.media_type,
+                upstream: call.upstream,
+            };
             match file_path {
-                Some(path) => control.cache.record_package_file(&group, &path, object, lease.as_deref()).await?,
+                Some(path) => {
+                    control.cache.record_package_file(&group, &path, object, lease.as_deref()).await?
+                }
                 None => {
                     let document_url = upstream.package_url(&document.upstream_path);
                     let files = listings(&upstream, &document_url, &call.files, format.file_path);
-                    control.cache.record_package_document(&group, &document, object, lease.as_deref(), &files).await?
+                    control
+                        .cache
+                        .record_package_document(&group, &document, object, lease.as_deref(), &files)
+                        .await?
                 }
             }
             Ok(render::no_content())
@@ -352,14 +396,15 @@ pub(crate) async fn upload(
             control.cache.package_fill_not_found(&group, what);
             Ok(render::no_content())
         }
-        UploadStage::Verdict => Err(ControlError::BadUploadCall(
-            "a package fill is never held for a verdict".to_owned(),
-        )),
+        UploadStage::Verdict => {
+            Err(ControlError::BadUploadCall("a package fill is never held for a verdict".to_owned()))
+        }
     }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(bytes).map_err(|error| ControlError::BadUploadCall(format!("invalid body: {error}")))
+    serde_json::from_slice(bytes)
+        .map_err(|error| ControlError::BadUploadCall(format!("invalid body: {error}")))
 }
 
 fn check_call(version: u32, called: ObjectKind, path: ObjectKind) -> Result<(), ControlError> {
@@ -367,7 +412,11 @@ fn check_call(version: u32, called: ObjectKind, path: ObjectKind) -> Result<(), 
         return Err(ControlError::BadUploadCall(format!("contract version {version} is not supported")));
     }
     if called != path {
-        return Err(ControlError::BadUploadCall(format!("a {} call on a {} path", called.as_str(), path.as_str())));
+        return Err(ControlError::BadUploadCall(format!(
+            "a {} call on a {} path",
+            called.as_str(),
+            path.as_str()
+        )));
     }
     Ok(())
 }

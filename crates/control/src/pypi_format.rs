@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use cache::{DocumentRequest, Format};
 use http::StatusCode;
-use injector::{References, VerifiedRequest};
+use injector::{References, Replace, VerifiedRequest};
 use pypi::Endpoint;
 use upstream::UpstreamClient;
 
@@ -32,16 +32,39 @@ pub(crate) const PYPI: PackageFormat = PackageFormat {
     references: References::PypiProjectPage,
     document_types: &[pypi::JSON_MEDIA_TYPE, pypi::HTML_MEDIA_TYPE, "text/html", "application/json"],
     document_default_type: "text/html",
-    extra_bases: |upstream| {
-        upstream.files_url().map(|url| vec![(url.as_str().to_owned(), "files/")]).unwrap_or_default()
-    },
+    extra_replacements,
 };
+
+/// `files_url` → `files/` under the group; and links relative to the upstream's root (pypiserver
+/// writes `href="/packages/…"`), which would leave the group: `/<upstream path>/` → the group's
+/// path, in HTML attributes and PEP 691 `url`s.
+fn extra_replacements(upstream: &UpstreamClient, client: &str) -> Vec<Replace> {
+    let mut replacements = Vec::new();
+    if let Some(files) = upstream.files_url() {
+        replacements.push(Replace {
+            from: format!("{}/", files.as_str().trim_end_matches('/')),
+            to: format!("{client}/files/"),
+        });
+    }
+    let root = upstream.url().path().trim_end_matches('/');
+    let group_path =
+        url::Url::parse(client).map(|url| url.path().to_owned()).unwrap_or_else(|_| client.to_owned());
+    for open in ["href=\"", "href='", "\"url\":\"", "\"url\": \""] {
+        replacements.push(Replace {
+            from: format!("{open}{root}/"),
+            to: format!("{open}{}/", group_path.trim_end_matches('/')),
+        });
+    }
+    replacements
+}
 
 /// The project and file (or `simple`) a path names, for the gateway's access log.
 pub(crate) fn describe_path(path: &str) -> Option<(&str, String)> {
     let (_, rest) = Format::Pypi.package_path(path)?;
     match pypi::parse_path(rest).ok()? {
-        Endpoint::Project { .. } => Some((rest.trim_start_matches("simple/").trim_end_matches('/'), "simple".to_owned())),
+        Endpoint::Project { .. } => {
+            Some((rest.trim_start_matches("simple/").trim_end_matches('/'), "simple".to_owned()))
+        }
         Endpoint::File { .. } => {
             let file = rest.rsplit('/').next().unwrap_or(rest);
             Some((file, String::new()))
@@ -75,7 +98,8 @@ fn target(
     _who: Option<&str>,
 ) -> Result<Target, ControlError> {
     let accept = headers.get(http::header::ACCEPT).and_then(|value| value.to_str().ok());
-    let endpoint = pypi::parse_path(rest).map_err(|error| ControlError::BadPackageRequest(error.to_string()))?;
+    let endpoint =
+        pypi::parse_path(rest).map_err(|error| ControlError::BadPackageRequest(error.to_string()))?;
     Ok(match endpoint {
         Endpoint::Root => Target::Local(not_served()),
         Endpoint::Project { name, .. } => {
@@ -134,7 +158,10 @@ fn version_of_filename(file_name: &str) -> Option<String> {
         return stem.split('-').nth(1).map(str::to_owned);
     }
     let stem = pypi::FILE_EXTENSIONS.iter().find_map(|extension| file_name.strip_suffix(extension))?;
-    let at = stem.char_indices().filter(|(at, c)| *c == '-' && stem[at + 1..].starts_with(|c: char| c.is_ascii_digit())).last()?.0;
+    let at = stem
+        .char_indices()
+        .rfind(|(at, c)| *c == '-' && stem[at + 1..].starts_with(|c: char| c.is_ascii_digit()))?
+        .0;
     Some(stem[at + 1..].to_owned())
 }
 

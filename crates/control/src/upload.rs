@@ -37,7 +37,8 @@ pub(crate) async fn handle(
     verified: &VerifiedRequest,
 ) -> Result<Response, ControlError> {
     let uri = request.uri().clone();
-    let (object_path, stage) = injector::split_upload_path(uri.path()).ok_or_else(|| not_an_upload_call(&uri))?;
+    let (object_path, stage) =
+        injector::split_upload_path(uri.path()).ok_or_else(|| not_an_upload_call(&uri))?;
     let package = formats::package_format(object_path);
     // A package document's finalize lists its files: a packument's may be large.
     let limit = if package.is_some() { MAX_PACKAGE_CALL_BODY } else { MAX_CALL_BODY };

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher};
 pub use fills::{FillReport, FillsReport};
 pub use headers::{HeaderList, append_headers, header_list, header_map};
-pub use listing::listed_files;
 pub use keys::{KeyError, digest_of_key, storage_key};
+pub use listing::listed_files;
 pub use replay::ReplayCache;
 pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{

@@ -41,6 +41,10 @@ fn pypi_files(file: pypi::PublishedFile) -> Vec<ListedFile> {
         version: String::new(),
         checksum: sha256(hex),
     });
-    let listed = ListedFile { url: file.url.clone(), version: String::new(), checksum: file.sha256.as_deref().and_then(sha256) };
+    let listed = ListedFile {
+        url: file.url.clone(),
+        version: String::new(),
+        checksum: file.sha256.as_deref().and_then(sha256),
+    };
     std::iter::once(listed).chain(metadata).collect()
 }

@@ -221,7 +221,12 @@ impl Metadata {
 
     /// Records that the file at `path` of `group` is stored as `stored` (its blob row recorded by
     /// the caller).
-    pub async fn record_package_file(&self, group: &GroupPath, path: &str, stored: &StoredFile) -> Result<()> {
+    pub async fn record_package_file(
+        &self,
+        group: &GroupPath,
+        path: &str,
+        stored: &StoredFile,
+    ) -> Result<()> {
         const SQL: &str =
             "UPDATE package_files SET digest = $3, size = $4 WHERE group_path = $1 AND path = $2";
         on_pool!(self, |pool| sqlx::query(SQL)

@@ -23,7 +23,7 @@ pub use egress::{AllowEntry, BadAllowEntry, EgressPolicy, EgressRefusal, MAX_RED
 pub use error::UpstreamError;
 pub use failover::Attempts;
 pub use http::{EgressClient, HttpOptions, build_http_client, open_stream};
-pub use packages::{PassedThrough, PackageDocument};
 pub use metrics::{RequestKind, UpstreamMetrics, host_label, host_label_of};
+pub use packages::{PackageDocument, PassedThrough};
 pub use proxy::{BadProxy, EgressProxy};
 pub use status::{LastError, RateLimit, UpstreamHealth, UpstreamStatus};

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use injector::{
-    Authorization, CONTRACT_VERSION, FinalizeRequest, InjectorError, ListedFile, References, SendDependency, Source,
-    UploadDecision, Verdict, VerdictRequest,
+    Authorization, CONTRACT_VERSION, FinalizeRequest, InjectorError, ListedFile, References, SendDependency,
+    Source, UploadDecision, Verdict, VerdictRequest,
 };
 use oci::Digest;
 use storage::{ContentHasher, Expectation, StorageError, Upload, Verified};
@@ -600,7 +600,9 @@ async fn references(
         References::NpmPackument | References::PypiProjectPage => {
             let media_type = media_type.to_owned();
             // Parsing a large packument is CPU work: off the runtime's workers.
-            let files = tokio::task::spawn_blocking(move || injector::listed_files(rule, &document, &media_type)).await;
+            let files =
+                tokio::task::spawn_blocking(move || injector::listed_files(rule, &document, &media_type))
+                    .await;
             (Vec::new(), files.unwrap_or_default())
         }
     }

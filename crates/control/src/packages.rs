@@ -69,6 +69,9 @@ pub(crate) struct PackageFormat {
     pub extra_replacements: fn(upstream: &UpstreamClient, client: &str) -> Vec<Replace>,
 }
 
+/// How long a file whose document is finishing its fill waits for the document's record.
+const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How package objects are served: no format headers; never a redirect to storage (a document
 /// comes through the transform; a file is small).
 const SERVING: Serving = Serving { hit, fill };
@@ -172,6 +175,14 @@ async fn handle(
             let record = match control.cache.package_file(&group, &file_path).await {
                 Some(record) => record,
                 None => {
+                    // Its document may be finishing its fill: its record lists the file.
+                    control.cache.listing_settled(&group, &document.package, LISTING_WAIT).await;
+                    if let Some(record) = control.cache.package_file(&group, &file_path).await {
+                        let decision = control.cache.file_decision(&group, &record, head)?;
+                        return Ok(serve(
+                            format, decision, &path, &document, &group, &caller, &client, false,
+                        ));
+                    }
                     Box::pin(read_listing(control, format, &group, &document)).await?;
                     control
                         .cache

@@ -72,7 +72,12 @@ pub(crate) async fn serve(
     // Fills are admitted per client: the address the control plane resolved through trusted
     // proxies, not the connection's peer (behind an ingress, every client's peer is the ingress).
     let client = params.client.unwrap_or(client);
-    if !held && let Some(response) = Box::pin(just_stored(gateway, &params, method, request)).await {
+    // Only what a checksum names is the same whenever it was fetched (a document by a mutable
+    // name asked again is asked to be fetched again).
+    if !held
+        && params.verify.is_some()
+        && let Some(response) = Box::pin(just_stored(gateway, &params, method, request)).await
+    {
         return response;
     }
     let mut state = match fill::join_or_start(gateway, *params, client).await {
@@ -152,7 +157,8 @@ async fn just_stored(
         upstream: committed.source.clone(),
         transform: params.transform.clone(),
     };
-    let mut response = crate::send_blob::serve(&gateway.store, &gateway.small_objects, &blob, method, request).await.ok()?;
+    let mut response =
+        crate::send_blob::serve(&gateway.store, &gateway.small_objects, &blob, method, request).await.ok()?;
     response.extensions_mut().insert(ServedBy(committed.source));
     Some(response)
 }

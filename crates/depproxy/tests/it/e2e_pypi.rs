@@ -145,28 +145,17 @@ fn the_simple_pages_link_every_file_through_the_group_in_html_and_json() {
         assert!(link.starts_with(&group), "{link} is not in the proxy's group {group}");
         assert!(link.ends_with(&format!("#sha256={}", file.sha256)), "{link}: not the built file's sha256");
     }
-    // The JSON page (PEP 691), chosen by Accept.
+    // Asked for JSON (PEP 691): pypiserver serves HTML only, and PEP 691 lets a server answer a
+    // type it has; the proxy passes that on (pip reads either), marked as chosen by Accept. The
+    // JSON form's rewrite is covered against an upstream that serves it (`packages::`).
     let (status, headers, body) = curl_head_and_body(&page, &["Accept: application/vnd.pypi.simple.v1+json"]);
     assert_eq!(status, 200, "{page} as JSON: {}", String::from_utf8_lossy(&body));
-    assert!(
-        headers
-            .get("content-type")
-            .is_some_and(|value| value.starts_with("application/vnd.pypi.simple.v1+json")),
-        "{headers:?}"
-    );
     assert!(
         headers.get("vary").is_some_and(|value| value.to_ascii_lowercase().contains("accept")),
         "{headers:?}"
     );
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let files = json["files"].as_array().unwrap();
-    assert_eq!(files.len(), built.len(), "{json}");
-    for entry in files {
-        let file = built.iter().find(|file| file.file == entry["filename"]).unwrap();
-        let url = reqwest::Url::parse(&page).unwrap().join(entry["url"].as_str().unwrap()).unwrap();
-        assert!(url.as_str().starts_with(&group), "{url} is not in the proxy's group {group}");
-        assert_eq!(entry["hashes"]["sha256"], file.sha256.as_str(), "{entry}");
-    }
+    assert!(headers.get("content-type").is_some_and(|value| value.starts_with("text/html")), "{headers:?}");
+    assert_eq!(links(&page, &String::from_utf8(body).unwrap()), found, "the same files, through the proxy");
 }
 
 #[test]

@@ -76,9 +76,12 @@ async fn answer(
         )
             .into_response();
     }
-    // An abbreviated packument is its own path here, so tests see which form was asked.
+    // An abbreviated packument and a JSON project page are their own paths here, so tests see
+    // which form was asked.
     let path = if accept.starts_with(npm::ABBREVIATED_MEDIA_TYPE) {
         format!("{}#abbreviated", uri.path())
+    } else if accept.starts_with(pypi::JSON_MEDIA_TYPE) {
+        format!("{}#json", uri.path())
     } else {
         uri.path().to_owned()
     };
@@ -471,4 +474,43 @@ async fn a_file_asked_for_first_is_verified_and_json_is_chosen_by_accept() {
         .unwrap();
     assert_eq!(json.status(), StatusCode::OK);
     assert_eq!(json.headers()["vary"], "Accept");
+}
+
+#[tokio::test]
+async fn a_json_project_page_names_the_proxy_and_keeps_its_hashes() {
+    let (proxy, upstream, files) = pypi_world().await;
+    let page = serde_json::json!({
+        "meta": {"api-version": "1.1"},
+        "name": "dp-alpha",
+        "files": [
+            {"filename": "dp_alpha-1.0-py3-none-any.whl", "url": "/packages/dp_alpha-1.0-py3-none-any.whl",
+             "hashes": {"sha256": sha256_hex(WHEEL)}, "requires-python": ">=3.8", "core-metadata": false},
+            {"filename": "dp-alpha-1.0.tar.gz", "url": format!("{}/ab/dp-alpha-1.0.tar.gz", files.url()),
+             "hashes": {"sha256": sha256_hex(SDIST)}, "yanked": "broken"},
+        ]
+    })
+    .to_string();
+    // The upstream serves the JSON form only to a client asking for it.
+    upstream.serve("/simple/dp-alpha/#json", pypi::JSON_MEDIA_TYPE, page);
+    let json = client()
+        .get(format!("{}/pypi/python/simple/dp-alpha/", proxy.url))
+        .header("accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), StatusCode::OK);
+    assert_eq!(json.headers()["content-type"], pypi::JSON_MEDIA_TYPE);
+    assert_eq!(json.headers()["vary"], "Accept");
+    let body: serde_json::Value = json.json().await.unwrap();
+    let files_listed = body["files"].as_array().unwrap();
+    assert_eq!(files_listed[0]["url"], "/pypi/python/packages/dp_alpha-1.0-py3-none-any.whl");
+    assert_eq!(files_listed[1]["url"], format!("{}/pypi/python/files/ab/dp-alpha-1.0.tar.gz", proxy.url));
+    assert_eq!(files_listed[0]["hashes"]["sha256"], sha256_hex(WHEEL));
+    assert_eq!(files_listed[1]["yanked"], "broken");
+    // The HTML form is its own document.
+    let html = client().get(format!("{}/pypi/python/simple/dp-alpha/", proxy.url)).send().await.unwrap();
+    assert!(html.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let sdist =
+        client().get(format!("{}/pypi/python/files/ab/dp-alpha-1.0.tar.gz", proxy.url)).send().await.unwrap();
+    assert_eq!(sdist.bytes().await.unwrap(), SDIST);
 }

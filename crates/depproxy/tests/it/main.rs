@@ -22,6 +22,7 @@ mod e2e_admission;
 mod e2e_lifecycle;
 mod e2e_npm;
 mod e2e_ordered_upstreams;
+mod e2e_package_policy;
 mod e2e_policy;
 mod e2e_pypi;
 mod e2e_referrers;

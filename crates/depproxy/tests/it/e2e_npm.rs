@@ -173,9 +173,18 @@ fn a_tampered_tarball_upstream_is_refused_and_not_recorded() {
         r#"{"name": "dp-e2e-tampered", "version": "1.0.0", "private": true, "dependencies": {"dp-tampered": "1.0.0"}}"#,
     );
 
+    let mut before = String::new();
     for attempt in 1..=2 {
         let installed = npm(project.path(), &npmrc, &["install"]);
-        assert!(installed.is_err(), "attempt {attempt}: npm installed a tampered package:\n{installed:?}");
+        let left = project.path().join("node_modules/dp-tampered");
+        assert!(
+            installed.is_err() && !left.exists(),
+            "attempt {attempt}: npm installed a tampered package:\n{installed:?}\nnode_modules/dp-tampered \
+             exists: {}\nthe attempt before: {before}\nproxy: {}",
+            left.exists(),
+            proxy_warnings(&proxy)
+        );
+        before = format!("{installed:?}");
         // What the proxy answers for that tarball: an error, or a body cut short — never the
         // tampered bytes as a complete answer.
         let (status, body, complete) =

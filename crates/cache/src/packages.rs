@@ -177,6 +177,7 @@ impl Cache {
         preferred: Option<&str>,
     ) -> Decision {
         self.reads.missed(&group.path);
+        self.documents_filling.started(&group.path, &request.package);
         let sources = group
             .upstreams
             .in_order(preferred)
@@ -224,6 +225,11 @@ impl Cache {
         let missing =
             PackageMissing { group: group.path.clone(), what: format!("file {}", file.listing.path) };
         self.answer_remembered_package_404(group, &missing)?;
+        if head {
+            // A HEAD never starts a fill: the file is listed, its size not known here.
+            let head = upstream::ObjectHead { digest: None, media_type: None, size: None };
+            return Ok(Decision::UpstreamHead { head, requested: None });
+        }
         self.reads.missed(&group.path);
         let verify = injector::ChecksumAlgorithm::from_name(&file.listing.algorithm)
             .and_then(|algorithm| injector::Checksum::from_hex(algorithm, &file.listing.checksum).ok());
@@ -309,6 +315,7 @@ impl Cache {
         let now = self.clock.now_ms();
         metadata.list_package_files(&group.path, &request.package, &upstream, files, now).await?;
         metadata.record_package_document(&request.key(&group.path), &record, now).await?;
+        self.documents_filling.ended(&group.path, &request.package);
         self.package_not_found.forget(&request.missing(&group.path));
         Ok(())
     }
@@ -337,6 +344,9 @@ impl Cache {
     /// A gateway's fill of a package document or file got 404 from every upstream.
     pub fn package_fill_not_found(&self, group: &GroupSettings, what: PackageNotFound<'_>) {
         let window = group.policy.with(|policy| policy.negative_ttl);
+        if let PackageNotFound::Document(request) = what {
+            self.documents_filling.ended(&group.path, &request.package);
+        }
         let missing = match what {
             PackageNotFound::Document(request) => request.missing(&group.path),
             PackageNotFound::File(path) => {
@@ -372,6 +382,55 @@ impl Cache {
             return Err(CacheError::NotFoundRemembered { kind: ObjectKind::Manifest, window });
         }
         Ok(())
+    }
+}
+
+/// Package documents whose fill this control plane decided and whose record has not come yet:
+/// their files are listed when it comes, a moment after their clients got the bytes. A file asked
+/// for in between waits for that record rather than reading the document from the upstream again.
+#[derive(Default)]
+pub(crate) struct FillingDocuments {
+    started: std::sync::Mutex<std::collections::HashMap<(GroupPath, String), std::time::Instant>>,
+    recorded: tokio::sync::Notify,
+}
+
+/// A document fill not recorded within this long is not waited for (it failed, or another node
+/// records it).
+const DOCUMENT_FILL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl FillingDocuments {
+    fn started(&self, group: &GroupPath, package: &str) {
+        let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        started.retain(|_, at| at.elapsed() < DOCUMENT_FILL_WAIT);
+        started.insert((group.clone(), package.to_owned()), std::time::Instant::now());
+    }
+
+    fn ended(&self, group: &GroupPath, package: &str) {
+        let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if started.remove(&(group.clone(), package.to_owned())).is_some() {
+            self.recorded.notify_waiters();
+        }
+    }
+
+    fn filling(&self, group: &GroupPath, package: &str) -> bool {
+        let started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        started.get(&(group.clone(), package.to_owned())).is_some_and(|at| at.elapsed() < DOCUMENT_FILL_WAIT)
+    }
+}
+
+impl Cache {
+    /// Waits (at most `within`) for the record of a document of `package` whose fill was decided
+    /// here and is finishing, so its files are listed; returns at once when none is.
+    pub async fn listing_settled(&self, group: &GroupSettings, package: &str, within: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.documents_filling.filling(&group.path, package) {
+            let recorded = self.documents_filling.recorded.notified();
+            if !self.documents_filling.filling(&group.path, package)
+                || tokio::time::timeout_at(deadline, recorded).await.is_err()
+            {
+                return;
+            }
+        }
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Cache {
     /// Package documents being read by the control plane for a file's checksum (a file asked
     /// for before its document): one upstream GET however many ask.
     pub(crate) document_reads: SingleFlight<DocumentKey, Result<(), UpstreamError>>,
+    /// Package document fills decided here and not recorded yet.
+    pub(crate) documents_filling: crate::packages::FillingDocuments,
     /// Tags served although upstream now answers 404 for them (`stale_on_404`).
     pub(crate) gone: GoneUpstream,
     pub(crate) metrics: CacheMetrics,
@@ -87,6 +89,7 @@ impl Cache {
             not_found: NotFoundMemory::new(settings.not_found_entries),
             package_not_found: NotFoundMemory::new(settings.not_found_entries),
             document_reads: SingleFlight::default(),
+            documents_filling: Default::default(),
             reads: ReadLog::default(),
             generation: AtomicI64::new(i64::MIN),
             groups,

@@ -65,6 +65,10 @@ pub enum ControlError {
     /// A package file no document of its package lists.
     #[error("{0} is not a file the upstream publishes")]
     NotListed(String),
+    /// The upstream has no such package document or file (404 or 410), or had none within the
+    /// group's `negative_ttl` (`remembered`).
+    #[error("{what} not found upstream{}", remembered.map(|window| format!(" (its 404 is remembered for {})", telemetry::HumanDuration(window))).unwrap_or_default())]
+    PackageNotFound { what: String, remembered: Option<std::time::Duration> },
     /// A package request's path is not one its format serves (a bad name, an unknown endpoint).
     #[error("{0}")]
     BadPackageRequest(String),
@@ -138,7 +142,9 @@ impl ControlError {
             ControlError::BadPackageRequest(message) => {
                 OciError::new(ErrorCode::NameInvalid, message.clone()).with_status(StatusCode::BAD_REQUEST)
             }
-            ControlError::NotListed(_) => OciError::new(ErrorCode::BlobUnknown, self.to_string()),
+            ControlError::NotListed(_) | ControlError::PackageNotFound { .. } => {
+                OciError::new(ErrorCode::BlobUnknown, self.to_string())
+            }
             ControlError::InFormat { error, .. } => error.to_oci(),
         }
     }

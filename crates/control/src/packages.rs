@@ -8,7 +8,9 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use cache::{Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, StoredObject};
+use cache::{
+    CacheError, Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, StoredObject,
+};
 use http::{HeaderValue, Method, StatusCode, Uri};
 use injector::{
     Accept, Authorization, AuthorizeRequest, CONTRACT_VERSION, Delivery, FinalizeRequest, ListedFile,
@@ -16,7 +18,7 @@ use injector::{
 };
 use metadata::FileListing;
 use oci::ObjectKind;
-use upstream::{PackageDocument, UpstreamClient};
+use upstream::{PackageDocument, UpstreamClient, UpstreamError};
 
 use crate::caller::Caller;
 use crate::error::ControlError;
@@ -67,6 +69,9 @@ pub(crate) struct PackageFormat {
     pub extra_replacements: fn(upstream: &UpstreamClient, client: &str) -> Vec<Replace>,
 }
 
+/// How long a file whose document is finishing its fill waits for the document's record.
+const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How package objects are served: no format headers; never a redirect to storage (a document
 /// comes through the transform; a file is small).
 const SERVING: Serving = Serving { hit, fill };
@@ -97,9 +102,21 @@ pub(crate) async fn decide(
     verified: &VerifiedRequest,
     format: &PackageFormat,
 ) -> Result<Response, ControlError> {
-    handle(control, request, verified, format)
-        .await
-        .map_err(|error| ControlError::InFormat { format: format.format, error: Box::new(error) })
+    let path = request.uri().path().to_owned();
+    let what = || format.format.package_path(&path).map_or_else(|| path.clone(), |(_, rest)| rest.to_owned());
+    handle(control, request, verified, format).await.map_err(|error| {
+        let error = match error {
+            ControlError::Cache(CacheError::Upstream(UpstreamError::NotFound(_)))
+            | ControlError::Upstream(UpstreamError::NotFound(_)) => {
+                ControlError::PackageNotFound { what: what(), remembered: None }
+            }
+            ControlError::Cache(CacheError::NotFoundRemembered { window, .. }) => {
+                ControlError::PackageNotFound { what: what(), remembered: Some(window) }
+            }
+            other => other,
+        };
+        ControlError::InFormat { format: format.format, error: Box::new(error) }
+    })
 }
 
 async fn handle(
@@ -158,6 +175,14 @@ async fn handle(
             let record = match control.cache.package_file(&group, &file_path).await {
                 Some(record) => record,
                 None => {
+                    // Its document may be finishing its fill: its record lists the file.
+                    control.cache.listing_settled(&group, &document.package, LISTING_WAIT).await;
+                    if let Some(record) = control.cache.package_file(&group, &file_path).await {
+                        let decision = control.cache.file_decision(&group, &record, head)?;
+                        return Ok(serve(
+                            format, decision, &path, &document, &group, &caller, &client, false,
+                        ));
+                    }
                     Box::pin(read_listing(control, format, &group, &document)).await?;
                     control
                         .cache
@@ -269,11 +294,13 @@ fn serve(
     let transform = if is_document { transform(format, group, client) } else { Vec::new() };
     let mut response =
         render::rewritten(decision, &SERVING, &uri, group.path.as_str(), caller.address, transform);
-    if is_document
-        && let Some(injector::Injector::SendDependency(send)) =
-            response.extensions_mut().get_mut::<injector::Injector>()
-    {
-        {
+    if !is_document {
+        return response;
+    }
+    // A document's answer depends on `Accept` (full or abbreviated, HTML or JSON).
+    let vary = ("Vary".to_owned(), "Accept".to_owned());
+    match response.extensions_mut().get_mut::<injector::Injector>() {
+        Some(injector::Injector::SendDependency(send)) => {
             send.accept = Some(Accept {
                 types: format.document_types.iter().map(|media_type| (*media_type).to_owned()).collect(),
                 what: format!("a {} document", format.format),
@@ -281,10 +308,10 @@ fn serve(
             send.default_media_type = format.document_default_type.to_owned();
             send.references = Some(format.references);
             send.object = document.package.clone();
+            send.response_headers.push(vary);
         }
-    }
-    if is_document {
-        response.headers_mut().insert(http::header::VARY, HeaderValue::from_static("Accept"));
+        Some(injector::Injector::SendBlob(send)) => send.headers.push(vary),
+        _ => {}
     }
     response
 }

@@ -1236,6 +1236,15 @@ fn resolve_pull_policy(entry: &GroupEntry, format: cache::Format) -> anyhow::Res
             )
         })?,
     };
+    if format.is_package() && entry.admission_hook.is_some() {
+        bail!(
+            "group {:?}: admission_hook holds new images for a verdict; {} groups do not hold their files \
+             for one yet (nothing would be judged). Remove it from this group, or judge what the group \
+             may pull with allow/deny patterns (\"name@version\")",
+            entry.path,
+            format.as_str()
+        );
+    }
     let admission = resolve_admission(entry)?.map(std::sync::Arc::new);
     Ok(PullPolicy { names, negative_ttl, immutable_tags, stale_on_404: entry.stale_on_404, admission })
 }
@@ -1484,6 +1493,44 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn package_config(group_extra: &str, upstream_extra: &str) -> anyhow::Result<Config> {
+        let text = format!(
+            "[[upstream]]\nname = \"pypi\"\nformat = \"pypi\"\nurl = \"http://127.0.0.1:3141\"\n{upstream_extra}\n\
+             [[group]]\npath = \"python\"\nupstream = \"pypi\"\nformat = \"pypi\"\n{group_extra}\n"
+        );
+        Config::resolve(toml::from_str(&text).unwrap(), &Overrides::default())
+    }
+
+    #[test]
+    fn package_groups_take_their_own_keys_and_refuse_the_image_ones() {
+        let config = package_config("", "files_url = \"http://127.0.0.1:3142\"").unwrap();
+        assert_eq!(config.groups[0].manifest_recheck, Some(defaults::DOCUMENT_RECHECK));
+        let files = config.upstreams[0].files_url.clone().unwrap();
+        assert_eq!(files.as_str(), "http://127.0.0.1:3142/");
+        assert!(
+            config.upstreams[0]
+                .redirect_allow
+                .iter()
+                .any(|allowed| matches!(allowed, upstream::AllowEntry::Host { port: Some(3142), .. })),
+            "files_url may be fetched through the upstream's client"
+        );
+        let recheck = package_config("document_recheck = \"30s\"", "").unwrap();
+        assert_eq!(recheck.groups[0].manifest_recheck, Some(Duration::from_secs(30)));
+        let error =
+            |group: &str, upstream: &str| format!("{:#}", package_config(group, upstream).unwrap_err());
+        assert!(error("manifest_recheck = \"1m\"", "").contains("document_recheck"));
+        assert!(error("admission_hook = \"http://127.0.0.1:9/\"", "").contains("do not hold their files"));
+        assert!(error("", "files_url = \"ftp://x\"").contains("files_url must be http"));
+        let npm = "[[upstream]]\nname = \"n\"\nformat = \"npm\"\nurl = \"http://127.0.0.1:4873\"\nfiles_url = \"http://x\"\n\
+                   [[group]]\npath = \"js\"\nupstream = \"n\"\nformat = \"npm\"\n";
+        let npm = Config::resolve(toml::from_str(npm).unwrap(), &Overrides::default()).unwrap_err();
+        assert!(format!("{npm:#}").contains("files_url is for PyPI upstreams"), "{npm:#}");
+        let mixed = "[[upstream]]\nname = \"n\"\nformat = \"npm\"\nurl = \"http://127.0.0.1:4873\"\n\
+                     [[group]]\npath = \"js\"\nupstream = \"n\"\nformat = \"pypi\"\n";
+        let mixed = Config::resolve(toml::from_str(mixed).unwrap(), &Overrides::default()).unwrap_err();
+        assert!(format!("{mixed:#}").contains("has format \"pypi\" but its upstream"), "{mixed:#}");
+    }
 
     #[test]
     fn zero_config_is_docker_hub_on_port_5000() {

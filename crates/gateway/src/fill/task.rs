@@ -26,7 +26,7 @@ use upstream::{Attempts, UpstreamError};
 use super::admission::{Busy, FillSlot};
 use super::control_calls;
 use super::recent::RecentChunks;
-use super::registry::{FillAbout, Joined, Lead, Running};
+use super::registry::{Committed, FillAbout, Joined, Lead, Running};
 use super::state::{FillError, FillState, Finished, Streaming, UpstreamHead};
 use crate::error::GatewayError;
 use crate::state::Gateway;
@@ -106,6 +106,15 @@ async fn run(
                 // Filled again: memory reloads it from what was just stored (a manifest by tag
                 // names its key only now; `send_dependency` drops the others when told to fill).
                 gateway.small_objects.forget(&finished.key).await;
+                gateway.fills.remember_committed(
+                    &params.fill_key,
+                    Committed {
+                        digest: finished.digest.clone(),
+                        size: finished.size,
+                        media_type: finished.head.media_type(&params.default_media_type),
+                        source: finished.streaming.source.clone(),
+                    },
+                );
             }
             running.finish(FillState::Committed(Arc::new(finished)));
         }

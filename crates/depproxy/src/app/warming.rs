@@ -55,9 +55,8 @@ impl WarmPuller for ProxyPuller {
                 Client::with(self.transport.clone(), group.clone(), Credential::Minted(Arc::new(mint)));
             let tags: Vec<_> =
                 targets.iter().map(|target| (target.image.clone(), target.tag.clone())).collect();
-            let summary = warm_tags(&client, group.clone(), &tags, CONCURRENCY, bytes)
-                .await
-                .map_err(|error| format!("{error:#}"))?;
+            let summary =
+                warm_tags(&client, &tags, CONCURRENCY, bytes).await.map_err(|error| format!("{error:#}"))?;
             Ok(PullOutcome {
                 manifests: summary.manifests,
                 blobs: summary.blobs,

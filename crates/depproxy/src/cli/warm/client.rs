@@ -110,27 +110,27 @@ pub struct Client {
 }
 
 /// An answer of the proxy: its status, headers and body, read chunk by chunk.
-enum Answer {
+pub(super) enum Answer {
     Http(reqwest::Response),
     InProcess { status: http::StatusCode, headers: http::HeaderMap, body: axum::body::BodyDataStream },
 }
 
 impl Answer {
-    fn status(&self) -> http::StatusCode {
+    pub(super) fn status(&self) -> http::StatusCode {
         match self {
             Answer::Http(response) => response.status(),
             Answer::InProcess { status, .. } => *status,
         }
     }
 
-    fn headers(&self) -> &http::HeaderMap {
+    pub(super) fn headers(&self) -> &http::HeaderMap {
         match self {
             Answer::Http(response) => response.headers(),
             Answer::InProcess { headers, .. } => headers,
         }
     }
 
-    async fn chunk(&mut self) -> Result<Option<Bytes>, ObjectError> {
+    pub(super) async fn chunk(&mut self) -> Result<Option<Bytes>, ObjectError> {
         match self {
             Answer::Http(response) => response.chunk().await.map_err(|error| transport(&error)),
             Answer::InProcess { body, .. } => match body.next().await {
@@ -212,6 +212,11 @@ impl Client {
         }
     }
 
+    /// The group it warms.
+    pub(super) fn group(&self) -> &GroupPath {
+        &self.group
+    }
+
     /// The path of an object, in the group form (it names exactly one group).
     fn object_path(&self, image: &RepositoryName, kind: &str, reference: &str) -> String {
         let address = ImageAddress::Group { group: self.group.clone(), image: image.clone() };
@@ -225,7 +230,7 @@ impl Client {
         progress: &Progress,
     ) -> Result<Fetched, ObjectError> {
         let path = self.object_path(image, "manifests", &reference.to_string());
-        let mut response = self.get(&path, true, progress).await?;
+        let mut response = self.get(&path, Some(&self.accept), progress).await?;
         let digest = response
             .headers()
             .get(oci::CONTENT_DIGEST_HEADER)
@@ -261,7 +266,7 @@ impl Client {
         progress: &Progress,
     ) -> Result<u64, ObjectError> {
         let path = self.object_path(image, "blobs", &digest.to_string());
-        let mut response = self.get(&path, false, progress).await?;
+        let mut response = self.get(&path, None, progress).await?;
         let mut received = 0u64;
         while let Some(chunk) = response.chunk().await? {
             received += chunk.len() as u64;
@@ -274,14 +279,20 @@ impl Client {
         Ok(received)
     }
 
-    /// A GET of `path` that succeeded (2xx), after retrying what the proxy says may work later.
-    async fn get(&self, path: &str, manifest: bool, progress: &Progress) -> Result<Answer, ObjectError> {
+    /// A GET of `path` (accepting `accept`) that succeeded (2xx), after retrying what the proxy
+    /// says may work later.
+    pub(super) async fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        progress: &Progress,
+    ) -> Result<Answer, ObjectError> {
         let mut attempt = 1;
         loop {
             if self.refused() {
                 return Err(ObjectError::other("not tried: the proxy refused the credentials"));
             }
-            let wait = match self.send(path, manifest).await {
+            let wait = match self.send(path, accept).await {
                 Ok(answer) if answer.status().is_success() => return Ok(answer),
                 Ok(answer) => {
                     let status = answer.status();
@@ -312,8 +323,8 @@ impl Client {
         }
     }
 
-    /// One GET, with the credential and, for a manifest, the media types we read.
-    async fn send(&self, path: &str, manifest: bool) -> Result<Answer, reqwest::Error> {
+    /// One GET, with the credential and the media types we read (a manifest's, a document's).
+    pub(super) async fn send(&self, path: &str, accept: Option<&str>) -> Result<Answer, reqwest::Error> {
         let authorization = match &self.credential {
             Credential::Anonymous => None,
             Credential::AccessToken(token) => {
@@ -326,8 +337,8 @@ impl Client {
         match &self.transport {
             Transport::Http { http, base } => {
                 let mut request = http.get(format!("{base}{path}"));
-                if manifest {
-                    request = request.header(reqwest::header::ACCEPT, &self.accept);
+                if let Some(accept) = accept {
+                    request = request.header(reqwest::header::ACCEPT, accept);
                 }
                 if let Some(authorization) = authorization {
                     request = request.header(reqwest::header::AUTHORIZATION, authorization);
@@ -336,8 +347,8 @@ impl Client {
             }
             Transport::InProcess { router } => {
                 let mut request = http::Request::get(path);
-                if manifest {
-                    request = request.header(http::header::ACCEPT, &self.accept);
+                if let Some(accept) = accept {
+                    request = request.header(http::header::ACCEPT, accept);
                 }
                 if let Some(authorization) = authorization {
                     request = request.header(http::header::AUTHORIZATION, authorization);
@@ -422,7 +433,23 @@ fn error_message(status: http::StatusCode, body: &[u8]) -> String {
         #[serde(default)]
         message: String,
     }
+    /// npm's error shape.
+    #[derive(serde::Deserialize)]
+    struct NpmError {
+        error: String,
+    }
     let reason = status.canonical_reason().unwrap_or("error");
+    if let Ok(npm) = serde_json::from_slice::<NpmError>(body) {
+        return npm.error;
+    }
+    // PyPI's: a line of text.
+    if let Ok(text) = std::str::from_utf8(body)
+        && !text.trim().is_empty()
+        && text.len() <= 500
+        && !text.trim_start().starts_with(['<', '{'])
+    {
+        return text.trim().to_owned();
+    }
     match serde_json::from_slice::<Envelope>(body) {
         Ok(envelope) if !envelope.errors.is_empty() => envelope
             .errors
@@ -450,5 +477,7 @@ mod tests {
             error_message(http::StatusCode::BAD_GATEWAY, b"<html>"),
             "Bad Gateway (no OCI error in the answer)"
         );
+        assert_eq!(error_message(http::StatusCode::FORBIDDEN, br#"{"error":"denied"}"#), "denied");
+        assert_eq!(error_message(http::StatusCode::NOT_FOUND, b"no such project\n"), "no such project");
     }
 }

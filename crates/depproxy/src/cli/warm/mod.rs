@@ -1,5 +1,6 @@
 //! `depproxy cache warm`: pulls every platform of images through a running proxy, as a client, so
-//! that later pulls are cache hits.
+//! that later pulls are cache hits; for a package group (npm, PyPI), a package's document and the
+//! files of a version (`packages`).
 //!
 //! It only speaks the registry API to the proxy's public listener, so it works the same against
 //! `serve` and against a gateway of a split deployment, and it leaves every decision (what is
@@ -13,12 +14,14 @@
 
 mod client;
 mod manifest;
+mod packages;
 mod plan;
 mod progress;
 mod report;
 mod run;
 
 pub use client::{Client, Credential, TOKEN_USERNAME, Transport};
+pub use packages::{ListedFile, NPM_ACCEPT, PYPI_ACCEPT, PackageArg, PackageListing, parse_package};
 pub use plan::{DEFAULT_CONCURRENCY, WarmOptions, default_proxy_url};
-pub use report::{WarmFailed, WarmFailure, WarmSummary};
+pub use report::{WarmFailed, WarmFailure, WarmKind, WarmSummary};
 pub use run::{warm, warm_tags};

@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use oci::{Digest, GroupPath, Reference, RepositoryName, Tag};
 
+use super::packages::{PackageArg, parse_package};
+
 /// How many blobs (and manifests) are fetched at once unless told otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
@@ -15,7 +17,8 @@ pub struct WarmOptions {
     pub proxy: String,
     /// The group path (`default` for the mirror group).
     pub group: String,
-    /// `IMAGE[:TAG|@DIGEST]`, tag `latest` when neither is given.
+    /// `IMAGE[:TAG|@DIGEST]`, tag `latest` when neither is given; for a package group
+    /// `NAME[@VERSION]` (PyPI also `NAME==VERSION`).
     pub images: Vec<String>,
     /// An access token for groups with `access = "token"`.
     pub token: Option<String>,
@@ -55,7 +58,6 @@ pub fn default_proxy_url(listen: SocketAddr) -> String {
 
 /// The arguments, validated before any request: a typo fails fast instead of after a long run.
 pub(super) struct Plan {
-    pub(super) group: GroupPath,
     pub(super) images: Vec<ImageRef>,
 }
 
@@ -67,9 +69,38 @@ pub(super) struct ImageRef {
 }
 
 impl Plan {
+    /// The group the options name.
+    pub(super) fn group(options: &WarmOptions) -> anyhow::Result<GroupPath> {
+        GroupPath::parse(&options.group)
+            .map_err(|error| anyhow::anyhow!("--group {:?}: {}", options.group, error.message))
+    }
+
+    /// The arguments as packages of a `format` group, every one valid (else none is warmed).
+    pub(super) fn packages(options: &WarmOptions, format: cache::Format) -> anyhow::Result<Vec<PackageArg>> {
+        let form = if format == cache::Format::Pypi { "NAME[==VERSION]" } else { "NAME[@VERSION]" };
+        if options.images.is_empty() {
+            anyhow::bail!("no package to warm: name at least one {form}");
+        }
+        let mut packages = Vec::new();
+        let mut invalid = Vec::new();
+        for written in &options.images {
+            match parse_package(format, written) {
+                Ok(package) => packages.push(package),
+                Err(why) => invalid.push(format!("{written:?}: {why}")),
+            }
+        }
+        if !invalid.is_empty() {
+            anyhow::bail!(
+                "invalid package(s) for {format} group {}, nothing was warmed (expected {form}):\n  {}",
+                options.group,
+                invalid.join("\n  ")
+            );
+        }
+        Ok(packages)
+    }
+
     pub(super) fn parse(options: &WarmOptions) -> anyhow::Result<Plan> {
-        let group = GroupPath::parse(&options.group)
-            .map_err(|error| anyhow::anyhow!("--group {:?}: {}", options.group, error.message))?;
+        Self::group(options)?;
         if options.images.is_empty() {
             anyhow::bail!("no image to warm: name at least one IMAGE[:TAG|@DIGEST]");
         }
@@ -84,13 +115,13 @@ impl Plan {
         if !invalid.is_empty() {
             anyhow::bail!("invalid image reference(s), nothing was warmed:\n  {}", invalid.join("\n  "));
         }
-        Ok(Plan { group, images })
+        Ok(Plan { images })
     }
 }
 
 impl Plan {
     /// Tags already known to be valid (scheduled warming's), each written `IMAGE:TAG`.
-    pub(super) fn of_tags(group: GroupPath, tags: &[(RepositoryName, Tag)]) -> Plan {
+    pub(super) fn of_tags(tags: &[(RepositoryName, Tag)]) -> Plan {
         let images = tags
             .iter()
             .map(|(name, tag)| ImageRef {
@@ -99,7 +130,7 @@ impl Plan {
                 reference: Reference::Tag(tag.clone()),
             })
             .collect();
-        Plan { group, images }
+        Plan { images }
     }
 }
 

@@ -7,9 +7,9 @@ use indicatif::HumanBytes;
 /// What one object's fetch ended with, when it did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WarmFailure {
-    /// The image argument as given.
+    /// The image (package) argument as given.
     pub image: String,
-    /// `manifest <ref>` or `blob <digest>`.
+    /// `manifest <ref>` or `blob <digest>`; `document <name>` or `file <path>`.
     pub object: String,
     /// The proxy's HTTP status, when it answered.
     pub status: Option<u16>,
@@ -27,17 +27,27 @@ impl fmt::Display for WarmFailure {
     }
 }
 
+/// What a run warmed: images (manifests and blobs) or packages (documents and files).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WarmKind {
+    #[default]
+    Images,
+    Packages,
+}
+
 /// What a warm run did. Whether an object was already cached is the proxy's secret (a hit and a
 /// miss look the same to a client), so only what was fetched through the proxy is counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WarmSummary {
-    /// Images asked for.
+    /// Images, or packages (whose documents and files are counted as `manifests` and `blobs`).
+    pub kind: WarmKind,
+    /// Images (packages) asked for.
     pub images: usize,
-    /// Images with at least one object that could not be fetched.
+    /// Images (packages) with at least one object that could not be fetched.
     pub images_failed: usize,
-    /// Manifests (indexes included) fetched.
+    /// Manifests (indexes included) fetched; a package's documents.
     pub manifests: usize,
-    /// Config and layer blobs fetched.
+    /// Config and layer blobs fetched; a package's files.
     pub blobs: usize,
     /// Bytes of manifests and blobs received.
     pub bytes: u64,
@@ -54,9 +64,13 @@ impl WarmSummary {
 
 impl fmt::Display for WarmSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, documents, files) = match self.kind {
+            WarmKind::Images => ("image", "manifest", "blob"),
+            WarmKind::Packages => ("package", "document", "file"),
+        };
         write!(
             f,
-            "warmed {} of {} image(s): {} manifest(s), {} blob(s), {} fetched through the proxy",
+            "warmed {} of {} {what}(s): {} {documents}(s), {} {files}(s), {} fetched through the proxy",
             self.images - self.images_failed,
             self.images,
             self.manifests,

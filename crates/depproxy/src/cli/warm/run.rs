@@ -7,10 +7,11 @@ use std::sync::atomic::AtomicU64;
 
 use futures_util::StreamExt as _;
 use indicatif::HumanBytes;
-use oci::{Digest, GroupPath, Reference, RepositoryName, Tag};
+use oci::{Digest, Reference, RepositoryName, Tag};
 
 use super::client::Client;
 use super::manifest::Fetched;
+use super::packages::warm_packages;
 use super::plan::{Plan, WarmOptions};
 use super::progress::Progress;
 use super::report::{ObjectError, WarmFailed, WarmFailure, WarmSummary};
@@ -19,26 +20,40 @@ use super::report::{ObjectError, WarmFailed, WarmFailure, WarmSummary};
 /// attestations included), and every config and layer blob. Everything is tried; `Ok` only when
 /// everything succeeded, else [`WarmFailed`] with the summary. Problems that would fail every
 /// object (a bad argument, an unreachable proxy, refused credentials) end the run early.
+///
+/// A package group (npm, PyPI: the proxy says which) warms packages instead: each argument
+/// `NAME[@VERSION]` (PyPI also `NAME==VERSION`), its document and its version's files.
 pub async fn warm(options: &WarmOptions) -> anyhow::Result<WarmSummary> {
-    let plan = Plan::parse(options)?;
-    let client = Client::new(options, plan.group.clone())?;
+    let group = Plan::group(options)?;
+    let client = Client::new(options, group)?;
     client.check_reachable().await?;
-    let progress = Progress::new();
-    let summary = run_plan(&client, &plan, options.concurrency, &progress).await?;
+    let format = client.group_format().await?;
+    let summary = if format.is_package() {
+        let packages = Plan::packages(options, format)?;
+        let progress = Progress::new();
+        let summary = warm_packages(&client, format, &packages, options.concurrency, &progress).await;
+        progress.finish();
+        if client.refused() {
+            anyhow::bail!(client.refusal_message());
+        }
+        summary
+    } else {
+        let plan = Plan::parse(options)?;
+        run_plan(&client, &plan, options.concurrency, &Progress::new()).await?
+    };
     if summary.is_success() { Ok(summary) } else { Err(WarmFailed { summary }.into()) }
 }
 
-/// Warms `tags` of `group` through `client` as [`warm`] does, silently, counting the bytes
-/// received into `received`: scheduled warming's pull. Objects that fail are in the summary;
-/// `Err` only when nothing could be pulled (credentials refused).
+/// Warms `tags` of the client's group through `client` as [`warm`] does, silently, counting the
+/// bytes received into `received`: scheduled warming's pull. Objects that fail are in the
+/// summary; `Err` only when nothing could be pulled (credentials refused).
 pub async fn warm_tags(
     client: &Client,
-    group: GroupPath,
     tags: &[(RepositoryName, Tag)],
     concurrency: usize,
     received: Arc<AtomicU64>,
 ) -> anyhow::Result<WarmSummary> {
-    let plan = Plan::of_tags(group, tags);
+    let plan = Plan::of_tags(tags);
     run_plan(client, &plan, concurrency, &Progress::silent(received)).await
 }
 
@@ -108,6 +123,7 @@ impl State {
 
     fn into_summary(self, plan: &Plan) -> WarmSummary {
         WarmSummary {
+            kind: super::report::WarmKind::Images,
             images: plan.images.len(),
             images_failed: self.failed_images.len(),
             manifests: self.manifests,

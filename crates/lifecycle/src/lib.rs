@@ -43,8 +43,8 @@ pub use stats::{GroupStats, HOURS, HourTraffic, StoreStats, UpstreamShare};
 pub use sweep::SweepReport;
 pub use warm_report::{WarmEntryReport, WarmOutcome, WarmPatternReport, WarmReport, WarmTagReport};
 pub use warming::{
-    PullFailure, PullFuture, PullOutcome, WARM_JOB_KIND, WarmError, WarmGroup, WarmPuller, WarmTarget,
-    WarmTrigger, Warming,
+    PackageTarget, PackageVersions, PullFailure, PullFuture, PullOutcome, VersionsFuture, WARM_JOB_KIND,
+    WarmError, WarmGroup, WarmPuller, WarmTarget, WarmTrigger, Warming,
 };
 
 #[cfg(test)]

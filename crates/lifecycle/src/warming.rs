@@ -11,6 +11,11 @@
 //!
 //! Pulling is someone else's: a [`WarmPuller`] (the binary's: through the gateway of the same
 //! process in `serve`, through a gateway at `public_url` in split mode).
+//!
+//! A package group's entries (`packages = ["lodash@4.*"]`) are resolved against the package's
+//! document, read through the proxy (so it is warmed as well): npm's `versions`, PyPI's file
+//! names; every file of a picked version is pulled (PyPI: each wheel, the sdist and the PEP 658
+//! metadata files).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,7 +76,57 @@ pub struct PullFailure {
 /// A pull in progress.
 pub type PullFuture<'a> = Pin<Box<dyn Future<Output = Result<PullOutcome, String>> + Send + 'a>>;
 
-/// Pulls tags through the proxy, as a client would: every manifest of an index and every blob.
+/// What a package's document lists, read through the proxy (which so holds the document).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageVersions {
+    /// Every version with a file, in the document's order.
+    pub versions: Vec<String>,
+    /// npm's `latest` dist-tag.
+    pub latest: Option<String>,
+    /// Each listed file: its version and its path on the proxy.
+    pub files: Vec<(String, String)>,
+    /// Bytes of the document.
+    pub bytes: u64,
+}
+
+impl PackageVersions {
+    /// The version a pattern without one means: npm's `latest` dist-tag, else the newest final
+    /// release listed (PEP 440: no letters but `post` after the numbers), else the newest.
+    pub fn latest(&self) -> Option<String> {
+        let final_release = |version: &&String| {
+            let rest = version.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == 'v');
+            !rest.to_ascii_lowercase().replace("post", "").chars().any(|c| c.is_ascii_alphabetic())
+        };
+        let newest =
+            |versions: Vec<&String>| versions.into_iter().min_by(|a, b| cache::newest_first(a, b)).cloned();
+        self.latest
+            .clone()
+            .or_else(|| newest(self.versions.iter().filter(final_release).collect()))
+            .or_else(|| newest(self.versions.iter().collect()))
+    }
+}
+
+/// A package's document read in progress.
+pub type VersionsFuture<'a> = Pin<Box<dyn Future<Output = Result<PackageVersions, String>> + Send + 'a>>;
+
+/// A package version's files to pull through the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageTarget {
+    pub package: String,
+    pub version: String,
+    /// Paths on the proxy.
+    pub files: Vec<String>,
+}
+
+impl PackageTarget {
+    /// `lodash@4.17.21`: how a pull names it in its failures.
+    pub fn written(&self) -> String {
+        format!("{}@{}", self.package, self.version)
+    }
+}
+
+/// Pulls tags through the proxy, as a client would: every manifest of an index and every blob;
+/// for a package group, a package's document and a version's files.
 pub trait WarmPuller: Send + Sync {
     /// Pulls every target from `group`, counting the bytes received into `bytes` as they come.
     /// `Err`: nothing could be pulled (no proxy to pull through, credentials refused).
@@ -81,6 +136,29 @@ pub trait WarmPuller: Send + Sync {
         targets: &'a [WarmTarget],
         bytes: Arc<AtomicU64>,
     ) -> PullFuture<'a>;
+
+    /// Reads `package`'s document of package group `group` (of `format`) through the proxy.
+    fn package_versions<'a>(
+        &'a self,
+        group: &'a GroupPath,
+        format: cache::Format,
+        package: &'a str,
+    ) -> VersionsFuture<'a> {
+        let _ = (group, format, package);
+        Box::pin(async { Err("this puller does not read package documents".to_owned()) })
+    }
+
+    /// Pulls every file of `targets` from package group `group`, counting bytes into `bytes`
+    /// (their files count as `blobs`).
+    fn pull_packages<'a>(
+        &'a self,
+        group: &'a GroupPath,
+        targets: &'a [PackageTarget],
+        bytes: Arc<AtomicU64>,
+    ) -> PullFuture<'a> {
+        let _ = (group, targets, bytes);
+        Box::pin(async { Err("this puller does not pull package files".to_owned()) })
+    }
 }
 
 /// A group's `warm` entries.
@@ -95,7 +173,9 @@ pub struct WarmGroup {
 pub enum WarmError {
     #[error("no group {0:?}")]
     UnknownGroup(String),
-    #[error("group {0} has no warm schedule: give it warm = [{{ images = [\"NAME:TAG\"], every = \"6h\" }}]")]
+    #[error(
+        "group {0} has no warm schedule: give it warm = [{{ images = [\"NAME:TAG\"], every = \"6h\" }}] (a package group: packages = [\"NAME@VERSION\"])"
+    )]
     NoSchedule(String),
     #[error(transparent)]
     Metadata(#[from] MetadataError),
@@ -419,6 +499,9 @@ impl Warming {
         report: &mut WarmReport,
         progress: &mut JobProgress,
     ) {
+        if settings.format.is_package() {
+            return self.resolve_and_pull_packages(settings, schedule, job, entry, report, progress).await;
+        }
         let mut targets: Vec<WarmTarget> = Vec::new();
         // Where each target's outcome goes: (pattern, tag) of `entry`.
         let mut slots: Vec<(usize, usize)> = Vec::new();
@@ -513,6 +596,141 @@ impl Warming {
             }
             if let Some(report) =
                 entry.patterns.get_mut(pattern).and_then(|pattern| pattern.tags.get_mut(tag))
+            {
+                report.outcome = WarmOutcome::Failed;
+                report.message = Some(messages.join("; "));
+            }
+        }
+    }
+
+    /// A package group's entry: each pattern's document read through the proxy (so it is
+    /// warmed too), its versions picked (an exact one; `latest`: npm's dist-tag, PyPI's newest
+    /// final release; a glob: the newest `keep` it matches), each checked against the group's
+    /// rules, then every file of the picked versions pulled.
+    async fn resolve_and_pull_packages(
+        &self,
+        settings: &GroupSettings,
+        schedule: &WarmSchedule,
+        job: &str,
+        entry: &mut WarmEntryReport,
+        report: &mut WarmReport,
+        progress: &mut JobProgress,
+    ) {
+        let Some(puller) = self.puller.get() else {
+            for pattern in &schedule.patterns {
+                entry.patterns.push(WarmPatternReport {
+                    pattern: pattern.as_str().to_owned(),
+                    listed: None,
+                    upstream: None,
+                    truncated: false,
+                    error: Some("this control plane has no gateway to pull through".to_owned()),
+                    tags: Vec::new(),
+                });
+            }
+            return;
+        };
+        let mut targets: Vec<PackageTarget> = Vec::new();
+        let mut slots: Vec<(usize, usize)> = Vec::new();
+        for pattern in &schedule.patterns {
+            let mut resolved = WarmPatternReport {
+                pattern: pattern.as_str().to_owned(),
+                listed: None,
+                upstream: None,
+                truncated: false,
+                error: None,
+                tags: Vec::new(),
+            };
+            let package = match settings.format.package_name(pattern.name()) {
+                Ok(package) => package,
+                Err(error) => {
+                    resolved.error = Some(error.to_string());
+                    entry.patterns.push(resolved);
+                    continue;
+                }
+            };
+            let listing = match puller.package_versions(&settings.path, settings.format, &package).await {
+                Ok(listing) => listing,
+                Err(error) => {
+                    resolved.error = Some(format!("cannot read its document: {error}"));
+                    entry.patterns.push(resolved);
+                    continue;
+                }
+            };
+            report.manifests += 1;
+            report.bytes += listing.bytes;
+            resolved.listed = Some(listing.versions.len());
+            let versions = match pattern.exact_tag() {
+                Some("latest") => listing.latest().into_iter().collect(),
+                Some(version) => vec![version.to_owned()],
+                None => pattern.select(&listing.versions, schedule.keep),
+            };
+            progress.total += versions.len() as u64;
+            for version in versions {
+                let mut checked = WarmTagReport {
+                    tag: version.clone(),
+                    outcome: WarmOutcome::Fetched,
+                    digest: None,
+                    previous: None,
+                    message: None,
+                };
+                let files: Vec<String> = listing
+                    .files
+                    .iter()
+                    .filter(|(listed, _)| *listed == version)
+                    .map(|(_, path)| path.clone())
+                    .collect();
+                let refusal = settings.policy.with(|policy| policy.names.check(&package, Some(&version)));
+                if let Err(refusal) = refusal {
+                    checked.outcome = WarmOutcome::Denied;
+                    checked.message = Some(match refusal {
+                        Refusal::Denied { pattern } => format!("deny pattern {pattern:?} refuses it"),
+                        Refusal::NotAllowed => "no allow pattern of the group matches it".to_owned(),
+                    });
+                    progress.done += 1;
+                } else if files.is_empty() {
+                    checked.outcome = WarmOutcome::Failed;
+                    checked.message = Some(format!("the document lists no file of version {version}"));
+                    progress.done += 1;
+                } else {
+                    slots.push((entry.patterns.len(), resolved.tags.len()));
+                    targets.push(PackageTarget { package: package.clone(), version, files });
+                }
+                resolved.tags.push(checked);
+            }
+            entry.patterns.push(resolved);
+        }
+        self.note_progress(job, progress).await;
+        if targets.is_empty() {
+            return;
+        }
+        let bytes = Arc::new(AtomicU64::new(0));
+        let pull = puller.pull_packages(&settings.path, &targets, bytes.clone());
+        let pulled = self.following(pull, job, progress, &bytes).await;
+        progress.done += targets.len() as u64;
+        progress.bytes += bytes.load(Ordering::Relaxed);
+        self.note_progress(job, progress).await;
+        let failures = match pulled {
+            Ok(outcome) => {
+                report.manifests += outcome.manifests;
+                report.blobs += outcome.blobs;
+                report.bytes += outcome.bytes;
+                outcome.failures
+            }
+            Err(message) => targets
+                .iter()
+                .map(|target| PullFailure { target: target.written(), message: message.clone() })
+                .collect(),
+        };
+        for (target, (pattern, tag)) in targets.iter().zip(slots) {
+            let written = target.written();
+            let messages: Vec<&str> = failures
+                .iter()
+                .filter(|failure| failure.target == written)
+                .map(|failure| failure.message.as_str())
+                .collect();
+            if let Some(report) =
+                entry.patterns.get_mut(pattern).and_then(|pattern| pattern.tags.get_mut(tag))
+                && !messages.is_empty()
             {
                 report.outcome = WarmOutcome::Failed;
                 report.message = Some(messages.join("; "));

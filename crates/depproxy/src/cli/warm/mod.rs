@@ -21,7 +21,9 @@ mod report;
 mod run;
 
 pub use client::{Client, Credential, TOKEN_USERNAME, Transport};
-pub use packages::{ListedFile, NPM_ACCEPT, PYPI_ACCEPT, PackageArg, PackageListing, parse_package};
+pub use packages::{
+    ListedFile, NPM_ACCEPT, PYPI_ACCEPT, PackageArg, PackageListing, parse_package, read_package, warm_files,
+};
 pub use plan::{DEFAULT_CONCURRENCY, WarmOptions, default_proxy_url};
 pub use report::{WarmFailed, WarmFailure, WarmKind, WarmSummary};
 pub use run::{warm, warm_tags};

@@ -9,12 +9,12 @@
 //! group's format is asked of the proxy itself (`group_format`): the proxy is what decides.
 
 use cache::{Format, newest_first};
-use futures_util::StreamExt as _;
 use indicatif::HumanBytes;
 
 use super::client::Client;
 use super::progress::Progress;
 use super::report::{ObjectError, WarmFailure, WarmKind, WarmSummary};
+use super::run::bounded;
 
 /// What `npm install` sends for a packument (the abbreviated form, which builds read).
 pub const NPM_ACCEPT: &str = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
@@ -257,6 +257,52 @@ impl Client {
     }
 }
 
+/// `package`'s document through `client`, silently (scheduled warming's read): what it lists,
+/// or why it could not be read.
+pub async fn read_package(client: &Client, format: Format, package: &str) -> Result<PackageListing, String> {
+    let progress = Progress::silent(std::sync::Arc::default());
+    client.package_listing(format, package, &progress).await.map_err(|error| error.to_string())
+}
+
+/// Reads every file of `targets` (each named as its failures are, e.g. `lodash@4.17.21`, with
+/// its files' paths on the proxy) through `client`, `concurrency` at once, counting the bytes
+/// into `received`: scheduled warming's pull. `Err` only when the proxy refused the
+/// credentials.
+pub async fn warm_files(
+    client: &Client,
+    targets: &[(String, Vec<String>)],
+    concurrency: usize,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<WarmSummary> {
+    let progress = Progress::silent(received);
+    let mut summary =
+        WarmSummary { kind: WarmKind::Packages, images: targets.len(), ..WarmSummary::default() };
+    let jobs: Vec<(&String, &String)> =
+        targets.iter().flat_map(|(written, paths)| paths.iter().map(move |path| (written, path))).collect();
+    let mut failed = std::collections::BTreeSet::new();
+    let settle = |(written, path, result): (&String, &String, Result<u64, ObjectError>)| match result {
+        Ok(bytes) => {
+            summary.blobs += 1;
+            summary.bytes += bytes;
+        }
+        Err(error) => {
+            failed.insert(written.clone());
+            summary.failures.push(WarmFailure {
+                image: written.clone(),
+                object: format!("file {path}"),
+                status: error.status,
+                message: error.message,
+            });
+        }
+    };
+    bounded(jobs, concurrency, |job| fetch_file(client, &progress, job), settle).await;
+    if client.refused() {
+        anyhow::bail!(client.refusal_message());
+    }
+    summary.images_failed = failed.len();
+    Ok(summary)
+}
+
 /// One package's warm: its document, then its version's files.
 struct PackageRun {
     documents: usize,
@@ -328,27 +374,31 @@ async fn warm_package(
     progress.manifest(&format!("document {} ({})", package.name, HumanBytes(listing.bytes)));
     let files = listing.files_of(&version);
     progress.start_blobs(files.len(), 0);
-    let mut fetches = futures_util::stream::iter(files.iter().map(|file| async move {
-        let result = client.package_file(&file.path, progress).await;
-        (*file, result)
-    }))
-    .buffer_unordered(concurrency.max(1));
     let mut outcomes = Vec::new();
-    while let Some(outcome) = fetches.next().await {
-        outcomes.push(outcome);
-    }
-    drop(fetches);
-    for (file, result) in outcomes {
+    let jobs: Vec<(&String, &String)> = files.iter().map(|file| (&package.written, &file.path)).collect();
+    bounded(jobs, concurrency, |job| fetch_file(client, progress, job), |outcome| outcomes.push(outcome))
+        .await;
+    for (_, path, result) in outcomes {
         match result {
             Ok(bytes) => {
                 run.files += 1;
                 run.bytes += bytes;
-                progress.blob(&format!("{} {version}: {} ({})", package.name, file.path, HumanBytes(bytes)));
+                progress.blob(&format!("{} {version}: {path} ({})", package.name, HumanBytes(bytes)));
             }
-            Err(error) => fail(format!("file {}", file.path), error),
+            Err(error) => fail(format!("file {path}"), error),
         }
     }
     run
+}
+
+/// Reads one file (of the package named `written`) through the proxy. (A named async fn: see
+/// [`bounded`].)
+async fn fetch_file<'j>(
+    client: &Client,
+    progress: &Progress,
+    (written, path): (&'j String, &'j String),
+) -> (&'j String, &'j String, Result<u64, ObjectError>) {
+    (written, path, client.package_file(path, progress).await)
 }
 
 #[cfg(test)]

@@ -260,8 +260,12 @@ impl Run<'_> {
 /// it ends. (A `FuturesUnordered` fed by hand, with named async fns: a stream of closures returning
 /// async blocks over borrowed state is a future the compiler cannot prove `Send` for, and
 /// scheduled warming runs this on a spawned task.)
-async fn bounded<J, F, Fut>(jobs: Vec<J>, concurrency: usize, work: F, mut settle: impl FnMut(Fut::Output))
-where
+pub(super) async fn bounded<J, F, Fut>(
+    jobs: Vec<J>,
+    concurrency: usize,
+    work: F,
+    mut settle: impl FnMut(Fut::Output),
+) where
     F: Fn(J) -> Fut,
     Fut: Future,
 {

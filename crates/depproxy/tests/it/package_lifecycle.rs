@@ -1,15 +1,18 @@
 //! The operator's side of package groups (npm, PyPI), through a running proxy in front of a small
 //! package upstream: statistics count documents and files (admin API, `cache stats`, metrics,
 //! the status page), a package is purged by name (admin API and `cache purge --package`) and the
-//! next request fetches it again, image flags on a package group are refused, and pinned
-//! packages outlive their TTL.
+//! next request fetches it again, image flags on a package group are refused, pinned packages
+//! outlive their TTL, and warming — `depproxy cache warm` and `warm = [{ packages = … }]` —
+//! fetches a package's document and its version's files through the proxy.
 
 use std::time::Duration;
 
 use crate::support::fake_packages::FakePackages;
 use crate::support::{Options, TestProxy, client};
 use depproxy::cli::admin::PurgeOnly;
+use depproxy::cli::warm::{WarmFailed, WarmKind, WarmOptions, warm};
 use http::StatusCode;
+use lifecycle::WarmOutcome;
 use metadata::{Clock, Metadata};
 
 /// An npm group `js` and a PyPI group `python` on `fake`, `js` with `extra` lines.
@@ -218,4 +221,146 @@ async fn pinned_packages_outlive_their_ttl_and_the_rest_is_fetched_again() {
     assert_eq!(fake.count("GET", "/-/"), 0, "pinned tarballs are hits: {:?}", fake.log());
     assert_eq!(get(&proxy, "/npm/js/react/-/react-18.3.1.tgz").await, b"react 18.3.1");
     assert_eq!(fake.count("GET", "/npm/react/-/react-18.3.1.tgz"), 1, "expired: fetched again");
+}
+
+fn warm_options(proxy: &TestProxy, group: &str, packages: &[&str]) -> WarmOptions {
+    WarmOptions {
+        proxy: proxy.url.clone(),
+        group: group.to_owned(),
+        images: packages.iter().map(|package| (*package).to_owned()).collect(),
+        token: None,
+        concurrency: 4,
+        proxy_origin: "--proxy".into(),
+        config: None,
+    }
+}
+
+#[tokio::test]
+async fn cache_warm_fetches_a_package_s_document_and_its_version_s_files() {
+    let fake = FakePackages::start().await;
+    publish(&fake);
+    fake.pypi_project(
+        "zope-interface",
+        &[("zope.interface-6.0.tar.gz", b"zope 6.0"), ("zope.interface-7.0rc1.tar.gz", b"zope 7.0rc1")],
+    );
+    let proxy = TestProxy::start(Options::toml(&config(&fake, ""))).await;
+
+    // npm: an exact version, and a package without one (its `latest` dist-tag).
+    let summary =
+        warm(&warm_options(&proxy, "js", &["lodash@4.17.20", "@internal/tools", "react"])).await.unwrap();
+    assert_eq!(
+        (summary.kind, summary.images, summary.manifests, summary.blobs),
+        (WarmKind::Packages, 3, 3, 3),
+        "{summary}"
+    );
+    assert!(
+        summary.to_string().starts_with("warmed 3 of 3 package(s): 3 document(s), 3 file(s)"),
+        "{summary}"
+    );
+    for tarball in [
+        "/npm/lodash/-/lodash-4.17.20.tgz",
+        "/npm/@internal/tools/-/tools-0.1.0.tgz",
+        "/npm/react/-/react-18.3.1.tgz",
+    ] {
+        assert_eq!(fake.count("GET", tarball), 1, "{tarball}: {:?}", fake.log());
+    }
+    assert_eq!(fake.count("GET", "lodash-4.17.21.tgz"), 0, "only the version asked for");
+    proxy.settled().await;
+    fake.clear_log();
+    assert_eq!(get(&proxy, "/npm/js/lodash/-/lodash-4.17.20.tgz").await, b"lodash 4.17.20");
+    assert!(fake.log().is_empty(), "warmed: a hit {:?}", fake.log());
+
+    // PyPI: `==` names a version (every file of it); none: the newest final release.
+    let summary =
+        warm(&warm_options(&proxy, "python", &["requests==2.32.3", "Zope.Interface"])).await.unwrap();
+    assert_eq!((summary.manifests, summary.blobs), (2, 3), "{summary}");
+    assert_eq!(fake.count("GET", "/pypi/packages/requests-2.32.3"), 2, "the wheel and the sdist");
+    assert_eq!(fake.count("GET", "zope.interface-6.0.tar.gz"), 1, "7.0rc1 is a pre-release");
+    assert_eq!(fake.count("GET", "7.0rc1"), 0);
+    proxy.settled().await;
+    let stats = proxy.lifecycle.stats(Some("python")).await.unwrap();
+    assert_eq!((stats.groups[0].documents, stats.groups[0].artifacts), (2, 3));
+
+    // What cannot be warmed fails by name; a bad name stops the run before any request.
+    let error = warm(&warm_options(&proxy, "js", &["lodash@9.9.9", "react"])).await.unwrap_err();
+    let failed = &error.downcast_ref::<WarmFailed>().unwrap().summary;
+    assert_eq!((failed.images, failed.images_failed), (2, 1), "{failed}");
+    assert!(failed.failures[0].message.contains("version 9.9.9 is not listed"), "{failed}");
+    let error = warm(&warm_options(&proxy, "js", &["Lodash", "react@"])).await.unwrap_err().to_string();
+    assert!(error.contains("invalid package(s) for npm group js") && error.contains("lowercase"), "{error}");
+    assert!(error.contains("\"react@\""), "{error}");
+}
+
+/// Waits (up to 30 s) for the first run of `group`'s schedule to end; its job.
+async fn first_scheduled_run(proxy: &TestProxy, admin: &str, group: &str) -> admin::JobView {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = format!("{}/api/v1/groups/{group}/warm", proxy.admin_url);
+        let view: admin::WarmView =
+            client().get(url).bearer_auth(admin).send().await.unwrap().json().await.unwrap();
+        if let Some(job) = view.recent.first().filter(|job| job.state != "running") {
+            return job.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no run of {group}'s schedule ended: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn versions(job: &admin::JobView, pattern: &str) -> Vec<(String, WarmOutcome)> {
+    let report = job.warm.as_ref().unwrap_or_else(|| panic!("no report: {job:?}"));
+    let found =
+        report.entries.iter().flat_map(|entry| &entry.patterns).find(|found| found.pattern == pattern);
+    let found = found.unwrap_or_else(|| panic!("no pattern {pattern} in {report:?}"));
+    found.tags.iter().map(|tag| (tag.tag.clone(), tag.outcome)).collect()
+}
+
+#[tokio::test]
+async fn scheduled_warming_picks_versions_from_the_document_and_fetches_their_files() {
+    let fake = FakePackages::start().await;
+    publish(&fake);
+    let warm_js = r#"deny = ["react@18.*"]
+warm = [{ packages = ["lodash@4.17.*", "@internal/tools", "react@18.3.1", "left-pad@1.*"], every = "1h", keep = 1 }]"#;
+    let text = config(&fake, warm_js).replace(
+        "[[group]]\npath = \"python\"\nupstream = \"pypi\"\n",
+        "[[group]]\npath = \"python\"\nupstream = \"pypi\"\nwarm = [{ packages = [\"requests\"], every = \"1h\" }]\n",
+    );
+    let proxy = TestProxy::start(Options::toml(&text)).await;
+    let admin = admin_token(&proxy).await;
+
+    let js = first_scheduled_run(&proxy, &admin, "js").await;
+    assert_eq!(
+        versions(&js, "lodash@4.17.*"),
+        [("4.17.21".to_owned(), WarmOutcome::Fetched)],
+        "keep 1: the newest"
+    );
+    assert_eq!(
+        versions(&js, "@internal/tools"),
+        [("0.1.0".to_owned(), WarmOutcome::Fetched)],
+        "its latest tag"
+    );
+    assert_eq!(versions(&js, "react@18.3.1"), [("18.3.1".to_owned(), WarmOutcome::Denied)]);
+    let report = js.warm.as_ref().unwrap();
+    let missing = &report.entries[0].patterns[3];
+    assert!(
+        missing.error.as_deref().is_some_and(|error| error.contains("cannot read its document")),
+        "{report:?}"
+    );
+    assert_eq!((report.fetched, report.denied, report.blobs), (2, 1, 2), "{report:?}");
+    assert_eq!(js.state, "failed", "left-pad has no document: {js:?}");
+    assert_eq!(fake.count("GET", "/npm/lodash/-/lodash-4.17.21.tgz"), 1, "{:?}", fake.log());
+    assert_eq!(fake.count("GET", "lodash-4.17.20"), 0);
+    assert_eq!(fake.count("GET", "/npm/react/-/"), 0, "denied: not fetched");
+
+    let python = first_scheduled_run(&proxy, &admin, "python").await;
+    assert_eq!(python.state, "done", "{python:?}");
+    assert_eq!(versions(&python, "requests"), [("2.32.3".to_owned(), WarmOutcome::Fetched)]);
+    assert_eq!(python.warm.as_ref().unwrap().blobs, 2, "the wheel and the sdist");
+    proxy.settled().await;
+    let stats = proxy.lifecycle.stats(None).await.unwrap();
+    let counts = |name: &str| {
+        let group = stats.groups.iter().find(|group| group.group == name).unwrap();
+        (group.documents, group.artifacts)
+    };
+    assert_eq!(counts("js"), (3, 2), "3 documents (react's was read: its name is allowed), 2 tarballs");
+    assert_eq!(counts("python"), (1, 2));
 }

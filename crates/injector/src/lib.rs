@@ -585,13 +585,13 @@ mod tests {
         let error = Injector::decode(&old).unwrap_err();
         assert!(matches!(error, InjectorError::Version(1)));
         assert!(error.to_string().contains("same depproxy version"), "{error}");
-        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":4,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
+        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":5,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
         assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
         // A gateway of version 2 meeting a control plane of version 3 (which names several
         // sources): refused by version, not by the field it does not know.
         let ordered = format!(
             "send-dependency:{}",
-            URL_SAFE.encode(br#"{"v":4,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
+            URL_SAFE.encode(br#"{"v":5,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
         );
         assert!(matches!(Injector::decode(&ordered), Err(InjectorError::NoSource)), "never empty");
         let single = format!(
@@ -617,7 +617,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Delivery::Verified).unwrap(), r#""verified""#);
         assert_eq!(serde_json::to_string(&References::OciManifest).unwrap(), r#""oci-manifest""#);
         // Left out, they mean: stream as the bytes arrive, any type, no digest header.
-        let json = br#"{"v":4,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
+        let json = br#"{"v":5,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
             "verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#;
         let params: SendDependency = serde_json::from_slice(json).unwrap();
         assert_eq!((params.delivery, params.accept, params.digest_header), (Delivery::Streamed, None, None));
@@ -629,9 +629,9 @@ mod tests {
         let refused =
             Verdict { v: CONTRACT_VERSION, allow: false, reason: "CVE-2024-0001 (critical)".into() };
         let text = serde_json::to_string(&refused).unwrap();
-        assert_eq!(text, r#"{"v":4,"allow":false,"reason":"CVE-2024-0001 (critical)"}"#);
+        assert_eq!(text, r#"{"v":5,"allow":false,"reason":"CVE-2024-0001 (critical)"}"#);
         assert_eq!(serde_json::from_str::<Verdict>(&text).unwrap(), refused);
-        let allowed: Verdict = serde_json::from_str(r#"{"v":4,"allow":true}"#).unwrap();
+        let allowed: Verdict = serde_json::from_str(r#"{"v":5,"allow":true}"#).unwrap();
         assert!(allowed.allow && allowed.reason.is_empty());
         assert_eq!(Hold { decides_within_ms: 1500 }.decides_within(), std::time::Duration::from_millis(1500));
     }

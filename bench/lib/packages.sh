@@ -21,6 +21,7 @@ BN_PACKAGES=${BN_PACKAGES:-220}
 BP_PROJECTS=${BP_PROJECTS:-210}
 BN_CLIENTS=${BN_CLIENTS:-8}
 BP_CLIENTS=${BP_CLIENTS:-8}
+PKG_CLIENT_TIMEOUT=${PKG_CLIENT_TIMEOUT:-600}   # seconds: a client still running then is killed (and noted)
 PKG_DIR=$BENCH_DIR/pkg
 PKG_PY=$REPO/bench/lib/pkgbench.py
 PKG_LAB=${PKG_LAB:-$REPO/scripts/lab}   # start/stop scripts of the upstreams
@@ -123,7 +124,7 @@ http {
   uwsgi_temp_path $dir/tmp/uwsgi;
   scgi_temp_path $dir/tmp/scgi;
   client_max_body_size 100m;
-  log_format meter '\$msec \$server_port \$request_method \$request_uri \$status \$body_bytes_sent';
+  log_format meter '\$msec \$server_port \$request_method \$request_uri \$status \$body_bytes_sent "\$http_user_agent"';
 $(wants BN && meter_server "${PORT[npm-meter]}" "${URL[npm-up]}" npm)
 $(wants BP && meter_server "${PORT[pypi-meter]}" "${URL[pypi-up]}" pypi)
 }
@@ -291,7 +292,8 @@ EOF
 # devpi: one server directory initialised with the mirror index, copied for every fresh start.
 prepare_devpi_template() {
   local tpl=$PKG_DIR/devpi-template port=${PORT[devpi]} client
-  local want="mirror_url=${URL[pypi-meter]}/simple/ devpi-server $("$DEVPI_VENV/bin/devpi-server" --version)"
+  local options=("mirror_url=${URL[pypi-meter]}/simple/" mirror_cache_expiry=300 mirror_no_project_list=True volatile=False)
+  local want="${options[*]} devpi-server $("$DEVPI_VENV/bin/devpi-server" --version)"
   [ "$(cat "$tpl.stamp" 2>/dev/null)" = "$want" ] && return 0
   log "devpi: initialising $tpl (index root/lab, mirror of ${URL[pypi-meter]}/simple/)"
   rm -rf "$tpl" "$tpl.stamp"
@@ -303,8 +305,10 @@ prepare_devpi_template() {
   rm -rf "$client"
   "$DEVPI_VENV/bin/devpi" --clientdir "$client" use "${URL[devpi]}" >&2
   "$DEVPI_VENV/bin/devpi" --clientdir "$client" login root --password '' >&2
-  "$DEVPI_VENV/bin/devpi" --clientdir "$client" index -c root/lab type=mirror \
-    "mirror_url=${URL[pypi-meter]}/simple/" mirror_cache_expiry=300 volatile=False >&2
+  # mirror_no_project_list: no fetch of the upstream's whole /simple/ listing to learn which
+  # projects exist (devpi's documented setting for upstreams whose listing is late or absent;
+  # with the list, concurrent first requests answered "project does not exist" while it loaded).
+  "$DEVPI_VENV/bin/devpi" --clientdir "$client" index -c root/lab type=mirror "${options[@]}" >&2
   stop_bg devpi-init
   echo "$want" >"$tpl.stamp"
 }
@@ -419,7 +423,9 @@ npm_client() {
       "$(npm_registry "$sys")" >"$dir/project/package-lock.json"
   fi
   t0=$EPOCHREALTIME
-  (cd "$dir/project" && npm "$mode" --userconfig "$PKG_DIR/npmrc" --prefer-online --registry "$(npm_registry "$sys")" \
+  # No npm configuration from this machine: --userconfig, and no npm_config_* variables.
+  (cd "$dir/project" && env $(env | sed -n 's/^\([Nn][Pp][Mm]_[Cc][Oo][Nn][Ff][Ii][Gg]_[^=]*\)=.*/-u \1/p') \
+    timeout "$PKG_CLIENT_TIMEOUT" npm "$mode" --userconfig "$PKG_DIR/npmrc" --prefer-online --registry "$(npm_registry "$sys")" \
     --cache "$dir/cache") >"$OUT/raw/$tag.log" 2>&1 || rc=$?
   calc "$EPOCHREALTIME - $t0" >"$RUN/clients/$tag.wall"
   echo "$rc" >"$RUN/clients/$tag.rc"
@@ -433,7 +439,9 @@ pip_client() {
   rm -rf "$dir"
   mkdir -p "$dir"
   t0=$EPOCHREALTIME
-  PIP_CONFIG_FILE=/dev/null python3 -m pip install --no-cache-dir --disable-pip-version-check --no-input \
+  # No pip configuration from this machine (files or PIP_* variables, e.g. PIP_FIND_LINKS).
+  env $(env | sed -n 's/^\(PIP_[A-Z_]*\)=.*/-u \1/p') PIP_CONFIG_FILE=/dev/null \
+    timeout "$PKG_CLIENT_TIMEOUT" python3 -m pip install --no-cache-dir --disable-pip-version-check --no-input \
     --target "$dir/site" --index-url "$(pip_index "$sys")" -r "$PIP_FIX/requirements.txt" \
     >"$OUT/raw/$tag.log" 2>&1 || rc=$?
   calc "$EPOCHREALTIME - $t0" >"$RUN/clients/$tag.wall"
@@ -544,7 +552,7 @@ pkg_note_cmds() {
     note_cmd "# BP (pip, $BP_EXPECTED projects; every system fresh before the cold runs):"
     note_cmd "bench/lib/pkgbench.py pip-fixture $PIP_FIX $BP_PROJECTS && scripts/lab/start-pypiserver.sh ${PORT[pypi-up]} $PIP_FIX/packages"
     note_cmd "PIP_CONFIG_FILE=/dev/null python3 -m pip install --no-cache-dir --disable-pip-version-check --no-input --target \$(mktemp -d) --index-url \$INDEX -r $PIP_FIX/requirements.txt   # cold, then warm; \$INDEX: depproxy $(pip_index depproxy), devpi $(pip_index devpi), nginx $(pip_index nginx-cache)"
-    note_cmd "devpi-init --serverdir DIR --no-root-pypi; devpi index -c root/lab type=mirror mirror_url=${URL[pypi-meter]}/simple/ mirror_cache_expiry=300   # devpi-server $DEVPI_SERVER_VERSION, once, copied per fresh start"
+    note_cmd "devpi-init --serverdir DIR --no-root-pypi; devpi index -c root/lab type=mirror mirror_url=${URL[pypi-meter]}/simple/ mirror_cache_expiry=300 mirror_no_project_list=True volatile=False   # devpi-server $DEVPI_SERVER_VERSION, once, copied per fresh start"
     note_cmd "# BP herd: $BP_CLIENTS × the pip install above at once on a fresh system; upstream requests/bytes from the meter nginx's log"
   fi
   note_cmd "nginx (meter, in front of each upstream): proxy_pass, proxy_buffering off, log_format '\$msec \$server_port \$request_method \$request_uri \$status \$body_bytes_sent'   # bench/lib/packages.sh"

@@ -341,10 +341,10 @@ def meter_count(log, since, port):
         for n, line in enumerate(f):
             if n < since:
                 continue
-            parts = line.split()
-            if len(parts) != 6 or parts[1] != port:
+            parts = line.split(None, 6)  # the 7th: "user agent"
+            if len(parts) < 6 or parts[1] != port:
                 continue
-            _, _, method, uri, status, size = parts
+            _, _, method, uri, status, size = parts[:6]
             out["requests"] += 1
             out["bytes"] += int(size)
             k = meter_kind(method, uri)

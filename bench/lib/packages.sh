@@ -5,7 +5,9 @@
 # and pypiserver serving the generated wheels. In front of each, a "meter" nginx that only passes
 # requests through (no cache, no buffering) and logs method, path, status and body bytes of every
 # response: every system's upstream URL is a meter, so upstream requests and bytes are counted the
-# same way for all of them (the upstreams' own logs do not give response sizes).
+# same way for all of them (the upstreams' own logs do not give response sizes). The meter asks
+# the origin for identity encoding, so every response has a Content-Length and the byte counts
+# are exact and repeatable.
 #
 # Systems (each fresh — empty data or cache directory — for every cold measurement):
 #   depproxy     [[upstream]] format npm / pypi → the meters; groups js (/npm/js/) and python
@@ -98,6 +100,9 @@ meter_server() {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$http_host;
+      # Identity encoding from the origin: Verdaccio gzips even tarballs for a client that accepts
+      # it, chunked, and the chunk framing (counted in \$body_bytes_sent) varies from run to run.
+      proxy_set_header Accept-Encoding "";
       proxy_buffering off;
       proxy_request_buffering off;
       proxy_read_timeout 10m;
@@ -486,7 +491,7 @@ pkg_herd() {
 # install (upstream requests and bytes counted), a warm one (new client, empty client cache); npm
 # also a warm and (fresh start) a cold `npm ci`; then (fresh start) N concurrent cold installs.
 pkg_scenario() {
-  local sc=$1 format=$2 sys rep line counts single_bytes herd expected n meter_port systems i
+  local sc=$1 format=$2 sys rep line counts single_bytes herd expected n meter_port systems i failed
   read -r -a systems <<<"$(pkg_systems "$format")"
   if [ "$format" = npm ]; then
     expected=$BN_EXPECTED n=$BN_CLIENTS meter_port=${PORT[npm-meter]}
@@ -527,8 +532,12 @@ pkg_scenario() {
       meter_settle
       line=$(meter_lines)
       herd=$(pkg_herd "$format" "$sys" install "$n" "$sc-$sys-$rep-herd")
-      for ((i = 1; i <= n; i++)); do client_ok "$sc-$sys-$rep-herd-$i" "$expected" "$sc $sys rep $rep herd client $i" || true; done
+      failed=0
+      for ((i = 1; i <= n; i++)); do
+        client_ok "$sc-$sys-$rep-herd-$i" "$expected" "$sc $sys rep $rep herd client $i" || failed=$((failed + 1))
+      done
       record "$sc.herd_slowest" "$sys" "$herd"
+      record "$sc.herd_failed" "$sys" "$failed"
       meter_settle
       counts=$(meter_since "$line" "$meter_port")
       record "$sc.herd_up_reqs" "$sys" "$(jget requests <<<"$counts")"

@@ -7,6 +7,11 @@
 #   - PostgreSQL listening on 127.0.0.1:5432 with trust auth for user postgres
 #   - moto_server (S3 test server) via `pip install 'moto[server]'`, oras-py via `pip install oras`
 #     (oras-py attaches signatures and SBOMs to images for the referrers tests)
+#   - the package-format upstreams (scripts/lab/start-verdaccio.sh, start-pypiserver.sh):
+#     Verdaccio 6.8.0 (the last that runs on Node 20) with `npm install --prefix` into
+#     $HOME/.cache/depproxy/verdaccio; a venv $HOME/.cache/depproxy/pypiserver-venv with
+#     pypiserver + waitress (its threaded server) and setuptools, wheel, build (the Python
+#     fixtures are built offline with `python -m build --no-isolation`)
 # Safe to run repeatedly; prints what it installed/started. Needs root (Debian 12).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -55,6 +60,30 @@ fi
 if ! python3 -c 'import oras.client' 2>/dev/null; then
   python3 -m pip install -q oras
   echo "installed oras (oras-py)"
+fi
+
+# npm and PyPI upstreams for the package-format tests. Node.js and npm come with the machine;
+# Debian's are the fallback.
+command -v npm >/dev/null || apt_install nodejs npm
+verdaccio_home=$HOME/.cache/depproxy/verdaccio
+verdaccio_version=6.8.0
+if [ "$(node -p "require('$verdaccio_home/node_modules/verdaccio/package.json').version" 2>/dev/null)" \
+  != "$verdaccio_version" ]; then
+  mkdir -p "$verdaccio_home"
+  npm install --prefix "$verdaccio_home" --no-audit --no-fund --omit=dev --loglevel error \
+    "verdaccio@$verdaccio_version" >/dev/null
+  echo "installed verdaccio $verdaccio_version in $verdaccio_home"
+fi
+pypi_venv=$HOME/.cache/depproxy/pypiserver-venv
+# Pinned: the fixtures' file names depend on setuptools (65 keeps names as written, e.g.
+# Dp.Gamma-1.0-py3-none-any.whl and dp-alpha-1.0.tar.gz, which later versions normalise).
+pypi_pins=(pypiserver==2.4.2 waitress==3.0.2 setuptools==65.5.0 wheel==0.48.0 build==1.6.1)
+if [ "$("$pypi_venv/bin/pip" freeze --all 2>/dev/null | grep -cxF -f <(printf '%s\n' "${pypi_pins[@]}"))" \
+  != "${#pypi_pins[@]}" ]; then
+  rm -rf "$pypi_venv"
+  python3 -m venv "$pypi_venv"
+  "$pypi_venv/bin/pip" install -q --disable-pip-version-check "${pypi_pins[@]}"
+  echo "installed ${pypi_pins[*]} in $pypi_venv"
 fi
 
 echo "test deps OK"

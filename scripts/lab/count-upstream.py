@@ -1,35 +1,87 @@
 #!/usr/bin/env python3
-"""Count registry access-log requests by method and kind.
+"""Count upstream requests in a lab server's log by method and kind (or by path).
 
-Usage: scripts/lab/count-upstream.py LOGFILE [--since-line N] [--pattern REGEX]
+Usage: scripts/lab/count-upstream.py LOGFILE [--since-line N] [--pattern REGEX] [--by-path]
+                                    [--format auto|apache|verdaccio|pypiserver]
        scripts/lab/count-upstream.py LOGFILE --lines
 
-Reads Apache-combined access-log lines (other lines, e.g. the registry's own
-logrus output in the same file, are ignored) and prints JSON such as
+Reads the request lines of one of these logs (every other line is ignored) and prints JSON such as
   {"lines": 123, "requests": 9, "bytes": 52445323, "GET blob": 4, "HEAD manifest": 2, "GET other": 1}
+Formats (auto, the default, recognises each line by its shape):
+  apache      Apache common/combined access lines: the distribution registry
+              (start-registry.sh) and Python's http.server (start-static-index.sh)
+  verdaccio   Verdaccio's JSON log (start-verdaccio.sh): the line it writes when a request arrives,
+              {"req": {"method", "url"}, "msg": "... requested '...'"}; its outcome lines are
+              written twice per request by Verdaccio and not counted
+  pypiserver  pypiserver's log (start-pypiserver.sh): "<date> <time> <thread> request METHOD PATH"
+Output:
   lines     total lines in LOGFILE (use as the next --since-line checkpoint)
-  requests  access-log requests counted; bytes = sum of their response sizes
-  kinds     manifest (/v2/NAME/manifests/REF), blob (/v2/NAME/blobs/DIGEST),
-            upload (/v2/NAME/blobs/uploads/...), other (/v2/, tags/list, ...)
+  requests  requests counted; bytes = sum of their response sizes (apache lines only: the other
+            formats log no size on arrival, and count 0)
+  kinds     registry: manifest (/v2/NAME/manifests/REF), blob (/v2/NAME/blobs/DIGEST),
+                      upload (/v2/NAME/blobs/uploads/...), other (/v2/, tags/list, ...)
+            npm:      tarball (/NAME/-/FILE.tgz), packument (/NAME, /@SCOPE%2fNAME, /@SCOPE/NAME),
+                      other (/-/ping, /-/user/..., PUT of a publish is "PUT packument")
+            pypi:     page (/simple/PROJECT/), index (/simple/), metadata (FILE.metadata),
+                      file (.whl, .tar.gz, .zip anywhere: /packages/..., /files/...)
 Options:
   --since-line N   only count lines after the first N lines
-  --pattern REGEX  only count requests whose path matches REGEX (re.search)
+  --pattern REGEX  only count requests whose path matches REGEX (re.search on the path as logged,
+                   query included; npm clients ask for scoped packuments as /@scope%2fname)
+  --by-path        also print "paths": {"GET /dp-left-pad/-/dp-left-pad-1.0.0.tgz": 1, ...}
   --lines          just print the current line count
 """
 import argparse, collections, json, re
 
 ACCESS = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] "(\S+) (\S+)[^"]*" (\d{3}) (\d+|-)')
+PYPISERVER = re.compile(r"^\S+ \S+ \d+ request (\S+) (\S+)$")
 
 
 def kind(path):
     path = path.split("?", 1)[0]
-    if re.search(r"^/v2/.+/manifests/[^/]+$", path):
-        return "manifest"
-    if re.search(r"^/v2/.+/blobs/uploads(/|$)", path):
-        return "upload"
-    if re.search(r"^/v2/.+/blobs/[^/]+$", path):
-        return "blob"
+    if path.startswith("/v2/"):
+        if re.search(r"^/v2/.+/manifests/[^/]+$", path):
+            return "manifest"
+        if re.search(r"^/v2/.+/blobs/uploads(/|$)", path):
+            return "upload"
+        if re.search(r"^/v2/.+/blobs/[^/]+$", path):
+            return "blob"
+        return "other"
+    if re.search(r"/-/[^/]+\.tgz$", path):
+        return "tarball"
+    if path.endswith(".metadata"):
+        return "metadata"
+    if re.search(r"\.(whl|tar\.gz|zip)$", path):
+        return "file"
+    if path == "/simple/" or path == "/simple":
+        return "index"
+    if path.startswith("/simple/"):
+        return "page"
+    if re.fullmatch(r"/(@[^/]+(/|%2[fF]))?[^/@-][^/]*", path):
+        return "packument"
     return "other"
+
+
+def parse(line, fmt):
+    """(method, path, bytes) of a request line, or None."""
+    if fmt in ("auto", "verdaccio") and line.startswith("{"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return None
+        request = record.get("req")
+        if isinstance(request, dict) and "requested" in str(record.get("msg", "")):
+            return request.get("method", "?"), request.get("url", ""), 0
+        return None
+    if fmt in ("auto", "pypiserver"):
+        m = PYPISERVER.match(line.rstrip("\n"))
+        if m:
+            return m[1], m[2], 0
+    if fmt in ("auto", "apache"):
+        m = ACCESS.match(line)
+        if m:
+            return m[1], m[2], 0 if m[4] == "-" else int(m[4])
+    return None
 
 
 def main():
@@ -37,6 +89,8 @@ def main():
     ap.add_argument("logfile")
     ap.add_argument("--since-line", type=int, default=0)
     ap.add_argument("--pattern")
+    ap.add_argument("--by-path", action="store_true")
+    ap.add_argument("--format", choices=["auto", "apache", "verdaccio", "pypiserver"], default="auto")
     ap.add_argument("--lines", action="store_true")
     args = ap.parse_args()
     with open(args.logfile, errors="replace") as f:
@@ -45,15 +99,20 @@ def main():
         print(len(lines))
         return
     pat = re.compile(args.pattern) if args.pattern else None
-    counts, total, nbytes = collections.Counter(), 0, 0
+    counts, paths, total, nbytes = collections.Counter(), collections.Counter(), 0, 0
     for line in lines[args.since_line:]:
-        m = ACCESS.match(line)
-        if not m or (pat and not pat.search(m[2])):
+        request = parse(line, args.format)
+        if not request or (pat and not pat.search(request[1])):
             continue
-        counts[f"{m[1]} {kind(m[2])}"] += 1
+        method, path, size = request
+        counts[f"{method} {kind(path)}"] += 1
+        paths[f"{method} {path}"] += 1
         total += 1
-        nbytes += 0 if m[4] == "-" else int(m[4])
-    print(json.dumps({"lines": len(lines), "requests": total, "bytes": nbytes, **dict(sorted(counts.items()))}))
+        nbytes += size
+    result = {"lines": len(lines), "requests": total, "bytes": nbytes, **dict(sorted(counts.items()))}
+    if args.by_path:
+        result["paths"] = dict(sorted(paths.items()))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -246,6 +246,11 @@ impl Access {
                 let token = self.check_secret(password.expose_secret(), client, &self.limiter).await?;
                 Identity::Token { token, reach: Reach::Groups }
             }
+            // Package clients send the access token itself as a bearer (npm's `_authToken`).
+            Credentials::Bearer(secret) if secret.expose_secret().starts_with(SECRET_PREFIX) => {
+                let token = self.check_secret(secret.expose_secret(), client, &self.limiter).await?;
+                Identity::Token { token, reach: Reach::Groups }
+            }
             Credentials::Bearer(jwt) => self.check_registry_token(jwt.expose_secret(), client).await?,
         };
         if let Identity::Token { token, .. } = &identity

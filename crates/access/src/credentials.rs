@@ -1,5 +1,6 @@
 //! What a client presents in `Authorization`: Basic (a username, ignored, and a password that may
-//! be an access token) or Bearer (a registry JWT we issued). Never logged.
+//! be an access token) or Bearer (a registry JWT we issued, or — from package clients such as npm —
+//! an access token itself). Never logged.
 
 use base64::Engine as _;
 use secrecy::SecretString;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use metadata::{BlobKey, BlobRecord, CommitLease, Committed, ManifestKey, ManifestRecord};
-use oci::{Digest, ObjectKind, Reference};
+use oci::{Digest, GroupPath, ObjectKind, Reference};
 
 use crate::decision::StoredObject;
 use crate::error::CacheError;
@@ -69,8 +69,28 @@ impl Cache {
         object: StoredObject,
         lease: Option<&str>,
     ) -> Result<(), CacheError> {
-        let now = self.clock.now_ms();
         let group = &resolved.group.path;
+        let digest = object.digest.clone();
+        if self.commit_group_blob(group, object, lease).await? {
+            self.found(&Missing {
+                group: group.clone(),
+                kind: ObjectKind::Blob,
+                repository: resolved.group.upstreams.repository(&resolved.image),
+                reference: Reference::Digest(digest),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a stored object as a blob row of `group` unless a sweeper is deleting it; says
+    /// whether it is recorded.
+    pub(crate) async fn commit_group_blob(
+        &self,
+        group: &GroupPath,
+        object: StoredObject,
+        lease: Option<&str>,
+    ) -> Result<bool, CacheError> {
+        let now = self.clock.now_ms();
         let record = BlobRecord {
             digest: object.digest,
             size: object.size,
@@ -82,18 +102,15 @@ impl Cache {
         match self.catalog.metadata().commit_blob(group, &record, claim, now).await? {
             Committed::Recorded => {
                 self.committed(group, record.size);
-                self.found(&Missing {
-                    group: group.clone(),
-                    kind: ObjectKind::Blob,
-                    repository: resolved.group.upstreams.repository(&resolved.image),
-                    reference: Reference::Digest(record.digest.clone()),
-                });
                 let key = BlobKey { group: group.clone(), digest: record.digest.clone() };
                 self.catalog.remember_blob(epoch, key, record);
+                Ok(true)
             }
-            Committed::Refused => refused(&record.digest),
+            Committed::Refused => {
+                refused(&record.digest);
+                Ok(false)
+            }
         }
-        Ok(())
     }
 
     /// Records a stored manifest under its digest and, when fetched by tag, under the tag too,

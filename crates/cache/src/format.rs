@@ -13,15 +13,21 @@ pub enum Format {
     /// Container images: the OCI distribution API (`docker`, `podman`, `containerd`, `skopeo`).
     #[default]
     Oci,
+    /// npm packages: the npm registry API (`npm`, `yarn`, `pnpm`), at `/npm/<group path>/`.
+    Npm,
+    /// Python packages: the simple repository API (`pip`, `uv`, `poetry`), at `/pypi/<group path>/`.
+    Pypi,
 }
 
 impl Format {
     /// Every format, in the order documentation lists them.
-    pub const ALL: &'static [Format] = &[Format::Oci];
+    pub const ALL: &'static [Format] = &[Format::Oci, Format::Npm, Format::Pypi];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Oci => "oci",
+            Format::Npm => "npm",
+            Format::Pypi => "pypi",
         }
     }
 
@@ -31,6 +37,7 @@ impl Format {
     pub fn version_separator(self) -> char {
         match self {
             Format::Oci => ':',
+            Format::Npm | Format::Pypi => '@',
         }
     }
 
@@ -39,7 +46,25 @@ impl Format {
     pub fn of_path(path: &str) -> Option<Format> {
         Format::ALL.iter().copied().find(|format| match format {
             Format::Oci => path == "/v2" || path.starts_with("/v2/"),
+            Format::Npm | Format::Pypi => format.package_path(path).is_some(),
         })
+    }
+
+    /// Whether it is a package format: its groups are reached at `/<format>/<group path>/`, its
+    /// artifacts are files named by path and its documents are the indexes that list them.
+    pub fn is_package(self) -> bool {
+        self != Format::Oci
+    }
+
+    /// For a package format, the group path and the rest of a request path addressed to it:
+    /// `/npm/js/@types%2fnode` → `("js", "@types%2fnode")`. A group path is one segment.
+    pub fn package_path(self, path: &str) -> Option<(&str, &str)> {
+        if !self.is_package() {
+            return None;
+        }
+        let rest = path.strip_prefix('/')?.strip_prefix(self.as_str())?.strip_prefix('/')?;
+        let (group, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        (!group.is_empty()).then_some((group, rest))
     }
 
     /// The known formats, for messages: `oci, npm, …`.
@@ -84,6 +109,14 @@ mod tests {
         assert_eq!(Format::of_path("/v2/library/alpine/manifests/3"), Some(Format::Oci));
         assert_eq!(Format::of_path("/v2x"), None);
         assert_eq!(Format::of_path("/elsewhere"), None);
+        assert_eq!(Format::of_path("/npm/js/lodash"), Some(Format::Npm));
+        assert_eq!(Format::of_path("/pypi/python/simple/"), Some(Format::Pypi));
+        assert_eq!(Format::of_path("/npmx/js"), None);
+        assert_eq!(Format::of_path("/npm/"), None);
+        assert_eq!(Format::Npm.package_path("/npm/js/@a%2fb"), Some(("js", "@a%2fb")));
+        assert_eq!(Format::Npm.package_path("/npm/js"), Some(("js", "")));
+        assert_eq!(Format::Pypi.package_path("/pypi/python/simple/x/"), Some(("python", "simple/x/")));
+        assert_eq!(Format::Oci.package_path("/v2/x"), None);
         let error = "npmx".parse::<Format>().unwrap_err();
         assert!(error.to_string().contains("known formats: oci"), "{error}");
     }

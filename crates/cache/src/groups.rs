@@ -57,7 +57,8 @@ pub struct GroupSettings {
     pub format: Format,
     /// The upstreams it asks, in order (one in the single-upstream form).
     pub upstreams: Upstreams,
-    /// How long a cached tag is served without asking upstream.
+    /// How long a cached tag (or, in a package group, a document: `document_recheck`) is served
+    /// without asking upstream.
     pub manifest_recheck: Duration,
     /// Who may pull through it.
     pub access: AccessPolicy,
@@ -167,6 +168,15 @@ impl Groups {
     }
 
     /// The group that serves the request, and the image name within that group.
+    /// The group `path` of a package format: it must have that format.
+    pub fn package_group(&self, format: Format, path: &str) -> Result<Arc<GroupSettings>, ResolveError> {
+        self.by_path
+            .get(path)
+            .filter(|group| group.format == format)
+            .cloned()
+            .ok_or_else(|| ResolveError::UnknownGroup(path.to_owned()))
+    }
+
     pub fn resolve(&self, address: &ImageAddress, query: Option<&str>) -> Result<Resolved, ResolveError> {
         match address {
             ImageAddress::Group { group, image } => {
@@ -231,6 +241,7 @@ mod tests {
                 proxy: None,
             },
             metrics: upstream::UpstreamMetrics::default(),
+            files_url: None,
         })
         .unwrap()
     }

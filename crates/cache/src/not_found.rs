@@ -26,14 +26,22 @@ struct Remembered {
 
 struct ExpireAtTtl;
 
-impl moka::Expiry<Missing, Remembered> for ExpireAtTtl {
-    fn expire_after_create(&self, _: &Missing, value: &Remembered, _: Instant) -> Option<Duration> {
+/// What a package request named that was not found: in which group, which document or file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PackageMissing {
+    pub group: GroupPath,
+    /// `document <package> <variant>` or `file <path>`.
+    pub what: String,
+}
+
+impl<K> moka::Expiry<K, Remembered> for ExpireAtTtl {
+    fn expire_after_create(&self, _: &K, value: &Remembered, _: Instant) -> Option<Duration> {
         Some(value.ttl)
     }
 
     fn expire_after_update(
         &self,
-        _: &Missing,
+        _: &K,
         value: &Remembered,
         _: Instant,
         _: Option<Duration>,
@@ -42,11 +50,11 @@ impl moka::Expiry<Missing, Remembered> for ExpireAtTtl {
     }
 }
 
-pub(crate) struct NotFoundMemory {
-    entries: moka::sync::Cache<Missing, Remembered>,
+pub(crate) struct NotFoundMemory<K = Missing> {
+    entries: moka::sync::Cache<K, Remembered>,
 }
 
-impl NotFoundMemory {
+impl<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static> NotFoundMemory<K> {
     /// Remembers at most `capacity` 404s at once.
     pub(crate) fn new(capacity: u64) -> Self {
         let entries = moka::sync::Cache::builder().max_capacity(capacity).expire_after(ExpireAtTtl).build();
@@ -55,7 +63,7 @@ impl NotFoundMemory {
 
     /// Remembers that upstream answered 404 for `missing`, for `ttl` from `now_ms` (nothing for a
     /// zero `ttl`).
-    pub(crate) fn remember(&self, missing: Missing, now_ms: i64, ttl: Duration) {
+    pub(crate) fn remember(&self, missing: K, now_ms: i64, ttl: Duration) {
         if ttl.is_zero() {
             return;
         }
@@ -65,7 +73,7 @@ impl NotFoundMemory {
 
     /// Whether a 404 for `missing` is remembered at `now_ms` and still within `ttl` — the
     /// group's window now, which a reload may have shortened (or set to zero).
-    pub(crate) fn is_remembered(&self, missing: &Missing, now_ms: i64, ttl: Duration) -> bool {
+    pub(crate) fn is_remembered(&self, missing: &K, now_ms: i64, ttl: Duration) -> bool {
         if ttl.is_zero() {
             return false;
         }
@@ -81,7 +89,7 @@ impl NotFoundMemory {
     }
 
     /// The object was found after all (a fill stored it): forget its 404.
-    pub(crate) fn forget(&self, missing: &Missing) {
+    pub(crate) fn forget(&self, missing: &K) {
         self.entries.invalidate(missing);
     }
 }

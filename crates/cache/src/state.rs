@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use metadata::{ManifestKey, Metadata, MetadataError, ReferrersKey, ReferrersRecord};
+use metadata::{DocumentKey, ManifestKey, Metadata, MetadataError, ReferrersKey, ReferrersRecord};
 use oci::{GroupPath, ImageAddress};
 use upstream::{ObjectHead, UpstreamError};
 
@@ -15,7 +15,7 @@ use crate::gone_upstream::GoneUpstream;
 use crate::groups::{Groups, ResolveError, Resolved};
 use crate::limits::Limits;
 use crate::metrics::CacheMetrics;
-use crate::not_found::NotFoundMemory;
+use crate::not_found::{NotFoundMemory, PackageMissing};
 use crate::reads::ReadLog;
 use crate::single_flight::SingleFlight;
 use metadata::Clock;
@@ -53,6 +53,13 @@ pub struct Cache {
     pub(crate) referrer_checks: SingleFlight<ReferrersKey, Result<ReferrersRecord, UpstreamError>>,
     /// Upstream 404s, answered again from memory for their group's `negative_ttl`.
     pub(crate) not_found: NotFoundMemory,
+    /// The same, for package documents and files.
+    pub(crate) package_not_found: NotFoundMemory<PackageMissing>,
+    /// Package documents being read by the control plane for a file's checksum (a file asked
+    /// for before its document): one upstream GET however many ask.
+    pub(crate) document_reads: SingleFlight<DocumentKey, Result<(), UpstreamError>>,
+    /// Package document fills decided here and not recorded yet.
+    pub(crate) documents_filling: crate::packages::FillingDocuments,
     /// Tags served although upstream now answers 404 for them (`stale_on_404`).
     pub(crate) gone: GoneUpstream,
     pub(crate) metrics: CacheMetrics,
@@ -80,6 +87,9 @@ impl Cache {
         Cache {
             catalog: Catalog::new(metadata, settings.catalog),
             not_found: NotFoundMemory::new(settings.not_found_entries),
+            package_not_found: NotFoundMemory::new(settings.not_found_entries),
+            document_reads: SingleFlight::default(),
+            documents_filling: Default::default(),
             reads: ReadLog::default(),
             generation: AtomicI64::new(i64::MIN),
             groups,

@@ -56,6 +56,7 @@ pub fn upstream_client_with(name: &str, url: &str, metrics: UpstreamMetrics) -> 
             proxy: None,
         },
         metrics,
+        files_url: None,
     })
     .unwrap()
 }

@@ -69,6 +69,12 @@ impl WarmPattern {
             Format::Oci => {
                 oci::RepositoryName::parse(name).map_err(|error| invalid(error.message))?;
             }
+            Format::Npm => {
+                npm::PackageName::parse(name).map_err(|error| invalid(error.to_string()))?;
+            }
+            Format::Pypi => {
+                pypi::ProjectName::parse(name).map_err(|error| invalid(error.to_string()))?;
+            }
         }
         if tag.is_empty() {
             return Err(invalid(format!("nothing after {separator:?}")));
@@ -83,6 +89,12 @@ impl WarmPattern {
             match format {
                 Format::Oci => {
                     oci::Tag::parse(tag).map_err(|error| invalid(error.message))?;
+                }
+                // A version is the upstream's own text: the document lists what exists.
+                Format::Npm | Format::Pypi => {
+                    if tag.contains(['/', ' ']) {
+                        return Err(invalid(format!("{tag:?} is not a version")));
+                    }
                 }
             }
             WarmTag::Exact(tag.to_owned())

@@ -131,6 +131,18 @@ pub(crate) fn rules(
         Some(tag) => format!("{name}{}{tag}", group.format.version_separator()),
         None => name.to_string(),
     };
+    Err(refused(control, caller, group, &what, refusal))
+}
+
+/// A refusal by the group's rules of `what` (`name`, `name:tag`, `name@version`), logged for
+/// audit.
+fn refused(
+    control: &ControlPlane,
+    caller: &Caller,
+    group: &GroupSettings,
+    what: &str,
+    refusal: Refusal,
+) -> ControlError {
     let (rule, reason, message) = match refusal {
         Refusal::Denied { pattern } => (
             format!("deny {pattern:?}"),
@@ -150,7 +162,7 @@ pub(crate) fn rules(
         None => tracing::warn!(target: telemetry::events::AUDIT_HELD_BACK_TARGET, event = "denied",
             group = %group.path, image = %what, client = %client, rule = %rule, reason, "pull refused by policy"),
     }
-    Err(ControlError::PolicyRefused { message, rule })
+    ControlError::PolicyRefused { message, rule }
 }
 
 /// Checks `GET /v2/`: it needs credentials unless every group lets the caller pull anonymously.
@@ -204,4 +216,60 @@ pub(crate) fn auth_failure(error: AuthError, rejected: ControlError) -> ControlE
         AuthError::RateLimited(wait) => ControlError::TooManyFailures(wait),
         AuthError::Metadata(error) => ControlError::AccessStore(error),
     }
+}
+
+/// Checks a request to a package group: anonymous when the group lets the caller pull so,
+/// else an access token granted the group, as Basic (pip: the token as password) or Bearer (npm's
+/// `_authToken`), or a registry token reaching the whole group (scheduled warming). Refused:
+/// 401 with a Basic challenge (what pip and npm answer with credentials), or 403 for a token not
+/// granted the group. Answers the token's name when there is one (`npm whoami`).
+pub(crate) async fn package(
+    control: &ControlPlane,
+    caller: &Caller,
+    group: &GroupSettings,
+) -> Result<Option<String>, ControlError> {
+    let anonymous = group.access.allows_anonymous(caller.address);
+    let unauthorized = || ControlError::Unauthorized { challenge: "Basic realm=\"depproxy\"".to_owned() };
+    let Some(credentials) = &caller.credentials else {
+        return if anonymous { Ok(None) } else { Err(unauthorized()) };
+    };
+    let outcome = control.access.authenticate(credentials, caller.address).await;
+    match outcome {
+        Ok(Identity::Token { token, reach }) if token.may_pull(&group.path) => {
+            if matches!(reach, access::Reach::Groups) || token.is_warming() || anonymous {
+                Ok(Some(token.name.to_string()))
+            } else {
+                Err(unauthorized())
+            }
+        }
+        // Credentials that are not ours (a user's upstream login sent along) do not stop an
+        // anonymous pull.
+        _ if anonymous => Ok(None),
+        Ok(Identity::Token { token, .. }) => {
+            log_refusal(control, caller.address, &AuthError::Rejected, Some((group, "")));
+            Err(ControlError::Denied(format!("token {} may not pull from group {}", token.name, group.path)))
+        }
+        Ok(Identity::Anonymous) => Err(unauthorized()),
+        Err(error) => {
+            log_refusal(control, caller.address, &error, Some((group, "")));
+            Err(auth_failure(error, unauthorized()))
+        }
+    }
+}
+
+/// Checks the group's `allow`/`deny` rules for a package (and its version, when the request
+/// names one), as [`rules`] does for images.
+pub(crate) fn package_rules(
+    control: &ControlPlane,
+    caller: &Caller,
+    group: &GroupSettings,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(), ControlError> {
+    let Err(refusal) = control.cache.check_package(group, name, version) else { return Ok(()) };
+    let what = match version {
+        Some(version) => format!("{name}@{version}"),
+        None => name.to_owned(),
+    };
+    Err(refused(control, caller, group, &what, refusal))
 }

@@ -62,6 +62,20 @@ pub enum ControlError {
     /// A registry token could not be signed (a bug).
     #[error("registry token: {0}")]
     Jwt(#[source] access::JwtError),
+    /// A package file no document of its package lists.
+    #[error("{0} is not a file the upstream publishes")]
+    NotListed(String),
+    /// The upstream has no such package document or file (404 or 410), or had none within the
+    /// group's `negative_ttl` (`remembered`).
+    #[error("{what} not found upstream{}", remembered.map(|window| format!(" (its 404 is remembered for {})", telemetry::HumanDuration(window))).unwrap_or_default())]
+    PackageNotFound { what: String, remembered: Option<std::time::Duration> },
+    /// A package request's path is not one its format serves (a bad name, an unknown endpoint).
+    #[error("{0}")]
+    BadPackageRequest(String),
+    /// The error of a package format's request, answered in that format's own shape (npm's
+    /// `{"error": …}`, PyPI's plain text) with the status and headers it has everywhere.
+    #[error("{error}")]
+    InFormat { format: cache::Format, error: Box<ControlError> },
 }
 
 impl ControlError {
@@ -125,13 +139,33 @@ impl ControlError {
             ControlError::BadUploadCall(message) => {
                 OciError::new(ErrorCode::Unsupported, message.clone()).with_status(StatusCode::BAD_REQUEST)
             }
+            ControlError::BadPackageRequest(message) => {
+                OciError::new(ErrorCode::NameInvalid, message.clone()).with_status(StatusCode::BAD_REQUEST)
+            }
+            ControlError::NotListed(_) | ControlError::PackageNotFound { .. } => {
+                OciError::new(ErrorCode::BlobUnknown, self.to_string())
+            }
+            ControlError::InFormat { error, .. } => error.to_oci(),
         }
     }
 }
 
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
-        self.to_oci().to_http_response().map(Body::from)
+        let oci = self.to_oci();
+        let mut response = oci.to_http_response().map(Body::from);
+        let ControlError::InFormat { format, .. } = self else { return response };
+        let (content_type, body) = match format {
+            cache::Format::Oci => return response,
+            cache::Format::Npm => ("application/json", npm::error_body(&oci.message)),
+            cache::Format::Pypi => ("text/plain; charset=utf-8", format!("{}\n", oci.message)),
+        };
+        *response.body_mut() = Body::from(body);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+        response
     }
 }
 

@@ -1,5 +1,5 @@
 //! Which format answers a request: the path says (`/v2/…` is OCI; a package format's groups are
-//! reached at `/<format>/<group path>/…`). Every format of [`cache::Format`] has its arm here, so
+//! reached at `/<format>/<group path>/…`: `/npm/…`, `/pypi/…`). Every format of [`cache::Format`] has its arm here, so
 //! a new format does not build until it is routed — here too what the gateway is given of the
 //! formats' paths (form posts, access-log descriptions), so it needs to know none.
 
@@ -10,17 +10,22 @@ use injector::VerifiedRequest;
 use oci::{ErrorCode, OciError};
 
 use crate::error::ControlError;
-use crate::oci_format;
 use crate::plane::ControlPlane;
+use crate::{npm_format, oci_format, pypi_format};
 
-/// Paths clients POST a form to (a token endpoint), whose body the gateway forwards.
-pub const FORM_POSTS: &[&str] = &[oci_format::TOKEN_PATH];
+/// Whether clients POST a body the gateway forwards to `path`: a token endpoint's form, an npm
+/// audit.
+pub fn is_form_post(path: &str) -> bool {
+    path == oci_format::TOKEN_PATH || npm_format::is_form_post(path)
+}
 
 /// What a request path names, for the gateway's access log: the subject (an image) and its
 /// reference, as the path's format reads it; `None` when it names none.
 pub fn describe_path(path: &str) -> Option<(&str, String)> {
     match Format::of_path(path)? {
         Format::Oci => oci_format::describe_path(path),
+        Format::Npm => npm_format::describe_path(path),
+        Format::Pypi => pypi_format::describe_path(path),
     }
 }
 
@@ -31,10 +36,21 @@ pub(crate) async fn decide(
 ) -> Result<Response, ControlError> {
     match Format::of_path(request.uri().path()) {
         Some(Format::Oci) => oci_format::decide(control, request, verified).await,
+        Some(Format::Npm) => Box::pin(npm_format::decide(control, request, verified)).await,
+        Some(Format::Pypi) => Box::pin(pypi_format::decide(control, request, verified)).await,
         None => {
             Err(OciError::new(ErrorCode::Unsupported, format!("no such endpoint: {}", request.uri().path()))
                 .with_status(http::StatusCode::NOT_FOUND)
                 .into())
         }
+    }
+}
+
+/// The package format of an upload call's object path, if it is one's.
+pub(crate) fn package_format(path: &str) -> Option<&'static crate::packages::PackageFormat> {
+    match Format::of_path(path)? {
+        Format::Oci => None,
+        Format::Npm => Some(&npm_format::NPM),
+        Format::Pypi => Some(&pypi_format::PYPI),
     }
 }

@@ -161,6 +161,44 @@ pub(crate) fn rewrite_link(
     Some(format!("{}<{client_path}{rest}>{}", &link[..start], &link[end + 1..]))
 }
 
+/// The request headers a package pass-through forwards: what says what the body is and what
+/// the client takes. Never the client's `Authorization`: it is ours; the upstream gets its own.
+const PACKAGE_FORWARDED: [http::header::HeaderName; 3] =
+    [http::header::CONTENT_TYPE, http::header::ACCEPT, http::header::CONTENT_ENCODING];
+
+/// A package request passed through to the group's first upstream uncached (`npm ping`,
+/// `npm audit`, dist-tags): its status, content type and body, bounded.
+pub(crate) async fn package(
+    group: &cache::GroupSettings,
+    method: &http::Method,
+    upstream_path: &str,
+    query: Option<&str>,
+    headers: &http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Response, ControlError> {
+    let upstream = group.upstreams.first();
+    let mut url = upstream.package_url(upstream_path);
+    if let Some(query) = query.filter(|query| !query.is_empty()) {
+        url = format!("{url}?{query}");
+    }
+    let mut forwarded = upstream.package_headers(None);
+    for name in PACKAGE_FORWARDED {
+        if let Some(value) = headers.get(&name) {
+            forwarded.insert(name, value.clone());
+        }
+    }
+    let answer = upstream.pass_through(method.clone(), &url, forwarded, body, MAX_PASSED_THROUGH).await?;
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() = answer.status;
+    if let Some(value) = answer.content_type.as_deref().and_then(|text| HeaderValue::from_str(text).ok()) {
+        response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+    }
+    Ok(response)
+}
+
+/// Answers passed through are read whole: at most this much.
+const MAX_PASSED_THROUGH: usize = 16 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

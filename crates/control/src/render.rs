@@ -13,7 +13,7 @@ use cache::{Decision, Fetch, Stale, StoredObject};
 use http::{HeaderValue, StatusCode, Uri};
 use injector::{
     Accept, CONTRACT_CONTENT_TYPE, CONTRACT_VERSION, Delivery, HeaderList, Hold, Injector, References,
-    SendBlob, SendDependency, Source, UploadRoutes,
+    Replace, SendBlob, SendDependency, Source, UploadRoutes,
 };
 use oci::Digest;
 use upstream::ObjectHead;
@@ -76,14 +76,33 @@ pub(crate) fn decision(
     group: &str,
     client: IpAddr,
 ) -> Response {
+    rewritten(decision, serving, uri, group, client, Vec::new())
+}
+
+/// The answer to a request for an object at `uri`, streamed through `transform` (a document
+/// whose URLs must name the proxy).
+pub(crate) fn rewritten(
+    decision: Decision,
+    serving: &Serving,
+    uri: &Uri,
+    group: &str,
+    client: IpAddr,
+    transform: Vec<Replace>,
+) -> Response {
     match decision {
-        Decision::Serve { object, stale } => send_blob(object, serving, stale, group),
-        Decision::Fetch(fetch) => send_dependency(fetch, serving, uri, group, client),
+        Decision::Serve { object, stale } => send_blob(object, serving, stale, group, transform),
+        Decision::Fetch(fetch) => send_dependency(fetch, serving, uri, group, client, transform),
         Decision::UpstreamHead { head, requested } => upstream_head(&head, requested.as_ref()),
     }
 }
 
-fn send_blob(object: StoredObject, serving: &Serving, stale: Option<Stale>, group: &str) -> Response {
+fn send_blob(
+    object: StoredObject,
+    serving: &Serving,
+    stale: Option<Stale>,
+    group: &str,
+    transform: Vec<Replace>,
+) -> Response {
     let HitRules { mut headers, digest_header, may_redirect } = (serving.hit)(&object);
     if let Some(stale) = stale {
         headers.push(("Warning".to_owned(), stale_warning(stale).to_owned()));
@@ -99,11 +118,18 @@ fn send_blob(object: StoredObject, serving: &Serving, stale: Option<Stale>, grou
         may_redirect,
         group: group.to_owned(),
         upstream: object.upstream,
-        transform: Vec::new(),
+        transform,
     }))
 }
 
-fn send_dependency(fetch: Fetch, serving: &Serving, uri: &Uri, group: &str, client: IpAddr) -> Response {
+fn send_dependency(
+    fetch: Fetch,
+    serving: &Serving,
+    uri: &Uri,
+    group: &str,
+    client: IpAddr,
+    transform: Vec<Replace>,
+) -> Response {
     let rules = (serving.fill)(&fetch);
     injector(Injector::SendDependency(Box::new(SendDependency {
         v: CONTRACT_VERSION,
@@ -129,7 +155,7 @@ fn send_dependency(fetch: Fetch, serving: &Serving, uri: &Uri, group: &str, clie
         default_media_type: rules.default_media_type.to_owned(),
         references: rules.references,
         object: rules.object,
-        transform: Vec::new(),
+        transform,
         client: Some(client),
         hold: fetch
             .hold

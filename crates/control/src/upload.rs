@@ -16,10 +16,12 @@ use oci::{Endpoint, ErrorCode, ObjectKind, OciError, Reference};
 
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
-use crate::{admission, render};
+use crate::{admission, formats, packages, render};
 
 /// Upload call bodies are small JSON documents.
 const MAX_CALL_BODY: usize = 64 * 1024;
+/// But a package document's finalize lists every file it names (thousands of versions).
+const MAX_PACKAGE_CALL_BODY: usize = 32 << 20;
 
 /// What an upload call is about: the object path it names, resolved.
 struct Target {
@@ -34,12 +36,21 @@ pub(crate) async fn handle(
     request: Request,
     verified: &VerifiedRequest,
 ) -> Result<Response, ControlError> {
-    let target = target(control, request.uri())?;
-    let bytes = axum::body::to_bytes(request.into_body(), MAX_CALL_BODY)
+    let uri = request.uri().clone();
+    let (object_path, stage) =
+        injector::split_upload_path(uri.path()).ok_or_else(|| not_an_upload_call(&uri))?;
+    let package = formats::package_format(object_path);
+    // A package document's finalize lists its files: a packument's may be large.
+    let limit = if package.is_some() { MAX_PACKAGE_CALL_BODY } else { MAX_CALL_BODY };
+    let bytes = axum::body::to_bytes(request.into_body(), limit)
         .await
         .map_err(|error| ControlError::BadUploadCall(format!("unreadable body: {error}")))?;
     // The token binds the body's SHA-256: a call is recorded only as the gateway signed it.
     verified.check_body(&bytes).map_err(ControlError::Unauthenticated)?;
+    if let Some(format) = package {
+        return Box::pin(packages::upload(control, format, object_path, uri.query(), stage, &bytes)).await;
+    }
+    let target = target(control, &uri)?;
     match target.stage {
         UploadStage::Authorize => authorize(control, &target, &bytes).await,
         UploadStage::Finalize => finalize(control, &target, &bytes).await,
@@ -49,11 +60,13 @@ pub(crate) async fn handle(
     }
 }
 
+fn not_an_upload_call(uri: &http::Uri) -> OciError {
+    OciError::new(ErrorCode::Unsupported, format!("no such upload route: {}", uri.path()))
+        .with_status(http::StatusCode::NOT_FOUND)
+}
+
 fn target(control: &ControlPlane, uri: &http::Uri) -> Result<Target, ControlError> {
-    let not_an_upload_call = || {
-        OciError::new(ErrorCode::Unsupported, format!("no such upload route: {}", uri.path()))
-            .with_status(http::StatusCode::NOT_FOUND)
-    };
+    let not_an_upload_call = || not_an_upload_call(uri);
     let (object_path, stage) = injector::split_upload_path(uri.path()).ok_or_else(not_an_upload_call)?;
     let (image, kind, reference) = match oci::parse_v2_path(object_path)? {
         Endpoint::Manifest { image, reference } => (image, ObjectKind::Manifest, reference),

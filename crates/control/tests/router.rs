@@ -131,6 +131,7 @@ fn finalize_call(digest: &Digest) -> FinalizeRequest {
         lease_id: None,
         references: Vec::new(),
         upstream: "lab".into(),
+        files: Vec::new(),
     }
 }
 

@@ -207,6 +207,9 @@ pub struct UpstreamEntry {
     /// whose first path component is the same word).
     #[serde(default)]
     pub path_prefix: bool,
+    /// A PyPI upstream's file host: where its index's download URLs point, when not at `url`
+    /// (fetched through the proxy, served to clients under `/pypi/<group>/files/`).
+    pub files_url: Option<String>,
 }
 
 /// One `[[group]]` table.
@@ -223,6 +226,10 @@ pub struct GroupEntry {
     /// How long a cached tag is served without asking upstream (e.g. "5m").
     #[serde(default, with = "humantime_serde")]
     pub manifest_recheck: Option<Duration>,
+    /// A package group's: how long a cached document (packument, project page) is served
+    /// without asking upstream (default "5m").
+    #[serde(default, with = "humantime_serde")]
+    pub document_recheck: Option<Duration>,
     /// `token` (pulling needs an access token granted this group) or `anonymous`; default:
     /// `anonymous` when the upstream has no credentials, `token` when it has.
     pub access: Option<AccessModeEntry>,
@@ -590,6 +597,8 @@ pub struct ResolvedUpstream {
     pub redirect_allow: Vec<upstream::AllowEntry>,
     pub realm_allow: Vec<upstream::AllowEntry>,
     pub path_prefix: bool,
+    /// A PyPI upstream's file host (`files_url`).
+    pub files_url: Option<url::Url>,
 }
 
 /// Flags that override the file.
@@ -1137,11 +1146,25 @@ fn resolve_group(
             upstream.format.as_str()
         );
     }
+    let recheck = match (format.is_package(), entry.manifest_recheck, entry.document_recheck) {
+        (true, Some(_), _) => bail!(
+            "group {:?} proxies {} packages: their documents' freshness is document_recheck, not manifest_recheck",
+            entry.path,
+            format.as_str()
+        ),
+        (false, _, Some(_)) => bail!(
+            "group {:?} proxies images: a tag's freshness is manifest_recheck (document_recheck is for \
+             package groups)",
+            entry.path
+        ),
+        (true, None, recheck) => Some(recheck.unwrap_or(defaults::DOCUMENT_RECHECK)),
+        (false, recheck, None) => recheck,
+    };
     Ok(ResolvedGroup {
         path: entry.path.clone(),
         upstreams: upstreams.iter().map(|upstream| upstream.name.clone()).collect(),
         format,
-        manifest_recheck: entry.manifest_recheck,
+        manifest_recheck: recheck,
         access: AccessPolicy { mode, anonymous_networks },
         lifecycle: resolve_lifecycle(entry)?,
         policy: resolve_pull_policy(entry, format)?,
@@ -1165,6 +1188,16 @@ fn resolve_warm(entry: &GroupEntry, format: cache::Format) -> anyhow::Result<Vec
                     );
                 }
                 &warm.images
+            }
+            cache::Format::Npm | cache::Format::Pypi => {
+                if !warm.images.is_empty() {
+                    bail!(
+                        "{which}: images = [...] is for image groups; group {path:?} proxies {} packages: \
+                         name them in packages = [\"NAME@VERSION\"]",
+                        format.as_str()
+                    );
+                }
+                &warm.packages
             }
         };
         let every = match warm.every.as_deref().map(str::trim) {
@@ -1385,12 +1418,33 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
         ),
         None => None,
     };
-    let redirect_allow = entry
+    let mut redirect_allow = entry
         .redirect_allow
         .iter()
         .map(|text| upstream::AllowEntry::parse(text))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("upstream {:?}: redirect_allow", entry.name))?;
+    let files_url = match entry.files_url.as_deref() {
+        None => None,
+        Some(_) if format != cache::Format::Pypi => bail!(
+            "upstream {:?}: files_url is for PyPI upstreams (format = \"pypi\"); this one has format {:?}",
+            entry.name,
+            format.as_str()
+        ),
+        Some(text) => {
+            let files = url::Url::parse(text)
+                .with_context(|| format!("upstream {:?}: invalid files_url", entry.name))?;
+            if files.scheme() != "http" && files.scheme() != "https" {
+                bail!("upstream {:?}: files_url must be http:// or https://", entry.name);
+            }
+            // The index's download URLs point there: the upstream's client may fetch from it.
+            let host = files
+                .host()
+                .ok_or_else(|| anyhow::anyhow!("upstream {:?}: files_url has no host", entry.name))?;
+            redirect_allow.push(upstream::AllowEntry::Host { host: host.to_owned(), port: files.port() });
+            Some(files)
+        }
+    };
     let mut realm_allow = Vec::new();
     for text in &entry.realm_allow {
         match upstream::AllowEntry::parse(text) {
@@ -1420,6 +1474,7 @@ fn resolve_upstream(entry: UpstreamEntry) -> anyhow::Result<ResolvedUpstream> {
         redirect_allow,
         realm_allow,
         path_prefix: entry.path_prefix,
+        files_url,
     })
 }
 

@@ -40,6 +40,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const MANIFEST_RECHECK: Duration = Duration::from_secs(300);
 /// `[[group]] negative_ttl`: how long an upstream's 404 is answered from memory.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// How long a package group's cached document is served without asking upstream.
+pub const DOCUMENT_RECHECK: Duration = Duration::from_secs(300);
 /// `[[group]] admission_timeout`: how long a group's admission hook may take to answer.
 pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest `admission_timeout` accepted: a new artifact's clients wait that long.

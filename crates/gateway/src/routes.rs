@@ -52,7 +52,7 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> http::Response<String> 
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let method = request.method().clone();
     // A token endpoint takes the OAuth2 form by POST; everything else is a pull.
-    let form = method == Method::POST && gateway.settings.paths.form_posts.contains(&request.uri().path());
+    let form = method == Method::POST && (gateway.settings.paths.form_posts)(request.uri().path());
     if method != Method::GET && method != Method::HEAD && !form {
         let error = OciError::new(
             ErrorCode::Unsupported,

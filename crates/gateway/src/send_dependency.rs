@@ -72,6 +72,14 @@ pub(crate) async fn serve(
     // Fills are admitted per client: the address the control plane resolved through trusted
     // proxies, not the connection's peer (behind an ingress, every client's peer is the ingress).
     let client = params.client.unwrap_or(client);
+    // Only what a checksum names is the same whenever it was fetched (a document by a mutable
+    // name asked again is asked to be fetched again).
+    if !held
+        && params.verify.is_some()
+        && let Some(response) = Box::pin(just_stored(gateway, &params, method, request)).await
+    {
+        return response;
+    }
     let mut state = match fill::join_or_start(gateway, *params, client).await {
         Ok(state) => state,
         Err(Busy { retry_after }) => {
@@ -124,6 +132,35 @@ pub(crate) async fn serve(
     injector::append_headers(response.headers_mut(), &extra);
     response.extensions_mut().insert(ServedBy(source));
     if transform.is_empty() { response } else { rewritten(response, &transform, digest.as_ref()) }
+}
+
+/// The object a fill of this key stored a moment ago, served from storage: the control plane
+/// answered "fetch" while that fill was finishing. `None` when there is none (or it cannot be
+/// read): the request fills.
+async fn just_stored(
+    gateway: &Arc<Gateway>,
+    params: &SendDependency,
+    method: &Method,
+    request: &HeaderMap,
+) -> Option<Response> {
+    let committed = gateway.fills.recently_committed(&params.fill_key)?;
+    let blob = injector::SendBlob {
+        v: params.v,
+        key: injector::storage_key(&committed.digest),
+        digest: committed.digest,
+        size: committed.size,
+        media_type: committed.media_type,
+        headers: params.response_headers.clone(),
+        digest_header: params.digest_header.clone(),
+        may_redirect: false,
+        group: params.group.clone(),
+        upstream: committed.source.clone(),
+        transform: params.transform.clone(),
+    };
+    let mut response =
+        crate::send_blob::serve(&gateway.store, &gateway.small_objects, &blob, method, request).await.ok()?;
+    response.extensions_mut().insert(ServedBy(committed.source));
+    Some(response)
 }
 
 /// The response with its body rewritten as it streams: its length is unknown until it is sent,

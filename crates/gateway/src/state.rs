@@ -38,9 +38,9 @@ pub struct GatewaySettings {
 /// gateway knows none.
 #[derive(Debug, Clone, Copy)]
 pub struct PathRules {
-    /// Paths a client may POST a form to (a token endpoint): the body, up to 64 KiB, is forwarded.
-    /// Every other request is a GET or HEAD.
-    pub form_posts: &'static [&'static str],
+    /// Whether a client may POST to a path (a token endpoint's form, an npm audit): the body, up
+    /// to 64 KiB, is forwarded. Every other request is a GET or HEAD.
+    pub form_posts: fn(&str) -> bool,
     /// What a path names, for the access log: the subject (an image) and its reference; `None`
     /// when it names none.
     pub describe: fn(&str) -> Option<(&str, String)>,

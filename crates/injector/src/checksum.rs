@@ -27,6 +27,13 @@ impl ChecksumAlgorithm {
         }
     }
 
+    /// The algorithm named `name` (`sha256`, `sha512`, `sha1`), as [`Self::as_str`] writes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Sha512, ChecksumAlgorithm::Sha1]
+            .into_iter()
+            .find(|algorithm| algorithm.as_str() == name)
+    }
+
     /// Length of the digest in bytes.
     pub fn digest_bytes(self) -> usize {
         match self {

@@ -11,6 +11,7 @@ pub mod checksum;
 pub mod fills;
 pub mod headers;
 pub mod keys;
+pub mod listing;
 pub mod replay;
 pub mod routes;
 pub mod signing;
@@ -24,6 +25,7 @@ pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher};
 pub use fills::{FillReport, FillsReport};
 pub use headers::{HeaderList, append_headers, header_list, header_map};
 pub use keys::{KeyError, digest_of_key, storage_key};
+pub use listing::listed_files;
 pub use replay::ReplayCache;
 pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{
@@ -66,7 +68,10 @@ pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+js
 /// 4: `send-dependency` may hold its clients until the control plane's admission verdict on the
 /// verified bytes (`hold`), asked at a fourth upload route (`upload.verdict`, [`VerdictRequest`]
 /// answered by [`Verdict`]); a gateway that ignored the hold would serve what a scanner refuses.
-pub const CONTRACT_VERSION: u32 = 4;
+/// 5: a package document's fill reads the files it lists (`references`: `npm-packument`,
+/// `pypi-project-page`) and reports them at finalize (`files`); an older control plane would
+/// refuse the field, an older gateway would leave the files unknown.
+pub const CONTRACT_VERSION: u32 = 5;
 /// The gateway→control request header naming the contract version the gateway speaks: a control
 /// plane refuses a gateway of another version with an error that says so, rather than answering
 /// injectors it would misread.
@@ -122,6 +127,25 @@ pub enum References {
     /// An OCI image manifest or index (and the Docker formats): its config, layers, manifests,
     /// blobs and subject.
     OciManifest,
+    /// An npm packument, full or abbreviated: each version's tarball and its `integrity` (or
+    /// `shasum`), reported as [`ListedFile`]s.
+    NpmPackument,
+    /// A PyPI project page, HTML (PEP 503) or JSON (PEP 691): each file with its `sha256`, and
+    /// its metadata file (PEP 658) when the page announces one.
+    PypiProjectPage,
+}
+
+/// A file a stored package document lists, as the document writes it: its URL (relative ones
+/// resolve against the document's), the version it belongs to (empty: not said), and the
+/// checksum the upstream published for it (none: not published).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedFile {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
 }
 
 /// Serve a cached object from storage.
@@ -442,6 +466,9 @@ pub struct FinalizeRequest {
     pub references: Vec<Digest>,
     /// The source that served the bytes (its upstream's name), recorded with the object.
     pub upstream: String,
+    /// For a package document: the files it lists (read by the injector's `references` rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ListedFile>,
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The metadata database: which objects each group has cached, tag → digest mappings with their
 //! freshness, the referrers API's lists, when each was last read, fill leases across nodes, the
 //! lifecycle's bookkeeping (deletions queued, traffic, jobs, maintenance leases), access tokens (by
-//! hash), and the admission hooks' verdicts. SQLite (default) and PostgreSQL share one set of
+//! hash), the admission hooks' verdicts, and the package formats' documents and the files they list. SQLite (default) and PostgreSQL share one set of
 //! queries and one test suite; each has its own migrations.
 //!
 //! Every write is an upsert on a unique key: concurrent finalizes of one object are normal.
@@ -14,6 +14,7 @@ mod error;
 mod jobs;
 mod leases;
 mod objects;
+mod packages;
 mod reads;
 mod referrers;
 #[macro_use]
@@ -28,6 +29,7 @@ pub use commit::{CommitLease, Committed, SWEEPER_HOLDER_PREFIX};
 pub use error::MetadataError;
 pub use jobs::JobRecord;
 pub use objects::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
+pub use packages::{DocumentKey, DocumentRecord, FileListing, FileRecord, StoredFile};
 pub use pool::Metadata;
 pub use reads::{HourlyTraffic, Reads, Traffic};
 pub use referrers::{ReferrersAnswer, ReferrersKey, ReferrersRecord};

@@ -24,6 +24,9 @@ pub struct UpstreamConfig {
     pub credentials: Option<Credentials>,
     pub http: HttpOptions,
     pub metrics: UpstreamMetrics,
+    /// For a PyPI upstream: where its index's download URLs point, when not at `url` (fetched
+    /// through this upstream's client: it must be in `http.redirect_allow` when private).
+    pub files_url: Option<url::Url>,
 }
 
 /// What a HEAD of a manifest or blob told us.
@@ -85,6 +88,11 @@ impl UpstreamClient {
 
     pub fn url(&self) -> &url::Url {
         &self.inner.config.url
+    }
+
+    /// Where a PyPI upstream's download URLs point, when not at its URL.
+    pub fn files_url(&self) -> Option<&url::Url> {
+        self.inner.config.files_url.as_ref()
     }
 
     /// `host[:port]` of the upstream, as containerd's `?ns=` names registries.
@@ -209,8 +217,19 @@ impl UpstreamClient {
         headers: HeaderMap,
         timeout: Duration,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let started = std::time::Instant::now();
         let request = self.inner.http.send(method.clone(), url, headers);
+        self.timed(&method, url, timeout, request).await
+    }
+
+    /// Waits at most `timeout` for `request`'s answer and notes how the upstream answered.
+    async fn timed(
+        &self,
+        method: &http::Method,
+        url: &str,
+        timeout: Duration,
+        request: impl Future<Output = Result<reqwest::Response, UpstreamError>>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let started = std::time::Instant::now();
         let outcome = match tokio::time::timeout(timeout, request).await {
             Err(_) => Err(UpstreamError::Timeout(format!("{method} {url} took over {timeout:?}"))),
             Ok(outcome) => outcome,
@@ -221,6 +240,43 @@ impl UpstreamClient {
             Err(error) => status.failed(&self.host_port(), error),
         }
         outcome
+    }
+
+    /// Sends `method url` (redirects followed as the rules allow), waiting at most `timeout` for
+    /// the answer's headers, noted as [`Self::send`] notes it.
+    pub(crate) async fn send_request(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.send(method, url, headers, timeout).await
+    }
+
+    /// Sends `method url` with a body, once (no redirect followed).
+    pub(crate) async fn send_with_body(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let request = self.inner.http.send_body(method.clone(), url, headers, body);
+        self.timed(&method, url, timeout, request).await
+    }
+
+    pub(crate) fn count_request(&self, kind: RequestKind) {
+        self.count(kind);
+    }
+
+    pub(crate) fn header_timeout(&self) -> Duration {
+        self.inner.config.http.header_timeout
+    }
+
+    pub(crate) fn credentials(&self) -> Option<&Credentials> {
+        self.inner.config.credentials.as_ref()
     }
 
     /// The `Authorization` header value for pulling `repository`, if the upstream wants one.

@@ -132,6 +132,32 @@ impl EgressClient {
     }
 }
 
+impl EgressClient {
+    /// Sends `method url` with `headers` and `body` once: a request with a body is not replayed
+    /// to a redirect's target (a redirect comes back as the answer). The URL is checked as the
+    /// first hop of [`Self::send`] is.
+    pub async fn send_body(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url = url::Url::parse(url)
+            .map_err(|error| UpstreamError::Protocol(format!("bad upstream URL {url}: {error}")))?;
+        if self.proxied {
+            self.policy.check_through_proxy(&url).await.map_err(UpstreamError::Egress)?;
+        }
+        self.http
+            .request(method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| UpstreamError::from_transport(&error))
+    }
+}
+
 /// Where a redirect answer points, if `response` is one.
 fn redirect_target(
     current: &url::Url,

@@ -13,6 +13,7 @@ mod error;
 mod failover;
 mod http;
 mod metrics;
+mod packages;
 mod proxy;
 mod status;
 
@@ -23,5 +24,6 @@ pub use error::UpstreamError;
 pub use failover::Attempts;
 pub use http::{EgressClient, HttpOptions, build_http_client, open_stream};
 pub use metrics::{RequestKind, UpstreamMetrics, host_label, host_label_of};
+pub use packages::{PackageDocument, PassedThrough};
 pub use proxy::{BadProxy, EgressProxy};
 pub use status::{LastError, RateLimit, UpstreamHealth, UpstreamStatus};

@@ -20,6 +20,12 @@ pub enum RequestKind {
     GetBlob,
     TagsList,
     Referrers,
+    /// A package format's document (packument, project page) asked by the control plane: a
+    /// HEAD when it is revalidated, a GET when a file is asked for before its document.
+    HeadDocument,
+    GetDocument,
+    /// A package format's request passed through uncached (`npm audit`, `npm ping`, …).
+    PassThrough,
 }
 
 impl RequestKind {
@@ -33,6 +39,9 @@ impl RequestKind {
             RequestKind::GetBlob => "get_blob",
             RequestKind::TagsList => "tags_list",
             RequestKind::Referrers => "referrers",
+            RequestKind::HeadDocument => "head_document",
+            RequestKind::GetDocument => "get_document",
+            RequestKind::PassThrough => "pass_through",
         }
     }
 }

@@ -205,6 +205,7 @@ fn client_with(
             proxy: None,
         },
         metrics: metrics.clone(),
+        files_url: None,
     })
     .unwrap()
 }

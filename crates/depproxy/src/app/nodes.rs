@@ -383,6 +383,7 @@ pub fn build_groups(config: &Config, metrics: &UpstreamMetrics) -> anyhow::Resul
             credentials,
             http: http_options(config, upstream),
             metrics: metrics.clone(),
+            files_url: upstream.files_url.clone(),
         })
         .with_context(|| format!("upstream {:?}", upstream.name))?;
         routes.push(UpstreamRoute {
@@ -530,7 +531,7 @@ pub async fn gateway(
         fill_window: usize::try_from(config.fill_window).unwrap_or(usize::MAX),
         fill_memory: usize::try_from(config.fill_memory).unwrap_or(usize::MAX),
         fill_limits: config.fill_limits,
-        paths: gateway::PathRules { form_posts: control::FORM_POSTS, describe: control::describe_path },
+        paths: gateway::PathRules { form_posts: control::is_form_post, describe: control::describe_path },
     };
     let gateway_metrics = GatewayMetrics::register(&mut runtime.registry);
     let observability = Observability {

@@ -53,9 +53,29 @@ pub(crate) struct Lead {
     pub give_way: CancellationToken,
 }
 
+/// An object a fill of this node stored a moment ago.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Committed {
+    pub digest: oci::Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// The upstream that served it.
+    pub source: String,
+}
+
+/// How long a committed fill's object answers its key: a request the control plane answered
+/// "fetch" while the fill was finishing (it asked before the record was there) arrives after the
+/// fill left the registry; within this it is served what was just stored instead of a second
+/// upstream fetch.
+const COMMITTED_MEMORY: std::time::Duration = std::time::Duration::from_secs(10);
+/// Committed fills remembered at most.
+const COMMITTED_ENTRIES: usize = 4096;
+
 /// The fills running on this node, by fill key.
 pub struct Fills {
     inflight: Mutex<HashMap<String, Entry>>,
+    /// Fills that stored their object in the last [`COMMITTED_MEMORY`], by fill key.
+    committed: Mutex<HashMap<String, (Committed, Instant)>>,
     /// How many fills run; lets tests and shutdown wait for detached fills without polling.
     running: watch::Sender<usize>,
     /// Memory all fills' recent chunks share.
@@ -67,6 +87,7 @@ impl Fills {
     pub fn new(memory: usize) -> Self {
         Fills {
             inflight: Mutex::default(),
+            committed: Mutex::default(),
             running: watch::channel(0).0,
             budget: Arc::new(MemoryBudget::new(memory)),
         }
@@ -142,6 +163,24 @@ impl Fills {
     pub async fn wait_idle(&self) {
         let mut running = self.running.subscribe();
         let _ = running.wait_for(|count| *count == 0).await;
+    }
+
+    /// Notes that the fill of `key` stored `object` (just before it leaves the registry).
+    pub(crate) fn remember_committed(&self, key: &str, object: Committed) {
+        let mut committed = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+        if committed.len() >= COMMITTED_ENTRIES {
+            committed.retain(|_, (_, at)| at.elapsed() < COMMITTED_MEMORY);
+            if committed.len() >= COMMITTED_ENTRIES {
+                committed.clear();
+            }
+        }
+        committed.insert(key.to_owned(), (object, Instant::now()));
+    }
+
+    /// What a fill of `key` stored within the last [`COMMITTED_MEMORY`], if one did.
+    pub(crate) fn recently_committed(&self, key: &str) -> Option<Committed> {
+        let committed = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+        committed.get(key).filter(|(_, at)| at.elapsed() < COMMITTED_MEMORY).map(|(object, _)| object.clone())
     }
 
     /// The state of the running fill of `key`, if one runs.

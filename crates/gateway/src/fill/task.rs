@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use injector::{
-    Authorization, CONTRACT_VERSION, FinalizeRequest, InjectorError, References, SendDependency, Source,
-    UploadDecision, Verdict, VerdictRequest,
+    Authorization, CONTRACT_VERSION, FinalizeRequest, InjectorError, ListedFile, References, SendDependency,
+    Source, UploadDecision, Verdict, VerdictRequest,
 };
 use oci::Digest;
 use storage::{ContentHasher, Expectation, StorageError, Upload, Verified};
@@ -26,7 +26,7 @@ use upstream::{Attempts, UpstreamError};
 use super::admission::{Busy, FillSlot};
 use super::control_calls;
 use super::recent::RecentChunks;
-use super::registry::{FillAbout, Joined, Lead, Running};
+use super::registry::{Committed, FillAbout, Joined, Lead, Running};
 use super::state::{FillError, FillState, Finished, Streaming, UpstreamHead};
 use crate::error::GatewayError;
 use crate::state::Gateway;
@@ -106,6 +106,15 @@ async fn run(
                 // Filled again: memory reloads it from what was just stored (a manifest by tag
                 // names its key only now; `send_dependency` drops the others when told to fill).
                 gateway.small_objects.forget(&finished.key).await;
+                gateway.fills.remember_committed(
+                    &params.fill_key,
+                    Committed {
+                        digest: finished.digest.clone(),
+                        size: finished.size,
+                        media_type: finished.head.media_type(&params.default_media_type),
+                        source: finished.streaming.source.clone(),
+                    },
+                );
             }
             running.finish(FillState::Committed(Arc::new(finished)));
         }
@@ -523,9 +532,9 @@ async fn persist_and_finalize(
         }
     };
     let media_type = streaming.head.media_type(&params.default_media_type);
-    let references = match params.references {
-        Some(rule) => references(rule, streaming, committed.size).await,
-        None => Vec::new(),
+    let (references, files) = match params.references {
+        Some(rule) => references(rule, streaming, committed.size, &media_type).await,
+        None => (Vec::new(), Vec::new()),
     };
     let finalize = FinalizeRequest {
         v: CONTRACT_VERSION,
@@ -537,6 +546,7 @@ async fn persist_and_finalize(
         lease_id,
         references,
         upstream: streaming.source.clone(),
+        files,
     };
     // The object is verified and durable; a failed finalize only means the next request fills
     // again, so clients are still served.
@@ -572,22 +582,37 @@ fn storage_failed(gateway: &Gateway, url: &str, error: &StorageError) {
 }
 
 /// What a stored document references, read back from its spool (a document whose references
-/// are read is small: within the injector's `max_size`) by the injector's rule. Nothing when the
-/// spool cannot be read — the references are bookkeeping for pins and purges, never worth
-/// failing a fill for.
-async fn references(rule: References, streaming: &Streaming, size: u64) -> Vec<Digest> {
+/// are read is within the injector's `max_size`) by the injector's rule: the digests an OCI
+/// manifest names, or the files a package document lists. Nothing when the spool cannot be read
+/// or the document not parsed — the references are bookkeeping (pins, purges, a file's
+/// checksum known ahead), never worth failing a fill for: a file no document listed has its
+/// document read again by the control plane.
+async fn references(
+    rule: References,
+    streaming: &Streaming,
+    size: u64,
+    media_type: &str,
+) -> (Vec<Digest>, Vec<ListedFile>) {
     let Some(spool) = streaming.spool.as_ref() else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let mut document = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     while (document.len() as u64) < size {
         let want = usize::try_from(size - document.len() as u64).unwrap_or(usize::MAX);
         match spool.read_at(document.len() as u64, want).await {
             Ok(chunk) if !chunk.is_empty() => document.extend_from_slice(&chunk),
-            _ => return Vec::new(),
+            _ => return (Vec::new(), Vec::new()),
         }
     }
     match rule {
-        References::OciManifest => oci::media::manifest_references(&document),
+        References::OciManifest => (oci::media::manifest_references(&document), Vec::new()),
+        References::NpmPackument | References::PypiProjectPage => {
+            let media_type = media_type.to_owned();
+            // Parsing a large packument is CPU work: off the runtime's workers.
+            let files =
+                tokio::task::spawn_blocking(move || injector::listed_files(rule, &document, &media_type))
+                    .await;
+            (Vec::new(), files.unwrap_or_default())
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod logs;
+pub mod packages;
 pub mod processes;
 pub mod switch;
 pub mod webhook;

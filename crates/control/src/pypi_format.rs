@@ -1,0 +1,180 @@
+//! The PyPI format: the simple repository API pip, uv and poetry speak, at `/pypi/<group path>/`.
+//! A project page (`/simple/{project}/`, PEP 503 HTML or PEP 691 JSON as the client's `Accept`
+//! chooses, each its own document) is served with its file URLs naming the proxy: relative links
+//! stay relative (the proxy's paths mirror the upstream's), absolute ones on the upstream's `url`
+//! or `files_url` are rewritten (`files_url` maps to `files/`). A file (`.whl`, `.tar.gz`, `.zip`,
+//! and PEP 658's `.metadata`) is verified against the page's `sha256`. A project name that is
+//! not normalised (PEP 503) redirects to the normalised URL; the root listing `/simple/` is not
+//! served (404: proxying the whole index is not what a build needs). Bad names are a 400 in plain
+//! text, never an upstream request.
+
+use axum::extract::Request;
+use axum::response::Response;
+use cache::{DocumentRequest, Format};
+use http::StatusCode;
+use injector::{References, Replace, VerifiedRequest};
+use pypi::Endpoint;
+use upstream::UpstreamClient;
+
+use crate::error::ControlError;
+use crate::packages::{self, PackageFormat, Target};
+use crate::plane::ControlPlane;
+
+/// What pip asks for: JSON first, HTML as the fallback.
+const JSON_ACCEPT: &str =
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
+const HTML_ACCEPT: &str = "application/vnd.pypi.simple.v1+html, text/html;q=0.9";
+
+pub(crate) const PYPI: PackageFormat = PackageFormat {
+    format: Format::Pypi,
+    target,
+    file_path,
+    references: References::PypiProjectPage,
+    document_types: &[pypi::JSON_MEDIA_TYPE, pypi::HTML_MEDIA_TYPE, "text/html", "application/json"],
+    document_default_type: "text/html",
+    extra_replacements,
+};
+
+/// `files_url` → `files/` under the group; and links relative to the upstream's root (pypiserver
+/// writes `href="/packages/…"`), which would leave the group: `/<upstream path>/` → the group's
+/// path, in HTML attributes and PEP 691 `url`s.
+fn extra_replacements(upstream: &UpstreamClient, client: &str) -> Vec<Replace> {
+    let mut replacements = Vec::new();
+    if let Some(files) = upstream.files_url() {
+        replacements.push(Replace {
+            from: format!("{}/", files.as_str().trim_end_matches('/')),
+            to: format!("{client}/files/"),
+        });
+    }
+    let root = upstream.url().path().trim_end_matches('/');
+    let group_path =
+        url::Url::parse(client).map(|url| url.path().to_owned()).unwrap_or_else(|_| client.to_owned());
+    for open in ["href=\"", "href='", "\"url\":\"", "\"url\": \""] {
+        replacements.push(Replace {
+            from: format!("{open}{root}/"),
+            to: format!("{open}{}/", group_path.trim_end_matches('/')),
+        });
+    }
+    replacements
+}
+
+/// The project and file (or `simple`) a path names, for the gateway's access log.
+pub(crate) fn describe_path(path: &str) -> Option<(&str, String)> {
+    let (_, rest) = Format::Pypi.package_path(path)?;
+    match pypi::parse_path(rest).ok()? {
+        Endpoint::Project { .. } => {
+            Some((rest.trim_start_matches("simple/").trim_end_matches('/'), "simple".to_owned()))
+        }
+        Endpoint::File { .. } => {
+            let file = rest.rsplit('/').next().unwrap_or(rest);
+            Some((file, String::new()))
+        }
+        Endpoint::Root => None,
+    }
+}
+
+pub(crate) async fn decide(
+    control: &ControlPlane,
+    request: Request,
+    verified: &VerifiedRequest,
+) -> Result<Response, ControlError> {
+    packages::decide(control, request, verified, &PYPI).await
+}
+
+/// The project page of `normalized`, in the form the client asked for.
+fn project_page(normalized: &str, json: bool) -> DocumentRequest {
+    DocumentRequest {
+        package: normalized.to_owned(),
+        variant: if json { "json" } else { "html" },
+        upstream_path: format!("simple/{normalized}/"),
+        accept: Some(if json { JSON_ACCEPT } else { HTML_ACCEPT }),
+    }
+}
+
+fn target(
+    rest: &str,
+    _query: Option<&str>,
+    headers: &http::HeaderMap,
+    _who: Option<&str>,
+) -> Result<Target, ControlError> {
+    let accept = headers.get(http::header::ACCEPT).and_then(|value| value.to_str().ok());
+    let endpoint =
+        pypi::parse_path(rest).map_err(|error| ControlError::BadPackageRequest(error.to_string()))?;
+    Ok(match endpoint {
+        Endpoint::Root => Target::Local(not_served()),
+        Endpoint::Project { name, .. } => {
+            if !name.is_normalized() || !rest.ends_with('/') {
+                // Relative to the request: `simple/Dp.Gamma/` → `../dp-gamma/`, `simple/x` → `x/`.
+                let up = if rest.ends_with('/') { "../" } else { "" };
+                return Ok(Target::Local(packages::redirect(&format!("{up}{}/", name.normalized()))?));
+            }
+            let document = project_page(name.normalized(), pypi::wants_json(accept));
+            Target::Document { document, name: name.normalized().to_owned() }
+        }
+        Endpoint::File { path } => {
+            let file_name = path.rsplit('/').next().unwrap_or(&path);
+            let project = pypi::project_of_filename(file_name).ok_or_else(|| {
+                ControlError::BadPackageRequest(format!("{file_name:?} is not a distribution file name"))
+            })?;
+            let version = version_of_filename(file_name);
+            Target::File { document: project_page(&project, true), name: project, version, path }
+        }
+    })
+}
+
+fn not_served() -> Response {
+    let mut response = Response::new(axum::body::Body::from(
+        "the root listing /simple/ is not served by this proxy: ask for /simple/<project>/\n",
+    ));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// A file URL of a page at `document_url` (relative ones resolved against it) → its path under
+/// the group: under the upstream's `url` as it is there, under its `files_url` below `files/`.
+/// A file elsewhere is not proxied.
+fn file_path(upstream: &UpstreamClient, document_url: &str, url: &str) -> Option<String> {
+    let absolute = pypi::resolve_href(document_url, url)?;
+    let absolute = absolute.split('#').next().unwrap_or(&absolute);
+    let under = |base: &url::Url| -> Option<String> {
+        let base = base.as_str().trim_end_matches('/');
+        absolute.strip_prefix(base)?.strip_prefix('/').map(str::to_owned)
+    };
+    let path = match upstream.files_url().and_then(under) {
+        Some(rest) => format!("files/{rest}"),
+        None => under(upstream.url())?,
+    };
+    matches!(pypi::parse_path(&path), Ok(Endpoint::File { .. })).then_some(path)
+}
+
+/// The version a distribution file's name carries: a wheel's second field
+/// (`{name}-{version}-…whl`), an sdist's text after its name (`{name}-{version}.tar.gz`).
+fn version_of_filename(file_name: &str) -> Option<String> {
+    let file_name = file_name.strip_suffix(".metadata").unwrap_or(file_name);
+    if let Some(stem) = file_name.strip_suffix(".whl") {
+        return stem.split('-').nth(1).map(str::to_owned);
+    }
+    let stem = pypi::FILE_EXTENSIONS.iter().find_map(|extension| file_name.strip_suffix(extension))?;
+    let at = stem
+        .char_indices()
+        .rfind(|(at, c)| *c == '-' && stem[at + 1..].starts_with(|c: char| c.is_ascii_digit()))?
+        .0;
+    Some(stem[at + 1..].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_say_their_version() {
+        assert_eq!(version_of_filename("dp_alpha-1.1-py3-none-any.whl").as_deref(), Some("1.1"));
+        assert_eq!(version_of_filename("dp_alpha-1.1-py3-none-any.whl.metadata").as_deref(), Some("1.1"));
+        assert_eq!(version_of_filename("dp-alpha-1.0.tar.gz").as_deref(), Some("1.0"));
+        assert_eq!(version_of_filename("zope.interface-6.0.zip").as_deref(), Some("6.0"));
+        assert_eq!(version_of_filename("noversion.tar.gz"), None);
+    }
+}

@@ -26,7 +26,6 @@ BP_CLIENTS=${BP_CLIENTS:-8}
 PKG_CLIENT_TIMEOUT=${PKG_CLIENT_TIMEOUT:-600}   # seconds: a client still running then is killed (and noted)
 PKG_DIR=$BENCH_DIR/pkg
 PKG_PY=$REPO/bench/lib/pkgbench.py
-PKG_LAB=${PKG_LAB:-$REPO/scripts/lab}   # start/stop scripts of the upstreams
 VERDACCIO_HOME=${VERDACCIO_HOME:-$HOME/.cache/depproxy/verdaccio}
 PYPI_LAB_VENV=${PYPI_LAB_VENV:-$HOME/.cache/depproxy/pypiserver-venv}
 DEVPI_VENV=${DEVPI_VENV:-$HOME/.cache/depproxy/devpi-venv}
@@ -160,8 +159,8 @@ meter_settle() {
 pkg_lab() { DEPPROXY_TEST_DIR=$PKG_DIR VERDACCIO_HOME=$VERDACCIO_HOME PYPI_LAB_VENV=$PYPI_LAB_VENV "$@"; }
 
 stop_pkg_upstreams() {
-  if [ "${NPM_UP_STARTED:-0}" = 1 ]; then pkg_lab "$PKG_LAB/stop-verdaccio.sh" "${PORT[npm-up]}" >&2 || true; fi
-  if [ "${PYPI_UP_STARTED:-0}" = 1 ]; then pkg_lab "$PKG_LAB/stop-pypiserver.sh" "${PORT[pypi-up]}" >&2 || true; fi
+  if [ "${NPM_UP_STARTED:-0}" = 1 ]; then pkg_lab "$REPO/scripts/lab/stop-verdaccio.sh" "${PORT[npm-up]}" >&2 || true; fi
+  if [ "${PYPI_UP_STARTED:-0}" = 1 ]; then pkg_lab "$REPO/scripts/lab/stop-pypiserver.sh" "${PORT[pypi-up]}" >&2 || true; fi
   NPM_UP_STARTED=0 PYPI_UP_STARTED=0
 }
 
@@ -184,7 +183,7 @@ prepare_pkg_data() {
     # The storage belongs to one fixture (its integrity values): keyed by the fixture's stamp.
     local storage
     storage=$PKG_DIR/verdaccio-storage-$(md5sum <"$NPM_FIX/stamp" | cut -c1-8)
-    pkg_lab "$PKG_LAB/start-verdaccio.sh" "${PORT[npm-up]}" "$storage" >&2
+    pkg_lab "$REPO/scripts/lab/start-verdaccio.sh" "${PORT[npm-up]}" "$storage" >&2
     NPM_UP_STARTED=1
     python3 "$PKG_PY" npm-publish "$NPM_FIX" "${URL[npm-up]}" "$PKG_DIR/verdaccio-${PORT[npm-up]}.npmrc"
     BN_EXPECTED=$(python3 "$PKG_PY" npm-project "$NPM_FIX" "$NPM_FIX/project")
@@ -192,7 +191,7 @@ prepare_pkg_data() {
   if wants BP; then
     PIP_FIX=$PKG_DIR/pip-$BP_PROJECTS
     python3 "$PKG_PY" pip-fixture "$PIP_FIX" "$BP_PROJECTS"
-    pkg_lab "$PKG_LAB/start-pypiserver.sh" "${PORT[pypi-up]}" "$PIP_FIX/packages" >&2
+    pkg_lab "$REPO/scripts/lab/start-pypiserver.sh" "${PORT[pypi-up]}" "$PIP_FIX/packages" >&2
     PYPI_UP_STARTED=1
     BP_EXPECTED=$BP_PROJECTS
   fi

@@ -1015,7 +1015,7 @@ ROWS = [
         ("BN.ci_cold", "BN cold npm ci (lockfile; fresh proxy, empty client cache): wall", "s", "low"),
         ("BN.ci_warm", "BN warm npm ci (proxy filled, empty client cache): wall", "s", "low"),
     ) if sc == "BN" else ()) + (
-        (f"{sc}.herd_slowest", f"{sc} {clients} concurrent cold installs: slowest wall", "s", "low"),
+        (f"{sc}.herd_slowest", f"{sc} concurrent cold installs ({clients}): slowest wall", "s", "low"),
         (f"{sc}.herd_failed", f"{sc} concurrent cold installs: clients that failed", "", "low"),
         (f"{sc}.herd_up_x", f"{sc} concurrent cold installs: upstream bytes ÷ one cold install's", "×", "low"),
         (f"{sc}.herd_up_reqs", f"{sc} concurrent cold installs: upstream requests", "", "low"),

@@ -235,6 +235,7 @@ pip_index() {
   esac
 }
 
+# No files_url: pypiserver's links name its own host (root-relative /packages/...).
 depproxy_pkg_toml() {
   cat <<EOF
 [[upstream]]
@@ -251,7 +252,6 @@ format = "npm"
 name = "pypi-lab"
 format = "pypi"
 url = "${URL[pypi-meter]}"
-files_url = "${URL[pypi-meter]}"
 
 [[group]]
 path = "python"

@@ -428,6 +428,7 @@ npm_client() {
   fi
   t0=$EPOCHREALTIME
   # No npm configuration from this machine: --userconfig, and no npm_config_* variables.
+  # shellcheck disable=SC2046 # one word per variable to unset
   (cd "$dir/project" && env $(env | sed -n 's/^\([Nn][Pp][Mm]_[Cc][Oo][Nn][Ff][Ii][Gg]_[^=]*\)=.*/-u \1/p') \
     timeout "$PKG_CLIENT_TIMEOUT" npm "$mode" --userconfig "$PKG_DIR/npmrc" --prefer-online --registry "$(npm_registry "$sys")" \
     --cache "$dir/cache") >"$OUT/raw/$tag.log" 2>&1 || rc=$?
@@ -444,6 +445,7 @@ pip_client() {
   mkdir -p "$dir"
   t0=$EPOCHREALTIME
   # No pip configuration from this machine (files or PIP_* variables, e.g. PIP_FIND_LINKS).
+  # shellcheck disable=SC2046 # one word per variable to unset
   env $(env | sed -n 's/^\(PIP_[A-Z_]*\)=.*/-u \1/p') PIP_CONFIG_FILE=/dev/null \
     timeout "$PKG_CLIENT_TIMEOUT" python3 -m pip install --no-cache-dir --disable-pip-version-check --no-input \
     --target "$dir/site" --index-url "$(pip_index "$sys")" -r "$PIP_FIX/requirements.txt" \
@@ -540,7 +542,11 @@ pkg_scenario() {
       meter_settle
       counts=$(meter_since "$line" "$meter_port")
       record "$sc.herd_up_reqs" "$sys" "$(jget requests <<<"$counts")"
-      record "$sc.herd_up_x" "$sys" "$(calc "$(jget bytes <<<"$counts") / $single_bytes")"
+      if [ "$single_bytes" -gt 0 ]; then
+        record "$sc.herd_up_x" "$sys" "$(calc "$(jget bytes <<<"$counts") / $single_bytes")"
+      else
+        note "$sc $sys rep $rep: the cold install fetched nothing upstream, no herd ratio"
+      fi
       printf '%s %s %s %s\n' "$sc" "$sys" "$rep" "$counts" >>"$OUT/raw/$sc-herd-meter.txt"
       stop_system "$sys"
     done

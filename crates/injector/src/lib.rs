@@ -25,7 +25,7 @@ pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher};
 pub use fills::{FillReport, FillsReport};
 pub use headers::{HeaderList, append_headers, header_list, header_map};
 pub use keys::{KeyError, digest_of_key, storage_key};
-pub use listing::listed_files;
+pub use listing::{ListedFile, References, listed_files};
 pub use replay::ReplayCache;
 pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{
@@ -117,35 +117,6 @@ impl Accept {
         let essence = content_type.split(';').next().unwrap_or("").trim();
         self.types.iter().any(|accepted| accepted == essence)
     }
-}
-
-/// How the gateway reads what a stored document references, to report it at finalize (for pins
-/// and purges): the control plane never reads object bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum References {
-    /// An OCI image manifest or index (and the Docker formats): its config, layers, manifests,
-    /// blobs and subject.
-    OciManifest,
-    /// An npm packument, full or abbreviated: each version's tarball and its `integrity` (or
-    /// `shasum`), reported as [`ListedFile`]s.
-    NpmPackument,
-    /// A PyPI project page, HTML (PEP 503) or JSON (PEP 691): each file with its `sha256`, and
-    /// its metadata file (PEP 658) when the page announces one.
-    PypiProjectPage,
-}
-
-/// A file a stored package document lists, as the document writes it: its URL (relative ones
-/// resolve against the document's), the version it belongs to (empty: not said), and the
-/// checksum the upstream published for it (none: not published).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListedFile {
-    pub url: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub version: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<Checksum>,
 }
 
 /// Serve a cached object from storage.

@@ -18,11 +18,14 @@ use sha2::Digest as _;
 
 use crate::support::{Options, TestProxy, client, spawn_server};
 
+/// A scripted answer: its content type and bytes.
+type Served = (String, Vec<u8>);
+
 /// A scripted package upstream: `files` by path (documents may say `{base}`, replaced by its
 /// address), every request logged, and switches to answer 503 or to send other bytes.
 #[derive(Clone, Default)]
 struct Scripted {
-    files: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>,
+    files: Arc<Mutex<HashMap<String, Served>>>,
     log: Arc<Mutex<Vec<String>>>,
     down: Arc<std::sync::atomic::AtomicBool>,
     tamper: Arc<std::sync::atomic::AtomicBool>,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS hash (default: all)
+# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP hash
+#                                         (default: all)
 #
 # Benchmarks depproxy against the distribution registry in proxy mode, nginx proxy_cache
 # (+ proxy_cache_lock) and nginx serving the same files statically, on one machine, same data,
@@ -40,6 +41,14 @@
 #   BS  the sweeper at scale: BS_OBJECTS expired objects of BS_SIZE bytes (seeded by
 #       bench/hashbench's sweepseed) removed by one sweep on SQLite and PostgreSQL (BS_POSTGRES)
 #       while the B5 load runs in 1-s slices: sweep wall time, peak RSS, hit p99 during the sweep
+#   BN  npm: `npm install` (no lockfile) and `npm ci` of a project whose tree is BN_PACKAGES
+#       generated packages (bench/lib/pkgbench.py) published to a Verdaccio upstream, cold (fresh
+#       proxy, empty client cache) and warm (proxy filled, empty client cache), and BN_CLIENTS
+#       concurrent cold installs: slowest wall, upstream requests and bytes ÷ one install's —
+#       depproxy beside Verdaccio as a proxy-cache and nginx proxy_cache (bench/lib/packages.sh)
+#   BP  pip: `pip install --target` of BP_PROJECTS generated wheels served by pypiserver, cold,
+#       warm and BP_CLIENTS concurrent cold installs, beside devpi-server (mirror index) and
+#       nginx proxy_cache
 #   hash  sha256sum vs depproxy's write path (bench/hashbench) on the large layer file
 #
 # Knobs (environment) and defaults — the defaults are the sizes of issue 4:
@@ -53,6 +62,9 @@
 #   BA_H1=2000 BA_H2=200 BA_STREAMS=64 BA_BODY=65536 BA_H1_SENT=32768 BA_H2_SENT=4096
 #   BA_BODY_TIMEOUT=10 BA_SECONDS=15 BA_SOURCES=4
 #   BS_OBJECTS=100000 BS_SIZE=1024 BS_POSTGRES=postgres://postgres@127.0.0.1:5432
+#   BN_PACKAGES=220 BN_CLIENTS=8 BP_PROJECTS=210 BP_CLIENTS=8
+#   (BN/BP run the systems of SYSTEMS that speak the format; SYSTEMS unset: depproxy verdaccio
+#   nginx-cache for BN, depproxy devpi nginx-cache for BP)
 #   SYSTEMS="depproxy distribution nginx-cache nginx-static"   PORT_BASE=5900
 #   BENCH_DIR=/tmp/depproxy-bench (images, upstream registry data, caches)
 #   RESULTS=bench/RESULTS.md   SKIP_BUILD=1 (use the existing binaries)
@@ -118,6 +130,7 @@ BS_POSTGRES=${BS_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 PORT_BASE=${PORT_BASE:-5900}
 BENCH_DIR=${BENCH_DIR:-/tmp/depproxy-bench}
 RESULTS=${RESULTS:-$REPO/bench/RESULTS.md}
+SYSTEMS_GIVEN=${SYSTEMS:+1}
 read -r -a SYSTEMS <<<"${SYSTEMS:-depproxy distribution nginx-cache nginx-static}"
 
 RUN_ID=$(date +%Y%m%d-%H%M%S)
@@ -151,22 +164,31 @@ source "$REPO/bench/lib/common.sh"
 source "$REPO/bench/lib/systems.sh"
 # shellcheck source=bench/lib/scenarios.sh
 source "$REPO/bench/lib/scenarios.sh"
+# shellcheck source=bench/lib/packages.sh
+source "$REPO/bench/lib/packages.sh"
 
 # ---------------------------------------------------------------- setup
 
 select_scenarios() {
   local s
   SCENARIOS=()
-  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS hash
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP hash
   for s in "$@"; do
     case $s in
-      B1 | B2 | B3 | B4 | B5 | B5a | B5p | B6s | B7 | BC | BA | BS | hash) SCENARIOS+=("$s") ;;
+      B1 | B2 | B3 | B4 | B5 | B5a | B5p | B6s | B7 | BC | BA | BS | BN | BP | hash) SCENARIOS+=("$s") ;;
       B6) SCENARIOS+=(B3 B4) ;;
-      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS hash)" ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP hash)" ;;
     esac
   done
   # Unique, in canonical order.
-  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+}
+
+# The image scenarios need the test images and the upstream registry; BN and BP their own data.
+wants_images() {
+  local s
+  for s in "${SCENARIOS[@]}"; do case $s in BN | BP) ;; *) return 0 ;; esac; done
+  return 1
 }
 
 wants() { [[ " ${SCENARIOS[*]} " == *" $1 "* ]]; }
@@ -269,6 +291,7 @@ cleanup() {
   trap - EXIT INT TERM
   stop_all_bg
   stop_upstream
+  stop_pkg_upstreams
   # Anything else this shell started in the background (e.g. B4's curls), by pid.
   local pid
   for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
@@ -285,12 +308,14 @@ write_meta() {
   {
     echo "# setup"
     echo "cargo build --release -p depproxy   # CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+    if wants_images; then
     echo "WITH_BIG=1 WITH_LARGE=1 BIG_MB=$BIG_MB LARGE_MB=$LARGE_MB MEDIUM_MB=${MEDIUM_MB:-8} scripts/make-images.py $LAYOUTS"
     echo "DEPPROXY_TEST_DIR=$BENCH_DIR scripts/lab/start-registry.sh ${PORT[upstream]} $BENCH_DIR/upstream-data   # the upstream"
     echo "scripts/lab/push-images.sh 127.0.0.1:${PORT[upstream]} $LAYOUTS"
     if [ -n "${B4_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$B4_LIST") $B4_STREAMS $B4_BLOB_MB 127.0.0.1:${PORT[upstream]}   # B4's blobs, lab/b4"; fi
     if [ -n "${HOT_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$HOT_LIST") 1 $HOT_MB 127.0.0.1:${PORT[upstream]} hot   # the cached blob of B6s/B7/BC/BA, lab/hot"; fi
     if [ -n "${B7_LIST:-}" ]; then echo "bench/lib/bench.py b4-blobs $(dirname "$B7_LIST") $B7_FILLS $B7_BLOB_MB 127.0.0.1:${PORT[upstream]} b7 nofiles   # B7's blobs, lab/b7"; fi
+    fi
     echo "$DEPPROXY_BIN serve --listen 127.0.0.1:${PORT[depproxy]} --data-dir DIR --upstream UPSTREAM"
     echo "docker-registry serve CONFIG   # proxy.remoteurl: UPSTREAM (config: bench/lib/systems.sh)"
     echo "nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'   # proxy_cache, static and throttle configs: bench/lib/systems.sh"
@@ -300,8 +325,8 @@ write_meta() {
   META_LOAD_START=$LOAD_START META_OUT=$OUT META_COMMAND="bench/run.sh${SCENARIO_ARGS[*]:+ ${SCENARIO_ARGS[*]}}" META_RUN_ID=$RUN_ID META_LOAD_BEFORE=$LOAD_BEFORE \
     META_LOAD_AFTER=$LOAD_AFTER META_DEPPROXY_BIN=$DEPPROXY_BIN META_DEPPROXY_SOURCE=$DEPPROXY_SOURCE \
     META_DEPPROXY_REF=${DEPPROXY_REF:-} META_DEPPROXY_REF_SOURCE=${DEPPROXY_REF_SOURCE:-} \
-    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN BC_SOURCES=$BC_SOURCES BA_H1=$BA_H1 BA_H2=$BA_H2 BA_STREAMS=$BA_STREAMS BA_BODY=$BA_BODY BA_H1_SENT=$BA_H1_SENT BA_H2_SENT=$BA_H2_SENT BA_BODY_TIMEOUT=$BA_BODY_TIMEOUT BA_SECONDS=$BA_SECONDS BA_SOURCES=$BA_SOURCES; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
-    META_HASH_CHUNK=$HASH_CHUNK \
+    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN BC_SOURCES=$BC_SOURCES BA_H1=$BA_H1 BA_H2=$BA_H2 BA_STREAMS=$BA_STREAMS BA_BODY=$BA_BODY BA_H1_SENT=$BA_H1_SENT BA_H2_SENT=$BA_H2_SENT BA_BODY_TIMEOUT=$BA_BODY_TIMEOUT BA_SECONDS=$BA_SECONDS BA_SOURCES=$BA_SOURCES BN_PACKAGES=$BN_PACKAGES BN_CLIENTS=$BN_CLIENTS BP_PROJECTS=$BP_PROJECTS BP_CLIENTS=$BP_CLIENTS; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
+    META_HASH_CHUNK=$HASH_CHUNK META_EXTRA_VERSIONS=${PKG_VERSIONS:-} \
     python3 "$BENCH_PY" meta "$OUT"
 }
 
@@ -317,16 +342,23 @@ main() {
   trap cleanup EXIT INT TERM
   log "scenarios: ${SCENARIOS[*]}; systems: ${SYSTEMS[*]}; REPS=$REPS; output $OUT"
   ensure_tools
+  if wants BN || wants BP; then ensure_pkg_tools; fi
   build
   check_ports
   PROXIES=()
   for s in "${SYSTEMS[@]}"; do is_proxy "$s" && PROXIES+=("$s"); done
-  prepare_data
+  if wants_images; then prepare_data; fi
+  if wants BN || wants BP; then
+    prepare_pkg_data
+    PKG_VERSIONS=$(pkg_versions)
+  fi
   LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
   log "load average before: $LOAD_BEFORE"
-  # Was the machine shared? CPU of processes outside this harness and the upstream, every 2 s.
-  start_bg load-sampler "$OUT/sampler.log" python3 "$BENCH_PY" sampler "$OUT/load.txt" $$ \
-    "$(cat "$BENCH_DIR/registry-${PORT[upstream]}.pid")"
+  # Was the machine shared? CPU of processes outside this harness and the upstreams, every 2 s.
+  local roots=()
+  if wants_images; then roots+=("$(cat "$BENCH_DIR/registry-${PORT[upstream]}.pid")"); fi
+  read -r -a roots <<<"${roots[*]} $(pkg_upstream_pids | tr '\n' ' ')"
+  start_bg load-sampler "$OUT/sampler.log" python3 "$BENCH_PY" sampler "$OUT/load.txt" $$ "${roots[@]}"
   for SCENARIO in "${SCENARIOS[@]}"; do "scenario_$SCENARIO"; done
   stop_bg load-sampler
   write_meta

@@ -903,6 +903,7 @@ def abuse(url, h1, h2, streams, body, h1_sent, h2_sent, hold, ready_file, source
 # ---------------------------------------------------------------- report
 
 SYSTEMS = [("depproxy", "depproxy"), ("depproxy-ref", "depproxy (reference build)"), ("distribution", "distribution proxy"),
+           ("verdaccio", "Verdaccio proxy-cache"), ("devpi", "devpi-server mirror"),
            ("nginx-cache", "nginx proxy_cache"), ("nginx-static", "nginx static"), ("direct", "upstream direct")]
 
 # (row id, label, unit, better) — better: "high", "low" or "" (no ratio direction)
@@ -1004,6 +1005,24 @@ ROWS = [
     ("BA.still_open", "BA held connections still open at the end of the hold", "", "low"),
     ("BA.close_max_s", "BA slowest close of a held connection, after its last byte", "s", "low"),
     ("BA.open_s", "BA time to open the abusive connections", "s", "low"),
+] + [
+    row
+    for sc, what, clients in (("BN", "npm install", "BN_CLIENTS"), ("BP", "pip install", "BP_CLIENTS"))
+    for row in (
+        (f"{sc}.cold", f"{sc} cold {what} (fresh proxy, empty client cache): wall", "s", "low"),
+        (f"{sc}.warm", f"{sc} warm {what} (proxy filled, empty client cache): wall", "s", "low"),
+    ) + ((
+        ("BN.ci_cold", "BN cold npm ci (lockfile; fresh proxy, empty client cache): wall", "s", "low"),
+        ("BN.ci_warm", "BN warm npm ci (proxy filled, empty client cache): wall", "s", "low"),
+    ) if sc == "BN" else ()) + (
+        (f"{sc}.herd_slowest", f"{sc} concurrent cold installs ({clients}): slowest wall", "s", "low"),
+        (f"{sc}.herd_failed", f"{sc} concurrent cold installs: clients that failed", "", "low"),
+        (f"{sc}.herd_up_x", f"{sc} concurrent cold installs: upstream bytes ÷ one cold install's", "×", "low"),
+        (f"{sc}.herd_up_reqs", f"{sc} concurrent cold installs: upstream requests", "", "low"),
+        (f"{sc}.cold_up_reqs", f"{sc} one cold install: upstream requests", "", "low"),
+        (f"{sc}.cold_up_mb", f"{sc} one cold install: upstream bytes", "MB", "low"),
+        (f"{sc}.warm_up_reqs", f"{sc} warm install: upstream requests", "", "low"),
+    )
 ]
 
 READING = [
@@ -1053,6 +1072,18 @@ READING = [
     "open the connections + BC_SECONDS, or the hits do not see them all open (the run says so in its "
     "notes). The connections come from BC_SOURCES loopback addresses, so depproxy's per-address cap "
     "(max_connections_per_client, a tenth of max_connections) is not what closes them.",
+    "BN, BP (issue 26): whole installs of a generated project (bench/lib/pkgbench.py): BN a tree of "
+    "BN_PACKAGES npm packages (10% scoped, every 5th with 3 versions, tarballs of 2–100 KB) published to "
+    "a Verdaccio upstream; BP BP_PROJECTS wheels (every 5th with 2 versions) served by pypiserver. Every "
+    "system's upstream is a 'meter' nginx in front of the origin that only passes requests through and logs "
+    "each response's size: upstream requests and bytes are counted there for all systems alike. 'cold' = "
+    "the system restarted with an empty cache just before, 'warm' = right after the cold install; the client "
+    "always starts empty (new project directory, new npm --cache / pip --no-cache-dir). npm install runs "
+    "without a lockfile (it resolves every packument, then fetches tarballs); npm ci with a lockfile "
+    "resolved against the upstream whose 'resolved' URLs are moved to the system under test (npm fetches "
+    "them as written). Verdaccio's uplink maxage and nginx's packument/page freshness are 5 min, like "
+    "depproxy's document_recheck. The concurrent installs start together on a fresh system; 'upstream "
+    "bytes ÷ one cold install's' is 1.00× when every file and document crossed once.",
     "BA (issue 23): BA_H1 connections send the head of POST /v2/token announcing a BA_BODY-byte form and "
     "BA_H1_SENT bytes of it, and BA_H2 connections speak HTTP/2 without TLS (prior knowledge) with "
     "BA_STREAMS streams each (capped at the server's SETTINGS), each such a POST with BA_H2_SENT bytes of "
@@ -1173,6 +1204,21 @@ def target_lines(med, meta):
         v = g(f"BS.{db}.p99_during", "depproxy")
         if v is not None:
             add(f"BS hit p99 during the sweep < 20 ms ({db}, worst 1-s slice)", f"{v:.1f} ms", v < 20)
+    # BN, BP (issue 26): installs against the fastest package peer; one upstream fetch per file.
+    for sc, rows in (("BN", (("cold", "cold npm install", 1.0), ("ci_cold", "cold npm ci", 1.0),
+                             ("warm", "warm npm install", 0.8), ("ci_warm", "warm npm ci", 0.8))),
+                     ("BP", (("cold", "cold pip install", 1.0), ("warm", "warm pip install", 0.8)))):
+        for row, what, limit in rows:
+            d = g(f"{sc}.{row}", "depproxy")
+            peers = {p: g(f"{sc}.{row}", p) for p in ("verdaccio", "devpi", "nginx-cache") if g(f"{sc}.{row}", p)}
+            if d and peers:
+                fastest = min(peers, key=peers.get)
+                add(f"{sc} {what} wall ≤ {limit:.1f}× the fastest peer ({fastest})",
+                    f"{d / peers[fastest]:.2f}×", d <= limit * peers[fastest])
+        v = meta_max(meta, f"{sc}.herd_up_x")
+        if v is not None:
+            add(f"{sc} concurrent cold installs: upstream bytes 1× one install's (every rep)", f"max {v:.2f}×",
+                v <= 1 + 1e-9)
     for row in ("B6.B3", "B6.B4"):
         v = g(row, "depproxy")
         if v is not None:
@@ -1488,6 +1534,7 @@ def meta(out):
             "skopeo": first_line("skopeo", "--version"),
             "sha256sum": first_line("sha256sum", "--version"),
             "python": first_line("python3", "--version"),
+            **dict(kv.split("=", 1) for kv in env("EXTRA_VERSIONS").split("|") if "=" in kv),
         },
         "commands": read_lines(os.path.join(out, "all-commands.txt")),
         "notes": read_lines(os.path.join(out, "notes.txt")),

@@ -15,6 +15,7 @@ mod admission_checks;
 mod catalog;
 mod decision;
 mod error;
+mod filling_documents;
 mod fills;
 mod format;
 mod freshness;

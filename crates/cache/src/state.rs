@@ -59,7 +59,7 @@ pub struct Cache {
     /// for before its document): one upstream GET however many ask.
     pub(crate) document_reads: SingleFlight<DocumentKey, Result<(), UpstreamError>>,
     /// Package document fills decided here and not recorded yet.
-    pub(crate) documents_filling: crate::packages::FillingDocuments,
+    pub(crate) documents_filling: crate::filling_documents::FillingDocuments,
     /// Tags served although upstream now answers 404 for them (`stale_on_404`).
     pub(crate) gone: GoneUpstream,
     pub(crate) metrics: CacheMetrics,

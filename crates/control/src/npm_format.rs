@@ -138,3 +138,38 @@ fn file_path(upstream: &UpstreamClient, _document_url: &str, url: &str) -> Optio
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_log_names_packages_and_versions() {
+        assert_eq!(describe_path("/npm/js/lodash"), Some(("lodash", "packument".to_owned())));
+        assert_eq!(
+            describe_path("/npm/js/@dp/util/-/util-1.0.0.tgz"),
+            Some(("@dp/util", "1.0.0".to_owned()))
+        );
+        assert_eq!(describe_path("/npm/js/-/ping"), None);
+    }
+
+    #[test]
+    fn tarball_urls_map_under_the_group_and_audits_are_form_posts() {
+        let upstream = crate::packages::test_upstream("https://npm.example.com", None);
+        let document = "https://npm.example.com/@dp%2futil";
+        for url in [
+            "https://npm.example.com/@dp/util/-/util-1.0.0.tgz",
+            "https://npm.example.com/@dp%2futil/-/util-1.0.0.tgz",
+        ] {
+            assert_eq!(
+                file_path(&upstream, document, url).as_deref(),
+                Some("@dp/util/-/util-1.0.0.tgz"),
+                "{url}"
+            );
+        }
+        assert_eq!(file_path(&upstream, document, "https://cdn.example.com/util-1.0.0.tgz"), None);
+        assert!(is_form_post("/npm/js/-/npm/v1/security/advisories/bulk"));
+        assert!(is_form_post("/npm/js/-/npm/v1/security/audits/quick"));
+        assert!(!is_form_post("/npm/js/lodash"));
+    }
+}

@@ -465,3 +465,24 @@ pub(crate) fn redirect(location: &str) -> Result<Response, ControlError> {
     response.headers_mut().insert(http::header::LOCATION, location);
     Ok(response)
 }
+
+/// An upstream client for tests of the formats' path mapping.
+#[cfg(test)]
+pub(crate) fn test_upstream(url: &str, files_url: Option<&str>) -> UpstreamClient {
+    UpstreamClient::new(upstream::UpstreamConfig {
+        name: "origin".into(),
+        url: url.parse().unwrap(),
+        credentials: None,
+        http: upstream::HttpOptions {
+            connect_timeout: std::time::Duration::from_secs(1),
+            header_timeout: std::time::Duration::from_secs(1),
+            extra_ca_pem: Vec::new(),
+            redirect_allow: Vec::new(),
+            realm_allow: Vec::new(),
+            proxy: None,
+        },
+        metrics: upstream::UpstreamMetrics::default(),
+        files_url: files_url.map(|url| url.parse().unwrap()),
+    })
+    .unwrap()
+}

@@ -40,7 +40,7 @@ pub(crate) const PYPI: PackageFormat = PackageFormat {
 /// path, in HTML attributes and PEP 691 `url`s.
 fn extra_replacements(upstream: &UpstreamClient, client: &str) -> Vec<Replace> {
     let mut replacements = Vec::new();
-    if let Some(files) = upstream.files_url() {
+    if let Some(files) = files_base(upstream) {
         replacements.push(Replace {
             from: format!("{}/", files.as_str().trim_end_matches('/')),
             to: format!("{client}/files/"),
@@ -58,7 +58,8 @@ fn extra_replacements(upstream: &UpstreamClient, client: &str) -> Vec<Replace> {
     replacements
 }
 
-/// The project and file (or `simple`) a path names, for the gateway's access log.
+/// What a path names, for the gateway's access log: a project page as (project, `simple`), a
+/// file as (file name, version).
 pub(crate) fn describe_path(path: &str) -> Option<(&str, String)> {
     let (_, rest) = Format::Pypi.package_path(path)?;
     match pypi::parse_path(rest).ok()? {
@@ -67,7 +68,7 @@ pub(crate) fn describe_path(path: &str) -> Option<(&str, String)> {
         }
         Endpoint::File { .. } => {
             let file = rest.rsplit('/').next().unwrap_or(rest);
-            Some((file, String::new()))
+            Some((file, version_of_filename(file).unwrap_or_default()))
         }
         Endpoint::Root => None,
     }
@@ -133,6 +134,13 @@ fn not_served() -> Response {
     response
 }
 
+/// The upstream's `files_url`, unless it is its `url` itself: then its files are the upstream's
+/// own paths (a `files_url` naming the index's host changes nothing).
+fn files_base(upstream: &UpstreamClient) -> Option<&url::Url> {
+    let trimmed = |url: &url::Url| url.as_str().trim_end_matches('/').to_owned();
+    upstream.files_url().filter(|files| trimmed(files) != trimmed(upstream.url()))
+}
+
 /// A file URL of a page at `document_url` (relative ones resolved against it) → its path under
 /// the group: under the upstream's `url` as it is there, under its `files_url` below `files/`.
 /// A file elsewhere is not proxied.
@@ -143,7 +151,7 @@ fn file_path(upstream: &UpstreamClient, document_url: &str, url: &str) -> Option
         let base = base.as_str().trim_end_matches('/');
         absolute.strip_prefix(base)?.strip_prefix('/').map(str::to_owned)
     };
-    let path = match upstream.files_url().and_then(under) {
+    let path = match files_base(upstream).and_then(under) {
         Some(rest) => format!("files/{rest}"),
         None => under(upstream.url())?,
     };
@@ -168,6 +176,59 @@ fn version_of_filename(file_name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_access_log_names_projects_and_file_versions() {
+        assert_eq!(describe_path("/pypi/python/simple/dp-alpha/"), Some(("dp-alpha", "simple".to_owned())));
+        assert_eq!(
+            describe_path("/pypi/python/packages/dp_alpha-1.1-py3-none-any.whl"),
+            Some(("dp_alpha-1.1-py3-none-any.whl", "1.1".to_owned()))
+        );
+        assert_eq!(describe_path("/pypi/python/simple/"), None);
+        assert_eq!(describe_path("/v2/x/manifests/1"), None);
+    }
+
+    #[test]
+    fn file_paths_map_under_the_group() {
+        let upstream =
+            |files: Option<&str>| crate::packages::test_upstream("http://index.example.com/root/", files);
+        let page = "http://index.example.com/root/simple/dp-alpha/";
+        let plain = upstream(None);
+        assert_eq!(
+            file_path(&plain, page, "../../packages/dp_alpha-1.0-py3-none-any.whl").as_deref(),
+            Some("packages/dp_alpha-1.0-py3-none-any.whl")
+        );
+        assert_eq!(
+            file_path(&plain, page, "/root/packages/dp-alpha-1.0.tar.gz#sha256=00").as_deref(),
+            Some("packages/dp-alpha-1.0.tar.gz")
+        );
+        assert_eq!(file_path(&plain, page, "https://elsewhere.example.com/x-1.0.tar.gz"), None);
+        assert_eq!(file_path(&plain, page, "../../simple/other/"), None, "not a file");
+        let files = upstream(Some("https://files.example.com"));
+        assert_eq!(
+            file_path(&files, page, "https://files.example.com/ab/cd/dp-alpha-1.0.tar.gz").as_deref(),
+            Some("files/ab/cd/dp-alpha-1.0.tar.gz")
+        );
+        let same = upstream(Some("http://index.example.com/root"));
+        assert_eq!(
+            file_path(&same, page, "/root/packages/dp-alpha-1.0.tar.gz").as_deref(),
+            Some("packages/dp-alpha-1.0.tar.gz"),
+            "a files_url naming the index itself changes nothing"
+        );
+        assert!(
+            extra_replacements(&same, "http://proxy/pypi/python")
+                .iter()
+                .all(|replace| !replace.to.contains("/files/"))
+        );
+        let replacements = extra_replacements(&files, "http://proxy.example.com:5000/pypi/python");
+        assert!(replacements.iter().any(|replace| replace.from == "https://files.example.com/"
+            && replace.to == "http://proxy.example.com:5000/pypi/python/files/"));
+        assert!(
+            replacements
+                .iter()
+                .any(|replace| replace.from == "href=\"/root/" && replace.to == "href=\"/pypi/python/")
+        );
+    }
 
     #[test]
     fn file_names_say_their_version() {

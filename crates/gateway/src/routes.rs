@@ -121,6 +121,7 @@ async fn answer(
 ) -> Result<Response, GatewayError> {
     let Decided { decision, group, upstream } = decided;
     let metrics = &gateway.observability.gateway;
+    let asked_at = Instant::now();
     match ask_control(gateway, client, None).await? {
         ControlAnswer::Relay(response) => {
             metrics.decided("relay");
@@ -133,7 +134,9 @@ async fn answer(
             client.answered_from_fill();
             // Boxed, here and below: a fill's future is large, and inline it would make every hit's
             // future as large — copied whole each time the router boxes it.
-            Ok(Box::pin(send_dependency::serve(gateway, params, method, client_headers, client.peer())).await)
+            let fill =
+                send_dependency::serve(gateway, params, method, client_headers, client.peer(), asked_at);
+            Ok(Box::pin(fill).await)
         }
         ControlAnswer::Execute(Injector::SendBlob(params)) => {
             group.clone_from(&params.group);
@@ -173,11 +176,13 @@ async fn refetch(
     method: &Method,
     client_headers: &http::HeaderMap,
 ) -> Result<(&'static str, Response), GatewayError> {
+    let asked_at = Instant::now();
     match ask_control(gateway, client, Some(digest)).await? {
         ControlAnswer::Execute(Injector::SendDependency(params)) => {
             client.answered_from_fill();
             let response =
-                send_dependency::serve(gateway, params, method, client_headers, client.peer()).await;
+                send_dependency::serve(gateway, params, method, client_headers, client.peer(), asked_at)
+                    .await;
             Ok(("miss", response))
         }
         ControlAnswer::Relay(response) => Ok(("relay", response)),

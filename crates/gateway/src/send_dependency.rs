@@ -46,6 +46,7 @@ pub(crate) async fn serve(
     method: &Method,
     request: &HeaderMap,
     client: IpAddr,
+    asked_at: std::time::Instant,
 ) -> Response {
     if method == Method::HEAD {
         // The control plane answers HEAD misses itself; a HEAD never starts a fill.
@@ -76,7 +77,7 @@ pub(crate) async fn serve(
     // name asked again is asked to be fetched again).
     if !held
         && params.verify.is_some()
-        && let Some(response) = Box::pin(just_stored(gateway, &params, method, request)).await
+        && let Some(response) = Box::pin(just_stored(gateway, &params, method, request, asked_at)).await
     {
         return response;
     }
@@ -134,16 +135,19 @@ pub(crate) async fn serve(
     if transform.is_empty() { response } else { rewritten(response, &transform, digest.as_ref()) }
 }
 
-/// The object a fill of this key stored a moment ago, served from storage: the control plane
-/// answered "fetch" while that fill was finishing. `None` when there is none (or it cannot be
-/// read): the request fills.
+/// The object a fill of this key stored after this request was put to the control plane, served
+/// from storage: the control plane answered "fetch" while that fill was finishing (it looked
+/// before the record was there). A fill committed before the request was asked is not: the
+/// control plane saw its record and wants it fetched again (rows removed elsewhere). `None`: the
+/// request fills.
 async fn just_stored(
     gateway: &Arc<Gateway>,
     params: &SendDependency,
     method: &Method,
     request: &HeaderMap,
+    asked_at: std::time::Instant,
 ) -> Option<Response> {
-    let committed = gateway.fills.recently_committed(&params.fill_key)?;
+    let committed = gateway.fills.committed_since(&params.fill_key, asked_at)?;
     let blob = injector::SendBlob {
         v: params.v,
         key: injector::storage_key(&committed.digest),

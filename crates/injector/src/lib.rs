@@ -25,7 +25,7 @@ pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher};
 pub use fills::{FillReport, FillsReport};
 pub use headers::{HeaderList, append_headers, header_list, header_map};
 pub use keys::{KeyError, digest_of_key, storage_key};
-pub use listing::listed_files;
+pub use listing::{ListedFile, References, listed_files};
 pub use replay::ReplayCache;
 pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{
@@ -117,35 +117,6 @@ impl Accept {
         let essence = content_type.split(';').next().unwrap_or("").trim();
         self.types.iter().any(|accepted| accepted == essence)
     }
-}
-
-/// How the gateway reads what a stored document references, to report it at finalize (for pins
-/// and purges): the control plane never reads object bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum References {
-    /// An OCI image manifest or index (and the Docker formats): its config, layers, manifests,
-    /// blobs and subject.
-    OciManifest,
-    /// An npm packument, full or abbreviated: each version's tarball and its `integrity` (or
-    /// `shasum`), reported as [`ListedFile`]s.
-    NpmPackument,
-    /// A PyPI project page, HTML (PEP 503) or JSON (PEP 691): each file with its `sha256`, and
-    /// its metadata file (PEP 658) when the page announces one.
-    PypiProjectPage,
-}
-
-/// A file a stored package document lists, as the document writes it: its URL (relative ones
-/// resolve against the document's), the version it belongs to (empty: not said), and the
-/// checksum the upstream published for it (none: not published).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListedFile {
-    pub url: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub version: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<Checksum>,
 }
 
 /// Serve a cached object from storage.
@@ -585,13 +556,13 @@ mod tests {
         let error = Injector::decode(&old).unwrap_err();
         assert!(matches!(error, InjectorError::Version(1)));
         assert!(error.to_string().contains("same depproxy version"), "{error}");
-        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":4,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
+        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":5,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
         assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
         // A gateway of version 2 meeting a control plane of version 3 (which names several
         // sources): refused by version, not by the field it does not know.
         let ordered = format!(
             "send-dependency:{}",
-            URL_SAFE.encode(br#"{"v":4,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
+            URL_SAFE.encode(br#"{"v":5,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
         );
         assert!(matches!(Injector::decode(&ordered), Err(InjectorError::NoSource)), "never empty");
         let single = format!(
@@ -617,7 +588,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Delivery::Verified).unwrap(), r#""verified""#);
         assert_eq!(serde_json::to_string(&References::OciManifest).unwrap(), r#""oci-manifest""#);
         // Left out, they mean: stream as the bytes arrive, any type, no digest header.
-        let json = br#"{"v":4,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
+        let json = br#"{"v":5,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
             "verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#;
         let params: SendDependency = serde_json::from_slice(json).unwrap();
         assert_eq!((params.delivery, params.accept, params.digest_header), (Delivery::Streamed, None, None));
@@ -629,9 +600,9 @@ mod tests {
         let refused =
             Verdict { v: CONTRACT_VERSION, allow: false, reason: "CVE-2024-0001 (critical)".into() };
         let text = serde_json::to_string(&refused).unwrap();
-        assert_eq!(text, r#"{"v":4,"allow":false,"reason":"CVE-2024-0001 (critical)"}"#);
+        assert_eq!(text, r#"{"v":5,"allow":false,"reason":"CVE-2024-0001 (critical)"}"#);
         assert_eq!(serde_json::from_str::<Verdict>(&text).unwrap(), refused);
-        let allowed: Verdict = serde_json::from_str(r#"{"v":4,"allow":true}"#).unwrap();
+        let allowed: Verdict = serde_json::from_str(r#"{"v":5,"allow":true}"#).unwrap();
         assert!(allowed.allow && allowed.reason.is_empty());
         assert_eq!(Hold { decides_within_ms: 1500 }.decides_within(), std::time::Duration::from_millis(1500));
     }

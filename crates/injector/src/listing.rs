@@ -3,7 +3,38 @@
 //! file asked for before its document). The format crates parse; this turns their answer into
 //! the contract's [`ListedFile`]s.
 
-use crate::{Checksum, ChecksumAlgorithm, ListedFile, References};
+use serde::{Deserialize, Serialize};
+
+use crate::checksum::{Checksum, ChecksumAlgorithm};
+
+/// How the gateway reads what a stored document references, to report it at finalize (for pins
+/// and purges, and a package document's files): the control plane never reads stored objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum References {
+    /// An OCI image manifest or index (and the Docker formats): its config, layers, manifests,
+    /// blobs and subject.
+    OciManifest,
+    /// An npm packument, full or abbreviated: each version's tarball and its `integrity` (or
+    /// `shasum`), reported as [`ListedFile`]s.
+    NpmPackument,
+    /// A PyPI project page, HTML (PEP 503) or JSON (PEP 691): each file with its `sha256`, and
+    /// its metadata file (PEP 658) when the page announces one.
+    PypiProjectPage,
+}
+
+/// A file a stored package document lists, as the document writes it: its URL (relative ones
+/// resolve against the document's), the version it belongs to (empty: not said), and the
+/// checksum the upstream published for it (none: not published).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedFile {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
+}
 
 /// The files `document` lists, by `rule`; none for a document that does not parse (its files
 /// are then read by the control plane when one is asked for).

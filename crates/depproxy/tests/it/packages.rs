@@ -18,11 +18,14 @@ use sha2::Digest as _;
 
 use crate::support::{Options, TestProxy, client, spawn_server};
 
+/// A scripted answer: its content type and bytes.
+type Served = (String, Vec<u8>);
+
 /// A scripted package upstream: `files` by path (documents may say `{base}`, replaced by its
 /// address), every request logged, and switches to answer 503 or to send other bytes.
 #[derive(Clone, Default)]
 struct Scripted {
-    files: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>,
+    files: Arc<Mutex<HashMap<String, Served>>>,
     log: Arc<Mutex<Vec<String>>>,
     down: Arc<std::sync::atomic::AtomicBool>,
     tamper: Arc<std::sync::atomic::AtomicBool>,
@@ -132,6 +135,10 @@ fn packument(name: &str, file: &str, tarball: &[u8]) -> String {
 const TARBALL: &[u8] = b"\x1f\x8b tarball bytes of dp-a 1.0.0";
 
 async fn npm_world(extra: &str) -> (TestProxy, Scripted) {
+    npm_world_with(extra, false).await
+}
+
+async fn npm_world_with(extra: &str, split: bool) -> (TestProxy, Scripted) {
     let upstream = Scripted::start().await;
     let document = packument("dp-a", "dp-a-1.0.0.tgz", TARBALL);
     upstream.serve("/dp-a", "application/json", document.clone());
@@ -145,8 +152,24 @@ async fn npm_world(extra: &str) -> (TestProxy, Scripted) {
         "[[upstream]]\nname = \"npmjs\"\nformat = \"npm\"\nurl = \"{}\"\n[[group]]\npath = \"js\"\nupstream = \"npmjs\"\nformat = \"npm\"\n{extra}",
         upstream.url()
     );
-    let proxy = TestProxy::start(Options::toml(&toml)).await;
+    let options = Options::toml(&toml);
+    let proxy = TestProxy::start(if split { options.split() } else { options }).await;
     (proxy, upstream)
+}
+
+#[tokio::test]
+async fn gateway_and_control_plane_apart_serve_npm_over_the_signed_contract() {
+    let (proxy, upstream) = npm_world_with("", true).await;
+    let tarball = client().get(format!("{}/npm/js/dp-a/-/dp-a-1.0.0.tgz", proxy.url)).send().await.unwrap();
+    assert_eq!(tarball.status(), StatusCode::OK);
+    assert_eq!(tarball.bytes().await.unwrap(), TARBALL);
+    let packument = client().get(format!("{}/npm/js/dp-a", proxy.url)).send().await.unwrap();
+    let text = packument.text().await.unwrap();
+    assert!(text.contains(&format!("{}/npm/js/dp-a/-/dp-a-1.0.0.tgz", proxy.url)), "{text}");
+    proxy.settled().await;
+    let again = client().get(format!("{}/npm/js/dp-a/-/dp-a-1.0.0.tgz", proxy.url)).send().await.unwrap();
+    assert_eq!(again.bytes().await.unwrap(), TARBALL);
+    assert_eq!(upstream.asked("GET /dp-a/-/dp-a-1.0.0.tgz"), 1, "recorded through the upload calls");
 }
 
 #[tokio::test]

@@ -63,10 +63,9 @@ pub(crate) struct Committed {
     pub source: String,
 }
 
-/// How long a committed fill's object answers its key: a request the control plane answered
-/// "fetch" while the fill was finishing (it asked before the record was there) arrives after the
-/// fill left the registry; within this it is served what was just stored instead of a second
-/// upstream fetch.
+/// How long a committed fill is remembered: a request the control plane answered "fetch" while
+/// the fill was finishing (it asked before the record was there) may arrive after the fill left
+/// the registry; it is served what was just stored instead of a second upstream fetch.
 const COMMITTED_MEMORY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Committed fills remembered at most.
 const COMMITTED_ENTRIES: usize = 4096;
@@ -177,10 +176,14 @@ impl Fills {
         committed.insert(key.to_owned(), (object, Instant::now()));
     }
 
-    /// What a fill of `key` stored within the last [`COMMITTED_MEMORY`], if one did.
-    pub(crate) fn recently_committed(&self, key: &str) -> Option<Committed> {
+    /// What a fill of `key` stored after `since` (within the last [`COMMITTED_MEMORY`]), if one
+    /// did.
+    pub(crate) fn committed_since(&self, key: &str, since: Instant) -> Option<Committed> {
         let committed = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
-        committed.get(key).filter(|(_, at)| at.elapsed() < COMMITTED_MEMORY).map(|(object, _)| object.clone())
+        committed
+            .get(key)
+            .filter(|(_, at)| *at > since && at.elapsed() < COMMITTED_MEMORY)
+            .map(|(object, _)| object.clone())
     }
 
     /// The state of the running fill of `key`, if one runs.

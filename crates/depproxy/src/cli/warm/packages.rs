@@ -446,7 +446,7 @@ mod tests {
     fn a_project_page_lists_every_file_of_each_version_and_latest_is_the_newest_final() {
         let page = br#"{"meta":{"api-version":"1.1"},"name":"requests","files":[
             {"filename":"requests-2.31.0.tar.gz","url":"../../packages/requests-2.31.0.tar.gz","hashes":{}},
-            {"filename":"requests-2.32.3-py3-none-any.whl","url":"http://proxy/pypi/python/packages/requests-2.32.3-py3-none-any.whl","hashes":{},"core-metadata":{"sha256":"ab"}},
+            {"filename":"requests-2.32.3-py3-none-any.whl","url":"http://proxy/pypi/python/packages/requests-2.32.3-py3-none-any.whl","hashes":{},"core-metadata":{"sha256":"abababababababababababababababababababababababababababababababab"}},
             {"filename":"requests-2.32.3.tar.gz","url":"../../packages/requests-2.32.3.tar.gz","hashes":{}},
             {"filename":"requests-3.0.0rc1.tar.gz","url":"../../packages/requests-3.0.0rc1.tar.gz","hashes":{}}]}"#;
         let path = document_path(Format::Pypi, "python", "requests");

@@ -1217,7 +1217,7 @@ def target_lines(med, meta):
                     f"{d / peers[fastest]:.2f}×", d <= limit * peers[fastest])
         v = meta_max(meta, f"{sc}.herd_up_x")
         if v is not None:
-            add(f"{sc} concurrent cold installs: upstream bytes 1× one install's (every rep)", f"max {v:.2f}×",
+            add(f"{sc} concurrent cold installs: upstream bytes 1× one install's (every rep)", f"max {v:.4f}×",
                 v <= 1 + 1e-9)
     for row in ("B6.B3", "B6.B4"):
         v = g(row, "depproxy")

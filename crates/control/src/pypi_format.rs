@@ -68,7 +68,7 @@ pub(crate) fn describe_path(path: &str) -> Option<(&str, String)> {
         }
         Endpoint::File { .. } => {
             let file = rest.rsplit('/').next().unwrap_or(rest);
-            Some((file, version_of_filename(file).unwrap_or_default()))
+            Some((file, pypi::version_of_filename(file).unwrap_or_default()))
         }
         Endpoint::Root => None,
     }
@@ -117,7 +117,7 @@ fn target(
             let project = pypi::project_of_filename(file_name).ok_or_else(|| {
                 ControlError::BadPackageRequest(format!("{file_name:?} is not a distribution file name"))
             })?;
-            let version = version_of_filename(file_name);
+            let version = pypi::version_of_filename(file_name);
             Target::File { document: project_page(&project, true), name: project, version, path }
         }
     })
@@ -156,21 +156,6 @@ fn file_path(upstream: &UpstreamClient, document_url: &str, url: &str) -> Option
         None => under(upstream.url())?,
     };
     matches!(pypi::parse_path(&path), Ok(Endpoint::File { .. })).then_some(path)
-}
-
-/// The version a distribution file's name carries: a wheel's second field
-/// (`{name}-{version}-…whl`), an sdist's text after its name (`{name}-{version}.tar.gz`).
-fn version_of_filename(file_name: &str) -> Option<String> {
-    let file_name = file_name.strip_suffix(".metadata").unwrap_or(file_name);
-    if let Some(stem) = file_name.strip_suffix(".whl") {
-        return stem.split('-').nth(1).map(str::to_owned);
-    }
-    let stem = pypi::FILE_EXTENSIONS.iter().find_map(|extension| file_name.strip_suffix(extension))?;
-    let at = stem
-        .char_indices()
-        .rfind(|(at, c)| *c == '-' && stem[at + 1..].starts_with(|c: char| c.is_ascii_digit()))?
-        .0;
-    Some(stem[at + 1..].to_owned())
 }
 
 #[cfg(test)]
@@ -228,14 +213,5 @@ mod tests {
                 .iter()
                 .any(|replace| replace.from == "href=\"/root/" && replace.to == "href=\"/pypi/python/")
         );
-    }
-
-    #[test]
-    fn file_names_say_their_version() {
-        assert_eq!(version_of_filename("dp_alpha-1.1-py3-none-any.whl").as_deref(), Some("1.1"));
-        assert_eq!(version_of_filename("dp_alpha-1.1-py3-none-any.whl.metadata").as_deref(), Some("1.1"));
-        assert_eq!(version_of_filename("dp-alpha-1.0.tar.gz").as_deref(), Some("1.0"));
-        assert_eq!(version_of_filename("zope.interface-6.0.zip").as_deref(), Some("6.0"));
-        assert_eq!(version_of_filename("noversion.tar.gz"), None);
     }
 }

@@ -12,8 +12,10 @@
 //! Scheduled warming (`app::warming`) pulls with the same client ([`Client`], [`warm_tags`]),
 //! in memory through the gateway of its own process in `serve`.
 
+mod bounded;
 mod client;
 mod manifest;
+mod package_args;
 mod packages;
 mod plan;
 mod progress;

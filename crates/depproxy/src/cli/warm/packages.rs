@@ -11,10 +11,11 @@
 use cache::{Format, newest_first};
 use indicatif::HumanBytes;
 
+use super::bounded::bounded;
 use super::client::Client;
+pub use super::package_args::{PackageArg, parse_package};
 use super::progress::Progress;
 use super::report::{ObjectError, WarmFailure, WarmKind, WarmSummary};
-use super::run::bounded;
 
 /// What `npm install` sends for a packument (the abbreviated form, which builds read).
 pub const NPM_ACCEPT: &str = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
@@ -23,34 +24,6 @@ pub const PYPI_ACCEPT: &str =
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.1, text/html;q=0.01";
 /// A document larger than this is not read (the proxy's own limit is `max_blob_size`).
 const MAX_DOCUMENT_BYTES: usize = 256 << 20;
-
-/// A package to warm, as the command names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackageArg {
-    /// As given, for messages.
-    pub written: String,
-    /// As the group's rows name it (PyPI: normalized).
-    pub name: String,
-    /// `None`: npm's `latest` dist-tag, PyPI's newest final release.
-    pub version: Option<String>,
-}
-
-/// `NAME[@VERSION]` (npm; a scope's `@` starts the name), `NAME[==VERSION|@VERSION]` (PyPI).
-pub fn parse_package(format: Format, written: &str) -> Result<PackageArg, String> {
-    let (name, version) = match written.split_once("==") {
-        Some((name, version)) if format == Format::Pypi => (name, Some(version)),
-        _ => match written.char_indices().skip(1).filter(|(_, c)| *c == '@').last() {
-            Some((at, _)) => (&written[..at], Some(&written[at + 1..])),
-            None => (written, None),
-        },
-    };
-    if version.is_some_and(|version| version.is_empty() || version.contains(['/', ' ', '@', '='])) {
-        let form = if format == Format::Pypi { "NAME[==VERSION]" } else { "NAME[@VERSION]" };
-        return Err(format!("not {form}: the version is empty or not one"));
-    }
-    let name = format.package_name(name).map_err(|error| error.to_string())?;
-    Ok(PackageArg { written: written.to_owned(), name, version: version.map(str::to_owned) })
-}
 
 /// A file a document lists, as the proxy serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]

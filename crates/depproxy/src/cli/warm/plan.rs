@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use oci::{Digest, GroupPath, Reference, RepositoryName, Tag};
 
-use super::packages::{PackageArg, parse_package};
+use super::package_args::{PackageArg, parse_package};
 
 /// How many blobs (and manifests) are fetched at once unless told otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;

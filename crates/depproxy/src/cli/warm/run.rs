@@ -5,10 +5,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use futures_util::StreamExt as _;
 use indicatif::HumanBytes;
 use oci::{Digest, Reference, RepositoryName, Tag};
 
+use super::bounded::bounded;
 use super::client::Client;
 use super::manifest::Fetched;
 use super::packages::warm_packages;
@@ -253,30 +253,6 @@ impl Run<'_> {
         };
         bounded(jobs.iter().collect(), concurrency, |job| fetch_blob(client, plan, progress, job), settle)
             .await;
-    }
-}
-
-/// Runs `work` for every job, at most `concurrency` at once, handing each result to `settle` as
-/// it ends. (A `FuturesUnordered` fed by hand, with named async fns: a stream of closures returning
-/// async blocks over borrowed state is a future the compiler cannot prove `Send` for, and
-/// scheduled warming runs this on a spawned task.)
-pub(super) async fn bounded<J, F, Fut>(
-    jobs: Vec<J>,
-    concurrency: usize,
-    work: F,
-    mut settle: impl FnMut(Fut::Output),
-) where
-    F: Fn(J) -> Fut,
-    Fut: Future,
-{
-    let mut queue = jobs.into_iter();
-    let mut running = futures_util::stream::FuturesUnordered::new();
-    running.extend(queue.by_ref().take(concurrency.max(1)).map(&work));
-    while let Some(result) = running.next().await {
-        settle(result);
-        if let Some(job) = queue.next() {
-            running.push(work(job));
-        }
     }
 }
 

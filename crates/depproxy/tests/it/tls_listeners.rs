@@ -202,6 +202,12 @@ async fn a_gateway_serves_clients_over_tls_with_the_same_flags() {
         .arg("--data-dir")
         .arg(data_dir.path());
     let _control = Process::spawn("depproxy control", &mut control, &data_dir.path().join("control.log"));
+    // The gateway answers /healthz on its own: the control plane must listen before a request.
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", control_port)).is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "depproxy control did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let mut gateway = Command::new(Depproxy::binary());
     gateway
         .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--upstream", &upstream.url()])

@@ -238,3 +238,80 @@ fn question(
         upstream_url: upstream.url().as_str().trim_end_matches('/').to_owned(),
     }
 }
+
+/// A package file the group holds back until its hook allows it: the name and version its
+/// request names.
+pub struct PackageSubject<'a> {
+    pub name: &'a str,
+    pub version: Option<&'a str>,
+}
+
+impl Cache {
+    /// [`Cache::screen`] for a package group's file: a stored one served only on "allow", a
+    /// fetch held (or refused on a remembered "deny"). Documents are not held: they are indexes,
+    /// what scanners judge is the files they list.
+    pub async fn screen_package_file(
+        &self,
+        group: &GroupSettings,
+        subject: PackageSubject<'_>,
+        decision: Decision,
+    ) -> Result<Decision, CacheError> {
+        let Some(policy) = group.policy.with(|policy| policy.admission.clone()) else {
+            return Ok(decision);
+        };
+        match decision {
+            Decision::Serve { object, stale } => {
+                let admission = self.admit(group, &policy, package_question(group, &subject, &object)).await;
+                if !admission.allow {
+                    self.metrics.admission_refused(&group.path);
+                    return Err(refused(admission, &object.digest));
+                }
+                Ok(Decision::Serve { object, stale })
+            }
+            // A file's checksum is not its sha256 (npm's sha512): its verdict is asked once the
+            // bytes are in.
+            Decision::Fetch(mut fetch) => {
+                fetch.hold = Some(policy.timeout);
+                Ok(Decision::Fetch(fetch))
+            }
+            head @ Decision::UpstreamHead { .. } => Ok(head),
+        }
+    }
+
+    /// The verdict on a held package file's verified bytes.
+    pub async fn admit_package_fill(
+        &self,
+        group: &GroupSettings,
+        subject: PackageSubject<'_>,
+        object: &StoredObject,
+    ) -> Result<Admission, CacheError> {
+        let Some(policy) = group.policy.with(|policy| policy.admission.clone()) else {
+            return Ok(Admission { allow: true, reason: String::new(), by: AdmittedBy::Remembered });
+        };
+        let admission = self.admit(group, &policy, package_question(group, &subject, object)).await;
+        if !admission.allow {
+            self.metrics.admission_refused(&group.path);
+        }
+        Ok(admission)
+    }
+}
+
+fn package_question(
+    group: &GroupSettings,
+    subject: &PackageSubject<'_>,
+    object: &StoredObject,
+) -> AdmissionQuestion {
+    let upstream = group.upstreams.get(&object.upstream).unwrap_or_else(|| group.upstreams.first());
+    AdmissionQuestion {
+        group: group.path.as_str().to_owned(),
+        format: group.format,
+        kind: ObjectKind::Blob,
+        name: subject.name.to_owned(),
+        tag: subject.version.map(str::to_owned),
+        digest: object.digest.clone(),
+        size: object.size,
+        media_type: object.media_type.clone(),
+        upstream: upstream.name().to_owned(),
+        upstream_url: upstream.url().as_str().trim_end_matches('/').to_owned(),
+    }
+}

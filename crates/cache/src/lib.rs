@@ -44,6 +44,7 @@ pub use admission::{
     Admission, AdmissionHook, AdmissionPolicy, AdmissionQuestion, AdmittedBy, HookVerdict, NO_ANSWER_MEMORY,
     OnTimeout,
 };
+pub use admission_checks::PackageSubject;
 pub use catalog::CatalogSettings;
 pub use decision::{Decision, Fetch, FetchSource, Stale, StoredObject};
 pub use error::CacheError;

@@ -9,12 +9,14 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use cache::{
-    CacheError, Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, StoredObject,
+    CacheError, Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, PackageSubject,
+    StoredObject,
 };
 use http::{HeaderValue, Method, StatusCode, Uri};
 use injector::{
     Accept, Authorization, AuthorizeRequest, CONTRACT_VERSION, Delivery, FinalizeRequest, ListedFile,
-    NotFoundReport, References, Replace, UploadDecision, UploadStage, VerifiedRequest,
+    NotFoundReport, References, Replace, UploadDecision, UploadStage, Verdict, VerdictRequest,
+    VerifiedRequest,
 };
 use metadata::FileListing;
 use oci::ObjectKind;
@@ -177,21 +179,22 @@ async fn handle(
                 None => {
                     // Its document may be finishing its fill: its record lists the file.
                     control.cache.listing_settled(&group, &document.package, LISTING_WAIT).await;
-                    if let Some(record) = control.cache.package_file(&group, &file_path).await {
-                        let decision = control.cache.file_decision(&group, &record, head)?;
-                        return Ok(serve(
-                            format, decision, &path, &document, &group, &caller, &client, false,
-                        ));
+                    match control.cache.package_file(&group, &file_path).await {
+                        Some(record) => record,
+                        None => {
+                            Box::pin(read_listing(control, format, &group, &document)).await?;
+                            control
+                                .cache
+                                .package_file(&group, &file_path)
+                                .await
+                                .ok_or_else(|| not_listed(&file_path))?
+                        }
                     }
-                    Box::pin(read_listing(control, format, &group, &document)).await?;
-                    control
-                        .cache
-                        .package_file(&group, &file_path)
-                        .await
-                        .ok_or_else(|| not_listed(&file_path))?
                 }
             };
             let decision = control.cache.file_decision(&group, &record, head)?;
+            let subject = PackageSubject { name: &name, version: version.as_deref() };
+            let decision = control.cache.screen_package_file(&group, subject, decision).await?;
             Ok(serve(format, decision, &path, &document, &group, &caller, &client, false))
         }
     }
@@ -335,6 +338,7 @@ pub(crate) async fn upload(
             .find(|(key, _)| key == "variant")
             .map(|(_, value)| value.into_owned())
     });
+    let mut subject: Option<(String, Option<String>)> = None;
     let (kind, document, file_path) = match target {
         Target::Document { mut document, .. } => {
             // The document asked for in the variant the request named.
@@ -353,7 +357,10 @@ pub(crate) async fn upload(
             }
             (ObjectKind::Manifest, document, None)
         }
-        Target::File { path, document, .. } => (ObjectKind::Blob, document, Some(path)),
+        Target::File { path, document, name, version } => {
+            subject = Some((name, version));
+            (ObjectKind::Blob, document, Some(path))
+        }
         Target::PassThrough { .. } | Target::Local(_) => {
             return Err(ControlError::BadUploadCall(format!("{object_path} is not a package object")));
         }
@@ -424,7 +431,37 @@ pub(crate) async fn upload(
             Ok(render::no_content())
         }
         UploadStage::Verdict => {
-            Err(ControlError::BadUploadCall("a package fill is never held for a verdict".to_owned()))
+            let call: VerdictRequest = parse(bytes)?;
+            check_call(call.v, call.kind, kind)?;
+            let Some((name, version)) = &subject else {
+                return Err(ControlError::BadUploadCall(
+                    "a package document is never held for a verdict".to_owned(),
+                ));
+            };
+            if group.upstreams.get(&call.upstream).is_none() {
+                return Err(ControlError::BadUploadCall(format!(
+                    "upstream {:?} is not one of group {}'s upstreams",
+                    call.upstream, group.path
+                )));
+            }
+            let object = StoredObject {
+                digest: call.digest,
+                size: call.size,
+                media_type: call.media_type,
+                upstream: call.upstream,
+            };
+            let subject = PackageSubject { name, version: version.as_deref() };
+            let admission = Box::pin(control.cache.admit_package_fill(&group, subject, &object)).await?;
+            let reason = if admission.allow {
+                String::new()
+            } else {
+                let what =
+                    version.as_ref().map_or_else(|| name.clone(), |version| format!("{name}@{version}"));
+                tracing::warn!(target: "depproxy::audit", event = "denied", group = %group.path, package = %what,
+                    digest = %object.digest, reason = %admission.reason, "fill refused by the admission hook");
+                format!("{what} is refused by group {}'s admission hook: {}", group.path, admission.reason)
+            };
+            render::contract_message(&Verdict { v: CONTRACT_VERSION, allow: admission.allow, reason })
         }
     }
 }

@@ -1236,15 +1236,6 @@ fn resolve_pull_policy(entry: &GroupEntry, format: cache::Format) -> anyhow::Res
             )
         })?,
     };
-    if format.is_package() && entry.admission_hook.is_some() {
-        bail!(
-            "group {:?}: admission_hook holds new images for a verdict; {} groups do not hold their files \
-             for one yet (nothing would be judged). Remove it from this group, or judge what the group \
-             may pull with allow/deny patterns (\"name@version\")",
-            entry.path,
-            format.as_str()
-        );
-    }
     let admission = resolve_admission(entry)?.map(std::sync::Arc::new);
     Ok(PullPolicy { names, negative_ttl, immutable_tags, stale_on_404: entry.stale_on_404, admission })
 }
@@ -1520,7 +1511,7 @@ mod tests {
         let error =
             |group: &str, upstream: &str| format!("{:#}", package_config(group, upstream).unwrap_err());
         assert!(error("manifest_recheck = \"1m\"", "").contains("document_recheck"));
-        assert!(error("admission_hook = \"http://127.0.0.1:9/\"", "").contains("do not hold their files"));
+        assert!(package_config("admission_hook = \"http://127.0.0.1:9/\"", "").is_ok());
         assert!(error("", "files_url = \"ftp://x\"").contains("files_url must be http"));
         let npm = "[[upstream]]\nname = \"n\"\nformat = \"npm\"\nurl = \"http://127.0.0.1:4873\"\nfiles_url = \"http://x\"\n\
                    [[group]]\npath = \"js\"\nupstream = \"n\"\nformat = \"npm\"\n";

@@ -133,6 +133,7 @@ fn packument(name: &str, file: &str, tarball: &[u8]) -> String {
 }
 
 const TARBALL: &[u8] = b"\x1f\x8b tarball bytes of dp-a 1.0.0";
+const SCOPED_TARBALL: &[u8] = b"\x1f\x8b tarball bytes of @dp/util 1.0.0";
 
 async fn npm_world(extra: &str) -> (TestProxy, Scripted) {
     npm_world_with(extra, false).await
@@ -144,10 +145,10 @@ async fn npm_world_with(extra: &str, split: bool) -> (TestProxy, Scripted) {
     upstream.serve("/dp-a", "application/json", document.clone());
     upstream.serve("/dp-a#abbreviated", npm::ABBREVIATED_MEDIA_TYPE, document);
     upstream.serve("/dp-a/-/dp-a-1.0.0.tgz", "application/octet-stream", TARBALL);
-    let scoped = packument("@dp/util", "util-1.0.0.tgz", TARBALL);
+    let scoped = packument("@dp/util", "util-1.0.0.tgz", SCOPED_TARBALL);
     upstream.serve("/@dp%2futil", "application/json", scoped.clone());
     upstream.serve("/@dp%2futil#abbreviated", npm::ABBREVIATED_MEDIA_TYPE, scoped);
-    upstream.serve("/@dp/util/-/util-1.0.0.tgz", "application/octet-stream", TARBALL);
+    upstream.serve("/@dp/util/-/util-1.0.0.tgz", "application/octet-stream", SCOPED_TARBALL);
     let toml = format!(
         "[[upstream]]\nname = \"npmjs\"\nformat = \"npm\"\nurl = \"{}\"\n[[group]]\npath = \"js\"\nupstream = \"npmjs\"\nformat = \"npm\"\n{extra}",
         upstream.url()
@@ -212,7 +213,7 @@ async fn a_packument_names_the_proxy_and_its_tarballs_are_fetched_once_and_verif
     assert_eq!(upstream.asked("GET /@dp%2futil"), 1);
     let tarball =
         client().get(format!("{}/npm/js/@dp/util/-/util-1.0.0.tgz", proxy.url)).send().await.unwrap();
-    assert_eq!(tarball.bytes().await.unwrap(), TARBALL);
+    assert_eq!(tarball.bytes().await.unwrap(), SCOPED_TARBALL);
 }
 
 #[tokio::test]
@@ -536,4 +537,37 @@ async fn a_json_project_page_names_the_proxy_and_keeps_its_hashes() {
     let sdist =
         client().get(format!("{}/pypi/python/files/ab/dp-alpha-1.0.tar.gz", proxy.url)).send().await.unwrap();
     assert_eq!(sdist.bytes().await.unwrap(), SDIST);
+}
+
+#[tokio::test]
+async fn a_package_groups_admission_hook_judges_each_file_before_anyone_gets_it() {
+    let hook = crate::support::webhook::Webhook::start().await;
+    hook.answer("@dp/util", crate::support::webhook::Answer::Deny("CVE-2026-0001 (critical)"));
+    let (proxy, upstream) = npm_world(&format!("admission_hook = \"{}\"\n", hook.url)).await;
+    // Documents are not held: the packument lists what the hook will judge.
+    let packument = client().get(format!("{}/npm/js/@dp%2futil", proxy.url)).send().await.unwrap();
+    assert_eq!(packument.status(), StatusCode::OK);
+    let refused =
+        client().get(format!("{}/npm/js/@dp/util/-/util-1.0.0.tgz", proxy.url)).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    // Refused by the gateway, whose errors are the OCI envelope whatever the client (a follow-up):
+    // the reason is in it.
+    let message = refused.text().await.unwrap();
+    assert!(message.contains("CVE-2026-0001") && message.contains("@dp/util@1.0.0"), "{message}");
+    proxy.settled().await;
+    assert!(!proxy.has_object(&oci::Digest::of(SCOPED_TARBALL)), "refused bytes are not stored");
+    assert_eq!(upstream.asked("GET /@dp/util/-/util-1.0.0.tgz"), 1);
+    let allowed = client().get(format!("{}/npm/js/dp-a/-/dp-a-1.0.0.tgz", proxy.url)).send().await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(allowed.bytes().await.unwrap(), TARBALL);
+    let question = hook.questions().into_iter().find(|question| question["name"] == "dp-a").unwrap();
+    assert_eq!(
+        (question["format"].as_str(), question["tag"].as_str()),
+        (Some("npm"), Some("1.0.0")),
+        "{question}"
+    );
+    proxy.settled().await;
+    let again = client().get(format!("{}/npm/js/dp-a/-/dp-a-1.0.0.tgz", proxy.url)).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK, "a remembered allow serves the stored file");
+    assert_eq!(hook.asked_about("dp-a"), 1, "the verdict is remembered");
 }

@@ -1,13 +1,15 @@
 //! The policy and routing rules on package groups, with the real clients and servers of
 //! `e2e_npm` / `e2e_pypi`: `deny` with a `name@version` pattern refuses what npm resolves to it
 //! (and nothing denied reaches the upstream), and a PyPI group with ordered `upstreams` gets each
-//! project from the first upstream that has it, remembering the other's 404s.
+//! project from the first upstream that has it, remembering the other's 404s; an admission hook
+//! judges each file npm asks for.
 
 use crate::support::packages::{
     NpmFixtures, PythonFixtures, Verdaccio, curl_get, file_hashes, npm, npm_project, npm_registry,
     package_proxy, pip, pypiserver,
 };
 use crate::support::processes::{Depproxy, require_tools};
+use crate::support::webhook::{Answer, Webhook};
 
 const PROJECT: &str =
     r#"{"name": "dp-e2e", "version": "1.0.0", "private": true, "dependencies": {"dp-app": "^1.0.0"}}"#;
@@ -74,4 +76,29 @@ fn a_pypi_group_asks_its_upstreams_in_order_and_records_which_served() {
         assert_eq!(internal.count("GET", &format!("/simple/{project}/")), 1, "{project}");
         assert_eq!(public.count("GET", &format!("/simple/{project}/")), 1, "{project}");
     }
+}
+
+#[test]
+fn an_admission_hook_refuses_a_file_npm_resolves_and_allows_the_rest() {
+    require_tools(&["node", "npm", "curl"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let hook = runtime.block_on(Webhook::start());
+    hook.answer("dp-right-pad", Answer::Deny("CVE-2026-0002 (high)"));
+    let fixtures = NpmFixtures::get();
+    let verdaccio = Verdaccio::start(&fixtures);
+    let proxy = package_proxy("npm", &verdaccio.url(), "js", "", &format!("admission_hook = \"{}\"", hook.url));
+    let registry = npm_registry(&proxy, "js");
+    let project = npm_project(PROJECT);
+    let error = npm(project.path(), &format!("registry={registry}\n"), &["install"])
+        .expect_err("npm installed a tree with a file the hook refused");
+    assert!(error.contains("403") || error.contains("dp-right-pad"), "{error}");
+    let (status, body, _) = curl_get(&format!("{registry}dp-right-pad/-/dp-right-pad-1.0.0.tgz"), &[]);
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("CVE-2026-0002"));
+    let judged: Vec<serde_json::Value> = hook.questions();
+    assert!(judged.iter().any(|question| question["name"] == "dp-right-pad" && question["format"] == "npm"));
+    // What the hook allows comes through.
+    let (status, _, complete) = curl_get(&format!("{registry}dp-left-pad/-/dp-left-pad-1.1.0.tgz"), &[]);
+    assert_eq!((status, complete), (200, true));
+    drop(runtime);
 }

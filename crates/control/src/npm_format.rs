@@ -26,6 +26,7 @@ pub(crate) const NPM: PackageFormat = PackageFormat {
     format: Format::Npm,
     target,
     file_path,
+    errors: injector::ErrorShape::JsonError,
     references: References::NpmPackument,
     document_types: &[npm::JSON_MEDIA_TYPE, npm::ABBREVIATED_MEDIA_TYPE],
     document_default_type: npm::JSON_MEDIA_TYPE,

@@ -14,8 +14,8 @@ use cache::{
 };
 use http::{HeaderValue, Method, StatusCode, Uri};
 use injector::{
-    Accept, Authorization, AuthorizeRequest, CONTRACT_VERSION, Delivery, FinalizeRequest, ListedFile,
-    NotFoundReport, References, Replace, UploadDecision, UploadStage, Verdict, VerdictRequest,
+    Accept, Authorization, AuthorizeRequest, CONTRACT_VERSION, Delivery, ErrorShape, FinalizeRequest,
+    ListedFile, NotFoundReport, References, Replace, UploadDecision, UploadStage, Verdict, VerdictRequest,
     VerifiedRequest,
 };
 use metadata::FileListing;
@@ -61,6 +61,8 @@ pub(crate) struct PackageFormat {
     pub file_path: fn(upstream: &UpstreamClient, document_url: &str, url: &str) -> Option<String>,
     /// How its documents' files are read at finalize.
     pub references: References,
+    /// How its clients read an error the gateway answers itself.
+    pub errors: ErrorShape,
     /// The content types a document may have.
     pub document_types: &'static [&'static str],
     /// The media type of a document whose upstream declares none.
@@ -297,6 +299,11 @@ fn serve(
     let transform = if is_document { transform(format, group, client) } else { Vec::new() };
     let mut response =
         render::rewritten(decision, &SERVING, &uri, group.path.as_str(), caller.address, transform);
+    if let Some(injector::Injector::SendDependency(send)) =
+        response.extensions_mut().get_mut::<injector::Injector>()
+    {
+        send.errors = format.errors;
+    }
     if !is_document {
         return response;
     }

@@ -29,6 +29,7 @@ pub(crate) const PYPI: PackageFormat = PackageFormat {
     format: Format::Pypi,
     target,
     file_path,
+    errors: injector::ErrorShape::Text,
     references: References::PypiProjectPage,
     document_types: &[pypi::JSON_MEDIA_TYPE, pypi::HTML_MEDIA_TYPE, "text/html", "application/json"],
     document_default_type: "text/html",

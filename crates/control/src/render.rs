@@ -160,6 +160,7 @@ fn send_dependency(
         hold: fetch
             .hold
             .map(|within| Hold { decides_within_ms: u64::try_from(within.as_millis()).unwrap_or(u64::MAX) }),
+        errors: Default::default(),
     })))
 }
 

@@ -11,6 +11,23 @@ pub(crate) fn oci_error(error: &OciError) -> Response {
     error.to_http_response().map(Body::from)
 }
 
+/// An error the gateway answers itself, in the shape the injector named: its status and headers
+/// (`Retry-After`, a challenge) as always, its message as the client's protocol words errors.
+pub(crate) fn error_in(shape: injector::ErrorShape, error: &OciError) -> Response {
+    let mut response = oci_error(error);
+    let (content_type, body) = match shape {
+        injector::ErrorShape::Oci => return response,
+        injector::ErrorShape::JsonError => {
+            ("application/json", serde_json::json!({ "error": error.message }).to_string())
+        }
+        injector::ErrorShape::Text => ("text/plain; charset=utf-8", format!("{}\n", error.message)),
+    };
+    *response.body_mut() = Body::from(body);
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    response
+}
+
 pub(crate) fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -66,5 +83,25 @@ mod tests {
         assert_eq!(unnamed.len(), 3, "no digest header: {unnamed:?}");
         let unknown = served_object_headers(None, "application/x", Some("Docker-Content-Digest"));
         assert!(!unknown.contains_key("docker-content-digest") && !unknown.contains_key(header::ETAG));
+    }
+}
+
+#[cfg(test)]
+mod error_shape_tests {
+    use super::*;
+
+    #[test]
+    fn errors_come_in_the_shape_the_injector_names() {
+        let error = OciError::new(oci::ErrorCode::Denied, "refused: CVE-1")
+            .with_status(StatusCode::FORBIDDEN)
+            .with_header("Retry-After", "1".to_owned());
+        let npm = error_in(injector::ErrorShape::JsonError, &error);
+        assert_eq!(npm.status(), StatusCode::FORBIDDEN);
+        assert_eq!(npm.headers()["content-type"], "application/json");
+        assert_eq!(npm.headers()["retry-after"], "1", "headers kept");
+        let text = error_in(injector::ErrorShape::Text, &error);
+        assert!(text.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let oci = error_in(injector::ErrorShape::Oci, &error);
+        assert_eq!(oci.headers()["content-type"], "application/json");
     }
 }

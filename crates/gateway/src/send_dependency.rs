@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::access_log::ServedBy;
 use crate::fill::{self, Busy, FillState, Finished, Tail};
 use crate::ranges;
-use crate::respond::{oci_error, served_object_headers, with_headers};
+use crate::respond::{error_in, served_object_headers, with_headers};
 use crate::state::Gateway;
 
 /// The listener's mark on a request (in its extensions): set once the answer comes from a fill —
@@ -48,6 +48,8 @@ pub(crate) async fn serve(
     client: IpAddr,
     asked_at: std::time::Instant,
 ) -> Response {
+    let shape = params.errors;
+    let oci_error = |error: &oci::OciError| error_in(shape, error);
     if method == Method::HEAD {
         // The control plane answers HEAD misses itself; a HEAD never starts a fill.
         tracing::error!("control plane sent send-dependency for a HEAD request");
@@ -181,7 +183,9 @@ fn rewritten(response: Response, transform: &[injector::Replace], digest: Option
     }
     match crate::rewrite::rewritten(body.into_data_stream(), transform) {
         Ok(stream) => Response::from_parts(parts, Body::from_stream(stream)),
-        Err(error) => oci_error(&oci::OciError::internal(format!("the injector's transform: {error}"))),
+        Err(error) => {
+            crate::respond::oci_error(&oci::OciError::internal(format!("the injector's transform: {error}")))
+        }
     }
 }
 

@@ -87,6 +87,27 @@ pub struct Replace {
     pub to: String,
 }
 
+/// How the gateway words the errors it answers itself for a request (a fill that failed, was
+/// refused or could not start): in the OCI JSON envelope, or — for package clients — in their
+/// own shape. The gateway applies the shape it is told; it knows no format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorShape {
+    /// `{"errors": [{"code", "message", "detail"}]}`.
+    #[default]
+    Oci,
+    /// `{"error": "<message>"}` (npm's registry API).
+    JsonError,
+    /// The message as plain text (PyPI's simple API).
+    Text,
+}
+
+impl ErrorShape {
+    pub fn is_oci(&self) -> bool {
+        *self == ErrorShape::Oci
+    }
+}
+
 /// How the gateway answers the clients of a fill.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -215,6 +236,9 @@ pub struct SendDependency {
     /// they get 403 and nothing is stored. None: the clients are answered as `delivery` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// How the gateway words the errors it answers itself for this request.
+    #[serde(default, skip_serializing_if = "ErrorShape::is_oci")]
+    pub errors: ErrorShape,
 }
 
 /// How a held fill waits for its verdict.
@@ -515,6 +539,7 @@ mod tests {
             transform: Vec::new(),
             client: Some("10.1.2.3".parse().unwrap()),
             hold: Some(Hold { decides_within_ms: 30_000 }),
+            errors: Default::default(),
         }));
         for injector in [blob, dependency] {
             let header = injector.encode().unwrap();

@@ -242,6 +242,7 @@ async fn fake_control_plane(
         transform: Vec::new(),
         client: None,
         hold: None,
+        errors: Default::default(),
     }))
     .encode()
     .unwrap();
@@ -362,6 +363,7 @@ async fn verifying_control_plane(
         transform,
         client: None,
         hold: held.is_some().then_some(injector::Hold { decides_within_ms: 5_000 }),
+        errors: Default::default(),
     }))
     .encode()
     .unwrap();

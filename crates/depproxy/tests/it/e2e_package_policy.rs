@@ -86,7 +86,8 @@ fn an_admission_hook_refuses_a_file_npm_resolves_and_allows_the_rest() {
     hook.answer("dp-right-pad", Answer::Deny("CVE-2026-0002 (high)"));
     let fixtures = NpmFixtures::get();
     let verdaccio = Verdaccio::start(&fixtures);
-    let proxy = package_proxy("npm", &verdaccio.url(), "js", "", &format!("admission_hook = \"{}\"", hook.url));
+    let proxy =
+        package_proxy("npm", &verdaccio.url(), "js", "", &format!("admission_hook = \"{}\"", hook.url));
     let registry = npm_registry(&proxy, "js");
     let project = npm_project(PROJECT);
     let error = npm(project.path(), &format!("registry={registry}\n"), &["install"])

@@ -550,9 +550,10 @@ async fn a_package_groups_admission_hook_judges_each_file_before_anyone_gets_it(
     let refused =
         client().get(format!("{}/npm/js/@dp/util/-/util-1.0.0.tgz", proxy.url)).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    // Refused by the gateway, whose errors are the OCI envelope whatever the client (a follow-up):
-    // the reason is in it.
-    let message = refused.text().await.unwrap();
+    // Refused by the gateway (the held fill's verdict), in npm's shape all the same.
+    assert_eq!(refused.headers()["content-type"], "application/json");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    let message = body["error"].as_str().unwrap();
     assert!(message.contains("CVE-2026-0001") && message.contains("@dp/util@1.0.0"), "{message}");
     proxy.settled().await;
     assert!(!proxy.has_object(&oci::Digest::of(SCOPED_TARBALL)), "refused bytes are not stored");

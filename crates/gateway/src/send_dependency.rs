@@ -75,11 +75,10 @@ pub(crate) async fn serve(
     // Fills are admitted per client: the address the control plane resolved through trusted
     // proxies, not the connection's peer (behind an ingress, every client's peer is the ingress).
     let client = params.client.unwrap_or(client);
-    // Only what a checksum names is the same whenever it was fetched (a document by a mutable
-    // name asked again is asked to be fetched again).
-    if !held
-        && params.verify.is_some()
-        && let Some(response) = Box::pin(just_stored(gateway, &params, method, request, asked_at)).await
+    // What a fill of this key stored after this request was put to the control plane is what
+    // the request would fetch: a document by a mutable name too (a fill committed before the
+    // request was asked is not used: the control plane saw it and wants it fetched again).
+    if !held && let Some(response) = Box::pin(just_stored(gateway, &params, method, request, asked_at)).await
     {
         return response;
     }

@@ -10,29 +10,7 @@ use crate::name::{ProjectName, normalize};
 ///
 /// `None` when the name follows neither rule or the project part is not a valid project name.
 pub fn project_of_filename(filename: &str) -> Option<String> {
-    let filename = filename.strip_suffix(".metadata").unwrap_or(filename);
-    let lower = filename.to_ascii_lowercase();
-    let project = if lower.ends_with(".whl") {
-        let stem = &filename[..filename.len() - ".whl".len()];
-        let parts: Vec<&str> = stem.split('-').collect();
-        if !(5..=6).contains(&parts.len()) || parts.iter().any(|part| part.is_empty()) {
-            return None;
-        }
-        parts[0]
-    } else {
-        let extension = [".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg"]
-            .into_iter()
-            .find(|extension| lower.ends_with(extension))?;
-        let stem = &filename[..filename.len() - extension.len()];
-        let split = stem
-            .char_indices()
-            .filter(|&(index, c)| {
-                c == '-' && stem[index + 1..].chars().next().is_some_and(|next| next.is_ascii_digit())
-            })
-            .map(|(index, _)| index)
-            .next_back()?;
-        &stem[..split]
-    };
+    let (project, _) = split_filename(filename)?;
     ProjectName::parse(project).ok().map(|_| normalize(project))
 }
 
@@ -40,11 +18,22 @@ pub fn project_of_filename(filename: &str) -> Option<String> {
 /// (`{name}-{version}-…whl`), an sdist's or egg's text after its name (`{name}-{version}.tar.gz`,
 /// `{name}-{version}-py3.8.egg`). `None` when the name follows neither rule.
 pub fn version_of_filename(filename: &str) -> Option<String> {
+    let (project, version) = split_filename(filename)?;
+    ProjectName::parse(project).ok().map(|_| version.to_owned())
+}
+
+/// A distribution file name's project and version parts, as written, by the wheel and sdist
+/// naming rules.
+fn split_filename(filename: &str) -> Option<(&str, &str)> {
     let filename = filename.strip_suffix(".metadata").unwrap_or(filename);
     let lower = filename.to_ascii_lowercase();
     if lower.ends_with(".whl") {
-        project_of_filename(filename)?;
-        return filename[..filename.len() - ".whl".len()].split('-').nth(1).map(str::to_owned);
+        let stem = &filename[..filename.len() - ".whl".len()];
+        let parts: Vec<&str> = stem.split('-').collect();
+        if !(5..=6).contains(&parts.len()) || parts.iter().any(|part| part.is_empty()) {
+            return None;
+        }
+        return Some((parts[0], parts[1]));
     }
     let extension = [".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg"]
         .into_iter()
@@ -60,7 +49,7 @@ pub fn version_of_filename(filename: &str) -> Option<String> {
     let version = &stem[split + 1..];
     // An egg names its Python after the version: `foo-1.0-py3.8.egg`.
     let version = if extension == ".egg" { version.split('-').next().unwrap_or(version) } else { version };
-    Some(version.to_owned())
+    Some((&stem[..split], version))
 }
 
 #[cfg(test)]

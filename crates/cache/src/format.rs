@@ -17,17 +17,27 @@ pub enum Format {
     Npm,
     /// Python packages: the simple repository API (`pip`, `uv`, `poetry`), at `/pypi/<group path>/`.
     Pypi,
+    /// Maven repositories: the Maven 2 layout (`mvn`, Gradle), at `/maven/<group path>/`.
+    Maven,
+    /// Go modules: the GOPROXY protocol and checksum-database proxying (`go`), at `/go/<group path>/`.
+    Go,
+    /// Cargo sparse registries (`cargo`), at `/cargo/<group path>/`.
+    Cargo,
 }
 
 impl Format {
     /// Every format, in the order documentation lists them.
-    pub const ALL: &'static [Format] = &[Format::Oci, Format::Npm, Format::Pypi];
+    pub const ALL: &'static [Format] =
+        &[Format::Oci, Format::Npm, Format::Pypi, Format::Maven, Format::Go, Format::Cargo];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Oci => "oci",
             Format::Npm => "npm",
             Format::Pypi => "pypi",
+            Format::Maven => "maven",
+            Format::Go => "go",
+            Format::Cargo => "cargo",
         }
     }
 
@@ -37,7 +47,7 @@ impl Format {
     pub fn version_separator(self) -> char {
         match self {
             Format::Oci => ':',
-            Format::Npm | Format::Pypi => '@',
+            Format::Npm | Format::Pypi | Format::Maven | Format::Go | Format::Cargo => '@',
         }
     }
 
@@ -46,7 +56,7 @@ impl Format {
     pub fn of_path(path: &str) -> Option<Format> {
         Format::ALL.iter().copied().find(|format| match format {
             Format::Oci => path == "/v2" || path.starts_with("/v2/"),
-            Format::Npm | Format::Pypi => format.package_path(path).is_some(),
+            _ => format.package_path(path).is_some(),
         })
     }
 

@@ -113,12 +113,15 @@ impl Pins {
 fn package_pattern(pattern: &str, format: Format) -> Result<(String, Option<String>), String> {
     let example = match format {
         Format::Pypi => "e.g. \"requests\", \"requests@2.32.*\" or \"acme-*\"",
+        Format::Maven => "e.g. \"org.example:app\", \"org.example:app@2.*\" or \"org.example:*\"",
+        Format::Go => "e.g. \"example.com/mod\", \"example.com/mod@v1.*\" or \"example.com/*\"",
+        Format::Cargo => "e.g. \"serde\", \"serde@1.*\" or \"acme-*\"",
         _ => "e.g. \"lodash\", \"lodash@4.*\" or \"@internal/*\"",
     };
     if pattern.trim() != pattern || pattern.is_empty() {
         return Err(format!("empty, or spaces around it: expected NAME or NAME@VERSION, {example}"));
     }
-    if pattern.contains(':') {
+    if pattern.contains(':') && format != Format::Maven {
         return Err(format!(
             "a {format} group pins packages, not image tags: expected NAME or NAME@VERSION, {example}"
         ));
@@ -137,6 +140,9 @@ fn package_pattern(pattern: &str, format: Format) -> Result<(String, Option<Stri
     let name = if name.contains(GLOB_CHARACTERS) {
         let allowed = |c: char| match format {
             Format::Pypi => c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'),
+            Format::Maven => c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'),
+            Format::Go => c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '/'),
+            Format::Cargo => c.is_ascii_alphanumeric() || matches!(c, '-' | '_'),
             _ => c.is_ascii_lowercase() || c.is_ascii_digit() || "-._~!'()@/".contains(c),
         };
         if let Some(bad) = name.chars().find(|c| !allowed(*c) && !GLOB_CHARACTERS.contains(c)) {
@@ -145,6 +151,7 @@ fn package_pattern(pattern: &str, format: Format) -> Result<(String, Option<Stri
         match format {
             // Names are held normalized: so is the pattern (a glob's own characters stay).
             Format::Pypi => pypi::normalize(name),
+            Format::Cargo => name.to_ascii_lowercase(),
             _ => name.to_owned(),
         }
     } else {

@@ -34,6 +34,8 @@ pub struct CacheMetrics {
     admission_decisions: Family<VerdictLabels, Counter>,
     /// Requests (and held fills) refused by an admission verdict.
     admission_refusals: Family<GroupLabels, Counter>,
+    /// Package files stored with no checksum published to verify them against.
+    unverified_files: Family<GroupLabels, Counter>,
 }
 
 impl CacheMetrics {
@@ -70,7 +72,17 @@ impl CacheMetrics {
             "Requests and held fills refused (403 DENIED) by a group's admission hook",
             metrics.admission_refusals.clone(),
         );
+        registry.register(
+            "depproxy_package_files_unverified",
+            "Package files stored unverified: their upstream published no checksum for them \
+             (recorded under the sha256 they arrived with)",
+            metrics.unverified_files.clone(),
+        );
         metrics
+    }
+
+    pub(crate) fn unverified_file_stored(&self, group: &GroupPath) {
+        self.unverified_files.get_or_create(&labels(group)).inc();
     }
 
     pub(crate) fn admission_decided(&self, group: &GroupPath, outcome: &'static str) {

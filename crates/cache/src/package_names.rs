@@ -1,5 +1,6 @@
 //! Package names as a package group's rows hold them — npm's `@scope/name` as written (npm names
-//! are lowercase), PyPI's PEP 503 normalized name — for what operators name packages by: purges
+//! are lowercase), PyPI's PEP 503 normalized name, Maven's `groupId:artifactId`, a Go module path,
+//! a crate name (lowercase) — for what operators name packages by: purges
 //! (`--package`), pins, warming. And the version a stored file is of, when its document did not
 //! say (PyPI's pages list files, not versions: the file name carries it).
 
@@ -26,6 +27,16 @@ impl Format {
                 .map_err(|error| PackageNameError::Invalid(error.to_string())),
             Format::Pypi => pypi::ProjectName::parse(written)
                 .map(|name| name.normalized().to_owned())
+                .map_err(|error| PackageNameError::Invalid(error.to_string())),
+            Format::Maven => maven::Coordinates::parse(written)
+                .map(|coordinates| coordinates.to_string())
+                .map_err(|error| PackageNameError::Invalid(error.to_string())),
+            Format::Go => gomod::escape_path(written)
+                .map(|_| written.to_owned())
+                .map_err(|error| PackageNameError::Invalid(error.to_string())),
+            // Cargo's names are case-insensitive: rows hold them lowercase.
+            Format::Cargo => cargo_sparse::CrateName::parse(written)
+                .map(|name| name.as_str().to_ascii_lowercase())
                 .map_err(|error| PackageNameError::Invalid(error.to_string())),
         }
     }

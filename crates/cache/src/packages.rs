@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use metadata::{BlobKey, DocumentKey, DocumentRecord, FileListing, FileRecord, StoredFile};
+use metadata::{BlobKey, DocumentKey, DocumentRecord, FileListing, FileRecord, ServedFile, StoredFile};
 use oci::{GroupPath, ObjectKind};
 use upstream::{PackageDocument, UpstreamClient, UpstreamError};
 
@@ -34,8 +34,9 @@ pub struct DocumentRequest {
     /// The package as its format names it canonically (npm `@scope/name`, PyPI's normalized
     /// name).
     pub package: String,
-    /// Which form of it (`full`, `abbreviated`, `html`, `json`): each is its own document.
-    pub variant: &'static str,
+    /// Which form of it (`full`, `abbreviated`, `html`, `json`; Maven's file name): each is its
+    /// own document.
+    pub variant: String,
     /// Its path on the upstream, relative to the upstream's URL (`@scope%2fname`,
     /// `simple/name/`).
     pub upstream_path: String,
@@ -45,7 +46,7 @@ pub struct DocumentRequest {
 
 impl DocumentRequest {
     fn key(&self, group: &GroupPath) -> DocumentKey {
-        DocumentKey { group: group.clone(), package: self.package.clone(), variant: self.variant.to_owned() }
+        DocumentKey { group: group.clone(), package: self.package.clone(), variant: self.variant.clone() }
     }
 
     fn missing(&self, group: &GroupPath) -> PackageMissing {
@@ -79,22 +80,36 @@ impl Cache {
         checked
     }
 
-    /// A request for a package document.
+    /// A request for a package document, and when the stored copy served (if one is) last
+    /// changed: its `Last-Modified` (unix ms).
     pub async fn package_document(
         &self,
         group: &GroupSettings,
         request: &DocumentRequest,
         head: bool,
-    ) -> Result<Decision, CacheError> {
+    ) -> Result<(Decision, Option<i64>), CacheError> {
         let key = request.key(&group.path);
         let cached = self.degraded(self.catalog.metadata().find_package_document(&key).await);
         let now = self.clock.now_ms();
         if let Some(record) = cached.as_ref().filter(|record| record.stored) {
-            if is_fresh(record.checked_at, now, group.manifest_recheck) {
-                return Ok(self.serve_document(group, record, None, head));
-            }
-            return Box::pin(self.revalidate_document(group, request, &key, record, head)).await;
+            let decision = if is_fresh(record.checked_at, now, group.manifest_recheck) {
+                self.serve_document(group, record, None, head)
+            } else {
+                Box::pin(self.revalidate_document(group, request, &key, record, head)).await?
+            };
+            let modified = matches!(decision, Decision::Serve { .. }).then_some(record.modified_at);
+            return Ok((decision, modified));
         }
+        Ok((Box::pin(self.document_miss(group, request, head)).await?, None))
+    }
+
+    async fn document_miss(
+        &self,
+        group: &GroupSettings,
+        request: &DocumentRequest,
+        head: bool,
+    ) -> Result<Decision, CacheError> {
+        let now = self.clock.now_ms();
         self.answer_remembered_package_404(group, &request.missing(&group.path))?;
         if head {
             // A HEAD never starts a fill: the upstream is asked whether it has the document.
@@ -234,14 +249,28 @@ impl Cache {
         let verify = injector::ChecksumAlgorithm::from_name(&file.listing.algorithm)
             .and_then(|algorithm| injector::Checksum::from_hex(algorithm, &file.listing.checksum).ok());
         let checksum_key = verify.as_ref().map_or_else(|| file.listing.path.clone(), ToString::to_string);
-        let upstream = group.upstreams.get(&file.upstream).unwrap_or_else(|| group.upstreams.first());
-        Ok(Decision::Fetch(Fetch {
-            kind: ObjectKind::Blob,
-            sources: vec![FetchSource {
+        let sources = match group.upstreams.get(&file.upstream) {
+            Some(upstream) => vec![FetchSource {
                 upstream: upstream.name().to_owned(),
                 url: file.listing.url.clone(),
                 headers: upstream.package_headers(None),
             }],
+            // Not known which has it (a file no document lists, no checksum found): the first
+            // upstream that has it serves it, at the same path on each.
+            None => group
+                .upstreams
+                .in_order(None)
+                .into_iter()
+                .map(|upstream| FetchSource {
+                    upstream: upstream.name().to_owned(),
+                    url: upstream.package_url(&file.listing.path),
+                    headers: upstream.package_headers(None),
+                })
+                .collect(),
+        };
+        Ok(Decision::Fetch(Fetch {
+            kind: ObjectKind::Blob,
+            sources,
             verify,
             max_size: self.settings.limits.max_blob_size,
             fill_key: format!("{}|file|{checksum_key}", group.path),
@@ -306,6 +335,7 @@ impl Cache {
             media_type: object.media_type.clone(),
             upstream: upstream.clone(),
             checked_at: self.clock.now_ms(),
+            modified_at: self.clock.now_ms(),
             stored: true,
         };
         if !self.commit_group_blob(&group.path, object, lease).await? {
@@ -320,11 +350,13 @@ impl Cache {
         Ok(())
     }
 
-    /// A fill stored a listed file.
+    /// A fill stored a file of `package` at `version` (empty: not known) at `path`: listed
+    /// already, or — a file nothing verifies — listed now.
     pub async fn record_package_file(
         &self,
         group: &GroupSettings,
         path: &str,
+        (package, version): (&str, &str),
         object: StoredObject,
         lease: Option<&str>,
     ) -> Result<(), CacheError> {
@@ -333,8 +365,14 @@ impl Cache {
             size: object.size,
             media_type: object.media_type.clone(),
         };
+        let upstream = object.upstream.clone();
+        let url = group.upstreams.get(&upstream).map(|at| at.package_url(path)).unwrap_or_default();
+        let served = ServedFile { package, version, upstream: &upstream, url: &url, at: self.clock.now_ms() };
         if self.commit_group_blob(&group.path, object, lease).await? {
-            self.catalog.metadata().record_package_file(&group.path, path, &stored).await?;
+            self.catalog.metadata().record_package_file(&group.path, path, &stored, &served).await?;
+            if self.catalog.metadata().package_file_unverified(&group.path, path).await.unwrap_or(false) {
+                self.metrics.unverified_file_stored(&group.path);
+            }
             self.package_not_found
                 .forget(&PackageMissing { group: group.path.clone(), what: format!("file {path}") });
         }

@@ -22,6 +22,10 @@ pub struct PullPolicy {
     pub stale_on_404: bool,
     /// The hook that must allow an object before it is first served; none: no hold.
     pub admission: Option<Arc<AdmissionPolicy>>,
+    /// A Go group's: the checksum database (its name, as in `GOSUMDB`) whose `h1:` hashes a
+    /// module's `.zip` and `.mod` must match before they are recorded (`verify_sumdb`); none:
+    /// recorded as fetched.
+    pub verify_sumdb: Option<String>,
 }
 
 impl PullPolicy {
@@ -33,6 +37,7 @@ impl PullPolicy {
             immutable_tags: TagPatterns::default(),
             stale_on_404: false,
             admission: None,
+            verify_sumdb: None,
         }
     }
 }

@@ -72,8 +72,8 @@ impl WarmPattern {
             Format::Npm => {
                 npm::PackageName::parse(name).map_err(|error| invalid(error.to_string()))?;
             }
-            Format::Pypi => {
-                pypi::ProjectName::parse(name).map_err(|error| invalid(error.to_string()))?;
+            Format::Pypi | Format::Maven | Format::Go | Format::Cargo => {
+                format.package_name(name).map_err(|error| invalid(error.to_string()))?;
             }
         }
         if tag.is_empty() {
@@ -91,7 +91,7 @@ impl WarmPattern {
                     oci::Tag::parse(tag).map_err(|error| invalid(error.message))?;
                 }
                 // A version is the upstream's own text: the document lists what exists.
-                Format::Npm | Format::Pypi => {
+                _ => {
                     if tag.contains(['/', ' ']) {
                         return Err(invalid(format!("{tag:?} is not a version")));
                     }

@@ -158,7 +158,10 @@ impl IntoResponse for ControlError {
         let (content_type, body) = match format {
             cache::Format::Oci => return response,
             cache::Format::Npm => ("application/json", npm::error_body(&oci.message)),
-            cache::Format::Pypi => ("text/plain; charset=utf-8", format!("{}\n", oci.message)),
+            cache::Format::Pypi | cache::Format::Maven | cache::Format::Go => {
+                ("text/plain; charset=utf-8", format!("{}\n", oci.message))
+            }
+            cache::Format::Cargo => ("application/json", crate::cargo_format::error_body(&oci.message)),
         };
         *response.body_mut() = Body::from(body);
         response

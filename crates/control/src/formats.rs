@@ -1,5 +1,5 @@
 //! Which format answers a request: the path says (`/v2/…` is OCI; a package format's groups are
-//! reached at `/<format>/<group path>/…`: `/npm/…`, `/pypi/…`). Every format of [`cache::Format`] has its arm here, so
+//! reached at `/<format>/<group path>/…`: `/npm/…`, `/pypi/…`, `/maven/…`, `/go/…`, `/cargo/…`). Every format of [`cache::Format`] has its arm here, so
 //! a new format does not build until it is routed — here too what the gateway is given of the
 //! formats' paths (form posts, access-log descriptions), so it needs to know none.
 
@@ -11,7 +11,7 @@ use oci::{ErrorCode, OciError};
 
 use crate::error::ControlError;
 use crate::plane::ControlPlane;
-use crate::{npm_format, oci_format, pypi_format};
+use crate::{cargo_format, go_format, maven_format, npm_format, oci_format, pypi_format};
 
 /// Whether clients POST a body the gateway forwards to `path`: a token endpoint's form, an npm
 /// audit.
@@ -26,6 +26,9 @@ pub fn describe_path(path: &str) -> Option<(&str, String)> {
         Format::Oci => oci_format::describe_path(path),
         Format::Npm => npm_format::describe_path(path),
         Format::Pypi => pypi_format::describe_path(path),
+        Format::Maven => maven_format::describe_path(path),
+        Format::Go => go_format::describe_path(path),
+        Format::Cargo => cargo_format::describe_path(path),
     }
 }
 
@@ -38,6 +41,9 @@ pub(crate) async fn decide(
         Some(Format::Oci) => oci_format::decide(control, request, verified).await,
         Some(Format::Npm) => Box::pin(npm_format::decide(control, request, verified)).await,
         Some(Format::Pypi) => Box::pin(pypi_format::decide(control, request, verified)).await,
+        Some(Format::Maven) => Box::pin(maven_format::decide(control, request, verified)).await,
+        Some(Format::Go) => Box::pin(go_format::decide(control, request, verified)).await,
+        Some(Format::Cargo) => Box::pin(cargo_format::decide(control, request, verified)).await,
         None => {
             Err(OciError::new(ErrorCode::Unsupported, format!("no such endpoint: {}", request.uri().path()))
                 .with_status(http::StatusCode::NOT_FOUND)
@@ -52,5 +58,8 @@ pub(crate) fn package_format(path: &str) -> Option<&'static crate::packages::Pac
         Format::Oci => None,
         Format::Npm => Some(&npm_format::NPM),
         Format::Pypi => Some(&pypi_format::PYPI),
+        Format::Maven => Some(&maven_format::MAVEN),
+        Format::Go => Some(&go_format::GO),
+        Format::Cargo => Some(&cargo_format::CARGO),
     }
 }

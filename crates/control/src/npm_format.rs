@@ -16,7 +16,7 @@ use npm::{Endpoint, PackageName};
 use upstream::UpstreamClient;
 
 use crate::error::ControlError;
-use crate::packages::{self, PackageFormat, Target};
+use crate::packages::{self, Listing, PackageFormat, Target};
 use crate::plane::ControlPlane;
 
 /// Audit bodies are a project's dependency list: capped at what the gateway forwards.
@@ -25,9 +25,10 @@ const MAX_AUDIT_BODY: usize = 64 * 1024;
 pub(crate) const NPM: PackageFormat = PackageFormat {
     format: Format::Npm,
     target,
-    file_path,
+    locate: |upstream, document_url, file| packages::locate_by_url(upstream, document_url, file, file_path),
+    prepare: packages::nothing_to_prepare,
     errors: injector::ErrorShape::JsonError,
-    references: References::NpmPackument,
+    references: Some(References::NpmPackument),
     document_types: &[npm::JSON_MEDIA_TYPE, npm::ABBREVIATED_MEDIA_TYPE],
     document_default_type: npm::JSON_MEDIA_TYPE,
     extra_replacements: |_, _| Vec::new(),
@@ -70,7 +71,7 @@ fn bad(error: impl std::fmt::Display) -> ControlError {
 fn packument(name: &PackageName, abbreviated: bool) -> DocumentRequest {
     DocumentRequest {
         package: name.as_str().to_owned(),
-        variant: if abbreviated { "abbreviated" } else { "full" },
+        variant: if abbreviated { "abbreviated" } else { "full" }.to_owned(),
         upstream_path: name.upstream_path(),
         accept: Some(if abbreviated { npm::ABBREVIATED_MEDIA_TYPE } else { npm::JSON_MEDIA_TYPE }),
     }
@@ -81,21 +82,24 @@ fn target(
     _query: Option<&str>,
     headers: &http::HeaderMap,
     who: Option<&str>,
+    _group: &cache::GroupSettings,
+    _client: &str,
 ) -> Result<Target, ControlError> {
     let accept = headers.get(http::header::ACCEPT).and_then(|value| value.to_str().ok());
     Ok(match npm::parse_path(rest).map_err(bad)? {
         Endpoint::Packument { name } => {
             let document = packument(&name, npm::wants_abbreviated(accept));
-            Target::Document { document, name: name.as_str().to_owned() }
+            Target::Document { document, name: Some(name.as_str().to_owned()) }
         }
         Endpoint::Tarball { name, file } => {
             let version = npm::tarball_version(&name, &file);
             Target::File {
                 path: format!("{}/-/{file}", name.as_str()),
                 // The abbreviated packument lists every tarball and is the smaller read.
-                document: packument(&name, true),
+                listing: Listing::Document(packument(&name, true)),
                 name: name.as_str().to_owned(),
                 version,
+                judged: true,
             }
         }
         Endpoint::VersionDocument { name, version } => {

@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use cache::{
-    CacheError, Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, PackageSubject,
-    StoredObject,
+    CacheError, Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, PackageSubject, Probe,
+    StoredObject, UnlistedFile,
 };
 use http::{HeaderValue, Method, StatusCode, Uri};
 use injector::{
@@ -18,7 +18,7 @@ use injector::{
     ListedFile, NotFoundReport, References, Replace, UploadDecision, UploadStage, Verdict, VerdictRequest,
     VerifiedRequest,
 };
-use metadata::FileListing;
+use metadata::{FileListing, FileRecord};
 use oci::ObjectKind;
 use upstream::{PackageDocument, UpstreamClient, UpstreamError};
 
@@ -30,23 +30,49 @@ use crate::{authorize, passthrough};
 
 /// What a request path under a package group names, as its format reads it.
 pub(crate) enum Target {
-    /// A document listing a package's files.
-    Document { document: DocumentRequest, name: String },
-    /// A file a document lists: `path` under the group; `document` lists it.
-    File { path: String, document: DocumentRequest, name: String, version: Option<String> },
+    /// A document listing a package's files (or its versions); `name` is what the group's rules
+    /// judge (none: they judge the files it leads to, not it).
+    Document { document: DocumentRequest, name: Option<String> },
+    /// A file: `path` under the group, found as `listing` says, of package `name` at `version`;
+    /// `judged`: the group's rules and admission hook apply (not to a checksum database's tiles).
+    File { path: String, listing: Listing, name: String, version: Option<String>, judged: bool },
     /// A request passed through to the upstream uncached (npm's ping, audit, dist-tags).
     PassThrough { upstream_path: String, max_body: usize },
     /// Answered here: `npm whoami` (the token's name), PyPI's root listing (404).
     Local(Response),
+    /// A checksum sidecar of the file at `file` (Maven's `.sha1`, …), in `algorithm`: answered
+    /// from what is known of the file — the checksum it was verified against, or its sha256 once
+    /// stored — else as `otherwise` says (fetched and kept as a file of its own).
+    Checksum { file: String, algorithm: &'static str, otherwise: Box<Target> },
+}
+
+/// Where a file's listing — its upstream URL and the checksum it is verified against — comes from.
+pub(crate) enum Listing {
+    /// This document lists it (npm, PyPI, Cargo).
+    Document(DocumentRequest),
+    /// No document does: the upstreams are asked (Maven's sidecars), or nothing is published.
+    Probe(Probe),
+    /// The group's checksum database gives its `h1:` hash (a Go group with `verify_sumdb`).
+    SumDb(crate::go_format::SumDbLookup),
+}
+
+/// Where a file a document lists is: its path under the group and its URL upstream.
+pub(crate) struct FileLocation {
+    pub path: String,
+    pub url: String,
 }
 
 /// What a format reads a path under a group as: `rest` (the path after the group, without its
-/// `/`), the query, the request's headers, and the caller's token name (for `whoami`).
+/// `/`), the query, the request's headers, the caller's token name (for `whoami`), the group, and
+/// where the client reaches the group (`http://proxy:5000/cargo/rust`, for Cargo's `config.json`;
+/// empty for an upload call).
 pub(crate) type TargetOf = fn(
     rest: &str,
     query: Option<&str>,
     headers: &http::HeaderMap,
     who: Option<&str>,
+    group: &GroupSettings,
+    client: &str,
 ) -> Result<Target, ControlError>;
 
 /// One package format's knowledge, as the shared flow needs it.
@@ -56,21 +82,54 @@ pub(crate) struct PackageFormat {
     /// headers by this caller (its token's name, for `whoami`). A bad path is a
     /// [`ControlError::BadPackageRequest`].
     pub target: TargetOf,
-    /// The path under the group of a file a document lists, as `upstream` published it in the
-    /// document at `document_url`; `None` for a file outside the upstream's URLs (not proxied).
-    pub file_path: fn(upstream: &UpstreamClient, document_url: &str, url: &str) -> Option<String>,
-    /// How its documents' files are read at finalize.
-    pub references: References,
+    /// Where a file a document lists is, as `upstream` published it in the document at
+    /// `document_url`; `None` for a file outside the upstream's URLs (not proxied).
+    pub locate: Locate,
+    /// How its documents' files are read at finalize; none: its documents list no files.
+    pub references: Option<References>,
     /// How its clients read an error the gateway answers itself.
     pub errors: ErrorShape,
     /// The content types a document may have.
     pub document_types: &'static [&'static str],
     /// The media type of a document whose upstream declares none.
     pub document_default_type: &'static str,
+    /// What must be known before its documents' files can be located (Cargo: the upstream's
+    /// `dl`, read from its `config.json`); most formats need nothing.
+    pub prepare: Prepare,
     /// Replacements a group's documents need besides each upstream's URL → the group's address
     /// (`client`, e.g. `http://proxy:5000/pypi/python`): PyPI's `files_url`, and links relative
     /// to the upstream's root.
     pub extra_replacements: fn(upstream: &UpstreamClient, client: &str) -> Vec<Replace>,
+}
+
+/// See [`PackageFormat::prepare`].
+pub(crate) type Prepare = for<'a> fn(
+    &'a ControlPlane,
+    &'a GroupSettings,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ControlError>> + Send + 'a>>;
+
+/// A format whose files are located from its documents alone.
+pub(crate) fn nothing_to_prepare<'a>(
+    _: &'a ControlPlane,
+    _: &'a GroupSettings,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ControlError>> + Send + 'a>> {
+    Box::pin(std::future::ready(Ok(())))
+}
+
+/// Where a listed file is (see [`PackageFormat::locate`]).
+pub(crate) type Locate =
+    fn(upstream: &UpstreamClient, document_url: &str, file: &ListedFile) -> Option<FileLocation>;
+
+/// The usual [`Locate`]: the file's URL resolved against its document's, and `path_of` it.
+pub(crate) fn locate_by_url(
+    upstream: &UpstreamClient,
+    document_url: &str,
+    file: &ListedFile,
+    path_of: fn(&UpstreamClient, &str, &str) -> Option<String>,
+) -> Option<FileLocation> {
+    let path = path_of(upstream, document_url, &file.url)?;
+    let url = url::Url::parse(document_url).ok()?.join(&file.url).ok()?.to_string();
+    Some(FileLocation { path, url })
 }
 
 /// How long a file whose document is finishing its fill waits for the document's record.
@@ -135,7 +194,9 @@ async fn handle(
     let caller = Caller::from_headers(request.headers(), &control.trusted_proxies);
     let who = authorize::package(control, &caller, &group).await?;
     let method = request.method().clone();
-    let target = (format.target)(rest, request.uri().query(), request.headers(), who.as_deref())?;
+    let client = client_base(control, &caller, format.format, &group);
+    let target =
+        (format.target)(rest, request.uri().query(), request.headers(), who.as_deref(), &group, &client)?;
     let head = method == Method::HEAD;
     let read_only = || {
         if method == Method::GET || head {
@@ -146,7 +207,20 @@ async fn handle(
             )))
         }
     };
-    let client = client_base(control, &caller, format.format, &group);
+    let target = match target {
+        Target::Checksum { file, algorithm, otherwise } => {
+            match known_checksum(control, &group, &file, algorithm).await {
+                Some(hex) => {
+                    if let Target::File { name, version, judged: true, .. } = otherwise.as_ref() {
+                        authorize::package_rules(control, &caller, &group, name, version.as_deref())?;
+                    }
+                    Target::Local(checksum_answer(hex, head))
+                }
+                None => *otherwise,
+            }
+        }
+        other => other,
+    };
     match target {
         Target::Local(response) => Ok(response),
         Target::PassThrough { upstream_path, max_body } => {
@@ -169,37 +243,106 @@ async fn handle(
         }
         Target::Document { document, name } => {
             read_only()?;
-            authorize::package_rules(control, &caller, &group, &name, None)?;
-            let decision = control.cache.package_document(&group, &document, head).await?;
-            Ok(serve(format, decision, &path, &document, &group, &caller, &client, true))
+            if let Some(name) = &name {
+                authorize::package_rules(control, &caller, &group, name, None)?;
+            }
+            let (decision, modified) = control.cache.package_document(&group, &document, head).await?;
+            let mut response = serve(format, decision, &path, Some(&document), &group, &caller, &client);
+            if let (Some(modified), Some(injector::Injector::SendBlob(send))) =
+                (modified, response.extensions_mut().get_mut::<injector::Injector>())
+            {
+                send.headers.push(("Last-Modified".to_owned(), http_date(modified)));
+            }
+            Ok(response)
         }
-        Target::File { path: file_path, document, name, version } => {
+        Target::File { path: file_path, listing, name, version, judged } => {
             read_only()?;
-            authorize::package_rules(control, &caller, &group, &name, version.as_deref())?;
-            let record = match control.cache.package_file(&group, &file_path).await {
-                Some(record) => record,
-                None => {
-                    // Its document may be finishing its fill: its record lists the file.
-                    control.cache.listing_settled(&group, &document.package, LISTING_WAIT).await;
-                    match control.cache.package_file(&group, &file_path).await {
-                        Some(record) => record,
-                        None => {
-                            Box::pin(read_listing(control, format, &group, &document)).await?;
-                            control
-                                .cache
-                                .package_file(&group, &file_path)
-                                .await
-                                .ok_or_else(|| not_listed(&file_path))?
-                        }
-                    }
+            if judged {
+                authorize::package_rules(control, &caller, &group, &name, version.as_deref())?;
+            }
+            let record = match listing {
+                Listing::Document(document) => {
+                    Box::pin(listed_file(control, format, &group, &document, &file_path)).await?
+                }
+                Listing::Probe(probe) => {
+                    let version = version.as_deref().unwrap_or_default();
+                    let file = UnlistedFile { path: &file_path, package: &name, version };
+                    Box::pin(control.cache.probed_file(&group, file, &probe)).await?
+                }
+                Listing::SumDb(lookup) => {
+                    let version = version.as_deref().unwrap_or_default();
+                    let file = UnlistedFile { path: &file_path, package: &name, version };
+                    Box::pin(crate::go_format::probed_by_sumdb(control, &group, file, &lookup)).await?
                 }
             };
+            let check = crate::go_format::archive_check(&record.listing);
             let decision = control.cache.file_decision(&group, &record, head)?;
-            let subject = PackageSubject { name: &name, version: version.as_deref() };
-            let decision = control.cache.screen_package_file(&group, subject, decision).await?;
-            Ok(serve(format, decision, &path, &document, &group, &caller, &client, false))
+            let decision = if judged {
+                let subject = PackageSubject { name: &name, version: version.as_deref() };
+                control.cache.screen_package_file(&group, subject, decision).await?
+            } else {
+                decision
+            };
+            let mut response = serve(format, decision, &path, None, &group, &caller, &client);
+            if let Some(injector::Injector::SendDependency(send)) =
+                response.extensions_mut().get_mut::<injector::Injector>()
+            {
+                send.archive_check = check;
+            }
+            Ok(response)
         }
     }
+}
+
+/// The checksum in `algorithm` of the file at `file`, when what is recorded of it says.
+async fn known_checksum(
+    control: &ControlPlane,
+    group: &GroupSettings,
+    file: &str,
+    algorithm: &str,
+) -> Option<String> {
+    let record = control.cache.package_file(group, file).await?;
+    if record.listing.algorithm == algorithm && !record.listing.checksum.is_empty() {
+        return Some(record.listing.checksum);
+    }
+    let stored = record.stored?;
+    (algorithm == "sha256").then(|| stored.digest.hex().to_owned())
+}
+
+/// A checksum sidecar's answer: the hex value, as upstreams publish it.
+fn checksum_answer(hex: String, head: bool) -> Response {
+    let length = hex.len();
+    let mut response = Response::new(if head { Body::empty() } else { Body::from(hex) });
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// A unix-ms time as an HTTP date (`Last-Modified`).
+fn http_date(unix_ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
+    httpdate::fmt_http_date(at)
+}
+
+/// The record of a file `document` lists: read from the catalog; else once the document's fill
+/// that is finishing records it; else by reading the document from the upstream.
+async fn listed_file(
+    control: &ControlPlane,
+    format: &PackageFormat,
+    group: &GroupSettings,
+    document: &DocumentRequest,
+    file_path: &str,
+) -> Result<FileRecord, ControlError> {
+    if let Some(record) = control.cache.package_file(group, file_path).await {
+        return Ok(record);
+    }
+    // Its document may be finishing its fill: its record lists the file.
+    control.cache.listing_settled(group, &document.package, LISTING_WAIT).await;
+    if let Some(record) = control.cache.package_file(group, file_path).await {
+        return Ok(record);
+    }
+    Box::pin(read_listing(control, format, group, document)).await?;
+    control.cache.package_file(group, file_path).await.ok_or_else(|| not_listed(file_path))
 }
 
 fn no_such_group(path: &str) -> ControlError {
@@ -218,10 +361,11 @@ async fn read_listing(
     group: &GroupSettings,
     document: &DocumentRequest,
 ) -> Result<(), ControlError> {
-    let file_path = format.file_path;
+    (format.prepare)(control, group).await?;
+    let locate = format.locate;
     let list = move |upstream: &UpstreamClient, read: &PackageDocument| -> Vec<FileListing> {
-        let files = listed_in(format.references, read);
-        listings(upstream, &read.url, &files, file_path)
+        let files = format.references.map(|rule| listed_in(rule, read)).unwrap_or_default();
+        listings(upstream, &read.url, &files, locate)
     };
     control.cache.read_listing(group, document, &list).await?;
     Ok(())
@@ -236,17 +380,11 @@ fn listed_in(rule: References, document: &PackageDocument) -> Vec<ListedFile> {
 
 /// The listings of `files` a document at `document_url` of `upstream` lists, as paths under the
 /// group.
-fn listings(
-    upstream: &UpstreamClient,
-    document_url: &str,
-    files: &[ListedFile],
-    file_path: fn(&UpstreamClient, &str, &str) -> Option<String>,
-) -> Vec<FileListing> {
+fn listings(upstream: &UpstreamClient, document_url: &str, files: &[ListedFile], locate: Locate) -> Vec<FileListing> {
     files
         .iter()
         .filter_map(|file| {
-            let path = file_path(upstream, document_url, &file.url)?;
-            let url = url::Url::parse(document_url).ok()?.join(&file.url).ok()?.to_string();
+            let FileLocation { path, url } = locate(upstream, document_url, file)?;
             let (algorithm, checksum) = match &file.checksum {
                 Some(checksum) => (checksum.algorithm().as_str().to_owned(), checksum.hex().to_owned()),
                 None => (String::new(), String::new()),
@@ -279,24 +417,25 @@ fn transform(format: &PackageFormat, group: &GroupSettings, client: &str) -> Vec
     replacements
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Renders a decision on a document (`document`) or a file (none).
 fn serve(
     format: &PackageFormat,
     decision: Decision,
     path: &str,
-    document: &DocumentRequest,
+    document: Option<&DocumentRequest>,
     group: &GroupSettings,
     caller: &Caller,
     client: &str,
-    is_document: bool,
 ) -> Response {
     // A document's upload calls name its variant: the path alone does not say which was asked.
-    let uri: Uri = if is_document {
-        format!("{path}?variant={}", document.variant).parse().unwrap_or_default()
-    } else {
-        path.parse().unwrap_or_default()
+    let uri: Uri = match document {
+        Some(document) => {
+            let variant: String = url::form_urlencoded::byte_serialize(document.variant.as_bytes()).collect();
+            format!("{path}?variant={variant}").parse().unwrap_or_default()
+        }
+        None => path.parse().unwrap_or_default(),
     };
-    let transform = if is_document { transform(format, group, client) } else { Vec::new() };
+    let transform = if document.is_some() { transform(format, group, client) } else { Vec::new() };
     let mut response =
         render::rewritten(decision, &SERVING, &uri, group.path.as_str(), caller.address, transform);
     if let Some(injector::Injector::SendDependency(send)) =
@@ -304,19 +443,20 @@ fn serve(
     {
         send.errors = format.errors;
     }
-    if !is_document {
+    let Some(document) = document else {
         return response;
-    }
+    };
     // A document's answer depends on `Accept` (full or abbreviated, HTML or JSON).
     let vary = ("Vary".to_owned(), "Accept".to_owned());
     match response.extensions_mut().get_mut::<injector::Injector>() {
         Some(injector::Injector::SendDependency(send)) => {
-            send.accept = Some(Accept {
+            // A format whose documents' types upstreams do not agree on checks none.
+            send.accept = (!format.document_types.is_empty()).then(|| Accept {
                 types: format.document_types.iter().map(|media_type| (*media_type).to_owned()).collect(),
                 what: format!("a {} document", format.format),
             });
             send.default_media_type = format.document_default_type.to_owned();
-            send.references = Some(format.references);
+            send.references = format.references;
             send.object = document.package.clone();
             send.response_headers.push(vary);
         }
@@ -339,35 +479,35 @@ pub(crate) async fn upload(
     let (group_path, rest) =
         format.format.package_path(object_path).ok_or_else(|| no_such_group(object_path))?;
     let group = control.cache.package_group(format.format, group_path)?;
-    let target = (format.target)(rest, None, &http::HeaderMap::new(), None)?;
+    let target = (format.target)(rest, None, &http::HeaderMap::new(), None, &group, "")?;
     let variant = query.and_then(|query| {
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(key, _)| key == "variant")
             .map(|(_, value)| value.into_owned())
     });
     let mut subject: Option<(String, Option<String>)> = None;
-    let (kind, document, file_path) = match target {
+    let (kind, stored) = match target {
         Target::Document { mut document, .. } => {
             // The document asked for in the variant the request named.
             if let Some(variant) = variant {
-                document.variant = match variant.as_str() {
-                    "full" => "full",
-                    "abbreviated" => "abbreviated",
-                    "html" => "html",
-                    "json" => "json",
-                    other => {
-                        return Err(ControlError::BadUploadCall(format!(
-                            "unknown document variant {other:?}"
-                        )));
-                    }
-                };
+                if variant.is_empty() || variant.len() > 512 || variant.chars().any(char::is_control) {
+                    return Err(ControlError::BadUploadCall(format!("unknown document variant {variant:?}")));
+                }
+                document.variant = variant;
             }
-            (ObjectKind::Manifest, document, None)
+            (ObjectKind::Manifest, Stored::Document(document))
         }
-        Target::File { path, document, name, version } => {
+        Target::File { path, name, version, .. } => {
             subject = Some((name, version));
-            (ObjectKind::Blob, document, Some(path))
+            (ObjectKind::Blob, Stored::File(path))
         }
+        Target::Checksum { otherwise, .. } => match *otherwise {
+            Target::File { path, name, version, .. } => {
+                subject = Some((name, version));
+                (ObjectKind::Blob, Stored::File(path))
+            }
+            _ => return Err(ControlError::BadUploadCall(format!("{object_path} is not a package object"))),
+        },
         Target::PassThrough { .. } | Target::Local(_) => {
             return Err(ControlError::BadUploadCall(format!("{object_path} is not a package object")));
         }
@@ -412,16 +552,20 @@ pub(crate) async fn upload(
                 media_type: call.media_type,
                 upstream: call.upstream,
             };
-            match file_path {
-                Some(path) => {
-                    control.cache.record_package_file(&group, &path, object, lease.as_deref()).await?
+            match &stored {
+                Stored::File(path) => {
+                    let (name, version) = subject.as_ref().map_or(("", ""), |(name, version)| {
+                        (name.as_str(), version.as_deref().unwrap_or_default())
+                    });
+                    control.cache.record_package_file(&group, path, (name, version), object, lease.as_deref()).await?
                 }
-                None => {
+                Stored::Document(document) => {
+                    (format.prepare)(control, &group).await?;
                     let document_url = upstream.package_url(&document.upstream_path);
-                    let files = listings(&upstream, &document_url, &call.files, format.file_path);
+                    let files = listings(&upstream, &document_url, &call.files, format.locate);
                     control
                         .cache
-                        .record_package_document(&group, &document, object, lease.as_deref(), &files)
+                        .record_package_document(&group, document, object, lease.as_deref(), &files)
                         .await?
                 }
             }
@@ -430,9 +574,9 @@ pub(crate) async fn upload(
         UploadStage::NotFound => {
             let call: NotFoundReport = parse(bytes)?;
             check_call(call.v, call.kind, kind)?;
-            let what = match &file_path {
-                Some(path) => PackageNotFound::File(path),
-                None => PackageNotFound::Document(&document),
+            let what = match &stored {
+                Stored::File(path) => PackageNotFound::File(path),
+                Stored::Document(document) => PackageNotFound::Document(document),
             };
             control.cache.package_fill_not_found(&group, what);
             Ok(render::no_content())
@@ -471,6 +615,13 @@ pub(crate) async fn upload(
             render::contract_message(&Verdict { v: CONTRACT_VERSION, allow: admission.allow, reason })
         }
     }
+}
+
+/// What an upload call's object path names.
+enum Stored {
+    Document(DocumentRequest),
+    /// A file's path under the group.
+    File(String),
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ControlError> {

@@ -17,7 +17,7 @@ use pypi::Endpoint;
 use upstream::UpstreamClient;
 
 use crate::error::ControlError;
-use crate::packages::{self, PackageFormat, Target};
+use crate::packages::{self, Listing, PackageFormat, Target};
 use crate::plane::ControlPlane;
 
 /// What pip asks for: JSON first, HTML as the fallback.
@@ -28,9 +28,10 @@ const HTML_ACCEPT: &str = "application/vnd.pypi.simple.v1+html, text/html;q=0.9"
 pub(crate) const PYPI: PackageFormat = PackageFormat {
     format: Format::Pypi,
     target,
-    file_path,
+    locate: |upstream, document_url, file| packages::locate_by_url(upstream, document_url, file, file_path),
+    prepare: packages::nothing_to_prepare,
     errors: injector::ErrorShape::Text,
-    references: References::PypiProjectPage,
+    references: Some(References::PypiProjectPage),
     document_types: &[pypi::JSON_MEDIA_TYPE, pypi::HTML_MEDIA_TYPE, "text/html", "application/json"],
     document_default_type: "text/html",
     extra_replacements,
@@ -87,7 +88,7 @@ pub(crate) async fn decide(
 fn project_page(normalized: &str, json: bool) -> DocumentRequest {
     DocumentRequest {
         package: normalized.to_owned(),
-        variant: if json { "json" } else { "html" },
+        variant: if json { "json" } else { "html" }.to_owned(),
         upstream_path: format!("simple/{normalized}/"),
         accept: Some(if json { JSON_ACCEPT } else { HTML_ACCEPT }),
     }
@@ -98,6 +99,8 @@ fn target(
     _query: Option<&str>,
     headers: &http::HeaderMap,
     _who: Option<&str>,
+    _group: &cache::GroupSettings,
+    _client: &str,
 ) -> Result<Target, ControlError> {
     let accept = headers.get(http::header::ACCEPT).and_then(|value| value.to_str().ok());
     let endpoint =
@@ -111,7 +114,7 @@ fn target(
                 return Ok(Target::Local(packages::redirect(&format!("{up}{}/", name.normalized()))?));
             }
             let document = project_page(name.normalized(), pypi::wants_json(accept));
-            Target::Document { document, name: name.normalized().to_owned() }
+            Target::Document { document, name: Some(name.normalized().to_owned()) }
         }
         Endpoint::File { path } => {
             let file_name = path.rsplit('/').next().unwrap_or(&path);
@@ -119,7 +122,13 @@ fn target(
                 ControlError::BadPackageRequest(format!("{file_name:?} is not a distribution file name"))
             })?;
             let version = pypi::version_of_filename(file_name);
-            Target::File { document: project_page(&project, true), name: project, version, path }
+            Target::File {
+                listing: Listing::Document(project_page(&project, true)),
+                name: project,
+                version,
+                path,
+                judged: true,
+            }
         }
     })
 }

@@ -161,6 +161,7 @@ fn send_dependency(
             .hold
             .map(|within| Hold { decides_within_ms: u64::try_from(within.as_millis()).unwrap_or(u64::MAX) }),
         errors: Default::default(),
+        archive_check: None,
     })))
 }
 

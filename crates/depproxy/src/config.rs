@@ -262,6 +262,13 @@ pub struct GroupEntry {
     /// Serve a cached tag (marked stale) when upstream now answers 404 for it (default false).
     #[serde(default)]
     pub stale_on_404: bool,
+    /// A Go group's: verify each module `.zip` and `.mod` against the `h1:` hash the checksum
+    /// database `sumdb` gives for it before recording it (default false: recorded as fetched).
+    #[serde(default)]
+    pub verify_sumdb: bool,
+    /// The checksum database `verify_sumdb` asks (its name as `GOSUMDB` writes it), reached through
+    /// the group's upstreams at `/sumdb/<name>/`.
+    pub sumdb: Option<String>,
     /// An `http(s)://` URL POSTed a description of each new artifact before it is first served;
     /// its `{"allow": …, "reason": …}` decides (default: none, no hold).
     pub admission_hook: Option<String>,
@@ -1190,7 +1197,7 @@ fn resolve_warm(entry: &GroupEntry, format: cache::Format) -> anyhow::Result<Vec
                 }
                 &warm.images
             }
-            cache::Format::Npm | cache::Format::Pypi => {
+            cache::Format::Npm | cache::Format::Pypi | cache::Format::Maven | cache::Format::Go | cache::Format::Cargo => {
                 if !warm.images.is_empty() {
                     bail!(
                         "{which}: images = [...] is for image groups; group {path:?} proxies {} packages: \
@@ -1237,7 +1244,36 @@ fn resolve_pull_policy(entry: &GroupEntry, format: cache::Format) -> anyhow::Res
         })?,
     };
     let admission = resolve_admission(entry)?.map(std::sync::Arc::new);
-    Ok(PullPolicy { names, negative_ttl, immutable_tags, stale_on_404: entry.stale_on_404, admission })
+    let verify_sumdb = match (entry.verify_sumdb, entry.sumdb.as_deref().map(str::trim)) {
+        (_, Some(_)) | (true, _) if format != cache::Format::Go => bail!(
+            "group {:?}: verify_sumdb and sumdb are for Go groups (format = \"go\"); this one has format {:?}",
+            entry.path,
+            format.as_str()
+        ),
+        (true, None | Some("")) => bail!(
+            "group {:?}: verify_sumdb = true needs sumdb = \"<name>\": the checksum database's name as \
+             GOSUMDB names it, e.g. sumdb = \"sum.example.com\" (reached through the group's upstreams at \
+             /sumdb/<name>/)",
+            entry.path
+        ),
+        (true, Some(name)) => {
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                || name.starts_with('.')
+            {
+                bail!("group {:?}: sumdb {name:?} is not a checksum database name (a host name)", entry.path);
+            }
+            Some(name.to_owned())
+        }
+        (false, _) => None,
+    };
+    Ok(PullPolicy {
+        names,
+        negative_ttl,
+        immutable_tags,
+        stale_on_404: entry.stale_on_404,
+        admission,
+        verify_sumdb,
+    })
 }
 
 /// The group's admission hook: its URL checked, its timeout read and bounded, what silence means.

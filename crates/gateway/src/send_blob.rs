@@ -43,6 +43,7 @@ pub(crate) async fn serve(
         served_object_headers(Some(&params.digest), &params.media_type, params.digest_header.as_deref());
     injector::append_headers(&mut headers, &params.headers);
     if request.contains_key(header::IF_NONE_MATCH) && if_none_match_hits(request, &params.digest.to_string())
+        || not_modified_since(request, &headers)
     {
         return Ok(with_headers(StatusCode::NOT_MODIFIED, headers, Body::empty()));
     }
@@ -104,7 +105,7 @@ async fn serve_rewritten(
         headers.insert(header::CONTENT_TYPE, value);
     }
     injector::append_headers(&mut headers, &params.headers);
-    if if_none_match_hits(request, &etag) {
+    if if_none_match_hits(request, &etag) || not_modified_since(request, &headers) {
         return Ok(with_headers(StatusCode::NOT_MODIFIED, headers, Body::empty()));
     }
     if method == Method::HEAD {
@@ -131,6 +132,22 @@ fn redirect(url: &str) -> Response {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// Whether the client's `If-Modified-Since` is at or after the `Last-Modified` the control plane
+/// gave the object (a package document: when its content last changed). `If-None-Match`, when
+/// sent, decides instead (RFC 9110 §13.1.3).
+fn not_modified_since(request: &HeaderMap, response: &HeaderMap) -> bool {
+    if request.contains_key(header::IF_NONE_MATCH) {
+        return false;
+    }
+    let date = |headers: &HeaderMap, name| {
+        headers.get(name).and_then(|value| value.to_str().ok()).and_then(|text| httpdate::parse_http_date(text).ok())
+    };
+    match (date(request, header::IF_MODIFIED_SINCE), date(response, header::LAST_MODIFIED)) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
 }
 
 /// Whether the client's `If-None-Match` names `etag` (or `*`).

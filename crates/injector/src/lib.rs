@@ -7,6 +7,7 @@
 //! upload routes. Every message carries a version `v`; an unknown kind or version is an error,
 //! never a guess.
 
+pub mod archive_check;
 pub mod checksum;
 pub mod fills;
 pub mod headers;
@@ -21,11 +22,12 @@ use base64::engine::general_purpose::URL_SAFE;
 use oci::{Digest, ObjectKind};
 use serde::{Deserialize, Serialize};
 
+pub use archive_check::{ArchiveCheck, ArchiveCheckError};
 pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher};
 pub use fills::{FillReport, FillsReport};
 pub use headers::{HeaderList, append_headers, header_list, header_map};
 pub use keys::{KeyError, digest_of_key, storage_key};
-pub use listing::{ListedFile, References, listed_files};
+pub use listing::{ListedFile, References, cargo_download_path, listed_files};
 pub use replay::ReplayCache;
 pub use routes::{UploadRoutes, UploadStage, split_upload_path};
 pub use signing::{
@@ -71,7 +73,10 @@ pub const CONTRACT_CONTENT_TYPE: &str = "application/vnd.depproxy.contract.v1+js
 /// 5: a package document's fill reads the files it lists (`references`: `npm-packument`,
 /// `pypi-project-page`) and reports them at finalize (`files`); an older control plane would
 /// refuse the field, an older gateway would leave the files unknown.
-pub const CONTRACT_VERSION: u32 = 5;
+/// 6: `send-dependency` may name a check of the whole verified file (`archive_check`: Go's `h1:`
+/// hashes) and the errors Cargo reads (`errors: json-errors`); an older gateway would store a
+/// module zip the checksum database does not vouch for.
+pub const CONTRACT_VERSION: u32 = 6;
 /// The gateway→control request header naming the contract version the gateway speaks: a control
 /// plane refuses a gateway of another version with an error that says so, rather than answering
 /// injectors it would misread.
@@ -98,8 +103,10 @@ pub enum ErrorShape {
     Oci,
     /// `{"error": "<message>"}` (npm's registry API).
     JsonError,
-    /// The message as plain text (PyPI's simple API).
+    /// The message as plain text (PyPI's simple API, Maven, GOPROXY).
     Text,
+    /// `{"errors": [{"detail": "<message>"}]}` (Cargo's registry API).
+    JsonErrors,
 }
 
 impl ErrorShape {
@@ -239,6 +246,10 @@ pub struct SendDependency {
     /// How the gateway words the errors it answers itself for this request.
     #[serde(default, skip_serializing_if = "ErrorShape::is_oci")]
     pub errors: ErrorShape,
+    /// A check of the whole verified file before it is recorded (Go's `h1:` hashes); none: the
+    /// streamed checksum (`verify`) is all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_check: Option<ArchiveCheck>,
 }
 
 /// How a held fill waits for its verdict.
@@ -540,6 +551,7 @@ mod tests {
             client: Some("10.1.2.3".parse().unwrap()),
             hold: Some(Hold { decides_within_ms: 30_000 }),
             errors: Default::default(),
+            archive_check: None,
         }));
         for injector in [blob, dependency] {
             let header = injector.encode().unwrap();
@@ -581,13 +593,13 @@ mod tests {
         let error = Injector::decode(&old).unwrap_err();
         assert!(matches!(error, InjectorError::Version(1)));
         assert!(error.to_string().contains("same depproxy version"), "{error}");
-        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":5,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
+        let extra = format!("send-blob:{}", URL_SAFE.encode(br#"{"v":6,"key":"k","digest":"sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","size":1,"media_type":"x","bogus":1}"#));
         assert!(matches!(Injector::decode(&extra), Err(InjectorError::Json(_))));
         // A gateway of version 2 meeting a control plane of version 3 (which names several
         // sources): refused by version, not by the field it does not know.
         let ordered = format!(
             "send-dependency:{}",
-            URL_SAFE.encode(br#"{"v":5,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
+            URL_SAFE.encode(br#"{"v":6,"kind":"blob","fill_key":"k","sources":[],"verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#)
         );
         assert!(matches!(Injector::decode(&ordered), Err(InjectorError::NoSource)), "never empty");
         let single = format!(
@@ -613,7 +625,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Delivery::Verified).unwrap(), r#""verified""#);
         assert_eq!(serde_json::to_string(&References::OciManifest).unwrap(), r#""oci-manifest""#);
         // Left out, they mean: stream as the bytes arrive, any type, no digest header.
-        let json = br#"{"v":5,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
+        let json = br#"{"v":6,"kind":"blob","fill_key":"k","sources":[{"upstream":"u","url":"https://up.example/x"}],
             "verify":null,"max_size":1,"upload":{"authorize":"/a","finalize":"/f"}}"#;
         let params: SendDependency = serde_json::from_slice(json).unwrap();
         assert_eq!((params.delivery, params.accept, params.digest_header), (Delivery::Streamed, None, None));
@@ -625,9 +637,9 @@ mod tests {
         let refused =
             Verdict { v: CONTRACT_VERSION, allow: false, reason: "CVE-2024-0001 (critical)".into() };
         let text = serde_json::to_string(&refused).unwrap();
-        assert_eq!(text, r#"{"v":5,"allow":false,"reason":"CVE-2024-0001 (critical)"}"#);
+        assert_eq!(text, r#"{"v":6,"allow":false,"reason":"CVE-2024-0001 (critical)"}"#);
         assert_eq!(serde_json::from_str::<Verdict>(&text).unwrap(), refused);
-        let allowed: Verdict = serde_json::from_str(r#"{"v":5,"allow":true}"#).unwrap();
+        let allowed: Verdict = serde_json::from_str(r#"{"v":6,"allow":true}"#).unwrap();
         assert!(allowed.allow && allowed.reason.is_empty());
         assert_eq!(Hold { decides_within_ms: 1500 }.decides_within(), std::time::Duration::from_millis(1500));
     }

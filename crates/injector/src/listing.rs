@@ -21,6 +21,9 @@ pub enum References {
     /// A PyPI project page, HTML (PEP 503) or JSON (PEP 691): each file with its `sha256`, and
     /// its metadata file (PEP 658) when the page announces one.
     PypiProjectPage,
+    /// A Cargo sparse index file: each version's `.crate` with its `cksum` (sha256), reported as
+    /// the proxy's download path `api/v1/crates/{name}/{version}/download`.
+    CargoIndexFile,
 }
 
 /// A file a stored package document lists, as the document writes it: its URL (relative ones
@@ -49,7 +52,24 @@ pub fn listed_files(rule: References, document: &[u8], media_type: &str) -> Vec<
             let files = if json { pypi::json_files(document) } else { pypi::html_files(document) };
             files.map(|files| files.into_iter().flat_map(pypi_files).collect()).unwrap_or_default()
         }
+        References::CargoIndexFile => cargo_sparse::index_entries(document)
+            .map(|entries| entries.into_iter().filter_map(cargo_file).collect())
+            .unwrap_or_default(),
     }
+}
+
+/// Where the proxy serves a crate an index file lists (its `dl`, see `cargo_sparse::Endpoint`).
+pub fn cargo_download_path(name: &str, version: &str) -> String {
+    format!("api/v1/crates/{name}/{version}/download")
+}
+
+fn cargo_file(entry: cargo_sparse::PublishedCrate) -> Option<ListedFile> {
+    let checksum = Checksum::from_hex(ChecksumAlgorithm::Sha256, &entry.cksum).ok()?;
+    Some(ListedFile {
+        url: cargo_download_path(&entry.name, &entry.version),
+        version: entry.version,
+        checksum: Some(checksum),
+    })
 }
 
 fn npm_file(file: npm::PublishedFile) -> ListedFile {

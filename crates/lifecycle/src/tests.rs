@@ -139,6 +139,7 @@ impl Setup {
             media_type: oci::media::OCI_MANIFEST.into(),
             size: body.len() as u64,
             checked_at: self.clock.now_ms(),
+            modified_at: self.clock.now_ms(),
             stored: true,
             upstream: "lab".into(),
         };
@@ -186,7 +187,8 @@ impl Setup {
         let digest = self.blob(path, bytes).await;
         let stored =
             metadata::StoredFile { digest: digest.clone(), size: bytes.len() as u64, media_type: "x".into() };
-        self.metadata.record_package_file(&group(path), file, &stored).await.unwrap();
+        let served = metadata::ServedFile { package, version, upstream: "lab", url: "", at: now };
+        self.metadata.record_package_file(&group(path), file, &stored, &served).await.unwrap();
         digest
     }
 

@@ -27,6 +27,9 @@ pub struct DocumentRecord {
     pub upstream: String,
     /// When the upstream last sent or confirmed it (unix ms).
     pub checked_at: i64,
+    /// When its content last changed (unix ms): its `Last-Modified`. Read-only: a record whose
+    /// digest differs from the one held sets it to `now`, the same digest keeps it.
+    pub modified_at: i64,
     /// Whether its blob row exists. Read-only: ignored when recording.
     pub stored: bool,
 }
@@ -43,6 +46,18 @@ pub struct FileListing {
     pub checksum: String,
     /// Where the upstream said it is (absolute URL).
     pub url: String,
+}
+
+/// Who a stored file is of and where it came from: what its row says when no document listed it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedFile<'a> {
+    pub package: &'a str,
+    pub version: &'a str,
+    /// The upstream that served it, and the URL there.
+    pub upstream: &'a str,
+    pub url: &'a str,
+    /// Unix ms.
+    pub at: i64,
 }
 
 /// A listed file, and its blob once stored.
@@ -82,6 +97,7 @@ struct DocumentRow {
     media_type: String,
     upstream: String,
     checked_at: i64,
+    created_at: i64,
     stored: i64,
 }
 
@@ -117,7 +133,7 @@ const LIST_FILE_SQL: &str = "INSERT INTO package_files \
 
 impl Metadata {
     pub async fn find_package_document(&self, key: &DocumentKey) -> Result<Option<DocumentRecord>> {
-        const SQL: &str = "SELECT d.digest, d.size, d.media_type, d.upstream, d.checked_at, \
+        const SQL: &str = "SELECT d.digest, d.size, d.media_type, d.upstream, d.checked_at, d.created_at, \
              CAST(CASE WHEN b.digest IS NULL THEN 0 ELSE 1 END AS BIGINT) AS stored \
              FROM package_documents d LEFT JOIN blobs b \
              ON b.group_path = d.group_path AND b.digest = d.digest \
@@ -135,6 +151,7 @@ impl Metadata {
                 media_type: row.media_type,
                 upstream: row.upstream,
                 checked_at: row.checked_at,
+                modified_at: row.created_at,
                 stored: row.stored != 0,
             })
         })
@@ -151,7 +168,9 @@ impl Metadata {
         const SQL: &str = "INSERT INTO package_documents \
              (group_path, package, variant, digest, size, media_type, upstream, created_at, checked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-             ON CONFLICT (group_path, package, variant) DO UPDATE SET digest = excluded.digest, \
+             ON CONFLICT (group_path, package, variant) DO UPDATE SET \
+             created_at = CASE WHEN package_documents.digest = excluded.digest \
+             THEN package_documents.created_at ELSE excluded.created_at END, digest = excluded.digest, \
              size = excluded.size, media_type = excluded.media_type, upstream = excluded.upstream, \
              checked_at = excluded.checked_at";
         on_pool!(self, |pool| sqlx::query(SQL)
@@ -237,18 +256,48 @@ impl Metadata {
         group: &GroupPath,
         path: &str,
         stored: &StoredFile,
+        served: &ServedFile<'_>,
     ) -> Result<()> {
-        const SQL: &str =
-            "UPDATE package_files SET digest = $3, size = $4 WHERE group_path = $1 AND path = $2";
+        // A file no document lists and no checksum verifies is first listed here, by its fill;
+        // one listed with no upstream (the first that has it serves it) names the one that did.
+        const SQL: &str = "INSERT INTO package_files \
+             (group_path, path, package, version, algorithm, checksum, url, upstream, digest, size, listed_at) \
+             VALUES ($1, $2, $5, $6, '', '', $7, $8, $3, $4, $9) \
+             ON CONFLICT (group_path, path) DO UPDATE SET digest = excluded.digest, size = excluded.size, \
+             upstream = CASE WHEN package_files.upstream = '' THEN excluded.upstream \
+             ELSE package_files.upstream END";
         on_pool!(self, |pool| sqlx::query(SQL)
             .bind(group.as_str())
             .bind(path)
             .bind(stored.digest.to_string())
             .bind(to_sql_size(stored.size))
+            .bind(served.package)
+            .bind(served.version)
+            .bind(served.url)
+            .bind(served.upstream)
+            .bind(served.at)
             .execute(pool)
             .await?
             .rows_affected());
         Ok(())
+    }
+
+    /// Whether the file at `path` is listed with no checksum to verify it against.
+    pub async fn package_file_unverified(&self, group: &GroupPath, path: &str) -> Result<bool> {
+        const SQL: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM package_files \
+             WHERE group_path = $1 AND path = $2 AND algorithm = ''";
+        let (count,): (i64,) =
+            on_pool!(self, |pool| sqlx::query_as(SQL).bind(group.as_str()).bind(path).fetch_one(pool).await?);
+        Ok(count > 0)
+    }
+
+    /// How many stored files of `group` were recorded unverified: no checksum was published.
+    pub async fn count_unverified_files(&self, group: &GroupPath) -> Result<u64> {
+        const SQL: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM package_files \
+             WHERE group_path = $1 AND algorithm = '' AND digest <> ''";
+        let (count,): (i64,) =
+            on_pool!(self, |pool| sqlx::query_as(SQL).bind(group.as_str()).fetch_one(pool).await?);
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// The digests a group holds for `package` — its documents' and its stored files' — and
@@ -442,6 +491,7 @@ mod tests {
             media_type: "application/json".into(),
             upstream: "npmjs".into(),
             checked_at: 10,
+            modified_at: 10,
             stored: true,
         };
         db.record_package_document(&key, &record, 10).await.unwrap();
@@ -464,8 +514,9 @@ mod tests {
                 .unwrap();
             // Identical bytes in two packages: one blob row, two names.
             let shared = stored(&db, &js, b"same tarball").await;
-            db.record_package_file(&js, "lodash/-/lodash-1.0.0.tgz", &shared).await.unwrap();
-            db.record_package_file(&js, "react/-/react-1.0.0.tgz", &shared).await.unwrap();
+            let served = |package| ServedFile { package, version: "1.0.0", upstream: "npmjs", url: "", at: 10 };
+            db.record_package_file(&js, "lodash/-/lodash-1.0.0.tgz", &shared, &served("lodash")).await.unwrap();
+            db.record_package_file(&js, "react/-/react-1.0.0.tgz", &shared, &served("react")).await.unwrap();
 
             let mut objects = db.package_objects(&js).await.unwrap();
             objects.sort_by(|a, b| (&a.package, &a.file).cmp(&(&b.package, &b.file)));

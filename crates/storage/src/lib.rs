@@ -155,6 +155,12 @@ pub enum Verified {
 }
 
 impl Verified {
+    /// The local file holding the verified bytes until they are persisted: for a check of the
+    /// whole file (read it blocking, off the runtime).
+    pub fn spool_path(&self) -> &std::path::Path {
+        &self.spool().path
+    }
+
     fn spool(&self) -> &VerifiedSpool {
         match self {
             Verified::Filesystem(verified) => verified.spool(),

@@ -58,6 +58,9 @@ struct Inner {
     realm_host: std::sync::Mutex<Option<String>>,
     tokens: moka::future::Cache<String, Arc<CachedToken>>,
     docker_hub: bool,
+    /// Where the upstream says its files are, as it last said (a Cargo registry's `dl` template,
+    /// read from its `config.json`), and when that was read.
+    download_template: std::sync::RwLock<Option<(String, std::time::Instant)>>,
 }
 
 impl UpstreamClient {
@@ -78,6 +81,7 @@ impl UpstreamClient {
                 realm_host: std::sync::Mutex::new(None),
                 tokens,
                 docker_hub,
+                download_template: std::sync::RwLock::new(None),
             }),
         })
     }
@@ -93,6 +97,19 @@ impl UpstreamClient {
     /// Where a PyPI upstream's download URLs point, when not at its URL.
     pub fn files_url(&self) -> Option<&url::Url> {
         self.inner.config.files_url.as_ref()
+    }
+
+    /// Where the upstream said its files are (a Cargo registry's `dl`), and how long ago it said
+    /// so; none until [`Self::learn_download_template`].
+    pub fn download_template(&self) -> Option<(String, Duration)> {
+        let known = self.inner.download_template.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.as_ref().map(|(template, at)| (template.clone(), at.elapsed()))
+    }
+
+    /// Records where the upstream says its files are, as just read from it.
+    pub fn learn_download_template(&self, template: String) {
+        let mut known = self.inner.download_template.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *known = Some((template, std::time::Instant::now()));
     }
 
     /// `host[:port]` of the upstream, as containerd's `?ns=` names registries.

@@ -243,6 +243,7 @@ async fn fake_control_plane(
         client: None,
         hold: None,
         errors: Default::default(),
+        archive_check: None,
     }))
     .encode()
     .unwrap();
@@ -364,6 +365,7 @@ async fn verifying_control_plane(
         client: None,
         hold: held.is_some().then_some(injector::Hold { decides_within_ms: 5_000 }),
         errors: Default::default(),
+        archive_check: None,
     }))
     .encode()
     .unwrap();

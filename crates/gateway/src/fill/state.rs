@@ -127,6 +127,9 @@ pub(crate) enum FillError {
     /// A held fill's verdict could not be had from the control plane.
     #[error("no admission verdict: {0}")]
     NoVerdict(String),
+    /// The verified file failed the injector's check of its whole content (Go's `h1:`).
+    #[error("refused: {0}")]
+    ArchiveCheck(String),
 }
 
 impl FillError {
@@ -148,7 +151,8 @@ impl FillError {
             | FillError::Gateway(_)
             | FillError::FellBehind
             | FillError::Vanished
-            | FillError::NoVerdict(_) => false,
+            | FillError::NoVerdict(_)
+            | FillError::ArchiveCheck(_) => false,
         }
     }
 
@@ -170,7 +174,8 @@ impl FillError {
             | FillError::GaveWay
             | FillError::Vanished
             | FillError::Refused(_)
-            | FillError::NoVerdict(_) => None,
+            | FillError::NoVerdict(_)
+            | FillError::ArchiveCheck(_) => None,
         }
     }
 
@@ -215,6 +220,11 @@ impl FillError {
             )
             .with_status(StatusCode::SERVICE_UNAVAILABLE)
             .with_header("Retry-After", "5"),
+            FillError::ArchiveCheck(message) => OciError::new(
+                ErrorCode::Unavailable,
+                format!("upstream sent content that failed verification: {message}"),
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
         }
     }
 }

@@ -458,6 +458,9 @@ async fn settle(
         UploadDecision::Store => {
             let verified = upload.verify(expected).await?;
             let (digest, size) = (verified.digest().clone(), verified.size());
+            if let Some(check) = &params.archive_check {
+                check_archive(check, verified.spool_path(), &digest).await?;
+            }
             // Refused: the verified upload goes with this function's end, nothing stored.
             admitted(gateway, params, held, &streaming, &digest, size).await?;
             let lease_id = match claim(gateway, params, authorization, &digest, size).await {
@@ -482,6 +485,19 @@ async fn settle(
             Ok(Finished::new(streaming, verified.digest, verified.size, false))
         }
     }
+}
+
+/// Runs the injector's check of the whole verified file (off the runtime: it reads the file).
+async fn check_archive(
+    check: &injector::ArchiveCheck,
+    spool: &std::path::Path,
+    digest: &Digest,
+) -> Result<(), FillError> {
+    let (check, spool, hex) = (check.clone(), spool.to_owned(), digest.hex().to_owned());
+    tokio::task::spawn_blocking(move || check.check(&spool, &hex))
+        .await
+        .map_err(|error| FillError::ArchiveCheck(format!("the check did not finish: {error}")))?
+        .map_err(|error| FillError::ArchiveCheck(error.to_string()))
 }
 
 /// Whether a verified object may be stored, and under which lease.

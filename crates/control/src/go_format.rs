@@ -1,0 +1,248 @@
+//! The Go modules format: the GOPROXY protocol `go` speaks, at `/go/<group path>/`, with module
+//! paths and versions `!`-case-encoded as the protocol writes them. `@v/list` and `@latest`
+//! change: documents, fresh for `document_recheck`. `.info`, `.mod` and `.zip` never change:
+//! files, fetched from the first upstream that has them and recorded as fetched — or, in a group
+//! with `verify_sumdb`, the `.mod` and `.zip` verified first against the `h1:` hashes the group's
+//! checksum database (`sumdb`) gives for them (the gateway hashes the zip's files as `go` does).
+//! The checksum database itself is proxied at `sumdb/<name>/`: `supported` passed through,
+//! `lookup/…` and `latest` as documents, `tile/…` as immutable files — so `GOSUMDB` verification
+//! works where the proxy is the only way out. Not found is a 404, so `go` moves on to the next
+//! `GOPROXY` entry; a bad path is a 400 in plain text, never an upstream request.
+
+use axum::extract::Request;
+use axum::response::Response;
+use cache::{DocumentRequest, Format, GroupSettings, Probe, UnlistedFile};
+use gomod::Endpoint;
+use injector::{ArchiveCheck, VerifiedRequest};
+use metadata::{FileListing, FileRecord};
+use upstream::UpstreamError;
+
+use crate::error::ControlError;
+use crate::packages::{self, Listing, PackageFormat, Target};
+use crate::plane::ControlPlane;
+
+pub(crate) const GO: PackageFormat = PackageFormat {
+    format: Format::Go,
+    target,
+    // `list` and `@latest` name versions, not files.
+    locate: |_, _, _| None,
+    prepare: packages::nothing_to_prepare,
+    errors: injector::ErrorShape::Text,
+    references: None,
+    document_types: &[],
+    document_default_type: "text/plain; charset=utf-8",
+    extra_replacements: |_, _| Vec::new(),
+};
+
+/// How a file's listing names the `h1:` check it passes (the listing's `algorithm`).
+const ZIP_HASH: &str = "go-h1-zip";
+const MOD_HASH: &str = "go-h1-mod";
+
+/// A lookup answer is a few lines and a signed note.
+const MAX_LOOKUP: usize = 64 * 1024;
+
+/// Which of a module version's files the checksum database's hash is wanted for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hashed {
+    Zip,
+    Mod,
+}
+
+/// A module version's file, to be verified against the group's checksum database.
+pub(crate) struct SumDbLookup {
+    pub sumdb: String,
+    pub module: String,
+    pub version: String,
+    pub hashed: Hashed,
+}
+
+/// What a path names, for the gateway's access log: (module, version or the document's name).
+pub(crate) fn describe_path(path: &str) -> Option<(&str, String)> {
+    let (_, rest) = Format::Go.package_path(path)?;
+    let (subject, version) = match gomod::parse_path(rest).ok()? {
+        Endpoint::List { .. } => ("list", String::from("list")),
+        Endpoint::Latest { .. } => ("@latest", String::from("latest")),
+        Endpoint::Info { version, .. } | Endpoint::Mod { version, .. } | Endpoint::Zip { version, .. } => {
+            ("/@v/", version)
+        }
+        Endpoint::SumdbSupported { .. }
+        | Endpoint::SumdbLookup { .. }
+        | Endpoint::SumdbTile { .. }
+        | Endpoint::SumdbLatest { .. } => return None,
+    };
+    // The module as the path writes it (escaped), borrowed from the path.
+    let module = rest.split(if subject == "@latest" { "/@latest" } else { "/@v/" }).next()?;
+    Some((module, version))
+}
+
+pub(crate) async fn decide(
+    control: &ControlPlane,
+    request: Request,
+    verified: &VerifiedRequest,
+) -> Result<Response, ControlError> {
+    packages::decide(control, request, verified, &GO).await
+}
+
+fn bad(error: impl std::fmt::Display) -> ControlError {
+    ControlError::BadPackageRequest(error.to_string())
+}
+
+fn document(package: String, variant: String, rest: &str) -> DocumentRequest {
+    DocumentRequest { package, variant, upstream_path: rest.to_owned(), accept: None }
+}
+
+fn target(
+    rest: &str,
+    _query: Option<&str>,
+    _headers: &http::HeaderMap,
+    _who: Option<&str>,
+    group: &GroupSettings,
+    _client: &str,
+) -> Result<Target, ControlError> {
+    let sumdb = group.policy.with(|policy| policy.verify_sumdb.clone());
+    let file = |module: String, version: String, listing: Listing| Target::File {
+        path: rest.to_owned(),
+        listing,
+        name: module,
+        version: Some(version),
+        judged: true,
+    };
+    let verified = |module: String, version: String, hashed: Hashed| {
+        let listing = match &sumdb {
+            Some(sumdb) => Listing::SumDb(SumDbLookup {
+                sumdb: sumdb.clone(),
+                module: module.clone(),
+                version: version.clone(),
+                hashed,
+            }),
+            None => Listing::Probe(Probe::Unverified),
+        };
+        file(module, version, listing)
+    };
+    Ok(match gomod::parse_path(rest).map_err(bad)? {
+        Endpoint::List { module } => {
+            Target::Document { document: document(module.clone(), "list".to_owned(), rest), name: Some(module) }
+        }
+        Endpoint::Latest { module } => {
+            Target::Document { document: document(module.clone(), "latest".to_owned(), rest), name: Some(module) }
+        }
+        Endpoint::Info { module, version } => file(module, version, Listing::Probe(Probe::Unverified)),
+        Endpoint::Mod { module, version } => verified(module, version, Hashed::Mod),
+        Endpoint::Zip { module, version } => verified(module, version, Hashed::Zip),
+        Endpoint::SumdbSupported { .. } => Target::PassThrough { upstream_path: rest.to_owned(), max_body: 0 },
+        Endpoint::SumdbLookup { name, module, version } => Target::Document {
+            document: document(module.clone(), format!("sumdb {name} lookup {version}"), rest),
+            name: Some(module),
+        },
+        Endpoint::SumdbLatest { name } => Target::Document {
+            document: document(format!("sumdb/{name}"), "latest".to_owned(), rest),
+            name: None,
+        },
+        // Tiles hash the whole log: no module's rules judge them.
+        Endpoint::SumdbTile { name, .. } => Target::File {
+            path: rest.to_owned(),
+            listing: Listing::Probe(Probe::Unverified),
+            name: format!("sumdb/{name}"),
+            version: None,
+            judged: false,
+        },
+    })
+}
+
+/// The record of a module's `.zip` or `.mod` in a group that verifies them: listed with the
+/// `h1:` hash the group's checksum database gives (read through the group's upstreams, in
+/// order), once. A module version the database does not know is refused: the group promises
+/// nothing it has not checked.
+pub(crate) async fn probed_by_sumdb(
+    control: &ControlPlane,
+    group: &GroupSettings,
+    file: UnlistedFile<'_>,
+    lookup: &SumDbLookup,
+) -> Result<FileRecord, ControlError> {
+    let algorithm = match lookup.hashed {
+        Hashed::Zip => ZIP_HASH,
+        Hashed::Mod => MOD_HASH,
+    };
+    if let Some(record) = control.cache.package_file(group, file.path).await
+        && record.listing.algorithm == algorithm
+    {
+        return Ok(record);
+    }
+    let (zip, go_mod) = read_hashes(group, lookup).await?;
+    let value = match lookup.hashed {
+        Hashed::Zip => zip,
+        Hashed::Mod => go_mod,
+    };
+    Ok(control.cache.probed_file(group, file, &Probe::Known { algorithm, value }).await?)
+}
+
+/// The `h1:` hashes (zip, go.mod) the checksum database gives for the module version.
+async fn read_hashes(group: &GroupSettings, lookup: &SumDbLookup) -> Result<(String, String), ControlError> {
+    let escaped = gomod::escape_path(&lookup.module).map_err(bad)?;
+    let version = gomod::escape_version(&lookup.version).map_err(bad)?;
+    let path = format!("sumdb/{}/lookup/{escaped}@{version}", lookup.sumdb);
+    let mut last = None;
+    for upstream in group.upstreams.in_order(None) {
+        let url = upstream.package_url(&path);
+        match upstream.get_document(&url, upstream.package_headers(None), MAX_LOOKUP).await {
+            Ok(answer) => {
+                let text = String::from_utf8_lossy(&answer.body);
+                if let Some(hashes) = gomod::lookup_hashes(&text, &lookup.module, &lookup.version) {
+                    return Ok(hashes);
+                }
+            }
+            Err(UpstreamError::NotFound(_)) => {}
+            Err(error) => last = Some(error),
+        }
+    }
+    match last {
+        // The database could not be asked: the upstream's trouble, not a refusal.
+        Some(error) => Err(error.into()),
+        None => Err(ControlError::PolicyRefused {
+            message: format!(
+                "{}@{} is not in checksum database {} (verify_sumdb): refused",
+                lookup.module, lookup.version, lookup.sumdb
+            ),
+            rule: "verify_sumdb".to_owned(),
+        }),
+    }
+}
+
+/// The check of the whole file its listing names (a module zip's or go.mod's `h1:`).
+pub(crate) fn archive_check(listing: &FileListing) -> Option<ArchiveCheck> {
+    match listing.algorithm.as_str() {
+        ZIP_HASH => Some(ArchiveCheck::GoModuleZip { h1: listing.checksum.clone() }),
+        MOD_HASH => Some(ArchiveCheck::GoModFile { h1: listing.checksum.clone() }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_log_names_modules_and_versions() {
+        assert_eq!(
+            describe_path("/go/golang/example.com/!beta/@v/v1.0.0.zip"),
+            Some(("example.com/!beta", "v1.0.0".to_owned()))
+        );
+        assert_eq!(describe_path("/go/golang/example.com/a/@v/list"), Some(("example.com/a", "list".to_owned())));
+        assert_eq!(describe_path("/go/golang/example.com/a/@latest"), Some(("example.com/a", "latest".to_owned())));
+    }
+
+    #[test]
+    fn listings_name_their_checks() {
+        let listing = |algorithm: &str| FileListing {
+            path: "x".into(),
+            version: String::new(),
+            algorithm: algorithm.into(),
+            checksum: "h1:abc=".into(),
+            url: String::new(),
+        };
+        assert_eq!(archive_check(&listing(ZIP_HASH)), Some(ArchiveCheck::GoModuleZip { h1: "h1:abc=".into() }));
+        assert_eq!(archive_check(&listing(MOD_HASH)), Some(ArchiveCheck::GoModFile { h1: "h1:abc=".into() }));
+        assert_eq!(archive_check(&listing("sha1")), None);
+        assert_eq!(archive_check(&listing("")), None);
+    }
+}

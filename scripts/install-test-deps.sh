@@ -12,6 +12,13 @@
 #     $HOME/.cache/depproxy/verdaccio; a venv $HOME/.cache/depproxy/pypiserver-venv with
 #     pypiserver + waitress (its threaded server) and setuptools, wheel, build (the Python
 #     fixtures are built offline with `python -m build --no-isolation`)
+#   - the Maven and Go module upstreams and fixtures (scripts/lab/make-maven-fixtures.sh,
+#     make-maven-bench-project.sh, make-go-fixtures.sh, start-goproxy.sh), all apt: maven, a JDK
+#     for javac and jar (default-jdk-headless), Debian's Maven plugins libmaven-deploy-plugin-java
+#     (deploy:deploy-file makes the fixture repositories offline) and libmaven-dependency-plugin-java
+#     (3.5.0: the clients' dependency:resolve/get), junit4; they land in /usr/share/maven-repo, which
+#     is also the upstream tree the tests serve. golang-go (1.19) and golang-golang-x-mod-dev
+#     (golang.org/x/mod: module zips and the checksum database, under /usr/share/gocode)
 # Safe to run repeatedly; prints what it installed/started. Needs root (Debian 12).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -85,5 +92,14 @@ if [ "$("$pypi_venv/bin/pip" freeze --all 2>/dev/null | grep -cxF -f <(printf '%
   "$pypi_venv/bin/pip" install -q --disable-pip-version-check "${pypi_pins[@]}"
   echo "installed ${pypi_pins[*]} in $pypi_venv"
 fi
+
+# Maven and Go: by package, not command (the plugins and x/mod are files, not commands).
+missing=()
+for pkg in maven libmaven-deploy-plugin-java libmaven-dependency-plugin-java \
+  junit4 golang-go golang-golang-x-mod-dev; do
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" = installed ] || missing+=("$pkg")
+done
+command -v javac >/dev/null && command -v jar >/dev/null || missing+=(default-jdk-headless)
+if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 echo "test deps OK"

@@ -24,6 +24,10 @@ Output:
                       other (/-/ping, /-/user/..., PUT of a publish is "PUT packument")
             pypi:     page (/simple/PROJECT/), index (/simple/), metadata (FILE.metadata),
                       file (.whl, .tar.gz, .zip anywhere: /packages/..., /files/...)
+            maven:    maven-metadata (.../maven-metadata.xml), checksum (FILE.sha1, .md5, .sha256,
+                      .sha512, of any file), artifact (.jar, .pom, .war, .aar, .module)
+            go:       list (MODULE/@v/list), info, mod, zip (MODULE/@v/VERSION.info|.mod|.zip),
+                      latest (MODULE/@latest), sumdb (/sumdb/NAME/..., lookups and tiles)
 Options:
   --since-line N   only count lines after the first N lines
   --pattern REGEX  only count requests whose path matches REGEX (re.search on the path as logged,
@@ -47,6 +51,21 @@ def kind(path):
         if re.search(r"^/v2/.+/blobs/[^/]+$", path):
             return "blob"
         return "other"
+    if path.startswith("/sumdb/"):
+        return "sumdb"
+    if path.endswith("/@v/list"):
+        return "list"
+    if path.endswith("/@latest"):
+        return "latest"
+    go = re.search(r"/@v/[^/]+\.(info|mod|zip)$", path)
+    if go:
+        return go[1]
+    if re.search(r"\.(sha1|md5|sha256|sha512)$", path):
+        return "checksum"
+    if path.endswith("/maven-metadata.xml"):
+        return "maven-metadata"
+    if re.search(r"\.(jar|pom|war|aar|module)$", path):
+        return "artifact"
     if re.search(r"/-/[^/]+\.tgz$", path):
         return "tarball"
     if path.endswith(".metadata"):

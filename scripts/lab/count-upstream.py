@@ -9,7 +9,8 @@ Reads the request lines of one of these logs (every other line is ignored) and p
   {"lines": 123, "requests": 9, "bytes": 52445323, "GET blob": 4, "HEAD manifest": 2, "GET other": 1}
 Formats (auto, the default, recognises each line by its shape):
   apache      Apache common/combined access lines: the distribution registry
-              (start-registry.sh) and Python's http.server (start-static-index.sh)
+              (start-registry.sh), Python's http.server (start-static-index.sh) and the sparse
+              registry's servers (start-sparse-registry.sh)
   verdaccio   Verdaccio's JSON log (start-verdaccio.sh): the line it writes when a request arrives,
               {"req": {"method", "url"}, "msg": "... requested '...'"}; its outcome lines are
               written twice per request by Verdaccio and not counted
@@ -28,6 +29,9 @@ Output:
                       .sha512, of any file), artifact (.jar, .pom, .war, .aar, .module)
             go:       list (MODULE/@v/list), info, mod, zip (MODULE/@v/VERSION.info|.mod|.zip),
                       latest (MODULE/@latest), sumdb (/sumdb/NAME/..., lookups and tiles)
+            cargo:    config (/config.json), index-file (/1/x, /2/xy, /3/d/dpx, /dp/-a/dp-alpha),
+                      crate (*.crate, /CRATE/VERSION/download) — the sparse registry of
+                      start-sparse-registry.sh (its sizes are logged: bytes counts them)
 Options:
   --since-line N   only count lines after the first N lines
   --pattern REGEX  only count requests whose path matches REGEX (re.search on the path as logged,
@@ -76,6 +80,12 @@ def kind(path):
         return "index"
     if path.startswith("/simple/"):
         return "page"
+    if path.endswith(".crate") or re.fullmatch(r"/[^/]+/[^/]+/download", path):
+        return "crate"
+    if path == "/config.json":
+        return "config"
+    if re.fullmatch(r"/(1/[^/]+|2/[^/]+|3/[^/]/[^/]+|[^/@]{2}/[^/]{2}/[^/]+)", path):
+        return "index-file"
     if re.fullmatch(r"/(@[^/]+(/|%2[fF]))?[^/@-][^/]*", path):
         return "packument"
     return "other"

@@ -96,6 +96,9 @@ pub struct GroupView {
     /// Documents it holds, each version once (OCI: manifests and indexes).
     #[serde(default)]
     pub documents: u64,
+    /// Of `artifacts`, those stored unverified: their upstream published no checksum for them.
+    #[serde(default)]
+    pub unverified_artifacts: u64,
     /// Deprecated: `artifacts` under the name it had before formats.
     #[schema(deprecated)]
     pub blobs: u64,

@@ -107,6 +107,7 @@ pub(crate) async fn store_view(state: &AdminState) -> Result<StoreView, AdminErr
                 pinned_bytes: group.pinned_bytes,
                 artifacts: group.artifacts,
                 documents: group.documents,
+                unverified_artifacts: group.unverified_artifacts,
                 blobs: group.blobs,
                 manifests: group.manifests,
                 tags: group.tags,

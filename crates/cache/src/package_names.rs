@@ -28,9 +28,7 @@ impl Format {
             Format::Pypi => pypi::ProjectName::parse(written)
                 .map(|name| name.normalized().to_owned())
                 .map_err(|error| PackageNameError::Invalid(error.to_string())),
-            Format::Maven => maven::Coordinates::parse(written)
-                .map(|coordinates| coordinates.to_string())
-                .map_err(|error| PackageNameError::Invalid(error.to_string())),
+            Format::Maven => maven_coordinates(written).map(str::to_owned),
             Format::Go => gomod::escape_path(written)
                 .map(|_| written.to_owned())
                 .map_err(|error| PackageNameError::Invalid(error.to_string())),
@@ -49,6 +47,19 @@ impl Format {
         }
         let file = path.rsplit('/').next().unwrap_or(path);
         pypi::version_of_filename(file).unwrap_or_default()
+    }
+}
+
+/// `groupId:artifactId`, each made of what Maven's coordinates are (letters, digits, `.-_`).
+fn maven_coordinates(written: &str) -> Result<&str, PackageNameError> {
+    let part = |text: &str| {
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    match written.split_once(':') {
+        Some((group, artifact)) if part(group) && part(artifact) => Ok(written),
+        _ => Err(PackageNameError::Invalid(format!(
+            "{written:?} is not Maven coordinates: expected groupId:artifactId, e.g. \"org.example:app\""
+        ))),
     }
 }
 

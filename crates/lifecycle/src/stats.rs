@@ -45,6 +45,9 @@ pub struct GroupStats {
     /// Documents it holds, each version once (OCI: manifests and indexes; packages: packuments
     /// and project pages stored, each variant once).
     pub documents: u64,
+    /// Of `artifacts`, those stored unverified: their upstream published no checksum (a Maven
+    /// repository without sidecars, a Go group without `verify_sumdb`).
+    pub unverified_artifacts: u64,
     /// `artifacts` under the name it had before formats: kept for readers of `--json`.
     pub blobs: u64,
     /// `documents` under the name it had before formats: kept for readers of `--json`.
@@ -116,6 +119,11 @@ impl Lifecycle {
             let used =
                 usage.iter().find(|entry| entry.group == group.path.as_str()).cloned().unwrap_or_default();
             let (artifacts, documents) = self.counts(group, &used).await?;
+            let unverified_artifacts = if group.format.is_package() {
+                self.metadata.count_unverified_files(&group.path).await?
+            } else {
+                0
+            };
             let pins = pinned(&self.metadata, group).await?;
             let pinned_digests: Vec<String> = pins.digests.into_iter().collect();
             let hourly = hours_of(&traffic, group.path.as_str(), first_hour);
@@ -133,6 +141,7 @@ impl Lifecycle {
                 pinned_bytes: self.metadata.bytes_among(&group.path, &pinned_digests).await?,
                 artifacts,
                 documents,
+                unverified_artifacts,
                 blobs: artifacts,
                 manifests: documents,
                 tags: used.tags,

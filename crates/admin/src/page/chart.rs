@@ -270,6 +270,7 @@ mod tests {
             pinned_bytes: 0,
             artifacts: 0,
             documents: 0,
+            unverified_artifacts: 0,
             blobs: 0,
             manifests: 0,
             tags: 0,

@@ -92,13 +92,26 @@ fn is_prerelease(version: &str) -> bool {
     rest.chars().any(|c| c.is_ascii_alphabetic())
 }
 
-/// The path of `package`'s document on the proxy.
-fn document_path(format: Format, group: &str, package: &str) -> String {
-    match format {
+/// The path of `package`'s document on the proxy: the one that lists its versions.
+fn document_path(format: Format, group: &str, package: &str) -> Result<String, String> {
+    Ok(match format {
         Format::Pypi => format!("/pypi/{group}/simple/{package}/"),
+        Format::Maven => {
+            let (group_id, artifact) =
+                package.split_once(':').ok_or_else(|| format!("{package:?} is not groupId:artifactId"))?;
+            format!("/maven/{group}/{}/{artifact}/maven-metadata.xml", group_id.replace('.', "/"))
+        }
+        Format::Go => {
+            let escaped = gomod::escape_path(package).map_err(|error| error.to_string())?;
+            format!("/go/{group}/{escaped}/@v/list")
+        }
+        Format::Cargo => {
+            let name = cargo_sparse::CrateName::parse(package).map_err(|error| error.to_string())?;
+            format!("/cargo/{group}/{}", name.index_path())
+        }
         // The form npm asks for: a scope's `/` encoded.
-        _ => format!("/npm/{group}/{}", package.replace('/', "%2f")),
-    }
+        Format::Npm | Format::Oci => format!("/npm/{group}/{}", package.replace('/', "%2f")),
+    })
 }
 
 /// The path on the proxy of a file URL a document served at `document_path` names, when it is
@@ -127,7 +140,36 @@ fn read_listing(
         listing.files.push(ListedFile { version, path });
     };
     let outside = |url: &str| format!("{url} is not under the group: the proxy does not serve it");
+    let directory = document_path.rsplit_once('/').map_or("", |(directory, _)| directory);
     match format {
+        Format::Maven => {
+            let versions = maven::artifact_versions(body).map_err(|error| error.to_string())?;
+            let artifact = directory.rsplit('/').next().unwrap_or_default();
+            for version in versions.versions {
+                // The pom always; the jar when the artifact has one (a 404 says it has not).
+                add(version.clone(), format!("{directory}/{version}/{artifact}-{version}.pom"));
+                add(version.clone(), format!("{directory}/{version}/{artifact}-{version}.jar"));
+            }
+            listing.latest = versions.release.or(versions.latest);
+        }
+        Format::Go => {
+            let module = directory.strip_suffix("/@v").unwrap_or(directory);
+            let text = std::str::from_utf8(body).map_err(|error| error.to_string())?;
+            for version in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+                let escaped = gomod::escape_version(version).map_err(|error| error.to_string())?;
+                for extension in ["info", "mod", "zip"] {
+                    add(version.to_owned(), format!("{module}/@v/{escaped}.{extension}"));
+                }
+            }
+        }
+        Format::Cargo => {
+            let group_base = format!("/cargo/{group}");
+            let entries = cargo_sparse::index_entries(body).map_err(|error| error.to_string())?;
+            for entry in entries.into_iter().filter(|entry| !entry.yanked) {
+                let path = injector::cargo_download_path(&entry.name, &entry.version);
+                add(entry.version, format!("{group_base}/{path}"));
+            }
+        }
         Format::Pypi => {
             let json = content_type.split(';').next().is_some_and(|essence| essence.trim().ends_with("json"));
             let files = if json { pypi::json_files(body) } else { pypi::html_files(body) }
@@ -142,7 +184,7 @@ fn read_listing(
                 add(version, path);
             }
         }
-        _ => {
+        Format::Npm | Format::Oci => {
             #[derive(serde::Deserialize)]
             struct Tags {
                 #[serde(rename = "dist-tags", default)]
@@ -169,9 +211,13 @@ impl Client {
         package: &str,
         progress: &Progress,
     ) -> Result<PackageListing, ObjectError> {
-        let path = document_path(format, self.group().as_str(), package);
-        let accept = if format == Format::Pypi { PYPI_ACCEPT } else { NPM_ACCEPT };
-        let mut answer = self.get(&path, Some(accept), progress).await?;
+        let path = document_path(format, self.group().as_str(), package).map_err(ObjectError::other)?;
+        let accept = match format {
+            Format::Pypi => Some(PYPI_ACCEPT),
+            Format::Npm => Some(NPM_ACCEPT),
+            Format::Oci | Format::Maven | Format::Go | Format::Cargo => None,
+        };
+        let mut answer = self.get(&path, accept, progress).await?;
         let content_type = answer
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -203,9 +249,27 @@ impl Client {
 
     /// The format of the group, as the proxy answers: npm's `whoami` is answered by an npm group
     /// itself (200, or 401 without a token), PyPI's root listing by a PyPI group (404 saying so,
-    /// or 401); an image group answers neither.
+    /// or 401), Cargo's `config.json` by a Cargo group; a Maven or Go group answers a path its
+    /// format cannot name with 400 (401 without a token), where no such group is 404; an image
+    /// group answers none of these.
     pub(super) async fn group_format(&self) -> anyhow::Result<Format> {
         let group = self.group().as_str();
+        for (format, probe) in [
+            (Format::Cargo, format!("/cargo/{group}/config.json")),
+            (Format::Maven, format!("/maven/{group}/not-a-maven-path")),
+            (Format::Go, format!("/go/{group}/not-a-go-path")),
+        ] {
+            if let Ok(answer) = self.send(&probe, None).await {
+                let status = answer.status().as_u16();
+                let answered = match format {
+                    Format::Cargo => matches!(status, 200 | 401),
+                    _ => matches!(status, 400 | 401),
+                };
+                if answered {
+                    return Ok(format);
+                }
+            }
+        }
         let whoami = self.send(&format!("/npm/{group}/-/whoami"), None).await;
         if let Ok(answer) = whoami
             && matches!(answer.status().as_u16(), 200 | 401)
@@ -401,7 +465,7 @@ mod tests {
         let body = br#"{"name":"@acme/tools","dist-tags":{"latest":"1.0.0"},"versions":{
             "1.0.0":{"dist":{"tarball":"http://proxy:5000/npm/js/@acme/tools/-/tools-1.0.0.tgz"}},
             "2.0.0-rc.1":{"dist":{"tarball":"/npm/js/@acme/tools/-/tools-2.0.0-rc.1.tgz"}}}}"#;
-        let path = document_path(Format::Npm, "js", "@acme/tools");
+        let path = document_path(Format::Npm, "js", "@acme/tools").unwrap();
         assert_eq!(path, "/npm/js/@acme%2ftools");
         let listing = read_listing(Format::Npm, "js", &path, body, "application/json").unwrap();
         assert_eq!(listing.versions, ["1.0.0", "2.0.0-rc.1"]);
@@ -422,7 +486,7 @@ mod tests {
             {"filename":"requests-2.32.3-py3-none-any.whl","url":"http://proxy/pypi/python/packages/requests-2.32.3-py3-none-any.whl","hashes":{},"core-metadata":{"sha256":"abababababababababababababababababababababababababababababababab"}},
             {"filename":"requests-2.32.3.tar.gz","url":"../../packages/requests-2.32.3.tar.gz","hashes":{}},
             {"filename":"requests-3.0.0rc1.tar.gz","url":"../../packages/requests-3.0.0rc1.tar.gz","hashes":{}}]}"#;
-        let path = document_path(Format::Pypi, "python", "requests");
+        let path = document_path(Format::Pypi, "python", "requests").unwrap();
         let listing =
             read_listing(Format::Pypi, "python", &path, page, "application/vnd.pypi.simple.v1+json").unwrap();
         assert_eq!(listing.resolve(None).unwrap(), "2.32.3", "3.0.0rc1 is a pre-release");

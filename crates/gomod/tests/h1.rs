@@ -1,6 +1,8 @@
 //! The `h1:` hashes against what the real go tool recorded in go.sum for a module it fetched
 //! (tests/fixtures, made by tests/fixtures/make-fixtures.sh).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs::File;
 use std::path::PathBuf;
 

@@ -110,9 +110,10 @@ deploy() {
     jar --create --file "$dir/$artifact-$version-sources.jar" -C "$dir/src" .
     extra+=("-Dsources=$dir/$artifact-$version-sources.jar")
   fi
-  mvn -B -q -Dstyle.color=never -s "$work/settings.xml" -Dmaven.repo.local="$work/m2" "$deploy_plugin:deploy-file" \
+  mvn -B -Dstyle.color=never -s "$work/settings.xml" -Dmaven.repo.local="$work/m2" "$deploy_plugin:deploy-file" \
     -Dfile="$dir/$artifact-$version.jar" -DpomFile="$dir/pom.xml" "${extra[@]}" \
-    -DrepositoryId=fixtures -Durl="file://$out/$repo"
+    -DrepositoryId=fixtures -Durl="file://$out/$repo" > "$work/mvn.log" 2>&1 \
+    || { tail -n 30 "$work/mvn.log" >&2; exit 1; }
   echo "deployed com.example.dp:$artifact:$version to $repo"
 }
 

@@ -87,8 +87,16 @@ fn bad(error: impl std::fmt::Display) -> ControlError {
     ControlError::BadPackageRequest(error.to_string())
 }
 
-fn document(package: String, variant: String, rest: &str) -> DocumentRequest {
-    DocumentRequest { package, variant, upstream_path: rest.to_owned(), accept: None }
+fn document(package: String, variant: String, path: String) -> DocumentRequest {
+    DocumentRequest { package, variant, upstream_path: path, accept: None }
+}
+
+/// A module version's file in the one spelling the proxy keys it by (and asks upstreams for):
+/// the `!`-case encoding, unescaped of the percent-escapes the go command adds.
+fn file_path(module: &str, version: &str, extension: &str) -> Result<String, ControlError> {
+    let module = gomod::escape_path(module).map_err(bad)?;
+    let version = gomod::escape_version(version).map_err(bad)?;
+    Ok(format!("{module}/@v/{version}.{extension}"))
 }
 
 fn target(
@@ -100,42 +108,52 @@ fn target(
     _client: &str,
 ) -> Result<Target, ControlError> {
     let sumdb = group.policy.with(|policy| policy.verify_sumdb.clone());
-    let file = |module: String, version: String, listing: Listing| Target::File {
-        path: rest.to_owned(),
-        listing,
-        name: module,
-        version: Some(version),
-        judged: true,
-    };
-    let verified = |module: String, version: String, hashed: Hashed| {
-        let listing = match &sumdb {
-            Some(sumdb) => Listing::SumDb(SumDbLookup {
+    let endpoint = gomod::parse_path(rest).map_err(bad)?;
+    let module_file = |module: String, version: String, extension: &str, hashed: Option<Hashed>| {
+        let path = file_path(&module, &version, extension)?;
+        if !gomod::is_canonical_version(&version) {
+            // `@v/master.info` is a query the upstream resolves: its answer changes.
+            let variant = format!("{version}.{extension}");
+            return Ok(Target::Document { document: document(module.clone(), variant, path), name: Some(module) });
+        }
+        let listing = match (&sumdb, hashed) {
+            (Some(sumdb), Some(hashed)) => Listing::SumDb(SumDbLookup {
                 sumdb: sumdb.clone(),
                 module: module.clone(),
                 version: version.clone(),
                 hashed,
             }),
-            None => Listing::Probe(Probe::Unverified),
+            _ => Listing::Probe(Probe::Unverified),
         };
-        file(module, version, listing)
+        Ok::<_, ControlError>(Target::File { path, listing, name: module, version: Some(version), judged: true })
     };
-    Ok(match gomod::parse_path(rest).map_err(bad)? {
+    let escaped = |module: &str| gomod::escape_path(module).map_err(bad);
+    Ok(match endpoint {
         Endpoint::List { module } => {
-            Target::Document { document: document(module.clone(), "list".to_owned(), rest), name: Some(module) }
+            let path = format!("{}/@v/list", escaped(&module)?);
+            Target::Document { document: document(module.clone(), "list".to_owned(), path), name: Some(module) }
         }
         Endpoint::Latest { module } => {
-            Target::Document { document: document(module.clone(), "latest".to_owned(), rest), name: Some(module) }
+            let path = format!("{}/@latest", escaped(&module)?);
+            Target::Document { document: document(module.clone(), "latest".to_owned(), path), name: Some(module) }
         }
-        Endpoint::Info { module, version } => file(module, version, Listing::Probe(Probe::Unverified)),
-        Endpoint::Mod { module, version } => verified(module, version, Hashed::Mod),
-        Endpoint::Zip { module, version } => verified(module, version, Hashed::Zip),
+        Endpoint::Info { module, version } => module_file(module, version, "info", None)?,
+        Endpoint::Mod { module, version } => module_file(module, version, "mod", Some(Hashed::Mod))?,
+        Endpoint::Zip { module, version } => module_file(module, version, "zip", Some(Hashed::Zip))?,
         Endpoint::SumdbSupported { .. } => Target::PassThrough { upstream_path: rest.to_owned(), max_body: 0 },
-        Endpoint::SumdbLookup { name, module, version } => Target::Document {
-            document: document(module.clone(), format!("sumdb {name} lookup {version}"), rest),
-            name: Some(module),
-        },
+        Endpoint::SumdbLookup { name, module, version } => {
+            let path = format!(
+                "sumdb/{name}/lookup/{}@{}",
+                escaped(&module)?,
+                gomod::escape_version(&version).map_err(bad)?
+            );
+            Target::Document {
+                document: document(module.clone(), format!("sumdb {name} lookup {version}"), path),
+                name: Some(module),
+            }
+        }
         Endpoint::SumdbLatest { name } => Target::Document {
-            document: document(format!("sumdb/{name}"), "latest".to_owned(), rest),
+            document: document(format!("sumdb/{name}"), "latest".to_owned(), rest.to_owned()),
             name: None,
         },
         // Tiles hash the whole log: no module's rules judge them.

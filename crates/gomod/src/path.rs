@@ -117,7 +117,7 @@ pub fn parse_path(rest: &str) -> Result<Endpoint, PathError> {
     let Some((escaped_module, endpoint)) = rest.split_once("/@") else {
         return Err(invalid("not {module}/@v/… or {module}/@latest"));
     };
-    let module = unescape_path(escaped_module)?;
+    let module = unescape_path(&decode_module(rest, escaped_module)?)?;
     if endpoint == "latest" {
         return Ok(Endpoint::Latest { module });
     }
@@ -157,7 +157,7 @@ fn parse_sumdb(rest: &str, sumdb: &str) -> Result<Endpoint, PathError> {
         let Some((escaped_module, version)) = lookup.split_once('@') else {
             return Err(invalid("a lookup is lookup/{module}@{version}"));
         };
-        let module = unescape_path(escaped_module)?;
+        let module = unescape_path(&decode_module(rest, escaped_module)?)?;
         let version = parse_version(rest, version)?;
         return Ok(Endpoint::SumdbLookup { name, module, version });
     }
@@ -168,6 +168,20 @@ fn parse_sumdb(rest: &str, sumdb: &str) -> Result<Endpoint, PathError> {
         return Ok(Endpoint::SumdbTile { name, path: endpoint.to_owned() });
     }
     Err(invalid("not a checksum database endpoint (supported, latest, lookup/…, tile/…)"))
+}
+
+/// An escaped module path as the go command sends it: it percent-escapes the `!` of the case
+/// encoding in file paths (`example.com/%21beta/@v/v1.0.0.zip`), nothing else. Decoded once; a
+/// `%` left after that is refused.
+fn decode_module(rest: &str, segment: &str) -> Result<String, PathError> {
+    let decoded = segment.replace("%21", "!");
+    if decoded.contains('%') {
+        return Err(PathError::Invalid {
+            path: rest.to_owned(),
+            reason: "a module path escapes nothing but the '!' of its case encoding",
+        });
+    }
+    Ok(decoded)
 }
 
 /// A version segment: percent-decoded once, then unescaped. A `%` left after decoding is double

@@ -115,6 +115,8 @@ start_cargo_system() {
     proxy_cache_lock_timeout 10m;
     proxy_cache_lock_age 10m;
     proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
+    # Readiness probe that takes nothing from upstream (config.json would be cached by it).
+    location = /-/ready { return 200; }
     location /dl/ {
       proxy_pass http://cargo_dl/;
       proxy_set_header Connection \"\";
@@ -143,7 +145,7 @@ start_cargo_system() {
   upstream cargo_dl { server $dl; keepalive 32; }
   proxy_cache_path $dir/cache levels=1:2 keys_zone=pkg:16m max_size=16g inactive=7d use_temp_path=off;"
       start_nginx "$name" "$dir"
-      wait_http "${URL[$name]}/config.json" "${PIDS[$name]}" 60 || die "$name did not start (logs in $dir)"
+      wait_http "${URL[$name]}/-/ready" "${PIDS[$name]}" 60 || die "$name did not start (logs in $dir)"
       ;;
     direct)
       [ "$(http_code "${URL[cargo-index-meter]}/config.json")" = 200 ] || die "the cargo index meter does not answer"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP hash
+# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP BR hash
 #                                         (default: all)
 #
 # Benchmarks depproxy against the distribution registry in proxy mode, nginx proxy_cache
@@ -49,6 +49,11 @@
 #   BP  pip: `pip install --target` of BP_PROJECTS generated wheels served by pypiserver, cold,
 #       warm and BP_CLIENTS concurrent cold installs, beside devpi-server (mirror index) and
 #       nginx proxy_cache
+#   BR  cargo: `cargo fetch` (empty CARGO_HOME, no lockfile) of a project whose tree is BR_CRATES
+#       crates made by `cargo package` (scripts/lab/make-cargo-fixtures.sh) in a sparse registry
+#       (index server + download server, scripts/lab/start-sparse-registry.sh), cold, warm and
+#       BR_CLIENTS concurrent cold fetches — depproxy's cargo group beside nginx proxy_cache and
+#       the registry used directly (bench/lib/cargo.sh)
 #   hash  sha256sum vs depproxy's write path (bench/hashbench) on the large layer file
 #
 # Knobs (environment) and defaults — the defaults are the sizes of issue 4:
@@ -62,9 +67,10 @@
 #   BA_H1=2000 BA_H2=200 BA_STREAMS=64 BA_BODY=65536 BA_H1_SENT=32768 BA_H2_SENT=4096
 #   BA_BODY_TIMEOUT=10 BA_SECONDS=15 BA_SOURCES=4
 #   BS_OBJECTS=100000 BS_SIZE=1024 BS_POSTGRES=postgres://postgres@127.0.0.1:5432
-#   BN_PACKAGES=220 BN_CLIENTS=8 BP_PROJECTS=210 BP_CLIENTS=8
-#   (BN/BP run the systems of SYSTEMS that speak the format; SYSTEMS unset: depproxy verdaccio
-#   nginx-cache for BN, depproxy devpi nginx-cache for BP)
+#   BN_PACKAGES=220 BN_CLIENTS=8 BP_PROJECTS=210 BP_CLIENTS=8 BR_CRATES=110 BR_CLIENTS=8
+#   BR_FIXTURE_TARGET=$BENCH_DIR/pkg/cargo-target (cargo package's builds of the BR fixture)
+#   (BN/BP/BR run the systems of SYSTEMS that speak the format; SYSTEMS unset: depproxy verdaccio
+#   nginx-cache for BN, depproxy devpi nginx-cache for BP, depproxy nginx-cache direct for BR)
 #   SYSTEMS="depproxy distribution nginx-cache nginx-static"   PORT_BASE=5900
 #   BENCH_DIR=/tmp/depproxy-bench (images, upstream registry data, caches)
 #   RESULTS=bench/RESULTS.md   SKIP_BUILD=1 (use the existing binaries)
@@ -166,28 +172,30 @@ source "$REPO/bench/lib/systems.sh"
 source "$REPO/bench/lib/scenarios.sh"
 # shellcheck source=bench/lib/packages.sh
 source "$REPO/bench/lib/packages.sh"
+# shellcheck source=bench/lib/cargo.sh
+source "$REPO/bench/lib/cargo.sh"
 
 # ---------------------------------------------------------------- setup
 
 select_scenarios() {
   local s
   SCENARIOS=()
-  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP hash
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP BR hash
   for s in "$@"; do
     case $s in
-      B1 | B2 | B3 | B4 | B5 | B5a | B5p | B6s | B7 | BC | BA | BS | BN | BP | hash) SCENARIOS+=("$s") ;;
+      B1 | B2 | B3 | B4 | B5 | B5a | B5p | B6s | B7 | BC | BA | BS | BN | BP | BR | hash) SCENARIOS+=("$s") ;;
       B6) SCENARIOS+=(B3 B4) ;;
-      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP hash)" ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP BR hash)" ;;
     esac
   done
   # Unique, in canonical order.
-  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP BR hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
 }
 
-# The image scenarios need the test images and the upstream registry; BN and BP their own data.
+# The image scenarios need the test images and the upstream registry; BN, BP and BR their own data.
 wants_images() {
   local s
-  for s in "${SCENARIOS[@]}"; do case $s in BN | BP) ;; *) return 0 ;; esac; done
+  for s in "${SCENARIOS[@]}"; do case $s in BN | BP | BR) ;; *) return 0 ;; esac; done
   return 1
 }
 
@@ -325,7 +333,7 @@ write_meta() {
   META_LOAD_START=$LOAD_START META_OUT=$OUT META_COMMAND="bench/run.sh${SCENARIO_ARGS[*]:+ ${SCENARIO_ARGS[*]}}" META_RUN_ID=$RUN_ID META_LOAD_BEFORE=$LOAD_BEFORE \
     META_LOAD_AFTER=$LOAD_AFTER META_DEPPROXY_BIN=$DEPPROXY_BIN META_DEPPROXY_SOURCE=$DEPPROXY_SOURCE \
     META_DEPPROXY_REF=${DEPPROXY_REF:-} META_DEPPROXY_REF_SOURCE=${DEPPROXY_REF_SOURCE:-} \
-    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN BC_SOURCES=$BC_SOURCES BA_H1=$BA_H1 BA_H2=$BA_H2 BA_STREAMS=$BA_STREAMS BA_BODY=$BA_BODY BA_H1_SENT=$BA_H1_SENT BA_H2_SENT=$BA_H2_SENT BA_BODY_TIMEOUT=$BA_BODY_TIMEOUT BA_SECONDS=$BA_SECONDS BA_SOURCES=$BA_SOURCES BN_PACKAGES=$BN_PACKAGES BN_CLIENTS=$BN_CLIENTS BP_PROJECTS=$BP_PROJECTS BP_CLIENTS=$BP_CLIENTS; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
+    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN BC_SOURCES=$BC_SOURCES BA_H1=$BA_H1 BA_H2=$BA_H2 BA_STREAMS=$BA_STREAMS BA_BODY=$BA_BODY BA_H1_SENT=$BA_H1_SENT BA_H2_SENT=$BA_H2_SENT BA_BODY_TIMEOUT=$BA_BODY_TIMEOUT BA_SECONDS=$BA_SECONDS BA_SOURCES=$BA_SOURCES BN_PACKAGES=$BN_PACKAGES BN_CLIENTS=$BN_CLIENTS BP_PROJECTS=$BP_PROJECTS BP_CLIENTS=$BP_CLIENTS BR_CRATES=$BR_CRATES BR_CLIENTS=$BR_CLIENTS; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
     META_HASH_CHUNK=$HASH_CHUNK META_EXTRA_VERSIONS=${PKG_VERSIONS:-} \
     python3 "$BENCH_PY" meta "$OUT"
 }
@@ -348,7 +356,7 @@ main() {
   PROXIES=()
   for s in "${SYSTEMS[@]}"; do is_proxy "$s" && PROXIES+=("$s"); done
   if wants_images; then prepare_data; fi
-  if wants BN || wants BP; then
+  if wants BN || wants BP || wants BR; then
     prepare_pkg_data
     PKG_VERSIONS=$(pkg_versions)
   fi

@@ -1023,6 +1023,16 @@ ROWS = [
         (f"{sc}.cold_up_mb", f"{sc} one cold install: upstream bytes", "MB", "low"),
         (f"{sc}.warm_up_reqs", f"{sc} warm install: upstream requests", "", "low"),
     )
+] + [
+    ("BR.cold", "BR cold cargo fetch (fresh proxy, empty CARGO_HOME): wall", "s", "low"),
+    ("BR.warm", "BR warm cargo fetch (proxy filled, empty CARGO_HOME): wall", "s", "low"),
+    ("BR.herd_slowest", "BR concurrent cold fetches (BR_CLIENTS): slowest wall", "s", "low"),
+    ("BR.herd_failed", "BR concurrent cold fetches: clients that failed", "", "low"),
+    ("BR.herd_up_x", "BR concurrent cold fetches: upstream bytes ÷ one cold fetch's", "×", "low"),
+    ("BR.herd_up_reqs", "BR concurrent cold fetches: upstream requests (index + dl)", "", "low"),
+    ("BR.cold_up_reqs", "BR one cold fetch: upstream requests (index + dl)", "", "low"),
+    ("BR.cold_up_mb", "BR one cold fetch: upstream bytes", "MB", "low"),
+    ("BR.warm_up_reqs", "BR warm fetch: upstream requests", "", "low"),
 ]
 
 READING = [
@@ -1084,6 +1094,15 @@ READING = [
     "them as written). Verdaccio's uplink maxage and nginx's packument/page freshness are 5 min, like "
     "depproxy's document_recheck. The concurrent installs start together on a fresh system; 'upstream "
     "bytes ÷ one cold install's' is 1.00× when every file and document crossed once.",
+    "BR (issue 27): `cargo fetch` with an empty CARGO_HOME and no lockfile (cargo resolves through the "
+    "sparse index: config.json, then one index file per crate, wave by wave down the tree, then every "
+    ".crate) of a project whose tree is BR_CRATES crates made by `cargo package` "
+    "(scripts/lab/make-cargo-fixtures.sh). The upstream is a sparse registry of two servers "
+    "(scripts/lab/start-sparse-registry.sh): the index, whose config.json names the download server as "
+    "its `dl`, and the download server; a meter nginx in front of each counts what every system takes "
+    "from either ('direct' is the client using the registry through the meters, no proxy: its herd ratio "
+    "is BR_CLIENTS× by construction). nginx proxy_cache keeps index files 5 min and .crate files 7 d, "
+    "config.json's dl rewritten to its own /dl/ with sub_filter; depproxy reads config.json itself.",
     "BA (issue 23): BA_H1 connections send the head of POST /v2/token announcing a BA_BODY-byte form and "
     "BA_H1_SENT bytes of it, and BA_H2 connections speak HTTP/2 without TLS (prior knowledge) with "
     "BA_STREAMS streams each (capped at the server's SETTINGS), each such a POST with BA_H2_SENT bytes of "
@@ -1219,6 +1238,14 @@ def target_lines(med, meta):
         if v is not None:
             add(f"{sc} concurrent cold installs: upstream bytes 1× one install's (every rep)", f"max {v:.4f}×",
                 v <= 1 + 1e-9)
+    # BR (issue 27): cargo fetch against nginx proxy_cache; one upstream fetch per file.
+    d, n = g("BR.warm", "depproxy"), g("BR.warm", "nginx-cache")
+    if d and n:
+        add("BR warm cargo fetch wall ≤ 1.0× nginx proxy_cache", f"{d / n:.2f}×", d <= n)
+    v = meta_max(meta, "BR.herd_up_x")
+    if v is not None:
+        add("BR concurrent cold fetches: upstream bytes 1× one fetch's (every rep)", f"max {v:.4f}×",
+            v <= 1 + 1e-9)
     for row in ("B6.B3", "B6.B4"):
         v = g(row, "depproxy")
         if v is not None:

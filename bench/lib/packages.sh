@@ -45,7 +45,8 @@ METER_LOG=$PKG_DIR/meter-access.log
 pkg_systems() {
   local format=$1 s out=()
   local all="depproxy depproxy-ref verdaccio nginx-cache"
-  [ "$format" = npm ] || all="depproxy depproxy-ref devpi nginx-cache"
+  [ "$format" != pypi ] || all="depproxy depproxy-ref devpi nginx-cache"
+  [ "$format" != cargo ] || all="depproxy depproxy-ref nginx-cache direct"
   if [ -n "${SYSTEMS_GIVEN:-}" ]; then
     for s in "${SYSTEMS[@]}"; do [[ " $all " == *" $s "* ]] && out+=("$s"); done
   else
@@ -82,6 +83,7 @@ pkg_versions() {
   v+="|Verdaccio=$("$VERDACCIO_HOME/node_modules/.bin/verdaccio" --version 2>/dev/null)"
   v+="|pypiserver=$("$PYPI_LAB_VENV/bin/pypi-server" --version 2>/dev/null)"
   if [ -x "$DEVPI_VENV/bin/devpi-server" ]; then v+="|devpi-server=$("$DEVPI_VENV/bin/devpi-server" --version 2>/dev/null)"; fi
+  if wants BR; then v+="|cargo=$(cargo --version | cut -d' ' -f2)"; fi
   echo "$v"
 }
 
@@ -131,16 +133,18 @@ http {
   log_format meter '\$msec \$server_port \$request_method \$request_uri \$status \$body_bytes_sent "\$http_user_agent"';
 $(wants BN && meter_server "${PORT[npm-meter]}" "${URL[npm-up]}" npm)
 $(wants BP && meter_server "${PORT[pypi-meter]}" "${URL[pypi-up]}" pypi)
+$(wants BR && cargo_meter_servers)
 }
 EOF
   start_nginx meter "$dir"
   if wants BN; then wait_http "${URL[npm-meter]}/-/ping" "${PIDS[meter]}" || die "npm meter did not start ($dir)"; fi
   if wants BP; then wait_http "${URL[pypi-meter]}/simple/" "${PIDS[meter]}" || die "pypi meter did not start ($dir)"; fi
+  if wants BR; then wait_http "${URL[cargo-index-meter]}/config.json" "${PIDS[meter]}" || die "cargo meter did not start ($dir)"; fi
 }
 
 meter_lines() { if [ -f "$METER_LOG" ]; then wc -l <"$METER_LOG"; else echo 0; fi; }
 
-# meter_since LINE PORT — JSON {requests, bytes, kinds...} of the meter on PORT after LINE.
+# meter_since LINE PORT — JSON {requests, bytes, kinds...} of the meter on PORT (PORT,PORT: several) after LINE.
 meter_since() { python3 "$PKG_PY" meter-count "$METER_LOG" "$1" "$2"; }
 
 # meter_settle — until the meter log stops growing for 1 s (max 30 s).
@@ -162,6 +166,7 @@ stop_pkg_upstreams() {
   if [ "${NPM_UP_STARTED:-0}" = 1 ]; then pkg_lab "$REPO/scripts/lab/stop-verdaccio.sh" "${PORT[npm-up]}" >&2 || true; fi
   if [ "${PYPI_UP_STARTED:-0}" = 1 ]; then pkg_lab "$REPO/scripts/lab/stop-pypiserver.sh" "${PORT[pypi-up]}" >&2 || true; fi
   NPM_UP_STARTED=0 PYPI_UP_STARTED=0
+  stop_cargo_upstreams
 }
 
 # The pids of the upstreams (for the load sampler: not "other work").
@@ -170,7 +175,7 @@ pkg_upstream_pids() {
   for f in "$PKG_DIR/verdaccio-${PORT[npm-up]}.pid" "$PKG_DIR/pypiserver-${PORT[pypi-up]}.pid"; do
     [ -f "$f" ] && cat "$f"
   done
-  return 0
+  cargo_upstream_pids
 }
 
 # Fixtures (generated once, reused), upstreams with them, the meters, the npm lockfile.
@@ -195,6 +200,7 @@ prepare_pkg_data() {
     PYPI_UP_STARTED=1
     BP_EXPECTED=$BP_PROJECTS
   fi
+  if wants BR; then prepare_cargo_data; fi
   start_meters
   if wants BN; then
     # package-lock.json resolved against the npm meter (npm ci fetches "resolved" as written; each
@@ -335,6 +341,7 @@ start_pkg_system() {
   rm -rf "$dir"
   mkdir -p "$dir"
   sync
+  if [ "$format" = cargo ]; then start_cargo_system "$name"; return; fi
   case $name in
     depproxy | depproxy-ref)
       local binary=$DEPPROXY_BIN
@@ -468,7 +475,11 @@ client_ok() {
 
 # pkg_client FORMAT SYSTEM MODE TAG
 pkg_client() {
-  if [ "$1" = npm ]; then npm_client "$2" "$3" "$4"; else pip_client "$2" "$4"; fi
+  case $1 in
+    npm) npm_client "$2" "$3" "$4" ;;
+    cargo) cargo_client "$2" "$4" ;;
+    *) pip_client "$2" "$4" ;;
+  esac
 }
 
 # pkg_herd FORMAT SYSTEM MODE N TAG — N clients at once; prints the slowest wall.
@@ -488,17 +499,18 @@ pkg_herd() {
 
 # ---------------------------------------------------------------- BN / BP
 
-# pkg_scenario SC FORMAT — BN (npm) or BP (pip): per rep and system, from a fresh start: a cold
+# pkg_scenario SC FORMAT — BN (npm), BP (pip) or BR (cargo, bench/lib/cargo.sh): per rep and system, from a fresh start: a cold
 # install (upstream requests and bytes counted), a warm one (new client, empty client cache); npm
 # also a warm and (fresh start) a cold `npm ci`; then (fresh start) N concurrent cold installs.
 pkg_scenario() {
   local sc=$1 format=$2 sys rep line counts single_bytes herd expected n meter_port systems i failed
   read -r -a systems <<<"$(pkg_systems "$format")"
-  if [ "$format" = npm ]; then
-    expected=$BN_EXPECTED n=$BN_CLIENTS meter_port=${PORT[npm-meter]}
-  else
-    expected=$BP_EXPECTED n=$BP_CLIENTS meter_port=${PORT[pypi-meter]}
-  fi
+  case $format in
+    npm) expected=$BN_EXPECTED n=$BN_CLIENTS meter_port=${PORT[npm-meter]} ;;
+    # Both meters: the index's and the downloads'.
+    cargo) expected=$BR_EXPECTED n=$BR_CLIENTS meter_port=${PORT[cargo-index-meter]},${PORT[cargo-dl-meter]} ;;
+    *) expected=$BP_EXPECTED n=$BP_CLIENTS meter_port=${PORT[pypi-meter]} ;;
+  esac
   [ "${#systems[@]}" -gt 0 ] || { note "$sc: none of SYSTEMS (${SYSTEMS[*]}) speaks $format"; return 0; }
   log "$sc: installs of $expected packages through ${systems[*]}"
   for ((rep = 1; rep <= REPS; rep++)); do

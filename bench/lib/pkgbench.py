@@ -12,7 +12,7 @@ Usage: bench/lib/pkgbench.py COMMAND ARGS...
   pip-fixture DIR N            synthetic wheels in DIR/packages + DIR/requirements.txt, N projects
   pip-count DIR                installed projects under DIR (*.dist-info directories)
   meter-count LOG SINCE PORT   JSON {requests, bytes, "GET packument": n, ...} of the meter nginx's
-                               log after line SINCE, for its server on PORT
+                               log after line SINCE, for its server on PORT (PORT,PORT: several)
 
 Everything is deterministic (seeded, fixed mtimes): regenerating gives the same bytes, so the
 integrity values published upstream stay valid across runs. A generated fixture directory holds a
@@ -328,13 +328,20 @@ def meter_kind(method, uri):
         return f"{method} page"
     if path.startswith("/-/"):
         return f"{method} other"
+    # Cargo's sparse registry (BR): downloads, config.json, index files (1/x, 3/d/dpx, dp/-a/dp-alpha).
+    if path.endswith(".crate") or re.fullmatch(r"/[^/]+/[^/]+/download", path):
+        return f"{method} crate"
+    if path == "/config.json":
+        return f"{method} config"
+    if re.fullmatch(r"/(1/[^/]+|2/[^/]+|3/[^/]/[^/]+|[^/@]{2}/[^/]{2}/[^/]+)", path):
+        return f"{method} index-file"
     return f"{method} packument"
 
 
 def meter_count(log, since, port):
-    """JSON counts of the meter nginx's log lines after line SINCE for the server on PORT:
-    requests, bytes (response bodies), per kind, and statuses other than 200."""
-    since, port = int(since), str(port)
+    """JSON counts of the meter nginx's log lines after line SINCE for the server on PORT (or on
+    any of PORT,PORT...): requests, bytes (response bodies), per kind, and statuses other than 200."""
+    since, ports = int(since), set(str(port).split(","))
     out = {"requests": 0, "bytes": 0}
     kinds, statuses = {}, {}
     with open(log) as f:
@@ -342,7 +349,7 @@ def meter_count(log, since, port):
             if n < since:
                 continue
             parts = line.split(None, 6)  # the 7th: "user agent"
-            if len(parts) < 6 or parts[1] != port:
+            if len(parts) < 6 or parts[1] not in ports:
                 continue
             _, _, method, uri, status, size = parts[:6]
             out["requests"] += 1

@@ -9,6 +9,8 @@
 #   {"dl": "http://127.0.0.1:DL_PORT/crates/{prefix}/{crate}/{crate}-{version}.crate"}
 # so a client (or proxy) must read it to find the download server. Environment:
 #   SPARSE_DL_STYLE=plain    dl = "http://127.0.0.1:DL_PORT" (cargo appends /{crate}/{version}/download)
+#   SPARSE_DL_URL=URL        config.json names URL instead of http://127.0.0.1:DL_PORT (something in
+#                            front of the download server: a CDN, bench/run.sh BR's meter)
 #   SPARSE_AUTH_TOKEN=TOKEN  config.json says "auth-required": true and both servers answer 401 to
 #                            any request without `Authorization: TOKEN` (config.json included)
 # Files (T=${DEPPROXY_TEST_DIR:-/tmp/depproxy-test}):
@@ -56,7 +58,7 @@ for port in "$index_port" "$dl_port"; do
   fi
 done
 
-python3 "$here/make-sparse-index.py" --config "$config" --dl "http://127.0.0.1:$dl_port" \
+python3 "$here/make-sparse-index.py" --config "$config" --dl "${SPARSE_DL_URL:-http://127.0.0.1:$dl_port}" \
   --dl-style "${SPARSE_DL_STYLE:-markers}" ${token:+--auth-required}
 
 # start NAME PORT ROOT [ARGS...]: one server in the background, its pid file written.

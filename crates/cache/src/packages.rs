@@ -409,7 +409,7 @@ impl Cache {
         self.answer_remembered_package_404(group, &missing)
     }
 
-    fn answer_remembered_package_404(
+    pub(crate) fn answer_remembered_package_404(
         &self,
         group: &GroupSettings,
         missing: &PackageMissing,

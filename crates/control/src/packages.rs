@@ -223,6 +223,8 @@ async fn handle(
     };
     match target {
         Target::Local(response) => Ok(response),
+        // Answered above, as what is known of its file or as `otherwise`.
+        Target::Checksum { file, .. } => Err(not_listed(&file)),
         Target::PassThrough { upstream_path, max_body } => {
             let (parts, body) = request.into_parts();
             let body = axum::body::to_bytes(body, max_body).await.map_err(|_| {

@@ -139,7 +139,6 @@ impl Setup {
             media_type: oci::media::OCI_MANIFEST.into(),
             size: body.len() as u64,
             checked_at: self.clock.now_ms(),
-            modified_at: self.clock.now_ms(),
             stored: true,
             upstream: "lab".into(),
         };
@@ -160,6 +159,7 @@ impl Setup {
             media_type: "application/json".into(),
             upstream: "lab".into(),
             checked_at: self.clock.now_ms(),
+            modified_at: self.clock.now_ms(),
             stored: true,
         };
         self.metadata.record_package_document(&key, &record, self.clock.now_ms()).await.unwrap();

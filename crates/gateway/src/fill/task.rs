@@ -622,7 +622,7 @@ async fn references(
     }
     match rule {
         References::OciManifest => (oci::media::manifest_references(&document), Vec::new()),
-        References::NpmPackument | References::PypiProjectPage => {
+        References::NpmPackument | References::PypiProjectPage | References::CargoIndexFile => {
             let media_type = media_type.to_owned();
             // Parsing a large packument is CPU work: off the runtime's workers.
             let files =

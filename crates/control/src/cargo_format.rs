@@ -95,7 +95,7 @@ fn target(
         },
         Endpoint::Api { path } => Target::Local(json(
             StatusCode::NOT_FOUND,
-            error_body(&format!("api/{path} is not served: this registry is a read-only proxy")),
+            error_body(&format!("/{path} is not served: this registry is a read-only proxy")),
         )),
     })
 }

@@ -209,14 +209,18 @@ async fn handle(
     };
     let target = match target {
         Target::Checksum { file, algorithm, otherwise } => {
-            match known_checksum(control, &group, &file, algorithm).await {
-                Some(hex) => {
-                    if let Target::File { name, version, judged: true, .. } = otherwise.as_ref() {
-                        authorize::package_rules(control, &caller, &group, name, version.as_deref())?;
-                    }
-                    Target::Local(checksum_answer(hex, head))
+            let known = known_checksum(control, &group, &file, algorithm).await;
+            if !matches!(known, Sidecar::Unknown)
+                && let Target::File { name, version, judged: true, .. } = otherwise.as_ref()
+            {
+                authorize::package_rules(control, &caller, &group, name, version.as_deref())?;
+            }
+            match known {
+                Sidecar::Known(hex) => Target::Local(checksum_answer(hex, head)),
+                Sidecar::NotPublished => {
+                    return Err(ControlError::PackageNotFound { what: rest.to_owned(), remembered: None });
                 }
-                None => *otherwise,
+                Sidecar::Unknown => *otherwise,
             }
         }
         other => other,
@@ -296,19 +300,34 @@ async fn handle(
     }
 }
 
-/// The checksum in `algorithm` of the file at `file`, when what is recorded of it says.
-async fn known_checksum(
-    control: &ControlPlane,
-    group: &GroupSettings,
-    file: &str,
-    algorithm: &str,
-) -> Option<String> {
-    let record = control.cache.package_file(group, file).await?;
+/// What is known of a checksum sidecar from its file's record.
+enum Sidecar {
+    /// Its value: what the file was verified against, or its sha256 once stored.
+    Known(String),
+    /// The upstream that has the file was asked for this sidecar when the file was probed, and
+    /// has none: answered 404 without asking again.
+    NotPublished,
+    /// Not known here: asked of the upstreams.
+    Unknown,
+}
+
+/// What is known of the `algorithm` checksum of the file at `file`.
+async fn known_checksum(control: &ControlPlane, group: &GroupSettings, file: &str, algorithm: &str) -> Sidecar {
+    let Some(record) = control.cache.package_file(group, file).await else { return Sidecar::Unknown };
     if record.listing.algorithm == algorithm && !record.listing.checksum.is_empty() {
-        return Some(record.listing.checksum);
+        return Sidecar::Known(record.listing.checksum);
     }
-    let stored = record.stored?;
-    (algorithm == "sha256").then(|| stored.digest.hex().to_owned())
+    if let Some(stored) = &record.stored
+        && algorithm == "sha256"
+    {
+        return Sidecar::Known(stored.digest.hex().to_owned());
+    }
+    // Probed unverified at a known upstream: every sidecar it could verify against was asked
+    // and none is there (one that publishes only `.md5` is not seen in practice).
+    if record.listing.algorithm.is_empty() && !record.upstream.is_empty() {
+        return Sidecar::NotPublished;
+    }
+    Sidecar::Unknown
 }
 
 /// A checksum sidecar's answer: the hex value, as upstreams publish it.

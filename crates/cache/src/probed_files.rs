@@ -87,12 +87,14 @@ impl Cache {
         };
         let found = self.document_reads.run(key, || async {
             let (upstream, algorithm, checksum) = match probe {
-                Probe::Sidecars(algorithms) => match self.read_sidecars(group, file.path, algorithms).await? {
-                    (upstream, Some(checksum)) => {
-                        (upstream, checksum.algorithm().as_str().to_owned(), checksum.hex().to_owned())
+                Probe::Sidecars(algorithms) => {
+                    match self.read_sidecars(group, file.path, algorithms).await? {
+                        (upstream, Some(checksum)) => {
+                            (upstream, checksum.algorithm().as_str().to_owned(), checksum.hex().to_owned())
+                        }
+                        (upstream, None) => (upstream, String::new(), String::new()),
                     }
-                    (upstream, None) => (upstream, String::new(), String::new()),
-                },
+                }
                 Probe::Known { algorithm, value } => (String::new(), (*algorithm).to_owned(), value.clone()),
                 // Answered above, before any upstream is asked.
                 Probe::Unverified => (String::new(), String::new(), String::new()),
@@ -121,9 +123,9 @@ impl Cache {
             }
             Err(error) => return Err(error.into()),
         }
-        self.package_file(group, file.path)
-            .await
-            .ok_or_else(|| UpstreamError::Protocol(format!("{} was listed but cannot be read", file.path)).into())
+        self.package_file(group, file.path).await.ok_or_else(|| {
+            UpstreamError::Protocol(format!("{} was listed but cannot be read", file.path)).into()
+        })
     }
 
     /// The upstream (in the group's order) that has `path`, and the checksum its sidecars give.
@@ -195,9 +197,11 @@ mod tests {
     #[test]
     fn a_sidecar_is_its_first_word_when_that_is_a_checksum() {
         let hex = "a9993e364706816aba3e25717850c26c9cd0d89d";
-        for body in [hex.to_owned(), format!("{hex}\n"), format!("{hex}  app-1.0.jar\n"), hex.to_uppercase()] {
+        for body in [hex.to_owned(), format!("{hex}\n"), format!("{hex}  app-1.0.jar\n"), hex.to_uppercase()]
+        {
             assert_eq!(
-                sidecar_checksum(body.as_bytes(), ChecksumAlgorithm::Sha1).map(|checksum| checksum.hex().to_owned()),
+                sidecar_checksum(body.as_bytes(), ChecksumAlgorithm::Sha1)
+                    .map(|checksum| checksum.hex().to_owned()),
                 Some(hex.to_owned()),
                 "{body:?}"
             );

@@ -114,7 +114,10 @@ fn target(
         if !gomod::is_canonical_version(&version) {
             // `@v/master.info` is a query the upstream resolves: its answer changes.
             let variant = format!("{version}.{extension}");
-            return Ok(Target::Document { document: document(module.clone(), variant, path), name: Some(module) });
+            return Ok(Target::Document {
+                document: document(module.clone(), variant, path),
+                name: Some(module),
+            });
         }
         let listing = match (&sumdb, hashed) {
             (Some(sumdb), Some(hashed)) => Listing::SumDb(SumDbLookup {
@@ -125,22 +128,36 @@ fn target(
             }),
             _ => Listing::Probe(Probe::Unverified),
         };
-        Ok::<_, ControlError>(Target::File { path, listing, name: module, version: Some(version), judged: true })
+        Ok::<_, ControlError>(Target::File {
+            path,
+            listing,
+            name: module,
+            version: Some(version),
+            judged: true,
+        })
     };
     let escaped = |module: &str| gomod::escape_path(module).map_err(bad);
     Ok(match endpoint {
         Endpoint::List { module } => {
             let path = format!("{}/@v/list", escaped(&module)?);
-            Target::Document { document: document(module.clone(), "list".to_owned(), path), name: Some(module) }
+            Target::Document {
+                document: document(module.clone(), "list".to_owned(), path),
+                name: Some(module),
+            }
         }
         Endpoint::Latest { module } => {
             let path = format!("{}/@latest", escaped(&module)?);
-            Target::Document { document: document(module.clone(), "latest".to_owned(), path), name: Some(module) }
+            Target::Document {
+                document: document(module.clone(), "latest".to_owned(), path),
+                name: Some(module),
+            }
         }
         Endpoint::Info { module, version } => module_file(module, version, "info", None)?,
         Endpoint::Mod { module, version } => module_file(module, version, "mod", Some(Hashed::Mod))?,
         Endpoint::Zip { module, version } => module_file(module, version, "zip", Some(Hashed::Zip))?,
-        Endpoint::SumdbSupported { .. } => Target::PassThrough { upstream_path: rest.to_owned(), max_body: 0 },
+        Endpoint::SumdbSupported { .. } => {
+            Target::PassThrough { upstream_path: rest.to_owned(), max_body: 0 }
+        }
         Endpoint::SumdbLookup { name, module, version } => {
             let path = format!(
                 "sumdb/{name}/lookup/{}@{}",
@@ -239,14 +256,94 @@ pub(crate) fn archive_check(listing: &FileListing) -> Option<ArchiveCheck> {
 mod tests {
     use super::*;
 
+    fn target_in(group: &GroupSettings, rest: &str) -> Result<Target, ControlError> {
+        target(rest, None, &http::HeaderMap::new(), None, group, "http://proxy/go/g")
+    }
+
+    fn group(verify_sumdb: Option<&str>) -> GroupSettings {
+        let policy = cache::PullPolicy {
+            verify_sumdb: verify_sumdb.map(str::to_owned),
+            ..cache::PullPolicy::open(std::time::Duration::ZERO)
+        };
+        crate::packages::test_group(Format::Go, policy)
+    }
+
+    #[test]
+    fn module_files_are_keyed_in_one_spelling_and_verified_as_the_group_says() {
+        let plain = group(None);
+        // The go command percent-escapes the `!` of the case encoding in file paths.
+        for rest in ["example.com/dp/%21beta/@v/v1.0.0.zip", "example.com/dp/!beta/@v/v1.0.0.zip"] {
+            match target_in(&plain, rest).unwrap() {
+                Target::File { path, listing: Listing::Probe(Probe::Unverified), name, version, .. } => {
+                    assert_eq!(path, "example.com/dp/!beta/@v/v1.0.0.zip");
+                    assert_eq!((name.as_str(), version.as_deref()), ("example.com/dp/Beta", Some("v1.0.0")));
+                }
+                _ => panic!("{rest}: a zip is a file"),
+            }
+        }
+        let verifying = group(Some("sum.example.com"));
+        match target_in(&verifying, "example.com/dp/alpha/@v/v1.0.0.mod").unwrap() {
+            Target::File { listing: Listing::SumDb(lookup), .. } => {
+                assert_eq!(
+                    (lookup.sumdb.as_str(), lookup.module.as_str()),
+                    ("sum.example.com", "example.com/dp/alpha")
+                );
+                assert!(matches!(lookup.hashed, Hashed::Mod));
+            }
+            _ => panic!("a .mod in a verifying group is checked against the database"),
+        }
+        assert!(
+            matches!(
+                target_in(&verifying, "example.com/dp/alpha/@v/v1.0.0.info").unwrap(),
+                Target::File { listing: Listing::Probe(Probe::Unverified), .. }
+            ),
+            "the database has no hash for .info"
+        );
+    }
+
+    #[test]
+    fn lists_queries_and_the_database_are_documents_tiles_files() {
+        let plain = group(None);
+        for (rest, variant) in [
+            ("example.com/dp/alpha/@v/list", "list"),
+            ("example.com/dp/alpha/@latest", "latest"),
+            ("example.com/dp/alpha/@v/master.info", "master.info"),
+        ] {
+            match target_in(&plain, rest).unwrap() {
+                Target::Document { document, name: Some(name) } => {
+                    assert_eq!((document.variant.as_str(), name.as_str()), (variant, "example.com/dp/alpha"));
+                }
+                _ => panic!("{rest} is a document"),
+            }
+        }
+        assert!(matches!(
+            target_in(&plain, "sumdb/sum.example.com/supported").unwrap(),
+            Target::PassThrough { .. }
+        ));
+        assert!(matches!(
+            target_in(&plain, "sumdb/sum.example.com/tile/8/0/000").unwrap(),
+            Target::File { judged: false, .. }
+        ));
+        assert!(matches!(
+            target_in(&plain, "example.com/dp/%41/@v/list"),
+            Err(ControlError::BadPackageRequest(_))
+        ));
+    }
+
     #[test]
     fn the_access_log_names_modules_and_versions() {
         assert_eq!(
             describe_path("/go/golang/example.com/!beta/@v/v1.0.0.zip"),
             Some(("example.com/!beta", "v1.0.0".to_owned()))
         );
-        assert_eq!(describe_path("/go/golang/example.com/a/@v/list"), Some(("example.com/a", "list".to_owned())));
-        assert_eq!(describe_path("/go/golang/example.com/a/@latest"), Some(("example.com/a", "latest".to_owned())));
+        assert_eq!(
+            describe_path("/go/golang/example.com/a/@v/list"),
+            Some(("example.com/a", "list".to_owned()))
+        );
+        assert_eq!(
+            describe_path("/go/golang/example.com/a/@latest"),
+            Some(("example.com/a", "latest".to_owned()))
+        );
     }
 
     #[test]
@@ -258,7 +355,10 @@ mod tests {
             checksum: "h1:abc=".into(),
             url: String::new(),
         };
-        assert_eq!(archive_check(&listing(ZIP_HASH)), Some(ArchiveCheck::GoModuleZip { h1: "h1:abc=".into() }));
+        assert_eq!(
+            archive_check(&listing(ZIP_HASH)),
+            Some(ArchiveCheck::GoModuleZip { h1: "h1:abc=".into() })
+        );
         assert_eq!(archive_check(&listing(MOD_HASH)), Some(ArchiveCheck::GoModFile { h1: "h1:abc=".into() }));
         assert_eq!(archive_check(&listing("sha1")), None);
         assert_eq!(archive_check(&listing("")), None);

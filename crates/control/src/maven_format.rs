@@ -34,7 +34,8 @@ pub(crate) const MAVEN: PackageFormat = PackageFormat {
 
 /// The sidecars an artifact is verified against, the first asked first: every repository that
 /// publishes checksums publishes `.sha1`; the stronger ones are asked only when it is missing.
-const SIDECARS: &[ChecksumAlgorithm] = &[ChecksumAlgorithm::Sha1, ChecksumAlgorithm::Sha512, ChecksumAlgorithm::Sha256];
+const SIDECARS: &[ChecksumAlgorithm] =
+    &[ChecksumAlgorithm::Sha1, ChecksumAlgorithm::Sha512, ChecksumAlgorithm::Sha256];
 
 /// What a path names, for the gateway's access log: (coordinates or directory, version or
 /// `metadata`).
@@ -88,7 +89,9 @@ fn target(
                 // A sidecar not known from its file is a file of its own, verified by nothing.
                 let otherwise = Box::new(artifact(&file, path, Listing::Probe(Probe::Unverified)));
                 match algorithm {
-                    Some(algorithm) => Target::Checksum { file: file.path(), algorithm: algorithm.as_str(), otherwise },
+                    Some(algorithm) => {
+                        Target::Checksum { file: file.path(), algorithm: algorithm.as_str(), otherwise }
+                    }
                     None => *otherwise,
                 }
             }
@@ -97,12 +100,81 @@ fn target(
 }
 
 fn artifact(file: &ArtifactFile, path: String, listing: Listing) -> Target {
-    Target::File { path, listing, name: file.coordinates(), version: Some(file.version.clone()), judged: true }
+    Target::File {
+        path,
+        listing,
+        name: file.coordinates(),
+        version: Some(file.version.clone()),
+        judged: true,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target_of(rest: &str) -> Result<Target, ControlError> {
+        let group = packages::test_group(Format::Maven, cache::PullPolicy::open(std::time::Duration::ZERO));
+        target(rest, None, &http::HeaderMap::new(), None, &group, "http://proxy/maven/g")
+    }
+
+    #[test]
+    fn releases_are_probed_files_metadata_and_moving_snapshots_are_documents() {
+        match target_of("com/example/dp/app/1.0/app-1.0.jar").unwrap() {
+            Target::File {
+                path,
+                listing: Listing::Probe(Probe::Sidecars(sidecars)),
+                name,
+                version,
+                judged,
+            } => {
+                assert_eq!(path, "com/example/dp/app/1.0/app-1.0.jar");
+                assert_eq!(sidecars[0], ChecksumAlgorithm::Sha1, "the .sha1 is asked first");
+                assert_eq!(
+                    (name.as_str(), version.as_deref(), judged),
+                    ("com.example.dp:app", Some("1.0"), true)
+                );
+            }
+            _ => panic!("a release jar is a file verified by its sidecars"),
+        }
+        match target_of("com/example/dp/app/maven-metadata.xml").unwrap() {
+            Target::Document { document, name: None } => {
+                assert_eq!(document.upstream_path, "com/example/dp/app/maven-metadata.xml");
+                assert_eq!(document.variant, "maven-metadata.xml");
+            }
+            _ => panic!("metadata is a document no rule judges"),
+        }
+        match target_of("com/example/dp/app/1.0-SNAPSHOT/app-1.0-SNAPSHOT.jar").unwrap() {
+            Target::Document { name: Some(name), .. } => assert_eq!(name, "com.example.dp:app"),
+            _ => panic!("a snapshot file without a timestamp changes: a document"),
+        }
+        assert!(matches!(
+            target_of("com/example/dp/app/1.0-SNAPSHOT/app-1.0-20261207.120000-2.jar").unwrap(),
+            Target::File { .. }
+        ));
+    }
+
+    #[test]
+    fn sidecars_are_answered_from_their_file_and_bad_paths_refused() {
+        match target_of("com/example/dp/app/1.0/app-1.0.jar.sha1").unwrap() {
+            Target::Checksum { file, algorithm, otherwise } => {
+                assert_eq!((file.as_str(), algorithm), ("com/example/dp/app/1.0/app-1.0.jar", "sha1"));
+                assert!(matches!(
+                    *otherwise,
+                    Target::File { listing: Listing::Probe(Probe::Unverified), .. }
+                ));
+            }
+            _ => panic!("a .sha1 is answered from its file"),
+        }
+        // md5 is no algorithm the proxy verifies: a file of its own.
+        assert!(matches!(
+            target_of("com/example/dp/app/1.0/app-1.0.jar.md5").unwrap(),
+            Target::File { listing: Listing::Probe(Probe::Unverified), .. }
+        ));
+        for bad in ["", "x", "com/example/../app/1.0/app-1.0.jar", "com/example/dp/app/1.0/other-1.0.jar"] {
+            assert!(matches!(target_of(bad), Err(ControlError::BadPackageRequest(_))), "{bad:?}");
+        }
+    }
 
     #[test]
     fn the_access_log_names_coordinates_and_versions() {

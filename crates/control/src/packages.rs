@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use cache::{
-    CacheError, Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, PackageSubject, Probe,
-    StoredObject, UnlistedFile,
+    CacheError, Decision, DocumentRequest, Fetch, Format, GroupSettings, PackageNotFound, PackageSubject,
+    Probe, StoredObject, UnlistedFile,
 };
 use http::{HeaderValue, Method, StatusCode, Uri};
 use injector::{
@@ -106,7 +106,9 @@ pub(crate) struct PackageFormat {
 pub(crate) type Prepare = for<'a> fn(
     &'a ControlPlane,
     &'a GroupSettings,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ControlError>> + Send + 'a>>;
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), ControlError>> + Send + 'a>,
+>;
 
 /// A format whose files are located from its documents alone.
 pub(crate) fn nothing_to_prepare<'a>(
@@ -312,7 +314,12 @@ enum Sidecar {
 }
 
 /// What is known of the `algorithm` checksum of the file at `file`.
-async fn known_checksum(control: &ControlPlane, group: &GroupSettings, file: &str, algorithm: &str) -> Sidecar {
+async fn known_checksum(
+    control: &ControlPlane,
+    group: &GroupSettings,
+    file: &str,
+    algorithm: &str,
+) -> Sidecar {
     let Some(record) = control.cache.package_file(group, file).await else { return Sidecar::Unknown };
     if record.listing.algorithm == algorithm && !record.listing.checksum.is_empty() {
         return Sidecar::Known(record.listing.checksum);
@@ -401,7 +408,12 @@ fn listed_in(rule: References, document: &PackageDocument) -> Vec<ListedFile> {
 
 /// The listings of `files` a document at `document_url` of `upstream` lists, as paths under the
 /// group.
-fn listings(upstream: &UpstreamClient, document_url: &str, files: &[ListedFile], locate: Locate) -> Vec<FileListing> {
+fn listings(
+    upstream: &UpstreamClient,
+    document_url: &str,
+    files: &[ListedFile],
+    locate: Locate,
+) -> Vec<FileListing> {
     files
         .iter()
         .filter_map(|file| {
@@ -578,7 +590,10 @@ pub(crate) async fn upload(
                     let (name, version) = subject.as_ref().map_or(("", ""), |(name, version)| {
                         (name.as_str(), version.as_deref().unwrap_or_default())
                     });
-                    control.cache.record_package_file(&group, path, (name, version), object, lease.as_deref()).await?
+                    control
+                        .cache
+                        .record_package_file(&group, path, (name, version), object, lease.as_deref())
+                        .await?
                 }
                 Stored::Document(document) => {
                     (format.prepare)(control, &group).await?;
@@ -701,4 +716,18 @@ pub(crate) fn test_upstream(url: &str, files_url: Option<&str>) -> UpstreamClien
         files_url: files_url.map(|url| url.parse().unwrap()),
     })
     .unwrap()
+}
+
+/// A package group of `format` with `policy`, for tests of the formats' path mapping.
+#[cfg(test)]
+pub(crate) fn test_group(format: Format, policy: cache::PullPolicy) -> GroupSettings {
+    GroupSettings {
+        path: oci::GroupPath::parse("g").unwrap(),
+        format,
+        upstreams: cache::Upstreams::single(test_upstream("http://up.example.com", None)),
+        manifest_recheck: std::time::Duration::from_secs(300),
+        access: cache::AccessPolicy::anonymous(),
+        lifecycle: cache::LifecyclePolicy::default(),
+        policy: cache::PolicyCell::new(policy),
+    }
 }

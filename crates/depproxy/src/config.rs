@@ -1197,7 +1197,11 @@ fn resolve_warm(entry: &GroupEntry, format: cache::Format) -> anyhow::Result<Vec
                 }
                 &warm.images
             }
-            cache::Format::Npm | cache::Format::Pypi | cache::Format::Maven | cache::Format::Go | cache::Format::Cargo => {
+            cache::Format::Npm
+            | cache::Format::Pypi
+            | cache::Format::Maven
+            | cache::Format::Go
+            | cache::Format::Cargo => {
                 if !warm.images.is_empty() {
                     bail!(
                         "{which}: images = [...] is for image groups; group {path:?} proxies {} packages: \

@@ -21,10 +21,9 @@ pub(crate) fn error_in(shape: injector::ErrorShape, error: &OciError) -> Respons
             ("application/json", serde_json::json!({ "error": error.message }).to_string())
         }
         injector::ErrorShape::Text => ("text/plain; charset=utf-8", format!("{}\n", error.message)),
-        injector::ErrorShape::JsonErrors => (
-            "application/json",
-            serde_json::json!({ "errors": [{ "detail": error.message }] }).to_string(),
-        ),
+        injector::ErrorShape::JsonErrors => {
+            ("application/json", serde_json::json!({ "errors": [{ "detail": error.message }] }).to_string())
+        }
     };
     *response.body_mut() = Body::from(body);
     response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));

@@ -142,7 +142,10 @@ fn not_modified_since(request: &HeaderMap, response: &HeaderMap) -> bool {
         return false;
     }
     let date = |headers: &HeaderMap, name| {
-        headers.get(name).and_then(|value| value.to_str().ok()).and_then(|text| httpdate::parse_http_date(text).ok())
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| httpdate::parse_http_date(text).ok())
     };
     match (date(request, header::IF_MODIFIED_SINCE), date(response, header::LAST_MODIFIED)) {
         (Some(since), Some(modified)) => modified <= since,
@@ -244,6 +247,33 @@ mod tests {
             let other = serve(&store, &small, &params, &Method::GET, &plain).await.unwrap();
             assert_eq!(other.status(), StatusCode::OK, "the stored bytes' ETag is not the rewritten one's");
         }
+    }
+
+    #[test]
+    fn if_modified_since_answers_from_last_modified_unless_if_none_match_is_sent() {
+        let mut served = HeaderMap::new();
+        served.insert(header::LAST_MODIFIED, HeaderValue::from_static("Mon, 07 Dec 2026 19:47:19 GMT"));
+        let asked = |name, value| headers(name, value);
+        assert!(not_modified_since(
+            &asked(header::IF_MODIFIED_SINCE, "Mon, 07 Dec 2026 19:47:19 GMT"),
+            &served
+        ));
+        assert!(not_modified_since(
+            &asked(header::IF_MODIFIED_SINCE, "Tue, 08 Dec 2026 00:00:00 GMT"),
+            &served
+        ));
+        assert!(!not_modified_since(
+            &asked(header::IF_MODIFIED_SINCE, "Mon, 07 Dec 2026 19:47:18 GMT"),
+            &served
+        ));
+        assert!(!not_modified_since(&asked(header::IF_MODIFIED_SINCE, "yesterday"), &served));
+        assert!(!not_modified_since(
+            &asked(header::IF_MODIFIED_SINCE, "Tue, 08 Dec 2026 00:00:00 GMT"),
+            &HeaderMap::new()
+        ));
+        let mut both = asked(header::IF_MODIFIED_SINCE, "Tue, 08 Dec 2026 00:00:00 GMT");
+        both.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        assert!(!not_modified_since(&both, &served), "If-None-Match decides when sent");
     }
 
     #[test]

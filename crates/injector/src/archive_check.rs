@@ -56,3 +56,38 @@ impl ArchiveCheck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module zip and go.mod made by golang.org/x/mod, with the hashes `go` wrote to go.sum
+    /// (crates/gomod/tests/fixtures).
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../gomod/tests/fixtures").join(name)
+    }
+
+    #[test]
+    fn a_module_zip_and_go_mod_pass_with_the_databases_hashes_and_fail_with_others() {
+        let zip = ArchiveCheck::GoModuleZip { h1: "h1:vurNIcEQ2G3yrjjw2RsY1lWg/f11jjuTvsigGrClw9s=".into() };
+        zip.check(&fixture("Hello-v1.0.0.zip"), "").unwrap();
+        let go_mod = std::fs::read(fixture("Hello-v1.0.0.mod")).unwrap();
+        let sha256 = crate::Checksum::of(crate::ChecksumAlgorithm::Sha256, &go_mod);
+        let mod_check =
+            ArchiveCheck::GoModFile { h1: "h1:k0oGS5Sf0aunmhKq0FE+XejFePUwV0M4e9lNYGbawyo=".into() };
+        mod_check.check(&fixture("Hello-v1.0.0.mod"), sha256.hex()).unwrap();
+
+        let other =
+            ArchiveCheck::GoModuleZip { h1: "h1:AAAAIcEQ2G3yrjjw2RsY1lWg/f11jjuTvsigGrClw9s=".into() };
+        assert!(matches!(
+            other.check(&fixture("Hello-v1.0.0.zip"), ""),
+            Err(ArchiveCheckError::Mismatch { .. })
+        ));
+        assert!(
+            matches!(zip.check(&fixture("go.sum"), ""), Err(ArchiveCheckError::Unreadable(_))),
+            "not a zip"
+        );
+        let wrong_mod = ArchiveCheck::GoModFile { h1: mod_check.expected().replace('k', "K") };
+        assert!(wrong_mod.check(&fixture("Hello-v1.0.0.mod"), sha256.hex()).is_err());
+    }
+}

@@ -42,9 +42,11 @@ struct Versions {
 /// The versions an artifact-level `maven-metadata.xml` lists.
 pub fn artifact_versions(body: &[u8]) -> Result<ArtifactVersions, MetadataError> {
     let text = std::str::from_utf8(body).map_err(|error| MetadataError(error.to_string()))?;
-    let metadata: Metadata = quick_xml::de::from_str(text).map_err(|error| MetadataError(error.to_string()))?;
+    let metadata: Metadata =
+        quick_xml::de::from_str(text).map_err(|error| MetadataError(error.to_string()))?;
     let Some(versioning) = metadata.versioning else { return Ok(ArtifactVersions::default()) };
-    let trimmed = |text: Option<String>| text.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty());
+    let trimmed =
+        |text: Option<String>| text.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty());
     Ok(ArtifactVersions {
         versions: versioning
             .versions

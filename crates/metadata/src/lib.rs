@@ -29,7 +29,9 @@ pub use commit::{CommitLease, Committed, SWEEPER_HOLDER_PREFIX};
 pub use error::MetadataError;
 pub use jobs::JobRecord;
 pub use objects::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
-pub use packages::{DocumentKey, DocumentRecord, FileListing, FileRecord, PackageObject, ServedFile, StoredFile};
+pub use packages::{
+    DocumentKey, DocumentRecord, FileListing, FileRecord, PackageObject, ServedFile, StoredFile,
+};
 pub use pool::Metadata;
 pub use reads::{HourlyTraffic, Reads, Traffic};
 pub use referrers::{ReferrersAnswer, ReferrersKey, ReferrersRecord};

@@ -286,8 +286,11 @@ impl Metadata {
     pub async fn package_file_unverified(&self, group: &GroupPath, path: &str) -> Result<bool> {
         const SQL: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM package_files \
              WHERE group_path = $1 AND path = $2 AND algorithm = ''";
-        let (count,): (i64,) =
-            on_pool!(self, |pool| sqlx::query_as(SQL).bind(group.as_str()).bind(path).fetch_one(pool).await?);
+        let (count,): (i64,) = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(group.as_str())
+            .bind(path)
+            .fetch_one(pool)
+            .await?);
         Ok(count > 0)
     }
 
@@ -514,8 +517,11 @@ mod tests {
                 .unwrap();
             // Identical bytes in two packages: one blob row, two names.
             let shared = stored(&db, &js, b"same tarball").await;
-            let served = |package| ServedFile { package, version: "1.0.0", upstream: "npmjs", url: "", at: 10 };
-            db.record_package_file(&js, "lodash/-/lodash-1.0.0.tgz", &shared, &served("lodash")).await.unwrap();
+            let served =
+                |package| ServedFile { package, version: "1.0.0", upstream: "npmjs", url: "", at: 10 };
+            db.record_package_file(&js, "lodash/-/lodash-1.0.0.tgz", &shared, &served("lodash"))
+                .await
+                .unwrap();
             db.record_package_file(&js, "react/-/react-1.0.0.tgz", &shared, &served("react")).await.unwrap();
 
             let mut objects = db.package_objects(&js).await.unwrap();

@@ -108,7 +108,8 @@ impl UpstreamClient {
 
     /// Records where the upstream says its files are, as just read from it.
     pub fn learn_download_template(&self, template: String) {
-        let mut known = self.inner.download_template.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known =
+            self.inner.download_template.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         *known = Some((template, std::time::Instant::now()));
     }
 

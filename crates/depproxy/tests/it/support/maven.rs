@@ -73,7 +73,12 @@ touch "$d/done""#;
             .iter()
             .map(|entry| {
                 let field = |name: &str| entry[name].as_str().unwrap().to_owned();
-                MavenFile { repo: field("repo"), path: field("path"), sha1: field("sha1"), sha256: field("sha256") }
+                MavenFile {
+                    repo: field("repo"),
+                    path: field("path"),
+                    sha1: field("sha1"),
+                    sha256: field("sha256"),
+                }
             })
             .collect()
     }
@@ -229,7 +234,11 @@ pub fn get_artifact(fixtures: &MavenFixtures, mirror: &str, artifact: &str, tran
     Mvn::new(
         &settings,
         None,
-        &[&format!("{DEPENDENCY_PLUGIN}:get"), &format!("-Dartifact={artifact}"), &format!("-Dtransitive={transitive}")],
+        &[
+            &format!("{DEPENDENCY_PLUGIN}:get"),
+            &format!("-Dartifact={artifact}"),
+            &format!("-Dtransitive={transitive}"),
+        ],
     )
 }
 
@@ -263,7 +272,8 @@ pub fn project_dependencies() -> Vec<String> {
 /// A failed mvn's output, short enough for a panic message: its ERROR lines and last lines.
 fn summary(output: &str) -> String {
     let lines: Vec<&str> = output.lines().collect();
-    let errors: Vec<&str> = lines.iter().copied().filter(|line| line.starts_with("[ERROR]")).take(40).collect();
+    let errors: Vec<&str> =
+        lines.iter().copied().filter(|line| line.starts_with("[ERROR]")).take(40).collect();
     let tail = &lines[lines.len().saturating_sub(30)..];
     format!("{}\n…\n{}", errors.join("\n"), tail.join("\n"))
 }

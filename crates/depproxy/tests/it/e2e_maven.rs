@@ -133,8 +133,7 @@ fn mvn_resolves_through_ordered_upstreams_and_again_with_them_stopped() {
     // the proxy was asked; repo-b served it.
     for file in ["dp-extra-1.0.jar", "dp-extra-1.0.pom"] {
         let path = format!("/com/example/dp/dp-extra/1.0/{file}");
-        let (status, _, complete) =
-            curl_get(&format!("{}{}", proxy.url(), format!("/maven/java{path}")), &[]);
+        let (status, _, complete) = curl_get(&format!("{}/maven/java{path}", proxy.url()), &[]);
         assert_eq!((status, complete), (200, true), "{path}");
         assert_eq!(upstreams.a.count("GET", &format!("{path}.sha1")), 1, "{:#?}", upstreams.a.requests());
         assert_eq!(upstreams.a.count("HEAD", &path), 1, "{:#?}", upstreams.a.requests());
@@ -284,6 +283,18 @@ fn sidecars_come_from_the_verified_file_and_a_file_without_checksums_is_counted_
         let (_, body, _) = curl_get(&format!("{}/metrics", unverified.url()), &[]);
         String::from_utf8_lossy(&body).lines().any(|line| line == metric)
     });
+    // Stored (counted above): its .sha256 is what it was stored under; its .sha1 a 404 the probe
+    // already learnt, so repo-nosum was asked for it once (by the probe) however often mvn asks.
+    let jar = "com/example/dp/dp-util/1.0/dp-util-1.0.jar";
+    let published = oci::Digest::of(&std::fs::read(fixtures.repo("repo-nosum").join(jar)).unwrap());
+    for _ in 0..3 {
+        let (status, body, _) = curl_get(&format!("{}{jar}.sha256", group_url(&unverified)), &[]);
+        assert_eq!((status, String::from_utf8_lossy(&body).trim()), (200, published.hex()));
+        let (status, _, _) = curl_get(&format!("{}{jar}.sha1", group_url(&unverified)), &[]);
+        assert_eq!(status, 404);
+    }
+    assert_eq!(nosum.count("GET", &format!("/{jar}.sha1")), 1, "{:#?}", nosum.requests());
+    assert_eq!(nosum.count("GET", &format!("/{jar}.sha256")), 1, "{:#?}", nosum.requests());
     let admin = admin_token(&unverified);
     let groups = format!("http://127.0.0.1:{}/api/v1/groups", unverified.admin_port);
     let mut last = String::new();

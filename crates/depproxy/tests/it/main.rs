@@ -20,6 +20,7 @@ mod degraded;
 mod e2e_access;
 mod e2e_admission;
 mod e2e_lifecycle;
+mod e2e_maven;
 mod e2e_npm;
 mod e2e_ordered_upstreams;
 mod e2e_package_policy;

@@ -6,6 +6,7 @@
 pub mod backends;
 pub mod fake_packages;
 pub mod logs;
+pub mod maven;
 pub mod packages;
 pub mod processes;
 pub mod switch;

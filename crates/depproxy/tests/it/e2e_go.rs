@@ -9,10 +9,10 @@
 
 use crate::support::go::{
     CONSUMER_MODULES, CONSUMER_OUTPUT, GoClient, GoFixtures, GoUpstream, SUMDB, SumDb, consumer_files,
-    go_proxy, goproxy_url, module_file, zip_sha256,
+    go_proxy, go_proxy_over_tls, goproxy_url, module_file, zip_sha256,
 };
-use crate::support::packages::{LabServer, create_token, curl_get, files_with_hash, proxy_warnings, run_all};
-use crate::support::processes::{Depproxy, require_tools};
+use crate::support::packages::{create_token, curl_get, files_with_hash, proxy_warnings, run_all};
+use crate::support::processes::{Depproxy, TestCertificates, require_tools};
 use crate::support::webhook::{Answer, Webhook};
 
 fn tools() {
@@ -26,16 +26,10 @@ fn assert_each_file_fetched_once(upstream: &GoUpstream, proxy: &Depproxy) {
             upstream.gets(&file),
             1,
             "upstream GETs of {file}; all upstream requests: {:#?}\nproxy warnings:\n{}",
-            upstream.server.requests(),
+            upstream.requests(),
             proxy_warnings(proxy)
         );
     }
-}
-
-/// Upstream GETs of the checksum database's paths under `/sumdb/sum.example.com/<kind>`.
-fn sumdb_gets(upstream: &LabServer, kind: &str) -> Vec<(String, usize)> {
-    let prefix = format!("GET /sumdb/{SUMDB}/{kind}");
-    upstream.requests().into_iter().filter(|(request, _)| request.starts_with(&prefix)).collect()
 }
 
 fn zip_url(proxy: &Depproxy, module: &str, version: &str) -> String {
@@ -94,13 +88,14 @@ fn the_checksum_database_is_read_through_the_proxy_its_tiles_once() {
             assert!(database.lines().any(|known| known == line), "{line} is not the database's");
         }
     }
-    let upstream_log = upstream.server.requests();
-    assert!(!sumdb_gets(&upstream.server, "supported").is_empty(), "{upstream_log:#?}");
+    let upstream_log = upstream.requests();
+    assert!(!upstream.sumdb_gets("supported").is_empty(), "{upstream_log:#?}");
     for (module, version) in CONSUMER_MODULES {
         let lookup = format!("lookup/{}@{version}", crate::support::go::escape(module));
-        assert_eq!(sumdb_gets(&upstream.server, &lookup).len(), 1, "{lookup}: {upstream_log:#?}");
+        let gets: usize = upstream.sumdb_gets(&lookup).iter().map(|(_, count)| count).sum();
+        assert_eq!(gets, 1, "{lookup}: {upstream_log:#?}");
     }
-    let tiles = sumdb_gets(&upstream.server, "tile/");
+    let tiles = upstream.sumdb_gets("tile/");
     assert!(!tiles.is_empty(), "no tile fetched upstream: {upstream_log:#?}");
     for (tile, count) in &tiles {
         assert_eq!(*count, 1, "{tile}, asked by two clients, fetched upstream {count} times");
@@ -135,7 +130,7 @@ fn eight_concurrent_cold_go_mod_downloads_fetch_each_file_once() {
         }
     }
     assert_each_file_fetched_once(&upstream, &proxy);
-    for (tile, count) in sumdb_gets(&upstream.server, "tile/") {
+    for (tile, count) in upstream.sumdb_gets("tile/") {
         assert_eq!(count, 1, "{tile}, asked by eight clients at once, fetched upstream {count} times");
     }
 }
@@ -166,11 +161,11 @@ fn with_verify_sumdb_a_tampered_zip_is_refused_by_the_proxy_and_not_stored() {
     }
     // Refused after the proxy asked the database (the client never did) and fetched the zip.
     let zip = module_file("example.com/dp/Beta", "v1.1.0", "zip");
-    assert!(upstream.gets(&zip) >= 1, "{:#?}", upstream.server.requests());
+    assert!(upstream.gets(&zip) >= 1, "{:#?}", upstream.requests());
     assert!(
-        !sumdb_gets(&upstream.server, "lookup/example.com/dp/!beta@v1.1.0").is_empty(),
+        !upstream.sumdb_gets("lookup/example.com/dp/!beta@v1.1.0").is_empty(),
         "the proxy did not read the database: {:#?}",
-        upstream.server.requests()
+        upstream.requests()
     );
     // An untampered module from the same upstream passes the same check.
     let client = GoClient::new(&fixtures, &goproxy, SumDb::Off);
@@ -203,29 +198,59 @@ fn without_verify_sumdb_a_tampered_zip_is_served_as_fetched_and_go_catches_it() 
 }
 
 #[test]
-fn a_token_group_refuses_anonymous_go_and_takes_the_token_from_netrc() {
+fn a_token_group_over_https_refuses_anonymous_go_and_takes_the_token_from_netrc() {
+    tools();
+    require_tools(&["openssl"]);
+    let fixtures = GoFixtures::get();
+    let upstream = GoUpstream::start(&fixtures);
+    let tls = TestCertificates::generate();
+    let proxy = go_proxy_over_tls(&upstream, "access = \"token\"", &tls);
+    // The go command sends .netrc credentials over https only.
+    let goproxy = format!("https://{}/go/golang", proxy.address());
+    let verify = SumDb::Key(fixtures.sumdb_key());
+
+    let anonymous = GoClient::new(&fixtures, &goproxy, verify.clone()).trust(&tls.ca_cert);
+    let error = anonymous.download().expect_err("an anonymous go mod download succeeded");
+    assert!(error.contains("401 Unauthorized"), "{error}");
+
+    let secret = create_token(&proxy, "golang");
+    let client = GoClient::new(&fixtures, &goproxy, verify.clone()).trust(&tls.ca_cert);
+    client.netrc("127.0.0.1", "ci", &secret);
+    client.download().unwrap_or_else(|error| panic!("with the token in .netrc: {error}"));
+    assert_eq!(client.build_and_run().unwrap_or_else(|error| panic!("go build: {error}")), CONSUMER_OUTPUT);
+    assert_each_file_fetched_once(&upstream, &proxy);
+
+    let wrong = GoClient::new(&fixtures, &goproxy, verify).trust(&tls.ca_cert);
+    wrong.netrc("127.0.0.1", "ci", "dpp_0123456789abcdef_wrong");
+    let error = wrong.download().expect_err("a wrong token downloads");
+    assert!(error.contains("401 Unauthorized"), "{error}");
+}
+
+/// Why a token group needs https for go: over plain http the go command sends no credentials
+/// to a GOPROXY at all — it ignores `.netrc` and refuses credentials in the URL (`GOINSECURE`
+/// does not change that for GOPROXY requests) — while the proxy takes them.
+#[test]
+fn over_plain_http_go_sends_no_credentials_so_a_token_group_needs_https() {
     tools();
     let fixtures = GoFixtures::get();
     let upstream = GoUpstream::start(&fixtures);
     let proxy = go_proxy(&upstream, "access = \"token\"");
     let goproxy = goproxy_url(&proxy);
-    let verify = SumDb::Key(fixtures.sumdb_key());
-
-    let (status, _, _) = curl_get(&format!("{goproxy}/example.com/dp/alpha/@v/list"), &[]);
-    assert_eq!(status, 401, "anonymous list");
-    let anonymous = GoClient::new(&fixtures, &goproxy, verify.clone());
-    let error = anonymous.download().expect_err("an anonymous go mod download succeeded");
-    assert!(error.contains("401 Unauthorized"), "{error}");
-
     let secret = create_token(&proxy, "golang");
-    let client = GoClient::new(&fixtures, &goproxy, verify.clone());
-    client.netrc("127.0.0.1", "ci", &secret);
-    client.download().unwrap_or_else(|error| panic!("with the token in .netrc: {error}"));
-    assert_eq!(client.build_and_run().unwrap_or_else(|error| panic!("go build: {error}")), CONSUMER_OUTPUT);
+    let list = format!("{goproxy}/example.com/dp/alpha/@v/list");
+    let (status, _, _) = curl_get(&list, &[]);
+    assert_eq!(status, 401, "anonymous list");
+    let (status, body, _) = curl_get(&format!("http://ci:{secret}@{}/go/golang/example.com/dp/alpha/@v/list", proxy.address()), &[]);
+    assert_eq!(status, 200, "the token over http: {}", String::from_utf8_lossy(&body));
 
-    let wrong = GoClient::new(&fixtures, &goproxy, verify);
-    wrong.netrc("127.0.0.1", "ci", "dpp_0123456789abcdef_wrong");
-    assert!(wrong.download().is_err(), "a wrong token downloads");
+    let netrc_only = GoClient::new(&fixtures, &goproxy, SumDb::Off);
+    netrc_only.netrc("127.0.0.1", "ci", &secret);
+    let error = netrc_only.download().expect_err("go sent .netrc credentials over http");
+    assert!(error.contains("401 Unauthorized"), "{error}");
+    let in_url = format!("http://ci:{secret}@{}/go/golang", proxy.address());
+    let error = GoClient::new(&fixtures, &in_url, SumDb::Off).download().expect_err("credentials over http");
+    assert!(error.contains("refusing to pass credentials to insecure URL"), "{error}");
+    assert_eq!(upstream.gets(&module_file("example.com/dp/alpha", "v1.1.0", "mod")), 0);
 }
 
 #[test]
@@ -245,7 +270,7 @@ fn a_denied_module_version_is_refused_to_go_and_never_fetched() {
     assert!(message.contains("example.com/dp/Beta@v1.1.0") && message.contains("deny"), "{message}");
     for extension in ["info", "mod", "zip"] {
         let file = module_file("example.com/dp/Beta", "v1.1.0", extension);
-        assert_eq!(upstream.gets(&file), 0, "{file} was fetched: {:#?}", upstream.server.requests());
+        assert_eq!(upstream.gets(&file), 0, "{file} was fetched: {:#?}", upstream.requests());
     }
     // What the rule does not name comes through.
     let (status, _, complete) = curl_get(&zip_url(&proxy, "example.com/dp/Beta", "v1.0.0"), &[]);
@@ -275,7 +300,7 @@ fn a_module_the_upstream_lacks_is_404_remembered_and_go_moves_to_the_next_goprox
     // the remembered ones.
     for extension in ["info", "mod", "zip"] {
         let file = module_file("example.com/dp/Beta", "v1.1.0", extension);
-        assert_eq!(upstream.gets(&file), 1, "{file}: {:#?}", upstream.server.requests());
+        assert_eq!(upstream.gets(&file), 1, "{file}: {:#?}", upstream.requests());
     }
     assert_eq!(elsewhere.gets(&beta_zip), 2, "each client took Beta from the next GOPROXY");
     assert_eq!(elsewhere.gets(&module_file("example.com/dp/alpha", "v1.1.0", "zip")), 0);

@@ -7,11 +7,12 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::packages::{LabServer, lab_script, locked, stamp};
-use super::processes::{Depproxy, run, test_dir};
+use super::processes::{Depproxy, TestCertificates, run, test_dir};
 
 /// The fixtures' modules the consumer builds with, as `(module, version)`.
 pub const CONSUMER_MODULES: [(&str, &str); 2] =
@@ -130,9 +131,25 @@ impl GoUpstream {
         .unwrap();
     }
 
-    /// GETs of exactly `path` it answered.
+    /// Every request it received so far, `"METHOD path"` → how many, each path in the protocol's
+    /// spelling: the go command sends `!` as `%21`, the proxy sends it as is.
+    pub fn requests(&self) -> BTreeMap<String, usize> {
+        let mut requests = BTreeMap::new();
+        for (request, count) in self.server.requests() {
+            *requests.entry(request.replace("%21", "!")).or_default() += count;
+        }
+        requests
+    }
+
+    /// GETs of exactly `path` (`!`-escaped) it answered.
     pub fn gets(&self, path: &str) -> usize {
-        self.server.count("GET", path)
+        self.requests().get(&format!("GET {path}")).copied().unwrap_or(0)
+    }
+
+    /// GETs of its checksum database's paths starting `/sumdb/sum.example.com/<prefix>`.
+    pub fn sumdb_gets(&self, prefix: &str) -> Vec<(String, usize)> {
+        let prefix = format!("GET /sumdb/{SUMDB}/{prefix}");
+        self.requests().into_iter().filter(|(request, _)| request.starts_with(&prefix)).collect()
     }
 }
 
@@ -160,6 +177,8 @@ pub struct GoClient {
     pub project: PathBuf,
     pub goproxy: String,
     pub sumdb: SumDb,
+    /// A CA certificate (PEM) the go command trusts (`SSL_CERT_FILE`), for a proxy over TLS.
+    pub ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -174,11 +193,17 @@ impl GoClient {
         let (home, gopath, modcache) = (path("home"), path("gopath"), path("modcache"));
         let project = dir.path().join("consumer");
         run(Command::new("cp").arg("-r").arg(fixtures.consumer()).arg(&project));
-        GoClient { home, gopath, modcache, project, goproxy: goproxy.to_owned(), sumdb, _dir: dir }
+        GoClient { home, gopath, modcache, project, goproxy: goproxy.to_owned(), sumdb, ca: None, _dir: dir }
     }
 
-    /// Writes `$HOME/.netrc` with these credentials for the proxy's host (the go command sends
-    /// them as Basic credentials to every GOPROXY request to that host).
+    /// Trusts `ca` (PEM) for TLS: a proxy serving https with a private CA's certificate.
+    pub fn trust(mut self, ca: &Path) -> GoClient {
+        self.ca = Some(ca.to_owned());
+        self
+    }
+
+    /// Writes `$HOME/.netrc` with these credentials for `host` (the go command sends them as
+    /// Basic credentials to every request to that host over https — never over plain http).
     pub fn netrc(&self, host: &str, login: &str, password: &str) {
         std::fs::write(self.home.join(".netrc"), format!("machine {host} login {login} password {password}\n"))
             .unwrap();
@@ -204,6 +229,9 @@ impl GoClient {
             .env("GOPRIVATE", "")
             .env("GONOPROXY", "")
             .env("CGO_ENABLED", "0");
+        if let Some(ca) = &self.ca {
+            command.env("SSL_CERT_FILE", ca);
+        }
         match &self.sumdb {
             SumDb::Key(key) => command.env("GOSUMDB", key).env("GONOSUMDB", ""),
             SumDb::Off => command.env("GOSUMDB", "off").env("GONOSUMDB", "example.com/dp"),
@@ -241,6 +269,17 @@ pub fn output(command: &mut Command) -> Result<String, String> {
 /// group's table.
 pub fn go_proxy(upstream: &GoUpstream, group_extra: &str) -> Depproxy {
     super::packages::package_proxy("go", &upstream.url(), "golang", "", group_extra)
+}
+
+/// [`go_proxy`] with its listener on TLS with `tls`'s certificate for 127.0.0.1.
+pub fn go_proxy_over_tls(upstream: &GoUpstream, group_extra: &str, tls: &TestCertificates) -> Depproxy {
+    let config = format!(
+        "[[upstream]]\nname = \"origin\"\nformat = \"go\"\nurl = \"{}\"\n\
+         [[group]]\npath = \"golang\"\nupstream = \"origin\"\nformat = \"go\"\n{group_extra}\n\
+         [auth]\ntoken_check_interval = \"1s\"\n",
+        upstream.url()
+    );
+    Depproxy::serve_with_config_over_tls(&config, tls)
 }
 
 /// The `GOPROXY` URL of the proxy's group `golang`.

@@ -79,7 +79,10 @@ fn the_checksum_database_is_read_through_the_proxy_its_tiles_once() {
         // The go command asked the database where GOPROXY is: supported, lookups, tiles.
         let sumdb = format!("{goproxy}/sumdb/{SUMDB}/");
         for asked in ["supported: 200 OK", "lookup/example.com/dp/%21beta@v1.1.0: 200 OK", "tile/"] {
-            assert!(trace.contains(&format!("{sumdb}{asked}")), "{round} client: no {sumdb}{asked} in:\n{trace}");
+            assert!(
+                trace.contains(&format!("{sumdb}{asked}")),
+                "{round} client: no {sumdb}{asked} in:\n{trace}"
+            );
         }
         // Verified: its go.sum has the database's hashes.
         let sums = std::fs::read_to_string(client.project.join("go.sum")).unwrap();
@@ -240,7 +243,10 @@ fn over_plain_http_go_sends_no_credentials_so_a_token_group_needs_https() {
     let list = format!("{goproxy}/example.com/dp/alpha/@v/list");
     let (status, _, _) = curl_get(&list, &[]);
     assert_eq!(status, 401, "anonymous list");
-    let (status, body, _) = curl_get(&format!("http://ci:{secret}@{}/go/golang/example.com/dp/alpha/@v/list", proxy.address()), &[]);
+    let (status, body, _) = curl_get(
+        &format!("http://ci:{secret}@{}/go/golang/example.com/dp/alpha/@v/list", proxy.address()),
+        &[],
+    );
     assert_eq!(status, 200, "the token over http: {}", String::from_utf8_lossy(&body));
 
     let netrc_only = GoClient::new(&fixtures, &goproxy, SumDb::Off);
@@ -293,8 +299,14 @@ fn a_module_the_upstream_lacks_is_404_remembered_and_go_moves_to_the_next_goprox
     for round in ["first", "second"] {
         let client = GoClient::new(&fixtures, &format!("{goproxy},{}", elsewhere.url()), SumDb::Off);
         let trace = client.download().unwrap_or_else(|error| panic!("{round} client: {error}"));
-        assert!(trace.contains(&format!("{goproxy}/example.com/dp/%21beta/@v/v1.1.0.mod: 404 Not Found")), "{trace}");
-        assert_eq!(client.build_and_run().unwrap_or_else(|error| panic!("go build: {error}")), CONSUMER_OUTPUT);
+        assert!(
+            trace.contains(&format!("{goproxy}/example.com/dp/%21beta/@v/v1.1.0.mod: 404 Not Found")),
+            "{trace}"
+        );
+        assert_eq!(
+            client.build_and_run().unwrap_or_else(|error| panic!("go build: {error}")),
+            CONSUMER_OUTPUT
+        );
     }
     // Each of Beta's files asked of the proxy's upstream once: the second client's 404s were
     // the remembered ones.
@@ -307,7 +319,8 @@ fn a_module_the_upstream_lacks_is_404_remembered_and_go_moves_to_the_next_goprox
 
     // With the proxy as the only GOPROXY, an unknown module is "not found", not a server error.
     let client = GoClient::new(&fixtures, &goproxy, SumDb::Off);
-    let error = client.go(&["mod", "download", "example.com/dp/nothere@v1.0.0"]).expect_err("an unknown module");
+    let error =
+        client.go(&["mod", "download", "example.com/dp/nothere@v1.0.0"]).expect_err("an unknown module");
     assert!(error.contains(": 404 Not Found") && !error.contains(": 5"), "{error}");
 }
 

@@ -19,7 +19,8 @@ pub const CONSUMER_MODULES: [(&str, &str); 2] =
     [("example.com/dp/alpha", "v1.1.0"), ("example.com/dp/Beta", "v1.1.0")];
 
 /// What the consumer prints when built with the untampered fixtures.
-pub const CONSUMER_OUTPUT: &str = "example.com/dp/alpha@v1.1.0 (example.com/dp/Beta@v1.1.0)\nexample.com/dp/Beta@v1.1.0\n";
+pub const CONSUMER_OUTPUT: &str =
+    "example.com/dp/alpha@v1.1.0 (example.com/dp/Beta@v1.1.0)\nexample.com/dp/Beta@v1.1.0\n";
 
 /// The name of the fixtures' checksum database, as `GOSUMDB` and `sumdb = …` write it.
 pub const SUMDB: &str = "sum.example.com";
@@ -205,8 +206,11 @@ impl GoClient {
     /// Writes `$HOME/.netrc` with these credentials for `host` (the go command sends them as
     /// Basic credentials to every request to that host over https — never over plain http).
     pub fn netrc(&self, host: &str, login: &str, password: &str) {
-        std::fs::write(self.home.join(".netrc"), format!("machine {host} login {login} password {password}\n"))
-            .unwrap();
+        std::fs::write(
+            self.home.join(".netrc"),
+            format!("machine {host} login {login} password {password}\n"),
+        )
+        .unwrap();
     }
 
     /// `go ARGS` in the consumer module, with only this client's environment (no GOENV file, no
@@ -260,8 +264,10 @@ impl GoClient {
 
 /// stdout and stderr of `command` together; `Err` (with its exit status) when it failed.
 pub fn output(command: &mut Command) -> Result<String, String> {
-    let output = command.env_remove("LD_LIBRARY_PATH").output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let output =
+        command.env_remove("LD_LIBRARY_PATH").output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     if output.status.success() { Ok(text) } else { Err(format!("{}\n{text}", output.status)) }
 }
 

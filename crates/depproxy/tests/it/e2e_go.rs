@@ -9,7 +9,7 @@
 
 use crate::support::go::{
     CONSUMER_MODULES, CONSUMER_OUTPUT, GoClient, GoFixtures, GoUpstream, SUMDB, SumDb, consumer_files,
-    go_proxy, go_proxy_over_tls, goproxy_url, module_file, zip_sha256,
+    escape, go_proxy, go_proxy_over_tls, goproxy_url, module_file, zip_sha256,
 };
 use crate::support::packages::{create_token, curl_get, files_with_hash, proxy_warnings, run_all};
 use crate::support::processes::{Depproxy, TestCertificates, require_tools};
@@ -84,9 +84,26 @@ fn the_checksum_database_is_read_through_the_proxy_its_tiles_once() {
                 "{round} client: no {sumdb}{asked} in:\n{trace}"
             );
         }
-        // Verified: its go.sum has the database's hashes.
-        let sums = std::fs::read_to_string(client.project.join("go.sum")).unwrap();
+        // Verified: its go.sum has the database's go.mod hashes, and the zips it kept hash as
+        // the database says.
         let database = std::fs::read_to_string(fixtures.dir.join("sumdb/gosum")).unwrap();
+        let sums = std::fs::read_to_string(client.project.join("go.sum")).unwrap();
+        for (module, version) in CONSUMER_MODULES {
+            let ziphash =
+                client.modcache.join(format!("cache/download/{}/@v/{version}.ziphash", escape(module)));
+            let ziphash = std::fs::read_to_string(&ziphash).unwrap();
+            let expected =
+                [format!("{module} {version} {}", ziphash.trim()), format!("{module} {version}/go.mod ")];
+            assert!(
+                database.lines().any(|line| line == expected[0]),
+                "{round} client: {} is not the database's",
+                expected[0]
+            );
+            assert!(
+                sums.lines().any(|line| line.starts_with(&expected[1])),
+                "{round} client's go.sum:\n{sums}"
+            );
+        }
         for line in sums.lines() {
             assert!(database.lines().any(|known| known == line), "{line} is not the database's");
         }
@@ -94,7 +111,7 @@ fn the_checksum_database_is_read_through_the_proxy_its_tiles_once() {
     let upstream_log = upstream.requests();
     assert!(!upstream.sumdb_gets("supported").is_empty(), "{upstream_log:#?}");
     for (module, version) in CONSUMER_MODULES {
-        let lookup = format!("lookup/{}@{version}", crate::support::go::escape(module));
+        let lookup = format!("lookup/{}@{version}", escape(module));
         let gets: usize = upstream.sumdb_gets(&lookup).iter().map(|(_, count)| count).sum();
         assert_eq!(gets, 1, "{lookup}: {upstream_log:#?}");
     }
@@ -123,11 +140,8 @@ fn eight_concurrent_cold_go_mod_downloads_fetch_each_file_once() {
     }
     for client in &clients {
         for (module, version) in CONSUMER_MODULES {
-            let zip = client
-                .modcache
-                .join("cache/download")
-                .join(crate::support::go::escape(module))
-                .join(format!("@v/{version}.zip"));
+            let zip =
+                client.modcache.join("cache/download").join(escape(module)).join(format!("@v/{version}.zip"));
             let bytes = std::fs::read(&zip).unwrap_or_else(|error| panic!("{}: {error}", zip.display()));
             assert_eq!(oci::Digest::of(&bytes).hex(), zip_sha256(&fixtures, module, version));
         }

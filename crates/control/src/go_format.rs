@@ -4,9 +4,9 @@
 //! files, fetched from the first upstream that has them and recorded as fetched — or, in a group
 //! with `verify_sumdb`, the `.mod` and `.zip` verified first against the `h1:` hashes the group's
 //! checksum database (`sumdb`) gives for them (the gateway hashes the zip's files as `go` does).
-//! The checksum database itself is proxied at `sumdb/<name>/`: `supported` passed through,
-//! `lookup/…` and `latest` as documents, `tile/…` as immutable files — so `GOSUMDB` verification
-//! works where the proxy is the only way out. Not found is a 404, so `go` moves on to the next
+//! The checksum database itself is proxied at `sumdb/<name>/`: `supported`, `lookup/…` and
+//! `latest` as documents, `tile/…` as immutable files — so `GOSUMDB` verification works where the
+//! proxy is the only way out, and while the upstream is down. Not found is a 404, so `go` moves on to the next
 //! `GOPROXY` entry; a bad path is a 400 in plain text, never an upstream request.
 
 use axum::extract::Request;
@@ -155,9 +155,12 @@ fn target(
         Endpoint::Info { module, version } => module_file(module, version, "info", None)?,
         Endpoint::Mod { module, version } => module_file(module, version, "mod", Some(Hashed::Mod))?,
         Endpoint::Zip { module, version } => module_file(module, version, "zip", Some(Hashed::Zip))?,
-        Endpoint::SumdbSupported { .. } => {
-            Target::PassThrough { upstream_path: rest.to_owned(), max_body: 0 }
-        }
+        // A document, not a pass-through: `go` asks it before every verification, so it must be
+        // answered while the upstream is down, as the lookups and tiles it leads to are.
+        Endpoint::SumdbSupported { name } => Target::Document {
+            document: document(format!("sumdb/{name}"), "supported".to_owned(), rest.to_owned()),
+            name: None,
+        },
         Endpoint::SumdbLookup { name, module, version } => {
             let path = format!(
                 "sumdb/{name}/lookup/{}@{}",

@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod fake_packages;
+pub mod go;
 pub mod logs;
 pub mod maven;
 pub mod packages;

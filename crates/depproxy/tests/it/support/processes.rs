@@ -384,6 +384,24 @@ impl Depproxy {
         Depproxy { port, control_port: None, admin_port, data_dir, processes: vec![process] }
     }
 
+    /// [`Depproxy::serve_with_config`] with its listener on TLS (`--tls-cert`, `--tls-key`) with
+    /// `tls`'s certificate for 127.0.0.1: reach it at `https://` + [`Depproxy::address`].
+    pub fn serve_with_config_over_tls(config: &str, tls: &TestCertificates) -> Depproxy {
+        let data_dir = tempfile::tempdir().unwrap();
+        let file = data_dir.path().join("depproxy.toml");
+        std::fs::write(&file, config).unwrap();
+        let port = free_port();
+        let admin_port = free_port();
+        let mut command = Command::new(Self::binary());
+        command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--config").arg(&file);
+        command.args(["--admin-listen", &format!("127.0.0.1:{admin_port}")]);
+        command.arg("--data-dir").arg(data_dir.path());
+        command.arg("--tls-cert").arg(&tls.server_cert).arg("--tls-key").arg(&tls.server_key);
+        let process = Process::spawn("depproxy serve", &mut command, &data_dir.path().join("serve.log"));
+        wait_http_ok(&format!("https://127.0.0.1:{port}/healthz"), "depproxy serve over TLS");
+        Depproxy { port, control_port: None, admin_port, data_dir, processes: vec![process] }
+    }
+
     pub fn split(upstream: &str) -> Depproxy {
         Self::split_with(upstream, None)
     }

@@ -22,6 +22,11 @@ pub fn parse_config(body: &[u8]) -> Result<RegistryConfig, IndexError> {
     Ok(serde_json::from_slice(body)?)
 }
 
+/// Cargo's error body, which it shows its user: `{"errors": [{"detail": …}]}`.
+pub fn error_body(message: &str) -> String {
+    serde_json::json!({ "errors": [{ "detail": message }] }).to_string()
+}
+
 /// Writes a `config.json`: `api` only when set, `auth-required` only when true (cargo reads a
 /// missing one as false).
 pub fn config_json(config: &RegistryConfig) -> String {

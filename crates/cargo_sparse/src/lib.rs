@@ -9,7 +9,7 @@ pub mod index;
 pub mod name;
 pub mod path;
 
-pub use config::{RegistryConfig, config_json, parse_config};
+pub use config::{RegistryConfig, config_json, error_body, parse_config};
 pub use download::{dep_prefix, download_url};
 pub use index::{IndexError, PublishedCrate, index_entries};
 pub use name::{CrateName, MAX_NAME_LEN, NameError};

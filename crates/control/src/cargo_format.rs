@@ -8,12 +8,11 @@
 //! `config.json` says (`dl`, often another host), which clients never see. The registry's web
 //! API (publish, search, owners) is not served: this is a read-only proxy.
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use cache::{AccessMode, DocumentRequest, Format, GroupSettings};
 use cargo_sparse::{CrateName, Endpoint, RegistryConfig};
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use injector::{ListedFile, VerifiedRequest};
 use upstream::UpstreamClient;
 
@@ -35,11 +34,6 @@ pub(crate) const CARGO: PackageFormat = PackageFormat {
 
 /// A registry's `config.json` is a few keys.
 const MAX_CONFIG: usize = 64 * 1024;
-
-/// Cargo's error body: `{"errors": [{"detail": …}]}`.
-pub(crate) fn error_body(message: &str) -> String {
-    serde_json::json!({ "errors": [{ "detail": message }] }).to_string()
-}
 
 /// What a path names, for the gateway's access log: (crate, version or `index`).
 pub(crate) fn describe_path(path: &str) -> Option<(&str, String)> {
@@ -93,9 +87,9 @@ fn target(
             version: Some(version),
             judged: true,
         },
-        Endpoint::Api { path } => Target::Local(json(
+        Endpoint::Api { path } => Target::Local(packages::json(
             StatusCode::NOT_FOUND,
-            error_body(&format!("/{path} is not served: this registry is a read-only proxy")),
+            cargo_sparse::error_body(&format!("/{path} is not served: this registry is a read-only proxy")),
         )),
     })
 }
@@ -107,14 +101,7 @@ fn config(group: &GroupSettings, client: &str) -> Response {
         api: Some(client.to_owned()),
         auth_required: group.access.mode == AccessMode::Token,
     };
-    json(StatusCode::OK, cargo_sparse::config_json(&config))
-}
-
-fn json(status: StatusCode, body: String) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    packages::json(StatusCode::OK, cargo_sparse::config_json(&config))
 }
 
 /// A crate an index file lists: under the group at the path its listing names; upstream where

@@ -161,7 +161,7 @@ impl IntoResponse for ControlError {
             cache::Format::Pypi | cache::Format::Maven | cache::Format::Go => {
                 ("text/plain; charset=utf-8", format!("{}\n", oci.message))
             }
-            cache::Format::Cargo => ("application/json", crate::cargo_format::error_body(&oci.message)),
+            cache::Format::Cargo => ("application/json", cargo_sparse::error_body(&oci.message)),
         };
         *response.body_mut() = Body::from(body);
         response

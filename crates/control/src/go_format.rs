@@ -11,15 +11,14 @@
 
 use axum::extract::Request;
 use axum::response::Response;
-use cache::{DocumentRequest, Format, GroupSettings, Probe, UnlistedFile};
+use cache::{DocumentRequest, Format, GroupSettings, Probe};
 use gomod::Endpoint;
-use injector::{ArchiveCheck, VerifiedRequest};
-use metadata::{FileListing, FileRecord};
-use upstream::UpstreamError;
+use injector::VerifiedRequest;
 
 use crate::error::ControlError;
 use crate::packages::{self, Listing, PackageFormat, Target};
 use crate::plane::ControlPlane;
+use crate::sumdb::{Hashed, SumDbLookup};
 
 pub(crate) const GO: PackageFormat = PackageFormat {
     format: Format::Go,
@@ -33,28 +32,6 @@ pub(crate) const GO: PackageFormat = PackageFormat {
     document_default_type: "text/plain; charset=utf-8",
     extra_replacements: |_, _| Vec::new(),
 };
-
-/// How a file's listing names the `h1:` check it passes (the listing's `algorithm`).
-const ZIP_HASH: &str = "go-h1-zip";
-const MOD_HASH: &str = "go-h1-mod";
-
-/// A lookup answer is a few lines and a signed note.
-const MAX_LOOKUP: usize = 64 * 1024;
-
-/// Which of a module version's files the checksum database's hash is wanted for.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Hashed {
-    Zip,
-    Mod,
-}
-
-/// A module version's file, to be verified against the group's checksum database.
-pub(crate) struct SumDbLookup {
-    pub sumdb: String,
-    pub module: String,
-    pub version: String,
-    pub hashed: Hashed,
-}
 
 /// What a path names, for the gateway's access log: (module, version or the document's name).
 pub(crate) fn describe_path(path: &str) -> Option<(&str, String)> {
@@ -187,74 +164,6 @@ fn target(
     })
 }
 
-/// The record of a module's `.zip` or `.mod` in a group that verifies them: listed with the
-/// `h1:` hash the group's checksum database gives (read through the group's upstreams, in
-/// order), once. A module version the database does not know is refused: the group promises
-/// nothing it has not checked.
-pub(crate) async fn probed_by_sumdb(
-    control: &ControlPlane,
-    group: &GroupSettings,
-    file: UnlistedFile<'_>,
-    lookup: &SumDbLookup,
-) -> Result<FileRecord, ControlError> {
-    let algorithm = match lookup.hashed {
-        Hashed::Zip => ZIP_HASH,
-        Hashed::Mod => MOD_HASH,
-    };
-    if let Some(record) = control.cache.package_file(group, file.path).await
-        && record.listing.algorithm == algorithm
-    {
-        return Ok(record);
-    }
-    let (zip, go_mod) = read_hashes(group, lookup).await?;
-    let value = match lookup.hashed {
-        Hashed::Zip => zip,
-        Hashed::Mod => go_mod,
-    };
-    Ok(control.cache.probed_file(group, file, &Probe::Known { algorithm, value }).await?)
-}
-
-/// The `h1:` hashes (zip, go.mod) the checksum database gives for the module version.
-async fn read_hashes(group: &GroupSettings, lookup: &SumDbLookup) -> Result<(String, String), ControlError> {
-    let escaped = gomod::escape_path(&lookup.module).map_err(bad)?;
-    let version = gomod::escape_version(&lookup.version).map_err(bad)?;
-    let path = format!("sumdb/{}/lookup/{escaped}@{version}", lookup.sumdb);
-    let mut last = None;
-    for upstream in group.upstreams.in_order(None) {
-        let url = upstream.package_url(&path);
-        match upstream.get_document(&url, upstream.package_headers(None), MAX_LOOKUP).await {
-            Ok(answer) => {
-                let text = String::from_utf8_lossy(&answer.body);
-                if let Some(hashes) = gomod::lookup_hashes(&text, &lookup.module, &lookup.version) {
-                    return Ok(hashes);
-                }
-            }
-            Err(UpstreamError::NotFound(_)) => {}
-            Err(error) => last = Some(error),
-        }
-    }
-    match last {
-        // The database could not be asked: the upstream's trouble, not a refusal.
-        Some(error) => Err(error.into()),
-        None => Err(ControlError::PolicyRefused {
-            message: format!(
-                "{}@{} is not in checksum database {} (verify_sumdb): refused",
-                lookup.module, lookup.version, lookup.sumdb
-            ),
-            rule: "verify_sumdb".to_owned(),
-        }),
-    }
-}
-
-/// The check of the whole file its listing names (a module zip's or go.mod's `h1:`).
-pub(crate) fn archive_check(listing: &FileListing) -> Option<ArchiveCheck> {
-    match listing.algorithm.as_str() {
-        ZIP_HASH => Some(ArchiveCheck::GoModuleZip { h1: listing.checksum.clone() }),
-        MOD_HASH => Some(ArchiveCheck::GoModFile { h1: listing.checksum.clone() }),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +230,7 @@ mod tests {
         }
         assert!(matches!(
             target_in(&plain, "sumdb/sum.example.com/supported").unwrap(),
-            Target::PassThrough { .. }
+            Target::Document { name: None, .. }
         ));
         assert!(matches!(
             target_in(&plain, "sumdb/sum.example.com/tile/8/0/000").unwrap(),
@@ -347,23 +256,5 @@ mod tests {
             describe_path("/go/golang/example.com/a/@latest"),
             Some(("example.com/a", "latest".to_owned()))
         );
-    }
-
-    #[test]
-    fn listings_name_their_checks() {
-        let listing = |algorithm: &str| FileListing {
-            path: "x".into(),
-            version: String::new(),
-            algorithm: algorithm.into(),
-            checksum: "h1:abc=".into(),
-            url: String::new(),
-        };
-        assert_eq!(
-            archive_check(&listing(ZIP_HASH)),
-            Some(ArchiveCheck::GoModuleZip { h1: "h1:abc=".into() })
-        );
-        assert_eq!(archive_check(&listing(MOD_HASH)), Some(ArchiveCheck::GoModFile { h1: "h1:abc=".into() }));
-        assert_eq!(archive_check(&listing("sha1")), None);
-        assert_eq!(archive_check(&listing("")), None);
     }
 }

@@ -28,6 +28,7 @@ mod readiness;
 mod referrers;
 mod render;
 mod routes;
+mod sumdb;
 mod token_endpoint;
 mod upload;
 

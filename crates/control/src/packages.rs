@@ -53,7 +53,7 @@ pub(crate) enum Listing {
     /// No document does: the upstreams are asked (Maven's sidecars), or nothing is published.
     Probe(Probe),
     /// The group's checksum database gives its `h1:` hash (a Go group with `verify_sumdb`).
-    SumDb(crate::go_format::SumDbLookup),
+    SumDb(crate::sumdb::SumDbLookup),
 }
 
 /// Where a file a document lists is: its path under the group and its URL upstream.
@@ -280,10 +280,10 @@ async fn handle(
                 Listing::SumDb(lookup) => {
                     let version = version.as_deref().unwrap_or_default();
                     let file = UnlistedFile { path: &file_path, package: &name, version };
-                    Box::pin(crate::go_format::probed_by_sumdb(control, &group, file, &lookup)).await?
+                    Box::pin(crate::sumdb::probed_by_sumdb(control, &group, file, &lookup)).await?
                 }
             };
-            let check = crate::go_format::archive_check(&record.listing);
+            let check = crate::sumdb::archive_check(&record.listing);
             let decision = control.cache.file_decision(&group, &record, head)?;
             let decision = if judged {
                 let subject = PackageSubject { name: &name, version: version.as_deref() };

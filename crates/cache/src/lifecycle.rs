@@ -199,6 +199,20 @@ mod tests {
         assert!(python.keeps_package("zope-interface"), "names are matched normalized");
         assert!(python.keeps_version("requests", "2.32.3") && !python.keeps_version("requests", "2.31.0"));
         assert!(python.keeps_package("acme-tools"));
+
+        let java = package_pins(Format::Maven, &["com.example:app@1.*", "org.internal:*"]);
+        assert!(
+            java.keeps_version("com.example:app", "1.2") && !java.keeps_version("com.example:app", "2.0")
+        );
+        assert!(java.keeps_package("org.internal:tools") && !java.keeps_package("org.other:tools"));
+        let go = package_pins(Format::Go, &["example.com/dp/*@v1.*"]);
+        assert!(
+            go.keeps_version("example.com/dp/alpha", "v1.1.0")
+                && !go.keeps_version("example.com/dp/alpha", "v2.0.0")
+        );
+        let rust = package_pins(Format::Cargo, &["Dp-Mixed", "serde*@1.*"]);
+        assert!(rust.keeps_package("dp-mixed"), "crate names are held lowercase");
+        assert!(rust.keeps_version("serde_json", "1.0.1") && !rust.keeps_version("serde_json", "0.9.0"));
     }
 
     #[test]
@@ -213,6 +227,8 @@ mod tests {
             (Format::Pypi, "acme/*", "'/'"),
             (Format::Pypi, " requests", "spaces"),
             (Format::Npm, "lodash@[", "unclosed"),
+            (Format::Maven, "com.example", "groupId:artifactId"),
+            (Format::Cargo, "acme/*", "'/'"),
         ] {
             let error = Pins::for_format(&[bad.to_owned()], format).unwrap_err();
             assert!(error.to_string().to_lowercase().contains(&why.to_lowercase()), "{bad:?}: {error}");

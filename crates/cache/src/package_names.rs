@@ -74,6 +74,14 @@ mod tests {
         assert!(Format::Npm.package_name("Lodash").unwrap_err().to_string().contains("lowercase"));
         assert!(Format::Pypi.package_name("-x").is_err());
         assert_eq!(Format::Oci.package_name("x"), Err(PackageNameError::NotPackages(Format::Oci)));
+        assert_eq!(Format::Maven.package_name("com.example:app").unwrap(), "com.example:app");
+        for bad in ["com.example", ":app", "com.example:", "com/example:app", "a:b:c"] {
+            assert!(Format::Maven.package_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Format::Go.package_name("example.com/dp/Beta").unwrap(), "example.com/dp/Beta");
+        assert!(Format::Go.package_name("../x").is_err());
+        assert_eq!(Format::Cargo.package_name("Dp-Mixed").unwrap(), "dp-mixed", "crate names are case-blind");
+        assert!(Format::Cargo.package_name("1abc").is_err());
     }
 
     #[test]

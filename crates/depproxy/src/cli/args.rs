@@ -350,8 +350,9 @@ pub enum CacheCommand {
         #[arg(long, value_name = "PATH")]
         group: String,
         /// The images to warm, as pulled (tag `latest` when neither a tag nor a digest is given);
-        /// on an npm or PyPI group the packages, `NAME[@VERSION]` (PyPI also `NAME==VERSION`; no
-        /// version: npm's `latest` dist-tag, PyPI's newest release); required unless --now.
+        /// on a package group the packages, `NAME[@VERSION]` (PyPI also `NAME==VERSION`; Maven's
+        /// NAME is `groupId:artifactId`, Go's a module path; no version: npm's `latest` dist-tag,
+        /// Maven's `release`, else the newest release listed); required unless --now.
         #[arg(required_unless_present = "now", conflicts_with = "now", value_name = "IMAGE[:TAG|@DIGEST]")]
         images: Vec<String>,
         /// Run the group's `warm` schedule now, on the server, and print what it fetched (follows

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use super::processes::{Depproxy, free_port, repo_root, run, test_dir, try_run};
 
-fn lab_script(name: &str) -> PathBuf {
+pub(crate) fn lab_script(name: &str) -> PathBuf {
     repo_root().join("scripts/lab").join(name)
 }
 
 /// sha256 hex of the scripts a fixture set is made by: a change of them makes a new set.
-fn stamp(scripts: &[&str]) -> String {
+pub(crate) fn stamp(scripts: &[&str]) -> String {
     let mut text = Vec::new();
     for script in scripts {
         text.extend(std::fs::read(lab_script(script)).unwrap());
@@ -29,7 +29,7 @@ fn stamp(scripts: &[&str]) -> String {
 
 /// Runs `script` (bash, `$1`… = `args`) under `flock` on `lock`: once per machine, whatever
 /// number of test processes ask at once.
-fn locked(lock: &Path, script: &str, args: &[&str]) {
+pub(crate) fn locked(lock: &Path, script: &str, args: &[&str]) {
     run(Command::new("flock")
         .arg(lock)
         .args(["bash", "-c", script, "fixtures"])

@@ -15,7 +15,9 @@ use crate::support::cargo::{
     CONSUMER_OUTPUT, CargoFixtures, SparseRegistry, access_field, access_lines, cargo, cargo_command,
     cargo_index, cargo_proxy, fetch_and_run, files_containing, locked_checksums,
 };
-use crate::support::packages::{create_token, curl_get, curl_head_and_body, files_with_hash, proxy_warnings, run_all};
+use crate::support::packages::{
+    create_token, curl_get, curl_head_and_body, files_with_hash, proxy_warnings, run_all,
+};
 use crate::support::processes::{Depproxy, require_tools};
 use crate::support::webhook::{Answer, Webhook};
 
@@ -41,7 +43,11 @@ fn assert_consumer(project: &Path, fixtures: &CargoFixtures, printed: &str) {
 
 /// Each crate of the consumer was fetched from the download server exactly once, and none from the
 /// index server.
-fn assert_one_download_per_crate(registry: &SparseRegistry, fixtures: &CargoFixtures, proxy: Option<&Depproxy>) {
+fn assert_one_download_per_crate(
+    registry: &SparseRegistry,
+    fixtures: &CargoFixtures,
+    proxy: Option<&Depproxy>,
+) {
     let downloads = registry.dl_requests();
     let warnings = proxy.map(proxy_warnings).unwrap_or_default();
     for file in fixtures.consumer_crates() {
@@ -125,7 +131,11 @@ fn cargo_fetch_through_the_proxy_builds_offline_and_again_with_the_upstream_down
         .filter(|line| access_field(line, "reference").is_some_and(|reference| reference != "index"))
         .filter(|line| access_field(line, "group") == Some("rust"))
         .collect();
-    assert_eq!(downloads.len(), fixtures.consumer_crates().len(), "downloads through the group: {downloads:#?}");
+    assert_eq!(
+        downloads.len(),
+        fixtures.consumer_crates().len(),
+        "downloads through the group: {downloads:#?}"
+    );
 
     // Warm, with both upstream servers gone: a new project and an empty CARGO_HOME get the same.
     registry.stop();
@@ -209,10 +219,12 @@ fn index_files_are_revalidated_from_the_cache_with_etag_and_last_modified() {
     // uses and gets 304s from the cache — no body again, nothing upstream.
     let project = fixtures.project("consumer", &index);
     let home = tempfile::tempdir().unwrap();
-    cargo(project.path(), home.path(), &["fetch"], &[]).unwrap_or_else(|error| panic!("cargo fetch: {error}"));
+    cargo(project.path(), home.path(), &["fetch"], &[])
+        .unwrap_or_else(|error| panic!("cargo fetch: {error}"));
     let before = access_lines(&proxy).len();
     let upstream_before = (registry.index_requests(), registry.dl_requests());
-    cargo(project.path(), home.path(), &["update"], &[]).unwrap_or_else(|error| panic!("cargo update: {error}"));
+    cargo(project.path(), home.path(), &["update"], &[])
+        .unwrap_or_else(|error| panic!("cargo update: {error}"));
     let revalidated: Vec<String> = access_lines(&proxy)
         .into_iter()
         .skip(before)
@@ -230,7 +242,11 @@ fn index_files_are_revalidated_from_the_cache_with_etag_and_last_modified() {
         assert_eq!(access_field(line, "status"), Some("304"), "{line}");
         assert_eq!(access_field(line, "bytes"), Some("0"), "{line}");
     }
-    assert_eq!((registry.index_requests(), registry.dl_requests()), upstream_before, "the upstream was asked");
+    assert_eq!(
+        (registry.index_requests(), registry.dl_requests()),
+        upstream_before,
+        "the upstream was asked"
+    );
 }
 
 #[test]
@@ -263,7 +279,8 @@ fn a_crate_that_does_not_match_its_index_cksum_is_refused_and_not_recorded() {
         assert!(kept.is_empty(), "attempt {attempt}: the tampered bytes are stored: {kept:?}");
     }
     // Refused after fetching it (not for want of a route): the download server was asked.
-    let asked = |registry: &SparseRegistry| registry.dl_requests().get(&format!("GET {}", listed.dl_path)).copied();
+    let asked =
+        |registry: &SparseRegistry| registry.dl_requests().get(&format!("GET {}", listed.dl_path)).copied();
     let refused = asked(&registry).unwrap_or(0);
     assert!(refused >= 1, "{:#?}", registry.dl_requests());
 
@@ -328,7 +345,8 @@ fn a_denied_version_is_refused_to_cargo_and_never_fetched() {
     let index = cargo_index(&proxy);
     let project = fixtures.project("consumer", &index);
     let home = tempfile::tempdir().unwrap();
-    let error = cargo(project.path(), home.path(), &["fetch"], &[]).expect_err("cargo fetched a denied version");
+    let error =
+        cargo(project.path(), home.path(), &["fetch"], &[]).expect_err("cargo fetched a denied version");
     assert!(error.contains("dp-alpha") && error.contains("403"), "{error}");
     let denied = fixtures.crate_file("dp-alpha", "1.1.0");
     let (status, body, _) = curl_get(&format!("{index}api/v1/crates/dp-alpha/1.1.0/download"), &[]);
@@ -362,7 +380,8 @@ fn a_crate_the_registry_does_not_have_is_asked_upstream_once_within_negative_ttl
         assert!(error.contains("no matching package named `dp-nope`"), "attempt {attempt}: {error}");
     }
     let asked = registry.index_requests();
-    let missing: Vec<(&String, &usize)> = asked.iter().filter(|(request, _)| request.contains("dp_no") || request.contains("dp-no")).collect();
+    let missing: Vec<(&String, &usize)> =
+        asked.iter().filter(|(request, _)| request.contains("dp_no") || request.contains("dp-no")).collect();
     assert!(asked.contains_key("GET /dp/-n/dp-nope"), "{asked:#?}");
     for (request, count) in &missing {
         assert_eq!(**count, 1, "{request} asked again within negative_ttl: {asked:#?}");

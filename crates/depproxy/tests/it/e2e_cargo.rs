@@ -389,6 +389,14 @@ fn a_crate_the_registry_does_not_have_is_asked_upstream_once_within_negative_ttl
     let (status, _, _) = curl_get(&format!("{index}dp/-n/dp-nope"), &[]);
     assert_eq!(status, 404);
     assert_eq!(registry.index_requests().get("GET /dp/-n/dp-nope"), Some(&1), "remembered");
+
+    // The control: with the memory off, each ask reaches the upstream.
+    let forgetful = cargo_proxy(&registry, "negative_ttl = \"0s\"");
+    for _ in 0..2 {
+        let (status, _, _) = curl_get(&format!("{}dp/-n/dp-nope", cargo_index(&forgetful)), &[]);
+        assert_eq!(status, 404);
+    }
+    assert_eq!(registry.index_requests().get("GET /dp/-n/dp-nope"), Some(&3), "negative_ttl = 0s");
 }
 
 #[test]

@@ -255,11 +255,21 @@ async fn handle(
                 authorize::package_rules(control, &caller, &group, name, None)?;
             }
             let (decision, modified) = control.cache.package_document(&group, &document, head).await?;
+            let asked_at = control.cache.clock().now_ms();
             let mut response = serve(format, decision, &path, Some(&document), &group, &caller, &client);
-            if let (Some(modified), Some(injector::Injector::SendBlob(send))) =
-                (modified, response.extensions_mut().get_mut::<injector::Injector>())
-            {
-                send.headers.push(("Last-Modified".to_owned(), http_date(modified)));
+            match (modified, response.extensions_mut().get_mut::<injector::Injector>()) {
+                (Some(modified), Some(injector::Injector::SendBlob(send))) => {
+                    send.headers.push(("Last-Modified".to_owned(), http_date(modified)));
+                }
+                // Streamed from the upstream: its ETag is not known before the last byte, but a
+                // client that gets no validator at all (cargo) asks for the whole document again
+                // at its next resolution. The content is stored no earlier than it was asked for
+                // (or kept with an older date when unchanged), so the next `If-Modified-Since`
+                // with this date is answered 304 from the cache, never with an older document.
+                (None, Some(injector::Injector::SendDependency(send))) => {
+                    send.response_headers.push(("Last-Modified".to_owned(), http_date(asked_at)));
+                }
+                _ => {}
             }
             Ok(response)
         }

@@ -19,6 +19,7 @@ mod deb_install;
 mod degraded;
 mod e2e_access;
 mod e2e_admission;
+mod e2e_cargo;
 mod e2e_go;
 mod e2e_lifecycle;
 mod e2e_maven;

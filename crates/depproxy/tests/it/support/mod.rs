@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod backends;
+pub mod cargo;
 pub mod fake_packages;
 pub mod go;
 pub mod logs;

@@ -26,6 +26,7 @@ mod e2e_maven;
 mod e2e_npm;
 mod e2e_ordered_upstreams;
 mod e2e_package_policy;
+mod e2e_package_warm;
 mod e2e_policy;
 mod e2e_pypi;
 mod e2e_referrers;

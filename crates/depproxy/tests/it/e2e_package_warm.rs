@@ -17,8 +17,12 @@ use std::time::Duration;
 use admin::{JobStarted, JobView, WarmView};
 use lifecycle::WarmOutcome;
 
-use crate::support::cargo::{CargoFixtures, SparseRegistry, cargo, cargo_index, cargo_proxy, locked_checksums};
-use crate::support::go::{GoClient, GoFixtures, GoUpstream, SumDb, go_proxy, goproxy_url, module_file, zip_sha256};
+use crate::support::cargo::{
+    CargoFixtures, SparseRegistry, cargo, cargo_index, cargo_proxy, locked_checksums,
+};
+use crate::support::go::{
+    GoClient, GoFixtures, GoUpstream, SumDb, go_proxy, goproxy_url, module_file, zip_sha256,
+};
 use crate::support::maven::{MavenFixtures, debian_repo, get_artifact, group_url, maven_proxy, maven_repo};
 use crate::support::packages::proxy_warnings;
 use crate::support::processes::{Depproxy, require_tools, run, run_to_exit, try_run, wait_until};
@@ -95,13 +99,20 @@ fn assert_warmed(job: &JobView, pattern: &str, version: &str, files: usize, prox
     let context = || format!("{job:#?}\nproxy warnings:\n{}", proxy_warnings(proxy));
     assert_eq!(job.state, "done", "{}", context());
     let report = job.warm.as_ref().unwrap();
-    let found = report.entries.iter().flat_map(|entry| &entry.patterns).find(|found| found.pattern == pattern);
+    let found =
+        report.entries.iter().flat_map(|entry| &entry.patterns).find(|found| found.pattern == pattern);
     let found = found.unwrap_or_else(|| panic!("no pattern {pattern}: {}", context()));
     assert_eq!(found.error, None, "{}", context());
-    let picked: Vec<(&str, WarmOutcome)> = found.tags.iter().map(|tag| (tag.tag.as_str(), tag.outcome)).collect();
+    let picked: Vec<(&str, WarmOutcome)> =
+        found.tags.iter().map(|tag| (tag.tag.as_str(), tag.outcome)).collect();
     assert_eq!(picked, [(version, WarmOutcome::Fetched)], "keep = 1: the newest match; {}", context());
     assert_eq!((report.fetched, report.failed, report.denied), (1, 0, 0), "{}", context());
-    assert_eq!((report.manifests, report.blobs), (1, files), "the document and the version's files; {}", context());
+    assert_eq!(
+        (report.manifests, report.blobs),
+        (1, files),
+        "the document and the version's files; {}",
+        context()
+    );
 }
 
 /// Maven: `com.example.dp:dp-core@1.*` picks 1.1 from its `maven-metadata.xml` and reads its pom and
@@ -126,7 +137,12 @@ fn a_maven_group_s_schedule_warms_the_newest_matching_version_for_mvn_with_the_u
     for file in &files {
         assert_eq!(repo.count("GET", &file.url_path()), 1, "{}: {:#?}", file.path, repo.requests());
     }
-    assert_eq!(repo.count_matching("GET", "/dp-core/1.0/"), 0, "1.0 is not the newest: {:#?}", repo.requests());
+    assert_eq!(
+        repo.count_matching("GET", "/dp-core/1.0/"),
+        0,
+        "1.0 is not the newest: {:#?}",
+        repo.requests()
+    );
     assert_eq!(repo.count_matching("GET", "/dp-util/"), 0, "a dependency is not warmed");
 
     repo.stop();
@@ -140,6 +156,11 @@ fn a_maven_group_s_schedule_warms_the_newest_matching_version_for_mvn_with_the_u
     }
     assert_eq!(debian.count_matching("GET", "/com/example/"), 0, "{:#?}", debian.requests());
     assert_eq!(debian.count_matching("HEAD", "/com/example/"), 0, "{:#?}", debian.requests());
+
+    // The control: 1.0, which was not warmed, cannot be had while repo-a is down.
+    let mut unwarmed = get_artifact(&fixtures, &group_url(&proxy), "com.example.dp:dp-core:1.0", false);
+    let error = unwarmed.run().expect_err("dp-core 1.0 was not warmed: repo-a is down");
+    assert!(error.contains("dp-core"), "{error}");
 }
 
 /// Go: `example.com/dp/alpha@v1.*` picks v1.1.0 from `@v/list` and reads its `.info`, `.mod` and
@@ -181,6 +202,12 @@ fn a_go_group_s_schedule_warms_the_newest_matching_version_for_go_with_the_upstr
     assert!(zip.starts_with(&client.modcache), "{printed}");
     let zip_hash = oci::Digest::of(&std::fs::read(zip).unwrap()).hex().to_owned();
     assert_eq!(zip_hash, zip_sha256(&fixtures, module, version), "the zip the upstream served");
+
+    // The control: v1.0.0, which was not warmed, cannot be had while the upstream is down.
+    let mut unwarmed = client.command(&["mod", "download", "-json", &format!("{module}@v1.0.0")]);
+    unwarmed.current_dir(outside.path()).env("GOFLAGS", "-modcacherw");
+    let error = try_run(&mut unwarmed).expect_err("v1.0.0 was not warmed: the upstream is down");
+    assert!(error.contains("v1.0.0"), "{error}");
 }
 
 /// A project depending on `dp-alpha = "<requirement>"` from the default registry, replaced by the
@@ -244,7 +271,10 @@ fn a_cargo_group_s_schedule_and_cache_warm_serve_cargo_with_the_upstream_down() 
         let project = alpha_project(requirement, &cargo_index(&proxy));
         let home = tempfile::tempdir().unwrap();
         cargo(project.path(), home.path(), &["fetch"], &[]).unwrap_or_else(|error| {
-            panic!("cargo fetch {requirement}, upstream down: {error}\nproxy warnings:\n{}", proxy_warnings(&proxy))
+            panic!(
+                "cargo fetch {requirement}, upstream down: {error}\nproxy warnings:\n{}",
+                proxy_warnings(&proxy)
+            )
         });
         let expected = fixtures.crate_file("dp-alpha", version);
         assert_eq!(

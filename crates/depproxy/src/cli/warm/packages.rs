@@ -1,8 +1,9 @@
-//! Warming a package group (npm, PyPI) as its clients would fill it: a package's document (the
-//! abbreviated packument `npm install` asks for; the PEP 691 project page pip asks for) through
-//! the proxy, then every file of the version asked for — npm's tarball, PyPI's wheels, sdist and
-//! the PEP 658 `.metadata` files the page lists — read to their end and discarded: the proxy
-//! verifies and keeps what passes through.
+//! Warming a package group (npm, PyPI, Maven, Go, Cargo) as its clients would fill it: a
+//! package's document (the abbreviated packument `npm install` asks for; the PEP 691 project page
+//! pip asks for; `maven-metadata.xml`; `@v/list`; the crate's index file) through the proxy, then
+//! every file of the version asked for — npm's tarball, PyPI's wheels, sdist and the PEP 658
+//! `.metadata` files the page lists, Maven's pom and jar, Go's `.info`, `.mod` and `.zip`, the
+//! `.crate` — read to their end and discarded: the proxy verifies and keeps what passes through.
 //!
 //! A version is the package's own text: npm `lodash@4.17.21` (none: the `latest` dist-tag), PyPI
 //! `requests==2.32.3` or `requests@2.32.3` (none: the newest final release the page lists). The
@@ -122,6 +123,13 @@ fn path_in_group(format: Format, group: &str, document_path: &str, url: &str) ->
     let prefix = format!("/{format}/{group}/");
     let path = resolved.path();
     path.starts_with(&prefix).then(|| path.to_owned())
+}
+
+/// Whether a listed file at `path` (on the proxy) may be missing from its version: Maven's jar.
+/// The metadata lists versions, not what each published: a `pom`-packaged artifact (a parent,
+/// a BOM) has only its pom, so the jar's 404 says it has none, not that warming failed.
+fn may_be_absent(path: &str) -> bool {
+    path.starts_with("/maven/") && path.ends_with(".jar")
 }
 
 /// Reads a document's files: `body` as the proxy served it at `document_path`.
@@ -317,11 +325,13 @@ pub async fn warm_files(
     let jobs: Vec<(&String, &String)> =
         targets.iter().flat_map(|(written, paths)| paths.iter().map(move |path| (written, path))).collect();
     let mut failed = std::collections::BTreeSet::new();
-    let settle = |(written, path, result): (&String, &String, Result<u64, ObjectError>)| match result {
-        Ok(bytes) => {
+    let settle = |(written, path, result): (&String, &String, Result<Option<u64>, ObjectError>)| match result
+    {
+        Ok(Some(bytes)) => {
             summary.blobs += 1;
             summary.bytes += bytes;
         }
+        Ok(None) => {}
         Err(error) => {
             failed.insert(written.clone());
             summary.failures.push(WarmFailure {
@@ -417,25 +427,32 @@ async fn warm_package(
         .await;
     for (_, path, result) in outcomes {
         match result {
-            Ok(bytes) => {
+            Ok(Some(bytes)) => {
                 run.files += 1;
                 run.bytes += bytes;
                 progress.blob(&format!("{} {version}: {path} ({})", package.name, HumanBytes(bytes)));
             }
+            Ok(None) => progress.blob(&format!("{} {version}: {path} (not published)", package.name)),
             Err(error) => fail(format!("file {path}"), error),
         }
     }
     run
 }
 
-/// Reads one file (of the package named `written`) through the proxy. (A named async fn: see
+/// Reads one file (of the package named `written`) through the proxy: its bytes, or `None` for
+/// a file its version need not have and does not ([`may_be_absent`]). (A named async fn: see
 /// [`bounded`].)
 async fn fetch_file<'j>(
     client: &Client,
     progress: &Progress,
     (written, path): (&'j String, &'j String),
-) -> (&'j String, &'j String, Result<u64, ObjectError>) {
-    (written, path, client.package_file(path, progress).await)
+) -> (&'j String, &'j String, Result<Option<u64>, ObjectError>) {
+    let result = match client.package_file(path, progress).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.status == Some(404) && may_be_absent(path) => Ok(None),
+        Err(error) => Err(error),
+    };
+    (written, path, result)
 }
 
 #[cfg(test)]
@@ -458,6 +475,23 @@ mod tests {
         assert!(npm("lodash@").unwrap_err().contains("version"));
         assert!(pypi("requests==").is_err());
         assert!(npm("lodash==4").is_err(), "npm has no ==");
+    }
+
+    #[test]
+    fn a_maven_version_s_jar_may_be_absent_its_pom_and_other_formats_files_may_not() {
+        let metadata = br#"<metadata><groupId>com.example</groupId><artifactId>bom</artifactId>
+            <versioning><release>2.0</release><versions><version>2.0</version></versions></versioning></metadata>"#;
+        let path = document_path(Format::Maven, "java", "com.example:bom").unwrap();
+        assert_eq!(path, "/maven/java/com/example/bom/maven-metadata.xml");
+        let listing = read_listing(Format::Maven, "java", &path, metadata, "text/xml").unwrap();
+        let files: Vec<&str> = listing.files_of("2.0").iter().map(|file| file.path.as_str()).collect();
+        assert_eq!(
+            files,
+            ["/maven/java/com/example/bom/2.0/bom-2.0.pom", "/maven/java/com/example/bom/2.0/bom-2.0.jar"]
+        );
+        assert_eq!(files.iter().map(|path| may_be_absent(path)).collect::<Vec<_>>(), [false, true]);
+        assert!(!may_be_absent("/go/golang/example.com/m/@v/v1.0.0.zip"));
+        assert!(!may_be_absent("/npm/js/x.jar/-/x.jar-1.0.0.tgz"));
     }
 
     #[test]

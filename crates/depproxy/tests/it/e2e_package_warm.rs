@@ -23,7 +23,9 @@ use crate::support::cargo::{
 use crate::support::go::{
     GoClient, GoFixtures, GoUpstream, SumDb, go_proxy, goproxy_url, module_file, zip_sha256,
 };
-use crate::support::maven::{MavenFixtures, debian_repo, get_artifact, group_url, maven_proxy, maven_repo};
+use crate::support::maven::{
+    MavenFixtures, debian_repo, get_artifact, group_url, maven_proxy, maven_repo, repo_copy,
+};
 use crate::support::packages::proxy_warnings;
 use crate::support::processes::{Depproxy, require_tools, run, run_to_exit, try_run, wait_until};
 
@@ -93,45 +95,55 @@ fn run_now(proxy: &Depproxy, token: &str, group: &str) -> JobView {
     job
 }
 
-/// The run ended `done`, picked exactly `version` for `pattern` (fetched), and read one document
-/// and `files` files through the proxy.
-fn assert_warmed(job: &JobView, pattern: &str, version: &str, files: usize, proxy: &Depproxy) {
+/// The run ended `done`, picked exactly the version given for each pattern (fetched), and read
+/// a document per pattern and `files` files in all through the proxy.
+fn assert_warmed(job: &JobView, picks: &[(&str, &str)], files: usize, proxy: &Depproxy) {
     let context = || format!("{job:#?}\nproxy warnings:\n{}", proxy_warnings(proxy));
     assert_eq!(job.state, "done", "{}", context());
     let report = job.warm.as_ref().unwrap();
-    let found =
-        report.entries.iter().flat_map(|entry| &entry.patterns).find(|found| found.pattern == pattern);
-    let found = found.unwrap_or_else(|| panic!("no pattern {pattern}: {}", context()));
-    assert_eq!(found.error, None, "{}", context());
-    let picked: Vec<(&str, WarmOutcome)> =
-        found.tags.iter().map(|tag| (tag.tag.as_str(), tag.outcome)).collect();
-    assert_eq!(picked, [(version, WarmOutcome::Fetched)], "keep = 1: the newest match; {}", context());
-    assert_eq!((report.fetched, report.failed, report.denied), (1, 0, 0), "{}", context());
+    for (pattern, version) in picks {
+        let found =
+            report.entries.iter().flat_map(|entry| &entry.patterns).find(|found| found.pattern == *pattern);
+        let found = found.unwrap_or_else(|| panic!("no pattern {pattern}: {}", context()));
+        assert_eq!(found.error, None, "{}", context());
+        let picked: Vec<(&str, WarmOutcome)> =
+            found.tags.iter().map(|tag| (tag.tag.as_str(), tag.outcome)).collect();
+        assert_eq!(picked, [(*version, WarmOutcome::Fetched)], "keep = 1: the newest match; {}", context());
+    }
+    assert_eq!((report.fetched, report.failed, report.denied), (picks.len(), 0, 0), "{}", context());
     assert_eq!(
         (report.manifests, report.blobs),
-        (1, files),
-        "the document and the version's files; {}",
+        (picks.len(), files),
+        "the documents and the versions' files; {}",
         context()
     );
 }
 
-/// Maven: `com.example.dp:dp-core@1.*` picks 1.1 from its `maven-metadata.xml` and reads its pom and
-/// jar; with repo-a stopped, `dependency:get` of dp-core 1.1 with an empty local repository gets
-/// both (and their `.sha1`, answered from what they were verified against) from the proxy. Debian's
-/// tree stays up behind repo-a for the plugin mvn runs, and is never asked for dp-core.
+/// Maven: `com.example.dp:dp-core@1.*` picks 1.1 from its `maven-metadata.xml` and reads its pom
+/// and jar; dp-util, made pom-only on a copy of repo-a (as a parent or a BOM is: no jar), is warmed
+/// by its pom alone (the jar's 404 is no failure). With repo-a stopped, `dependency:get` of dp-core
+/// 1.1 with an empty local repository gets both (and their `.sha1`, answered from what they were
+/// verified against) from the proxy. Debian's tree stays up behind repo-a for the plugin mvn runs,
+/// and is not asked for dp-core.
 #[test]
 fn a_maven_group_s_schedule_warms_the_newest_matching_version_for_mvn_with_the_upstream_down() {
     require_tools(&["mvn", "javac", "python3", "curl", "flock"]);
     let fixtures = MavenFixtures::get();
-    let mut repo = maven_repo(&fixtures.repo("repo-a"), "/com/example/dp/");
+    let copy = repo_copy(&fixtures, "repo-a");
+    let util = copy.path().join("com/example/dp/dp-util/1.0");
+    for sidecar in ["", ".sha1", ".md5"] {
+        std::fs::remove_file(util.join(format!("dp-util-1.0.jar{sidecar}"))).unwrap();
+    }
+    let mut repo = maven_repo(copy.path(), "/com/example/dp/");
     let debian = debian_repo();
-    let warm = r#"warm = [{ packages = ["com.example.dp:dp-core@1.*"], every = "1h", keep = 1 }]"#;
+    let warm = r#"warm = [{ packages = ["com.example.dp:dp-core@1.*", "com.example.dp:dp-util@1.*"], every = "1h", keep = 1 }]"#;
     let proxy = maven_proxy(&[("repo-a", &repo), ("debian", &debian)], warm);
     let token = admin_token(&proxy);
 
-    let pattern = "com.example.dp:dp-core@1.*";
-    assert_warmed(&scheduled_run(&proxy, &token, "java"), pattern, "1.1", 2, &proxy);
-    assert_warmed(&run_now(&proxy, &token, "java"), pattern, "1.1", 2, &proxy);
+    let picks = [("com.example.dp:dp-core@1.*", "1.1"), ("com.example.dp:dp-util@1.*", "1.0")];
+    // dp-core's pom and jar, dp-util's pom.
+    assert_warmed(&scheduled_run(&proxy, &token, "java"), &picks, 3, &proxy);
+    assert_warmed(&run_now(&proxy, &token, "java"), &picks, 3, &proxy);
     let files = ["dp-core-1.1.pom", "dp-core-1.1.jar"]
         .map(|file| fixtures.file("repo-a", &format!("com/example/dp/dp-core/1.1/{file}")));
     for file in &files {
@@ -143,8 +155,13 @@ fn a_maven_group_s_schedule_warms_the_newest_matching_version_for_mvn_with_the_u
         "1.0 is not the newest: {:#?}",
         repo.requests()
     );
-    assert_eq!(repo.count_matching("GET", "/dp-util/"), 0, "a dependency is not warmed");
+    let util_pom = "/com/example/dp/dp-util/1.0/dp-util-1.0.pom";
+    assert_eq!(repo.count("GET", util_pom), 1, "{:#?}", repo.requests());
 
+    // Warming asked Debian's tree, behind repo-a, for dp-util's jar too: counted from here on.
+    let asked_of_debian =
+        || debian.count_matching("GET", "/com/example/") + debian.count_matching("HEAD", "/com/example/");
+    let asked_while_warming = asked_of_debian();
     repo.stop();
     let mut mvn = get_artifact(&fixtures, &group_url(&proxy), "com.example.dp:dp-core:1.1", false);
     let output = mvn.run().unwrap_or_else(|error| {
@@ -154,8 +171,7 @@ fn a_maven_group_s_schedule_warms_the_newest_matching_version_for_mvn_with_the_u
     for file in &files {
         assert_eq!(mvn.local_sha256(&file.path).as_deref(), Some(file.sha256.as_str()), "{}", file.path);
     }
-    assert_eq!(debian.count_matching("GET", "/com/example/"), 0, "{:#?}", debian.requests());
-    assert_eq!(debian.count_matching("HEAD", "/com/example/"), 0, "{:#?}", debian.requests());
+    assert_eq!(asked_of_debian(), asked_while_warming, "dp-core from the cache: {:#?}", debian.requests());
 
     // The control: 1.0, which was not warmed, cannot be had while repo-a is down.
     let mut unwarmed = get_artifact(&fixtures, &group_url(&proxy), "com.example.dp:dp-core:1.0", false);
@@ -178,8 +194,8 @@ fn a_go_group_s_schedule_warms_the_newest_matching_version_for_go_with_the_upstr
 
     let (module, version) = ("example.com/dp/alpha", "v1.1.0");
     let pattern = "example.com/dp/alpha@v1.*";
-    assert_warmed(&scheduled_run(&proxy, &token, "golang"), pattern, version, 3, &proxy);
-    assert_warmed(&run_now(&proxy, &token, "golang"), pattern, version, 3, &proxy);
+    assert_warmed(&scheduled_run(&proxy, &token, "golang"), &[(pattern, version)], 3, &proxy);
+    assert_warmed(&run_now(&proxy, &token, "golang"), &[(pattern, version)], 3, &proxy);
     for extension in ["info", "mod", "zip"] {
         let file = module_file(module, version, extension);
         assert_eq!(upstream.gets(&file), 1, "{file}: {:#?}", upstream.requests());
@@ -256,8 +272,8 @@ fn a_cargo_group_s_schedule_and_cache_warm_serve_cargo_with_the_upstream_down() 
     assert!(output.contains("warmed 1 of 1 package(s): 1 document(s), 1 file(s)"), "{output}");
 
     let pattern = "dp-alpha@1.*";
-    assert_warmed(&scheduled_run(&proxy, &token, "rust"), pattern, "1.1.0", 1, &proxy);
-    assert_warmed(&run_now(&proxy, &token, "rust"), pattern, "1.1.0", 1, &proxy);
+    assert_warmed(&scheduled_run(&proxy, &token, "rust"), &[(pattern, "1.1.0")], 1, &proxy);
+    assert_warmed(&run_now(&proxy, &token, "rust"), &[(pattern, "1.1.0")], 1, &proxy);
     let downloads = registry.dl_requests();
     for version in ["1.0.0", "1.1.0"] {
         let path = format!("GET {}", fixtures.crate_file("dp-alpha", version).dl_path);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP BR hash
+# Usage: bench/run.sh [SCENARIO...]      SCENARIO: B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP BR BM BG hash
 #                                         (default: all)
 #
 # Benchmarks depproxy against the distribution registry in proxy mode, nginx proxy_cache
@@ -54,6 +54,14 @@
 #       (index server + download server, scripts/lab/start-sparse-registry.sh), cold, warm and
 #       BR_CLIENTS concurrent cold fetches — depproxy's cargo group beside nginx proxy_cache and
 #       the registry used directly (bench/lib/cargo.sh)
+#   BM  Maven: `mvn dependency:resolve` (fresh -Dmaven.repo.local) of a project resolving 184 files
+#       (scripts/lab/make-maven-bench-project.sh) from Debian's /usr/share/maven-repo served as plain
+#       files, cold, warm and BM_CLIENTS concurrent cold resolves: slowest wall, upstream requests
+#       and bytes ÷ one resolve's — depproxy's maven group beside nginx proxy_cache and the
+#       repository used directly (bench/lib/maven_go.sh)
+#   BG  Go modules: `go mod download` (fresh GOPATH/GOMODCACHE, GOSUMDB=off) of a consumer of
+#       BG_MODULES generated modules + 2 (scripts/lab/make-go-fixtures.sh) served by
+#       start-goproxy.sh, cold, warm and BG_CLIENTS concurrent cold downloads, same three systems
 #   hash  sha256sum vs depproxy's write path (bench/hashbench) on the large layer file
 #
 # Knobs (environment) and defaults — the defaults are the sizes of issue 4:
@@ -69,8 +77,10 @@
 #   BS_OBJECTS=100000 BS_SIZE=1024 BS_POSTGRES=postgres://postgres@127.0.0.1:5432
 #   BN_PACKAGES=220 BN_CLIENTS=8 BP_PROJECTS=210 BP_CLIENTS=8 BR_CRATES=110 BR_CLIENTS=8
 #   BR_FIXTURE_TARGET=$BENCH_DIR/pkg/cargo-target (cargo package's builds of the BR fixture)
-#   (BN/BP/BR run the systems of SYSTEMS that speak the format; SYSTEMS unset: depproxy verdaccio
-#   nginx-cache for BN, depproxy devpi nginx-cache for BP, depproxy nginx-cache direct for BR)
+#   BM_CLIENTS=8 BG_MODULES=60 BG_CLIENTS=8 DEBIAN_MAVEN_REPO=/usr/share/maven-repo
+#   (BN/BP/BR/BM/BG run the systems of SYSTEMS that speak the format; SYSTEMS unset: depproxy
+#   verdaccio nginx-cache for BN, depproxy devpi nginx-cache for BP, depproxy nginx-cache direct
+#   for BR, BM and BG)
 #   SYSTEMS="depproxy distribution nginx-cache nginx-static"   PORT_BASE=5900
 #   BENCH_DIR=/tmp/depproxy-bench (images, upstream registry data, caches)
 #   RESULTS=bench/RESULTS.md   SKIP_BUILD=1 (use the existing binaries)
@@ -174,28 +184,30 @@ source "$REPO/bench/lib/scenarios.sh"
 source "$REPO/bench/lib/packages.sh"
 # shellcheck source=bench/lib/cargo.sh
 source "$REPO/bench/lib/cargo.sh"
+# shellcheck source=bench/lib/maven_go.sh
+source "$REPO/bench/lib/maven_go.sh"
 
 # ---------------------------------------------------------------- setup
 
 select_scenarios() {
   local s
   SCENARIOS=()
-  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP BR hash
+  [ $# -gt 0 ] || set -- B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP BR BM BG hash
   for s in "$@"; do
     case $s in
-      B1 | B2 | B3 | B4 | B5 | B5a | B5p | B6s | B7 | BC | BA | BS | BN | BP | BR | hash) SCENARIOS+=("$s") ;;
+      B1 | B2 | B3 | B4 | B5 | B5a | B5p | B6s | B7 | BC | BA | BS | BN | BP | BR | BM | BG | hash) SCENARIOS+=("$s") ;;
       B6) SCENARIOS+=(B3 B4) ;;
-      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP BR hash)" ;;
+      *) die "unknown scenario $s (B1 B2 B3 B4 B5 B5a B5p B6 B6s B7 BC BA BS BN BP BR BM BG hash)" ;;
     esac
   done
   # Unique, in canonical order.
-  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP BR hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
+  read -r -a SCENARIOS <<<"$(printf '%s\n' B1 B2 B3 B4 B5 B5a B5p B6s B7 BC BA BS BN BP BR BM BG hash | grep -xF -f <(printf '%s\n' "${SCENARIOS[@]}") | tr '\n' ' ')"
 }
 
-# The image scenarios need the test images and the upstream registry; BN, BP and BR their own data.
+# The image scenarios need the test images and the upstream registry; BN, BP, BR, BM and BG their own data.
 wants_images() {
   local s
-  for s in "${SCENARIOS[@]}"; do case $s in BN | BP | BR) ;; *) return 0 ;; esac; done
+  for s in "${SCENARIOS[@]}"; do case $s in BN | BP | BR | BM | BG) ;; *) return 0 ;; esac; done
   return 1
 }
 
@@ -333,7 +345,7 @@ write_meta() {
   META_LOAD_START=$LOAD_START META_OUT=$OUT META_COMMAND="bench/run.sh${SCENARIO_ARGS[*]:+ ${SCENARIO_ARGS[*]}}" META_RUN_ID=$RUN_ID META_LOAD_BEFORE=$LOAD_BEFORE \
     META_LOAD_AFTER=$LOAD_AFTER META_DEPPROXY_BIN=$DEPPROXY_BIN META_DEPPROXY_SOURCE=$DEPPROXY_SOURCE \
     META_DEPPROXY_REF=${DEPPROXY_REF:-} META_DEPPROXY_REF_SOURCE=${DEPPROXY_REF_SOURCE:-} \
-    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN BC_SOURCES=$BC_SOURCES BA_H1=$BA_H1 BA_H2=$BA_H2 BA_STREAMS=$BA_STREAMS BA_BODY=$BA_BODY BA_H1_SENT=$BA_H1_SENT BA_H2_SENT=$BA_H2_SENT BA_BODY_TIMEOUT=$BA_BODY_TIMEOUT BA_SECONDS=$BA_SECONDS BA_SOURCES=$BA_SOURCES BN_PACKAGES=$BN_PACKAGES BN_CLIENTS=$BN_CLIENTS BP_PROJECTS=$BP_PROJECTS BP_CLIENTS=$BP_CLIENTS BR_CRATES=$BR_CRATES BR_CLIENTS=$BR_CLIENTS; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
+    META_PARAMS="REPS=$REPS BIG_MB=$BIG_MB (${BIG_SIZE:-?} B) LARGE_MB=$LARGE_MB (${LARGE_SIZE:-?} B) B1_CLIENTS=$B1_CLIENTS B3_CLIENTS=$B3_CLIENTS B4_STREAMS=$B4_STREAMS B4_BLOB_MB=$B4_BLOB_MB B4_RATE=$B4_RATE B4_RAMP=$B4_RAMP B4_SECONDS=$B4_SECONDS B4_CONC=$B4_CONC B4_QPS=$B4_QPS B5_CONN=$B5_CONN B5_THREADS=$B5_THREADS B5_SECONDS=$B5_SECONDS HASH_CHUNK=$HASH_CHUNK HOT_MB=$HOT_MB (${HOT_SIZE:-?} B) HIT_QPS=$HIT_QPS HIT_BLOB_QPS=$HIT_BLOB_QPS B6S_READERS=$B6S_READERS B6S_RATE=$B6S_RATE B6S_SECONDS=$B6S_SECONDS B6S_RAMP=$B6S_RAMP B6S_RCVBUF=$B6S_RCVBUF B7_FILLS=$B7_FILLS B7_BLOB_MB=$B7_BLOB_MB B7_RATE=$B7_RATE B7_SECONDS=$B7_SECONDS B7_RAMP=$B7_RAMP B7_SOURCES=$B7_SOURCES BC_IDLE=$BC_IDLE BC_HALF=$BC_HALF BC_SECONDS=$BC_SECONDS BC_HEADER_TIMEOUT=$BC_HEADER_TIMEOUT BC_MAX_CONN=$BC_MAX_CONN BC_SOURCES=$BC_SOURCES BA_H1=$BA_H1 BA_H2=$BA_H2 BA_STREAMS=$BA_STREAMS BA_BODY=$BA_BODY BA_H1_SENT=$BA_H1_SENT BA_H2_SENT=$BA_H2_SENT BA_BODY_TIMEOUT=$BA_BODY_TIMEOUT BA_SECONDS=$BA_SECONDS BA_SOURCES=$BA_SOURCES BN_PACKAGES=$BN_PACKAGES BN_CLIENTS=$BN_CLIENTS BP_PROJECTS=$BP_PROJECTS BP_CLIENTS=$BP_CLIENTS BR_CRATES=$BR_CRATES BR_CLIENTS=$BR_CLIENTS BM_CLIENTS=$BM_CLIENTS BG_MODULES=$BG_MODULES BG_CLIENTS=$BG_CLIENTS; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}" \
     META_HASH_CHUNK=$HASH_CHUNK META_EXTRA_VERSIONS=${PKG_VERSIONS:-} \
     python3 "$BENCH_PY" meta "$OUT"
 }
@@ -351,12 +363,13 @@ main() {
   log "scenarios: ${SCENARIOS[*]}; systems: ${SYSTEMS[*]}; REPS=$REPS; output $OUT"
   ensure_tools
   if wants BN || wants BP; then ensure_pkg_tools; fi
+  if wants BM || wants BG; then ensure_mg_tools; fi
   build
   check_ports
   PROXIES=()
   for s in "${SYSTEMS[@]}"; do is_proxy "$s" && PROXIES+=("$s"); done
   if wants_images; then prepare_data; fi
-  if wants BN || wants BP || wants BR; then
+  if wants BN || wants BP || wants BR || wants BM || wants BG; then
     prepare_pkg_data
     PKG_VERSIONS=$(pkg_versions)
   fi

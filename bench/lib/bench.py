@@ -1033,6 +1033,22 @@ ROWS = [
     ("BR.cold_up_reqs", "BR one cold fetch: upstream requests (index + dl)", "", "low"),
     ("BR.cold_up_mb", "BR one cold fetch: upstream bytes", "MB", "low"),
     ("BR.warm_up_reqs", "BR warm fetch: upstream requests", "", "low"),
+] + [
+    row
+    for sc, what, client, clients in (
+        ("BM", "mvn dependency:resolve", "empty local repository", "BM_CLIENTS"),
+        ("BG", "go mod download", "empty GOMODCACHE", "BG_CLIENTS"))
+    for row in (
+        (f"{sc}.cold", f"{sc} cold {what} (fresh proxy, {client}): wall", "s", "low"),
+        (f"{sc}.warm", f"{sc} warm {what} (proxy filled, {client}): wall", "s", "low"),
+        (f"{sc}.herd_slowest", f"{sc} concurrent cold runs ({clients}): slowest wall", "s", "low"),
+        (f"{sc}.herd_failed", f"{sc} concurrent cold runs: clients that failed", "", "low"),
+        (f"{sc}.herd_up_x", f"{sc} concurrent cold runs: upstream bytes ÷ one cold run's", "×", "low"),
+        (f"{sc}.herd_up_reqs", f"{sc} concurrent cold runs: upstream requests", "", "low"),
+        (f"{sc}.cold_up_reqs", f"{sc} one cold run: upstream requests", "", "low"),
+        (f"{sc}.cold_up_mb", f"{sc} one cold run: upstream bytes", "MB", "low"),
+        (f"{sc}.warm_up_reqs", f"{sc} warm run: upstream requests", "", "low"),
+    )
 ]
 
 READING = [
@@ -1103,6 +1119,18 @@ READING = [
     "from either ('direct' is the client using the registry through the meters, no proxy: its herd ratio "
     "is BR_CLIENTS× by construction). nginx proxy_cache keeps index files 5 min and .crate files 7 d, "
     "config.json's dl rewritten to its own /dl/ with sub_filter; depproxy reads config.json itself.",
+    "BM, BG (issue 27): BM is `mvn -B -s settings.xml -Dmaven.repo.local=<new> dependency:resolve` of a "
+    "project resolving 184 files — maven-core and maven-compat 3.8.7 and maven-dependency-plugin 3.5.0 with "
+    "their trees (scripts/lab/make-maven-bench-project.sh) — with the system as the mirror of everything; "
+    "the upstream is Debian's /usr/share/maven-repo served as plain files by Python's http.server, which "
+    "has no checksum sidecars, so every .sha1/.md5 Maven (and depproxy: .sha1, .sha512, .sha256) asks "
+    "there is a 404. BG is `go mod download` (GOSUMDB=off, GOFLAGS=-mod=mod, new GOPATH, GOMODCACHE, "
+    "GOCACHE) of a consumer of BG_MODULES generated modules plus alpha and Beta "
+    "(scripts/lab/make-go-fixtures.sh; .info, .mod and .zip of each) served by scripts/lab/start-goproxy.sh. "
+    "A meter nginx in front of each origin counts what every system takes from it ('direct' is the "
+    "client on the meter, no proxy: its herd ratio is the client count by construction; 404 bodies count "
+    "as bytes too). nginx proxy_cache keeps Maven files and Go .info/.mod/.zip 7 d, maven-metadata.xml and "
+    "Go lists/@latest 5 min, 404s (Go: and 410s) 1 min like depproxy's negative_ttl, with proxy_cache_lock.",
     "BA (issue 23): BA_H1 connections send the head of POST /v2/token announcing a BA_BODY-byte form and "
     "BA_H1_SENT bytes of it, and BA_H2 connections speak HTTP/2 without TLS (prior knowledge) with "
     "BA_STREAMS streams each (capped at the server's SETTINGS), each such a POST with BA_H2_SENT bytes of "
@@ -1246,6 +1274,15 @@ def target_lines(med, meta):
     if v is not None:
         add("BR concurrent cold fetches: upstream bytes 1× one fetch's (every rep)", f"max {v:.4f}×",
             v <= 1 + 1e-9)
+    # BM, BG (issue 27): Maven resolves and Go module downloads against nginx proxy_cache.
+    for sc, what in (("BM", "mvn dependency:resolve"), ("BG", "go mod download")):
+        d, n = g(f"{sc}.warm", "depproxy"), g(f"{sc}.warm", "nginx-cache")
+        if d and n:
+            add(f"{sc} warm {what} wall ≤ 1.0× nginx proxy_cache", f"{d / n:.2f}×", d <= n)
+        v = meta_max(meta, f"{sc}.herd_up_x")
+        if v is not None:
+            add(f"{sc} concurrent cold runs: upstream bytes 1× one run's (every rep)", f"max {v:.4f}×",
+                v <= 1 + 1e-9)
     for row in ("B6.B3", "B6.B4"):
         v = g(row, "depproxy")
         if v is not None:

@@ -46,7 +46,7 @@ pkg_systems() {
   local format=$1 s out=()
   local all="depproxy depproxy-ref verdaccio nginx-cache"
   [ "$format" != pypi ] || all="depproxy depproxy-ref devpi nginx-cache"
-  [ "$format" != cargo ] || all="depproxy depproxy-ref nginx-cache direct"
+  case $format in cargo | maven | go) all="depproxy depproxy-ref nginx-cache direct" ;; esac
   if [ -n "${SYSTEMS_GIVEN:-}" ]; then
     for s in "${SYSTEMS[@]}"; do [[ " $all " == *" $s "* ]] && out+=("$s"); done
   else
@@ -84,6 +84,7 @@ pkg_versions() {
   v+="|pypiserver=$("$PYPI_LAB_VENV/bin/pypi-server" --version 2>/dev/null)"
   if [ -x "$DEVPI_VENV/bin/devpi-server" ]; then v+="|devpi-server=$("$DEVPI_VENV/bin/devpi-server" --version 2>/dev/null)"; fi
   if wants BR; then v+="|cargo=$(cargo --version | cut -d' ' -f2)"; fi
+  v+=$(mg_versions)
   echo "$v"
 }
 
@@ -134,12 +135,14 @@ http {
 $(wants BN && meter_server "${PORT[npm-meter]}" "${URL[npm-up]}" npm)
 $(wants BP && meter_server "${PORT[pypi-meter]}" "${URL[pypi-up]}" pypi)
 $(wants BR && cargo_meter_servers)
+$(mg_meter_servers)
 }
 EOF
   start_nginx meter "$dir"
   if wants BN; then wait_http "${URL[npm-meter]}/-/ping" "${PIDS[meter]}" || die "npm meter did not start ($dir)"; fi
   if wants BP; then wait_http "${URL[pypi-meter]}/simple/" "${PIDS[meter]}" || die "pypi meter did not start ($dir)"; fi
   if wants BR; then wait_http "${URL[cargo-index-meter]}/config.json" "${PIDS[meter]}" || die "cargo meter did not start ($dir)"; fi
+  mg_meters_ready
 }
 
 meter_lines() { if [ -f "$METER_LOG" ]; then wc -l <"$METER_LOG"; else echo 0; fi; }
@@ -167,6 +170,7 @@ stop_pkg_upstreams() {
   if [ "${PYPI_UP_STARTED:-0}" = 1 ]; then pkg_lab "$REPO/scripts/lab/stop-pypiserver.sh" "${PORT[pypi-up]}" >&2 || true; fi
   NPM_UP_STARTED=0 PYPI_UP_STARTED=0
   stop_cargo_upstreams
+  stop_mg_upstreams
 }
 
 # The pids of the upstreams (for the load sampler: not "other work").
@@ -176,6 +180,7 @@ pkg_upstream_pids() {
     [ -f "$f" ] && cat "$f"
   done
   cargo_upstream_pids
+  mg_upstream_pids
 }
 
 # Fixtures (generated once, reused), upstreams with them, the meters, the npm lockfile.
@@ -201,6 +206,8 @@ prepare_pkg_data() {
     BP_EXPECTED=$BP_PROJECTS
   fi
   if wants BR; then prepare_cargo_data; fi
+  if wants BM; then prepare_maven_data; fi
+  if wants BG; then prepare_go_data; fi
   start_meters
   if wants BN; then
     # package-lock.json resolved against the npm meter (npm ci fetches "resolved" as written; each
@@ -334,7 +341,7 @@ pkg_proxy_common() {
 EOF
 }
 
-# start_pkg_system NAME FORMAT — fresh start (empty cache) of NAME for FORMAT (npm, pypi).
+# start_pkg_system NAME FORMAT — fresh start (empty cache) of NAME for FORMAT (npm, pypi, cargo, maven, go).
 start_pkg_system() {
   local name=$1 format=$2 dir=$RUN/$1 ready
   stop_system "$name"
@@ -342,6 +349,7 @@ start_pkg_system() {
   mkdir -p "$dir"
   sync
   if [ "$format" = cargo ]; then start_cargo_system "$name"; return; fi
+  if [ "$format" = maven ] || [ "$format" = go ]; then start_mg_system "$name" "$format"; return; fi
   case $name in
     depproxy | depproxy-ref)
       local binary=$DEPPROXY_BIN
@@ -478,6 +486,8 @@ pkg_client() {
   case $1 in
     npm) npm_client "$2" "$3" "$4" ;;
     cargo) cargo_client "$2" "$4" ;;
+    maven) maven_client "$2" "$4" ;;
+    go) go_client "$2" "$4" ;;
     *) pip_client "$2" "$4" ;;
   esac
 }
@@ -499,7 +509,8 @@ pkg_herd() {
 
 # ---------------------------------------------------------------- BN / BP
 
-# pkg_scenario SC FORMAT — BN (npm), BP (pip) or BR (cargo, bench/lib/cargo.sh): per rep and system, from a fresh start: a cold
+# pkg_scenario SC FORMAT — BN (npm), BP (pip), BR (cargo, bench/lib/cargo.sh), BM (maven) or BG
+# (go, bench/lib/maven_go.sh): per rep and system, from a fresh start: a cold
 # install (upstream requests and bytes counted), a warm one (new client, empty client cache); npm
 # also a warm and (fresh start) a cold `npm ci`; then (fresh start) N concurrent cold installs.
 pkg_scenario() {
@@ -509,6 +520,8 @@ pkg_scenario() {
     npm) expected=$BN_EXPECTED n=$BN_CLIENTS meter_port=${PORT[npm-meter]} ;;
     # Both meters: the index's and the downloads'.
     cargo) expected=$BR_EXPECTED n=$BR_CLIENTS meter_port=${PORT[cargo-index-meter]},${PORT[cargo-dl-meter]} ;;
+    maven) expected=$BM_EXPECTED n=$BM_CLIENTS meter_port=${PORT[maven-meter]} ;;
+    go) expected=$BG_EXPECTED n=$BG_CLIENTS meter_port=${PORT[go-meter]} ;;
     *) expected=$BP_EXPECTED n=$BP_CLIENTS meter_port=${PORT[pypi-meter]} ;;
   esac
   [ "${#systems[@]}" -gt 0 ] || { note "$sc: none of SYSTEMS (${SYSTEMS[*]}) speaks $format"; return 0; }

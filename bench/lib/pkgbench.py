@@ -318,6 +318,19 @@ def pip_count(directory):
 
 def meter_kind(method, uri):
     path = uri.split("?", 1)[0]
+    # Go modules (BG): /<module>/@v/list, /@v/<version>.info|.mod|.zip, /<module>/@latest.
+    m = re.search(r"/@v/(list|.+\.(info|mod|zip))$", path)
+    if m:
+        return f"{method} go-{m.group(2) or 'list'}"
+    if path.endswith("/@latest"):
+        return f"{method} go-latest"
+    # Maven (BM): artifacts, their checksum sidecars, metadata.
+    if re.search(r"\.(sha1|md5|sha256|sha512)$", path):
+        return f"{method} maven-sidecar"
+    if re.search(r"\.(jar|pom|module)$", path):
+        return f"{method} maven-file"
+    if path.endswith("/maven-metadata.xml"):
+        return f"{method} maven-metadata"
     if re.search(r"/-/[^/]+\.tgz$", path):
         return f"{method} tarball"
     if path.endswith(".metadata"):

@@ -43,6 +43,15 @@ pub struct UnlistedFile<'a> {
     pub version: &'a str,
 }
 
+/// The checksum a probe insists on (a checksum database's), if any: a file listed otherwise is
+/// probed again.
+fn wanted_algorithm(probe: &Probe) -> Option<&'static str> {
+    match probe {
+        Probe::Known { algorithm, .. } => Some(algorithm),
+        Probe::Sidecars(_) | Probe::Unverified => None,
+    }
+}
+
 /// A sidecar is a checksum and maybe a file name: never more than this.
 const MAX_SIDECAR: usize = 1024;
 
@@ -56,12 +65,8 @@ impl Cache {
         probe: &Probe,
     ) -> Result<FileRecord, CacheError> {
         if let Some(record) = self.package_file(group, file.path).await {
-            let wanted = match probe {
-                Probe::Known { algorithm, .. } => Some(*algorithm),
-                Probe::Sidecars(_) | Probe::Unverified => None,
-            };
             // A checksum learnt since it was listed unverified (a group that now verifies) wins.
-            if wanted.is_none_or(|algorithm| algorithm == record.listing.algorithm) {
+            if wanted_algorithm(probe).is_none_or(|algorithm| algorithm == record.listing.algorithm) {
                 return Ok(record);
             }
         }
@@ -86,6 +91,12 @@ impl Cache {
             variant: "probe".to_owned(),
         };
         let found = self.document_reads.run(key, || async {
+            // A probe that ended while this one was on its way here listed it already.
+            if let Ok(Some(record)) = self.catalog.metadata().find_package_file(&group.path, file.path).await
+                && wanted_algorithm(probe).is_none_or(|algorithm| algorithm == record.listing.algorithm)
+            {
+                return Ok(());
+            }
             let (upstream, algorithm, checksum) = match probe {
                 Probe::Sidecars(algorithms) => {
                     match self.read_sidecars(group, file.path, algorithms).await? {

@@ -85,15 +85,9 @@ fn target(
         Endpoint::Artifact(file) => match file.sidecar {
             None => artifact(&file, path, Listing::Probe(Probe::Sidecars(SIDECARS))),
             Some(sidecar) => {
-                let algorithm = ChecksumAlgorithm::from_name(sidecar.algorithm());
                 // A sidecar not known from its file is a file of its own, verified by nothing.
                 let otherwise = Box::new(artifact(&file, path, Listing::Probe(Probe::Unverified)));
-                match algorithm {
-                    Some(algorithm) => {
-                        Target::Checksum { file: file.path(), algorithm: algorithm.as_str(), otherwise }
-                    }
-                    None => *otherwise,
-                }
+                Target::Checksum { file: file.path(), algorithm: sidecar.algorithm(), otherwise }
             }
         },
     })
@@ -166,11 +160,16 @@ mod tests {
             }
             _ => panic!("a .sha1 is answered from its file"),
         }
-        // md5 is no algorithm the proxy verifies: a file of its own.
-        assert!(matches!(
-            target_of("com/example/dp/app/1.0/app-1.0.jar.md5").unwrap(),
-            Target::File { listing: Listing::Probe(Probe::Unverified), .. }
-        ));
+        // md5 is no algorithm the proxy verifies: known only as absent, else a file of its own.
+        match target_of("com/example/dp/app/1.0/app-1.0.jar.md5").unwrap() {
+            Target::Checksum { algorithm: "md5", otherwise, .. } => {
+                assert!(matches!(
+                    *otherwise,
+                    Target::File { listing: Listing::Probe(Probe::Unverified), .. }
+                ));
+            }
+            _ => panic!("an .md5 is answered from its file when that says it is absent"),
+        }
         for bad in ["", "x", "com/example/../app/1.0/app-1.0.jar", "com/example/dp/app/1.0/other-1.0.jar"] {
             assert!(matches!(target_of(bad), Err(ControlError::BadPackageRequest(_))), "{bad:?}");
         }

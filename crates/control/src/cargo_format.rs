@@ -125,8 +125,16 @@ fn prepare<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ControlError>> + Send + 'a>> {
     Box::pin(async move {
         for upstream in group.upstreams.in_order(None) {
+            let fresh = |known: &Option<(String, std::time::Duration)>| {
+                known.as_ref().is_some_and(|(_, age)| *age < group.manifest_recheck)
+            };
+            if fresh(&upstream.download_template()) {
+                continue;
+            }
+            // Concurrent first requests read it once: the others find it fresh.
+            let _reading = upstream.reading_download_template().await;
             let known = upstream.download_template();
-            if known.as_ref().is_some_and(|(_, age)| *age < group.manifest_recheck) {
+            if fresh(&known) {
                 continue;
             }
             let url = upstream.package_url("config.json");

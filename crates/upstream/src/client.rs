@@ -61,6 +61,8 @@ struct Inner {
     /// Where the upstream says its files are, as it last said (a Cargo registry's `dl` template,
     /// read from its `config.json`), and when that was read.
     download_template: std::sync::RwLock<Option<(String, std::time::Instant)>>,
+    /// Held while the template is read from the upstream, so concurrent requests read it once.
+    download_template_read: tokio::sync::Mutex<()>,
 }
 
 impl UpstreamClient {
@@ -82,6 +84,7 @@ impl UpstreamClient {
                 tokens,
                 docker_hub,
                 download_template: std::sync::RwLock::new(None),
+                download_template_read: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -104,6 +107,12 @@ impl UpstreamClient {
     pub fn download_template(&self) -> Option<(String, Duration)> {
         let known = self.inner.download_template.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         known.as_ref().map(|(template, at)| (template.clone(), at.elapsed()))
+    }
+
+    /// Taken while the download template is read from the upstream: whoever waited for it finds
+    /// the template fresh and reads nothing.
+    pub async fn reading_download_template(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.download_template_read.lock().await
     }
 
     /// Records where the upstream says its files are, as just read from it.

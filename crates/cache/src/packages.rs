@@ -319,12 +319,14 @@ impl Cache {
         read.await.map_err(CacheError::from)
     }
 
-    /// A fill stored a package document: recorded with the files it lists.
+    /// A fill stored a package document: recorded with the files it lists. `sent_as_modified`:
+    /// the `Last-Modified` its fill's clients were told (unix ms), kept when its content is new,
+    /// so their `If-Modified-Since` matches what is stored; none: now.
     pub async fn record_package_document(
         &self,
         group: &GroupSettings,
         request: &DocumentRequest,
-        object: StoredObject,
+        (object, sent_as_modified): (StoredObject, Option<i64>),
         lease: Option<&str>,
         files: &[FileListing],
     ) -> Result<(), CacheError> {
@@ -335,7 +337,7 @@ impl Cache {
             media_type: object.media_type.clone(),
             upstream: upstream.clone(),
             checked_at: self.clock.now_ms(),
-            modified_at: self.clock.now_ms(),
+            modified_at: sent_as_modified.unwrap_or_else(|| self.clock.now_ms()),
             stored: true,
         };
         if !self.commit_group_blob(&group.path, object, lease).await? {

@@ -256,16 +256,17 @@ async fn handle(
             }
             let (decision, modified) = control.cache.package_document(&group, &document, head).await?;
             let asked_at = control.cache.clock().now_ms();
-            let mut response = serve(format, decision, &path, Some(&document), &group, &caller, &client);
+            let mut response =
+                serve(format, decision, &path, Some((&document, asked_at)), &group, &caller, &client);
             match (modified, response.extensions_mut().get_mut::<injector::Injector>()) {
                 (Some(modified), Some(injector::Injector::SendBlob(send))) => {
                     send.headers.push(("Last-Modified".to_owned(), http_date(modified)));
                 }
                 // Streamed from the upstream: its ETag is not known before the last byte, but a
                 // client that gets no validator at all (cargo) asks for the whole document again
-                // at its next resolution. The content is stored no earlier than it was asked for
-                // (or kept with an older date when unchanged), so the next `If-Modified-Since`
-                // with this date is answered 304 from the cache, never with an older document.
+                // at its next resolution. New content is recorded with this date (the upload
+                // calls carry it: `asked_at`), unchanged content keeps its older one, so the next
+                // `If-Modified-Since` with this date is answered 304 from the cache.
                 (None, Some(injector::Injector::SendDependency(send))) => {
                     send.response_headers.push(("Last-Modified".to_owned(), http_date(asked_at)));
                 }
@@ -465,19 +466,21 @@ fn serve(
     format: &PackageFormat,
     decision: Decision,
     path: &str,
-    document: Option<&DocumentRequest>,
+    document: Option<(&DocumentRequest, i64)>,
     group: &GroupSettings,
     caller: &Caller,
     client: &str,
 ) -> Response {
-    // A document's upload calls name its variant: the path alone does not say which was asked.
+    // A document's upload calls name its variant (the path alone does not say which was asked)
+    // and when it was asked (its clients' `Last-Modified`).
     let uri: Uri = match document {
-        Some(document) => {
+        Some((document, asked_at)) => {
             let variant: String = url::form_urlencoded::byte_serialize(document.variant.as_bytes()).collect();
-            format!("{path}?variant={variant}").parse().unwrap_or_default()
+            format!("{path}?variant={variant}&asked_at={asked_at}").parse().unwrap_or_default()
         }
         None => path.parse().unwrap_or_default(),
     };
+    let document = document.map(|(document, _)| document);
     let transform = if document.is_some() { transform(format, group, client) } else { Vec::new() };
     let mut response =
         render::rewritten(decision, &SERVING, &uri, group.path.as_str(), caller.address, transform);
@@ -523,11 +526,15 @@ pub(crate) async fn upload(
         format.format.package_path(object_path).ok_or_else(|| no_such_group(object_path))?;
     let group = control.cache.package_group(format.format, group_path)?;
     let target = (format.target)(rest, None, &http::HeaderMap::new(), None, &group, "")?;
-    let variant = query.and_then(|query| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == "variant")
-            .map(|(_, value)| value.into_owned())
-    });
+    let parameter = |name: &str| {
+        query.and_then(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        })
+    };
+    let variant = parameter("variant");
+    let asked_at = parameter("asked_at").and_then(|text| text.parse::<i64>().ok());
     let mut subject: Option<(String, Option<String>)> = None;
     let (kind, stored) = match target {
         Target::Document { mut document, .. } => {
@@ -611,7 +618,13 @@ pub(crate) async fn upload(
                     let files = listings(&upstream, &document_url, &call.files, format.locate);
                     control
                         .cache
-                        .record_package_document(&group, document, object, lease.as_deref(), &files)
+                        .record_package_document(
+                            &group,
+                            document,
+                            (object, asked_at),
+                            lease.as_deref(),
+                            &files,
+                        )
                         .await?
                 }
             }

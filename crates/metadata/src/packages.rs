@@ -27,8 +27,9 @@ pub struct DocumentRecord {
     pub upstream: String,
     /// When the upstream last sent or confirmed it (unix ms).
     pub checked_at: i64,
-    /// When its content last changed (unix ms): its `Last-Modified`. Read-only: a record whose
-    /// digest differs from the one held sets it to `now`, the same digest keeps it.
+    /// When its content last changed (unix ms): its `Last-Modified`. A record whose digest
+    /// differs from the one held sets it (to when its clients were first told it changed), the
+    /// same digest keeps the one held.
     pub modified_at: i64,
     /// Whether its blob row exists. Read-only: ignored when recording.
     pub stored: bool,
@@ -167,7 +168,7 @@ impl Metadata {
     ) -> Result<()> {
         const SQL: &str = "INSERT INTO package_documents \
              (group_path, package, variant, digest, size, media_type, upstream, created_at, checked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8) \
              ON CONFLICT (group_path, package, variant) DO UPDATE SET \
              created_at = CASE WHEN package_documents.digest = excluded.digest \
              THEN package_documents.created_at ELSE excluded.created_at END, digest = excluded.digest, \
@@ -182,6 +183,7 @@ impl Metadata {
             .bind(&record.media_type)
             .bind(&record.upstream)
             .bind(now)
+            .bind(record.modified_at)
             .execute(pool)
             .await?
             .rows_affected());

@@ -371,8 +371,9 @@ impl Cache {
         let url = group.upstreams.get(&upstream).map(|at| at.package_url(path)).unwrap_or_default();
         let served = ServedFile { package, version, upstream: &upstream, url: &url, at: self.clock.now_ms() };
         if self.commit_group_blob(&group.path, object, lease).await? {
-            self.catalog.metadata().record_package_file(&group.path, path, &stored, &served).await?;
-            if self.catalog.metadata().package_file_unverified(&group.path, path).await.unwrap_or(false) {
+            let stored_as =
+                self.catalog.metadata().record_package_file(&group.path, path, &stored, &served).await?;
+            if stored_as == metadata::StoredAs::Unverified {
                 self.metrics.unverified_file_stored(&group.path);
             }
             self.package_not_found

@@ -30,7 +30,7 @@ pub use error::MetadataError;
 pub use jobs::JobRecord;
 pub use objects::{BlobKey, BlobRecord, ManifestKey, ManifestRecord};
 pub use packages::{
-    DocumentKey, DocumentRecord, FileListing, FileRecord, PackageObject, ServedFile, StoredFile,
+    DocumentKey, DocumentRecord, FileListing, FileRecord, PackageObject, ServedFile, StoredAs, StoredFile,
 };
 pub use pool::Metadata;
 pub use reads::{HourlyTraffic, Reads, Traffic};

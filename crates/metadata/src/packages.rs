@@ -61,6 +61,14 @@ pub struct ServedFile<'a> {
     pub at: i64,
 }
 
+/// Whether a stored file was verified against a published checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredAs {
+    Verified,
+    /// Its upstream published no checksum for it.
+    Unverified,
+}
+
 /// A listed file, and its blob once stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
@@ -259,7 +267,7 @@ impl Metadata {
         path: &str,
         stored: &StoredFile,
         served: &ServedFile<'_>,
-    ) -> Result<()> {
+    ) -> Result<StoredAs> {
         // A file no document lists and no checksum verifies is first listed here, by its fill;
         // one listed with no upstream (the first that has it serves it) names the one that did.
         const SQL: &str = "INSERT INTO package_files \
@@ -267,8 +275,9 @@ impl Metadata {
              VALUES ($1, $2, $5, $6, '', '', $7, $8, $3, $4, $9) \
              ON CONFLICT (group_path, path) DO UPDATE SET digest = excluded.digest, size = excluded.size, \
              upstream = CASE WHEN package_files.upstream = '' THEN excluded.upstream \
-             ELSE package_files.upstream END";
-        on_pool!(self, |pool| sqlx::query(SQL)
+             ELSE package_files.upstream END \
+             RETURNING CAST(CASE WHEN algorithm = '' THEN 1 ELSE 0 END AS BIGINT)";
+        let (unverified,): (i64,) = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(group.as_str())
             .bind(path)
             .bind(stored.digest.to_string())
@@ -278,22 +287,9 @@ impl Metadata {
             .bind(served.url)
             .bind(served.upstream)
             .bind(served.at)
-            .execute(pool)
-            .await?
-            .rows_affected());
-        Ok(())
-    }
-
-    /// Whether the file at `path` is listed with no checksum to verify it against.
-    pub async fn package_file_unverified(&self, group: &GroupPath, path: &str) -> Result<bool> {
-        const SQL: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM package_files \
-             WHERE group_path = $1 AND path = $2 AND algorithm = ''";
-        let (count,): (i64,) = on_pool!(self, |pool| sqlx::query_as(SQL)
-            .bind(group.as_str())
-            .bind(path)
             .fetch_one(pool)
             .await?);
-        Ok(count > 0)
+        Ok(if unverified != 0 { StoredAs::Unverified } else { StoredAs::Verified })
     }
 
     /// How many stored files of `group` were recorded unverified: no checksum was published.
